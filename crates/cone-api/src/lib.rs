@@ -1,0 +1,142 @@
+//! The JSON that crosses the wire between `cone` and `cone-server`. Nothing else is serialised to the network.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Entitlement kind of an Identity Center permission set in one account.
+pub const KIND_AWS_PERMISSION_SET: &str = "aws_permission_set";
+
+/// The OAuth client id the CLI uses for device authorization.
+pub const CLI_CLIENT_ID: &str = "cone-cli";
+
+/// Stable error codes in [`ApiError::code`].
+pub mod codes {
+    pub const PENDING_REQUEST_EXISTS: &str = "pending_request_exists";
+    pub const FORM_REQUIRED: &str = "form_required";
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Every non-2xx API answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FormField {
+    pub name: String,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub app_id: String,
+    /// `<accountId>|<permissionSetArn>` for AWS permission sets.
+    pub id: String,
+    pub kind: String,
+    /// The permission set name.
+    pub display_name: String,
+    /// The account name.
+    pub resource_name: String,
+    pub account_id: String,
+    pub role_name: String,
+    pub max_duration_secs: i64,
+    #[serde(default)]
+    pub form: Vec<FormField>,
+    /// End of the caller's active grant, if any.
+    #[serde(default)]
+    pub granted_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntitlementPage {
+    pub entitlements: Vec<Entitlement>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateTask {
+    pub app_id: String,
+    pub entitlement_id: String,
+    #[serde(default)]
+    pub justification: String,
+    #[serde(default)]
+    pub duration_secs: Option<i64>,
+    #[serde(default)]
+    pub form_data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub id: i64,
+    pub requester: String,
+    pub app_id: String,
+    pub entitlement_id: String,
+    pub entitlement_name: String,
+    /// One of `cone_core::task::TaskState::as_str`.
+    pub state: String,
+    pub justification: String,
+    pub duration_secs: i64,
+    /// The group whose approval the task waits for.
+    #[serde(default)]
+    pub waiting_for_group: Option<String>,
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub grant_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Decision {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Me {
+    pub username: String,
+    pub display_name: String,
+    pub email: String,
+    pub groups: Vec<String>,
+}
+
+/// RFC 8628 §3.2 device authorization response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: i64,
+    pub interval: i64,
+}
+
+/// RFC 6749 §5.1 token response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+}
+
+/// RFC 6749 §5.2 error response (with the RFC 8628 codes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OAuthError {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: String,
+}

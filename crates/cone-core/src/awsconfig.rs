@@ -1,0 +1,115 @@
+//! Reads and edits `~/.aws/config` without disturbing anything cone did not write: the document is kept as its
+//! original lines, lookups parse them on demand, and additions are appended as whole sections.
+
+use std::collections::BTreeMap;
+
+/// The comment line that marks a section cone wrote.
+pub const MANAGED_MARKER: &str = "# Managed by cone; edit with `cone aws setup`.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    text: String,
+}
+
+impl ConfigFile {
+    pub fn parse(text: &str) -> ConfigFile {
+        ConfigFile { text: text.to_string() }
+    }
+
+    pub fn render(&self) -> &str {
+        &self.text
+    }
+
+    /// The keys of `[profile NAME]` (or `[default]` for `default`), lower-cased; later keys win, as in the Rust SDK.
+    pub fn profile(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let mut found = false;
+        let mut current = false;
+        let mut keys = BTreeMap::new();
+        for line in self.text.lines() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+                continue;
+            }
+            if let Some(section) = section_name(trimmed) {
+                current = profile_of(&section).is_some_and(|p| p == name);
+                found |= current;
+                continue;
+            }
+            // Indented lines belong to a nested value (`s3 =` and friends), not to the profile.
+            if current && !line.starts_with([' ', '\t']) {
+                if let Some((k, v)) = trimmed.split_once(['=', ':']) {
+                    keys.insert(k.trim().to_lowercase(), v.trim().to_string());
+                }
+            }
+        }
+        found.then_some(keys)
+    }
+
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.profile(name).is_some()
+    }
+
+    /// Appends a marked `[profile NAME]` section. Callers sanitise names and values (see `naming`).
+    pub fn add_profile(&mut self, name: &str, entries: &[(&str, String)]) {
+        if !self.text.is_empty() && !self.text.ends_with('\n') {
+            self.text.push('\n');
+        }
+        if !self.text.is_empty() && !self.text.ends_with("\n\n") {
+            self.text.push('\n');
+        }
+        self.text.push_str(MANAGED_MARKER);
+        self.text.push_str(&format!("\n[profile {name}]\n"));
+        for (key, value) in entries {
+            self.text.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+}
+
+fn section_name(line: &str) -> Option<String> {
+    let inner = line.strip_prefix('[')?.strip_suffix(']')?;
+    Some(inner.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn profile_of(section: &str) -> Option<&str> {
+    if section == "default" {
+        return Some("default");
+    }
+    section.strip_prefix("profile ").map(|p| p.trim().trim_matches('"'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER_FILE: &str = "# my settings\n[default]\nregion = eu-west-1 # keep\n\n[profile dev]\nsso_session = corp\ns3 =\n  max_concurrent_requests = 20\nREGION: us-east-2\n[sso-session corp]\nsso_region = us-east-1";
+
+    #[test]
+    fn reads_profiles_like_the_sdks() {
+        let doc = ConfigFile::parse(USER_FILE);
+        let dev = doc.profile("dev").unwrap();
+        assert_eq!(dev.get("region").map(String::as_str), Some("us-east-2"));
+        assert_eq!(dev.get("sso_session").map(String::as_str), Some("corp"));
+        assert!(!dev.contains_key("max_concurrent_requests"));
+        assert!(doc.has_profile("default"));
+        assert!(!doc.has_profile("corp"));
+    }
+
+    #[test]
+    fn additions_preserve_every_existing_byte() {
+        let mut doc = ConfigFile::parse(USER_FILE);
+        doc.add_profile("staging-readonlyaccess", &[("region", "us-east-1".into())]);
+        let out = doc.render();
+        assert!(out.starts_with(USER_FILE));
+        assert!(out.ends_with(&format!("\n\n{MANAGED_MARKER}\n[profile staging-readonlyaccess]\nregion = us-east-1\n")));
+        let reparsed = ConfigFile::parse(out);
+        assert_eq!(reparsed.profile("dev"), ConfigFile::parse(USER_FILE).profile("dev"));
+        assert!(reparsed.has_profile("staging-readonlyaccess"));
+    }
+
+    #[test]
+    fn empty_file_gets_no_leading_blank_line() {
+        let mut doc = ConfigFile::parse("");
+        doc.add_profile("p", &[]);
+        assert_eq!(doc.render(), format!("{MANAGED_MARKER}\n[profile p]\n"));
+    }
+}

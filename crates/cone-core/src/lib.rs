@@ -1,0 +1,9 @@
+//! Cone's pure logic: profile naming, `~/.aws/config` editing, policy decisions, request validation and the
+//! task state machine. No I/O, no async, no clock: time arrives as an argument.
+
+pub mod awsconfig;
+pub mod duration;
+pub mod naming;
+pub mod policy;
+pub mod request;
+pub mod task;

@@ -1,0 +1,67 @@
+//! Profile names and values that go into files other tools parse.
+
+/// `<account-name>-<role-name>`, lower-case, with anything outside `[a-z0-9._-]` turned into `-`, so the name is a
+/// valid profile name for botocore and the Rust SDK alike and cannot break out of an INI section header.
+pub fn profile_name(account_name: &str, role_name: &str) -> String {
+    let raw = format!("{account_name}-{role_name}").to_lowercase();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// A value safe to write after `key = ` in an INI file: one line, no control characters, no leading or trailing
+/// space (botocore strips it) and nothing a shell-less `shlex` split could treat as a second argument.
+pub fn ini_value(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if matches!(c, '[' | ']' | ';' | '#' | '"' | '\'' | '`' | '$' | '\\') { '_' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Quotes one argument for a `credential_process` line: botocore splits it with POSIX `shlex`, the Rust SDK runs
+/// it with `sh -c`, and single quotes mean the same to both.
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c)) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_seed() {
+        assert_eq!(profile_name("Production", "DatabaseAdministrator"), "production-databaseadministrator");
+        assert_eq!(profile_name("Staging", "ReadOnlyAccess"), "staging-readonlyaccess");
+    }
+
+    #[test]
+    fn names_cannot_escape_a_section_header() {
+        assert_eq!(profile_name("Prod]\n[default", "Admin"), "prod-default-admin");
+        assert_eq!(profile_name("  My  Account ", "Role/X"), "my-account-role-x");
+    }
+
+    #[test]
+    fn values_are_single_line_and_inert() {
+        assert_eq!(ini_value("a\nb = c"), "ab = c");
+        assert_eq!(ini_value(" x'; rm -rf ~ #"), "x__ rm -rf ~ _");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/usr/bin/cone"), "/usr/bin/cone");
+        assert_eq!(shell_quote("/my dir/cone"), "'/my dir/cone'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,233 @@
+//! The services behind the API: each checks, decides with `cone_core`, and records the result in one
+//! transaction (with its audit entry and any job), then tells waiting clients and workers.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use cone_api::{ApiError, CreateTask, Entitlement, FormField, Task, codes};
+use cone_core::policy::{self, Outcome, Step};
+use cone_core::request;
+
+use crate::config::Resolved;
+use crate::db::{EntitlementRow, NewTask, Placement, TaskRow, UserRow};
+use crate::http::{ApiFailure, AppState, now};
+
+fn time(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(t, 0).unwrap_or_default()
+}
+
+fn to_api(row: &EntitlementRow, policy: &Resolved, granted_until: Option<i64>) -> Entitlement {
+    Entitlement {
+        app_id: row.app_id.clone(),
+        id: row.id.clone(),
+        kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
+        display_name: row.permission_set_name.clone(),
+        resource_name: row.account_name.clone(),
+        account_id: row.account_id.clone(),
+        role_name: row.permission_set_name.clone(),
+        max_duration_secs: policy.max_duration,
+        form: policy.form.iter().map(|f| FormField { name: f.name.clone(), required: f.required }).collect(),
+        granted_until: granted_until.map(time),
+    }
+}
+
+/// Every entitlement is visible and requestable by every signed-in user (the one access profile for now).
+pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
+    let rows = s.db.entitlements().await?;
+    let active = s.db.active_grants(u.id, now()).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let until = active.iter().find(|(a, e, _)| a == &r.app_id && e == &r.id).map(|(_, _, t)| *t);
+            to_api(r, &s.config.policy_for(&r.account_name, &r.permission_set_name), until)
+        })
+        .collect())
+}
+
+async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
+    s.db.entitlement(app_id, id).await?.ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("No entitlement \"{id}\" in app \"{app_id}\"; it may have been removed. Run `cone aws setup` to refresh your profiles."),
+        )
+    })
+}
+
+pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
+    let row = load_entitlement(s, app_id, id).await?;
+    let until = s.db.active_grants(u.id, now()).await?.into_iter().find(|(a, e, _)| a == app_id && e == id).map(|(_, _, t)| t);
+    Ok(to_api(&row, &s.config.policy_for(&row.account_name, &row.permission_set_name), until))
+}
+
+pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
+    let row = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
+    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+    if policy.form.iter().any(|f| f.required) && req.form_data.is_empty() {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            codes::FORM_REQUIRED,
+            format!("This entitlement requires a request form; request it with `cone get --app-id {} --entitlement-id {}`.", row.app_id, row.id),
+        ));
+    }
+    let duration = request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &policy.form, &req.form_data)
+        .map_err(|request::Invalid(problems)| ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" ")))?;
+    let principal = u.idc_user_id.as_deref().ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!("Your Cone user \"{}\" is not linked to an IAM Identity Center user of the same name; ask an administrator to create or sync it.", u.username),
+        )
+    })?;
+    let steps_json = steps_to_json(&policy.steps);
+    let outcome = policy::advance(&policy.steps, 0);
+    let new = NewTask {
+        requester_id: u.id,
+        entitlement: &row,
+        principal_id: principal,
+        justification: req.justification.trim(),
+        duration_secs: duration,
+        form_json: serde_json::to_string(&req.form_data).map_err(anyhow::Error::from)?,
+        policy_name: &policy.name,
+        steps_json,
+    };
+    match s.db.insert_task(&new, placement(&outcome), now()).await? {
+        Ok(id) => {
+            changed(s, id);
+            load_task(s, id).await
+        }
+        Err(existing) => Err(ApiFailure(
+            StatusCode::CONFLICT,
+            ApiError {
+                code: codes::PENDING_REQUEST_EXISTS.into(),
+                message: format!("A pending request already exists for this entitlement (task {existing}); check it with `cone task get {existing}`."),
+                task_id: Some(existing),
+            },
+        )),
+    }
+}
+
+fn placement(outcome: &Outcome) -> Placement<'_> {
+    match outcome {
+        Outcome::Granted => Placement::Provision,
+        Outcome::Denied => Placement::Denied,
+        Outcome::NeedsApproval { index, group } => Placement::Waiting { index: *index, group },
+    }
+}
+
+fn changed(s: &AppState, task_id: i64) {
+    let _ = s.task_changes.send(task_id);
+    s.wake.notify_one();
+}
+
+async fn load_task(s: &AppState, id: i64) -> Result<Task, ApiFailure> {
+    let row = s.db.task(id).await?.ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id}.")))?;
+    task_to_api(s, row).await
+}
+
+async fn task_to_api(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
+    let name = match s.db.entitlement(&t.app_id, &t.entitlement_id).await? {
+        Some(e) => format!("{} on {}", e.permission_set_name, e.account_name),
+        None => t.entitlement_id.clone(),
+    };
+    Ok(Task {
+        id: t.id,
+        requester: t.requester,
+        app_id: t.app_id,
+        entitlement_id: t.entitlement_id,
+        entitlement_name: name,
+        state: t.state,
+        justification: t.justification,
+        duration_secs: t.duration_secs,
+        waiting_for_group: t.waiting_for_group,
+        decided_by: t.decided_by,
+        reason: t.reason,
+        grant_expires_at: t.grant_expires_at.map(time),
+        created_at: time(t.created_at),
+        updated_at: time(t.updated_at),
+    })
+}
+
+/// Requesters see their tasks; members of a group named in the task's policy see it too.
+async fn visible_task(s: &AppState, u: &UserRow, id: i64) -> Result<TaskRow, ApiFailure> {
+    let not_found = || ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id} that you can see."));
+    let t = s.db.task(id).await?.ok_or_else(not_found)?;
+    if t.requester_id == u.id {
+        return Ok(t);
+    }
+    let groups = s.db.user_groups(u.id).await?;
+    let approves = steps_from_json(&t.steps_json).iter().any(|st| matches!(st, Step::Approval { group } if groups.contains(group)));
+    if approves { Ok(t) } else { Err(not_found()) }
+}
+
+/// Answers when the task's state differs from `known_state`, or after `wait`.
+pub async fn watch_task(s: &AppState, u: &UserRow, id: i64, known_state: Option<&str>, wait: Duration) -> Result<Task, ApiFailure> {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before reading so that a change between the read and the wait is not missed.
+    let mut changes = s.task_changes.subscribe();
+    loop {
+        let t = visible_task(s, u, id).await?;
+        if known_state.is_none_or(|k| k != t.state) || tokio::time::Instant::now() >= deadline {
+            return task_to_api(s, t).await;
+        }
+        tokio::select! {
+            _ = changes.recv() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: &str) -> Result<Task, ApiFailure> {
+    let t = visible_task(s, u, id).await?;
+    if t.state != "pending_approval" {
+        return Err(ApiFailure::new(StatusCode::CONFLICT, codes::INVALID_REQUEST, format!("Task {id} is {}; it no longer waits for a decision.", t.state.replace('_', " "))));
+    }
+    let groups = s.db.user_groups(u.id).await?;
+    policy::check_approver(&t.requester, &u.username, &groups, t.waiting_for_group.as_deref())
+        .map_err(|e| ApiFailure::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.message()))?;
+    let steps = steps_from_json(&t.steps_json);
+    let outcome = if approve { policy::advance(&steps, t.step_index as usize + 1) } else { Outcome::Denied };
+    if !s.db.decide(id, t.step_index, u.id, comment, placement(&outcome), now()).await? {
+        return Err(ApiFailure::new(StatusCode::CONFLICT, codes::INVALID_REQUEST, format!("Task {id} was decided by someone else a moment ago; see `cone task get {id}`.")));
+    }
+    changed(s, id);
+    load_task(s, id).await
+}
+
+fn steps_to_json(steps: &[Step]) -> String {
+    let values: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|s| match s {
+            Step::Accept => "accept".into(),
+            Step::Reject => "reject".into(),
+            Step::Approval { group } => serde_json::json!({ "approval": group }),
+        })
+        .collect();
+    serde_json::Value::from(values).to_string()
+}
+
+/// The policy as it was when the task was filed; later policy edits do not change a running task.
+fn steps_from_json(json: &str) -> Vec<Step> {
+    let values: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
+    values
+        .iter()
+        .map(|v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
+            (Some("accept"), _) => Step::Accept,
+            (_, Some(group)) => Step::Approval { group: group.into() },
+            _ => Step::Reject,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_round_trip_and_unknown_steps_reject() {
+        let steps = vec![Step::Accept, Step::Approval { group: "approvers".into() }, Step::Reject];
+        assert_eq!(steps_from_json(&steps_to_json(&steps)), steps);
+        assert_eq!(steps_from_json(r#"["frobnicate"]"#), vec![Step::Reject]);
+    }
+}

@@ -1,0 +1,196 @@
+//! The server's YAML configuration: where it listens, where it stores, and the policies.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cone_core::policy::Step;
+use cone_core::request::FormField;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// The URL people reach the server at (for the device sign-in page); defaults to the listening address.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    pub aws: AwsConfig,
+    /// Duration of a grant when the request names none, capped by the policy's maximum.
+    #[serde(default = "default_duration", with = "duration")]
+    pub default_duration: i64,
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub sso_region: String,
+    #[serde(default = "default_app_id")]
+    pub app_id: String,
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    /// Which entitlements the policy covers; an absent field matches everything.
+    #[serde(default, rename = "match")]
+    pub matches: Match,
+    #[serde(with = "duration")]
+    pub max_duration: i64,
+    #[serde(default)]
+    pub form: Vec<FieldConfig>,
+    pub steps: Vec<StepConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub account: Option<String>,
+    pub permission_set: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    pub name: String,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// `accept`, `reject`, or `{ approval: { group: NAME } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StepConfig {
+    Named(NamedStep),
+    Approval { approval: ApprovalConfig },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedStep {
+    Accept,
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    pub group: String,
+}
+
+/// The policy in force for one entitlement.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    pub max_duration: i64,
+    pub form: Vec<FormField>,
+    pub steps: Vec<Step>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        let config: Config = serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not a valid cone-server configuration", path.display()))?;
+        for p in &config.policies {
+            if p.steps.is_empty() {
+                bail!("policy \"{}\" in {} has no steps; add `accept`, `reject` or an approval", p.name, path.display());
+            }
+        }
+        Ok(config)
+    }
+
+    /// The first policy whose match covers the entitlement. Entitlements no policy covers are denied, so that
+    /// forgetting a policy never grants access.
+    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> Resolved {
+        let found = self.policies.iter().find(|p| {
+            p.matches.account.as_deref().is_none_or(|a| a == account_name)
+                && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
+        });
+        match found {
+            Some(p) => Resolved {
+                name: p.name.clone(),
+                max_duration: p.max_duration,
+                form: p.form.iter().map(|f| FormField { name: f.name.clone(), required: f.required }).collect(),
+                steps: p
+                    .steps
+                    .iter()
+                    .map(|s| match s {
+                        StepConfig::Named(NamedStep::Accept) => Step::Accept,
+                        StepConfig::Named(NamedStep::Reject) => Step::Reject,
+                        StepConfig::Approval { approval } => Step::Approval { group: approval.group.clone() },
+                    })
+                    .collect(),
+            },
+            None => Resolved { name: "no matching policy".into(), max_duration: 3600, form: vec![], steps: vec![Step::Reject] },
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8480".into()
+}
+fn default_duration() -> i64 {
+    3600
+}
+fn default_app_id() -> String {
+    "aws".into()
+}
+fn default_sync_interval() -> u64 {
+    300
+}
+
+mod duration {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(d)?;
+        cone_core::duration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_policies_and_resolves_first_match() {
+        let config: Config = serde_yaml::from_str(
+            r#"
+database: /tmp/x.db
+aws: { sso_region: us-east-1 }
+policies:
+  - name: deny-sandbox-admin
+    match: { account: Sandbox, permission_set: AdministratorAccess }
+    max_duration: 1h
+    steps: [reject]
+  - name: admin
+    match: { permission_set: AdministratorAccess }
+    max_duration: 1h
+    steps: [{ approval: { group: approvers } }]
+  - name: dba
+    match: { permission_set: DatabaseAdministrator }
+    max_duration: 1h
+    form: [{ name: ticket, required: true }]
+    steps: [accept]
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.policy_for("Sandbox", "AdministratorAccess").steps, vec![Step::Reject]);
+        assert_eq!(
+            config.policy_for("Production", "AdministratorAccess").steps,
+            vec![Step::Approval { group: "approvers".into() }]
+        );
+        assert_eq!(config.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
+        assert_eq!(config.policy_for("Production", "Other").steps, vec![Step::Reject]);
+        assert_eq!(config.default_duration, 3600);
+    }
+}

@@ -1,0 +1,728 @@
+//! The store: every SQL statement of the server lives here. SQLite in WAL mode; writers take the write lock up
+//! front (`BEGIN IMMEDIATE`) so that concurrent transactions wait instead of failing.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool, Transaction};
+
+pub type Tx = Transaction<'static, sqlx::Sqlite>;
+
+#[derive(Clone)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub email: String,
+    pub idc_user_id: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EntitlementRow {
+    pub app_id: String,
+    pub id: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set_arn: String,
+    pub permission_set_name: String,
+    pub instance_arn: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TaskRow {
+    pub id: i64,
+    pub requester_id: i64,
+    pub requester: String,
+    pub app_id: String,
+    pub entitlement_id: String,
+    pub state: String,
+    pub justification: String,
+    pub duration_secs: i64,
+    pub steps_json: String,
+    pub step_index: i64,
+    pub waiting_for_group: Option<String>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub grant_expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub kind: String,
+    pub grant_id: i64,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GrantRow {
+    pub id: i64,
+    pub task_id: i64,
+    pub instance_arn: String,
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub principal_id: String,
+    pub duration_secs: i64,
+}
+
+/// What a device-code poll finds (RFC 8628 §3.5).
+#[derive(Debug, PartialEq, Eq)]
+pub enum DevicePoll {
+    Unknown,
+    Pending,
+    SlowDown,
+    Expired,
+    Denied,
+    Approved(i64),
+}
+
+/// A new grant request, already checked against its policy.
+pub struct NewTask<'a> {
+    pub requester_id: i64,
+    pub entitlement: &'a EntitlementRow,
+    pub principal_id: &'a str,
+    pub justification: &'a str,
+    pub duration_secs: i64,
+    pub form_json: String,
+    pub policy_name: &'a str,
+    pub steps_json: String,
+}
+
+/// Where the policy left a task after a decision.
+pub enum Placement<'a> {
+    Waiting { index: usize, group: &'a str },
+    Provision,
+    Denied,
+}
+
+pub const TASK_SELECT: &str = "SELECT t.id, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
+        t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
+        d.username AS decided_by, t.reason, t.created_at, t.updated_at, g.expires_at AS grant_expires_at
+    FROM tasks t JOIN users u ON u.id = t.requester_id LEFT JOIN users d ON d.id = t.decided_by
+    LEFT JOIN grants g ON g.task_id = t.id";
+
+const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.resource_id AS account_id, r.name AS account_name,
+        e.permission_set_arn, e.permission_set_name, a.instance_arn
+    FROM entitlements e JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id JOIN apps a ON a.id = e.app_id
+    WHERE e.present = 1";
+
+impl Db {
+    pub async fn open(path: &Path) -> Result<Db> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        sqlx::migrate!("./migrations").run(&pool).await.context("cannot apply database migrations")?;
+        Ok(Db { pool })
+    }
+
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    // ---- identities and sign-in ----
+
+    pub async fn set_password(&self, username: &str, hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash) VALUES (?, ?)
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
+        )
+        .bind(username)
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as("SELECT id, username, display_name, email, idc_user_id, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn user_groups(&self, user_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = ? ORDER BY g.name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn create_device_code(&self, code_hash: &str, user_code: &str, expires_at: i64, interval: i64) -> Result<()> {
+        sqlx::query("INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES (?, ?, ?, ?)")
+            .bind(code_hash)
+            .bind(user_code)
+            .bind(expires_at)
+            .bind(interval)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Approves a pending, unexpired device code; false when there is none with that user code.
+    pub async fn approve_device_code(&self, user_code: &str, user_id: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE device_codes SET user_id = ? WHERE user_code = ? AND expires_at > ? AND user_id IS NULL AND denied = 0",
+        )
+        .bind(user_id)
+        .bind(user_code)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn poll_device_code(&self, code_hash: &str, now: i64) -> Result<DevicePoll> {
+        let mut tx = self.begin().await?;
+        let row: Option<(i64, i64, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT expires_at, interval_secs, last_poll_at, user_id, denied FROM device_codes WHERE device_code_hash = ?",
+        )
+        .bind(code_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((expires_at, interval, last_poll, user_id, denied)) = row else { return Ok(DevicePoll::Unknown) };
+        let result = if expires_at <= now {
+            DevicePoll::Expired
+        } else if denied != 0 {
+            DevicePoll::Denied
+        } else if let Some(user_id) = user_id {
+            DevicePoll::Approved(user_id)
+        } else if last_poll.is_some_and(|t| now - t < interval) {
+            DevicePoll::SlowDown
+        } else {
+            DevicePoll::Pending
+        };
+        if matches!(result, DevicePoll::Approved(_) | DevicePoll::Expired | DevicePoll::Denied) {
+            // A device code is redeemed once.
+            sqlx::query("DELETE FROM device_codes WHERE device_code_hash = ?").bind(code_hash).execute(&mut *tx).await?;
+        } else {
+            sqlx::query("UPDATE device_codes SET last_poll_at = ? WHERE device_code_hash = ?")
+                .bind(now)
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    pub async fn insert_access_token(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, now, &format!("user:{user_id}"), "login", &format!("user:{user_id}"), "{}").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn user_for_token(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash
+             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    // ---- catalog ----
+
+    /// Replaces the catalog and identities with what the connector saw.
+    pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES (?, 'AWS', ?) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
+            .bind(app_id)
+            .bind(&snap.instance_arn)
+            .execute(&mut *tx)
+            .await?;
+        for a in &snap.accounts {
+            sqlx::query("INSERT INTO resources (app_id, id, name) VALUES (?, ?, ?) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
+                .bind(app_id)
+                .bind(&a.id)
+                .bind(&a.name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
+        for (account_id, ps_arn) in &snap.provisioned {
+            let Some(ps) = snap.permission_sets.iter().find(|p| &p.arn == ps_arn) else { continue };
+            if !snap.accounts.iter().any(|a| &a.id == account_id) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, present)
+                 VALUES (?, ?, ?, ?, ?, 1)
+                 ON CONFLICT (app_id, id) DO UPDATE SET present = 1, permission_set_name = excluded.permission_set_name",
+            )
+            .bind(app_id)
+            .bind(format!("{account_id}|{ps_arn}"))
+            .bind(account_id)
+            .bind(ps_arn)
+            .bind(&ps.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for u in &snap.users {
+            // Link a local user of the same name (the one who set a password) to its Identity Center user.
+            sqlx::query(
+                "INSERT INTO users (username, display_name, email, idc_user_id) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
+                     idc_user_id = excluded.idc_user_id",
+            )
+            .bind(&u.user_name)
+            .bind(&u.display_name)
+            .bind(u.email.as_deref().unwrap_or(""))
+            .bind(&u.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for g in &snap.groups {
+            sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
+                .bind(&g.display_name)
+                .bind(&g.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        for (group_id, user_id) in &snap.memberships {
+            sqlx::query(
+                "INSERT OR IGNORE INTO group_members (group_id, user_id)
+                 SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = ? AND u.idc_user_id = ?",
+            )
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let detail = serde_json::json!({
+            "accounts": snap.accounts.len(), "permission_sets": snap.permission_sets.len(),
+            "users": snap.users.len(), "groups": snap.groups.len(),
+        });
+        audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name")).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The caller's active grants: (app id, entitlement id, latest end).
+    pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
+             WHERE user_id = ? AND state = 'active' AND expires_at > ? GROUP BY app_id, entitlement_id",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- tasks ----
+
+    pub async fn task(&self, id: i64) -> Result<Option<TaskRow>> {
+        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = ?")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Inserts the task where the policy placed it. `Ok(Err(id))` when an open task for the same user and
+    /// entitlement already exists.
+    pub async fn insert_task(&self, t: &NewTask<'_>, placement: Placement<'_>, now: i64) -> Result<Result<i64, i64>> {
+        let mut tx = self.begin().await?;
+        if let Some(id) = sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM tasks WHERE requester_id = ? AND app_id = ? AND entitlement_id = ?
+             AND state IN ('pending_approval', 'provisioning')",
+        )
+        .bind(t.requester_id)
+        .bind(&t.entitlement.app_id)
+        .bind(&t.entitlement.id)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            return Ok(Err(id));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tasks (requester_id, app_id, entitlement_id, state, justification, duration_secs, form_json,
+                 policy_name, steps_json, created_at, updated_at)
+             VALUES (?, ?, ?, 'pending_approval', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(t.requester_id)
+        .bind(&t.entitlement.app_id)
+        .bind(&t.entitlement.id)
+        .bind(t.justification)
+        .bind(t.duration_secs)
+        .bind(&t.form_json)
+        .bind(t.policy_name)
+        .bind(&t.steps_json)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id, permission_set_arn,
+                 principal_id, duration_secs, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested')",
+        )
+        .bind(id)
+        .bind(t.requester_id)
+        .bind(&t.entitlement.app_id)
+        .bind(&t.entitlement.id)
+        .bind(&t.entitlement.instance_arn)
+        .bind(&t.entitlement.account_id)
+        .bind(&t.entitlement.permission_set_arn)
+        .bind(t.principal_id)
+        .bind(t.duration_secs)
+        .execute(&mut *tx)
+        .await?;
+        let actor = format!("user:{}", t.requester_id);
+        let detail = serde_json::json!({"entitlement": t.entitlement.id, "duration_secs": t.duration_secs,
+            "policy": t.policy_name, "justification": t.justification});
+        audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
+        place(&mut tx, id, placement, None, None, now).await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// Records an approver's decision on a waiting task, unless someone decided it first (then false).
+    pub async fn decide(&self, task_id: i64, expect_index: i64, decider: i64, comment: &str, placement: Placement<'_>, now: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let still_waiting: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE id = ? AND state = 'pending_approval' AND step_index = ?")
+                .bind(task_id)
+                .bind(expect_index)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if still_waiting.is_none() {
+            return Ok(false);
+        }
+        let action = if matches!(placement, Placement::Denied) { "task.deny" } else { "task.approve" };
+        let detail = serde_json::json!({ "comment": comment, "step": expect_index });
+        audit(&mut tx, now, &format!("user:{decider}"), action, &format!("task:{task_id}"), &detail.to_string()).await?;
+        place(&mut tx, task_id, placement, Some(decider), Some(comment), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ---- provisioning and revocation ----
+
+    /// Takes the next due job and leases it, so a crashed worker's job is retried once the lease runs out.
+    pub async fn claim_job(&self, now: i64, lease_secs: i64) -> Result<Option<JobRow>> {
+        let mut tx = self.begin().await?;
+        let job: Option<JobRow> = sqlx::query_as(
+            "SELECT id, kind, grant_id, attempts FROM jobs
+             WHERE state = 'pending' AND run_after <= ? AND (locked_until IS NULL OR locked_until <= ?)
+             ORDER BY run_after, id LIMIT 1",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(job) = &job {
+            sqlx::query("UPDATE jobs SET locked_until = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?")
+                .bind(now + lease_secs)
+                .bind(now)
+                .bind(job.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    pub async fn grant(&self, id: i64) -> Result<GrantRow> {
+        Ok(sqlx::query_as(
+            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs FROM grants WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Another active grant gives the same principal the same permission set in the same account.
+    pub async fn covered_by_other_grant(&self, g: &GrantRow, now: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM grants WHERE id != ? AND state = 'active' AND expires_at > ?
+             AND principal_id = ? AND account_id = ? AND permission_set_arn = ?",
+        )
+        .bind(g.id)
+        .bind(now)
+        .bind(&g.principal_id)
+        .bind(&g.account_id)
+        .bind(&g.permission_set_arn)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// The assignment exists: the grant starts now and the task is granted.
+    pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(now + g.duration_secs)
+            .bind(g.id)
+            .execute(&mut *tx)
+            .await?;
+        set_task_state(&mut tx, g.task_id, "granted", now).await?;
+        finish_job(&mut tx, job.id, "done", None, now).await?;
+        audit(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The assignment is gone (or another grant still needs it): the grant has ended.
+    pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE grants SET state = 'ended' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+        finish_job(&mut tx, job.id, "done", None, now).await?;
+        let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
+        audit(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Provisioning failed for good.
+    pub async fn provisioning_failed(&self, job: &JobRow, g: &GrantRow, error: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE tasks SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?")
+            .bind(error)
+            .bind(now)
+            .bind(g.task_id)
+            .execute(&mut *tx)
+            .await?;
+        finish_job(&mut tx, job.id, "failed", Some(error), now).await?;
+        audit(&mut tx, now, "worker", "grant.fail", &format!("task:{}", g.task_id), &serde_json::json!({"error": error}).to_string()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn retry_job(&self, job: &JobRow, error: &str, run_after: i64, now: i64) -> Result<()> {
+        sqlx::query("UPDATE jobs SET locked_until = NULL, run_after = ?, last_error = ?, updated_at = ? WHERE id = ?")
+            .bind(run_after)
+            .bind(error)
+            .bind(now)
+            .bind(job.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every grant whose time is up and queues the removal of its assignment, in one transaction so that a
+    /// crash between the two cannot lose the revocation. Returns the affected task ids.
+    pub async fn expire_due_grants(&self, now: i64) -> Result<Vec<i64>> {
+        let mut tx = self.begin().await?;
+        let due: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= ?")
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (grant_id, task_id) in &due {
+            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?").bind(grant_id).execute(&mut *tx).await?;
+            set_task_state(&mut tx, *task_id, "expired", now).await?;
+            enqueue(&mut tx, "revoke", *grant_id, now).await?;
+            audit(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
+        }
+        tx.commit().await?;
+        Ok(due.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// The earliest moment a worker has something to do: a job becomes due or a grant ends.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (
+                 SELECT MIN(MAX(run_after, COALESCE(locked_until, 0))) AS t FROM jobs WHERE state = 'pending'
+                 UNION ALL SELECT MIN(expires_at) FROM grants WHERE state = 'active')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The id of the first audit entry whose hash does not match its content or its predecessor, if any.
+    pub async fn audit_chain_break(&self) -> Result<Option<i64>> {
+        let rows: Vec<(i64, i64, String, String, String, String, String, String)> =
+            sqlx::query_as("SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut prev = String::new();
+        for (id, at, actor, action, subject, detail, prev_hash, hash) in rows {
+            if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
+                return Ok(Some(id));
+            }
+            prev = hash;
+        }
+        Ok(None)
+    }
+}
+
+async fn place(tx: &mut Tx, task_id: i64, placement: Placement<'_>, decider: Option<i64>, reason: Option<&str>, now: i64) -> Result<()> {
+    let (state, index, group) = match placement {
+        Placement::Waiting { index, group } => ("pending_approval", index as i64, Some(group)),
+        Placement::Provision => ("provisioning", -1, None),
+        Placement::Denied => ("denied", -1, None),
+    };
+    sqlx::query(
+        "UPDATE tasks SET state = ?, step_index = CASE WHEN ? >= 0 THEN ? ELSE step_index END, waiting_for_group = ?,
+             decided_by = COALESCE(?, decided_by), reason = COALESCE(?, reason), updated_at = ? WHERE id = ?",
+    )
+    .bind(state)
+    .bind(index)
+    .bind(index)
+    .bind(group)
+    .bind(decider)
+    .bind(reason.filter(|r| !r.is_empty()))
+    .bind(now)
+    .bind(task_id)
+    .execute(&mut **tx)
+    .await?;
+    let grant_state = match state {
+        "provisioning" => "provisioning",
+        "denied" => "denied",
+        _ => "requested",
+    };
+    sqlx::query("UPDATE grants SET state = ? WHERE task_id = ?").bind(grant_state).bind(task_id).execute(&mut **tx).await?;
+    if state == "provisioning" {
+        let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?").bind(task_id).fetch_one(&mut **tx).await?;
+        enqueue(tx, "provision", grant_id, now).await?;
+    }
+    Ok(())
+}
+
+async fn set_task_state(tx: &mut Tx, task_id: i64, state: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE tasks SET state = ?, updated_at = ? WHERE id = ?")
+        .bind(state)
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn enqueue(tx: &mut Tx, kind: &str, grant_id: i64, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO jobs (kind, grant_id, state, run_after, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")
+        .bind(kind)
+        .bind(grant_id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, now: i64) -> Result<()> {
+    sqlx::query("UPDATE jobs SET state = ?, locked_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
+        .bind(state)
+        .bind(error)
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
+/// any edit or deletion breaks the chain.
+pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
+    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    let prev = prev.unwrap_or_default();
+    let hash = audit_hash(&prev, at, actor, action, subject, detail);
+    sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &at.to_string(), actor, action, subject, detail] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn audit_log_is_chained_and_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
+        for i in 0..3 {
+            let mut tx = db.begin().await.unwrap();
+            audit(&mut tx, i, "user:1", "test", "task:1", "{}").await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        assert_eq!(db.audit_chain_break().await.unwrap(), None);
+        assert!(sqlx::query("UPDATE audit_log SET actor = 'x'").execute(&db.pool).await.is_err());
+        assert!(sqlx::query("DELETE FROM audit_log").execute(&db.pool).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn device_codes_are_single_use_and_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
+        db.set_password("alice", "hash").await.unwrap();
+        let alice = db.user_by_name("alice").await.unwrap().unwrap();
+        db.create_device_code("h", "ABCD-EFGH", 100, 5).await.unwrap();
+        assert_eq!(db.poll_device_code("h", 10).await.unwrap(), DevicePoll::Pending);
+        assert_eq!(db.poll_device_code("h", 11).await.unwrap(), DevicePoll::SlowDown);
+        assert!(db.approve_device_code("ABCD-EFGH", alice.id, 12).await.unwrap());
+        assert_eq!(db.poll_device_code("h", 20).await.unwrap(), DevicePoll::Approved(alice.id));
+        assert_eq!(db.poll_device_code("h", 30).await.unwrap(), DevicePoll::Unknown);
+        db.create_device_code("old", "WXYZ-WXYZ", 100, 5).await.unwrap();
+        assert!(!db.approve_device_code("WXYZ-WXYZ", alice.id, 100).await.unwrap());
+        assert_eq!(db.poll_device_code("old", 100).await.unwrap(), DevicePoll::Expired);
+    }
+}

@@ -1,0 +1,104 @@
+//! `cone-server`: the control plane. `serve` runs the API, the sign-in page and the workers;
+//! `set-password` gives a local user a password (read from standard input).
+
+mod app;
+mod auth;
+mod config;
+mod db;
+mod http;
+mod workers;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tokio::sync::{Notify, broadcast};
+
+#[derive(Parser)]
+#[command(name = "cone-server", version, about = "Cone control plane: just-in-time access to AWS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. Prints `READY <url>` on standard output once it accepts requests.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Set a local user's password, read from the first line of standard input.
+    SetPassword {
+        #[arg(long, short)]
+        config: PathBuf,
+        username: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CONE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("cone-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::SetPassword { config, username } => {
+            let config = config::Config::load(&config)?;
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.len() < 8 {
+                bail!("the password must have at least 8 characters");
+            }
+            let db = db::Db::open(&config.database).await?;
+            db.set_password(&username, &auth::hash_password(password)?).await?;
+            eprintln!("Password set for {username}.");
+            Ok(())
+        }
+        Command::Serve { config } => serve(config::Config::load(&config)?).await,
+    }
+}
+
+async fn serve(config: config::Config) -> Result<()> {
+    let db = db::Db::open(&config.database).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another server using it?", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
+    let connector = Arc::new(cone_aws::Connector::from_env(&config.aws.sso_region).await?);
+    let state = http::AppState {
+        db,
+        config: Arc::new(config),
+        public_url: public_url.clone(),
+        task_changes: broadcast::channel(1024).0,
+        wake: Arc::new(Notify::new()),
+    };
+    if let Err(e) = workers::sync_once(&state, &connector).await {
+        tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");
+    }
+    workers::spawn_reconciler(state.clone(), connector.clone());
+    println!("READY {public_url}");
+    std::io::stdout().flush()?;
+    tracing::info!("listening on {addr}");
+    let server = axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    // The sync loop runs beside the server rather than on a spawned task: it borrows across awaits in ways
+    // that need not be `Send`.
+    tokio::select! {
+        result = server => result?,
+        () = workers::sync_periodically(state, connector) => {}
+    }
+    Ok(())
+}
