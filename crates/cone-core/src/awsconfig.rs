@@ -13,7 +13,9 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn parse(text: &str) -> ConfigFile {
-        ConfigFile { text: text.to_string() }
+        ConfigFile {
+            text: text.to_string(),
+        }
     }
 
     pub fn render(&self) -> &str {
@@ -36,10 +38,11 @@ impl ConfigFile {
                 continue;
             }
             // Indented lines belong to a nested value (`s3 =` and friends), not to the profile.
-            if current && !line.starts_with([' ', '\t']) {
-                if let Some((k, v)) = trimmed.split_once(['=', ':']) {
-                    keys.insert(k.trim().to_lowercase(), v.trim().to_string());
-                }
+            if current
+                && !line.starts_with([' ', '\t'])
+                && let Some((k, v)) = trimmed.split_once(['=', ':'])
+            {
+                keys.insert(k.trim().to_lowercase(), v.trim().to_string());
             }
         }
         found.then_some(keys)
@@ -74,7 +77,9 @@ fn profile_of(section: &str) -> Option<&str> {
     if section == "default" {
         return Some("default");
     }
-    section.strip_prefix("profile ").map(|p| p.trim().trim_matches('"'))
+    section
+        .strip_prefix("profile ")
+        .map(|p| p.trim().trim_matches('"'))
 }
 
 #[cfg(test)]
@@ -100,9 +105,14 @@ mod tests {
         doc.add_profile("staging-readonlyaccess", &[("region", "us-east-1".into())]);
         let out = doc.render();
         assert!(out.starts_with(USER_FILE));
-        assert!(out.ends_with(&format!("\n\n{MANAGED_MARKER}\n[profile staging-readonlyaccess]\nregion = us-east-1\n")));
+        assert!(out.ends_with(&format!(
+            "\n\n{MANAGED_MARKER}\n[profile staging-readonlyaccess]\nregion = us-east-1\n"
+        )));
         let reparsed = ConfigFile::parse(out);
-        assert_eq!(reparsed.profile("dev"), ConfigFile::parse(USER_FILE).profile("dev"));
+        assert_eq!(
+            reparsed.profile("dev"),
+            ConfigFile::parse(USER_FILE).profile("dev")
+        );
         assert!(reparsed.has_profile("staging-readonlyaccess"));
     }
 

@@ -27,7 +27,14 @@ fn to_api(row: &EntitlementRow, policy: &Resolved, granted_until: Option<i64>) -
         account_id: row.account_id.clone(),
         role_name: row.permission_set_name.clone(),
         max_duration_secs: policy.max_duration,
-        form: policy.form.iter().map(|f| FormField { name: f.name.clone(), required: f.required }).collect(),
+        form: policy
+            .form
+            .iter()
+            .map(|f| FormField {
+                name: f.name.clone(),
+                required: f.required,
+            })
+            .collect(),
         granted_until: granted_until.map(time),
     }
 }
@@ -39,13 +46,24 @@ pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<E
     Ok(rows
         .iter()
         .map(|r| {
-            let until = active.iter().find(|(a, e, _)| a == &r.app_id && e == &r.id).map(|(_, _, t)| *t);
-            to_api(r, &s.config.policy_for(&r.account_name, &r.permission_set_name), until)
+            let until = active
+                .iter()
+                .find(|(a, e, _)| a == &r.app_id && e == &r.id)
+                .map(|(_, _, t)| *t);
+            to_api(
+                r,
+                &s.config.policy_for(&r.account_name, &r.permission_set_name),
+                until,
+            )
         })
         .collect())
 }
 
-async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
+async fn load_entitlement(
+    s: &AppState,
+    app_id: &str,
+    id: &str,
+) -> Result<EntitlementRow, ApiFailure> {
     s.db.entitlement(app_id, id).await?.ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
@@ -55,24 +73,57 @@ async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<Entitl
     })
 }
 
-pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
+pub async fn entitlement_for(
+    s: &AppState,
+    u: &UserRow,
+    app_id: &str,
+    id: &str,
+) -> Result<Entitlement, ApiFailure> {
     let row = load_entitlement(s, app_id, id).await?;
-    let until = s.db.active_grants(u.id, now()).await?.into_iter().find(|(a, e, _)| a == app_id && e == id).map(|(_, _, t)| t);
-    Ok(to_api(&row, &s.config.policy_for(&row.account_name, &row.permission_set_name), until))
+    let until =
+        s.db.active_grants(u.id, now())
+            .await?
+            .into_iter()
+            .find(|(a, e, _)| a == app_id && e == id)
+            .map(|(_, _, t)| t);
+    Ok(to_api(
+        &row,
+        &s.config
+            .policy_for(&row.account_name, &row.permission_set_name),
+        until,
+    ))
 }
 
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
     let row = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
-    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+    let policy = s
+        .config
+        .policy_for(&row.account_name, &row.permission_set_name);
     if policy.form.iter().any(|f| f.required) && req.form_data.is_empty() {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,
             codes::FORM_REQUIRED,
-            format!("This entitlement requires a request form; request it with `cone get --app-id {} --entitlement-id {}`.", row.app_id, row.id),
+            format!(
+                "This entitlement requires a request form; request it with `cone get --app-id {} --entitlement-id {}`.",
+                cone_core::naming::shell_quote(&row.app_id),
+                cone_core::naming::shell_quote(&row.id)
+            ),
         ));
     }
-    let duration = request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &policy.form, &req.form_data)
-        .map_err(|request::Invalid(problems)| ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" ")))?;
+    let duration = request::validate(
+        req.duration_secs,
+        s.config.default_duration,
+        policy.max_duration,
+        &policy.form,
+        &req.form_data,
+    )
+    .map_err(|request::Invalid(problems)| {
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_REQUEST,
+            problems.join(" "),
+        )
+    })?;
     let principal = u.idc_user_id.as_deref().ok_or_else(|| {
         ApiFailure::new(
             StatusCode::FORBIDDEN,
@@ -101,7 +152,9 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             StatusCode::CONFLICT,
             ApiError {
                 code: codes::PENDING_REQUEST_EXISTS.into(),
-                message: format!("A pending request already exists for this entitlement (task {existing}); check it with `cone task get {existing}`."),
+                message: format!(
+                    "A pending request already exists for this entitlement (task {existing}); check it with `cone task get {existing}`."
+                ),
                 task_id: Some(existing),
             },
         )),
@@ -112,7 +165,10 @@ fn placement(outcome: &Outcome) -> Placement<'_> {
     match outcome {
         Outcome::Granted => Placement::Provision,
         Outcome::Denied => Placement::Denied,
-        Outcome::NeedsApproval { index, group } => Placement::Waiting { index: *index, group },
+        Outcome::NeedsApproval { index, group } => Placement::Waiting {
+            index: *index,
+            group,
+        },
     }
 }
 
@@ -122,7 +178,13 @@ fn changed(s: &AppState, task_id: i64) {
 }
 
 async fn load_task(s: &AppState, id: i64) -> Result<Task, ApiFailure> {
-    let row = s.db.task(id).await?.ok_or_else(|| ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id}.")))?;
+    let row = s.db.task(id).await?.ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("There is no task {id}."),
+        )
+    })?;
     task_to_api(s, row).await
 }
 
@@ -151,18 +213,32 @@ async fn task_to_api(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
 
 /// Requesters see their tasks; members of a group named in the task's policy see it too.
 async fn visible_task(s: &AppState, u: &UserRow, id: i64) -> Result<TaskRow, ApiFailure> {
-    let not_found = || ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id} that you can see."));
+    let not_found = || {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("There is no task {id} that you can see."),
+        )
+    };
     let t = s.db.task(id).await?.ok_or_else(not_found)?;
     if t.requester_id == u.id {
         return Ok(t);
     }
     let groups = s.db.user_groups(u.id).await?;
-    let approves = steps_from_json(&t.steps_json).iter().any(|st| matches!(st, Step::Approval { group } if groups.contains(group)));
+    let approves = steps_from_json(&t.steps_json)
+        .iter()
+        .any(|st| matches!(st, Step::Approval { group } if groups.contains(group)));
     if approves { Ok(t) } else { Err(not_found()) }
 }
 
 /// Answers when the task's state differs from `known_state`, or after `wait`.
-pub async fn watch_task(s: &AppState, u: &UserRow, id: i64, known_state: Option<&str>, wait: Duration) -> Result<Task, ApiFailure> {
+pub async fn watch_task(
+    s: &AppState,
+    u: &UserRow,
+    id: i64,
+    known_state: Option<&str>,
+    wait: Duration,
+) -> Result<Task, ApiFailure> {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before reading so that a change between the read and the wait is not missed.
     let mut changes = s.task_changes.subscribe();
@@ -178,18 +254,50 @@ pub async fn watch_task(s: &AppState, u: &UserRow, id: i64, known_state: Option<
     }
 }
 
-pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: &str) -> Result<Task, ApiFailure> {
+pub async fn decide(
+    s: &AppState,
+    u: &UserRow,
+    id: i64,
+    approve: bool,
+    comment: &str,
+) -> Result<Task, ApiFailure> {
     let t = visible_task(s, u, id).await?;
     if t.state != "pending_approval" {
-        return Err(ApiFailure::new(StatusCode::CONFLICT, codes::INVALID_REQUEST, format!("Task {id} is {}; it no longer waits for a decision.", t.state.replace('_', " "))));
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            codes::INVALID_REQUEST,
+            format!(
+                "Task {id} is {}; it no longer waits for a decision.",
+                t.state.replace('_', " ")
+            ),
+        ));
     }
     let groups = s.db.user_groups(u.id).await?;
-    policy::check_approver(&t.requester, &u.username, &groups, t.waiting_for_group.as_deref())
-        .map_err(|e| ApiFailure::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.message()))?;
+    policy::check_approver(
+        &t.requester,
+        &u.username,
+        &groups,
+        t.waiting_for_group.as_deref(),
+    )
+    .map_err(|e| ApiFailure::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.message()))?;
     let steps = steps_from_json(&t.steps_json);
-    let outcome = if approve { policy::advance(&steps, t.step_index as usize + 1) } else { Outcome::Denied };
-    if !s.db.decide(id, t.step_index, u.id, comment, placement(&outcome), now()).await? {
-        return Err(ApiFailure::new(StatusCode::CONFLICT, codes::INVALID_REQUEST, format!("Task {id} was decided by someone else a moment ago; see `cone task get {id}`.")));
+    let outcome = if approve {
+        policy::advance(&steps, t.step_index as usize + 1)
+    } else {
+        Outcome::Denied
+    };
+    if !s
+        .db
+        .decide(id, t.step_index, u.id, comment, placement(&outcome), now())
+        .await?
+    {
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            codes::INVALID_REQUEST,
+            format!(
+                "Task {id} was decided by someone else a moment ago; see `cone task get {id}`."
+            ),
+        ));
     }
     changed(s, id);
     load_task(s, id).await
@@ -212,11 +320,15 @@ fn steps_from_json(json: &str) -> Vec<Step> {
     let values: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
     values
         .iter()
-        .map(|v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
-            (Some("accept"), _) => Step::Accept,
-            (_, Some(group)) => Step::Approval { group: group.into() },
-            _ => Step::Reject,
-        })
+        .map(
+            |v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
+                (Some("accept"), _) => Step::Accept,
+                (_, Some(group)) => Step::Approval {
+                    group: group.into(),
+                },
+                _ => Step::Reject,
+            },
+        )
         .collect()
 }
 
@@ -226,7 +338,13 @@ mod tests {
 
     #[test]
     fn steps_round_trip_and_unknown_steps_reject() {
-        let steps = vec![Step::Accept, Step::Approval { group: "approvers".into() }, Step::Reject];
+        let steps = vec![
+            Step::Accept,
+            Step::Approval {
+                group: "approvers".into(),
+            },
+            Step::Reject,
+        ];
         assert_eq!(steps_from_json(&steps_to_json(&steps)), steps);
         assert_eq!(steps_from_json(r#"["frobnicate"]"#), vec![Step::Reject]);
     }

@@ -98,11 +98,19 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let config: Config = serde_yaml::from_str(&text)
-            .with_context(|| format!("{} is not a valid cone-server configuration", path.display()))?;
+        let config: Config = serde_yaml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid cone-server configuration",
+                path.display()
+            )
+        })?;
         for p in &config.policies {
             if p.steps.is_empty() {
-                bail!("policy \"{}\" in {} has no steps; add `accept`, `reject` or an approval", p.name, path.display());
+                bail!(
+                    "policy \"{}\" in {} has no steps; add `accept`, `reject` or an approval",
+                    p.name,
+                    path.display()
+                );
             }
         }
         Ok(config)
@@ -112,25 +120,45 @@ impl Config {
     /// forgetting a policy never grants access.
     pub fn policy_for(&self, account_name: &str, permission_set: &str) -> Resolved {
         let found = self.policies.iter().find(|p| {
-            p.matches.account.as_deref().is_none_or(|a| a == account_name)
-                && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
+            p.matches
+                .account
+                .as_deref()
+                .is_none_or(|a| a == account_name)
+                && p.matches
+                    .permission_set
+                    .as_deref()
+                    .is_none_or(|ps| ps == permission_set)
         });
         match found {
             Some(p) => Resolved {
                 name: p.name.clone(),
                 max_duration: p.max_duration,
-                form: p.form.iter().map(|f| FormField { name: f.name.clone(), required: f.required }).collect(),
+                form: p
+                    .form
+                    .iter()
+                    .map(|f| FormField {
+                        name: f.name.clone(),
+                        required: f.required,
+                    })
+                    .collect(),
                 steps: p
                     .steps
                     .iter()
                     .map(|s| match s {
                         StepConfig::Named(NamedStep::Accept) => Step::Accept,
                         StepConfig::Named(NamedStep::Reject) => Step::Reject,
-                        StepConfig::Approval { approval } => Step::Approval { group: approval.group.clone() },
+                        StepConfig::Approval { approval } => Step::Approval {
+                            group: approval.group.clone(),
+                        },
                     })
                     .collect(),
             },
-            None => Resolved { name: "no matching policy".into(), max_duration: 3600, form: vec![], steps: vec![Step::Reject] },
+            None => Resolved {
+                name: "no matching policy".into(),
+                max_duration: 3600,
+                form: vec![],
+                steps: vec![Step::Reject],
+            },
         }
     }
 }
@@ -184,13 +212,27 @@ policies:
 "#,
         )
         .unwrap();
-        assert_eq!(config.policy_for("Sandbox", "AdministratorAccess").steps, vec![Step::Reject]);
+        assert_eq!(
+            config.policy_for("Sandbox", "AdministratorAccess").steps,
+            vec![Step::Reject]
+        );
         assert_eq!(
             config.policy_for("Production", "AdministratorAccess").steps,
-            vec![Step::Approval { group: "approvers".into() }]
+            vec![Step::Approval {
+                group: "approvers".into()
+            }]
         );
-        assert_eq!(config.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
-        assert_eq!(config.policy_for("Production", "Other").steps, vec![Step::Reject]);
+        assert_eq!(
+            config
+                .policy_for("Production", "DatabaseAdministrator")
+                .form
+                .len(),
+            1
+        );
+        assert_eq!(
+            config.policy_for("Production", "Other").steps,
+            vec![Step::Reject]
+        );
         assert_eq!(config.default_duration, 3600);
     }
 }

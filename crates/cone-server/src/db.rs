@@ -77,6 +77,27 @@ pub struct GrantRow {
     pub duration_secs: i64,
 }
 
+#[derive(FromRow)]
+struct DeviceRow {
+    expires_at: i64,
+    interval_secs: i64,
+    last_poll_at: Option<i64>,
+    user_id: Option<i64>,
+    denied: i64,
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    subject: String,
+    detail: String,
+    prev_hash: String,
+    hash: String,
+}
+
 /// What a device-code poll finds (RFC 8628 §3.5).
 #[derive(Debug, PartialEq, Eq)]
 pub enum DevicePoll {
@@ -121,7 +142,8 @@ const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.resource_id AS accoun
 impl Db {
     pub async fn open(path: &Path) -> Result<Db> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -134,7 +156,10 @@ impl Db {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        sqlx::migrate!("./migrations").run(&pool).await.context("cannot apply database migrations")?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
         Ok(Db { pool })
     }
 
@@ -172,7 +197,13 @@ impl Db {
         .await?)
     }
 
-    pub async fn create_device_code(&self, code_hash: &str, user_code: &str, expires_at: i64, interval: i64) -> Result<()> {
+    pub async fn create_device_code(
+        &self,
+        code_hash: &str,
+        user_code: &str,
+        expires_at: i64,
+        interval: i64,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES (?, ?, ?, ?)")
             .bind(code_hash)
             .bind(user_code)
@@ -184,7 +215,12 @@ impl Db {
     }
 
     /// Approves a pending, unexpired device code; false when there is none with that user code.
-    pub async fn approve_device_code(&self, user_code: &str, user_id: i64, now: i64) -> Result<bool> {
+    pub async fn approve_device_code(
+        &self,
+        user_code: &str,
+        user_id: i64,
+        now: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE device_codes SET user_id = ? WHERE user_code = ? AND expires_at > ? AND user_id IS NULL AND denied = 0",
         )
@@ -198,13 +234,22 @@ impl Db {
 
     pub async fn poll_device_code(&self, code_hash: &str, now: i64) -> Result<DevicePoll> {
         let mut tx = self.begin().await?;
-        let row: Option<(i64, i64, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        let row: Option<DeviceRow> = sqlx::query_as(
             "SELECT expires_at, interval_secs, last_poll_at, user_id, denied FROM device_codes WHERE device_code_hash = ?",
         )
         .bind(code_hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((expires_at, interval, last_poll, user_id, denied)) = row else { return Ok(DevicePoll::Unknown) };
+        let Some(DeviceRow {
+            expires_at,
+            interval_secs: interval,
+            last_poll_at: last_poll,
+            user_id,
+            denied,
+        }) = row
+        else {
+            return Ok(DevicePoll::Unknown);
+        };
         let result = if expires_at <= now {
             DevicePoll::Expired
         } else if denied != 0 {
@@ -216,9 +261,15 @@ impl Db {
         } else {
             DevicePoll::Pending
         };
-        if matches!(result, DevicePoll::Approved(_) | DevicePoll::Expired | DevicePoll::Denied) {
+        if matches!(
+            result,
+            DevicePoll::Approved(_) | DevicePoll::Expired | DevicePoll::Denied
+        ) {
             // A device code is redeemed once.
-            sqlx::query("DELETE FROM device_codes WHERE device_code_hash = ?").bind(code_hash).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM device_codes WHERE device_code_hash = ?")
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await?;
         } else {
             sqlx::query("UPDATE device_codes SET last_poll_at = ? WHERE device_code_hash = ?")
                 .bind(now)
@@ -230,7 +281,13 @@ impl Db {
         Ok(result)
     }
 
-    pub async fn insert_access_token(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
+    pub async fn insert_access_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(token_hash)
@@ -239,7 +296,15 @@ impl Db {
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, now, &format!("user:{user_id}"), "login", &format!("user:{user_id}"), "{}").await?;
+        audit(
+            &mut tx,
+            now,
+            &format!("user:{user_id}"),
+            "login",
+            &format!("user:{user_id}"),
+            "{}",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -258,7 +323,12 @@ impl Db {
     // ---- catalog ----
 
     /// Replaces the catalog and identities with what the connector saw.
-    pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
+    pub async fn apply_snapshot(
+        &self,
+        app_id: &str,
+        snap: &cone_aws::Snapshot,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES (?, 'AWS', ?) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
             .bind(app_id)
@@ -273,9 +343,14 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = ?")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
         for (account_id, ps_arn) in &snap.provisioned {
-            let Some(ps) = snap.permission_sets.iter().find(|p| &p.arn == ps_arn) else { continue };
+            let Some(ps) = snap.permission_sets.iter().find(|p| &p.arn == ps_arn) else {
+                continue;
+            };
             if !snap.accounts.iter().any(|a| &a.id == account_id) {
                 continue;
             }
@@ -330,25 +405,43 @@ impl Db {
             "accounts": snap.accounts.len(), "permission_sets": snap.permission_sets.len(),
             "users": snap.users.len(), "groups": snap.groups.len(),
         });
-        audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
+        audit(
+            &mut tx,
+            now,
+            "connector:aws",
+            "sync",
+            app_id,
+            &detail.to_string(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name")).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as(&format!(
+            "{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"))
-            .bind(app_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"
+        ))
+        .bind(app_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The caller's active grants: (app id, entitlement id, latest end).
-    pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
+    pub async fn active_grants(
+        &self,
+        user_id: i64,
+        now: i64,
+    ) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
              WHERE user_id = ? AND state = 'active' AND expires_at > ? GROUP BY app_id, entitlement_id",
@@ -362,12 +455,20 @@ impl Db {
     // ---- tasks ----
 
     pub async fn task(&self, id: i64) -> Result<Option<TaskRow>> {
-        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = ?")).bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Inserts the task where the policy placed it. `Ok(Err(id))` when an open task for the same user and
     /// entitlement already exists.
-    pub async fn insert_task(&self, t: &NewTask<'_>, placement: Placement<'_>, now: i64) -> Result<Result<i64, i64>> {
+    pub async fn insert_task(
+        &self,
+        t: &NewTask<'_>,
+        placement: Placement<'_>,
+        now: i64,
+    ) -> Result<Result<i64, i64>> {
         let mut tx = self.begin().await?;
         if let Some(id) = sqlx::query_scalar::<_, i64>(
             "SELECT id FROM tasks WHERE requester_id = ? AND app_id = ? AND entitlement_id = ?
@@ -417,28 +518,65 @@ impl Db {
         let actor = format!("user:{}", t.requester_id);
         let detail = serde_json::json!({"entitlement": t.entitlement.id, "duration_secs": t.duration_secs,
             "policy": t.policy_name, "justification": t.justification});
-        audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
+        audit(
+            &mut tx,
+            now,
+            &actor,
+            "task.create",
+            &format!("task:{id}"),
+            &detail.to_string(),
+        )
+        .await?;
         place(&mut tx, id, placement, None, None, now).await?;
         tx.commit().await?;
         Ok(Ok(id))
     }
 
     /// Records an approver's decision on a waiting task, unless someone decided it first (then false).
-    pub async fn decide(&self, task_id: i64, expect_index: i64, decider: i64, comment: &str, placement: Placement<'_>, now: i64) -> Result<bool> {
+    pub async fn decide(
+        &self,
+        task_id: i64,
+        expect_index: i64,
+        decider: i64,
+        comment: &str,
+        placement: Placement<'_>,
+        now: i64,
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let still_waiting: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM tasks WHERE id = ? AND state = 'pending_approval' AND step_index = ?")
-                .bind(task_id)
-                .bind(expect_index)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let still_waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE id = ? AND state = 'pending_approval' AND step_index = ?",
+        )
+        .bind(task_id)
+        .bind(expect_index)
+        .fetch_optional(&mut *tx)
+        .await?;
         if still_waiting.is_none() {
             return Ok(false);
         }
-        let action = if matches!(placement, Placement::Denied) { "task.deny" } else { "task.approve" };
+        let action = if matches!(placement, Placement::Denied) {
+            "task.deny"
+        } else {
+            "task.approve"
+        };
         let detail = serde_json::json!({ "comment": comment, "step": expect_index });
-        audit(&mut tx, now, &format!("user:{decider}"), action, &format!("task:{task_id}"), &detail.to_string()).await?;
-        place(&mut tx, task_id, placement, Some(decider), Some(comment), now).await?;
+        audit(
+            &mut tx,
+            now,
+            &format!("user:{decider}"),
+            action,
+            &format!("task:{task_id}"),
+            &detail.to_string(),
+        )
+        .await?;
+        place(
+            &mut tx,
+            task_id,
+            placement,
+            Some(decider),
+            Some(comment),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -497,34 +635,70 @@ impl Db {
     /// The assignment exists: the grant starts now and the task is granted.
     pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(now + g.duration_secs)
-            .bind(g.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(now + g.duration_secs)
+        .bind(g.id)
+        .execute(&mut *tx)
+        .await?;
         set_task_state(&mut tx, g.task_id, "granted", now).await?;
         finish_job(&mut tx, job.id, "done", None, now).await?;
-        audit(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
+        audit(
+            &mut tx,
+            now,
+            "worker",
+            "grant.activate",
+            &format!("task:{}", g.task_id),
+            "{}",
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The assignment is gone (or another grant still needs it): the grant has ended.
-    pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
+    pub async fn revoked(
+        &self,
+        job: &JobRow,
+        g: &GrantRow,
+        kept_for_other: bool,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'ended' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE grants SET state = 'ended' WHERE id = ?")
+            .bind(g.id)
+            .execute(&mut *tx)
+            .await?;
         finish_job(&mut tx, job.id, "done", None, now).await?;
         let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
-        audit(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
+        audit(
+            &mut tx,
+            now,
+            "worker",
+            "grant.revoke",
+            &format!("task:{}", g.task_id),
+            &detail.to_string(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Provisioning failed for good.
-    pub async fn provisioning_failed(&self, job: &JobRow, g: &GrantRow, error: &str, now: i64) -> Result<()> {
+    pub async fn provisioning_failed(
+        &self,
+        job: &JobRow,
+        g: &GrantRow,
+        error: &str,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = ?")
+            .bind(g.id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE tasks SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?")
             .bind(error)
             .bind(now)
@@ -532,12 +706,26 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         finish_job(&mut tx, job.id, "failed", Some(error), now).await?;
-        audit(&mut tx, now, "worker", "grant.fail", &format!("task:{}", g.task_id), &serde_json::json!({"error": error}).to_string()).await?;
+        audit(
+            &mut tx,
+            now,
+            "worker",
+            "grant.fail",
+            &format!("task:{}", g.task_id),
+            &serde_json::json!({"error": error}).to_string(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn retry_job(&self, job: &JobRow, error: &str, run_after: i64, now: i64) -> Result<()> {
+    pub async fn retry_job(
+        &self,
+        job: &JobRow,
+        error: &str,
+        run_after: i64,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query("UPDATE jobs SET locked_until = NULL, run_after = ?, last_error = ?, updated_at = ? WHERE id = ?")
             .bind(run_after)
             .bind(error)
@@ -552,16 +740,28 @@ impl Db {
     /// crash between the two cannot lose the revocation. Returns the affected task ids.
     pub async fn expire_due_grants(&self, now: i64) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
-        let due: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= ?")
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await?;
+        let due: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
         for (grant_id, task_id) in &due {
-            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?").bind(grant_id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?")
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
             set_task_state(&mut tx, *task_id, "expired", now).await?;
             enqueue(&mut tx, "revoke", *grant_id, now).await?;
-            audit(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
+            audit(
+                &mut tx,
+                now,
+                "worker",
+                "grant.expire",
+                &format!("task:{task_id}"),
+                "{}",
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(due.into_iter().map(|(_, t)| t).collect())
@@ -580,13 +780,25 @@ impl Db {
 
     /// The id of the first audit entry whose hash does not match its content or its predecessor, if any.
     pub async fn audit_chain_break(&self) -> Result<Option<i64>> {
-        let rows: Vec<(i64, i64, String, String, String, String, String, String)> =
+        let rows: Vec<AuditRow> =
             sqlx::query_as("SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?;
         let mut prev = String::new();
-        for (id, at, actor, action, subject, detail, prev_hash, hash) in rows {
-            if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
+        for AuditRow {
+            id,
+            at,
+            actor,
+            action,
+            subject,
+            detail,
+            prev_hash,
+            hash,
+        } in rows
+        {
+            if prev_hash != prev
+                || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail)
+            {
                 return Ok(Some(id));
             }
             prev = hash;
@@ -595,7 +807,14 @@ impl Db {
     }
 }
 
-async fn place(tx: &mut Tx, task_id: i64, placement: Placement<'_>, decider: Option<i64>, reason: Option<&str>, now: i64) -> Result<()> {
+async fn place(
+    tx: &mut Tx,
+    task_id: i64,
+    placement: Placement<'_>,
+    decider: Option<i64>,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<()> {
     let (state, index, group) = match placement {
         Placement::Waiting { index, group } => ("pending_approval", index as i64, Some(group)),
         Placement::Provision => ("provisioning", -1, None),
@@ -620,9 +839,16 @@ async fn place(tx: &mut Tx, task_id: i64, placement: Placement<'_>, decider: Opt
         "denied" => "denied",
         _ => "requested",
     };
-    sqlx::query("UPDATE grants SET state = ? WHERE task_id = ?").bind(grant_state).bind(task_id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE grants SET state = ? WHERE task_id = ?")
+        .bind(grant_state)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
     if state == "provisioning" {
-        let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?").bind(task_id).fetch_one(&mut **tx).await?;
+        let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?")
+            .bind(task_id)
+            .fetch_one(&mut **tx)
+            .await?;
         enqueue(tx, "provision", grant_id, now).await?;
     }
     Ok(())
@@ -650,7 +876,13 @@ async fn enqueue(tx: &mut Tx, kind: &str, grant_id: i64, now: i64) -> Result<()>
     Ok(())
 }
 
-async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, now: i64) -> Result<()> {
+async fn finish_job(
+    tx: &mut Tx,
+    job_id: i64,
+    state: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
     sqlx::query("UPDATE jobs SET state = ?, locked_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
         .bind(state)
         .bind(error)
@@ -663,10 +895,18 @@ async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, 
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
 /// any edit or deletion breaks the chain.
-pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
-    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await?;
+pub async fn audit(
+    tx: &mut Tx,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<()> {
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
     let prev = prev.unwrap_or_default();
     let hash = audit_hash(&prev, at, actor, action, subject, detail);
     sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -682,7 +922,14 @@ pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &st
     Ok(())
 }
 
-pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> String {
+pub fn audit_hash(
+    prev: &str,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
     for part in [prev, &at.to_string(), actor, action, subject, detail] {
         h.update((part.len() as u64).to_be_bytes());
@@ -701,12 +948,24 @@ mod tests {
         let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
         for i in 0..3 {
             let mut tx = db.begin().await.unwrap();
-            audit(&mut tx, i, "user:1", "test", "task:1", "{}").await.unwrap();
+            audit(&mut tx, i, "user:1", "test", "task:1", "{}")
+                .await
+                .unwrap();
             tx.commit().await.unwrap();
         }
         assert_eq!(db.audit_chain_break().await.unwrap(), None);
-        assert!(sqlx::query("UPDATE audit_log SET actor = 'x'").execute(&db.pool).await.is_err());
-        assert!(sqlx::query("DELETE FROM audit_log").execute(&db.pool).await.is_err());
+        assert!(
+            sqlx::query("UPDATE audit_log SET actor = 'x'")
+                .execute(&db.pool)
+                .await
+                .is_err()
+        );
+        assert!(
+            sqlx::query("DELETE FROM audit_log")
+                .execute(&db.pool)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -715,14 +974,41 @@ mod tests {
         let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
         db.set_password("alice", "hash").await.unwrap();
         let alice = db.user_by_name("alice").await.unwrap().unwrap();
-        db.create_device_code("h", "ABCD-EFGH", 100, 5).await.unwrap();
-        assert_eq!(db.poll_device_code("h", 10).await.unwrap(), DevicePoll::Pending);
-        assert_eq!(db.poll_device_code("h", 11).await.unwrap(), DevicePoll::SlowDown);
-        assert!(db.approve_device_code("ABCD-EFGH", alice.id, 12).await.unwrap());
-        assert_eq!(db.poll_device_code("h", 20).await.unwrap(), DevicePoll::Approved(alice.id));
-        assert_eq!(db.poll_device_code("h", 30).await.unwrap(), DevicePoll::Unknown);
-        db.create_device_code("old", "WXYZ-WXYZ", 100, 5).await.unwrap();
-        assert!(!db.approve_device_code("WXYZ-WXYZ", alice.id, 100).await.unwrap());
-        assert_eq!(db.poll_device_code("old", 100).await.unwrap(), DevicePoll::Expired);
+        db.create_device_code("h", "ABCD-EFGH", 100, 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.poll_device_code("h", 10).await.unwrap(),
+            DevicePoll::Pending
+        );
+        assert_eq!(
+            db.poll_device_code("h", 11).await.unwrap(),
+            DevicePoll::SlowDown
+        );
+        assert!(
+            db.approve_device_code("ABCD-EFGH", alice.id, 12)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            db.poll_device_code("h", 20).await.unwrap(),
+            DevicePoll::Approved(alice.id)
+        );
+        assert_eq!(
+            db.poll_device_code("h", 30).await.unwrap(),
+            DevicePoll::Unknown
+        );
+        db.create_device_code("old", "WXYZ-WXYZ", 100, 5)
+            .await
+            .unwrap();
+        assert!(
+            !db.approve_device_code("WXYZ-WXYZ", alice.id, 100)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            db.poll_device_code("old", 100).await.unwrap(),
+            DevicePoll::Expired
+        );
     }
 }

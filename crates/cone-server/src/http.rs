@@ -37,14 +37,25 @@ pub struct ApiFailure(pub StatusCode, pub ApiError);
 
 impl ApiFailure {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiFailure {
-        ApiFailure(status, ApiError { code: code.into(), message: message.into(), task_id: None })
+        ApiFailure(
+            status,
+            ApiError {
+                code: code.into(),
+                message: message.into(),
+                task_id: None,
+            },
+        )
     }
 }
 
 impl From<anyhow::Error> for ApiFailure {
     fn from(e: anyhow::Error) -> ApiFailure {
         tracing::error!("request failed: {e:#}");
-        ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "The server hit an internal error; its log has the details. Try again shortly.")
+        ApiFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "The server hit an internal error; its log has the details. Try again shortly.",
+        )
     }
 }
 
@@ -70,9 +81,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn me(State(s): State<AppState>, CurrentUser(u): CurrentUser) -> Result<Json<Me>, ApiFailure> {
+async fn me(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+) -> Result<Json<Me>, ApiFailure> {
     let groups = s.db.user_groups(u.id).await?;
-    Ok(Json(Me { username: u.username, display_name: u.display_name, email: u.email, groups }))
+    Ok(Json(Me {
+        username: u.username,
+        display_name: u.display_name,
+        email: u.email,
+        groups,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -85,17 +104,33 @@ struct PageQuery {
     page_size: Option<usize>,
 }
 
-async fn entitlements(State(s): State<AppState>, CurrentUser(u): CurrentUser, Query(q): Query<PageQuery>) -> Result<Json<EntitlementPage>, ApiFailure> {
+async fn entitlements(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<EntitlementPage>, ApiFailure> {
     let all = app::entitlements_for(&s, &u).await?;
-    let all: Vec<_> = all.into_iter().filter(|e| q.kind.as_deref().is_none_or(|k| k == e.kind)).collect();
+    let all: Vec<_> = all
+        .into_iter()
+        .filter(|e| q.kind.as_deref().is_none_or(|k| k == e.kind))
+        .collect();
     let start: usize = match q.page_token.as_deref() {
         None | Some("") => 0,
-        Some(t) => t.parse().map_err(|_| ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, "Invalid page_token; start again without one."))?,
+        Some(t) => t.parse().map_err(|_| {
+            ApiFailure::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "Invalid page_token; start again without one.",
+            )
+        })?,
     };
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let end = (start + size).min(all.len());
     let next_page_token = (end < all.len()).then(|| end.to_string());
-    Ok(Json(EntitlementPage { entitlements: all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(), next_page_token }))
+    Ok(Json(EntitlementPage {
+        entitlements: all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(),
+        next_page_token,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -104,11 +139,21 @@ struct EntitlementQuery {
     entitlement_id: String,
 }
 
-async fn entitlement(State(s): State<AppState>, CurrentUser(u): CurrentUser, Query(q): Query<EntitlementQuery>) -> Result<Json<cone_api::Entitlement>, ApiFailure> {
-    Ok(Json(app::entitlement_for(&s, &u, &q.app_id, &q.entitlement_id).await?))
+async fn entitlement(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Query(q): Query<EntitlementQuery>,
+) -> Result<Json<cone_api::Entitlement>, ApiFailure> {
+    Ok(Json(
+        app::entitlement_for(&s, &u, &q.app_id, &q.entitlement_id).await?,
+    ))
 }
 
-async fn create_task(State(s): State<AppState>, CurrentUser(u): CurrentUser, Json(req): Json<CreateTask>) -> Result<(StatusCode, Json<Task>), ApiFailure> {
+async fn create_task(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Json(req): Json<CreateTask>,
+) -> Result<(StatusCode, Json<Task>), ApiFailure> {
     let task = app::create_task(&s, &u, req).await?;
     Ok((StatusCode::CREATED, Json(task)))
 }
@@ -122,17 +167,34 @@ struct TaskQuery {
     wait_secs: Option<u64>,
 }
 
-async fn get_task(State(s): State<AppState>, CurrentUser(u): CurrentUser, Path(id): Path<i64>, Query(q): Query<TaskQuery>) -> Result<Json<Task>, ApiFailure> {
+async fn get_task(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Path(id): Path<i64>,
+    Query(q): Query<TaskQuery>,
+) -> Result<Json<Task>, ApiFailure> {
     let wait = std::time::Duration::from_secs(q.wait_secs.unwrap_or(0).min(60));
-    Ok(Json(app::watch_task(&s, &u, id, q.known_state.as_deref(), wait).await?))
+    Ok(Json(
+        app::watch_task(&s, &u, id, q.known_state.as_deref(), wait).await?,
+    ))
 }
 
-async fn approve_task(State(s): State<AppState>, CurrentUser(u): CurrentUser, Path(id): Path<i64>, body: Option<Json<Decision>>) -> Result<Json<Task>, ApiFailure> {
+async fn approve_task(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Path(id): Path<i64>,
+    body: Option<Json<Decision>>,
+) -> Result<Json<Task>, ApiFailure> {
     let comment = body.map(|b| b.0.comment).unwrap_or_default();
     Ok(Json(app::decide(&s, &u, id, true, &comment).await?))
 }
 
-async fn deny_task(State(s): State<AppState>, CurrentUser(u): CurrentUser, Path(id): Path<i64>, body: Option<Json<Decision>>) -> Result<Json<Task>, ApiFailure> {
+async fn deny_task(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Path(id): Path<i64>,
+    body: Option<Json<Decision>>,
+) -> Result<Json<Task>, ApiFailure> {
     let comment = body.map(|b| b.0.comment).unwrap_or_default();
     Ok(Json(app::decide(&s, &u, id, false, &comment).await?))
 }

@@ -1,0 +1,795 @@
+//! The connector: one full read (`sync`) and the two writes (`assign`, `unassign`).
+
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_identitystore::types::MemberId;
+use aws_sdk_ssoadmin::config::ProvideCredentials;
+use aws_sdk_ssoadmin::types::{
+    AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
+};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use crate::error::{ConnectorError, Op};
+use crate::paging::collect_pages;
+use crate::retry::{RequestState, Timing, wait_for, with_retries};
+use crate::{
+    Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User,
+};
+
+const LIST_INSTANCES: Op = Op::sso("ListInstances");
+const LIST_PERMISSION_SETS: Op = Op::sso("ListPermissionSets");
+const DESCRIBE_PERMISSION_SET: Op = Op::sso("DescribePermissionSet");
+const LIST_ACCOUNTS_FOR_PROVISIONED: Op = Op::sso("ListAccountsForProvisionedPermissionSet");
+const LIST_PROVISIONED_TO_ACCOUNT: Op = Op::sso("ListPermissionSetsProvisionedToAccount");
+const LIST_ACCOUNT_ASSIGNMENTS: Op = Op::sso("ListAccountAssignments");
+const CREATE_ASSIGNMENT: Op = Op::sso("CreateAccountAssignment");
+const CREATION_STATUS: Op = Op::sso("DescribeAccountAssignmentCreationStatus");
+const DELETE_ASSIGNMENT: Op = Op::sso("DeleteAccountAssignment");
+const DELETION_STATUS: Op = Op::sso("DescribeAccountAssignmentDeletionStatus");
+const LIST_ACCOUNTS: Op = Op::organizations("ListAccounts");
+const LIST_USERS: Op = Op::identitystore("ListUsers");
+const LIST_GROUPS: Op = Op::identitystore("ListGroups");
+const LIST_GROUP_MEMBERSHIPS: Op = Op::identitystore("ListGroupMemberships");
+
+/// Calls in flight at once during `sync`. IAM Identity Center's APIs share about 20 requests per second
+/// per account, and the SDK's own retries absorb occasional throttling.
+const CONCURRENCY: usize = 4;
+
+/// A handle on one AWS organisation's IAM Identity Center. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    org: aws_sdk_organizations::Client,
+    sso: aws_sdk_ssoadmin::Client,
+    ids: aws_sdk_identitystore::Client,
+    region: String,
+    timing: Timing,
+}
+
+/// A create or delete request that IAM Identity Center accepted.
+struct Started {
+    request_id: String,
+    progress: RequestState,
+}
+
+impl Connector {
+    /// Loads the standard AWS configuration (environment, profile, role; `AWS_ENDPOINT_URL` included) for
+    /// `sso_region`, the region where IAM Identity Center is enabled, and checks that credentials resolve.
+    pub async fn from_env(sso_region: &str) -> Result<Connector, ConnectorError> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(sso_region.to_string()))
+            .load()
+            .await;
+        let Some(credentials) = sdk.credentials_provider() else {
+            return Err(ConnectorError::NoCredentials {
+                message: "no credentials provider is configured".into(),
+            });
+        };
+        if let Err(e) = credentials.provide_credentials().await {
+            return Err(ConnectorError::NoCredentials {
+                message: aws_sdk_ssoadmin::error::DisplayErrorContext(&e).to_string(),
+            });
+        }
+        Ok(Connector::new(&sdk))
+    }
+
+    /// A connector using an already loaded configuration. Organizations is a global service; the SDK
+    /// routes it to its global endpoint whatever the region.
+    pub fn new(sdk: &SdkConfig) -> Connector {
+        Connector {
+            org: aws_sdk_organizations::Client::new(sdk),
+            sso: aws_sdk_ssoadmin::Client::new(sdk),
+            ids: aws_sdk_identitystore::Client::new(sdk),
+            region: sdk
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "(no region configured)".into()),
+            timing: Timing::default(),
+        }
+    }
+
+    /// Reads everything Cone needs, using the first IAM Identity Center instance that ListInstances returns.
+    pub async fn sync(&self) -> Result<Snapshot, ConnectorError> {
+        let (instance_arn, identity_store_id) = self.instance().await?;
+        let (accounts, permission_sets, users, groups) = tokio::try_join!(
+            self.accounts(),
+            self.permission_sets(&instance_arn),
+            self.users(&identity_store_id),
+            self.groups(&identity_store_id),
+        )?;
+        let memberships = self.memberships(&identity_store_id, &groups).await?;
+        let provisioned = self
+            .provisioned(&instance_arn, &accounts, &permission_sets)
+            .await?;
+        let assignments = self.assignments(&instance_arn, &provisioned).await?;
+        Ok(Snapshot {
+            instance_arn,
+            identity_store_id,
+            accounts,
+            permission_sets,
+            provisioned,
+            users,
+            groups,
+            memberships,
+            assignments,
+        })
+    }
+
+    /// Creates the assignment unless it already exists, and waits until IAM Identity Center reports it done.
+    pub async fn assign(&self, a: &Assignment) -> Result<(), ConnectorError> {
+        let started = with_retries(&self.timing, CREATE_ASSIGNMENT.name, || {
+            self.create_unless_exists(a)
+        })
+        .await?;
+        let Some(Started {
+            request_id,
+            progress,
+        }) = started
+        else {
+            tracing::debug!(?a, "assignment already exists");
+            return Ok(());
+        };
+        match progress {
+            RequestState::Succeeded => Ok(()),
+            RequestState::Failed(reason) => Err(ConnectorError::OperationFailed {
+                operation: CREATE_ASSIGNMENT.name,
+                request_id,
+                reason,
+            }),
+            RequestState::InProgress => {
+                wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || {
+                    self.creation_progress(a, &request_id)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Deletes the assignment and waits until IAM Identity Center reports it gone. An assignment that does
+    /// not exist counts as removed.
+    pub async fn unassign(&self, a: &Assignment) -> Result<(), ConnectorError> {
+        let started = with_retries(&self.timing, DELETE_ASSIGNMENT.name, || {
+            self.delete_if_exists(a)
+        })
+        .await?;
+        let Some(Started {
+            request_id,
+            progress,
+        }) = started
+        else {
+            tracing::debug!(?a, "assignment already absent");
+            return Ok(());
+        };
+        match progress {
+            RequestState::Succeeded => Ok(()),
+            RequestState::Failed(reason) => Err(ConnectorError::OperationFailed {
+                operation: DELETE_ASSIGNMENT.name,
+                request_id,
+                reason,
+            }),
+            RequestState::InProgress => {
+                wait_for(&self.timing, DELETE_ASSIGNMENT.name, &request_id, || {
+                    self.deletion_progress(&a.instance_arn, &request_id)
+                })
+                .await
+            }
+        }
+    }
+
+    // ---- sync parts -------------------------------------------------------------------------------
+
+    async fn instance(&self) -> Result<(String, String), ConnectorError> {
+        let instances = collect_pages(LIST_INSTANCES.name, |token| {
+            let req = self.sso.list_instances().set_next_token(token);
+            async move {
+                let out = req.send().await.map_err(|e| LIST_INSTANCES.err(e))?;
+                Ok((out.instances.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await?;
+        let mut usable = instances.iter().filter_map(|i| {
+            Some((
+                i.instance_arn()?.to_string(),
+                i.identity_store_id()?.to_string(),
+            ))
+        });
+        let Some(first) = usable.next() else {
+            return Err(ConnectorError::NoInstance {
+                region: self.region.clone(),
+            });
+        };
+        if instances.len() > 1 {
+            tracing::warn!(count = instances.len(), instance = %first.0, "several IAM Identity Center instances; using the first");
+        }
+        Ok(first)
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, ConnectorError> {
+        let listed = collect_pages(LIST_ACCOUNTS.name, |token| {
+            let req = self.org.list_accounts().set_next_token(token);
+            async move {
+                let out = req.send().await.map_err(|e| LIST_ACCOUNTS.err(e))?;
+                Ok((out.accounts.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await?;
+        let mut accounts = Vec::new();
+        for a in listed {
+            let Some(id) = a.id() else {
+                return Err(ConnectorError::MalformedResponse {
+                    operation: LIST_ACCOUNTS.name,
+                    field: "Account.Id",
+                });
+            };
+            // `State` replaces the `Status` field that AWS retires in 2026; read whichever is there.
+            let status = a
+                .state()
+                .map(|s| s.as_str())
+                .or_else(|| a.status().map(|s| s.as_str()))
+                .unwrap_or("UNKNOWN");
+            if status != "ACTIVE" {
+                tracing::debug!(account = id, status, "skipping account that is not ACTIVE");
+                continue;
+            }
+            accounts.push(Account {
+                id: id.to_string(),
+                name: a.name().unwrap_or(id).to_string(),
+                email: a.email().unwrap_or_default().to_string(),
+                status: status.to_string(),
+            });
+        }
+        accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(accounts)
+    }
+
+    async fn permission_sets(
+        &self,
+        instance_arn: &str,
+    ) -> Result<Vec<PermissionSet>, ConnectorError> {
+        let arns = collect_pages(LIST_PERMISSION_SETS.name, |token| {
+            let req = self
+                .sso
+                .list_permission_sets()
+                .instance_arn(instance_arn)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await.map_err(|e| LIST_PERMISSION_SETS.err(e))?;
+                Ok((out.permission_sets.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await?;
+        let described = bounded(arns, |arn| {
+            let req = self
+                .sso
+                .describe_permission_set()
+                .instance_arn(instance_arn)
+                .permission_set_arn(&arn);
+            async move {
+                match req.send().await.map_err(|e| DESCRIBE_PERMISSION_SET.err(e)) {
+                    Ok(out) => {
+                        let Some(ps) = out.permission_set else {
+                            return Err(ConnectorError::MalformedResponse {
+                                operation: DESCRIBE_PERMISSION_SET.name,
+                                field: "PermissionSet",
+                            });
+                        };
+                        Ok(Some(PermissionSet {
+                            name: ps.name().unwrap_or(&arn).to_string(),
+                            description: ps.description().map(str::to_string),
+                            session_duration: ps.session_duration().map(str::to_string),
+                            arn,
+                        }))
+                    }
+                    // Deleted between the listing and now.
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await?;
+        let mut sets: Vec<PermissionSet> = described.into_iter().flatten().collect();
+        sets.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.arn.cmp(&b.arn)));
+        Ok(sets)
+    }
+
+    async fn users(&self, identity_store_id: &str) -> Result<Vec<User>, ConnectorError> {
+        let listed = collect_pages(LIST_USERS.name, |token| {
+            let req = self
+                .ids
+                .list_users()
+                .identity_store_id(identity_store_id)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await.map_err(|e| LIST_USERS.err(e))?;
+                Ok((out.users, out.next_token))
+            }
+        })
+        .await?;
+        let mut users: Vec<User> = listed
+            .iter()
+            .map(|u| {
+                let user_name = u.user_name().unwrap_or(u.user_id()).to_string();
+                let email = u
+                    .emails()
+                    .iter()
+                    .find(|e| e.primary())
+                    .or_else(|| u.emails().first())
+                    .and_then(|e| e.value())
+                    .map(str::to_string);
+                User {
+                    id: u.user_id().to_string(),
+                    display_name: u
+                        .display_name()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| user_name.clone()),
+                    user_name,
+                    email,
+                }
+            })
+            .collect();
+        users.sort_by(|a, b| a.user_name.cmp(&b.user_name).then_with(|| a.id.cmp(&b.id)));
+        Ok(users)
+    }
+
+    async fn groups(&self, identity_store_id: &str) -> Result<Vec<Group>, ConnectorError> {
+        let listed = collect_pages(LIST_GROUPS.name, |token| {
+            let req = self
+                .ids
+                .list_groups()
+                .identity_store_id(identity_store_id)
+                .set_next_token(token);
+            async move {
+                let out = req.send().await.map_err(|e| LIST_GROUPS.err(e))?;
+                Ok((out.groups, out.next_token))
+            }
+        })
+        .await?;
+        let mut groups: Vec<Group> = listed
+            .iter()
+            .map(|g| Group {
+                id: g.group_id().to_string(),
+                display_name: g.display_name().unwrap_or(g.group_id()).to_string(),
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            a.display_name
+                .cmp(&b.display_name)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(groups)
+    }
+
+    async fn memberships(
+        &self,
+        identity_store_id: &str,
+        groups: &[Group],
+    ) -> Result<Vec<(String, String)>, ConnectorError> {
+        let per_group = bounded(groups, |group| {
+            collect_pages(LIST_GROUP_MEMBERSHIPS.name, move |token| {
+                let req = self
+                    .ids
+                    .list_group_memberships()
+                    .identity_store_id(identity_store_id)
+                    .group_id(&group.id)
+                    .set_next_token(token);
+                async move {
+                    let out = req
+                        .send()
+                        .await
+                        .map_err(|e| LIST_GROUP_MEMBERSHIPS.err(e))?;
+                    let users = out
+                        .group_memberships
+                        .iter()
+                        .filter_map(|m| match m.member_id() {
+                            Some(MemberId::UserId(user)) => Some((group.id.clone(), user.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    Ok((users, out.next_token))
+                }
+            })
+        })
+        .await?;
+        // moto records a repeated CreateGroupMembership twice; a membership is a fact, not a count.
+        Ok(per_group
+            .into_iter()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
+    /// Where each permission set is provisioned, as `(account id, permission set arn)` for ACTIVE accounts.
+    ///
+    /// One ListAccountsForProvisionedPermissionSet per permission set (there are usually far fewer
+    /// permission sets than accounts), then one ListPermissionSetsProvisionedToAccount for the account with
+    /// the fewest results as a cross-check. If the two disagree, the per-account view is used for every
+    /// account. On AWS they agree (barring a change during the sync); moto 5.2.1 needs the fallback: its
+    /// ListAccountsForProvisionedPermissionSet answers the caller's own account for every provisioned
+    /// permission set, while its ListPermissionSetsProvisionedToAccount ignores AccountId and answers every
+    /// provisioned permission set for any account.
+    async fn provisioned(
+        &self,
+        instance_arn: &str,
+        accounts: &[Account],
+        permission_sets: &[PermissionSet],
+    ) -> Result<Vec<(String, String)>, ConnectorError> {
+        let active: HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+        let known: HashSet<&str> = permission_sets.iter().map(|p| p.arn.as_str()).collect();
+
+        let per_set = bounded(permission_sets, |ps| async move {
+            let ids = self
+                .accounts_for_permission_set(instance_arn, &ps.arn)
+                .await?;
+            Ok(ids
+                .into_iter()
+                .map(|id| (id, ps.arn.clone()))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let pairs: BTreeSet<(String, String)> = per_set
+            .into_iter()
+            .flatten()
+            .filter(|(id, _)| active.contains(id.as_str()))
+            .collect();
+
+        let Some(probe) = accounts
+            .iter()
+            .min_by_key(|a| pairs.iter().filter(|(id, _)| *id == a.id).count())
+        else {
+            return Ok(Vec::new());
+        };
+        let listed: BTreeSet<String> = self
+            .sets_provisioned_to_account(instance_arn, &probe.id)
+            .await?
+            .into_iter()
+            .filter(|arn| known.contains(arn.as_str()))
+            .collect();
+        let expected: BTreeSet<String> = pairs
+            .iter()
+            .filter(|(id, _)| *id == probe.id)
+            .map(|(_, arn)| arn.clone())
+            .collect();
+        if listed == expected {
+            return Ok(pairs.into_iter().collect());
+        }
+
+        tracing::warn!(
+            account = %probe.id,
+            "ListAccountsForProvisionedPermissionSet and ListPermissionSetsProvisionedToAccount disagree \
+             (as in moto 5.2.1); listing provisioned permission sets per account instead"
+        );
+        let per_account = bounded(accounts, |account| async move {
+            let arns = self
+                .sets_provisioned_to_account(instance_arn, &account.id)
+                .await?;
+            Ok(arns
+                .into_iter()
+                .map(|arn| (account.id.clone(), arn))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(per_account
+            .into_iter()
+            .flatten()
+            .filter(|(_, arn)| known.contains(arn.as_str()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
+    async fn accounts_for_permission_set(
+        &self,
+        instance_arn: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<String>, ConnectorError> {
+        collect_pages(LIST_ACCOUNTS_FOR_PROVISIONED.name, |token| {
+            let req = self
+                .sso
+                .list_accounts_for_provisioned_permission_set()
+                .instance_arn(instance_arn)
+                .permission_set_arn(permission_set_arn)
+                .set_next_token(token);
+            async move {
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| LIST_ACCOUNTS_FOR_PROVISIONED.err(e))?;
+                Ok((out.account_ids.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+    }
+
+    async fn sets_provisioned_to_account(
+        &self,
+        instance_arn: &str,
+        account_id: &str,
+    ) -> Result<Vec<String>, ConnectorError> {
+        collect_pages(LIST_PROVISIONED_TO_ACCOUNT.name, |token| {
+            let req = self
+                .sso
+                .list_permission_sets_provisioned_to_account()
+                .instance_arn(instance_arn)
+                .account_id(account_id)
+                .set_next_token(token);
+            async move {
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| LIST_PROVISIONED_TO_ACCOUNT.err(e))?;
+                Ok((out.permission_sets.unwrap_or_default(), out.next_token))
+            }
+        })
+        .await
+    }
+
+    async fn assignments(
+        &self,
+        instance_arn: &str,
+        provisioned: &[(String, String)],
+    ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
+        let per_pair = bounded(provisioned, |(account_id, permission_set_arn)| async move {
+            let principals = self
+                .principals_assigned(instance_arn, account_id, permission_set_arn)
+                .await?;
+            Ok(principals
+                .into_iter()
+                .map(|principal| AssignmentRecord {
+                    account_id: account_id.clone(),
+                    permission_set_arn: permission_set_arn.clone(),
+                    principal,
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(per_pair
+            .into_iter()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
+    /// The principals assigned a permission set in an account (ListAccountAssignments, all pages).
+    async fn principals_assigned(
+        &self,
+        instance_arn: &str,
+        account_id: &str,
+        permission_set_arn: &str,
+    ) -> Result<Vec<Principal>, ConnectorError> {
+        collect_pages(LIST_ACCOUNT_ASSIGNMENTS.name, |token| {
+            let req = self
+                .sso
+                .list_account_assignments()
+                .instance_arn(instance_arn)
+                .account_id(account_id)
+                .permission_set_arn(permission_set_arn)
+                .set_next_token(token);
+            async move {
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| LIST_ACCOUNT_ASSIGNMENTS.err(e))?;
+                let principals = out
+                    .account_assignments
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|a| {
+                        let id = a.principal_id()?.to_string();
+                        match a.principal_type()? {
+                            PrincipalType::User => Some(Principal::User(id)),
+                            PrincipalType::Group => Some(Principal::Group(id)),
+                            other => {
+                                tracing::warn!(
+                                    principal_type = other.as_str(),
+                                    "ignoring assignment to an unknown principal type"
+                                );
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                Ok((principals, out.next_token))
+            }
+        })
+        .await
+    }
+
+    // ---- assign / unassign parts -----------------------------------------------------------------
+
+    async fn exists(&self, a: &Assignment) -> Result<bool, ConnectorError> {
+        let principals = self
+            .principals_assigned(&a.instance_arn, &a.account_id, &a.permission_set_arn)
+            .await?;
+        Ok(principals.contains(&a.principal))
+    }
+
+    /// One attempt: look, then create. `None` when the assignment is already there. Looking first keeps
+    /// retries idempotent, and keeps moto (which stores duplicates and then pages them forever) sane.
+    async fn create_unless_exists(
+        &self,
+        a: &Assignment,
+    ) -> Result<Option<Started>, ConnectorError> {
+        if self.exists(a).await? {
+            return Ok(None);
+        }
+        let (principal_type, principal_id) = principal_parts(&a.principal);
+        let out = self
+            .sso
+            .create_account_assignment()
+            .instance_arn(&a.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(principal_type)
+            .principal_id(principal_id)
+            .send()
+            .await
+            .map_err(|e| CREATE_ASSIGNMENT.err(e))?;
+        started(
+            CREATE_ASSIGNMENT,
+            out.account_assignment_creation_status.as_ref(),
+        )
+        .map(Some)
+    }
+
+    /// One attempt: look, then delete. `None` when there is nothing to delete.
+    async fn delete_if_exists(&self, a: &Assignment) -> Result<Option<Started>, ConnectorError> {
+        if !self.exists(a).await? {
+            return Ok(None);
+        }
+        let (principal_type, principal_id) = principal_parts(&a.principal);
+        let result = self
+            .sso
+            .delete_account_assignment()
+            .instance_arn(&a.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(principal_type)
+            .principal_id(principal_id)
+            .send()
+            .await
+            .map_err(|e| DELETE_ASSIGNMENT.err(e));
+        match result {
+            Ok(out) => started(
+                DELETE_ASSIGNMENT,
+                out.account_assignment_deletion_status.as_ref(),
+            )
+            .map(Some),
+            // Removed by someone else since we looked (moto says ResourceNotFound for a missing assignment).
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn creation_progress(
+        &self,
+        a: &Assignment,
+        request_id: &str,
+    ) -> Result<RequestState, ConnectorError> {
+        let result = self
+            .sso
+            .describe_account_assignment_creation_status()
+            .instance_arn(&a.instance_arn)
+            .account_assignment_creation_request_id(request_id)
+            .send()
+            .await
+            .map_err(|e| CREATION_STATUS.err(e));
+        match result {
+            Ok(out) => progress(
+                CREATION_STATUS,
+                out.account_assignment_creation_status.as_ref(),
+            ),
+            // moto forgets a creation request once its assignment is deleted; decide by what exists.
+            Err(e) if e.is_not_found() => {
+                if self.exists(a).await? {
+                    Ok(RequestState::Succeeded)
+                } else {
+                    Ok(RequestState::Failed("the creation request is unknown to IAM Identity Center and the assignment does not exist".into()))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn deletion_progress(
+        &self,
+        instance_arn: &str,
+        request_id: &str,
+    ) -> Result<RequestState, ConnectorError> {
+        let result = self
+            .sso
+            .describe_account_assignment_deletion_status()
+            .instance_arn(instance_arn)
+            .account_assignment_deletion_request_id(request_id)
+            .send()
+            .await
+            .map_err(|e| DELETION_STATUS.err(e));
+        match result {
+            Ok(out) => progress(
+                DELETION_STATUS,
+                out.account_assignment_deletion_status.as_ref(),
+            ),
+            // moto can answer ResourceNotFound for the status of a finished delete: the assignment is gone.
+            Err(e) if e.is_not_found() => Ok(RequestState::Succeeded),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn principal_parts(p: &Principal) -> (PrincipalType, &str) {
+    match p {
+        Principal::User(id) => (PrincipalType::User, id),
+        Principal::Group(id) => (PrincipalType::Group, id),
+    }
+}
+
+fn progress(
+    op: Op,
+    status: Option<&AccountAssignmentOperationStatus>,
+) -> Result<RequestState, ConnectorError> {
+    let Some(status) = status else {
+        return Err(ConnectorError::MalformedResponse {
+            operation: op.name,
+            field: "the operation status",
+        });
+    };
+    Ok(match status.status() {
+        Some(StatusValues::Succeeded) => RequestState::Succeeded,
+        Some(StatusValues::Failed) => RequestState::Failed(
+            status
+                .failure_reason()
+                .unwrap_or("no reason given")
+                .to_string(),
+        ),
+        Some(StatusValues::InProgress) => RequestState::InProgress,
+        Some(other) => {
+            tracing::warn!(
+                status = other.as_str(),
+                operation = op.name,
+                "unknown status; treating it as in progress"
+            );
+            RequestState::InProgress
+        }
+        None => {
+            return Err(ConnectorError::MalformedResponse {
+                operation: op.name,
+                field: "Status",
+            });
+        }
+    })
+}
+
+fn started(
+    op: Op,
+    status: Option<&AccountAssignmentOperationStatus>,
+) -> Result<Started, ConnectorError> {
+    let progress = progress(op, status)?;
+    let Some(request_id) = status.and_then(|s| s.request_id()) else {
+        return Err(ConnectorError::MalformedResponse {
+            operation: op.name,
+            field: "RequestId",
+        });
+    };
+    Ok(Started {
+        request_id: request_id.to_string(),
+        progress,
+    })
+}
+
+/// Runs `f` over `items` with at most [`CONCURRENCY`] in flight; results keep the order of `items`.
+async fn bounded<I, T, F, Fut>(items: I, f: F) -> Result<Vec<T>, ConnectorError>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future<Output = Result<T, ConnectorError>>,
+{
+    stream::iter(items)
+        .map(f)
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await
+}

@@ -1,0 +1,405 @@
+//! The connector's error type and the mapping from AWS SDK errors onto it.
+
+use std::time::Duration;
+
+use aws_sdk_ssoadmin::config::http::HttpResponse;
+use aws_sdk_ssoadmin::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// What went wrong talking to AWS. [`ConnectorError::is_retryable`] tells the caller whether trying
+/// the same call again later can help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// No credentials could be found or resolved.
+    #[error(
+        "no usable AWS credentials: {message}. Provide them the usual way \
+         (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an instance or task role, or `aws sso login`)"
+    )]
+    NoCredentials { message: String },
+
+    /// AWS rejected the credentials themselves (unknown key, bad signature, expired token).
+    #[error(
+        "AWS rejected the credentials used for {operation} ({code}): {message}. \
+         Refresh or replace the credentials Cone runs with"
+    )]
+    InvalidCredentials {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// The credentials are valid but lack an IAM permission.
+    #[error(
+        "{operation} was denied ({code}): the identity Cone runs as needs the IAM action `{action}` \
+         (for IAM Identity Center, in the management or delegated administrator account). AWS said: {message}"
+    )]
+    AccessDenied {
+        operation: &'static str,
+        action: String,
+        code: String,
+        message: String,
+    },
+
+    /// AWS throttled the call. Retryable.
+    #[error(
+        "{operation} was throttled by AWS ({code}); retry later with backoff. AWS said: {message}"
+    )]
+    Throttled {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// Another change to the same resource is in progress (ConflictException, ConcurrentModificationException). Retryable.
+    #[error(
+        "{operation} conflicted with another change in progress ({code}); retry shortly. \
+         If it keeps happening, the target account may be suspended. AWS said: {message}"
+    )]
+    Conflict {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// AWS failed on its side (HTTP 5xx). Retryable.
+    #[error(
+        "AWS failed to handle {operation} (HTTP {status}, {code}); retry later. AWS said: {message}"
+    )]
+    ServerError {
+        operation: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+
+    /// The request did not get an answer (connection, DNS, timeout). Retryable.
+    #[error(
+        "could not get an answer from AWS for {operation}: {message}. \
+         Check network access and the endpoint (AWS_ENDPOINT_URL, if set)"
+    )]
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
+
+    /// A named resource does not exist.
+    #[error("{operation}: not found ({code}). AWS said: {message}")]
+    NotFound {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// The account does not belong to an AWS Organization (or is not its management account).
+    #[error(
+        "{operation}: this account is not part of an AWS Organization ({code}). Cone needs the credentials \
+         of the organization's management account (or a delegated administrator). AWS said: {message}"
+    )]
+    NoOrganization {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// Any other refusal (validation errors and the like). Not retryable as is.
+    #[error("AWS rejected {operation} ({code}{http}): {message}", http = fmt_status(.status))]
+    Rejected {
+        operation: &'static str,
+        status: Option<u16>,
+        code: String,
+        message: String,
+    },
+
+    /// No IAM Identity Center instance is visible in the configured region.
+    #[error(
+        "no IAM Identity Center instance found in region {region}: enable IAM Identity Center, or configure \
+         Cone with the region where it is enabled (and check that `sso:ListInstances` is allowed)"
+    )]
+    NoInstance { region: String },
+
+    /// IAM Identity Center reported the asynchronous request as FAILED.
+    #[error("IAM Identity Center reports {operation} (request {request_id}) as FAILED: {reason}")]
+    OperationFailed {
+        operation: &'static str,
+        request_id: String,
+        reason: String,
+    },
+
+    /// The asynchronous request was still in progress when Cone stopped waiting. Retryable.
+    #[error(
+        "{operation} (request {request_id}) was still in progress after {waited:?}; it may still finish. \
+         Check the assignment later or retry (the connector skips work that is already done)"
+    )]
+    Timeout {
+        operation: &'static str,
+        request_id: String,
+        waited: Duration,
+    },
+
+    /// A list call handed back a NextToken it had already handed back, which would page forever.
+    #[error(
+        "{operation} returned the page token {token:?} a second time; stopped paging to avoid an endless loop \
+         (moto does this when it holds duplicate records)"
+    )]
+    PaginationLoop {
+        operation: &'static str,
+        token: String,
+    },
+
+    /// A response lacked a field the connector relies on.
+    #[error(
+        "{operation} returned a response without {field}; the API may have changed or the endpoint is not AWS"
+    )]
+    MalformedResponse {
+        operation: &'static str,
+        field: &'static str,
+    },
+}
+
+fn fmt_status(status: &Option<u16>) -> String {
+    status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
+}
+
+impl ConnectorError {
+    /// True when the same call may succeed if tried again later (throttling, conflicts, 5xx, transport
+    /// failures, and waiting that timed out before AWS finished).
+    pub fn is_retryable(&self) -> bool {
+        self.is_transient() || matches!(self, ConnectorError::Timeout { .. })
+    }
+
+    /// Failures worth retrying at once with backoff inside the connector.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::Throttled { .. }
+                | ConnectorError::Conflict { .. }
+                | ConnectorError::ServerError { .. }
+                | ConnectorError::Transport { .. }
+        )
+    }
+
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, ConnectorError::NotFound { .. })
+    }
+}
+
+/// One AWS API call: its name (for messages) and the IAM service prefix of the action that allows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op {
+    pub name: &'static str,
+    pub service: &'static str,
+}
+
+impl Op {
+    pub const fn sso(name: &'static str) -> Op {
+        Op {
+            name,
+            service: "sso",
+        }
+    }
+    pub const fn identitystore(name: &'static str) -> Op {
+        Op {
+            name,
+            service: "identitystore",
+        }
+    }
+    pub const fn organizations(name: &'static str) -> Op {
+        Op {
+            name,
+            service: "organizations",
+        }
+    }
+    fn action(&self) -> String {
+        format!("{}:{}", self.service, self.name)
+    }
+
+    /// Maps an SDK error of this call onto a [`ConnectorError`].
+    pub fn err<E>(&self, err: SdkError<E, HttpResponse>) -> ConnectorError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let operation = self.name;
+        match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                let message = DisplayErrorContext(&err).to_string();
+                if is_credentials_failure(&message) {
+                    ConnectorError::NoCredentials { message }
+                } else {
+                    ConnectorError::Transport { operation, message }
+                }
+            }
+            SdkError::ConstructionFailure(_) => {
+                let message = DisplayErrorContext(&err).to_string();
+                if is_credentials_failure(&message) {
+                    ConnectorError::NoCredentials { message }
+                } else {
+                    ConnectorError::Rejected {
+                        operation,
+                        status: None,
+                        code: "ConstructionFailure".into(),
+                        message,
+                    }
+                }
+            }
+            _ => {
+                let status = err.raw_response().map(|r| r.status().as_u16());
+                let code = err.code().unwrap_or("Unknown").to_string();
+                let message = err
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+                self.classify(status, code, message)
+            }
+        }
+    }
+
+    /// Maps an error code and HTTP status onto a [`ConnectorError`] (split out so it can be tested without AWS).
+    pub(crate) fn classify(
+        &self,
+        status: Option<u16>,
+        code: String,
+        message: String,
+    ) -> ConnectorError {
+        let operation = self.name;
+        let c = code.as_str();
+        if matches!(
+            c,
+            "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "TooManyRequests"
+                | "RequestLimitExceeded"
+                | "RequestThrottled"
+                | "RequestThrottledException"
+                | "SlowDown"
+        ) || status == Some(429)
+        {
+            ConnectorError::Throttled {
+                operation,
+                code,
+                message,
+            }
+        } else if matches!(
+            c,
+            "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "ExpiredToken"
+                | "ExpiredTokenException"
+                | "InvalidSignatureException"
+                | "SignatureDoesNotMatch"
+                | "IncompleteSignature"
+                | "MissingAuthenticationToken"
+        ) {
+            ConnectorError::InvalidCredentials {
+                operation,
+                code,
+                message,
+            }
+        } else if matches!(
+            c,
+            "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation"
+        ) || (status == Some(403) && c == "Unknown")
+        {
+            ConnectorError::AccessDenied {
+                operation,
+                action: self.action(),
+                code,
+                message,
+            }
+        } else if matches!(c, "ConflictException" | "ConcurrentModificationException") {
+            ConnectorError::Conflict {
+                operation,
+                code,
+                message,
+            }
+        } else if c == "AWSOrganizationsNotInUseException" {
+            ConnectorError::NoOrganization {
+                operation,
+                code,
+                message,
+            }
+        } else if status.is_some_and(|s| s >= 500)
+            || matches!(
+                c,
+                "InternalServerException"
+                    | "InternalFailure"
+                    | "ServiceUnavailable"
+                    | "ServiceException"
+            )
+        {
+            ConnectorError::ServerError {
+                operation,
+                status: status.unwrap_or(500),
+                code,
+                message,
+            }
+        } else if c.ends_with("NotFoundException") || c == "ResourceNotFound" || status == Some(404)
+        {
+            ConnectorError::NotFound {
+                operation,
+                code,
+                message,
+            }
+        } else {
+            ConnectorError::Rejected {
+                operation,
+                status,
+                code,
+                message,
+            }
+        }
+    }
+}
+
+fn is_credentials_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no credentials")
+        || m.contains("credentials provider")
+        || m.contains("failed to load credentials")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_codes_and_statuses() {
+        let op = Op::sso("CreateAccountAssignment");
+        let e = |status: Option<u16>, code: &str| op.classify(status, code.into(), "m".into());
+
+        assert!(matches!(
+            e(Some(400), "ThrottlingException"),
+            ConnectorError::Throttled { .. }
+        ));
+        assert!(matches!(
+            e(Some(429), "Whatever"),
+            ConnectorError::Throttled { .. }
+        ));
+        assert!(matches!(
+            e(Some(409), "ConflictException"),
+            ConnectorError::Conflict { .. }
+        ));
+        assert!(matches!(
+            e(Some(503), "Unknown"),
+            ConnectorError::ServerError { status: 503, .. }
+        ));
+        assert!(matches!(
+            e(Some(400), "ResourceNotFoundException"),
+            ConnectorError::NotFound { .. }
+        ));
+        assert!(matches!(
+            e(Some(400), "ValidationException"),
+            ConnectorError::Rejected { .. }
+        ));
+        for code in ["ThrottlingException", "ConflictException"] {
+            assert!(e(Some(400), code).is_retryable(), "{code}");
+        }
+        assert!(e(Some(500), "InternalServerException").is_retryable());
+        assert!(!e(Some(400), "ValidationException").is_retryable());
+
+        let denied = e(Some(400), "AccessDeniedException");
+        assert!(!denied.is_retryable());
+        let text = denied.to_string();
+        assert!(text.contains("`sso:CreateAccountAssignment`"), "{text}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Cone's connector to AWS: reads the organisation, IAM Identity Center and its identity store, and
+//! creates and removes account assignments. The only crate of the workspace that sees AWS SDK types.
+//!
+//! Endpoints and credentials come from the standard AWS configuration (environment, profiles, roles), so
+//! the same code talks to AWS or to moto (`AWS_ENDPOINT_URL`).
+
+mod connector;
+mod error;
+mod paging;
+mod retry;
+
+pub use connector::Connector;
+pub use error::ConnectorError;
+
+/// A principal of the Identity Center identity store, by identity-store id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Principal {
+    User(String),
+    Group(String),
+}
+
+/// "This principal may use this permission set in this account."
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Assignment {
+    pub instance_arn: String,
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub principal: Principal,
+}
+
+/// An account assignment as found in AWS (the instance is the snapshot's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssignmentRecord {
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub principal: Principal,
+}
+
+/// An ACTIVE member account of the organisation (the management account included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    /// The account state as AWS reports it; always `ACTIVE` in a [`Snapshot`].
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionSet {
+    pub arn: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// ISO 8601 duration as AWS gives it, e.g. `PT1H`.
+    pub session_duration: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub user_name: String,
+    /// The display name; the user name when the identity store has none.
+    pub display_name: String,
+    /// The primary email, else the first one listed, else none.
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: String,
+    /// The display name; the group id when the identity store has none.
+    pub display_name: String,
+}
+
+/// Everything Cone reads from AWS in one pass. Lists are sorted (accounts by id, permission sets by name,
+/// users by user name, groups by display name, pairs and assignments lexicographically), and every
+/// account id in `provisioned` and `assignments` is one of `accounts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub instance_arn: String,
+    pub identity_store_id: String,
+    pub accounts: Vec<Account>,
+    pub permission_sets: Vec<PermissionSet>,
+    /// `(account id, permission set arn)`: where each permission set is provisioned.
+    pub provisioned: Vec<(String, String)>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    /// `(group id, user id)`.
+    pub memberships: Vec<(String, String)>,
+    pub assignments: Vec<AssignmentRecord>,
+}

@@ -1,0 +1,128 @@
+//! The one pagination loop every list call goes through.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use crate::error::ConnectorError;
+
+/// Calls `fetch_page` with `None`, then with each NextToken it returns, and concatenates the items.
+///
+/// A `None` or empty token ends the listing. A token seen before is an error rather than a loop:
+/// moto 5.2.1 hands out the same token forever when it holds duplicate account assignments.
+pub(crate) async fn collect_pages<T, F, Fut>(
+    operation: &'static str,
+    mut fetch_page: F,
+) -> Result<Vec<T>, ConnectorError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), ConnectorError>>,
+{
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    let mut token = None;
+    loop {
+        let (page, next) = fetch_page(token.take()).await?;
+        items.extend(page);
+        match next.filter(|t| !t.is_empty()) {
+            None => return Ok(items),
+            Some(next) => {
+                if !seen.insert(next.clone()) {
+                    return Err(ConnectorError::PaginationLoop {
+                        operation,
+                        token: next,
+                    });
+                }
+                token = Some(next);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Serves canned pages keyed by the token asked for; records the tokens asked for.
+    async fn run(
+        pages: &[(Option<&str>, &[u32], Option<&str>)],
+    ) -> (Result<Vec<u32>, ConnectorError>, Vec<Option<String>>) {
+        let asked = RefCell::new(Vec::new());
+        let result = collect_pages("ListThings", |token: Option<String>| {
+            asked.borrow_mut().push(token.clone());
+            let page = pages
+                .iter()
+                .find(|(t, _, _)| t.map(str::to_string) == token)
+                .cloned();
+            async move {
+                let (_, items, next) = page.expect("test asked for an unknown token");
+                Ok((items.to_vec(), next.map(str::to_string)))
+            }
+        })
+        .await;
+        (result, asked.into_inner())
+    }
+
+    #[tokio::test]
+    async fn follows_tokens_until_none_or_empty() {
+        let (r, asked) = run(&[
+            (None, &[1, 2], Some("a")),
+            (Some("a"), &[3], Some("b")),
+            (Some("b"), &[], None),
+        ])
+        .await;
+        assert_eq!(r.expect("pages"), vec![1, 2, 3]);
+        assert_eq!(asked, vec![None, Some("a".into()), Some("b".into())]);
+
+        let (r, asked) = run(&[(None, &[7], Some(""))]).await;
+        assert_eq!(r.expect("pages"), vec![7]);
+        assert_eq!(asked.len(), 1, "an empty NextToken ends the listing");
+    }
+
+    #[tokio::test]
+    async fn repeated_token_is_an_error_not_a_loop() {
+        // a → b → a: the second "a" must stop the loop (moto's duplicate-assignment behaviour).
+        let (r, asked) = run(&[
+            (None, &[1], Some("a")),
+            (Some("a"), &[2], Some("b")),
+            (Some("b"), &[3], Some("a")),
+        ])
+        .await;
+        match r {
+            Err(ConnectorError::PaginationLoop { operation, token }) => {
+                assert_eq!(operation, "ListThings");
+                assert_eq!(token, "a");
+            }
+            other => panic!("expected PaginationLoop, got {other:?}"),
+        }
+        assert_eq!(asked.len(), 3);
+        assert!(
+            !ConnectorError::PaginationLoop {
+                operation: "x",
+                token: "a".into()
+            }
+            .is_retryable()
+        );
+
+        // The same token straight away (the shape moto produces) fails on the second page.
+        let (r, asked) = run(&[(None, &[1], Some("t")), (Some("t"), &[1], Some("t"))]).await;
+        assert!(
+            matches!(r, Err(ConnectorError::PaginationLoop { .. })),
+            "{r:?}"
+        );
+        assert_eq!(asked.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn page_errors_propagate() {
+        let r: Result<Vec<u32>, _> = collect_pages("ListThings", |_| async {
+            Err(ConnectorError::Throttled {
+                operation: "ListThings",
+                code: "ThrottlingException".into(),
+                message: "slow down".into(),
+            })
+        })
+        .await;
+        assert!(matches!(r, Err(ConnectorError::Throttled { .. })));
+    }
+}

@@ -1,0 +1,254 @@
+//! Backoff for transient failures and waiting for IAM Identity Center's asynchronous requests.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::error::ConnectorError;
+
+/// How long and how often the connector retries and polls.
+#[derive(Debug, Clone)]
+pub(crate) struct Timing {
+    /// Attempts in all (the first try included) for a step failing with a transient error.
+    pub attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// First wait before asking for the status of an asynchronous request; it doubles up to `poll_max`.
+    pub poll_first: Duration,
+    pub poll_max: Duration,
+    /// Overall limit on waiting for one asynchronous request.
+    pub poll_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            attempts: 6,
+            backoff_base: Duration::from_millis(250),
+            backoff_cap: Duration::from_secs(10),
+            poll_first: Duration::from_millis(500),
+            poll_max: Duration::from_secs(5),
+            poll_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timing {
+    /// Exponential backoff with jitter: a random delay between half and all of `base * 2^retry` (capped).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let full = self
+            .backoff_base
+            .saturating_mul(1u32 << retry.min(16))
+            .min(self.backoff_cap);
+        let half = full / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=full - half)
+    }
+}
+
+/// Runs `step` until it succeeds, fails with a non-transient error, or `attempts` are used up.
+pub(crate) async fn with_retries<T, F, Fut>(
+    timing: &Timing,
+    what: &str,
+    mut step: F,
+) -> Result<T, ConnectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ConnectorError>>,
+{
+    let mut retry = 0;
+    loop {
+        match step().await {
+            Err(e) if e.is_transient() && retry + 1 < timing.attempts => {
+                let delay = timing.backoff(retry);
+                tracing::warn!(error = %e, ?delay, attempt = retry + 1, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                retry += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where an asynchronous IAM Identity Center request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestState {
+    InProgress,
+    Succeeded,
+    Failed(String),
+}
+
+/// Polls `check` (with growing pauses) until the request succeeds, fails, or `poll_timeout` passes.
+/// Transient errors from `check` are logged and polled through.
+pub(crate) async fn wait_for<F, Fut>(
+    timing: &Timing,
+    operation: &'static str,
+    request_id: &str,
+    mut check: F,
+) -> Result<(), ConnectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<RequestState, ConnectorError>>,
+{
+    let start = Instant::now();
+    let mut pause = timing.poll_first;
+    loop {
+        let remaining = timing.poll_timeout.saturating_sub(start.elapsed());
+        tokio::time::sleep(pause.min(remaining)).await;
+        match check().await {
+            Ok(RequestState::Succeeded) => return Ok(()),
+            Ok(RequestState::Failed(reason)) => {
+                return Err(ConnectorError::OperationFailed {
+                    operation,
+                    request_id: request_id.to_string(),
+                    reason,
+                });
+            }
+            Ok(RequestState::InProgress) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, request_id, "checking {operation} failed; will check again")
+            }
+            Err(e) => return Err(e),
+        }
+        if start.elapsed() >= timing.poll_timeout {
+            return Err(ConnectorError::Timeout {
+                operation,
+                request_id: request_id.to_string(),
+                waited: start.elapsed(),
+            });
+        }
+        pause = (pause * 2).min(timing.poll_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn fast() -> Timing {
+        Timing {
+            attempts: 4,
+            backoff_base: Duration::from_millis(1),
+            backoff_cap: Duration::from_millis(4),
+            poll_first: Duration::from_millis(1),
+            poll_max: Duration::from_millis(4),
+            poll_timeout: Duration::from_millis(60),
+        }
+    }
+
+    fn conflict() -> ConnectorError {
+        ConnectorError::Conflict {
+            operation: "CreateAccountAssignment",
+            code: "ConflictException".into(),
+            message: "busy".into(),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let t = Timing::default();
+        for retry in 0..40 {
+            let full = t
+                .backoff_base
+                .saturating_mul(1u32 << retry.min(16))
+                .min(t.backoff_cap);
+            let d = t.backoff(retry);
+            assert!(
+                d >= full / 2 && d <= full,
+                "retry {retry}: {d:?} not within [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+        assert!(t.backoff(30) <= t.backoff_cap);
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_then_succeeds() {
+        let calls = Cell::new(0);
+        let r = with_retries(&fast(), "create", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move { if n < 3 { Err(conflict()) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r.expect("third try succeeds"), 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_bounded_attempts_and_never_retries_permanent_errors() {
+        let calls = Cell::new(0);
+        let r: Result<(), _> = with_retries(&fast(), "create", || {
+            calls.set(calls.get() + 1);
+            async { Err(conflict()) }
+        })
+        .await;
+        assert!(matches!(r, Err(ConnectorError::Conflict { .. })));
+        assert_eq!(calls.get(), 4);
+
+        calls.set(0);
+        let r: Result<(), _> = with_retries(&fast(), "create", || {
+            calls.set(calls.get() + 1);
+            async {
+                Err(ConnectorError::NotFound {
+                    operation: "x",
+                    code: "ResourceNotFoundException".into(),
+                    message: String::new(),
+                })
+            }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn polls_until_succeeded_through_transient_errors() {
+        let calls = Cell::new(0);
+        let r = wait_for(&fast(), "CreateAccountAssignment", "req-1", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                match n {
+                    1 => Ok(RequestState::InProgress),
+                    2 => Err(conflict()),
+                    3 => Ok(RequestState::InProgress),
+                    _ => Ok(RequestState::Succeeded),
+                }
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(calls.get(), 4);
+    }
+
+    #[tokio::test]
+    async fn failed_status_carries_the_reason() {
+        let r = wait_for(&fast(), "CreateAccountAssignment", "req-2", || async {
+            Ok(RequestState::Failed(
+                "Received a 404 status error: Not supported account".into(),
+            ))
+        })
+        .await;
+        match r {
+            Err(e @ ConnectorError::OperationFailed { .. }) => {
+                assert!(e.to_string().contains("Not supported account"), "{e}");
+                assert!(!e.is_retryable());
+            }
+            other => panic!("expected OperationFailed, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn in_progress_forever_times_out() {
+        let t = fast();
+        let r = wait_for(&t, "DeleteAccountAssignment", "req-3", || async {
+            Ok(RequestState::InProgress)
+        })
+        .await;
+        match r {
+            Err(e @ ConnectorError::Timeout { .. }) => assert!(e.is_retryable()),
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+    }
+}

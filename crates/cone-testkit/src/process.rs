@@ -1,0 +1,163 @@
+//! Child processes on free loopback ports, killed by PID on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The repository root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
+}
+
+/// A program from the project-local virtualenv that `cargo xtask` installs.
+pub fn venv_bin(name: &str) -> Result<PathBuf> {
+    let path = workspace_root().join(".venv/bin").join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing; run `cargo xtask test` (or `cargo xtask sandbox`), which installs moto and awscli into .venv",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A binary of this workspace, built by `cargo build --workspace` into the same target directory as the running test.
+pub fn target_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    for dir in exe.ancestors().skip(1) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "binary `{name}` not found next to {}; run `cargo build --workspace` first (cargo xtask test does)",
+        exe.display()
+    )
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running child process; dropped means killed (by PID) and reaped.
+pub struct Child {
+    name: String,
+    inner: std::process::Child,
+}
+
+impl Child {
+    /// Starts `cmd` and waits for it to print `READY <url>` as a line on stdout; returns the child and the URL.
+    pub fn spawn_ready(name: &str, mut cmd: Command, timeout: Duration) -> Result<(Child, String)> {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut inner = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let stdout = inner.stdout.take().context("child stdout")?;
+        let child = Child {
+            name: name.to_string(),
+            inner,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(url) = line.strip_prefix("READY ") {
+                        let _ = tx.send(url.trim().to_string());
+                        sent = true;
+                    }
+                } else {
+                    println!("[{line}]");
+                }
+            }
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(url) => Ok((child, url)),
+            Err(_) => bail!("{name} did not report READY within {timeout:?}; see its stderr above"),
+        }
+    }
+
+    /// Starts `cmd` and waits until something accepts connections on `port`.
+    pub fn spawn_listening(
+        name: &str,
+        mut cmd: Command,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Child> {
+        cmd.stdin(Stdio::null());
+        let inner = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let mut child = Child {
+            name: name.to_string(),
+            inner,
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(child);
+            }
+            if let Some(status) = child.inner.try_wait()? {
+                bail!("{name} exited with {status} before listening on port {port}");
+            }
+            if Instant::now() > deadline {
+                bail!("{name} did not listen on port {port} within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.inner.id()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.inner.kill();
+        let _ = self.inner.wait();
+    }
+}
+
+/// moto in server mode on a free loopback port.
+pub struct Moto {
+    pub child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Result<Moto> {
+        let port = free_port()?;
+        let mut cmd = Command::new(venv_bin("moto_server")?);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = Child::spawn_listening("moto", cmd, port, Duration::from_secs(60))?;
+        Ok(Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// Environment for any AWS client aimed at this moto (static test keys, no real AWS).
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
+}

@@ -1,0 +1,306 @@
+//! A whole Cone on one machine: moto seeded with the sandbox organisation, the Identity Center emulator and
+//! cone-server on SQLite, plus per-user home directories for running `cone` and the real `aws` CLI.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{Child, Moto, SandboxOrg, seed_sandbox, target_bin, venv_bin};
+
+/// The start URL profiles use. It is never contacted: endpoints point at the emulator.
+pub const START_URL: &str = "https://d-0000000000.awsapps.com/start";
+
+/// The policies of the sandbox organisation.
+pub const POLICIES: &str = r#"  - name: readonly-auto-approved
+    match: { permission_set: ReadOnlyAccess }
+    max_duration: 8h
+    steps: [accept]
+  - name: admin-needs-an-approver
+    match: { permission_set: AdministratorAccess }
+    max_duration: 1h
+    steps: [{ approval: { group: approvers } }]
+  - name: dba-needs-a-ticket
+    match: { permission_set: DatabaseAdministrator }
+    max_duration: 1h
+    form: [{ name: ticket, required: true }]
+    steps: [accept]
+"#;
+
+/// The sandbox users' passwords for the server's sign-in page.
+pub fn password(user: &str) -> String {
+    format!("{user}-sandbox-password")
+}
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub org: SandboxOrg,
+    pub moto: Moto,
+    pub emulator_url: String,
+    pub server_url: String,
+    // Dropped (killed) before moto, which is declared earlier and so dropped later.
+    server: Option<Child>,
+    _emulator: Child,
+}
+
+impl Sandbox {
+    /// Starts everything under `dir` (which must be empty or absent). `extra_policies` (YAML list items) come
+    /// before the sandbox's own, so they win where both match.
+    pub async fn start(dir: &Path, extra_policies: &str) -> Result<Sandbox> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let moto = Moto::start()?;
+        let org = seed_sandbox(&moto.endpoint)
+            .await
+            .context("seeding the sandbox organisation into moto")?;
+
+        let mut emu = Command::new(target_bin("idc-emulator")?);
+        emu.args(["--port", "0", "--region", "us-east-1"])
+            .envs(moto.aws_env())
+            .env("RUST_LOG", "warn");
+        let (emulator, emulator_url) =
+            Child::spawn_ready("idc-emulator", emu, Duration::from_secs(30))?;
+
+        let config = dir.join("cone-server.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\npolicies:\n{extra_policies}{POLICIES}",
+                dir.join("cone.db").display()
+            ),
+        )?;
+        let server_bin = target_bin("cone-server")?;
+        for user in ["alice", "bob", "carol"] {
+            let mut set = Command::new(&server_bin);
+            set.args(["set-password", "--config"])
+                .arg(&config)
+                .arg(user);
+            run_with_stdin(set, &password(user))?;
+        }
+        let mut srv = Command::new(&server_bin);
+        srv.args(["serve", "--config"])
+            .arg(&config)
+            .envs(moto.aws_env())
+            .env("CONE_LOG", "warn");
+        let (server, server_url) = Child::spawn_ready("cone-server", srv, Duration::from_secs(60))?;
+        Ok(Sandbox {
+            dir,
+            org,
+            moto,
+            emulator_url,
+            server_url,
+            server: Some(server),
+            _emulator: emulator,
+        })
+    }
+
+    /// Stops cone-server (to show what works without it).
+    pub fn stop_server(&mut self) {
+        self.server = None;
+    }
+
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.dir.join("home").join(user)
+    }
+
+    /// The environment a person in the sandbox has: their own HOME, cone and `aws` on PATH, and every AWS
+    /// endpoint on this machine.
+    pub fn env(&self, user: &str) -> Result<Vec<(String, String)>> {
+        let home = self.home(user);
+        let cone_dir = target_bin("cone")?
+            .parent()
+            .context("target dir")?
+            .to_path_buf();
+        let venv = venv_bin("aws")?.parent().context("venv dir")?.to_path_buf();
+        let path = format!(
+            "{}:{}:{}",
+            cone_dir.display(),
+            venv.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Ok(vec![
+            ("HOME".into(), home.display().to_string()),
+            ("PATH".into(), path),
+            (
+                "AWS_CONFIG_FILE".into(),
+                home.join(".aws/config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                home.join(".aws/credentials").display().to_string(),
+            ),
+            ("AWS_ENDPOINT_URL_SSO".into(), self.emulator_url.clone()),
+            (
+                "AWS_ENDPOINT_URL_SSO_OIDC".into(),
+                self.emulator_url.clone(),
+            ),
+            ("AWS_ENDPOINT_URL_STS".into(), self.moto.endpoint.clone()),
+        ])
+    }
+
+    /// A command run as `user`: sandbox environment, no AWS variables from outside, and no controlling
+    /// terminal (as under Terraform or an IDE), unless the caller gives it one.
+    pub fn command(&self, user: &str, program: &str) -> Result<Command> {
+        let mut cmd = Command::new(program);
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_DATA_PATH",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(self.env(user)?).stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    /// Like [`Sandbox::command`] but detached from any terminal, so output can only go to stdout and stderr.
+    pub fn detached(&self, user: &str, program: &str) -> Result<Command> {
+        let mut cmd = self.command(user, program)?;
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+
+    pub fn cone(&self, user: &str, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.detached(user, "cone")?;
+        cmd.args(args);
+        Ok(cmd.output()?)
+    }
+
+    pub fn aws(&self, user: &str, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.detached(user, "aws")?;
+        cmd.args(args);
+        Ok(cmd.output()?)
+    }
+
+    /// Signs `user` in to Cone (approving the device code on the server's page with their password), writes
+    /// their AWS profiles with `cone aws setup`, and signs them in to Identity Center (approving through the
+    /// emulator's control endpoint).
+    pub async fn sign_in(&self, user: &str) -> Result<String> {
+        let http = reqwest::Client::new();
+        let code = self.start_and_read_code(user, &["login", &self.server_url], "Code: ")?;
+        let form = [
+            ("user_code", code.1.as_str()),
+            ("username", user),
+            ("password", &password(user)),
+        ];
+        let resp = http
+            .post(format!("{}/device", self.server_url))
+            .form(&form)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("the server refused {user}'s sign-in: {}", resp.status());
+        }
+        wait_ok(code.0, "cone login")?;
+
+        let setup = self.cone(
+            user,
+            &[
+                "aws",
+                "setup",
+                "--sso-url",
+                START_URL,
+                "--sso-region",
+                "us-east-1",
+                "--region",
+                "us-east-1",
+            ],
+        )?;
+        let setup_text = String::from_utf8_lossy(&setup.stdout).to_string()
+            + &String::from_utf8_lossy(&setup.stderr);
+        if !setup.status.success() {
+            bail!("cone aws setup failed: {setup_text}");
+        }
+
+        let code = self.start_and_read_code(user, &["aws", "login"], "and confirm this code: ")?;
+        let body = serde_json::json!({ "user_code": code.1, "user_name": user });
+        let resp = http
+            .post(format!("{}/_emu/device/approve", self.emulator_url))
+            .json(&body)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!(
+                "the emulator refused to approve {user}'s sign-in: {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        wait_ok(code.0, "cone aws login")?;
+        Ok(setup_text)
+    }
+
+    /// Starts `cone ARGS` and returns it with the code it printed after `prefix` on stderr.
+    fn start_and_read_code(
+        &self,
+        user: &str,
+        args: &[&str],
+        prefix: &str,
+    ) -> Result<(std::process::Child, String)> {
+        let mut cmd = self.detached(user, "cone")?;
+        cmd.args(args).stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting cone")?;
+        let stderr = child.stderr.take().context("cone stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let code = loop {
+            let Some(line) = lines.next() else {
+                let status = child.wait()?;
+                bail!(
+                    "`cone {}` exited ({status}) without printing a code",
+                    args.join(" ")
+                );
+            };
+            if let Some(code) = line?.strip_prefix(prefix) {
+                break code.trim().to_string();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok((child, code))
+    }
+}
+
+fn wait_ok(mut child: std::process::Child, what: &str) -> Result<()> {
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{input}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! End to end: moto, the Identity Center emulator, cone-server and the `cone` CLI as separate processes, driven
+//! through the real AWS CLI v1. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use cone_testkit::{Sandbox, moto_sdk_config};
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_ok(o: &Output, what: &str) -> String {
+    let (out, err) = text(o);
+    assert!(
+        o.status.success(),
+        "{what} failed\nstdout: {out}\nstderr: {err}"
+    );
+    out
+}
+
+fn assert_fails_with(o: &Output, what: &str, needles: &[&str]) -> String {
+    let (out, err) = text(o);
+    assert!(
+        !o.status.success(),
+        "{what} should have failed\nstdout: {out}\nstderr: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{what}: stderr lacks {n:?}\nstderr: {err}");
+    }
+    err
+}
+
+/// The task id in "cone task get N".
+fn task_id(message: &str) -> String {
+    let at = message
+        .find("cone task get ")
+        .expect("message names a task")
+        + "cone task get ".len();
+    message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_approved_request_then_cached_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start(dir.path(), "").await.unwrap();
+    let setup = sb.sign_in("alice").await.unwrap();
+    assert!(
+        setup.contains("staging-readonlyaccess")
+            && setup.contains("production-databaseadministrator"),
+        "{setup}"
+    );
+
+    // Through the AWS CLI: the whole JIT flow, then the assumed Identity Center role.
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "staging-readonlyaccess",
+            ],
+        )
+        .unwrap();
+    let out = assert_ok(&o, "aws sts get-caller-identity");
+    let staging = sb.org.account_id("Staging").unwrap();
+    assert!(
+        out.contains(&format!(
+            "arn:aws:sts::{staging}:assumed-role/AWSReservedSSO_ReadOnlyAccess_"
+        )),
+        "{out}"
+    );
+
+    // Directly: the seed's messages on stderr, credential_process JSON on stdout.
+    let o = sb
+        .cone(
+            "alice",
+            &["aws", "credentials", "production-readonlyaccess"],
+        )
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "No active grant for \"production-readonlyaccess\" — submitting access request..."
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("Access request submitted (task: ") && err.contains("Access granted!"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["Version"], 1);
+    assert_eq!(json["AccountId"], sb.org.account_id("Production").unwrap());
+    assert!(json["AccessKeyId"].as_str().is_some_and(|k| !k.is_empty()));
+
+    // The grant is 8 h and the role session 1 h: the cached credential serves the next calls with the server down.
+    sb.stop_server();
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "staging-readonlyaccess",
+            ],
+        )
+        .unwrap();
+    assert!(assert_ok(&o, "cached call").contains("AWSReservedSSO_ReadOnlyAccess_"));
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "sandbox-readonlyaccess",
+            ],
+        )
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "call with the server down",
+        &["Cannot reach the Cone server"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_denial_pending_and_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny_sandbox_admin = "  - name: no-admin-in-sandbox\n    match: { account: Sandbox, permission_set: AdministratorAccess }\n    max_duration: 1h\n    steps: [reject]\n";
+    let sb = Sandbox::start(dir.path(), deny_sandbox_admin)
+        .await
+        .unwrap();
+    sb.sign_in("alice").await.unwrap();
+    sb.sign_in("bob").await.unwrap();
+    let args = [
+        "sts",
+        "get-caller-identity",
+        "--profile",
+        "production-administratoraccess",
+    ];
+
+    let o = sb.aws("alice", &args).unwrap();
+    let err = assert_fails_with(
+        &o,
+        "admin request",
+        &[
+            "Request submitted for \"production-administratoraccess\" but requires approval.",
+            "Check status: cone task get ",
+            "Once approved, retry the command.",
+        ],
+    );
+    let id = task_id(&err);
+
+    let o = sb.aws("alice", &args).unwrap();
+    let err = assert_fails_with(
+        &o,
+        "second request",
+        &["A pending request already exists for \"production-administratoraccess\"."],
+    );
+    assert_eq!(task_id(&err), id);
+
+    // Requesters cannot approve their own requests, nor can people outside the approving group.
+    let o = sb.cone("alice", &["task", "approve", &id]).unwrap();
+    assert_fails_with(
+        &o,
+        "alice approving",
+        &["You cannot approve or deny your own request"],
+    );
+    sb.sign_in("carol").await.unwrap();
+    let o = sb.cone("carol", &["task", "approve", &id]).unwrap();
+    assert_fails_with(&o, "carol approving", &["There is no task"]);
+
+    let o = sb.cone("bob", &["task", "approve", &id]).unwrap();
+    assert_ok(&o, "bob approving");
+    let o = sb.cone("alice", &["task", "get", &id]).unwrap();
+    assert!(assert_ok(&o, "task get").contains("Decided by:  bob"));
+
+    // Approval came through: the retry succeeds (waiting for provisioning if it is still running).
+    let o = sb.aws("alice", &args).unwrap();
+    assert!(assert_ok(&o, "retry after approval").contains("AWSReservedSSO_AdministratorAccess_"));
+
+    // A policy that rejects.
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "sandbox-administratoraccess",
+            ],
+        )
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "denied request",
+        &["Access request for \"sandbox-administratoraccess\" was denied"],
+    );
+
+    // An approver's denial.
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "staging-administratoraccess",
+            ],
+        )
+        .unwrap();
+    let id = task_id(&assert_fails_with(
+        &o,
+        "staging admin",
+        &["requires approval"],
+    ));
+    let o = sb
+        .cone("bob", &["task", "deny", &id, "--comment", "not today"])
+        .unwrap();
+    assert!(assert_ok(&o, "bob denying").contains("State:       denied"));
+
+    // An entitlement with a request form.
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "production-databaseadministrator",
+            ],
+        )
+        .unwrap();
+    let production = sb.org.account_id("Production").unwrap();
+    let err = assert_fails_with(
+        &o,
+        "form-bound request",
+        &[
+            "No active grant for \"production-databaseadministrator\". This entitlement requires a request form — request access with:",
+            &format!("cone get --app-id aws --entitlement-id '{production}|arn:aws:sso:::"),
+        ],
+    );
+    let line = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("cone get"))
+        .unwrap();
+    let entitlement = line.split('\'').nth(1).unwrap();
+    let o = sb
+        .cone(
+            "alice",
+            &["get", "--app-id", "aws", "--entitlement-id", entitlement],
+        )
+        .unwrap();
+    assert_fails_with(&o, "cone get without the form", &["--form-data"]);
+    let o = sb
+        .cone(
+            "alice",
+            &[
+                "get",
+                "-a",
+                "aws",
+                "-e",
+                entitlement,
+                "--form-data",
+                r#"{"ticket": "OPS-42"}"#,
+                "-d",
+                "30m",
+            ],
+        )
+        .unwrap();
+    assert!(assert_ok(&o, "cone get with the form").contains("Duration:    30m"));
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "production-databaseadministrator",
+            ],
+        )
+        .unwrap();
+    assert!(
+        assert_ok(&o, "after the form request").contains("AWSReservedSSO_DatabaseAdministrator_")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_removes_the_assignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "  - name: short-sandbox-readonly\n    match: { account: Sandbox, permission_set: ReadOnlyAccess }\n    max_duration: 20s\n    steps: [accept]\n";
+    let sb = Sandbox::start(dir.path(), short).await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "sandbox-readonlyaccess",
+            ],
+        )
+        .unwrap();
+    assert!(assert_ok(&o, "short grant").contains("AWSReservedSSO_ReadOnlyAccess_"));
+
+    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    let account = sb.org.account_id("Sandbox").unwrap();
+    let ps = sb.org.permission_set_arn("ReadOnlyAccess").unwrap();
+    let assignments = || async {
+        let out = sso
+            .list_account_assignments()
+            .instance_arn(&sb.org.instance_arn)
+            .account_id(account)
+            .permission_set_arn(ps)
+            .send()
+            .await
+            .unwrap();
+        out.account_assignments.unwrap_or_default().len()
+    };
+    assert_eq!(assignments().await, 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while assignments().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the assignment outlived its grant by more than 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // AWS (the emulator) now refuses the role, and cone knows the grant is over.
+    let token_file = std::fs::read_dir(sb.home("alice").join(".aws/sso/cache"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+            v["accessToken"].as_str().map(String::from)
+        })
+        .expect("cone cached an Identity Center token");
+    let o = sb
+        .aws(
+            "alice",
+            &[
+                "sso",
+                "get-role-credentials",
+                "--role-name",
+                "ReadOnlyAccess",
+                "--account-id",
+                account,
+                "--access-token",
+                &token_file,
+                "--region",
+                "us-east-1",
+            ],
+        )
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "role credentials after expiry",
+        &["ForbiddenException", "No access"],
+    );
+    let o = sb
+        .cone("alice", &["aws", "credentials", "sandbox-readonlyaccess"])
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("No active grant for \"sandbox-readonlyaccess\""),
+        "{err}"
+    );
+}

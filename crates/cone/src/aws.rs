@@ -1,0 +1,479 @@
+//! `cone aws setup`, `setup show`, `login` and `credentials`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use cone_api::{CreateTask, Entitlement, codes};
+use cone_core::awsconfig::ConfigFile;
+use cone_core::naming;
+use cone_core::task::TaskState;
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+use crate::client::{Api, Failure};
+use crate::files;
+use crate::settings::{AwsSettings, Settings};
+use crate::sso::{self, PortalError, Sso};
+use crate::ui::Ui;
+
+/// Cached credentials are reused while they have this much time left (the AWS CLI's own window).
+const REUSE_WINDOW: i64 = 15 * 60;
+/// How long to retry "No access" while AWS finishes provisioning an assignment.
+const PROVISIONING_GRACE: Duration = Duration::from_secs(60);
+/// Longest wait for an approved request to be provisioned.
+const PROVISIONING_WAIT: Duration = Duration::from_secs(300);
+
+pub struct SetupArgs {
+    pub sso_url: Option<String>,
+    pub sso_region: Option<String>,
+    pub region: Option<String>,
+}
+
+pub async fn setup(args: SetupArgs) -> Result<()> {
+    let mut settings = Settings::load()?;
+    let old = settings.aws.clone();
+    let sso_start_url = args
+        .sso_url
+        .or_else(|| old.as_ref().map(|a| a.sso_start_url.clone()))
+        .context("--sso-url is required the first time; it is your AWS access portal URL, like https://myorg.awsapps.com/start")?;
+    if !sso_start_url.starts_with("https://") {
+        bail!("--sso-url must start with https:// (for example https://myorg.awsapps.com/start)");
+    }
+    let pick = |flag: Option<String>, saved: Option<&String>| {
+        flag.or_else(|| saved.cloned())
+            .unwrap_or_else(|| "us-east-1".into())
+    };
+    let aws = AwsSettings {
+        sso_region: pick(args.sso_region, old.as_ref().map(|a| &a.sso_region)),
+        region: pick(args.region, old.as_ref().map(|a| &a.region)),
+        sso_start_url,
+    };
+    settings.aws = Some(aws.clone());
+    settings.save()?;
+
+    let entitlements = Api::from_saved()?
+        .entitlements(cone_api::KIND_AWS_PERMISSION_SET)
+        .await?;
+    let mut ui = Ui::new();
+    if entitlements.is_empty() {
+        ui.say("No AWS permission sets are visible to you in Cone, so no profiles were written. If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.");
+        return Ok(());
+    }
+    let path = files::aws_config_path()?;
+    let mut doc = ConfigFile::parse(&files::read_optional(&path)?.unwrap_or_default());
+    let exe = std::env::current_exe().context("cannot tell where the cone binary is")?;
+    let exe = naming::shell_quote(&exe.to_string_lossy());
+    let (mut added, mut skipped) = (Vec::new(), Vec::new());
+    for (name, e) in profile_names(&entitlements) {
+        if doc.has_profile(&name) {
+            skipped.push(name);
+            continue;
+        }
+        doc.add_profile(
+            &name,
+            &[
+                (
+                    "credential_process",
+                    format!("{exe} aws credentials {name}"),
+                ),
+                ("region", naming::ini_value(&aws.region)),
+                ("cone_app_id", naming::ini_value(&e.app_id)),
+                ("cone_entitlement_id", naming::ini_value(&e.id)),
+                ("cone_account_id", naming::ini_value(&e.account_id)),
+                ("cone_role_name", naming::ini_value(&e.role_name)),
+            ],
+        );
+        added.push(name);
+    }
+    if !added.is_empty() {
+        files::write_private(&path, doc.render().as_bytes())?;
+    }
+    for name in &added {
+        println!("added    {name}");
+    }
+    for name in &skipped {
+        println!("exists   {name}");
+    }
+    ui.say(&format!(
+        "{} profile(s) added, {} already present, in {}.",
+        added.len(),
+        skipped.len(),
+        path.display()
+    ));
+    Ok(())
+}
+
+/// `<account>-<role>` for each entitlement; when two entitlements would share a name, every one of them gets
+/// its account id appended, so the result does not depend on the order the server lists them in.
+fn profile_names(entitlements: &[Entitlement]) -> Vec<(String, &Entitlement)> {
+    let base: Vec<String> = entitlements
+        .iter()
+        .map(|e| naming::profile_name(&e.resource_name, &e.role_name))
+        .collect();
+    let mut named: Vec<(String, &Entitlement)> = entitlements
+        .iter()
+        .zip(&base)
+        .map(|(e, b)| {
+            let clash = base.iter().filter(|x| *x == b).count() > 1;
+            (
+                if clash {
+                    naming::profile_name(&format!("{b}-{}", e.account_id), "")
+                } else {
+                    b.clone()
+                },
+                e,
+            )
+        })
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+pub fn setup_show() -> Result<()> {
+    let settings = Settings::load()?;
+    let aws = settings.aws()?;
+    println!("SSO start URL:  {}", aws.sso_start_url);
+    println!("SSO region:     {}", aws.sso_region);
+    println!("Default region: {}", aws.region);
+    Ok(())
+}
+
+pub async fn login() -> Result<()> {
+    let settings = Settings::load()?;
+    let sso = Sso::new(settings.aws()?).await;
+    sso.login(&mut Ui::new()).await?;
+    Ok(())
+}
+
+/// The cone keys of one profile.
+struct ConeProfile {
+    name: String,
+    app_id: String,
+    entitlement_id: String,
+    account_id: String,
+    role_name: String,
+}
+
+fn read_profile(name: &str) -> Result<ConeProfile> {
+    let path = files::aws_config_path()?;
+    let doc = ConfigFile::parse(&files::read_optional(&path)?.unwrap_or_default());
+    let keys = doc.profile(name).with_context(|| {
+        format!(
+            "There is no profile \"{name}\" in {}; run `cone aws setup` to create it.",
+            path.display()
+        )
+    })?;
+    let get = |k: &str| keys.get(k).filter(|v| !v.is_empty()).cloned();
+    let (Some(app_id), Some(entitlement_id)) = (get("cone_app_id"), get("cone_entitlement_id"))
+    else {
+        bail!(
+            "Missing cone_app_id or cone_entitlement_id in profile \"{name}\". Delete the profile from {} and re-run `cone aws setup` to recreate it.",
+            path.display()
+        );
+    };
+    let account_id = get("cone_account_id")
+        .or_else(|| entitlement_id.split('|').next().map(String::from))
+        .unwrap_or_default();
+    Ok(ConeProfile {
+        name: name.into(),
+        app_id,
+        entitlement_id,
+        account_id,
+        role_name: get("cone_role_name").unwrap_or_default(),
+    })
+}
+
+/// `credential_process` output (Version 1).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProcessOutput<'a> {
+    version: u8,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    session_token: &'a str,
+    expiration: &'a str,
+    account_id: &'a str,
+}
+
+/// The AWS CLI v2 credential-cache entry (`~/.aws/cli/cache`), so that `aws sso logout` clears ours too.
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    #[serde(rename = "ProviderType")]
+    provider_type: String,
+    #[serde(rename = "Credentials")]
+    credentials: CachedCredentials,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CachedCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+    #[serde(default)]
+    account_id: String,
+}
+
+fn cache_path(start_url: &str, account_id: &str, role_name: &str) -> Result<std::path::PathBuf> {
+    let key = format!(
+        "{{\"accountId\":{},\"roleName\":{},\"startUrl\":{}}}",
+        sso::python_json_string(account_id),
+        sso::python_json_string(role_name),
+        sso::python_json_string(start_url)
+    );
+    Ok(files::home()?.join(".aws/cli/cache").join(format!(
+        "{}.json",
+        hex::encode(Sha1::digest(key.as_bytes()))
+    )))
+}
+
+fn print_credentials(c: &CachedCredentials) -> Result<()> {
+    let out = ProcessOutput {
+        version: 1,
+        access_key_id: &c.access_key_id,
+        secret_access_key: &c.secret_access_key,
+        session_token: &c.session_token,
+        expiration: &c.expiration,
+        account_id: &c.account_id,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&out).context("cannot encode credentials")?
+    );
+    Ok(())
+}
+
+/// The fast path: cached credentials with enough time left. No network, no async runtime.
+pub fn cached_credentials(profile: &str) -> Result<bool> {
+    let p = read_profile(profile)?;
+    let settings = Settings::load()?;
+    let Some(aws) = settings.aws.as_ref() else {
+        return Ok(false);
+    };
+    if p.role_name.is_empty() {
+        return Ok(false);
+    }
+    let path = cache_path(&aws.sso_start_url, &p.account_id, &p.role_name)?;
+    let Some(entry) =
+        files::read_optional(&path)?.and_then(|t| serde_json::from_str::<CacheEntry>(&t).ok())
+    else {
+        return Ok(false);
+    };
+    let fresh = sso::parse_time(&entry.credentials.expiration)
+        .is_some_and(|t| (t - Utc::now()).num_seconds() >= REUSE_WINDOW);
+    if fresh {
+        print_credentials(&entry.credentials)?;
+    }
+    Ok(fresh)
+}
+
+/// The whole `credential_process` flow: grant check, request, follow the policy, credentials.
+pub async fn credentials(profile: &str) -> Result<()> {
+    let p = read_profile(profile)?;
+    let settings = Settings::load()?;
+    let aws = settings.aws()?.clone();
+    let api = Api::from_saved()?;
+    let mut ui = Ui::new();
+    let entitlement = api.entitlement(&p.app_id, &p.entitlement_id).await?;
+    let granted_until = match entitlement.granted_until {
+        Some(until) if until > Utc::now() => until,
+        _ => request_access(&api, &mut ui, &p, &entitlement).await?,
+    };
+    let role_name = if p.role_name.is_empty() {
+        entitlement.role_name.clone()
+    } else {
+        p.role_name.clone()
+    };
+    let sso = Sso::new(&aws).await;
+    let creds = fetch_role_credentials(&sso, &mut ui, &p.account_id, &role_name).await?;
+    // JIT access ends with the grant, not with the role session: never hand out a later expiry.
+    let expiration = creds.expiration.min(granted_until);
+    let cached = CachedCredentials {
+        access_key_id: creds.access_key_id,
+        secret_access_key: creds.secret_access_key,
+        session_token: creds.session_token,
+        expiration: sso::format_time(expiration),
+        account_id: p.account_id.clone(),
+    };
+    let entry = CacheEntry {
+        provider_type: "sso".into(),
+        credentials: cached,
+    };
+    files::write_private(
+        &cache_path(&aws.sso_start_url, &p.account_id, &role_name)?,
+        &serde_json::to_vec(&entry)?,
+    )?;
+    print_credentials(&entry.credentials)
+}
+
+/// Files a request (unless a form is needed or one is pending) and follows it; returns the grant's end once
+/// granted, or an error carrying the message the person needs.
+async fn request_access(
+    api: &Api,
+    ui: &mut Ui,
+    p: &ConeProfile,
+    e: &Entitlement,
+) -> Result<DateTime<Utc>> {
+    let name = &p.name;
+    if e.form.iter().any(|f| f.required) {
+        return Err(form_required(name, e));
+    }
+    ui.say(&format!(
+        "No active grant for \"{name}\" — submitting access request..."
+    ));
+    let req = CreateTask {
+        app_id: p.app_id.clone(),
+        entitlement_id: p.entitlement_id.clone(),
+        justification: format!("Requested by `cone aws credentials {name}`"),
+        duration_secs: None,
+        form_data: BTreeMap::new(),
+    };
+    let mut task = match api.create_task(&req).await {
+        Ok(t) => t,
+        Err(Failure::Api(err)) if err.code == codes::PENDING_REQUEST_EXISTS => {
+            let id = err
+                .task_id
+                .context("the server reported a pending request without its task id")?;
+            let existing = api.task(id, None, Duration::ZERO).await?;
+            // An approved request that AWS is still provisioning is worth waiting for; anything else is the
+            // person's to resolve.
+            if existing.state != TaskState::Provisioning.as_str() {
+                bail!(
+                    "A pending request already exists for \"{name}\".\nCheck status: cone task get {id}\nOnce resolved, retry the command."
+                );
+            }
+            existing
+        }
+        Err(Failure::Api(err)) if err.code == codes::FORM_REQUIRED => {
+            return Err(form_required(name, e));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    ui.say(&format!("Access request submitted (task: {})", task.id));
+    let deadline = tokio::time::Instant::now() + PROVISIONING_WAIT;
+    loop {
+        ui.tick();
+        match TaskState::parse(&task.state) {
+            Some(TaskState::Granted) => {
+                ui.say("Access granted!");
+                return task
+                    .grant_expires_at
+                    .context("the server reported a grant without an end time; retry the command");
+            }
+            Some(TaskState::PendingApproval) => bail!(
+                "Request submitted for \"{name}\" but requires approval.\nCheck status: cone task get {}\nOnce approved, retry the command.",
+                task.id
+            ),
+            Some(TaskState::Denied) => bail!("Access request for \"{name}\" was denied"),
+            Some(TaskState::Failed) => bail!(
+                "Access request for \"{name}\" was approved but AWS could not provision it: {}. Check `cone task get {}` and ask your Cone administrator.",
+                task.reason.as_deref().unwrap_or("no reason given"),
+                task.id
+            ),
+            Some(TaskState::Provisioning) if tokio::time::Instant::now() < deadline => {
+                task = api
+                    .task(task.id, Some(&task.state), Duration::from_secs(20))
+                    .await?;
+            }
+            _ => bail!(
+                "Access request for \"{name}\" is {}; check it with `cone task get {}`.",
+                task.state.replace('_', " "),
+                task.id
+            ),
+        }
+    }
+}
+
+fn form_required(profile: &str, e: &Entitlement) -> anyhow::Error {
+    anyhow::anyhow!(
+        "No active grant for \"{profile}\". This entitlement requires a request form — request access with:\n  cone get --app-id {} --entitlement-id {}",
+        naming::shell_quote(&e.app_id),
+        naming::shell_quote(&e.id)
+    )
+}
+
+async fn fetch_role_credentials(
+    sso: &Sso,
+    ui: &mut Ui,
+    account_id: &str,
+    role_name: &str,
+) -> Result<sso::RoleCredentials> {
+    let mut token = sso.access_token(ui).await?;
+    let deadline = tokio::time::Instant::now() + PROVISIONING_GRACE;
+    let mut relogged = false;
+    loop {
+        match sso.role_credentials(&token, account_id, role_name).await {
+            Ok(c) => return Ok(c),
+            Err(PortalError::NoAccess) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(PortalError::NoAccess) => bail!(
+                "Your grant is active, but AWS still answers \"No access\" for {role_name} in account {account_id} after {}s; retry in a minute, and if it persists ask your Cone administrator to check provisioning.",
+                PROVISIONING_GRACE.as_secs()
+            ),
+            Err(PortalError::Unauthorized) if !relogged && ui.has_terminal() => {
+                sso.forget_token()?;
+                token = sso.access_token(ui).await?;
+                relogged = true;
+            }
+            Err(PortalError::Unauthorized) => bail!(
+                "Session token not found or invalid. Sign in again with `cone aws login`; if that does not help, check that the SSO region matches where IAM Identity Center runs (`cone aws setup show`, fix with `cone aws setup --sso-region <region>`)."
+            ),
+            Err(PortalError::Other(e)) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ent(account: &str, account_id: &str, role: &str) -> Entitlement {
+        Entitlement {
+            app_id: "aws".into(),
+            id: format!("{account_id}|arn:{role}"),
+            kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
+            display_name: role.into(),
+            resource_name: account.into(),
+            account_id: account_id.into(),
+            role_name: role.into(),
+            max_duration_secs: 3600,
+            form: vec![],
+            granted_until: None,
+        }
+    }
+
+    #[test]
+    fn colliding_names_get_account_ids_whatever_the_order() {
+        let a = [
+            ent("Prod", "111", "Admin"),
+            ent("prod", "222", "Admin"),
+            ent("Staging", "333", "ReadOnly"),
+        ];
+        let names: Vec<String> = profile_names(&a).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            vec!["prod-admin-111", "prod-admin-222", "staging-readonly"]
+        );
+        let b = [a[2].clone(), a[1].clone(), a[0].clone()];
+        let again: Vec<String> = profile_names(&b).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, again);
+    }
+
+    #[test]
+    fn credential_cache_names_match_the_aws_cli() {
+        let home = tempfile::tempdir().unwrap();
+        // SAFETY: no other test of this module reads HOME.
+        unsafe { std::env::set_var("HOME", home.path()) };
+        let path = cache_path(
+            "https://d-1234567890.awsapps.com/start",
+            "111111111111",
+            "Admin",
+        )
+        .unwrap();
+        assert!(path.ends_with("286e93c3018b44f21e1f9bca8bfbca4be8834fc9.json"));
+    }
+}

@@ -1,0 +1,174 @@
+//! The cone-server API, as the CLI uses it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use cone_api::{ApiError, CreateTask, Decision, Entitlement, EntitlementPage, Me, Task};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::settings::Token;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The server answered with a structured error.
+    #[error("{}", .0.message)]
+    Api(ApiError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(90))
+        .user_agent(concat!("cone/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up HTTP")
+}
+
+impl Api {
+    pub fn from_saved() -> anyhow::Result<Api> {
+        let token = Token::load()?;
+        Ok(Api {
+            http: http_client()?,
+            base: token.server.trim_end_matches('/').to_string(),
+            token: token.access_token,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!("Cannot reach the Cone server at {}; check that it is running, or sign in to the right one with `cone login <server-url>`", self.base)
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.with_context(|| {
+            format!(
+                "the Cone server at {} closed the connection; try again",
+                self.base
+            )
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .with_context(|| format!("the Cone server at {} sent an answer cone does not understand; are cone and the server the same version?", self.base))
+                .map_err(Failure::Other);
+        }
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(e) if status == StatusCode::UNAUTHORIZED => {
+                Err(Failure::Api(ApiError { message: "Your Cone session has expired or was revoked; run `cone login <server-url>` again.".into(), ..e }))
+            }
+            Ok(e) => Err(Failure::Api(e)),
+            Err(_) => Err(Failure::Other(anyhow::anyhow!("the Cone server at {} answered {status}; try again, or ask its administrator to check its log", self.base))),
+        }
+    }
+
+    pub async fn me(&self) -> Result<Me, Failure> {
+        self.call(Method::GET, "/api/v1/me", None::<&()>).await
+    }
+
+    /// Every entitlement of `kind`, all pages.
+    pub async fn entitlements(&self, kind: &str) -> Result<Vec<Entitlement>, Failure> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/entitlements?kind={kind}");
+            if let Some(t) = &token {
+                path.push_str(&format!("&page_token={t}"));
+            }
+            let page: EntitlementPage = self.call(Method::GET, &path, None::<&()>).await?;
+            all.extend(page.entitlements);
+            match page.next_page_token {
+                // A server that repeats a token would otherwise keep us here forever.
+                Some(next) if !next.is_empty() && Some(&next) != token.as_ref() => {
+                    token = Some(next)
+                }
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn entitlement(
+        &self,
+        app_id: &str,
+        entitlement_id: &str,
+    ) -> Result<Entitlement, Failure> {
+        let path = format!(
+            "/api/v1/entitlement?app_id={}&entitlement_id={}",
+            encode(app_id),
+            encode(entitlement_id)
+        );
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn create_task(&self, req: &CreateTask) -> Result<Task, Failure> {
+        self.call(Method::POST, "/api/v1/tasks", Some(req)).await
+    }
+
+    /// The task, once its state differs from `known_state` or after `wait` (server-side long poll).
+    pub async fn task(
+        &self,
+        id: i64,
+        known_state: Option<&str>,
+        wait: Duration,
+    ) -> Result<Task, Failure> {
+        let mut path = format!("/api/v1/tasks/{id}?wait_secs={}", wait.as_secs());
+        if let Some(state) = known_state {
+            path.push_str(&format!("&known_state={state}"));
+        }
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn decide(&self, id: i64, approve: bool, comment: &str) -> Result<Task, Failure> {
+        let verb = if approve { "approve" } else { "deny" };
+        self.call(
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/{verb}"),
+            Some(&Decision {
+                comment: comment.into(),
+            }),
+        )
+        .await
+    }
+}
+
+/// Percent-encodes a query value (entitlement ids carry `|`, `:` and `/`).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encodes_entitlement_ids() {
+        assert_eq!(
+            super::encode("123|arn:aws:sso:::ps/x"),
+            "123%7Carn%3Aaws%3Asso%3A%3A%3Aps%2Fx"
+        );
+    }
+}

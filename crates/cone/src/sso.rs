@@ -1,0 +1,437 @@
+//! IAM Identity Center sign-in (device code) and role credentials, sharing the AWS CLI's caches in
+//! `~/.aws/sso/cache`: the token file named by the start URL and the client-registration file named as the AWS
+//! CLI names it, so that `aws sso login` and cone use each other's sign-in.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ssooidc::error::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+use crate::files;
+use crate::settings::AwsSettings;
+use crate::ui::Ui;
+
+/// Tokens and registrations with less than this left are renewed, as the AWS CLI does.
+const RENEW_WINDOW: i64 = 15 * 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenFile {
+    #[serde(default)]
+    pub start_url: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub access_token: String,
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Registration {
+    client_id: String,
+    client_secret: String,
+    expires_at: String,
+}
+
+/// Parses the timestamps every writer of these files produces: RFC 3339 with or without fraction or offset,
+/// and the `…UTC` suffix of old AWS CLI versions.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    let normalised = s
+        .strip_suffix("UTC")
+        .map(|p| format!("{}Z", p.trim_end()))
+        .unwrap_or_else(|| s.to_string());
+    DateTime::parse_from_rfc3339(&normalised)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, the form every AWS tool reads.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn sha1_hex(s: &str) -> String {
+    hex::encode(Sha1::digest(s.as_bytes()))
+}
+
+/// A JSON string as Python's `json.dumps` writes it (ASCII only), so that file names hash like the AWS CLI's.
+pub fn python_json_string(s: &str) -> String {
+    let mut out = String::new();
+    for c in serde_json::Value::from(s).to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+pub fn token_path(start_url: &str) -> Result<std::path::PathBuf> {
+    Ok(files::home()?
+        .join(".aws/sso/cache")
+        .join(format!("{}.json", sha1_hex(start_url))))
+}
+
+fn registration_path(start_url: &str, region: &str) -> Result<std::path::PathBuf> {
+    // The AWS CLI's key for a profile without sso-session and without registration scopes.
+    let key = format!(
+        "{{\"region\": {}, \"scopes\": null, \"session_name\": null, \"startUrl\": {}, \"tool\": \"botocore\"}}",
+        python_json_string(region),
+        python_json_string(start_url)
+    );
+    Ok(files::home()?
+        .join(".aws/sso/cache")
+        .join(format!("{}.json", sha1_hex(&key))))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Option<T> {
+    files::read_optional(path)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn remaining(expires_at: &str) -> i64 {
+    parse_time(expires_at)
+        .map(|t| (t - Utc::now()).num_seconds())
+        .unwrap_or(i64::MIN)
+}
+
+pub struct RoleCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("Session token not found or invalid")]
+    Unauthorized,
+    /// The account assignment does not exist (yet): AWS may still be provisioning it.
+    #[error("No access")]
+    NoAccess,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub struct Sso {
+    settings: AwsSettings,
+    oidc: aws_sdk_ssooidc::Client,
+    portal: aws_sdk_sso::Client,
+}
+
+impl Sso {
+    pub async fn new(settings: &AwsSettings) -> Sso {
+        // Endpoints follow the usual AWS variables (AWS_ENDPOINT_URL_SSO, AWS_ENDPOINT_URL_SSO_OIDC, …).
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.sso_region.clone()))
+            .no_credentials()
+            .load()
+            .await;
+        Sso {
+            settings: settings.clone(),
+            oidc: aws_sdk_ssooidc::Client::new(&config),
+            portal: aws_sdk_sso::Client::new(&config),
+        }
+    }
+
+    /// A usable access token: cached, refreshed, or (when a person is there to sign in) from a new sign-in.
+    pub async fn access_token(&self, ui: &mut Ui) -> Result<String> {
+        let path = token_path(&self.settings.sso_start_url)?;
+        if let Some(token) = read_json::<TokenFile>(&path) {
+            let left = remaining(&token.expires_at);
+            if left > RENEW_WINDOW {
+                return Ok(token.access_token);
+            }
+            match self.refresh(&token).await {
+                Ok(fresh) => return Ok(fresh.access_token),
+                Err(e) if left > 60 => {
+                    ui.say(&format!("Could not refresh the IAM Identity Center session ({e:#}); using it while it lasts."));
+                    return Ok(token.access_token);
+                }
+                Err(_) => {}
+            }
+        }
+        if !ui.has_terminal() {
+            bail!(
+                "Your IAM Identity Center session has expired or does not exist, and there is no terminal to sign in from; run `cone aws login`, then retry."
+            );
+        }
+        ui.say("SSO session expired. Logging in...");
+        Ok(self.login(ui).await?.access_token)
+    }
+
+    async fn refresh(&self, token: &TokenFile) -> Result<TokenFile> {
+        let (Some(client_id), Some(secret), Some(refresh), Some(reg_exp)) = (
+            &token.client_id,
+            &token.client_secret,
+            &token.refresh_token,
+            &token.registration_expires_at,
+        ) else {
+            bail!("the cached session cannot be refreshed");
+        };
+        if remaining(reg_exp) <= 0 {
+            bail!("the client registration expired");
+        }
+        let out = self
+            .oidc
+            .create_token()
+            .client_id(client_id)
+            .client_secret(secret)
+            .grant_type("refresh_token")
+            .refresh_token(refresh)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.message().unwrap_or(e.code().unwrap_or("refresh failed"))
+                )
+            })?;
+        let fresh = TokenFile {
+            access_token: out
+                .access_token
+                .context("IAM Identity Center returned no access token")?,
+            expires_at: format_time(Utc::now() + chrono::Duration::seconds(out.expires_in as i64)),
+            refresh_token: out.refresh_token.or_else(|| token.refresh_token.clone()),
+            ..token.clone()
+        };
+        self.save_token(&fresh)?;
+        Ok(fresh)
+    }
+
+    fn save_token(&self, token: &TokenFile) -> Result<()> {
+        let path = token_path(&self.settings.sso_start_url)?;
+        files::write_private(
+            &path,
+            &serde_json::to_vec(token).context("cannot encode the token")?,
+        )
+    }
+
+    async fn registration(&self) -> Result<Registration> {
+        let path = registration_path(&self.settings.sso_start_url, &self.settings.sso_region)?;
+        if let Some(reg) =
+            read_json::<Registration>(&path).filter(|r| remaining(&r.expires_at) > RENEW_WINDOW)
+        {
+            return Ok(reg);
+        }
+        let out = self
+            .oidc
+            .register_client()
+            .client_name("botocore-client-cone")
+            .client_type("public")
+            .send()
+            .await
+            .map_err(|e| self.oidc_error("register a client with", e))?;
+        let expires =
+            DateTime::from_timestamp(out.client_secret_expires_at, 0).unwrap_or_else(Utc::now);
+        let reg = Registration {
+            client_id: out
+                .client_id
+                .context("IAM Identity Center returned no client id")?,
+            client_secret: out
+                .client_secret
+                .context("IAM Identity Center returned no client secret")?,
+            expires_at: format_time(expires),
+        };
+        files::write_private(
+            &path,
+            &serde_json::to_vec(&reg).context("cannot encode the registration")?,
+        )?;
+        Ok(reg)
+    }
+
+    fn oidc_error<E: ProvideErrorMetadata>(&self, what: &str, e: E) -> anyhow::Error {
+        anyhow::anyhow!(
+            "Could not {what} IAM Identity Center in {} ({}); check `cone aws setup show` and your network.",
+            self.settings.sso_region,
+            e.code().unwrap_or("unknown error")
+        )
+    }
+
+    /// Device-code sign-in. The code and URL go to the terminal (or stderr), then cone waits for approval.
+    pub async fn login(&self, ui: &mut Ui) -> Result<TokenFile> {
+        let reg = self.registration().await?;
+        let auth = self
+            .oidc
+            .start_device_authorization()
+            .client_id(&reg.client_id)
+            .client_secret(&reg.client_secret)
+            .start_url(&self.settings.sso_start_url)
+            .send()
+            .await
+            .map_err(|e| self.oidc_error("start a sign-in with", e))?;
+        let device_code = auth
+            .device_code
+            .context("IAM Identity Center returned no device code")?;
+        let user_code = auth.user_code.unwrap_or_default();
+        let url = auth
+            .verification_uri_complete
+            .or(auth.verification_uri)
+            .unwrap_or_default();
+        ui.say(&format!(
+            "To sign in to AWS IAM Identity Center, open {url}"
+        ));
+        ui.say(&format!("and confirm this code: {user_code}"));
+        let mut interval = Duration::from_secs(auth.interval.max(1) as u64);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(auth.expires_in.max(60) as u64);
+        loop {
+            tokio::time::sleep(interval).await;
+            let result = self
+                .oidc
+                .create_token()
+                .client_id(&reg.client_id)
+                .client_secret(&reg.client_secret)
+                .grant_type("urn:ietf:params:oauth:grant-type:device_code")
+                .device_code(&device_code)
+                .send()
+                .await;
+            match result {
+                Ok(out) => {
+                    let token = TokenFile {
+                        start_url: Some(self.settings.sso_start_url.clone()),
+                        region: Some(self.settings.sso_region.clone()),
+                        access_token: out
+                            .access_token
+                            .context("IAM Identity Center returned no access token")?,
+                        expires_at: format_time(
+                            Utc::now() + chrono::Duration::seconds(out.expires_in as i64),
+                        ),
+                        client_id: Some(reg.client_id.clone()),
+                        client_secret: Some(reg.client_secret.clone()),
+                        registration_expires_at: Some(reg.expires_at.clone()),
+                        refresh_token: out.refresh_token,
+                    };
+                    self.save_token(&token)?;
+                    ui.say("Signed in to AWS IAM Identity Center.");
+                    return Ok(token);
+                }
+                Err(e) => match e.code() {
+                    Some("AuthorizationPendingException")
+                        if tokio::time::Instant::now() < deadline => {}
+                    Some("SlowDownException") => interval += Duration::from_secs(5),
+                    Some("ExpiredTokenException") | Some("AuthorizationPendingException") => {
+                        bail!(
+                            "The sign-in code expired before it was approved; run `cone aws login` again."
+                        )
+                    }
+                    Some("AccessDeniedException") => bail!(
+                        "The sign-in was denied in the browser; run `cone aws login` to try again."
+                    ),
+                    _ => return Err(self.oidc_error("finish signing in to", e)),
+                },
+            }
+        }
+    }
+
+    pub async fn role_credentials(
+        &self,
+        token: &str,
+        account_id: &str,
+        role_name: &str,
+    ) -> Result<RoleCredentials, PortalError> {
+        let out = self
+            .portal
+            .get_role_credentials()
+            .access_token(token)
+            .account_id(account_id)
+            .role_name(role_name)
+            .send()
+            .await;
+        let creds = match out {
+            Ok(out) => out
+                .role_credentials
+                .ok_or_else(|| anyhow::anyhow!("IAM Identity Center returned no credentials"))?,
+            Err(e) => {
+                return Err(match (e.code(), e.as_service_error()) {
+                    (_, Some(aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError::UnauthorizedException(_))) => {
+                        PortalError::Unauthorized
+                    }
+                    (Some("ForbiddenException"), _) => PortalError::NoAccess,
+                    (code, _) => PortalError::Other(anyhow::anyhow!(
+                        "IAM Identity Center refused the credentials for role {role_name} in account {account_id} ({}); try again shortly",
+                        code.unwrap_or("no connection")
+                    )),
+                });
+            }
+        };
+        Ok(RoleCredentials {
+            access_key_id: creds.access_key_id.unwrap_or_default(),
+            secret_access_key: creds.secret_access_key.unwrap_or_default(),
+            session_token: creds.session_token.unwrap_or_default(),
+            expiration: DateTime::from_timestamp_millis(creds.expiration).unwrap_or_else(Utc::now),
+        })
+    }
+
+    /// Forgets a token that IAM Identity Center no longer accepts.
+    pub fn forget_token(&self) -> Result<()> {
+        let path = token_path(&self.settings.sso_start_url)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: &str = "https://d-1234567890.awsapps.com/start";
+
+    #[test]
+    fn cache_file_names_match_the_aws_cli() {
+        // SAFETY: tests in this module are the only ones touching HOME in this process.
+        let home = tempfile::tempdir().unwrap();
+        unsafe { std::env::set_var("HOME", home.path()) };
+        assert!(
+            token_path(START)
+                .unwrap()
+                .ends_with("7487b5b67d5fa1132cf33fa93ae51ef38cc37752.json")
+        );
+        assert!(
+            registration_path(START, "us-east-1")
+                .unwrap()
+                .ends_with("365414a68be7c9bfc776c660981dbdbd942acea4.json")
+        );
+    }
+
+    #[test]
+    fn python_json_escapes_non_ascii() {
+        assert_eq!(
+            python_json_string("a\"é😀"),
+            "\"a\\\"\\u00e9\\ud83d\\ude00\""
+        );
+    }
+
+    #[test]
+    fn reads_every_timestamp_dialect() {
+        let want = parse_time("2026-11-23T04:48:44Z").unwrap();
+        assert_eq!(parse_time("2026-11-23T04:48:44+00:00"), Some(want));
+        assert_eq!(parse_time("2026-11-23T04:48:44UTC"), Some(want));
+        assert!(parse_time("2026-11-23T04:48:44.418633Z").is_some());
+        assert_eq!(format_time(want), "2026-11-23T04:48:44Z");
+        assert_eq!(parse_time("soon"), None);
+    }
+}
