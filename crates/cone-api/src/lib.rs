@@ -34,6 +34,7 @@ pub struct ApiError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FormField {
     pub name: String,
+    #[serde(default)]
     pub required: bool,
 }
 

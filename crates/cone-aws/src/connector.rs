@@ -12,7 +12,7 @@ use aws_sdk_ssoadmin::types::{
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::error::{ConnectorError, Op};
-use crate::paging::collect_pages;
+use crate::paging::list_all;
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
 use crate::{
     Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User,
@@ -45,6 +45,21 @@ pub struct Connector {
     ids: aws_sdk_identitystore::Client,
     region: String,
     timing: Timing,
+}
+
+/// Points a Create- or DeleteAccountAssignment request (builders that share no trait) at assignment `$a`.
+macro_rules! targeting {
+    ($request:expr, $a:expr) => {{
+        let a: &Assignment = $a;
+        let (principal_type, principal_id) = principal_parts(&a.principal);
+        $request
+            .instance_arn(&a.instance_arn)
+            .target_id(&a.account_id)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&a.permission_set_arn)
+            .principal_type(principal_type)
+            .principal_id(principal_id)
+    }};
 }
 
 /// A create or delete request that IAM Identity Center accepted.
@@ -118,75 +133,78 @@ impl Connector {
 
     /// Creates the assignment unless it already exists, and waits until IAM Identity Center reports it done.
     pub async fn assign(&self, a: &Assignment) -> Result<(), ConnectorError> {
-        let started = with_retries(&self.timing, CREATE_ASSIGNMENT.name, || {
-            self.create_unless_exists(a)
-        })
-        .await?;
-        let Some(Started {
-            request_id,
-            progress,
-        }) = started
-        else {
-            tracing::debug!(?a, "assignment already exists");
+        let pending = self
+            .start(CREATE_ASSIGNMENT, a, "assignment already exists", || {
+                self.create_unless_exists(a)
+            })
+            .await?;
+        let Some(request_id) = pending else {
             return Ok(());
         };
-        match progress {
-            RequestState::Succeeded => Ok(()),
-            RequestState::Failed(reason) => Err(ConnectorError::OperationFailed {
-                operation: CREATE_ASSIGNMENT.name,
-                request_id,
-                reason,
-            }),
-            RequestState::InProgress => {
-                wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || {
-                    self.creation_progress(a, &request_id)
-                })
-                .await
-            }
-        }
+        wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || {
+            self.creation_progress(a, &request_id)
+        })
+        .await
     }
 
     /// Deletes the assignment and waits until IAM Identity Center reports it gone. An assignment that does
     /// not exist counts as removed.
     pub async fn unassign(&self, a: &Assignment) -> Result<(), ConnectorError> {
-        let started = with_retries(&self.timing, DELETE_ASSIGNMENT.name, || {
-            self.delete_if_exists(a)
+        let pending = self
+            .start(DELETE_ASSIGNMENT, a, "assignment already absent", || {
+                self.delete_if_exists(a)
+            })
+            .await?;
+        let Some(request_id) = pending else {
+            return Ok(());
+        };
+        wait_for(&self.timing, DELETE_ASSIGNMENT.name, &request_id, || {
+            self.deletion_progress(&a.instance_arn, &request_id)
         })
-        .await?;
+        .await
+    }
+
+    /// Runs `step` (one create or delete, retried while it fails transiently) and tells what is left to
+    /// wait for: the request id while IAM Identity Center is still at it, `None` when `step` had nothing to
+    /// do (logged as `settled`) or the request finished at once.
+    async fn start<F, Fut>(
+        &self,
+        op: Op,
+        a: &Assignment,
+        settled: &str,
+        step: F,
+    ) -> Result<Option<String>, ConnectorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<Started>, ConnectorError>>,
+    {
         let Some(Started {
             request_id,
             progress,
-        }) = started
+        }) = with_retries(&self.timing, op.name, step).await?
         else {
-            tracing::debug!(?a, "assignment already absent");
-            return Ok(());
+            tracing::debug!(?a, "{settled}");
+            return Ok(None);
         };
         match progress {
-            RequestState::Succeeded => Ok(()),
+            RequestState::Succeeded => Ok(None),
             RequestState::Failed(reason) => Err(ConnectorError::OperationFailed {
-                operation: DELETE_ASSIGNMENT.name,
+                operation: op.name,
                 request_id,
                 reason,
             }),
-            RequestState::InProgress => {
-                wait_for(&self.timing, DELETE_ASSIGNMENT.name, &request_id, || {
-                    self.deletion_progress(&a.instance_arn, &request_id)
-                })
-                .await
-            }
+            RequestState::InProgress => Ok(Some(request_id)),
         }
     }
 
     // ---- sync parts -------------------------------------------------------------------------------
 
     async fn instance(&self) -> Result<(String, String), ConnectorError> {
-        let instances = collect_pages(LIST_INSTANCES.name, |token| {
-            let req = self.sso.list_instances().set_next_token(token);
-            async move {
-                let out = req.send().await.map_err(|e| LIST_INSTANCES.err(e))?;
-                Ok((out.instances.unwrap_or_default(), out.next_token))
-            }
-        })
+        let instances = list_all(
+            LIST_INSTANCES,
+            |token| self.sso.list_instances().set_next_token(token).send(),
+            |out| (out.instances.unwrap_or_default(), out.next_token),
+        )
         .await?;
         let mut usable = instances.iter().filter_map(|i| {
             Some((
@@ -206,13 +224,11 @@ impl Connector {
     }
 
     async fn accounts(&self) -> Result<Vec<Account>, ConnectorError> {
-        let listed = collect_pages(LIST_ACCOUNTS.name, |token| {
-            let req = self.org.list_accounts().set_next_token(token);
-            async move {
-                let out = req.send().await.map_err(|e| LIST_ACCOUNTS.err(e))?;
-                Ok((out.accounts.unwrap_or_default(), out.next_token))
-            }
-        })
+        let listed = list_all(
+            LIST_ACCOUNTS,
+            |token| self.org.list_accounts().set_next_token(token).send(),
+            |out| (out.accounts.unwrap_or_default(), out.next_token),
+        )
         .await?;
         let mut accounts = Vec::new();
         for a in listed {
@@ -247,17 +263,17 @@ impl Connector {
         &self,
         instance_arn: &str,
     ) -> Result<Vec<PermissionSet>, ConnectorError> {
-        let arns = collect_pages(LIST_PERMISSION_SETS.name, |token| {
-            let req = self
-                .sso
-                .list_permission_sets()
-                .instance_arn(instance_arn)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await.map_err(|e| LIST_PERMISSION_SETS.err(e))?;
-                Ok((out.permission_sets.unwrap_or_default(), out.next_token))
-            }
-        })
+        let arns = list_all(
+            LIST_PERMISSION_SETS,
+            |token| {
+                self.sso
+                    .list_permission_sets()
+                    .instance_arn(instance_arn)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| (out.permission_sets.unwrap_or_default(), out.next_token),
+        )
         .await?;
         let described = bounded(arns, |arn| {
             let req = self
@@ -266,25 +282,24 @@ impl Connector {
                 .instance_arn(instance_arn)
                 .permission_set_arn(&arn);
             async move {
-                match req.send().await.map_err(|e| DESCRIBE_PERMISSION_SET.err(e)) {
-                    Ok(out) => {
-                        let Some(ps) = out.permission_set else {
-                            return Err(ConnectorError::MalformedResponse {
-                                operation: DESCRIBE_PERMISSION_SET.name,
-                                field: "PermissionSet",
-                            });
-                        };
-                        Ok(Some(PermissionSet {
-                            name: ps.name().unwrap_or(&arn).to_string(),
-                            description: ps.description().map(str::to_string),
-                            session_duration: ps.session_duration().map(str::to_string),
-                            arn,
-                        }))
-                    }
-                    // Deleted between the listing and now.
-                    Err(e) if e.is_not_found() => Ok(None),
-                    Err(e) => Err(e),
-                }
+                // None: deleted between the listing and now.
+                let Some(out) =
+                    found(req.send().await.map_err(|e| DESCRIBE_PERMISSION_SET.err(e)))?
+                else {
+                    return Ok(None);
+                };
+                let Some(ps) = out.permission_set else {
+                    return Err(ConnectorError::MalformedResponse {
+                        operation: DESCRIBE_PERMISSION_SET.name,
+                        field: "PermissionSet",
+                    });
+                };
+                Ok(Some(PermissionSet {
+                    name: ps.name().unwrap_or(&arn).to_string(),
+                    description: ps.description().map(str::to_string),
+                    session_duration: ps.session_duration().map(str::to_string),
+                    arn,
+                }))
             }
         })
         .await?;
@@ -294,17 +309,17 @@ impl Connector {
     }
 
     async fn users(&self, identity_store_id: &str) -> Result<Vec<User>, ConnectorError> {
-        let listed = collect_pages(LIST_USERS.name, |token| {
-            let req = self
-                .ids
-                .list_users()
-                .identity_store_id(identity_store_id)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await.map_err(|e| LIST_USERS.err(e))?;
-                Ok((out.users, out.next_token))
-            }
-        })
+        let listed = list_all(
+            LIST_USERS,
+            |token| {
+                self.ids
+                    .list_users()
+                    .identity_store_id(identity_store_id)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| (out.users, out.next_token),
+        )
         .await?;
         let mut users: Vec<User> = listed
             .iter()
@@ -333,17 +348,17 @@ impl Connector {
     }
 
     async fn groups(&self, identity_store_id: &str) -> Result<Vec<Group>, ConnectorError> {
-        let listed = collect_pages(LIST_GROUPS.name, |token| {
-            let req = self
-                .ids
-                .list_groups()
-                .identity_store_id(identity_store_id)
-                .set_next_token(token);
-            async move {
-                let out = req.send().await.map_err(|e| LIST_GROUPS.err(e))?;
-                Ok((out.groups, out.next_token))
-            }
-        })
+        let listed = list_all(
+            LIST_GROUPS,
+            |token| {
+                self.ids
+                    .list_groups()
+                    .identity_store_id(identity_store_id)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| (out.groups, out.next_token),
+        )
         .await?;
         let mut groups: Vec<Group> = listed
             .iter()
@@ -366,18 +381,17 @@ impl Connector {
         groups: &[Group],
     ) -> Result<Vec<(String, String)>, ConnectorError> {
         let per_group = bounded(groups, |group| {
-            collect_pages(LIST_GROUP_MEMBERSHIPS.name, move |token| {
-                let req = self
-                    .ids
-                    .list_group_memberships()
-                    .identity_store_id(identity_store_id)
-                    .group_id(&group.id)
-                    .set_next_token(token);
-                async move {
-                    let out = req
+            list_all(
+                LIST_GROUP_MEMBERSHIPS,
+                move |token| {
+                    self.ids
+                        .list_group_memberships()
+                        .identity_store_id(identity_store_id)
+                        .group_id(&group.id)
+                        .set_next_token(token)
                         .send()
-                        .await
-                        .map_err(|e| LIST_GROUP_MEMBERSHIPS.err(e))?;
+                },
+                move |out| {
                     let users = out
                         .group_memberships
                         .iter()
@@ -386,18 +400,13 @@ impl Connector {
                             _ => None,
                         })
                         .collect();
-                    Ok((users, out.next_token))
-                }
-            })
+                    (users, out.next_token)
+                },
+            )
         })
         .await?;
         // moto records a repeated CreateGroupMembership twice; a membership is a fact, not a count.
-        Ok(per_group
-            .into_iter()
-            .flatten()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect())
+        Ok(sorted_unique(per_group))
     }
 
     /// Where each permission set is provisioned, as `(account id, permission set arn)` for ACTIVE accounts.
@@ -470,12 +479,9 @@ impl Connector {
                 .collect::<Vec<_>>())
         })
         .await?;
-        Ok(per_account
+        Ok(sorted_unique(per_account)
             .into_iter()
-            .flatten()
             .filter(|(_, arn)| known.contains(arn.as_str()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect())
     }
 
@@ -484,21 +490,18 @@ impl Connector {
         instance_arn: &str,
         permission_set_arn: &str,
     ) -> Result<Vec<String>, ConnectorError> {
-        collect_pages(LIST_ACCOUNTS_FOR_PROVISIONED.name, |token| {
-            let req = self
-                .sso
-                .list_accounts_for_provisioned_permission_set()
-                .instance_arn(instance_arn)
-                .permission_set_arn(permission_set_arn)
-                .set_next_token(token);
-            async move {
-                let out = req
+        list_all(
+            LIST_ACCOUNTS_FOR_PROVISIONED,
+            |token| {
+                self.sso
+                    .list_accounts_for_provisioned_permission_set()
+                    .instance_arn(instance_arn)
+                    .permission_set_arn(permission_set_arn)
+                    .set_next_token(token)
                     .send()
-                    .await
-                    .map_err(|e| LIST_ACCOUNTS_FOR_PROVISIONED.err(e))?;
-                Ok((out.account_ids.unwrap_or_default(), out.next_token))
-            }
-        })
+            },
+            |out| (out.account_ids.unwrap_or_default(), out.next_token),
+        )
         .await
     }
 
@@ -507,21 +510,18 @@ impl Connector {
         instance_arn: &str,
         account_id: &str,
     ) -> Result<Vec<String>, ConnectorError> {
-        collect_pages(LIST_PROVISIONED_TO_ACCOUNT.name, |token| {
-            let req = self
-                .sso
-                .list_permission_sets_provisioned_to_account()
-                .instance_arn(instance_arn)
-                .account_id(account_id)
-                .set_next_token(token);
-            async move {
-                let out = req
+        list_all(
+            LIST_PROVISIONED_TO_ACCOUNT,
+            |token| {
+                self.sso
+                    .list_permission_sets_provisioned_to_account()
+                    .instance_arn(instance_arn)
+                    .account_id(account_id)
+                    .set_next_token(token)
                     .send()
-                    .await
-                    .map_err(|e| LIST_PROVISIONED_TO_ACCOUNT.err(e))?;
-                Ok((out.permission_sets.unwrap_or_default(), out.next_token))
-            }
-        })
+            },
+            |out| (out.permission_sets.unwrap_or_default(), out.next_token),
+        )
         .await
     }
 
@@ -544,12 +544,7 @@ impl Connector {
                 .collect::<Vec<_>>())
         })
         .await?;
-        Ok(per_pair
-            .into_iter()
-            .flatten()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect())
+        Ok(sorted_unique(per_pair))
     }
 
     /// The principals assigned a permission set in an account (ListAccountAssignments, all pages).
@@ -559,19 +554,18 @@ impl Connector {
         account_id: &str,
         permission_set_arn: &str,
     ) -> Result<Vec<Principal>, ConnectorError> {
-        collect_pages(LIST_ACCOUNT_ASSIGNMENTS.name, |token| {
-            let req = self
-                .sso
-                .list_account_assignments()
-                .instance_arn(instance_arn)
-                .account_id(account_id)
-                .permission_set_arn(permission_set_arn)
-                .set_next_token(token);
-            async move {
-                let out = req
+        list_all(
+            LIST_ACCOUNT_ASSIGNMENTS,
+            |token| {
+                self.sso
+                    .list_account_assignments()
+                    .instance_arn(instance_arn)
+                    .account_id(account_id)
+                    .permission_set_arn(permission_set_arn)
+                    .set_next_token(token)
                     .send()
-                    .await
-                    .map_err(|e| LIST_ACCOUNT_ASSIGNMENTS.err(e))?;
+            },
+            |out| {
                 let principals = out
                     .account_assignments
                     .unwrap_or_default()
@@ -591,9 +585,9 @@ impl Connector {
                         }
                     })
                     .collect();
-                Ok((principals, out.next_token))
-            }
-        })
+                (principals, out.next_token)
+            },
+        )
         .await
     }
 
@@ -615,16 +609,7 @@ impl Connector {
         if self.exists(a).await? {
             return Ok(None);
         }
-        let (principal_type, principal_id) = principal_parts(&a.principal);
-        let out = self
-            .sso
-            .create_account_assignment()
-            .instance_arn(&a.instance_arn)
-            .target_id(&a.account_id)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(&a.permission_set_arn)
-            .principal_type(principal_type)
-            .principal_id(principal_id)
+        let out = targeting!(self.sso.create_account_assignment(), a)
             .send()
             .await
             .map_err(|e| CREATE_ASSIGNMENT.err(e))?;
@@ -640,29 +625,19 @@ impl Connector {
         if !self.exists(a).await? {
             return Ok(None);
         }
-        let (principal_type, principal_id) = principal_parts(&a.principal);
-        let result = self
-            .sso
-            .delete_account_assignment()
-            .instance_arn(&a.instance_arn)
-            .target_id(&a.account_id)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(&a.permission_set_arn)
-            .principal_type(principal_type)
-            .principal_id(principal_id)
+        let result = targeting!(self.sso.delete_account_assignment(), a)
             .send()
             .await
             .map_err(|e| DELETE_ASSIGNMENT.err(e));
-        match result {
-            Ok(out) => started(
-                DELETE_ASSIGNMENT,
-                out.account_assignment_deletion_status.as_ref(),
-            )
-            .map(Some),
-            // Removed by someone else since we looked (moto says ResourceNotFound for a missing assignment).
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        // None: removed by someone else since we looked (moto says ResourceNotFound for a missing assignment).
+        let Some(out) = found(result)? else {
+            return Ok(None);
+        };
+        started(
+            DELETE_ASSIGNMENT,
+            out.account_assignment_deletion_status.as_ref(),
+        )
+        .map(Some)
     }
 
     async fn creation_progress(
@@ -678,20 +653,19 @@ impl Connector {
             .send()
             .await
             .map_err(|e| CREATION_STATUS.err(e));
-        match result {
-            Ok(out) => progress(
+        match found(result)? {
+            Some(out) => progress(
                 CREATION_STATUS,
                 out.account_assignment_creation_status.as_ref(),
             ),
             // moto forgets a creation request once its assignment is deleted; decide by what exists.
-            Err(e) if e.is_not_found() => {
+            None => {
                 if self.exists(a).await? {
                     Ok(RequestState::Succeeded)
                 } else {
                     Ok(RequestState::Failed("the creation request is unknown to IAM Identity Center and the assignment does not exist".into()))
                 }
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -708,14 +682,13 @@ impl Connector {
             .send()
             .await
             .map_err(|e| DELETION_STATUS.err(e));
-        match result {
-            Ok(out) => progress(
+        match found(result)? {
+            Some(out) => progress(
                 DELETION_STATUS,
                 out.account_assignment_deletion_status.as_ref(),
             ),
             // moto can answer ResourceNotFound for the status of a finished delete: the assignment is gone.
-            Err(e) if e.is_not_found() => Ok(RequestState::Succeeded),
-            Err(e) => Err(e),
+            None => Ok(RequestState::Succeeded),
         }
     }
 }
@@ -725,6 +698,25 @@ fn principal_parts(p: &Principal) -> (PrincipalType, &str) {
         Principal::User(id) => (PrincipalType::User, id),
         Principal::Group(id) => (PrincipalType::Group, id),
     }
+}
+
+/// `Ok(None)` in place of a NotFound error: for calls where a missing resource is an answer, not a failure.
+fn found<T>(result: Result<T, ConnectorError>) -> Result<Option<T>, ConnectorError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The items of all the lists, sorted and each once.
+fn sorted_unique<T: Ord>(lists: Vec<Vec<T>>) -> Vec<T> {
+    lists
+        .into_iter()
+        .flatten()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 fn progress(

@@ -367,30 +367,18 @@ mod tests {
         let op = Op::sso("CreateAccountAssignment");
         let e = |status: Option<u16>, code: &str| op.classify(status, code.into(), "m".into());
 
-        assert!(matches!(
-            e(Some(400), "ThrottlingException"),
-            ConnectorError::Throttled { .. }
-        ));
-        assert!(matches!(
-            e(Some(429), "Whatever"),
-            ConnectorError::Throttled { .. }
-        ));
-        assert!(matches!(
-            e(Some(409), "ConflictException"),
-            ConnectorError::Conflict { .. }
-        ));
-        assert!(matches!(
-            e(Some(503), "Unknown"),
-            ConnectorError::ServerError { status: 503, .. }
-        ));
-        assert!(matches!(
-            e(Some(400), "ResourceNotFoundException"),
-            ConnectorError::NotFound { .. }
-        ));
-        assert!(matches!(
-            e(Some(400), "ValidationException"),
-            ConnectorError::Rejected { .. }
-        ));
+        macro_rules! assert_classified {
+            ($status:expr, $code:expr => $kind:pat) => {
+                let got = e($status, $code);
+                assert!(matches!(got, $kind), "{:?} {}: {got:?}", $status, $code);
+            };
+        }
+        assert_classified!(Some(400), "ThrottlingException" => ConnectorError::Throttled { .. });
+        assert_classified!(Some(429), "Whatever" => ConnectorError::Throttled { .. });
+        assert_classified!(Some(409), "ConflictException" => ConnectorError::Conflict { .. });
+        assert_classified!(Some(503), "Unknown" => ConnectorError::ServerError { status: 503, .. });
+        assert_classified!(Some(400), "ResourceNotFoundException" => ConnectorError::NotFound { .. });
+        assert_classified!(Some(400), "ValidationException" => ConnectorError::Rejected { .. });
         for code in ["ThrottlingException", "ConflictException"] {
             assert!(e(Some(400), code).is_retryable(), "{code}");
         }

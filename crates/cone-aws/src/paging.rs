@@ -1,9 +1,12 @@
-//! The one pagination loop every list call goes through.
+//! The one pagination loop every list call goes through, and the way list calls feed it.
 
 use std::collections::HashSet;
 use std::future::Future;
 
-use crate::error::ConnectorError;
+use aws_sdk_ssoadmin::config::http::HttpResponse;
+use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::{ConnectorError, Op};
 
 /// Calls `fetch_page` with `None`, then with each NextToken it returns, and concatenates the items.
 ///
@@ -36,6 +39,27 @@ where
             }
         }
     }
+}
+
+/// Lists every page of one AWS list call through [`collect_pages`]: `send` issues the request for a page
+/// token, `page` takes the items and the NextToken out of the answer, and SDK errors map through `op`.
+pub(crate) async fn list_all<T, O, E, S, Fut, P>(
+    op: Op,
+    mut send: S,
+    page: P,
+) -> Result<Vec<T>, ConnectorError>
+where
+    S: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    P: Fn(O) -> (Vec<T>, Option<String>),
+{
+    let page = &page;
+    collect_pages(op.name, |token| {
+        let sent = send(token);
+        async move { sent.await.map(page).map_err(|e| op.err(e)) }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cone_aws::{Assignment, AssignmentRecord, Connector, Principal, Snapshot};
+use cone_aws::{Account, Assignment, AssignmentRecord, Connector, Principal, Snapshot, User};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
 
 /// A sync must finish; moto's duplicate-assignment loop would otherwise hang the test instead of failing it.
@@ -24,39 +24,47 @@ fn id<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{key} was not seeded"))
 }
 
+/// The assignment of `principal` to the seeded permission set `set` in the seeded member account `account`.
+fn assignment(org: &SandboxOrg, account: &str, set: &str, principal: Principal) -> Assignment {
+    Assignment {
+        instance_arn: org.instance_arn.clone(),
+        account_id: id(&org.accounts, account).to_string(),
+        permission_set_arn: id(&org.permission_sets, set).to_string(),
+        principal,
+    }
+}
+
+/// How a sync reports `a` once it exists.
+fn record_of(a: &Assignment) -> AssignmentRecord {
+    AssignmentRecord {
+        account_id: a.account_id.clone(),
+        permission_set_arn: a.permission_set_arn.clone(),
+        principal: a.principal.clone(),
+    }
+}
+
 fn check_seeded_snapshot(org: &SandboxOrg, snap: &Snapshot) {
     assert_eq!(snap.instance_arn, org.instance_arn);
     assert_eq!(snap.identity_store_id, org.identity_store_id);
 
     // Organizations ListAccounts includes the management account (on AWS as in moto). Cone keeps it:
     // IAM Identity Center can assign permission sets in the management account too.
-    let accounts: BTreeSet<(&str, &str, &str, &str)> = snap
-        .accounts
-        .iter()
-        .map(|a| {
-            (
-                a.id.as_str(),
-                a.name.as_str(),
-                a.email.as_str(),
-                a.status.as_str(),
-            )
-        })
-        .collect();
-    let mut expected = BTreeSet::from([(
-        org.management_account_id.as_str(),
-        "master",
-        "master@example.com",
-        "ACTIVE",
-    )]);
-    for (name, email) in [
-        ("Production", "production@example.com"),
-        ("Staging", "staging@example.com"),
-        ("Sandbox", "sandbox@example.com"),
-    ] {
-        expected.insert((id(&org.accounts, name), name, email, "ACTIVE"));
-    }
-    assert_eq!(accounts, expected);
-    assert_eq!(snap.accounts.len(), 4);
+    let mut accounts: Vec<Account> = [
+        (org.management_account_id.as_str(), "master"),
+        (id(&org.accounts, "Production"), "Production"),
+        (id(&org.accounts, "Staging"), "Staging"),
+        (id(&org.accounts, "Sandbox"), "Sandbox"),
+    ]
+    .into_iter()
+    .map(|(id, name)| Account {
+        id: id.to_string(),
+        name: name.to_string(),
+        email: format!("{}@example.com", name.to_lowercase()),
+        status: "ACTIVE".to_string(),
+    })
+    .collect();
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(snap.accounts, accounts);
 
     let sets: Vec<(&str, &str, Option<&str>)> = snap
         .permission_sets
@@ -69,26 +77,15 @@ fn check_seeded_snapshot(org: &SandboxOrg, snap: &Snapshot) {
             )
         })
         .collect();
-    assert_eq!(
-        sets,
-        vec![
-            (
-                "AdministratorAccess",
-                id(&org.permission_sets, "AdministratorAccess"),
-                Some("PT1H")
-            ),
-            (
-                "DatabaseAdministrator",
-                id(&org.permission_sets, "DatabaseAdministrator"),
-                Some("PT1H")
-            ),
-            (
-                "ReadOnlyAccess",
-                id(&org.permission_sets, "ReadOnlyAccess"),
-                Some("PT1H")
-            ),
-        ]
-    );
+    let expected: Vec<(&str, &str, Option<&str>)> = [
+        "AdministratorAccess",
+        "DatabaseAdministrator",
+        "ReadOnlyAccess",
+    ]
+    .into_iter()
+    .map(|name| (name, id(&org.permission_sets, name), Some("PT1H")))
+    .collect();
+    assert_eq!(sets, expected);
     assert!(
         snap.permission_sets
             .iter()
@@ -131,41 +128,20 @@ fn check_seeded_snapshot(org: &SandboxOrg, snap: &Snapshot) {
         }
     }
 
-    let users: Vec<(&str, &str, &str, Option<&str>)> = snap
-        .users
-        .iter()
-        .map(|u| {
-            (
-                u.id.as_str(),
-                u.user_name.as_str(),
-                u.display_name.as_str(),
-                u.email.as_deref(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        users,
-        vec![
-            (
-                id(&org.users, "alice"),
-                "alice",
-                "Alice Anders",
-                Some("alice@example.com")
-            ),
-            (
-                id(&org.users, "bob"),
-                "bob",
-                "Bob Berg",
-                Some("bob@example.com")
-            ),
-            (
-                id(&org.users, "carol"),
-                "carol",
-                "Carol Chen",
-                Some("carol@example.com")
-            ),
-        ]
-    );
+    let users: Vec<User> = [
+        ("alice", "Alice Anders"),
+        ("bob", "Bob Berg"),
+        ("carol", "Carol Chen"),
+    ]
+    .into_iter()
+    .map(|(user_name, display_name)| User {
+        id: id(&org.users, user_name).to_string(),
+        user_name: user_name.to_string(),
+        display_name: display_name.to_string(),
+        email: Some(format!("{user_name}@example.com")),
+    })
+    .collect();
+    assert_eq!(snap.users, users);
 
     assert_eq!(snap.groups.len(), 1);
     assert_eq!(
@@ -194,17 +170,13 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
     check_seeded_snapshot(&org, &snap);
     assert_eq!(snap.assignments, vec![]);
 
-    let alice_readonly_staging = Assignment {
-        instance_arn: org.instance_arn.clone(),
-        account_id: id(&org.accounts, "Staging").to_string(),
-        permission_set_arn: id(&org.permission_sets, "ReadOnlyAccess").to_string(),
-        principal: Principal::User(id(&org.users, "alice").to_string()),
-    };
-    let record = AssignmentRecord {
-        account_id: alice_readonly_staging.account_id.clone(),
-        permission_set_arn: alice_readonly_staging.permission_set_arn.clone(),
-        principal: alice_readonly_staging.principal.clone(),
-    };
+    let alice_readonly_staging = assignment(
+        &org,
+        "Staging",
+        "ReadOnlyAccess",
+        Principal::User(id(&org.users, "alice").to_string()),
+    );
+    let record = record_of(&alice_readonly_staging);
 
     connector.assign(&alice_readonly_staging).await?;
     assert_eq!(sync(&connector).await?.assignments, vec![record.clone()]);
@@ -216,19 +188,14 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
     check_seeded_snapshot(&org, &snap);
 
     // A group principal next to it.
-    let approvers_admin_production = Assignment {
-        instance_arn: org.instance_arn.clone(),
-        account_id: id(&org.accounts, "Production").to_string(),
-        permission_set_arn: id(&org.permission_sets, "AdministratorAccess").to_string(),
-        principal: Principal::Group(org.approvers_group_id.clone()),
-    };
+    let approvers_admin_production = assignment(
+        &org,
+        "Production",
+        "AdministratorAccess",
+        Principal::Group(org.approvers_group_id.clone()),
+    );
     connector.assign(&approvers_admin_production).await?;
-    let group_record = AssignmentRecord {
-        account_id: approvers_admin_production.account_id.clone(),
-        permission_set_arn: approvers_admin_production.permission_set_arn.clone(),
-        principal: approvers_admin_production.principal.clone(),
-    };
-    let mut both = vec![record.clone(), group_record];
+    let mut both = vec![record.clone(), record_of(&approvers_admin_production)];
     both.sort();
     assert_eq!(sync(&connector).await?.assignments, both);
 

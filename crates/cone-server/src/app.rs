@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use cone_api::{ApiError, CreateTask, Entitlement, FormField, Task, codes};
+use cone_api::{ApiError, CreateTask, Entitlement, Task, codes};
 use cone_core::policy::{self, Outcome, Step};
 use cone_core::request;
 
@@ -27,14 +27,7 @@ fn to_api(row: &EntitlementRow, policy: &Resolved, granted_until: Option<i64>) -
         account_id: row.account_id.clone(),
         role_name: row.permission_set_name.clone(),
         max_duration_secs: policy.max_duration,
-        form: policy
-            .form
-            .iter()
-            .map(|f| FormField {
-                name: f.name.clone(),
-                required: f.required,
-            })
-            .collect(),
+        form: policy.form.clone(),
         granted_until: granted_until.map(time),
     }
 }
@@ -110,11 +103,19 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             ),
         ));
     }
+    let form: Vec<request::FormField> = policy
+        .form
+        .iter()
+        .map(|f| request::FormField {
+            name: f.name.clone(),
+            required: f.required,
+        })
+        .collect();
     let duration = request::validate(
         req.duration_secs,
         s.config.default_duration,
         policy.max_duration,
-        &policy.form,
+        &form,
         &req.form_data,
     )
     .map_err(|request::Invalid(problems)| {

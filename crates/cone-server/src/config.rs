@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use cone_api::FormField;
 use cone_core::policy::Step;
-use cone_core::request::FormField;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,7 +45,7 @@ pub struct PolicyConfig {
     #[serde(with = "duration")]
     pub max_duration: i64,
     #[serde(default)]
-    pub form: Vec<FieldConfig>,
+    pub form: Vec<FormField>,
     pub steps: Vec<StepConfig>,
 }
 
@@ -54,14 +54,6 @@ pub struct PolicyConfig {
 pub struct Match {
     pub account: Option<String>,
     pub permission_set: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldConfig {
-    pub name: String,
-    #[serde(default)]
-    pub required: bool,
 }
 
 /// `accept`, `reject`, or `{ approval: { group: NAME } }`.
@@ -133,14 +125,7 @@ impl Config {
             Some(p) => Resolved {
                 name: p.name.clone(),
                 max_duration: p.max_duration,
-                form: p
-                    .form
-                    .iter()
-                    .map(|f| FormField {
-                        name: f.name.clone(),
-                        required: f.required,
-                    })
-                    .collect(),
+                form: p.form.clone(),
                 steps: p
                     .steps
                     .iter()

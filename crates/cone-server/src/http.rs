@@ -76,8 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/entitlement", get(entitlement))
         .route("/api/v1/tasks", post(create_task))
         .route("/api/v1/tasks/{id}", get(get_task))
-        .route("/api/v1/tasks/{id}/approve", post(approve_task))
-        .route("/api/v1/tasks/{id}/deny", post(deny_task))
+        .route("/api/v1/tasks/{id}/{decision}", post(decide_task))
         .with_state(state)
 }
 
@@ -179,22 +178,24 @@ async fn get_task(
     ))
 }
 
-async fn approve_task(
+/// `POST /api/v1/tasks/{id}/approve` or `…/deny`.
+async fn decide_task(
     State(s): State<AppState>,
     CurrentUser(u): CurrentUser,
-    Path(id): Path<i64>,
+    Path((id, decision)): Path<(i64, String)>,
     body: Option<Json<Decision>>,
 ) -> Result<Json<Task>, ApiFailure> {
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(ApiFailure::new(
+                StatusCode::NOT_FOUND,
+                codes::NOT_FOUND,
+                "A task can only be approved or denied.",
+            ));
+        }
+    };
     let comment = body.map(|b| b.0.comment).unwrap_or_default();
-    Ok(Json(app::decide(&s, &u, id, true, &comment).await?))
-}
-
-async fn deny_task(
-    State(s): State<AppState>,
-    CurrentUser(u): CurrentUser,
-    Path(id): Path<i64>,
-    body: Option<Json<Decision>>,
-) -> Result<Json<Task>, ApiFailure> {
-    let comment = body.map(|b| b.0.comment).unwrap_or_default();
-    Ok(Json(app::decide(&s, &u, id, false, &comment).await?))
+    Ok(Json(app::decide(&s, &u, id, approve, &comment).await?))
 }

@@ -36,14 +36,14 @@ pub fn password(user: &str) -> String {
 }
 
 pub struct Sandbox {
-    pub dir: PathBuf,
-    pub org: SandboxOrg,
-    pub moto: Moto,
-    pub emulator_url: String,
-    pub server_url: String,
-    // Dropped (killed) before moto, which is declared earlier and so dropped later.
+    // Fields drop in declaration order: the server and the emulator stop before moto, which they use.
     server: Option<Child>,
     _emulator: Child,
+    pub moto: Moto,
+    pub dir: PathBuf,
+    pub org: SandboxOrg,
+    pub emulator_url: String,
+    pub server_url: String,
 }
 
 impl Sandbox {
@@ -185,6 +185,11 @@ impl Sandbox {
         let mut cmd = self.detached(user, "aws")?;
         cmd.args(args);
         Ok(cmd.output()?)
+    }
+
+    /// `aws sts get-caller-identity --profile PROFILE`, the smallest call that needs credentials.
+    pub fn caller_identity(&self, user: &str, profile: &str) -> Result<Output> {
+        self.aws(user, &["sts", "get-caller-identity", "--profile", profile])
     }
 
     /// Signs `user` in to Cone (approving the device code on the server's page with their password), writes

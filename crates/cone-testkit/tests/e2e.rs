@@ -57,17 +57,28 @@ async fn auto_approved_request_then_cached_credentials() {
         "{setup}"
     );
 
+    // Re-running setup skips what exists and warns when the AWS CLI is missing.
+    let cone = cone_testkit::target_bin("cone").unwrap();
+    let mut again = sb.detached("alice", cone.to_str().unwrap()).unwrap();
+    let o = again
+        .args(["aws", "setup"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("exists   staging-readonlyaccess") && !out.contains("added"),
+        "{out}"
+    );
+    assert!(
+        err.contains("The AWS CLI is required but was not found on PATH"),
+        "{err}"
+    );
+
     // Through the AWS CLI: the whole JIT flow, then the assumed Identity Center role.
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "staging-readonlyaccess",
-            ],
-        )
+        .caller_identity("alice", "staging-readonlyaccess")
         .unwrap();
     let out = assert_ok(&o, "aws sts get-caller-identity");
     let staging = sb.org.account_id("Staging").unwrap();
@@ -105,27 +116,11 @@ async fn auto_approved_request_then_cached_credentials() {
     // The grant is 8 h and the role session 1 h: the cached credential serves the next calls with the server down.
     sb.stop_server();
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "staging-readonlyaccess",
-            ],
-        )
+        .caller_identity("alice", "staging-readonlyaccess")
         .unwrap();
     assert!(assert_ok(&o, "cached call").contains("AWSReservedSSO_ReadOnlyAccess_"));
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "sandbox-readonlyaccess",
-            ],
-        )
+        .caller_identity("alice", "sandbox-readonlyaccess")
         .unwrap();
     assert_fails_with(
         &o,
@@ -143,14 +138,9 @@ async fn approval_denial_pending_and_form() {
         .unwrap();
     sb.sign_in("alice").await.unwrap();
     sb.sign_in("bob").await.unwrap();
-    let args = [
-        "sts",
-        "get-caller-identity",
-        "--profile",
-        "production-administratoraccess",
-    ];
+    let admin = "production-administratoraccess";
 
-    let o = sb.aws("alice", &args).unwrap();
+    let o = sb.caller_identity("alice", admin).unwrap();
     let err = assert_fails_with(
         &o,
         "admin request",
@@ -162,7 +152,7 @@ async fn approval_denial_pending_and_form() {
     );
     let id = task_id(&err);
 
-    let o = sb.aws("alice", &args).unwrap();
+    let o = sb.caller_identity("alice", admin).unwrap();
     let err = assert_fails_with(
         &o,
         "second request",
@@ -187,20 +177,12 @@ async fn approval_denial_pending_and_form() {
     assert!(assert_ok(&o, "task get").contains("Decided by:  bob"));
 
     // Approval came through: the retry succeeds (waiting for provisioning if it is still running).
-    let o = sb.aws("alice", &args).unwrap();
+    let o = sb.caller_identity("alice", admin).unwrap();
     assert!(assert_ok(&o, "retry after approval").contains("AWSReservedSSO_AdministratorAccess_"));
 
     // A policy that rejects.
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "sandbox-administratoraccess",
-            ],
-        )
+        .caller_identity("alice", "sandbox-administratoraccess")
         .unwrap();
     assert_fails_with(
         &o,
@@ -210,15 +192,7 @@ async fn approval_denial_pending_and_form() {
 
     // An approver's denial.
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "staging-administratoraccess",
-            ],
-        )
+        .caller_identity("alice", "staging-administratoraccess")
         .unwrap();
     let id = task_id(&assert_fails_with(
         &o,
@@ -232,15 +206,7 @@ async fn approval_denial_pending_and_form() {
 
     // An entitlement with a request form.
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "production-databaseadministrator",
-            ],
-        )
+        .caller_identity("alice", "production-databaseadministrator")
         .unwrap();
     let production = sb.org.account_id("Production").unwrap();
     let err = assert_fails_with(
@@ -281,15 +247,7 @@ async fn approval_denial_pending_and_form() {
         .unwrap();
     assert!(assert_ok(&o, "cone get with the form").contains("Duration:    30m"));
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "production-databaseadministrator",
-            ],
-        )
+        .caller_identity("alice", "production-databaseadministrator")
         .unwrap();
     assert!(
         assert_ok(&o, "after the form request").contains("AWSReservedSSO_DatabaseAdministrator_")
@@ -303,15 +261,7 @@ async fn expiry_removes_the_assignment() {
     let sb = Sandbox::start(dir.path(), short).await.unwrap();
     sb.sign_in("alice").await.unwrap();
     let o = sb
-        .aws(
-            "alice",
-            &[
-                "sts",
-                "get-caller-identity",
-                "--profile",
-                "sandbox-readonlyaccess",
-            ],
-        )
+        .caller_identity("alice", "sandbox-readonlyaccess")
         .unwrap();
     assert!(assert_ok(&o, "short grant").contains("AWSReservedSSO_ReadOnlyAccess_"));
 
@@ -378,5 +328,23 @@ async fn expiry_removes_the_assignment() {
     assert!(
         err.contains("No active grant for \"sandbox-readonlyaccess\""),
         "{err}"
+    );
+}
+
+/// `cargo xtask sandbox --demo`, minus the build: the README's first command keeps working.
+#[test]
+fn sandbox_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(cone_testkit::target_bin("cone-sandbox").unwrap())
+        .args(["--demo", "--dir"])
+        .arg(dir.path().join("sandbox"))
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("Access granted!")
+            && out.contains("assumed-role/AWSReservedSSO_ReadOnlyAccess_"),
+        "{out}"
     );
 }

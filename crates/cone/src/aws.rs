@@ -102,7 +102,20 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
         skipped.len(),
         path.display()
     ));
+    if !on_path("aws") {
+        ui.say("The AWS CLI is required but was not found on PATH. Install AWS CLI v2 and make sure the `aws` command is available in your shell.");
+    }
     Ok(())
+}
+
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// `<account>-<role>` for each entitlement; when two entitlements would share a name, every one of them gets

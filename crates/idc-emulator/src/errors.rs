@@ -147,7 +147,7 @@ impl PortalError {
     }
 
     /// moto could not be read; the message carries the cause so a failing test shows it.
-    pub fn backend(err: &anyhow::Error) -> Self {
+    pub fn backend(err: anyhow::Error) -> Self {
         Self::new(
             PortalErrorKind::InternalServer,
             format!("the emulator could not read Identity Center state from moto: {err:#}"),
@@ -203,20 +203,24 @@ fn with_error_type(
 mod tests {
     use super::*;
 
-    async fn parts(response: Response) -> (StatusCode, Option<String>, serde_json::Value) {
-        let status = response.status();
-        let error_type = response
-            .headers()
-            .get(ERROR_TYPE_HEADER)
-            .map(|v| v.to_str().expect("ascii header").to_string());
+    /// Checks the status and the `x-amzn-ErrorType` header of an error response; returns its JSON body.
+    async fn checked_body(
+        response: Response,
+        status: StatusCode,
+        error_type: Option<&str>,
+    ) -> serde_json::Value {
+        assert_eq!(response.status(), status);
+        assert_eq!(
+            response
+                .headers()
+                .get(ERROR_TYPE_HEADER)
+                .map(|v| v.to_str().expect("ascii header")),
+            error_type
+        );
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .expect("body");
-        (
-            status,
-            error_type,
-            serde_json::from_slice(&bytes).expect("json body"),
-        )
+        serde_json::from_slice(&bytes).expect("json body")
     }
 
     #[tokio::test]
@@ -226,9 +230,12 @@ mod tests {
             "Authorization is still pending",
         )
         .into_response();
-        let (status, error_type, body) = parts(response).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(error_type.as_deref(), Some("AuthorizationPendingException"));
+        let body = checked_body(
+            response,
+            StatusCode::BAD_REQUEST,
+            Some("AuthorizationPendingException"),
+        )
+        .await;
         assert_eq!(
             body,
             json!({
@@ -241,10 +248,12 @@ mod tests {
 
     #[tokio::test]
     async fn oidc_invalid_client_is_401() {
-        let (status, error_type, body) =
-            parts(OidcError::new(OidcErrorKind::InvalidClient, "bad client").into_response()).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(error_type.as_deref(), Some("InvalidClientException"));
+        let body = checked_body(
+            OidcError::new(OidcErrorKind::InvalidClient, "bad client").into_response(),
+            StatusCode::UNAUTHORIZED,
+            Some("InvalidClientException"),
+        )
+        .await;
         assert_eq!(body["error"], "invalid_client");
     }
 
@@ -268,10 +277,12 @@ mod tests {
 
     #[tokio::test]
     async fn portal_unauthorized_matches_the_real_service() {
-        let (status, error_type, body) =
-            parts(PortalError::invalid_session().into_response()).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(error_type.as_deref(), Some("UnauthorizedException"));
+        let body = checked_body(
+            PortalError::invalid_session().into_response(),
+            StatusCode::UNAUTHORIZED,
+            Some("UnauthorizedException"),
+        )
+        .await;
         assert_eq!(
             body,
             json!({
@@ -283,9 +294,12 @@ mod tests {
 
     #[tokio::test]
     async fn portal_forbidden_is_403_no_access() {
-        let (status, error_type, body) = parts(PortalError::no_access().into_response()).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(error_type.as_deref(), Some("ForbiddenException"));
+        let body = checked_body(
+            PortalError::no_access().into_response(),
+            StatusCode::FORBIDDEN,
+            Some("ForbiddenException"),
+        )
+        .await;
         assert_eq!(body["message"], "No access");
         assert_eq!(
             body["__type"],
@@ -295,10 +309,12 @@ mod tests {
 
     #[tokio::test]
     async fn control_error_is_plain_json() {
-        let (status, error_type, body) =
-            parts(ControlError::new(StatusCode::NOT_FOUND, "no such user").into_response()).await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(error_type, None);
+        let body = checked_body(
+            ControlError::new(StatusCode::NOT_FOUND, "no such user").into_response(),
+            StatusCode::NOT_FOUND,
+            None,
+        )
+        .await;
         assert_eq!(body, json!({"error": "no such user"}));
     }
 }

@@ -49,10 +49,7 @@ impl AppState {
     }
 
     fn caller(&self, headers: &HeaderMap) -> Result<Identity, PortalError> {
-        let token = headers
-            .get(BEARER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(PortalError::invalid_session)?;
+        let token = bearer_token(headers)?;
         self.oidc()
             .identity(token, Utc::now())
             .cloned()
@@ -61,6 +58,14 @@ impl AppState {
 }
 
 type App = State<Arc<AppState>>;
+
+/// The portal's access token; a request without one is an invalid session, like an unknown token.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, PortalError> {
+    headers
+        .get(BEARER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(PortalError::invalid_session)
+}
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -99,12 +104,21 @@ async fn unknown_route(method: Method, uri: Uri) -> ControlError {
     )
 }
 
-fn oidc_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, OidcError> {
+/// Parses a JSON request body; `error` turns the complaint into the error of the endpoint's family.
+fn json_body<T: DeserializeOwned, E>(
+    body: &Bytes,
+    error: impl FnOnce(String) -> E,
+) -> Result<T, E> {
     serde_json::from_slice(body).map_err(|err| {
-        OidcError::new(
-            OidcErrorKind::InvalidRequest,
-            format!("the request body is not the expected JSON object: {err}"),
-        )
+        error(format!(
+            "the request body is not the expected JSON object: {err}"
+        ))
+    })
+}
+
+fn oidc_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, OidcError> {
+    json_body(body, |message| {
+        OidcError::new(OidcErrorKind::InvalidRequest, message)
     })
 }
 
@@ -211,10 +225,7 @@ fn page_body<T: Serialize>(
 }
 
 async fn logout(State(app): App, headers: HeaderMap) -> Result<StatusCode, PortalError> {
-    let token = headers
-        .get(BEARER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(PortalError::invalid_session)?;
+    let token = bearer_token(&headers)?;
     if app.oidc().logout(token, Utc::now()) {
         Ok(StatusCode::OK)
     } else {
@@ -234,11 +245,8 @@ struct DenyRequest {
 }
 
 fn control_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
-    serde_json::from_slice(body).map_err(|err| {
-        ControlError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the request body is not the expected JSON object: {err}"),
-        )
+    json_body(body, |message| {
+        ControlError::new(StatusCode::BAD_REQUEST, message)
     })
 }
 

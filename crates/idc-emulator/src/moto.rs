@@ -7,6 +7,8 @@ use std::future::Future;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_identitystore::types::{AlternateIdentifier, MemberId, UniqueAttribute};
+use aws_sdk_ssoadmin::operation::list_account_assignments::ListAccountAssignmentsOutput;
+use aws_sdk_ssoadmin::operation::list_account_assignments_for_principal::ListAccountAssignmentsForPrincipalOutput;
 use aws_sdk_ssoadmin::types::{ListAccountAssignmentsFilter, PrincipalType};
 use aws_smithy_types::Document;
 
@@ -200,19 +202,7 @@ impl Directory {
                 .set_next_token(token)
                 .send()
                 .await?;
-            let assignments = out
-                .account_assignments()
-                .iter()
-                .filter_map(|a| {
-                    assignment(
-                        a.account_id(),
-                        a.permission_set_arn(),
-                        a.principal_type(),
-                        a.principal_id(),
-                    )
-                })
-                .collect();
-            Ok((assignments, out.next_token().map(str::to_string)))
+            Ok(out.assignment_page())
         })
         .await
     }
@@ -248,19 +238,7 @@ impl Directory {
                     .set_next_token(token)
                     .send()
                     .await?;
-                let assignments = out
-                    .account_assignments()
-                    .iter()
-                    .filter_map(|a| {
-                        assignment(
-                            a.account_id(),
-                            a.permission_set_arn(),
-                            a.principal_type(),
-                            a.principal_id(),
-                        )
-                    })
-                    .collect();
-                Ok((assignments, out.next_token().map(str::to_string)))
+                Ok(out.assignment_page())
             }
         })
         .await
@@ -326,6 +304,40 @@ impl Directory {
     }
 }
 
+/// ListAccountAssignments and ListAccountAssignmentsForPrincipal answer with two SDK types that carry the
+/// same fields; a page of either becomes `Assignment`s and the next token the same way.
+trait AssignmentPage {
+    fn assignment_page(&self) -> (Vec<Assignment>, Option<String>);
+}
+
+macro_rules! impl_assignment_page {
+    ($($output:ty),+) => {$(
+        impl AssignmentPage for $output {
+            fn assignment_page(&self) -> (Vec<Assignment>, Option<String>) {
+                let assignments = self
+                    .account_assignments()
+                    .iter()
+                    .filter_map(|a| {
+                        assignment(
+                            a.account_id(),
+                            a.permission_set_arn(),
+                            a.principal_type(),
+                            a.principal_id(),
+                        )
+                    })
+                    .collect();
+                (assignments, self.next_token().map(str::to_string))
+            }
+        }
+    )+};
+}
+
+impl_assignment_page!(
+    ListAccountAssignmentsOutput,
+    ListAccountAssignmentsForPrincipalOutput
+);
+
+/// None when a field is missing or the principal type is one the portal does not know.
 fn assignment(
     account_id: Option<&str>,
     permission_set_arn: Option<&str>,

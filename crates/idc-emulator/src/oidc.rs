@@ -599,6 +599,19 @@ mod tests {
         r.expect_err("an error").kind
     }
 
+    /// Registers and starts a device authorization, then polls it once at t0 (still pending); returns the
+    /// authorization and its poll request.
+    fn polled_once(o: &mut Oidc) -> (StartDeviceAuthorizationResponse, CreateTokenRequest) {
+        let c = register(o);
+        let d = start(o, &c);
+        let poll = device_poll(&c, &d);
+        assert_eq!(
+            kind(o.create_token(&poll, t0())),
+            OidcErrorKind::AuthorizationPending
+        );
+        (d, poll)
+    }
+
     /// Registers, starts, approves and redeems; returns the client and the token response.
     fn logged_in(o: &mut Oidc) -> (RegisterClientResponse, CreateTokenResponse) {
         let c = register(o);
@@ -704,13 +717,7 @@ mod tests {
     #[test]
     fn pending_then_approved_then_single_use() {
         let mut o = oidc(true);
-        let c = register(&mut o);
-        let d = start(&mut o, &c);
-        let poll = device_poll(&c, &d);
-        assert_eq!(
-            kind(o.create_token(&poll, t0())),
-            OidcErrorKind::AuthorizationPending
-        );
+        let (d, poll) = polled_once(&mut o);
         assert_eq!(
             kind(o.create_token(&poll, t0() + secs(1.0))),
             OidcErrorKind::AuthorizationPending
@@ -740,13 +747,7 @@ mod tests {
     #[test]
     fn polling_faster_than_the_interval_slows_down_but_is_lenient() {
         let mut o = oidc(true);
-        let c = register(&mut o);
-        let d = start(&mut o, &c);
-        let poll = device_poll(&c, &d);
-        assert_eq!(
-            kind(o.create_token(&poll, t0())),
-            OidcErrorKind::AuthorizationPending
-        );
+        let (d, poll) = polled_once(&mut o);
         assert_eq!(
             kind(o.create_token(&poll, t0() + secs(0.5))),
             OidcErrorKind::SlowDown

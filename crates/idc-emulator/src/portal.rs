@@ -30,12 +30,11 @@ pub async fn role_credentials(
     account_id: &str,
     role_name: &str,
 ) -> Result<RoleCredentials, PortalError> {
-    let backend = |err: anyhow::Error| PortalError::backend(&err);
-    let instance = directory.instance().await.map_err(backend)?;
+    let instance = directory.instance().await.map_err(PortalError::backend)?;
     let permission_sets = directory
         .permission_sets(&instance.instance_arn)
         .await
-        .map_err(backend)?;
+        .map_err(PortalError::backend)?;
     let Some(permission_set) = permission_sets.into_iter().find(|ps| ps.name == role_name) else {
         tracing::info!(user = %identity.user_name, account_id, role_name, "denied: no permission set has this name");
         return Err(PortalError::no_access());
@@ -43,7 +42,7 @@ pub async fn role_credentials(
     let assignments = directory
         .assignments_for(&instance.instance_arn, account_id, &permission_set.arn)
         .await
-        .map_err(backend)?;
+        .map_err(PortalError::backend)?;
     let who = principals(directory, &instance, identity).await?;
     if !access::grants(&assignments, &who, account_id, &permission_set.arn) {
         tracing::info!(user = %identity.user_name, account_id, role_name, "denied: not assigned");
@@ -53,7 +52,7 @@ pub async fn role_credentials(
     let credentials = directory
         .assume_role(&role_arn, &access::role_session_name(&identity.user_name))
         .await
-        .map_err(backend)?;
+        .map_err(PortalError::backend)?;
     tracing::info!(user = %identity.user_name, %role_arn, "issued role credentials");
     Ok(credentials)
 }
@@ -62,11 +61,8 @@ pub async fn accounts(
     directory: &Directory,
     identity: &Identity,
 ) -> Result<Vec<AccountInfo>, PortalError> {
-    let backend = |err: anyhow::Error| PortalError::backend(&err);
-    let instance = directory.instance().await.map_err(backend)?;
-    let who = principals(directory, &instance, identity).await?;
-    let assignments = assignments_of(directory, &instance, &who, None).await?;
-    let details = directory.accounts().await.map_err(backend)?;
+    let (_, who, assignments) = caller_assignments(directory, identity, None).await?;
+    let details = directory.accounts().await.map_err(PortalError::backend)?;
     Ok(access::assigned_accounts(&assignments, &who)
         .into_iter()
         .map(|account_id| {
@@ -91,10 +87,8 @@ pub async fn roles(
     identity: &Identity,
     account_id: &str,
 ) -> Result<Vec<RoleInfo>, PortalError> {
-    let backend = |err: anyhow::Error| PortalError::backend(&err);
-    let instance = directory.instance().await.map_err(backend)?;
-    let who = principals(directory, &instance, identity).await?;
-    let assignments = assignments_of(directory, &instance, &who, Some(account_id)).await?;
+    let (instance, who, assignments) =
+        caller_assignments(directory, identity, Some(account_id)).await?;
     let arns = access::assigned_permission_sets(&assignments, &who, account_id);
     if arns.is_empty() {
         return Ok(Vec::new());
@@ -102,7 +96,7 @@ pub async fn roles(
     let permission_sets = directory
         .permission_sets(&instance.instance_arn)
         .await
-        .map_err(backend)?;
+        .map_err(PortalError::backend)?;
     let mut roles: Vec<RoleInfo> = permission_sets
         .into_iter()
         .filter(|ps| arns.contains(&ps.arn))
@@ -115,6 +109,19 @@ pub async fn roles(
     Ok(roles)
 }
 
+/// The instance, the signed-in user's principals, and every assignment naming one of them (optionally only
+/// those in one account).
+async fn caller_assignments(
+    directory: &Directory,
+    identity: &Identity,
+    account_id: Option<&str>,
+) -> Result<(Instance, Principals, Vec<Assignment>), PortalError> {
+    let instance = directory.instance().await.map_err(PortalError::backend)?;
+    let who = principals(directory, &instance, identity).await?;
+    let assignments = assignments_of(directory, &instance, &who, account_id).await?;
+    Ok((instance, who, assignments))
+}
+
 async fn principals(
     directory: &Directory,
     instance: &Instance,
@@ -123,7 +130,7 @@ async fn principals(
     let group_ids = directory
         .group_ids(&instance.identity_store_id, &identity.user_id)
         .await
-        .map_err(|err| PortalError::backend(&err))?;
+        .map_err(PortalError::backend)?;
     Ok(Principals {
         user_id: identity.user_id.clone(),
         group_ids,
@@ -143,7 +150,7 @@ async fn assignments_of(
         let found = directory
             .assignments_of(&instance.instance_arn, kind, id, account_id)
             .await
-            .map_err(|err| PortalError::backend(&err))?;
+            .map_err(PortalError::backend)?;
         all.extend(found);
     }
     Ok(all)

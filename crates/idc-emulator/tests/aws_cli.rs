@@ -40,6 +40,33 @@ struct Org {
     identity_store_id: String,
 }
 
+/// An `Org` method calling sso-admin Create- or DeleteAccountAssignment: the same parameters, set on two SDK
+/// builder types that share no trait.
+macro_rules! account_assignment_method {
+    ($(#[$doc:meta])* $name:ident => $operation:ident) => {
+        $(#[$doc])*
+        async fn $name(
+            &self,
+            account: &str,
+            ps_arn: &str,
+            kind: PrincipalType,
+            principal: &str,
+        ) -> Result<()> {
+            self.sso
+                .$operation()
+                .instance_arn(&self.instance_arn)
+                .target_id(account)
+                .target_type(TargetType::AwsAccount)
+                .permission_set_arn(ps_arn)
+                .principal_type(kind)
+                .principal_id(principal)
+                .send()
+                .await?;
+            Ok(())
+        }
+    };
+}
+
 impl Org {
     async fn new(sdk: &SdkConfig) -> Result<Org> {
         let sso = aws_sdk_ssoadmin::Client::new(sdk);
@@ -112,45 +139,8 @@ impl Org {
         Ok(group.group_id)
     }
 
-    async fn assign(
-        &self,
-        account: &str,
-        ps_arn: &str,
-        kind: PrincipalType,
-        principal: &str,
-    ) -> Result<()> {
-        self.sso
-            .create_account_assignment()
-            .instance_arn(&self.instance_arn)
-            .target_id(account)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(ps_arn)
-            .principal_type(kind)
-            .principal_id(principal)
-            .send()
-            .await?;
-        Ok(())
-    }
-
-    async fn unassign(
-        &self,
-        account: &str,
-        ps_arn: &str,
-        kind: PrincipalType,
-        principal: &str,
-    ) -> Result<()> {
-        self.sso
-            .delete_account_assignment()
-            .instance_arn(&self.instance_arn)
-            .target_id(account)
-            .target_type(TargetType::AwsAccount)
-            .permission_set_arn(ps_arn)
-            .principal_type(kind)
-            .principal_id(principal)
-            .send()
-            .await?;
-        Ok(())
-    }
+    account_assignment_method!(assign => create_account_assignment);
+    account_assignment_method!(unassign => delete_account_assignment);
 }
 
 /// Creates an organization with member accounts; returns their ids in the order given.
@@ -281,47 +271,48 @@ impl Cli {
         Ok(out.stderr)
     }
 
-    fn register(&self) -> Result<(String, String)> {
-        let reg = self.ok(&[
+    /// The whole RegisterClient response.
+    fn register_client(&self) -> Result<Value> {
+        self.ok(&[
             "sso-oidc",
             "register-client",
             "--client-name",
             "idc-test",
             "--client-type",
             "public",
-        ])?;
-        Ok((str_at(&reg, "/clientId")?, str_at(&reg, "/clientSecret")?))
-    }
-
-    fn start_device(&self, client: &(String, String)) -> Result<Value> {
-        self.ok(&[
-            "sso-oidc",
-            "start-device-authorization",
-            "--client-id",
-            &client.0,
-            "--client-secret",
-            &client.1,
-            "--start-url",
-            START_URL,
         ])
     }
 
-    fn device_token_args<'a>(client: &'a (String, String), device_code: &'a str) -> Vec<&'a str> {
+    /// Registers a client; returns its id and secret.
+    fn register(&self) -> Result<(String, String)> {
+        let reg = self.register_client()?;
+        Ok((str_at(&reg, "/clientId")?, str_at(&reg, "/clientSecret")?))
+    }
+
+    fn start_device_args<'a>(client_id: &'a str, client_secret: &'a str) -> Vec<&'a str> {
         vec![
             "sso-oidc",
-            "create-token",
+            "start-device-authorization",
             "--client-id",
-            &client.0,
+            client_id,
             "--client-secret",
-            &client.1,
-            "--grant-type",
-            DEVICE_GRANT,
-            "--device-code",
-            device_code,
+            client_secret,
+            "--start-url",
+            START_URL,
         ]
     }
 
-    fn refresh_args<'a>(client: &'a (String, String), refresh_token: &'a str) -> Vec<&'a str> {
+    fn start_device(&self, client: &(String, String)) -> Result<Value> {
+        self.ok(&Self::start_device_args(&client.0, &client.1))
+    }
+
+    /// CreateToken with `grant_type`, whose own parameter is `grant_flag` set to `grant_value`.
+    fn create_token_args<'a>(
+        client: &'a (String, String),
+        grant_type: &'a str,
+        grant_flag: &'a str,
+        grant_value: &'a str,
+    ) -> Vec<&'a str> {
         vec![
             "sso-oidc",
             "create-token",
@@ -330,10 +321,18 @@ impl Cli {
             "--client-secret",
             &client.1,
             "--grant-type",
-            "refresh_token",
-            "--refresh-token",
-            refresh_token,
+            grant_type,
+            grant_flag,
+            grant_value,
         ]
+    }
+
+    fn device_token_args<'a>(client: &'a (String, String), device_code: &'a str) -> Vec<&'a str> {
+        Self::create_token_args(client, DEVICE_GRANT, "--device-code", device_code)
+    }
+
+    fn refresh_args<'a>(client: &'a (String, String), refresh_token: &'a str) -> Vec<&'a str> {
+        Self::create_token_args(client, "refresh_token", "--refresh-token", refresh_token)
     }
 
     fn role_credentials_args<'a>(token: &'a str, account: &'a str, role: &'a str) -> Vec<&'a str> {
@@ -382,12 +381,14 @@ fn str_at(value: &Value, pointer: &str) -> Result<String> {
         .with_context(|| format!("{pointer} missing in {value}"))
 }
 
-async fn approve(emulator: &str, user_code: &str, user_name: &str) -> Result<reqwest::Response> {
-    Ok(reqwest::Client::new()
-        .post(format!("{emulator}/_emu/device/approve"))
-        .json(&json!({ "user_code": user_code, "user_name": user_name }))
-        .send()
-        .await?)
+/// Approves a device authorization through the control endpoint; returns the status and JSON body.
+async fn approve(emulator: &str, user_code: &str, user_name: &str) -> Result<(u16, Value)> {
+    control(
+        emulator,
+        "/_emu/device/approve",
+        json!({ "user_code": user_code, "user_name": user_name }),
+    )
+    .await
 }
 
 async fn control(emulator: &str, path: &str, body: Value) -> Result<(u16, Value)> {
@@ -403,9 +404,9 @@ async fn control(emulator: &str, path: &str, body: Value) -> Result<(u16, Value)
 /// Logs `user` in through the device flow with the CLI; returns the token response.
 async fn device_login(cli: &Cli, client: &(String, String), user: &str) -> Result<Value> {
     let device = cli.start_device(client)?;
-    let response = approve(&cli.emulator, &str_at(&device, "/userCode")?, user).await?;
-    if !response.status().is_success() {
-        bail!("approving {user} failed: {}", response.text().await?);
+    let (status, body) = approve(&cli.emulator, &str_at(&device, "/userCode")?, user).await?;
+    if !(200..300).contains(&status) {
+        bail!("approving {user} failed with {status}: {body}");
     }
     cli.ok(&Cli::device_token_args(
         client,
@@ -428,14 +429,7 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
     let cli = Cli::new(&url, &moto)?;
 
     // Registration and device authorization.
-    let reg = cli.ok(&[
-        "sso-oidc",
-        "register-client",
-        "--client-name",
-        "idc-test",
-        "--client-type",
-        "public",
-    ])?;
+    let reg = cli.register_client()?;
     let issued = reg["clientIdIssuedAt"]
         .as_i64()
         .context("clientIdIssuedAt")?;
@@ -464,8 +458,8 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
         pending.contains("AuthorizationPendingException"),
         "{pending}"
     );
-    let approved = approve(&url, &user_code, "alice").await?;
-    assert_eq!(approved.status().as_u16(), 200);
+    let (status, _) = approve(&url, &user_code, "alice").await?;
+    assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let token = cli.ok(&Cli::device_token_args(&client, &device_code))?;
     assert_eq!(token["tokenType"], "Bearer");
@@ -575,35 +569,16 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     let client = cli.register()?;
 
     // A wrong client secret is a 401 InvalidClientException.
-    let bad = cli.fails(&[
-        "sso-oidc",
-        "start-device-authorization",
-        "--client-id",
-        &client.0,
-        "--client-secret",
-        "nope",
-        "--start-url",
-        START_URL,
-    ])?;
+    let bad = cli.fails(&Cli::start_device_args(&client.0, "nope"))?;
     assert!(bad.contains("InvalidClientException"), "{bad}");
 
     // Control endpoint errors, then a denial.
     let device = cli.start_device(&client)?;
     let user_code = str_at(&device, "/userCode")?;
-    let (status, body) = control(
-        &url,
-        "/_emu/device/approve",
-        json!({"user_code": user_code, "user_name": "mallory"}),
-    )
-    .await?;
+    let (status, body) = approve(&url, &user_code, "mallory").await?;
     assert_eq!(status, 404);
     assert!(str_at(&body, "/error")?.contains("mallory"), "{body}");
-    let (status, _) = control(
-        &url,
-        "/_emu/device/approve",
-        json!({"user_code": "BBBB-BBBB", "user_name": "bob"}),
-    )
-    .await?;
+    let (status, _) = approve(&url, "BBBB-BBBB", "bob").await?;
     assert_eq!(status, 404);
     let (status, _) = control(&url, "/_emu/device/deny", json!({"user_code": user_code})).await?;
     assert_eq!(status, 200);
@@ -612,12 +587,7 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
         &str_at(&device, "/deviceCode")?,
     ))?;
     assert!(denied.contains("AccessDeniedException"), "{denied}");
-    let (status, _) = control(
-        &url,
-        "/_emu/device/approve",
-        json!({"user_code": user_code, "user_name": "bob"}),
-    )
-    .await?;
+    let (status, _) = approve(&url, &user_code, "bob").await?;
     assert_eq!(
         status, 409,
         "a denied authorization cannot be approved afterwards"

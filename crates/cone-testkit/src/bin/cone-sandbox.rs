@@ -1,7 +1,9 @@
 //! The local sandbox behind `cargo xtask sandbox`: starts everything, signs alice in, and shows one JIT request
 //! through the real `aws` CLI. With `--demo` it exits when done; otherwise it stays up until Ctrl-C.
+//! `--dir PATH` puts its state somewhere other than `.sandbox/`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -11,8 +13,19 @@ const PROFILE: &str = "staging-readonlyaccess";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let demo = std::env::args().any(|a| a == "--demo");
-    match run(demo).await {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let demo = args.iter().any(|a| a == "--demo");
+    let dir = match args.iter().position(|a| a == "--dir") {
+        Some(i) => match args.get(i + 1) {
+            Some(d) => PathBuf::from(d),
+            None => {
+                eprintln!("--dir needs a directory");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => workspace_root().join(".sandbox"),
+    };
+    match run(demo, &dir).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("\nsandbox failed: {e:#}");
@@ -26,15 +39,14 @@ fn step(text: &str) {
     let _ = std::io::stdout().flush();
 }
 
-async fn run(demo: bool) -> Result<()> {
-    let dir = workspace_root().join(".sandbox");
+async fn run(demo: bool, dir: &Path) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
     step(
         "Starting moto, seeding the organisation, starting the Identity Center emulator and cone-server",
     );
-    let sandbox = Sandbox::start(&dir, "").await?;
+    let sandbox = Sandbox::start(dir, "").await?;
     println!("moto:         {}", sandbox.moto.endpoint);
     println!("emulator:     {}", sandbox.emulator_url);
     println!(
@@ -65,7 +77,7 @@ async fn run(demo: bool) -> Result<()> {
         );
     }
 
-    let env_file = dir.join("env.sh");
+    let env_file = sandbox.dir.join("env.sh");
     let exports: String = sandbox
         .env("alice")?
         .iter()
