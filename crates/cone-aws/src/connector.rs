@@ -6,17 +6,13 @@ use std::future::Future;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_identitystore::types::MemberId;
 use aws_sdk_ssoadmin::config::ProvideCredentials;
-use aws_sdk_ssoadmin::types::{
-    AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
-};
+use aws_sdk_ssoadmin::types::{AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::error::{ConnectorError, Op};
 use crate::paging::list_all;
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
-use crate::{
-    Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User,
-};
+use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
 
 const LIST_INSTANCES: Op = Op::sso("ListInstances");
 const LIST_PERMISSION_SETS: Op = Op::sso("ListPermissionSets");
@@ -72,14 +68,10 @@ impl Connector {
     /// Loads the standard AWS configuration (environment, profile, role; `AWS_ENDPOINT_URL` included) for
     /// `sso_region`, the region where IAM Identity Center is enabled, and checks that credentials resolve.
     pub async fn from_env(sso_region: &str) -> Result<Connector, ConnectorError> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(sso_region.to_string()))
-            .load()
-            .await;
+        let sdk =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(sso_region.to_string())).load().await;
         let Some(credentials) = sdk.credentials_provider() else {
-            return Err(ConnectorError::NoCredentials {
-                message: "no credentials provider is configured".into(),
-            });
+            return Err(ConnectorError::NoCredentials { message: "no credentials provider is configured".into() });
         };
         if let Err(e) = credentials.provide_credentials().await {
             return Err(ConnectorError::NoCredentials {
@@ -96,10 +88,7 @@ impl Connector {
             org: aws_sdk_organizations::Client::new(sdk),
             sso: aws_sdk_ssoadmin::Client::new(sdk),
             ids: aws_sdk_identitystore::Client::new(sdk),
-            region: sdk
-                .region()
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "(no region configured)".into()),
+            region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
             timing: Timing::default(),
         }
     }
@@ -114,9 +103,7 @@ impl Connector {
             self.groups(&identity_store_id),
         )?;
         let memberships = self.memberships(&identity_store_id, &groups).await?;
-        let provisioned = self
-            .provisioned(&instance_arn, &accounts, &permission_sets)
-            .await?;
+        let provisioned = self.provisioned(&instance_arn, &accounts, &permission_sets).await?;
         let assignments = self.assignments(&instance_arn, &provisioned).await?;
         Ok(Snapshot {
             instance_arn,
@@ -133,28 +120,19 @@ impl Connector {
 
     /// Creates the assignment unless it already exists, and waits until IAM Identity Center reports it done.
     pub async fn assign(&self, a: &Assignment) -> Result<(), ConnectorError> {
-        let pending = self
-            .start(CREATE_ASSIGNMENT, a, "assignment already exists", || {
-                self.create_unless_exists(a)
-            })
-            .await?;
+        let pending =
+            self.start(CREATE_ASSIGNMENT, a, "assignment already exists", || self.create_unless_exists(a)).await?;
         let Some(request_id) = pending else {
             return Ok(());
         };
-        wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || {
-            self.creation_progress(a, &request_id)
-        })
-        .await
+        wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || self.creation_progress(a, &request_id)).await
     }
 
     /// Deletes the assignment and waits until IAM Identity Center reports it gone. An assignment that does
     /// not exist counts as removed.
     pub async fn unassign(&self, a: &Assignment) -> Result<(), ConnectorError> {
-        let pending = self
-            .start(DELETE_ASSIGNMENT, a, "assignment already absent", || {
-                self.delete_if_exists(a)
-            })
-            .await?;
+        let pending =
+            self.start(DELETE_ASSIGNMENT, a, "assignment already absent", || self.delete_if_exists(a)).await?;
         let Some(request_id) = pending else {
             return Ok(());
         };
@@ -178,21 +156,15 @@ impl Connector {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<Started>, ConnectorError>>,
     {
-        let Some(Started {
-            request_id,
-            progress,
-        }) = with_retries(&self.timing, op.name, step).await?
-        else {
+        let Some(Started { request_id, progress }) = with_retries(&self.timing, op.name, step).await? else {
             tracing::debug!(?a, "{settled}");
             return Ok(None);
         };
         match progress {
             RequestState::Succeeded => Ok(None),
-            RequestState::Failed(reason) => Err(ConnectorError::OperationFailed {
-                operation: op.name,
-                request_id,
-                reason,
-            }),
+            RequestState::Failed(reason) => {
+                Err(ConnectorError::OperationFailed { operation: op.name, request_id, reason })
+            }
             RequestState::InProgress => Ok(Some(request_id)),
         }
     }
@@ -206,16 +178,10 @@ impl Connector {
             |out| (out.instances.unwrap_or_default(), out.next_token),
         )
         .await?;
-        let mut usable = instances.iter().filter_map(|i| {
-            Some((
-                i.instance_arn()?.to_string(),
-                i.identity_store_id()?.to_string(),
-            ))
-        });
+        let mut usable =
+            instances.iter().filter_map(|i| Some((i.instance_arn()?.to_string(), i.identity_store_id()?.to_string())));
         let Some(first) = usable.next() else {
-            return Err(ConnectorError::NoInstance {
-                region: self.region.clone(),
-            });
+            return Err(ConnectorError::NoInstance { region: self.region.clone() });
         };
         if instances.len() > 1 {
             tracing::warn!(count = instances.len(), instance = %first.0, "several IAM Identity Center instances; using the first");
@@ -233,17 +199,10 @@ impl Connector {
         let mut accounts = Vec::new();
         for a in listed {
             let Some(id) = a.id() else {
-                return Err(ConnectorError::MalformedResponse {
-                    operation: LIST_ACCOUNTS.name,
-                    field: "Account.Id",
-                });
+                return Err(ConnectorError::MalformedResponse { operation: LIST_ACCOUNTS.name, field: "Account.Id" });
             };
             // `State` replaces the `Status` field that AWS retires in 2026; read whichever is there.
-            let status = a
-                .state()
-                .map(|s| s.as_str())
-                .or_else(|| a.status().map(|s| s.as_str()))
-                .unwrap_or("UNKNOWN");
+            let status = a.state().map(|s| s.as_str()).or_else(|| a.status().map(|s| s.as_str())).unwrap_or("UNKNOWN");
             if status != "ACTIVE" {
                 tracing::debug!(account = id, status, "skipping account that is not ACTIVE");
                 continue;
@@ -259,33 +218,18 @@ impl Connector {
         Ok(accounts)
     }
 
-    async fn permission_sets(
-        &self,
-        instance_arn: &str,
-    ) -> Result<Vec<PermissionSet>, ConnectorError> {
+    async fn permission_sets(&self, instance_arn: &str) -> Result<Vec<PermissionSet>, ConnectorError> {
         let arns = list_all(
             LIST_PERMISSION_SETS,
-            |token| {
-                self.sso
-                    .list_permission_sets()
-                    .instance_arn(instance_arn)
-                    .set_next_token(token)
-                    .send()
-            },
+            |token| self.sso.list_permission_sets().instance_arn(instance_arn).set_next_token(token).send(),
             |out| (out.permission_sets.unwrap_or_default(), out.next_token),
         )
         .await?;
         let described = bounded(arns, |arn| {
-            let req = self
-                .sso
-                .describe_permission_set()
-                .instance_arn(instance_arn)
-                .permission_set_arn(&arn);
+            let req = self.sso.describe_permission_set().instance_arn(instance_arn).permission_set_arn(&arn);
             async move {
                 // None: deleted between the listing and now.
-                let Some(out) =
-                    found(req.send().await.map_err(|e| DESCRIBE_PERMISSION_SET.err(e)))?
-                else {
+                let Some(out) = found(req.send().await.map_err(|e| DESCRIBE_PERMISSION_SET.err(e)))? else {
                     return Ok(None);
                 };
                 let Some(ps) = out.permission_set else {
@@ -311,13 +255,7 @@ impl Connector {
     async fn users(&self, identity_store_id: &str) -> Result<Vec<User>, ConnectorError> {
         let listed = list_all(
             LIST_USERS,
-            |token| {
-                self.ids
-                    .list_users()
-                    .identity_store_id(identity_store_id)
-                    .set_next_token(token)
-                    .send()
-            },
+            |token| self.ids.list_users().identity_store_id(identity_store_id).set_next_token(token).send(),
             |out| (out.users, out.next_token),
         )
         .await?;
@@ -334,10 +272,7 @@ impl Connector {
                     .map(str::to_string);
                 User {
                     id: u.user_id().to_string(),
-                    display_name: u
-                        .display_name()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| user_name.clone()),
+                    display_name: u.display_name().map(str::to_string).unwrap_or_else(|| user_name.clone()),
                     user_name,
                     email,
                 }
@@ -350,13 +285,7 @@ impl Connector {
     async fn groups(&self, identity_store_id: &str) -> Result<Vec<Group>, ConnectorError> {
         let listed = list_all(
             LIST_GROUPS,
-            |token| {
-                self.ids
-                    .list_groups()
-                    .identity_store_id(identity_store_id)
-                    .set_next_token(token)
-                    .send()
-            },
+            |token| self.ids.list_groups().identity_store_id(identity_store_id).set_next_token(token).send(),
             |out| (out.groups, out.next_token),
         )
         .await?;
@@ -367,11 +296,7 @@ impl Connector {
                 display_name: g.display_name().unwrap_or(g.group_id()).to_string(),
             })
             .collect();
-        groups.sort_by(|a, b| {
-            a.display_name
-                .cmp(&b.display_name)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        groups.sort_by(|a, b| a.display_name.cmp(&b.display_name).then_with(|| a.id.cmp(&b.id)));
         Ok(groups)
     }
 
@@ -428,25 +353,14 @@ impl Connector {
         let known: HashSet<&str> = permission_sets.iter().map(|p| p.arn.as_str()).collect();
 
         let per_set = bounded(permission_sets, |ps| async move {
-            let ids = self
-                .accounts_for_permission_set(instance_arn, &ps.arn)
-                .await?;
-            Ok(ids
-                .into_iter()
-                .map(|id| (id, ps.arn.clone()))
-                .collect::<Vec<_>>())
+            let ids = self.accounts_for_permission_set(instance_arn, &ps.arn).await?;
+            Ok(ids.into_iter().map(|id| (id, ps.arn.clone())).collect::<Vec<_>>())
         })
         .await?;
-        let pairs: BTreeSet<(String, String)> = per_set
-            .into_iter()
-            .flatten()
-            .filter(|(id, _)| active.contains(id.as_str()))
-            .collect();
+        let pairs: BTreeSet<(String, String)> =
+            per_set.into_iter().flatten().filter(|(id, _)| active.contains(id.as_str())).collect();
 
-        let Some(probe) = accounts
-            .iter()
-            .min_by_key(|a| pairs.iter().filter(|(id, _)| *id == a.id).count())
-        else {
+        let Some(probe) = accounts.iter().min_by_key(|a| pairs.iter().filter(|(id, _)| *id == a.id).count()) else {
             return Ok(Vec::new());
         };
         let listed: BTreeSet<String> = self
@@ -455,11 +369,8 @@ impl Connector {
             .into_iter()
             .filter(|arn| known.contains(arn.as_str()))
             .collect();
-        let expected: BTreeSet<String> = pairs
-            .iter()
-            .filter(|(id, _)| *id == probe.id)
-            .map(|(_, arn)| arn.clone())
-            .collect();
+        let expected: BTreeSet<String> =
+            pairs.iter().filter(|(id, _)| *id == probe.id).map(|(_, arn)| arn.clone()).collect();
         if listed == expected {
             return Ok(pairs.into_iter().collect());
         }
@@ -470,19 +381,11 @@ impl Connector {
              (as in moto 5.2.1); listing provisioned permission sets per account instead"
         );
         let per_account = bounded(accounts, |account| async move {
-            let arns = self
-                .sets_provisioned_to_account(instance_arn, &account.id)
-                .await?;
-            Ok(arns
-                .into_iter()
-                .map(|arn| (account.id.clone(), arn))
-                .collect::<Vec<_>>())
+            let arns = self.sets_provisioned_to_account(instance_arn, &account.id).await?;
+            Ok(arns.into_iter().map(|arn| (account.id.clone(), arn)).collect::<Vec<_>>())
         })
         .await?;
-        Ok(sorted_unique(per_account)
-            .into_iter()
-            .filter(|(_, arn)| known.contains(arn.as_str()))
-            .collect())
+        Ok(sorted_unique(per_account).into_iter().filter(|(_, arn)| known.contains(arn.as_str())).collect())
     }
 
     async fn accounts_for_permission_set(
@@ -531,9 +434,7 @@ impl Connector {
         provisioned: &[(String, String)],
     ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
         let per_pair = bounded(provisioned, |(account_id, permission_set_arn)| async move {
-            let principals = self
-                .principals_assigned(instance_arn, account_id, permission_set_arn)
-                .await?;
+            let principals = self.principals_assigned(instance_arn, account_id, permission_set_arn).await?;
             Ok(principals
                 .into_iter()
                 .map(|principal| AssignmentRecord {
@@ -594,30 +495,19 @@ impl Connector {
     // ---- assign / unassign parts -----------------------------------------------------------------
 
     async fn exists(&self, a: &Assignment) -> Result<bool, ConnectorError> {
-        let principals = self
-            .principals_assigned(&a.instance_arn, &a.account_id, &a.permission_set_arn)
-            .await?;
+        let principals = self.principals_assigned(&a.instance_arn, &a.account_id, &a.permission_set_arn).await?;
         Ok(principals.contains(&a.principal))
     }
 
     /// One attempt: look, then create. `None` when the assignment is already there. Looking first keeps
     /// retries idempotent, and keeps moto (which stores duplicates and then pages them forever) sane.
-    async fn create_unless_exists(
-        &self,
-        a: &Assignment,
-    ) -> Result<Option<Started>, ConnectorError> {
+    async fn create_unless_exists(&self, a: &Assignment) -> Result<Option<Started>, ConnectorError> {
         if self.exists(a).await? {
             return Ok(None);
         }
-        let out = targeting!(self.sso.create_account_assignment(), a)
-            .send()
-            .await
-            .map_err(|e| CREATE_ASSIGNMENT.err(e))?;
-        started(
-            CREATE_ASSIGNMENT,
-            out.account_assignment_creation_status.as_ref(),
-        )
-        .map(Some)
+        let out =
+            targeting!(self.sso.create_account_assignment(), a).send().await.map_err(|e| CREATE_ASSIGNMENT.err(e))?;
+        started(CREATE_ASSIGNMENT, out.account_assignment_creation_status.as_ref()).map(Some)
     }
 
     /// One attempt: look, then delete. `None` when there is nothing to delete.
@@ -625,26 +515,16 @@ impl Connector {
         if !self.exists(a).await? {
             return Ok(None);
         }
-        let result = targeting!(self.sso.delete_account_assignment(), a)
-            .send()
-            .await
-            .map_err(|e| DELETE_ASSIGNMENT.err(e));
+        let result =
+            targeting!(self.sso.delete_account_assignment(), a).send().await.map_err(|e| DELETE_ASSIGNMENT.err(e));
         // None: removed by someone else since we looked (moto says ResourceNotFound for a missing assignment).
         let Some(out) = found(result)? else {
             return Ok(None);
         };
-        started(
-            DELETE_ASSIGNMENT,
-            out.account_assignment_deletion_status.as_ref(),
-        )
-        .map(Some)
+        started(DELETE_ASSIGNMENT, out.account_assignment_deletion_status.as_ref()).map(Some)
     }
 
-    async fn creation_progress(
-        &self,
-        a: &Assignment,
-        request_id: &str,
-    ) -> Result<RequestState, ConnectorError> {
+    async fn creation_progress(&self, a: &Assignment, request_id: &str) -> Result<RequestState, ConnectorError> {
         let result = self
             .sso
             .describe_account_assignment_creation_status()
@@ -654,26 +534,22 @@ impl Connector {
             .await
             .map_err(|e| CREATION_STATUS.err(e));
         match found(result)? {
-            Some(out) => progress(
-                CREATION_STATUS,
-                out.account_assignment_creation_status.as_ref(),
-            ),
+            Some(out) => progress(CREATION_STATUS, out.account_assignment_creation_status.as_ref()),
             // moto forgets a creation request once its assignment is deleted; decide by what exists.
             None => {
                 if self.exists(a).await? {
                     Ok(RequestState::Succeeded)
                 } else {
-                    Ok(RequestState::Failed("the creation request is unknown to IAM Identity Center and the assignment does not exist".into()))
+                    Ok(RequestState::Failed(
+                        "the creation request is unknown to IAM Identity Center and the assignment does not exist"
+                            .into(),
+                    ))
                 }
             }
         }
     }
 
-    async fn deletion_progress(
-        &self,
-        instance_arn: &str,
-        request_id: &str,
-    ) -> Result<RequestState, ConnectorError> {
+    async fn deletion_progress(&self, instance_arn: &str, request_id: &str) -> Result<RequestState, ConnectorError> {
         let result = self
             .sso
             .describe_account_assignment_deletion_status()
@@ -683,10 +559,7 @@ impl Connector {
             .await
             .map_err(|e| DELETION_STATUS.err(e));
         match found(result)? {
-            Some(out) => progress(
-                DELETION_STATUS,
-                out.account_assignment_deletion_status.as_ref(),
-            ),
+            Some(out) => progress(DELETION_STATUS, out.account_assignment_deletion_status.as_ref()),
             // moto can answer ResourceNotFound for the status of a finished delete: the assignment is gone.
             None => Ok(RequestState::Succeeded),
         }
@@ -711,65 +584,35 @@ fn found<T>(result: Result<T, ConnectorError>) -> Result<Option<T>, ConnectorErr
 
 /// The items of all the lists, sorted and each once.
 fn sorted_unique<T: Ord>(lists: Vec<Vec<T>>) -> Vec<T> {
-    lists
-        .into_iter()
-        .flatten()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    lists.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-fn progress(
-    op: Op,
-    status: Option<&AccountAssignmentOperationStatus>,
-) -> Result<RequestState, ConnectorError> {
+fn progress(op: Op, status: Option<&AccountAssignmentOperationStatus>) -> Result<RequestState, ConnectorError> {
     let Some(status) = status else {
-        return Err(ConnectorError::MalformedResponse {
-            operation: op.name,
-            field: "the operation status",
-        });
+        return Err(ConnectorError::MalformedResponse { operation: op.name, field: "the operation status" });
     };
     Ok(match status.status() {
         Some(StatusValues::Succeeded) => RequestState::Succeeded,
-        Some(StatusValues::Failed) => RequestState::Failed(
-            status
-                .failure_reason()
-                .unwrap_or("no reason given")
-                .to_string(),
-        ),
+        Some(StatusValues::Failed) => {
+            RequestState::Failed(status.failure_reason().unwrap_or("no reason given").to_string())
+        }
         Some(StatusValues::InProgress) => RequestState::InProgress,
         Some(other) => {
-            tracing::warn!(
-                status = other.as_str(),
-                operation = op.name,
-                "unknown status; treating it as in progress"
-            );
+            tracing::warn!(status = other.as_str(), operation = op.name, "unknown status; treating it as in progress");
             RequestState::InProgress
         }
         None => {
-            return Err(ConnectorError::MalformedResponse {
-                operation: op.name,
-                field: "Status",
-            });
+            return Err(ConnectorError::MalformedResponse { operation: op.name, field: "Status" });
         }
     })
 }
 
-fn started(
-    op: Op,
-    status: Option<&AccountAssignmentOperationStatus>,
-) -> Result<Started, ConnectorError> {
+fn started(op: Op, status: Option<&AccountAssignmentOperationStatus>) -> Result<Started, ConnectorError> {
     let progress = progress(op, status)?;
     let Some(request_id) = status.and_then(|s| s.request_id()) else {
-        return Err(ConnectorError::MalformedResponse {
-            operation: op.name,
-            field: "RequestId",
-        });
+        return Err(ConnectorError::MalformedResponse { operation: op.name, field: "RequestId" });
     };
-    Ok(Started {
-        request_id: request_id.to_string(),
-        progress,
-    })
+    Ok(Started { request_id: request_id.to_string(), progress })
 }
 
 /// Runs `f` over `items` with at most [`CONCURRENCY`] in flight; results keep the order of `items`.
@@ -779,9 +622,5 @@ where
     F: FnMut(I::Item) -> Fut,
     Fut: Future<Output = Result<T, ConnectorError>>,
 {
-    stream::iter(items)
-        .map(f)
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await
+    stream::iter(items).map(f).buffered(CONCURRENCY).try_collect().await
 }

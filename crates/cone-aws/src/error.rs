@@ -22,93 +22,51 @@ pub enum ConnectorError {
         "AWS rejected the credentials used for {operation} ({code}): {message}. \
          Refresh or replace the credentials Cone runs with"
     )]
-    InvalidCredentials {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    InvalidCredentials { operation: &'static str, code: String, message: String },
 
     /// The credentials are valid but lack an IAM permission.
     #[error(
         "{operation} was denied ({code}): the identity Cone runs as needs the IAM action `{action}` \
          (for IAM Identity Center, in the management or delegated administrator account). AWS said: {message}"
     )]
-    AccessDenied {
-        operation: &'static str,
-        action: String,
-        code: String,
-        message: String,
-    },
+    AccessDenied { operation: &'static str, action: String, code: String, message: String },
 
     /// AWS throttled the call. Retryable.
-    #[error(
-        "{operation} was throttled by AWS ({code}); retry later with backoff. AWS said: {message}"
-    )]
-    Throttled {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    #[error("{operation} was throttled by AWS ({code}); retry later with backoff. AWS said: {message}")]
+    Throttled { operation: &'static str, code: String, message: String },
 
     /// Another change to the same resource is in progress (ConflictException, ConcurrentModificationException). Retryable.
     #[error(
         "{operation} conflicted with another change in progress ({code}); retry shortly. \
          If it keeps happening, the target account may be suspended. AWS said: {message}"
     )]
-    Conflict {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    Conflict { operation: &'static str, code: String, message: String },
 
     /// AWS failed on its side (HTTP 5xx). Retryable.
-    #[error(
-        "AWS failed to handle {operation} (HTTP {status}, {code}); retry later. AWS said: {message}"
-    )]
-    ServerError {
-        operation: &'static str,
-        status: u16,
-        code: String,
-        message: String,
-    },
+    #[error("AWS failed to handle {operation} (HTTP {status}, {code}); retry later. AWS said: {message}")]
+    ServerError { operation: &'static str, status: u16, code: String, message: String },
 
     /// The request did not get an answer (connection, DNS, timeout). Retryable.
     #[error(
         "could not get an answer from AWS for {operation}: {message}. \
          Check network access and the endpoint (AWS_ENDPOINT_URL, if set)"
     )]
-    Transport {
-        operation: &'static str,
-        message: String,
-    },
+    Transport { operation: &'static str, message: String },
 
     /// A named resource does not exist.
     #[error("{operation}: not found ({code}). AWS said: {message}")]
-    NotFound {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    NotFound { operation: &'static str, code: String, message: String },
 
     /// The account does not belong to an AWS Organization (or is not its management account).
     #[error(
         "{operation}: this account is not part of an AWS Organization ({code}). Cone needs the credentials \
          of the organization's management account (or a delegated administrator). AWS said: {message}"
     )]
-    NoOrganization {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    NoOrganization { operation: &'static str, code: String, message: String },
 
     /// Any other refusal (validation errors and the like). Not retryable as is.
     #[error("AWS rejected {operation} ({code}{http}): {message}", http = fmt_status(.status))]
-    Rejected {
-        operation: &'static str,
-        status: Option<u16>,
-        code: String,
-        message: String,
-    },
+    Rejected { operation: &'static str, status: Option<u16>, code: String, message: String },
 
     /// No IAM Identity Center instance is visible in the configured region.
     #[error(
@@ -119,41 +77,25 @@ pub enum ConnectorError {
 
     /// IAM Identity Center reported the asynchronous request as FAILED.
     #[error("IAM Identity Center reports {operation} (request {request_id}) as FAILED: {reason}")]
-    OperationFailed {
-        operation: &'static str,
-        request_id: String,
-        reason: String,
-    },
+    OperationFailed { operation: &'static str, request_id: String, reason: String },
 
     /// The asynchronous request was still in progress when Cone stopped waiting. Retryable.
     #[error(
         "{operation} (request {request_id}) was still in progress after {waited:?}; it may still finish. \
          Check the assignment later or retry (the connector skips work that is already done)"
     )]
-    Timeout {
-        operation: &'static str,
-        request_id: String,
-        waited: Duration,
-    },
+    Timeout { operation: &'static str, request_id: String, waited: Duration },
 
     /// A list call handed back a NextToken it had already handed back, which would page forever.
     #[error(
         "{operation} returned the page token {token:?} a second time; stopped paging to avoid an endless loop \
          (moto does this when it holds duplicate records)"
     )]
-    PaginationLoop {
-        operation: &'static str,
-        token: String,
-    },
+    PaginationLoop { operation: &'static str, token: String },
 
     /// A response lacked a field the connector relies on.
-    #[error(
-        "{operation} returned a response without {field}; the API may have changed or the endpoint is not AWS"
-    )]
-    MalformedResponse {
-        operation: &'static str,
-        field: &'static str,
-    },
+    #[error("{operation} returned a response without {field}; the API may have changed or the endpoint is not AWS")]
+    MalformedResponse { operation: &'static str, field: &'static str },
 }
 
 fn fmt_status(status: &Option<u16>) -> String {
@@ -192,22 +134,13 @@ pub(crate) struct Op {
 
 impl Op {
     pub const fn sso(name: &'static str) -> Op {
-        Op {
-            name,
-            service: "sso",
-        }
+        Op { name, service: "sso" }
     }
     pub const fn identitystore(name: &'static str) -> Op {
-        Op {
-            name,
-            service: "identitystore",
-        }
+        Op { name, service: "identitystore" }
     }
     pub const fn organizations(name: &'static str) -> Op {
-        Op {
-            name,
-            service: "organizations",
-        }
+        Op { name, service: "organizations" }
     }
     fn action(&self) -> String {
         format!("{}:{}", self.service, self.name)
@@ -233,33 +166,21 @@ impl Op {
                 if is_credentials_failure(&message) {
                     ConnectorError::NoCredentials { message }
                 } else {
-                    ConnectorError::Rejected {
-                        operation,
-                        status: None,
-                        code: "ConstructionFailure".into(),
-                        message,
-                    }
+                    ConnectorError::Rejected { operation, status: None, code: "ConstructionFailure".into(), message }
                 }
             }
             _ => {
                 let status = err.raw_response().map(|r| r.status().as_u16());
                 let code = err.code().unwrap_or("Unknown").to_string();
-                let message = err
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+                let message =
+                    err.message().map(str::to_string).unwrap_or_else(|| DisplayErrorContext(&err).to_string());
                 self.classify(status, code, message)
             }
         }
     }
 
     /// Maps an error code and HTTP status onto a [`ConnectorError`] (split out so it can be tested without AWS).
-    pub(crate) fn classify(
-        &self,
-        status: Option<u16>,
-        code: String,
-        message: String,
-    ) -> ConnectorError {
+    pub(crate) fn classify(&self, status: Option<u16>, code: String, message: String) -> ConnectorError {
         let operation = self.name;
         let c = code.as_str();
         if matches!(
@@ -274,11 +195,7 @@ impl Op {
                 | "SlowDown"
         ) || status == Some(429)
         {
-            ConnectorError::Throttled {
-                operation,
-                code,
-                message,
-            }
+            ConnectorError::Throttled { operation, code, message }
         } else if matches!(
             c,
             "UnrecognizedClientException"
@@ -290,72 +207,30 @@ impl Op {
                 | "IncompleteSignature"
                 | "MissingAuthenticationToken"
         ) {
-            ConnectorError::InvalidCredentials {
-                operation,
-                code,
-                message,
-            }
-        } else if matches!(
-            c,
-            "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation"
-        ) || (status == Some(403) && c == "Unknown")
+            ConnectorError::InvalidCredentials { operation, code, message }
+        } else if matches!(c, "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation")
+            || (status == Some(403) && c == "Unknown")
         {
-            ConnectorError::AccessDenied {
-                operation,
-                action: self.action(),
-                code,
-                message,
-            }
+            ConnectorError::AccessDenied { operation, action: self.action(), code, message }
         } else if matches!(c, "ConflictException" | "ConcurrentModificationException") {
-            ConnectorError::Conflict {
-                operation,
-                code,
-                message,
-            }
+            ConnectorError::Conflict { operation, code, message }
         } else if c == "AWSOrganizationsNotInUseException" {
-            ConnectorError::NoOrganization {
-                operation,
-                code,
-                message,
-            }
+            ConnectorError::NoOrganization { operation, code, message }
         } else if status.is_some_and(|s| s >= 500)
-            || matches!(
-                c,
-                "InternalServerException"
-                    | "InternalFailure"
-                    | "ServiceUnavailable"
-                    | "ServiceException"
-            )
+            || matches!(c, "InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "ServiceException")
         {
-            ConnectorError::ServerError {
-                operation,
-                status: status.unwrap_or(500),
-                code,
-                message,
-            }
-        } else if c.ends_with("NotFoundException") || c == "ResourceNotFound" || status == Some(404)
-        {
-            ConnectorError::NotFound {
-                operation,
-                code,
-                message,
-            }
+            ConnectorError::ServerError { operation, status: status.unwrap_or(500), code, message }
+        } else if c.ends_with("NotFoundException") || c == "ResourceNotFound" || status == Some(404) {
+            ConnectorError::NotFound { operation, code, message }
         } else {
-            ConnectorError::Rejected {
-                operation,
-                status,
-                code,
-                message,
-            }
+            ConnectorError::Rejected { operation, status, code, message }
         }
     }
 }
 
 fn is_credentials_failure(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("no credentials")
-        || m.contains("credentials provider")
-        || m.contains("failed to load credentials")
+    m.contains("no credentials") || m.contains("credentials provider") || m.contains("failed to load credentials")
 }
 
 #[cfg(test)]

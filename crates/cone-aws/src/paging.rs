@@ -30,10 +30,7 @@ where
             None => return Ok(items),
             Some(next) => {
                 if !seen.insert(next.clone()) {
-                    return Err(ConnectorError::PaginationLoop {
-                        operation,
-                        token: next,
-                    });
+                    return Err(ConnectorError::PaginationLoop { operation, token: next });
                 }
                 token = Some(next);
             }
@@ -43,11 +40,7 @@ where
 
 /// Lists every page of one AWS list call through [`collect_pages`]: `send` issues the request for a page
 /// token, `page` takes the items and the NextToken out of the answer, and SDK errors map through `op`.
-pub(crate) async fn list_all<T, O, E, S, Fut, P>(
-    op: Op,
-    mut send: S,
-    page: P,
-) -> Result<Vec<T>, ConnectorError>
+pub(crate) async fn list_all<T, O, E, S, Fut, P>(op: Op, mut send: S, page: P) -> Result<Vec<T>, ConnectorError>
 where
     S: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
@@ -74,10 +67,7 @@ mod tests {
         let asked = RefCell::new(Vec::new());
         let result = collect_pages("ListThings", |token: Option<String>| {
             asked.borrow_mut().push(token.clone());
-            let page = pages
-                .iter()
-                .find(|(t, _, _)| t.map(str::to_string) == token)
-                .cloned();
+            let page = pages.iter().find(|(t, _, _)| t.map(str::to_string) == token).cloned();
             async move {
                 let (_, items, next) = page.expect("test asked for an unknown token");
                 Ok((items.to_vec(), next.map(str::to_string)))
@@ -89,12 +79,7 @@ mod tests {
 
     #[tokio::test]
     async fn follows_tokens_until_none_or_empty() {
-        let (r, asked) = run(&[
-            (None, &[1, 2], Some("a")),
-            (Some("a"), &[3], Some("b")),
-            (Some("b"), &[], None),
-        ])
-        .await;
+        let (r, asked) = run(&[(None, &[1, 2], Some("a")), (Some("a"), &[3], Some("b")), (Some("b"), &[], None)]).await;
         assert_eq!(r.expect("pages"), vec![1, 2, 3]);
         assert_eq!(asked, vec![None, Some("a".into()), Some("b".into())]);
 
@@ -106,12 +91,8 @@ mod tests {
     #[tokio::test]
     async fn repeated_token_is_an_error_not_a_loop() {
         // a → b → a: the second "a" must stop the loop (moto's duplicate-assignment behaviour).
-        let (r, asked) = run(&[
-            (None, &[1], Some("a")),
-            (Some("a"), &[2], Some("b")),
-            (Some("b"), &[3], Some("a")),
-        ])
-        .await;
+        let (r, asked) =
+            run(&[(None, &[1], Some("a")), (Some("a"), &[2], Some("b")), (Some("b"), &[3], Some("a"))]).await;
         match r {
             Err(ConnectorError::PaginationLoop { operation, token }) => {
                 assert_eq!(operation, "ListThings");
@@ -120,20 +101,11 @@ mod tests {
             other => panic!("expected PaginationLoop, got {other:?}"),
         }
         assert_eq!(asked.len(), 3);
-        assert!(
-            !ConnectorError::PaginationLoop {
-                operation: "x",
-                token: "a".into()
-            }
-            .is_retryable()
-        );
+        assert!(!ConnectorError::PaginationLoop { operation: "x", token: "a".into() }.is_retryable());
 
         // The same token straight away (the shape moto produces) fails on the second page.
         let (r, asked) = run(&[(None, &[1], Some("t")), (Some("t"), &[1], Some("t"))]).await;
-        assert!(
-            matches!(r, Err(ConnectorError::PaginationLoop { .. })),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(ConnectorError::PaginationLoop { .. })), "{r:?}");
         assert_eq!(asked.len(), 2);
     }
 

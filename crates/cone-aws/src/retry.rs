@@ -37,21 +37,14 @@ impl Default for Timing {
 impl Timing {
     /// Exponential backoff with jitter: a random delay between half and all of `base * 2^retry` (capped).
     pub fn backoff(&self, retry: u32) -> Duration {
-        let full = self
-            .backoff_base
-            .saturating_mul(1u32 << retry.min(16))
-            .min(self.backoff_cap);
+        let full = self.backoff_base.saturating_mul(1u32 << retry.min(16)).min(self.backoff_cap);
         let half = full / 2;
         half + rand::thread_rng().gen_range(Duration::ZERO..=full - half)
     }
 }
 
 /// Runs `step` until it succeeds, fails with a non-transient error, or `attempts` are used up.
-pub(crate) async fn with_retries<T, F, Fut>(
-    timing: &Timing,
-    what: &str,
-    mut step: F,
-) -> Result<T, ConnectorError>
+pub(crate) async fn with_retries<T, F, Fut>(timing: &Timing, what: &str, mut step: F) -> Result<T, ConnectorError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ConnectorError>>,
@@ -98,11 +91,7 @@ where
         match check().await {
             Ok(RequestState::Succeeded) => return Ok(()),
             Ok(RequestState::Failed(reason)) => {
-                return Err(ConnectorError::OperationFailed {
-                    operation,
-                    request_id: request_id.to_string(),
-                    reason,
-                });
+                return Err(ConnectorError::OperationFailed { operation, request_id: request_id.to_string(), reason });
             }
             Ok(RequestState::InProgress) => {}
             Err(e) if e.is_transient() => {
@@ -149,16 +138,9 @@ mod tests {
     fn backoff_grows_with_jitter_and_is_capped() {
         let t = Timing::default();
         for retry in 0..40 {
-            let full = t
-                .backoff_base
-                .saturating_mul(1u32 << retry.min(16))
-                .min(t.backoff_cap);
+            let full = t.backoff_base.saturating_mul(1u32 << retry.min(16)).min(t.backoff_cap);
             let d = t.backoff(retry);
-            assert!(
-                d >= full / 2 && d <= full,
-                "retry {retry}: {d:?} not within [{:?}, {full:?}]",
-                full / 2
-            );
+            assert!(d >= full / 2 && d <= full, "retry {retry}: {d:?} not within [{:?}, {full:?}]", full / 2);
         }
         assert!(t.backoff(30) <= t.backoff_cap);
     }
@@ -225,9 +207,7 @@ mod tests {
     #[tokio::test]
     async fn failed_status_carries_the_reason() {
         let r = wait_for(&fast(), "CreateAccountAssignment", "req-2", || async {
-            Ok(RequestState::Failed(
-                "Received a 404 status error: Not supported account".into(),
-            ))
+            Ok(RequestState::Failed("Received a 404 status error: Not supported account".into()))
         })
         .await;
         match r {
@@ -242,10 +222,7 @@ mod tests {
     #[tokio::test]
     async fn in_progress_forever_times_out() {
         let t = fast();
-        let r = wait_for(&t, "DeleteAccountAssignment", "req-3", || async {
-            Ok(RequestState::InProgress)
-        })
-        .await;
+        let r = wait_for(&t, "DeleteAccountAssignment", "req-3", || async { Ok(RequestState::InProgress) }).await;
         match r {
             Err(e @ ConnectorError::Timeout { .. }) => assert!(e.is_retryable()),
             other => panic!("expected Timeout, got {other:?}"),

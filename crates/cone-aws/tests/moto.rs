@@ -9,19 +9,13 @@ use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
 
 /// A sync must finish; moto's duplicate-assignment loop would otherwise hang the test instead of failing it.
 async fn sync(connector: &Connector) -> Result<Snapshot> {
-    Ok(
-        tokio::time::timeout(Duration::from_secs(60), connector.sync())
-            .await
-            .context("sync did not finish within 60 s")??,
-    )
+    Ok(tokio::time::timeout(Duration::from_secs(60), connector.sync())
+        .await
+        .context("sync did not finish within 60 s")??)
 }
 
 fn id<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("{key} was not seeded"))
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("{key} was not seeded"))
 }
 
 /// The assignment of `principal` to the seeded permission set `set` in the seeded member account `account`.
@@ -66,98 +60,50 @@ fn check_seeded_snapshot(org: &SandboxOrg, snap: &Snapshot) {
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(snap.accounts, accounts);
 
-    let sets: Vec<(&str, &str, Option<&str>)> = snap
-        .permission_sets
-        .iter()
-        .map(|p| {
-            (
-                p.name.as_str(),
-                p.arn.as_str(),
-                p.session_duration.as_deref(),
-            )
-        })
+    let sets: Vec<(&str, &str, Option<&str>)> =
+        snap.permission_sets.iter().map(|p| (p.name.as_str(), p.arn.as_str(), p.session_duration.as_deref())).collect();
+    let expected: Vec<(&str, &str, Option<&str>)> = ["AdministratorAccess", "DatabaseAdministrator", "ReadOnlyAccess"]
+        .into_iter()
+        .map(|name| (name, id(&org.permission_sets, name), Some("PT1H")))
         .collect();
-    let expected: Vec<(&str, &str, Option<&str>)> = [
-        "AdministratorAccess",
-        "DatabaseAdministrator",
-        "ReadOnlyAccess",
-    ]
-    .into_iter()
-    .map(|name| (name, id(&org.permission_sets, name), Some("PT1H")))
-    .collect();
     assert_eq!(sets, expected);
-    assert!(
-        snap.permission_sets
-            .iter()
-            .all(|p| p.description.as_deref().is_some_and(|d| !d.is_empty()))
-    );
+    assert!(snap.permission_sets.iter().all(|p| p.description.as_deref().is_some_and(|d| !d.is_empty())));
 
     // Seeded: every permission set provisioned to each member account. moto 5.2.1 ignores the target of
     // ProvisionPermissionSet, so the connector's cross-check falls back to ListPermissionSetsProvisionedToAccount,
     // which in moto reports every provisioned permission set for every account: the management account shows
     // up too. All 9 member pairs must be there, and nothing outside accounts × permission sets.
-    let provisioned: BTreeSet<(&str, &str)> = snap
-        .provisioned
-        .iter()
-        .map(|(a, p)| (a.as_str(), p.as_str()))
-        .collect();
-    assert_eq!(
-        provisioned.len(),
-        snap.provisioned.len(),
-        "provisioned pairs are unique"
-    );
+    let provisioned: BTreeSet<(&str, &str)> = snap.provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
+    assert_eq!(provisioned.len(), snap.provisioned.len(), "provisioned pairs are unique");
     let all_pairs: BTreeSet<(&str, &str)> = snap
         .accounts
         .iter()
-        .flat_map(|a| {
-            snap.permission_sets
-                .iter()
-                .map(move |p| (a.id.as_str(), p.arn.as_str()))
-        })
+        .flat_map(|a| snap.permission_sets.iter().map(move |p| (a.id.as_str(), p.arn.as_str())))
         .collect();
-    assert_eq!(
-        provisioned, all_pairs,
-        "moto 5.2.1: every provisioned permission set in every account"
-    );
+    assert_eq!(provisioned, all_pairs, "moto 5.2.1: every provisioned permission set in every account");
     for (_, account) in &org.accounts {
         for (_, arn) in &org.permission_sets {
-            assert!(
-                provisioned.contains(&(account.as_str(), arn.as_str())),
-                "{arn} not provisioned in {account}"
-            );
+            assert!(provisioned.contains(&(account.as_str(), arn.as_str())), "{arn} not provisioned in {account}");
         }
     }
 
-    let users: Vec<User> = [
-        ("alice", "Alice Anders"),
-        ("bob", "Bob Berg"),
-        ("carol", "Carol Chen"),
-    ]
-    .into_iter()
-    .map(|(user_name, display_name)| User {
-        id: id(&org.users, user_name).to_string(),
-        user_name: user_name.to_string(),
-        display_name: display_name.to_string(),
-        email: Some(format!("{user_name}@example.com")),
-    })
-    .collect();
+    let users: Vec<User> = [("alice", "Alice Anders"), ("bob", "Bob Berg"), ("carol", "Carol Chen")]
+        .into_iter()
+        .map(|(user_name, display_name)| User {
+            id: id(&org.users, user_name).to_string(),
+            user_name: user_name.to_string(),
+            display_name: display_name.to_string(),
+            email: Some(format!("{user_name}@example.com")),
+        })
+        .collect();
     assert_eq!(snap.users, users);
 
     assert_eq!(snap.groups.len(), 1);
     assert_eq!(
-        (
-            snap.groups[0].id.as_str(),
-            snap.groups[0].display_name.as_str()
-        ),
+        (snap.groups[0].id.as_str(), snap.groups[0].display_name.as_str()),
         (org.approvers_group_id.as_str(), "approvers")
     );
-    assert_eq!(
-        snap.memberships,
-        vec![(
-            org.approvers_group_id.clone(),
-            id(&org.users, "bob").to_string()
-        )]
-    );
+    assert_eq!(snap.memberships, vec![(org.approvers_group_id.clone(), id(&org.users, "bob").to_string())]);
 }
 
 #[tokio::test]
@@ -170,12 +116,8 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
     check_seeded_snapshot(&org, &snap);
     assert_eq!(snap.assignments, vec![]);
 
-    let alice_readonly_staging = assignment(
-        &org,
-        "Staging",
-        "ReadOnlyAccess",
-        Principal::User(id(&org.users, "alice").to_string()),
-    );
+    let alice_readonly_staging =
+        assignment(&org, "Staging", "ReadOnlyAccess", Principal::User(id(&org.users, "alice").to_string()));
     let record = record_of(&alice_readonly_staging);
 
     connector.assign(&alice_readonly_staging).await?;
@@ -188,12 +130,8 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
     check_seeded_snapshot(&org, &snap);
 
     // A group principal next to it.
-    let approvers_admin_production = assignment(
-        &org,
-        "Production",
-        "AdministratorAccess",
-        Principal::Group(org.approvers_group_id.clone()),
-    );
+    let approvers_admin_production =
+        assignment(&org, "Production", "AdministratorAccess", Principal::Group(org.approvers_group_id.clone()));
     connector.assign(&approvers_admin_production).await?;
     let mut both = vec![record.clone(), record_of(&approvers_admin_production)];
     both.sort();
@@ -201,10 +139,7 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
 
     connector.unassign(&alice_readonly_staging).await?;
     let after = sync(&connector).await?.assignments;
-    assert!(
-        !after.contains(&record),
-        "alice's assignment is gone: {after:?}"
-    );
+    assert!(!after.contains(&record), "alice's assignment is gone: {after:?}");
     assert_eq!(after.len(), 1);
 
     // Already gone: still success.
@@ -221,14 +156,8 @@ async fn unreachable_endpoint_is_a_retryable_transport_error() -> Result<()> {
     let endpoint = moto.endpoint.clone();
     drop(moto); // killed: nothing listens on the port any more
     let connector = Connector::new(&moto_sdk_config(&endpoint));
-    let err = connector
-        .sync()
-        .await
-        .expect_err("sync against a dead endpoint must fail");
-    assert!(
-        matches!(err, cone_aws::ConnectorError::Transport { .. }),
-        "{err:?}"
-    );
+    let err = connector.sync().await.expect_err("sync against a dead endpoint must fail");
+    assert!(matches!(err, cone_aws::ConnectorError::Transport { .. }), "{err:?}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("AWS_ENDPOINT_URL"), "{err}");
     Ok(())
@@ -268,16 +197,11 @@ async fn duplicate_assignments_in_moto_are_merged_or_stop_paging_with_an_error()
     assert_eq!(snap.assignments.len(), 1, "{:?}", snap.assignments);
 
     create_duplicates(100).await?;
-    let err = sync(&connector)
-        .await
-        .expect_err("an endless listing must not pass for a normal one");
+    let err = sync(&connector).await.expect_err("an endless listing must not pass for a normal one");
     assert!(
         matches!(
             err.downcast_ref(),
-            Some(cone_aws::ConnectorError::PaginationLoop {
-                operation: "ListAccountAssignments",
-                ..
-            })
+            Some(cone_aws::ConnectorError::PaginationLoop { operation: "ListAccountAssignments", .. })
         ),
         "{err:?}"
     );

@@ -13,9 +13,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn parse(text: &str) -> ConfigFile {
-        ConfigFile {
-            text: text.to_string(),
-        }
+        ConfigFile { text: text.to_string() }
     }
 
     pub fn render(&self) -> &str {
@@ -77,9 +75,7 @@ fn profile_of(section: &str) -> Option<&str> {
     if section == "default" {
         return Some("default");
     }
-    section
-        .strip_prefix("profile ")
-        .map(|p| p.trim().trim_matches('"'))
+    section.strip_prefix("profile ").map(|p| p.trim().trim_matches('"'))
 }
 
 #[cfg(test)]
@@ -105,14 +101,11 @@ mod tests {
         doc.add_profile("staging-readonlyaccess", &[("region", "us-east-1".into())]);
         let out = doc.render();
         assert!(out.starts_with(USER_FILE));
-        assert!(out.ends_with(&format!(
-            "\n\n{MANAGED_MARKER}\n[profile staging-readonlyaccess]\nregion = us-east-1\n"
-        )));
-        let reparsed = ConfigFile::parse(out);
-        assert_eq!(
-            reparsed.profile("dev"),
-            ConfigFile::parse(USER_FILE).profile("dev")
+        assert!(
+            out.ends_with(&format!("\n\n{MANAGED_MARKER}\n[profile staging-readonlyaccess]\nregion = us-east-1\n"))
         );
+        let reparsed = ConfigFile::parse(out);
+        assert_eq!(reparsed.profile("dev"), ConfigFile::parse(USER_FILE).profile("dev"));
         assert!(reparsed.has_profile("staging-readonlyaccess"));
     }
 

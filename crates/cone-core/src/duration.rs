@@ -2,11 +2,7 @@
 
 /// Parses a duration made of `<n>w`, `<n>d`, `<n>h`, `<n>m`, `<n>s` parts into seconds.
 pub fn parse(text: &str) -> Result<i64, String> {
-    let bad = || {
-        format!(
-            "`{text}` is not a duration; use numbers with units w, d, h, m or s, such as `1h30m`"
-        )
-    };
+    let bad = || format!("`{text}` is not a duration; use numbers with units w, d, h, m or s, such as `1h30m`");
     let mut total: i64 = 0;
     let mut number = String::new();
     for c in text.trim().chars() {
@@ -23,10 +19,7 @@ pub fn parse(text: &str) -> Result<i64, String> {
             _ => return Err(bad()),
         };
         let n: i64 = number.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
         number.clear();
     }
     if !number.is_empty() || total == 0 {

@@ -6,11 +6,7 @@ pub fn profile_name(account_name: &str, role_name: &str) -> String {
     let raw = format!("{account_name}-{role_name}").to_lowercase();
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
-        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-            c
-        } else {
-            '-'
-        };
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' };
         if !(c == '-' && out.ends_with('-')) {
             out.push(c);
         }
@@ -24,13 +20,7 @@ pub fn ini_value(value: &str) -> String {
     value
         .chars()
         .filter(|c| !c.is_control())
-        .map(|c| {
-            if matches!(c, '[' | ']' | ';' | '#' | '"' | '\'' | '`' | '$' | '\\') {
-                '_'
-            } else {
-                c
-            }
-        })
+        .map(|c| if matches!(c, '[' | ']' | ';' | '#' | '"' | '\'' | '`' | '$' | '\\') { '_' } else { c })
         .collect::<String>()
         .trim()
         .to_string()
@@ -39,11 +29,7 @@ pub fn ini_value(value: &str) -> String {
 /// Quotes one argument for a `credential_process` line: botocore splits it with POSIX `shlex`, the Rust SDK runs
 /// it with `sh -c`, and single quotes mean the same to both.
 pub fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c))
-    {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c)) {
         arg.to_string()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
@@ -56,26 +42,14 @@ mod tests {
 
     #[test]
     fn names_follow_the_seed() {
-        assert_eq!(
-            profile_name("Production", "DatabaseAdministrator"),
-            "production-databaseadministrator"
-        );
-        assert_eq!(
-            profile_name("Staging", "ReadOnlyAccess"),
-            "staging-readonlyaccess"
-        );
+        assert_eq!(profile_name("Production", "DatabaseAdministrator"), "production-databaseadministrator");
+        assert_eq!(profile_name("Staging", "ReadOnlyAccess"), "staging-readonlyaccess");
     }
 
     #[test]
     fn names_cannot_escape_a_section_header() {
-        assert_eq!(
-            profile_name("Prod]\n[default", "Admin"),
-            "prod-default-admin"
-        );
-        assert_eq!(
-            profile_name("  My  Account ", "Role/X"),
-            "my-account-role-x"
-        );
+        assert_eq!(profile_name("Prod]\n[default", "Admin"), "prod-default-admin");
+        assert_eq!(profile_name("  My  Account ", "Role/X"), "my-account-role-x");
     }
 
     #[test]

@@ -30,10 +30,7 @@ pub fn advance(steps: &[Step], index: usize) -> Outcome {
             Step::Accept => continue,
             Step::Reject => return Outcome::Denied,
             Step::Approval { group } => {
-                return Outcome::NeedsApproval {
-                    index: i,
-                    group: group.clone(),
-                };
+                return Outcome::NeedsApproval { index: i, group: group.clone() };
             }
         }
     }
@@ -59,9 +56,7 @@ pub fn check_approver(
         return Err(ApprovalError::SelfApproval);
     }
     if !approver_groups.iter().any(|g| g == group) {
-        return Err(ApprovalError::NotAnApprover {
-            group: group.to_string(),
-        });
+        return Err(ApprovalError::NotAnApprover { group: group.to_string() });
     }
     Ok(())
 }
@@ -70,13 +65,10 @@ impl ApprovalError {
     pub fn message(&self) -> String {
         match self {
             ApprovalError::SelfApproval => {
-                "You cannot approve or deny your own request; ask a member of the approving group."
-                    .into()
+                "You cannot approve or deny your own request; ask a member of the approving group.".into()
             }
             ApprovalError::NotAnApprover { group } => {
-                format!(
-                    "This request waits for a member of group \"{group}\", and you are not one."
-                )
+                format!("This request waits for a member of group \"{group}\", and you are not one.")
             }
             ApprovalError::NotWaiting => "This request is not waiting for an approval.".into(),
         }
@@ -97,36 +89,19 @@ mod tests {
         assert_eq!(advance(&[], 0), Outcome::Granted);
         assert_eq!(advance(&[Step::Reject, Step::Accept], 0), Outcome::Denied);
         let steps = [Step::Accept, approval("approvers"), Step::Reject];
-        assert_eq!(
-            advance(&steps, 0),
-            Outcome::NeedsApproval {
-                index: 1,
-                group: "approvers".into()
-            }
-        );
+        assert_eq!(advance(&steps, 0), Outcome::NeedsApproval { index: 1, group: "approvers".into() });
         assert_eq!(advance(&steps, 2), Outcome::Denied);
     }
 
     #[test]
     fn no_self_approval() {
         let groups = vec!["approvers".to_string()];
-        assert_eq!(
-            check_approver("bob", "bob", &groups, Some("approvers")),
-            Err(ApprovalError::SelfApproval)
-        );
-        assert_eq!(
-            check_approver("alice", "bob", &groups, Some("approvers")),
-            Ok(())
-        );
+        assert_eq!(check_approver("bob", "bob", &groups, Some("approvers")), Err(ApprovalError::SelfApproval));
+        assert_eq!(check_approver("alice", "bob", &groups, Some("approvers")), Ok(()));
         assert_eq!(
             check_approver("alice", "carol", &[], Some("approvers")),
-            Err(ApprovalError::NotAnApprover {
-                group: "approvers".into()
-            })
+            Err(ApprovalError::NotAnApprover { group: "approvers".into() })
         );
-        assert_eq!(
-            check_approver("alice", "bob", &groups, None),
-            Err(ApprovalError::NotWaiting)
-        );
+        assert_eq!(check_approver("alice", "bob", &groups, None), Err(ApprovalError::NotWaiting));
     }
 }

@@ -35,10 +35,7 @@ pub fn validate(
     for field in form {
         let value = form_data.get(&field.name).map(|v| v.trim()).unwrap_or("");
         if field.required && value.is_empty() {
-            problems.push(format!(
-                "The request form field \"{}\" is required.",
-                field.name
-            ));
+            problems.push(format!("The request form field \"{}\" is required.", field.name));
         }
     }
     for name in form_data.keys() {
@@ -46,11 +43,7 @@ pub fn validate(
             problems.push(format!("The request form has no field \"{name}\"."));
         }
     }
-    if problems.is_empty() {
-        Ok(duration)
-    } else {
-        Err(Invalid(problems))
-    }
+    if problems.is_empty() { Ok(duration) } else { Err(Invalid(problems)) }
 }
 
 #[cfg(test)]
@@ -58,33 +51,22 @@ mod tests {
     use super::*;
 
     fn ticket() -> Vec<FormField> {
-        vec![FormField {
-            name: "ticket".into(),
-            required: true,
-        }]
+        vec![FormField { name: "ticket".into(), required: true }]
     }
 
     #[test]
     fn durations() {
         assert_eq!(validate(None, 3600, 28800, &[], &BTreeMap::new()), Ok(3600));
         assert_eq!(validate(None, 3600, 60, &[], &BTreeMap::new()), Ok(60));
-        assert_eq!(
-            validate(Some(120), 3600, 3600, &[], &BTreeMap::new()),
-            Ok(120)
-        );
+        assert_eq!(validate(Some(120), 3600, 3600, &[], &BTreeMap::new()), Ok(120));
         assert!(validate(Some(7200), 3600, 3600, &[], &BTreeMap::new()).is_err());
         assert!(validate(Some(0), 3600, 3600, &[], &BTreeMap::new()).is_err());
     }
 
     #[test]
     fn forms() {
-        let Err(Invalid(p)) = validate(None, 60, 60, &ticket(), &BTreeMap::new()) else {
-            panic!()
-        };
-        assert_eq!(
-            p,
-            vec!["The request form field \"ticket\" is required.".to_string()]
-        );
+        let Err(Invalid(p)) = validate(None, 60, 60, &ticket(), &BTreeMap::new()) else { panic!() };
+        assert_eq!(p, vec!["The request form field \"ticket\" is required.".to_string()]);
         let data = BTreeMap::from([("ticket".to_string(), "OPS-1".to_string())]);
         assert_eq!(validate(None, 60, 60, &ticket(), &data), Ok(60));
         let extra = BTreeMap::from([("x".to_string(), "1".to_string())]);

@@ -39,24 +39,13 @@ pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<E
     Ok(rows
         .iter()
         .map(|r| {
-            let until = active
-                .iter()
-                .find(|(a, e, _)| a == &r.app_id && e == &r.id)
-                .map(|(_, _, t)| *t);
-            to_api(
-                r,
-                &s.config.policy_for(&r.account_name, &r.permission_set_name),
-                until,
-            )
+            let until = active.iter().find(|(a, e, _)| a == &r.app_id && e == &r.id).map(|(_, _, t)| *t);
+            to_api(r, &s.config.policy_for(&r.account_name, &r.permission_set_name), until)
         })
         .collect())
 }
 
-async fn load_entitlement(
-    s: &AppState,
-    app_id: &str,
-    id: &str,
-) -> Result<EntitlementRow, ApiFailure> {
+async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
     s.db.entitlement(app_id, id).await?.ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
@@ -66,32 +55,16 @@ async fn load_entitlement(
     })
 }
 
-pub async fn entitlement_for(
-    s: &AppState,
-    u: &UserRow,
-    app_id: &str,
-    id: &str,
-) -> Result<Entitlement, ApiFailure> {
+pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
     let row = load_entitlement(s, app_id, id).await?;
     let until =
-        s.db.active_grants(u.id, now())
-            .await?
-            .into_iter()
-            .find(|(a, e, _)| a == app_id && e == id)
-            .map(|(_, _, t)| t);
-    Ok(to_api(
-        &row,
-        &s.config
-            .policy_for(&row.account_name, &row.permission_set_name),
-        until,
-    ))
+        s.db.active_grants(u.id, now()).await?.into_iter().find(|(a, e, _)| a == app_id && e == id).map(|(_, _, t)| t);
+    Ok(to_api(&row, &s.config.policy_for(&row.account_name, &row.permission_set_name), until))
 }
 
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
     let row = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
-    let policy = s
-        .config
-        .policy_for(&row.account_name, &row.permission_set_name);
+    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     if policy.form.iter().any(|f| f.required) && req.form_data.is_empty() {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,
@@ -103,28 +76,13 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             ),
         ));
     }
-    let form: Vec<request::FormField> = policy
-        .form
-        .iter()
-        .map(|f| request::FormField {
-            name: f.name.clone(),
-            required: f.required,
-        })
-        .collect();
-    let duration = request::validate(
-        req.duration_secs,
-        s.config.default_duration,
-        policy.max_duration,
-        &form,
-        &req.form_data,
-    )
-    .map_err(|request::Invalid(problems)| {
-        ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            codes::INVALID_REQUEST,
-            problems.join(" "),
-        )
-    })?;
+    let form: Vec<request::FormField> =
+        policy.form.iter().map(|f| request::FormField { name: f.name.clone(), required: f.required }).collect();
+    let duration =
+        request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &form, &req.form_data)
+            .map_err(|request::Invalid(problems)| {
+                ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" "))
+            })?;
     let principal = u.idc_user_id.as_deref().ok_or_else(|| {
         ApiFailure::new(
             StatusCode::FORBIDDEN,
@@ -166,10 +124,7 @@ fn placement(outcome: &Outcome) -> Placement<'_> {
     match outcome {
         Outcome::Granted => Placement::Provision,
         Outcome::Denied => Placement::Denied,
-        Outcome::NeedsApproval { index, group } => Placement::Waiting {
-            index: *index,
-            group,
-        },
+        Outcome::NeedsApproval { index, group } => Placement::Waiting { index: *index, group },
     }
 }
 
@@ -179,13 +134,10 @@ fn changed(s: &AppState, task_id: i64) {
 }
 
 async fn load_task(s: &AppState, id: i64) -> Result<Task, ApiFailure> {
-    let row = s.db.task(id).await?.ok_or_else(|| {
-        ApiFailure::new(
-            StatusCode::NOT_FOUND,
-            codes::NOT_FOUND,
-            format!("There is no task {id}."),
-        )
-    })?;
+    let row =
+        s.db.task(id).await?.ok_or_else(|| {
+            ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id}."))
+        })?;
     task_to_api(s, row).await
 }
 
@@ -214,13 +166,8 @@ async fn task_to_api(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
 
 /// Requesters see their tasks; members of a group named in the task's policy see it too.
 async fn visible_task(s: &AppState, u: &UserRow, id: i64) -> Result<TaskRow, ApiFailure> {
-    let not_found = || {
-        ApiFailure::new(
-            StatusCode::NOT_FOUND,
-            codes::NOT_FOUND,
-            format!("There is no task {id} that you can see."),
-        )
-    };
+    let not_found =
+        || ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id} that you can see."));
     let t = s.db.task(id).await?.ok_or_else(not_found)?;
     if t.requester_id == u.id {
         return Ok(t);
@@ -255,49 +202,25 @@ pub async fn watch_task(
     }
 }
 
-pub async fn decide(
-    s: &AppState,
-    u: &UserRow,
-    id: i64,
-    approve: bool,
-    comment: &str,
-) -> Result<Task, ApiFailure> {
+pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: &str) -> Result<Task, ApiFailure> {
     let t = visible_task(s, u, id).await?;
     if t.state != "pending_approval" {
         return Err(ApiFailure::new(
             StatusCode::CONFLICT,
             codes::INVALID_REQUEST,
-            format!(
-                "Task {id} is {}; it no longer waits for a decision.",
-                t.state.replace('_', " ")
-            ),
+            format!("Task {id} is {}; it no longer waits for a decision.", t.state.replace('_', " ")),
         ));
     }
     let groups = s.db.user_groups(u.id).await?;
-    policy::check_approver(
-        &t.requester,
-        &u.username,
-        &groups,
-        t.waiting_for_group.as_deref(),
-    )
-    .map_err(|e| ApiFailure::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.message()))?;
+    policy::check_approver(&t.requester, &u.username, &groups, t.waiting_for_group.as_deref())
+        .map_err(|e| ApiFailure::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.message()))?;
     let steps = steps_from_json(&t.steps_json);
-    let outcome = if approve {
-        policy::advance(&steps, t.step_index as usize + 1)
-    } else {
-        Outcome::Denied
-    };
-    if !s
-        .db
-        .decide(id, t.step_index, u.id, comment, placement(&outcome), now())
-        .await?
-    {
+    let outcome = if approve { policy::advance(&steps, t.step_index as usize + 1) } else { Outcome::Denied };
+    if !s.db.decide(id, t.step_index, u.id, comment, placement(&outcome), now()).await? {
         return Err(ApiFailure::new(
             StatusCode::CONFLICT,
             codes::INVALID_REQUEST,
-            format!(
-                "Task {id} was decided by someone else a moment ago; see `cone task get {id}`."
-            ),
+            format!("Task {id} was decided by someone else a moment ago; see `cone task get {id}`."),
         ));
     }
     changed(s, id);
@@ -321,15 +244,11 @@ fn steps_from_json(json: &str) -> Vec<Step> {
     let values: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
     values
         .iter()
-        .map(
-            |v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
-                (Some("accept"), _) => Step::Accept,
-                (_, Some(group)) => Step::Approval {
-                    group: group.into(),
-                },
-                _ => Step::Reject,
-            },
-        )
+        .map(|v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
+            (Some("accept"), _) => Step::Accept,
+            (_, Some(group)) => Step::Approval { group: group.into() },
+            _ => Step::Reject,
+        })
         .collect()
 }
 
@@ -339,13 +258,7 @@ mod tests {
 
     #[test]
     fn steps_round_trip_and_unknown_steps_reject() {
-        let steps = vec![
-            Step::Accept,
-            Step::Approval {
-                group: "approvers".into(),
-            },
-            Step::Reject,
-        ];
+        let steps = vec![Step::Accept, Step::Approval { group: "approvers".into() }, Step::Reject];
         assert_eq!(steps_from_json(&steps_to_json(&steps)), steps);
         assert_eq!(steps_from_json(r#"["frobnicate"]"#), vec![Step::Reject]);
     }

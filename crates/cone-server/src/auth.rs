@@ -2,9 +2,7 @@
 //! bearer tokens for the API. Passwords are argon2 hashes; tokens and device codes are stored as SHA-256 hashes.
 
 use argon2::Argon2;
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -32,11 +30,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 /// A hash that does not reveal the secret; lookups by it compare hashes, never secrets.
@@ -54,9 +48,7 @@ fn random_token(bytes: usize) -> String {
 fn user_code() -> String {
     const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
     let mut rng = rand::thread_rng();
-    let mut code: String = (0..8)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
+    let mut code: String = (0..8).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
     code.insert(4, '-');
     code
 }
@@ -79,13 +71,7 @@ pub async fn device_authorization(
     }
     let device_code = random_token(32);
     let user_code = user_code();
-    s.db.create_device_code(
-        &secret_hash(&device_code),
-        &user_code,
-        now() + DEVICE_CODE_TTL,
-        POLL_INTERVAL,
-    )
-    .await?;
+    s.db.create_device_code(&secret_hash(&device_code), &user_code, now() + DEVICE_CODE_TTL, POLL_INTERVAL).await?;
     let uri = format!("{}/device", s.public_url);
     Ok(Json(DeviceAuthorization {
         device_code,
@@ -108,62 +94,34 @@ pub struct TokenRequest {
 
 pub async fn token(State(s): State<AppState>, Form(req): Form<TokenRequest>) -> Response {
     let oauth_error = |error: &str, description: &str| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(OAuthError {
-                error: error.into(),
-                error_description: description.into(),
-            }),
-        )
+        (StatusCode::BAD_REQUEST, Json(OAuthError { error: error.into(), error_description: description.into() }))
             .into_response()
     };
     if req.grant_type != DEVICE_GRANT {
-        return oauth_error(
-            "unsupported_grant_type",
-            "Only the device_code grant is supported.",
-        );
+        return oauth_error("unsupported_grant_type", "Only the device_code grant is supported.");
     }
     if req.client_id != cone_api::CLI_CLIENT_ID {
         return oauth_error("invalid_client", "Unknown client_id.");
     }
-    let poll = match s
-        .db
-        .poll_device_code(&secret_hash(&req.device_code), now())
-        .await
-    {
+    let poll = match s.db.poll_device_code(&secret_hash(&req.device_code), now()).await {
         Ok(p) => p,
         Err(e) => return ApiFailure::from(e).into_response(),
     };
     match poll {
-        DevicePoll::Unknown => oauth_error(
-            "invalid_grant",
-            "Unknown or already used device code; run `cone login` again.",
-        ),
-        DevicePoll::Pending => oauth_error(
-            "authorization_pending",
-            "Waiting for the user to approve the sign-in.",
-        ),
+        DevicePoll::Unknown => {
+            oauth_error("invalid_grant", "Unknown or already used device code; run `cone login` again.")
+        }
+        DevicePoll::Pending => oauth_error("authorization_pending", "Waiting for the user to approve the sign-in."),
         DevicePoll::SlowDown => oauth_error("slow_down", "Polling too fast."),
-        DevicePoll::Expired => oauth_error(
-            "expired_token",
-            "The sign-in code expired; run `cone login` again.",
-        ),
+        DevicePoll::Expired => oauth_error("expired_token", "The sign-in code expired; run `cone login` again."),
         DevicePoll::Denied => oauth_error("access_denied", "The sign-in was refused."),
         DevicePoll::Approved(user_id) => {
             let access_token = random_token(32);
             let t = now();
-            if let Err(e) =
-                s.db.insert_access_token(&secret_hash(&access_token), user_id, t, t + TOKEN_TTL)
-                    .await
-            {
+            if let Err(e) = s.db.insert_access_token(&secret_hash(&access_token), user_id, t, t + TOKEN_TTL).await {
                 return ApiFailure::from(e).into_response();
             }
-            Json(TokenResponse {
-                access_token,
-                token_type: "Bearer".into(),
-                expires_in: TOKEN_TTL,
-            })
-            .into_response()
+            Json(TokenResponse { access_token, token_type: "Bearer".into(), expires_in: TOKEN_TTL }).into_response()
         }
     }
 }
@@ -203,19 +161,12 @@ pub async fn device_approve(
 ) -> Result<(StatusCode, Html<String>), ApiFailure> {
     let user = s.db.user_by_name(f.username.trim()).await?;
     // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
-    let hash = user
-        .as_ref()
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.to_string());
-    let ok = verify_password(&f.password, &hash)
-        && user.as_ref().is_some_and(|u| u.password_hash.is_some());
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
+    let ok = verify_password(&f.password, &hash) && user.as_ref().is_some_and(|u| u.password_hash.is_some());
     let Some(user) = user.filter(|_| ok) else {
         return Ok((
             StatusCode::UNAUTHORIZED,
-            Html(page(
-                "Sign-in failed",
-                "<p>Wrong user name or password. Go back and try again.</p>",
-            )),
+            Html(page("Sign-in failed", "<p>Wrong user name or password. Go back and try again.</p>")),
         ));
     };
     let code = f.user_code.trim().to_uppercase();
@@ -242,7 +193,8 @@ pub async fn device_approve(
 }
 
 /// argon2 hash of a random password nobody knows.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Rm9I7g6kHeX8sQ2o0n7bUJ5aQvdNbAFKqkrdUzaRpsM";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Rm9I7g6kHeX8sQ2o0n7bUJ5aQvdNbAFKqkrdUzaRpsM";
 
 fn page(title: &str, body: &str) -> String {
     format!(
@@ -253,11 +205,7 @@ fn page(title: &str, body: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// The signed-in user of an API request.
@@ -280,10 +228,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(unauthenticated)?;
         let token = header.strip_prefix("Bearer ").ok_or_else(unauthenticated)?;
-        let user =
-            s.db.user_for_token(&secret_hash(token.trim()), now())
-                .await?
-                .ok_or_else(unauthenticated)?;
+        let user = s.db.user_for_token(&secret_hash(token.trim()), now()).await?.ok_or_else(unauthenticated)?;
         Ok(CurrentUser(user))
     }
 }
@@ -306,17 +251,11 @@ mod tests {
         let c = user_code();
         assert_eq!(c.len(), 9);
         assert_eq!(&c[4..5], "-");
-        assert!(
-            c.chars()
-                .all(|ch| ch == '-' || "BCDFGHJKLMNPQRSTVWXZ".contains(ch))
-        );
+        assert!(c.chars().all(|ch| ch == '-' || "BCDFGHJKLMNPQRSTVWXZ".contains(ch)));
     }
 
     #[test]
     fn escapes_html() {
-        assert_eq!(
-            escape("<a href=\"x\">'&"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
-        );
+        assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
     }
 }

@@ -90,12 +90,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let config: Config = serde_yaml::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a valid cone-server configuration",
-                path.display()
-            )
-        })?;
+        let config: Config = serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not a valid cone-server configuration", path.display()))?;
         for p in &config.policies {
             if p.steps.is_empty() {
                 bail!(
@@ -112,14 +108,8 @@ impl Config {
     /// forgetting a policy never grants access.
     pub fn policy_for(&self, account_name: &str, permission_set: &str) -> Resolved {
         let found = self.policies.iter().find(|p| {
-            p.matches
-                .account
-                .as_deref()
-                .is_none_or(|a| a == account_name)
-                && p.matches
-                    .permission_set
-                    .as_deref()
-                    .is_none_or(|ps| ps == permission_set)
+            p.matches.account.as_deref().is_none_or(|a| a == account_name)
+                && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
         });
         match found {
             Some(p) => Resolved {
@@ -132,9 +122,7 @@ impl Config {
                     .map(|s| match s {
                         StepConfig::Named(NamedStep::Accept) => Step::Accept,
                         StepConfig::Named(NamedStep::Reject) => Step::Reject,
-                        StepConfig::Approval { approval } => Step::Approval {
-                            group: approval.group.clone(),
-                        },
+                        StepConfig::Approval { approval } => Step::Approval { group: approval.group.clone() },
                     })
                     .collect(),
             },
@@ -197,27 +185,13 @@ policies:
 "#,
         )
         .unwrap();
-        assert_eq!(
-            config.policy_for("Sandbox", "AdministratorAccess").steps,
-            vec![Step::Reject]
-        );
+        assert_eq!(config.policy_for("Sandbox", "AdministratorAccess").steps, vec![Step::Reject]);
         assert_eq!(
             config.policy_for("Production", "AdministratorAccess").steps,
-            vec![Step::Approval {
-                group: "approvers".into()
-            }]
+            vec![Step::Approval { group: "approvers".into() }]
         );
-        assert_eq!(
-            config
-                .policy_for("Production", "DatabaseAdministrator")
-                .form
-                .len(),
-            1
-        );
-        assert_eq!(
-            config.policy_for("Production", "Other").steps,
-            vec![Step::Reject]
-        );
+        assert_eq!(config.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
+        assert_eq!(config.policy_for("Production", "Other").steps, vec![Step::Reject]);
         assert_eq!(config.default_duration, 3600);
     }
 }

@@ -128,7 +128,8 @@ pub enum Placement<'a> {
     Denied,
 }
 
-pub const TASK_SELECT: &str = "SELECT t.id, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
+pub const TASK_SELECT: &str =
+    "SELECT t.id, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
         d.username AS decided_by, t.reason, t.created_at, t.updated_at, g.expires_at AS grant_expires_at
     FROM tasks t JOIN users u ON u.id = t.requester_id LEFT JOIN users d ON d.id = t.decided_by
@@ -142,8 +143,7 @@ const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.resource_id AS accoun
 impl Db {
     pub async fn open(path: &Path) -> Result<Db> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -156,10 +156,7 @@ impl Db {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("cannot apply database migrations")?;
+        sqlx::migrate!("./migrations").run(&pool).await.context("cannot apply database migrations")?;
         Ok(Db { pool })
     }
 
@@ -182,10 +179,12 @@ impl Db {
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as("SELECT id, username, display_name, email, idc_user_id, password_hash FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT id, username, display_name, email, idc_user_id, password_hash FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn user_groups(&self, user_id: i64) -> Result<Vec<String>> {
@@ -204,23 +203,20 @@ impl Db {
         expires_at: i64,
         interval: i64,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES (?, ?, ?, ?)")
-            .bind(code_hash)
-            .bind(user_code)
-            .bind(expires_at)
-            .bind(interval)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES (?, ?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(user_code)
+        .bind(expires_at)
+        .bind(interval)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Approves a pending, unexpired device code; false when there is none with that user code.
-    pub async fn approve_device_code(
-        &self,
-        user_code: &str,
-        user_id: i64,
-        now: i64,
-    ) -> Result<bool> {
+    pub async fn approve_device_code(&self, user_code: &str, user_id: i64, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE device_codes SET user_id = ? WHERE user_code = ? AND expires_at > ? AND user_id IS NULL AND denied = 0",
         )
@@ -240,13 +236,7 @@ impl Db {
         .bind(code_hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(DeviceRow {
-            expires_at,
-            interval_secs: interval,
-            last_poll_at: last_poll,
-            user_id,
-            denied,
-        }) = row
+        let Some(DeviceRow { expires_at, interval_secs: interval, last_poll_at: last_poll, user_id, denied }) = row
         else {
             return Ok(DevicePoll::Unknown);
         };
@@ -261,10 +251,7 @@ impl Db {
         } else {
             DevicePoll::Pending
         };
-        if matches!(
-            result,
-            DevicePoll::Approved(_) | DevicePoll::Expired | DevicePoll::Denied
-        ) {
+        if matches!(result, DevicePoll::Approved(_) | DevicePoll::Expired | DevicePoll::Denied) {
             // A device code is redeemed once.
             sqlx::query("DELETE FROM device_codes WHERE device_code_hash = ?")
                 .bind(code_hash)
@@ -281,13 +268,7 @@ impl Db {
         Ok(result)
     }
 
-    pub async fn insert_access_token(
-        &self,
-        token_hash: &str,
-        user_id: i64,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<()> {
+    pub async fn insert_access_token(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(token_hash)
@@ -296,15 +277,7 @@ impl Db {
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
-        audit(
-            &mut tx,
-            now,
-            &format!("user:{user_id}"),
-            "login",
-            &format!("user:{user_id}"),
-            "{}",
-        )
-        .await?;
+        audit(&mut tx, now, &format!("user:{user_id}"), "login", &format!("user:{user_id}"), "{}").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -323,12 +296,7 @@ impl Db {
     // ---- catalog ----
 
     /// Replaces the catalog and identities with what the connector saw.
-    pub async fn apply_snapshot(
-        &self,
-        app_id: &str,
-        snap: &cone_aws::Snapshot,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES (?, 'AWS', ?) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
             .bind(app_id)
@@ -343,10 +311,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = ?")
-            .bind(app_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
         for (account_id, ps_arn) in &snap.provisioned {
             let Some(ps) = snap.permission_sets.iter().find(|p| &p.arn == ps_arn) else {
                 continue;
@@ -388,9 +353,11 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
         for (group_id, user_id) in &snap.memberships {
             sqlx::query(
                 "INSERT OR IGNORE INTO group_members (group_id, user_id)
@@ -405,43 +372,27 @@ impl Db {
             "accounts": snap.accounts.len(), "permission_sets": snap.permission_sets.len(),
             "users": snap.users.len(), "groups": snap.groups.len(),
         });
-        audit(
-            &mut tx,
-            now,
-            "connector:aws",
-            "sync",
-            app_id,
-            &detail.to_string(),
-        )
-        .await?;
+        audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!(
-            "{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name"
-        ))
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name"))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!(
-            "{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"
-        ))
-        .bind(app_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// The caller's active grants: (app id, entitlement id, latest end).
-    pub async fn active_grants(
-        &self,
-        user_id: i64,
-        now: i64,
-    ) -> Result<Vec<(String, String, i64)>> {
+    pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
              WHERE user_id = ? AND state = 'active' AND expires_at > ? GROUP BY app_id, entitlement_id",
@@ -455,20 +406,12 @@ impl Db {
     // ---- tasks ----
 
     pub async fn task(&self, id: i64) -> Result<Option<TaskRow>> {
-        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = ?")).bind(id).fetch_optional(&self.pool).await?)
     }
 
     /// Inserts the task where the policy placed it. `Ok(Err(id))` when an open task for the same user and
     /// entitlement already exists.
-    pub async fn insert_task(
-        &self,
-        t: &NewTask<'_>,
-        placement: Placement<'_>,
-        now: i64,
-    ) -> Result<Result<i64, i64>> {
+    pub async fn insert_task(&self, t: &NewTask<'_>, placement: Placement<'_>, now: i64) -> Result<Result<i64, i64>> {
         let mut tx = self.begin().await?;
         if let Some(id) = sqlx::query_scalar::<_, i64>(
             "SELECT id FROM tasks WHERE requester_id = ? AND app_id = ? AND entitlement_id = ?
@@ -518,15 +461,7 @@ impl Db {
         let actor = format!("user:{}", t.requester_id);
         let detail = serde_json::json!({"entitlement": t.entitlement.id, "duration_secs": t.duration_secs,
             "policy": t.policy_name, "justification": t.justification});
-        audit(
-            &mut tx,
-            now,
-            &actor,
-            "task.create",
-            &format!("task:{id}"),
-            &detail.to_string(),
-        )
-        .await?;
+        audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
         place(&mut tx, id, placement, None, None, now).await?;
         tx.commit().await?;
         Ok(Ok(id))
@@ -543,40 +478,20 @@ impl Db {
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let still_waiting: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE id = ? AND state = 'pending_approval' AND step_index = ?",
-        )
-        .bind(task_id)
-        .bind(expect_index)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let still_waiting: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE id = ? AND state = 'pending_approval' AND step_index = ?")
+                .bind(task_id)
+                .bind(expect_index)
+                .fetch_optional(&mut *tx)
+                .await?;
         if still_waiting.is_none() {
             return Ok(false);
         }
-        let action = if matches!(placement, Placement::Denied) {
-            "task.deny"
-        } else {
-            "task.approve"
-        };
+        let action = if matches!(placement, Placement::Denied) { "task.deny" } else { "task.approve" };
         let detail = serde_json::json!({ "comment": comment, "step": expect_index });
-        audit(
-            &mut tx,
-            now,
-            &format!("user:{decider}"),
-            action,
-            &format!("task:{task_id}"),
-            &detail.to_string(),
-        )
-        .await?;
-        place(
-            &mut tx,
-            task_id,
-            placement,
-            Some(decider),
-            Some(comment),
-            now,
-        )
-        .await?;
+        audit(&mut tx, now, &format!("user:{decider}"), action, &format!("task:{task_id}"), &detail.to_string())
+            .await?;
+        place(&mut tx, task_id, placement, Some(decider), Some(comment), now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -635,70 +550,34 @@ impl Db {
     /// The assignment exists: the grant starts now and the task is granted.
     pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ?",
-        )
-        .bind(now)
-        .bind(now + g.duration_secs)
-        .bind(g.id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(now + g.duration_secs)
+            .bind(g.id)
+            .execute(&mut *tx)
+            .await?;
         set_task_state(&mut tx, g.task_id, "granted", now).await?;
         finish_job(&mut tx, job.id, "done", None, now).await?;
-        audit(
-            &mut tx,
-            now,
-            "worker",
-            "grant.activate",
-            &format!("task:{}", g.task_id),
-            "{}",
-        )
-        .await?;
+        audit(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The assignment is gone (or another grant still needs it): the grant has ended.
-    pub async fn revoked(
-        &self,
-        job: &JobRow,
-        g: &GrantRow,
-        kept_for_other: bool,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'ended' WHERE id = ?")
-            .bind(g.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE grants SET state = 'ended' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
         finish_job(&mut tx, job.id, "done", None, now).await?;
         let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
-        audit(
-            &mut tx,
-            now,
-            "worker",
-            "grant.revoke",
-            &format!("task:{}", g.task_id),
-            &detail.to_string(),
-        )
-        .await?;
+        audit(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Provisioning failed for good.
-    pub async fn provisioning_failed(
-        &self,
-        job: &JobRow,
-        g: &GrantRow,
-        error: &str,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn provisioning_failed(&self, job: &JobRow, g: &GrantRow, error: &str, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = ?")
-            .bind(g.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
         sqlx::query("UPDATE tasks SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?")
             .bind(error)
             .bind(now)
@@ -719,13 +598,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn retry_job(
-        &self,
-        job: &JobRow,
-        error: &str,
-        run_after: i64,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn retry_job(&self, job: &JobRow, error: &str, run_after: i64, now: i64) -> Result<()> {
         sqlx::query("UPDATE jobs SET locked_until = NULL, run_after = ?, last_error = ?, updated_at = ? WHERE id = ?")
             .bind(run_after)
             .bind(error)
@@ -740,28 +613,16 @@ impl Db {
     /// crash between the two cannot lose the revocation. Returns the affected task ids.
     pub async fn expire_due_grants(&self, now: i64) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
-        let due: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= ?",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (grant_id, task_id) in &due {
-            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?")
-                .bind(grant_id)
-                .execute(&mut *tx)
+        let due: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= ?")
+                .bind(now)
+                .fetch_all(&mut *tx)
                 .await?;
+        for (grant_id, task_id) in &due {
+            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?").bind(grant_id).execute(&mut *tx).await?;
             set_task_state(&mut tx, *task_id, "expired", now).await?;
             enqueue(&mut tx, "revoke", *grant_id, now).await?;
-            audit(
-                &mut tx,
-                now,
-                "worker",
-                "grant.expire",
-                &format!("task:{task_id}"),
-                "{}",
-            )
-            .await?;
+            audit(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
         }
         tx.commit().await?;
         Ok(due.into_iter().map(|(_, t)| t).collect())
@@ -785,20 +646,8 @@ impl Db {
                 .fetch_all(&self.pool)
                 .await?;
         let mut prev = String::new();
-        for AuditRow {
-            id,
-            at,
-            actor,
-            action,
-            subject,
-            detail,
-            prev_hash,
-            hash,
-        } in rows
-        {
-            if prev_hash != prev
-                || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail)
-            {
+        for AuditRow { id, at, actor, action, subject, detail, prev_hash, hash } in rows {
+            if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
                 return Ok(Some(id));
             }
             prev = hash;
@@ -845,10 +694,8 @@ async fn place(
         .execute(&mut **tx)
         .await?;
     if state == "provisioning" {
-        let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?")
-            .bind(task_id)
-            .fetch_one(&mut **tx)
-            .await?;
+        let grant_id: i64 =
+            sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?").bind(task_id).fetch_one(&mut **tx).await?;
         enqueue(tx, "provision", grant_id, now).await?;
     }
     Ok(())
@@ -865,24 +712,20 @@ async fn set_task_state(tx: &mut Tx, task_id: i64, state: &str, now: i64) -> Res
 }
 
 async fn enqueue(tx: &mut Tx, kind: &str, grant_id: i64, now: i64) -> Result<()> {
-    sqlx::query("INSERT INTO jobs (kind, grant_id, state, run_after, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)")
-        .bind(kind)
-        .bind(grant_id)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO jobs (kind, grant_id, state, run_after, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)",
+    )
+    .bind(kind)
+    .bind(grant_id)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-async fn finish_job(
-    tx: &mut Tx,
-    job_id: i64,
-    state: &str,
-    error: Option<&str>,
-    now: i64,
-) -> Result<()> {
+async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, now: i64) -> Result<()> {
     sqlx::query("UPDATE jobs SET state = ?, locked_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
         .bind(state)
         .bind(error)
@@ -895,41 +738,27 @@ async fn finish_job(
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
 /// any edit or deletion breaks the chain.
-pub async fn audit(
-    tx: &mut Tx,
-    at: i64,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    detail: &str,
-) -> Result<()> {
+pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
     let prev: Option<String> =
-        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
+        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let prev = prev.unwrap_or_default();
     let hash = audit_hash(&prev, at, actor, action, subject, detail);
-    sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .bind(at)
-        .bind(actor)
-        .bind(action)
-        .bind(subject)
-        .bind(detail)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-pub fn audit_hash(
-    prev: &str,
-    at: i64,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    detail: &str,
-) -> String {
+pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> String {
     let mut h = Sha256::new();
     for part in [prev, &at.to_string(), actor, action, subject, detail] {
         h.update((part.len() as u64).to_be_bytes());
@@ -948,24 +777,16 @@ mod tests {
         let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
         for i in 0..3 {
             let mut tx = db.begin().await.unwrap();
-            audit(&mut tx, i, "user:1", "test", "task:1", "{}")
-                .await
-                .unwrap();
+            audit(&mut tx, i, "user:1", "test", "task:1", "{}").await.unwrap();
             tx.commit().await.unwrap();
         }
         assert_eq!(db.audit_chain_break().await.unwrap(), None);
-        assert!(
-            sqlx::query("UPDATE audit_log SET actor = 'x'")
-                .execute(&db.pool)
-                .await
-                .is_err()
-        );
-        assert!(
-            sqlx::query("DELETE FROM audit_log")
-                .execute(&db.pool)
-                .await
-                .is_err()
-        );
+        assert!(sqlx::query("UPDATE audit_log SET actor = 'x'").execute(&db.pool).await.is_err());
+        assert!(sqlx::query("DELETE FROM audit_log").execute(&db.pool).await.is_err());
+        // Someone with raw database access who drops the guard still cannot edit unnoticed.
+        sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db.pool).await.unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(&db.pool).await.unwrap();
+        assert_eq!(db.audit_chain_break().await.unwrap(), Some(2));
     }
 
     #[tokio::test]
@@ -974,41 +795,14 @@ mod tests {
         let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
         db.set_password("alice", "hash").await.unwrap();
         let alice = db.user_by_name("alice").await.unwrap().unwrap();
-        db.create_device_code("h", "ABCD-EFGH", 100, 5)
-            .await
-            .unwrap();
-        assert_eq!(
-            db.poll_device_code("h", 10).await.unwrap(),
-            DevicePoll::Pending
-        );
-        assert_eq!(
-            db.poll_device_code("h", 11).await.unwrap(),
-            DevicePoll::SlowDown
-        );
-        assert!(
-            db.approve_device_code("ABCD-EFGH", alice.id, 12)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            db.poll_device_code("h", 20).await.unwrap(),
-            DevicePoll::Approved(alice.id)
-        );
-        assert_eq!(
-            db.poll_device_code("h", 30).await.unwrap(),
-            DevicePoll::Unknown
-        );
-        db.create_device_code("old", "WXYZ-WXYZ", 100, 5)
-            .await
-            .unwrap();
-        assert!(
-            !db.approve_device_code("WXYZ-WXYZ", alice.id, 100)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            db.poll_device_code("old", 100).await.unwrap(),
-            DevicePoll::Expired
-        );
+        db.create_device_code("h", "ABCD-EFGH", 100, 5).await.unwrap();
+        assert_eq!(db.poll_device_code("h", 10).await.unwrap(), DevicePoll::Pending);
+        assert_eq!(db.poll_device_code("h", 11).await.unwrap(), DevicePoll::SlowDown);
+        assert!(db.approve_device_code("ABCD-EFGH", alice.id, 12).await.unwrap());
+        assert_eq!(db.poll_device_code("h", 20).await.unwrap(), DevicePoll::Approved(alice.id));
+        assert_eq!(db.poll_device_code("h", 30).await.unwrap(), DevicePoll::Unknown);
+        db.create_device_code("old", "WXYZ-WXYZ", 100, 5).await.unwrap();
+        assert!(!db.approve_device_code("WXYZ-WXYZ", alice.id, 100).await.unwrap());
+        assert_eq!(db.poll_device_code("old", 100).await.unwrap(), DevicePoll::Expired);
     }
 }

@@ -37,14 +37,7 @@ pub struct ApiFailure(pub StatusCode, pub ApiError);
 
 impl ApiFailure {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiFailure {
-        ApiFailure(
-            status,
-            ApiError {
-                code: code.into(),
-                message: message.into(),
-                task_id: None,
-            },
-        )
+        ApiFailure(status, ApiError { code: code.into(), message: message.into(), task_id: None })
     }
 }
 
@@ -80,17 +73,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn me(
-    State(s): State<AppState>,
-    CurrentUser(u): CurrentUser,
-) -> Result<Json<Me>, ApiFailure> {
+async fn me(State(s): State<AppState>, CurrentUser(u): CurrentUser) -> Result<Json<Me>, ApiFailure> {
     let groups = s.db.user_groups(u.id).await?;
-    Ok(Json(Me {
-        username: u.username,
-        display_name: u.display_name,
-        email: u.email,
-        groups,
-    }))
+    Ok(Json(Me { username: u.username, display_name: u.display_name, email: u.email, groups }))
 }
 
 #[derive(Deserialize)]
@@ -109,10 +94,7 @@ async fn entitlements(
     Query(q): Query<PageQuery>,
 ) -> Result<Json<EntitlementPage>, ApiFailure> {
     let all = app::entitlements_for(&s, &u).await?;
-    let all: Vec<_> = all
-        .into_iter()
-        .filter(|e| q.kind.as_deref().is_none_or(|k| k == e.kind))
-        .collect();
+    let all: Vec<_> = all.into_iter().filter(|e| q.kind.as_deref().is_none_or(|k| k == e.kind)).collect();
     let start: usize = match q.page_token.as_deref() {
         None | Some("") => 0,
         Some(t) => t.parse().map_err(|_| {
@@ -143,9 +125,7 @@ async fn entitlement(
     CurrentUser(u): CurrentUser,
     Query(q): Query<EntitlementQuery>,
 ) -> Result<Json<cone_api::Entitlement>, ApiFailure> {
-    Ok(Json(
-        app::entitlement_for(&s, &u, &q.app_id, &q.entitlement_id).await?,
-    ))
+    Ok(Json(app::entitlement_for(&s, &u, &q.app_id, &q.entitlement_id).await?))
 }
 
 async fn create_task(
@@ -173,9 +153,7 @@ async fn get_task(
     Query(q): Query<TaskQuery>,
 ) -> Result<Json<Task>, ApiFailure> {
     let wait = std::time::Duration::from_secs(q.wait_secs.unwrap_or(0).min(60));
-    Ok(Json(
-        app::watch_task(&s, &u, id, q.known_state.as_deref(), wait).await?,
-    ))
+    Ok(Json(app::watch_task(&s, &u, id, q.known_state.as_deref(), wait).await?))
 }
 
 /// `POST /api/v1/tasks/{id}/approve` or `…/deny`.

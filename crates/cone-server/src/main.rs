@@ -17,11 +17,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::{Notify, broadcast};
 
 #[derive(Parser)]
-#[command(
-    name = "cone-server",
-    version,
-    about = "Cone control plane: just-in-time access to AWS"
-)]
+#[command(name = "cone-server", version, about = "Cone control plane: just-in-time access to AWS")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,10 +46,7 @@ enum Command {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CONE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()).await {
@@ -67,27 +60,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::SetPassword { config, username } => {
             let config = config::Config::load(&config)?;
             let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .context("cannot read the password from standard input")?;
+            std::io::stdin().lock().read_line(&mut password).context("cannot read the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
             if password.len() < 8 {
                 bail!("the password must have at least 8 characters");
             }
             let db = db::Db::open(&config.database).await?;
-            db.set_password(&username, &auth::hash_password(password)?)
-                .await?;
+            db.set_password(&username, &auth::hash_password(password)?).await?;
             eprintln!("Password set for {username}.");
             Ok(())
         }
         Command::VerifyAudit { config } => {
             let config = config::Config::load(&config)?;
-            match db::Db::open(&config.database)
-                .await?
-                .audit_chain_break()
-                .await?
-            {
+            match db::Db::open(&config.database).await?.audit_chain_break().await? {
                 None => {
                     eprintln!("The audit log is intact.");
                     Ok(())
@@ -103,19 +88,10 @@ async fn serve(config: config::Config) -> Result<()> {
     let db = db::Db::open(&config.database).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another server using it?",
-                config.listen
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {}; is another server using it?", config.listen))?;
     let addr = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"))
-        .trim_end_matches('/')
-        .to_string();
+    let public_url =
+        config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
     let connector = Arc::new(cone_aws::Connector::from_env(&config.aws.sso_region).await?);
     let state = http::AppState {
         db,
@@ -125,9 +101,7 @@ async fn serve(config: config::Config) -> Result<()> {
         wake: Arc::new(Notify::new()),
     };
     if let Err(e) = workers::sync_once(&state, &connector).await {
-        tracing::error!(
-            "initial sync with AWS failed; serving what the database holds and retrying later: {e:#}"
-        );
+        tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");
     }
     workers::spawn_reconciler(state.clone(), connector.clone());
     println!("READY {public_url}");

@@ -22,8 +22,7 @@ pub fn spawn_reconciler(s: AppState, connector: Arc<Connector>) {
 
 pub async fn sync_once(s: &AppState, connector: &Connector) -> anyhow::Result<()> {
     let snapshot = connector.sync().await?;
-    s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now())
-        .await
+    s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now()).await
 }
 
 pub async fn sync_periodically(s: AppState, connector: Arc<Connector>) {
@@ -96,13 +95,11 @@ async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
                 Ok(()) => s.db.provisioned(&job, &g, now()).await?,
                 Err(e) if e.is_retryable() && job.attempts < MAX_PROVISION_ATTEMPTS => {
                     tracing::warn!(job = job.id, "provisioning will be retried: {e}");
-                    s.db.retry_job(&job, &e.to_string(), now() + backoff(job.attempts), now())
-                        .await?
+                    s.db.retry_job(&job, &e.to_string(), now() + backoff(job.attempts), now()).await?
                 }
                 Err(e) => {
                     tracing::error!(job = job.id, "provisioning failed: {e}");
-                    s.db.provisioning_failed(&job, &g, &e.to_string(), now())
-                        .await?
+                    s.db.provisioning_failed(&job, &g, &e.to_string(), now()).await?
                 }
             },
             "revoke" => {
@@ -112,17 +109,8 @@ async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
                     match connector.unassign(&assignment(&g)).await {
                         Ok(()) => s.db.revoked(&job, &g, false, now()).await?,
                         Err(e) => {
-                            tracing::error!(
-                                job = job.id,
-                                "revocation failed and will be retried: {e}"
-                            );
-                            s.db.retry_job(
-                                &job,
-                                &e.to_string(),
-                                now() + backoff(job.attempts),
-                                now(),
-                            )
-                            .await?
+                            tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
+                            s.db.retry_job(&job, &e.to_string(), now() + backoff(job.attempts), now()).await?
                         }
                     }
                 }

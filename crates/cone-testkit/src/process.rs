@@ -10,10 +10,7 @@ use anyhow::{Context, Result, bail};
 
 /// The repository root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root exists")
 }
 
 /// A program from the project-local virtualenv that `cargo xtask` installs.
@@ -60,10 +57,7 @@ impl Child {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut inner = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let stdout = inner.stdout.take().context("child stdout")?;
-        let child = Child {
-            name: name.to_string(),
-            inner,
-        };
+        let child = Child { name: name.to_string(), inner };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -87,18 +81,10 @@ impl Child {
     }
 
     /// Starts `cmd` and waits until something accepts connections on `port`.
-    pub fn spawn_listening(
-        name: &str,
-        mut cmd: Command,
-        port: u16,
-        timeout: Duration,
-    ) -> Result<Child> {
+    pub fn spawn_listening(name: &str, mut cmd: Command, port: u16, timeout: Duration) -> Result<Child> {
         cmd.stdin(Stdio::null());
         let inner = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        let mut child = Child {
-            name: name.to_string(),
-            inner,
-        };
+        let mut child = Child { name: name.to_string(), inner };
         let deadline = Instant::now() + timeout;
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -140,14 +126,9 @@ impl Moto {
     pub fn start() -> Result<Moto> {
         let port = free_port()?;
         let mut cmd = Command::new(venv_bin("moto_server")?);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
         let child = Child::spawn_listening("moto", cmd, port, Duration::from_secs(60))?;
-        Ok(Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        })
+        Ok(Moto { child, endpoint: format!("http://127.0.0.1:{port}") })
     }
 
     /// Environment for any AWS client aimed at this moto (static test keys, no real AWS).

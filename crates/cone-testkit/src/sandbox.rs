@@ -53,16 +53,11 @@ impl Sandbox {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = dir.canonicalize()?;
         let moto = Moto::start()?;
-        let org = seed_sandbox(&moto.endpoint)
-            .await
-            .context("seeding the sandbox organisation into moto")?;
+        let org = seed_sandbox(&moto.endpoint).await.context("seeding the sandbox organisation into moto")?;
 
         let mut emu = Command::new(target_bin("idc-emulator")?);
-        emu.args(["--port", "0", "--region", "us-east-1"])
-            .envs(moto.aws_env())
-            .env("RUST_LOG", "warn");
-        let (emulator, emulator_url) =
-            Child::spawn_ready("idc-emulator", emu, Duration::from_secs(30))?;
+        emu.args(["--port", "0", "--region", "us-east-1"]).envs(moto.aws_env()).env("RUST_LOG", "warn");
+        let (emulator, emulator_url) = Child::spawn_ready("idc-emulator", emu, Duration::from_secs(30))?;
 
         let config = dir.join("cone-server.yaml");
         std::fs::write(
@@ -75,26 +70,13 @@ impl Sandbox {
         let server_bin = target_bin("cone-server")?;
         for user in ["alice", "bob", "carol"] {
             let mut set = Command::new(&server_bin);
-            set.args(["set-password", "--config"])
-                .arg(&config)
-                .arg(user);
+            set.args(["set-password", "--config"]).arg(&config).arg(user);
             run_with_stdin(set, &password(user))?;
         }
         let mut srv = Command::new(&server_bin);
-        srv.args(["serve", "--config"])
-            .arg(&config)
-            .envs(moto.aws_env())
-            .env("CONE_LOG", "warn");
+        srv.args(["serve", "--config"]).arg(&config).envs(moto.aws_env()).env("CONE_LOG", "warn");
         let (server, server_url) = Child::spawn_ready("cone-server", srv, Duration::from_secs(60))?;
-        Ok(Sandbox {
-            dir,
-            org,
-            moto,
-            emulator_url,
-            server_url,
-            server: Some(server),
-            _emulator: emulator,
-        })
+        Ok(Sandbox { dir, org, moto, emulator_url, server_url, server: Some(server), _emulator: emulator })
     }
 
     /// Stops cone-server (to show what works without it).
@@ -110,33 +92,16 @@ impl Sandbox {
     /// endpoint on this machine.
     pub fn env(&self, user: &str) -> Result<Vec<(String, String)>> {
         let home = self.home(user);
-        let cone_dir = target_bin("cone")?
-            .parent()
-            .context("target dir")?
-            .to_path_buf();
+        let cone_dir = target_bin("cone")?.parent().context("target dir")?.to_path_buf();
         let venv = venv_bin("aws")?.parent().context("venv dir")?.to_path_buf();
-        let path = format!(
-            "{}:{}:{}",
-            cone_dir.display(),
-            venv.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = format!("{}:{}:{}", cone_dir.display(), venv.display(), std::env::var("PATH").unwrap_or_default());
         Ok(vec![
             ("HOME".into(), home.display().to_string()),
             ("PATH".into(), path),
-            (
-                "AWS_CONFIG_FILE".into(),
-                home.join(".aws/config").display().to_string(),
-            ),
-            (
-                "AWS_SHARED_CREDENTIALS_FILE".into(),
-                home.join(".aws/credentials").display().to_string(),
-            ),
+            ("AWS_CONFIG_FILE".into(), home.join(".aws/config").display().to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), home.join(".aws/credentials").display().to_string()),
             ("AWS_ENDPOINT_URL_SSO".into(), self.emulator_url.clone()),
-            (
-                "AWS_ENDPOINT_URL_SSO_OIDC".into(),
-                self.emulator_url.clone(),
-            ),
+            ("AWS_ENDPOINT_URL_SSO_OIDC".into(), self.emulator_url.clone()),
             ("AWS_ENDPOINT_URL_STS".into(), self.moto.endpoint.clone()),
         ])
     }
@@ -198,16 +163,8 @@ impl Sandbox {
     pub async fn sign_in(&self, user: &str) -> Result<String> {
         let http = reqwest::Client::new();
         let code = self.start_and_read_code(user, &["login", &self.server_url], "Code: ")?;
-        let form = [
-            ("user_code", code.1.as_str()),
-            ("username", user),
-            ("password", &password(user)),
-        ];
-        let resp = http
-            .post(format!("{}/device", self.server_url))
-            .form(&form)
-            .send()
-            .await?;
+        let form = [("user_code", code.1.as_str()), ("username", user), ("password", &password(user))];
+        let resp = http.post(format!("{}/device", self.server_url)).form(&form).send().await?;
         if !resp.status().is_success() {
             bail!("the server refused {user}'s sign-in: {}", resp.status());
         }
@@ -215,47 +172,25 @@ impl Sandbox {
 
         let setup = self.cone(
             user,
-            &[
-                "aws",
-                "setup",
-                "--sso-url",
-                START_URL,
-                "--sso-region",
-                "us-east-1",
-                "--region",
-                "us-east-1",
-            ],
+            &["aws", "setup", "--sso-url", START_URL, "--sso-region", "us-east-1", "--region", "us-east-1"],
         )?;
-        let setup_text = String::from_utf8_lossy(&setup.stdout).to_string()
-            + &String::from_utf8_lossy(&setup.stderr);
+        let setup_text = String::from_utf8_lossy(&setup.stdout).to_string() + &String::from_utf8_lossy(&setup.stderr);
         if !setup.status.success() {
             bail!("cone aws setup failed: {setup_text}");
         }
 
         let code = self.start_and_read_code(user, &["aws", "login"], "and confirm this code: ")?;
         let body = serde_json::json!({ "user_code": code.1, "user_name": user });
-        let resp = http
-            .post(format!("{}/_emu/device/approve", self.emulator_url))
-            .json(&body)
-            .send()
-            .await?;
+        let resp = http.post(format!("{}/_emu/device/approve", self.emulator_url)).json(&body).send().await?;
         if !resp.status().is_success() {
-            bail!(
-                "the emulator refused to approve {user}'s sign-in: {}",
-                resp.text().await.unwrap_or_default()
-            );
+            bail!("the emulator refused to approve {user}'s sign-in: {}", resp.text().await.unwrap_or_default());
         }
         wait_ok(code.0, "cone aws login")?;
         Ok(setup_text)
     }
 
     /// Starts `cone ARGS` and returns it with the code it printed after `prefix` on stderr.
-    fn start_and_read_code(
-        &self,
-        user: &str,
-        args: &[&str],
-        prefix: &str,
-    ) -> Result<(std::process::Child, String)> {
+    fn start_and_read_code(&self, user: &str, args: &[&str], prefix: &str) -> Result<(std::process::Child, String)> {
         let mut cmd = self.detached(user, "cone")?;
         cmd.args(args).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("starting cone")?;
@@ -264,10 +199,7 @@ impl Sandbox {
         let code = loop {
             let Some(line) = lines.next() else {
                 let status = child.wait()?;
-                bail!(
-                    "`cone {}` exited ({status}) without printing a code",
-                    args.join(" ")
-                );
+                bail!("`cone {}` exited ({status}) without printing a code", args.join(" "));
             };
             if let Some(code) = line?.strip_prefix(prefix) {
                 break code.trim().to_string();
@@ -289,23 +221,11 @@ fn wait_ok(mut child: std::process::Child, what: &str) -> Result<()> {
 
 fn run_with_stdin(mut cmd: Command, input: &str) -> Result<()> {
     use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(format!("{input}\n").as_bytes())?;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().context("stdin")?.write_all(format!("{input}\n").as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!(
-            "{:?} failed: {}",
-            cmd.get_program(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{:?} failed: {}", cmd.get_program(), String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }

@@ -11,9 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_identitystore::types::{Email, MemberId, Name};
-use aws_sdk_organizations::types::{
-    CreateAccountState, CreateAccountStatus, OrganizationFeatureSet,
-};
+use aws_sdk_organizations::types::{CreateAccountState, CreateAccountStatus, OrganizationFeatureSet};
 use aws_sdk_ssoadmin::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ssoadmin::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ssoadmin::types::ProvisionTargetType;
@@ -49,26 +47,15 @@ impl SandboxOrg {
 }
 
 fn lookup<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 const MEMBER_ACCOUNTS: [&str; 3] = ["Production", "Staging", "Sandbox"];
 
 /// `(name, description, AWS managed policy)` of the seeded permission sets.
 const PERMISSION_SETS: [(&str, &str, &str); 3] = [
-    (
-        "AdministratorAccess",
-        "Full access to AWS services and resources",
-        "arn:aws:iam::aws:policy/AdministratorAccess",
-    ),
-    (
-        "ReadOnlyAccess",
-        "Read-only access to AWS services and resources",
-        "arn:aws:iam::aws:policy/ReadOnlyAccess",
-    ),
+    ("AdministratorAccess", "Full access to AWS services and resources", "arn:aws:iam::aws:policy/AdministratorAccess"),
+    ("ReadOnlyAccess", "Read-only access to AWS services and resources", "arn:aws:iam::aws:policy/ReadOnlyAccess"),
     (
         "DatabaseAdministrator",
         "Set up, configure and maintain AWS database services",
@@ -77,11 +64,8 @@ const PERMISSION_SETS: [(&str, &str, &str); 3] = [
 ];
 
 /// `(user name, given name, family name)` of the seeded users; the email is `<user name>@example.com`.
-const USERS: [(&str, &str, &str); 3] = [
-    ("alice", "Alice", "Anders"),
-    ("bob", "Bob", "Berg"),
-    ("carol", "Carol", "Chen"),
-];
+const USERS: [(&str, &str, &str); 3] =
+    [("alice", "Alice", "Anders"), ("bob", "Bob", "Berg"), ("carol", "Carol", "Chen")];
 
 const APPROVERS_GROUP: &str = "approvers";
 
@@ -109,12 +93,8 @@ pub async fn seed_sandbox(endpoint: &str) -> Result<SandboxOrg> {
     let ids = aws_sdk_identitystore::Client::new(&sdk);
 
     // Organisation and member accounts.
-    let created = org
-        .create_organization()
-        .feature_set(OrganizationFeatureSet::All)
-        .send()
-        .await
-        .ctx("CreateOrganization")?;
+    let created =
+        org.create_organization().feature_set(OrganizationFeatureSet::All).send().await.ctx("CreateOrganization")?;
     let management_account_id = created
         .organization()
         .and_then(|o| o.master_account_id())
@@ -124,34 +104,18 @@ pub async fn seed_sandbox(endpoint: &str) -> Result<SandboxOrg> {
     let mut accounts = Vec::new();
     for name in MEMBER_ACCOUNTS {
         let email = format!("{}@example.com", name.to_lowercase());
-        let out = org
-            .create_account()
-            .account_name(name)
-            .email(&email)
-            .send()
-            .await
-            .ctx(format!("CreateAccount {name}"))?;
-        let status = out
-            .create_account_status
-            .with_context(|| format!("CreateAccount {name} returned no status"))?;
+        let out =
+            org.create_account().account_name(name).email(&email).send().await.ctx(format!("CreateAccount {name}"))?;
+        let status = out.create_account_status.with_context(|| format!("CreateAccount {name} returned no status"))?;
         let id = wait_for_account(&org, name, status).await?;
         accounts.push((name.to_string(), id));
     }
 
     // The Identity Center instance (moto creates one per account and region).
     let instances = sso.list_instances().send().await.ctx("ListInstances")?;
-    let instance = instances
-        .instances()
-        .first()
-        .context("ListInstances returned no IAM Identity Center instance")?;
-    let instance_arn = instance
-        .instance_arn()
-        .context("the instance has no InstanceArn")?
-        .to_string();
-    let identity_store_id = instance
-        .identity_store_id()
-        .context("the instance has no IdentityStoreId")?
-        .to_string();
+    let instance = instances.instances().first().context("ListInstances returned no IAM Identity Center instance")?;
+    let instance_arn = instance.instance_arn().context("the instance has no InstanceArn")?.to_string();
+    let identity_store_id = instance.identity_store_id().context("the instance has no IdentityStoreId")?.to_string();
 
     // Permission sets, their AWS managed policies, and provisioning to every member account.
     let mut permission_sets = Vec::new();
@@ -183,18 +147,11 @@ pub async fn seed_sandbox(endpoint: &str) -> Result<SandboxOrg> {
             // moto 5.2.1 reads the policy path from a key its data does not have, so it only knows AWS managed
             // policies at path "/" and refuses arn:aws:iam::aws:policy/job-function/…. The ARN above is the
             // real one; going without the attachment changes nothing Cone looks at.
-            Err(e)
-                if policy_arn.contains("/job-function/")
-                    && e.code() == Some("ResourceNotFoundException") =>
-            {
-                eprintln!(
-                    "seed: moto does not know {policy_arn}; permission set {name} stays without it"
-                );
+            Err(e) if policy_arn.contains("/job-function/") && e.code() == Some("ResourceNotFoundException") => {
+                eprintln!("seed: moto does not know {policy_arn}; permission set {name} stays without it");
             }
             Err(e) => {
-                return Err(e).ctx(format!(
-                    "AttachManagedPolicyToPermissionSet {policy_arn} to {name}"
-                ));
+                return Err(e).ctx(format!("AttachManagedPolicyToPermissionSet {policy_arn} to {name}"));
             }
         }
 
@@ -206,9 +163,7 @@ pub async fn seed_sandbox(endpoint: &str) -> Result<SandboxOrg> {
                 .target_id(account_id)
                 .send()
                 .await
-                .ctx(format!(
-                    "ProvisionPermissionSet {name} to {account_name} ({account_id})"
-                ))?;
+                .ctx(format!("ProvisionPermissionSet {name} to {account_name} ({account_id})"))?;
         }
         permission_sets.push((name.to_string(), arn));
     }
@@ -216,22 +171,13 @@ pub async fn seed_sandbox(endpoint: &str) -> Result<SandboxOrg> {
     // Identity-store users and the approvers group.
     let mut users = Vec::new();
     for (user_name, given, family) in USERS {
-        let email = Email::builder()
-            .value(format!("{user_name}@example.com"))
-            .r#type("work")
-            .primary(true)
-            .build();
+        let email = Email::builder().value(format!("{user_name}@example.com")).r#type("work").primary(true).build();
         let out = ids
             .create_user()
             .identity_store_id(&identity_store_id)
             .user_name(user_name)
             .display_name(format!("{given} {family}"))
-            .name(
-                Name::builder()
-                    .given_name(given)
-                    .family_name(family)
-                    .build(),
-            )
+            .name(Name::builder().given_name(given).family_name(family).build())
             .emails(email)
             .send()
             .await
@@ -248,9 +194,7 @@ pub async fn seed_sandbox(endpoint: &str) -> Result<SandboxOrg> {
         .await
         .ctx("CreateGroup approvers")?;
     let approvers_group_id = group.group_id;
-    let bob = lookup(&users, "bob")
-        .context("bob was not created")?
-        .to_string();
+    let bob = lookup(&users, "bob").context("bob was not created")?.to_string();
     ids.create_group_membership()
         .identity_store_id(&identity_store_id)
         .group_id(&approvers_group_id)
@@ -288,19 +232,14 @@ async fn wait_for_account(
             Some(CreateAccountState::Failed) => {
                 bail!(
                     "creating account {name} failed: {}",
-                    status
-                        .failure_reason()
-                        .map(|r| r.as_str())
-                        .unwrap_or("no reason given")
+                    status.failure_reason().map(|r| r.as_str()).unwrap_or("no reason given")
                 )
             }
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let request_id = status
-            .id()
-            .with_context(|| format!("CreateAccount {name} returned no request id"))?
-            .to_string();
+        let request_id =
+            status.id().with_context(|| format!("CreateAccount {name} returned no request id"))?.to_string();
         status = org
             .describe_create_account_status()
             .create_account_request_id(&request_id)
@@ -324,11 +263,6 @@ where
     R: std::fmt::Debug,
 {
     fn ctx(self, what: impl Display) -> Result<T> {
-        self.map_err(|e| {
-            anyhow!(
-                "seeding the sandbox into moto: {what} failed: {}",
-                DisplayErrorContext(&e)
-            )
-        })
+        self.map_err(|e| anyhow!("seeding the sandbox into moto: {what} failed: {}", DisplayErrorContext(&e)))
     }
 }

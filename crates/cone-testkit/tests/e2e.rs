@@ -7,27 +7,18 @@ use std::time::{Duration, Instant};
 use cone_testkit::{Sandbox, moto_sdk_config};
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 fn assert_ok(o: &Output, what: &str) -> String {
     let (out, err) = text(o);
-    assert!(
-        o.status.success(),
-        "{what} failed\nstdout: {out}\nstderr: {err}"
-    );
+    assert!(o.status.success(), "{what} failed\nstdout: {out}\nstderr: {err}");
     out
 }
 
 fn assert_fails_with(o: &Output, what: &str, needles: &[&str]) -> String {
     let (out, err) = text(o);
-    assert!(
-        !o.status.success(),
-        "{what} should have failed\nstdout: {out}\nstderr: {err}"
-    );
+    assert!(!o.status.success(), "{what} should have failed\nstdout: {out}\nstderr: {err}");
     for n in needles {
         assert!(err.contains(n), "{what}: stderr lacks {n:?}\nstderr: {err}");
     }
@@ -36,14 +27,8 @@ fn assert_fails_with(o: &Output, what: &str, needles: &[&str]) -> String {
 
 /// The task id in "cone task get N".
 fn task_id(message: &str) -> String {
-    let at = message
-        .find("cone task get ")
-        .expect("message names a task")
-        + "cone task get ".len();
-    message[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect()
+    let at = message.find("cone task get ").expect("message names a task") + "cone task get ".len();
+    message[at..].chars().take_while(char::is_ascii_digit).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,91 +36,62 @@ async fn auto_approved_request_then_cached_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let mut sb = Sandbox::start(dir.path(), "").await.unwrap();
     let setup = sb.sign_in("alice").await.unwrap();
-    assert!(
-        setup.contains("staging-readonlyaccess")
-            && setup.contains("production-databaseadministrator"),
-        "{setup}"
-    );
+    assert!(setup.contains("staging-readonlyaccess") && setup.contains("production-databaseadministrator"), "{setup}");
 
     // Re-running setup skips what exists and warns when the AWS CLI is missing.
     let cone = cone_testkit::target_bin("cone").unwrap();
     let mut again = sb.detached("alice", cone.to_str().unwrap()).unwrap();
-    let o = again
-        .args(["aws", "setup"])
-        .env("PATH", "/nonexistent")
-        .output()
-        .unwrap();
+    let o = again.args(["aws", "setup"]).env("PATH", "/nonexistent").output().unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(
-        out.contains("exists   staging-readonlyaccess") && !out.contains("added"),
-        "{out}"
-    );
-    assert!(
-        err.contains("The AWS CLI is required but was not found on PATH"),
-        "{err}"
-    );
+    assert!(out.contains("exists   staging-readonlyaccess") && !out.contains("added"), "{out}");
+    assert!(err.contains("The AWS CLI is required but was not found on PATH"), "{err}");
 
     // Through the AWS CLI: the whole JIT flow, then the assumed Identity Center role.
-    let o = sb
-        .caller_identity("alice", "staging-readonlyaccess")
-        .unwrap();
+    let o = sb.caller_identity("alice", "staging-readonlyaccess").unwrap();
     let out = assert_ok(&o, "aws sts get-caller-identity");
     let staging = sb.org.account_id("Staging").unwrap();
-    assert!(
-        out.contains(&format!(
-            "arn:aws:sts::{staging}:assumed-role/AWSReservedSSO_ReadOnlyAccess_"
-        )),
-        "{out}"
-    );
+    assert!(out.contains(&format!("arn:aws:sts::{staging}:assumed-role/AWSReservedSSO_ReadOnlyAccess_")), "{out}");
 
     // Directly: the seed's messages on stderr, credential_process JSON on stdout.
-    let o = sb
-        .cone(
-            "alice",
-            &["aws", "credentials", "production-readonlyaccess"],
-        )
-        .unwrap();
+    let o = sb.cone("alice", &["aws", "credentials", "production-readonlyaccess"]).unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains(
-            "No active grant for \"production-readonlyaccess\" — submitting access request..."
-        ),
-        "{err}"
-    );
-    assert!(
-        err.contains("Access request submitted (task: ") && err.contains("Access granted!"),
-        "{err}"
-    );
+    assert!(err.contains("No active grant for \"production-readonlyaccess\" — submitting access request..."), "{err}");
+    assert!(err.contains("Access request submitted (task: ") && err.contains("Access granted!"), "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["Version"], 1);
     assert_eq!(json["AccountId"], sb.org.account_id("Production").unwrap());
     assert!(json["AccessKeyId"].as_str().is_some_and(|k| !k.is_empty()));
 
+    // Who am I, and every secret-bearing file private.
+    let o = sb.cone("alice", &["whoami"]).unwrap();
+    assert!(assert_ok(&o, "whoami").contains("alice@example.com"));
+    let home = sb.home("alice");
+    let mut private =
+        vec![home.join(".conductorone/token.json"), home.join(".conductorone/config.yaml"), home.join(".aws/config")];
+    for dir in [".aws/sso/cache", ".aws/cli/cache"] {
+        private.extend(std::fs::read_dir(home.join(dir)).unwrap().map(|e| e.unwrap().path()));
+    }
+    assert!(private.len() >= 6, "{private:?}");
+    for path in private {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
+
     // The grant is 8 h and the role session 1 h: the cached credential serves the next calls with the server down.
     sb.stop_server();
-    let o = sb
-        .caller_identity("alice", "staging-readonlyaccess")
-        .unwrap();
+    let o = sb.caller_identity("alice", "staging-readonlyaccess").unwrap();
     assert!(assert_ok(&o, "cached call").contains("AWSReservedSSO_ReadOnlyAccess_"));
-    let o = sb
-        .caller_identity("alice", "sandbox-readonlyaccess")
-        .unwrap();
-    assert_fails_with(
-        &o,
-        "call with the server down",
-        &["Cannot reach the Cone server"],
-    );
+    let o = sb.caller_identity("alice", "sandbox-readonlyaccess").unwrap();
+    assert_fails_with(&o, "call with the server down", &["Cannot reach the Cone server"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_denial_pending_and_form() {
     let dir = tempfile::tempdir().unwrap();
     let deny_sandbox_admin = "  - name: no-admin-in-sandbox\n    match: { account: Sandbox, permission_set: AdministratorAccess }\n    max_duration: 1h\n    steps: [reject]\n";
-    let sb = Sandbox::start(dir.path(), deny_sandbox_admin)
-        .await
-        .unwrap();
+    let sb = Sandbox::start(dir.path(), deny_sandbox_admin).await.unwrap();
     sb.sign_in("alice").await.unwrap();
     sb.sign_in("bob").await.unwrap();
     let admin = "production-administratoraccess";
@@ -162,11 +118,7 @@ async fn approval_denial_pending_and_form() {
 
     // Requesters cannot approve their own requests, nor can people outside the approving group.
     let o = sb.cone("alice", &["task", "approve", &id]).unwrap();
-    assert_fails_with(
-        &o,
-        "alice approving",
-        &["You cannot approve or deny your own request"],
-    );
+    assert_fails_with(&o, "alice approving", &["You cannot approve or deny your own request"]);
     sb.sign_in("carol").await.unwrap();
     let o = sb.cone("carol", &["task", "approve", &id]).unwrap();
     assert_fails_with(&o, "carol approving", &["There is no task"]);
@@ -181,33 +133,20 @@ async fn approval_denial_pending_and_form() {
     assert!(assert_ok(&o, "retry after approval").contains("AWSReservedSSO_AdministratorAccess_"));
 
     // A policy that rejects.
-    let o = sb
-        .caller_identity("alice", "sandbox-administratoraccess")
-        .unwrap();
-    assert_fails_with(
-        &o,
-        "denied request",
-        &["Access request for \"sandbox-administratoraccess\" was denied"],
-    );
+    let o = sb.caller_identity("alice", "sandbox-administratoraccess").unwrap();
+    assert_fails_with(&o, "denied request", &["Access request for \"sandbox-administratoraccess\" was denied"]);
 
     // An approver's denial.
-    let o = sb
-        .caller_identity("alice", "staging-administratoraccess")
-        .unwrap();
-    let id = task_id(&assert_fails_with(
-        &o,
-        "staging admin",
-        &["requires approval"],
-    ));
-    let o = sb
-        .cone("bob", &["task", "deny", &id, "--comment", "not today"])
-        .unwrap();
+    let o = sb.caller_identity("alice", "staging-administratoraccess").unwrap();
+    let id = task_id(&assert_fails_with(&o, "staging admin", &["requires approval"]));
+    let o = sb.cone("bob", &["task", "deny", &id, "--comment", "not today"]).unwrap();
     assert!(assert_ok(&o, "bob denying").contains("State:       denied"));
 
+    let o = sb.cone("bob", &["whoami"]).unwrap();
+    assert!(assert_ok(&o, "bob whoami").contains("Groups: approvers"));
+
     // An entitlement with a request form.
-    let o = sb
-        .caller_identity("alice", "production-databaseadministrator")
-        .unwrap();
+    let o = sb.caller_identity("alice", "production-databaseadministrator").unwrap();
     let production = sb.org.account_id("Production").unwrap();
     let err = assert_fails_with(
         &o,
@@ -217,41 +156,24 @@ async fn approval_denial_pending_and_form() {
             &format!("cone get --app-id aws --entitlement-id '{production}|arn:aws:sso:::"),
         ],
     );
-    let line = err
-        .lines()
-        .find(|l| l.trim_start().starts_with("cone get"))
-        .unwrap();
+    let line = err.lines().find(|l| l.trim_start().starts_with("cone get")).unwrap();
     let entitlement = line.split('\'').nth(1).unwrap();
-    let o = sb
-        .cone(
-            "alice",
-            &["get", "--app-id", "aws", "--entitlement-id", entitlement],
-        )
-        .unwrap();
+    let o = sb.cone("alice", &["get", "--app-id", "aws", "--entitlement-id", entitlement]).unwrap();
     assert_fails_with(&o, "cone get without the form", &["--form-data"]);
     let o = sb
-        .cone(
-            "alice",
-            &[
-                "get",
-                "-a",
-                "aws",
-                "-e",
-                entitlement,
-                "--form-data",
-                r#"{"ticket": "OPS-42"}"#,
-                "-d",
-                "30m",
-            ],
-        )
+        .cone("alice", &["get", "-a", "aws", "-e", entitlement, "--form-data", r#"{"ticket": "OPS-42"}"#, "-d", "30m"])
         .unwrap();
     assert!(assert_ok(&o, "cone get with the form").contains("Duration:    30m"));
-    let o = sb
-        .caller_identity("alice", "production-databaseadministrator")
+    let o = sb.caller_identity("alice", "production-databaseadministrator").unwrap();
+    assert!(assert_ok(&o, "after the form request").contains("AWSReservedSSO_DatabaseAdministrator_"));
+
+    // Every decision above left an intact audit chain.
+    let o = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+        .args(["verify-audit", "--config"])
+        .arg(sb.dir.join("cone-server.yaml"))
+        .output()
         .unwrap();
-    assert!(
-        assert_ok(&o, "after the form request").contains("AWSReservedSSO_DatabaseAdministrator_")
-    );
+    assert!(text(&o).1.contains("The audit log is intact."), "{:?}", text(&o));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,9 +182,7 @@ async fn expiry_removes_the_assignment() {
     let short = "  - name: short-sandbox-readonly\n    match: { account: Sandbox, permission_set: ReadOnlyAccess }\n    max_duration: 20s\n    steps: [accept]\n";
     let sb = Sandbox::start(dir.path(), short).await.unwrap();
     sb.sign_in("alice").await.unwrap();
-    let o = sb
-        .caller_identity("alice", "sandbox-readonlyaccess")
-        .unwrap();
+    let o = sb.caller_identity("alice", "sandbox-readonlyaccess").unwrap();
     assert!(assert_ok(&o, "short grant").contains("AWSReservedSSO_ReadOnlyAccess_"));
 
     let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
@@ -282,10 +202,7 @@ async fn expiry_removes_the_assignment() {
     assert_eq!(assignments().await, 1);
     let deadline = Instant::now() + Duration::from_secs(60);
     while assignments().await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the assignment outlived its grant by more than 40 s"
-        );
+        assert!(Instant::now() < deadline, "the assignment outlived its grant by more than 40 s");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -294,8 +211,7 @@ async fn expiry_removes_the_assignment() {
         .unwrap()
         .filter_map(Result::ok)
         .find_map(|e| {
-            let v: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
             v["accessToken"].as_str().map(String::from)
         })
         .expect("cone cached an Identity Center token");
@@ -316,19 +232,10 @@ async fn expiry_removes_the_assignment() {
             ],
         )
         .unwrap();
-    assert_fails_with(
-        &o,
-        "role credentials after expiry",
-        &["ForbiddenException", "No access"],
-    );
-    let o = sb
-        .cone("alice", &["aws", "credentials", "sandbox-readonlyaccess"])
-        .unwrap();
+    assert_fails_with(&o, "role credentials after expiry", &["ForbiddenException", "No access"]);
+    let o = sb.cone("alice", &["aws", "credentials", "sandbox-readonlyaccess"]).unwrap();
     let (_, err) = text(&o);
-    assert!(
-        err.contains("No active grant for \"sandbox-readonlyaccess\""),
-        "{err}"
-    );
+    assert!(err.contains("No active grant for \"sandbox-readonlyaccess\""), "{err}");
 }
 
 /// `cargo xtask sandbox --demo`, minus the build: the README's first command keeps working.
@@ -342,9 +249,56 @@ fn sandbox_demo() {
         .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
-    assert!(
-        out.contains("Access granted!")
-            && out.contains("assumed-role/AWSReservedSSO_ReadOnlyAccess_"),
-        "{out}"
-    );
+    assert!(out.contains("Access granted!") && out.contains("assumed-role/AWSReservedSSO_ReadOnlyAccess_"), "{out}");
+}
+
+/// Terraform and IDEs start many `credential_process` calls at once. With an expired (but refreshable)
+/// Identity Center token and no grant, 64 of them make one refresh, one request, and no broken file.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_credential_processes_make_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(dir.path(), "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    let cache = sb.home("alice").join(".aws/sso/cache");
+    let token_path = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("accessToken"))
+        .unwrap();
+    let mut token: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&token_path).unwrap()).unwrap();
+    token["expiresAt"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&token_path, token.to_string()).unwrap();
+
+    let children: Vec<_> = (0..64)
+        .map(|_| {
+            let mut cmd = sb.detached("alice", "cone").unwrap();
+            cmd.args(["aws", "credentials", "staging-readonlyaccess"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let mut keys = std::collections::BTreeSet::new();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        let out = assert_ok(&o, "parallel credential_process");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        keys.insert(json["AccessKeyId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(keys.len(), 1, "every process got the one cached credential");
+
+    // One request: task 1 exists, task 2 does not.
+    assert_ok(&sb.cone("alice", &["task", "get", "1"]).unwrap(), "task 1");
+    assert_fails_with(&sb.cone("alice", &["task", "get", "2"]).unwrap(), "task 2", &["There is no task 2"]);
+    // The token was refreshed (once: the emulator rotates refresh tokens, so a second refresh would have failed
+    // and, with no terminal to sign in from, failed its process) and every cache file is whole.
+    let refreshed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&token_path).unwrap()).unwrap();
+    assert_ne!(refreshed["expiresAt"], "2020-01-01T00:00:00Z");
+    for dir in [cache, sb.home("alice").join(".aws/cli/cache")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        }
+    }
 }

@@ -10,7 +10,6 @@ use cone_core::awsconfig::ConfigFile;
 use cone_core::naming;
 use cone_core::task::TaskState;
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 
 use crate::client::{Api, Failure};
 use crate::files;
@@ -34,16 +33,14 @@ pub struct SetupArgs {
 pub async fn setup(args: SetupArgs) -> Result<()> {
     let mut settings = Settings::load()?;
     let old = settings.aws.clone();
-    let sso_start_url = args
-        .sso_url
-        .or_else(|| old.as_ref().map(|a| a.sso_start_url.clone()))
-        .context("--sso-url is required the first time; it is your AWS access portal URL, like https://myorg.awsapps.com/start")?;
+    let sso_start_url = args.sso_url.or_else(|| old.as_ref().map(|a| a.sso_start_url.clone())).context(
+        "--sso-url is required the first time; it is your AWS access portal URL, like https://myorg.awsapps.com/start",
+    )?;
     if !sso_start_url.starts_with("https://") {
         bail!("--sso-url must start with https:// (for example https://myorg.awsapps.com/start)");
     }
     let pick = |flag: Option<String>, saved: Option<&String>| {
-        flag.or_else(|| saved.cloned())
-            .unwrap_or_else(|| "us-east-1".into())
+        flag.or_else(|| saved.cloned()).unwrap_or_else(|| "us-east-1".into())
     };
     let aws = AwsSettings {
         sso_region: pick(args.sso_region, old.as_ref().map(|a| &a.sso_region)),
@@ -53,9 +50,7 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
     settings.aws = Some(aws.clone());
     settings.save()?;
 
-    let entitlements = Api::from_saved()?
-        .entitlements(cone_api::KIND_AWS_PERMISSION_SET)
-        .await?;
+    let entitlements = Api::from_saved()?.entitlements(cone_api::KIND_AWS_PERMISSION_SET).await?;
     let mut ui = Ui::new();
     if entitlements.is_empty() {
         ui.say("No AWS permission sets are visible to you in Cone, so no profiles were written. If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.");
@@ -74,10 +69,7 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
         doc.add_profile(
             &name,
             &[
-                (
-                    "credential_process",
-                    format!("{exe} aws credentials {name}"),
-                ),
+                ("credential_process", format!("{exe} aws credentials {name}")),
                 ("region", naming::ini_value(&aws.region)),
                 ("cone_app_id", naming::ini_value(&e.app_id)),
                 ("cone_entitlement_id", naming::ini_value(&e.id)),
@@ -96,12 +88,7 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
     for name in &skipped {
         println!("exists   {name}");
     }
-    ui.say(&format!(
-        "{} profile(s) added, {} already present, in {}.",
-        added.len(),
-        skipped.len(),
-        path.display()
-    ));
+    ui.say(&format!("{} profile(s) added, {} already present, in {}.", added.len(), skipped.len(), path.display()));
     if !on_path("aws") {
         ui.say("The AWS CLI is required but was not found on PATH. Install AWS CLI v2 and make sure the `aws` command is available in your shell.");
     }
@@ -112,8 +99,7 @@ fn on_path(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| {
-            std::fs::metadata(dir.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
 }
@@ -121,23 +107,13 @@ fn on_path(program: &str) -> bool {
 /// `<account>-<role>` for each entitlement; when two entitlements would share a name, every one of them gets
 /// its account id appended, so the result does not depend on the order the server lists them in.
 fn profile_names(entitlements: &[Entitlement]) -> Vec<(String, &Entitlement)> {
-    let base: Vec<String> = entitlements
-        .iter()
-        .map(|e| naming::profile_name(&e.resource_name, &e.role_name))
-        .collect();
+    let base: Vec<String> = entitlements.iter().map(|e| naming::profile_name(&e.resource_name, &e.role_name)).collect();
     let mut named: Vec<(String, &Entitlement)> = entitlements
         .iter()
         .zip(&base)
         .map(|(e, b)| {
             let clash = base.iter().filter(|x| *x == b).count() > 1;
-            (
-                if clash {
-                    naming::profile_name(&format!("{b}-{}", e.account_id), "")
-                } else {
-                    b.clone()
-                },
-                e,
-            )
+            (if clash { naming::profile_name(&format!("{b}-{}", e.account_id), "") } else { b.clone() }, e)
         })
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -156,7 +132,7 @@ pub fn setup_show() -> Result<()> {
 pub async fn login() -> Result<()> {
     let settings = Settings::load()?;
     let sso = Sso::new(settings.aws()?).await;
-    sso.login(&mut Ui::new()).await?;
+    sso.login_now(&mut Ui::new()).await?;
     Ok(())
 }
 
@@ -173,22 +149,17 @@ fn read_profile(name: &str) -> Result<ConeProfile> {
     let path = files::aws_config_path()?;
     let doc = ConfigFile::parse(&files::read_optional(&path)?.unwrap_or_default());
     let keys = doc.profile(name).with_context(|| {
-        format!(
-            "There is no profile \"{name}\" in {}; run `cone aws setup` to create it.",
-            path.display()
-        )
+        format!("There is no profile \"{name}\" in {}; run `cone aws setup` to create it.", path.display())
     })?;
     let get = |k: &str| keys.get(k).filter(|v| !v.is_empty()).cloned();
-    let (Some(app_id), Some(entitlement_id)) = (get("cone_app_id"), get("cone_entitlement_id"))
-    else {
+    let (Some(app_id), Some(entitlement_id)) = (get("cone_app_id"), get("cone_entitlement_id")) else {
         bail!(
             "Missing cone_app_id or cone_entitlement_id in profile \"{name}\". Delete the profile from {} and re-run `cone aws setup` to recreate it.",
             path.display()
         );
     };
-    let account_id = get("cone_account_id")
-        .or_else(|| entitlement_id.split('|').next().map(String::from))
-        .unwrap_or_default();
+    let account_id =
+        get("cone_account_id").or_else(|| entitlement_id.split('|').next().map(String::from)).unwrap_or_default();
     Ok(ConeProfile {
         name: name.into(),
         app_id,
@@ -230,17 +201,18 @@ struct CachedCredentials {
     account_id: String,
 }
 
-fn cache_path(start_url: &str, account_id: &str, role_name: &str) -> Result<std::path::PathBuf> {
-    let key = format!(
+/// The AWS CLI v2's key for SSO role credentials of a profile without sso-session.
+fn cache_key(start_url: &str, account_id: &str, role_name: &str) -> String {
+    format!(
         "{{\"accountId\":{},\"roleName\":{},\"startUrl\":{}}}",
         sso::python_json_string(account_id),
         sso::python_json_string(role_name),
         sso::python_json_string(start_url)
-    );
-    Ok(files::home()?.join(".aws/cli/cache").join(format!(
-        "{}.json",
-        hex::encode(Sha1::digest(key.as_bytes()))
-    )))
+    )
+}
+
+fn cache_path(start_url: &str, account_id: &str, role_name: &str) -> Result<std::path::PathBuf> {
+    sso::aws_cache_file("cli/cache", &cache_key(start_url, account_id, role_name))
 }
 
 fn print_credentials(c: &CachedCredentials) -> Result<()> {
@@ -252,10 +224,7 @@ fn print_credentials(c: &CachedCredentials) -> Result<()> {
         expiration: &c.expiration,
         account_id: &c.account_id,
     };
-    println!(
-        "{}",
-        serde_json::to_string(&out).context("cannot encode credentials")?
-    );
+    println!("{}", serde_json::to_string(&out).context("cannot encode credentials")?);
     Ok(())
 }
 
@@ -270,13 +239,11 @@ pub fn cached_credentials(profile: &str) -> Result<bool> {
         return Ok(false);
     }
     let path = cache_path(&aws.sso_start_url, &p.account_id, &p.role_name)?;
-    let Some(entry) =
-        files::read_optional(&path)?.and_then(|t| serde_json::from_str::<CacheEntry>(&t).ok())
-    else {
+    let Some(entry) = files::read_optional(&path)?.and_then(|t| serde_json::from_str::<CacheEntry>(&t).ok()) else {
         return Ok(false);
     };
-    let fresh = sso::parse_time(&entry.credentials.expiration)
-        .is_some_and(|t| (t - Utc::now()).num_seconds() >= REUSE_WINDOW);
+    let fresh =
+        sso::parse_time(&entry.credentials.expiration).is_some_and(|t| (t - Utc::now()).num_seconds() >= REUSE_WINDOW);
     if fresh {
         print_credentials(&entry.credentials)?;
     }
@@ -285,6 +252,12 @@ pub fn cached_credentials(profile: &str) -> Result<bool> {
 
 /// The whole `credential_process` flow: grant check, request, follow the policy, credentials.
 pub async fn credentials(profile: &str) -> Result<()> {
+    // Many processes asking for one profile at once (Terraform, IDEs) make one request: the first does the
+    // work, the others wait here and then find its credentials in the cache.
+    let _lock = files::lock(&format!("profile-{}", sso::sha1_hex(profile)))?;
+    if cached_credentials(profile)? {
+        return Ok(());
+    }
     let p = read_profile(profile)?;
     let settings = Settings::load()?;
     let aws = settings.aws()?.clone();
@@ -295,11 +268,7 @@ pub async fn credentials(profile: &str) -> Result<()> {
         Some(until) if until > Utc::now() => until,
         _ => request_access(&api, &mut ui, &p, &entitlement).await?,
     };
-    let role_name = if p.role_name.is_empty() {
-        entitlement.role_name.clone()
-    } else {
-        p.role_name.clone()
-    };
+    let role_name = if p.role_name.is_empty() { entitlement.role_name.clone() } else { p.role_name.clone() };
     let sso = Sso::new(&aws).await;
     let creds = fetch_role_credentials(&sso, &mut ui, &p.account_id, &role_name).await?;
     // JIT access ends with the grant, not with the role session: never hand out a later expiry.
@@ -311,32 +280,19 @@ pub async fn credentials(profile: &str) -> Result<()> {
         expiration: sso::format_time(expiration),
         account_id: p.account_id.clone(),
     };
-    let entry = CacheEntry {
-        provider_type: "sso".into(),
-        credentials: cached,
-    };
-    files::write_private(
-        &cache_path(&aws.sso_start_url, &p.account_id, &role_name)?,
-        &serde_json::to_vec(&entry)?,
-    )?;
+    let entry = CacheEntry { provider_type: "sso".into(), credentials: cached };
+    files::write_private(&cache_path(&aws.sso_start_url, &p.account_id, &role_name)?, &serde_json::to_vec(&entry)?)?;
     print_credentials(&entry.credentials)
 }
 
 /// Files a request (unless a form is needed or one is pending) and follows it; returns the grant's end once
 /// granted, or an error carrying the message the person needs.
-async fn request_access(
-    api: &Api,
-    ui: &mut Ui,
-    p: &ConeProfile,
-    e: &Entitlement,
-) -> Result<DateTime<Utc>> {
+async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<DateTime<Utc>> {
     let name = &p.name;
     if e.form.iter().any(|f| f.required) {
         return Err(form_required(name, e));
     }
-    ui.say(&format!(
-        "No active grant for \"{name}\" — submitting access request..."
-    ));
+    ui.say(&format!("No active grant for \"{name}\" — submitting access request..."));
     let req = CreateTask {
         app_id: p.app_id.clone(),
         entitlement_id: p.entitlement_id.clone(),
@@ -347,9 +303,7 @@ async fn request_access(
     let mut task = match api.create_task(&req).await {
         Ok(t) => t,
         Err(Failure::Api(err)) if err.code == codes::PENDING_REQUEST_EXISTS => {
-            let id = err
-                .task_id
-                .context("the server reported a pending request without its task id")?;
+            let id = err.task_id.context("the server reported a pending request without its task id")?;
             let existing = api.task(id, None, Duration::ZERO).await?;
             // An approved request that AWS is still provisioning is worth waiting for; anything else is the
             // person's to resolve.
@@ -387,9 +341,7 @@ async fn request_access(
                 task.id
             ),
             Some(TaskState::Provisioning) if tokio::time::Instant::now() < deadline => {
-                task = api
-                    .task(task.id, Some(&task.state), Duration::from_secs(20))
-                    .await?;
+                task = api.task(task.id, Some(&task.state), Duration::from_secs(20)).await?;
             }
             _ => bail!(
                 "Access request for \"{name}\" is {}; check it with `cone task get {}`.",
@@ -461,16 +413,9 @@ mod tests {
 
     #[test]
     fn colliding_names_get_account_ids_whatever_the_order() {
-        let a = [
-            ent("Prod", "111", "Admin"),
-            ent("prod", "222", "Admin"),
-            ent("Staging", "333", "ReadOnly"),
-        ];
+        let a = [ent("Prod", "111", "Admin"), ent("prod", "222", "Admin"), ent("Staging", "333", "ReadOnly")];
         let names: Vec<String> = profile_names(&a).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            vec!["prod-admin-111", "prod-admin-222", "staging-readonly"]
-        );
+        assert_eq!(names, vec!["prod-admin-111", "prod-admin-222", "staging-readonly"]);
         let b = [a[2].clone(), a[1].clone(), a[0].clone()];
         let again: Vec<String> = profile_names(&b).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, again);
@@ -478,15 +423,7 @@ mod tests {
 
     #[test]
     fn credential_cache_names_match_the_aws_cli() {
-        let home = tempfile::tempdir().unwrap();
-        // SAFETY: no other test of this module reads HOME.
-        unsafe { std::env::set_var("HOME", home.path()) };
-        let path = cache_path(
-            "https://d-1234567890.awsapps.com/start",
-            "111111111111",
-            "Admin",
-        )
-        .unwrap();
-        assert!(path.ends_with("286e93c3018b44f21e1f9bca8bfbca4be8834fc9.json"));
+        let key = cache_key("https://d-1234567890.awsapps.com/start", "111111111111", "Admin");
+        assert_eq!(sso::sha1_hex(&key), "286e93c3018b44f21e1f9bca8bfbca4be8834fc9");
     }
 }

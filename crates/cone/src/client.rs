@@ -59,23 +59,25 @@ impl Api {
             format!("Cannot reach the Cone server at {}; check that it is running, or sign in to the right one with `cone login <server-url>`", self.base)
         })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.with_context(|| {
-            format!(
-                "the Cone server at {} closed the connection; try again",
-                self.base
-            )
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("the Cone server at {} closed the connection; try again", self.base))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .with_context(|| format!("the Cone server at {} sent an answer cone does not understand; are cone and the server the same version?", self.base))
                 .map_err(Failure::Other);
         }
         match serde_json::from_slice::<ApiError>(&bytes) {
-            Ok(e) if status == StatusCode::UNAUTHORIZED => {
-                Err(Failure::Api(ApiError { message: "Your Cone session has expired or was revoked; run `cone login <server-url>` again.".into(), ..e }))
-            }
+            Ok(e) if status == StatusCode::UNAUTHORIZED => Err(Failure::Api(ApiError {
+                message: "Your Cone session has expired or was revoked; run `cone login <server-url>` again.".into(),
+                ..e
+            })),
             Ok(e) => Err(Failure::Api(e)),
-            Err(_) => Err(Failure::Other(anyhow::anyhow!("the Cone server at {} answered {status}; try again, or ask its administrator to check its log", self.base))),
+            Err(_) => Err(Failure::Other(anyhow::anyhow!(
+                "the Cone server at {} answered {status}; try again, or ask its administrator to check its log",
+                self.base
+            ))),
         }
     }
 
@@ -96,24 +98,14 @@ impl Api {
             all.extend(page.entitlements);
             match page.next_page_token {
                 // A server that repeats a token would otherwise keep us here forever.
-                Some(next) if !next.is_empty() && Some(&next) != token.as_ref() => {
-                    token = Some(next)
-                }
+                Some(next) if !next.is_empty() && Some(&next) != token.as_ref() => token = Some(next),
                 _ => return Ok(all),
             }
         }
     }
 
-    pub async fn entitlement(
-        &self,
-        app_id: &str,
-        entitlement_id: &str,
-    ) -> Result<Entitlement, Failure> {
-        let path = format!(
-            "/api/v1/entitlement?app_id={}&entitlement_id={}",
-            encode(app_id),
-            encode(entitlement_id)
-        );
+    pub async fn entitlement(&self, app_id: &str, entitlement_id: &str) -> Result<Entitlement, Failure> {
+        let path = format!("/api/v1/entitlement?app_id={}&entitlement_id={}", encode(app_id), encode(entitlement_id));
         self.call(Method::GET, &path, None::<&()>).await
     }
 
@@ -122,12 +114,7 @@ impl Api {
     }
 
     /// The task, once its state differs from `known_state` or after `wait` (server-side long poll).
-    pub async fn task(
-        &self,
-        id: i64,
-        known_state: Option<&str>,
-        wait: Duration,
-    ) -> Result<Task, Failure> {
+    pub async fn task(&self, id: i64, known_state: Option<&str>, wait: Duration) -> Result<Task, Failure> {
         let mut path = format!("/api/v1/tasks/{id}?wait_secs={}", wait.as_secs());
         if let Some(state) = known_state {
             path.push_str(&format!("&known_state={state}"));
@@ -137,14 +124,8 @@ impl Api {
 
     pub async fn decide(&self, id: i64, approve: bool, comment: &str) -> Result<Task, Failure> {
         let verb = if approve { "approve" } else { "deny" };
-        self.call(
-            Method::POST,
-            &format!("/api/v1/tasks/{id}/{verb}"),
-            Some(&Decision {
-                comment: comment.into(),
-            }),
-        )
-        .await
+        self.call(Method::POST, &format!("/api/v1/tasks/{id}/{verb}"), Some(&Decision { comment: comment.into() }))
+            .await
     }
 }
 
@@ -166,9 +147,6 @@ fn encode(value: &str) -> String {
 mod tests {
     #[test]
     fn encodes_entitlement_ids() {
-        assert_eq!(
-            super::encode("123|arn:aws:sso:::ps/x"),
-            "123%7Carn%3Aaws%3Asso%3A%3A%3Aps%2Fx"
-        );
+        assert_eq!(super::encode("123|arn:aws:sso:::ps/x"), "123%7Carn%3Aaws%3Asso%3A%3A%3Aps%2Fx");
     }
 }

@@ -9,9 +9,7 @@ use anyhow::{Context, Result, bail};
 pub fn home() -> Result<PathBuf> {
     match std::env::var_os("HOME") {
         Some(h) if !h.is_empty() => Ok(PathBuf::from(h)),
-        _ => bail!(
-            "HOME is not set; cone keeps its settings and the AWS caches under your home directory"
-        ),
+        _ => bail!("HOME is not set; cone keeps its settings and the AWS caches under your home directory"),
     }
 }
 
@@ -43,6 +41,46 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// Holds an exclusive lock on `~/.conductorone/locks/NAME.lock` until dropped. The lock is the kernel's
+/// (`flock`), so a process that dies, even by SIGKILL, releases it. Waits while another process holds it.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+pub fn lock(name: &str) -> Result<Lock> {
+    lock_in(&cone_dir()?.join("locks"), name)
+}
+
+fn lock_in(dir: &Path, name: &str) -> Result<Lock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Lock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!(
+                    "another cone process has held {} for 10 minutes; if none is running, delete the file",
+                    path.display()
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow::Error::from(e).context(format!("cannot lock {}", path.display())));
+            }
+        }
+    }
+}
+
 /// Replaces `path` with `contents` so that readers see the old or the new file, never a mix; mode 0600.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().context("file path has no directory")?;
@@ -53,12 +91,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         f.write_all(contents)?;
         f.sync_all()?;
@@ -81,14 +114,19 @@ mod tests {
         write_private(&path, b"one").unwrap();
         write_private(&path, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
-            1
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
         assert_eq!(read_optional(&dir.path().join("missing")).unwrap(), None);
+    }
+
+    #[test]
+    fn locks_exclude_each_other_and_release_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_in(dir.path(), "x").unwrap();
+        let path = dir.path().join("x.lock");
+        let other = std::fs::File::open(&path).unwrap();
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        drop(first);
+        other.try_lock().unwrap();
     }
 }

@@ -20,16 +20,11 @@ pub struct GetArgs {
 pub async fn get(args: GetArgs) -> Result<Task> {
     let api = Api::from_saved()?;
     let entitlement = api.entitlement(&args.app_id, &args.entitlement_id).await?;
-    let duration_secs = args
-        .duration
-        .as_deref()
-        .map(cone_core::duration::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let duration_secs =
+        args.duration.as_deref().map(cone_core::duration::parse).transpose().map_err(anyhow::Error::msg)?;
     let form_data: BTreeMap<String, String> = match args.form_data {
-        Some(json) => serde_json::from_str(&json).context(
-            "--form-data must be a JSON object of strings, like '{\"ticket\": \"OPS-42\"}'",
-        )?,
+        Some(json) => serde_json::from_str(&json)
+            .context("--form-data must be a JSON object of strings, like '{\"ticket\": \"OPS-42\"}'")?,
         None if entitlement.form.is_empty() => BTreeMap::new(),
         None => {
             let mut ui = Ui::new();
@@ -44,11 +39,7 @@ pub async fn get(args: GetArgs) -> Result<Task> {
             let mut data = BTreeMap::new();
             let mut lines = std::io::stdin().lock().lines();
             for field in &entitlement.form {
-                ui.say(&format!(
-                    "{}{}:",
-                    field.name,
-                    if field.required { "" } else { " (optional)" }
-                ));
+                ui.say(&format!("{}{}:", field.name, if field.required { "" } else { " (optional)" }));
                 let value = lines.next().context("no answer for the request form")??;
                 if !value.trim().is_empty() {
                     data.insert(field.name.clone(), value.trim().to_string());

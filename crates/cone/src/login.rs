@@ -12,16 +12,10 @@ use crate::ui::Ui;
 pub async fn login(server: &str) -> Result<()> {
     let server = server.trim_end_matches('/').to_string();
     if !(server.starts_with("https://") || server.starts_with("http://")) {
-        bail!(
-            "`{server}` is not a server URL; give the full address, like https://cone.example.com"
-        );
+        bail!("`{server}` is not a server URL; give the full address, like https://cone.example.com");
     }
     let http = http_client()?;
-    let unreachable = || {
-        format!(
-            "Cannot reach the Cone server at {server}; check the address and that it is running"
-        )
-    };
+    let unreachable = || format!("Cannot reach the Cone server at {server}; check the address and that it is running");
     let resp = http
         .post(format!("{server}/oauth/device/code"))
         .form(&[("client_id", cone_api::CLI_CLIENT_ID)])
@@ -29,20 +23,12 @@ pub async fn login(server: &str) -> Result<()> {
         .await
         .with_context(unreachable)?;
     if !resp.status().is_success() {
-        bail!(
-            "{server} did not accept a sign-in ({}); is it a Cone server?",
-            resp.status()
-        );
+        bail!("{server} did not accept a sign-in ({}); is it a Cone server?", resp.status());
     }
-    let auth: DeviceAuthorization = resp
-        .json()
-        .await
-        .with_context(|| format!("{server} is not a Cone server, or a different version"))?;
+    let auth: DeviceAuthorization =
+        resp.json().await.with_context(|| format!("{server} is not a Cone server, or a different version"))?;
     let mut ui = Ui::new();
-    ui.say(&format!(
-        "To sign in to Cone, open {}",
-        auth.verification_uri_complete
-    ));
+    ui.say(&format!("To sign in to Cone, open {}", auth.verification_uri_complete));
     ui.say(&format!("Code: {}", auth.user_code));
     let mut interval = Duration::from_secs(auth.interval.max(1) as u64);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(auth.expires_in.max(1) as u64);
@@ -59,25 +45,15 @@ pub async fn login(server: &str) -> Result<()> {
             .await
             .with_context(unreachable)?;
         if resp.status().is_success() {
-            let token: TokenResponse = resp
-                .json()
-                .await
-                .context("the server sent a token cone cannot read")?;
-            Token {
-                server: server.clone(),
-                access_token: token.access_token,
-            }
-            .save()?;
+            let token: TokenResponse = resp.json().await.context("the server sent a token cone cannot read")?;
+            Token { server: server.clone(), access_token: token.access_token }.save()?;
             let mut settings = Settings::load()?;
             settings.server = Some(server.clone());
             settings.save()?;
             ui.say(&format!("Signed in to {server}."));
             return Ok(());
         }
-        let err: OAuthError = resp
-            .json()
-            .await
-            .context("the server sent an error cone cannot read")?;
+        let err: OAuthError = resp.json().await.context("the server sent an error cone cannot read")?;
         match err.error.as_str() {
             "authorization_pending" => {}
             "slow_down" => interval += Duration::from_secs(5),

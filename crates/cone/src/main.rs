@@ -15,11 +15,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "cone",
-    version,
-    about = "Just-in-time access to AWS through IAM Identity Center"
-)]
+#[command(name = "cone", version, about = "Just-in-time access to AWS through IAM Identity Center")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,20 +103,14 @@ enum TaskCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Credentials from the cache are printed before any async runtime or network client exists.
-    if let Command::Aws {
-        command: AwsCommand::Credentials { profile },
-    } = &cli.command
-    {
+    if let Command::Aws { command: AwsCommand::Credentials { profile } } = &cli.command {
         match aws::cached_credentials(profile) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => {}
             Err(e) => return fail(&e),
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::Error::from(e).context("cannot start the async runtime")),
     };
@@ -146,41 +136,15 @@ async fn run(cli: Cli) -> Result<()> {
             println!("Groups: {}", me.groups.join(", "));
             Ok(())
         }
-        Command::Get {
-            app_id,
-            entitlement_id,
-            justification,
-            duration,
-            form_data,
-        } => {
-            let task = get::get(get::GetArgs {
-                app_id,
-                entitlement_id,
-                justification,
-                duration,
-                form_data,
-            })
-            .await?;
+        Command::Get { app_id, entitlement_id, justification, duration, form_data } => {
+            let task = get::get(get::GetArgs { app_id, entitlement_id, justification, duration, form_data }).await?;
             print_task(&task);
             Ok(())
         }
         Command::Aws { command } => match command {
-            AwsCommand::Setup {
-                show: Some(SetupShow::Show),
-                ..
-            } => aws::setup_show(),
-            AwsCommand::Setup {
-                sso_url,
-                sso_region,
-                region,
-                show: None,
-            } => {
-                aws::setup(aws::SetupArgs {
-                    sso_url,
-                    sso_region,
-                    region,
-                })
-                .await
+            AwsCommand::Setup { show: Some(SetupShow::Show), .. } => aws::setup_show(),
+            AwsCommand::Setup { sso_url, sso_region, region, show: None } => {
+                aws::setup(aws::SetupArgs { sso_url, sso_region, region }).await
             }
             AwsCommand::Login => aws::login().await,
             AwsCommand::Credentials { profile } => aws::credentials(&profile).await,
@@ -203,11 +167,7 @@ fn print_task(t: &cone_api::Task) {
     println!("Entitlement: {}", t.entitlement_name);
     println!("Requester:   {}", t.requester);
     println!("State:       {}", t.state.replace('_', " "));
-    if let Some(g) = t
-        .waiting_for_group
-        .as_ref()
-        .filter(|_| t.state == "pending_approval")
-    {
+    if let Some(g) = t.waiting_for_group.as_ref().filter(|_| t.state == "pending_approval") {
         println!("Waiting for: a member of group \"{g}\"");
     }
     if let Some(d) = &t.decided_by {
@@ -216,10 +176,7 @@ fn print_task(t: &cone_api::Task) {
     if let Some(r) = &t.reason {
         println!("Reason:      {r}");
     }
-    println!(
-        "Duration:    {}",
-        cone_core::duration::format(t.duration_secs)
-    );
+    println!("Duration:    {}", cone_core::duration::format(t.duration_secs));
     if let Some(until) = t.grant_expires_at {
         println!("Grant ends:  {}", until.format("%Y-%m-%d %H:%M:%S UTC"));
     }

@@ -32,10 +32,7 @@ impl Settings {
         match files::read_optional(&path)? {
             None => Ok(Settings::default()),
             Some(text) => serde_yaml::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not valid; fix it or delete it and run `cone login` again",
-                    path.display()
-                )
+                format!("{} is not valid; fix it or delete it and run `cone login` again", path.display())
             }),
         }
     }
@@ -54,14 +51,10 @@ impl Settings {
 impl Token {
     pub fn load() -> Result<Token> {
         let path = files::cone_dir()?.join("token.json");
-        let text = files::read_optional(&path)?
-            .context("You are not signed in to Cone; run `cone login <server-url>`.")?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is damaged; run `cone login <server-url>` again",
-                path.display()
-            )
-        })
+        let text =
+            files::read_optional(&path)?.context("You are not signed in to Cone; run `cone login <server-url>`.")?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged; run `cone login <server-url>` again", path.display()))
     }
 
     pub fn save(&self) -> Result<()> {

@@ -49,13 +49,8 @@ struct Registration {
 /// and the `…UTC` suffix of old AWS CLI versions.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    let normalised = s
-        .strip_suffix("UTC")
-        .map(|p| format!("{}Z", p.trim_end()))
-        .unwrap_or_else(|| s.to_string());
-    DateTime::parse_from_rfc3339(&normalised)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    let normalised = s.strip_suffix("UTC").map(|p| format!("{}Z", p.trim_end())).unwrap_or_else(|| s.to_string());
+    DateTime::parse_from_rfc3339(&normalised).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, the form every AWS tool reads.
@@ -63,7 +58,7 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn sha1_hex(s: &str) -> String {
+pub fn sha1_hex(s: &str) -> String {
     hex::encode(Sha1::digest(s.as_bytes()))
 }
 
@@ -83,35 +78,31 @@ pub fn python_json_string(s: &str) -> String {
     out
 }
 
-pub fn token_path(start_url: &str) -> Result<std::path::PathBuf> {
-    Ok(files::home()?
-        .join(".aws/sso/cache")
-        .join(format!("{}.json", sha1_hex(start_url))))
+/// `~/.aws/<dir>/<sha1(key)>.json`: how the AWS CLI names its cache files.
+pub fn aws_cache_file(dir: &str, key: &str) -> Result<std::path::PathBuf> {
+    Ok(files::home()?.join(".aws").join(dir).join(format!("{}.json", sha1_hex(key))))
 }
 
-fn registration_path(start_url: &str, region: &str) -> Result<std::path::PathBuf> {
-    // The AWS CLI's key for a profile without sso-session and without registration scopes.
-    let key = format!(
+/// The token cache is keyed by the start URL exactly as configured (profiles without an sso-session).
+pub fn token_path(start_url: &str) -> Result<std::path::PathBuf> {
+    aws_cache_file("sso/cache", start_url)
+}
+
+/// The AWS CLI's registration key for a profile without sso-session and without registration scopes.
+fn registration_key(start_url: &str, region: &str) -> String {
+    format!(
         "{{\"region\": {}, \"scopes\": null, \"session_name\": null, \"startUrl\": {}, \"tool\": \"botocore\"}}",
         python_json_string(region),
         python_json_string(start_url)
-    );
-    Ok(files::home()?
-        .join(".aws/sso/cache")
-        .join(format!("{}.json", sha1_hex(&key))))
+    )
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Option<T> {
-    files::read_optional(path)
-        .ok()
-        .flatten()
-        .and_then(|t| serde_json::from_str(&t).ok())
+    files::read_optional(path).ok().flatten().and_then(|t| serde_json::from_str(&t).ok())
 }
 
 fn remaining(expires_at: &str) -> i64 {
-    parse_time(expires_at)
-        .map(|t| (t - Utc::now()).num_seconds())
-        .unwrap_or(i64::MIN)
+    parse_time(expires_at).map(|t| (t - Utc::now()).num_seconds()).unwrap_or(i64::MIN)
 }
 
 pub struct RoleCredentials {
@@ -155,6 +146,8 @@ impl Sso {
 
     /// A usable access token: cached, refreshed, or (when a person is there to sign in) from a new sign-in.
     pub async fn access_token(&self, ui: &mut Ui) -> Result<String> {
+        // One refresh or sign-in at a time across processes; whoever waited reads the winner's token.
+        let _lock = self.lock()?;
         let path = token_path(&self.settings.sso_start_url)?;
         if let Some(token) = read_json::<TokenFile>(&path) {
             let left = remaining(&token.expires_at);
@@ -164,7 +157,9 @@ impl Sso {
             match self.refresh(&token).await {
                 Ok(fresh) => return Ok(fresh.access_token),
                 Err(e) if left > 60 => {
-                    ui.say(&format!("Could not refresh the IAM Identity Center session ({e:#}); using it while it lasts."));
+                    ui.say(&format!(
+                        "Could not refresh the IAM Identity Center session ({e:#}); using it while it lasts."
+                    ));
                     return Ok(token.access_token);
                 }
                 Err(_) => {}
@@ -180,12 +175,9 @@ impl Sso {
     }
 
     async fn refresh(&self, token: &TokenFile) -> Result<TokenFile> {
-        let (Some(client_id), Some(secret), Some(refresh), Some(reg_exp)) = (
-            &token.client_id,
-            &token.client_secret,
-            &token.refresh_token,
-            &token.registration_expires_at,
-        ) else {
+        let (Some(client_id), Some(secret), Some(refresh), Some(reg_exp)) =
+            (&token.client_id, &token.client_secret, &token.refresh_token, &token.registration_expires_at)
+        else {
             bail!("the cached session cannot be refreshed");
         };
         if remaining(reg_exp) <= 0 {
@@ -200,16 +192,9 @@ impl Sso {
             .refresh_token(refresh)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}",
-                    e.message().unwrap_or(e.code().unwrap_or("refresh failed"))
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("{}", e.message().unwrap_or(e.code().unwrap_or("refresh failed"))))?;
         let fresh = TokenFile {
-            access_token: out
-                .access_token
-                .context("IAM Identity Center returned no access token")?,
+            access_token: out.access_token.context("IAM Identity Center returned no access token")?,
             expires_at: format_time(Utc::now() + chrono::Duration::seconds(out.expires_in as i64)),
             refresh_token: out.refresh_token.or_else(|| token.refresh_token.clone()),
             ..token.clone()
@@ -220,17 +205,13 @@ impl Sso {
 
     fn save_token(&self, token: &TokenFile) -> Result<()> {
         let path = token_path(&self.settings.sso_start_url)?;
-        files::write_private(
-            &path,
-            &serde_json::to_vec(token).context("cannot encode the token")?,
-        )
+        files::write_private(&path, &serde_json::to_vec(token).context("cannot encode the token")?)
     }
 
     async fn registration(&self) -> Result<Registration> {
-        let path = registration_path(&self.settings.sso_start_url, &self.settings.sso_region)?;
-        if let Some(reg) =
-            read_json::<Registration>(&path).filter(|r| remaining(&r.expires_at) > RENEW_WINDOW)
-        {
+        let path =
+            aws_cache_file("sso/cache", &registration_key(&self.settings.sso_start_url, &self.settings.sso_region))?;
+        if let Some(reg) = read_json::<Registration>(&path).filter(|r| remaining(&r.expires_at) > RENEW_WINDOW) {
             return Ok(reg);
         }
         let out = self
@@ -241,21 +222,13 @@ impl Sso {
             .send()
             .await
             .map_err(|e| self.oidc_error("register a client with", e))?;
-        let expires =
-            DateTime::from_timestamp(out.client_secret_expires_at, 0).unwrap_or_else(Utc::now);
+        let expires = DateTime::from_timestamp(out.client_secret_expires_at, 0).unwrap_or_else(Utc::now);
         let reg = Registration {
-            client_id: out
-                .client_id
-                .context("IAM Identity Center returned no client id")?,
-            client_secret: out
-                .client_secret
-                .context("IAM Identity Center returned no client secret")?,
+            client_id: out.client_id.context("IAM Identity Center returned no client id")?,
+            client_secret: out.client_secret.context("IAM Identity Center returned no client secret")?,
             expires_at: format_time(expires),
         };
-        files::write_private(
-            &path,
-            &serde_json::to_vec(&reg).context("cannot encode the registration")?,
-        )?;
+        files::write_private(&path, &serde_json::to_vec(&reg).context("cannot encode the registration")?)?;
         Ok(reg)
     }
 
@@ -267,8 +240,18 @@ impl Sso {
         )
     }
 
+    fn lock(&self) -> Result<files::Lock> {
+        files::lock(&format!("sso-{}", sha1_hex(&self.settings.sso_start_url)))
+    }
+
+    /// An explicit sign-in (`cone aws login`), excluding concurrent ones.
+    pub async fn login_now(&self, ui: &mut Ui) -> Result<TokenFile> {
+        let _lock = self.lock()?;
+        self.login(ui).await
+    }
+
     /// Device-code sign-in. The code and URL go to the terminal (or stderr), then cone waits for approval.
-    pub async fn login(&self, ui: &mut Ui) -> Result<TokenFile> {
+    async fn login(&self, ui: &mut Ui) -> Result<TokenFile> {
         let reg = self.registration().await?;
         let auth = self
             .oidc
@@ -279,21 +262,13 @@ impl Sso {
             .send()
             .await
             .map_err(|e| self.oidc_error("start a sign-in with", e))?;
-        let device_code = auth
-            .device_code
-            .context("IAM Identity Center returned no device code")?;
+        let device_code = auth.device_code.context("IAM Identity Center returned no device code")?;
         let user_code = auth.user_code.unwrap_or_default();
-        let url = auth
-            .verification_uri_complete
-            .or(auth.verification_uri)
-            .unwrap_or_default();
-        ui.say(&format!(
-            "To sign in to AWS IAM Identity Center, open {url}"
-        ));
+        let url = auth.verification_uri_complete.or(auth.verification_uri).unwrap_or_default();
+        ui.say(&format!("To sign in to AWS IAM Identity Center, open {url}"));
         ui.say(&format!("and confirm this code: {user_code}"));
         let mut interval = Duration::from_secs(auth.interval.max(1) as u64);
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(auth.expires_in.max(60) as u64);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(auth.expires_in.max(60) as u64);
         loop {
             tokio::time::sleep(interval).await;
             let result = self
@@ -310,12 +285,8 @@ impl Sso {
                     let token = TokenFile {
                         start_url: Some(self.settings.sso_start_url.clone()),
                         region: Some(self.settings.sso_region.clone()),
-                        access_token: out
-                            .access_token
-                            .context("IAM Identity Center returned no access token")?,
-                        expires_at: format_time(
-                            Utc::now() + chrono::Duration::seconds(out.expires_in as i64),
-                        ),
+                        access_token: out.access_token.context("IAM Identity Center returned no access token")?,
+                        expires_at: format_time(Utc::now() + chrono::Duration::seconds(out.expires_in as i64)),
                         client_id: Some(reg.client_id.clone()),
                         client_secret: Some(reg.client_secret.clone()),
                         registration_expires_at: Some(reg.expires_at.clone()),
@@ -326,17 +297,14 @@ impl Sso {
                     return Ok(token);
                 }
                 Err(e) => match e.code() {
-                    Some("AuthorizationPendingException")
-                        if tokio::time::Instant::now() < deadline => {}
+                    Some("AuthorizationPendingException") if tokio::time::Instant::now() < deadline => {}
                     Some("SlowDownException") => interval += Duration::from_secs(5),
                     Some("ExpiredTokenException") | Some("AuthorizationPendingException") => {
-                        bail!(
-                            "The sign-in code expired before it was approved; run `cone aws login` again."
-                        )
+                        bail!("The sign-in code expired before it was approved; run `cone aws login` again.")
                     }
-                    Some("AccessDeniedException") => bail!(
-                        "The sign-in was denied in the browser; run `cone aws login` to try again."
-                    ),
+                    Some("AccessDeniedException") => {
+                        bail!("The sign-in was denied in the browser; run `cone aws login` to try again.")
+                    }
                     _ => return Err(self.oidc_error("finish signing in to", e)),
                 },
             }
@@ -358,9 +326,9 @@ impl Sso {
             .send()
             .await;
         let creds = match out {
-            Ok(out) => out
-                .role_credentials
-                .ok_or_else(|| anyhow::anyhow!("IAM Identity Center returned no credentials"))?,
+            Ok(out) => {
+                out.role_credentials.ok_or_else(|| anyhow::anyhow!("IAM Identity Center returned no credentials"))?
+            }
             Err(e) => {
                 return Err(match (e.code(), e.as_service_error()) {
                     (_, Some(aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError::UnauthorizedException(_))) => {
@@ -402,27 +370,13 @@ mod tests {
 
     #[test]
     fn cache_file_names_match_the_aws_cli() {
-        // SAFETY: tests in this module are the only ones touching HOME in this process.
-        let home = tempfile::tempdir().unwrap();
-        unsafe { std::env::set_var("HOME", home.path()) };
-        assert!(
-            token_path(START)
-                .unwrap()
-                .ends_with("7487b5b67d5fa1132cf33fa93ae51ef38cc37752.json")
-        );
-        assert!(
-            registration_path(START, "us-east-1")
-                .unwrap()
-                .ends_with("365414a68be7c9bfc776c660981dbdbd942acea4.json")
-        );
+        assert_eq!(sha1_hex(START), "7487b5b67d5fa1132cf33fa93ae51ef38cc37752");
+        assert_eq!(sha1_hex(&registration_key(START, "us-east-1")), "365414a68be7c9bfc776c660981dbdbd942acea4");
     }
 
     #[test]
     fn python_json_escapes_non_ascii() {
-        assert_eq!(
-            python_json_string("a\"é😀"),
-            "\"a\\\"\\u00e9\\ud83d\\ude00\""
-        );
+        assert_eq!(python_json_string("a\"é😀"), "\"a\\\"\\u00e9\\ud83d\\ude00\"");
     }
 
     #[test]

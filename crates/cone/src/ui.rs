@@ -14,15 +14,9 @@ impl Ui {
         let tty = if std::io::stderr().is_terminal() {
             None
         } else {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/tty")
-                .ok()
+            std::fs::OpenOptions::new().write(true).open("/dev/tty").ok()
         };
-        Ui {
-            tty,
-            open_line: false,
-        }
+        Ui { tty, open_line: false }
     }
 
     fn write(&mut self, text: &str) {

@@ -39,35 +39,23 @@ impl Principals {
 }
 
 /// Whether the user holds `permission_set_arn` in `account_id`, directly or through a group.
-pub fn grants(
-    assignments: &[Assignment],
-    who: &Principals,
-    account_id: &str,
-    permission_set_arn: &str,
-) -> bool {
-    assignments.iter().any(|a| {
-        a.account_id == account_id && a.permission_set_arn == permission_set_arn && who.covers(a)
-    })
+pub fn grants(assignments: &[Assignment], who: &Principals, account_id: &str, permission_set_arn: &str) -> bool {
+    assignments
+        .iter()
+        .any(|a| a.account_id == account_id && a.permission_set_arn == permission_set_arn && who.covers(a))
 }
 
 /// Accounts in which the user holds at least one permission set, sorted.
 pub fn assigned_accounts(assignments: &[Assignment], who: &Principals) -> Vec<String> {
-    let mut accounts: Vec<String> = assignments
-        .iter()
-        .filter(|a| who.covers(a))
-        .map(|a| a.account_id.clone())
-        .collect();
+    let mut accounts: Vec<String> =
+        assignments.iter().filter(|a| who.covers(a)).map(|a| a.account_id.clone()).collect();
     accounts.sort();
     accounts.dedup();
     accounts
 }
 
 /// Permission sets the user holds in `account_id`, sorted by ARN.
-pub fn assigned_permission_sets(
-    assignments: &[Assignment],
-    who: &Principals,
-    account_id: &str,
-) -> Vec<String> {
+pub fn assigned_permission_sets(assignments: &[Assignment], who: &Principals, account_id: &str) -> Vec<String> {
     let mut arns: Vec<String> = assignments
         .iter()
         .filter(|a| a.account_id == account_id && who.covers(a))
@@ -80,11 +68,7 @@ pub fn assigned_permission_sets(
 
 /// The IAM role Identity Center provisions for a permission set in an account. The real suffix is opaque;
 /// deriving it from the account and permission set keeps it stable across emulator restarts.
-pub fn reserved_role_arn(
-    account_id: &str,
-    permission_set_name: &str,
-    permission_set_arn: &str,
-) -> String {
+pub fn reserved_role_arn(account_id: &str, permission_set_name: &str, permission_set_arn: &str) -> String {
     let digest = Sha256::digest(format!("{account_id}:{permission_set_arn}"));
     let suffix = &hex::encode(digest)[..16];
     format!(
@@ -97,13 +81,7 @@ pub fn reserved_role_arn(
 pub fn role_session_name(user_name: &str) -> String {
     let mut name: String = user_name
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' })
         .take(64)
         .collect();
     while name.len() < 2 {
@@ -124,11 +102,7 @@ const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// Cuts `items` into the page that `next_token` / `max_result` (raw query values) ask for. The list is
 /// recomputed on every request, so the token is just an offset.
-pub fn paginate<T>(
-    items: Vec<T>,
-    next_token: Option<&str>,
-    max_result: Option<&str>,
-) -> Result<Page<T>, PortalError> {
+pub fn paginate<T>(items: Vec<T>, next_token: Option<&str>, max_result: Option<&str>) -> Result<Page<T>, PortalError> {
     let size = match max_result {
         None => DEFAULT_PAGE_SIZE,
         Some(raw) => match raw.parse::<usize>() {
@@ -143,14 +117,12 @@ pub fn paginate<T>(
     };
     let start = match next_token {
         None => 0,
-        Some(token) => decode_offset(token)
-            .filter(|offset| *offset <= items.len())
-            .ok_or_else(|| {
-                PortalError::new(
-                    PortalErrorKind::InvalidRequest,
-                    "next_token is not one this emulator issued; start listing again without it",
-                )
-            })?,
+        Some(token) => decode_offset(token).filter(|offset| *offset <= items.len()).ok_or_else(|| {
+            PortalError::new(
+                PortalErrorKind::InvalidRequest,
+                "next_token is not one this emulator issued; start listing again without it",
+            )
+        })?,
     };
     let end = start.saturating_add(size).min(items.len());
     let next_token = (end < items.len()).then(|| URL_SAFE_NO_PAD.encode(format!("offset:{end}")));
@@ -160,11 +132,7 @@ pub fn paginate<T>(
 
 fn decode_offset(token: &str) -> Option<usize> {
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    String::from_utf8(bytes)
-        .ok()?
-        .strip_prefix("offset:")?
-        .parse()
-        .ok()
+    String::from_utf8(bytes).ok()?.strip_prefix("offset:")?.parse().ok()
 }
 
 #[cfg(test)]
@@ -186,10 +154,7 @@ mod tests {
     }
 
     fn alice() -> Principals {
-        Principals {
-            user_id: "u-alice".into(),
-            group_ids: vec!["g-ops".into()],
-        }
+        Principals { user_id: "u-alice".into(), group_ids: vec!["g-ops".into()] }
     }
 
     #[test]
@@ -202,23 +167,14 @@ mod tests {
         ];
         assert!(grants(&assignments, &alice(), DEV, ADMIN));
         assert!(grants(&assignments, &alice(), PROD, READ));
-        assert!(
-            !grants(&assignments, &alice(), PROD, ADMIN),
-            "assigned to someone else"
-        );
-        assert!(
-            !grants(&assignments, &alice(), DEV, READ),
-            "assigned to a group alice is not in"
-        );
+        assert!(!grants(&assignments, &alice(), PROD, ADMIN), "assigned to someone else");
+        assert!(!grants(&assignments, &alice(), DEV, READ), "assigned to a group alice is not in");
         assert!(!grants(&[], &alice(), DEV, ADMIN));
     }
 
     #[test]
     fn a_group_id_equal_to_the_user_id_is_not_the_user() {
-        let who = Principals {
-            user_id: "same".into(),
-            group_ids: vec![],
-        };
+        let who = Principals { user_id: "same".into(), group_ids: vec![] };
         let assignments = vec![assignment(DEV, ADMIN, PrincipalKind::Group, "same")];
         assert!(!grants(&assignments, &who, DEV, ADMIN));
     }
@@ -233,36 +189,20 @@ mod tests {
             assignment("333333333333", READ, PrincipalKind::User, "u-bob"),
         ];
         assert_eq!(assigned_accounts(&assignments, &alice()), vec![DEV, PROD]);
-        assert_eq!(
-            assigned_permission_sets(&assignments, &alice(), DEV),
-            vec![ADMIN, READ]
-        );
-        assert_eq!(
-            assigned_permission_sets(&assignments, &alice(), "333333333333"),
-            Vec::<String>::new()
-        );
+        assert_eq!(assigned_permission_sets(&assignments, &alice(), DEV), vec![ADMIN, READ]);
+        assert_eq!(assigned_permission_sets(&assignments, &alice(), "333333333333"), Vec::<String>::new());
     }
 
     #[test]
     fn reserved_role_arn_is_stable_and_distinct() {
         let arn = reserved_role_arn(DEV, "Admin", ADMIN);
-        let prefix =
-            "arn:aws:iam::111111111111:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_";
-        let suffix = arn
-            .strip_prefix(prefix)
-            .expect("reserved role path and name");
+        let prefix = "arn:aws:iam::111111111111:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_";
+        let suffix = arn.strip_prefix(prefix).expect("reserved role path and name");
         assert_eq!(suffix.len(), 16);
-        assert!(
-            suffix
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(suffix.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(arn, reserved_role_arn(DEV, "Admin", ADMIN));
         assert_ne!(arn, reserved_role_arn(PROD, "Admin", ADMIN));
-        assert_ne!(
-            suffix,
-            &reserved_role_arn(DEV, "Admin", READ)[prefix.len()..]
-        );
+        assert_ne!(suffix, &reserved_role_arn(DEV, "Admin", READ)[prefix.len()..]);
     }
 
     #[test]
@@ -281,8 +221,7 @@ mod tests {
         let token = first.next_token.expect("more pages");
         let second = paginate(items.clone(), Some(&token), Some("2")).expect("page 2");
         assert_eq!(second.items, vec![2, 3]);
-        let third =
-            paginate(items.clone(), second.next_token.as_deref(), Some("2")).expect("page 3");
+        let third = paginate(items.clone(), second.next_token.as_deref(), Some("2")).expect("page 3");
         assert_eq!(third.items, vec![4]);
         assert_eq!(third.next_token, None);
         let all = paginate(items, None, None).expect("default page");

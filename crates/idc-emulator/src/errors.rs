@@ -69,10 +69,7 @@ pub struct OidcError {
 
 impl OidcError {
     pub fn new(kind: OidcErrorKind, description: impl Into<String>) -> Self {
-        Self {
-            kind,
-            description: description.into(),
-        }
+        Self { kind, description: description.into() }
     }
 }
 
@@ -127,18 +124,12 @@ pub struct PortalError {
 
 impl PortalError {
     pub fn new(kind: PortalErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+        Self { kind, message: message.into() }
     }
 
     /// The exact text the real service uses for an unknown, expired or logged-out access token.
     pub fn invalid_session() -> Self {
-        Self::new(
-            PortalErrorKind::Unauthorized,
-            "Session token not found or invalid",
-        )
+        Self::new(PortalErrorKind::Unauthorized, "Session token not found or invalid")
     }
 
     /// The exact text the real service uses when the role is not assigned to the user.
@@ -174,10 +165,7 @@ pub struct ControlError {
 
 impl ControlError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
 }
 
@@ -187,15 +175,9 @@ impl IntoResponse for ControlError {
     }
 }
 
-fn with_error_type(
-    status: StatusCode,
-    exception: &'static str,
-    body: serde_json::Value,
-) -> Response {
+fn with_error_type(status: StatusCode, exception: &'static str, body: serde_json::Value) -> Response {
     let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(ERROR_TYPE_HEADER, HeaderValue::from_static(exception));
+    response.headers_mut().insert(ERROR_TYPE_HEADER, HeaderValue::from_static(exception));
     response
 }
 
@@ -204,38 +186,18 @@ mod tests {
     use super::*;
 
     /// Checks the status and the `x-amzn-ErrorType` header of an error response; returns its JSON body.
-    async fn checked_body(
-        response: Response,
-        status: StatusCode,
-        error_type: Option<&str>,
-    ) -> serde_json::Value {
+    async fn checked_body(response: Response, status: StatusCode, error_type: Option<&str>) -> serde_json::Value {
         assert_eq!(response.status(), status);
-        assert_eq!(
-            response
-                .headers()
-                .get(ERROR_TYPE_HEADER)
-                .map(|v| v.to_str().expect("ascii header")),
-            error_type
-        );
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .expect("body");
+        assert_eq!(response.headers().get(ERROR_TYPE_HEADER).map(|v| v.to_str().expect("ascii header")), error_type);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
         serde_json::from_slice(&bytes).expect("json body")
     }
 
     #[tokio::test]
     async fn oidc_pending_error_has_header_and_oauth_body() {
-        let response = OidcError::new(
-            OidcErrorKind::AuthorizationPending,
-            "Authorization is still pending",
-        )
-        .into_response();
-        let body = checked_body(
-            response,
-            StatusCode::BAD_REQUEST,
-            Some("AuthorizationPendingException"),
-        )
-        .await;
+        let response =
+            OidcError::new(OidcErrorKind::AuthorizationPending, "Authorization is still pending").into_response();
+        let body = checked_body(response, StatusCode::BAD_REQUEST, Some("AuthorizationPendingException")).await;
         assert_eq!(
             body,
             json!({
@@ -294,17 +256,11 @@ mod tests {
 
     #[tokio::test]
     async fn portal_forbidden_is_403_no_access() {
-        let body = checked_body(
-            PortalError::no_access().into_response(),
-            StatusCode::FORBIDDEN,
-            Some("ForbiddenException"),
-        )
-        .await;
+        let body =
+            checked_body(PortalError::no_access().into_response(), StatusCode::FORBIDDEN, Some("ForbiddenException"))
+                .await;
         assert_eq!(body["message"], "No access");
-        assert_eq!(
-            body["__type"],
-            "com.amazonaws.switchboard.portal#ForbiddenException"
-        );
+        assert_eq!(body["__type"], "com.amazonaws.switchboard.portal#ForbiddenException");
     }
 
     #[tokio::test]

@@ -17,13 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access;
-use crate::errors::{
-    ControlError, ERROR_TYPE_HEADER, OidcError, OidcErrorKind, PortalError, PortalErrorKind,
-};
+use crate::errors::{ControlError, ERROR_TYPE_HEADER, OidcError, OidcErrorKind, PortalError, PortalErrorKind};
 use crate::moto::Directory;
 use crate::oidc::{
-    CreateTokenRequest, DeviceControlError, Identity, Oidc, RegisterClientRequest,
-    StartDeviceAuthorizationRequest,
+    CreateTokenRequest, DeviceControlError, Identity, Oidc, RegisterClientRequest, StartDeviceAuthorizationRequest,
 };
 use crate::portal;
 
@@ -36,10 +33,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(oidc: Oidc, directory: Directory) -> Self {
-        Self {
-            oidc: Mutex::new(oidc),
-            directory,
-        }
+        Self { oidc: Mutex::new(oidc), directory }
     }
 
     /// No handler panics while holding the lock, and the state stays consistent if one did, so a poisoned
@@ -50,10 +44,7 @@ impl AppState {
 
     fn caller(&self, headers: &HeaderMap) -> Result<Identity, PortalError> {
         let token = bearer_token(headers)?;
-        self.oidc()
-            .identity(token, Utc::now())
-            .cloned()
-            .ok_or_else(PortalError::invalid_session)
+        self.oidc().identity(token, Utc::now()).cloned().ok_or_else(PortalError::invalid_session)
     }
 }
 
@@ -61,10 +52,7 @@ type App = State<Arc<AppState>>;
 
 /// The portal's access token; a request without one is an invalid session, like an unknown token.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, PortalError> {
-    headers
-        .get(BEARER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(PortalError::invalid_session)
+    headers.get(BEARER_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(PortalError::invalid_session)
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -88,38 +76,23 @@ async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let response = next.run(request).await;
-    let error = response
-        .headers()
-        .get(ERROR_TYPE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let error = response.headers().get(ERROR_TYPE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     tracing::info!(%method, %path, status = response.status().as_u16(), error, "request");
     response
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ControlError {
-    ControlError::new(
-        StatusCode::NOT_FOUND,
-        format!("the emulator has no endpoint {method} {}", uri.path()),
-    )
+    ControlError::new(StatusCode::NOT_FOUND, format!("the emulator has no endpoint {method} {}", uri.path()))
 }
 
 /// Parses a JSON request body; `error` turns the complaint into the error of the endpoint's family.
-fn json_body<T: DeserializeOwned, E>(
-    body: &Bytes,
-    error: impl FnOnce(String) -> E,
-) -> Result<T, E> {
-    serde_json::from_slice(body).map_err(|err| {
-        error(format!(
-            "the request body is not the expected JSON object: {err}"
-        ))
-    })
+fn json_body<T: DeserializeOwned, E>(body: &Bytes, error: impl FnOnce(String) -> E) -> Result<T, E> {
+    serde_json::from_slice(body)
+        .map_err(|err| error(format!("the request body is not the expected JSON object: {err}")))
 }
 
 fn oidc_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, OidcError> {
-    json_body(body, |message| {
-        OidcError::new(OidcErrorKind::InvalidRequest, message)
-    })
+    json_body(body, |message| OidcError::new(OidcErrorKind::InvalidRequest, message))
 }
 
 async fn register_client(State(app): App, body: Bytes) -> Result<Json<Value>, OidcError> {
@@ -128,14 +101,9 @@ async fn register_client(State(app): App, body: Bytes) -> Result<Json<Value>, Oi
     Ok(Json(json!(response)))
 }
 
-async fn start_device_authorization(
-    State(app): App,
-    body: Bytes,
-) -> Result<Json<Value>, OidcError> {
+async fn start_device_authorization(State(app): App, body: Bytes) -> Result<Json<Value>, OidcError> {
     let request: StartDeviceAuthorizationRequest = oidc_body(&body)?;
-    let response = app
-        .oidc()
-        .start_device_authorization(&request, Utc::now())?;
+    let response = app.oidc().start_device_authorization(&request, Utc::now())?;
     tracing::info!(user_code = %response.user_code, "device authorization started; approve it with POST /_emu/device/approve");
     Ok(Json(json!(response)))
 }
@@ -148,20 +116,12 @@ async fn create_token(State(app): App, body: Bytes) -> Result<Json<Value>, OidcE
 
 type Params = Query<HashMap<String, String>>;
 
-fn required_param<'a>(
-    params: &'a HashMap<String, String>,
-    name: &str,
-) -> Result<&'a str, PortalError> {
+fn required_param<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, PortalError> {
     params
         .get(name)
         .map(String::as_str)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            PortalError::new(
-                PortalErrorKind::InvalidRequest,
-                format!("query parameter {name} is required"),
-            )
-        })
+        .ok_or_else(|| PortalError::new(PortalErrorKind::InvalidRequest, format!("query parameter {name} is required")))
 }
 
 async fn get_role_credentials(
@@ -172,8 +132,7 @@ async fn get_role_credentials(
     let identity = app.caller(&headers)?;
     let role_name = required_param(&params, "role_name")?;
     let account_id = required_param(&params, "account_id")?;
-    let credentials =
-        portal::role_credentials(&app.directory, &identity, account_id, role_name).await?;
+    let credentials = portal::role_credentials(&app.directory, &identity, account_id, role_name).await?;
     Ok(Json(json!({
         "roleCredentials": {
             "accessKeyId": credentials.access_key_id,
@@ -184,11 +143,7 @@ async fn get_role_credentials(
     })))
 }
 
-async fn list_accounts(
-    State(app): App,
-    headers: HeaderMap,
-    Query(params): Params,
-) -> Result<Json<Value>, PortalError> {
+async fn list_accounts(State(app): App, headers: HeaderMap, Query(params): Params) -> Result<Json<Value>, PortalError> {
     let identity = app.caller(&headers)?;
     let accounts = portal::accounts(&app.directory, &identity).await?;
     page_body("accountList", accounts, &params)
@@ -226,11 +181,7 @@ fn page_body<T: Serialize>(
 
 async fn logout(State(app): App, headers: HeaderMap) -> Result<StatusCode, PortalError> {
     let token = bearer_token(&headers)?;
-    if app.oidc().logout(token, Utc::now()) {
-        Ok(StatusCode::OK)
-    } else {
-        Err(PortalError::invalid_session())
-    }
+    if app.oidc().logout(token, Utc::now()) { Ok(StatusCode::OK) } else { Err(PortalError::invalid_session()) }
 }
 
 #[derive(Deserialize)]
@@ -245,24 +196,18 @@ struct DenyRequest {
 }
 
 fn control_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
-    json_body(body, |message| {
-        ControlError::new(StatusCode::BAD_REQUEST, message)
-    })
+    json_body(body, |message| ControlError::new(StatusCode::BAD_REQUEST, message))
 }
 
 fn device_control_error(user_code: &str, err: DeviceControlError) -> ControlError {
     match err {
         DeviceControlError::UnknownUserCode => ControlError::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "no device authorization has user code {user_code:?}; start one with POST /device_authorization"
-            ),
+            format!("no device authorization has user code {user_code:?}; start one with POST /device_authorization"),
         ),
         DeviceControlError::NotPending(state) => ControlError::new(
             StatusCode::CONFLICT,
-            format!(
-                "the device authorization with user code {user_code:?} is {state}; start a new one"
-            ),
+            format!("the device authorization with user code {user_code:?} is {state}; start a new one"),
         ),
     }
 }
@@ -270,44 +215,32 @@ fn device_control_error(user_code: &str, err: DeviceControlError) -> ControlErro
 async fn approve_device(State(app): App, body: Bytes) -> Result<Json<Value>, ControlError> {
     let request: ApproveRequest = control_body(&body)?;
     let moto_failed = |err: anyhow::Error| {
-        ControlError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("could not look the user up in moto: {err:#}"),
-        )
+        ControlError::new(StatusCode::BAD_GATEWAY, format!("could not look the user up in moto: {err:#}"))
     };
     let instance = app.directory.instance().await.map_err(moto_failed)?;
-    let user_id = app
-        .directory
-        .user_id(&instance.identity_store_id, &request.user_name)
-        .await
-        .map_err(moto_failed)?
-        .ok_or_else(|| {
-            ControlError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "identity store {} has no user named {:?}; create it with identitystore CreateUser first",
-                    instance.identity_store_id, request.user_name
-                ),
-            )
-        })?;
-    let identity = Identity {
-        user_id: user_id.clone(),
-        user_name: request.user_name.clone(),
-    };
+    let user_id =
+        app.directory.user_id(&instance.identity_store_id, &request.user_name).await.map_err(moto_failed)?.ok_or_else(
+            || {
+                ControlError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "identity store {} has no user named {:?}; create it with identitystore CreateUser first",
+                        instance.identity_store_id, request.user_name
+                    ),
+                )
+            },
+        )?;
+    let identity = Identity { user_id: user_id.clone(), user_name: request.user_name.clone() };
     app.oidc()
         .approve(&request.user_code, identity, Utc::now())
         .map_err(|err| device_control_error(&request.user_code, err))?;
     tracing::info!(user_code = %request.user_code, user = %request.user_name, "device authorization approved");
-    Ok(Json(
-        json!({ "user_code": request.user_code, "user_name": request.user_name, "user_id": user_id }),
-    ))
+    Ok(Json(json!({ "user_code": request.user_code, "user_name": request.user_name, "user_id": user_id })))
 }
 
 async fn deny_device(State(app): App, body: Bytes) -> Result<Json<Value>, ControlError> {
     let request: DenyRequest = control_body(&body)?;
-    app.oidc()
-        .deny(&request.user_code, Utc::now())
-        .map_err(|err| device_control_error(&request.user_code, err))?;
+    app.oidc().deny(&request.user_code, Utc::now()).map_err(|err| device_control_error(&request.user_code, err))?;
     tracing::info!(user_code = %request.user_code, "device authorization denied");
     Ok(Json(json!({ "user_code": request.user_code })))
 }

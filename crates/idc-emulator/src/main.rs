@@ -41,33 +41,20 @@ struct Args {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let args = Args::parse();
 
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(args.region.clone()))
-        .load()
-        .await;
+    let aws = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(args.region.clone())).load().await;
     let settings = oidc::Settings {
         token_ttl: TimeDelta::seconds(i64::from(args.token_ttl_secs)),
         issue_refresh_tokens: args.issue_refresh_tokens,
     };
-    let state = http::AppState::new(
-        oidc::Oidc::new(settings, &args.region),
-        moto::Directory::new(&aws),
-    );
+    let state = http::AppState::new(oidc::Oidc::new(settings, &args.region), moto::Directory::new(&aws));
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on 127.0.0.1:{}; pick another --port or 0",
-                args.port
-            )
-        })?;
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}; pick another --port or 0", args.port))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%address, region = %args.region, ?settings, "idc-emulator listening");
     {
@@ -80,9 +67,7 @@ async fn main() -> Result<()> {
     axum::serve(listener, http::router(Arc::new(state)))
         .with_graceful_shutdown(async {
             if let Err(err) = tokio::signal::ctrl_c().await {
-                tracing::error!(
-                    "cannot listen for Ctrl-C ({err}); stop the emulator by killing it"
-                );
+                tracing::error!("cannot listen for Ctrl-C ({err}); stop the emulator by killing it");
                 std::future::pending::<()>().await;
             }
         })

@@ -67,30 +67,25 @@ impl Directory {
 
     /// moto creates one instance per account and region on first use; the emulator serves the first.
     pub async fn instance(&self) -> Result<Instance> {
-        let out =
-            self.sso_admin.list_instances().send().await.context(
-                "sso-admin ListInstances failed (is AWS_ENDPOINT_URL pointing at moto?)",
-            )?;
+        let out = self
+            .sso_admin
+            .list_instances()
+            .send()
+            .await
+            .context("sso-admin ListInstances failed (is AWS_ENDPOINT_URL pointing at moto?)")?;
         let Some(first) = out.instances().first() else {
             bail!("sso-admin ListInstances returned no Identity Center instance");
         };
         match (first.instance_arn(), first.identity_store_id()) {
-            (Some(arn), Some(store)) => Ok(Instance {
-                instance_arn: arn.to_string(),
-                identity_store_id: store.to_string(),
-            }),
-            _ => bail!(
-                "sso-admin ListInstances returned an instance without InstanceArn or IdentityStoreId"
-            ),
+            (Some(arn), Some(store)) => {
+                Ok(Instance { instance_arn: arn.to_string(), identity_store_id: store.to_string() })
+            }
+            _ => bail!("sso-admin ListInstances returned an instance without InstanceArn or IdentityStoreId"),
         }
     }
 
     /// The identity-store user id for a user name, or None when there is no such user.
-    pub async fn user_id(
-        &self,
-        identity_store_id: &str,
-        user_name: &str,
-    ) -> Result<Option<String>> {
+    pub async fn user_id(&self, identity_store_id: &str, user_name: &str) -> Result<Option<String>> {
         let attribute = UniqueAttribute::builder()
             .attribute_path("UserName")
             .attribute_value(Document::String(user_name.to_string()))
@@ -110,50 +105,34 @@ impl Directory {
                 if err.is_resource_not_found_exception() {
                     Ok(None)
                 } else {
-                    Err(anyhow::Error::new(err).context(format!(
-                        "identitystore GetUserId for user name {user_name:?} failed"
-                    )))
+                    Err(anyhow::Error::new(err)
+                        .context(format!("identitystore GetUserId for user name {user_name:?} failed")))
                 }
             }
         }
     }
 
     pub async fn group_ids(&self, identity_store_id: &str, user_id: &str) -> Result<Vec<String>> {
-        collect_pages(
-            "identitystore ListGroupMembershipsForMember",
-            |token| async move {
-                let out = self
-                    .identity_store
-                    .list_group_memberships_for_member()
-                    .identity_store_id(identity_store_id)
-                    .member_id(MemberId::UserId(user_id.to_string()))
-                    .set_next_token(token)
-                    .send()
-                    .await?;
-                let groups = out
-                    .group_memberships()
-                    .iter()
-                    .filter_map(|m| m.group_id().map(str::to_string))
-                    .collect();
-                Ok((groups, out.next_token().map(str::to_string)))
-            },
-        )
+        collect_pages("identitystore ListGroupMembershipsForMember", |token| async move {
+            let out = self
+                .identity_store
+                .list_group_memberships_for_member()
+                .identity_store_id(identity_store_id)
+                .member_id(MemberId::UserId(user_id.to_string()))
+                .set_next_token(token)
+                .send()
+                .await?;
+            let groups = out.group_memberships().iter().filter_map(|m| m.group_id().map(str::to_string)).collect();
+            Ok((groups, out.next_token().map(str::to_string)))
+        })
         .await
     }
 
     pub async fn permission_sets(&self, instance_arn: &str) -> Result<Vec<PermissionSet>> {
         let arns = collect_pages("sso-admin ListPermissionSets", |token| async move {
-            let out = self
-                .sso_admin
-                .list_permission_sets()
-                .instance_arn(instance_arn)
-                .set_next_token(token)
-                .send()
-                .await?;
-            Ok((
-                out.permission_sets().to_vec(),
-                out.next_token().map(str::to_string),
-            ))
+            let out =
+                self.sso_admin.list_permission_sets().instance_arn(instance_arn).set_next_token(token).send().await?;
+            Ok((out.permission_sets().to_vec(), out.next_token().map(str::to_string)))
         })
         .await?;
         let mut sets = Vec::with_capacity(arns.len());
@@ -174,13 +153,8 @@ impl Directory {
             let name = out
                 .permission_set()
                 .and_then(|ps| ps.name())
-                .with_context(|| {
-                    format!("sso-admin DescribePermissionSet {arn} returned no name")
-                })?;
-            sets.push(PermissionSet {
-                name: name.to_string(),
-                arn,
-            });
+                .with_context(|| format!("sso-admin DescribePermissionSet {arn} returned no name"))?;
+            sets.push(PermissionSet { name: name.to_string(), arn });
         }
         Ok(sets)
     }
@@ -219,11 +193,7 @@ impl Directory {
             PrincipalKind::User => PrincipalType::User,
             PrincipalKind::Group => PrincipalType::Group,
         };
-        let filter = account_id.map(|id| {
-            ListAccountAssignmentsFilter::builder()
-                .account_id(id)
-                .build()
-        });
+        let filter = account_id.map(|id| ListAccountAssignmentsFilter::builder().account_id(id).build());
         collect_pages("sso-admin ListAccountAssignmentsForPrincipal", |token| {
             let principal_type = principal_type.clone();
             let filter = filter.clone();
@@ -247,20 +217,12 @@ impl Directory {
     /// Names and e-mail addresses of the organization's accounts; empty when moto has no organization.
     pub async fn accounts(&self) -> Result<HashMap<String, AccountDetails>> {
         let result = collect_pages("organizations ListAccounts", |token| async move {
-            let out = self
-                .organizations
-                .list_accounts()
-                .set_next_token(token)
-                .send()
-                .await?;
+            let out = self.organizations.list_accounts().set_next_token(token).send().await?;
             let accounts = out
                 .accounts()
                 .iter()
                 .filter_map(|a| {
-                    let details = AccountDetails {
-                        name: a.name()?.to_string(),
-                        email: a.email()?.to_string(),
-                    };
+                    let details = AccountDetails { name: a.name()?.to_string(), email: a.email()?.to_string() };
                     Some((a.id()?.to_string(), details))
                 })
                 .collect();
@@ -270,9 +232,7 @@ impl Directory {
         match result {
             Ok(accounts) => Ok(accounts.into_iter().collect()),
             Err(err) if organizations_not_in_use(&err) => {
-                tracing::warn!(
-                    "moto has no organization; accounts are listed without names or e-mail addresses"
-                );
+                tracing::warn!("moto has no organization; accounts are listed without names or e-mail addresses");
                 Ok(HashMap::new())
             }
             Err(err) => Err(err),
@@ -289,12 +249,11 @@ impl Directory {
             .send()
             .await
             .with_context(|| format!("sts AssumeRole {role_arn} failed"))?;
-        let creds = out
-            .credentials()
-            .with_context(|| format!("sts AssumeRole {role_arn} returned no credentials"))?;
-        let expiration_millis = creds.expiration().to_millis().with_context(|| {
-            format!("sts AssumeRole {role_arn} returned an unrepresentable expiration")
-        })?;
+        let creds = out.credentials().with_context(|| format!("sts AssumeRole {role_arn} returned no credentials"))?;
+        let expiration_millis = creds
+            .expiration()
+            .to_millis()
+            .with_context(|| format!("sts AssumeRole {role_arn} returned an unrepresentable expiration"))?;
         Ok(RoleCredentials {
             access_key_id: creds.access_key_id().to_string(),
             secret_access_key: creds.secret_access_key().to_string(),
@@ -332,10 +291,7 @@ macro_rules! impl_assignment_page {
     )+};
 }
 
-impl_assignment_page!(
-    ListAccountAssignmentsOutput,
-    ListAccountAssignmentsForPrincipalOutput
-);
+impl_assignment_page!(ListAccountAssignmentsOutput, ListAccountAssignmentsForPrincipalOutput);
 
 /// None when a field is missing or the principal type is one the portal does not know.
 fn assignment(
@@ -382,16 +338,12 @@ where
     let mut seen = HashSet::new();
     let mut token = None;
     for _ in 0..MAX_PAGES {
-        let (page, next) = fetch(token)
-            .await
-            .with_context(|| format!("{what} failed"))?;
+        let (page, next) = fetch(token).await.with_context(|| format!("{what} failed"))?;
         items.extend(page);
         match next.filter(|t| !t.is_empty()) {
             None => return Ok(items),
             Some(next) if !seen.insert(next.clone()) => {
-                tracing::warn!(
-                    "{what} repeated NextToken {next:?}; treating the listing as complete"
-                );
+                tracing::warn!("{what} repeated NextToken {next:?}; treating the listing as complete");
                 return Ok(items);
             }
             Some(next) => token = Some(next),
@@ -435,11 +387,9 @@ mod tests {
 
     #[tokio::test]
     async fn pages_stop_at_an_empty_token() {
-        let items = collect_pages("test", |_| async {
-            Ok::<_, anyhow::Error>((vec![7], Some(String::new())))
-        })
-        .await
-        .expect("listing");
+        let items = collect_pages("test", |_| async { Ok::<_, anyhow::Error>((vec![7], Some(String::new()))) })
+            .await
+            .expect("listing");
         assert_eq!(items, vec![7]);
     }
 }

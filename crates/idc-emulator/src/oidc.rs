@@ -178,13 +178,7 @@ impl Oidc {
             ));
         }
         for grant in request.grant_types.iter().flatten() {
-            if ![
-                AUTHORIZATION_CODE_GRANT,
-                DEVICE_CODE_GRANT,
-                REFRESH_TOKEN_GRANT,
-            ]
-            .contains(&grant.as_str())
-            {
+            if ![AUTHORIZATION_CODE_GRANT, DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT].contains(&grant.as_str()) {
                 return Err(OidcError::new(
                     OidcErrorKind::UnsupportedGrantType,
                     format!("grant type {grant:?} cannot be registered"),
@@ -194,13 +188,7 @@ impl Oidc {
         let client_id = random_token("cid-", 16);
         let client_secret = random_token("cs-", 48);
         let secret_expires_at = now + CLIENT_SECRET_LIFETIME;
-        self.clients.insert(
-            client_id.clone(),
-            Client {
-                secret: client_secret.clone(),
-                secret_expires_at,
-            },
-        );
+        self.clients.insert(client_id.clone(), Client { secret: client_secret.clone(), secret_expires_at });
         Ok(RegisterClientResponse {
             client_id,
             client_secret,
@@ -214,8 +202,7 @@ impl Oidc {
         request: &StartDeviceAuthorizationRequest,
         now: DateTime<Utc>,
     ) -> Result<StartDeviceAuthorizationResponse, OidcError> {
-        let client_id =
-            self.authenticate_client(&request.client_id, &request.client_secret, now)?;
+        let client_id = self.authenticate_client(&request.client_id, &request.client_secret, now)?;
         required(&request.start_url, "startUrl")?;
         let user_code = loop {
             let candidate = random_user_code();
@@ -251,13 +238,10 @@ impl Oidc {
         now: DateTime<Utc>,
     ) -> Result<CreateTokenResponse, OidcError> {
         let grant_type = required(&request.grant_type, "grantType")?.to_string();
-        let client_id =
-            self.authenticate_client(&request.client_id, &request.client_secret, now)?;
+        let client_id = self.authenticate_client(&request.client_id, &request.client_secret, now)?;
         match grant_type.as_str() {
             DEVICE_CODE_GRANT => self.redeem_device_code(&client_id, &request.device_code, now),
-            REFRESH_TOKEN_GRANT => {
-                self.redeem_refresh_token(&client_id, &request.refresh_token, now)
-            }
+            REFRESH_TOKEN_GRANT => self.redeem_refresh_token(&client_id, &request.refresh_token, now),
             AUTHORIZATION_CODE_GRANT => Err(OidcError::new(
                 OidcErrorKind::UnsupportedGrantType,
                 "this emulator implements only the device code and refresh token grants; log in with the device code flow",
@@ -301,20 +285,13 @@ impl Oidc {
 
     /// The user behind a live access token.
     pub fn identity(&self, access_token: &str, now: DateTime<Utc>) -> Option<&Identity> {
-        self.access_tokens
-            .get(access_token)
-            .filter(|t| t.expires_at > now)
-            .map(|t| &t.identity)
+        self.access_tokens.get(access_token).filter(|t| t.expires_at > now).map(|t| &t.identity)
     }
 
     /// Ends the sign-in session of a live access token: all its access and refresh tokens stop working.
     /// Returns false when the token was not live.
     pub fn logout(&mut self, access_token: &str, now: DateTime<Utc>) -> bool {
-        let Some(session) = self
-            .access_tokens
-            .get(access_token)
-            .filter(|t| t.expires_at > now)
-            .map(|t| t.session)
+        let Some(session) = self.access_tokens.get(access_token).filter(|t| t.expires_at > now).map(|t| t.session)
         else {
             return false;
         };
@@ -332,9 +309,7 @@ impl Oidc {
         let id = required(client_id, "clientId")?;
         let secret = required(client_secret, "clientSecret")?;
         match self.clients.get(id) {
-            Some(client) if client.secret == secret && client.secret_expires_at > now => {
-                Ok(id.to_string())
-            }
+            Some(client) if client.secret == secret && client.secret_expires_at > now => Ok(id.to_string()),
             Some(client) if client.secret == secret => Err(OidcError::new(
                 OidcErrorKind::InvalidClient,
                 "the client registration has expired; register the client again",
@@ -353,12 +328,7 @@ impl Oidc {
         now: DateTime<Utc>,
     ) -> Result<CreateTokenResponse, OidcError> {
         let device_code = required(device_code, "deviceCode")?;
-        let unknown = || {
-            OidcError::new(
-                OidcErrorKind::InvalidGrant,
-                "the device code is unknown or was already used",
-            )
-        };
+        let unknown = || OidcError::new(OidcErrorKind::InvalidGrant, "the device code is unknown or was already used");
         let device = self.devices.get_mut(device_code).ok_or_else(unknown)?;
         if device.client_id != client_id || matches!(device.status, DeviceStatus::Redeemed) {
             return Err(unknown());
@@ -370,8 +340,7 @@ impl Oidc {
             ));
         }
         let previous_poll = device.last_poll.replace(now);
-        let min_gap =
-            TimeDelta::milliseconds((POLL_INTERVAL_SECS as f64 * 1000.0 * POLL_LENIENCY) as i64);
+        let min_gap = TimeDelta::milliseconds((POLL_INTERVAL_SECS as f64 * 1000.0 * POLL_LENIENCY) as i64);
         if previous_poll.is_some_and(|previous| now - previous < min_gap) {
             return Err(OidcError::new(
                 OidcErrorKind::SlowDown,
@@ -380,16 +349,10 @@ impl Oidc {
         }
         let identity = match &device.status {
             DeviceStatus::Pending => {
-                return Err(OidcError::new(
-                    OidcErrorKind::AuthorizationPending,
-                    "Authorization is still pending",
-                ));
+                return Err(OidcError::new(OidcErrorKind::AuthorizationPending, "Authorization is still pending"));
             }
             DeviceStatus::Denied => {
-                return Err(OidcError::new(
-                    OidcErrorKind::AccessDenied,
-                    "the user denied the authorization",
-                ));
+                return Err(OidcError::new(OidcErrorKind::AccessDenied, "the user denied the authorization"));
             }
             DeviceStatus::Redeemed => return Err(unknown()),
             DeviceStatus::Approved(identity) => identity.clone(),
@@ -414,17 +377,10 @@ impl Oidc {
             )
         };
         // Another client presenting the token must not revoke it for its owner.
-        if self
-            .refresh_tokens
-            .get(refresh_token)
-            .is_none_or(|t| t.client_id != client_id)
-        {
+        if self.refresh_tokens.get(refresh_token).is_none_or(|t| t.client_id != client_id) {
             return Err(invalid());
         }
-        let old = self
-            .refresh_tokens
-            .remove(refresh_token)
-            .ok_or_else(invalid)?;
+        let old = self.refresh_tokens.remove(refresh_token).ok_or_else(invalid)?;
         Ok(self.issue_tokens(old.session, old.identity, client_id, now))
     }
 
@@ -438,22 +394,12 @@ impl Oidc {
         let access_token = random_token("at-", 32);
         self.access_tokens.insert(
             access_token.clone(),
-            AccessToken {
-                session,
-                identity: identity.clone(),
-                expires_at: now + self.settings.token_ttl,
-            },
+            AccessToken { session, identity: identity.clone(), expires_at: now + self.settings.token_ttl },
         );
         let refresh_token = self.settings.issue_refresh_tokens.then(|| {
             let token = random_token("rt-", 32);
-            self.refresh_tokens.insert(
-                token.clone(),
-                RefreshToken {
-                    session,
-                    identity,
-                    client_id: client_id.to_string(),
-                },
-            );
+            self.refresh_tokens
+                .insert(token.clone(), RefreshToken { session, identity, client_id: client_id.to_string() });
             token
         });
         CreateTokenResponse {
@@ -464,11 +410,7 @@ impl Oidc {
         }
     }
 
-    fn pending_device(
-        &mut self,
-        user_code: &str,
-        now: DateTime<Utc>,
-    ) -> Result<&mut Device, DeviceControlError> {
+    fn pending_device(&mut self, user_code: &str, now: DateTime<Utc>) -> Result<&mut Device, DeviceControlError> {
         let wanted = normalize_user_code(user_code);
         let device = self
             .devices
@@ -490,10 +432,7 @@ impl Oidc {
 fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, OidcError> {
     match value.as_deref() {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(OidcError::new(
-            OidcErrorKind::InvalidRequest,
-            format!("{field} is required"),
-        )),
+        _ => Err(OidcError::new(OidcErrorKind::InvalidRequest, format!("{field} is required"))),
     }
 }
 
@@ -513,10 +452,7 @@ fn random_user_code() -> String {
 
 /// People type user codes in lower case or without the dash.
 fn normalize_user_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| *c != '-' && !c.is_whitespace())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+    code.chars().filter(|c| *c != '-' && !c.is_whitespace()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
 #[cfg(test)]
@@ -532,20 +468,11 @@ mod tests {
     }
 
     fn oidc(issue_refresh_tokens: bool) -> Oidc {
-        Oidc::new(
-            Settings {
-                token_ttl: TimeDelta::hours(8),
-                issue_refresh_tokens,
-            },
-            "eu-west-1",
-        )
+        Oidc::new(Settings { token_ttl: TimeDelta::hours(8), issue_refresh_tokens }, "eu-west-1")
     }
 
     fn alice() -> Identity {
-        Identity {
-            user_id: "u-1".into(),
-            user_name: "alice".into(),
-        }
+        Identity { user_id: "u-1".into(), user_name: "alice".into() }
     }
 
     fn register(o: &mut Oidc) -> RegisterClientResponse {
@@ -572,10 +499,7 @@ mod tests {
         .expect("device authorization")
     }
 
-    fn device_poll(
-        c: &RegisterClientResponse,
-        d: &StartDeviceAuthorizationResponse,
-    ) -> CreateTokenRequest {
+    fn device_poll(c: &RegisterClientResponse, d: &StartDeviceAuthorizationResponse) -> CreateTokenRequest {
         CreateTokenRequest {
             client_id: Some(c.client_id.clone()),
             client_secret: Some(c.client_secret.clone()),
@@ -605,10 +529,7 @@ mod tests {
         let c = register(o);
         let d = start(o, &c);
         let poll = device_poll(&c, &d);
-        assert_eq!(
-            kind(o.create_token(&poll, t0())),
-            OidcErrorKind::AuthorizationPending
-        );
+        assert_eq!(kind(o.create_token(&poll, t0())), OidcErrorKind::AuthorizationPending);
         (d, poll)
     }
 
@@ -626,10 +547,7 @@ mod tests {
         let mut o = oidc(true);
         let c = register(&mut o);
         assert_eq!(c.client_id_issued_at, 1_800_000_000);
-        assert_eq!(
-            c.client_secret_expires_at - c.client_id_issued_at,
-            90 * 24 * 3600
-        );
+        assert_eq!(c.client_secret_expires_at - c.client_id_issued_at, 90 * 24 * 3600);
     }
 
     #[test]
@@ -657,9 +575,7 @@ mod tests {
             )
             .expect_err("password grant");
         assert_eq!(err.kind, OidcErrorKind::UnsupportedGrantType);
-        let err = o
-            .register_client(&RegisterClientRequest::default(), t0())
-            .expect_err("empty");
+        let err = o.register_client(&RegisterClientRequest::default(), t0()).expect_err("empty");
         assert_eq!(err.kind, OidcErrorKind::InvalidRequest);
     }
 
@@ -673,19 +589,9 @@ mod tests {
         let code: Vec<char> = d.user_code.chars().collect();
         assert_eq!(code.len(), 9);
         assert_eq!(code[4], '-');
-        assert!(
-            code.iter()
-                .enumerate()
-                .all(|(i, ch)| i == 4 || ch.is_ascii_uppercase())
-        );
-        assert_eq!(
-            d.verification_uri,
-            "https://device.sso.eu-west-1.amazonaws.com/"
-        );
-        assert_eq!(
-            d.verification_uri_complete,
-            format!("{}?user_code={}", d.verification_uri, d.user_code)
-        );
+        assert!(code.iter().enumerate().all(|(i, ch)| i == 4 || ch.is_ascii_uppercase()));
+        assert_eq!(d.verification_uri, "https://device.sso.eu-west-1.amazonaws.com/");
+        assert_eq!(d.verification_uri_complete, format!("{}?user_code={}", d.verification_uri, d.user_code));
     }
 
     #[test]
@@ -697,20 +603,14 @@ mod tests {
             client_secret: Some("wrong".into()),
             start_url: Some("https://d-1234567890.awsapps.com/start".into()),
         };
-        let err = o
-            .start_device_authorization(&request, t0())
-            .expect_err("wrong secret");
+        let err = o.start_device_authorization(&request, t0()).expect_err("wrong secret");
         assert_eq!(err.kind, OidcErrorKind::InvalidClient);
         request.client_secret = Some(c.client_secret.clone());
         let after_expiry = t0() + TimeDelta::days(91);
-        let err = o
-            .start_device_authorization(&request, after_expiry)
-            .expect_err("expired registration");
+        let err = o.start_device_authorization(&request, after_expiry).expect_err("expired registration");
         assert_eq!(err.kind, OidcErrorKind::InvalidClient);
         request.start_url = None;
-        let err = o
-            .start_device_authorization(&request, t0())
-            .expect_err("no start URL");
+        let err = o.start_device_authorization(&request, t0()).expect_err("no start URL");
         assert_eq!(err.kind, OidcErrorKind::InvalidRequest);
     }
 
@@ -718,51 +618,26 @@ mod tests {
     fn pending_then_approved_then_single_use() {
         let mut o = oidc(true);
         let (d, poll) = polled_once(&mut o);
-        assert_eq!(
-            kind(o.create_token(&poll, t0() + secs(1.0))),
-            OidcErrorKind::AuthorizationPending
-        );
-        o.approve(
-            &d.user_code.to_lowercase().replace('-', ""),
-            alice(),
-            t0() + secs(1.5),
-        )
-        .expect("approve by a loosely typed code");
-        let token = o
-            .create_token(&poll, t0() + secs(2.0))
-            .expect("token after approval");
+        assert_eq!(kind(o.create_token(&poll, t0() + secs(1.0))), OidcErrorKind::AuthorizationPending);
+        o.approve(&d.user_code.to_lowercase().replace('-', ""), alice(), t0() + secs(1.5))
+            .expect("approve by a loosely typed code");
+        let token = o.create_token(&poll, t0() + secs(2.0)).expect("token after approval");
         assert_eq!(token.token_type, "Bearer");
         assert_eq!(token.expires_in, 8 * 3600);
         assert!(token.refresh_token.is_some());
-        assert_eq!(
-            o.identity(&token.access_token, t0() + secs(3.0)),
-            Some(&alice())
-        );
-        assert_eq!(
-            kind(o.create_token(&poll, t0() + secs(4.0))),
-            OidcErrorKind::InvalidGrant
-        );
+        assert_eq!(o.identity(&token.access_token, t0() + secs(3.0)), Some(&alice()));
+        assert_eq!(kind(o.create_token(&poll, t0() + secs(4.0))), OidcErrorKind::InvalidGrant);
     }
 
     #[test]
     fn polling_faster_than_the_interval_slows_down_but_is_lenient() {
         let mut o = oidc(true);
         let (d, poll) = polled_once(&mut o);
-        assert_eq!(
-            kind(o.create_token(&poll, t0() + secs(0.5))),
-            OidcErrorKind::SlowDown
-        );
-        assert_eq!(
-            kind(o.create_token(&poll, t0() + secs(1.35))),
-            OidcErrorKind::AuthorizationPending
-        );
+        assert_eq!(kind(o.create_token(&poll, t0() + secs(0.5))), OidcErrorKind::SlowDown);
+        assert_eq!(kind(o.create_token(&poll, t0() + secs(1.35))), OidcErrorKind::AuthorizationPending);
         o.approve(&d.user_code, alice(), t0()).expect("approve");
-        assert_eq!(
-            kind(o.create_token(&poll, t0() + secs(1.4))),
-            OidcErrorKind::SlowDown
-        );
-        o.create_token(&poll, t0() + secs(2.3))
-            .expect("0.9 s after the last poll is accepted");
+        assert_eq!(kind(o.create_token(&poll, t0() + secs(1.4))), OidcErrorKind::SlowDown);
+        o.create_token(&poll, t0() + secs(2.3)).expect("0.9 s after the last poll is accepted");
     }
 
     #[test]
@@ -771,29 +646,14 @@ mod tests {
         let c = register(&mut o);
         let denied = start(&mut o, &c);
         o.deny(&denied.user_code, t0()).expect("deny");
-        assert_eq!(
-            kind(o.create_token(&device_poll(&c, &denied), t0())),
-            OidcErrorKind::AccessDenied
-        );
-        assert_eq!(
-            o.approve(&denied.user_code, alice(), t0()),
-            Err(DeviceControlError::NotPending("already denied"))
-        );
+        assert_eq!(kind(o.create_token(&device_poll(&c, &denied), t0())), OidcErrorKind::AccessDenied);
+        assert_eq!(o.approve(&denied.user_code, alice(), t0()), Err(DeviceControlError::NotPending("already denied")));
 
         let late = start(&mut o, &c);
         let expiry = t0() + TimeDelta::seconds(600);
-        assert_eq!(
-            kind(o.create_token(&device_poll(&c, &late), expiry)),
-            OidcErrorKind::ExpiredToken
-        );
-        assert_eq!(
-            o.approve(&late.user_code, alice(), expiry),
-            Err(DeviceControlError::NotPending("expired"))
-        );
-        assert_eq!(
-            o.deny("ZZZZ-ZZZZ", t0()),
-            Err(DeviceControlError::UnknownUserCode)
-        );
+        assert_eq!(kind(o.create_token(&device_poll(&c, &late), expiry)), OidcErrorKind::ExpiredToken);
+        assert_eq!(o.approve(&late.user_code, alice(), expiry), Err(DeviceControlError::NotPending("expired")));
+        assert_eq!(o.deny("ZZZZ-ZZZZ", t0()), Err(DeviceControlError::UnknownUserCode));
     }
 
     #[test]
@@ -804,17 +664,10 @@ mod tests {
         let d = start(&mut o, &c);
         o.approve(&d.user_code, alice(), t0()).expect("approve");
         let mut poll = device_poll(&other, &d);
-        assert_eq!(
-            kind(o.create_token(&poll, t0())),
-            OidcErrorKind::InvalidGrant
-        );
+        assert_eq!(kind(o.create_token(&poll, t0())), OidcErrorKind::InvalidGrant);
         poll.client_secret = Some("wrong".into());
-        assert_eq!(
-            kind(o.create_token(&poll, t0())),
-            OidcErrorKind::InvalidClient
-        );
-        o.create_token(&device_poll(&c, &d), t0())
-            .expect("the right client still can");
+        assert_eq!(kind(o.create_token(&poll, t0())), OidcErrorKind::InvalidClient);
+        o.create_token(&device_poll(&c, &d), t0()).expect("the right client still can");
     }
 
     #[test]
@@ -823,32 +676,19 @@ mod tests {
         let (c, first) = logged_in(&mut o);
         let rt = first.refresh_token.expect("refresh token");
         let later = t0() + TimeDelta::hours(9);
-        assert_eq!(
-            o.identity(&first.access_token, later),
-            None,
-            "access token outlives its ttl"
-        );
+        assert_eq!(o.identity(&first.access_token, later), None, "access token outlives its ttl");
         let second = o.create_token(&refresh(&c, &rt), later).expect("refresh");
         assert_ne!(second.access_token, first.access_token);
         let rt2 = second.refresh_token.clone().expect("rotated refresh token");
         assert_ne!(rt2, rt);
         assert_eq!(o.identity(&second.access_token, later), Some(&alice()));
-        assert_eq!(
-            kind(o.create_token(&refresh(&c, &rt), later)),
-            OidcErrorKind::InvalidGrant
-        );
+        assert_eq!(kind(o.create_token(&refresh(&c, &rt), later)), OidcErrorKind::InvalidGrant);
 
         let other = register(&mut o);
-        assert_eq!(
-            kind(o.create_token(&refresh(&other, &rt2), later)),
-            OidcErrorKind::InvalidGrant
-        );
+        assert_eq!(kind(o.create_token(&refresh(&other, &rt2), later)), OidcErrorKind::InvalidGrant);
         let mut bad_client = refresh(&c, &rt2);
         bad_client.client_secret = Some("wrong".into());
-        assert_eq!(
-            kind(o.create_token(&bad_client, later)),
-            OidcErrorKind::InvalidClient
-        );
+        assert_eq!(kind(o.create_token(&bad_client, later)), OidcErrorKind::InvalidClient);
     }
 
     #[test]
@@ -856,10 +696,7 @@ mod tests {
         let mut o = oidc(false);
         let (c, token) = logged_in(&mut o);
         assert_eq!(token.refresh_token, None);
-        assert_eq!(
-            kind(o.create_token(&refresh(&c, "rt-anything"), t0())),
-            OidcErrorKind::InvalidGrant
-        );
+        assert_eq!(kind(o.create_token(&refresh(&c, "rt-anything"), t0())), OidcErrorKind::InvalidGrant);
     }
 
     #[test]
@@ -867,24 +704,15 @@ mod tests {
         let mut o = oidc(true);
         let (c, first) = logged_in(&mut o);
         let second = o
-            .create_token(
-                &refresh(&c, first.refresh_token.as_deref().expect("refresh token")),
-                t0(),
-            )
+            .create_token(&refresh(&c, first.refresh_token.as_deref().expect("refresh token")), t0())
             .expect("refresh");
         let (_, bystander) = logged_in(&mut o);
         assert!(o.logout(&second.access_token, t0()));
         assert_eq!(o.identity(&first.access_token, t0()), None);
         assert_eq!(o.identity(&second.access_token, t0()), None);
         let rt2 = second.refresh_token.expect("refresh token");
-        assert_eq!(
-            kind(o.create_token(&refresh(&c, &rt2), t0())),
-            OidcErrorKind::InvalidGrant
-        );
-        assert!(
-            !o.logout(&second.access_token, t0()),
-            "a second logout finds no session"
-        );
+        assert_eq!(kind(o.create_token(&refresh(&c, &rt2), t0())), OidcErrorKind::InvalidGrant);
+        assert!(!o.logout(&second.access_token, t0()), "a second logout finds no session");
         assert_eq!(o.identity(&bystander.access_token, t0()), Some(&alice()));
     }
 
@@ -896,10 +724,7 @@ mod tests {
         assert_eq!(o.identity(&token.access_token, t0()), None);
         assert_eq!(o.expire_all_access_tokens(t0()), 0);
         let renewed = o
-            .create_token(
-                &refresh(&c, token.refresh_token.as_deref().expect("refresh token")),
-                t0(),
-            )
+            .create_token(&refresh(&c, token.refresh_token.as_deref().expect("refresh token")), t0())
             .expect("refresh after expiry");
         assert_eq!(o.identity(&renewed.access_token, t0()), Some(&alice()));
     }
@@ -910,25 +735,12 @@ mod tests {
         let c = register(&mut o);
         let mut request = refresh(&c, "x");
         request.grant_type = Some("authorization_code".into());
-        assert_eq!(
-            kind(o.create_token(&request, t0())),
-            OidcErrorKind::UnsupportedGrantType
-        );
+        assert_eq!(kind(o.create_token(&request, t0())), OidcErrorKind::UnsupportedGrantType);
         request.grant_type = Some("client_credentials".into());
-        assert_eq!(
-            kind(o.create_token(&request, t0())),
-            OidcErrorKind::UnsupportedGrantType
-        );
+        assert_eq!(kind(o.create_token(&request, t0())), OidcErrorKind::UnsupportedGrantType);
         request.grant_type = None;
-        assert_eq!(
-            kind(o.create_token(&request, t0())),
-            OidcErrorKind::InvalidRequest
-        );
+        assert_eq!(kind(o.create_token(&request, t0())), OidcErrorKind::InvalidRequest);
         request.grant_type = Some(DEVICE_CODE_GRANT.into());
-        assert_eq!(
-            kind(o.create_token(&request, t0())),
-            OidcErrorKind::InvalidRequest,
-            "no deviceCode"
-        );
+        assert_eq!(kind(o.create_token(&request, t0())), OidcErrorKind::InvalidRequest, "no deviceCode");
     }
 }

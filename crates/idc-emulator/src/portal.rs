@@ -31,10 +31,7 @@ pub async fn role_credentials(
     role_name: &str,
 ) -> Result<RoleCredentials, PortalError> {
     let instance = directory.instance().await.map_err(PortalError::backend)?;
-    let permission_sets = directory
-        .permission_sets(&instance.instance_arn)
-        .await
-        .map_err(PortalError::backend)?;
+    let permission_sets = directory.permission_sets(&instance.instance_arn).await.map_err(PortalError::backend)?;
     let Some(permission_set) = permission_sets.into_iter().find(|ps| ps.name == role_name) else {
         tracing::info!(user = %identity.user_name, account_id, role_name, "denied: no permission set has this name");
         return Err(PortalError::no_access());
@@ -57,10 +54,7 @@ pub async fn role_credentials(
     Ok(credentials)
 }
 
-pub async fn accounts(
-    directory: &Directory,
-    identity: &Identity,
-) -> Result<Vec<AccountInfo>, PortalError> {
+pub async fn accounts(directory: &Directory, identity: &Identity) -> Result<Vec<AccountInfo>, PortalError> {
     let (_, who, assignments) = caller_assignments(directory, identity, None).await?;
     let details = directory.accounts().await.map_err(PortalError::backend)?;
     Ok(access::assigned_accounts(&assignments, &who)
@@ -68,10 +62,7 @@ pub async fn accounts(
         .map(|account_id| {
             let known = details.get(&account_id);
             if known.is_none() {
-                tracing::warn!(
-                    account_id,
-                    "assigned account is not in moto's organization; listing it without a name"
-                );
+                tracing::warn!(account_id, "assigned account is not in moto's organization; listing it without a name");
             }
             AccountInfo {
                 account_name: known.map(|d| d.name.clone()),
@@ -82,28 +73,17 @@ pub async fn accounts(
         .collect())
 }
 
-pub async fn roles(
-    directory: &Directory,
-    identity: &Identity,
-    account_id: &str,
-) -> Result<Vec<RoleInfo>, PortalError> {
-    let (instance, who, assignments) =
-        caller_assignments(directory, identity, Some(account_id)).await?;
+pub async fn roles(directory: &Directory, identity: &Identity, account_id: &str) -> Result<Vec<RoleInfo>, PortalError> {
+    let (instance, who, assignments) = caller_assignments(directory, identity, Some(account_id)).await?;
     let arns = access::assigned_permission_sets(&assignments, &who, account_id);
     if arns.is_empty() {
         return Ok(Vec::new());
     }
-    let permission_sets = directory
-        .permission_sets(&instance.instance_arn)
-        .await
-        .map_err(PortalError::backend)?;
+    let permission_sets = directory.permission_sets(&instance.instance_arn).await.map_err(PortalError::backend)?;
     let mut roles: Vec<RoleInfo> = permission_sets
         .into_iter()
         .filter(|ps| arns.contains(&ps.arn))
-        .map(|ps| RoleInfo {
-            role_name: ps.name,
-            account_id: account_id.to_string(),
-        })
+        .map(|ps| RoleInfo { role_name: ps.name, account_id: account_id.to_string() })
         .collect();
     roles.sort_by(|a, b| a.role_name.cmp(&b.role_name));
     Ok(roles)
@@ -127,14 +107,9 @@ async fn principals(
     instance: &Instance,
     identity: &Identity,
 ) -> Result<Principals, PortalError> {
-    let group_ids = directory
-        .group_ids(&instance.identity_store_id, &identity.user_id)
-        .await
-        .map_err(PortalError::backend)?;
-    Ok(Principals {
-        user_id: identity.user_id.clone(),
-        group_ids,
-    })
+    let group_ids =
+        directory.group_ids(&instance.identity_store_id, &identity.user_id).await.map_err(PortalError::backend)?;
+    Ok(Principals { user_id: identity.user_id.clone(), group_ids })
 }
 
 async fn assignments_of(

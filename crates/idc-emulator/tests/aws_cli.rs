@@ -72,16 +72,10 @@ impl Org {
         let sso = aws_sdk_ssoadmin::Client::new(sdk);
         let ids = aws_sdk_identitystore::Client::new(sdk);
         let instances = sso.list_instances().send().await?;
-        let instance = instances
-            .instances()
-            .first()
-            .context("moto has no Identity Center instance")?;
+        let instance = instances.instances().first().context("moto has no Identity Center instance")?;
         Ok(Org {
             instance_arn: instance.instance_arn().context("InstanceArn")?.to_string(),
-            identity_store_id: instance
-                .identity_store_id()
-                .context("IdentityStoreId")?
-                .to_string(),
+            identity_store_id: instance.identity_store_id().context("IdentityStoreId")?.to_string(),
             sso,
             ids,
         })
@@ -96,11 +90,7 @@ impl Org {
             .session_duration("PT1H")
             .send()
             .await?;
-        Ok(out
-            .permission_set()
-            .and_then(|p| p.permission_set_arn())
-            .context("PermissionSetArn")?
-            .to_string())
+        Ok(out.permission_set().and_then(|p| p.permission_set_arn()).context("PermissionSetArn")?.to_string())
     }
 
     async fn user(&self, name: &str) -> Result<String> {
@@ -110,25 +100,15 @@ impl Org {
             .identity_store_id(&self.identity_store_id)
             .user_name(name)
             .display_name(name)
-            .name(
-                Name::builder()
-                    .given_name(name)
-                    .family_name("Tester")
-                    .build(),
-            )
+            .name(Name::builder().given_name(name).family_name("Tester").build())
             .send()
             .await?;
         Ok(out.user_id)
     }
 
     async fn group_with(&self, name: &str, user_id: &str) -> Result<String> {
-        let group = self
-            .ids
-            .create_group()
-            .identity_store_id(&self.identity_store_id)
-            .display_name(name)
-            .send()
-            .await?;
+        let group =
+            self.ids.create_group().identity_store_id(&self.identity_store_id).display_name(name).send().await?;
         self.ids
             .create_group_membership()
             .identity_store_id(&self.identity_store_id)
@@ -155,10 +135,7 @@ async fn organization(sdk: &SdkConfig, accounts: &[&str]) -> Result<Vec<String>>
             .email(format!("{}@example.com", name.to_lowercase()))
             .send()
             .await?;
-        let id = out
-            .create_account_status()
-            .and_then(|s| s.account_id())
-            .context("AccountId")?;
+        let id = out.create_account_status().and_then(|s| s.account_id()).context("AccountId")?;
         ids.push(id.to_string());
     }
     Ok(ids)
@@ -193,16 +170,8 @@ impl Cli {
         let home = tempfile::tempdir()?;
         std::fs::create_dir_all(home.path().join(".aws"))?;
         // CLI v1 would otherwise fetch any parameter that looks like a URL (here --start-url) and send its content.
-        std::fs::write(
-            home.path().join(".aws/config"),
-            "[default]\ncli_follow_urlparam = false\n",
-        )?;
-        Ok(Cli {
-            aws: venv_bin("aws")?,
-            home,
-            emulator: emulator.to_string(),
-            moto: moto.endpoint.clone(),
-        })
+        std::fs::write(home.path().join(".aws/config"), "[default]\ncli_follow_urlparam = false\n")?;
+        Ok(Cli { aws: venv_bin("aws")?, home, emulator: emulator.to_string(), moto: moto.endpoint.clone() })
     }
 
     fn run(&self, args: &[&str], keys: Option<&Value>) -> Result<Outcome> {
@@ -225,13 +194,10 @@ impl Cli {
                     .env("AWS_SESSION_TOKEN", str_at(creds, "/sessionToken")?);
             }
             None => {
-                cmd.env("AWS_ACCESS_KEY_ID", "dummy")
-                    .env("AWS_SECRET_ACCESS_KEY", "dummy");
+                cmd.env("AWS_ACCESS_KEY_ID", "dummy").env("AWS_SECRET_ACCESS_KEY", "dummy");
             }
         }
-        let out = cmd
-            .output()
-            .with_context(|| format!("running aws {}", args.join(" ")))?;
+        let out = cmd.output().with_context(|| format!("running aws {}", args.join(" ")))?;
         Ok(Outcome {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -246,12 +212,7 @@ impl Cli {
 
     fn ok_with(&self, args: &[&str], keys: Option<&Value>) -> Result<Value> {
         let out = self.run(args, keys)?;
-        ensure!(
-            out.success,
-            "aws {} failed:\n{}",
-            args.join(" "),
-            out.stderr
-        );
+        ensure!(out.success, "aws {} failed:\n{}", args.join(" "), out.stderr);
         if out.stdout.trim().is_empty() {
             return Ok(Value::Null);
         }
@@ -262,25 +223,13 @@ impl Cli {
     /// Runs a command that must fail and returns its stderr.
     fn fails(&self, args: &[&str]) -> Result<String> {
         let out = self.run(args, None)?;
-        ensure!(
-            !out.success,
-            "aws {} succeeded but should have failed:\n{}",
-            args.join(" "),
-            out.stdout
-        );
+        ensure!(!out.success, "aws {} succeeded but should have failed:\n{}", args.join(" "), out.stdout);
         Ok(out.stderr)
     }
 
     /// The whole RegisterClient response.
     fn register_client(&self) -> Result<Value> {
-        self.ok(&[
-            "sso-oidc",
-            "register-client",
-            "--client-name",
-            "idc-test",
-            "--client-type",
-            "public",
-        ])
+        self.ok(&["sso-oidc", "register-client", "--client-name", "idc-test", "--client-type", "public"])
     }
 
     /// Registers a client; returns its id and secret.
@@ -336,39 +285,21 @@ impl Cli {
     }
 
     fn role_credentials_args<'a>(token: &'a str, account: &'a str, role: &'a str) -> Vec<&'a str> {
-        vec![
-            "sso",
-            "get-role-credentials",
-            "--access-token",
-            token,
-            "--account-id",
-            account,
-            "--role-name",
-            role,
-        ]
+        vec!["sso", "get-role-credentials", "--access-token", token, "--account-id", account, "--role-name", role]
     }
 
     /// Role credentials, checked to live about an hour, then used against moto STS; returns the caller ARN.
     fn caller_with_role(&self, token: &str, account: &str, role: &str) -> Result<String> {
         let out = self.ok(&Self::role_credentials_args(token, account, role))?;
-        let creds = out
-            .pointer("/roleCredentials")
-            .context("roleCredentials")?
-            .clone();
-        let expiration_ms = creds
-            .pointer("/expiration")
-            .and_then(Value::as_i64)
-            .context("expiration")?;
+        let creds = out.pointer("/roleCredentials").context("roleCredentials")?.clone();
+        let expiration_ms = creds.pointer("/expiration").and_then(Value::as_i64).context("expiration")?;
         let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
         ensure!(
             (now_ms + 3_500_000..=now_ms + 3_700_000).contains(&expiration_ms),
             "expiration {expiration_ms} is not epoch milliseconds about one hour from {now_ms}"
         );
         let identity = self.ok_with(&["sts", "get-caller-identity"], Some(&creds))?;
-        ensure!(
-            str_at(&identity, "/Account")? == account,
-            "caller identity {identity} is not in account {account}"
-        );
+        ensure!(str_at(&identity, "/Account")? == account, "caller identity {identity} is not in account {account}");
         str_at(&identity, "/Arn")
     }
 }
@@ -383,20 +314,11 @@ fn str_at(value: &Value, pointer: &str) -> Result<String> {
 
 /// Approves a device authorization through the control endpoint; returns the status and JSON body.
 async fn approve(emulator: &str, user_code: &str, user_name: &str) -> Result<(u16, Value)> {
-    control(
-        emulator,
-        "/_emu/device/approve",
-        json!({ "user_code": user_code, "user_name": user_name }),
-    )
-    .await
+    control(emulator, "/_emu/device/approve", json!({ "user_code": user_code, "user_name": user_name })).await
 }
 
 async fn control(emulator: &str, path: &str, body: Value) -> Result<(u16, Value)> {
-    let response = reqwest::Client::new()
-        .post(format!("{emulator}{path}"))
-        .json(&body)
-        .send()
-        .await?;
+    let response = reqwest::Client::new().post(format!("{emulator}{path}")).json(&body).send().await?;
     let status = response.status().as_u16();
     Ok((status, response.json().await?))
 }
@@ -408,10 +330,7 @@ async fn device_login(cli: &Cli, client: &(String, String), user: &str) -> Resul
     if !(200..300).contains(&status) {
         bail!("approving {user} failed with {status}: {body}");
     }
-    cli.ok(&Cli::device_token_args(
-        client,
-        &str_at(&device, "/deviceCode")?,
-    ))
+    cli.ok(&Cli::device_token_args(client, &str_at(&device, "/deviceCode")?))
 }
 
 #[tokio::test]
@@ -430,17 +349,10 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
 
     // Registration and device authorization.
     let reg = cli.register_client()?;
-    let issued = reg["clientIdIssuedAt"]
-        .as_i64()
-        .context("clientIdIssuedAt")?;
-    let expires = reg["clientSecretExpiresAt"]
-        .as_i64()
-        .context("clientSecretExpiresAt")?;
+    let issued = reg["clientIdIssuedAt"].as_i64().context("clientIdIssuedAt")?;
+    let expires = reg["clientSecretExpiresAt"].as_i64().context("clientSecretExpiresAt")?;
     let now_s = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
-    assert!(
-        (issued - now_s).abs() < 60,
-        "clientIdIssuedAt {issued} is not epoch seconds"
-    );
+    assert!((issued - now_s).abs() < 60, "clientIdIssuedAt {issued} is not epoch seconds");
     assert_eq!(expires - issued, 90 * 24 * 3600);
     let client = (str_at(&reg, "/clientId")?, str_at(&reg, "/clientSecret")?);
     let device = cli.start_device(&client)?;
@@ -448,16 +360,11 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
     let device_code = str_at(&device, "/deviceCode")?;
     assert_eq!(device["expiresIn"], 600);
     assert_eq!(device["interval"], 1);
-    assert!(
-        str_at(&device, "/verificationUriComplete")?.ends_with(&format!("user_code={user_code}"))
-    );
+    assert!(str_at(&device, "/verificationUriComplete")?.ends_with(&format!("user_code={user_code}")));
 
     // Pending until approved, then one token, then the code is spent.
     let pending = cli.fails(&Cli::device_token_args(&client, &device_code))?;
-    assert!(
-        pending.contains("AuthorizationPendingException"),
-        "{pending}"
-    );
+    assert!(pending.contains("AuthorizationPendingException"), "{pending}");
     let (status, _) = approve(&url, &user_code, "alice").await?;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -472,39 +379,23 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
 
     // No assignment yet: the portal refuses like the real one.
     let denied = cli.fails(&Cli::role_credentials_args(&access_token, dev, "Admin"))?;
-    assert!(
-        denied.contains("(ForbiddenException)") && denied.contains("No access"),
-        "{denied}"
-    );
+    assert!(denied.contains("(ForbiddenException)") && denied.contains("No access"), "{denied}");
 
     // A direct assignment, made while the emulator runs, is honoured at once.
     org.assign(dev, &admin, PrincipalType::User, &alice).await?;
     let arn = cli.caller_with_role(&access_token, dev, "Admin")?;
-    assert!(
-        arn.starts_with(&format!(
-            "arn:aws:sts::{dev}:assumed-role/AWSReservedSSO_Admin_"
-        )),
-        "{arn}"
-    );
-    assert!(
-        arn.ends_with("/alice"),
-        "the session is named after the user: {arn}"
-    );
+    assert!(arn.starts_with(&format!("arn:aws:sts::{dev}:assumed-role/AWSReservedSSO_Admin_")), "{arn}");
+    assert!(arn.ends_with("/alice"), "the session is named after the user: {arn}");
 
     // Access through a group membership.
     let denied = cli.fails(&Cli::role_credentials_args(&access_token, dev, "ReadOnly"))?;
     assert!(denied.contains("No access"), "{denied}");
-    org.assign(dev, &read_only, PrincipalType::Group, &ops)
-        .await?;
+    org.assign(dev, &read_only, PrincipalType::Group, &ops).await?;
     let arn = cli.caller_with_role(&access_token, dev, "ReadOnly")?;
-    assert!(
-        arn.contains(":assumed-role/AWSReservedSSO_ReadOnly_"),
-        "{arn}"
-    );
+    assert!(arn.contains(":assumed-role/AWSReservedSSO_ReadOnly_"), "{arn}");
 
     // Removing an assignment takes effect at once too.
-    org.unassign(dev, &admin, PrincipalType::User, &alice)
-        .await?;
+    org.unassign(dev, &admin, PrincipalType::User, &alice).await?;
     let revoked = cli.fails(&Cli::role_credentials_args(&access_token, dev, "Admin"))?;
     assert!(revoked.contains("No access"), "{revoked}");
 
@@ -513,18 +404,8 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
         listed["accountList"],
         json!([{"accountId": dev, "accountName": "Dev", "emailAddress": "dev@example.com"}])
     );
-    let roles = cli.ok(&[
-        "sso",
-        "list-account-roles",
-        "--access-token",
-        &access_token,
-        "--account-id",
-        dev,
-    ])?;
-    assert_eq!(
-        roles["roleList"],
-        json!([{"roleName": "ReadOnly", "accountId": dev}])
-    );
+    let roles = cli.ok(&["sso", "list-account-roles", "--access-token", &access_token, "--account-id", dev])?;
+    assert_eq!(roles["roleList"], json!([{"roleName": "ReadOnly", "accountId": dev}]));
 
     // Refresh: a new access token and a rotated refresh token; the old refresh token is spent.
     let refreshed = cli.ok(&Cli::refresh_args(&client, &refresh_token))?;
@@ -542,8 +423,7 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
     for token in [&new_access, &access_token] {
         let gone = cli.fails(&Cli::role_credentials_args(token, dev, "ReadOnly"))?;
         assert!(
-            gone.contains("(UnauthorizedException)")
-                && gone.contains("Session token not found or invalid"),
+            gone.contains("(UnauthorizedException)") && gone.contains("Session token not found or invalid"),
             "{gone}"
         );
     }
@@ -561,8 +441,7 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     let admin = org.permission_set("Admin").await?;
     let bob = org.user("bob").await?;
     for account in &accounts {
-        org.assign(account, &admin, PrincipalType::User, &bob)
-            .await?;
+        org.assign(account, &admin, PrincipalType::User, &bob).await?;
     }
     let (_emulator, url) = start_emulator(&moto, &[])?;
     let cli = Cli::new(&url, &moto)?;
@@ -582,47 +461,28 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     assert_eq!(status, 404);
     let (status, _) = control(&url, "/_emu/device/deny", json!({"user_code": user_code})).await?;
     assert_eq!(status, 200);
-    let denied = cli.fails(&Cli::device_token_args(
-        &client,
-        &str_at(&device, "/deviceCode")?,
-    ))?;
+    let denied = cli.fails(&Cli::device_token_args(&client, &str_at(&device, "/deviceCode")?))?;
     assert!(denied.contains("AccessDeniedException"), "{denied}");
     let (status, _) = approve(&url, &user_code, "bob").await?;
-    assert_eq!(
-        status, 409,
-        "a denied authorization cannot be approved afterwards"
-    );
+    assert_eq!(status, 409, "a denied authorization cannot be approved afterwards");
 
     // Polling faster than the interval, on the wire: status, error type header and OAuth body.
     let device = cli.start_device(&client)?;
     let http = reqwest::Client::new();
     let poll = json!({"clientId": client.0, "clientSecret": client.1, "grantType": DEVICE_GRANT, "deviceCode": device["deviceCode"]});
     let first = http.post(format!("{url}/token")).json(&poll).send().await?;
-    assert_eq!(
-        first.headers()["x-amzn-errortype"],
-        "AuthorizationPendingException"
-    );
+    assert_eq!(first.headers()["x-amzn-errortype"], "AuthorizationPendingException");
     let second = http.post(format!("{url}/token")).json(&poll).send().await?;
     assert_eq!(second.status().as_u16(), 400);
     assert_eq!(second.headers()["x-amzn-errortype"], "SlowDownException");
     let body: Value = second.json().await?;
     assert_eq!(body["error"], "slow_down");
-    assert!(
-        body["error_description"].is_string() && body["message"].is_string(),
-        "{body}"
-    );
+    assert!(body["error_description"].is_string() && body["message"].is_string(), "{body}");
 
     // Paging: the CLI follows nextToken through one-account pages.
     let token = device_login(&cli, &client, "bob").await?;
     let access = str_at(&token, "/accessToken")?;
-    let listed = cli.ok(&[
-        "sso",
-        "list-accounts",
-        "--access-token",
-        &access,
-        "--page-size",
-        "1",
-    ])?;
+    let listed = cli.ok(&["sso", "list-accounts", "--access-token", &access, "--page-size", "1"])?;
     let mut ids: Vec<String> = listed["accountList"]
         .as_array()
         .context("accountList")?
@@ -646,10 +506,7 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     let (status, body) = control(&url, "/_emu/tokens/expire-all", json!({})).await?;
     assert_eq!((status, body["expired"].as_u64()), (200, Some(1)));
     let expired = cli.fails(&Cli::role_credentials_args(&access, &accounts[0], "Admin"))?;
-    assert!(
-        expired.contains("Session token not found or invalid"),
-        "{expired}"
-    );
+    assert!(expired.contains("Session token not found or invalid"), "{expired}");
     let wire = http
         .get(format!("{url}/assignment/roles?account_id={}", accounts[0]))
         .header("x-amz-sso_bearer_token", &access)
@@ -658,22 +515,13 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     assert_eq!(wire.status().as_u16(), 401);
     assert_eq!(wire.headers()["x-amzn-errortype"], "UnauthorizedException");
     let body: Value = wire.json().await?;
-    assert_eq!(
-        body["__type"],
-        "com.amazonaws.switchboard.portal#UnauthorizedException"
-    );
-    let renewed = cli.ok(&Cli::refresh_args(
-        &client,
-        &str_at(&token, "/refreshToken")?,
-    ))?;
+    assert_eq!(body["__type"], "com.amazonaws.switchboard.portal#UnauthorizedException");
+    let renewed = cli.ok(&Cli::refresh_args(&client, &str_at(&token, "/refreshToken")?))?;
     let arn = cli.caller_with_role(&str_at(&renewed, "/accessToken")?, &accounts[1], "Admin")?;
     assert!(arn.ends_with("/bob"), "{arn}");
 
     // A second emulator on the same moto, configured without refresh tokens and with short-lived tokens.
-    let (_plain, plain_url) = start_emulator(
-        &moto,
-        &["--issue-refresh-tokens", "false", "--token-ttl-secs", "90"],
-    )?;
+    let (_plain, plain_url) = start_emulator(&moto, &["--issue-refresh-tokens", "false", "--token-ttl-secs", "90"])?;
     let plain = Cli::new(&plain_url, &moto)?;
     let plain_client = plain.register()?;
     let token = device_login(&plain, &plain_client, "bob").await?;

@@ -33,14 +33,8 @@ fn cargo() -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
+    let status = cmd.status().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
 }
 
 /// Creates `.venv` with moto and the AWS CLI v1 unless it already holds exactly these versions.
@@ -54,17 +48,12 @@ fn ensure_python_env() -> Result<(), String> {
     {
         return Ok(());
     }
-    eprintln!(
-        "xtask: installing {} into {}",
-        PYTHON_PACKAGES.join(", "),
-        venv.display()
-    );
+    eprintln!("xtask: installing {} into {}", PYTHON_PACKAGES.join(", "), venv.display());
     let mut create = Command::new("python3");
     create.args(["-m", "venv"]).arg(&venv);
     run(create, "python3 -m venv (on Debian, install python3-venv)")?;
     let mut pip = Command::new(venv.join("bin/pip"));
-    pip.args(["install", "--quiet", "--disable-pip-version-check"])
-        .args(PYTHON_PACKAGES);
+    pip.args(["install", "--quiet", "--disable-pip-version-check"]).args(PYTHON_PACKAGES);
     run(pip, "pip install")?;
     std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
@@ -79,15 +68,7 @@ fn sandbox(demo: bool) -> Result<(), String> {
     ensure_python_env()?;
     build()?;
     let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "-p",
-        "cone-testkit",
-        "--bin",
-        "cone-sandbox",
-        "--",
-    ]);
+    cmd.args(["run", "--quiet", "-p", "cone-testkit", "--bin", "cone-sandbox", "--"]);
     if demo {
         cmd.arg("--demo");
     }

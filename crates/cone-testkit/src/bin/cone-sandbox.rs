@@ -43,17 +43,11 @@ async fn run(demo: bool, dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
-    step(
-        "Starting moto, seeding the organisation, starting the Identity Center emulator and cone-server",
-    );
+    step("Starting moto, seeding the organisation, starting the Identity Center emulator and cone-server");
     let sandbox = Sandbox::start(dir, "").await?;
     println!("moto:         {}", sandbox.moto.endpoint);
     println!("emulator:     {}", sandbox.emulator_url);
-    println!(
-        "cone-server:  {} (SQLite in {})",
-        sandbox.server_url,
-        dir.display()
-    );
+    println!("cone-server:  {} (SQLite in {})", sandbox.server_url, dir.display());
     for (name, id) in &sandbox.org.accounts {
         println!("account:      {name} {id}");
     }
@@ -61,17 +55,10 @@ async fn run(demo: bool, dir: &Path) -> Result<()> {
     step("Signing alice in to Cone and IAM Identity Center, and running `cone aws setup`");
     print!("{}", sandbox.sign_in("alice").await?);
 
-    step(&format!(
-        "$ aws sts get-caller-identity --profile {PROFILE}"
-    ));
-    let output = run_on_terminal(
-        &sandbox,
-        &format!("aws sts get-caller-identity --profile {PROFILE}"),
-    )?;
+    step(&format!("$ aws sts get-caller-identity --profile {PROFILE}"));
+    let output = run_on_terminal(&sandbox, &format!("aws sts get-caller-identity --profile {PROFILE}"))?;
     print!("{output}");
-    if !output.contains("Access granted!")
-        || !output.contains("assumed-role/AWSReservedSSO_ReadOnlyAccess_")
-    {
+    if !output.contains("Access granted!") || !output.contains("assumed-role/AWSReservedSSO_ReadOnlyAccess_") {
         bail!(
             "the JIT request did not end with `Access granted!` and an AWSReservedSSO_ReadOnlyAccess_ role; see the output above"
         );
@@ -82,7 +69,8 @@ async fn run(demo: bool, dir: &Path) -> Result<()> {
         .env("alice")?
         .iter()
         .map(|(k, v)| format!("export {k}='{v}'\n"))
-        .chain(["unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE\n".to_string()])
+        .chain(["unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE\n"
+            .to_string()])
         .collect();
     std::fs::write(&env_file, exports)?;
     step("The sandbox works end to end");
@@ -95,9 +83,7 @@ async fn run(demo: bool, dir: &Path) -> Result<()> {
     );
     println!("\n    source {}\n", env_file.display());
     println!("Press Ctrl-C to stop every process the sandbox started.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     println!("\nStopping.");
     Ok(())
 }
@@ -106,14 +92,9 @@ async fn run(demo: bool, dir: &Path) -> Result<()> {
 /// `credential_process`'s stderr, so cone's messages reach people through the terminal.
 fn run_on_terminal(sandbox: &Sandbox, command: &str) -> Result<String> {
     let mut cmd = sandbox.command("alice", "script")?;
-    cmd.args(["-qefc", command, "/dev/null"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = cmd
-        .output()
-        .context("running `script` (package bsdutils) to give the AWS CLI a terminal")?;
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "")
-        + &String::from_utf8_lossy(&out.stderr);
+    cmd.args(["-qefc", command, "/dev/null"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = cmd.output().context("running `script` (package bsdutils) to give the AWS CLI a terminal")?;
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "") + &String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!("`{command}` failed:\n{text}");
     }
