@@ -6,9 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_identitystore::types::{MemberId, Name};
-use aws_sdk_ssoadmin::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use cone_testkit::{Child, Moto, venv_bin};
 use serde_json::{Value, json};
@@ -17,20 +16,6 @@ use tempfile::TempDir;
 const START_URL: &str = "https://d-1234567890.awsapps.com/start";
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-fn moto_sdk(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "idc-emulator-test",
-        )))
-        .build()
-}
 
 /// Identity Center state created in moto for one test.
 struct Org {
@@ -336,7 +321,7 @@ async fn device_login(cli: &Cli, client: &(String, String), user: &str) -> Resul
 #[tokio::test]
 async fn device_login_and_role_credentials_follow_live_assignments() -> Result<()> {
     let moto = Moto::start()?;
-    let sdk = moto_sdk(&moto.endpoint);
+    let sdk = cone_testkit::moto_sdk_config(&moto.endpoint);
     let accounts = organization(&sdk, &["Dev"]).await?;
     let dev = accounts[0].as_str();
     let org = Org::new(&sdk).await?;
@@ -435,7 +420,7 @@ async fn device_login_and_role_credentials_follow_live_assignments() -> Result<(
 #[tokio::test]
 async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     let moto = Moto::start()?;
-    let sdk = moto_sdk(&moto.endpoint);
+    let sdk = cone_testkit::moto_sdk_config(&moto.endpoint);
     let accounts = organization(&sdk, &["One", "Two", "Three"]).await?;
     let org = Org::new(&sdk).await?;
     let admin = org.permission_set("Admin").await?;
