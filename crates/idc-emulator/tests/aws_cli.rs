@@ -16,7 +16,6 @@ use tempfile::TempDir;
 const START_URL: &str = "https://d-1234567890.awsapps.com/start";
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-
 /// Identity Center state created in moto for one test.
 struct Org {
     sso: aws_sdk_ssoadmin::Client,
