@@ -9,7 +9,6 @@ use cone_api::{ApiError, CreateTask, Entitlement, Task, codes};
 use cone_core::policy::{self, Outcome, Step};
 use cone_core::request;
 
-use crate::config::Resolved;
 use crate::db::{EntitlementRow, NewTask, Placement, TaskRow, UserRow};
 use crate::http::{ApiFailure, AppState, now};
 
@@ -17,7 +16,11 @@ fn time(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-fn to_api(row: &EntitlementRow, policy: &Resolved, granted_until: Option<i64>) -> Entitlement {
+/// The entitlement as the caller sees it: its policy's limits and form, and the end of the caller's active grant
+/// (from `active`, their `(app id, entitlement id, end)` list).
+fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) -> Entitlement {
+    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+    let granted_until = active.iter().find(|(a, e, _)| a == &row.app_id && e == &row.id).map(|(_, _, t)| *t);
     Entitlement {
         app_id: row.app_id.clone(),
         id: row.id.clone(),
@@ -36,13 +39,7 @@ fn to_api(row: &EntitlementRow, policy: &Resolved, granted_until: Option<i64>) -
 pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
     let rows = s.db.entitlements().await?;
     let active = s.db.active_grants(u.id, now()).await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let until = active.iter().find(|(a, e, _)| a == &r.app_id && e == &r.id).map(|(_, _, t)| *t);
-            to_api(r, &s.config.policy_for(&r.account_name, &r.permission_set_name), until)
-        })
-        .collect())
+    Ok(rows.iter().map(|r| to_api(s, r, &active)).collect())
 }
 
 async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
@@ -57,9 +54,8 @@ async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<Entitl
 
 pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
     let row = load_entitlement(s, app_id, id).await?;
-    let until =
-        s.db.active_grants(u.id, now()).await?.into_iter().find(|(a, e, _)| a == app_id && e == id).map(|(_, _, t)| t);
-    Ok(to_api(&row, &s.config.policy_for(&row.account_name, &row.permission_set_name), until))
+    let active = s.db.active_grants(u.id, now()).await?;
+    Ok(to_api(s, &row, &active))
 }
 
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {

@@ -2,10 +2,10 @@
 //! each stopped by PID when its handle is dropped, and the seeded sandbox organisation.
 
 mod process;
-pub use process::{Child, Moto, free_port, target_bin, venv_bin, workspace_root};
+pub use process::{Child, Moto, target_bin, venv_bin, workspace_root};
 
 mod seed;
 pub use seed::{SandboxOrg, moto_sdk_config, seed_sandbox};
 
 mod sandbox;
-pub use sandbox::{POLICIES, START_URL, Sandbox, password};
+pub use sandbox::{START_URL, Sandbox, password};

@@ -41,13 +41,12 @@ pub fn target_bin(name: &str) -> Result<PathBuf> {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> Result<u16> {
+fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A running child process; dropped means killed (by PID) and reaped.
 pub struct Child {
-    name: String,
     inner: std::process::Child,
 }
 
@@ -57,7 +56,7 @@ impl Child {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut inner = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let stdout = inner.stdout.take().context("child stdout")?;
-        let child = Child { name: name.to_string(), inner };
+        let child = Child { inner };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -84,7 +83,7 @@ impl Child {
     pub fn spawn_listening(name: &str, mut cmd: Command, port: u16, timeout: Duration) -> Result<Child> {
         cmd.stdin(Stdio::null());
         let inner = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        let mut child = Child { name: name.to_string(), inner };
+        let mut child = Child { inner };
         let deadline = Instant::now() + timeout;
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -98,14 +97,6 @@ impl Child {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.inner.id()
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 

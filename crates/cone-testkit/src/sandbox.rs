@@ -15,7 +15,7 @@ use crate::{Child, Moto, SandboxOrg, seed_sandbox, target_bin, venv_bin};
 pub const START_URL: &str = "https://d-0000000000.awsapps.com/start";
 
 /// The policies of the sandbox organisation.
-pub const POLICIES: &str = r#"  - name: readonly-auto-approved
+const POLICIES: &str = r#"  - name: readonly-auto-approved
     match: { permission_set: ReadOnlyAccess }
     max_duration: 8h
     steps: [accept]

@@ -231,10 +231,14 @@ fn print_credentials(c: &CachedCredentials) -> Result<()> {
 /// The fast path: cached credentials with enough time left. No network, no async runtime.
 pub fn cached_credentials(profile: &str) -> Result<bool> {
     let p = read_profile(profile)?;
-    let settings = Settings::load()?;
-    let Some(aws) = settings.aws.as_ref() else {
-        return Ok(false);
-    };
+    match Settings::load()?.aws.as_ref() {
+        Some(aws) => print_cached(&p, aws),
+        None => Ok(false),
+    }
+}
+
+/// Prints the cached credentials of `p` if they have enough time left.
+fn print_cached(p: &ConeProfile, aws: &AwsSettings) -> Result<bool> {
     if p.role_name.is_empty() {
         return Ok(false);
     }
@@ -255,12 +259,12 @@ pub async fn credentials(profile: &str) -> Result<()> {
     // Many processes asking for one profile at once (Terraform, IDEs) make one request: the first does the
     // work, the others wait here and then find its credentials in the cache.
     let _lock = files::lock(&format!("profile-{}", sso::sha1_hex(profile)))?;
-    if cached_credentials(profile)? {
-        return Ok(());
-    }
     let p = read_profile(profile)?;
     let settings = Settings::load()?;
     let aws = settings.aws()?.clone();
+    if print_cached(&p, &aws)? {
+        return Ok(());
+    }
     let api = Api::from_saved()?;
     let mut ui = Ui::new();
     let entitlement = api.entitlement(&p.app_id, &p.entitlement_id).await?;
