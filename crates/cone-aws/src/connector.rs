@@ -3,15 +3,16 @@
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_identitystore::types::MemberId;
-use aws_sdk_ssoadmin::config::ProvideCredentials;
 use aws_sdk_ssoadmin::types::{AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::error::{ConnectorError, Op};
-use crate::paging::list_all;
+use crate::paging::{call, list_all};
+use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
+use crate::settings::AwsSettings;
 use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
 
 const LIST_INSTANCES: Op = Op::sso("ListInstances");
@@ -29,8 +30,8 @@ const LIST_USERS: Op = Op::identitystore("ListUsers");
 const LIST_GROUPS: Op = Op::identitystore("ListGroups");
 const LIST_GROUP_MEMBERSHIPS: Op = Op::identitystore("ListGroupMemberships");
 
-/// Calls in flight at once during `sync`. IAM Identity Center's APIs share about 20 requests per second
-/// per account, and the SDK's own retries absorb occasional throttling.
+/// Calls in flight at once during `sync`. The rate limiter sets the pace; a few calls in flight keep it
+/// from being bound by round-trip latency.
 const CONCURRENCY: usize = 4;
 
 /// A handle on one AWS organisation's IAM Identity Center. Cheap to clone.
@@ -41,6 +42,10 @@ pub struct Connector {
     ids: aws_sdk_identitystore::Client,
     region: String,
     timing: Timing,
+    limits: RateLimits,
+    /// Read accounts from Organizations (ListAccounts); without it, accounts are the ones IAM Identity
+    /// Center has permission sets provisioned to, known by id only.
+    organizations: bool,
 }
 
 /// Points a Create- or DeleteAccountAssignment request (builders that share no trait) at assignment `$a`.
@@ -65,45 +70,48 @@ struct Started {
 }
 
 impl Connector {
-    /// Loads the standard AWS configuration (environment, profile, role; `AWS_ENDPOINT_URL` included) for
-    /// `sso_region`, the region where IAM Identity Center is enabled, and checks that credentials resolve.
+    /// Connects as [`AwsSettings::from_env`] describes (the `BATON_*` variables: optional role to assume,
+    /// features, rates), with IAM Identity Center in `sso_region` whatever `BATON_GLOBAL_AWS_SSO_REGION`
+    /// says, and checks that credentials resolve.
     pub async fn from_env(sso_region: &str) -> Result<Connector, ConnectorError> {
-        let sdk =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(sso_region.to_string())).load().await;
-        let Some(credentials) = sdk.credentials_provider() else {
-            return Err(ConnectorError::NoCredentials { message: "no credentials provider is configured".into() });
-        };
-        if let Err(e) = credentials.provide_credentials().await {
-            return Err(ConnectorError::NoCredentials {
-                message: aws_sdk_ssoadmin::error::DisplayErrorContext(&e).to_string(),
-            });
-        }
-        Ok(Connector::new(&sdk))
+        let settings = AwsSettings { sso_region: sso_region.to_string(), ..AwsSettings::from_env()? };
+        settings.connect().await
     }
 
-    /// A connector using an already loaded configuration. Organizations is a global service; the SDK
-    /// routes it to its global endpoint whatever the region.
+    /// A connector using an already loaded configuration, with Organizations enabled and the default
+    /// [`Rates`]. Organizations is a global service; the SDK routes it to its global endpoint whatever the
+    /// region.
     pub fn new(sdk: &SdkConfig) -> Connector {
+        Connector::configured(sdk, RateLimits::new(&Rates::default()), true)
+    }
+
+    /// A connector drawing on `limits` (shared with whatever else calls AWS for it, such as the STS
+    /// credentials provider), reading accounts from Organizations if `organizations`.
+    pub(crate) fn configured(sdk: &SdkConfig, limits: RateLimits, organizations: bool) -> Connector {
         Connector {
             org: aws_sdk_organizations::Client::new(sdk),
             sso: aws_sdk_ssoadmin::Client::new(sdk),
             ids: aws_sdk_identitystore::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
             timing: Timing::default(),
+            limits,
+            organizations,
         }
     }
 
     /// Reads everything Cone needs, using the first IAM Identity Center instance that ListInstances returns.
     pub async fn sync(&self) -> Result<Snapshot, ConnectorError> {
         let (instance_arn, identity_store_id) = self.instance().await?;
-        let (accounts, permission_sets, users, groups) = tokio::try_join!(
-            self.accounts(),
+        let (listed_accounts, permission_sets, users, groups) = tokio::try_join!(
+            async { if self.organizations { self.accounts().await.map(Some) } else { Ok(None) } },
             self.permission_sets(&instance_arn),
             self.users(&identity_store_id),
             self.groups(&identity_store_id),
         )?;
         let memberships = self.memberships(&identity_store_id, &groups).await?;
-        let provisioned = self.provisioned(&instance_arn, &accounts, &permission_sets).await?;
+        let per_set = self.accounts_per_permission_set(&instance_arn, &permission_sets).await?;
+        let accounts = listed_accounts.unwrap_or_else(|| accounts_seen(&per_set));
+        let provisioned = self.provisioned(&instance_arn, &accounts, &permission_sets, per_set).await?;
         let assignments = self.assignments(&instance_arn, &provisioned).await?;
         Ok(Snapshot {
             instance_arn,
@@ -173,6 +181,7 @@ impl Connector {
 
     async fn instance(&self) -> Result<(String, String), ConnectorError> {
         let instances = list_all(
+            &self.limits,
             LIST_INSTANCES,
             |token| self.sso.list_instances().set_next_token(token).send(),
             |out| (out.instances.unwrap_or_default(), out.next_token),
@@ -191,6 +200,7 @@ impl Connector {
 
     async fn accounts(&self) -> Result<Vec<Account>, ConnectorError> {
         let listed = list_all(
+            &self.limits,
             LIST_ACCOUNTS,
             |token| self.org.list_accounts().set_next_token(token).send(),
             |out| (out.accounts.unwrap_or_default(), out.next_token),
@@ -220,6 +230,7 @@ impl Connector {
 
     async fn permission_sets(&self, instance_arn: &str) -> Result<Vec<PermissionSet>, ConnectorError> {
         let arns = list_all(
+            &self.limits,
             LIST_PERMISSION_SETS,
             |token| self.sso.list_permission_sets().instance_arn(instance_arn).set_next_token(token).send(),
             |out| (out.permission_sets.unwrap_or_default(), out.next_token),
@@ -229,7 +240,7 @@ impl Connector {
             let req = self.sso.describe_permission_set().instance_arn(instance_arn).permission_set_arn(&arn);
             async move {
                 // None: deleted between the listing and now.
-                let Some(out) = found(req.send().await.map_err(|e| DESCRIBE_PERMISSION_SET.err(e)))? else {
+                let Some(out) = found(call(&self.limits, DESCRIBE_PERMISSION_SET, req.send()).await)? else {
                     return Ok(None);
                 };
                 let Some(ps) = out.permission_set else {
@@ -254,6 +265,7 @@ impl Connector {
 
     async fn users(&self, identity_store_id: &str) -> Result<Vec<User>, ConnectorError> {
         let listed = list_all(
+            &self.limits,
             LIST_USERS,
             |token| self.ids.list_users().identity_store_id(identity_store_id).set_next_token(token).send(),
             |out| (out.users, out.next_token),
@@ -284,6 +296,7 @@ impl Connector {
 
     async fn groups(&self, identity_store_id: &str) -> Result<Vec<Group>, ConnectorError> {
         let listed = list_all(
+            &self.limits,
             LIST_GROUPS,
             |token| self.ids.list_groups().identity_store_id(identity_store_id).set_next_token(token).send(),
             |out| (out.groups, out.next_token),
@@ -307,6 +320,7 @@ impl Connector {
     ) -> Result<Vec<(String, String)>, ConnectorError> {
         let per_group = bounded(groups, |group| {
             list_all(
+                &self.limits,
                 LIST_GROUP_MEMBERSHIPS,
                 move |token| {
                     self.ids
@@ -334,10 +348,25 @@ impl Connector {
         Ok(sorted_unique(per_group))
     }
 
-    /// Where each permission set is provisioned, as `(account id, permission set arn)` for ACTIVE accounts.
+    /// `(account id, permission set arn)` for every account each permission set is provisioned to, from one
+    /// ListAccountsForProvisionedPermissionSet per permission set (there are usually far fewer permission
+    /// sets than accounts).
+    async fn accounts_per_permission_set(
+        &self,
+        instance_arn: &str,
+        permission_sets: &[PermissionSet],
+    ) -> Result<BTreeSet<(String, String)>, ConnectorError> {
+        let per_set = bounded(permission_sets, |ps| async move {
+            let ids = self.accounts_for_permission_set(instance_arn, &ps.arn).await?;
+            Ok(ids.into_iter().map(|id| (id, ps.arn.clone())).collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(per_set.into_iter().flatten().collect())
+    }
+
+    /// Where each permission set is provisioned, as `(account id, permission set arn)` for `accounts`.
     ///
-    /// One ListAccountsForProvisionedPermissionSet per permission set (there are usually far fewer
-    /// permission sets than accounts), then one ListPermissionSetsProvisionedToAccount for the account with
+    /// `per_set` is [`Self::accounts_per_permission_set`]; then one ListPermissionSetsProvisionedToAccount for the account with
     /// the fewest results as a cross-check. If the two disagree, the per-account view is used for every
     /// account. On AWS they agree (barring a change during the sync); moto 5.2.1 needs the fallback: its
     /// ListAccountsForProvisionedPermissionSet answers the caller's own account for every provisioned
@@ -348,17 +377,12 @@ impl Connector {
         instance_arn: &str,
         accounts: &[Account],
         permission_sets: &[PermissionSet],
+        per_set: BTreeSet<(String, String)>,
     ) -> Result<Vec<(String, String)>, ConnectorError> {
         let active: HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
         let known: HashSet<&str> = permission_sets.iter().map(|p| p.arn.as_str()).collect();
-
-        let per_set = bounded(permission_sets, |ps| async move {
-            let ids = self.accounts_for_permission_set(instance_arn, &ps.arn).await?;
-            Ok(ids.into_iter().map(|id| (id, ps.arn.clone())).collect::<Vec<_>>())
-        })
-        .await?;
         let pairs: BTreeSet<(String, String)> =
-            per_set.into_iter().flatten().filter(|(id, _)| active.contains(id.as_str())).collect();
+            per_set.into_iter().filter(|(id, _)| active.contains(id.as_str())).collect();
 
         let Some(probe) = accounts.iter().min_by_key(|a| pairs.iter().filter(|(id, _)| *id == a.id).count()) else {
             return Ok(Vec::new());
@@ -394,6 +418,7 @@ impl Connector {
         permission_set_arn: &str,
     ) -> Result<Vec<String>, ConnectorError> {
         list_all(
+            &self.limits,
             LIST_ACCOUNTS_FOR_PROVISIONED,
             |token| {
                 self.sso
@@ -414,6 +439,7 @@ impl Connector {
         account_id: &str,
     ) -> Result<Vec<String>, ConnectorError> {
         list_all(
+            &self.limits,
             LIST_PROVISIONED_TO_ACCOUNT,
             |token| {
                 self.sso
@@ -456,6 +482,7 @@ impl Connector {
         permission_set_arn: &str,
     ) -> Result<Vec<Principal>, ConnectorError> {
         list_all(
+            &self.limits,
             LIST_ACCOUNT_ASSIGNMENTS,
             |token| {
                 self.sso
@@ -506,7 +533,7 @@ impl Connector {
             return Ok(None);
         }
         let out =
-            targeting!(self.sso.create_account_assignment(), a).send().await.map_err(|e| CREATE_ASSIGNMENT.err(e))?;
+            call(&self.limits, CREATE_ASSIGNMENT, targeting!(self.sso.create_account_assignment(), a).send()).await?;
         started(CREATE_ASSIGNMENT, out.account_assignment_creation_status.as_ref()).map(Some)
     }
 
@@ -516,7 +543,7 @@ impl Connector {
             return Ok(None);
         }
         let result =
-            targeting!(self.sso.delete_account_assignment(), a).send().await.map_err(|e| DELETE_ASSIGNMENT.err(e));
+            call(&self.limits, DELETE_ASSIGNMENT, targeting!(self.sso.delete_account_assignment(), a).send()).await;
         // None: removed by someone else since we looked (moto says ResourceNotFound for a missing assignment).
         let Some(out) = found(result)? else {
             return Ok(None);
@@ -525,14 +552,13 @@ impl Connector {
     }
 
     async fn creation_progress(&self, a: &Assignment, request_id: &str) -> Result<RequestState, ConnectorError> {
-        let result = self
+        let request = self
             .sso
             .describe_account_assignment_creation_status()
             .instance_arn(&a.instance_arn)
             .account_assignment_creation_request_id(request_id)
-            .send()
-            .await
-            .map_err(|e| CREATION_STATUS.err(e));
+            .send();
+        let result = call(&self.limits, CREATION_STATUS, request).await;
         match found(result)? {
             Some(out) => progress(CREATION_STATUS, out.account_assignment_creation_status.as_ref()),
             // moto forgets a creation request once its assignment is deleted; decide by what exists.
@@ -550,14 +576,13 @@ impl Connector {
     }
 
     async fn deletion_progress(&self, instance_arn: &str, request_id: &str) -> Result<RequestState, ConnectorError> {
-        let result = self
+        let request = self
             .sso
             .describe_account_assignment_deletion_status()
             .instance_arn(instance_arn)
             .account_assignment_deletion_request_id(request_id)
-            .send()
-            .await
-            .map_err(|e| DELETION_STATUS.err(e));
+            .send();
+        let result = call(&self.limits, DELETION_STATUS, request).await;
         match found(result)? {
             Some(out) => progress(DELETION_STATUS, out.account_assignment_deletion_status.as_ref()),
             // moto can answer ResourceNotFound for the status of a finished delete: the assignment is gone.
@@ -580,6 +605,15 @@ fn found<T>(result: Result<T, ConnectorError>) -> Result<Option<T>, ConnectorErr
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The accounts IAM Identity Center has permission sets provisioned to, for when Organizations is not read:
+/// known by id only, and of unknown state.
+fn accounts_seen(per_set: &BTreeSet<(String, String)>) -> Vec<Account> {
+    let ids: BTreeSet<&String> = per_set.iter().map(|(id, _)| id).collect();
+    ids.into_iter()
+        .map(|id| Account { id: id.clone(), name: id.clone(), email: String::new(), status: "UNKNOWN".to_string() })
+        .collect()
 }
 
 /// The items of all the lists, sorted and each once.

@@ -5,6 +5,8 @@ use std::time::Duration;
 use aws_sdk_ssoadmin::config::http::HttpResponse;
 use aws_sdk_ssoadmin::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use crate::ratelimit::ApiFamily;
+
 /// What went wrong talking to AWS. [`ConnectorError::is_retryable`] tells the caller whether trying
 /// the same call again later can help.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,22 @@ pub enum ConnectorError {
          (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, an instance or task role, or `aws sso login`)"
     )]
     NoCredentials { message: String },
+
+    /// The connector's settings (flags or `BATON_*` environment variables) are unusable.
+    #[error("invalid AWS connector settings (flags or BATON_* environment variables): {message}")]
+    InvalidSettings { message: String },
+
+    /// The ambient credentials could not assume the configured role.
+    #[error(
+        "could not assume {role_arn}{external}: {message}. Check that the role's trust policy names the identity          Cone runs as (`cone-aws trust-policy` prints one){external_hint}",
+        external = if *.with_external_id { " with the configured External ID" } else { "" },
+        external_hint = if *.with_external_id {
+            " and requires this same External ID"
+        } else {
+            ", and set BATON_EXTERNAL_ID if the trust policy requires an External ID"
+        }
+    )]
+    AssumeRoleFailed { role_arn: String, with_external_id: bool, message: String },
 
     /// AWS rejected the credentials themselves (unknown key, bad signature, expired token).
     #[error(
@@ -142,6 +160,14 @@ impl Op {
     pub const fn organizations(name: &'static str) -> Op {
         Op { name, service: "organizations" }
     }
+    /// The rate-limit bucket this call draws from.
+    pub fn family(&self) -> ApiFamily {
+        match self.service {
+            "organizations" => ApiFamily::Organizations,
+            _ => ApiFamily::IdentityCenter,
+        }
+    }
+
     fn action(&self) -> String {
         format!("{}:{}", self.service, self.name)
     }

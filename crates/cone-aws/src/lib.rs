@@ -2,15 +2,23 @@
 //! creates and removes account assignments. The only crate of the workspace that sees AWS SDK types.
 //!
 //! Endpoints and credentials come from the standard AWS configuration (environment, profiles, roles), so
-//! the same code talks to AWS or to moto (`AWS_ENDPOINT_URL`).
+//! the same code talks to AWS or to moto (`AWS_ENDPOINT_URL`); [`AwsSettings`] adds baton-aws's settings
+//! (an assumed role with External ID, the features) and [`Rates`] paces every call per API family.
+//! [`permissions_policy`] and [`trust_policy`] print the IAM policies the integration role needs.
 
 mod connector;
 mod error;
 mod paging;
+mod policy;
+mod ratelimit;
 mod retry;
+mod settings;
 
 pub use connector::Connector;
 pub use error::ConnectorError;
+pub use policy::{Features, permissions_policy, trust_policy};
+pub use ratelimit::{ApiFamily, RateLimits, Rates};
+pub use settings::AwsSettings;
 
 /// A principal of the Identity Center identity store, by identity-store id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,13 +44,15 @@ pub struct AssignmentRecord {
     pub principal: Principal,
 }
 
-/// An ACTIVE member account of the organisation (the management account included).
+/// An ACTIVE member account of the organisation (the management account included); or, when Organizations
+/// is not read, an account IAM Identity Center has a permission set provisioned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub id: String,
     pub name: String,
     pub email: String,
-    /// The account state as AWS reports it; always `ACTIVE` in a [`Snapshot`].
+    /// The account state as Organizations reports it: always `ACTIVE` in a [`Snapshot`], or `UNKNOWN` when
+    /// Organizations is not read (then `name` is the id and `email` is empty).
     pub status: String,
 }
 

@@ -7,6 +7,7 @@ use aws_sdk_ssoadmin::config::http::HttpResponse;
 use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::{ConnectorError, Op};
+use crate::ratelimit::RateLimits;
 
 /// Calls `fetch_page` with `None`, then with each NextToken it returns, and concatenates the items.
 ///
@@ -38,9 +39,35 @@ where
     }
 }
 
-/// Lists every page of one AWS list call through [`collect_pages`]: `send` issues the request for a page
-/// token, `page` takes the items and the NextToken out of the answer, and SDK errors map through `op`.
-pub(crate) async fn list_all<T, O, E, S, Fut, P>(op: Op, mut send: S, page: P) -> Result<Vec<T>, ConnectorError>
+/// Makes one AWS call: waits for a token of the call's rate-limit bucket, then awaits `request` (SDK
+/// `send()` futures do nothing until awaited, so the request leaves only after the token is taken) and maps
+/// its error through `op`.
+///
+/// The request goes on the heap: SDK send futures are several kilobytes, and held inline they made the
+/// futures of `sync` (which nest many of them) overflow a 2 MiB thread stack.
+pub(crate) fn call<'a, O, E>(
+    limits: &'a RateLimits,
+    op: Op,
+    request: impl Future<Output = Result<O, SdkError<E, HttpResponse>>> + 'a,
+) -> impl Future<Output = Result<O, ConnectorError>> + 'a
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let request = Box::pin(request);
+    async move {
+        limits.acquire(op.family()).await;
+        request.await.map_err(|e| op.err(e))
+    }
+}
+
+/// Lists every page of one AWS list call through [`collect_pages`], each page a rate-limited [`call`]:
+/// `send` issues the request for a page token, `page` takes the items and the NextToken out of the answer.
+pub(crate) async fn list_all<T, O, E, S, Fut, P>(
+    limits: &RateLimits,
+    op: Op,
+    mut send: S,
+    page: P,
+) -> Result<Vec<T>, ConnectorError>
 where
     S: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
@@ -49,8 +76,8 @@ where
 {
     let page = &page;
     collect_pages(op.name, |token| {
-        let sent = send(token);
-        async move { sent.await.map(page).map_err(|e| op.err(e)) }
+        let sent = call(limits, op, send(token));
+        async move { sent.await.map(page) }
     })
     .await
 }

@@ -1,0 +1,173 @@
+//! `cone-aws`: the AWS connector on the command line. Prints the IAM policies the integration role needs,
+//! syncs IAM Identity Center into a self-describing SQLite file, and lists and compares such files.
+//!
+//! Exit status: 0 on success (and for `diff`, when the files hold the same rows), 1 when `diff` finds
+//! differences, 2 on any error — as diff(1) does.
+
+mod store;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use cone_aws::{AwsSettings, Features, permissions_policy, trust_policy};
+
+use store::{SyncFile, SyncInfo, TABLES, Table, Values};
+
+#[derive(Parser)]
+#[command(name = "cone-aws", version, about = "Cone's AWS connector: IAM policies, sync to SQLite, list and diff")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the least-privilege IAM permissions policy of the integration role for the chosen features
+    /// (always: syncing IAM Identity Center).
+    Policy {
+        /// Also create and delete account assignments (granting and revoking access).
+        #[arg(long)]
+        provisioning: bool,
+        /// Also read account names from AWS Organizations (BATON_GLOBAL_AWS_ORGS_ENABLED).
+        #[arg(long)]
+        orgs: bool,
+        /// Also allow baton-aws's IAM sync (users, groups, roles).
+        #[arg(long)]
+        iam: bool,
+        /// Also allow baton-aws's access-key inventory (metadata only).
+        #[arg(long)]
+        secrets: bool,
+    },
+    /// Print the trust policy of the integration role: who may assume it, with which External ID.
+    TrustPolicy {
+        /// ARN of the role or user Cone runs as (or a 12-digit account id).
+        #[arg(long)]
+        principal: String,
+        /// External ID the caller must present.
+        #[arg(long, env = "BATON_EXTERNAL_ID", hide_env_values = true)]
+        external_id: Option<String>,
+    },
+    /// Read IAM Identity Center (and Organizations) and write everything to a new SQLite file.
+    Sync {
+        /// The file to write; replaced if it exists.
+        #[arg(long, value_name = "FILE.sqlite")]
+        out: PathBuf,
+        #[command(flatten)]
+        aws: AwsSettings,
+    },
+    /// Print one table of a sync file as tab-separated values, with a header line.
+    List {
+        file: PathBuf,
+        #[arg(value_enum, default_value_t = Kind::Accounts)]
+        table: Kind,
+    },
+    /// Print the rows added and removed per table between two sync files; exit 1 if there are any.
+    Diff { old: PathBuf, new: PathBuf },
+}
+
+/// The tables `list` shows, in the file's order.
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Accounts,
+    PermissionSets,
+    Users,
+    Groups,
+    Memberships,
+    Entitlements,
+    Assignments,
+}
+
+impl Kind {
+    fn table(self) -> &'static Table {
+        &TABLES[self as usize]
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cone-aws: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Policy { provisioning, orgs, iam, secrets } => {
+            let features = Features { provisioning, organizations: orgs, iam, secrets };
+            println!("{}", serde_json::to_string_pretty(&permissions_policy(&features))?);
+        }
+        Command::TrustPolicy { principal, external_id } => {
+            let policy = trust_policy(&principal, external_id.as_deref()).map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&policy)?);
+        }
+        Command::Sync { out, aws } => sync(&out, &aws).await?,
+        Command::List { file, table } => {
+            let table = table.table();
+            let rows = SyncFile::open(&file).await?.rows(table).await?;
+            println!("{}", table.column_names().collect::<Vec<_>>().join("\t"));
+            for row in rows {
+                println!("{}", tsv(&row));
+            }
+        }
+        Command::Diff { old, new } => return diff(&old, &new).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync(out: &Path, aws: &AwsSettings) -> Result<()> {
+    let connector = aws.connect().await.context("cannot connect to AWS")?;
+    let synced_at = chrono::Utc::now();
+    let snapshot = connector.sync().await.context("the sync failed; nothing was written")?;
+    let info = SyncInfo { synced_at, sso_region: &aws.sso_region, organizations: aws.orgs_enabled };
+    let counts = store::write(out, &snapshot, &info).await?;
+    let summary: Vec<String> = counts.iter().map(|(table, n)| format!("{n} {table}")).collect();
+    eprintln!("wrote {}: {}", out.display(), summary.join(", "));
+    Ok(())
+}
+
+async fn diff(old: &Path, new: &Path) -> Result<ExitCode> {
+    let mut before = SyncFile::open(old).await?;
+    let mut after = SyncFile::open(new).await?;
+    let (a, b) = (before.meta("instance_arn").await?, after.meta("instance_arn").await?);
+    if a != b {
+        eprintln!("cone-aws: note: the files come from different IAM Identity Center instances ({a} and {b})");
+    }
+    let mut differ = false;
+    for table in &TABLES {
+        let old_rows: BTreeSet<Values> = before.rows(table).await?.into_iter().collect();
+        let new_rows: BTreeSet<Values> = after.rows(table).await?.into_iter().collect();
+        let removed: Vec<&Values> = old_rows.difference(&new_rows).collect();
+        let added: Vec<&Values> = new_rows.difference(&old_rows).collect();
+        if removed.is_empty() && added.is_empty() {
+            continue;
+        }
+        differ = true;
+        println!("--- {}: {} added, {} removed", table.name, added.len(), removed.len());
+        for row in removed {
+            println!("- {}", tsv(row));
+        }
+        for row in added {
+            println!("+ {}", tsv(row));
+        }
+    }
+    Ok(if differ { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// A row as tab-separated text; NULL is empty.
+fn tsv(row: &Values) -> String {
+    row.iter().map(|v| v.as_deref().unwrap_or("")).collect::<Vec<_>>().join("\t")
+}

@@ -1,0 +1,321 @@
+//! The IAM policies the integration role needs: the permissions policy for the chosen features, holding
+//! exactly the actions those features call, and the trust policy that lets Cone's identity assume the role.
+
+use serde_json::{Value, json};
+
+use crate::settings::parse_external_id;
+
+/// What the integration role is for, beyond the always-needed IAM Identity Center sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Create and delete account assignments (Cone's grants and revocations).
+    pub provisioning: bool,
+    /// Read account names and states from AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`).
+    pub organizations: bool,
+    /// IAM users, groups and roles, as baton-aws syncs them. Cone's connector does not read IAM yet; the
+    /// statement lets one role serve both.
+    pub iam: bool,
+    /// The access-key inventory, as baton-aws's `--sync-secrets` reads it (metadata only, never key secrets).
+    /// Not read by Cone's connector yet, like `iam`.
+    pub secrets: bool,
+}
+
+/// One policy statement: actions on a resource.
+struct Statement {
+    sid: &'static str,
+    actions: &'static [&'static str],
+    resource: &'static str,
+}
+
+/// Every call `Connector::sync` makes, whatever the features.
+const SYNC: Statement = Statement {
+    sid: "ConeSyncIdentityCenter",
+    actions: &[
+        "identitystore:ListGroupMemberships",
+        "identitystore:ListGroups",
+        "identitystore:ListUsers",
+        "sso:DescribePermissionSet",
+        "sso:ListAccountAssignments",
+        "sso:ListAccountsForProvisionedPermissionSet",
+        "sso:ListInstances",
+        "sso:ListPermissionSets",
+        "sso:ListPermissionSetsProvisionedToAccount",
+    ],
+    resource: "*",
+};
+
+/// `Connector::assign` and `unassign`: the writes, the status polls, and (already in SYNC) the
+/// ListAccountAssignments that makes them idempotent.
+const PROVISION: Statement = Statement {
+    sid: "ConeProvisionAccountAssignments",
+    actions: &[
+        "sso:CreateAccountAssignment",
+        "sso:DeleteAccountAssignment",
+        "sso:DescribeAccountAssignmentCreationStatus",
+        "sso:DescribeAccountAssignmentDeletionStatus",
+    ],
+    resource: "*",
+};
+
+/// An assignment in the management account makes IAM Identity Center create or change the permission
+/// set's role there with the caller's own IAM permissions (in member accounts its service-linked role does
+/// it). Only roles IAM Identity Center owns are in reach.
+const PROVISION_MANAGEMENT_ROLES: Statement = Statement {
+    sid: "ConeProvisionInManagementAccountRoles",
+    actions: &[
+        "iam:AttachRolePolicy",
+        "iam:CreateRole",
+        "iam:DeleteRole",
+        "iam:DeleteRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:GetRole",
+        "iam:ListAttachedRolePolicies",
+        "iam:ListRolePolicies",
+        "iam:PutRolePolicy",
+        "iam:UpdateRole",
+        "iam:UpdateRoleDescription",
+    ],
+    resource: "arn:aws:iam::*:role/aws-reserved/sso.amazonaws.com/*",
+};
+
+/// The SAML provider IAM Identity Center keeps in the management account, read while it provisions there.
+const PROVISION_MANAGEMENT_SAML: Statement = Statement {
+    sid: "ConeProvisionInManagementAccountSaml",
+    actions: &["iam:GetSAMLProvider"],
+    resource: "arn:aws:iam::*:saml-provider/AWSSSO_*_DO_NOT_DELETE",
+};
+
+/// The listings IAM Identity Center makes with the caller's permissions when provisioning in the
+/// management account.
+const PROVISION_MANAGEMENT_LISTS: Statement = Statement {
+    sid: "ConeProvisionInManagementAccountLists",
+    actions: &["iam:ListPolicies", "iam:ListRoles"],
+    resource: "*",
+};
+
+const ORGANIZATIONS: Statement =
+    Statement { sid: "ConeReadOrganizationAccounts", actions: &["organizations:ListAccounts"], resource: "*" };
+
+/// baton-aws's IAM sync: users, groups with their members, roles with their trust policies, account alias.
+const IAM: Statement = Statement {
+    sid: "ConeReadIam",
+    actions: &[
+        "iam:GetGroup",
+        "iam:GetRole",
+        "iam:ListAccountAliases",
+        "iam:ListGroups",
+        "iam:ListRoles",
+        "iam:ListUsers",
+    ],
+    resource: "*",
+};
+
+/// baton-aws's access-key inventory: the users, their keys' metadata and when each key was last used.
+const SECRETS: Statement = Statement {
+    sid: "ConeReadAccessKeyMetadata",
+    actions: &["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListUsers"],
+    resource: "*",
+};
+
+/// The permissions policy (IAM JSON) for `features`. An action that an earlier statement already grants
+/// on the same resource is left out of later ones, so every action appears once.
+pub fn permissions_policy(features: &Features) -> Value {
+    let chosen: Vec<&Statement> = [
+        (true, &SYNC),
+        (features.provisioning, &PROVISION),
+        (features.provisioning, &PROVISION_MANAGEMENT_ROLES),
+        (features.provisioning, &PROVISION_MANAGEMENT_SAML),
+        (features.provisioning, &PROVISION_MANAGEMENT_LISTS),
+        (features.organizations, &ORGANIZATIONS),
+        (features.iam, &IAM),
+        (features.secrets, &SECRETS),
+    ]
+    .into_iter()
+    .filter_map(|(on, statement)| on.then_some(statement))
+    .collect();
+
+    let mut granted: Vec<(&str, &str)> = Vec::new();
+    let mut statements = Vec::new();
+    for s in chosen {
+        let actions: Vec<&str> = s.actions.iter().copied().filter(|a| !granted.contains(&(s.resource, a))).collect();
+        if actions.is_empty() {
+            continue;
+        }
+        granted.extend(actions.iter().map(|a| (s.resource, *a)));
+        statements.push(json!({ "Sid": s.sid, "Effect": "Allow", "Action": actions, "Resource": s.resource }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The trust policy of the integration role: `principal` (an IAM ARN, or an account id for the whole
+/// account) may assume it, presenting `external_id` if one is given.
+pub fn trust_policy(principal: &str, external_id: Option<&str>) -> Result<Value, String> {
+    if !is_account_id(principal) && !is_iam_arn(principal) {
+        return Err(format!(
+            "`{principal}` is not an IAM principal; give the ARN of the role or user Cone runs as \
+             (e.g. arn:aws:iam::111122223333:role/cone-server), or a 12-digit account id"
+        ));
+    }
+    let mut statement = json!({
+        "Sid": "ConeAssumeIntegrationRole",
+        "Effect": "Allow",
+        "Principal": { "AWS": principal },
+        "Action": "sts:AssumeRole",
+    });
+    if let Some(id) = external_id {
+        parse_external_id(id)?;
+        statement["Condition"] = json!({ "StringEquals": { "sts:ExternalId": id } });
+    }
+    Ok(json!({ "Version": "2012-10-17", "Statement": [statement] }))
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `arn:<partition>:iam::<account>:<root | user/… | role/…>`.
+fn is_iam_arn(s: &str) -> bool {
+    matches!(
+        s.splitn(6, ':').collect::<Vec<_>>().as_slice(),
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && is_account_id(account)
+                && (*resource == "root"
+                    || ["user/", "role/"].iter().any(|p| resource.strip_prefix(p).is_some_and(|n| !n.is_empty())))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Every action of the policy (checking that none is granted twice on one resource), after a round trip
+    /// through JSON text.
+    fn actions(policy: &Value) -> BTreeSet<String> {
+        let text = serde_json::to_string_pretty(policy).expect("serialises");
+        let parsed: Value = serde_json::from_str(&text).expect("the printed policy is valid JSON");
+        assert_eq!(parsed["Version"], "2012-10-17");
+        let mut all = Vec::new();
+        for s in parsed["Statement"].as_array().expect("Statement is a list") {
+            assert_eq!(s["Effect"], "Allow");
+            assert!(s["Sid"].as_str().is_some_and(|sid| sid.chars().all(|c| c.is_ascii_alphanumeric())));
+            let resource = s["Resource"].as_str().expect("Resource is one string");
+            for a in s["Action"].as_array().expect("Action is a list") {
+                all.push((resource, a.as_str().expect("actions are strings").to_string()));
+            }
+        }
+        let unique: BTreeSet<&(&str, String)> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "an action is granted twice on one resource: {all:?}");
+        all.into_iter().map(|(_, a)| a).collect()
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    const SYNC_ACTIONS: &[&str] = &[
+        "identitystore:ListGroupMemberships",
+        "identitystore:ListGroups",
+        "identitystore:ListUsers",
+        "sso:DescribePermissionSet",
+        "sso:ListAccountAssignments",
+        "sso:ListAccountsForProvisionedPermissionSet",
+        "sso:ListInstances",
+        "sso:ListPermissionSets",
+        "sso:ListPermissionSetsProvisionedToAccount",
+    ];
+
+    #[test]
+    fn sync_only_is_the_identity_center_reads() {
+        let policy = permissions_policy(&Features::default());
+        assert_eq!(actions(&policy), set(SYNC_ACTIONS));
+        assert_eq!(policy["Statement"][0]["Resource"], "*");
+    }
+
+    #[test]
+    fn provisioning_adds_the_writes_and_management_account_role_access() {
+        let policy = permissions_policy(&Features { provisioning: true, ..Features::default() });
+        let expected: BTreeSet<String> = set(SYNC_ACTIONS)
+            .into_iter()
+            .chain(set(PROVISION.actions))
+            .chain(set(PROVISION_MANAGEMENT_ROLES.actions))
+            .chain(set(&["iam:GetSAMLProvider", "iam:ListPolicies", "iam:ListRoles"]))
+            .collect();
+        assert_eq!(actions(&policy), expected);
+        for a in ["sso:CreateAccountAssignment", "sso:DescribeAccountAssignmentDeletionStatus", "iam:CreateRole"] {
+            assert!(expected.contains(a), "{a}");
+        }
+        // Role changes stay within the roles IAM Identity Center owns.
+        let roles = policy["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .find(|s| s["Action"].as_array().is_some_and(|a| a.contains(&json!("iam:CreateRole"))))
+            .expect("a statement grants iam:CreateRole");
+        assert_eq!(roles["Resource"], "arn:aws:iam::*:role/aws-reserved/sso.amazonaws.com/*");
+    }
+
+    #[test]
+    fn each_feature_adds_exactly_its_actions() {
+        let base = actions(&permissions_policy(&Features::default()));
+        let added =
+            |f: Features| -> BTreeSet<String> { actions(&permissions_policy(&f)).difference(&base).cloned().collect() };
+        assert_eq!(
+            added(Features { organizations: true, ..Features::default() }),
+            set(&["organizations:ListAccounts"])
+        );
+        assert_eq!(
+            added(Features { iam: true, ..Features::default() }),
+            set(&[
+                "iam:GetGroup",
+                "iam:GetRole",
+                "iam:ListAccountAliases",
+                "iam:ListGroups",
+                "iam:ListRoles",
+                "iam:ListUsers"
+            ])
+        );
+        assert_eq!(
+            added(Features { secrets: true, ..Features::default() }),
+            set(&["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListUsers"])
+        );
+    }
+
+    #[test]
+    fn everything_together_lists_each_action_once() {
+        let all = Features { provisioning: true, organizations: true, iam: true, secrets: true };
+        let got = actions(&permissions_policy(&all));
+        // iam:ListRoles (provisioning and IAM) and iam:ListUsers (IAM and secrets) are granted once.
+        assert!(got.contains("iam:ListRoles") && got.contains("iam:ListUsers"));
+        // Sync 9, provisioning 4 + 11 + 1 + 2, Organizations 1, IAM 6 less ListRoles, secrets 3 less ListUsers;
+        // iam:GetRole is in two statements on purpose (IAM Identity Center's roles for provisioning, every
+        // role for the IAM sync), so it counts once here.
+        assert_eq!(got.len(), 9 + 4 + 11 + 1 + 2 + 1 + 5 + 2 - 1, "{got:?}");
+    }
+
+    #[test]
+    fn trust_policy_names_the_principal_and_the_external_id() {
+        let p = trust_policy("arn:aws:iam::111122223333:role/cone-server", Some("cone-3f9a0c")).expect("valid");
+        let text = serde_json::to_string(&p).expect("serialises");
+        let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+        let s = &parsed["Statement"][0];
+        assert_eq!(s["Effect"], "Allow");
+        assert_eq!(s["Action"], "sts:AssumeRole");
+        assert_eq!(s["Principal"]["AWS"], "arn:aws:iam::111122223333:role/cone-server");
+        assert_eq!(s["Condition"]["StringEquals"]["sts:ExternalId"], "cone-3f9a0c");
+
+        let without = trust_policy("111122223333", None).expect("an account id is a principal");
+        assert!(without["Statement"][0].get("Condition").is_none());
+        assert!(trust_policy("arn:aws:iam::111122223333:root", None).is_ok());
+    }
+
+    #[test]
+    fn trust_policy_refuses_what_iam_would() {
+        for bad in ["cone-server", "arn:aws:iam::111122223333:group/admins", "arn:aws:s3:::bucket", "1111"] {
+            let err = trust_policy(bad, None).expect_err(bad);
+            assert!(err.contains("ARN of the role or user Cone runs as"), "{err}");
+        }
+        assert!(trust_policy("111122223333", Some("x")).is_err(), "too short for STS");
+    }
+}

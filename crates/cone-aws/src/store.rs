@@ -1,0 +1,380 @@
+//! The sync file: one snapshot in a self-describing SQLite database that any SQLite client can read.
+//!
+//! Format version 1: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
+//! identity_store_id, sso_region, organizations) and one table per kind of record, all values text except
+//! `entitlements.provisioned` (0 or 1).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use cone_aws::{Principal, Snapshot};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+
+const FORMAT: &str = "cone-aws-sync";
+const FORMAT_VERSION: u32 = 1;
+
+/// A table of the file: its name (also the `list` argument, with `-` for `_`), columns, and key.
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    key: &'static str,
+}
+
+/// A column: its name and what it holds.
+pub struct Column(pub &'static str, Kind);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    OptionalText,
+    /// 0 or 1.
+    Flag,
+}
+
+use Kind::{Flag, OptionalText, Text};
+
+impl Table {
+    fn create(&self) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|Column(c, kind)| match kind {
+                Text => format!("\"{c}\" TEXT NOT NULL"),
+                OptionalText => format!("\"{c}\" TEXT"),
+                Flag => format!("\"{c}\" INTEGER NOT NULL CHECK (\"{c}\" IN (0, 1))"),
+            })
+            .collect();
+        format!("CREATE TABLE \"{}\" ({}, PRIMARY KEY ({})) STRICT", self.name, columns.join(", "), self.key)
+    }
+
+    pub fn column_names(&self) -> impl Iterator<Item = &'static str> {
+        self.columns.iter().map(|c| c.0)
+    }
+}
+
+pub const TABLES: [Table; 7] = [
+    Table {
+        name: "accounts",
+        columns: &[Column("id", Text), Column("name", Text), Column("email", Text), Column("status", Text)],
+        key: "id",
+    },
+    Table {
+        name: "permission_sets",
+        columns: &[
+            Column("arn", Text),
+            Column("name", Text),
+            Column("description", OptionalText),
+            Column("session_duration", OptionalText),
+        ],
+        key: "arn",
+    },
+    Table {
+        name: "users",
+        columns: &[
+            Column("id", Text),
+            Column("user_name", Text),
+            Column("display_name", Text),
+            Column("email", OptionalText),
+        ],
+        key: "id",
+    },
+    Table { name: "groups", columns: &[Column("id", Text), Column("display_name", Text)], key: "id" },
+    Table {
+        name: "memberships",
+        columns: &[Column("group_id", Text), Column("user_id", Text)],
+        key: "group_id, user_id",
+    },
+    Table {
+        name: "entitlements",
+        columns: &[Column("account_id", Text), Column("permission_set_arn", Text), Column("provisioned", Flag)],
+        key: "account_id, permission_set_arn",
+    },
+    Table {
+        name: "assignments",
+        columns: &[
+            Column("account_id", Text),
+            Column("permission_set_arn", Text),
+            Column("principal_type", Text),
+            Column("principal_id", Text),
+        ],
+        key: "account_id, permission_set_arn, principal_type, principal_id",
+    },
+];
+
+/// A row as the file holds it, every value as text; `None` is SQL NULL.
+pub type Values = Vec<Option<String>>;
+
+/// What goes into each table, in [`TABLES`] order. Entitlements are every account × permission set (any
+/// permission set may be assigned in any account; IAM Identity Center provisions it on first assignment),
+/// flagged with whether it is provisioned there now.
+fn rows_of(snap: &Snapshot) -> [Vec<Values>; 7] {
+    let some = |s: &str| Some(s.to_string());
+    let provisioned: BTreeSet<(&str, &str)> = snap.provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
+    [
+        snap.accounts.iter().map(|a| vec![some(&a.id), some(&a.name), some(&a.email), some(&a.status)]).collect(),
+        snap.permission_sets
+            .iter()
+            .map(|p| vec![some(&p.arn), some(&p.name), p.description.clone(), p.session_duration.clone()])
+            .collect(),
+        snap.users
+            .iter()
+            .map(|u| vec![some(&u.id), some(&u.user_name), some(&u.display_name), u.email.clone()])
+            .collect(),
+        snap.groups.iter().map(|g| vec![some(&g.id), some(&g.display_name)]).collect(),
+        snap.memberships.iter().map(|(g, u)| vec![some(g), some(u)]).collect(),
+        snap.accounts
+            .iter()
+            .flat_map(|a| snap.permission_sets.iter().map(move |p| (a, p)))
+            .map(|(a, p)| {
+                let flag = if provisioned.contains(&(a.id.as_str(), p.arn.as_str())) { "1" } else { "0" };
+                vec![some(&a.id), some(&p.arn), some(flag)]
+            })
+            .collect(),
+        snap.assignments
+            .iter()
+            .map(|a| {
+                let (kind, id) = match &a.principal {
+                    Principal::User(id) => ("USER", id),
+                    Principal::Group(id) => ("GROUP", id),
+                };
+                vec![some(&a.account_id), some(&a.permission_set_arn), some(kind), some(id)]
+            })
+            .collect(),
+    ]
+}
+
+/// Rows per INSERT: 100 rows of at most 4 values stay far below SQLite's limit on bound parameters.
+const BATCH: usize = 100;
+
+/// Context of a sync that the snapshot itself does not carry.
+pub struct SyncInfo<'a> {
+    pub synced_at: chrono::DateTime<chrono::Utc>,
+    pub sso_region: &'a str,
+    pub organizations: bool,
+}
+
+/// Writes `snap` to a new file at `path` in one transaction; returns the number of rows per table.
+/// The file is written beside `path` and renamed over it at the end, so a failed sync leaves no half file.
+pub async fn write(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<Vec<(&'static str, usize)>> {
+    let partial = path.with_extension("partial");
+    // A leftover from an interrupted run is ours to replace.
+    if partial.exists() {
+        std::fs::remove_file(&partial).with_context(|| format!("cannot remove the leftover {}", partial.display()))?;
+    }
+    let result = write_new(&partial, snap, info).await;
+    match result {
+        Ok(counts) => {
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("cannot move {} to {}", partial.display(), path.display()))?;
+            Ok(counts)
+        }
+        Err(e) => {
+            // The error matters more than a failure to clean up after it.
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+async fn write_new(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<Vec<(&'static str, usize)>> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // One file, no -wal or -journal beside it once closed.
+        .journal_mode(SqliteJournalMode::Delete);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot create {}; check that its folder exists and is writable", path.display()))?;
+    let mut tx = conn.begin().await?;
+
+    sqlx::query("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT").execute(&mut *tx).await?;
+    let meta = [
+        ("format", FORMAT.to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("synced_at", info.synced_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ("instance_arn", snap.instance_arn.clone()),
+        ("identity_store_id", snap.identity_store_id.clone()),
+        ("sso_region", info.sso_region.to_string()),
+        ("organizations", info.organizations.to_string()),
+    ];
+    let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO meta (key, value) ");
+    insert.push_values(meta, |mut b, (k, v)| {
+        b.push_bind(k).push_bind(v);
+    });
+    insert.build().execute(&mut *tx).await?;
+
+    let mut counts = Vec::new();
+    for (table, rows) in TABLES.iter().zip(rows_of(snap)) {
+        sqlx::query(&table.create()).execute(&mut *tx).await?;
+        for batch in rows.chunks(BATCH) {
+            let columns: Vec<String> = table.column_names().map(|c| format!("\"{c}\"")).collect();
+            let mut insert =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO \"{}\" ({}) ", table.name, columns.join(", ")));
+            insert.push_values(batch, |mut b, row| {
+                for (Column(_, kind), value) in table.columns.iter().zip(row) {
+                    // A flag is bound as an integer: STRICT tables take no text in an INTEGER column.
+                    if *kind == Flag {
+                        b.push_bind(value.as_deref() == Some("1"));
+                    } else {
+                        b.push_bind(value.clone());
+                    }
+                }
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        counts.push((table.name, rows.len()));
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(counts)
+}
+
+/// A sync file opened for reading, its format checked.
+pub struct SyncFile {
+    conn: SqliteConnection,
+}
+
+impl SyncFile {
+    pub async fn open(path: &Path) -> Result<SyncFile> {
+        if !path.is_file() {
+            bail!("{} does not exist (or is not a file); write one with `cone-aws sync --out FILE`", path.display());
+        }
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .with_context(|| format!("cannot open {} as SQLite", path.display()))?;
+        let format: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM meta WHERE key = 'format'").fetch_optional(&mut conn).await.map_err(
+                |e| anyhow::anyhow!("{} is not a cone-aws sync file (no readable meta table: {e})", path.display()),
+            )?;
+        if format.as_ref().map(|f| f.0.as_str()) != Some(FORMAT) {
+            bail!("{} is not a cone-aws sync file (its meta table does not say format = {FORMAT})", path.display());
+        }
+        let mut file = SyncFile { conn };
+        let version = file.meta("format_version").await?;
+        if version.parse::<u32>().ok() != Some(FORMAT_VERSION) {
+            bail!(
+                "{} has format version {version}, and this cone-aws reads version {FORMAT_VERSION} only; \
+                 use the cone-aws that wrote it, or sync again",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
+    pub async fn meta(&mut self, key: &str) -> Result<String> {
+        let value: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM meta WHERE key = ?").bind(key).fetch_optional(&mut self.conn).await?;
+        value.map(|v| v.0).with_context(|| format!("the sync file's meta table has no {key}"))
+    }
+
+    /// The rows of `table`, sorted by all columns, every value as text.
+    pub async fn rows(&mut self, table: &Table) -> Result<Vec<Values>> {
+        let columns: Vec<String> = table.column_names().map(|c| format!("CAST(\"{c}\" AS TEXT)")).collect();
+        let order: Vec<String> = (1..=table.columns.len()).map(|i| i.to_string()).collect();
+        let sql = format!("SELECT {} FROM \"{}\" ORDER BY {}", columns.join(", "), table.name, order.join(", "));
+        let rows = sqlx::query(&sql).fetch_all(&mut self.conn).await?;
+        rows.iter()
+            .map(|r| (0..table.columns.len()).map(|i| r.try_get::<Option<String>, _>(i)).collect::<Result<Values, _>>())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("reading table {}", table.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cone_aws::{Account, AssignmentRecord, Group, PermissionSet, User};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+            identity_store_id: "d-1".into(),
+            accounts: vec![Account {
+                id: "111111111111".into(),
+                name: "Prod".into(),
+                email: "prod@example.com".into(),
+                status: "ACTIVE".into(),
+            }],
+            permission_sets: vec![
+                PermissionSet { arn: "ps-a".into(), name: "A".into(), description: None, session_duration: None },
+                PermissionSet {
+                    arn: "ps-b".into(),
+                    name: "B".into(),
+                    description: Some("b".into()),
+                    session_duration: Some("PT1H".into()),
+                },
+            ],
+            provisioned: vec![("111111111111".into(), "ps-b".into())],
+            users: vec![User { id: "u1".into(), user_name: "alice".into(), display_name: "Alice".into(), email: None }],
+            groups: vec![Group { id: "g1".into(), display_name: "approvers".into() }],
+            memberships: vec![("g1".into(), "u1".into())],
+            assignments: vec![AssignmentRecord {
+                account_id: "111111111111".into(),
+                permission_set_arn: "ps-b".into(),
+                principal: Principal::Group("g1".into()),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_and_reads_back_every_table() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("s.sqlite");
+        let info = SyncInfo { synced_at: chrono::Utc::now(), sso_region: "us-east-1", organizations: true };
+        let counts = write(&path, &snapshot(), &info).await?;
+        assert_eq!(
+            counts,
+            vec![
+                ("accounts", 1),
+                ("permission_sets", 2),
+                ("users", 1),
+                ("groups", 1),
+                ("memberships", 1),
+                ("entitlements", 2),
+                ("assignments", 1)
+            ]
+        );
+        assert!(!path.with_extension("partial").exists());
+
+        let mut file = SyncFile::open(&path).await?;
+        assert_eq!(file.meta("instance_arn").await?, "arn:aws:sso:::instance/ssoins-1");
+        assert_eq!(file.meta("format_version").await?, "1");
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            file.rows(&TABLES[5]).await?,
+            vec![vec![s("111111111111"), s("ps-a"), s("0")], vec![s("111111111111"), s("ps-b"), s("1")]]
+        );
+        assert_eq!(file.rows(&TABLES[1]).await?[0], vec![s("ps-a"), s("A"), None, None]);
+        assert_eq!(file.rows(&TABLES[6]).await?, vec![vec![s("111111111111"), s("ps-b"), s("GROUP"), s("g1")]]);
+
+        // Syncing again over the file replaces it.
+        write(&path, &Snapshot { assignments: vec![], ..snapshot() }, &info).await?;
+        assert!(SyncFile::open(&path).await?.rows(&TABLES[6]).await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn refuses_files_that_are_not_sync_files() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let missing = SyncFile::open(&dir.path().join("nope.sqlite")).await.err().expect("missing file");
+        assert!(missing.to_string().contains("cone-aws sync --out"), "{missing}");
+
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a database at all, just some text that is long enough to look like a header")?;
+        let err = SyncFile::open(&text).await.err().expect("text file");
+        assert!(format!("{err:#}").contains("not a cone-aws sync file") || format!("{err:#}").contains("SQLite"));
+
+        let other = dir.path().join("other.sqlite");
+        let options = SqliteConnectOptions::new().filename(&other).create_if_missing(true);
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        sqlx::query("CREATE TABLE meta (key TEXT, value TEXT)").execute(&mut conn).await?;
+        sqlx::query("INSERT INTO meta VALUES ('format', 'something-else')").execute(&mut conn).await?;
+        conn.close().await?;
+        let err = SyncFile::open(&other).await.err().expect("foreign sqlite file");
+        assert!(err.to_string().contains("not a cone-aws sync file"), "{err}");
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+# The integration role Cone's AWS connector assumes: sync + provisioning of account assignments, with
+# Organizations enabled. Create it in the organization's management account (or the IAM Identity Center
+# delegated administrator account, without the management-account statements).
+#
+# The policies are what `cone-aws trust-policy --principal ARN --external-id X` and
+# `cone-aws policy --provisioning --orgs` print; regenerate and compare after upgrading Cone.
+#
+# Then run Cone with BATON_ROLE_ARN = the role ARN output and BATON_EXTERNAL_ID = var.external_id.
+
+variable "cone_principal_arn" {
+  description = "ARN of the role or user Cone runs as (e.g. the cone-server instance or task role)"
+  type        = string
+}
+
+variable "external_id" {
+  description = "External ID Cone presents when assuming the role (2 to 1224 characters of [A-Za-z0-9+=,.@:/_-])"
+  type        = string
+  sensitive   = true
+}
+
+variable "role_name" {
+  description = "Name of the integration role"
+  type        = string
+  default     = "ConeIntegration"
+}
+
+resource "aws_iam_role" "cone_integration" {
+  name        = var.role_name
+  description = "Assumed by Cone to sync IAM Identity Center and grant just-in-time access"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "ConeAssumeIntegrationRole"
+        Effect    = "Allow"
+        Principal = { AWS = var.cone_principal_arn }
+        Action    = "sts:AssumeRole"
+        Condition = { StringEquals = { "sts:ExternalId" = var.external_id } }
+      }
+    ]
+  })
+}
+
+resource "aws_iam_role_policy" "cone_integration" {
+  name = "ConePermissions"
+  role = aws_iam_role.cone_integration.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        # Every call of a sync.
+        Sid    = "ConeSyncIdentityCenter"
+        Effect = "Allow"
+        Action = [
+          "identitystore:ListGroupMemberships",
+          "identitystore:ListGroups",
+          "identitystore:ListUsers",
+          "sso:DescribePermissionSet",
+          "sso:ListAccountAssignments",
+          "sso:ListAccountsForProvisionedPermissionSet",
+          "sso:ListInstances",
+          "sso:ListPermissionSets",
+          "sso:ListPermissionSetsProvisionedToAccount",
+        ]
+        Resource = "*"
+      },
+      {
+        # Granting and revoking: the writes and their status polls.
+        Sid    = "ConeProvisionAccountAssignments"
+        Effect = "Allow"
+        Action = [
+          "sso:CreateAccountAssignment",
+          "sso:DeleteAccountAssignment",
+          "sso:DescribeAccountAssignmentCreationStatus",
+          "sso:DescribeAccountAssignmentDeletionStatus",
+        ]
+        Resource = "*"
+      },
+      {
+        # Assignments in the management account: IAM Identity Center manages the permission set's role
+        # there with the caller's permissions. Limited to the roles IAM Identity Center owns.
+        Sid    = "ConeProvisionInManagementAccountRoles"
+        Effect = "Allow"
+        Action = [
+          "iam:AttachRolePolicy",
+          "iam:CreateRole",
+          "iam:DeleteRole",
+          "iam:DeleteRolePolicy",
+          "iam:DetachRolePolicy",
+          "iam:GetRole",
+          "iam:ListAttachedRolePolicies",
+          "iam:ListRolePolicies",
+          "iam:PutRolePolicy",
+          "iam:UpdateRole",
+          "iam:UpdateRoleDescription",
+        ]
+        Resource = "arn:aws:iam::*:role/aws-reserved/sso.amazonaws.com/*"
+      },
+      {
+        Sid      = "ConeProvisionInManagementAccountSaml"
+        Effect   = "Allow"
+        Action   = ["iam:GetSAMLProvider"]
+        Resource = "arn:aws:iam::*:saml-provider/AWSSSO_*_DO_NOT_DELETE"
+      },
+      {
+        Sid      = "ConeProvisionInManagementAccountLists"
+        Effect   = "Allow"
+        Action   = ["iam:ListPolicies", "iam:ListRoles"]
+        Resource = "*"
+      },
+      {
+        # Account names and states (BATON_GLOBAL_AWS_ORGS_ENABLED=true, the default).
+        Sid      = "ConeReadOrganizationAccounts"
+        Effect   = "Allow"
+        Action   = ["organizations:ListAccounts"]
+        Resource = "*"
+      },
+    ]
+  })
+}
+
+output "role_arn" {
+  description = "Set BATON_ROLE_ARN to this"
+  value       = aws_iam_role.cone_integration.arn
+}
