@@ -18,8 +18,11 @@ pub enum OidcErrorKind {
     InvalidClient,
     InvalidClientMetadata,
     InvalidGrant,
+    InvalidRedirectUri,
     InvalidRequest,
     SlowDown,
+    /// Not in the SSO OIDC model; injected through `/_emu/throttle` so clients' retries can be tested.
+    TooManyRequests,
     UnsupportedGrantType,
 }
 
@@ -32,8 +35,10 @@ impl OidcErrorKind {
             Self::InvalidClient => "InvalidClientException",
             Self::InvalidClientMetadata => "InvalidClientMetadataException",
             Self::InvalidGrant => "InvalidGrantException",
+            Self::InvalidRedirectUri => "InvalidRedirectUriException",
             Self::InvalidRequest => "InvalidRequestException",
             Self::SlowDown => "SlowDownException",
+            Self::TooManyRequests => "TooManyRequestsException",
             Self::UnsupportedGrantType => "UnsupportedGrantTypeException",
         }
     }
@@ -47,8 +52,11 @@ impl OidcErrorKind {
             Self::InvalidClient => "invalid_client",
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidGrant => "invalid_grant",
+            Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::InvalidRequest => "invalid_request",
             Self::SlowDown => "slow_down",
+            // No OAuth error code exists for throttling; clients go by the status and `x-amzn-ErrorType`.
+            Self::TooManyRequests => "too_many_requests",
             Self::UnsupportedGrantType => "unsupported_grant_type",
         }
     }
@@ -56,6 +64,7 @@ impl OidcErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidClient => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -93,6 +102,7 @@ pub enum PortalErrorKind {
     InvalidRequest,
     Unauthorized,
     Forbidden,
+    TooManyRequests,
     InternalServer,
 }
 
@@ -102,6 +112,7 @@ impl PortalErrorKind {
             Self::InvalidRequest => "InvalidRequestException",
             Self::Unauthorized => "UnauthorizedException",
             Self::Forbidden => "ForbiddenException",
+            Self::TooManyRequests => "TooManyRequestsException",
             Self::InternalServer => "InternalServerException",
         }
     }
@@ -111,6 +122,7 @@ impl PortalErrorKind {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalServer => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -228,6 +240,7 @@ mod tests {
             ExpiredToken,
             InvalidClientMetadata,
             InvalidGrant,
+            InvalidRedirectUri,
             InvalidRequest,
             SlowDown,
             UnsupportedGrantType,
@@ -261,6 +274,24 @@ mod tests {
                 .await;
         assert_eq!(body["message"], "No access");
         assert_eq!(body["__type"], "com.amazonaws.switchboard.portal#ForbiddenException");
+    }
+
+    #[tokio::test]
+    async fn throttling_is_429_in_both_families() {
+        let body = checked_body(
+            OidcError::new(OidcErrorKind::TooManyRequests, "Rate exceeded").into_response(),
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("TooManyRequestsException"),
+        )
+        .await;
+        assert_eq!(body["error_description"], "Rate exceeded");
+        let body = checked_body(
+            PortalError::new(PortalErrorKind::TooManyRequests, "Rate exceeded").into_response(),
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("TooManyRequestsException"),
+        )
+        .await;
+        assert_eq!(body["__type"], "com.amazonaws.switchboard.portal#TooManyRequestsException");
     }
 
     #[tokio::test]

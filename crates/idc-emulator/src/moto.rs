@@ -33,6 +33,13 @@ pub struct AccountDetails {
     pub email: String,
 }
 
+/// An identity-store user as the sign-in page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub user_name: String,
+    pub display_name: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RoleCredentials {
     pub access_key_id: String,
@@ -41,9 +48,6 @@ pub struct RoleCredentials {
     pub expiration_millis: i64,
 }
 
-/// Real Identity Center sessions default to one hour; botocore refreshes credentials with less than 15
-/// minutes left on every use, so shorter ones would make clients hammer the portal.
-const ROLE_SESSION_SECS: i32 = 3600;
 /// moto's paginators can hand back the same token forever; no real listing here needs more pages.
 const MAX_PAGES: usize = 1000;
 
@@ -110,6 +114,33 @@ impl Directory {
                 }
             }
         }
+    }
+
+    /// Every user of the identity store, sorted by user name.
+    pub async fn users(&self, identity_store_id: &str) -> Result<Vec<UserSummary>> {
+        let mut users = collect_pages("identitystore ListUsers", |token| async move {
+            let out = self
+                .identity_store
+                .list_users()
+                .identity_store_id(identity_store_id)
+                .set_next_token(token)
+                .send()
+                .await?;
+            let users = out
+                .users()
+                .iter()
+                .filter_map(|u| {
+                    Some(UserSummary {
+                        user_name: u.user_name()?.to_string(),
+                        display_name: u.display_name().map(str::to_string),
+                    })
+                })
+                .collect();
+            Ok((users, out.next_token().map(str::to_string)))
+        })
+        .await?;
+        users.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+        Ok(users)
     }
 
     pub async fn group_ids(&self, identity_store_id: &str, user_id: &str) -> Result<Vec<String>> {
@@ -239,13 +270,15 @@ impl Directory {
         }
     }
 
-    pub async fn assume_role(&self, role_arn: &str, session_name: &str) -> Result<RoleCredentials> {
+    /// moto honours any `duration_secs`, also below the 900 s that real STS requires, so short-lived
+    /// credentials for refresh tests are possible.
+    pub async fn assume_role(&self, role_arn: &str, session_name: &str, duration_secs: i32) -> Result<RoleCredentials> {
         let out = self
             .sts
             .assume_role()
             .role_arn(role_arn)
             .role_session_name(session_name)
-            .duration_seconds(ROLE_SESSION_SECS)
+            .duration_seconds(duration_secs)
             .send()
             .await
             .with_context(|| format!("sts AssumeRole {role_arn} failed"))?;

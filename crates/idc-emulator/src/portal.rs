@@ -29,6 +29,7 @@ pub async fn role_credentials(
     identity: &Identity,
     account_id: &str,
     role_name: &str,
+    duration_secs: i32,
 ) -> Result<RoleCredentials, PortalError> {
     let instance = directory.instance().await.map_err(PortalError::backend)?;
     let permission_sets = directory.permission_sets(&instance.instance_arn).await.map_err(PortalError::backend)?;
@@ -47,7 +48,7 @@ pub async fn role_credentials(
     }
     let role_arn = access::reserved_role_arn(account_id, &permission_set.name, &permission_set.arn);
     let credentials = directory
-        .assume_role(&role_arn, &access::role_session_name(&identity.user_name))
+        .assume_role(&role_arn, &access::role_session_name(&identity.user_name), duration_secs)
         .await
         .map_err(PortalError::backend)?;
     tracing::info!(user = %identity.user_name, %role_arn, "issued role credentials");

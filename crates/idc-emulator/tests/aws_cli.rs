@@ -159,6 +159,11 @@ impl Cli {
     }
 
     fn run(&self, args: &[&str], keys: Option<&Value>) -> Result<Outcome> {
+        self.run_with(args, keys, &[])
+    }
+
+    /// `run` with extra environment variables, which override the defaults.
+    fn run_with(&self, args: &[&str], keys: Option<&Value>, env: &[(&str, &str)]) -> Result<Outcome> {
         let mut cmd = Command::new(&self.aws);
         cmd.args(args)
             .args(["--output", "json"])
@@ -170,6 +175,7 @@ impl Cli {
             .env("AWS_ENDPOINT_URL_SSO", &self.emulator)
             .env("AWS_ENDPOINT_URL_STS", &self.moto)
             .env("AWS_MAX_ATTEMPTS", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null());
         match keys {
             Some(creds) => {
@@ -511,5 +517,53 @@ async fn denial_expiry_paging_and_wire_errors() -> Result<()> {
     let token = device_login(&plain, &plain_client, "bob").await?;
     assert_eq!(token["expiresIn"], 90);
     assert!(token.get("refreshToken").is_none(), "{token}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cli_retries_injected_throttling() -> Result<()> {
+    let moto = Moto::start()?;
+    let sdk = cone_testkit::moto_sdk_config(&moto.endpoint);
+    let accounts = organization(&sdk, &["Solo"]).await?;
+    let org = Org::new(&sdk).await?;
+    let admin = org.permission_set("Admin").await?;
+    let carol = org.user("carol").await?;
+    org.assign(&accounts[0], &admin, PrincipalType::User, &carol).await?;
+    let (_emulator, url) = start_emulator(&moto, &[])?;
+    let cli = Cli::new(&url, &moto)?;
+    let client = cli.register()?;
+    let token = device_login(&cli, &client, "carol").await?;
+    let access = str_at(&token, "/accessToken")?;
+    let list = ["sso", "list-accounts", "--access-token", access.as_str()];
+    let retrying = [("AWS_MAX_ATTEMPTS", "3"), ("AWS_RETRY_MODE", "standard")];
+
+    // Without retries the 429 reaches the user.
+    let (status, _) = control(&url, "/_emu/throttle", json!({"api": "portal", "count": 1})).await?;
+    assert_eq!(status, 200);
+    let throttled = cli.fails(&list)?;
+    assert!(throttled.contains("(TooManyRequestsException)") && throttled.contains("Rate exceeded"), "{throttled}");
+
+    // With retries two 429s are absorbed, and the log shows the three attempts.
+    reqwest::Client::new().delete(format!("{url}/_emu/requests")).send().await?.error_for_status()?;
+    control(&url, "/_emu/throttle", json!({"api": "portal", "count": 2})).await?;
+    let out = cli.run_with(&list, None, &retrying)?;
+    ensure!(out.success, "list-accounts did not survive two 429s:\n{}", out.stderr);
+    let listed: Value = serde_json::from_str(&out.stdout)?;
+    assert_eq!(listed["accountList"][0]["accountId"], accounts[0].as_str());
+    let log: Value = reqwest::Client::new().get(format!("{url}/_emu/requests")).send().await?.json().await?;
+    let statuses: Vec<&Value> = log["requests"]
+        .as_array()
+        .context("requests")?
+        .iter()
+        .filter(|r| r["path"] == "/assignment/accounts")
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(429), &json!(429), &json!(200)], "{log}");
+
+    // OIDC calls are retried the same way.
+    control(&url, "/_emu/throttle", json!({"api": "oidc", "count": 1})).await?;
+    let register = ["sso-oidc", "register-client", "--client-name", "retry", "--client-type", "public"];
+    let out = cli.run_with(&register, None, &retrying)?;
+    ensure!(out.success, "register-client did not survive a 429:\n{}", out.stderr);
     Ok(())
 }
