@@ -20,6 +20,9 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     pub const UNAUTHENTICATED: &str = "unauthenticated";
     pub const INTERNAL: &str = "internal";
+    /// The task is not in a state where the action applies (for example cancelling a granted request).
+    pub const WRONG_STATE: &str = "wrong_state";
+    pub const EXTENSION_REFUSED: &str = "extension_refused";
 }
 
 /// Every non-2xx API answer.
@@ -44,6 +47,8 @@ pub struct Entitlement {
     /// `<accountId>|<permissionSetArn>` for AWS permission sets.
     pub id: String,
     pub kind: String,
+    /// A short unique name, `<account>-<role>`, which is also the AWS CLI profile name.
+    pub alias: String,
     /// The permission set name.
     pub display_name: String,
     /// The account name.
@@ -77,9 +82,14 @@ pub struct CreateTask {
     pub form_data: BTreeMap<String, String>,
 }
 
+/// `grant` asks for new access; `extend` asks for more time on an active grant.
+pub const TASK_KIND_GRANT: &str = "grant";
+pub const TASK_KIND_EXTEND: &str = "extend";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Task {
     pub id: i64,
+    pub kind: String,
     pub requester: String,
     pub app_id: String,
     pub entitlement_id: String,
@@ -99,8 +109,43 @@ pub struct Task {
     pub grant_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What happened to the task, oldest first (from the audit log).
+    #[serde(default)]
+    pub events: Vec<TaskEvent>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub at: DateTime<Utc>,
+    /// A username, or `cone` for the server's own work.
+    pub actor: String,
+    /// Such as `task.create`, `task.approve`, `task.comment`, `grant.activate`, `grant.expire`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// `POST /api/v1/drop`: give back access to an entitlement and withdraw open requests for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DropRequest {
+    pub app_id: String,
+    pub entitlement_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DropResult {
+    /// The tasks whose grant was released or whose request was cancelled; empty when there was nothing to drop.
+    pub tasks: Vec<Task>,
+}
+
+/// A comment, or the comment on an approval or denial.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Decision {
     #[serde(default)]

@@ -14,6 +14,21 @@ pub fn profile_name(account_name: &str, role_name: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// Aliases for a catalog of `(account name, role name, account id)`, in the same order: `<account>-<role>`, and
+/// when two entries would share one, each of them gets its account id appended, so that the result does not
+/// depend on the order the catalog is listed in.
+pub fn aliases(catalog: &[(&str, &str, &str)]) -> Vec<String> {
+    let base: Vec<String> = catalog.iter().map(|(account, role, _)| profile_name(account, role)).collect();
+    catalog
+        .iter()
+        .zip(&base)
+        .map(|((_, _, account_id), b)| {
+            let clash = base.iter().filter(|x| *x == b).count() > 1;
+            if clash { profile_name(&format!("{b}-{account_id}"), "") } else { b.clone() }
+        })
+        .collect()
+}
+
 /// A value safe to write after `key = ` in an INI file: one line, no control characters, no leading or trailing
 /// space (botocore strips it) and nothing a shell-less `shlex` split could treat as a second argument.
 pub fn ini_value(value: &str) -> String {
@@ -44,6 +59,14 @@ mod tests {
     fn names_follow_the_seed() {
         assert_eq!(profile_name("Production", "DatabaseAdministrator"), "production-databaseadministrator");
         assert_eq!(profile_name("Staging", "ReadOnlyAccess"), "staging-readonlyaccess");
+    }
+
+    #[test]
+    fn colliding_aliases_get_account_ids_whatever_the_order() {
+        let a = [("Prod", "Admin", "111"), ("prod", "Admin", "222"), ("Staging", "ReadOnly", "333")];
+        assert_eq!(aliases(&a), vec!["prod-admin-111", "prod-admin-222", "staging-readonly"]);
+        let b = [a[2], a[1], a[0]];
+        assert_eq!(aliases(&b), vec!["staging-readonly", "prod-admin-222", "prod-admin-111"]);
     }
 
     #[test]

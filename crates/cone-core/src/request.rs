@@ -46,9 +46,57 @@ pub fn validate(
     if problems.is_empty() { Ok(duration) } else { Err(Invalid(problems)) }
 }
 
+/// The end of a grant after extending it by `add_secs`: extensions count from the current end, are capped at
+/// `max_extensions`, and the grant may never reach further than the entitlement's maximum from now.
+pub fn extension_end(
+    current_end: i64,
+    now: i64,
+    add_secs: i64,
+    max_secs: i64,
+    extensions_used: i64,
+    max_extensions: i64,
+) -> Result<i64, Invalid> {
+    if extensions_used >= max_extensions {
+        return Err(Invalid(vec![format!(
+            "This grant was already extended {extensions_used} time(s), the most its policy allows; request access again once it ends."
+        )]));
+    }
+    let end = current_end.max(now) + add_secs;
+    if end - now > max_secs {
+        let room = max_secs - (current_end.max(now) - now);
+        return Err(Invalid(vec![if room > 0 {
+            format!(
+                "Extending by {} would exceed this entitlement's maximum of {} from now; extend by at most {}.",
+                crate::duration::format(add_secs),
+                crate::duration::format(max_secs),
+                crate::duration::format(room)
+            )
+        } else {
+            format!(
+                "The grant already runs for the entitlement's maximum of {}; extend it later.",
+                crate::duration::format(max_secs)
+            )
+        }]));
+    }
+    Ok(end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extensions_count_from_the_current_end_and_are_capped() {
+        // 30 min left, add 1 h, max 2 h from now.
+        assert_eq!(extension_end(1_800, 0, 3_600, 7_200, 0, 2), Ok(5_400));
+        // An end already in the past counts from now.
+        assert_eq!(extension_end(-10, 0, 600, 7_200, 1, 2), Ok(600));
+        let Err(Invalid(p)) = extension_end(1_800, 0, 7_200, 7_200, 0, 2) else { panic!() };
+        assert!(p[0].contains("extend by at most 1h30m"), "{p:?}");
+        assert!(extension_end(7_200, 0, 60, 7_200, 0, 2).is_err());
+        let Err(Invalid(p)) = extension_end(0, 0, 60, 7_200, 2, 2) else { panic!() };
+        assert!(p[0].contains("already extended 2 time(s)"), "{p:?}");
+    }
 
     fn ticket() -> Vec<FormField> {
         vec![FormField { name: "ticket".into(), required: true }]

@@ -11,6 +11,12 @@ pub enum TaskState {
     Failed,
     /// The grant ended and its access was removed (or is being removed).
     Expired,
+    /// The requester withdrew the request before it was decided.
+    Cancelled,
+    /// The requester gave the access back before the grant ended.
+    Released,
+    /// Nobody decided the request in time.
+    TimedOut,
 }
 
 /// What can happen to a task.
@@ -21,15 +27,21 @@ pub enum Event {
     Provisioned,
     ProvisioningFailed,
     Ended,
+    Cancelled,
+    Released,
+    TimedOut,
 }
 
-const ALL: [TaskState; 6] = [
+const ALL: [TaskState; 9] = [
     TaskState::PendingApproval,
     TaskState::Provisioning,
     TaskState::Granted,
     TaskState::Denied,
     TaskState::Failed,
     TaskState::Expired,
+    TaskState::Cancelled,
+    TaskState::Released,
+    TaskState::TimedOut,
 ];
 
 impl TaskState {
@@ -41,6 +53,9 @@ impl TaskState {
             TaskState::Denied => "denied",
             TaskState::Failed => "failed",
             TaskState::Expired => "expired",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Released => "released",
+            TaskState::TimedOut => "timed_out",
         }
     }
 
@@ -62,6 +77,10 @@ impl TaskState {
             (S::Provisioning, E::Provisioned) => Some(S::Granted),
             (S::Provisioning, E::ProvisioningFailed) => Some(S::Failed),
             (S::Granted, E::Ended) => Some(S::Expired),
+            (S::PendingApproval, E::Cancelled) => Some(S::Cancelled),
+            (S::PendingApproval, E::TimedOut) => Some(S::TimedOut),
+            // Releasing while AWS is still provisioning is allowed: the revocation follows the assignment.
+            (S::Provisioning | S::Granted, E::Released) => Some(S::Released),
             _ => None,
         }
     }
@@ -87,6 +106,11 @@ mod tests {
         assert_eq!(S::Granted.on(E::Ended), Some(S::Expired));
         assert_eq!(S::Denied.on(E::Approved), None);
         assert_eq!(S::Granted.on(E::Approved), None);
+        assert_eq!(S::PendingApproval.on(E::Cancelled), Some(S::Cancelled));
+        assert_eq!(S::Granted.on(E::Cancelled), None);
+        assert_eq!(S::Provisioning.on(E::Released), Some(S::Released));
+        assert_eq!(S::PendingApproval.on(E::Released), None);
+        assert_eq!(S::PendingApproval.on(E::TimedOut), Some(S::TimedOut));
         assert!(S::PendingApproval.is_open() && S::Provisioning.is_open() && !S::Granted.is_open());
     }
 }

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use cone_api::{ApiError, CreateTask, Entitlement, Task, codes};
+use cone_api::{ApiError, CreateTask, DropResult, Entitlement, Task, TaskEvent, TaskPage, codes};
 use cone_core::policy::{self, Outcome, Step};
 use cone_core::request;
+use cone_core::task::{Event, TaskState};
 
-use crate::db::{EntitlementRow, NewTask, Placement, TaskRow, UserRow};
+use crate::db::{EntitlementRow, NewTask, Placement, TaskFilter, TaskRow, UserRow};
 use crate::http::{ApiFailure, AppState, now};
 
 fn time(t: i64) -> DateTime<Utc> {
@@ -18,13 +19,14 @@ fn time(t: i64) -> DateTime<Utc> {
 
 /// The entitlement as the caller sees it: its policy's limits and form, and the end of the caller's active grant
 /// (from `active`, their `(app id, entitlement id, end)` list).
-fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) -> Entitlement {
+fn to_api(s: &AppState, row: &EntitlementRow, alias: &str, active: &[(String, String, i64)]) -> Entitlement {
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     let granted_until = active.iter().find(|(a, e, _)| a == &row.app_id && e == &row.id).map(|(_, _, t)| *t);
     Entitlement {
         app_id: row.app_id.clone(),
         id: row.id.clone(),
         kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
+        alias: alias.into(),
         display_name: row.permission_set_name.clone(),
         resource_name: row.account_name.clone(),
         account_id: row.account_id.clone(),
@@ -35,15 +37,24 @@ fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) 
     }
 }
 
-/// Every entitlement is visible and requestable by every signed-in user (the one access profile for now).
-pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
+/// The whole catalog with each entitlement's alias. Aliases are derived from the whole catalog, not from what one
+/// caller sees, so that everyone's profile names agree.
+async fn catalog(s: &AppState) -> anyhow::Result<Vec<(EntitlementRow, String)>> {
     let rows = s.db.entitlements().await?;
-    let active = s.db.active_grants(u.id, now()).await?;
-    Ok(rows.iter().map(|r| to_api(s, r, &active)).collect())
+    let keys: Vec<(&str, &str, &str)> =
+        rows.iter().map(|r| (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str())).collect();
+    let aliases = cone_core::naming::aliases(&keys);
+    Ok(rows.into_iter().zip(aliases).collect())
 }
 
-async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
-    s.db.entitlement(app_id, id).await?.ok_or_else(|| {
+/// Every entitlement is visible and requestable by every signed-in user (the one access profile for now).
+pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
+    let active = s.db.active_grants(u.id, now()).await?;
+    Ok(catalog(s).await?.iter().map(|(r, alias)| to_api(s, r, alias, &active)).collect())
+}
+
+async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<(EntitlementRow, String), ApiFailure> {
+    catalog(s).await?.into_iter().find(|(r, _)| r.app_id == app_id && r.id == id).ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
@@ -53,15 +64,29 @@ async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<Entitl
 }
 
 pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
-    let row = load_entitlement(s, app_id, id).await?;
+    let (row, alias) = load_entitlement(s, app_id, id).await?;
     let active = s.db.active_grants(u.id, now()).await?;
-    Ok(to_api(s, &row, &active))
+    Ok(to_api(s, &row, &alias, &active))
 }
 
+/// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
+/// grant (through the same policy) instead of a second, overlapping grant.
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
-    let row = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
+    let (row, _) = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
-    if policy.form.iter().any(|f| f.required) && req.form_data.is_empty() {
+    let extension = match s.db.active_grant(u.id, &row.app_id, &row.id, now()).await? {
+        Some((grant_id, end, used)) => {
+            let add = req.duration_secs.unwrap_or(s.config.default_duration.min(policy.max_duration));
+            request::extension_end(end, now(), add, policy.max_duration, used, policy.max_extensions).map_err(
+                |request::Invalid(problems)| {
+                    ApiFailure::new(StatusCode::CONFLICT, codes::EXTENSION_REFUSED, problems.join(" "))
+                },
+            )?;
+            Some((grant_id, add))
+        }
+        None => None,
+    };
+    if extension.is_none() && policy.form.iter().any(|f| f.required) && req.form_data.is_empty() {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,
             codes::FORM_REQUIRED,
@@ -74,11 +99,15 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
     }
     let form: Vec<request::FormField> =
         policy.form.iter().map(|f| request::FormField { name: f.name.clone(), required: f.required }).collect();
-    let duration =
-        request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &form, &req.form_data)
-            .map_err(|request::Invalid(problems)| {
-                ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" "))
-            })?;
+    let duration = match extension {
+        Some((_, add)) => add,
+        None => {
+            request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &form, &req.form_data)
+                .map_err(|request::Invalid(problems)| {
+                    ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" "))
+                })?
+        }
+    };
     let principal = u.idc_user_id.as_deref().ok_or_else(|| {
         ApiFailure::new(
             StatusCode::FORBIDDEN,
@@ -92,6 +121,8 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         requester_id: u.id,
         entitlement: &row,
         principal_id: principal,
+        extends_grant_id: extension.map(|(id, _)| id),
+        max_duration_secs: policy.max_duration,
         justification: req.justification.trim(),
         duration_secs: duration,
         form_json: serde_json::to_string(&req.form_data).map_err(anyhow::Error::from)?,
@@ -134,16 +165,35 @@ async fn load_task(s: &AppState, id: i64) -> Result<Task, ApiFailure> {
         s.db.task(id).await?.ok_or_else(|| {
             ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id}."))
         })?;
-    task_to_api(s, row).await
+    with_events(s, row).await
 }
 
-async fn task_to_api(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
-    let name = match s.db.entitlement(&t.app_id, &t.entitlement_id).await? {
-        Some(e) => format!("{} on {}", e.permission_set_name, e.account_name),
-        None => t.entitlement_id.clone(),
+/// The task with its history.
+async fn with_events(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
+    let events = s.db.task_events(t.id).await?;
+    let mut task = task_to_api(t);
+    task.events = events
+        .into_iter()
+        .map(|e| TaskEvent {
+            at: time(e.at),
+            actor: e.actor,
+            action: e.action,
+            comment: serde_json::from_str::<serde_json::Value>(&e.detail)
+                .ok()
+                .and_then(|d| d.get("comment")?.as_str().filter(|c| !c.is_empty()).map(String::from)),
+        })
+        .collect();
+    Ok(task)
+}
+
+fn task_to_api(t: TaskRow) -> Task {
+    let name = match (&t.permission_set_name, &t.account_name) {
+        (Some(ps), Some(account)) => format!("{ps} on {account}"),
+        _ => t.entitlement_id.clone(),
     };
-    Ok(Task {
+    Task {
         id: t.id,
+        kind: t.kind,
         requester: t.requester,
         app_id: t.app_id,
         entitlement_id: t.entitlement_id,
@@ -157,7 +207,8 @@ async fn task_to_api(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
         grant_expires_at: t.grant_expires_at.map(time),
         created_at: time(t.created_at),
         updated_at: time(t.updated_at),
-    })
+        events: Vec::new(),
+    }
 }
 
 /// Requesters see their tasks; members of a group named in the task's policy see it too.
@@ -189,7 +240,7 @@ pub async fn watch_task(
     loop {
         let t = visible_task(s, u, id).await?;
         if known_state.is_none_or(|k| k != t.state) || tokio::time::Instant::now() >= deadline {
-            return task_to_api(s, t).await;
+            return with_events(s, t).await;
         }
         tokio::select! {
             _ = changes.recv() => {}
@@ -221,6 +272,85 @@ pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: 
     }
     changed(s, id);
     load_task(s, id).await
+}
+
+/// The requester withdraws a request nobody has decided yet.
+pub async fn cancel(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFailure> {
+    let t = visible_task(s, u, id).await?;
+    if t.requester_id != u.id {
+        return Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!("Only {} can cancel task {id}; deny it instead with `cone task deny {id}`.", t.requester),
+        ));
+    }
+    let cancellable = TaskState::parse(&t.state).and_then(|st| st.on(Event::Cancelled)).is_some();
+    if !cancellable || !s.db.cancel_task(id, u.id, now()).await? {
+        let hint = if matches!(t.state.as_str(), "granted" | "provisioning") {
+            "; to give the access back, run `cone drop`"
+        } else {
+            ""
+        };
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            codes::WRONG_STATE,
+            format!("Task {id} is {}, so it can no longer be cancelled{hint}.", t.state.replace('_', " ")),
+        ));
+    }
+    changed(s, id);
+    load_task(s, id).await
+}
+
+/// Gives back the caller's access to an entitlement and withdraws their undecided requests for it.
+pub async fn drop_access(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<DropResult, ApiFailure> {
+    let (row, _) = load_entitlement(s, app_id, id).await?;
+    let ids = s.db.drop_access(u.id, &row.app_id, &row.id, now()).await?;
+    let mut tasks = Vec::with_capacity(ids.len());
+    for id in ids {
+        changed(s, id);
+        tasks.push(load_task(s, id).await?);
+    }
+    Ok(DropResult { tasks })
+}
+
+pub async fn comment(s: &AppState, u: &UserRow, id: i64, comment: &str) -> Result<Task, ApiFailure> {
+    visible_task(s, u, id).await?;
+    let comment = comment.trim();
+    if comment.is_empty() {
+        return Err(ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, "The comment is empty."));
+    }
+    s.db.comment(id, u.id, comment, now()).await?;
+    load_task(s, id).await
+}
+
+/// The caller's requests (`mine`), or the requests waiting for the caller's decision (`approvable`), newest
+/// first; `open` narrows to undecided and provisioning tasks, `closed` to the rest.
+pub async fn search_tasks(
+    s: &AppState,
+    u: &UserRow,
+    scope: &str,
+    state: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> Result<TaskPage, ApiFailure> {
+    let bad = |m: &str| ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m.to_string());
+    let open = match state {
+        None | Some("") | Some("all") => None,
+        Some("open") => Some(true),
+        Some("closed") => Some(false),
+        Some(_) => return Err(bad("state must be open, closed or all.")),
+    };
+    let groups = s.db.user_groups(u.id).await?;
+    let filter = match scope {
+        "mine" => TaskFilter::Requested(u.id),
+        "approvable" => TaskFilter::Approvable { user_id: u.id, groups: &groups },
+        _ => return Err(bad("scope must be mine or approvable.")),
+    };
+    // One more than asked tells whether another page exists.
+    let mut rows = s.db.search_tasks(filter, open, offset, limit + 1).await?;
+    let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
+    rows.truncate(limit as usize);
+    Ok(TaskPage { tasks: rows.into_iter().map(task_to_api).collect(), next_page_token })
 }
 
 fn steps_to_json(steps: &[Step]) -> String {

@@ -222,15 +222,27 @@ impl FromRequestParts<AppState> for CurrentUser {
                 "Not signed in or the session expired; run `cone login <server-url>`.",
             )
         };
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthenticated)?;
-        let token = header.strip_prefix("Bearer ").ok_or_else(unauthenticated)?;
-        let user = s.db.user_for_token(&secret_hash(token.trim()), now()).await?.ok_or_else(unauthenticated)?;
+        let token = bearer(&parts.headers).ok_or_else(unauthenticated)?;
+        let user = s.db.user_for_token(&secret_hash(token), now()).await?.ok_or_else(unauthenticated)?;
         Ok(CurrentUser(user))
     }
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let header = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    Some(header.strip_prefix("Bearer ")?.trim())
+}
+
+/// `POST /api/v1/logout`: the token of the request stops working.
+pub async fn logout(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    if let Some(token) = bearer(&headers) {
+        s.db.revoke_access_token(&secret_hash(token), u.id, now()).await?;
+    }
+    Ok(Json(serde_json::json!({ "signed_out": true })))
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub struct Config {
     /// Duration of a grant when the request names none, capped by the policy's maximum.
     #[serde(default = "default_duration", with = "duration")]
     pub default_duration: i64,
+    /// Requests nobody decides within this time are closed as timed out.
+    #[serde(default = "default_pending_timeout", with = "duration")]
+    pub pending_timeout: i64,
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
 }
@@ -44,6 +47,9 @@ pub struct PolicyConfig {
     pub matches: Match,
     #[serde(with = "duration")]
     pub max_duration: i64,
+    /// How many times one grant may be extended.
+    #[serde(default = "default_max_extensions")]
+    pub max_extensions: i64,
     #[serde(default)]
     pub form: Vec<FormField>,
     pub steps: Vec<StepConfig>,
@@ -82,6 +88,7 @@ pub struct ApprovalConfig {
 pub struct Resolved {
     pub name: String,
     pub max_duration: i64,
+    pub max_extensions: i64,
     pub form: Vec<FormField>,
     pub steps: Vec<Step>,
 }
@@ -115,6 +122,7 @@ impl Config {
             Some(p) => Resolved {
                 name: p.name.clone(),
                 max_duration: p.max_duration,
+                max_extensions: p.max_extensions,
                 form: p.form.clone(),
                 steps: p
                     .steps
@@ -129,6 +137,7 @@ impl Config {
             None => Resolved {
                 name: "no matching policy".into(),
                 max_duration: 3600,
+                max_extensions: 0,
                 form: vec![],
                 steps: vec![Step::Reject],
             },
@@ -141,6 +150,12 @@ fn default_listen() -> String {
 }
 fn default_duration() -> i64 {
     3600
+}
+fn default_pending_timeout() -> i64 {
+    24 * 3600
+}
+fn default_max_extensions() -> i64 {
+    2
 }
 fn default_app_id() -> String {
     "aws".into()

@@ -41,6 +41,7 @@ pub struct EntitlementRow {
 #[derive(Debug, Clone, FromRow)]
 pub struct TaskRow {
     pub id: i64,
+    pub kind: String,
     pub requester_id: i64,
     pub requester: String,
     pub app_id: String,
@@ -56,6 +57,8 @@ pub struct TaskRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub grant_expires_at: Option<i64>,
+    pub permission_set_name: Option<String>,
+    pub account_name: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -114,6 +117,9 @@ pub struct NewTask<'a> {
     pub requester_id: i64,
     pub entitlement: &'a EntitlementRow,
     pub principal_id: &'a str,
+    /// The active grant this task would extend, instead of creating a grant of its own.
+    pub extends_grant_id: Option<i64>,
+    pub max_duration_secs: i64,
     pub justification: &'a str,
     pub duration_secs: i64,
     pub form_json: String,
@@ -128,12 +134,32 @@ pub enum Placement<'a> {
     Denied,
 }
 
-pub const TASK_SELECT: &str =
-    "SELECT t.id, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
+const TASK_SELECT: &str =
+    "SELECT t.id, t.kind, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
-        d.username AS decided_by, t.reason, t.created_at, t.updated_at, g.expires_at AS grant_expires_at
+        d.username AS decided_by, t.reason, t.created_at, t.updated_at, g.expires_at AS grant_expires_at,
+        e.permission_set_name, r.name AS account_name
     FROM tasks t JOIN users u ON u.id = t.requester_id LEFT JOIN users d ON d.id = t.decided_by
-    LEFT JOIN grants g ON g.task_id = t.id";
+    LEFT JOIN grants g ON g.id = COALESCE(t.extends_grant_id, (SELECT id FROM grants WHERE task_id = t.id))
+    LEFT JOIN entitlements e ON e.app_id = t.app_id AND e.id = t.entitlement_id
+    LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id";
+
+/// Which tasks a search returns.
+pub enum TaskFilter<'a> {
+    /// The caller's own requests.
+    Requested(i64),
+    /// Requests waiting for a decision by one of these groups, other than the caller's own.
+    Approvable { user_id: i64, groups: &'a [String] },
+}
+
+/// One audit entry about a task, with the actor's username when it is a person.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
 
 const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.resource_id AS account_id, r.name AS account_name,
         e.permission_set_arn, e.permission_set_name, a.instance_arn
@@ -282,6 +308,14 @@ impl Db {
         Ok(())
     }
 
+    pub async fn revoke_access_token(&self, token_hash: &str, user_id: i64, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM access_tokens WHERE token_hash = ?").bind(token_hash).execute(&mut *tx).await?;
+        audit(&mut tx, now, &format!("user:{user_id}"), "logout", &format!("user:{user_id}"), "{}").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn user_for_token(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(
             "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash
@@ -383,14 +417,6 @@ impl Db {
             .await?)
     }
 
-    pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"))
-            .bind(app_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
     /// The caller's active grants: (app id, entitlement id, latest end).
     pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
@@ -400,6 +426,26 @@ impl Db {
         .bind(user_id)
         .bind(now)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The caller's active grant on an entitlement with the latest end: (grant id, end, extensions so far).
+    pub async fn active_grant(
+        &self,
+        user_id: i64,
+        app_id: &str,
+        entitlement_id: &str,
+        now: i64,
+    ) -> Result<Option<(i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, expires_at, extensions FROM grants WHERE user_id = ? AND app_id = ? AND entitlement_id = ?
+             AND state = 'active' AND expires_at > ? ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .bind(entitlement_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
         .await?)
     }
 
@@ -425,11 +471,15 @@ impl Db {
         {
             return Ok(Err(id));
         }
+        let kind = if t.extends_grant_id.is_some() { "extend" } else { "grant" };
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tasks (requester_id, app_id, entitlement_id, state, justification, duration_secs, form_json,
-                 policy_name, steps_json, created_at, updated_at)
-             VALUES (?, ?, ?, 'pending_approval', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO tasks (kind, extends_grant_id, max_duration_secs, requester_id, app_id, entitlement_id, state,
+                 justification, duration_secs, form_json, policy_name, steps_json, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending_approval', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
+        .bind(kind)
+        .bind(t.extends_grant_id)
+        .bind(t.max_duration_secs)
         .bind(t.requester_id)
         .bind(&t.entitlement.app_id)
         .bind(&t.entitlement.id)
@@ -442,25 +492,27 @@ impl Db {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id, permission_set_arn,
-                 principal_id, duration_secs, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested')",
-        )
-        .bind(id)
-        .bind(t.requester_id)
-        .bind(&t.entitlement.app_id)
-        .bind(&t.entitlement.id)
-        .bind(&t.entitlement.instance_arn)
-        .bind(&t.entitlement.account_id)
-        .bind(&t.entitlement.permission_set_arn)
-        .bind(t.principal_id)
-        .bind(t.duration_secs)
-        .execute(&mut *tx)
-        .await?;
+        if t.extends_grant_id.is_none() {
+            sqlx::query(
+                "INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id,
+                     permission_set_arn, principal_id, duration_secs, state)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested')",
+            )
+            .bind(id)
+            .bind(t.requester_id)
+            .bind(&t.entitlement.app_id)
+            .bind(&t.entitlement.id)
+            .bind(&t.entitlement.instance_arn)
+            .bind(&t.entitlement.account_id)
+            .bind(&t.entitlement.permission_set_arn)
+            .bind(t.principal_id)
+            .bind(t.duration_secs)
+            .execute(&mut *tx)
+            .await?;
+        }
         let actor = format!("user:{}", t.requester_id);
-        let detail = serde_json::json!({"entitlement": t.entitlement.id, "duration_secs": t.duration_secs,
-            "policy": t.policy_name, "justification": t.justification});
+        let detail = serde_json::json!({"kind": kind, "entitlement": t.entitlement.id,
+            "duration_secs": t.duration_secs, "policy": t.policy_name, "justification": t.justification});
         audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
         place(&mut tx, id, placement, None, None, now).await?;
         tx.commit().await?;
@@ -548,17 +600,28 @@ impl Db {
     }
 
     /// The assignment exists: the grant starts now and the task is granted.
+    /// The assignment exists: the grant starts now and the task is granted. When the requester released the
+    /// grant while AWS was still provisioning, the assignment just made is queued for removal instead.
     pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(now + g.duration_secs)
-            .bind(g.id)
-            .execute(&mut *tx)
-            .await?;
-        set_task_state(&mut tx, g.task_id, "granted", now).await?;
+        let activated = sqlx::query(
+            "UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ? AND state = 'provisioning'",
+        )
+        .bind(now)
+        .bind(now + g.duration_secs)
+        .bind(g.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
         finish_job(&mut tx, job.id, "done", None, now).await?;
-        audit(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
+        if activated {
+            set_task_state(&mut tx, g.task_id, "granted", now).await?;
+            audit(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
+        } else {
+            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+            enqueue(&mut tx, "revoke", g.id, now).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -628,15 +691,151 @@ impl Db {
         Ok(due.into_iter().map(|(_, t)| t).collect())
     }
 
-    /// The earliest moment a worker has something to do: a job becomes due or a grant ends.
-    pub async fn next_due(&self) -> Result<Option<i64>> {
+    /// The earliest moment a worker has something to do: a job becomes due, a grant ends, or an undecided
+    /// request times out (`pending_timeout` after it was filed).
+    pub async fn next_due(&self, pending_timeout: i64) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(t) FROM (
                  SELECT MIN(MAX(run_after, COALESCE(locked_until, 0))) AS t FROM jobs WHERE state = 'pending'
-                 UNION ALL SELECT MIN(expires_at) FROM grants WHERE state = 'active')",
+                 UNION ALL SELECT MIN(expires_at) FROM grants WHERE state = 'active'
+                 UNION ALL SELECT MIN(created_at) + ? FROM tasks WHERE state = 'pending_approval')",
         )
+        .bind(pending_timeout)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// Withdraws the caller's undecided requests for an entitlement and releases their grants on it (active or
+    /// still provisioning), queueing the removal of the assignments. Returns the affected task ids.
+    pub async fn drop_access(&self, user_id: i64, app_id: &str, entitlement_id: &str, now: i64) -> Result<Vec<i64>> {
+        let mut tx = self.begin().await?;
+        let pending: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE requester_id = ? AND app_id = ? AND entitlement_id = ?
+             AND state = 'pending_approval'",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .bind(entitlement_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &pending {
+            cancel(&mut tx, *id, user_id, now).await?;
+        }
+        let held: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, task_id FROM grants WHERE user_id = ? AND app_id = ? AND entitlement_id = ?
+             AND (state = 'provisioning' OR (state = 'active' AND expires_at > ?))",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .bind(entitlement_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (grant_id, task_id) in &held {
+            // A provisioning grant keeps its provision job: `provisioned` sees the release and queues the removal.
+            let was_active: bool = sqlx::query_scalar(
+                "UPDATE grants SET state = CASE WHEN state = 'active' THEN 'revoking' ELSE 'released' END,
+                     expires_at = ? WHERE id = ? RETURNING state = 'revoking'",
+            )
+            .bind(now)
+            .bind(grant_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if was_active {
+                enqueue(&mut tx, "revoke", *grant_id, now).await?;
+            }
+            set_task_state(&mut tx, *task_id, "released", now).await?;
+            audit(&mut tx, now, &format!("user:{user_id}"), "grant.release", &format!("task:{task_id}"), "{}").await?;
+        }
+        tx.commit().await?;
+        Ok(pending.into_iter().chain(held.into_iter().map(|(_, t)| t)).collect())
+    }
+
+    /// Cancels the requester's undecided task; false when it was decided meanwhile.
+    pub async fn cancel_task(&self, task_id: i64, user_id: i64, now: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = cancel(&mut tx, task_id, user_id, now).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Requests nobody decided before `cutoff` (their creation time) time out. Returns their ids.
+    pub async fn time_out_pending(&self, cutoff: i64, now: i64) -> Result<Vec<i64>> {
+        let mut tx = self.begin().await?;
+        let due: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE state = 'pending_approval' AND created_at <= ?")
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await?;
+        for id in &due {
+            close_undecided(&mut tx, *id, "timed_out", now).await?;
+            audit(&mut tx, now, "worker", "task.time_out", &format!("task:{id}"), "{}").await?;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    pub async fn comment(&self, task_id: i64, user_id: i64, comment: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let detail = serde_json::json!({ "comment": comment }).to_string();
+        audit(&mut tx, now, &format!("user:{user_id}"), "task.comment", &format!("task:{task_id}"), &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The task's history from the audit log, oldest first.
+    pub async fn task_events(&self, task_id: i64) -> Result<Vec<EventRow>> {
+        Ok(sqlx::query_as(
+            "SELECT a.at, COALESCE(u.username, 'cone') AS actor, a.action, a.detail FROM audit_log a
+             LEFT JOIN users u ON a.actor = 'user:' || u.id WHERE a.subject = ? ORDER BY a.id",
+        )
+        .bind(format!("task:{task_id}"))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Tasks matching `filter`, newest first, `limit` from `offset`; `open` narrows to undecided or provisioning
+    /// tasks, `closed` to the rest.
+    pub async fn search_tasks(
+        &self,
+        filter: TaskFilter<'_>,
+        open: Option<bool>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskRow>> {
+        let open_clause = match open {
+            None => "",
+            Some(true) => " AND t.state IN ('pending_approval', 'provisioning')",
+            Some(false) => " AND t.state NOT IN ('pending_approval', 'provisioning')",
+        };
+        let rows = match filter {
+            TaskFilter::Requested(user_id) => {
+                sqlx::query_as(&format!(
+                    "{TASK_SELECT} WHERE t.requester_id = ?{open_clause} ORDER BY t.id DESC LIMIT ? OFFSET ?"
+                ))
+                .bind(user_id)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            TaskFilter::Approvable { user_id, groups } => {
+                // Groups are few per user; JSON keeps the statement the same whatever their number.
+                let groups = serde_json::to_string(groups)?;
+                sqlx::query_as(&format!(
+                    "{TASK_SELECT} WHERE t.state = 'pending_approval' AND t.requester_id != ?
+                     AND t.waiting_for_group IN (SELECT value FROM json_each(?)){open_clause}
+                     ORDER BY t.id DESC LIMIT ? OFFSET ?"
+                ))
+                .bind(user_id)
+                .bind(groups)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows)
     }
 
     /// The id of the first audit entry whose hash does not match its content or its predecessor, if any.
@@ -694,10 +893,76 @@ async fn place(
         .execute(&mut **tx)
         .await?;
     if state == "provisioning" {
-        let grant_id: i64 =
-            sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?").bind(task_id).fetch_one(&mut **tx).await?;
-        enqueue(tx, "provision", grant_id, now).await?;
+        let (extends, add, max): (Option<i64>, i64, i64) =
+            sqlx::query_as("SELECT extends_grant_id, duration_secs, max_duration_secs FROM tasks WHERE id = ?")
+                .bind(task_id)
+                .fetch_one(&mut **tx)
+                .await?;
+        match extends {
+            Some(grant_id) => extend_grant(tx, task_id, grant_id, add, max, now).await?,
+            None => {
+                let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?")
+                    .bind(task_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                enqueue(tx, "provision", grant_id, now).await?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// An approved extension moves the end of the grant; the assignment already exists, so there is nothing to
+/// provision. The end never reaches further than the policy's maximum from now.
+async fn extend_grant(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, max: i64, now: i64) -> Result<()> {
+    let extended = sqlx::query(
+        "UPDATE grants SET expires_at = MIN(MAX(expires_at, ?) + ?, ? + ?), extensions = extensions + 1
+         WHERE id = ? AND state = 'active' AND expires_at > ?",
+    )
+    .bind(now)
+    .bind(add)
+    .bind(now)
+    .bind(max)
+    .bind(grant_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if extended {
+        set_task_state(tx, task_id, "granted", now).await?;
+        audit(tx, now, "worker", "grant.extend", &format!("task:{task_id}"), "{}").await
+    } else {
+        sqlx::query("UPDATE tasks SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?")
+            .bind("The grant ended before the extension was approved; request access again.")
+            .bind(now)
+            .bind(task_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Cancels a task its requester still waits on; false when it is no longer undecided or not theirs.
+async fn cancel(tx: &mut Tx, task_id: i64, user_id: i64, now: i64) -> Result<bool> {
+    let mine: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ? AND requester_id = ? AND state = 'pending_approval'")
+            .bind(task_id)
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if mine.is_none() {
+        return Ok(false);
+    }
+    close_undecided(tx, task_id, "cancelled", now).await?;
+    audit(tx, now, &format!("user:{user_id}"), "task.cancel", &format!("task:{task_id}"), "{}").await?;
+    Ok(true)
+}
+
+/// Closes an undecided task; its grant (if it has one of its own) never starts.
+async fn close_undecided(tx: &mut Tx, task_id: i64, state: &str, now: i64) -> Result<()> {
+    set_task_state(tx, task_id, state, now).await?;
+    sqlx::query("UPDATE grants SET state = 'cancelled' WHERE task_id = ?").bind(task_id).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cone_api::{ApiError, CreateTask, Decision, EntitlementPage, Me, Task, codes};
+use cone_api::{ApiError, CreateTask, Decision, DropRequest, DropResult, EntitlementPage, Me, Task, TaskPage, codes};
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
@@ -65,11 +65,13 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(auth::token))
         .route("/device", get(auth::device_page).post(auth::device_approve))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/logout", post(auth::logout))
         .route("/api/v1/entitlements", get(entitlements))
         .route("/api/v1/entitlement", get(entitlement))
-        .route("/api/v1/tasks", post(create_task))
+        .route("/api/v1/tasks", post(create_task).get(search_tasks))
         .route("/api/v1/tasks/{id}", get(get_task))
-        .route("/api/v1/tasks/{id}/{decision}", post(decide_task))
+        .route("/api/v1/tasks/{id}/{action}", post(task_action))
+        .route("/api/v1/drop", post(drop_access))
         .with_state(state)
 }
 
@@ -95,16 +97,7 @@ async fn entitlements(
 ) -> Result<Json<EntitlementPage>, ApiFailure> {
     let all = app::entitlements_for(&s, &u).await?;
     let all: Vec<_> = all.into_iter().filter(|e| q.kind.as_deref().is_none_or(|k| k == e.kind)).collect();
-    let start: usize = match q.page_token.as_deref() {
-        None | Some("") => 0,
-        Some(t) => t.parse().map_err(|_| {
-            ApiFailure::new(
-                StatusCode::BAD_REQUEST,
-                codes::INVALID_REQUEST,
-                "Invalid page_token; start again without one.",
-            )
-        })?,
-    };
+    let start = page_offset(q.page_token.as_deref())? as usize;
     let size = q.page_size.unwrap_or(100).clamp(1, 1000);
     let end = (start + size).min(all.len());
     let next_page_token = (end < all.len()).then(|| end.to_string());
@@ -112,6 +105,20 @@ async fn entitlements(
         entitlements: all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(),
         next_page_token,
     }))
+}
+
+/// Page tokens are offsets; clients treat them as opaque.
+fn page_offset(token: Option<&str>) -> Result<i64, ApiFailure> {
+    match token {
+        None | Some("") => Ok(0),
+        Some(t) => t.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
+            ApiFailure::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_REQUEST,
+                "Invalid page_token; start again without one.",
+            )
+        }),
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,24 +163,59 @@ async fn get_task(
     Ok(Json(app::watch_task(&s, &u, id, q.known_state.as_deref(), wait).await?))
 }
 
-/// `POST /api/v1/tasks/{id}/approve` or `…/deny`.
-async fn decide_task(
+#[derive(Deserialize)]
+struct SearchQuery {
+    /// `mine` (default) or `approvable`.
+    #[serde(default)]
+    scope: Option<String>,
+    /// `open`, `closed` or `all` (default).
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    page_token: Option<String>,
+    #[serde(default)]
+    page_size: Option<i64>,
+}
+
+async fn search_tasks(
     State(s): State<AppState>,
     CurrentUser(u): CurrentUser,
-    Path((id, decision)): Path<(i64, String)>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<TaskPage>, ApiFailure> {
+    let offset = page_offset(q.page_token.as_deref())?;
+    let size = q.page_size.unwrap_or(50).clamp(1, 200);
+    let scope = q.scope.as_deref().unwrap_or("mine");
+    Ok(Json(app::search_tasks(&s, &u, scope, q.state.as_deref(), offset, size).await?))
+}
+
+/// `POST /api/v1/tasks/{id}/approve`, `…/deny`, `…/comment` (all with a [`Decision`] body) or `…/cancel`.
+async fn task_action(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Path((id, action)): Path<(i64, String)>,
     body: Option<Json<Decision>>,
 ) -> Result<Json<Task>, ApiFailure> {
-    let approve = match decision.as_str() {
-        "approve" => true,
-        "deny" => false,
+    let comment = body.map(|b| b.0.comment).unwrap_or_default();
+    let task = match action.as_str() {
+        "approve" => app::decide(&s, &u, id, true, &comment).await?,
+        "deny" => app::decide(&s, &u, id, false, &comment).await?,
+        "comment" => app::comment(&s, &u, id, &comment).await?,
+        "cancel" => app::cancel(&s, &u, id).await?,
         _ => {
             return Err(ApiFailure::new(
                 StatusCode::NOT_FOUND,
                 codes::NOT_FOUND,
-                "A task can only be approved or denied.",
+                "A task can be approved, denied, commented on or cancelled.",
             ));
         }
     };
-    let comment = body.map(|b| b.0.comment).unwrap_or_default();
-    Ok(Json(app::decide(&s, &u, id, approve, &comment).await?))
+    Ok(Json(task))
+}
+
+async fn drop_access(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    Json(req): Json<DropRequest>,
+) -> Result<Json<DropResult>, ApiFailure> {
+    Ok(Json(app::drop_access(&s, &u, &req.app_id, &req.entitlement_id).await?))
 }

@@ -38,12 +38,8 @@ pub async fn sync_periodically(s: AppState, connector: Arc<Connector>) {
 /// Expires due grants and runs due jobs, then sleeps until the next due moment or until woken.
 async fn reconcile(s: AppState, connector: Arc<Connector>) {
     loop {
-        match s.db.expire_due_grants(now()).await {
-            Ok(tasks) => tasks.into_iter().for_each(|t| {
-                let _ = s.task_changes.send(t);
-            }),
-            Err(e) => tracing::error!("cannot expire grants: {e:#}"),
-        }
+        announce(&s, s.db.expire_due_grants(now()).await, "expire grants");
+        announce(&s, s.db.time_out_pending(now() - s.config.pending_timeout, now()).await, "time out requests");
         loop {
             match s.db.claim_job(now(), LEASE_SECS).await {
                 Ok(Some(job)) => run_job(&s, &connector, job).await,
@@ -54,7 +50,7 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
                 }
             }
         }
-        let wait = match s.db.next_due().await {
+        let wait = match s.db.next_due(s.config.pending_timeout).await {
             Ok(Some(at)) => {
                 let ms = at * 1000 - chrono::Utc::now().timestamp_millis();
                 Duration::from_millis(ms.max(0) as u64).min(IDLE_WAKEUP)
@@ -69,6 +65,16 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
             _ = s.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Tells long-polling clients about the tasks a step changed.
+fn announce(s: &AppState, changed: anyhow::Result<Vec<i64>>, what: &str) {
+    match changed {
+        Ok(tasks) => tasks.into_iter().for_each(|t| {
+            let _ = s.task_changes.send(t);
+        }),
+        Err(e) => tracing::error!("cannot {what}: {e:#}"),
     }
 }
 

@@ -50,6 +50,11 @@ impl Sandbox {
     /// Starts everything under `dir` (which must be empty or absent). `extra_policies` (YAML list items) come
     /// before the sandbox's own, so they win where both match.
     pub async fn start(dir: &Path, extra_policies: &str) -> Result<Sandbox> {
+        Sandbox::start_with(dir, "", extra_policies).await
+    }
+
+    /// [`Sandbox::start`] with extra top-level server settings (YAML lines, such as `pending_timeout: 3s`).
+    pub async fn start_with(dir: &Path, settings: &str, extra_policies: &str) -> Result<Sandbox> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = dir.canonicalize()?;
         let moto = Moto::start()?;
@@ -63,7 +68,7 @@ impl Sandbox {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\npolicies:\n{extra_policies}{POLICIES}",
+                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\n{settings}policies:\n{extra_policies}{POLICIES}",
                 dir.join("cone.db").display()
             ),
         )?;
@@ -179,7 +184,7 @@ impl Sandbox {
             bail!("cone aws setup failed: {setup_text}");
         }
 
-        let code = self.start_and_read_code(user, &["aws", "login"], "and confirm this code: ")?;
+        let code = self.start_and_read_code(user, &["aws", "login", "--device-code"], "and confirm this code: ")?;
         let body = serde_json::json!({ "user_code": code.1, "user_name": user });
         let resp = http.post(format!("{}/_emu/device/approve", self.emulator_url)).json(&body).send().await?;
         if !resp.status().is_success() {

@@ -31,6 +31,33 @@ fn task_id(message: &str) -> String {
     message[at..].chars().take_while(char::is_ascii_digit).collect()
 }
 
+/// How many assignments of the permission set exist in the account, in moto.
+async fn assignments(sb: &Sandbox, account: &str, permission_set: &str) -> usize {
+    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    let out = sso
+        .list_account_assignments()
+        .instance_arn(&sb.org.instance_arn)
+        .account_id(sb.org.account_id(account).unwrap())
+        .permission_set_arn(sb.org.permission_set_arn(permission_set).unwrap())
+        .send()
+        .await
+        .unwrap();
+    out.account_assignments.unwrap_or_default().len()
+}
+
+async fn assignment_disappears(sb: &Sandbox, account: &str, permission_set: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while assignments(sb, account, permission_set).await > 0 {
+        assert!(Instant::now() < deadline, "the {permission_set} assignment in {account} outlived its grant");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn json(o: &Output, what: &str) -> serde_json::Value {
+    let out = assert_ok(o, what);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {out}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_approved_request_then_cached_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,26 +212,9 @@ async fn expiry_removes_the_assignment() {
     let o = sb.caller_identity("alice", "sandbox-readonlyaccess").unwrap();
     assert!(assert_ok(&o, "short grant").contains("AWSReservedSSO_ReadOnlyAccess_"));
 
-    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
     let account = sb.org.account_id("Sandbox").unwrap();
-    let ps = sb.org.permission_set_arn("ReadOnlyAccess").unwrap();
-    let assignments = || async {
-        let out = sso
-            .list_account_assignments()
-            .instance_arn(&sb.org.instance_arn)
-            .account_id(account)
-            .permission_set_arn(ps)
-            .send()
-            .await
-            .unwrap();
-        out.account_assignments.unwrap_or_default().len()
-    };
-    assert_eq!(assignments().await, 1);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while assignments().await > 0 {
-        assert!(Instant::now() < deadline, "the assignment outlived its grant by more than 40 s");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert_eq!(assignments(&sb, "Sandbox", "ReadOnlyAccess").await, 1);
+    assignment_disappears(&sb, "Sandbox", "ReadOnlyAccess", Duration::from_secs(60)).await;
 
     // AWS (the emulator) now refuses the role, and cone knows the grant is over.
     let token_file = std::fs::read_dir(sb.home("alice").join(".aws/sso/cache"))
@@ -301,4 +311,176 @@ async fn parallel_credential_processes_make_one_request() {
                 .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
         }
     }
+}
+
+/// The request lifecycle from the command line: search, get (and wait), has, extend within limits, drop (and the
+/// assignment goes), cancel, comment, the approver's inbox, pending requests timing out, and JSON for scripts.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_lifecycle_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_with(dir.path(), "pending_timeout: 4s\n", "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    sb.sign_in("bob").await.unwrap();
+    let ro = "staging-readonlyaccess";
+
+    // The catalog, all of it, with aliases that are the profile names.
+    let all = json(&sb.cone("alice", &["search", "-o", "json"]).unwrap(), "search");
+    let aliases: Vec<&str> = all.as_array().unwrap().iter().map(|e| e["alias"].as_str().unwrap()).collect();
+    assert!(aliases.contains(&ro) && aliases.contains(&"production-administratoraccess"), "{aliases:?}");
+    let table = assert_ok(&sb.cone("alice", &["search", "-q", "prod admin"]).unwrap(), "search -q");
+    assert!(table.starts_with("GRANTED") && table.contains("production-administratoraccess"), "{table}");
+    assert!(!table.contains(ro), "{table}");
+    let granted = json(&sb.cone("alice", &["search", "--granted", "-o", "json"]).unwrap(), "search --granted");
+    assert_eq!(granted.as_array().unwrap().len(), 0);
+
+    // Get and wait: granted, and the assignment exists.
+    let got = json(&sb.cone("alice", &["get", ro, "-j", "on call", "--wait", "-o", "json"]).unwrap(), "get --wait");
+    assert_eq!(got["outcome"], "requested");
+    assert_eq!(got["task"]["state"], "granted");
+    assert_eq!(got["task"]["justification"], "on call");
+    let first_end = got["task"]["grant_expires_at"].as_str().unwrap().to_string();
+    assert_eq!(assignments(&sb, "Staging", "ReadOnlyAccess").await, 1);
+    assert_ok(&sb.cone("alice", &["has", ro]).unwrap(), "has");
+    let o = sb.cone("alice", &["has", "sandbox-readonlyaccess"]).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+
+    // A second `get` does not stack a grant; --extend moves its end, within the policy's limits.
+    let o = sb.cone("alice", &["get", ro]).unwrap();
+    assert!(assert_ok(&o, "get again").contains("You already have access to staging-readonlyaccess until"));
+    let ext = json(&sb.cone("alice", &["get", ro, "--extend", "-d", "1h", "-o", "json"]).unwrap(), "extend");
+    assert_eq!(ext["task"]["kind"], "extend");
+    assert_eq!(ext["task"]["state"], "granted");
+    let end = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!((end(&ext["task"]["grant_expires_at"]) - end(&first_end.clone().into())).num_seconds(), 3600);
+    let o = sb.cone("alice", &["get", ro, "--extend", "-d", "7h"]).unwrap();
+    assert_fails_with(&o, "extension past the maximum", &["would exceed this entitlement's maximum of 8h"]);
+    assert_ok(&sb.cone("alice", &["get", ro, "--extend", "-d", "10m"]).unwrap(), "second extension");
+    let o = sb.cone("alice", &["get", ro, "--extend", "-d", "10m"]).unwrap();
+    assert_fails_with(&o, "third extension", &["already extended 2 time(s)"]);
+
+    // Drop: released at once, and the assignment goes.
+    let dropped = json(&sb.cone("alice", &["drop", ro, "-o", "json"]).unwrap(), "drop");
+    assert_eq!(dropped["tasks"][0]["state"], "released");
+    assignment_disappears(&sb, "Staging", "ReadOnlyAccess", Duration::from_secs(30)).await;
+    assert_eq!(sb.cone("alice", &["has", ro]).unwrap().status.code(), Some(2));
+    let o = sb.cone("alice", &["drop", ro]).unwrap();
+    assert!(assert_ok(&o, "drop again").contains("nothing to drop"));
+
+    // A request that waits for an approver: in bob's inbox, not in alice's; discussed, then withdrawn.
+    let admin = "production-administratoraccess";
+    let req = json(&sb.cone("alice", &["get", admin, "-j", "deploy", "-o", "json"]).unwrap(), "admin get");
+    assert_eq!(req["task"]["state"], "pending_approval");
+    let id = req["task"]["id"].to_string();
+    let inbox = json(&sb.cone("bob", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "bob inbox");
+    assert_eq!(inbox[0]["id"].to_string(), id);
+    let mine = json(&sb.cone("alice", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "alice inbox");
+    assert_eq!(mine.as_array().unwrap().len(), 0);
+    assert_ok(&sb.cone("bob", &["task", "comment", &id, "which change?"]).unwrap(), "comment");
+    let shown = assert_ok(&sb.cone("alice", &["task", "get", &id]).unwrap(), "task get");
+    assert!(shown.contains("task.comment by bob: which change?"), "{shown}");
+    let o = sb.cone("bob", &["task", "cancel", &id]).unwrap();
+    assert_fails_with(&o, "bob cancelling", &["Only alice can cancel"]);
+    let cancelled = json(&sb.cone("alice", &["task", "cancel", &id, "-o", "json"]).unwrap(), "cancel");
+    assert_eq!(cancelled["state"], "cancelled");
+    let o = sb.cone("bob", &["task", "approve", &id]).unwrap();
+    assert_fails_with(&o, "approving a cancelled task", &["no longer waits for a decision"]);
+    let history = json(&sb.cone("alice", &["task", "search", "--state", "closed", "-o", "json"]).unwrap(), "mine");
+    assert!(history.as_array().unwrap().len() >= 4, "{history}");
+
+    // Nobody decides: the request times out (pending_timeout 4s).
+    let req = json(&sb.cone("alice", &["get", admin, "-o", "json"]).unwrap(), "admin again");
+    let id = req["task"]["id"].to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = json(&sb.cone("alice", &["task", "get", &id, "-o", "json"]).unwrap(), "task get");
+        if t["state"] == "timed_out" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request never timed out: {t}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Errors are JSON too, with the server's code.
+    let o = sb.cone("alice", &["task", "get", "999", "-o", "json"]).unwrap();
+    let err: serde_json::Value = serde_json::from_str(&text(&o).1).unwrap();
+    assert_eq!(err["error"]["code"], "not_found");
+}
+
+/// `aws env`, `aws exec` (which must not pass a cone `AWS_PROFILE` on), `aws logout`, `logout`, completions.
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_exec_and_sign_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(dir.path(), "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    let ro = "staging-readonlyaccess";
+
+    let env = assert_ok(&sb.cone("alice", &["aws", "env", ro]).unwrap(), "aws env");
+    assert!(env.contains("unset AWS_PROFILE\n") && env.contains("export AWS_ACCESS_KEY_ID=ASIA"), "{env}");
+    assert!(env.contains("export AWS_REGION=us-east-1"), "{env}");
+
+    let mut exec = sb.detached("alice", "cone").unwrap();
+    let o = exec
+        .args(["aws", "exec", ro, "--", "sh", "-c", "echo profile=${AWS_PROFILE:-none}; aws sts get-caller-identity"])
+        .env("AWS_PROFILE", ro)
+        .output()
+        .unwrap();
+    let out = assert_ok(&o, "aws exec");
+    assert!(out.contains("profile=none") && out.contains("AWSReservedSSO_ReadOnlyAccess_"), "{out}");
+
+    // Signing out of Identity Center removes its token and every cached role credential.
+    let home = sb.home("alice");
+    let count = |d: &str| std::fs::read_dir(home.join(d)).map(|r| r.count()).unwrap_or(0);
+    assert!(count(".aws/cli/cache") >= 1);
+    let o = sb.cone("alice", &["aws", "logout"]).unwrap();
+    assert!(
+        text(&o).1.contains("Signed out of IAM Identity Center; removed 1 cached role credential(s)."),
+        "{:?}",
+        text(&o)
+    );
+    assert_eq!(count(".aws/cli/cache"), 0);
+    let o = sb.cone("alice", &["aws", "credentials", ro]).unwrap();
+    assert_fails_with(&o, "credentials after aws logout", &["cone aws login"]);
+
+    // Browser sign-in (authorization code with PKCE): the emulator approves as alice, and a stand-in browser that
+    // does not wait (as real ones may not) follows the redirect back to cone's loopback listener.
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(&browser, "#!/bin/sh\n(curl -s -L -o /dev/null \"$1\") >/dev/null 2>&1 &\n").unwrap();
+    std::fs::set_permissions(&browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mode = serde_json::json!({ "mode": "approve", "user_name": "alice" });
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_emu/authorize/mode", sb.emulator_url))
+        .json(&mode)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let mut login = sb.detached("alice", "cone").unwrap();
+    let o = login.args(["aws", "login"]).env("BROWSER", &browser).output().unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("/authorize?response_type=code&client_id=")
+            && err.contains("Signed in to AWS IAM Identity Center."),
+        "{err}"
+    );
+    let registrations: Vec<String> = std::fs::read_dir(home.join(".aws/sso/cache"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|t| t.contains("clientSecret") && !t.contains("accessToken"))
+        .collect();
+    assert!(registrations.len() == 1 && registrations[0].contains("authorization_code"), "{registrations:?}");
+    let o = sb.cone("alice", &["aws", "credentials", ro]).unwrap();
+    assert_ok(&o, "credentials after the browser sign-in");
+
+    // Signing out of Cone revokes the token at the server.
+    let token = std::fs::read_to_string(home.join(".conductorone/token.json")).unwrap();
+    assert_ok(&sb.cone("alice", &["logout"]).unwrap(), "logout");
+    let o = sb.cone("alice", &["whoami"]).unwrap();
+    assert_fails_with(&o, "whoami after logout", &["You are not signed in to Cone"]);
+    std::fs::write(home.join(".conductorone/token.json"), token).unwrap();
+    let o = sb.cone("alice", &["whoami"]).unwrap();
+    assert_fails_with(&o, "whoami with the revoked token", &["Cone session has expired or was revoked"]);
+
+    let o = sb.cone("alice", &["completions", "bash"]).unwrap();
+    assert!(assert_ok(&o, "completions").contains("_cone()"));
 }

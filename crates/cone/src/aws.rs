@@ -50,7 +50,7 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
     settings.aws = Some(aws.clone());
     settings.save()?;
 
-    let entitlements = Api::from_saved()?.entitlements(cone_api::KIND_AWS_PERMISSION_SET).await?;
+    let entitlements = Api::from_saved()?.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
     let mut ui = Ui::new();
     if entitlements.is_empty() {
         ui.say("No AWS permission sets are visible to you in Cone, so no profiles were written. If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.");
@@ -61,7 +61,12 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
     let exe = std::env::current_exe().context("cannot tell where the cone binary is")?;
     let exe = naming::shell_quote(&exe.to_string_lossy());
     let (mut added, mut skipped) = (Vec::new(), Vec::new());
-    for (name, e) in profile_names(&entitlements) {
+    let mut entitlements = entitlements;
+    entitlements.sort_by(|a, b| a.alias.cmp(&b.alias));
+    for e in &entitlements {
+        // Aliases come from the server already unique and restricted to `[a-z0-9._-]`; re-deriving keeps a
+        // misbehaving server from writing a section header or a second argument into the file.
+        let name = naming::profile_name(&e.alias, "");
         if doc.has_profile(&name) {
             skipped.push(name);
             continue;
@@ -104,22 +109,6 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-/// `<account>-<role>` for each entitlement; when two entitlements would share a name, every one of them gets
-/// its account id appended, so the result does not depend on the order the server lists them in.
-fn profile_names(entitlements: &[Entitlement]) -> Vec<(String, &Entitlement)> {
-    let base: Vec<String> = entitlements.iter().map(|e| naming::profile_name(&e.resource_name, &e.role_name)).collect();
-    let mut named: Vec<(String, &Entitlement)> = entitlements
-        .iter()
-        .zip(&base)
-        .map(|(e, b)| {
-            let clash = base.iter().filter(|x| *x == b).count() > 1;
-            (if clash { naming::profile_name(&format!("{b}-{}", e.account_id), "") } else { b.clone() }, e)
-        })
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
-}
-
 pub fn setup_show() -> Result<()> {
     let settings = Settings::load()?;
     let aws = settings.aws()?;
@@ -129,10 +118,10 @@ pub fn setup_show() -> Result<()> {
     Ok(())
 }
 
-pub async fn login() -> Result<()> {
+pub async fn login(flow: sso::Flow) -> Result<()> {
     let settings = Settings::load()?;
     let sso = Sso::new(settings.aws()?).await;
-    sso.login_now(&mut Ui::new()).await?;
+    sso.login_now(&mut Ui::new(), flow).await?;
     Ok(())
 }
 
@@ -143,6 +132,7 @@ struct ConeProfile {
     entitlement_id: String,
     account_id: String,
     role_name: String,
+    region: Option<String>,
 }
 
 fn read_profile(name: &str) -> Result<ConeProfile> {
@@ -166,6 +156,7 @@ fn read_profile(name: &str) -> Result<ConeProfile> {
         entitlement_id,
         account_id,
         role_name: get("cone_role_name").unwrap_or_default(),
+        region: get("region"),
     })
 }
 
@@ -192,7 +183,7 @@ struct CacheEntry {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct CachedCredentials {
+pub struct CachedCredentials {
     access_key_id: String,
     secret_access_key: String,
     session_token: String,
@@ -228,42 +219,45 @@ fn print_credentials(c: &CachedCredentials) -> Result<()> {
     Ok(())
 }
 
-/// The fast path: cached credentials with enough time left. No network, no async runtime.
+/// The fast path: prints cached credentials with enough time left. No network, no async runtime.
 pub fn cached_credentials(profile: &str) -> Result<bool> {
     let p = read_profile(profile)?;
-    match Settings::load()?.aws.as_ref() {
-        Some(aws) => print_cached(&p, aws),
+    let Some(aws) = Settings::load()?.aws else { return Ok(false) };
+    match load_cached(&p, &aws)? {
+        Some(c) => print_credentials(&c).map(|()| true),
         None => Ok(false),
     }
 }
 
-/// Prints the cached credentials of `p` if they have enough time left.
-fn print_cached(p: &ConeProfile, aws: &AwsSettings) -> Result<bool> {
+/// The cached credentials of `p` if they have enough time left.
+fn load_cached(p: &ConeProfile, aws: &AwsSettings) -> Result<Option<CachedCredentials>> {
     if p.role_name.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let path = cache_path(&aws.sso_start_url, &p.account_id, &p.role_name)?;
     let Some(entry) = files::read_optional(&path)?.and_then(|t| serde_json::from_str::<CacheEntry>(&t).ok()) else {
-        return Ok(false);
+        return Ok(None);
     };
     let fresh =
         sso::parse_time(&entry.credentials.expiration).is_some_and(|t| (t - Utc::now()).num_seconds() >= REUSE_WINDOW);
-    if fresh {
-        print_credentials(&entry.credentials)?;
-    }
-    Ok(fresh)
+    Ok(fresh.then_some(entry.credentials))
 }
 
-/// The whole `credential_process` flow: grant check, request, follow the policy, credentials.
+/// `credential_process`: the profile's credentials as JSON on stdout.
 pub async fn credentials(profile: &str) -> Result<()> {
+    print_credentials(&obtain(profile).await?.1)
+}
+
+/// The whole flow behind a profile: cache, grant check, request, follow the policy, credentials.
+async fn obtain(profile: &str) -> Result<(ConeProfile, CachedCredentials)> {
     // Many processes asking for one profile at once (Terraform, IDEs) make one request: the first does the
     // work, the others wait here and then find its credentials in the cache.
     let _lock = files::lock(&format!("profile-{}", sso::sha1_hex(profile)))?;
     let p = read_profile(profile)?;
     let settings = Settings::load()?;
     let aws = settings.aws()?.clone();
-    if print_cached(&p, &aws)? {
-        return Ok(());
+    if let Some(c) = load_cached(&p, &aws)? {
+        return Ok((p, c));
     }
     let api = Api::from_saved()?;
     let mut ui = Ui::new();
@@ -286,7 +280,86 @@ pub async fn credentials(profile: &str) -> Result<()> {
     };
     let entry = CacheEntry { provider_type: "sso".into(), credentials: cached };
     files::write_private(&cache_path(&aws.sso_start_url, &p.account_id, &role_name)?, &serde_json::to_vec(&entry)?)?;
-    print_credentials(&entry.credentials)
+    Ok((p, entry.credentials))
+}
+
+/// The variables that hand the profile's credentials to a program, and the ones to remove: a child that
+/// inherits `AWS_PROFILE` naming a cone profile would otherwise run `cone` again through `credential_process`.
+fn environment(p: &ConeProfile, c: &CachedCredentials) -> (Vec<(&'static str, String)>, [&'static str; 2]) {
+    let mut set = vec![
+        ("AWS_ACCESS_KEY_ID", c.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", c.secret_access_key.clone()),
+        ("AWS_SESSION_TOKEN", c.session_token.clone()),
+        ("AWS_CREDENTIAL_EXPIRATION", c.expiration.clone()),
+    ];
+    if let Some(region) = &p.region {
+        set.push(("AWS_REGION", region.clone()));
+        set.push(("AWS_DEFAULT_REGION", region.clone()));
+    }
+    (set, ["AWS_PROFILE", "AWS_DEFAULT_PROFILE"])
+}
+
+/// `cone aws env`: shell lines to `eval`, or the variables as JSON.
+pub async fn env(profile: &str, json: bool) -> Result<()> {
+    let (p, c) = obtain(profile).await?;
+    let (set, unset) = environment(&p, &c);
+    if json {
+        let map: BTreeMap<&str, &str> = set.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        println!("{}", serde_json::to_string_pretty(&map)?);
+        return Ok(());
+    }
+    for name in unset {
+        println!("unset {name}");
+    }
+    for (name, value) in set {
+        println!("export {name}={}", naming::shell_quote(&value));
+    }
+    Ok(())
+}
+
+/// `cone aws exec`: runs `command` with the profile's credentials in its environment, in place of cone.
+pub async fn exec(profile: &str, command: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let (program, args) = command.split_first().context("name the command to run after `--`")?;
+    let (p, c) = obtain(profile).await?;
+    let (set, unset) = environment(&p, &c);
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).envs(set);
+    for name in unset {
+        cmd.env_remove(name);
+    }
+    // `exec` only returns on failure.
+    let err = cmd.exec();
+    Err(anyhow::Error::from(err).context(format!("cannot run `{program}`; check that it is installed and on PATH")))
+}
+
+/// `cone aws logout`: ends the Identity Center session and forgets its token and every role credential cached
+/// from it, like `aws sso logout`.
+pub async fn logout() -> Result<()> {
+    let settings = Settings::load()?;
+    let sso = Sso::new(settings.aws()?).await;
+    let signed_out = sso.logout().await?;
+    let dir = files::home()?.join(".aws/cli/cache");
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_sso = files::read_optional(&path)
+                .ok()
+                .flatten()
+                .and_then(|t| serde_json::from_str::<CacheEntry>(&t).ok())
+                .is_some_and(|e| e.provider_type == "sso");
+            if is_sso && files::remove(&path)? {
+                removed += 1;
+            }
+        }
+    }
+    let mut ui = Ui::new();
+    ui.say(&match signed_out {
+        true => format!("Signed out of IAM Identity Center; removed {removed} cached role credential(s)."),
+        false => format!("You were not signed in to IAM Identity Center; removed {removed} cached role credential(s)."),
+    });
+    Ok(())
 }
 
 /// Files a request (unless a form is needed or one is pending) and follows it; returns the grant's end once
@@ -399,31 +472,6 @@ async fn fetch_role_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ent(account: &str, account_id: &str, role: &str) -> Entitlement {
-        Entitlement {
-            app_id: "aws".into(),
-            id: format!("{account_id}|arn:{role}"),
-            kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
-            display_name: role.into(),
-            resource_name: account.into(),
-            account_id: account_id.into(),
-            role_name: role.into(),
-            max_duration_secs: 3600,
-            form: vec![],
-            granted_until: None,
-        }
-    }
-
-    #[test]
-    fn colliding_names_get_account_ids_whatever_the_order() {
-        let a = [ent("Prod", "111", "Admin"), ent("prod", "222", "Admin"), ent("Staging", "333", "ReadOnly")];
-        let names: Vec<String> = profile_names(&a).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, vec!["prod-admin-111", "prod-admin-222", "staging-readonly"]);
-        let b = [a[2].clone(), a[1].clone(), a[0].clone()];
-        let again: Vec<String> = profile_names(&b).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, again);
-    }
 
     #[test]
     fn credential_cache_names_match_the_aws_cli() {

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use cone_api::{ApiError, CreateTask, Decision, Entitlement, EntitlementPage, Me, Task};
+use cone_api::{
+    ApiError, CreateTask, Decision, DropRequest, DropResult, Entitlement, EntitlementPage, Me, Task, TaskPage,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -85,18 +87,34 @@ impl Api {
         self.call(Method::GET, "/api/v1/me", None::<&()>).await
     }
 
-    /// Every entitlement of `kind`, all pages.
-    pub async fn entitlements(&self, kind: &str) -> Result<Vec<Entitlement>, Failure> {
+    /// Every entitlement (of `kind`, when given), all pages.
+    pub async fn entitlements(&self, kind: Option<&str>) -> Result<Vec<Entitlement>, Failure> {
+        let query = kind.map(|k| format!("kind={}", encode(k))).unwrap_or_default();
+        self.all_pages("/api/v1/entitlements", &query, |p: EntitlementPage| (p.entitlements, p.next_page_token)).await
+    }
+
+    /// Every task of `scope` (`mine` or `approvable`) in `state` (`open`, `closed` or `all`), newest first.
+    pub async fn tasks(&self, scope: &str, state: &str) -> Result<Vec<Task>, Failure> {
+        let query = format!("scope={}&state={}", encode(scope), encode(state));
+        self.all_pages("/api/v1/tasks", &query, |p: TaskPage| (p.tasks, p.next_page_token)).await
+    }
+
+    async fn all_pages<P: DeserializeOwned, T>(
+        &self,
+        path: &str,
+        query: &str,
+        split: impl Fn(P) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, Failure> {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut path = format!("/api/v1/entitlements?kind={kind}");
+            let mut url = format!("{path}?{query}");
             if let Some(t) = &token {
-                path.push_str(&format!("&page_token={t}"));
+                url.push_str(&format!("&page_token={}", encode(t)));
             }
-            let page: EntitlementPage = self.call(Method::GET, &path, None::<&()>).await?;
-            all.extend(page.entitlements);
-            match page.next_page_token {
+            let (items, next) = split(self.call(Method::GET, &url, None::<&()>).await?);
+            all.extend(items);
+            match next {
                 // A server that repeats a token would otherwise keep us here forever.
                 Some(next) if !next.is_empty() && Some(&next) != token.as_ref() => token = Some(next),
                 _ => return Ok(all),
@@ -122,10 +140,20 @@ impl Api {
         self.call(Method::GET, &path, None::<&()>).await
     }
 
-    pub async fn decide(&self, id: i64, approve: bool, comment: &str) -> Result<Task, Failure> {
-        let verb = if approve { "approve" } else { "deny" };
-        self.call(Method::POST, &format!("/api/v1/tasks/{id}/{verb}"), Some(&Decision { comment: comment.into() }))
+    /// `approve`, `deny`, `comment` or `cancel` a task.
+    pub async fn act(&self, id: i64, action: &str, comment: &str) -> Result<Task, Failure> {
+        self.call(Method::POST, &format!("/api/v1/tasks/{id}/{action}"), Some(&Decision { comment: comment.into() }))
             .await
+    }
+
+    pub async fn drop_access(&self, app_id: &str, entitlement_id: &str) -> Result<DropResult, Failure> {
+        let req = DropRequest { app_id: app_id.into(), entitlement_id: entitlement_id.into() };
+        self.call(Method::POST, "/api/v1/drop", Some(&req)).await
+    }
+
+    /// Makes the server forget this session's token.
+    pub async fn logout(&self) -> Result<(), Failure> {
+        self.call::<serde_json::Value>(Method::POST, "/api/v1/logout", None::<&()>).await.map(|_| ())
     }
 }
 

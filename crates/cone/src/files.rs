@@ -43,6 +43,15 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
 
 /// Holds an exclusive lock on `~/.conductorone/locks/NAME.lock` until dropped. The lock is the kernel's
 /// (`flock`), so a process that dies, even by SIGKILL, releases it. Waits while another process holds it.
+/// Removes a file; false when it was not there.
+pub fn remove(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
 pub struct Lock {
     _file: std::fs::File,
 }

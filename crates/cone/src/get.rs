@@ -1,59 +1,178 @@
-//! `cone get`: request an entitlement, filling in its request form.
+//! `cone get`, `cone drop` and `cone has`: request, give back and check access to one entitlement.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cone_api::{CreateTask, Task};
+use chrono::{DateTime, Utc};
+use cone_api::{CreateTask, Entitlement, Task};
+use cone_core::task::TaskState;
+use serde::Serialize;
 
 use crate::client::Api;
+use crate::output::{self, Output, View};
+use crate::select::{self, Selector};
 use crate::ui::Ui;
 
 pub struct GetArgs {
-    pub app_id: String,
-    pub entitlement_id: String,
-    pub justification: String,
+    pub selector: Selector,
+    pub justification: Option<String>,
     pub duration: Option<String>,
     pub form_data: Option<String>,
+    pub wait: bool,
+    pub extend: bool,
 }
 
-pub async fn get(args: GetArgs) -> Result<Task> {
+/// What `cone get` did, in full for `-o json`.
+#[derive(Serialize)]
+pub struct GetResult {
+    /// `requested`, or `already_granted` when nothing was asked because access is held.
+    pub outcome: &'static str,
+    pub entitlement: Entitlement,
+    pub task: Option<Task>,
+}
+
+pub async fn get(args: GetArgs, out: Output, interactive: bool) -> Result<bool> {
     let api = Api::from_saved()?;
-    let entitlement = api.entitlement(&args.app_id, &args.entitlement_id).await?;
+    let e = select::resolve(&api, &args.selector, interactive).await?;
+    if let Some(until) = e.granted_until.filter(|t| *t > Utc::now() && !args.extend) {
+        let alias = e.alias.clone();
+        let result = GetResult { outcome: "already_granted", entitlement: e, task: None };
+        out.show(&result, || {
+            View::Line(format!(
+                "You already have access to {alias} until {}. To ask for more time, run `cone get {alias} --extend`.",
+                output::time(until)
+            ))
+        })?;
+        return Ok(true);
+    }
     let duration_secs =
         args.duration.as_deref().map(cone_core::duration::parse).transpose().map_err(anyhow::Error::msg)?;
-    let form_data: BTreeMap<String, String> = match args.form_data {
-        Some(json) => serde_json::from_str(&json)
-            .context("--form-data must be a JSON object of strings, like '{\"ticket\": \"OPS-42\"}'")?,
-        None if entitlement.form.is_empty() => BTreeMap::new(),
-        None => {
-            let mut ui = Ui::new();
-            if !ui.has_terminal() {
-                let fields: Vec<&str> = entitlement.form.iter().map(|f| f.name.as_str()).collect();
-                bail!(
-                    "This entitlement has a request form (fields: {}); pass it with --form-data '{{\"{}\": \"...\"}}'.",
-                    fields.join(", "),
-                    fields[0]
-                );
-            }
-            let mut data = BTreeMap::new();
-            let mut lines = std::io::stdin().lock().lines();
-            for field in &entitlement.form {
-                ui.say(&format!("{}{}:", field.name, if field.required { "" } else { " (optional)" }));
-                let value = lines.next().context("no answer for the request form")??;
-                if !value.trim().is_empty() {
-                    data.insert(field.name.clone(), value.trim().to_string());
-                }
-            }
-            data
+    let mut ui = Ui::new();
+    let prompt = interactive && ui.has_terminal();
+    let justification = match args.justification {
+        Some(j) => j,
+        None if prompt => ask(&mut ui, "Why do you need this access? (justification)")?,
+        None => String::new(),
+    };
+    let form_data = form(&e, args.form_data, prompt, &mut ui, e.granted_until.is_some())?;
+    let req =
+        CreateTask { app_id: e.app_id.clone(), entitlement_id: e.id.clone(), justification, duration_secs, form_data };
+    let mut task = api.create_task(&req).await?;
+    if args.wait {
+        while TaskState::parse(&task.state).is_some_and(TaskState::is_open) {
+            ui.tick();
+            task = api.task(task.id, Some(&task.state), Duration::from_secs(50)).await?;
         }
+    }
+    let granted = task.state == TaskState::Granted.as_str();
+    let settled = !args.wait || granted;
+    let result = GetResult { outcome: "requested", entitlement: e, task: Some(task) };
+    out.show(&result, || result.task.as_ref().map(output::task_view).unwrap_or(View::Line(String::new())))?;
+    Ok(settled)
+}
+
+fn ask(ui: &mut Ui, question: &str) -> Result<String> {
+    ui.say(question);
+    let line = std::io::stdin().lock().lines().next().context("no answer; pass the value as a flag instead")??;
+    Ok(line.trim().to_string())
+}
+
+/// The request form: from `--form-data`, else asked for field by field when a person is there. Extensions of a
+/// grant need no form; the grant had one.
+fn form(
+    e: &Entitlement,
+    json: Option<String>,
+    prompt: bool,
+    ui: &mut Ui,
+    extending: bool,
+) -> Result<BTreeMap<String, String>> {
+    if let Some(json) = json {
+        return serde_json::from_str(&json)
+            .context("--form-data must be a JSON object of strings, like '{\"ticket\": \"OPS-42\"}'");
+    }
+    if e.form.is_empty() || extending {
+        return Ok(BTreeMap::new());
+    }
+    if !prompt {
+        let fields: Vec<&str> = e.form.iter().map(|f| f.name.as_str()).collect();
+        bail!(
+            "This entitlement has a request form (fields: {}); pass it with --form-data '{{\"{}\": \"...\"}}'.",
+            fields.join(", "),
+            fields[0]
+        );
+    }
+    let mut data = BTreeMap::new();
+    for field in &e.form {
+        let value = ask(ui, &format!("{}{}:", field.name, if field.required { "" } else { " (optional)" }))?;
+        if !value.is_empty() {
+            data.insert(field.name.clone(), value);
+        }
+    }
+    Ok(data)
+}
+
+#[derive(Serialize)]
+pub struct DropOutput {
+    pub entitlement: Entitlement,
+    /// Tasks whose grant was released or whose request was cancelled.
+    pub tasks: Vec<Task>,
+}
+
+pub async fn drop(selector: Selector, out: Output, interactive: bool) -> Result<()> {
+    let api = Api::from_saved()?;
+    let e = select::resolve(&api, &selector, interactive).await?;
+    let tasks = api.drop_access(&e.app_id, &e.id).await?.tasks;
+    let result = DropOutput { entitlement: e, tasks };
+    out.show(&result, || {
+        if result.tasks.is_empty() {
+            return View::Line(format!(
+                "You have no access to {} and no open request for it; nothing to drop.",
+                result.entitlement.alias
+            ));
+        }
+        let lines: Vec<String> = result
+            .tasks
+            .iter()
+            .map(|t| match t.state.as_str() {
+                "cancelled" => format!("Cancelled request {} for {}.", t.id, result.entitlement.alias),
+                _ => format!(
+                    "Released access to {} (task {}); AWS access is being removed.",
+                    result.entitlement.alias, t.id
+                ),
+            })
+            .collect();
+        View::Line(lines.join("\n"))
+    })
+}
+
+#[derive(Serialize)]
+pub struct HasOutput {
+    pub has: bool,
+    pub alias: String,
+    pub app_id: String,
+    pub entitlement_id: String,
+    pub granted_until: Option<DateTime<Utc>>,
+}
+
+/// Whether the caller holds the entitlement now.
+pub async fn has(selector: Selector, out: Output, interactive: bool) -> Result<bool> {
+    let api = Api::from_saved()?;
+    let e = select::resolve(&api, &selector, interactive).await?;
+    let until = e.granted_until.filter(|t| *t > Utc::now());
+    let result = HasOutput {
+        has: until.is_some(),
+        alias: e.alias,
+        app_id: e.app_id,
+        entitlement_id: e.id,
+        granted_until: until,
     };
-    let req = CreateTask {
-        app_id: args.app_id,
-        entitlement_id: args.entitlement_id,
-        justification: args.justification,
-        duration_secs,
-        form_data,
-    };
-    Ok(api.create_task(&req).await?)
+    out.show(&result, || {
+        View::Line(match until {
+            Some(t) => format!("You have {} until {}.", result.alias, output::time(t)),
+            None => format!("You do not have {}; request it with `cone get {}`.", result.alias, result.alias),
+        })
+    })?;
+    Ok(result.has)
 }

@@ -61,4 +61,9 @@ impl Token {
         let text = serde_json::to_vec(self).context("cannot encode token")?;
         files::write_private(&files::cone_dir()?.join("token.json"), &text)
     }
+
+    /// Forgets the token; false when there was none.
+    pub fn remove() -> Result<bool> {
+        files::remove(&files::cone_dir()?.join("token.json"))
+    }
 }

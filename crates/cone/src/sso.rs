@@ -1,4 +1,4 @@
-//! IAM Identity Center sign-in (device code) and role credentials, sharing the AWS CLI's caches in
+//! IAM Identity Center sign-in (browser with PKCE, or device code) and role credentials, sharing the AWS CLI's caches in
 //! `~/.aws/sso/cache`: the token file named by the start URL and the client-registration file named as the AWS
 //! CLI names it, so that `aws sso login` and cone use each other's sign-in.
 
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 use crate::files;
+use crate::pkce::{self, Callback};
 use crate::settings::AwsSettings;
 use crate::ui::Ui;
 
@@ -43,7 +44,40 @@ struct Registration {
     client_id: String,
     client_secret: String,
     expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+    /// Present for browser (authorization code) registrations only, as the AWS CLI writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant_types: Option<Vec<String>>,
 }
+
+/// How a person signs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Authorization code with PKCE; the browser is started unless `open` is false (then the URL is shown).
+    Browser {
+        open: bool,
+    },
+    DeviceCode,
+}
+
+impl Flow {
+    /// The browser where one can finish the sign-in on this machine, else the device code.
+    pub fn default_here() -> Flow {
+        if pkce::browser_available(|k| std::env::var(k).ok()) { Flow::Browser { open: true } } else { Flow::DeviceCode }
+    }
+}
+
+/// Where the SSO OIDC API is, for the browser: the endpoint overrides the SDK honours, else AWS's.
+fn oidc_base(region: &str) -> String {
+    ["AWS_ENDPOINT_URL_SSO_OIDC", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| format!("https://oidc.{region}.amazonaws.com"))
+}
+
+/// How long a browser sign-in may take, as the AWS CLI allows.
+const BROWSER_WAIT: Duration = Duration::from_secs(600);
 
 /// Parses the timestamps every writer of these files produces: RFC 3339 with or without fraction or offset,
 /// and the `…UTC` suffix of old AWS CLI versions.
@@ -171,7 +205,7 @@ impl Sso {
             );
         }
         ui.say("SSO session expired. Logging in...");
-        Ok(self.login(ui).await?.access_token)
+        Ok(self.login(ui, Flow::default_here()).await?.access_token)
     }
 
     async fn refresh(&self, token: &TokenFile) -> Result<TokenFile> {
@@ -208,25 +242,35 @@ impl Sso {
         files::write_private(&path, &serde_json::to_vec(token).context("cannot encode the token")?)
     }
 
-    async fn registration(&self) -> Result<Registration> {
+    /// The client registration shared with the AWS CLI (§3.3): reused while it has time left and was made for the
+    /// same kind of sign-in, as the AWS CLI does, else replaced.
+    async fn registration(&self, browser: bool) -> Result<Registration> {
         let path =
             aws_cache_file("sso/cache", &registration_key(&self.settings.sso_start_url, &self.settings.sso_region))?;
-        if let Some(reg) = read_json::<Registration>(&path).filter(|r| remaining(&r.expires_at) > RENEW_WINDOW) {
+        let fits = |r: &Registration| {
+            let for_browser = r.grant_types.as_ref().is_some_and(|g| g.iter().any(|t| t == "authorization_code"));
+            remaining(&r.expires_at) > RENEW_WINDOW && for_browser == browser
+        };
+        if let Some(reg) = read_json::<Registration>(&path).filter(fits) {
             return Ok(reg);
         }
-        let out = self
-            .oidc
-            .register_client()
-            .client_name("botocore-client-cone")
-            .client_type("public")
-            .send()
-            .await
-            .map_err(|e| self.oidc_error("register a client with", e))?;
+        let mut req = self.oidc.register_client().client_name("botocore-client-cone").client_type("public");
+        if browser {
+            req = req
+                .grant_types("authorization_code")
+                .grant_types("refresh_token")
+                .redirect_uris(pkce::REDIRECT_URI)
+                .issuer_url(&self.settings.sso_start_url)
+                .scopes("sso:account:access");
+        }
+        let out = req.send().await.map_err(|e| self.oidc_error("register a client with", e))?;
         let expires = DateTime::from_timestamp(out.client_secret_expires_at, 0).unwrap_or_else(Utc::now);
         let reg = Registration {
             client_id: out.client_id.context("IAM Identity Center returned no client id")?,
             client_secret: out.client_secret.context("IAM Identity Center returned no client secret")?,
             expires_at: format_time(expires),
+            scopes: browser.then(|| vec!["sso:account:access".to_string()]),
+            grant_types: browser.then(|| vec!["authorization_code".to_string(), "refresh_token".to_string()]),
         };
         files::write_private(&path, &serde_json::to_vec(&reg).context("cannot encode the registration")?)?;
         Ok(reg)
@@ -245,14 +289,78 @@ impl Sso {
     }
 
     /// An explicit sign-in (`cone aws login`), excluding concurrent ones.
-    pub async fn login_now(&self, ui: &mut Ui) -> Result<TokenFile> {
+    pub async fn login_now(&self, ui: &mut Ui, flow: Flow) -> Result<TokenFile> {
         let _lock = self.lock()?;
-        self.login(ui).await
+        self.login(ui, flow).await
+    }
+
+    async fn login(&self, ui: &mut Ui, flow: Flow) -> Result<TokenFile> {
+        match flow {
+            Flow::Browser { open } => self.browser_login(ui, open).await,
+            Flow::DeviceCode => self.device_login(ui).await,
+        }
+    }
+
+    /// The token file for a fresh sign-in.
+    fn signed_in(
+        &self,
+        reg: &Registration,
+        out: aws_sdk_ssooidc::operation::create_token::CreateTokenOutput,
+    ) -> Result<TokenFile> {
+        let token = TokenFile {
+            start_url: Some(self.settings.sso_start_url.clone()),
+            region: Some(self.settings.sso_region.clone()),
+            access_token: out.access_token.context("IAM Identity Center returned no access token")?,
+            expires_at: format_time(Utc::now() + chrono::Duration::seconds(out.expires_in as i64)),
+            client_id: Some(reg.client_id.clone()),
+            client_secret: Some(reg.client_secret.clone()),
+            registration_expires_at: Some(reg.expires_at.clone()),
+            refresh_token: out.refresh_token,
+        };
+        self.save_token(&token)?;
+        Ok(token)
+    }
+
+    /// Browser sign-in: authorization code with PKCE, the browser sent back to a one-shot server on 127.0.0.1.
+    async fn browser_login(&self, ui: &mut Ui, open: bool) -> Result<TokenFile> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context(
+            "cannot listen on 127.0.0.1 for the browser to return to; sign in with `cone aws login --device-code`",
+        )?;
+        let port = listener.local_addr().context("reading the sign-in listener's port")?.port();
+        let reg = self.registration(true).await?;
+        let (verifier, challenge) = pkce::verifier_and_challenge();
+        let state = pkce::state();
+        let redirect = pkce::redirect_uri(port);
+        let url =
+            pkce::authorize_url(&oidc_base(&self.settings.sso_region), &reg.client_id, &redirect, &state, &challenge)?;
+        ui.say("To sign in to AWS IAM Identity Center, open this URL in your browser:");
+        ui.say(&url);
+        if open && !start_browser(&url) {
+            ui.say("(cone could not start a browser; open the URL yourself, or use `cone aws login --device-code`.)");
+        }
+        let code = tokio::time::timeout(BROWSER_WAIT, wait_for_code(&listener, &state)).await.map_err(|_| {
+            anyhow::anyhow!("The browser sign-in was not completed within 10 minutes; run `cone aws login` again.")
+        })??;
+        let out = self
+            .oidc
+            .create_token()
+            .client_id(&reg.client_id)
+            .client_secret(&reg.client_secret)
+            .grant_type("authorization_code")
+            .code(code)
+            .redirect_uri(&redirect)
+            .code_verifier(&verifier)
+            .send()
+            .await
+            .map_err(|e| self.oidc_error("finish signing in to", e))?;
+        let token = self.signed_in(&reg, out)?;
+        ui.say("Signed in to AWS IAM Identity Center.");
+        Ok(token)
     }
 
     /// Device-code sign-in. The code and URL go to the terminal (or stderr), then cone waits for approval.
-    async fn login(&self, ui: &mut Ui) -> Result<TokenFile> {
-        let reg = self.registration().await?;
+    async fn device_login(&self, ui: &mut Ui) -> Result<TokenFile> {
+        let reg = self.registration(false).await?;
         let auth = self
             .oidc
             .start_device_authorization()
@@ -282,17 +390,7 @@ impl Sso {
                 .await;
             match result {
                 Ok(out) => {
-                    let token = TokenFile {
-                        start_url: Some(self.settings.sso_start_url.clone()),
-                        region: Some(self.settings.sso_region.clone()),
-                        access_token: out.access_token.context("IAM Identity Center returned no access token")?,
-                        expires_at: format_time(Utc::now() + chrono::Duration::seconds(out.expires_in as i64)),
-                        client_id: Some(reg.client_id.clone()),
-                        client_secret: Some(reg.client_secret.clone()),
-                        registration_expires_at: Some(reg.expires_at.clone()),
-                        refresh_token: out.refresh_token,
-                    };
-                    self.save_token(&token)?;
+                    let token = self.signed_in(&reg, out)?;
                     ui.say("Signed in to AWS IAM Identity Center.");
                     return Ok(token);
                 }
@@ -350,14 +448,87 @@ impl Sso {
         })
     }
 
+    /// Ends the session at IAM Identity Center and forgets its token; false when there was no token.
+    pub async fn logout(&self) -> Result<bool> {
+        let path = token_path(&self.settings.sso_start_url)?;
+        let Some(token) = read_json::<TokenFile>(&path) else { return Ok(false) };
+        // An expired or already revoked token needs no logout; the local copy goes either way.
+        if let Err(e) = self.portal.logout().access_token(&token.access_token).send().await
+            && !matches!(e.code(), Some("UnauthorizedException"))
+        {
+            return Err(anyhow::anyhow!(
+                "IAM Identity Center did not confirm the sign-out ({}); check your connection and run `cone aws logout` again",
+                e.code().unwrap_or("no connection")
+            ));
+        }
+        self.forget_token()?;
+        Ok(true)
+    }
+
     /// Forgets a token that IAM Identity Center no longer accepts.
     pub fn forget_token(&self) -> Result<()> {
-        let path = token_path(&self.settings.sso_start_url)?;
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        files::remove(&token_path(&self.settings.sso_start_url)?).map(|_| ())
+    }
+}
+
+/// Starts `$BROWSER` (or the desktop's opener) on `url` without waiting for it: a browser that stays in the
+/// foreground must not keep cone from answering the redirect.
+fn start_browser(url: &str) -> bool {
+    let browser = std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty());
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let command = browser.unwrap_or_else(|| opener.to_string());
+    let mut words = command.split_whitespace();
+    let Some(program) = words.next() else { return false };
+    std::process::Command::new(program)
+        .args(words)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .is_ok()
+}
+
+/// Answers requests on the loopback listener until one carries the authorization code (or an error).
+///
+/// A hand-written exchange rather than an HTTP server crate: it reads one request line per connection and
+/// answers a fixed page, and the CLI binary stays small, which keeps every `credential_process` start fast.
+async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let (mut conn, _) = listener.accept().await.context("the sign-in listener stopped")?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        // The request line is all that matters; give up on a connection that sends nothing useful quickly.
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 8192 {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
             }
-            _ => Ok(()),
+        })
+        .await;
+        let text = String::from_utf8_lossy(&buf);
+        let outcome =
+            if read.is_ok() { pkce::read_callback(text.lines().next().unwrap_or(""), state) } else { Callback::Ignore };
+        let message = match &outcome {
+            Callback::Code(_) => "Signed in. You can close this tab and return to the terminal.",
+            Callback::Failed(_) => "The sign-in did not complete. Return to the terminal for details.",
+            Callback::Ignore => "Waiting for the IAM Identity Center sign-in.",
+        };
+        let page =
+            format!("<!doctype html><html lang=en><meta charset=utf-8><title>cone</title><p>{message}</p></html>");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        );
+        let _ = conn.write_all(response.as_bytes()).await;
+        let _ = conn.shutdown().await;
+        match outcome {
+            Callback::Code(code) => return Ok(code),
+            Callback::Failed(why) => bail!("The browser sign-in failed: {why}. Run `cone aws login` to try again."),
+            Callback::Ignore => {}
         }
     }
 }

@@ -1,0 +1,175 @@
+//! How results are shown: aligned tables for people (`table`, `wide` with ids), or the complete object as JSON for
+//! scripts. Every command's result goes through [`Output::show`], so `-o json` never prints a partial object.
+
+use anyhow::{Context, Result};
+use cone_api::{Entitlement, Task};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub format: Format,
+}
+
+/// What a result looks like to a person.
+pub enum View {
+    /// One object: `Key: value` lines; the `wide` flag marks rows only `-o wide` shows.
+    Fields(Vec<(&'static str, String, bool)>),
+    /// A list: headers and rows; the columns from `wide_from` on appear only with `-o wide`.
+    Table { headers: Vec<&'static str>, rows: Vec<Vec<String>>, wide_from: usize },
+    /// A sentence.
+    Line(String),
+}
+
+impl Output {
+    pub fn json(self) -> bool {
+        self.format == Format::Json
+    }
+
+    pub fn show<T: Serialize>(self, value: &T, view: impl FnOnce() -> View) -> Result<()> {
+        let text = match self.format {
+            Format::Json => serde_json::to_string_pretty(value).context("cannot encode the result as JSON")?,
+            Format::Table | Format::Wide => render(view(), self.format == Format::Wide),
+        };
+        if !text.is_empty() {
+            println!("{text}");
+        }
+        Ok(())
+    }
+}
+
+fn render(view: View, wide: bool) -> String {
+    match view {
+        View::Line(line) => line,
+        View::Fields(fields) => {
+            let fields: Vec<_> = fields.into_iter().filter(|(_, _, w)| wide || !w).collect();
+            let width = fields.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0) + 1;
+            fields.iter().map(|(k, v, _)| format!("{:<width$} {v}", format!("{k}:"))).collect::<Vec<_>>().join("\n")
+        }
+        View::Table { headers, rows, wide_from } => {
+            let n = if wide { headers.len() } else { wide_from.min(headers.len()) };
+            let mut widths: Vec<usize> = headers[..n].iter().map(|h| h.len()).collect();
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                padded.join("  ").trim_end().to_string()
+            };
+            let mut out = vec![line(headers[..n].to_vec())];
+            out.extend(rows.iter().map(|r| line(r.iter().take(n).map(String::as_str).collect())));
+            out.join("\n")
+        }
+    }
+}
+
+pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub fn task_view(t: &Task) -> View {
+    let mut f = vec![
+        ("Task", t.id.to_string(), false),
+        ("Kind", t.kind.clone(), false),
+        ("Entitlement", t.entitlement_name.clone(), false),
+        ("Requester", t.requester.clone(), false),
+        ("State", t.state.replace('_', " "), false),
+    ];
+    if let Some(g) = t.waiting_for_group.as_ref().filter(|_| t.state == "pending_approval") {
+        f.push(("Waiting for", format!("a member of group \"{g}\""), false));
+    }
+    if let Some(d) = &t.decided_by {
+        f.push(("Decided by", d.clone(), false));
+    }
+    if let Some(r) = &t.reason {
+        f.push(("Reason", r.clone(), false));
+    }
+    f.push(("Duration", cone_core::duration::format(t.duration_secs), false));
+    if let Some(until) = t.grant_expires_at {
+        f.push(("Grant ends", time(until), false));
+    }
+    f.push(("Justification", t.justification.clone(), false));
+    f.push(("App", t.app_id.clone(), true));
+    f.push(("Entitlement id", t.entitlement_id.clone(), true));
+    f.push(("Created", time(t.created_at), true));
+    for e in &t.events {
+        let comment = e.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+        f.push(("Event", format!("{} {} by {}{comment}", time(e.at), e.action, e.actor), false));
+    }
+    View::Fields(f)
+}
+
+pub fn tasks_view(tasks: &[Task]) -> View {
+    View::Table {
+        headers: vec!["ID", "STATE", "KIND", "ENTITLEMENT", "REQUESTER", "CREATED", "APP", "ENTITLEMENT ID"],
+        rows: tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.state.replace('_', " "),
+                    t.kind.clone(),
+                    t.entitlement_name.clone(),
+                    t.requester.clone(),
+                    time(t.created_at),
+                    t.app_id.clone(),
+                    t.entitlement_id.clone(),
+                ]
+            })
+            .collect(),
+        wide_from: 6,
+    }
+}
+
+pub fn entitlements_view(list: &[Entitlement]) -> View {
+    View::Table {
+        headers: vec!["GRANTED", "ALIAS", "ROLE", "ACCOUNT", "MAX", "ACCOUNT ID", "APP", "ENTITLEMENT ID"],
+        rows: list
+            .iter()
+            .map(|e| {
+                vec![
+                    e.granted_until.map(|t| format!("until {}", t.format("%H:%M UTC"))).unwrap_or_default(),
+                    e.alias.clone(),
+                    e.display_name.clone(),
+                    e.resource_name.clone(),
+                    cone_core::duration::format(e.max_duration_secs),
+                    e.account_id.clone(),
+                    e.app_id.clone(),
+                    e.id.clone(),
+                ]
+            })
+            .collect(),
+        wide_from: 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_hide_wide_columns() {
+        let view = || View::Table {
+            headers: vec!["A", "BB", "WIDE"],
+            rows: vec![vec!["xyz".into(), "1".into(), "w".into()]],
+            wide_from: 2,
+        };
+        assert_eq!(render(view(), false), "A    BB\nxyz  1");
+        assert_eq!(render(view(), true), "A    BB  WIDE\nxyz  1   w");
+    }
+
+    #[test]
+    fn fields_align() {
+        let view =
+            View::Fields(vec![("Id", "1".into(), false), ("State", "granted".into(), false), ("X", "w".into(), true)]);
+        assert_eq!(render(view, false), "Id:    1\nState: granted");
+    }
+}

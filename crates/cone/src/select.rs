@@ -1,0 +1,72 @@
+//! Naming an entitlement on the command line: an alias, a search query, or app and entitlement ids.
+
+use std::io::BufRead;
+
+use anyhow::{Context, Result, bail};
+use cone_api::Entitlement;
+
+use crate::client::Api;
+use crate::ui::Ui;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selector {
+    /// The entitlement's alias as `cone search` lists it (also its AWS profile name), like production-admin.
+    pub alias: Option<String>,
+    /// Words that all appear in the alias, role, account name or account id.
+    #[arg(long, short = 'q', conflicts_with = "alias")]
+    pub query: Option<String>,
+    #[arg(long, short = 'a', requires = "entitlement_id", conflicts_with_all = ["alias", "query"])]
+    pub app_id: Option<String>,
+    #[arg(long, short = 'e', requires = "app_id")]
+    pub entitlement_id: Option<String>,
+}
+
+/// Whether `e` matches every word of `query`, ignoring case.
+pub fn matches(e: &Entitlement, query: &str) -> bool {
+    let text = format!("{} {} {} {}", e.alias, e.display_name, e.resource_name, e.account_id).to_lowercase();
+    query.split_whitespace().all(|w| text.contains(&w.to_lowercase()))
+}
+
+/// The one entitlement the selector names. Several matches are offered as a choice when a person can answer,
+/// and are an error listing them otherwise.
+pub async fn resolve(api: &Api, sel: &Selector, interactive: bool) -> Result<Entitlement> {
+    if let (Some(app), Some(id)) = (&sel.app_id, &sel.entitlement_id) {
+        return Ok(api.entitlement(app, id).await?);
+    }
+    let all = api.entitlements(None).await?;
+    let (what, mut found): (String, Vec<Entitlement>) = match (&sel.alias, &sel.query) {
+        (Some(alias), _) => {
+            (format!("alias \"{alias}\""), all.into_iter().filter(|e| e.alias.eq_ignore_ascii_case(alias)).collect())
+        }
+        (None, Some(q)) => (format!("\"{q}\""), all.into_iter().filter(|e| matches(e, q)).collect()),
+        (None, None) => bail!(
+            "Name the entitlement: an alias (`cone get production-admin`), a query (`-q prod admin`), or --app-id with --entitlement-id. `cone search` lists them."
+        ),
+    };
+    match found.len() {
+        0 => bail!("No entitlement matches {what}; list what you can request with `cone search`."),
+        1 => Ok(found.remove(0)),
+        n => {
+            let mut ui = Ui::new();
+            if !interactive || !ui.has_terminal() {
+                let names: Vec<&str> = found.iter().map(|e| e.alias.as_str()).take(10).collect();
+                bail!(
+                    "{n} entitlements match {what} ({}{}); name one by its alias.",
+                    names.join(", "),
+                    if n > 10 { ", …" } else { "" }
+                );
+            }
+            for (i, e) in found.iter().enumerate() {
+                ui.say(&format!("{:>3}) {}  ({} on {})", i + 1, e.alias, e.display_name, e.resource_name));
+            }
+            ui.say(&format!("Which one? [1-{n}]"));
+            let line =
+                std::io::stdin().lock().lines().next().context("no answer; name the entitlement by its alias")??;
+            let pick: usize =
+                line.trim().parse().ok().filter(|p| (1..=n).contains(p)).with_context(|| {
+                    format!("\"{}\" is not a number from 1 to {n}; run the command again", line.trim())
+                })?;
+            Ok(found.remove(pick - 1))
+        }
+    }
+}
