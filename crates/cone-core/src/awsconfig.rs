@@ -64,6 +64,42 @@ impl ConfigFile {
             self.text.push_str(&format!("{key} = {value}\n"));
         }
     }
+
+    /// The profiles of sections cone wrote (those right after the marker line), in file order.
+    pub fn managed_profiles(&self) -> Vec<String> {
+        let lines: Vec<&str> = self.text.lines().collect();
+        lines
+            .windows(2)
+            .filter(|w| w[0].trim() == MANAGED_MARKER)
+            .filter_map(|w| section_name(w[1].trim()).and_then(|s| profile_of(&s).map(String::from)))
+            .collect()
+    }
+
+    /// Removes a section cone wrote (marker, header and keys) with the blank line that separated it, leaving every
+    /// other byte as it was. Sections cone did not write are never removed; false when there is none by that name.
+    pub fn remove_managed_profile(&mut self, name: &str) -> bool {
+        let lines: Vec<&str> = self.text.split_inclusive('\n').collect();
+        let header_names = |i: usize| section_name(lines[i].trim()).is_some_and(|s| profile_of(&s) == Some(name));
+        let Some(start) =
+            (0..lines.len().saturating_sub(1)).find(|&i| lines[i].trim() == MANAGED_MARKER && header_names(i + 1))
+        else {
+            return false;
+        };
+        let mut end = start + 2;
+        while end < lines.len() && section_name(lines[end].trim()).is_none() && lines[end].trim() != MANAGED_MARKER {
+            end += 1;
+        }
+        let blank = |i: usize| lines[i].trim().is_empty();
+        let mut keys_end = end;
+        while keys_end > start + 2 && blank(keys_end - 1) {
+            keys_end -= 1;
+        }
+        // Take the blank line before the section, or failing that the ones after it, so that the file reads as if
+        // the section had never been added.
+        let (lo, hi) = if start > 0 && blank(start - 1) { (start - 1, keys_end) } else { (start, end) };
+        self.text = lines[..lo].iter().chain(&lines[hi..]).copied().collect();
+        true
+    }
 }
 
 fn section_name(line: &str) -> Option<String> {
@@ -107,6 +143,28 @@ mod tests {
         let reparsed = ConfigFile::parse(out);
         assert_eq!(reparsed.profile("dev"), ConfigFile::parse(USER_FILE).profile("dev"));
         assert!(reparsed.has_profile("staging-readonlyaccess"));
+    }
+
+    #[test]
+    fn removing_a_managed_section_undoes_its_addition() {
+        let mut doc = ConfigFile::parse(USER_FILE);
+        doc.add_profile("a", &[("region", "us-east-1".into())]);
+        let with_a = doc.render().to_string();
+        doc.add_profile("b", &[("region", "us-east-2".into())]);
+        doc.add_profile("c", &[]);
+        assert_eq!(doc.managed_profiles(), vec!["a", "b", "c"]);
+        assert!(doc.remove_managed_profile("c") && doc.remove_managed_profile("b"));
+        assert_eq!(doc.render(), with_a);
+        assert!(doc.remove_managed_profile("a"));
+        assert_eq!(doc.render(), USER_FILE.to_string() + "\n");
+        // Never a section cone did not write.
+        assert!(!doc.remove_managed_profile("dev") && doc.has_profile("dev"));
+
+        let mut doc = ConfigFile::parse("");
+        doc.add_profile("a", &[]);
+        doc.add_profile("b", &[("k", "v".into())]);
+        assert!(doc.remove_managed_profile("a"));
+        assert_eq!(doc.render(), format!("{MANAGED_MARKER}\n[profile b]\nk = v\n"));
     }
 
     #[test]

@@ -78,15 +78,24 @@ impl Sandbox {
             set.args(["set-password", "--config"]).arg(&config).arg(user);
             run_with_stdin(set, &password(user))?;
         }
-        let mut srv = Command::new(&server_bin);
-        srv.args(["serve", "--config"]).arg(&config).envs(moto.aws_env()).env("CONE_LOG", "warn");
-        let (server, server_url) = Child::spawn_ready("cone-server", srv, Duration::from_secs(60))?;
+        let (server, server_url) = spawn_server(&config, &moto)?;
         Ok(Sandbox { dir, org, moto, emulator_url, server_url, server: Some(server), _emulator: emulator })
     }
 
     /// Stops cone-server (to show what works without it).
     pub fn stop_server(&mut self) {
         self.server = None;
+    }
+
+    /// Starts cone-server again on the same configuration and database, as after a crash or an upgrade; a server
+    /// still running is stopped first. It listens on a new port, so `server_url` changes (the users' `cone`
+    /// settings keep the old one).
+    pub fn start_server(&mut self) -> Result<()> {
+        self.server = None;
+        let (server, url) = spawn_server(&self.dir.join("cone-server.yaml"), &self.moto)?;
+        self.server = Some(server);
+        self.server_url = url;
+        Ok(())
     }
 
     pub fn home(&self, user: &str) -> PathBuf {
@@ -167,13 +176,7 @@ impl Sandbox {
     /// emulator's control endpoint).
     pub async fn sign_in(&self, user: &str) -> Result<String> {
         let http = reqwest::Client::new();
-        let code = self.start_and_read_code(user, &["login", &self.server_url], "Code: ")?;
-        let form = [("user_code", code.1.as_str()), ("username", user), ("password", &password(user))];
-        let resp = http.post(format!("{}/device", self.server_url)).form(&form).send().await?;
-        if !resp.status().is_success() {
-            bail!("the server refused {user}'s sign-in: {}", resp.status());
-        }
-        wait_ok(code.0, "cone login")?;
+        self.cone_login(user, &[], user).await?;
 
         let setup = self.cone(
             user,
@@ -192,6 +195,19 @@ impl Sandbox {
         }
         wait_ok(code.0, "cone aws login")?;
         Ok(setup_text)
+    }
+
+    /// Runs `cone [FLAGS] login` in `home`'s HOME and approves it on the server's page as `user` (with their
+    /// password), so that one person can hold sessions of several cone profiles.
+    pub async fn cone_login(&self, home: &str, flags: &[&str], user: &str) -> Result<()> {
+        let args: Vec<&str> = flags.iter().copied().chain(["login", self.server_url.as_str()]).collect();
+        let code = self.start_and_read_code(home, &args, "Code: ")?;
+        let form = [("user_code", code.1.as_str()), ("username", user), ("password", &password(user))];
+        let resp = reqwest::Client::new().post(format!("{}/device", self.server_url)).form(&form).send().await?;
+        if !resp.status().is_success() {
+            bail!("the server refused {user}'s sign-in: {}", resp.status());
+        }
+        wait_ok(code.0, "cone login")
     }
 
     /// Starts `cone ARGS` and returns it with the code it printed after `prefix` on stderr.
@@ -214,6 +230,13 @@ impl Sandbox {
         std::thread::spawn(move || lines.for_each(drop));
         Ok((child, code))
     }
+}
+
+/// `cone-server serve` on `config`, with moto as its AWS; returns it once it reports READY, with its URL.
+fn spawn_server(config: &Path, moto: &Moto) -> Result<(Child, String)> {
+    let mut srv = Command::new(target_bin("cone-server")?);
+    srv.args(["serve", "--config"]).arg(config).envs(moto.aws_env()).env("CONE_LOG", "warn");
+    Child::spawn_ready("cone-server", srv, Duration::from_secs(60))
 }
 
 fn wait_ok(mut child: std::process::Child, what: &str) -> Result<()> {

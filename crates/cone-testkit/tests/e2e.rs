@@ -484,3 +484,52 @@ async fn environment_exec_and_sign_out() {
     let o = sb.cone("alice", &["completions", "bash"]).unwrap();
     assert!(assert_ok(&o, "completions").contains("_cone()"));
 }
+
+/// Two cone profiles in one HOME (alice's own session and one signed in as bob), each with its own token and
+/// AWS profiles, and `aws setup --prune` removing only its own stale sections.
+#[tokio::test(flavor = "multi_thread")]
+async fn cone_profiles_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(dir.path(), "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+
+    let o = sb.cone("alice", &["-p", "work", "whoami"]).unwrap();
+    assert_fails_with(&o, "whoami of a new profile", &["run `cone -p work login <server-url>`"]);
+    sb.cone_login("alice", &["-p", "work"], "bob").await.unwrap();
+    let me = json(&sb.cone("alice", &["-p", "work", "whoami", "-o", "json"]).unwrap(), "whoami -p work");
+    assert_eq!(me["username"], "bob");
+    let me = json(&sb.cone("alice", &["whoami", "-o", "json"]).unwrap(), "whoami");
+    assert_eq!(me["username"], "alice");
+
+    let setup =
+        ["-p", "work", "aws", "setup", "--sso-url", cone_testkit::START_URL, "--sso-region", "us-east-1", "-o", "json"];
+    let result = json(&sb.cone("alice", &setup).unwrap(), "setup -p work");
+    let added: Vec<&str> = result["added"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(added.contains(&"work-staging-readonlyaccess"), "{added:?}");
+    let config_path = sb.home("alice").join(".aws/config");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains(" -p work aws credentials work-staging-readonlyaccess\n"), "{config}");
+    let shown = json(&sb.cone("alice", &["-p", "work", "aws", "setup", "show", "-o", "json"]).unwrap(), "show");
+    assert_eq!(shown["sso_start_url"], cone_testkit::START_URL);
+
+    // Stale sections: one of the default profile (pruned), one of `work` (kept when pruning default), and the
+    // person's own profile (never touched).
+    let marker = "# Managed by cone; edit with `cone aws setup`.";
+    let stale = format!(
+        "{config}\n[profile mine]\nregion = eu-west-1\n\n{marker}\n[profile gone-role]\ncone_app_id = aws\ncone_entitlement_id = 1|arn:gone\n\n{marker}\n[profile work-gone]\ncone_profile = work\ncone_app_id = aws\ncone_entitlement_id = 2|arn:gone\n"
+    );
+    std::fs::write(&config_path, &stale).unwrap();
+    let result = json(&sb.cone("alice", &["aws", "setup", "--prune", "-o", "json"]).unwrap(), "prune");
+    assert_eq!(result["removed"], serde_json::json!(["gone-role"]));
+    let pruned = std::fs::read_to_string(&config_path).unwrap();
+    assert!(pruned.starts_with(&format!("{config}\n[profile mine]\nregion = eu-west-1\n")), "{pruned}");
+    assert!(!pruned.contains("gone-role") && pruned.contains("[profile work-gone]"), "{pruned}");
+    let result = json(&sb.cone("alice", &["-p", "work", "aws", "setup", "--prune", "-o", "json"]).unwrap(), "prune");
+    assert_eq!(result["removed"], serde_json::json!(["work-gone"]));
+    let pruned = std::fs::read_to_string(&config_path).unwrap();
+    assert_eq!(pruned, format!("{config}\n[profile mine]\nregion = eu-west-1\n"));
+
+    // Requests go to the profile's server session: this one is bob's.
+    let got = json(&sb.cone("alice", &["-p", "work", "get", "staging-readonlyaccess", "-o", "json"]).unwrap(), "get");
+    assert_eq!(got["task"]["requester"], "bob");
+}

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{Api, Failure};
 use crate::files;
-use crate::settings::{AwsSettings, Settings};
+use crate::output::{Output, View};
+use crate::settings::{self, AwsSettings, Settings};
 use crate::sso::{self, PortalError, Sso};
 use crate::ui::Ui;
 
@@ -28,9 +29,30 @@ pub struct SetupArgs {
     pub sso_url: Option<String>,
     pub sso_region: Option<String>,
     pub region: Option<String>,
+    pub prune: bool,
 }
 
-pub async fn setup(args: SetupArgs) -> Result<()> {
+/// What `cone aws setup` did to `~/.aws/config`.
+#[derive(Serialize)]
+pub struct SetupResult {
+    pub config_file: String,
+    pub added: Vec<String>,
+    pub existing: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// The AWS profile name for an entitlement: its alias, prefixed with the cone profile unless that is the default,
+/// so that several Cone servers can write profiles into one file.
+fn aws_profile_name(alias: &str) -> String {
+    // Aliases come from the server already restricted to `[a-z0-9._-]`; re-deriving keeps a misbehaving server
+    // from writing a section header or a second argument into the file.
+    match settings::profile() {
+        settings::DEFAULT_PROFILE => naming::profile_name(alias, ""),
+        p => naming::profile_name(p, alias),
+    }
+}
+
+pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
     let mut settings = Settings::load()?;
     let old = settings.aws.clone();
     let sso_start_url = args.sso_url.or_else(|| old.as_ref().map(|a| a.sso_start_url.clone())).context(
@@ -50,50 +72,74 @@ pub async fn setup(args: SetupArgs) -> Result<()> {
     settings.aws = Some(aws.clone());
     settings.save()?;
 
-    let entitlements = Api::from_saved()?.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
+    let mut entitlements = Api::from_saved()?.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
     let mut ui = Ui::new();
     if entitlements.is_empty() {
-        ui.say("No AWS permission sets are visible to you in Cone, so no profiles were written. If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.");
+        ui.say("No AWS permission sets are visible to you in Cone, so no profiles were written (or pruned). If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.");
         return Ok(());
     }
     let path = files::aws_config_path()?;
-    let mut doc = ConfigFile::parse(&files::read_optional(&path)?.unwrap_or_default());
+    let before = files::read_optional(&path)?.unwrap_or_default();
+    let mut doc = ConfigFile::parse(&before);
     let exe = std::env::current_exe().context("cannot tell where the cone binary is")?;
     let exe = naming::shell_quote(&exe.to_string_lossy());
-    let (mut added, mut skipped) = (Vec::new(), Vec::new());
-    let mut entitlements = entitlements;
+    let profile = settings::profile();
+    let flag = if profile == settings::DEFAULT_PROFILE { String::new() } else { format!("-p {profile} ") };
+    let mut result = SetupResult {
+        config_file: path.display().to_string(),
+        added: Vec::new(),
+        existing: Vec::new(),
+        removed: Vec::new(),
+    };
     entitlements.sort_by(|a, b| a.alias.cmp(&b.alias));
     for e in &entitlements {
-        // Aliases come from the server already unique and restricted to `[a-z0-9._-]`; re-deriving keeps a
-        // misbehaving server from writing a section header or a second argument into the file.
-        let name = naming::profile_name(&e.alias, "");
+        let name = aws_profile_name(&e.alias);
         if doc.has_profile(&name) {
-            skipped.push(name);
+            result.existing.push(name);
             continue;
         }
         doc.add_profile(
             &name,
             &[
-                ("credential_process", format!("{exe} aws credentials {name}")),
+                ("credential_process", format!("{exe} {flag}aws credentials {name}")),
                 ("region", naming::ini_value(&aws.region)),
+                ("cone_profile", profile.to_string()),
                 ("cone_app_id", naming::ini_value(&e.app_id)),
                 ("cone_entitlement_id", naming::ini_value(&e.id)),
                 ("cone_account_id", naming::ini_value(&e.account_id)),
                 ("cone_role_name", naming::ini_value(&e.role_name)),
             ],
         );
-        added.push(name);
+        result.added.push(name);
     }
-    if !added.is_empty() {
+    if args.prune {
+        for name in doc.managed_profiles() {
+            let Some(keys) = doc.profile(&name) else { continue };
+            let owner = keys.get("cone_profile").map(String::as_str).unwrap_or(settings::DEFAULT_PROFILE);
+            let still_there = entitlements
+                .iter()
+                .any(|e| keys.get("cone_app_id") == Some(&e.app_id) && keys.get("cone_entitlement_id") == Some(&e.id));
+            if owner == profile && !still_there && doc.remove_managed_profile(&name) {
+                result.removed.push(name);
+            }
+        }
+    }
+    if doc.render() != before {
         files::write_private(&path, doc.render().as_bytes())?;
     }
-    for name in &added {
-        println!("added    {name}");
-    }
-    for name in &skipped {
-        println!("exists   {name}");
-    }
-    ui.say(&format!("{} profile(s) added, {} already present, in {}.", added.len(), skipped.len(), path.display()));
+    out.show(&result, || {
+        let mut lines: Vec<String> = result.added.iter().map(|n| format!("added    {n}")).collect();
+        lines.extend(result.existing.iter().map(|n| format!("exists   {n}")));
+        lines.extend(result.removed.iter().map(|n| format!("removed  {n}")));
+        View::Line(lines.join("\n"))
+    })?;
+    ui.say(&format!(
+        "{} profile(s) added, {} already present, {} removed, in {}.",
+        result.added.len(),
+        result.existing.len(),
+        result.removed.len(),
+        path.display()
+    ));
     if !on_path("aws") {
         ui.say("The AWS CLI is required but was not found on PATH. Install AWS CLI v2 and make sure the `aws` command is available in your shell.");
     }
@@ -109,13 +155,16 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-pub fn setup_show() -> Result<()> {
+pub fn setup_show(out: Output) -> Result<()> {
     let settings = Settings::load()?;
     let aws = settings.aws()?;
-    println!("SSO start URL:  {}", aws.sso_start_url);
-    println!("SSO region:     {}", aws.sso_region);
-    println!("Default region: {}", aws.region);
-    Ok(())
+    out.show(aws, || {
+        View::Fields(vec![
+            ("SSO start URL", aws.sso_start_url.clone(), false),
+            ("SSO region", aws.sso_region.clone(), false),
+            ("Default region", aws.region.clone(), false),
+        ])
+    })
 }
 
 pub async fn login(flow: sso::Flow) -> Result<()> {

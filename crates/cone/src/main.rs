@@ -25,6 +25,9 @@ struct Cli {
     /// How to show results: aligned tables, tables with ids, or complete JSON.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table", env = "CONE_OUTPUT")]
     output: Format,
+    /// The cone profile: one Cone server and its AWS settings.
+    #[arg(long, short = 'p', global = true, default_value = settings::DEFAULT_PROFILE, env = "CONE_PROFILE")]
+    profile: String,
     /// Never prompt; fail with a message saying which flag is missing instead.
     #[arg(long, short = 'i', global = true, env = "CONE_NON_INTERACTIVE")]
     non_interactive: bool,
@@ -113,6 +116,9 @@ enum AwsCommand {
         /// Default region of the generated profiles (default us-east-1).
         #[arg(long)]
         region: Option<String>,
+        /// Also remove the profiles cone wrote whose entitlement you can no longer request.
+        #[arg(long)]
+        prune: bool,
         #[command(subcommand)]
         show: Option<SetupShow>,
     },
@@ -177,6 +183,9 @@ enum TaskCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { format: cli.output };
+    if let Err(e) = settings::select(&cli.profile) {
+        return fail(&e, out);
+    }
     // Credentials from the cache are printed before any async runtime or network client exists.
     if let Command::Aws { command: AwsCommand::Credentials { profile } } = &cli.command {
         match aws::cached_credentials(profile) {
@@ -202,9 +211,10 @@ fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
             Some(client::Failure::Api(api)) => api.code.clone(),
             _ => "error".into(),
         };
-        eprintln!("{}", serde_json::json!({ "error": { "code": code, "message": format!("{e:#}") } }));
+        let message = settings::with_profile(&format!("{e:#}"));
+        eprintln!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
     } else {
-        eprintln!("{e:#}");
+        eprintln!("{}", settings::with_profile(&format!("{e:#}")));
     }
     ExitCode::FAILURE
 }
@@ -250,9 +260,9 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         Command::Drop { selector } => get::drop(selector, out, interactive).await?,
         Command::Has { selector } => return Ok(exit(get::has(selector, out, interactive).await?, 2)),
         Command::Aws { command } => match command {
-            AwsCommand::Setup { show: Some(SetupShow::Show), .. } => aws::setup_show()?,
-            AwsCommand::Setup { sso_url, sso_region, region, show: None } => {
-                aws::setup(aws::SetupArgs { sso_url, sso_region, region }).await?
+            AwsCommand::Setup { show: Some(SetupShow::Show), .. } => aws::setup_show(out)?,
+            AwsCommand::Setup { sso_url, sso_region, region, prune, show: None } => {
+                aws::setup(aws::SetupArgs { sso_url, sso_region, region, prune }, out).await?
             }
             AwsCommand::Login { device_code, no_browser } => {
                 let flow = match (device_code, no_browser) {

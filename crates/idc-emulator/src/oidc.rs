@@ -1167,6 +1167,21 @@ mod tests {
         .expect("PKCE registration")
     }
 
+    /// A client with only `grant_type` and the loopback redirect: no scopes, no issuer.
+    fn register_bare(o: &mut Oidc, grant_type: &str) -> RegisterClientResponse {
+        o.register_client(
+            &RegisterClientRequest {
+                client_name: Some("x".into()),
+                client_type: Some("public".into()),
+                grant_types: Some(vec![grant_type.into()]),
+                redirect_uris: Some(vec![REGISTERED_REDIRECT.into()]),
+                ..Default::default()
+            },
+            t0(),
+        )
+        .expect("registration")
+    }
+
     fn authorize_params(c: &RegisterClientResponse) -> AuthorizeParams {
         AuthorizeParams {
             response_type: Some("code".into()),
@@ -1387,18 +1402,7 @@ mod tests {
     #[test]
     fn clients_without_registered_scopes_may_ask_for_any() {
         let mut o = oidc(true);
-        let c = o
-            .register_client(
-                &RegisterClientRequest {
-                    client_name: Some("x".into()),
-                    client_type: Some("public".into()),
-                    grant_types: Some(vec![AUTHORIZATION_CODE_GRANT.into()]),
-                    redirect_uris: Some(vec![REGISTERED_REDIRECT.into()]),
-                    ..Default::default()
-                },
-                t0(),
-            )
-            .expect("registration");
+        let c = register_bare(&mut o, AUTHORIZATION_CODE_GRANT);
         let prompt = o.begin_authorization(&authorize_params(&c), t0()).expect("scopes accepted");
         assert_eq!(prompt.scopes, vec!["sso:account:access"]);
     }
@@ -1406,18 +1410,7 @@ mod tests {
     #[test]
     fn authorization_code_grant_needs_the_registered_grant_type() {
         let mut o = oidc(true);
-        let c = o
-            .register_client(
-                &RegisterClientRequest {
-                    client_name: Some("x".into()),
-                    client_type: Some("public".into()),
-                    grant_types: Some(vec![DEVICE_CODE_GRANT.into()]),
-                    redirect_uris: Some(vec![REGISTERED_REDIRECT.into()]),
-                    ..Default::default()
-                },
-                t0(),
-            )
-            .expect("registration");
+        let c = register_bare(&mut o, DEVICE_CODE_GRANT);
         let Err(AuthorizeError::Redirect(location)) = o.begin_authorization(&authorize_params(&c), t0()) else {
             panic!("expected a redirect");
         };
