@@ -41,8 +41,6 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Holds an exclusive lock on `~/.conductorone/locks/NAME.lock` until dropped. The lock is the kernel's
-/// (`flock`), so a process that dies, even by SIGKILL, releases it. Waits while another process holds it.
 /// Removes a file; false when it was not there.
 pub fn remove(path: &Path) -> Result<bool> {
     match std::fs::remove_file(path) {
@@ -56,6 +54,8 @@ pub struct Lock {
     _file: std::fs::File,
 }
 
+/// Holds an exclusive lock on `~/.conductorone/locks/NAME.lock` until dropped. The lock is the kernel's
+/// (`flock`), so a process that dies, even by SIGKILL, releases it. Waits while another process holds it.
 pub fn lock(name: &str) -> Result<Lock> {
     lock_in(&cone_dir()?.join("locks"), name)
 }

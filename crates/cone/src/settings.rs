@@ -1,47 +1,17 @@
-//! `~/.conductorone/config.yaml` (server and AWS settings per cone profile) and the API token of each profile
-//! (`token.json` for `default`, `token-<profile>.json` for the others).
-//!
-//! A cone profile is one Cone server (a tenant) with its own AWS settings; `-p NAME` or `CONE_PROFILE` picks it.
+//! `~/.conductorone/config.yaml`: the server and AWS settings of each cone profile.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::files;
 
 pub const DEFAULT_PROFILE: &str = "default";
 
-static PROFILE: OnceLock<String> = OnceLock::new();
-
-/// Chooses the cone profile for the rest of the process. Names go into file names and command lines, so they are
-/// restricted to letters, digits, `-` and `_`.
-pub fn select(name: &str) -> Result<()> {
-    if !valid_name(name) {
-        bail!("\"{name}\" is not a valid cone profile name; use up to 64 letters, digits, - and _");
-    }
-    let _ = PROFILE.set(name.to_string());
-    Ok(())
-}
-
-fn valid_name(name: &str) -> bool {
+/// Profile names go into file names and command lines, so they are restricted to letters, digits, `-` and `_`.
+pub fn valid_profile_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-pub fn profile() -> &'static str {
-    PROFILE.get().map(String::as_str).unwrap_or(DEFAULT_PROFILE)
-}
-
-/// Commands cone suggests in `text` (`` `cone …` ``, `: cone …`, or on a line of their own), made to name the
-/// selected profile, so that following the advice acts on the same server.
-pub fn with_profile(text: &str) -> String {
-    match profile() {
-        DEFAULT_PROFILE => text.to_string(),
-        p => ["`cone ", ": cone ", "\n  cone "]
-            .iter()
-            .fold(text.to_string(), |t, lead| t.replace(lead, &format!("{lead}-p {p} "))),
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -58,13 +28,6 @@ pub struct AwsSettings {
     pub sso_region: String,
     pub region: String,
 }
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Token {
-    pub server: String,
-    pub access_token: String,
-}
-
 /// The whole file. Files from before profiles existed hold one profile's keys at the top level; they are read
 /// as the default profile and written back in this form.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,14 +63,14 @@ impl SettingsFile {
 }
 
 impl Settings {
-    pub fn load() -> Result<Settings> {
-        Ok(SettingsFile::load()?.profiles.remove(profile()).unwrap_or_default())
+    pub fn load(profile: &str) -> Result<Settings> {
+        Ok(SettingsFile::load()?.profiles.remove(profile).unwrap_or_default())
     }
 
-    /// Saves this profile's settings, keeping the other profiles as they are.
-    pub fn save(&self) -> Result<()> {
+    /// Saves `profile`'s settings, keeping the other profiles as they are.
+    pub fn save(&self, profile: &str) -> Result<()> {
         let mut file = SettingsFile::load()?;
-        file.profiles.insert(profile().to_string(), self.clone());
+        file.profiles.insert(profile.to_string(), self.clone());
         let text = serde_yaml::to_string(&file).context("cannot encode settings")?;
         files::write_private(&files::cone_dir()?.join("config.yaml"), text.as_bytes())
     }
@@ -118,38 +81,9 @@ impl Settings {
     }
 }
 
-fn token_path() -> Result<std::path::PathBuf> {
-    let name = match profile() {
-        DEFAULT_PROFILE => "token.json".to_string(),
-        p => format!("token-{p}.json"),
-    };
-    Ok(files::cone_dir()?.join(name))
-}
-
-impl Token {
-    pub fn load() -> Result<Token> {
-        let path = token_path()?;
-        let text =
-            files::read_optional(&path)?.context("You are not signed in to Cone; run `cone login <server-url>`.")?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is damaged; run `cone login <server-url>` again", path.display()))
-    }
-
-    pub fn save(&self) -> Result<()> {
-        let text = serde_json::to_vec(self).context("cannot encode token")?;
-        files::write_private(&token_path()?, &text)
-    }
-
-    /// Forgets the token; false when there was none.
-    pub fn remove() -> Result<bool> {
-        files::remove(&token_path()?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn reads_files_from_before_profiles_as_the_default_profile() {
         let file = SettingsFile::parse(
@@ -166,18 +100,13 @@ mod tests {
     }
 
     #[test]
-    fn advice_names_the_profile() {
-        // The process-wide choice is made once; this test is the only one that makes it.
-        select("work").unwrap();
-        assert_eq!(
-            with_profile("Run `cone aws login`.\nCheck status: cone task get 4\n  cone get --app-id aws"),
-            "Run `cone -p work aws login`.\nCheck status: cone -p work task get 4\n  cone -p work get --app-id aws"
-        );
-    }
-
-    #[test]
     fn profile_names_are_restricted() {
-        assert!(valid_name("work_2-b"));
-        assert!(!valid_name("../x") && !valid_name("a b") && !valid_name("") && !valid_name(&"x".repeat(65)));
+        assert!(valid_profile_name("work_2-b"));
+        assert!(
+            !valid_profile_name("../x")
+                && !valid_profile_name("a b")
+                && !valid_profile_name("")
+                && !valid_profile_name(&"x".repeat(65))
+        );
     }
 }

@@ -9,12 +9,12 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssooidc::error::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 
-use crate::files;
 use crate::pkce::{self, Callback};
 use crate::settings::AwsSettings;
 use crate::ui::Ui;
+use cone::cache::{aws_cache_file, format_time, parse_time, python_json_string, sha1_hex, token_path};
+use cone::files;
 
 /// Tokens and registrations with less than this left are renewed, as the AWS CLI does.
 const RENEW_WINDOW: i64 = 15 * 60;
@@ -78,49 +78,6 @@ fn oidc_base(region: &str) -> String {
 
 /// How long a browser sign-in may take, as the AWS CLI allows.
 const BROWSER_WAIT: Duration = Duration::from_secs(600);
-
-/// Parses the timestamps every writer of these files produces: RFC 3339 with or without fraction or offset,
-/// and the `…UTC` suffix of old AWS CLI versions.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    let normalised = s.strip_suffix("UTC").map(|p| format!("{}Z", p.trim_end())).unwrap_or_else(|| s.to_string());
-    DateTime::parse_from_rfc3339(&normalised).ok().map(|t| t.with_timezone(&Utc))
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, the form every AWS tool reads.
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-pub fn sha1_hex(s: &str) -> String {
-    hex::encode(Sha1::digest(s.as_bytes()))
-}
-
-/// A JSON string as Python's `json.dumps` writes it (ASCII only), so that file names hash like the AWS CLI's.
-pub fn python_json_string(s: &str) -> String {
-    let mut out = String::new();
-    for c in serde_json::Value::from(s).to_string().chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        }
-    }
-    out
-}
-
-/// `~/.aws/<dir>/<sha1(key)>.json`: how the AWS CLI names its cache files.
-pub fn aws_cache_file(dir: &str, key: &str) -> Result<std::path::PathBuf> {
-    Ok(files::home()?.join(".aws").join(dir).join(format!("{}.json", sha1_hex(key))))
-}
-
-/// The token cache is keyed by the start URL exactly as configured (profiles without an sso-session).
-pub fn token_path(start_url: &str) -> Result<std::path::PathBuf> {
-    aws_cache_file("sso/cache", start_url)
-}
 
 /// The AWS CLI's registration key for a profile without sso-session and without registration scopes.
 fn registration_key(start_url: &str, region: &str) -> String {
@@ -537,26 +494,9 @@ async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> Resul
 mod tests {
     use super::*;
 
-    const START: &str = "https://d-1234567890.awsapps.com/start";
-
     #[test]
-    fn cache_file_names_match_the_aws_cli() {
-        assert_eq!(sha1_hex(START), "7487b5b67d5fa1132cf33fa93ae51ef38cc37752");
-        assert_eq!(sha1_hex(&registration_key(START, "us-east-1")), "365414a68be7c9bfc776c660981dbdbd942acea4");
-    }
-
-    #[test]
-    fn python_json_escapes_non_ascii() {
-        assert_eq!(python_json_string("a\"é😀"), "\"a\\\"\\u00e9\\ud83d\\ude00\"");
-    }
-
-    #[test]
-    fn reads_every_timestamp_dialect() {
-        let want = parse_time("2026-11-23T04:48:44Z").unwrap();
-        assert_eq!(parse_time("2026-11-23T04:48:44+00:00"), Some(want));
-        assert_eq!(parse_time("2026-11-23T04:48:44UTC"), Some(want));
-        assert!(parse_time("2026-11-23T04:48:44.418633Z").is_some());
-        assert_eq!(format_time(want), "2026-11-23T04:48:44Z");
-        assert_eq!(parse_time("soon"), None);
+    fn registration_file_name_matches_the_aws_cli() {
+        let key = registration_key("https://d-1234567890.awsapps.com/start", "us-east-1");
+        assert_eq!(sha1_hex(&key), "365414a68be7c9bfc776c660981dbdbd942acea4");
     }
 }

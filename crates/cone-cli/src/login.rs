@@ -47,9 +47,9 @@ pub async fn login(server: &str) -> Result<()> {
         if resp.status().is_success() {
             let token: TokenResponse = resp.json().await.context("the server sent a token cone cannot read")?;
             Token { server: server.clone(), access_token: token.access_token }.save()?;
-            let mut settings = Settings::load()?;
+            let mut settings = Settings::load(crate::settings::profile())?;
             settings.server = Some(server.clone());
-            settings.save()?;
+            settings.save(crate::settings::profile())?;
             ui.say(&format!("Signed in to {server}."));
             return Ok(());
         }

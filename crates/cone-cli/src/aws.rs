@@ -9,17 +9,17 @@ use cone_api::{CreateTask, Entitlement, codes};
 use cone_core::awsconfig::ConfigFile;
 use cone_core::naming;
 use cone_core::task::TaskState;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::client::{Api, Failure};
-use crate::files;
 use crate::output::{Output, View};
 use crate::settings::{self, AwsSettings, Settings};
 use crate::sso::{self, PortalError, Sso};
 use crate::ui::Ui;
+use cone::cache::{self, CacheEntry, CachedCredentials};
+use cone::files;
+use cone::profile::ConeProfile;
 
-/// Cached credentials are reused while they have this much time left (the AWS CLI's own window).
-const REUSE_WINDOW: i64 = 15 * 60;
 /// How long to retry "No access" while AWS finishes provisioning an assignment.
 const PROVISIONING_GRACE: Duration = Duration::from_secs(60);
 /// Longest wait for an approved request to be provisioned.
@@ -53,7 +53,7 @@ fn aws_profile_name(alias: &str) -> String {
 }
 
 pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
-    let mut settings = Settings::load()?;
+    let mut settings = Settings::load(settings::profile())?;
     let old = settings.aws.clone();
     let sso_start_url = args.sso_url.or_else(|| old.as_ref().map(|a| a.sso_start_url.clone())).context(
         "--sso-url is required the first time; it is your AWS access portal URL, like https://myorg.awsapps.com/start",
@@ -70,7 +70,7 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
         sso_start_url,
     };
     settings.aws = Some(aws.clone());
-    settings.save()?;
+    settings.save(settings::profile())?;
 
     let mut entitlements = Api::from_saved()?.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
     let mut ui = Ui::new();
@@ -81,7 +81,7 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
     let path = files::aws_config_path()?;
     let before = files::read_optional(&path)?.unwrap_or_default();
     let mut doc = ConfigFile::parse(&before);
-    let exe = std::env::current_exe().context("cannot tell where the cone binary is")?;
+    let exe = cone_exe()?;
     let exe = naming::shell_quote(&exe.to_string_lossy());
     let profile = settings::profile();
     let flag = if profile == settings::DEFAULT_PROFILE { String::new() } else { format!("-p {profile} ") };
@@ -146,6 +146,15 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
     Ok(())
 }
 
+/// The program profiles run: `cone` (which answers cache hits without starting this one), as it told us when it
+/// ran us, else this program.
+fn cone_exe() -> Result<std::path::PathBuf> {
+    match std::env::var_os("CONE_EXE").map(std::path::PathBuf::from) {
+        Some(exe) if exe.is_absolute() => Ok(exe),
+        _ => std::env::current_exe().context("cannot tell where the cone binary is"),
+    }
+}
+
 fn on_path(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::env::var_os("PATH").is_some_and(|paths| {
@@ -156,7 +165,7 @@ fn on_path(program: &str) -> bool {
 }
 
 pub fn setup_show(out: Output) -> Result<()> {
-    let settings = Settings::load()?;
+    let settings = Settings::load(settings::profile())?;
     let aws = settings.aws()?;
     out.show(aws, || {
         View::Fields(vec![
@@ -168,144 +177,27 @@ pub fn setup_show(out: Output) -> Result<()> {
 }
 
 pub async fn login(flow: sso::Flow) -> Result<()> {
-    let settings = Settings::load()?;
+    let settings = Settings::load(settings::profile())?;
     let sso = Sso::new(settings.aws()?).await;
     sso.login_now(&mut Ui::new(), flow).await?;
     Ok(())
 }
 
-/// The cone keys of one profile.
-struct ConeProfile {
-    name: String,
-    app_id: String,
-    entitlement_id: String,
-    account_id: String,
-    role_name: String,
-    region: Option<String>,
-}
-
-fn read_profile(name: &str) -> Result<ConeProfile> {
-    let path = files::aws_config_path()?;
-    let doc = ConfigFile::parse(&files::read_optional(&path)?.unwrap_or_default());
-    let keys = doc.profile(name).with_context(|| {
-        format!("There is no profile \"{name}\" in {}; run `cone aws setup` to create it.", path.display())
-    })?;
-    let get = |k: &str| keys.get(k).filter(|v| !v.is_empty()).cloned();
-    let (Some(app_id), Some(entitlement_id)) = (get("cone_app_id"), get("cone_entitlement_id")) else {
-        bail!(
-            "Missing cone_app_id or cone_entitlement_id in profile \"{name}\". Delete the profile from {} and re-run `cone aws setup` to recreate it.",
-            path.display()
-        );
-    };
-    let account_id =
-        get("cone_account_id").or_else(|| entitlement_id.split('|').next().map(String::from)).unwrap_or_default();
-    Ok(ConeProfile {
-        name: name.into(),
-        app_id,
-        entitlement_id,
-        account_id,
-        role_name: get("cone_role_name").unwrap_or_default(),
-        region: get("region"),
-    })
-}
-
-/// `credential_process` output (Version 1).
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ProcessOutput<'a> {
-    version: u8,
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    session_token: &'a str,
-    expiration: &'a str,
-    account_id: &'a str,
-}
-
-/// The AWS CLI v2 credential-cache entry (`~/.aws/cli/cache`), so that `aws sso logout` clears ours too.
-#[derive(Serialize, Deserialize)]
-struct CacheEntry {
-    #[serde(rename = "ProviderType")]
-    provider_type: String,
-    #[serde(rename = "Credentials")]
-    credentials: CachedCredentials,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CachedCredentials {
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: String,
-    expiration: String,
-    #[serde(default)]
-    account_id: String,
-}
-
-/// The AWS CLI v2's key for SSO role credentials of a profile without sso-session.
-fn cache_key(start_url: &str, account_id: &str, role_name: &str) -> String {
-    format!(
-        "{{\"accountId\":{},\"roleName\":{},\"startUrl\":{}}}",
-        sso::python_json_string(account_id),
-        sso::python_json_string(role_name),
-        sso::python_json_string(start_url)
-    )
-}
-
-fn cache_path(start_url: &str, account_id: &str, role_name: &str) -> Result<std::path::PathBuf> {
-    sso::aws_cache_file("cli/cache", &cache_key(start_url, account_id, role_name))
-}
-
-fn print_credentials(c: &CachedCredentials) -> Result<()> {
-    let out = ProcessOutput {
-        version: 1,
-        access_key_id: &c.access_key_id,
-        secret_access_key: &c.secret_access_key,
-        session_token: &c.session_token,
-        expiration: &c.expiration,
-        account_id: &c.account_id,
-    };
-    println!("{}", serde_json::to_string(&out).context("cannot encode credentials")?);
-    Ok(())
-}
-
-/// The fast path: prints cached credentials with enough time left. No network, no async runtime.
-pub fn cached_credentials(profile: &str) -> Result<bool> {
-    let p = read_profile(profile)?;
-    let Some(aws) = Settings::load()?.aws else { return Ok(false) };
-    match load_cached(&p, &aws)? {
-        Some(c) => print_credentials(&c).map(|()| true),
-        None => Ok(false),
-    }
-}
-
-/// The cached credentials of `p` if they have enough time left.
-fn load_cached(p: &ConeProfile, aws: &AwsSettings) -> Result<Option<CachedCredentials>> {
-    if p.role_name.is_empty() {
-        return Ok(None);
-    }
-    let path = cache_path(&aws.sso_start_url, &p.account_id, &p.role_name)?;
-    let Some(entry) = files::read_optional(&path)?.and_then(|t| serde_json::from_str::<CacheEntry>(&t).ok()) else {
-        return Ok(None);
-    };
-    let fresh =
-        sso::parse_time(&entry.credentials.expiration).is_some_and(|t| (t - Utc::now()).num_seconds() >= REUSE_WINDOW);
-    Ok(fresh.then_some(entry.credentials))
-}
-
 /// `credential_process`: the profile's credentials as JSON on stdout.
 pub async fn credentials(profile: &str) -> Result<()> {
-    print_credentials(&obtain(profile).await?.1)
+    println!("{}", obtain(profile).await?.1.process_json()?);
+    Ok(())
 }
 
 /// The whole flow behind a profile: cache, grant check, request, follow the policy, credentials.
 async fn obtain(profile: &str) -> Result<(ConeProfile, CachedCredentials)> {
     // Many processes asking for one profile at once (Terraform, IDEs) make one request: the first does the
     // work, the others wait here and then find its credentials in the cache.
-    let _lock = files::lock(&format!("profile-{}", sso::sha1_hex(profile)))?;
-    let p = read_profile(profile)?;
-    let settings = Settings::load()?;
+    let _lock = files::lock(&format!("profile-{}", cache::sha1_hex(profile)))?;
+    let p = ConeProfile::read(profile)?;
+    let settings = Settings::load(settings::profile())?;
     let aws = settings.aws()?.clone();
-    if let Some(c) = load_cached(&p, &aws)? {
+    if let Some(c) = cache::fresh_role_credentials(&aws.sso_start_url, &p.account_id, &p.role_name)? {
         return Ok((p, c));
     }
     let api = Api::from_saved()?;
@@ -324,11 +216,14 @@ async fn obtain(profile: &str) -> Result<(ConeProfile, CachedCredentials)> {
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
         session_token: creds.session_token,
-        expiration: sso::format_time(expiration),
+        expiration: cache::format_time(expiration),
         account_id: p.account_id.clone(),
     };
     let entry = CacheEntry { provider_type: "sso".into(), credentials: cached };
-    files::write_private(&cache_path(&aws.sso_start_url, &p.account_id, &role_name)?, &serde_json::to_vec(&entry)?)?;
+    files::write_private(
+        &cache::role_path(&aws.sso_start_url, &p.account_id, &role_name)?,
+        &serde_json::to_vec(&entry)?,
+    )?;
     Ok((p, entry.credentials))
 }
 
@@ -385,7 +280,7 @@ pub async fn exec(profile: &str, command: &[String]) -> Result<()> {
 /// `cone aws logout`: ends the Identity Center session and forgets its token and every role credential cached
 /// from it, like `aws sso logout`.
 pub async fn logout() -> Result<()> {
-    let settings = Settings::load()?;
+    let settings = Settings::load(settings::profile())?;
     let sso = Sso::new(settings.aws()?).await;
     let signed_out = sso.logout().await?;
     let dir = files::home()?.join(".aws/cli/cache");
@@ -515,16 +410,5 @@ async fn fetch_role_credentials(
             ),
             Err(PortalError::Other(e)) => return Err(e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credential_cache_names_match_the_aws_cli() {
-        let key = cache_key("https://d-1234567890.awsapps.com/start", "111111111111", "Admin");
-        assert_eq!(sso::sha1_hex(&key), "286e93c3018b44f21e1f9bca8bfbca4be8834fc9");
     }
 }

@@ -1,0 +1,293 @@
+//! `cone-cli`: every `cone` command. The `cone` binary answers `credential_process` cache hits itself and runs
+//! this program for everything else.
+
+mod aws;
+mod client;
+mod get;
+mod login;
+mod output;
+mod pkce;
+mod select;
+mod settings;
+mod sso;
+mod ui;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+use output::{Format, Output, View};
+use select::Selector;
+
+#[derive(Parser)]
+#[command(name = "cone", version, about = "Just-in-time access to AWS through IAM Identity Center")]
+struct Cli {
+    /// How to show results: aligned tables, tables with ids, or complete JSON.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table", env = "CONE_OUTPUT")]
+    output: Format,
+    /// The cone profile: one Cone server and its AWS settings.
+    #[arg(long = "profile", short = 'p', global = true, default_value = settings::DEFAULT_PROFILE, env = "CONE_PROFILE")]
+    cone_profile: String,
+    /// Never prompt; fail with a message saying which flag is missing instead.
+    #[arg(long, short = 'i', global = true, env = "CONE_NON_INTERACTIVE")]
+    non_interactive: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign in to a Cone server.
+    Login { server_url: String },
+    /// Sign out of the Cone server and forget the token.
+    Logout,
+    /// Show who you are signed in as.
+    Whoami,
+    /// List the entitlements you can request.
+    Search {
+        /// Words that all appear in the alias, role, account name or account id.
+        #[arg(long, short = 'q')]
+        query: Option<String>,
+        #[arg(long)]
+        alias: Option<String>,
+        /// Only entitlements of this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only what you have now.
+        #[arg(long, conflicts_with = "not_granted")]
+        granted: bool,
+        /// Only what you do not have.
+        #[arg(long)]
+        not_granted: bool,
+    },
+    /// Request access to an entitlement (or more time on access you have).
+    Get {
+        #[command(flatten)]
+        selector: Selector,
+        #[arg(long, short = 'j')]
+        justification: Option<String>,
+        /// How long, such as 30m, 2h, 1d or 1w2d (default: the server's default, within the entitlement's maximum).
+        #[arg(long, short = 'd')]
+        duration: Option<String>,
+        /// The request form as a JSON object, such as '{"ticket": "OPS-42"}'.
+        #[arg(long)]
+        form_data: Option<String>,
+        /// Wait until the request is granted or closed; exit 1 unless granted.
+        #[arg(long, short = 'w')]
+        wait: bool,
+        /// Ask for more time on access you already have.
+        #[arg(long, alias = "force")]
+        extend: bool,
+    },
+    /// Give back access now, and withdraw open requests for it.
+    Drop {
+        #[command(flatten)]
+        selector: Selector,
+    },
+    /// Check whether you have access now; exit 2 when you do not.
+    Has {
+        #[command(flatten)]
+        selector: Selector,
+    },
+    /// AWS CLI integration.
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
+    /// Look at, decide and discuss access requests.
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
+    /// Print a shell completion script, for example `cone completions bash > /etc/bash_completion.d/cone`.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum AwsCommand {
+    /// Save SSO settings and write an AWS CLI profile for every permission set you can request.
+    Setup {
+        /// Your AWS access portal URL (required the first time).
+        #[arg(long)]
+        sso_url: Option<String>,
+        /// Region of IAM Identity Center (default us-east-1).
+        #[arg(long)]
+        sso_region: Option<String>,
+        /// Default region of the generated profiles (default us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+        /// Also remove the profiles cone wrote whose entitlement you can no longer request.
+        #[arg(long)]
+        prune: bool,
+        #[command(subcommand)]
+        show: Option<SetupShow>,
+    },
+    /// Sign in to AWS IAM Identity Center: in the browser when there is one here, else with a device code.
+    Login {
+        /// Sign in with a code on any device instead of a browser on this machine (for SSH sessions).
+        #[arg(long, conflicts_with = "no_browser")]
+        device_code: bool,
+        /// Do not start a browser; print the sign-in URL to open on this machine.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Sign out of AWS IAM Identity Center and remove cached role credentials.
+    Logout,
+    /// Print credentials for a profile as a `credential_process`, requesting access when needed.
+    Credentials { profile: String },
+    /// Print shell commands that put a profile's credentials in the environment: eval "$(cone aws env NAME)".
+    Env { profile: String },
+    /// Run a command with a profile's credentials in its environment: cone aws exec NAME -- terraform plan.
+    Exec {
+        profile: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetupShow {
+    /// Show the saved SSO settings.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Show a task and its history.
+    Get { id: i64 },
+    /// List your requests, or with --approvable the requests waiting for your decision.
+    Search {
+        #[arg(long)]
+        approvable: bool,
+        #[arg(long, value_parser = ["open", "closed", "all"], default_value = "all")]
+        state: String,
+    },
+    /// Approve a task that waits for you.
+    Approve {
+        id: i64,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny a task that waits for you.
+    Deny {
+        id: i64,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Add a comment to a task.
+    Comment { id: i64, comment: String },
+    /// Withdraw your request before it is decided.
+    Cancel { id: i64 },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output { format: cli.output };
+    if let Err(e) = settings::select(&cli.cone_profile) {
+        return fail(&e, out);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&anyhow::Error::from(e).context("cannot start the async runtime"), out),
+    };
+    match runtime.block_on(run(cli, out)) {
+        Ok(code) => code,
+        Err(e) => fail(&e, out),
+    }
+}
+
+/// Errors go to stderr: as the message, or with `-o json` as `{"error": {"code", "message"}}`.
+fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
+    if out.json() {
+        let code = match e.downcast_ref::<client::Failure>() {
+            Some(client::Failure::Api(api)) => api.code.clone(),
+            _ => "error".into(),
+        };
+        let message = settings::with_profile(&format!("{e:#}"));
+        eprintln!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
+    } else {
+        eprintln!("{}", settings::with_profile(&format!("{e:#}")));
+    }
+    ExitCode::FAILURE
+}
+
+fn exit(ok: bool, code_when_not: u8) -> ExitCode {
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(code_when_not) }
+}
+
+async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
+    let interactive = !cli.non_interactive;
+    match cli.command {
+        Command::Login { server_url } => login::login(&server_url).await?,
+        Command::Logout => login::logout().await?,
+        Command::Whoami => {
+            let me = client::Api::from_saved()?.me().await?;
+            out.show(&me, || {
+                View::Fields(vec![
+                    ("User", me.username.clone(), false),
+                    ("Name", me.display_name.clone(), false),
+                    ("Email", me.email.clone(), false),
+                    ("Groups", me.groups.join(", "), false),
+                ])
+            })?;
+        }
+        Command::Search { query, alias, app, granted, not_granted } => {
+            let mut list = client::Api::from_saved()?.entitlements(None).await?;
+            let now = chrono::Utc::now();
+            list.retain(|e| {
+                let has = e.granted_until.is_some_and(|t| t > now);
+                query.as_deref().is_none_or(|q| select::matches(e, q))
+                    && alias.as_deref().is_none_or(|a| e.alias.eq_ignore_ascii_case(a))
+                    && app.as_deref().is_none_or(|a| e.app_id == a)
+                    && (!granted || has)
+                    && (!not_granted || !has)
+            });
+            list.sort_by(|a, b| a.alias.cmp(&b.alias));
+            out.show(&list, || output::entitlements_view(&list))?;
+        }
+        Command::Get { selector, justification, duration, form_data, wait, extend } => {
+            let args = get::GetArgs { selector, justification, duration, form_data, wait, extend };
+            return Ok(exit(get::get(args, out, interactive).await?, 1));
+        }
+        Command::Drop { selector } => get::drop(selector, out, interactive).await?,
+        Command::Has { selector } => return Ok(exit(get::has(selector, out, interactive).await?, 2)),
+        Command::Aws { command } => match command {
+            AwsCommand::Setup { show: Some(SetupShow::Show), .. } => aws::setup_show(out)?,
+            AwsCommand::Setup { sso_url, sso_region, region, prune, show: None } => {
+                aws::setup(aws::SetupArgs { sso_url, sso_region, region, prune }, out).await?
+            }
+            AwsCommand::Login { device_code, no_browser } => {
+                let flow = match (device_code, no_browser) {
+                    (true, _) => sso::Flow::DeviceCode,
+                    (false, true) => sso::Flow::Browser { open: false },
+                    (false, false) => sso::Flow::default_here(),
+                };
+                aws::login(flow).await?
+            }
+            AwsCommand::Logout => aws::logout().await?,
+            AwsCommand::Credentials { profile } => aws::credentials(&profile).await?,
+            AwsCommand::Env { profile } => aws::env(&profile, out.json()).await?,
+            AwsCommand::Exec { profile, command } => aws::exec(&profile, &command).await?,
+        },
+        Command::Task { command } => {
+            let api = client::Api::from_saved()?;
+            let task = match command {
+                TaskCommand::Search { approvable, state } => {
+                    let tasks = api.tasks(if approvable { "approvable" } else { "mine" }, &state).await?;
+                    out.show(&tasks, || output::tasks_view(&tasks))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                TaskCommand::Get { id } => api.task(id, None, std::time::Duration::ZERO).await?,
+                TaskCommand::Approve { id, comment } => api.act(id, "approve", &comment).await?,
+                TaskCommand::Deny { id, comment } => api.act(id, "deny", &comment).await?,
+                TaskCommand::Comment { id, comment } => api.act(id, "comment", &comment).await?,
+                TaskCommand::Cancel { id } => api.act(id, "cancel", "").await?,
+            };
+            out.show(&task, || output::task_view(&task))?;
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cone", &mut std::io::stdout());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
