@@ -478,6 +478,42 @@ async fn environment_exec_and_sign_out() {
     let o = sb.cone("alice", &["aws", "credentials", ro]).unwrap();
     assert_ok(&o, "credentials after the browser sign-in");
 
+    // The seed's "SSO session expired. Logging in...": Identity Center forgets the session (and its refresh
+    // token); with a terminal, cone signs in again by itself in the middle of an `aws` call.
+    let http = reqwest::Client::new();
+    for (path, body) in
+        [("tokens/expire-all", serde_json::json!({})), ("refresh-tokens/revoke", serde_json::json!({"all": true}))]
+    {
+        let resp = http.post(format!("{}/_emu/{path}", sb.emulator_url)).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}");
+    }
+    for entry in std::fs::read_dir(home.join(".aws/cli/cache")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let mut tty = sb.detached("alice", "script").unwrap();
+    let line = format!("aws sts get-caller-identity --profile {ro}");
+    let o = tty.args(["-qefc", &line, "/dev/null"]).env("BROWSER", &browser).output().unwrap();
+    let out = assert_ok(&o, "aws with an expired session on a terminal");
+    assert!(
+        out.contains("SSO session expired. Logging in...") && out.contains("AWSReservedSSO_ReadOnlyAccess_"),
+        "{out}"
+    );
+
+    // The seed's "Missing cone_app_id or cone_entitlement_id", for a profile an older version wrote.
+    let config = home.join(".aws/config");
+    let old = std::fs::read_to_string(&config).unwrap()
+        + "\n[profile legacy]\ncredential_process = cone aws credentials legacy\n";
+    std::fs::write(&config, old).unwrap();
+    let o = sb.cone("alice", &["aws", "credentials", "legacy"]).unwrap();
+    assert_fails_with(
+        &o,
+        "a profile without cone keys",
+        &[
+            "Missing cone_app_id or cone_entitlement_id in profile \"legacy\". Delete the profile from",
+            "and re-run `cone aws setup` to recreate it.",
+        ],
+    );
+
     // Signing out of Cone revokes the token at the server.
     let token = std::fs::read_to_string(home.join(".conductorone/token.json")).unwrap();
     assert_ok(&sb.cone("alice", &["logout"]).unwrap(), "logout");
