@@ -277,6 +277,70 @@ pub async fn exec(profile: &str, command: &[String]) -> Result<()> {
     Err(anyhow::Error::from(err).context(format!("cannot run `{program}`; check that it is installed and on PATH")))
 }
 
+/// The AWS sign-in service that makes console sign-in URLs from role credentials (`CONE_SIGNIN_URL` overrides it,
+/// for tests and other partitions).
+fn signin_base() -> String {
+    std::env::var("CONE_SIGNIN_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "https://signin.aws.amazon.com".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[derive(Serialize)]
+pub struct ConsoleUrl {
+    pub url: String,
+}
+
+/// `cone aws console`: signs in to the AWS console as the profile's role (through the same grant check as
+/// `credentials`), in the browser when there is one here, else by printing the URL.
+pub async fn console(profile: &str, destination: Option<String>, print: bool, out: Output) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct SigninToken {
+        #[serde(rename = "SigninToken")]
+        token: String,
+    }
+    let (p, c) = obtain(profile).await?;
+    let base = signin_base();
+    let session = serde_json::json!({
+        "sessionId": c.access_key_id, "sessionKey": c.secret_access_key, "sessionToken": c.session_token,
+    })
+    .to_string();
+    let resp = crate::client::http_client()?
+        .get(format!("{base}/federation"))
+        .query(&[("Action", "getSigninToken"), ("Session", session.as_str())])
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the AWS sign-in service at {base}; check your connection"))?;
+    if !resp.status().is_success() {
+        bail!(
+            "The AWS sign-in service refused the role's credentials ({}); try again in a minute, or open the console from the AWS access portal.",
+            resp.status()
+        );
+    }
+    let token: SigninToken = resp.json().await.context("the AWS sign-in service sent an answer cone cannot read")?;
+    let region = p.region.as_deref().unwrap_or("us-east-1");
+    let destination =
+        destination.unwrap_or_else(|| format!("https://{region}.console.aws.amazon.com/console/home?region={region}"));
+    let mut url = reqwest::Url::parse(&format!("{base}/federation")).context("CONE_SIGNIN_URL is not a URL")?;
+    url.query_pairs_mut()
+        .append_pair("Action", "login")
+        .append_pair("Issuer", "cone")
+        .append_pair("Destination", &destination)
+        .append_pair("SigninToken", &token.token);
+    let result = ConsoleUrl { url: url.to_string() };
+    if !print
+        && !out.json()
+        && crate::pkce::browser_available(|k| std::env::var(k).ok())
+        && sso::start_browser(&result.url)
+    {
+        Ui::new().say(&format!("Opened the AWS console for {profile} in your browser."));
+        return Ok(());
+    }
+    out.show(&result, || View::Line(result.url.clone()))
+}
+
 /// `cone aws logout`: ends the Identity Center session and forgets its token and every role credential cached
 /// from it, like `aws sso logout`.
 pub async fn logout() -> Result<()> {

@@ -137,6 +137,16 @@ enum AwsCommand {
     Credentials { profile: String },
     /// Print shell commands that put a profile's credentials in the environment: eval "$(cone aws env NAME)".
     Env { profile: String },
+    /// Open the AWS console as a profile's role (requesting access when needed).
+    Console {
+        profile: String,
+        /// Where in the console to land (default: the console home in the profile's region).
+        #[arg(long)]
+        destination: Option<String>,
+        /// Print the sign-in URL instead of opening a browser.
+        #[arg(long)]
+        print: bool,
+    },
     /// Run a command with a profile's credentials in its environment: cone aws exec NAME -- terraform plan.
     Exec {
         profile: String,
@@ -268,6 +278,9 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             AwsCommand::Credentials { profile } => aws::credentials(&profile).await?,
             AwsCommand::Env { profile } => aws::env(&profile, out.json()).await?,
             AwsCommand::Exec { profile, command } => aws::exec(&profile, &command).await?,
+            AwsCommand::Console { profile, destination, print } => {
+                aws::console(&profile, destination, print, out).await?
+            }
         },
         Command::Task { command } => {
             let api = client::Api::from_saved()?;

@@ -430,7 +430,7 @@ impl Sso {
 
 /// Starts `$BROWSER` (or the desktop's opener) on `url` without waiting for it: a browser that stays in the
 /// foreground must not keep cone from answering the redirect.
-fn start_browser(url: &str) -> bool {
+pub fn start_browser(url: &str) -> bool {
     let browser = std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty());
     let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
     let command = browser.unwrap_or_else(|| opener.to_string());

@@ -433,6 +433,21 @@ async fn environment_exec_and_sign_out() {
     let out = assert_ok(&o, "aws exec");
     assert!(out.contains("profile=none") && out.contains("AWSReservedSSO_ReadOnlyAccess_"), "{out}");
 
+    // The console: a federated sign-in URL made from the role's credentials, which the sign-in service (here the
+    // emulator) accepts and redirects to the destination.
+    let mut console = sb.detached("alice", "cone").unwrap();
+    let o = console
+        .args(["aws", "console", ro, "--print", "-o", "json"])
+        .env("CONE_SIGNIN_URL", &sb.emulator_url)
+        .output()
+        .unwrap();
+    let url = json(&o, "aws console")["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&format!("{}/federation?Action=login&Issuer=cone&Destination=", sb.emulator_url)), "{url}");
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = no_redirects.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "https://us-east-1.console.aws.amazon.com/console/home?region=us-east-1");
+
     // Signing out of Identity Center removes its token and every cached role credential.
     let home = sb.home("alice");
     let count = |d: &str| std::fs::read_dir(home.join(d)).map(|r| r.count()).unwrap_or(0);

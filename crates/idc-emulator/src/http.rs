@@ -81,6 +81,9 @@ pub struct AppState {
     pub directory: Directory,
     controls: Mutex<Controls>,
     requests: Mutex<VecDeque<LoggedRequest>>,
+    /// Access key ids of the role credentials handed out, and the console sign-in tokens made from them.
+    issued_keys: Mutex<std::collections::HashSet<String>>,
+    sign_in_tokens: Mutex<std::collections::HashSet<String>>,
 }
 
 /// No handler panics while holding a lock, and the state stays consistent if one did, so a poisoned lock is
@@ -91,7 +94,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl AppState {
     pub fn new(oidc: Oidc, directory: Directory, controls: Controls) -> Self {
-        Self { oidc: Mutex::new(oidc), directory, controls: Mutex::new(controls), requests: Mutex::default() }
+        Self {
+            oidc: Mutex::new(oidc),
+            directory,
+            controls: Mutex::new(controls),
+            requests: Mutex::default(),
+            issued_keys: Mutex::default(),
+            sign_in_tokens: Mutex::default(),
+        }
+    }
+
+    /// A console sign-in token for credentials this emulator issued.
+    pub fn sign_in_token_for(&self, access_key_id: &str) -> Option<String> {
+        if !lock(&self.issued_keys).contains(access_key_id) {
+            return None;
+        }
+        let token = format!("signin-{}", hex::encode(rand::random::<[u8; 16]>()));
+        lock(&self.sign_in_tokens).insert(token.clone());
+        Some(token)
+    }
+
+    pub fn sign_in_token_known(&self, token: &str) -> bool {
+        lock(&self.sign_in_tokens).contains(token)
     }
 
     pub fn oidc(&self) -> MutexGuard<'_, Oidc> {
@@ -148,6 +172,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), throttle_oidc));
     let portal = Router::new()
         .route("/federation/credentials", get(get_role_credentials))
+        .route("/federation", get(crate::federation::federation))
         .route("/assignment/accounts", get(list_accounts))
         .route("/assignment/roles", get(list_account_roles))
         .route("/logout", post(logout))
@@ -261,6 +286,7 @@ async fn get_role_credentials(
     let account_id = required_param(&params, "account_id")?;
     let ttl = app.controls().credential_ttl_secs;
     let credentials = portal::role_credentials(&app.directory, &identity, account_id, role_name, ttl).await?;
+    lock(&app.issued_keys).insert(credentials.access_key_id.clone());
     Ok(Json(json!({
         "roleCredentials": {
             "accessKeyId": credentials.access_key_id,

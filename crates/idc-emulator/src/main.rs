@@ -52,6 +52,11 @@
 //! to the user gets 403 ForbiddenException "No access". Errors carry `x-amzn-ErrorType` and
 //! `{"message", "__type"}`.
 //!
+//! # Console federation (`signin.aws.amazon.com`)
+//!
+//! * `GET /federation?Action=getSigninToken&Session=<json>`: `{"SigninToken"}` for role credentials this
+//!   emulator issued; `GET /federation?Action=login&Issuer=&Destination=&SigninToken=`: 302 to `Destination`.
+//!
 //! # Control API (`/_emu/`, plain JSON, failures as `{"error": "..."}`)
 //!
 //! * `POST /_emu/device/approve` `{"user_code", "user_name"}`: approve a pending device authorization as that
@@ -76,6 +81,7 @@
 mod access;
 mod control;
 mod errors;
+mod federation;
 mod http;
 mod moto;
 mod oidc;
