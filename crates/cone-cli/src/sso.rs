@@ -15,6 +15,7 @@ use crate::settings::AwsSettings;
 use crate::ui::Ui;
 use cone::cache::{aws_cache_file, format_time, parse_time, python_json_string, sha1_hex, token_path};
 use cone::files;
+use cone_core::awsconfig::ConfigFile;
 
 /// Tokens and registrations with less than this left are renewed, as the AWS CLI does.
 const RENEW_WINDOW: i64 = 15 * 60;
@@ -139,8 +140,7 @@ impl Sso {
     pub async fn access_token(&self, ui: &mut Ui) -> Result<String> {
         // One refresh or sign-in at a time across processes; whoever waited reads the winner's token.
         let _lock = self.lock()?;
-        let path = token_path(&self.settings.sso_start_url)?;
-        if let Some(token) = read_json::<TokenFile>(&path) {
+        if let Some(token) = self.read_token()? {
             let left = remaining(&token.expires_at);
             if left > RENEW_WINDOW {
                 return Ok(token.access_token);
@@ -194,9 +194,34 @@ impl Sso {
         Ok(fresh)
     }
 
+    /// Where the Identity Center token lives: the AWS CLI's file for profiles without an sso-session (named by the
+    /// start URL), and the file of every `[sso-session]` in the AWS config on the same start URL. So `aws sso login`
+    /// of either kind signs cone in, and cone's sign-in serves native profiles of either kind.
+    fn token_paths(&self) -> Result<Vec<std::path::PathBuf>> {
+        let mut paths = vec![token_path(&self.settings.sso_start_url)?];
+        let doc = ConfigFile::parse(&files::read_optional(&files::aws_config_path()?)?.unwrap_or_default());
+        let ours = self.settings.sso_start_url.trim_end_matches('/');
+        for name in doc.sso_session_names() {
+            let url = doc.sso_session(&name).and_then(|keys| keys.get("sso_start_url").cloned()).unwrap_or_default();
+            if url.trim_end_matches('/') == ours {
+                paths.push(token_path(&name)?);
+            }
+        }
+        Ok(paths)
+    }
+
+    /// The token with the latest expiry among [`Sso::token_paths`].
+    fn read_token(&self) -> Result<Option<TokenFile>> {
+        Ok(self
+            .token_paths()?
+            .iter()
+            .filter_map(|p| read_json::<TokenFile>(p))
+            .max_by_key(|t| parse_time(&t.expires_at)))
+    }
+
     fn save_token(&self, token: &TokenFile) -> Result<()> {
-        let path = token_path(&self.settings.sso_start_url)?;
-        files::write_private(&path, &serde_json::to_vec(token).context("cannot encode the token")?)
+        let bytes = serde_json::to_vec(token).context("cannot encode the token")?;
+        self.token_paths()?.iter().try_for_each(|path| files::write_private(path, &bytes))
     }
 
     /// The client registration shared with the AWS CLI (§3.3): reused while it has time left and was made for the
@@ -407,8 +432,7 @@ impl Sso {
 
     /// Ends the session at IAM Identity Center and forgets its token; false when there was no token.
     pub async fn logout(&self) -> Result<bool> {
-        let path = token_path(&self.settings.sso_start_url)?;
-        let Some(token) = read_json::<TokenFile>(&path) else { return Ok(false) };
+        let Some(token) = self.read_token()? else { return Ok(false) };
         // An expired or already revoked token needs no logout; the local copy goes either way.
         if let Err(e) = self.portal.logout().access_token(&token.access_token).send().await
             && !matches!(e.code(), Some("UnauthorizedException"))
@@ -424,7 +448,7 @@ impl Sso {
 
     /// Forgets a token that IAM Identity Center no longer accepts.
     pub fn forget_token(&self) -> Result<()> {
-        files::remove(&token_path(&self.settings.sso_start_url)?).map(|_| ())
+        self.token_paths()?.iter().try_for_each(|path| files::remove(path).map(|_| ()))
     }
 }
 

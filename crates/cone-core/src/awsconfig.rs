@@ -22,6 +22,25 @@ impl ConfigFile {
 
     /// The keys of `[profile NAME]` (or `[default]` for `default`), lower-cased; later keys win, as in the Rust SDK.
     pub fn profile(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.section(|section| profile_of(section) == Some(name))
+    }
+
+    /// The keys of `[sso-session NAME]`.
+    pub fn sso_session(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.section(|section| section.strip_prefix("sso-session ").map(str::trim) == Some(name))
+    }
+
+    /// The names of the `[sso-session NAME]` sections, in file order.
+    pub fn sso_session_names(&self) -> Vec<String> {
+        self.text
+            .lines()
+            .filter_map(|l| section_name(l.trim()))
+            .filter_map(|s| s.strip_prefix("sso-session ").map(|n| n.trim().to_string()))
+            .collect()
+    }
+
+    /// The merged keys of every section `wanted` picks (by its normalised name), or `None` when there is none.
+    fn section(&self, wanted: impl Fn(&str) -> bool) -> Option<BTreeMap<String, String>> {
         let mut found = false;
         let mut current = false;
         let mut keys = BTreeMap::new();
@@ -31,7 +50,7 @@ impl ConfigFile {
                 continue;
             }
             if let Some(section) = section_name(trimmed) {
-                current = profile_of(&section).is_some_and(|p| p == name);
+                current = wanted(&section);
                 found |= current;
                 continue;
             }
@@ -129,6 +148,9 @@ mod tests {
         assert!(!dev.contains_key("max_concurrent_requests"));
         assert!(doc.has_profile("default"));
         assert!(!doc.has_profile("corp"));
+        assert_eq!(doc.sso_session_names(), vec!["corp"]);
+        assert_eq!(doc.sso_session("corp").unwrap()["sso_region"], "us-east-1");
+        assert!(doc.sso_session("dev").is_none());
     }
 
     #[test]
