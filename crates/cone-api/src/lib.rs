@@ -186,3 +186,35 @@ pub struct OAuthError {
     #[serde(default)]
     pub error_description: String,
 }
+
+/// `GET /api/v1/drift`: the open differences between Identity Center's account assignments and Cone's grants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriftPage {
+    pub findings: Vec<DriftFinding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriftFinding {
+    pub id: i64,
+    /// `unexplained` (a user's assignment no grant explains) or `missing` (an active grant's assignment is absent).
+    pub kind: String,
+    pub account_id: String,
+    #[serde(default)]
+    pub account_name: Option<String>,
+    pub permission_set_arn: String,
+    #[serde(default)]
+    pub permission_set_name: Option<String>,
+    /// The Identity Center user id.
+    pub principal_id: String,
+    /// The Cone username of that user, when known.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// `missing`: the task whose grant expects the assignment.
+    #[serde(default)]
+    pub task_id: Option<i64>,
+    /// `remove` or `reprovision` when Cone repairs the difference; absent when it is only reported.
+    #[serde(default)]
+    pub remedy: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use cone_api::{ApiError, CreateTask, DropResult, Entitlement, Task, TaskEvent, TaskPage, codes};
+use cone_api::{
+    ApiError, CreateTask, DriftFinding, DriftPage, DropResult, Entitlement, Task, TaskEvent, TaskPage, codes,
+};
 use cone_core::policy::{self, Outcome, Step};
 use cone_core::request;
 use cone_core::task::{Event, TaskState};
@@ -376,6 +378,30 @@ fn steps_from_json(json: &str) -> Vec<Step> {
             _ => Step::Reject,
         })
         .collect()
+}
+
+/// The open drift findings, oldest first.
+pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
+    let findings =
+        s.db.open_drift()
+            .await?
+            .into_iter()
+            .map(|f| DriftFinding {
+                id: f.id,
+                kind: f.kind,
+                account_id: f.account_id,
+                account_name: f.account_name,
+                permission_set_arn: f.permission_set_arn,
+                permission_set_name: f.permission_set_name,
+                principal_id: f.principal_id,
+                username: f.username,
+                task_id: f.task_id,
+                remedy: f.remedy,
+                first_seen: time(f.first_seen),
+                last_seen: time(f.last_seen),
+            })
+            .collect();
+    Ok(DriftPage { findings })
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default = "default_pending_timeout", with = "duration")]
     pub pending_timeout: i64,
     #[serde(default)]
+    pub drift: DriftConfig,
+    #[serde(default)]
     pub policies: Vec<PolicyConfig>,
 }
 
@@ -36,6 +38,20 @@ pub struct AwsConfig {
     pub app_id: String,
     #[serde(default = "default_sync_interval")]
     pub sync_interval_secs: u64,
+}
+
+/// The drift sweep: after a catalog sync, the account assignments AWS reports are compared with the grants.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftConfig {
+    /// The least time between two sweeps; when shorter than `aws.sync_interval_secs`, the catalog is synced this
+    /// often instead. Absent: a sweep after every sync.
+    #[serde(default, with = "duration")]
+    pub interval: i64,
+    /// Permission sets (by name) whose unexplained user assignments are removed; those of other permission sets
+    /// are only reported. Opt-in, because an assignment made outside Cone may be on purpose.
+    #[serde(default)]
+    pub remove_unexplained: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,5 +224,22 @@ policies:
         assert_eq!(config.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
         assert_eq!(config.policy_for("Production", "Other").steps, vec![Step::Reject]);
         assert_eq!(config.default_duration, 3600);
+        assert_eq!(config.drift.interval, 0);
+        assert!(config.drift.remove_unexplained.is_empty());
+    }
+
+    #[test]
+    fn parses_the_drift_section() {
+        let config: Config = serde_yaml::from_str(
+            "database: /tmp/x.db\naws: { sso_region: us-east-1 }\n\
+             drift: { interval: 5m, remove_unexplained: [AdministratorAccess] }\n",
+        )
+        .unwrap();
+        assert_eq!(config.drift.interval, 300);
+        assert_eq!(config.drift.remove_unexplained, vec!["AdministratorAccess".to_string()]);
+        let typo = serde_yaml::from_str::<Config>(
+            "database: /tmp/x.db\naws: { sso_region: us-east-1 }\ndrift: { interval: 5m, remove: [A] }\n",
+        );
+        assert!(typo.is_err());
     }
 }

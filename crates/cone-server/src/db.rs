@@ -65,7 +65,10 @@ pub struct TaskRow {
 pub struct JobRow {
     pub id: i64,
     pub kind: String,
-    pub grant_id: i64,
+    /// Every kind but `remove_drift` is about a grant.
+    pub grant_id: Option<i64>,
+    /// `reprovision` and `remove_drift` repair a drift finding.
+    pub finding_id: Option<i64>,
     pub attempts: i64,
 }
 
@@ -159,6 +162,69 @@ pub struct EventRow {
     pub actor: String,
     pub action: String,
     pub detail: String,
+}
+
+/// A drift finding with the names Cone knows for its account, permission set and user.
+#[derive(Debug, Clone, FromRow)]
+pub struct DriftRow {
+    pub id: i64,
+    pub kind: String,
+    pub instance_arn: String,
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub permission_set_arn: String,
+    pub permission_set_name: Option<String>,
+    pub principal_id: String,
+    pub username: Option<String>,
+    pub task_id: Option<i64>,
+    pub remedy: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub resolved_at: Option<i64>,
+}
+
+impl DriftRow {
+    /// The audit entry's detail: what drifted, by id and by name.
+    fn audit_detail(&self) -> String {
+        serde_json::json!({
+            "account_id": self.account_id, "account": self.account_name,
+            "permission_set_arn": self.permission_set_arn, "permission_set": self.permission_set_name,
+            "principal_id": self.principal_id, "user": self.username,
+            "task_id": self.task_id, "remedy": self.remedy,
+        })
+        .to_string()
+    }
+}
+
+const DRIFT_SELECT: &str = "SELECT f.id, f.kind, f.instance_arn, f.account_id,
+        (SELECT name FROM resources WHERE id = f.account_id LIMIT 1) AS account_name, f.permission_set_arn,
+        (SELECT permission_set_name FROM entitlements WHERE permission_set_arn = f.permission_set_arn LIMIT 1)
+            AS permission_set_name,
+        f.principal_id, (SELECT username FROM users WHERE idc_user_id = f.principal_id) AS username,
+        g.task_id, f.remedy, f.first_seen, f.last_seen, f.resolved_at
+    FROM drift_findings f LEFT JOIN grants g ON g.id = f.grant_id";
+
+/// Grant states in which the grant's assignment exists or may exist (being made, held, or being removed).
+const HOLDING_STATES: &str = "('provisioning', 'active', 'revoking', 'released')";
+
+/// What recording a sweep changed.
+#[derive(Default)]
+pub struct DriftRecord {
+    /// Findings seen for the first time.
+    pub opened: Vec<DriftRow>,
+    pub resolved: usize,
+    /// Repair jobs queued.
+    pub queued: usize,
+}
+
+/// How a drift repair job ended.
+pub enum Repair {
+    /// Nothing to do any more (see the job).
+    Skipped,
+    /// The unexplained assignment was removed.
+    Removed,
+    /// The job's grant has its assignment again.
+    Restored,
 }
 
 const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.resource_id AS account_id, r.name AS account_name,
@@ -554,7 +620,7 @@ impl Db {
     pub async fn claim_job(&self, now: i64, lease_secs: i64) -> Result<Option<JobRow>> {
         let mut tx = self.begin().await?;
         let job: Option<JobRow> = sqlx::query_as(
-            "SELECT id, kind, grant_id, attempts FROM jobs
+            "SELECT id, kind, grant_id, finding_id, attempts FROM jobs
              WHERE state = 'pending' AND run_after <= ? AND (locked_until IS NULL OR locked_until <= ?)
              ORDER BY run_after, id LIMIT 1",
         )
@@ -629,7 +695,11 @@ impl Db {
     /// The assignment is gone (or another grant still needs it): the grant has ended.
     pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'ended' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE grants SET state = 'ended', ended_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(g.id)
+            .execute(&mut *tx)
+            .await?;
         finish_job(&mut tx, job.id, "done", None, now).await?;
         let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
         audit(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
@@ -838,6 +908,176 @@ impl Db {
         Ok(rows)
     }
 
+    // ---- drift ----
+
+    /// The grants a sweep of a sync that started at `synced_at` compares with: those that may hold an assignment,
+    /// and those ended since (`drift::compare` decides which explain what).
+    pub async fn drift_grants(&self, synced_at: i64) -> Result<Vec<crate::drift::GrantView>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT id, instance_arn, account_id, permission_set_arn, principal_id, state, starts_at, expires_at,
+                 ended_at
+             FROM grants WHERE state IN {HOLDING_STATES} OR (state = 'ended' AND ended_at >= ?)"
+        ))
+        .bind(synced_at)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records a sweep of `instance_arn` in one transaction: new findings are audited once, seen ones get a new
+    /// `last_seen`, open ones not seen are resolved (and audited), and each finding with a remedy gets a repair job
+    /// unless one is waiting already, so a repair that ran but did not stick is tried again without piling up.
+    pub async fn record_drift(
+        &self,
+        instance_arn: &str,
+        findings: &[crate::drift::Finding],
+        now: i64,
+    ) -> Result<DriftRecord> {
+        let mut tx = self.begin().await?;
+        let mut record = DriftRecord::default();
+        let mut seen = Vec::with_capacity(findings.len());
+        for f in findings {
+            let remedy = f.remedy.map(|r| r.as_str());
+            let open: Option<i64> = sqlx::query_scalar(
+                "UPDATE drift_findings SET last_seen = ?, grant_id = ?, remedy = ?
+                 WHERE resolved_at IS NULL AND kind = ? AND instance_arn = ? AND account_id = ?
+                 AND permission_set_arn = ? AND principal_id = ? RETURNING id",
+            )
+            .bind(now)
+            .bind(f.grant_id)
+            .bind(remedy)
+            .bind(f.kind.as_str())
+            .bind(instance_arn)
+            .bind(&f.account_id)
+            .bind(&f.permission_set_arn)
+            .bind(&f.principal_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let id = match open {
+                Some(id) => id,
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO drift_findings (kind, instance_arn, account_id, permission_set_arn, principal_id,
+                             grant_id, remedy, first_seen, last_seen)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(f.kind.as_str())
+                    .bind(instance_arn)
+                    .bind(&f.account_id)
+                    .bind(&f.permission_set_arn)
+                    .bind(&f.principal_id)
+                    .bind(f.grant_id)
+                    .bind(remedy)
+                    .bind(now)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let row = drift_row(&mut *tx, id).await?;
+                    let action = format!("drift.{}", f.kind.as_str());
+                    audit(&mut tx, now, "worker", &action, &format!("drift:{id}"), &row.audit_detail()).await?;
+                    record.opened.push(row);
+                    id
+                }
+            };
+            seen.push(id);
+            if let Some(remedy) = f.remedy {
+                let waiting: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE finding_id = ? AND state = 'pending')")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if !waiting {
+                    insert_job(&mut tx, remedy.job_kind(), f.grant_id, Some(id), now).await?;
+                    record.queued += 1;
+                }
+            }
+        }
+        let resolved: Vec<i64> = sqlx::query_scalar(
+            "UPDATE drift_findings SET resolved_at = ?
+             WHERE resolved_at IS NULL AND instance_arn = ? AND id NOT IN (SELECT value FROM json_each(?))
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(instance_arn)
+        .bind(serde_json::to_string(&seen)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &resolved {
+            let detail = drift_row(&mut *tx, *id).await?.audit_detail();
+            audit(&mut tx, now, "worker", "drift.resolved", &format!("drift:{id}"), &detail).await?;
+        }
+        record.resolved = resolved.len();
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn drift_finding(&self, id: i64) -> Result<DriftRow> {
+        drift_row(&self.pool, id).await
+    }
+
+    /// Open findings, oldest first.
+    pub async fn open_drift(&self) -> Result<Vec<DriftRow>> {
+        Ok(sqlx::query_as(&format!("{DRIFT_SELECT} WHERE f.resolved_at IS NULL ORDER BY f.id"))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A grant now holds (or is making, or removing) the finding's assignment.
+    pub async fn drift_explained(&self, f: &DriftRow) -> Result<bool> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM grants WHERE state IN {HOLDING_STATES} AND instance_arn = ?
+                 AND account_id = ? AND permission_set_arn = ? AND principal_id = ?)"
+        ))
+        .bind(&f.instance_arn)
+        .bind(&f.account_id)
+        .bind(&f.permission_set_arn)
+        .bind(&f.principal_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The grant is active and not yet due to end.
+    pub async fn grant_active(&self, grant_id: i64, now: i64) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM grants WHERE id = ? AND state = 'active' AND expires_at > ?)",
+        )
+        .bind(grant_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// A drift repair job is done; what it did is audited on its finding.
+    pub async fn drift_repaired(&self, job: &JobRow, repair: Repair, now: i64) -> Result<()> {
+        let finding_id = job.finding_id.with_context(|| format!("drift job {} names no finding", job.id))?;
+        let mut tx = self.begin().await?;
+        finish_job(&mut tx, job.id, "done", None, now).await?;
+        let action = match repair {
+            Repair::Skipped => None,
+            Repair::Removed => Some("drift.remove"),
+            Repair::Restored => {
+                // The grant may have ended while its assignment was being restored (another process revoked it):
+                // then the restored assignment must go again.
+                let grant_id = job.grant_id.with_context(|| format!("drift job {} names no grant", job.id))?;
+                let ended: Option<i64> = sqlx::query_scalar(
+                    "UPDATE grants SET state = 'revoking' WHERE id = ? AND state = 'ended' RETURNING id",
+                )
+                .bind(grant_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if ended.is_some() {
+                    enqueue(&mut tx, "revoke", grant_id, now).await?;
+                }
+                Some("drift.reprovision")
+            }
+        };
+        if let Some(action) = action {
+            let detail = drift_row(&mut *tx, finding_id).await?.audit_detail();
+            audit(&mut tx, now, "worker", action, &format!("drift:{finding_id}"), &detail).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The id of the first audit entry whose hash does not match its content or its predecessor, if any.
     pub async fn audit_chain_break(&self) -> Result<Option<i64>> {
         let rows: Vec<AuditRow> =
@@ -977,11 +1217,17 @@ async fn set_task_state(tx: &mut Tx, task_id: i64, state: &str, now: i64) -> Res
 }
 
 async fn enqueue(tx: &mut Tx, kind: &str, grant_id: i64, now: i64) -> Result<()> {
+    insert_job(tx, kind, Some(grant_id), None, now).await
+}
+
+async fn insert_job(tx: &mut Tx, kind: &str, grant_id: Option<i64>, finding_id: Option<i64>, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO jobs (kind, grant_id, state, run_after, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?)",
+        "INSERT INTO jobs (kind, grant_id, finding_id, state, run_after, created_at, updated_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?)",
     )
     .bind(kind)
     .bind(grant_id)
+    .bind(finding_id)
     .bind(now)
     .bind(now)
     .bind(now)
@@ -999,6 +1245,10 @@ async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, 
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+async fn drift_row<'e>(executor: impl sqlx::SqliteExecutor<'e>, id: i64) -> Result<DriftRow> {
+    Ok(sqlx::query_as(&format!("{DRIFT_SELECT} WHERE f.id = ?")).bind(id).fetch_one(executor).await?)
 }
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
@@ -1052,6 +1302,42 @@ mod tests {
         sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db.pool).await.unwrap();
         sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(&db.pool).await.unwrap();
         assert_eq!(db.audit_chain_break().await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved() {
+        use crate::drift::{Finding, Kind, Remedy};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
+        let f = Finding {
+            kind: Kind::Unexplained,
+            account_id: "111".into(),
+            permission_set_arn: "ps-admin".into(),
+            principal_id: "u-bob".into(),
+            grant_id: None,
+            remedy: Some(Remedy::Remove),
+        };
+        let first = db.record_drift("inst", std::slice::from_ref(&f), 10).await.unwrap();
+        assert_eq!((first.opened.len(), first.queued), (1, 1));
+        let again = db.record_drift("inst", std::slice::from_ref(&f), 20).await.unwrap();
+        assert_eq!((again.opened.len(), again.queued, again.resolved), (0, 0, 0));
+        let open = db.open_drift().await.unwrap();
+        assert_eq!((open.len(), open[0].first_seen, open[0].last_seen), (1, 10, 20));
+
+        // The removal ran, but someone assigned it again before the next sweep: one more removal, no new finding.
+        let job = db.claim_job(20, 300).await.unwrap().unwrap();
+        assert_eq!((job.kind.as_str(), job.grant_id, job.finding_id), ("remove_drift", None, Some(open[0].id)));
+        db.drift_repaired(&job, Repair::Removed, 21).await.unwrap();
+        let back = db.record_drift("inst", std::slice::from_ref(&f), 30).await.unwrap();
+        assert_eq!((back.opened.len(), back.queued), (0, 1));
+
+        let gone = db.record_drift("inst", &[], 40).await.unwrap();
+        assert_eq!(gone.resolved, 1);
+        assert!(db.open_drift().await.unwrap().is_empty());
+        let actions: Vec<String> =
+            sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id").fetch_all(&db.pool).await.unwrap();
+        assert_eq!(actions, ["drift.unexplained", "drift.remove", "drift.resolved"]);
+        assert_eq!(db.audit_chain_break().await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cone_api::{ApiError, CreateTask, Decision, DropRequest, DropResult, EntitlementPage, Me, Task, TaskPage, codes};
+use cone_api::{
+    ApiError, CreateTask, Decision, DriftPage, DropRequest, DropResult, EntitlementPage, Me, Task, TaskPage, codes,
+};
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}", get(get_task))
         .route("/api/v1/tasks/{id}/{action}", post(task_action))
         .route("/api/v1/drop", post(drop_access))
+        .route("/api/v1/drift", get(drift))
         .with_state(state)
 }
 
@@ -218,4 +221,9 @@ async fn drop_access(
     Json(req): Json<DropRequest>,
 ) -> Result<Json<DropResult>, ApiFailure> {
     Ok(Json(app::drop_access(&s, &u, &req.app_id, &req.entitlement_id).await?))
+}
+
+/// Open drift findings. Any signed-in user may read them until Cone has administrator roles.
+async fn drift(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Result<Json<DriftPage>, ApiFailure> {
+    Ok(Json(app::open_drift(&s).await?))
 }

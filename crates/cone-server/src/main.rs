@@ -5,6 +5,7 @@ mod app;
 mod auth;
 mod config;
 mod db;
+mod drift;
 mod http;
 mod workers;
 
@@ -100,10 +101,13 @@ async fn serve(config: config::Config) -> Result<()> {
         task_changes: broadcast::channel(1024).0,
         wake: Arc::new(Notify::new()),
     };
-    if let Err(e) = workers::sync_once(&state, &connector).await {
+    // The workers start first: grants that ended while the server was down are revoked at once, whatever the
+    // initial sync's duration or outcome.
+    workers::spawn_reconciler(state.clone(), connector.clone());
+    let mut last_sweep = None;
+    if let Err(e) = workers::sync_once(&state, &connector, &mut last_sweep).await {
         tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");
     }
-    workers::spawn_reconciler(state.clone(), connector.clone());
     println!("READY {public_url}");
     std::io::stdout().flush()?;
     tracing::info!("listening on {addr}");
@@ -114,7 +118,7 @@ async fn serve(config: config::Config) -> Result<()> {
     // that need not be `Send`.
     tokio::select! {
         result = server => result?,
-        () = workers::sync_periodically(state, connector) => {}
+        () = workers::sync_periodically(state, connector, last_sweep) => {}
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Background work: provisioning and revocation jobs, grant expiry, and the periodic catalog sync. Every step is
-//! recorded in the database before and after it runs, so a crash or restart picks up where it stopped.
+//! Background work: provisioning and revocation jobs, grant expiry, the periodic catalog sync and the drift sweep
+//! after it. Every step is recorded in the database before and after it runs, so a crash or restart picks up where
+//! it stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,12 +8,14 @@ use std::time::Duration;
 use cone_aws::{Assignment, Connector, Principal};
 use rand::Rng;
 
-use crate::db::{GrantRow, JobRow};
+use crate::db::{GrantRow, JobRow, Repair};
+use crate::drift;
 use crate::http::{AppState, now};
 
 /// How long a claimed job is reserved before another worker may take it over.
 const LEASE_SECS: i64 = 300;
-/// Provisioning gives up after this many attempts; revocation never does.
+/// Provisioning gives up after this many attempts; revocation and drift repairs never do (a restoration stops when
+/// its grant ends).
 const MAX_PROVISION_ATTEMPTS: i64 = 8;
 const IDLE_WAKEUP: Duration = Duration::from_secs(5);
 
@@ -20,19 +23,68 @@ pub fn spawn_reconciler(s: AppState, connector: Arc<Connector>) {
     tokio::spawn(reconcile(s, connector));
 }
 
-pub async fn sync_once(s: &AppState, connector: &Connector) -> anyhow::Result<()> {
+/// Syncs the catalog from AWS, then sweeps for drift when the last sweep (at `last_sweep`, the start of its sync)
+/// is `drift.interval` old. A failed sweep is logged and tried again after the next sync.
+pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
+    let synced_at = now();
     let snapshot = connector.sync().await?;
-    s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now()).await
+    s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now()).await?;
+    if last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval) {
+        match sweep(s, &snapshot, synced_at).await {
+            Ok(()) => *last_sweep = Some(synced_at),
+            Err(e) => tracing::error!("the drift sweep failed; it runs again after the next sync: {e:#}"),
+        }
+    }
+    Ok(())
 }
 
-pub async fn sync_periodically(s: AppState, connector: Arc<Connector>) {
-    let every = Duration::from_secs(s.config.aws.sync_interval_secs.max(10));
+/// Syncs every `aws.sync_interval_secs`, or every `drift.interval` when that is shorter, and never more often
+/// than every 10 s (each sync reads all of Identity Center, within its API rate limits).
+pub async fn sync_periodically(s: AppState, connector: Arc<Connector>, mut last_sweep: Option<i64>) {
+    let mut every = s.config.aws.sync_interval_secs;
+    if s.config.drift.interval > 0 {
+        every = every.min(s.config.drift.interval.unsigned_abs());
+    }
+    let every = Duration::from_secs(every.max(10));
     loop {
         tokio::time::sleep(every).await;
-        if let Err(e) = sync_once(&s, &connector).await {
+        if let Err(e) = sync_once(&s, &connector, &mut last_sweep).await {
             tracing::warn!("sync with AWS failed, will retry in {every:?}: {e:#}");
         }
     }
+}
+
+/// Compares the assignments of a sync that started at `synced_at` with the grants, records what differs, and
+/// wakes the workers for the repairs it queued.
+async fn sweep(s: &AppState, snapshot: &cone_aws::Snapshot, synced_at: i64) -> anyhow::Result<()> {
+    let remove = &s.config.drift.remove_unexplained;
+    for name in drift::unknown_permission_sets(snapshot, remove) {
+        tracing::warn!(
+            "drift.remove_unexplained names the permission set \"{name}\", which Identity Center does not have; \
+             check the spelling in the configuration"
+        );
+    }
+    let grants = s.db.drift_grants(synced_at).await?;
+    let findings = drift::compare(snapshot, &grants, remove, synced_at, now());
+    let record = s.db.record_drift(&snapshot.instance_arn, &findings, now()).await?;
+    for f in &record.opened {
+        tracing::warn!(
+            finding = f.id,
+            kind = f.kind,
+            account = f.account_name.as_deref().unwrap_or(&f.account_id),
+            permission_set = f.permission_set_name.as_deref().unwrap_or(&f.permission_set_arn),
+            user = f.username.as_deref().unwrap_or(&f.principal_id),
+            remedy = f.remedy.as_deref().unwrap_or("none (reported only)"),
+            "drift between Identity Center and Cone's grants"
+        );
+    }
+    if record.resolved > 0 {
+        tracing::info!("{} drift finding(s) resolved", record.resolved);
+    }
+    if record.queued > 0 {
+        s.wake.notify_one();
+    }
+    Ok(())
 }
 
 /// Expires due grants and runs due jobs, then sleeps until the next due moment or until woken.
@@ -94,46 +146,97 @@ fn backoff(attempts: i64) -> i64 {
 }
 
 async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
-    let result = async {
-        let g = s.db.grant(job.grant_id).await?;
-        match job.kind.as_str() {
-            "provision" => match connector.assign(&assignment(&g)).await {
-                Ok(()) => s.db.provisioned(&job, &g, now()).await?,
-                Err(e) if e.is_retryable() && job.attempts < MAX_PROVISION_ATTEMPTS => {
-                    tracing::warn!(job = job.id, "provisioning will be retried: {e}");
-                    s.db.retry_job(&job, &e.to_string(), now() + backoff(job.attempts), now()).await?
-                }
-                Err(e) => {
-                    tracing::error!(job = job.id, "provisioning failed: {e}");
-                    s.db.provisioning_failed(&job, &g, &e.to_string(), now()).await?
-                }
-            },
-            "revoke" => {
-                if s.db.covered_by_other_grant(&g, now()).await? {
-                    s.db.revoked(&job, &g, true, now()).await?
-                } else {
-                    match connector.unassign(&assignment(&g)).await {
-                        Ok(()) => s.db.revoked(&job, &g, false, now()).await?,
-                        Err(e) => {
-                            tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
-                            s.db.retry_job(&job, &e.to_string(), now() + backoff(job.attempts), now()).await?
-                        }
-                    }
-                }
-            }
-            other => anyhow::bail!("unknown job kind {other}"),
-        }
-        anyhow::Ok(g.task_id)
-    }
-    .await;
+    let result = match job.kind.as_str() {
+        "provision" | "revoke" => grant_job(s, connector, &job).await.map(Some),
+        "reprovision" => reprovision(s, connector, &job).await.map(|()| None),
+        "remove_drift" => remove_drift(s, connector, &job).await.map(|()| None),
+        other => Err(anyhow::anyhow!("unknown job kind {other}; is a newer cone-server sharing this database?")),
+    };
     match result {
         Ok(task_id) => {
-            let _ = s.task_changes.send(task_id);
+            if let Some(task_id) = task_id {
+                let _ = s.task_changes.send(task_id);
+            }
         }
         Err(e) => tracing::error!(
             job = job.id,
             "job failed to record its result; it will run again when its lease ends: {e:#}"
         ),
+    }
+}
+
+/// Runs a grant's provision or revoke job; returns the grant's task.
+async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<i64> {
+    let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind, job.id))?;
+    let g = s.db.grant(grant_id).await?;
+    if job.kind == "provision" {
+        match connector.assign(&assignment(&g)).await {
+            Ok(()) => s.db.provisioned(job, &g, now()).await?,
+            Err(e) if e.is_retryable() && job.attempts < MAX_PROVISION_ATTEMPTS => {
+                tracing::warn!(job = job.id, "provisioning will be retried: {e}");
+                s.db.retry_job(job, &e.to_string(), now() + backoff(job.attempts), now()).await?
+            }
+            Err(e) => {
+                tracing::error!(job = job.id, "provisioning failed: {e}");
+                s.db.provisioning_failed(job, &g, &e.to_string(), now()).await?
+            }
+        }
+    } else if s.db.covered_by_other_grant(&g, now()).await? {
+        s.db.revoked(job, &g, true, now()).await?
+    } else {
+        match connector.unassign(&assignment(&g)).await {
+            Ok(()) => s.db.revoked(job, &g, false, now()).await?,
+            Err(e) => {
+                tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
+                s.db.retry_job(job, &e.to_string(), now() + backoff(job.attempts), now()).await?
+            }
+        }
+    }
+    Ok(g.task_id)
+}
+
+/// Assigns again what an active grant says its user has. Unlike `provision`, the grant keeps its start and end;
+/// the job stops once the grant is no longer active (its revocation takes over).
+async fn reprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+    let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("reprovision job {} names no grant", job.id))?;
+    if !s.db.grant_active(grant_id, now()).await? {
+        tracing::info!(job = job.id, "the grant is no longer active; its missing assignment stays missing");
+        return s.db.drift_repaired(job, Repair::Skipped, now()).await;
+    }
+    let g = s.db.grant(grant_id).await?;
+    match connector.assign(&assignment(&g)).await {
+        Ok(()) => s.db.drift_repaired(job, Repair::Restored, now()).await,
+        Err(e) => {
+            tracing::error!(job = job.id, "restoring a missing assignment failed and will be retried: {e}");
+            s.db.retry_job(job, &e.to_string(), now() + backoff(job.attempts), now()).await
+        }
+    }
+}
+
+/// Removes an unexplained assignment, unless the finding was resolved or reported only meanwhile, or a grant now
+/// explains the assignment.
+async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+    let finding_id = job.finding_id.ok_or_else(|| anyhow::anyhow!("remove_drift job {} names no finding", job.id))?;
+    let f = s.db.drift_finding(finding_id).await?;
+    if f.resolved_at.is_some() || f.remedy.as_deref() != Some(drift::Remedy::Remove.as_str()) {
+        return s.db.drift_repaired(job, Repair::Skipped, now()).await;
+    }
+    if s.db.drift_explained(&f).await? {
+        tracing::info!(job = job.id, "a grant now explains the assignment; it stays");
+        return s.db.drift_repaired(job, Repair::Skipped, now()).await;
+    }
+    let unexplained = Assignment {
+        instance_arn: f.instance_arn.clone(),
+        account_id: f.account_id.clone(),
+        permission_set_arn: f.permission_set_arn.clone(),
+        principal: Principal::User(f.principal_id.clone()),
+    };
+    match connector.unassign(&unexplained).await {
+        Ok(()) => s.db.drift_repaired(job, Repair::Removed, now()).await,
+        Err(e) => {
+            tracing::error!(job = job.id, "removing an unexplained assignment failed and will be retried: {e}");
+            s.db.retry_job(job, &e.to_string(), now() + backoff(job.attempts), now()).await
+        }
     }
 }
 
