@@ -3,8 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// What the tests and the sandbox need from PyPI, installed into `.venv` (git-ignored).
-const PYTHON_PACKAGES: &[&str] = &["moto[server]==5.2.1", "awscli==1.45.11"];
+/// What the tests and the sandbox need from PyPI, installed into `.venv` (git-ignored). boto3 is pinned to the
+/// release that matches awscli's botocore; aws-sso-util (and the library doing its work) are pinned for the
+/// interop tests (`crates/cone-testkit/tests/interop.rs`).
+const PYTHON_PACKAGES: &[&str] =
+    &["moto[server]==5.2.1", "awscli==1.45.11", "boto3==1.43.11", "aws-sso-util==4.33.0", "aws-sso-lib==1.14.0"];
+
+/// The AWS CLI v2 the interop tests drive: Debian bookworm's package. Its endpoints are redirected with
+/// `AWS_DATA_PATH` (it predates `AWS_ENDPOINT_URL_*`), so another version may not work with the tests.
+const AWS_CLI_V2: &str = "/usr/bin/aws";
+const AWS_CLI_V2_VERSION: &str = "aws-cli/2.9.19 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,7 +45,8 @@ fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
 }
 
-/// Creates `.venv` with moto and the AWS CLI v1 unless it already holds exactly these versions.
+/// Creates `.venv` with the packages above unless it already holds exactly these versions (an older `.venv`
+/// gets the new ones: the stamp lists every pinned package).
 fn ensure_python_env() -> Result<(), String> {
     let venv = root().join(".venv");
     let stamp = venv.join("cone-requirements.txt");
@@ -45,6 +54,7 @@ fn ensure_python_env() -> Result<(), String> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
         && venv.join("bin/moto_server").exists()
         && venv.join("bin/aws").exists()
+        && venv.join("bin/aws-sso-util").exists()
     {
         return Ok(());
     }
@@ -56,6 +66,44 @@ fn ensure_python_env() -> Result<(), String> {
     pip.args(["install", "--quiet", "--disable-pip-version-check"]).args(PYTHON_PACKAGES);
     run(pip, "pip install")?;
     std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
+fn aws_cli_v2_version() -> Option<String> {
+    let out = Command::new(AWS_CLI_V2).arg("--version").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Installs the Debian package `awscli` (AWS CLI v2) unless /usr/bin/aws already is the expected version.
+/// The package lists are refreshed only when the package is not installed, so a second run costs one `aws
+/// --version`.
+fn ensure_aws_cli_v2() -> Result<(), String> {
+    if aws_cli_v2_version().is_some_and(|v| v.starts_with(AWS_CLI_V2_VERSION)) {
+        return Ok(());
+    }
+    // Root (containers, CI) runs apt-get itself; anyone else goes through sudo.
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new(if root { "apt-get" } else { "sudo" });
+        cmd.args(if root { &[][..] } else { &["apt-get"][..] }).args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "awscli"])
+        .output()
+        .is_ok_and(|o| o.stdout.ends_with(b" installed"));
+    if !installed {
+        eprintln!("xtask: installing the Debian package awscli (AWS CLI v2) for the interop tests");
+        run(apt(&["update", "-q"]), "apt-get update")?;
+    }
+    run(apt(&["install", "-y", "-q", "awscli"]), "apt-get install awscli (Debian bookworm has 2.9.19)")?;
+    match aws_cli_v2_version() {
+        Some(v) if v.starts_with(AWS_CLI_V2_VERSION) => Ok(()),
+        other => Err(format!(
+            "{AWS_CLI_V2} reports {:?}, but the interop tests need {}(Debian bookworm's awscli package)",
+            other.unwrap_or_default(),
+            AWS_CLI_V2_VERSION
+        )),
+    }
 }
 
 fn build() -> Result<(), String> {
@@ -77,6 +125,7 @@ fn sandbox(demo: bool) -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     ensure_python_env()?;
+    ensure_aws_cli_v2()?;
     build()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);
