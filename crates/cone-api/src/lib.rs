@@ -23,6 +23,7 @@ pub mod codes {
     /// The task is not in a state where the action applies (for example cancelling a granted request).
     pub const WRONG_STATE: &str = "wrong_state";
     pub const EXTENSION_REFUSED: &str = "extension_refused";
+    pub const NO_EMERGENCY_ACCESS: &str = "no_emergency_access";
 }
 
 /// Every non-2xx API answer.
@@ -80,6 +81,9 @@ pub struct CreateTask {
     pub duration_secs: Option<i64>,
     #[serde(default)]
     pub form_data: BTreeMap<String, String>,
+    /// Follow the policy's emergency steps (break-glass); needs a justification.
+    #[serde(default)]
+    pub emergency: bool,
 }
 
 /// `grant` asks for new access; `extend` asks for more time on an active grant.
@@ -90,6 +94,9 @@ pub const TASK_KIND_EXTEND: &str = "extend";
 pub struct Task {
     pub id: i64,
     pub kind: String,
+    /// The task follows its policy's emergency steps.
+    #[serde(default)]
+    pub emergency: bool,
     pub requester: String,
     pub app_id: String,
     pub entitlement_id: String,

@@ -384,6 +384,7 @@ async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement
         justification: format!("Requested by `cone aws credentials {name}`"),
         duration_secs: None,
         form_data: BTreeMap::new(),
+        emergency: false,
     };
     let mut task = match api.create_task(&req).await {
         Ok(t) => t,

@@ -22,6 +22,7 @@ pub struct GetArgs {
     pub form_data: Option<String>,
     pub wait: bool,
     pub extend: bool,
+    pub emergency: bool,
 }
 
 /// What `cone get` did, in full for `-o json`.
@@ -57,8 +58,14 @@ pub async fn get(args: GetArgs, out: Output, interactive: bool) -> Result<bool> 
         None => String::new(),
     };
     let form_data = form(&e, args.form_data, prompt, &mut ui, e.granted_until.is_some())?;
-    let req =
-        CreateTask { app_id: e.app_id.clone(), entitlement_id: e.id.clone(), justification, duration_secs, form_data };
+    let req = CreateTask {
+        app_id: e.app_id.clone(),
+        entitlement_id: e.id.clone(),
+        justification,
+        duration_secs,
+        form_data,
+        emergency: args.emergency,
+    };
     let mut task = api.create_task(&req).await?;
     if args.wait {
         while TaskState::parse(&task.state).is_some_and(TaskState::is_open) {

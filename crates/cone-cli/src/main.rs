@@ -78,6 +78,9 @@ enum Command {
         /// Ask for more time on access you already have.
         #[arg(long, alias = "force")]
         extend: bool,
+        /// Break-glass: follow the policy's emergency steps (needs a justification).
+        #[arg(long)]
+        emergency_access: bool,
     },
     /// Give back access now, and withdraw open requests for it.
     Drop {
@@ -188,6 +191,8 @@ enum TaskCommand {
     Comment { id: i64, comment: String },
     /// Withdraw your request before it is decided.
     Cancel { id: i64 },
+    /// Move your undecided request to its policy's emergency steps (break-glass).
+    Escalate { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -255,8 +260,16 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             list.sort_by(|a, b| a.alias.cmp(&b.alias));
             out.show(&list, || output::entitlements_view(&list))?;
         }
-        Command::Get { selector, justification, duration, form_data, wait, extend } => {
-            let args = get::GetArgs { selector, justification, duration, form_data, wait, extend };
+        Command::Get { selector, justification, duration, form_data, wait, extend, emergency_access } => {
+            let args = get::GetArgs {
+                selector,
+                justification,
+                duration,
+                form_data,
+                wait,
+                extend,
+                emergency: emergency_access,
+            };
             return Ok(exit(get::get(args, out, interactive).await?, 1));
         }
         Command::Drop { selector } => get::drop(selector, out, interactive).await?,
@@ -295,6 +308,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 TaskCommand::Deny { id, comment } => api.act(id, "deny", &comment).await?,
                 TaskCommand::Comment { id, comment } => api.act(id, "comment", &comment).await?,
                 TaskCommand::Cancel { id } => api.act(id, "cancel", "").await?,
+                TaskCommand::Escalate { id } => api.act(id, "escalate", "").await?,
             };
             out.show(&task, || output::task_view(&task))?;
         }

@@ -78,7 +78,7 @@ pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
 pub fn task_view(t: &Task) -> View {
     let mut f = vec![
         ("Task", t.id.to_string(), false),
-        ("Kind", t.kind.clone(), false),
+        ("Kind", if t.emergency { format!("{} (emergency)", t.kind) } else { t.kind.clone() }, false),
         ("Entitlement", t.entitlement_name.clone(), false),
         ("Requester", t.requester.clone(), false),
         ("State", t.state.replace('_', " "), false),

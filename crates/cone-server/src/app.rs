@@ -117,14 +117,16 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             format!("Your Cone user \"{}\" is not linked to an IAM Identity Center user of the same name; ask an administrator to create or sync it.", u.username),
         )
     })?;
-    let steps_json = steps_to_json(&policy.steps);
-    let outcome = policy::advance(&policy.steps, 0);
+    let steps = if req.emergency { emergency_steps(&policy, &req.justification)? } else { policy.steps.clone() };
+    let steps_json = steps_to_json(&steps);
+    let outcome = policy::advance(&steps, 0);
     let new = NewTask {
         requester_id: u.id,
         entitlement: &row,
         principal_id: principal,
         extends_grant_id: extension.map(|(id, _)| id),
         max_duration_secs: policy.max_duration,
+        emergency: req.emergency,
         justification: req.justification.trim(),
         duration_secs: duration,
         form_json: serde_json::to_string(&req.form_data).map_err(anyhow::Error::from)?,
@@ -147,6 +149,25 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             },
         )),
     }
+}
+
+/// The policy's emergency steps, for a request that says why.
+fn emergency_steps(policy: &crate::config::Resolved, justification: &str) -> Result<Vec<Step>, ApiFailure> {
+    let steps = policy.emergency_steps.clone().ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            codes::NO_EMERGENCY_ACCESS,
+            format!("Policy \"{}\" has no emergency access for this entitlement; request it normally.", policy.name),
+        )
+    })?;
+    if justification.trim().is_empty() {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_REQUEST,
+            "Emergency access needs a justification; say why with --justification.",
+        ));
+    }
+    Ok(steps)
 }
 
 fn placement(outcome: &Outcome) -> Placement<'_> {
@@ -196,6 +217,7 @@ fn task_to_api(t: TaskRow) -> Task {
     Task {
         id: t.id,
         kind: t.kind,
+        emergency: t.emergency,
         requester: t.requester,
         app_id: t.app_id,
         entitlement_id: t.entitlement_id,
@@ -297,6 +319,33 @@ pub async fn cancel(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFailu
             StatusCode::CONFLICT,
             codes::WRONG_STATE,
             format!("Task {id} is {}, so it can no longer be cancelled{hint}.", t.state.replace('_', " ")),
+        ));
+    }
+    changed(s, id);
+    load_task(s, id).await
+}
+
+/// The requester moves an undecided request to its policy's emergency steps.
+pub async fn escalate(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFailure> {
+    let t = visible_task(s, u, id).await?;
+    if t.requester_id != u.id {
+        return Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!("Only {} can escalate task {id}.", t.requester),
+        ));
+    }
+    let (row, _) = load_entitlement(s, &t.app_id, &t.entitlement_id).await?;
+    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+    let steps = emergency_steps(&policy, &t.justification)?;
+    let outcome = policy::advance(&steps, 0);
+    if !s.db.escalate(id, u.id, &steps_to_json(&steps), placement(&outcome), now()).await? {
+        return Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            codes::WRONG_STATE,
+            format!(
+                "Task {id} is no longer waiting for a decision, so it cannot be escalated; see `cone task get {id}`."
+            ),
         ));
     }
     changed(s, id);

@@ -69,6 +69,10 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub form: Vec<FormField>,
     pub steps: Vec<StepConfig>,
+    /// The steps of emergency requests (`--emergency-access`, or escalated while pending); none means the
+    /// policy has no emergency access.
+    #[serde(default)]
+    pub emergency_steps: Option<Vec<StepConfig>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -107,6 +111,7 @@ pub struct Resolved {
     pub max_extensions: i64,
     pub form: Vec<FormField>,
     pub steps: Vec<Step>,
+    pub emergency_steps: Option<Vec<Step>>,
 }
 
 impl Config {
@@ -140,15 +145,8 @@ impl Config {
                 max_duration: p.max_duration,
                 max_extensions: p.max_extensions,
                 form: p.form.clone(),
-                steps: p
-                    .steps
-                    .iter()
-                    .map(|s| match s {
-                        StepConfig::Named(NamedStep::Accept) => Step::Accept,
-                        StepConfig::Named(NamedStep::Reject) => Step::Reject,
-                        StepConfig::Approval { approval } => Step::Approval { group: approval.group.clone() },
-                    })
-                    .collect(),
+                steps: steps(&p.steps),
+                emergency_steps: p.emergency_steps.as_deref().map(steps),
             },
             None => Resolved {
                 name: "no matching policy".into(),
@@ -156,9 +154,21 @@ impl Config {
                 max_extensions: 0,
                 form: vec![],
                 steps: vec![Step::Reject],
+                emergency_steps: None,
             },
         }
     }
+}
+
+fn steps(configured: &[StepConfig]) -> Vec<Step> {
+    configured
+        .iter()
+        .map(|s| match s {
+            StepConfig::Named(NamedStep::Accept) => Step::Accept,
+            StepConfig::Named(NamedStep::Reject) => Step::Reject,
+            StepConfig::Approval { approval } => Step::Approval { group: approval.group.clone() },
+        })
+        .collect()
 }
 
 fn default_listen() -> String {

@@ -42,6 +42,7 @@ pub struct EntitlementRow {
 pub struct TaskRow {
     pub id: i64,
     pub kind: String,
+    pub emergency: bool,
     pub requester_id: i64,
     pub requester: String,
     pub app_id: String,
@@ -123,6 +124,7 @@ pub struct NewTask<'a> {
     /// The active grant this task would extend, instead of creating a grant of its own.
     pub extends_grant_id: Option<i64>,
     pub max_duration_secs: i64,
+    pub emergency: bool,
     pub justification: &'a str,
     pub duration_secs: i64,
     pub form_json: String,
@@ -138,7 +140,7 @@ pub enum Placement<'a> {
 }
 
 const TASK_SELECT: &str =
-    "SELECT t.id, t.kind, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
+    "SELECT t.id, t.kind, t.emergency, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
         d.username AS decided_by, t.reason, t.created_at, t.updated_at, g.expires_at AS grant_expires_at,
         e.permission_set_name, r.name AS account_name
@@ -539,13 +541,14 @@ impl Db {
         }
         let kind = if t.extends_grant_id.is_some() { "extend" } else { "grant" };
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tasks (kind, extends_grant_id, max_duration_secs, requester_id, app_id, entitlement_id, state,
-                 justification, duration_secs, form_json, policy_name, steps_json, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending_approval', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO tasks (kind, extends_grant_id, max_duration_secs, emergency, requester_id, app_id, entitlement_id,
+                 state, justification, duration_secs, form_json, policy_name, steps_json, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending_approval', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(kind)
         .bind(t.extends_grant_id)
         .bind(t.max_duration_secs)
+        .bind(t.emergency)
         .bind(t.requester_id)
         .bind(&t.entitlement.app_id)
         .bind(&t.entitlement.id)
@@ -577,7 +580,7 @@ impl Db {
             .await?;
         }
         let actor = format!("user:{}", t.requester_id);
-        let detail = serde_json::json!({"kind": kind, "entitlement": t.entitlement.id,
+        let detail = serde_json::json!({"kind": kind, "emergency": t.emergency, "entitlement": t.entitlement.id,
             "duration_secs": t.duration_secs, "policy": t.policy_name, "justification": t.justification});
         audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
         place(&mut tx, id, placement, None, None, now).await?;
@@ -819,6 +822,38 @@ impl Db {
         }
         tx.commit().await?;
         Ok(pending.into_iter().chain(held.into_iter().map(|(_, t)| t)).collect())
+    }
+
+    /// Switches the requester's undecided task to its policy's emergency steps and places it where they lead;
+    /// false when it was decided meanwhile.
+    pub async fn escalate(
+        &self,
+        task_id: i64,
+        user_id: i64,
+        steps_json: &str,
+        placement: Placement<'_>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE tasks SET emergency = 1, steps_json = ?, step_index = 0, updated_at = ?
+             WHERE id = ? AND requester_id = ? AND state = 'pending_approval'",
+        )
+        .bind(steps_json)
+        .bind(now)
+        .bind(task_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !done {
+            return Ok(false);
+        }
+        audit(&mut tx, now, &format!("user:{user_id}"), "task.escalate", &format!("task:{task_id}"), "{}").await?;
+        place(&mut tx, task_id, placement, None, None, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Cancels the requester's undecided task; false when it was decided meanwhile.

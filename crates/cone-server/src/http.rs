@@ -204,11 +204,12 @@ async fn task_action(
         "deny" => app::decide(&s, &u, id, false, &comment).await?,
         "comment" => app::comment(&s, &u, id, &comment).await?,
         "cancel" => app::cancel(&s, &u, id).await?,
+        "escalate" => app::escalate(&s, &u, id).await?,
         _ => {
             return Err(ApiFailure::new(
                 StatusCode::NOT_FOUND,
                 codes::NOT_FOUND,
-                "A task can be approved, denied, commented on or cancelled.",
+                "A task can be approved, denied, commented on, cancelled or escalated.",
             ));
         }
     };

@@ -324,7 +324,8 @@ async fn parallel_credential_processes_make_one_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_lifecycle_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::start_with(dir.path(), "pending_timeout: 4s\n", "").await.unwrap();
+    let break_glass = "  - name: admin-with-break-glass\n    match: { permission_set: AdministratorAccess }\n    max_duration: 1h\n    steps: [{ approval: { group: approvers } }]\n    emergency_steps: [accept]\n";
+    let sb = Sandbox::start_with(dir.path(), "pending_timeout: 4s\n", break_glass).await.unwrap();
     sb.sign_in("alice").await.unwrap();
     sb.sign_in("bob").await.unwrap();
     let ro = "staging-readonlyaccess";
@@ -405,6 +406,26 @@ async fn request_lifecycle_from_the_cli() {
         assert!(Instant::now() < deadline, "the request never timed out: {t}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // Break-glass: emergency access follows the policy's emergency steps, says why, and only where a policy has
+    // them; a pending request can be escalated to them.
+    let o = sb.cone("alice", &["get", "staging-administratoraccess", "--emergency-access"]).unwrap();
+    assert_fails_with(&o, "emergency without a reason", &["Emergency access needs a justification"]);
+    let o = sb.cone("alice", &["get", ro, "--emergency-access", "-j", "incident 42"]).unwrap();
+    assert_fails_with(&o, "emergency without emergency steps", &["has no emergency access"]);
+    let args =
+        ["get", "staging-administratoraccess", "--emergency-access", "-j", "incident 42", "--wait", "-o", "json"];
+    let got = json(&sb.cone("alice", &args).unwrap(), "emergency get");
+    assert_eq!((got["task"]["emergency"].as_bool(), got["task"]["state"].as_str()), (Some(true), Some("granted")));
+    let pending =
+        json(&sb.cone("alice", &["get", "sandbox-administratoraccess", "-j", "deploy", "-o", "json"]).unwrap(), "get");
+    assert_eq!(pending["task"]["state"], "pending_approval");
+    let id = pending["task"]["id"].to_string();
+    let o = sb.cone("bob", &["task", "escalate", &id]).unwrap();
+    assert_fails_with(&o, "bob escalating", &["Only alice can escalate"]);
+    let escalated = json(&sb.cone("alice", &["task", "escalate", &id, "-o", "json"]).unwrap(), "escalate");
+    assert_eq!(escalated["emergency"], true);
+    assert_ne!(escalated["state"], "pending_approval");
 
     // Errors are JSON too, with the server's code.
     let o = sb.cone("alice", &["task", "get", "999", "-o", "json"]).unwrap();
