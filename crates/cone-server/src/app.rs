@@ -21,14 +21,14 @@ fn time(t: i64) -> DateTime<Utc> {
 
 /// The entitlement as the caller sees it: its policy's limits and form, and the end of the caller's active grant
 /// (from `active`, their `(app id, entitlement id, end)` list).
-fn to_api(s: &AppState, row: &EntitlementRow, alias: &str, active: &[(String, String, i64)]) -> Entitlement {
+fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) -> Entitlement {
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     let granted_until = active.iter().find(|(a, e, _)| a == &row.app_id && e == &row.id).map(|(_, _, t)| *t);
     Entitlement {
         app_id: row.app_id.clone(),
         id: row.id.clone(),
         kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
-        alias: alias.into(),
+        alias: row.alias.clone(),
         display_name: row.permission_set_name.clone(),
         resource_name: row.account_name.clone(),
         account_id: row.account_id.clone(),
@@ -39,24 +39,14 @@ fn to_api(s: &AppState, row: &EntitlementRow, alias: &str, active: &[(String, St
     }
 }
 
-/// The whole catalog with each entitlement's alias. Aliases are derived from the whole catalog, not from what one
-/// caller sees, so that everyone's profile names agree.
-async fn catalog(s: &AppState) -> anyhow::Result<Vec<(EntitlementRow, String)>> {
-    let rows = s.db.entitlements().await?;
-    let keys: Vec<(&str, &str, &str)> =
-        rows.iter().map(|r| (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str())).collect();
-    let aliases = cone_core::naming::aliases(&keys);
-    Ok(rows.into_iter().zip(aliases).collect())
-}
-
 /// Every entitlement is visible and requestable by every signed-in user (the one access profile for now).
 pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
     let active = s.db.active_grants(u.id, now()).await?;
-    Ok(catalog(s).await?.iter().map(|(r, alias)| to_api(s, r, alias, &active)).collect())
+    Ok(s.db.entitlements().await?.iter().map(|r| to_api(s, r, &active)).collect())
 }
 
-async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<(EntitlementRow, String), ApiFailure> {
-    catalog(s).await?.into_iter().find(|(r, _)| r.app_id == app_id && r.id == id).ok_or_else(|| {
+async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
+    s.db.entitlement(app_id, id).await?.ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
@@ -66,15 +56,15 @@ async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<(Entit
 }
 
 pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
-    let (row, alias) = load_entitlement(s, app_id, id).await?;
+    let row = load_entitlement(s, app_id, id).await?;
     let active = s.db.active_grants(u.id, now()).await?;
-    Ok(to_api(s, &row, &alias, &active))
+    Ok(to_api(s, &row, &active))
 }
 
 /// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
 /// grant (through the same policy) instead of a second, overlapping grant.
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
-    let (row, _) = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
+    let row = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     let extension = match s.db.active_grant(u.id, &row.app_id, &row.id, now()).await? {
         Some((grant_id, end, used)) => {
@@ -335,7 +325,7 @@ pub async fn escalate(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFai
             format!("Only {} can escalate task {id}.", t.requester),
         ));
     }
-    let (row, _) = load_entitlement(s, &t.app_id, &t.entitlement_id).await?;
+    let row = load_entitlement(s, &t.app_id, &t.entitlement_id).await?;
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     let steps = emergency_steps(&policy, &t.justification)?;
     let outcome = policy::advance(&steps, 0);
@@ -354,7 +344,7 @@ pub async fn escalate(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFai
 
 /// Gives back the caller's access to an entitlement and withdraws their undecided requests for it.
 pub async fn drop_access(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<DropResult, ApiFailure> {
-    let (row, _) = load_entitlement(s, app_id, id).await?;
+    let row = load_entitlement(s, app_id, id).await?;
     let ids = s.db.drop_access(u.id, &row.app_id, &row.id, now()).await?;
     let mut tasks = Vec::with_capacity(ids.len());
     for id in ids {

@@ -31,6 +31,7 @@ pub struct UserRow {
 pub struct EntitlementRow {
     pub app_id: String,
     pub id: String,
+    pub alias: String,
     pub account_id: String,
     pub account_name: String,
     pub permission_set_arn: String,
@@ -229,7 +230,7 @@ pub enum Repair {
     Restored,
 }
 
-const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.resource_id AS account_id, r.name AS account_name,
+const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id AS account_id, r.name AS account_name,
         e.permission_set_arn, e.permission_set_name, a.instance_arn
     FROM entitlements e JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id JOIN apps a ON a.id = e.app_id
     WHERE e.present = 1";
@@ -470,6 +471,22 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        // Aliases depend on the whole catalog (a clash changes both names), so they are derived once per sync.
+        let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut *tx).await?;
+        let keys: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str()))
+            .collect();
+        for (row, alias) in rows.iter().zip(cone_core::naming::aliases(&keys)) {
+            if row.alias != alias {
+                sqlx::query("UPDATE entitlements SET alias = ? WHERE app_id = ? AND id = ?")
+                    .bind(&alias)
+                    .bind(&row.app_id)
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let detail = serde_json::json!({
             "accounts": snap.accounts.len(), "permission_sets": snap.permission_sets.len(),
             "users": snap.users.len(), "groups": snap.groups.len(),
@@ -482,6 +499,14 @@ impl Db {
     pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
         Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name"))
             .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"))
+            .bind(app_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
             .await?)
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{Child, Moto, SandboxOrg, seed_sandbox, target_bin, venv_bin};
+use crate::{Child, Moto, SandboxOrg, moto_sdk_config, seed_sandbox, target_bin, venv_bin};
 
 /// The start URL profiles use. It is never contacted: endpoints point at the emulator.
 pub const START_URL: &str = "https://d-0000000000.awsapps.com/start";
@@ -96,6 +96,20 @@ impl Sandbox {
         self.server = Some(server);
         self.server_url = url;
         Ok(())
+    }
+
+    /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
+    pub async fn assigned_principals(&self, account: &str, permission_set: &str) -> Result<Vec<String>> {
+        let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&self.moto.endpoint));
+        let out = sso
+            .list_account_assignments()
+            .instance_arn(&self.org.instance_arn)
+            .account_id(self.org.account_id(account).context("no such sandbox account")?)
+            .permission_set_arn(self.org.permission_set_arn(permission_set).context("no such sandbox permission set")?)
+            .send()
+            .await
+            .context("listing account assignments in moto")?;
+        Ok(out.account_assignments.unwrap_or_default().into_iter().filter_map(|a| a.principal_id).collect())
     }
 
     pub fn home(&self, user: &str) -> PathBuf {

@@ -4,7 +4,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cone_testkit::{Sandbox, moto_sdk_config};
+use cone_testkit::Sandbox;
 
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -33,16 +33,7 @@ fn task_id(message: &str) -> String {
 
 /// How many assignments of the permission set exist in the account, in moto.
 async fn assignments(sb: &Sandbox, account: &str, permission_set: &str) -> usize {
-    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
-    let out = sso
-        .list_account_assignments()
-        .instance_arn(&sb.org.instance_arn)
-        .account_id(sb.org.account_id(account).unwrap())
-        .permission_set_arn(sb.org.permission_set_arn(permission_set).unwrap())
-        .send()
-        .await
-        .unwrap();
-    out.account_assignments.unwrap_or_default().len()
+    sb.assigned_principals(account, permission_set).await.unwrap().len()
 }
 
 async fn assignment_disappears(sb: &Sandbox, account: &str, permission_set: &str, within: Duration) {

@@ -527,18 +527,7 @@ async fn v1_native_sso_session_profile_refreshes_cone_token() {
     w.forget_log().await;
     let o = w.v1(&["sts", "get-caller-identity", "--profile", "native-session"]);
     assert!(assert_ok(&o, "v1 sso-session profile").contains(&w.staging_role_arn()));
-    let log = w.log().await;
-    assert!(logged(&log, "POST /token 200") && logged(&log, "GET /federation/credentials 200"), "{log:#?}");
-    assert!(!log.iter().any(|l| l.contains("/device_authorization")), "{log:#?}");
-    let after = w.token("corp");
-    assert_ne!(after["accessToken"], before["accessToken"]);
-    assert_ne!(after["refreshToken"], before["refreshToken"], "the emulator rotates refresh tokens");
-
-    // The refresh spent the refresh token cone also holds: cone must pick up botocore's token, not refresh.
-    w.forget_role_cache();
-    w.forget_log().await;
-    w.cone_credentials();
-    assert_no_sign_in(&w.log().await, "cone after botocore's refresh");
+    refreshed_and_shared(&w, &before, "botocore").await;
 }
 
 /// An sso-session added to `~/.aws/config` after cone signed in (`aws configure sso` run later): its profile
@@ -680,17 +669,22 @@ async fn rust_sdk_sso_session_profile_refreshes_cone_token() {
     let o = w.rust_sdk(&[], Some("native-session"));
     let out = assert_ok(&o, "Rust SDK with an sso-session profile");
     assert!(out.contains(&format!("ARN {}", w.staging_role_arn())), "{out}");
+    refreshed_and_shared(&w, &before, "the Rust SDK").await;
+}
+
+/// `client` refreshed the sso-session token `before` through the emulator (no new sign-in), and cone then uses the
+/// refreshed token: the refresh spent the refresh token cone also held, so cone must not refresh again.
+async fn refreshed_and_shared(w: &World, before: &serde_json::Value, client: &str) {
     let log = w.log().await;
     assert!(logged(&log, "POST /token 200") && logged(&log, "GET /federation/credentials 200"), "{log:#?}");
     assert!(!log.iter().any(|l| l.contains("/device_authorization")), "{log:#?}");
     let after = w.token("corp");
     assert_ne!(after["accessToken"], before["accessToken"]);
     assert_ne!(after["refreshToken"], before["refreshToken"], "the emulator rotates refresh tokens");
-
     w.forget_role_cache();
     w.forget_log().await;
     w.cone_credentials();
-    assert_no_sign_in(&w.log().await, "cone after the Rust SDK's refresh");
+    assert_no_sign_in(&w.log().await, &format!("cone after {client}'s refresh"));
 }
 
 // ---- Config files -------------------------------------------------------------------------------------------------

@@ -21,15 +21,7 @@ fn sso(sb: &Sandbox) -> aws_sdk_ssoadmin::Client {
 
 /// The principal ids assigned the permission set in the account, in moto.
 async fn principals(sb: &Sandbox, account: &str, permission_set: &str) -> Vec<String> {
-    let out = sso(sb)
-        .list_account_assignments()
-        .instance_arn(&sb.org.instance_arn)
-        .account_id(sb.org.account_id(account).unwrap())
-        .permission_set_arn(sb.org.permission_set_arn(permission_set).unwrap())
-        .send()
-        .await
-        .unwrap();
-    out.account_assignments.unwrap_or_default().into_iter().filter_map(|a| a.principal_id).collect()
+    sb.assigned_principals(account, permission_set).await.unwrap()
 }
 
 /// Creates (`create`) or deletes an assignment behind Cone's back, as someone in the AWS console would.
