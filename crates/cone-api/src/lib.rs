@@ -159,6 +159,25 @@ pub struct Decision {
     pub comment: String,
 }
 
+/// How the server's syncs with an app stand. Each server process keeps its own; a client sees the one it reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectorStatus {
+    pub app_id: String,
+    /// `syncing` until the first sync ends, then `connected` when the last sync succeeded or `error` when it failed.
+    pub state: String,
+    #[serde(default)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last sync failed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+pub const CONNECTOR_SYNCING: &str = "syncing";
+pub const CONNECTOR_CONNECTED: &str = "connected";
+pub const CONNECTOR_ERROR: &str = "error";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Me {
     pub username: String,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use cone_api::{CreateTask, Entitlement, codes};
+use cone_api::{ConnectorStatus, CreateTask, Entitlement, codes};
 use cone_core::awsconfig::ConfigFile;
 use cone_core::naming;
 use cone_core::task::TaskState;
@@ -41,6 +41,26 @@ pub struct SetupResult {
     pub removed: Vec<String>,
 }
 
+/// Why the catalog may be empty, from the server's last sync with AWS.
+fn empty_catalog_hint(status: Option<&ConnectorStatus>) -> String {
+    let at = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+    match status {
+        Some(s) if s.state == cone_api::CONNECTOR_ERROR => format!(
+            "The server's last sync with AWS failed ({}): {}. Ask your Cone administrator to fix the AWS integration, then run `cone aws setup` again.",
+            at(s.last_attempt_at),
+            s.last_error.as_deref().unwrap_or("no reason given").trim_end_matches('.')
+        ),
+        Some(s) if s.state == cone_api::CONNECTOR_SYNCING => {
+            "The server has not finished its first sync with AWS; run `cone aws setup` again in a minute.".into()
+        }
+        Some(s) => format!(
+            "The AWS integration last synced at {} and found no permission set you can request; ask your Cone administrator which ones you should see.",
+            at(s.last_success_at)
+        ),
+        None => "If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.".into(),
+    }
+}
+
 /// The AWS profile name for an entitlement: its alias, prefixed with the cone profile unless that is the default,
 /// so that several Cone servers can write profiles into one file.
 fn aws_profile_name(alias: &str) -> String {
@@ -72,10 +92,16 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
     settings.aws = Some(aws.clone());
     settings.save(settings::profile())?;
 
-    let mut entitlements = Api::from_saved()?.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
+    let api = Api::from_saved()?;
+    let mut entitlements = api.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
     let mut ui = Ui::new();
     if entitlements.is_empty() {
-        ui.say("No AWS permission sets are visible to you in Cone, so no profiles were written (or pruned). If the AWS integration was set up recently, its permission sets may not have synced yet; ask your Cone administrator.");
+        // Older servers have no status endpoint; the hint then falls back to the likely cause.
+        let status = api.connectors().await.ok().and_then(|all| all.into_iter().next());
+        ui.say(&format!(
+            "No AWS permission sets are visible to you in Cone, so no profiles were written (or pruned). {}",
+            empty_catalog_hint(status.as_ref())
+        ));
         return Ok(());
     }
     let path = files::aws_config_path()?;
@@ -407,8 +433,10 @@ async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement
     };
     ui.say(&format!("Access request submitted (task: {})", task.id));
     let deadline = tokio::time::Instant::now() + PROVISIONING_WAIT;
+    if TaskState::parse(&task.state) == Some(TaskState::Provisioning) {
+        ui.progress("Provisioning access in AWS");
+    }
     loop {
-        ui.tick();
         match TaskState::parse(&task.state) {
             Some(TaskState::Granted) => {
                 ui.say("Access granted!");
@@ -471,9 +499,41 @@ async fn fetch_role_credentials(
                 relogged = true;
             }
             Err(PortalError::Unauthorized) => bail!(
-                "Session token not found or invalid. Sign in again with `cone aws login`; if that does not help, check that the SSO region matches where IAM Identity Center runs (`cone aws setup show`, fix with `cone aws setup --sso-region <region>`)."
+                "Session token not found or invalid: IAM Identity Center in {} does not accept your sign-in. Run `cone aws login`; if that does not help, the SSO region is probably wrong: check it with `cone aws setup show` and fix it with `cone aws setup --sso-region <region>`.",
+                sso.sso_region()
             ),
             Err(PortalError::Other(e)) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, error: Option<&str>) -> ConnectorStatus {
+        let at = DateTime::from_timestamp(1_795_000_000, 0);
+        ConnectorStatus {
+            app_id: "aws".into(),
+            state: state.into(),
+            last_success_at: at,
+            last_attempt_at: at,
+            last_error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn empty_catalog_hint_says_why() {
+        let failed = empty_catalog_hint(Some(&status(cone_api::CONNECTOR_ERROR, Some("no IAM Identity Center."))));
+        assert_eq!(
+            failed,
+            "The server's last sync with AWS failed (2026-11-18 11:06 UTC): no IAM Identity Center. Ask your Cone administrator to fix the AWS integration, then run `cone aws setup` again."
+        );
+        assert!(empty_catalog_hint(Some(&status(cone_api::CONNECTOR_SYNCING, None))).contains("first sync"));
+        assert!(
+            empty_catalog_hint(Some(&status(cone_api::CONNECTOR_CONNECTED, None)))
+                .starts_with("The AWS integration last synced at 2026-11-18 11:06 UTC")
+        );
+        assert!(empty_catalog_hint(None).contains("may not have synced yet"));
     }
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cone_api::{
-    ApiError, CreateTask, Decision, DropRequest, DropResult, Entitlement, EntitlementPage, Me, Task, TaskPage,
+    ApiError, ConnectorStatus, CreateTask, Decision, DropRequest, DropResult, Entitlement, EntitlementPage, Me, Task,
+    TaskPage,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -85,6 +86,10 @@ impl Api {
 
     pub async fn me(&self) -> Result<Me, Failure> {
         self.call(Method::GET, "/api/v1/me", None::<&()>).await
+    }
+
+    pub async fn connectors(&self) -> Result<Vec<ConnectorStatus>, Failure> {
+        self.call(Method::GET, "/api/v1/connectors", None::<&()>).await
     }
 
     /// Every entitlement (of `kind`, when given), all pages.

@@ -68,8 +68,12 @@ pub async fn get(args: GetArgs, out: Output, interactive: bool) -> Result<bool> 
     };
     let mut task = api.create_task(&req).await?;
     if args.wait {
+        let mut shown = String::new();
         while TaskState::parse(&task.state).is_some_and(TaskState::is_open) {
-            ui.tick();
+            if task.state != shown {
+                ui.progress(&format!("Task {} is {}", task.id, task.state.replace('_', " ")));
+                shown.clone_from(&task.state);
+            }
             task = api.task(task.id, Some(&task.state), Duration::from_secs(50)).await?;
         }
     }

@@ -136,6 +136,10 @@ impl Sso {
         }
     }
 
+    pub fn sso_region(&self) -> &str {
+        &self.settings.sso_region
+    }
+
     /// A usable access token: cached, refreshed, or (when a person is there to sign in) from a new sign-in.
     pub async fn access_token(&self, ui: &mut Ui) -> Result<String> {
         // One refresh or sign-in at a time across processes; whoever waited reads the winner's token.
@@ -143,6 +147,7 @@ impl Sso {
         if let Some(token) = self.read_token()? {
             let left = remaining(&token.expires_at);
             if left > RENEW_WINDOW {
+                self.share_token(&token)?;
                 return Ok(token.access_token);
             }
             match self.refresh(&token).await {
@@ -220,8 +225,18 @@ impl Sso {
     }
 
     fn save_token(&self, token: &TokenFile) -> Result<()> {
+        self.write_token(token, |_| true)
+    }
+
+    /// Copies a valid token to the paths that have none: an `[sso-session]` added to the config since cone last
+    /// signed in, so that its native profiles need no sign-in of their own.
+    fn share_token(&self, token: &TokenFile) -> Result<()> {
+        self.write_token(token, |path| !path.exists())
+    }
+
+    fn write_token(&self, token: &TokenFile, to: impl Fn(&std::path::Path) -> bool) -> Result<()> {
         let bytes = serde_json::to_vec(token).context("cannot encode the token")?;
-        self.token_paths()?.iter().try_for_each(|path| files::write_private(path, &bytes))
+        self.token_paths()?.iter().filter(|p| to(p)).try_for_each(|path| files::write_private(path, &bytes))
     }
 
     /// The client registration shared with the AWS CLI (§3.3): reused while it has time left and was made for the

@@ -2,11 +2,14 @@
 //! stderr is captured, as the AWS CLI does with a `credential_process`, messages also go to the terminal.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Ui {
     tty: Option<std::fs::File>,
-    /// A progress line ("..") is open and needs a newline before the next message.
-    open_line: bool,
+    /// The spinner of [`Ui::progress`], until the next message.
+    spinner: Option<ProgressBar>,
 }
 
 impl Ui {
@@ -14,9 +17,9 @@ impl Ui {
         let tty = if std::io::stderr().is_terminal() {
             None
         } else {
-            std::fs::OpenOptions::new().write(true).open("/dev/tty").ok()
+            std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").ok()
         };
-        Ui { tty, open_line: false }
+        Ui { tty, spinner: None }
     }
 
     fn write(&mut self, text: &str) {
@@ -28,17 +31,31 @@ impl Ui {
 
     /// One line of news.
     pub fn say(&mut self, line: &str) {
-        if self.open_line {
-            self.write("\n");
-            self.open_line = false;
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
         }
         self.write(&format!("{line}\n"));
     }
 
-    /// One more dot on the progress line.
-    pub fn tick(&mut self) {
-        self.open_line = true;
-        self.write(".");
+    /// Something that takes a while: a spinner with the elapsed time on a terminal, until the next message; a plain
+    /// line where no person watches (and on a captured stderr, which the AWS CLI shows only at the end).
+    pub fn progress(&mut self, what: &str) {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            let _ = writeln!(std::io::stderr(), "{what}...");
+            let Some(tty) = self.tty.as_ref().and_then(|t| Some((t.try_clone().ok()?, t.try_clone().ok()?))) else {
+                return;
+            };
+            ProgressDrawTarget::term(console::Term::read_write_pair(tty.0, tty.1), 10)
+        };
+        let style =
+            ProgressStyle::with_template("{spinner} {msg}... {elapsed}").unwrap_or(ProgressStyle::default_spinner());
+        let spinner = ProgressBar::with_draw_target(None, target).with_style(style).with_message(what.to_string());
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = self.spinner.replace(spinner) {
+            old.finish_and_clear();
+        }
     }
 
     /// Whether a person can answer prompts: a terminal is attached.

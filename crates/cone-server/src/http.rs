@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cone_api::{
-    ApiError, CreateTask, Decision, DriftPage, DropRequest, DropResult, EntitlementPage, Me, Task, TaskPage, codes,
+    ApiError, ConnectorStatus, CreateTask, Decision, DriftPage, DropRequest, DropResult, EntitlementPage, Me, Task,
+    TaskPage, codes,
 };
 use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
@@ -27,6 +28,8 @@ pub struct AppState {
     pub task_changes: broadcast::Sender<i64>,
     /// Wakes the workers when there is new work.
     pub wake: Arc<Notify>,
+    /// How this process's syncs with AWS stand.
+    pub sync_status: Arc<std::sync::Mutex<ConnectorStatus>>,
 }
 
 pub fn now() -> i64 {
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/{action}", post(task_action))
         .route("/api/v1/drop", post(drop_access))
         .route("/api/v1/drift", get(drift))
+        .route("/api/v1/connectors", get(connectors))
         .with_state(state)
 }
 
@@ -227,4 +231,9 @@ async fn drop_access(
 /// Open drift findings. Any signed-in user may read them until Cone has administrator roles.
 async fn drift(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Result<Json<DriftPage>, ApiFailure> {
     Ok(Json(app::open_drift(&s).await?))
+}
+
+async fn connectors(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Json<Vec<ConnectorStatus>> {
+    let status = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    Json(vec![status])
 }

@@ -94,12 +94,20 @@ async fn serve(config: config::Config) -> Result<()> {
     let public_url =
         config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
     let connector = Arc::new(cone_aws::Connector::from_env(&config.aws.sso_region).await?);
+    let app_id = config.aws.app_id.clone();
     let state = http::AppState {
         db,
         config: Arc::new(config),
         public_url: public_url.clone(),
         task_changes: broadcast::channel(1024).0,
         wake: Arc::new(Notify::new()),
+        sync_status: Arc::new(std::sync::Mutex::new(cone_api::ConnectorStatus {
+            app_id: app_id.clone(),
+            state: cone_api::CONNECTOR_SYNCING.into(),
+            last_success_at: None,
+            last_attempt_at: None,
+            last_error: None,
+        })),
     };
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.

@@ -26,6 +26,25 @@ pub fn spawn_reconciler(s: AppState, connector: Arc<Connector>) {
 /// Syncs the catalog from AWS, then sweeps for drift when the last sweep (at `last_sweep`, the start of its sync)
 /// is `drift.interval` old. A failed sweep is logged and tried again after the next sync.
 pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
+    let started = chrono::Utc::now();
+    let result = sync_and_sweep(s, connector, last_sweep).await;
+    let mut status = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    status.last_attempt_at = Some(started);
+    match &result {
+        Ok(()) => {
+            status.state = cone_api::CONNECTOR_CONNECTED.into();
+            status.last_success_at = Some(started);
+            status.last_error = None;
+        }
+        Err(e) => {
+            status.state = cone_api::CONNECTOR_ERROR.into();
+            status.last_error = Some(format!("{e:#}"));
+        }
+    }
+    result
+}
+
+async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
     let synced_at = now();
     let snapshot = connector.sync().await?;
     s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now()).await?;

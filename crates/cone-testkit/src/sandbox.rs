@@ -60,9 +60,7 @@ impl Sandbox {
         let moto = Moto::start()?;
         let org = seed_sandbox(&moto.endpoint).await.context("seeding the sandbox organisation into moto")?;
 
-        let mut emu = Command::new(target_bin("idc-emulator")?);
-        emu.args(["--port", "0", "--region", "us-east-1"]).envs(moto.aws_env()).env("RUST_LOG", "warn");
-        let (emulator, emulator_url) = Child::spawn_ready("idc-emulator", emu, Duration::from_secs(30))?;
+        let (emulator, emulator_url) = spawn_emulator(&moto, "us-east-1")?;
 
         let config = dir.join("cone-server.yaml");
         std::fs::write(
@@ -72,12 +70,7 @@ impl Sandbox {
                 dir.join("cone.db").display()
             ),
         )?;
-        let server_bin = target_bin("cone-server")?;
-        for user in ["alice", "bob", "carol"] {
-            let mut set = Command::new(&server_bin);
-            set.args(["set-password", "--config"]).arg(&config).arg(user);
-            run_with_stdin(set, &password(user))?;
-        }
+        set_passwords(&config)?;
         let (server, server_url) = spawn_server(&config, &moto)?;
         Ok(Sandbox { dir, org, moto, emulator_url, server_url, server: Some(server), _emulator: emulator })
     }
@@ -96,6 +89,22 @@ impl Sandbox {
         self.server = Some(server);
         self.server_url = url;
         Ok(())
+    }
+
+    /// Rewrites the server's configuration with `edit` and restarts it, with the sandbox users' passwords set
+    /// again (in case the edit moved the database).
+    pub fn reconfigure_server(&mut self, edit: impl FnOnce(String) -> String) -> Result<()> {
+        self.server = None;
+        let config = self.dir.join("cone-server.yaml");
+        std::fs::write(&config, edit(std::fs::read_to_string(&config)?))?;
+        set_passwords(&config)?;
+        self.start_server()
+    }
+
+    /// Another Identity Center emulator on the same moto, as IAM Identity Center in another region: it knows
+    /// nothing of the first one's sign-ins.
+    pub fn emulator_in(&self, region: &str) -> Result<(Child, String)> {
+        spawn_emulator(&self.moto, region)
     }
 
     /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
@@ -244,6 +253,21 @@ impl Sandbox {
         std::thread::spawn(move || lines.for_each(drop));
         Ok((child, code))
     }
+}
+
+fn spawn_emulator(moto: &Moto, region: &str) -> Result<(Child, String)> {
+    let mut emu = Command::new(target_bin("idc-emulator")?);
+    emu.args(["--port", "0", "--region", region]).envs(moto.aws_env()).env("RUST_LOG", "warn");
+    Child::spawn_ready("idc-emulator", emu, Duration::from_secs(30))
+}
+
+fn set_passwords(config: &Path) -> Result<()> {
+    for user in ["alice", "bob", "carol"] {
+        let mut set = Command::new(target_bin("cone-server")?);
+        set.args(["set-password", "--config"]).arg(config).arg(user);
+        run_with_stdin(set, &password(user))?;
+    }
+    Ok(())
 }
 
 /// `cone-server serve` on `config`, with moto as its AWS; returns it once it reports READY, with its URL.

@@ -602,3 +602,56 @@ async fn cone_profiles_and_prune() {
     let got = json(&sb.cone("alice", &["-p", "work", "get", "staging-readonlyaccess", "-o", "json"]).unwrap(), "get");
     assert_eq!(got["task"]["requester"], "bob");
 }
+
+/// The seed's "Session token not found or invalid" (a wrong SSO region) and "Profiles not appearing after setup"
+/// (the failed-sync variant of the latter is a unit test of `empty_catalog_hint`).
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_sso_region_and_profiles_not_appearing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start(dir.path(), "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    let ro = "staging-readonlyaccess";
+
+    // Setup pointed at another region, whose Identity Center (a second emulator, since every region has its own
+    // endpoints) never saw alice's sign-in.
+    let o = sb.cone("alice", &["aws", "setup", "--sso-region", "eu-west-1"]).unwrap();
+    assert_ok(&o, "setup with the wrong region");
+    let (_eu, eu_url) = sb.emulator_in("eu-west-1").unwrap();
+    let mut wrong = sb.detached("alice", "cone").unwrap();
+    let o = wrong
+        .args(["aws", "credentials", ro])
+        .env("AWS_ENDPOINT_URL_SSO", &eu_url)
+        .env("AWS_ENDPOINT_URL_SSO_OIDC", &eu_url)
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &o,
+        "credentials in the wrong region",
+        &[
+            "Session token not found or invalid: IAM Identity Center in eu-west-1 does not accept your sign-in.",
+            "check it with `cone aws setup show` and fix it with `cone aws setup --sso-region <region>`.",
+        ],
+    );
+    let o = sb.cone("alice", &["aws", "setup", "show"]).unwrap();
+    assert!(assert_ok(&o, "setup show").contains("eu-west-1"));
+    assert_ok(&sb.cone("alice", &["aws", "setup", "--sso-region", "us-east-1"]).unwrap(), "setup, region fixed");
+    let o = sb.cone("alice", &["aws", "credentials", ro]).unwrap();
+    assert!(assert_ok(&o, "credentials, region fixed").contains("\"AccessKeyId\""));
+
+    // A server whose Identity Center (in eu-west-2, where the sandbox has none of its permission sets) offers
+    // nothing: setup says what the server's last sync found instead of silently writing nothing.
+    sb.reconfigure_server(|c| c.replace("sso_region: us-east-1", "sso_region: eu-west-2").replace("cone.db", "new.db"))
+        .unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let before = std::fs::read_to_string(sb.home("alice").join(".aws/config")).unwrap();
+    let o = sb.cone("alice", &["aws", "setup"]).unwrap();
+    assert_ok(&o, "setup with nothing synced");
+    let out = text(&o).1;
+    assert!(
+        out.contains("No AWS permission sets are visible to you in Cone, so no profiles were written")
+            && out.contains("The AWS integration last synced at ")
+            && out.contains("found no permission set you can request; ask your Cone administrator"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(sb.home("alice").join(".aws/config")).unwrap(), before);
+}
