@@ -4,6 +4,9 @@
 mod process;
 pub use process::{Child, Moto, target_bin, venv_bin, workspace_root};
 
+mod postgres;
+pub use postgres::Postgres;
+
 mod seed;
 pub use seed::{SandboxOrg, moto_sdk_config, seed_sandbox};
 
