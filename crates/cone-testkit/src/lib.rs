@@ -11,4 +11,4 @@ mod seed;
 pub use seed::{SandboxOrg, moto_sdk_config, seed_sandbox};
 
 mod sandbox;
-pub use sandbox::{START_URL, Sandbox, password};
+pub use sandbox::{START_URL, Sandbox, Store, password};
