@@ -207,7 +207,7 @@ fn task_to_api(t: TaskRow) -> Task {
     Task {
         id: t.id,
         kind: t.kind,
-        emergency: t.emergency,
+        emergency: t.emergency != 0,
         requester: t.requester,
         app_id: t.app_id,
         entitlement_id: t.entitlement_id,

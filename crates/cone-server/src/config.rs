@@ -12,8 +12,8 @@ use serde::Deserialize;
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// SQLite database file.
-    pub database: PathBuf,
+    /// A SQLite database file, or a `postgres://` URL.
+    pub database: Database,
     /// The URL people reach the server at (for the device sign-in page); defaults to the listening address.
     #[serde(default)]
     pub public_url: Option<String>,
@@ -26,8 +26,54 @@ pub struct Config {
     pub pending_timeout: i64,
     #[serde(default)]
     pub drift: DriftConfig,
+    /// How long a worker holds a job it claimed before another worker (or replica) may take it over: the time a
+    /// crashed worker's provisioning or revocation waits. It must exceed the longest AWS call of a job.
+    #[serde(default = "default_job_lease", with = "duration")]
+    pub job_lease: i64,
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+}
+
+/// Where the server stores: SQLite (embedded, one server) or PostgreSQL (one or more replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// The URL, and what to call the database in messages (the URL without its password).
+    Postgres {
+        url: String,
+        name: String,
+    },
+}
+
+impl TryFrom<String> for Database {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Database, String> {
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Ok(Database::Sqlite(text.into()));
+        }
+        let options = text.parse::<sqlx::postgres::PgConnectOptions>().map_err(|e| {
+            format!("`database` is not a valid PostgreSQL URL ({e}); write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+        })?;
+        let name = format!(
+            "the PostgreSQL database {} on {}:{} as {}",
+            options.get_database().unwrap_or(options.get_username()),
+            options.get_host(),
+            options.get_port(),
+            options.get_username()
+        );
+        Ok(Database::Postgres { url: text, name })
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "the SQLite database {}", path.display()),
+            Database::Postgres { name, .. } => f.write_str(name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +226,9 @@ fn default_duration() -> i64 {
 fn default_pending_timeout() -> i64 {
     24 * 3600
 }
+fn default_job_lease() -> i64 {
+    300
+}
 fn default_max_extensions() -> i64 {
     2
 }
@@ -251,5 +300,15 @@ policies:
             "database: /tmp/x.db\naws: { sso_region: us-east-1 }\ndrift: { interval: 5m, remove: [A] }\n",
         );
         assert!(typo.is_err());
+    }
+
+    #[test]
+    fn database_is_a_sqlite_path_or_a_postgres_url() {
+        let parse = |text: &str| Database::try_from(text.to_string());
+        assert_eq!(parse("/var/lib/cone/cone.db"), Ok(Database::Sqlite("/var/lib/cone/cone.db".into())));
+        let pg = parse("postgres://cone:secret@db.internal:6432/cone").unwrap();
+        assert_eq!(pg.to_string(), "the PostgreSQL database cone on db.internal:6432 as cone");
+        let bad = parse("postgres://cone@db.internal:notaport/cone").unwrap_err();
+        assert!(bad.contains("not a valid PostgreSQL URL") && bad.contains("postgres://USER:PASSWORD@HOST"), "{bad}");
     }
 }

@@ -1,20 +1,61 @@
-//! The store: every SQL statement of the server lives here. SQLite in WAL mode; writers take the write lock up
-//! front (`BEGIN IMMEDIATE`) so that concurrent transactions wait instead of failing.
+//! The store: every SQL statement of the server lives here, written once for both backends through sqlx's `Any`
+//! driver (`$N` placeholders, which SQLite accepts too). SQLite in WAL mode is the embedded default; PostgreSQL
+//! serves several replicas. [`Backend`] holds the few places where the two differ.
+//!
+//! Writers run one at a time on both: SQLite takes the write lock up front (`BEGIN IMMEDIATE`), PostgreSQL a
+//! transaction-scoped advisory lock. Every read-then-write below (and the audit chain) relies on that; only job
+//! claiming runs beside other writers on PostgreSQL, with `FOR UPDATE SKIP LOCKED`.
 
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
 
-pub type Tx = Transaction<'static, sqlx::Sqlite>;
+use crate::config::Database;
+
+pub type Tx = Transaction<'static, sqlx::Any>;
 
 #[derive(Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Where the SQL of the two backends differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The advisory lock key PostgreSQL writers hold for their transaction (any constant; "cone" in ASCII).
+const WRITER_LOCK: i64 = 0x636f_6e65;
+
+impl Backend {
+    /// A table expression of the values of a JSON array bound as text at `param`, as a column `value`.
+    fn json_values(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_each({param})"),
+            Backend::Postgres => format!("json_array_elements_text({param}::json)"),
+        }
+    }
+
+    /// Locks the rows a claim selects; a row another replica is claiming is skipped rather than waited for.
+    fn skip_locked(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    fn begin_statement(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -43,7 +84,8 @@ pub struct EntitlementRow {
 pub struct TaskRow {
     pub id: i64,
     pub kind: String,
-    pub emergency: bool,
+    /// 0 or 1.
+    pub emergency: i64,
     pub requester_id: i64,
     pub requester: String,
     pub app_id: String,
@@ -236,34 +278,69 @@ const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id 
     WHERE e.present = 1";
 
 impl Db {
-    pub async fn open(path: &Path) -> Result<Db> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+    /// Opens (creating it when needed) and migrates the database.
+    pub async fn open(database: &Database) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (backend, options) = match database {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let url =
+                    sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true).to_url_lossy();
+                (Backend::Sqlite, AnyConnectOptions::from_url(&url)?)
+            }
+            Database::Postgres { url, .. } => (Backend::Postgres, url.parse::<AnyConnectOptions>()?),
+        };
+        // One connection first, so that a database that cannot be reached says why (a pool only says it timed out).
+        let probe = sqlx::AnyConnection::connect_with(&options).await.with_context(|| match database {
+            Database::Sqlite(path) => format!("cannot open the SQLite database {}", path.display()),
+            Database::Postgres { .. } => format!(
+                "cannot connect to {database}; check that PostgreSQL runs there and that the user, password and \
+                 database name in `database:` are right"
+            ),
+        })?;
+        probe.close().await?;
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        sqlx::migrate!("./migrations").run(&pool).await.context("cannot apply database migrations")?;
-        Ok(Db { pool })
+            .with_context(|| format!("cannot open {database}"))?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&pool).await.with_context(|| format!("cannot apply the migrations to {database}"))?;
+        Ok(Db { pool, backend })
     }
 
+    /// A writing transaction; it runs alone among writers (see the module's comment).
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+        }
+        Ok(tx)
     }
 
     // ---- identities and sign-in ----
 
     pub async fn set_password(&self, username: &str, hash: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO users (username, password_hash) VALUES (?, ?)
+            "INSERT INTO users (username, password_hash) VALUES ($1, $2)
              ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
         )
         .bind(username)
@@ -275,7 +352,7 @@ impl Db {
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, username, display_name, email, idc_user_id, password_hash FROM users WHERE username = ?",
+            "SELECT id, username, display_name, email, idc_user_id, password_hash FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -284,7 +361,7 @@ impl Db {
 
     pub async fn user_groups(&self, user_id: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = ? ORDER BY g.name",
+            "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name",
         )
         .bind(user_id)
         .fetch_all(&self.pool)
@@ -299,7 +376,7 @@ impl Db {
         interval: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES (?, ?, ?, ?)",
+            "INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES ($1, $2, $3, $4)",
         )
         .bind(code_hash)
         .bind(user_code)
@@ -313,7 +390,7 @@ impl Db {
     /// Approves a pending, unexpired device code; false when there is none with that user code.
     pub async fn approve_device_code(&self, user_code: &str, user_id: i64, now: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE device_codes SET user_id = ? WHERE user_code = ? AND expires_at > ? AND user_id IS NULL AND denied = 0",
+            "UPDATE device_codes SET user_id = $1 WHERE user_code = $2 AND expires_at > $3 AND user_id IS NULL AND denied = 0",
         )
         .bind(user_id)
         .bind(user_code)
@@ -326,7 +403,7 @@ impl Db {
     pub async fn poll_device_code(&self, code_hash: &str, now: i64) -> Result<DevicePoll> {
         let mut tx = self.begin().await?;
         let row: Option<DeviceRow> = sqlx::query_as(
-            "SELECT expires_at, interval_secs, last_poll_at, user_id, denied FROM device_codes WHERE device_code_hash = ?",
+            "SELECT expires_at, interval_secs, last_poll_at, user_id, denied FROM device_codes WHERE device_code_hash = $1",
         )
         .bind(code_hash)
         .fetch_optional(&mut *tx)
@@ -348,12 +425,12 @@ impl Db {
         };
         if matches!(result, DevicePoll::Approved(_) | DevicePoll::Expired | DevicePoll::Denied) {
             // A device code is redeemed once.
-            sqlx::query("DELETE FROM device_codes WHERE device_code_hash = ?")
+            sqlx::query("DELETE FROM device_codes WHERE device_code_hash = $1")
                 .bind(code_hash)
                 .execute(&mut *tx)
                 .await?;
         } else {
-            sqlx::query("UPDATE device_codes SET last_poll_at = ? WHERE device_code_hash = ?")
+            sqlx::query("UPDATE device_codes SET last_poll_at = $1 WHERE device_code_hash = $2")
                 .bind(now)
                 .bind(code_hash)
                 .execute(&mut *tx)
@@ -365,7 +442,7 @@ impl Db {
 
     pub async fn insert_access_token(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(user_id)
             .bind(now)
@@ -379,7 +456,7 @@ impl Db {
 
     pub async fn revoke_access_token(&self, token_hash: &str, user_id: i64, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM access_tokens WHERE token_hash = ?").bind(token_hash).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
         audit(&mut tx, now, &format!("user:{user_id}"), "logout", &format!("user:{user_id}"), "{}").await?;
         tx.commit().await?;
         Ok(())
@@ -388,7 +465,7 @@ impl Db {
     pub async fn user_for_token(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(
             "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash
-             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.expires_at > ?",
+             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 AND t.expires_at > $2",
         )
         .bind(token_hash)
         .bind(now)
@@ -401,20 +478,20 @@ impl Db {
     /// Replaces the catalog and identities with what the connector saw.
     pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES (?, 'AWS', ?) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
+        sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES ($1, 'AWS', $2) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
             .bind(app_id)
             .bind(&snap.instance_arn)
             .execute(&mut *tx)
             .await?;
         for a in &snap.accounts {
-            sqlx::query("INSERT INTO resources (app_id, id, name) VALUES (?, ?, ?) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
+            sqlx::query("INSERT INTO resources (app_id, id, name) VALUES ($1, $2, $3) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
                 .bind(app_id)
                 .bind(&a.id)
                 .bind(&a.name)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = ?").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         for (account_id, ps_arn) in &snap.provisioned {
             let Some(ps) = snap.permission_sets.iter().find(|p| &p.arn == ps_arn) else {
                 continue;
@@ -424,7 +501,7 @@ impl Db {
             }
             sqlx::query(
                 "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, present)
-                 VALUES (?, ?, ?, ?, ?, 1)
+                 VALUES ($1, $2, $3, $4, $5, 1)
                  ON CONFLICT (app_id, id) DO UPDATE SET present = 1, permission_set_name = excluded.permission_set_name",
             )
             .bind(app_id)
@@ -438,7 +515,7 @@ impl Db {
         for u in &snap.users {
             // Link a local user of the same name (the one who set a password) to its Identity Center user.
             sqlx::query(
-                "INSERT INTO users (username, display_name, email, idc_user_id) VALUES (?, ?, ?, ?)
+                "INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
                      idc_user_id = excluded.idc_user_id",
             )
@@ -450,7 +527,7 @@ impl Db {
             .await?;
         }
         for g in &snap.groups {
-            sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
+            sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
                 .bind(&g.display_name)
                 .bind(&g.id)
                 .execute(&mut *tx)
@@ -463,8 +540,9 @@ impl Db {
         .await?;
         for (group_id, user_id) in &snap.memberships {
             sqlx::query(
-                "INSERT OR IGNORE INTO group_members (group_id, user_id)
-                 SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = ? AND u.idc_user_id = ?",
+                "INSERT INTO group_members (group_id, user_id)
+                 SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = $1 AND u.idc_user_id = $2
+                 ON CONFLICT DO NOTHING",
             )
             .bind(group_id)
             .bind(user_id)
@@ -479,7 +557,7 @@ impl Db {
             .collect();
         for (row, alias) in rows.iter().zip(cone_core::naming::aliases(&keys)) {
             if row.alias != alias {
-                sqlx::query("UPDATE entitlements SET alias = ? WHERE app_id = ? AND id = ?")
+                sqlx::query("UPDATE entitlements SET alias = $1 WHERE app_id = $2 AND id = $3")
                     .bind(&alias)
                     .bind(&row.app_id)
                     .bind(&row.id)
@@ -503,7 +581,7 @@ impl Db {
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = ? AND e.id = ?"))
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = $1 AND e.id = $2"))
             .bind(app_id)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -514,7 +592,7 @@ impl Db {
     pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
-             WHERE user_id = ? AND state = 'active' AND expires_at > ? GROUP BY app_id, entitlement_id",
+             WHERE user_id = $1 AND state = 'active' AND expires_at > $2 GROUP BY app_id, entitlement_id",
         )
         .bind(user_id)
         .bind(now)
@@ -531,8 +609,8 @@ impl Db {
         now: i64,
     ) -> Result<Option<(i64, i64, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT id, expires_at, extensions FROM grants WHERE user_id = ? AND app_id = ? AND entitlement_id = ?
-             AND state = 'active' AND expires_at > ? ORDER BY expires_at DESC LIMIT 1",
+            "SELECT id, expires_at, extensions FROM grants WHERE user_id = $1 AND app_id = $2 AND entitlement_id = $3
+             AND state = 'active' AND expires_at > $4 ORDER BY expires_at DESC LIMIT 1",
         )
         .bind(user_id)
         .bind(app_id)
@@ -545,7 +623,7 @@ impl Db {
     // ---- tasks ----
 
     pub async fn task(&self, id: i64) -> Result<Option<TaskRow>> {
-        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = ?")).bind(id).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_as(&format!("{TASK_SELECT} WHERE t.id = $1")).bind(id).fetch_optional(&self.pool).await?)
     }
 
     /// Inserts the task where the policy placed it. `Ok(Err(id))` when an open task for the same user and
@@ -553,7 +631,7 @@ impl Db {
     pub async fn insert_task(&self, t: &NewTask<'_>, placement: Placement<'_>, now: i64) -> Result<Result<i64, i64>> {
         let mut tx = self.begin().await?;
         if let Some(id) = sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM tasks WHERE requester_id = ? AND app_id = ? AND entitlement_id = ?
+            "SELECT id FROM tasks WHERE requester_id = $1 AND app_id = $2 AND entitlement_id = $3
              AND state IN ('pending_approval', 'provisioning')",
         )
         .bind(t.requester_id)
@@ -568,12 +646,12 @@ impl Db {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tasks (kind, extends_grant_id, max_duration_secs, emergency, requester_id, app_id, entitlement_id,
                  state, justification, duration_secs, form_json, policy_name, steps_json, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending_approval', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending_approval', $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(kind)
         .bind(t.extends_grant_id)
         .bind(t.max_duration_secs)
-        .bind(t.emergency)
+        .bind(i64::from(t.emergency))
         .bind(t.requester_id)
         .bind(&t.entitlement.app_id)
         .bind(&t.entitlement.id)
@@ -590,7 +668,7 @@ impl Db {
             sqlx::query(
                 "INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id,
                      permission_set_arn, principal_id, duration_secs, state)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested')",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'requested')",
             )
             .bind(id)
             .bind(t.requester_id)
@@ -625,7 +703,7 @@ impl Db {
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
         let still_waiting: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM tasks WHERE id = ? AND state = 'pending_approval' AND step_index = ?")
+            sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND state = 'pending_approval' AND step_index = $2")
                 .bind(task_id)
                 .bind(expect_index)
                 .fetch_optional(&mut *tx)
@@ -644,20 +722,22 @@ impl Db {
 
     // ---- provisioning and revocation ----
 
-    /// Takes the next due job and leases it, so a crashed worker's job is retried once the lease runs out.
+    /// Takes the next due job and leases it, so a crashed worker's job is retried once the lease runs out. On
+    /// PostgreSQL replicas claim side by side: each skips the rows another is claiming, and the lease written here
+    /// keeps the job theirs after the commit.
     pub async fn claim_job(&self, now: i64, lease_secs: i64) -> Result<Option<JobRow>> {
-        let mut tx = self.begin().await?;
-        let job: Option<JobRow> = sqlx::query_as(
+        let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        let job: Option<JobRow> = sqlx::query_as(&format!(
             "SELECT id, kind, grant_id, finding_id, attempts FROM jobs
-             WHERE state = 'pending' AND run_after <= ? AND (locked_until IS NULL OR locked_until <= ?)
-             ORDER BY run_after, id LIMIT 1",
-        )
-        .bind(now)
+             WHERE state = 'pending' AND run_after <= $1 AND (locked_until IS NULL OR locked_until <= $1)
+             ORDER BY run_after, id LIMIT 1{}",
+            self.backend.skip_locked()
+        ))
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(job) = &job {
-            sqlx::query("UPDATE jobs SET locked_until = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?")
+            sqlx::query("UPDATE jobs SET locked_until = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3")
                 .bind(now + lease_secs)
                 .bind(now)
                 .bind(job.id)
@@ -670,7 +750,7 @@ impl Db {
 
     pub async fn grant(&self, id: i64) -> Result<GrantRow> {
         Ok(sqlx::query_as(
-            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs FROM grants WHERE id = ?",
+            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs FROM grants WHERE id = $1",
         )
         .bind(id)
         .fetch_one(&self.pool)
@@ -680,8 +760,8 @@ impl Db {
     /// Another active grant gives the same principal the same permission set in the same account.
     pub async fn covered_by_other_grant(&self, g: &GrantRow, now: i64) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM grants WHERE id != ? AND state = 'active' AND expires_at > ?
-             AND principal_id = ? AND account_id = ? AND permission_set_arn = ?",
+            "SELECT COUNT(*) FROM grants WHERE id != $1 AND state = 'active' AND expires_at > $2
+             AND principal_id = $3 AND account_id = $4 AND permission_set_arn = $5",
         )
         .bind(g.id)
         .bind(now)
@@ -699,7 +779,7 @@ impl Db {
     pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         let activated = sqlx::query(
-            "UPDATE grants SET state = 'active', starts_at = ?, expires_at = ? WHERE id = ? AND state = 'provisioning'",
+            "UPDATE grants SET state = 'active', starts_at = $1, expires_at = $2 WHERE id = $3 AND state = 'provisioning'",
         )
         .bind(now)
         .bind(now + g.duration_secs)
@@ -713,7 +793,7 @@ impl Db {
             set_task_state(&mut tx, g.task_id, "granted", now).await?;
             audit(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
         } else {
-            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = $1").bind(g.id).execute(&mut *tx).await?;
             enqueue(&mut tx, "revoke", g.id, now).await?;
         }
         tx.commit().await?;
@@ -723,7 +803,7 @@ impl Db {
     /// The assignment is gone (or another grant still needs it): the grant has ended.
     pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'ended', ended_at = ? WHERE id = ?")
+        sqlx::query("UPDATE grants SET state = 'ended', ended_at = $1 WHERE id = $2")
             .bind(now)
             .bind(g.id)
             .execute(&mut *tx)
@@ -738,8 +818,8 @@ impl Db {
     /// Provisioning failed for good.
     pub async fn provisioning_failed(&self, job: &JobRow, g: &GrantRow, error: &str, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = ?").bind(g.id).execute(&mut *tx).await?;
-        sqlx::query("UPDATE tasks SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE grants SET state = 'failed' WHERE id = $1").bind(g.id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE tasks SET state = 'failed', reason = $1, updated_at = $2 WHERE id = $3")
             .bind(error)
             .bind(now)
             .bind(g.task_id)
@@ -760,13 +840,15 @@ impl Db {
     }
 
     pub async fn retry_job(&self, job: &JobRow, error: &str, run_after: i64, now: i64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET locked_until = NULL, run_after = ?, last_error = ?, updated_at = ? WHERE id = ?")
-            .bind(run_after)
-            .bind(error)
-            .bind(now)
-            .bind(job.id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET locked_until = NULL, run_after = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(run_after)
+        .bind(error)
+        .bind(now)
+        .bind(job.id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -775,12 +857,12 @@ impl Db {
     pub async fn expire_due_grants(&self, now: i64) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
         let due: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= ?")
+            sqlx::query_as("SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= $1")
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
         for (grant_id, task_id) in &due {
-            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = ?").bind(grant_id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = $1").bind(grant_id).execute(&mut *tx).await?;
             set_task_state(&mut tx, *task_id, "expired", now).await?;
             enqueue(&mut tx, "revoke", *grant_id, now).await?;
             audit(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
@@ -794,9 +876,10 @@ impl Db {
     pub async fn next_due(&self, pending_timeout: i64) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(t) FROM (
-                 SELECT MIN(MAX(run_after, COALESCE(locked_until, 0))) AS t FROM jobs WHERE state = 'pending'
+                 SELECT MIN(CASE WHEN locked_until > run_after THEN locked_until ELSE run_after END) AS t
+                     FROM jobs WHERE state = 'pending'
                  UNION ALL SELECT MIN(expires_at) FROM grants WHERE state = 'active'
-                 UNION ALL SELECT MIN(created_at) + ? FROM tasks WHERE state = 'pending_approval')",
+                 UNION ALL SELECT MIN(created_at) + $1 FROM tasks WHERE state = 'pending_approval') AS due",
         )
         .bind(pending_timeout)
         .fetch_one(&self.pool)
@@ -808,7 +891,7 @@ impl Db {
     pub async fn drop_access(&self, user_id: i64, app_id: &str, entitlement_id: &str, now: i64) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
         let pending: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE requester_id = ? AND app_id = ? AND entitlement_id = ?
+            "SELECT id FROM tasks WHERE requester_id = $1 AND app_id = $2 AND entitlement_id = $3
              AND state = 'pending_approval'",
         )
         .bind(user_id)
@@ -820,8 +903,8 @@ impl Db {
             cancel(&mut tx, *id, user_id, now).await?;
         }
         let held: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, task_id FROM grants WHERE user_id = ? AND app_id = ? AND entitlement_id = ?
-             AND (state = 'provisioning' OR (state = 'active' AND expires_at > ?))",
+            "SELECT id, task_id FROM grants WHERE user_id = $1 AND app_id = $2 AND entitlement_id = $3
+             AND (state = 'provisioning' OR (state = 'active' AND expires_at > $4))",
         )
         .bind(user_id)
         .bind(app_id)
@@ -831,15 +914,15 @@ impl Db {
         .await?;
         for (grant_id, task_id) in &held {
             // A provisioning grant keeps its provision job: `provisioned` sees the release and queues the removal.
-            let was_active: bool = sqlx::query_scalar(
+            let state: String = sqlx::query_scalar(
                 "UPDATE grants SET state = CASE WHEN state = 'active' THEN 'revoking' ELSE 'released' END,
-                     expires_at = ? WHERE id = ? RETURNING state = 'revoking'",
+                     expires_at = $1 WHERE id = $2 RETURNING state",
             )
             .bind(now)
             .bind(grant_id)
             .fetch_one(&mut *tx)
             .await?;
-            if was_active {
+            if state == "revoking" {
                 enqueue(&mut tx, "revoke", *grant_id, now).await?;
             }
             set_task_state(&mut tx, *task_id, "released", now).await?;
@@ -861,8 +944,8 @@ impl Db {
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE tasks SET emergency = 1, steps_json = ?, step_index = 0, updated_at = ?
-             WHERE id = ? AND requester_id = ? AND state = 'pending_approval'",
+            "UPDATE tasks SET emergency = 1, steps_json = $1, step_index = 0, updated_at = $2
+             WHERE id = $3 AND requester_id = $4 AND state = 'pending_approval'",
         )
         .bind(steps_json)
         .bind(now)
@@ -893,7 +976,7 @@ impl Db {
     pub async fn time_out_pending(&self, cutoff: i64, now: i64) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
         let due: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM tasks WHERE state = 'pending_approval' AND created_at <= ?")
+            sqlx::query_scalar("SELECT id FROM tasks WHERE state = 'pending_approval' AND created_at <= $1")
                 .bind(cutoff)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -917,7 +1000,7 @@ impl Db {
     pub async fn task_events(&self, task_id: i64) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as(
             "SELECT a.at, COALESCE(u.username, 'cone') AS actor, a.action, a.detail FROM audit_log a
-             LEFT JOIN users u ON a.actor = 'user:' || u.id WHERE a.subject = ? ORDER BY a.id",
+             LEFT JOIN users u ON a.actor = 'user:' || u.id WHERE a.subject = $1 ORDER BY a.id",
         )
         .bind(format!("task:{task_id}"))
         .fetch_all(&self.pool)
@@ -941,7 +1024,7 @@ impl Db {
         let rows = match filter {
             TaskFilter::Requested(user_id) => {
                 sqlx::query_as(&format!(
-                    "{TASK_SELECT} WHERE t.requester_id = ?{open_clause} ORDER BY t.id DESC LIMIT ? OFFSET ?"
+                    "{TASK_SELECT} WHERE t.requester_id = $1{open_clause} ORDER BY t.id DESC LIMIT $2 OFFSET $3"
                 ))
                 .bind(user_id)
                 .bind(limit)
@@ -952,10 +1035,11 @@ impl Db {
             TaskFilter::Approvable { user_id, groups } => {
                 // Groups are few per user; JSON keeps the statement the same whatever their number.
                 let groups = serde_json::to_string(groups)?;
+                let groups_in = self.backend.json_values("$2");
                 sqlx::query_as(&format!(
-                    "{TASK_SELECT} WHERE t.state = 'pending_approval' AND t.requester_id != ?
-                     AND t.waiting_for_group IN (SELECT value FROM json_each(?)){open_clause}
-                     ORDER BY t.id DESC LIMIT ? OFFSET ?"
+                    "{TASK_SELECT} WHERE t.state = 'pending_approval' AND t.requester_id != $1
+                     AND t.waiting_for_group IN (SELECT value FROM {groups_in}){open_clause}
+                     ORDER BY t.id DESC LIMIT $3 OFFSET $4"
                 ))
                 .bind(user_id)
                 .bind(groups)
@@ -976,7 +1060,7 @@ impl Db {
         Ok(sqlx::query_as(&format!(
             "SELECT id, instance_arn, account_id, permission_set_arn, principal_id, state, starts_at, expires_at,
                  ended_at
-             FROM grants WHERE state IN {HOLDING_STATES} OR (state = 'ended' AND ended_at >= ?)"
+             FROM grants WHERE state IN {HOLDING_STATES} OR (state = 'ended' AND ended_at >= $1)"
         ))
         .bind(synced_at)
         .fetch_all(&self.pool)
@@ -998,9 +1082,9 @@ impl Db {
         for f in findings {
             let remedy = f.remedy.map(|r| r.as_str());
             let open: Option<i64> = sqlx::query_scalar(
-                "UPDATE drift_findings SET last_seen = ?, grant_id = ?, remedy = ?
-                 WHERE resolved_at IS NULL AND kind = ? AND instance_arn = ? AND account_id = ?
-                 AND permission_set_arn = ? AND principal_id = ? RETURNING id",
+                "UPDATE drift_findings SET last_seen = $1, grant_id = $2, remedy = $3
+                 WHERE resolved_at IS NULL AND kind = $4 AND instance_arn = $5 AND account_id = $6
+                 AND permission_set_arn = $7 AND principal_id = $8 RETURNING id",
             )
             .bind(now)
             .bind(f.grant_id)
@@ -1018,7 +1102,7 @@ impl Db {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO drift_findings (kind, instance_arn, account_id, permission_set_arn, principal_id,
                              grant_id, remedy, first_seen, last_seen)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                     )
                     .bind(f.kind.as_str())
                     .bind(instance_arn)
@@ -1040,22 +1124,24 @@ impl Db {
             };
             seen.push(id);
             if let Some(remedy) = f.remedy {
-                let waiting: bool =
-                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE finding_id = ? AND state = 'pending')")
+                let waiting: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM jobs WHERE finding_id = $1 AND state = 'pending' LIMIT 1")
                         .bind(id)
-                        .fetch_one(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                if !waiting {
+                if waiting.is_none() {
                     insert_job(&mut tx, remedy.job_kind(), f.grant_id, Some(id), now).await?;
                     record.queued += 1;
                 }
             }
         }
-        let resolved: Vec<i64> = sqlx::query_scalar(
-            "UPDATE drift_findings SET resolved_at = ?
-             WHERE resolved_at IS NULL AND instance_arn = ? AND id NOT IN (SELECT value FROM json_each(?))
+        let resolved: Vec<i64> = sqlx::query_scalar(&format!(
+            "UPDATE drift_findings SET resolved_at = $1
+             WHERE resolved_at IS NULL AND instance_arn = $2
+             AND id NOT IN (SELECT CAST(value AS BIGINT) FROM {})
              RETURNING id",
-        )
+            self.backend.json_values("$3")
+        ))
         .bind(now)
         .bind(instance_arn)
         .bind(serde_json::to_string(&seen)?)
@@ -1083,27 +1169,28 @@ impl Db {
 
     /// A grant now holds (or is making, or removing) the finding's assignment.
     pub async fn drift_explained(&self, f: &DriftRow) -> Result<bool> {
-        Ok(sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM grants WHERE state IN {HOLDING_STATES} AND instance_arn = ?
-                 AND account_id = ? AND permission_set_arn = ? AND principal_id = ?)"
+        let holder: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT 1 FROM grants WHERE state IN {HOLDING_STATES} AND instance_arn = $1
+                 AND account_id = $2 AND permission_set_arn = $3 AND principal_id = $4 LIMIT 1"
         ))
         .bind(&f.instance_arn)
         .bind(&f.account_id)
         .bind(&f.permission_set_arn)
         .bind(&f.principal_id)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(holder.is_some())
     }
 
     /// The grant is active and not yet due to end.
     pub async fn grant_active(&self, grant_id: i64, now: i64) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM grants WHERE id = ? AND state = 'active' AND expires_at > ?)",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        let active: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM grants WHERE id = $1 AND state = 'active' AND expires_at > $2")
+                .bind(grant_id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(active.is_some())
     }
 
     /// A drift repair job is done; what it did is audited on its finding.
@@ -1119,7 +1206,7 @@ impl Db {
                 // then the restored assignment must go again.
                 let grant_id = job.grant_id.with_context(|| format!("drift job {} names no grant", job.id))?;
                 let ended: Option<i64> = sqlx::query_scalar(
-                    "UPDATE grants SET state = 'revoking' WHERE id = ? AND state = 'ended' RETURNING id",
+                    "UPDATE grants SET state = 'revoking' WHERE id = $1 AND state = 'ended' RETURNING id",
                 )
                 .bind(grant_id)
                 .fetch_optional(&mut *tx)
@@ -1169,11 +1256,10 @@ async fn place(
         Placement::Denied => ("denied", -1, None),
     };
     sqlx::query(
-        "UPDATE tasks SET state = ?, step_index = CASE WHEN ? >= 0 THEN ? ELSE step_index END, waiting_for_group = ?,
-             decided_by = COALESCE(?, decided_by), reason = COALESCE(?, reason), updated_at = ? WHERE id = ?",
+        "UPDATE tasks SET state = $1, step_index = CASE WHEN $2 >= 0 THEN $2 ELSE step_index END, waiting_for_group = $3,
+             decided_by = COALESCE($4, decided_by), reason = COALESCE($5, reason), updated_at = $6 WHERE id = $7",
     )
     .bind(state)
-    .bind(index)
     .bind(index)
     .bind(group)
     .bind(decider)
@@ -1187,21 +1273,21 @@ async fn place(
         "denied" => "denied",
         _ => "requested",
     };
-    sqlx::query("UPDATE grants SET state = ? WHERE task_id = ?")
+    sqlx::query("UPDATE grants SET state = $1 WHERE task_id = $2")
         .bind(grant_state)
         .bind(task_id)
         .execute(&mut **tx)
         .await?;
     if state == "provisioning" {
         let (extends, add, max): (Option<i64>, i64, i64) =
-            sqlx::query_as("SELECT extends_grant_id, duration_secs, max_duration_secs FROM tasks WHERE id = ?")
+            sqlx::query_as("SELECT extends_grant_id, duration_secs, max_duration_secs FROM tasks WHERE id = $1")
                 .bind(task_id)
                 .fetch_one(&mut **tx)
                 .await?;
         match extends {
             Some(grant_id) => extend_grant(tx, task_id, grant_id, add, max, now).await?,
             None => {
-                let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = ?")
+                let grant_id: i64 = sqlx::query_scalar("SELECT id FROM grants WHERE task_id = $1")
                     .bind(task_id)
                     .fetch_one(&mut **tx)
                     .await?;
@@ -1215,14 +1301,14 @@ async fn place(
 /// An approved extension moves the end of the grant; the assignment already exists, so there is nothing to
 /// provision. The end never reaches further than the policy's maximum from now.
 async fn extend_grant(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, max: i64, now: i64) -> Result<()> {
+    // The grant is unexpired, so its end moves by `add` from where it is, capped at `max` from now.
     let extended = sqlx::query(
-        "UPDATE grants SET expires_at = MIN(MAX(expires_at, ?) + ?, ? + ?), extensions = extensions + 1
-         WHERE id = ? AND state = 'active' AND expires_at > ?",
+        "UPDATE grants SET expires_at = CASE WHEN expires_at + $1 < $2 THEN expires_at + $1 ELSE $2 END,
+             extensions = extensions + 1
+         WHERE id = $3 AND state = 'active' AND expires_at > $4",
     )
-    .bind(now)
     .bind(add)
-    .bind(now)
-    .bind(max)
+    .bind(now + max)
     .bind(grant_id)
     .bind(now)
     .execute(&mut **tx)
@@ -1233,7 +1319,7 @@ async fn extend_grant(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, max: i
         set_task_state(tx, task_id, "granted", now).await?;
         audit(tx, now, "worker", "grant.extend", &format!("task:{task_id}"), "{}").await
     } else {
-        sqlx::query("UPDATE tasks SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE tasks SET state = 'failed', reason = $1, updated_at = $2 WHERE id = $3")
             .bind("The grant ended before the extension was approved; request access again.")
             .bind(now)
             .bind(task_id)
@@ -1246,7 +1332,7 @@ async fn extend_grant(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, max: i
 /// Cancels a task its requester still waits on; false when it is no longer undecided or not theirs.
 async fn cancel(tx: &mut Tx, task_id: i64, user_id: i64, now: i64) -> Result<bool> {
     let mine: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ? AND requester_id = ? AND state = 'pending_approval'")
+        sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND requester_id = $2 AND state = 'pending_approval'")
             .bind(task_id)
             .bind(user_id)
             .fetch_optional(&mut **tx)
@@ -1262,12 +1348,12 @@ async fn cancel(tx: &mut Tx, task_id: i64, user_id: i64, now: i64) -> Result<boo
 /// Closes an undecided task; its grant (if it has one of its own) never starts.
 async fn close_undecided(tx: &mut Tx, task_id: i64, state: &str, now: i64) -> Result<()> {
     set_task_state(tx, task_id, state, now).await?;
-    sqlx::query("UPDATE grants SET state = 'cancelled' WHERE task_id = ?").bind(task_id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE grants SET state = 'cancelled' WHERE task_id = $1").bind(task_id).execute(&mut **tx).await?;
     Ok(())
 }
 
 async fn set_task_state(tx: &mut Tx, task_id: i64, state: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE tasks SET state = ?, updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE tasks SET state = $1, updated_at = $2 WHERE id = $3")
         .bind(state)
         .bind(now)
         .bind(task_id)
@@ -1283,7 +1369,7 @@ async fn enqueue(tx: &mut Tx, kind: &str, grant_id: i64, now: i64) -> Result<()>
 async fn insert_job(tx: &mut Tx, kind: &str, grant_id: Option<i64>, finding_id: Option<i64>, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO jobs (kind, grant_id, finding_id, state, run_after, created_at, updated_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
     )
     .bind(kind)
     .bind(grant_id)
@@ -1297,7 +1383,7 @@ async fn insert_job(tx: &mut Tx, kind: &str, grant_id: Option<i64>, finding_id: 
 }
 
 async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, now: i64) -> Result<()> {
-    sqlx::query("UPDATE jobs SET state = ?, locked_until = NULL, last_error = ?, updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE jobs SET state = $1, locked_until = NULL, last_error = $2, updated_at = $3 WHERE id = $4")
         .bind(state)
         .bind(error)
         .bind(now)
@@ -1307,8 +1393,8 @@ async fn finish_job(tx: &mut Tx, job_id: i64, state: &str, error: Option<&str>, 
     Ok(())
 }
 
-async fn drift_row<'e>(executor: impl sqlx::SqliteExecutor<'e>, id: i64) -> Result<DriftRow> {
-    Ok(sqlx::query_as(&format!("{DRIFT_SELECT} WHERE f.id = ?")).bind(id).fetch_one(executor).await?)
+async fn drift_row<'e>(executor: impl Executor<'e, Database = sqlx::Any>, id: i64) -> Result<DriftRow> {
+    Ok(sqlx::query_as(&format!("{DRIFT_SELECT} WHERE f.id = $1")).bind(id).fetch_one(executor).await?)
 }
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
@@ -1319,7 +1405,7 @@ pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &st
     let prev = prev.unwrap_or_default();
     let hash = audit_hash(&prev, at, actor, action, subject, detail);
     sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(at)
     .bind(actor)
@@ -1342,14 +1428,65 @@ pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str,
     hex::encode(h.finalize())
 }
 
+/// Fresh databases on each backend, for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// What keeps a test database alive: its SQLite directory, or its PostgreSQL cluster.
+    pub type Keep = Box<dyn std::any::Any + Send>;
+
+    pub async fn sqlite() -> (Db, Keep) {
+        let dir = tempfile::tempdir().unwrap();
+        (Db::open(&Database::Sqlite(dir.path().join("cone.db"))).await.unwrap(), Box::new(dir))
+    }
+
+    /// A database in a cluster of its own; `None` (with a SKIP line) only where PostgreSQL is not installed, which
+    /// `cargo xtask test` installs.
+    pub async fn postgres(test: &str) -> Option<(Db, Keep)> {
+        let Some(pg) = cone_testkit::Postgres::start().unwrap() else {
+            eprintln!("SKIP {test} on PostgreSQL: it is not installed (cargo xtask test installs it)");
+            return None;
+        };
+        let db = Db::open(&Database::try_from(pg.url.clone()).unwrap()).await.unwrap();
+        Some((db, Box::new(pg)))
+    }
+
+    /// Runs each `async fn NAME(db: Db)` as a test on SQLite (`sqlite::NAME`) and on PostgreSQL (`postgres::NAME`).
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(#[tokio::test]
+                async fn $name() {
+                    let (db, _keep) = $crate::db::testing::sqlite().await;
+                    super::$name(db).await
+                })*
+            }
+            mod postgres {
+                $(#[tokio::test]
+                async fn $name() {
+                    if let Some((db, _keep)) = $crate::db::testing::postgres(stringify!($name)).await {
+                        super::$name(db).await
+                    }
+                })*
+            }
+        };
+    }
+    pub(crate) use on_both_backends;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn audit_log_is_chained_and_append_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
+    testing::on_both_backends!(
+        audit_log_is_chained_and_append_only,
+        drift_is_audited_once_repaired_until_it_sticks_and_resolved,
+        device_codes_are_single_use_and_rate_limited,
+        concurrent_writers_keep_one_chain_and_claim_each_job_once,
+    );
+
+    async fn audit_log_is_chained_and_append_only(db: Db) {
         for i in 0..3 {
             let mut tx = db.begin().await.unwrap();
             audit(&mut tx, i, "user:1", "test", "task:1", "{}").await.unwrap();
@@ -1359,16 +1496,17 @@ mod tests {
         assert!(sqlx::query("UPDATE audit_log SET actor = 'x'").execute(&db.pool).await.is_err());
         assert!(sqlx::query("DELETE FROM audit_log").execute(&db.pool).await.is_err());
         // Someone with raw database access who drops the guard still cannot edit unnoticed.
-        sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db.pool).await.unwrap();
+        let drop = match db.backend {
+            Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+            Backend::Postgres => "DROP TRIGGER audit_log_no_update ON audit_log",
+        };
+        sqlx::query(drop).execute(&db.pool).await.unwrap();
         sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 2").execute(&db.pool).await.unwrap();
         assert_eq!(db.audit_chain_break().await.unwrap(), Some(2));
     }
 
-    #[tokio::test]
-    async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved() {
+    async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
         use crate::drift::{Finding, Kind, Remedy};
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
         let f = Finding {
             kind: Kind::Unexplained,
             account_id: "111".into(),
@@ -1400,10 +1538,7 @@ mod tests {
         assert_eq!(db.audit_chain_break().await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn device_codes_are_single_use_and_rate_limited() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("cone.db")).await.unwrap();
+    async fn device_codes_are_single_use_and_rate_limited(db: Db) {
         db.set_password("alice", "hash").await.unwrap();
         let alice = db.user_by_name("alice").await.unwrap().unwrap();
         db.create_device_code("h", "ABCD-EFGH", 100, 5).await.unwrap();
@@ -1415,5 +1550,60 @@ mod tests {
         db.create_device_code("old", "WXYZ-WXYZ", 100, 5).await.unwrap();
         assert!(!db.approve_device_code("WXYZ-WXYZ", alice.id, 100).await.unwrap());
         assert_eq!(db.poll_device_code("old", 100).await.unwrap(), DevicePoll::Expired);
+    }
+
+    /// Many connections at once (as several replicas would use): the audit log stays one chain, and each job is
+    /// claimed by exactly one claimant.
+    async fn concurrent_writers_keep_one_chain_and_claim_each_job_once(db: Db) {
+        use crate::drift::{Finding, Kind, Remedy};
+        let appenders: Vec<_> = (0..8)
+            .map(|n| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    for i in 0..10 {
+                        let mut tx = db.begin().await.unwrap();
+                        audit(&mut tx, i, &format!("user:{n}"), "test", "task:1", "{}").await.unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for a in appenders {
+            a.await.unwrap();
+        }
+        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&db.pool).await.unwrap();
+        assert_eq!((entries, db.audit_chain_break().await.unwrap()), (80, None));
+
+        let findings: Vec<Finding> = (0..20)
+            .map(|n| Finding {
+                kind: Kind::Unexplained,
+                account_id: "111".into(),
+                permission_set_arn: "ps-admin".into(),
+                principal_id: format!("u-{n}"),
+                grant_id: None,
+                remedy: Some(Remedy::Remove),
+            })
+            .collect();
+        assert_eq!(db.record_drift("inst", &findings, 10).await.unwrap().queued, 20);
+        let claimants: Vec<_> = (0..8)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let mut claimed = vec![];
+                    while let Some(job) = db.claim_job(10, 300).await.unwrap() {
+                        claimed.push(job.id);
+                    }
+                    claimed
+                })
+            })
+            .collect();
+        let mut claimed = vec![];
+        for c in claimants {
+            claimed.extend(c.await.unwrap());
+        }
+        claimed.sort();
+        let before = claimed.len();
+        claimed.dedup();
+        assert_eq!((before, claimed.len()), (20, 20), "every job claimed once");
     }
 }

@@ -12,8 +12,6 @@ use crate::db::{GrantRow, JobRow, Repair};
 use crate::drift;
 use crate::http::{AppState, now};
 
-/// How long a claimed job is reserved before another worker may take it over.
-const LEASE_SECS: i64 = 300;
 /// Provisioning gives up after this many attempts; revocation and drift repairs never do (a restoration stops when
 /// its grant ends).
 const MAX_PROVISION_ATTEMPTS: i64 = 8;
@@ -112,7 +110,7 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
         announce(&s, s.db.expire_due_grants(now()).await, "expire grants");
         announce(&s, s.db.time_out_pending(now() - s.config.pending_timeout, now()).await, "time out requests");
         loop {
-            match s.db.claim_job(now(), LEASE_SECS).await {
+            match s.db.claim_job(now(), s.config.job_lease).await {
                 Ok(Some(job)) => run_job(&s, &connector, job).await,
                 Ok(None) => break,
                 Err(e) => {

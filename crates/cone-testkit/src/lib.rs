@@ -4,8 +4,11 @@
 mod process;
 pub use process::{Child, Moto, target_bin, venv_bin, workspace_root};
 
+mod postgres;
+pub use postgres::Postgres;
+
 mod seed;
 pub use seed::{SandboxOrg, moto_sdk_config, seed_sandbox};
 
 mod sandbox;
-pub use sandbox::{START_URL, Sandbox, password};
+pub use sandbox::{START_URL, Sandbox, Store, password};

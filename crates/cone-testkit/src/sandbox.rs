@@ -1,5 +1,6 @@
 //! A whole Cone on one machine: moto seeded with the sandbox organisation, the Identity Center emulator and
-//! cone-server on SQLite, plus per-user home directories for running `cone` and the real `aws` CLI.
+//! cone-server (on SQLite, or on PostgreSQL in a throwaway cluster), plus per-user home directories for running
+//! `cone` and the real `aws` CLI.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{Child, Moto, SandboxOrg, moto_sdk_config, seed_sandbox, target_bin, venv_bin};
+use crate::process::aws_env;
+use crate::{Child, Moto, Postgres, SandboxOrg, moto_sdk_config, seed_sandbox, target_bin, venv_bin};
 
 /// The start URL profiles use. It is never contacted: endpoints point at the emulator.
 pub const START_URL: &str = "https://d-0000000000.awsapps.com/start";
@@ -35,10 +37,52 @@ pub fn password(user: &str) -> String {
     format!("{user}-sandbox-password")
 }
 
+/// Where cone-server stores.
+pub enum Store {
+    /// A SQLite file in the sandbox's directory (the default).
+    Sqlite,
+    Postgres(Postgres),
+}
+
+impl Store {
+    /// A throwaway PostgreSQL cluster, or `None` (after a SKIP line naming `test`) where PostgreSQL is not
+    /// installed; `cargo xtask test` installs it.
+    pub fn postgres(test: &str) -> Result<Option<Store>> {
+        let pg = Postgres::start()?;
+        if pg.is_none() {
+            eprintln!("SKIP {test} on PostgreSQL: it is not installed (cargo xtask test installs it)");
+        }
+        Ok(pg.map(Store::Postgres))
+    }
+}
+
+/// Runs each `async fn NAME(store: Store)` as a test on SQLite (`sqlite::NAME`) and on PostgreSQL
+/// (`postgres::NAME`, which skips with a line on stderr where PostgreSQL is not installed).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name($crate::Store::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                if let Some(store) = $crate::Store::postgres(stringify!($name)).unwrap() {
+                    super::$name(store).await
+                }
+            })*
+        }
+    };
+}
+
 pub struct Sandbox {
-    // Fields drop in declaration order: the server and the emulator stop before moto, which they use.
+    // Fields drop in declaration order: the server and the emulator stop before moto and the database they use.
     server: Option<Child>,
     _emulator: Child,
+    _store: Store,
     pub moto: Moto,
     pub dir: PathBuf,
     pub org: SandboxOrg,
@@ -55,6 +99,11 @@ impl Sandbox {
 
     /// [`Sandbox::start`] with extra top-level server settings (YAML lines, such as `pending_timeout: 3s`).
     pub async fn start_with(dir: &Path, settings: &str, extra_policies: &str) -> Result<Sandbox> {
+        Sandbox::start_on(Store::Sqlite, dir, settings, extra_policies).await
+    }
+
+    /// [`Sandbox::start_with`] on the given store.
+    pub async fn start_on(store: Store, dir: &Path, settings: &str, extra_policies: &str) -> Result<Sandbox> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = dir.canonicalize()?;
         let moto = Moto::start()?;
@@ -67,12 +116,24 @@ impl Sandbox {
             &config,
             format!(
                 "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\n{settings}policies:\n{extra_policies}{POLICIES}",
-                dir.join("cone.db").display()
+                match &store {
+                    Store::Sqlite => dir.join("cone.db").display().to_string(),
+                    Store::Postgres(pg) => pg.url.clone(),
+                }
             ),
         )?;
         set_passwords(&config)?;
-        let (server, server_url) = spawn_server(&config, &moto)?;
-        Ok(Sandbox { dir, org, moto, emulator_url, server_url, server: Some(server), _emulator: emulator })
+        let (server, server_url) = spawn_server(&config, &moto.endpoint)?;
+        Ok(Sandbox {
+            dir,
+            org,
+            moto,
+            emulator_url,
+            server_url,
+            server: Some(server),
+            _emulator: emulator,
+            _store: store,
+        })
     }
 
     /// Stops cone-server (to show what works without it).
@@ -85,7 +146,7 @@ impl Sandbox {
     /// settings keep the old one).
     pub fn start_server(&mut self) -> Result<()> {
         self.server = None;
-        let (server, url) = spawn_server(&self.dir.join("cone-server.yaml"), &self.moto)?;
+        let (server, url) = self.spawn_replica(&self.moto.endpoint)?;
         self.server = Some(server);
         self.server_url = url;
         Ok(())
@@ -105,6 +166,12 @@ impl Sandbox {
     /// nothing of the first one's sign-ins.
     pub fn emulator_in(&self, region: &str) -> Result<(Child, String)> {
         spawn_emulator(&self.moto, region)
+    }
+
+    /// Another cone-server on the same configuration and database, whose AWS is at `aws_endpoint` (moto, or
+    /// something in front of it); returns it once it is ready, with its URL.
+    pub fn spawn_replica(&self, aws_endpoint: &str) -> Result<(Child, String)> {
+        spawn_server(&self.dir.join("cone-server.yaml"), aws_endpoint)
     }
 
     /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
@@ -270,10 +337,11 @@ fn set_passwords(config: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cone-server serve` on `config`, with moto as its AWS; returns it once it reports READY, with its URL.
-fn spawn_server(config: &Path, moto: &Moto) -> Result<(Child, String)> {
+/// `cone-server serve` on `config`, with moto (or a proxy to it) at `aws_endpoint` as its AWS; returns it once it
+/// reports READY, with its URL.
+fn spawn_server(config: &Path, aws_endpoint: &str) -> Result<(Child, String)> {
     let mut srv = Command::new(target_bin("cone-server")?);
-    srv.args(["serve", "--config"]).arg(config).envs(moto.aws_env()).env("CONE_LOG", "warn");
+    srv.args(["serve", "--config"]).arg(config).envs(aws_env(aws_endpoint)).env("CONE_LOG", "warn");
     Child::spawn_ready("cone-server", srv, Duration::from_secs(60))
 }
 

@@ -1,10 +1,11 @@
 //! End to end: moto, the Identity Center emulator, cone-server and the `cone` CLI as separate processes, driven
-//! through the real AWS CLI v1. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
+//! through the real AWS CLI v1 (the tests that touch the most of the store on SQLite and on PostgreSQL). Needs
+//! `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cone_testkit::Sandbox;
+use cone_testkit::{Sandbox, Store};
 
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -111,11 +112,13 @@ async fn auto_approved_request_then_cached_credentials() {
     assert_fails_with(&o, "call with the server down", &["Cannot reach the Cone server"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn approval_denial_pending_and_form() {
+// The two tests that touch the most of the server's store run on PostgreSQL too.
+cone_testkit::on_both_stores!(approval_denial_pending_and_form, request_lifecycle_from_the_cli);
+
+async fn approval_denial_pending_and_form(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let deny_sandbox_admin = "  - name: no-admin-in-sandbox\n    match: { account: Sandbox, permission_set: AdministratorAccess }\n    max_duration: 1h\n    steps: [reject]\n";
-    let sb = Sandbox::start(dir.path(), deny_sandbox_admin).await.unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", deny_sandbox_admin).await.unwrap();
     sb.sign_in("alice").await.unwrap();
     sb.sign_in("bob").await.unwrap();
     let admin = "production-administratoraccess";
@@ -312,11 +315,10 @@ async fn parallel_credential_processes_make_one_request() {
 
 /// The request lifecycle from the command line: search, get (and wait), has, extend within limits, drop (and the
 /// assignment goes), cancel, comment, the approver's inbox, pending requests timing out, and JSON for scripts.
-#[tokio::test(flavor = "multi_thread")]
-async fn request_lifecycle_from_the_cli() {
+async fn request_lifecycle_from_the_cli(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let break_glass = "  - name: admin-with-break-glass\n    match: { permission_set: AdministratorAccess }\n    max_duration: 1h\n    steps: [{ approval: { group: approvers } }]\n    emergency_steps: [accept]\n";
-    let sb = Sandbox::start_with(dir.path(), "pending_timeout: 4s\n", break_glass).await.unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "pending_timeout: 4s\n", break_glass).await.unwrap();
     sb.sign_in("alice").await.unwrap();
     sb.sign_in("bob").await.unwrap();
     let ro = "staging-readonlyaccess";

@@ -1,13 +1,18 @@
 //! End to end for revocation that is never lost: the drift sweep between Identity Center and Cone's grants, and the
-//! revocation of grants that expired while cone-server was down. Needs `cargo build --workspace` and the .venv that
-//! `cargo xtask test` prepares.
+//! revocation of grants that expired while cone-server was down, each on SQLite and on PostgreSQL. Needs `cargo build
+//! --workspace` and the .venv that `cargo xtask test` prepares.
 
 use std::collections::BTreeMap;
 use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::{Request, State};
+use axum::response::Response;
+
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
-use cone_testkit::{Sandbox, moto_sdk_config};
+use cone_testkit::{Sandbox, Store, moto_sdk_config};
 use serde_json::Value;
 
 fn assert_ok(o: &Output, what: &str) {
@@ -105,11 +110,15 @@ fn assert_audit_intact(sb: &Sandbox) {
     assert!(String::from_utf8_lossy(&o.stderr).contains("The audit log is intact."));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants() {
+cone_testkit::on_both_stores!(
+    drift_is_reported_removed_when_opted_in_and_restored_for_active_grants,
+    a_grant_that_expired_while_the_server_was_down_is_revoked_at_start,
+);
+
+async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let settings = "drift: { interval: 10s, remove_unexplained: [DatabaseAdministrator] }\n";
-    let sb = Sandbox::start_with(dir.path(), settings, "").await.unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), settings, "").await.unwrap();
     sb.sign_in("alice").await.unwrap();
     assert_ok(&sb.caller_identity("alice", "staging-readonlyaccess").unwrap(), "alice's request");
     let (alice, bob) = (sb.org.user_id("alice").unwrap(), sb.org.user_id("bob").unwrap());
@@ -164,8 +173,7 @@ async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(
     assert_audit_intact(&sb);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start() {
+async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let short = concat!(
         "  - name: short-staging-readonly\n",
@@ -173,7 +181,7 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start() {
         "    max_duration: 15s\n",
         "    steps: [accept]\n",
     );
-    let mut sb = Sandbox::start(dir.path(), short).await.unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", short).await.unwrap();
     sb.sign_in("alice").await.unwrap();
     assert_ok(&sb.caller_identity("alice", "staging-readonlyaccess").unwrap(), "alice's 15 s grant");
     // The grant became active before the call returned, so it has ended 15 s from now at the latest.
@@ -199,5 +207,147 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start() {
 
     // The sweep at start did not take the expired grant's assignment for drift.
     assert_eq!(open_drift(&sb, &token(&sb, "alice")).await, Vec::<Value>::new());
+    assert_audit_intact(&sb);
+}
+
+/// moto behind a proxy that counts the account-assignment calls by name and, when asked, holds back AWS's answer to
+/// the next CreateAccountAssignment (forwarded, so AWS acts), as if the caller died before hearing it.
+#[derive(Clone)]
+struct AwsProxy {
+    moto: String,
+    http: reqwest::Client,
+    calls: Arc<Mutex<Vec<String>>>,
+    hold_next_create: Arc<AtomicBool>,
+}
+
+impl AwsProxy {
+    /// Starts the proxy on a free loopback port; returns it and its endpoint.
+    async fn start(moto: &str) -> (AwsProxy, String) {
+        let proxy = AwsProxy {
+            moto: moto.to_string(),
+            http: reqwest::Client::new(),
+            calls: Arc::default(),
+            hold_next_create: Arc::new(AtomicBool::new(true)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (proxy, endpoint)
+    }
+
+    fn count(&self, operation: &str) -> usize {
+        self.calls.lock().unwrap().iter().filter(|c| *c == operation).count()
+    }
+
+    fn holding(&self) -> bool {
+        !self.hold_next_create.load(Ordering::SeqCst)
+    }
+}
+
+async fn forward(State(p): State<AwsProxy>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    // JSON-protocol services name the operation in X-Amz-Target: `SWBExternalService.CreateAccountAssignment`.
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let operation = target.rsplit('.').next().unwrap_or_default().to_string();
+    p.calls.lock().unwrap().push(operation.clone());
+    let url = format!("{}{}", p.moto, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mut headers = parts.headers;
+    for hop in ["host", "content-length", "connection", "transfer-encoding"] {
+        headers.remove(hop);
+    }
+    let answer = p.http.request(parts.method, url).headers(headers).body(body).send().await.unwrap();
+    if operation == "CreateAccountAssignment" && p.hold_next_create.swap(false, Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    headers.remove("transfer-encoding");
+    let mut out = Response::new(axum::body::Body::from(answer.bytes().await.unwrap()));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// A task as `GET /api/v1/tasks/N` returns it, from the server at `url`.
+async fn task(url: &str, token: &str, id: i64) -> Value {
+    let resp = reqwest::Client::new().get(format!("{url}/api/v1/tasks/{id}")).bearer_auth(token).send().await.unwrap();
+    assert!(resp.status().is_success(), "GET task {id}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+/// How many of the task's events are `action`.
+fn events(task: &Value, action: &str) -> usize {
+    task["events"].as_array().unwrap().iter().filter(|e| e["action"] == action).count()
+}
+
+/// Several replicas on one PostgreSQL: the replica that claimed a provisioning job is killed (SIGKILL) after AWS
+/// made the assignment but before the replica recorded it; another takes the job over once its lease ends, and
+/// the grant's expiry, seen by two replicas, is revoked once. AWS is asked to create and to delete the assignment
+/// exactly once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
+    let Some(store) = Store::postgres("replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once").unwrap()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let short = concat!(
+        "  - name: short-staging-readonly\n",
+        "    match: { account: Staging, permission_set: ReadOnlyAccess }\n",
+        "    max_duration: 20s\n",
+        "    steps: [accept]\n",
+    );
+    let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", short).await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = token(&sb, "alice");
+    sb.stop_server();
+
+    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint).await;
+    let (first, first_url) = sb.spawn_replica(&aws).unwrap();
+    let entitlement =
+        format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let body = serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement, "justification": "replicas" });
+    let resp = reqwest::Client::new()
+        .post(format!("{first_url}/api/v1/tasks"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "POST /api/v1/tasks: {}", resp.status());
+    let id = resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    eventually(Duration::from_secs(30), "AWS made the assignment and its answer is held", async || {
+        proxy.holding() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
+    })
+    .await;
+    let (_second, second_url) = sb.spawn_replica(&aws).unwrap();
+    drop(first);
+    assert_eq!(task(&second_url, &token, id).await["state"], "provisioning");
+
+    eventually(Duration::from_secs(30), "the second replica takes the job over after its lease", async || {
+        task(&second_url, &token, id).await["state"] == "granted"
+    })
+    .await;
+    let (_third, _) = sb.spawn_replica(&aws).unwrap();
+    eventually(Duration::from_secs(60), "the expired grant's assignment is removed", async || {
+        principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty()
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the revocation is recorded", async || {
+        events(&task(&second_url, &token, id).await, "grant.revoke") == 1
+    })
+    .await;
+
+    let task = task(&second_url, &token, id).await;
+    assert_eq!(task["state"], "expired");
+    for action in ["grant.activate", "grant.expire", "grant.revoke"] {
+        assert_eq!(events(&task, action), 1, "{action} in {task}");
+    }
+    assert_eq!(proxy.count("CreateAccountAssignment"), 1, "the assignment is created once");
+    assert_eq!(proxy.count("DeleteAccountAssignment"), 1, "the assignment is deleted once");
     assert_audit_intact(&sb);
 }

@@ -68,34 +68,54 @@ fn ensure_python_env() -> Result<(), String> {
     std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
 
+/// `apt-get` with its arguments: root (containers, CI) runs it itself, anyone else through sudo.
+fn apt(args: &[&str]) -> Command {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let mut cmd = Command::new(if root { "apt-get" } else { "sudo" });
+    cmd.args(if root { &[][..] } else { &["apt-get"][..] }).args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+fn deb_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| o.stdout.ends_with(b" installed"))
+}
+
+/// Installs a Debian package; the package lists are refreshed first only when it is not installed, so that a
+/// package already there costs one `apt-get install` that does nothing.
+fn apt_install(package: &str, why: &str) -> Result<(), String> {
+    if !deb_installed(package) {
+        eprintln!("xtask: installing the Debian package {package} {why}");
+        run(apt(&["update", "-q"]), "apt-get update")?;
+    }
+    run(apt(&["install", "-y", "-q", package]), &format!("apt-get install {package}"))
+}
+
+/// The server tests run on PostgreSQL as well as SQLite, each in a throwaway cluster of Debian's binaries (the
+/// tests run `initdb` and `postgres` themselves; the package's own cluster is not used).
+fn ensure_postgresql() -> Result<(), String> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|version| version.path().join("bin/initdb").is_file());
+    if installed { Ok(()) } else { apt_install("postgresql", "for the server tests on PostgreSQL") }
+}
+
 fn aws_cli_v2_version() -> Option<String> {
     let out = Command::new(AWS_CLI_V2).arg("--version").output().ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Installs the Debian package `awscli` (AWS CLI v2) unless /usr/bin/aws already is the expected version.
-/// The package lists are refreshed only when the package is not installed, so a second run costs one `aws
-/// --version`.
+/// Installs the Debian package `awscli` (AWS CLI v2) unless /usr/bin/aws already is the expected version, so a
+/// second run costs one `aws --version`.
 fn ensure_aws_cli_v2() -> Result<(), String> {
     if aws_cli_v2_version().is_some_and(|v| v.starts_with(AWS_CLI_V2_VERSION)) {
         return Ok(());
     }
-    // Root (containers, CI) runs apt-get itself; anyone else goes through sudo.
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    let apt = |args: &[&str]| {
-        let mut cmd = Command::new(if root { "apt-get" } else { "sudo" });
-        cmd.args(if root { &[][..] } else { &["apt-get"][..] }).args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
-    let installed = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", "awscli"])
-        .output()
-        .is_ok_and(|o| o.stdout.ends_with(b" installed"));
-    if !installed {
-        eprintln!("xtask: installing the Debian package awscli (AWS CLI v2) for the interop tests");
-        run(apt(&["update", "-q"]), "apt-get update")?;
-    }
-    run(apt(&["install", "-y", "-q", "awscli"]), "apt-get install awscli (Debian bookworm has 2.9.19)")?;
+    apt_install("awscli", "(AWS CLI v2; Debian bookworm has 2.9.19) for the interop tests")?;
     match aws_cli_v2_version() {
         Some(v) if v.starts_with(AWS_CLI_V2_VERSION) => Ok(()),
         other => Err(format!(
@@ -126,6 +146,7 @@ fn sandbox(demo: bool) -> Result<(), String> {
 fn test() -> Result<(), String> {
     ensure_python_env()?;
     ensure_aws_cli_v2()?;
+    ensure_postgresql()?;
     build()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);
