@@ -156,6 +156,12 @@ mod tests {
         )
         .unwrap();
         assert!(manager.holds(&facts(&[], 60, false), "p"));
+        let present = Condition::compile(
+            "has(requester.attributes.department) && 'department' in requester.attributes && !has(request.form.x)",
+            &sample,
+        )
+        .unwrap();
+        assert!(present.holds(&facts(&[], 60, false), "p"));
     }
 
     #[test]
