@@ -105,9 +105,15 @@ pub struct Task {
     pub state: String,
     pub justification: String,
     pub duration_secs: i64,
-    /// The group whose approval the task waits for.
+    /// The group whose approval the task waits for, when it waits for a group.
     #[serde(default)]
     pub waiting_for_group: Option<String>,
+    /// What a pending task waits for, for people: approvals still needed and from whom, or a waiting period.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
+    /// Approvals and denials so far, oldest first.
+    #[serde(default)]
+    pub decisions: Vec<TaskDecision>,
     #[serde(default)]
     pub decided_by: Option<String>,
     #[serde(default)]
@@ -119,6 +125,15 @@ pub struct Task {
     /// What happened to the task, oldest first (from the audit log).
     #[serde(default)]
     pub events: Vec<TaskEvent>,
+}
+
+/// One person's decision on one step (numbered from 1) of a task's policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskDecision {
+    pub step: usize,
+    pub by: String,
+    pub approve: bool,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -83,8 +83,15 @@ pub fn task_view(t: &Task) -> View {
         ("Requester", t.requester.clone(), false),
         ("State", t.state.replace('_', " "), false),
     ];
-    if let Some(g) = t.waiting_for_group.as_ref().filter(|_| t.state == "pending_approval") {
-        f.push(("Waiting for", format!("a member of group \"{g}\""), false));
+    if t.state == "pending_approval" {
+        let group = t.waiting_for_group.as_ref().map(|g| format!("a member of group \"{g}\""));
+        if let Some(w) = t.waiting_for.clone().or(group) {
+            f.push(("Waiting for", w, false));
+        }
+    }
+    for d in &t.decisions {
+        let what = if d.approve { "approved" } else { "denied" };
+        f.push(("Decision", format!("step {}: {what} by {}", d.step, d.by), false));
     }
     if let Some(d) = &t.decided_by {
         f.push(("Decided by", d.clone(), false));

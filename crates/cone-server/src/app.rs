@@ -6,14 +6,17 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use cone_api::{
-    ApiError, CreateTask, DriftFinding, DriftPage, DropResult, Entitlement, Task, TaskEvent, TaskPage, codes,
+    ApiError, CreateTask, DriftFinding, DriftPage, DropResult, Entitlement, Task, TaskDecision, TaskEvent, TaskPage,
+    codes,
 };
-use cone_core::policy::{self, Outcome, Step};
+use cone_core::policy::{Approvers, DecisionError, Instance, Outcome, Pending, Step};
 use cone_core::request;
 use cone_core::task::{Event, TaskState};
 
+use crate::config::{Branches, Policy};
 use crate::db::{EntitlementRow, NewTask, Placement, TaskFilter, TaskRow, UserRow};
 use crate::http::{ApiFailure, AppState, now};
+use crate::rules::{Facts, Request, Requester};
 
 fn time(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
@@ -107,9 +110,12 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             format!("Your Cone user \"{}\" is not linked to an IAM Identity Center user of the same name; ask an administrator to create or sync it.", u.username),
         )
     })?;
-    let steps = if req.emergency { emergency_steps(&policy, &req.justification)? } else { policy.steps.clone() };
-    let steps_json = steps_to_json(&steps);
-    let outcome = policy::advance(&steps, 0);
+    let kind = if extension.is_some() { cone_api::TASK_KIND_EXTEND } else { cone_api::TASK_KIND_GRANT };
+    let request =
+        Request { form: req.form_data.clone(), ..Request::new(kind, duration, req.emergency, &req.justification) };
+    let branches = if req.emergency { emergency_branches(policy, &req.justification)? } else { &policy.steps };
+    let instance = start(s, u, &row, policy, branches, request).await?;
+    let outcome = instance.outcome(now());
     let new = NewTask {
         requester_id: u.id,
         entitlement: &row,
@@ -121,7 +127,7 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         duration_secs: duration,
         form_json: serde_json::to_string(&req.form_data).map_err(anyhow::Error::from)?,
         policy_name: &policy.name,
-        steps_json,
+        steps_json: serde_json::to_string(&instance).map_err(anyhow::Error::from)?,
     };
     match s.db.insert_task(&new, placement(&outcome), now()).await? {
         Ok(id) => {
@@ -141,9 +147,40 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
     }
 }
 
-/// The policy's emergency steps, for a request that says why.
-fn emergency_steps(policy: &crate::config::Resolved, justification: &str) -> Result<Vec<Step>, ApiFailure> {
-    let steps = policy.emergency_steps.clone().ok_or_else(|| {
+/// Chooses the policy branch for the request and starts its steps now.
+async fn start(
+    s: &AppState,
+    u: &UserRow,
+    row: &EntitlementRow,
+    policy: &Policy,
+    branches: &Branches,
+    request: Request,
+) -> Result<Instance, ApiFailure> {
+    let identity = s.config.identity(&u.username);
+    let facts = Facts {
+        requester: Requester {
+            name: u.username.clone(),
+            email: u.email.clone(),
+            groups: s.db.user_groups(u.id).await?,
+            manager: identity.and_then(|i| i.manager.clone()),
+            attributes: identity.map(|i| i.attributes.clone()).unwrap_or_default(),
+        },
+        entitlement: crate::rules::Entitlement {
+            app: row.app_id.clone(),
+            account_id: row.account_id.clone(),
+            account_name: row.account_name.clone(),
+            permission_set: row.permission_set_name.clone(),
+        },
+        request,
+        now: crate::rules::timestamp(time(now())),
+    };
+    let steps = branches.choose(&facts, &policy.name, &s.config.aws.owners);
+    Ok(Instance::new(&u.username, now(), steps))
+}
+
+/// The policy's emergency branches, for a request that says why.
+fn emergency_branches<'a>(policy: &'a Policy, justification: &str) -> Result<&'a Branches, ApiFailure> {
+    let branches = policy.emergency_steps.as_ref().ok_or_else(|| {
         ApiFailure::new(
             StatusCode::FORBIDDEN,
             codes::NO_EMERGENCY_ACCESS,
@@ -157,15 +194,45 @@ fn emergency_steps(policy: &crate::config::Resolved, justification: &str) -> Res
             "Emergency access needs a justification; say why with --justification.",
         ));
     }
-    Ok(steps)
+    Ok(branches)
 }
 
 fn placement(outcome: &Outcome) -> Placement<'_> {
     match outcome {
         Outcome::Granted => Placement::Provision,
-        Outcome::Denied => Placement::Denied,
-        Outcome::NeedsApproval { index, group } => Placement::Waiting { index: *index, group },
+        Outcome::Denied { .. } => Placement::Denied,
+        Outcome::Waiting { index, on } => {
+            let group = match on {
+                Pending::Approval { from: Approvers::Group(g), .. } => Some(g.as_str()),
+                _ => None,
+            };
+            Placement::Waiting { index: *index, group }
+        }
     }
+}
+
+/// The task's policy instance. Tasks filed before instances were stored hold a bare list of steps (`accept`,
+/// `{"approval": GROUP}`, `reject`); anything unreadable becomes a rejection, so a damaged row never grants.
+fn instance(t: &TaskRow) -> Instance {
+    if let Ok(instance) = serde_json::from_str(&t.steps_json) {
+        return instance;
+    }
+    let values: Vec<serde_json::Value> = serde_json::from_str(&t.steps_json).unwrap_or_default();
+    let steps = values
+        .iter()
+        .map(|v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
+            (Some("accept"), _) => Step::Accept,
+            (_, Some(group)) => Step::Approval { from: Approvers::Group(group.into()), count: 1 },
+            _ => Step::Reject,
+        })
+        .collect::<Vec<_>>();
+    let mut instance =
+        Instance::new(&t.requester, t.created_at, if steps.is_empty() { vec![Step::Reject] } else { steps });
+    // The old steps before the one it waits at were done; mark them so the instance waits where the row does.
+    for step in instance.steps.iter_mut().take(t.step_index.max(0) as usize) {
+        *step = Step::Accept;
+    }
+    instance
 }
 
 fn changed(s: &AppState, task_id: i64) {
@@ -199,7 +266,21 @@ async fn with_events(s: &AppState, t: TaskRow) -> Result<Task, ApiFailure> {
     Ok(task)
 }
 
+/// Whom a pending task waits for, or why the policy denied it, for people.
+fn policy_status(t: &TaskRow, i: &Instance) -> (Option<String>, Option<String>) {
+    match i.outcome(now()) {
+        Outcome::Waiting { on: Pending::Until(until), .. } if t.state == "pending_approval" => {
+            (Some(format!("the policy's waiting period, until {}", time(until).format("%Y-%m-%d %H:%M:%S UTC"))), None)
+        }
+        Outcome::Waiting { on, .. } if t.state == "pending_approval" => (on.describe(&i.requester), None),
+        Outcome::Denied { reason } if t.state == "denied" && t.decided_by.is_none() => (None, Some(reason)),
+        _ => (None, None),
+    }
+}
+
 fn task_to_api(t: TaskRow) -> Task {
+    let instance = instance(&t);
+    let (waiting_for, policy_reason) = policy_status(&t, &instance);
     let name = match (&t.permission_set_name, &t.account_name) {
         (Some(ps), Some(account)) => format!("{ps} on {account}"),
         _ => t.entitlement_id.clone(),
@@ -216,8 +297,14 @@ fn task_to_api(t: TaskRow) -> Task {
         justification: t.justification,
         duration_secs: t.duration_secs,
         waiting_for_group: t.waiting_for_group,
+        waiting_for,
+        decisions: instance
+            .decisions
+            .into_iter()
+            .map(|d| TaskDecision { step: d.step + 1, by: d.by, approve: d.approve, at: time(d.at) })
+            .collect(),
         decided_by: t.decided_by,
-        reason: t.reason,
+        reason: t.reason.or(policy_reason),
         grant_expires_at: t.grant_expires_at.map(time),
         created_at: time(t.created_at),
         updated_at: time(t.updated_at),
@@ -225,19 +312,28 @@ fn task_to_api(t: TaskRow) -> Task {
     }
 }
 
-/// Requesters see their tasks; members of a group named in the task's policy see it too.
+/// Requesters see their tasks; the people a step of the task's policy asks see it too.
 async fn visible_task(s: &AppState, u: &UserRow, id: i64) -> Result<TaskRow, ApiFailure> {
     let not_found =
         || ApiFailure::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, format!("There is no task {id} that you can see."));
     let t = s.db.task(id).await?.ok_or_else(not_found)?;
-    if t.requester_id == u.id {
-        return Ok(t);
+    if t.requester_id == u.id || asks(&instance(&t), &u.username, &s.db.user_groups(u.id).await?, None) {
+        Ok(t)
+    } else {
+        Err(not_found())
     }
-    let groups = s.db.user_groups(u.id).await?;
-    let approves = steps_from_json(&t.steps_json)
-        .iter()
-        .any(|st| matches!(st, Step::Approval { group } if groups.contains(group)));
-    if approves { Ok(t) } else { Err(not_found()) }
+}
+
+/// Whether a step of the instance (only step `at`, when given) asks `who`, a member of `groups`, to decide.
+fn asks(i: &Instance, who: &str, groups: &[String], at: Option<usize>) -> bool {
+    i.steps.iter().enumerate().filter(|(n, _)| at.is_none_or(|a| a == *n)).any(|(_, step)| match step {
+        Step::Approval { from: Approvers::Group(g), .. } => groups.contains(g),
+        Step::Approval { from: Approvers::Users(names) | Approvers::Owners(names), .. } => {
+            names.iter().any(|n| n == who)
+        }
+        Step::Approval { from: Approvers::Manager(m), .. } => m.as_deref() == Some(who),
+        _ => false,
+    })
 }
 
 /// Answers when the task's state differs from `known_state`, or after `wait`.
@@ -273,19 +369,40 @@ pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: 
         ));
     }
     let groups = s.db.user_groups(u.id).await?;
-    policy::check_approver(&t.requester, &u.username, &groups, t.waiting_for_group.as_deref())
-        .map_err(|e| ApiFailure::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, e.message()))?;
-    let steps = steps_from_json(&t.steps_json);
-    let outcome = if approve { policy::advance(&steps, t.step_index as usize + 1) } else { Outcome::Denied };
-    if !s.db.decide(id, t.step_index, u.id, comment, placement(&outcome), now()).await? {
+    let mut instance = instance(&t);
+    instance.decide(&u.username, &groups, approve, now()).map_err(|e| {
+        let status = match e {
+            DecisionError::NotWaiting | DecisionError::WaitingUntil(_) => StatusCode::CONFLICT,
+            _ => StatusCode::FORBIDDEN,
+        };
+        ApiFailure::new(status, codes::FORBIDDEN, e.message())
+    })?;
+    let outcome = instance.outcome(now());
+    let steps_json = serde_json::to_string(&instance).map_err(anyhow::Error::from)?;
+    if !s.db.decide(id, &t.steps_json, &steps_json, t.step_index, u.id, comment, placement(&outcome), now()).await? {
         return Err(ApiFailure::new(
             StatusCode::CONFLICT,
             codes::INVALID_REQUEST,
-            format!("Task {id} was decided by someone else a moment ago; see `cone task get {id}`."),
+            format!(
+                "Task {id} changed a moment ago (someone else decided it); see `cone task get {id}` and try again."
+            ),
         ));
     }
     changed(s, id);
     load_task(s, id).await
+}
+
+/// Moves on the tasks whose policy wait ended (the worker calls this every few seconds); returns their ids.
+pub async fn end_waits(s: &AppState) -> anyhow::Result<Vec<i64>> {
+    let mut moved = Vec::new();
+    for t in s.db.pending_tasks_without_group().await? {
+        let outcome = instance(&t).outcome(now());
+        let same = matches!(outcome, Outcome::Waiting { index, .. } if index as i64 == t.step_index);
+        if !same && s.db.resume(t.id, &t.steps_json, placement(&outcome), now()).await? {
+            moved.push(t.id);
+        }
+    }
+    Ok(moved)
 }
 
 /// The requester withdraws a request nobody has decided yet.
@@ -327,9 +444,12 @@ pub async fn escalate(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFai
     }
     let row = load_entitlement(s, &t.app_id, &t.entitlement_id).await?;
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
-    let steps = emergency_steps(&policy, &t.justification)?;
-    let outcome = policy::advance(&steps, 0);
-    if !s.db.escalate(id, u.id, &steps_to_json(&steps), placement(&outcome), now()).await? {
+    let branches = emergency_branches(policy, &t.justification)?;
+    let request = Request::new(&t.kind, t.duration_secs, true, &t.justification);
+    let instance = start(s, u, &row, policy, branches, request).await?;
+    let outcome = instance.outcome(now());
+    let steps_json = serde_json::to_string(&instance).map_err(anyhow::Error::from)?;
+    if !s.db.escalate(id, u.id, &steps_json, placement(&outcome), now()).await? {
         return Err(ApiFailure::new(
             StatusCode::CONFLICT,
             codes::WRONG_STATE,
@@ -391,32 +511,12 @@ pub async fn search_tasks(
     let mut rows = s.db.search_tasks(filter, open, offset, limit + 1).await?;
     let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
     rows.truncate(limit as usize);
+    if scope == "approvable" {
+        // The store finds tasks waiting for one of the caller's groups or for named people; only the instance
+        // knows whether the caller is one of them, so a page can come back shorter than `limit`.
+        rows.retain(|t| asks(&instance(t), &u.username, &groups, usize::try_from(t.step_index).ok()));
+    }
     Ok(TaskPage { tasks: rows.into_iter().map(task_to_api).collect(), next_page_token })
-}
-
-fn steps_to_json(steps: &[Step]) -> String {
-    let values: Vec<serde_json::Value> = steps
-        .iter()
-        .map(|s| match s {
-            Step::Accept => "accept".into(),
-            Step::Reject => "reject".into(),
-            Step::Approval { group } => serde_json::json!({ "approval": group }),
-        })
-        .collect();
-    serde_json::Value::from(values).to_string()
-}
-
-/// The policy as it was when the task was filed; later policy edits do not change a running task.
-fn steps_from_json(json: &str) -> Vec<Step> {
-    let values: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
-    values
-        .iter()
-        .map(|v| match (v.as_str(), v.get("approval").and_then(|g| g.as_str())) {
-            (Some("accept"), _) => Step::Accept,
-            (_, Some(group)) => Step::Approval { group: group.into() },
-            _ => Step::Reject,
-        })
-        .collect()
 }
 
 /// The open drift findings, oldest first.
@@ -447,10 +547,39 @@ pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
 mod tests {
     use super::*;
 
+    fn row(steps_json: &str, step_index: i64) -> TaskRow {
+        TaskRow {
+            id: 1,
+            kind: "grant".into(),
+            emergency: 0,
+            requester_id: 1,
+            requester: "alice".into(),
+            app_id: "aws".into(),
+            entitlement_id: "e".into(),
+            state: "pending_approval".into(),
+            justification: String::new(),
+            duration_secs: 3600,
+            steps_json: steps_json.into(),
+            step_index,
+            waiting_for_group: None,
+            decided_by: None,
+            reason: None,
+            created_at: 0,
+            updated_at: 0,
+            grant_expires_at: None,
+            permission_set_name: None,
+            account_name: None,
+        }
+    }
+
     #[test]
-    fn steps_round_trip_and_unknown_steps_reject() {
-        let steps = vec![Step::Accept, Step::Approval { group: "approvers".into() }, Step::Reject];
-        assert_eq!(steps_from_json(&steps_to_json(&steps)), steps);
-        assert_eq!(steps_from_json(r#"["frobnicate"]"#), vec![Step::Reject]);
+    fn reads_instances_and_the_old_step_lists() {
+        let stored = Instance::new("alice", 5, vec![Step::Wait { secs: 60 }]);
+        assert_eq!(instance(&row(&serde_json::to_string(&stored).unwrap(), 0)), stored);
+        let old = instance(&row(r#"["accept", {"approval": "approvers"}, {"approval": "security"}]"#, 2));
+        assert!(matches!(old.outcome(0), Outcome::Waiting { index: 2, .. }));
+        assert_eq!(old.steps[2], Step::Approval { from: Approvers::Group("security".into()), count: 1 });
+        assert_eq!(instance(&row(r#"["frobnicate"]"#, 0)).steps, vec![Step::Reject]);
+        assert_eq!(instance(&row("not json", 0)).steps, vec![Step::Reject]);
     }
 }

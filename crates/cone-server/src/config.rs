@@ -2,12 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use cone_api::FormField;
-use cone_core::policy::Step;
-use serde::Deserialize;
+use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Deserialize)]
+use anyhow::{Context, Result, anyhow, bail};
+use cone_api::FormField;
+use cone_core::policy::{Approvers, Step};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::rules::{Condition, Facts, Request, Requester};
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_listen")]
@@ -31,7 +36,13 @@ pub struct Config {
     #[serde(default = "default_job_lease", with = "duration")]
     pub job_lease: i64,
     #[serde(default)]
-    pub policies: Vec<PolicyConfig>,
+    pub identities: Identities,
+    #[serde(default, rename = "policies")]
+    policy_configs: Vec<PolicyConfig>,
+    #[serde(skip)]
+    policies: Vec<Policy>,
+    #[serde(skip, default = "Policy::none_matches")]
+    no_policy: Policy,
 }
 
 /// Where the server stores: SQLite (embedded, one server) or PostgreSQL (one or more replicas).
@@ -84,6 +95,9 @@ pub struct AwsConfig {
     pub app_id: String,
     #[serde(default = "default_sync_interval")]
     pub sync_interval_secs: u64,
+    /// The app's owners (usernames), for approvals `from: owners`.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 /// The drift sweep: after a catalog sync, the account assignments AWS reports are compared with the grants.
@@ -100,27 +114,43 @@ pub struct DriftConfig {
     pub remove_unexplained: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// People data Identity Center lacks, for policies: each user's manager and free-form attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    pub name: String,
-    /// Which entitlements the policy covers; an absent field matches everything.
-    #[serde(default, rename = "match")]
-    pub matches: Match,
-    #[serde(with = "duration")]
-    pub max_duration: i64,
-    /// How many times one grant may be extended.
-    #[serde(default = "default_max_extensions")]
-    pub max_extensions: i64,
+pub struct Identities {
     #[serde(default)]
-    pub form: Vec<FormField>,
-    pub steps: Vec<StepConfig>,
-    /// The steps of emergency requests (`--emergency-access`, or escalated while pending); none means the
-    /// policy has no emergency access.
-    #[serde(default)]
-    pub emergency_steps: Option<Vec<StepConfig>>,
+    pub users: Vec<Identity>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub name: String,
+    #[serde(default)]
+    pub manager: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A policy as written; `steps` and `emergency_steps` are compiled by `Config::parse`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyConfig {
+    name: String,
+    #[serde(default, rename = "match")]
+    matches: Match,
+    #[serde(with = "duration")]
+    max_duration: i64,
+    #[serde(default = "default_max_extensions")]
+    max_extensions: i64,
+    #[serde(default)]
+    form: Vec<FormField>,
+    steps: Value,
+    #[serde(default)]
+    emergency_steps: Option<Value>,
+}
+
+/// Which entitlements a policy covers; an absent field matches everything.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
@@ -128,93 +158,287 @@ pub struct Match {
     pub permission_set: Option<String>,
 }
 
-/// `accept`, `reject`, or `{ approval: { group: NAME } }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum StepConfig {
-    Named(NamedStep),
-    Approval { approval: ApprovalConfig },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NamedStep {
-    Accept,
-    Reject,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalConfig {
-    pub group: String,
-}
-
-/// The policy in force for one entitlement.
-#[derive(Debug, Clone)]
-pub struct Resolved {
+#[derive(Debug)]
+pub struct Policy {
     pub name: String,
+    pub matches: Match,
     pub max_duration: i64,
+    /// How many times one grant may be extended.
     pub max_extensions: i64,
     pub form: Vec<FormField>,
-    pub steps: Vec<Step>,
-    pub emergency_steps: Option<Vec<Step>>,
+    pub steps: Branches,
+    /// The steps of emergency requests (`--emergency-access`, or escalated while pending); none means the
+    /// policy has no emergency access.
+    pub emergency_steps: Option<Branches>,
+}
+
+/// Branches tried in order; the last has no condition, so one always applies.
+#[derive(Debug)]
+pub struct Branches(Vec<Branch>);
+
+#[derive(Debug)]
+struct Branch {
+    when: Option<Condition>,
+    steps: Vec<StepConfig>,
+}
+
+/// A step as configured: owners and the manager become people when a request is filed.
+#[derive(Debug, Clone, PartialEq)]
+enum StepConfig {
+    Accept,
+    Reject,
+    Wait(i64),
+    Approval { from: From, count: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum From {
+    Users(Vec<String>),
+    Group(String),
+    Owners,
+    Manager,
+    Requester,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalConfig {
+    group: Option<String>,
+    users: Option<Vec<String>>,
+    from: Option<String>,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+impl Policy {
+    /// Policy for entitlements no policy covers: denied, so that forgetting a policy never grants access.
+    fn none_matches() -> Policy {
+        Policy {
+            name: "no matching policy".into(),
+            matches: Match::default(),
+            max_duration: 3600,
+            max_extensions: 0,
+            form: vec![],
+            steps: Branches(vec![Branch { when: None, steps: vec![StepConfig::Reject] }]),
+            emergency_steps: None,
+        }
+    }
+}
+
+impl Branches {
+    /// The steps of the first branch whose condition holds, with owners and the manager made people.
+    pub fn choose(&self, facts: &Facts, policy: &str, owners: &[String]) -> Vec<Step> {
+        let branch = self.0.iter().find(|b| b.when.as_ref().is_none_or(|c| c.holds(facts, policy)));
+        // Unreachable while the last branch has no condition; denying keeps it safe if that ever changes.
+        let Some(branch) = branch else { return vec![Step::Reject] };
+        branch
+            .steps
+            .iter()
+            .map(|s| match s {
+                StepConfig::Accept => Step::Accept,
+                StepConfig::Reject => Step::Reject,
+                StepConfig::Wait(secs) => Step::Wait { secs: *secs },
+                StepConfig::Approval { from, count } => {
+                    let from = match from {
+                        From::Users(names) => Approvers::Users(names.clone()),
+                        From::Group(group) => Approvers::Group(group.clone()),
+                        From::Owners => Approvers::Owners(owners.to_vec()),
+                        From::Manager => Approvers::Manager(facts.requester.manager.clone()),
+                        From::Requester => Approvers::Requester,
+                    };
+                    Step::Approval { from, count: *count }
+                }
+            })
+            .collect()
+    }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let config: Config = serde_yaml::from_str(&text)
-            .with_context(|| format!("{} is not a valid cone-server configuration", path.display()))?;
-        for p in &config.policies {
-            if p.steps.is_empty() {
-                bail!(
-                    "policy \"{}\" in {} has no steps; add `accept`, `reject` or an approval",
-                    p.name,
-                    path.display()
-                );
+        Config::parse(&text).with_context(|| format!("{} is not a valid cone-server configuration", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let mut config: Config = serde_yaml::from_str(text)?;
+        let mut names = std::collections::HashSet::new();
+        for u in &config.identities.users {
+            if !names.insert(u.name.as_str()) {
+                bail!("identities.users lists \"{}\" twice; merge the two entries", u.name);
             }
         }
+        config.policies =
+            std::mem::take(&mut config.policy_configs).into_iter().map(|p| config.compile(p)).collect::<Result<_>>()?;
         Ok(config)
     }
 
-    /// The first policy whose match covers the entitlement. Entitlements no policy covers are denied, so that
-    /// forgetting a policy never grants access.
-    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> Resolved {
-        let found = self.policies.iter().find(|p| {
-            p.matches.account.as_deref().is_none_or(|a| a == account_name)
-                && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
-        });
-        match found {
-            Some(p) => Resolved {
-                name: p.name.clone(),
-                max_duration: p.max_duration,
-                max_extensions: p.max_extensions,
-                form: p.form.clone(),
-                steps: steps(&p.steps),
-                emergency_steps: p.emergency_steps.as_deref().map(steps),
-            },
-            None => Resolved {
-                name: "no matching policy".into(),
-                max_duration: 3600,
-                max_extensions: 0,
-                form: vec![],
-                steps: vec![Step::Reject],
-                emergency_steps: None,
-            },
-        }
-    }
-}
-
-fn steps(configured: &[StepConfig]) -> Vec<Step> {
-    configured
-        .iter()
-        .map(|s| match s {
-            StepConfig::Named(NamedStep::Accept) => Step::Accept,
-            StepConfig::Named(NamedStep::Reject) => Step::Reject,
-            StepConfig::Approval { approval } => Step::Approval { group: approval.group.clone() },
+    fn compile(&self, p: PolicyConfig) -> Result<Policy> {
+        let samples = self.samples(&p);
+        let steps = self.branches(&p.steps, &samples).with_context(|| format!("policy \"{}\", steps", p.name))?;
+        let emergency_steps = p
+            .emergency_steps
+            .as_ref()
+            .map(|v| self.branches(v, &samples))
+            .transpose()
+            .with_context(|| format!("policy \"{}\", emergency_steps", p.name))?;
+        Ok(Policy {
+            name: p.name,
+            matches: p.matches,
+            max_duration: p.max_duration,
+            max_extensions: p.max_extensions,
+            form: p.form,
+            steps,
+            emergency_steps,
         })
-        .collect()
+    }
+
+    /// Requests to try conditions on: ordinary and emergency, short and at the maximum, with every attribute some
+    /// identity has and every field of the policy's form, so that a misspelt name fails at load.
+    fn samples(&self, p: &PolicyConfig) -> Vec<Facts> {
+        let attributes: BTreeMap<String, String> = self
+            .identities
+            .users
+            .iter()
+            .flat_map(|u| u.attributes.keys())
+            .map(|k| (k.clone(), String::new()))
+            .collect();
+        let form: BTreeMap<String, String> = p.form.iter().map(|f| (f.name.clone(), String::new())).collect();
+        [(false, 60, "grant"), (true, p.max_duration, "extend")]
+            .into_iter()
+            .map(|(emergency, secs, kind)| Facts {
+                requester: Requester {
+                    name: "sample".into(),
+                    email: "sample@example.com".into(),
+                    groups: vec!["sample".into()],
+                    manager: emergency.then(|| "sample-manager".into()),
+                    attributes: attributes.clone(),
+                },
+                entitlement: crate::rules::Entitlement {
+                    app: self.aws.app_id.clone(),
+                    account_id: "000000000000".into(),
+                    account_name: p.matches.account.clone().unwrap_or_default(),
+                    permission_set: p.matches.permission_set.clone().unwrap_or_default(),
+                },
+                request: Request { form: form.clone(), ..Request::new(kind, secs, emergency, "sample") },
+                now: crate::rules::timestamp(chrono::Utc::now()),
+            })
+            .collect()
+    }
+
+    /// A list of steps, or a list of branches (`{ when: CEL, steps: [...] }`) ending in `{ otherwise: [...] }`.
+    fn branches(&self, value: &Value, samples: &[Facts]) -> Result<Branches> {
+        let Some(items) = value.as_sequence().filter(|items| !items.is_empty()) else {
+            bail!("give a list of steps (`accept`, `reject`, a wait or an approval), or of branches");
+        };
+        let is_branch = |v: &Value| ["when", "otherwise"].iter().any(|k| v.get(k).is_some());
+        if !items.iter().any(is_branch) {
+            return Ok(Branches(vec![Branch { when: None, steps: self.steps(value)? }]));
+        }
+        let mut branches = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let n = i + 1;
+            let last = n == items.len();
+            let keys: Vec<&str> = item.as_mapping().into_iter().flatten().filter_map(|(k, _)| k.as_str()).collect();
+            let branch = match (item.get("when"), item.get("otherwise")) {
+                (Some(when), None) if keys.len() == 2 && item.get("steps").is_some() => {
+                    let source = when.as_str().with_context(|| format!("branch {n}: `when` must be a string"))?;
+                    let when = Condition::compile(source, samples).map_err(|e| anyhow!("branch {n}: {e}"))?;
+                    let steps = self.steps(&item["steps"]).with_context(|| format!("branch {n} (when {source})"))?;
+                    Branch { when: Some(when), steps }
+                }
+                (None, Some(steps)) if keys.len() == 1 && last => {
+                    Branch { when: None, steps: self.steps(steps).context("otherwise")? }
+                }
+                (None, Some(_)) if keys.len() == 1 => bail!("branch {n}: `otherwise` must be the last branch"),
+                _ => bail!("branch {n} must be `{{ when: CEL, steps: [...] }}` or a final `{{ otherwise: [...] }}`"),
+            };
+            branches.push(branch);
+        }
+        if branches.last().is_some_and(|b| b.when.is_some()) {
+            bail!(
+                "the branches need a final `otherwise: [...]` for requests no condition matches; use [reject] to deny them"
+            );
+        }
+        Ok(Branches(branches))
+    }
+
+    fn steps(&self, value: &Value) -> Result<Vec<StepConfig>> {
+        let Some(items) = value.as_sequence().filter(|items| !items.is_empty()) else {
+            bail!("give a non-empty list of steps: `accept`, `reject`, `{{ wait: 1h }}` or `{{ approval: {{...}} }}`");
+        };
+        let steps = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.step(item).with_context(|| format!("step {}", i + 1)))
+            .collect::<Result<Vec<_>>>()?;
+        // The manager and the requester are one person each, and one person's approval counts for one step.
+        for (single, name) in [(From::Manager, "manager"), (From::Requester, "self")] {
+            let n = steps.iter().filter(|s| matches!(s, StepConfig::Approval { from, .. } if *from == single)).count();
+            if n > 1 {
+                bail!("{n} steps ask approval from {name}, one person who can approve only one of them; keep one");
+            }
+        }
+        Ok(steps)
+    }
+
+    fn step(&self, item: &Value) -> Result<StepConfig> {
+        let unknown = "use `accept`, `reject`, `{ wait: 1h }` or `{ approval: { group | users | from, count } }`";
+        if let Some(name) = item.as_str() {
+            return match name {
+                "accept" => Ok(StepConfig::Accept),
+                "reject" => Ok(StepConfig::Reject),
+                other => bail!("unknown step \"{other}\"; {unknown}"),
+            };
+        }
+        if let Some(wait) = item.get("wait") {
+            let text = wait.as_str().context("`wait` takes a duration such as 30m")?;
+            let secs = cone_core::duration::parse(text).map_err(|e| anyhow!(e))?;
+            if secs >= self.pending_timeout {
+                bail!(
+                    "wait {text} is not shorter than pending_timeout ({}), so requests would time out while waiting",
+                    cone_core::duration::format(self.pending_timeout)
+                );
+            }
+            return Ok(StepConfig::Wait(secs));
+        }
+        let Some(approval) = item.get("approval") else { bail!("unknown step; {unknown}") };
+        let a: ApprovalConfig = serde_yaml::from_value(approval.clone()).context("approval")?;
+        let from = match (a.group, a.users, a.from.as_deref()) {
+            (Some(group), None, None) => From::Group(group),
+            (None, Some(users), None) if a.count as usize <= users.len() => From::Users(users),
+            (None, Some(users), None) => bail!("approval asks {} of {} users", a.count, users.len()),
+            (None, None, Some("owners")) if self.aws.owners.is_empty() => {
+                bail!("approval from owners, but `aws.owners` lists nobody; add the app's owners there")
+            }
+            (None, None, Some("owners")) => From::Owners,
+            (None, None, Some("manager")) => From::Manager,
+            (None, None, Some("self")) if a.count == 1 => From::Requester,
+            (None, None, Some("self")) => bail!("a `self` approval is one acknowledgment; drop `count`"),
+            (None, None, Some(other)) => bail!("approval from \"{other}\"; `from` is owners, manager or self"),
+            _ => bail!("an approval needs exactly one of `group`, `users` or `from`"),
+        };
+        if a.count == 0 {
+            bail!("approval `count` must be at least 1");
+        }
+        Ok(StepConfig::Approval { from, count: a.count })
+    }
+
+    /// The first policy whose match covers the entitlement, or one that denies.
+    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
+        self.policies
+            .iter()
+            .find(|p| {
+                p.matches.account.as_deref().is_none_or(|a| a == account_name)
+                    && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
+            })
+            .unwrap_or(&self.no_policy)
+    }
+
+    /// The configured identity of a user, if any.
+    pub fn identity(&self, name: &str) -> Option<&Identity> {
+        self.identities.users.iter().find(|u| u.name == name)
+    }
 }
 
 fn default_listen() -> String {
@@ -231,6 +455,9 @@ fn default_job_lease() -> i64 {
 }
 fn default_max_extensions() -> i64 {
     2
+}
+fn one() -> u32 {
+    1
 }
 fn default_app_id() -> String {
     "aws".into()
@@ -252,12 +479,44 @@ mod duration {
 mod tests {
     use super::*;
 
+    const HEAD: &str = "database: /tmp/x.db\naws: { sso_region: us-east-1, owners: [carol] }\n";
+
+    fn parse(body: &str) -> Result<Config> {
+        Config::parse(&format!("{HEAD}{body}"))
+    }
+
+    fn error(body: &str) -> String {
+        format!("{:#}", parse(body).unwrap_err())
+    }
+
+    fn facts(groups: &[&str], duration_secs: i64, manager: Option<&str>) -> Facts {
+        Facts {
+            requester: Requester {
+                name: "alice".into(),
+                email: String::new(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                manager: manager.map(String::from),
+                attributes: BTreeMap::new(),
+            },
+            entitlement: crate::rules::Entitlement {
+                app: "aws".into(),
+                account_id: "1".into(),
+                account_name: "Production".into(),
+                permission_set: "AdministratorAccess".into(),
+            },
+            request: Request::new("grant", duration_secs, false, ""),
+            now: crate::rules::timestamp(chrono::Utc::now()),
+        }
+    }
+
+    fn group(g: &str, count: u32) -> Step {
+        Step::Approval { from: Approvers::Group(g.into()), count }
+    }
+
     #[test]
     fn parses_policies_and_resolves_first_match() {
-        let config: Config = serde_yaml::from_str(
+        let config = parse(
             r#"
-database: /tmp/x.db
-aws: { sso_region: us-east-1 }
 policies:
   - name: deny-sandbox-admin
     match: { account: Sandbox, permission_set: AdministratorAccess }
@@ -267,6 +526,7 @@ policies:
     match: { permission_set: AdministratorAccess }
     max_duration: 1h
     steps: [{ approval: { group: approvers } }]
+    emergency_steps: [accept]
   - name: dba
     match: { permission_set: DatabaseAdministrator }
     max_duration: 1h
@@ -275,31 +535,129 @@ policies:
 "#,
         )
         .unwrap();
-        assert_eq!(config.policy_for("Sandbox", "AdministratorAccess").steps, vec![Step::Reject]);
-        assert_eq!(
-            config.policy_for("Production", "AdministratorAccess").steps,
-            vec![Step::Approval { group: "approvers".into() }]
-        );
+        let steps = |account, ps| config.policy_for(account, ps).steps.choose(&facts(&[], 60, None), "p", &[]);
+        assert_eq!(steps("Sandbox", "AdministratorAccess"), vec![Step::Reject]);
+        assert_eq!(steps("Production", "AdministratorAccess"), vec![group("approvers", 1)]);
         assert_eq!(config.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
-        assert_eq!(config.policy_for("Production", "Other").steps, vec![Step::Reject]);
+        assert_eq!(steps("Production", "Other"), vec![Step::Reject]);
+        assert_eq!(config.policy_for("Production", "Other").name, "no matching policy");
+        assert!(config.policy_for("Production", "AdministratorAccess").emergency_steps.is_some());
         assert_eq!(config.default_duration, 3600);
         assert_eq!(config.drift.interval, 0);
         assert!(config.drift.remove_unexplained.is_empty());
     }
 
     #[test]
-    fn parses_the_drift_section() {
-        let config: Config = serde_yaml::from_str(
-            "database: /tmp/x.db\naws: { sso_region: us-east-1 }\n\
-             drift: { interval: 5m, remove_unexplained: [AdministratorAccess] }\n",
+    fn branches_choose_steps_by_condition() {
+        let config = parse(
+            r#"
+identities:
+  users:
+    - { name: alice, manager: dave, attributes: { team: data } }
+policies:
+  - name: admin
+    max_duration: 8h
+    steps:
+      - when: request.duration > duration('1h')
+        steps: [{ approval: { group: approvers, count: 2 } }, { wait: 10m }]
+      - when: "'oncall' in requester.groups && requester.attributes.team == 'data'"
+        steps: [{ approval: { from: manager } }, { approval: { from: self } }]
+      - otherwise: [{ approval: { users: [bob, carol] } }, { approval: { from: owners } }]
+"#,
         )
         .unwrap();
+        let p = config.policy_for("Production", "AdministratorAccess");
+        let owners = &config.aws.owners;
+        assert_eq!(
+            p.steps.choose(&facts(&[], 7200, None), "admin", owners),
+            vec![group("approvers", 2), Step::Wait { secs: 600 }]
+        );
+        let mut oncall = facts(&["oncall"], 600, Some("dave"));
+        oncall.requester.attributes.insert("team".into(), "data".into());
+        assert_eq!(
+            p.steps.choose(&oncall, "admin", owners),
+            vec![
+                Step::Approval { from: Approvers::Manager(Some("dave".into())), count: 1 },
+                Step::Approval { from: Approvers::Requester, count: 1 },
+            ]
+        );
+        // Without the attribute the second condition fails to evaluate, counts as false, and `otherwise` applies.
+        assert_eq!(
+            p.steps.choose(&facts(&["oncall"], 600, None), "admin", owners),
+            vec![
+                Step::Approval { from: Approvers::Users(vec!["bob".into(), "carol".into()]), count: 1 },
+                Step::Approval { from: Approvers::Owners(vec!["carol".into()]), count: 1 },
+            ]
+        );
+        assert_eq!(config.identity("alice").and_then(|u| u.manager.as_deref()), Some("dave"));
+    }
+
+    #[test]
+    fn mistakes_name_the_policy_and_the_branch() {
+        let policy = |steps: &str| format!("policies:\n  - name: admin\n    max_duration: 1h\n    steps: {steps}\n");
+        let cases = [
+            ("[aprove]", "policy \"admin\", steps: step 1: unknown step \"aprove\""),
+            ("[]", "policy \"admin\", steps: give a list of steps"),
+            ("[{ approval: { group: a, users: [b] } }]", "exactly one of `group`, `users` or `from`"),
+            ("[{ approval: { users: [b], count: 2 } }]", "approval asks 2 of 1 users"),
+            ("[{ approval: { from: self, count: 2 } }]", "a `self` approval is one acknowledgment"),
+            ("[{ approval: { from: boss } }]", "`from` is owners, manager or self"),
+            ("[{ approval: { group: a, cuont: 2 } }]", "unknown field `cuont`"),
+            ("[{ approval: { from: manager } }, { approval: { from: manager } }]", "2 steps ask approval from manager"),
+            ("[{ wait: 2d }]", "wait 2d is not shorter than pending_timeout (24h)"),
+            ("[{ when: 'true', steps: [accept] }]", "need a final `otherwise"),
+            ("[{ otherwise: [accept] }, { when: 'true', steps: [accept] }]", "branch 1: `otherwise` must be the last"),
+            (
+                "[{ when: 'request.duration >', steps: [accept] }, { otherwise: [reject] }]",
+                "branch 1: `request.duration >` is not a valid CEL",
+            ),
+            (
+                "[{ when: 'requester.grups.size() > 0', steps: [accept] }, { otherwise: [reject] }]",
+                "policy \"admin\", steps: branch 1: `requester.grups.size() > 0` fails",
+            ),
+            ("[{ when: 'request.duration', steps: [accept] }, { otherwise: [reject] }]", "must be true or false"),
+            ("[{ when: 'requester.attributes.team == \"x\"', steps: [accept] }, { otherwise: [reject] }]", "fails"),
+            (
+                "[{ when: 'true', steps: [bogus] }, { otherwise: [reject] }]",
+                "branch 1 (when true): step 1: unknown step",
+            ),
+        ];
+        for (steps, expected) in cases {
+            let message = error(&policy(steps));
+            assert!(message.contains(expected), "{steps}: {message}");
+        }
+        let no_owners = Config::parse(
+            "database: /tmp/x.db\naws: { sso_region: us-east-1 }\npolicies:\n  - name: p\n    max_duration: 1h\n    \
+             steps: [{ approval: { from: owners } }]\n",
+        );
+        assert!(format!("{:#}", no_owners.unwrap_err()).contains("`aws.owners` lists nobody"));
+        assert!(error("identities: { users: [{ name: a }, { name: a }] }\n").contains("lists \"a\" twice"));
+    }
+
+    #[test]
+    fn conditions_may_read_form_fields_and_known_attributes() {
+        let config = parse(
+            r#"
+identities: { users: [{ name: alice, attributes: { team: data } }] }
+policies:
+  - name: dba
+    max_duration: 1h
+    form: [{ name: ticket, required: true }]
+    steps:
+      - when: "request.form.ticket.startsWith('INC-') || requester.attributes.team == 'data'"
+        steps: [accept]
+      - otherwise: [{ approval: { group: dbas } }]
+"#,
+        );
+        assert!(config.is_ok(), "{:#}", config.err().map(|e| e.to_string()).unwrap_or_default());
+    }
+
+    #[test]
+    fn parses_the_drift_section() {
+        let config = parse("drift: { interval: 5m, remove_unexplained: [AdministratorAccess] }\n").unwrap();
         assert_eq!(config.drift.interval, 300);
         assert_eq!(config.drift.remove_unexplained, vec!["AdministratorAccess".to_string()]);
-        let typo = serde_yaml::from_str::<Config>(
-            "database: /tmp/x.db\naws: { sso_region: us-east-1 }\ndrift: { interval: 5m, remove: [A] }\n",
-        );
-        assert!(typo.is_err());
+        assert!(parse("drift: { interval: 5m, remove: [A] }\n").is_err());
     }
 
     #[test]

@@ -177,7 +177,11 @@ pub struct NewTask<'a> {
 
 /// Where the policy left a task after a decision.
 pub enum Placement<'a> {
-    Waiting { index: usize, group: &'a str },
+    /// At step `index`; `group` when the step waits for a group's approval.
+    Waiting {
+        index: usize,
+        group: Option<&'a str>,
+    },
     Provision,
     Denied,
 }
@@ -196,7 +200,8 @@ const TASK_SELECT: &str =
 pub enum TaskFilter<'a> {
     /// The caller's own requests.
     Requested(i64),
-    /// Requests waiting for a decision by one of these groups, other than the caller's own.
+    /// Requests waiting for a decision by one of these groups or by named people (the caller filters those),
+    /// other than the caller's own.
     Approvable { user_id: i64, groups: &'a [String] },
 }
 
@@ -691,10 +696,14 @@ impl Db {
         Ok(Ok(id))
     }
 
-    /// Records an approver's decision on a waiting task, unless someone decided it first (then false).
+    /// Records an approver's decision on a waiting task (`steps_json`, the policy instance with the decision),
+    /// unless the task changed since it was read as `expect_steps_json` (then false).
+    #[allow(clippy::too_many_arguments)]
     pub async fn decide(
         &self,
         task_id: i64,
+        expect_steps_json: &str,
+        steps_json: &str,
         expect_index: i64,
         decider: i64,
         comment: &str,
@@ -702,13 +711,17 @@ impl Db {
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let still_waiting: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND state = 'pending_approval' AND step_index = $2")
-                .bind(task_id)
-                .bind(expect_index)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if still_waiting.is_none() {
+        let recorded = sqlx::query(
+            "UPDATE tasks SET steps_json = $1 WHERE id = $2 AND state = 'pending_approval' AND steps_json = $3",
+        )
+        .bind(steps_json)
+        .bind(task_id)
+        .bind(expect_steps_json)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !recorded {
             return Ok(false);
         }
         let action = if matches!(placement, Placement::Denied) { "task.deny" } else { "task.approve" };
@@ -964,6 +977,40 @@ impl Db {
         Ok(true)
     }
 
+    /// Undecided tasks that wait for no group (for named people or a policy's wait step).
+    pub async fn pending_tasks_without_group(&self) -> Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{TASK_SELECT} WHERE t.state = 'pending_approval' AND t.waiting_for_group IS NULL ORDER BY t.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Places a task whose policy wait ended where its policy now leads, unless it changed since it was read as
+    /// `expect_steps_json` (then false).
+    pub async fn resume(
+        &self,
+        task_id: i64,
+        expect_steps_json: &str,
+        placement: Placement<'_>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let still: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1 AND state = 'pending_approval' AND steps_json = $2")
+                .bind(task_id)
+                .bind(expect_steps_json)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if still.is_none() {
+            return Ok(false);
+        }
+        audit(&mut tx, now, "worker", "task.wait_ended", &format!("task:{task_id}"), "{}").await?;
+        place(&mut tx, task_id, placement, None, None, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Cancels the requester's undecided task; false when it was decided meanwhile.
     pub async fn cancel_task(&self, task_id: i64, user_id: i64, now: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
@@ -1038,7 +1085,7 @@ impl Db {
                 let groups_in = self.backend.json_values("$2");
                 sqlx::query_as(&format!(
                     "{TASK_SELECT} WHERE t.state = 'pending_approval' AND t.requester_id != $1
-                     AND t.waiting_for_group IN (SELECT value FROM {groups_in}){open_clause}
+                     AND (t.waiting_for_group IS NULL OR t.waiting_for_group IN (SELECT value FROM {groups_in})){open_clause}
                      ORDER BY t.id DESC LIMIT $3 OFFSET $4"
                 ))
                 .bind(user_id)
@@ -1251,7 +1298,7 @@ async fn place(
     now: i64,
 ) -> Result<()> {
     let (state, index, group) = match placement {
-        Placement::Waiting { index, group } => ("pending_approval", index as i64, Some(group)),
+        Placement::Waiting { index, group } => ("pending_approval", index as i64, group),
         Placement::Provision => ("provisioning", -1, None),
         Placement::Denied => ("denied", -1, None),
     };

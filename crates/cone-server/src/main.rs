@@ -7,6 +7,7 @@ mod config;
 mod db;
 mod drift;
 mod http;
+mod rules;
 mod workers;
 
 use std::io::{BufRead, Write};

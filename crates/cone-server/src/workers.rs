@@ -109,6 +109,7 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
     loop {
         announce(&s, s.db.expire_due_grants(now()).await, "expire grants");
         announce(&s, s.db.time_out_pending(now() - s.config.pending_timeout, now()).await, "time out requests");
+        announce(&s, crate::app::end_waits(&s).await, "end policy waits");
         loop {
             match s.db.claim_job(now(), s.config.job_lease).await {
                 Ok(Some(job)) => run_job(&s, &connector, job).await,

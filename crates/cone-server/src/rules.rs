@@ -1,0 +1,180 @@
+//! The conditions of policy branches: CEL expressions over what is known about a request when it is filed.
+
+use std::collections::BTreeMap;
+
+use cel_interpreter::{Context, Program, Value};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What a condition can read. The field names are the CEL names (`requester.groups`, `request.duration`, …).
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub requester: Requester,
+    pub entitlement: Entitlement,
+    pub request: Request,
+    pub now: cel_interpreter::Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Requester {
+    pub name: String,
+    pub email: String,
+    pub groups: Vec<String>,
+    /// From the configuration's `identities`; Identity Center has no manager attribute.
+    pub manager: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entitlement {
+    pub app: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    /// `grant` or `extend`.
+    pub kind: String,
+    pub duration: cel_interpreter::Duration,
+    pub emergency: bool,
+    pub justification: String,
+    pub form: BTreeMap<String, String>,
+}
+
+impl Request {
+    pub fn new(kind: &str, duration_secs: i64, emergency: bool, justification: &str) -> Request {
+        Request {
+            kind: kind.into(),
+            duration: cel_interpreter::Duration(chrono::Duration::seconds(duration_secs)),
+            emergency,
+            justification: justification.into(),
+            form: BTreeMap::new(),
+        }
+    }
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> cel_interpreter::Timestamp {
+    cel_interpreter::Timestamp(t.fixed_offset())
+}
+
+/// A compiled `when` expression.
+#[derive(Debug)]
+pub struct Condition {
+    pub source: String,
+    program: Program,
+}
+
+impl Condition {
+    /// Compiles `source` and evaluates it against `samples`, so that syntax errors, unknown names, fields no
+    /// sample has and non-boolean results fail when the configuration loads. Parts a sample does not reach
+    /// (the right of `||` after a true left, say) are only checked when a request reaches them.
+    pub fn compile(source: &str, samples: &[Facts]) -> Result<Condition, String> {
+        // cel-parser 0.10 panics on some malformed input instead of returning an error; this runs at load only.
+        let parsed = std::panic::catch_unwind(|| Program::compile(source));
+        let invalid = |e: String| format!("`{source}` is not a valid CEL expression: {e}");
+        let program = match parsed {
+            Ok(result) => result.map_err(|e| invalid(e.to_string()))?,
+            Err(_) => return Err(invalid("the parser could not read it".into())),
+        };
+        let condition = Condition { source: source.to_string(), program };
+        for facts in samples {
+            condition.evaluate(facts).map_err(|e| format!("`{source}` {e}"))?;
+        }
+        Ok(condition)
+    }
+
+    /// Whether the condition holds. An error counts as false and is logged: a condition that cannot be evaluated
+    /// never picks its branch.
+    pub fn holds(&self, facts: &Facts, policy: &str) -> bool {
+        self.evaluate(facts).unwrap_or_else(|e| {
+            tracing::warn!(policy, condition = self.source, "a policy condition failed, so it counts as false: {e}");
+            false
+        })
+    }
+
+    fn evaluate(&self, facts: &Facts) -> Result<bool, String> {
+        let mut context = Context::default();
+        let serialized = [
+            ("requester", context.add_variable("requester", &facts.requester)),
+            ("entitlement", context.add_variable("entitlement", &facts.entitlement)),
+            ("request", context.add_variable("request", &facts.request)),
+            ("now", context.add_variable("now", &facts.now)),
+        ];
+        for (name, result) in serialized {
+            result.map_err(|e| format!("cannot be given `{name}`: {e}"))?;
+        }
+        match self.program.execute(&context) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("must be true or false, but gives {:?}", other.type_of())),
+            Err(e) => Err(format!("fails: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn facts(groups: &[&str], duration_secs: i64, emergency: bool) -> Facts {
+        Facts {
+            requester: Requester {
+                name: "alice".into(),
+                email: "alice@example.com".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                manager: Some("carol".into()),
+                attributes: BTreeMap::from([("department".to_string(), "data".to_string())]),
+            },
+            entitlement: Entitlement {
+                app: "aws".into(),
+                account_id: "123456789012".into(),
+                account_name: "Production".into(),
+                permission_set: "AdministratorAccess".into(),
+            },
+            request: Request::new("grant", duration_secs, emergency, "incident 7"),
+            now: timestamp(DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()),
+        }
+    }
+
+    #[test]
+    fn evaluates_over_the_request() {
+        let sample = [facts(&[], 3600, false)];
+        let long = Condition::compile("request.duration > duration('1h')", &sample).unwrap();
+        assert!(!long.holds(&facts(&[], 3600, false), "p"));
+        assert!(long.holds(&facts(&[], 7200, false), "p"));
+        let oncall = Condition::compile(
+            "'oncall' in requester.groups && entitlement.account_name == 'Production' && !request.emergency",
+            &sample,
+        )
+        .unwrap();
+        assert!(oncall.holds(&facts(&["oncall"], 60, false), "p"));
+        assert!(!oncall.holds(&facts(&["oncall"], 60, true), "p"));
+        let manager = Condition::compile(
+            "requester.manager == 'carol' && requester.attributes.department == 'data' && now.getFullYear() > 2000",
+            &sample,
+        )
+        .unwrap();
+        assert!(manager.holds(&facts(&[], 60, false), "p"));
+        let present = Condition::compile(
+            "has(requester.attributes.department) && 'department' in requester.attributes && !has(request.form.x)",
+            &sample,
+        )
+        .unwrap();
+        assert!(present.holds(&facts(&[], 60, false), "p"));
+    }
+
+    #[test]
+    fn mistakes_fail_at_compile_time_and_errors_count_as_false() {
+        let sample = [facts(&[], 3600, false)];
+        let error = |source: &str| Condition::compile(source, &sample).unwrap_err();
+        assert!(error("request.duration >").contains("not a valid CEL expression"), "{}", error("request.duration >"));
+        assert!(error("requestor.groups.size() > 0").contains("fails"));
+        assert!(error("request.duraton > duration('1h')").contains("fails"));
+        assert!(error("request.duration").contains("must be true or false"));
+        let attribute = Condition::compile("requester.attributes.department == 'data'", &sample).unwrap();
+        let mut without = facts(&[], 60, false);
+        without.requester.attributes.clear();
+        assert!(!attribute.holds(&without, "p"));
+    }
+}
