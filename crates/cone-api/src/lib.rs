@@ -199,6 +199,9 @@ pub struct Me {
     pub display_name: String,
     pub email: String,
     pub groups: Vec<String>,
+    /// Listed under `admins` in the server's configuration.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// RFC 8628 §3.2 device authorization response.

@@ -243,6 +243,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     ("Name", me.display_name.clone(), false),
                     ("Email", me.email.clone(), false),
                     ("Groups", me.groups.join(", "), false),
+                    ("Administrator", if me.admin { "yes" } else { "no" }.into(), true),
                 ])
             })?;
         }

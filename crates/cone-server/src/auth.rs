@@ -228,6 +228,25 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// A signed-in administrator (`admins` in the configuration); anyone else gets 403.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, s).await?;
+        if !s.config.admins.include(&user.username, &s.db.user_groups(user.id).await?) {
+            return Err(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                codes::FORBIDDEN,
+                "Only Cone administrators may do this; ask one, or to be listed under `admins` in the server's configuration.",
+            ));
+        }
+        Ok(Admin)
+    }
+}
+
 fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     let header = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     Some(header.strip_prefix("Bearer ")?.trim())

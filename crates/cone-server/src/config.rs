@@ -37,6 +37,9 @@ pub struct Config {
     pub job_lease: i64,
     #[serde(default)]
     pub identities: Identities,
+    /// Who administers Cone (the drift report, and configuration through the API). Nobody, unless listed.
+    #[serde(default)]
+    pub admins: Admins,
     #[serde(default, rename = "policies")]
     policy_configs: Vec<PolicyConfig>,
     #[serde(skip)]
@@ -120,6 +123,21 @@ pub struct DriftConfig {
 pub struct Identities {
     #[serde(default)]
     pub users: Vec<Identity>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admins {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl Admins {
+    pub fn include(&self, username: &str, groups: &[String]) -> bool {
+        self.users.iter().any(|u| u == username) || groups.iter().any(|g| self.groups.contains(g))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1446,6 +1446,42 @@ async fn drift_row<'e>(executor: impl Executor<'e, Database = sqlx::Any>, id: i6
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
 /// any edit or deletion breaks the chain.
+/// Forwards the task changes every replica makes (NOTIFY from the `tasks` trigger) to `changes`, for this
+/// replica's long-polling clients. On SQLite there is one server, which announces its own changes, so it returns.
+pub async fn forward_task_changes(database: Database, changes: tokio::sync::broadcast::Sender<i64>) {
+    let Database::Postgres { url, name } = database else { return };
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("cannot listen for task changes on {name}, retrying: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen("cone_task").await {
+            tracing::warn!("cannot listen for task changes on {name}, retrying: {e}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // The listener reconnects by itself; notifications sent while it was away are lost, which costs a waiting
+        // client at most its long-poll timeout.
+        loop {
+            match listener.recv().await {
+                Ok(n) => {
+                    if let Ok(id) = n.payload().parse() {
+                        let _ = changes.send(id);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("lost the task-change listener on {name}, reconnecting: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
 pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
     let prev: Option<String> =
         sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut **tx).await?;

@@ -84,7 +84,8 @@ pub fn router(state: AppState) -> Router {
 
 async fn me(State(s): State<AppState>, CurrentUser(u): CurrentUser) -> Result<Json<Me>, ApiFailure> {
     let groups = s.db.user_groups(u.id).await?;
-    Ok(Json(Me { username: u.username, display_name: u.display_name, email: u.email, groups }))
+    let admin = s.config.admins.include(&u.username, &groups);
+    Ok(Json(Me { username: u.username, display_name: u.display_name, email: u.email, groups, admin }))
 }
 
 #[derive(Deserialize)]
@@ -229,7 +230,7 @@ async fn drop_access(
 }
 
 /// Open drift findings. Any signed-in user may read them until Cone has administrator roles.
-async fn drift(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Result<Json<DriftPage>, ApiFailure> {
+async fn drift(State(s): State<AppState>, _: auth::Admin) -> Result<Json<DriftPage>, ApiFailure> {
     Ok(Json(app::open_drift(&s).await?))
 }
 

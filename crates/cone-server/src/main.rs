@@ -110,6 +110,7 @@ async fn serve(config: config::Config) -> Result<()> {
             last_error: None,
         })),
     };
+    tokio::spawn(db::forward_task_changes(state.config.database.clone(), state.task_changes.clone()));
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.
     workers::spawn_reconciler(state.clone(), connector.clone());

@@ -115,7 +115,7 @@ impl Sandbox {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\n{settings}policies:\n{extra_policies}{POLICIES}",
+                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\nadmins:\n  users: [carol]\n{settings}policies:\n{extra_policies}{POLICIES}",
                 match &store {
                     Store::Sqlite => dir.join("cone.db").display().to_string(),
                     Store::Postgres(pg) => pg.url.clone(),

@@ -133,7 +133,8 @@ async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(
 
     // Every finding shows in the API while open (repaired ones are resolved by the sweep after their repair, so
     // collect across polls).
-    let token = token(&sb, "alice");
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let token = token(&sb, "carol");
     let mut seen = BTreeMap::new();
     let expected = [
         key("unexplained", "Production", "DatabaseAdministrator", "bob"),
@@ -189,6 +190,7 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(stor
     let alice = sb.org.user_id("alice").unwrap().to_string();
     assert_eq!(principals(&sb, "Staging", "ReadOnlyAccess").await, vec![alice.clone()]);
 
+    sb.cone_login("carol", &[], "carol").await.unwrap();
     sb.stop_server();
     tokio::time::sleep_until((ended_by + Duration::from_secs(2)).into()).await;
     assert_eq!(
@@ -206,7 +208,7 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(stor
     eprintln!("revoked {:?} after the restarted server was ready", started.elapsed());
 
     // The sweep at start did not take the expired grant's assignment for drift.
-    assert_eq!(open_drift(&sb, &token(&sb, "alice")).await, Vec::<Value>::new());
+    assert_eq!(open_drift(&sb, &token(&sb, "carol")).await, Vec::<Value>::new());
     assert_audit_intact(&sb);
 }
 
@@ -350,4 +352,47 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
     assert_eq!(proxy.count("CreateAccountAssignment"), 1, "the assignment is created once");
     assert_eq!(proxy.count("DeleteAccountAssignment"), 1, "the assignment is deleted once");
     assert_audit_intact(&sb);
+}
+
+/// A client long-polling its task on one replica hears at once of the approval another replica recorded
+/// (PostgreSQL NOTIFY), not only when its wait runs out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_poll_on_one_replica_hears_of_a_decision_on_another() {
+    let Some(store) = Store::postgres("a_long_poll_on_one_replica_hears_of_a_decision_on_another").unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    sb.cone_login("bob", &[], "bob").await.unwrap();
+    let (alice, bob) = (token(&sb, "alice"), token(&sb, "bob"));
+    let (_other, other_url) = sb.spawn_replica(&sb.moto.endpoint).unwrap();
+
+    let http = reqwest::Client::new();
+    let entitlement = format!(
+        "{}|{}",
+        sb.org.account_id("Staging").unwrap(),
+        sb.org.permission_set_arn("AdministratorAccess").unwrap()
+    );
+    let body = serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement, "justification": "notify" });
+    let resp =
+        http.post(format!("{}/api/v1/tasks", sb.server_url)).bearer_auth(&alice).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "POST /api/v1/tasks: {}", resp.status());
+    let id = resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    let poll = format!("{other_url}/api/v1/tasks/{id}?known_state=pending_approval&wait_secs=50");
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(http.get(poll).bearer_auth(alice).send());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let approve = http
+        .post(format!("{}/api/v1/tasks/{id}/approve", sb.server_url))
+        .bearer_auth(&bob)
+        .json(&serde_json::json!({ "comment": "ok" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(approve.status().is_success(), "approve: {}", approve.status());
+    let task: Value = waiting.await.unwrap().unwrap().json().await.unwrap();
+    assert_ne!(task["state"], "pending_approval", "{task}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the long poll answered after {:?}", started.elapsed());
 }

@@ -1,0 +1,99 @@
+//! The authorization matrix: every API endpoint as nobody, a requester, an approver and an administrator.
+
+use cone_testkit::Sandbox;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The user's Cone API token, from the file `cone login` wrote.
+fn token(sb: &Sandbox, user: &str) -> String {
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.home(user).join(".conductorone/token.json")).unwrap())
+            .unwrap();
+    saved["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_endpoint_for_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(dir.path(), "").await.unwrap();
+    // alice requests, bob is in the approvers group, carol administers (the sandbox's `admins`).
+    for user in ["alice", "bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let tokens = [None, Some(token(&sb, "alice")), Some(token(&sb, "bob")), Some(token(&sb, "carol"))];
+    let http = reqwest::Client::new();
+    let call = async |method: Method, path: &str, body: Option<Value>, who: &Option<String>| {
+        let mut req = http.request(method, format!("{}{path}", sb.server_url));
+        if let Some(t) = who {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap().status().as_u16()
+    };
+
+    let entitlement = |account: &str, set: &str| {
+        format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn(set).unwrap())
+    };
+    let request = |account: &str, set: &str| json!({ "app_id": "aws", "entitlement_id": entitlement(account, set), "justification": "matrix" });
+    // Two of alice's requests wait for the approvers: one to approve, one to cancel.
+    let mut pending = Vec::new();
+    for account in ["Staging", "Production"] {
+        let resp = http
+            .post(format!("{}/api/v1/tasks", sb.server_url))
+            .bearer_auth(tokens[1].as_ref().unwrap())
+            .json(&request(account, "AdministratorAccess"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        pending.push(format!("/api/v1/tasks/{}", resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap()));
+    }
+    let (approve, cancel) = (&pending[0], &pending[1]);
+    let one = format!(
+        "/api/v1/entitlement?app_id=aws&entitlement_id={}",
+        entitlement("Staging", "AdministratorAccess").replace('|', "%7C")
+    );
+    let comment = Some(json!({ "comment": "a note" }));
+    let readonly = request("Sandbox", "ReadOnlyAccess");
+    let release = json!({ "app_id": "aws", "entitlement_id": entitlement("Sandbox", "ReadOnlyAccess") });
+
+    // (method, path, body, [nobody, requester, approver, administrator]). In each row the refused calls run
+    // first, so they meet the state the allowed call then changes. 404 would mean "no task you can see".
+    let matrix: Vec<(Method, String, Option<Value>, [u16; 4])> = vec![
+        (Method::GET, "/api/v1/me".into(), None, [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/entitlements".into(), None, [401, 200, 200, 200]),
+        (Method::GET, one, None, [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/tasks?scope=mine".into(), None, [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/tasks?scope=approvable".into(), None, [401, 200, 200, 200]),
+        (Method::GET, approve.clone(), None, [401, 200, 200, 200]),
+        (Method::POST, format!("{approve}/comment"), comment.clone(), [401, 200, 200, 200]),
+        (Method::POST, format!("{approve}/approve"), comment.clone(), [401, 403, 200, 403]),
+        (Method::POST, format!("{cancel}/cancel"), None, [401, 200, 403, 403]),
+        (Method::POST, "/api/v1/tasks".into(), Some(readonly), [401, 201, 201, 201]),
+        (Method::POST, "/api/v1/drop".into(), Some(release), [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/drift".into(), None, [401, 403, 403, 200]),
+        (Method::GET, "/api/v1/connectors".into(), None, [401, 200, 200, 200]),
+        (Method::POST, "/api/v1/logout".into(), None, [401, 200, 200, 200]),
+    ];
+    let mut seen = Vec::new();
+    for (method, path, body, _) in &matrix {
+        let mut row = [0u16; 4];
+        let mut order: Vec<usize> = (0..4).collect();
+        order.sort_by_key(|&i| expected_ok(&matrix, seen.len(), i));
+        for i in order {
+            row[i] = call(method.clone(), path, body.clone(), &tokens[i]).await;
+        }
+        seen.push(row);
+    }
+    let expected: Vec<[u16; 4]> = matrix.iter().map(|m| m.3).collect();
+    let table = |rows: &[[u16; 4]]| {
+        matrix.iter().zip(rows).map(|(m, r)| format!("{} {} {r:?}", m.0, m.1)).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(seen, expected, "seen:\n{}\nexpected:\n{}", table(&seen), table(&expected));
+}
+
+fn expected_ok(matrix: &[(Method, String, Option<Value>, [u16; 4])], row: usize, cell: usize) -> bool {
+    (200..300).contains(&matrix[row].3[cell])
+}
