@@ -188,6 +188,13 @@ impl Sandbox {
         Ok(out.account_assignments.unwrap_or_default().into_iter().filter_map(|a| a.principal_id).collect())
     }
 
+    /// `user`'s Cone API token, from the file `cone login` wrote.
+    pub fn api_token(&self, user: &str) -> Result<String> {
+        let path = self.home(user).join(".conductorone/token.json");
+        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        Ok(saved["access_token"].as_str().context("token.json has no access_token")?.to_string())
+    }
+
     pub fn home(&self, user: &str) -> PathBuf {
         self.dir.join("home").join(user)
     }

@@ -4,14 +4,6 @@ use cone_testkit::Sandbox;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// The user's Cone API token, from the file `cone login` wrote.
-fn token(sb: &Sandbox, user: &str) -> String {
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(sb.home(user).join(".conductorone/token.json")).unwrap())
-            .unwrap();
-    saved["access_token"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_endpoint_for_every_role() {
     let dir = tempfile::tempdir().unwrap();
@@ -20,7 +12,12 @@ async fn every_endpoint_for_every_role() {
     for user in ["alice", "bob", "carol"] {
         sb.cone_login(user, &[], user).await.unwrap();
     }
-    let tokens = [None, Some(token(&sb, "alice")), Some(token(&sb, "bob")), Some(token(&sb, "carol"))];
+    let tokens = [
+        None,
+        Some(sb.api_token("alice").unwrap()),
+        Some(sb.api_token("bob").unwrap()),
+        Some(sb.api_token("carol").unwrap()),
+    ];
     let http = reqwest::Client::new();
     let call = async |method: Method, path: &str, body: Option<Value>, who: &Option<String>| {
         let mut req = http.request(method, format!("{}{path}", sb.server_url));

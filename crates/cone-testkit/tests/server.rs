@@ -74,13 +74,6 @@ async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut c
     }
 }
 
-/// The user's Cone API token, from the file `cone login` wrote.
-fn token(sb: &Sandbox, user: &str) -> String {
-    let path = sb.home(user).join(".conductorone/token.json");
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    saved["access_token"].as_str().expect("token.json has an access_token").to_string()
-}
-
 /// The open drift findings, as `GET /api/v1/drift` returns them.
 async fn open_drift(sb: &Sandbox, token: &str) -> Vec<Value> {
     let resp =
@@ -134,7 +127,7 @@ async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(
     // Every finding shows in the API while open (repaired ones are resolved by the sweep after their repair, so
     // collect across polls).
     sb.cone_login("carol", &[], "carol").await.unwrap();
-    let token = token(&sb, "carol");
+    let token = sb.api_token("carol").unwrap();
     let mut seen = BTreeMap::new();
     let expected = [
         key("unexplained", "Production", "DatabaseAdministrator", "bob"),
@@ -208,7 +201,7 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(stor
     eprintln!("revoked {:?} after the restarted server was ready", started.elapsed());
 
     // The sweep at start did not take the expired grant's assignment for drift.
-    assert_eq!(open_drift(&sb, &token(&sb, "carol")).await, Vec::<Value>::new());
+    assert_eq!(open_drift(&sb, &sb.api_token("carol").unwrap()).await, Vec::<Value>::new());
     assert_audit_intact(&sb);
 }
 
@@ -303,7 +296,7 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
     );
     let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", short).await.unwrap();
     sb.cone_login("alice", &[], "alice").await.unwrap();
-    let token = token(&sb, "alice");
+    let token = sb.api_token("alice").unwrap();
     sb.stop_server();
 
     let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint).await;
@@ -365,7 +358,7 @@ async fn a_long_poll_on_one_replica_hears_of_a_decision_on_another() {
     let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
     sb.cone_login("alice", &[], "alice").await.unwrap();
     sb.cone_login("bob", &[], "bob").await.unwrap();
-    let (alice, bob) = (token(&sb, "alice"), token(&sb, "bob"));
+    let (alice, bob) = (sb.api_token("alice").unwrap(), sb.api_token("bob").unwrap());
     let (_other, other_url) = sb.spawn_replica(&sb.moto.endpoint).unwrap();
 
     let http = reqwest::Client::new();
