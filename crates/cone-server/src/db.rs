@@ -332,6 +332,11 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// For the operations endpoints' read-only queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// A writing transaction; it runs alone among writers (see the module's comment).
     pub async fn begin(&self) -> Result<Tx> {
         let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;

@@ -79,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/drop", post(drop_access))
         .route("/api/v1/drift", get(drift))
         .route("/api/v1/connectors", get(connectors))
+        .merge(crate::metrics::routes())
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@ mod config;
 mod db;
 mod drift;
 mod http;
+mod metrics;
 mod rules;
 mod workers;
 
@@ -87,6 +88,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(config: config::Config) -> Result<()> {
+    metrics::install()?;
     let db = db::Db::open(&config.database).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

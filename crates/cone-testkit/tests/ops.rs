@@ -1,0 +1,46 @@
+//! The operations endpoints of a running cone-server: `/readyz` and a `/metrics` scrape after a few requests, on
+//! SQLite and on PostgreSQL. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
+
+use cone_testkit::{Sandbox, Store};
+
+cone_testkit::on_both_stores!(metrics_count_requests_by_route_template_and_report_the_database);
+
+/// The value of the series printed exactly as `series` (name and labels), if there is one.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn metrics_count_requests_by_route_template_and_report_the_database(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    let http = reqwest::Client::new();
+    let get = async |path: &str| http.get(format!("{}{path}", sb.server_url)).send().await.unwrap();
+
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ok");
+    for id in [1, 2, 3] {
+        // Unauthenticated: 401, under the route's template rather than each path.
+        assert_eq!(get(&format!("/api/v1/tasks/{id}")).await.status(), 401);
+    }
+    assert_eq!(get("/healthz").await.status(), 200);
+
+    let resp = get("/metrics").await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let series = |s: &str| value(&text, s).unwrap_or_else(|| panic!("no series `{s}` in:\n{text}"));
+
+    let labels = r#"method="GET",route="/api/v1/tasks/{id}",status="401""#;
+    assert_eq!(series(&format!("cone_http_requests_total{{{labels}}}")), 3.0);
+    assert_eq!(series(&format!("cone_http_request_duration_seconds_count{{{labels}}}")), 3.0);
+    let slowest = series(&format!("cone_http_request_duration_seconds_sum{{{labels}}}"));
+    assert!(slowest > 0.0 && slowest < 3.0, "3 rejected requests took {slowest} s in all");
+    assert_eq!(series(r#"cone_http_requests_total{method="GET",route="/readyz",status="200"}"#), 1.0);
+    assert!(!text.contains("/api/v1/tasks/1"), "a raw path became a label:\n{text}");
+
+    assert_eq!(series("cone_grants_active"), 0.0);
+    assert_eq!(series("cone_sync_ok"), 1.0);
+    let synced = series("cone_sync_last_success_timestamp_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - 120.0..=now).contains(&synced), "last sync at {synced}, now {now}");
+}
