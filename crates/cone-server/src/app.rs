@@ -92,15 +92,15 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             ),
         ));
     }
-    let form: Vec<request::FormField> =
-        policy.form.iter().map(|f| request::FormField { name: f.name.clone(), required: f.required }).collect();
-    let duration = match extension {
-        Some((_, add)) => add,
+    let (duration, form) = match extension {
+        // The grant's form stands for its extensions.
+        Some((_, add)) => (add, cone_core::form::FormData::new()),
         None => {
-            request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &form, &req.form_data)
+            let duration = request::validate(req.duration_secs, s.config.default_duration, policy.max_duration)
                 .map_err(|request::Invalid(problems)| {
                     ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" "))
-                })?
+                })?;
+            (duration, cone_core::form::validate(&policy.form, &req.form_data).map_err(invalid_form)?)
         }
     };
     let principal = u.idc_user_id.as_deref().ok_or_else(|| {
@@ -111,8 +111,8 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         )
     })?;
     let kind = if extension.is_some() { cone_api::TASK_KIND_EXTEND } else { cone_api::TASK_KIND_GRANT };
-    let request =
-        Request { form: req.form_data.clone(), ..Request::new(kind, duration, req.emergency, &req.justification) };
+    let form_json = serde_json::to_string(&form).map_err(anyhow::Error::from)?;
+    let request = Request { form, ..Request::new(kind, duration, req.emergency, &req.justification) };
     let branches = if req.emergency { emergency_branches(policy, &req.justification)? } else { &policy.steps };
     let instance = start(s, u, &row, policy, branches, request).await?;
     let outcome = instance.outcome(now());
@@ -125,7 +125,7 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         emergency: req.emergency,
         justification: req.justification.trim(),
         duration_secs: duration,
-        form_json: serde_json::to_string(&req.form_data).map_err(anyhow::Error::from)?,
+        form_json,
         policy_name: &policy.name,
         steps_json: serde_json::to_string(&instance).map_err(anyhow::Error::from)?,
     };
@@ -142,9 +142,19 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
                     "A pending request already exists for this entitlement (task {existing}); check it with `cone task get {existing}`."
                 ),
                 task_id: Some(existing),
+                fields: vec![],
             },
         )),
     }
+}
+
+fn invalid_form(fields: Vec<cone_api::FieldError>) -> ApiFailure {
+    let ApiFailure(status, error) = ApiFailure::new(
+        StatusCode::BAD_REQUEST,
+        codes::INVALID_FORM,
+        "The request form has invalid fields; correct them and request again.",
+    );
+    ApiFailure(status, cone_api::ApiError { fields, ..error })
 }
 
 /// Chooses the policy branch for the request and starts its steps now.

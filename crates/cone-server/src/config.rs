@@ -143,8 +143,9 @@ struct PolicyConfig {
     max_duration: i64,
     #[serde(default = "default_max_extensions")]
     max_extensions: i64,
+    /// Checked by [`form`], which rejects misspelt keys that the wire type ignores.
     #[serde(default)]
-    form: Vec<FormField>,
+    form: Vec<Value>,
     steps: Value,
     #[serde(default)]
     emergency_steps: Option<Value>,
@@ -274,7 +275,8 @@ impl Config {
     }
 
     fn compile(&self, p: PolicyConfig) -> Result<Policy> {
-        let samples = self.samples(&p);
+        let form = form(&p.form).with_context(|| format!("policy \"{}\"", p.name))?;
+        let samples = self.samples(&p, &form);
         let steps = self.branches(&p.steps, &samples).with_context(|| format!("policy \"{}\", steps", p.name))?;
         let emergency_steps = p
             .emergency_steps
@@ -287,7 +289,7 @@ impl Config {
             matches: p.matches,
             max_duration: p.max_duration,
             max_extensions: p.max_extensions,
-            form: p.form,
+            form,
             steps,
             emergency_steps,
         })
@@ -295,7 +297,7 @@ impl Config {
 
     /// Requests to try conditions on: ordinary and emergency, short and at the maximum, with every attribute some
     /// identity has and every field of the policy's form, so that a misspelt name fails at load.
-    fn samples(&self, p: &PolicyConfig) -> Vec<Facts> {
+    fn samples(&self, p: &PolicyConfig, form: &[FormField]) -> Vec<Facts> {
         let attributes: BTreeMap<String, String> = self
             .identities
             .users
@@ -303,7 +305,7 @@ impl Config {
             .flat_map(|u| u.attributes.keys())
             .map(|k| (k.clone(), String::new()))
             .collect();
-        let form: BTreeMap<String, String> = p.form.iter().map(|f| (f.name.clone(), String::new())).collect();
+        let form = cone_core::form::sample(form);
         [(false, 60, "grant"), (true, p.max_duration, "extend")]
             .into_iter()
             .map(|(emergency, secs, kind)| Facts {
@@ -439,6 +441,26 @@ impl Config {
     pub fn identity(&self, name: &str) -> Option<&Identity> {
         self.identities.users.iter().find(|u| u.name == name)
     }
+}
+
+/// A policy's form fields, each with only known keys, and together consistent.
+fn form(values: &[Value]) -> Result<Vec<FormField>> {
+    const KEYS: [&str; 9] =
+        ["name", "type", "description", "required", "min_length", "max_length", "min", "max", "max_items"];
+    let fields = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = v.get("name").and_then(Value::as_str).map_or(format!("{}", i + 1), |n| format!("\"{n}\""));
+            let keys = v.as_mapping().into_iter().flatten().map(|(k, _)| k.as_str().unwrap_or_default());
+            if let Some(key) = keys.into_iter().find(|k| !KEYS.contains(k)) {
+                bail!("form field {name}: unknown key `{key}`; the keys are {}", KEYS.join(", "));
+            }
+            serde_yaml::from_value(v.clone()).with_context(|| format!("form field {name}"))
+        })
+        .collect::<Result<Vec<FormField>>>()?;
+    cone_core::form::check_definitions(&fields).map_err(|e| anyhow!(e))?;
+    Ok(fields)
 }
 
 fn default_listen() -> String {
@@ -650,6 +672,38 @@ policies:
 "#,
         );
         assert!(config.is_ok(), "{:#}", config.err().map(|e| e.to_string()).unwrap_or_default());
+    }
+
+    #[test]
+    fn typed_form_fields_are_checked_at_load() {
+        let policy = |form: &str| {
+            format!(
+                "policies:\n  - name: dba\n    max_duration: 1h\n    form: {form}\n    steps:\n      \
+                 - when: request.form.hosts > 2\n        steps: [reject]\n      - otherwise: [accept]\n"
+            )
+        };
+        let fields = "[{ name: ticket, required: true, max_length: 20, description: The incident }, \
+                      { name: hosts, type: integer, min: 1, max: 9 }, { name: regions, type: string_list, max_items: 3 }]";
+        let config = parse(&policy(fields)).unwrap();
+        let form = &config.policy_for("Production", "DatabaseAdministrator").form;
+        assert_eq!(form[1].kind, cone_api::FieldType::Integer);
+        assert_eq!(form[0].max_length, Some(20));
+        let cases = [
+            (
+                "[{ name: hosts, type: integer, min: 5, max: 1 }]",
+                "policy \"dba\": form field \"hosts\": `min` is greater",
+            ),
+            ("[{ name: hosts, type: integer }, { name: hosts, type: bool }]", "\"hosts\" is defined twice"),
+            ("[{ name: hosts, type: integer, max_length: 3 }]", "`max_length` applies to string and string_list"),
+            ("[{ name: hosts, type: integer, maximum: 3 }]", "form field \"hosts\": unknown key `maximum`"),
+            ("[{ name: hosts, type: number }]", "form field \"hosts\": unknown variant `number`"),
+            // The condition compares with an integer, which a string field is not.
+            ("[{ name: hosts }]", "request.form.hosts > 2"),
+        ];
+        for (form, expected) in cases {
+            let message = error(&policy(form));
+            assert!(message.contains(expected), "{form}: {message}");
+        }
     }
 
     #[test]
