@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cone_api::FormField;
+use cone_core::catalog::{AccessProfile, Catalog, ManagementRule, Selector, Target};
 use cone_core::policy::{Approvers, Step};
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -37,6 +38,14 @@ pub struct Config {
     pub job_lease: i64,
     #[serde(default)]
     pub identities: Identities,
+    /// Who sees and may request which entitlements; none means everyone sees everything.
+    #[serde(default)]
+    access_profiles: Vec<AccessProfile>,
+    /// Which entitlements may be requested at all, and the access profile offering them.
+    #[serde(default)]
+    entitlement_management: Vec<ManagementRule>,
+    #[serde(skip)]
+    pub catalog: Catalog,
     #[serde(default, rename = "policies")]
     policy_configs: Vec<PolicyConfig>,
     #[serde(skip)]
@@ -138,7 +147,7 @@ pub struct Identity {
 struct PolicyConfig {
     name: String,
     #[serde(default, rename = "match")]
-    matches: Match,
+    matches: Selector,
     #[serde(with = "duration")]
     max_duration: i64,
     #[serde(default = "default_max_extensions")]
@@ -151,18 +160,10 @@ struct PolicyConfig {
     emergency_steps: Option<Value>,
 }
 
-/// Which entitlements a policy covers; an absent field matches everything.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Match {
-    pub account: Option<String>,
-    pub permission_set: Option<String>,
-}
-
 #[derive(Debug)]
 pub struct Policy {
     pub name: String,
-    pub matches: Match,
+    pub matches: Selector,
     pub max_duration: i64,
     /// How many times one grant may be extended.
     pub max_extensions: i64,
@@ -216,7 +217,7 @@ impl Policy {
     fn none_matches() -> Policy {
         Policy {
             name: "no matching policy".into(),
-            matches: Match::default(),
+            matches: Selector::default(),
             max_duration: 3600,
             max_extensions: 0,
             form: vec![],
@@ -269,6 +270,11 @@ impl Config {
                 bail!("identities.users lists \"{}\" twice; merge the two entries", u.name);
             }
         }
+        config.catalog = Catalog {
+            profiles: std::mem::take(&mut config.access_profiles),
+            rules: std::mem::take(&mut config.entitlement_management),
+        };
+        config.catalog.check().map_err(|e| anyhow!(e))?;
         config.policies =
             std::mem::take(&mut config.policy_configs).into_iter().map(|p| config.compile(p)).collect::<Result<_>>()?;
         Ok(config)
@@ -430,10 +436,7 @@ impl Config {
     pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
         self.policies
             .iter()
-            .find(|p| {
-                p.matches.account.as_deref().is_none_or(|a| a == account_name)
-                    && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
-            })
+            .find(|p| p.matches.matches(&Target { account: account_name, permission_set }))
             .unwrap_or(&self.no_policy)
     }
 
@@ -704,6 +707,23 @@ policies:
             let message = error(&policy(form));
             assert!(message.contains(expected), "{form}: {message}");
         }
+    }
+
+    #[test]
+    fn parses_the_catalog() {
+        let config = parse(
+            "access_profiles:\n  - { name: ro, visible_to: { everyone: true }, entitlements: [{ permission_set: R }] }\n\
+             entitlement_management:\n  - { match: { account: Sandbox }, requestable: false }\n  \
+             - { requestable: true, access_profile: ro }\n",
+        )
+        .unwrap();
+        assert_eq!(config.catalog.profiles[0].entitlements[0].permission_set.as_deref(), Some("R"));
+        assert!(!config.catalog.rules[0].requestable);
+        assert!(error("entitlement_management: [{ requestable: true, access_profile: x }]\n").contains("\"x\""));
+        assert!(
+            error("access_profiles: [{ name: a, visible_to: { everyone: true }, entitlement: [] }]\n")
+                .contains("entitlement")
+        );
     }
 
     #[test]

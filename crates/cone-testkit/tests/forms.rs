@@ -1,4 +1,4 @@
-//! Typed request forms end to end: moto, the Identity Center emulator, cone-server and the
+//! Typed request forms and request catalogs end to end: moto, the Identity Center emulator, cone-server and the
 //! `cone` CLI as separate processes. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
 use std::process::Output;
@@ -61,4 +61,66 @@ async fn typed_forms_are_checked_field_by_field() {
     let valid = r#"{"ticket": " OPS-7 ", "urgent": true, "hosts": 2, "regions": ["eu-west-1", "us-east-1"]}"#;
     let (out, _) = output(&get(valid, &["--wait", "-o", "json"]), "valid form", true);
     assert_eq!(json(&out, "valid form")["task"]["state"], "granted", "{out}");
+}
+
+// alice sees read-only roles outside the Sandbox account; approvers (bob) also the administrator roles there.
+const CATALOG: &str = r#"access_profiles:
+  - name: read-only
+    description: Read-only roles, for everyone
+    visible_to: { everyone: true }
+    entitlements: [{ permission_set: ReadOnlyAccess }]
+  - name: administrators
+    visible_to: { groups: [approvers] }
+entitlement_management:
+  - match: { account: Sandbox }
+    requestable: false
+  - match: { permission_set: AdministratorAccess }
+    requestable: true
+    access_profile: administrators
+  - requestable: true
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_profiles_shape_each_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_with(dir.path(), CATALOG, "").await.unwrap();
+    let catalog = |user: &str| {
+        let (out, _) = output(&sb.cone(user, &["search", "-o", "json"]).unwrap(), "search", true);
+        let mut aliases: Vec<String> =
+            json(&out, "search").as_array().unwrap().iter().map(|e| e["alias"].as_str().unwrap().to_string()).collect();
+        aliases.sort();
+        aliases
+    };
+
+    let setup = sb.sign_in("alice").await.unwrap();
+    sb.sign_in("bob").await.unwrap();
+    assert_eq!(catalog("alice"), ["production-readonlyaccess", "staging-readonlyaccess"]);
+    assert_eq!(
+        catalog("bob"),
+        [
+            "production-administratoraccess",
+            "production-readonlyaccess",
+            "staging-administratoraccess",
+            "staging-readonlyaccess"
+        ]
+    );
+    assert!(setup.contains("staging-readonlyaccess") && !setup.contains("administratoraccess"), "{setup}");
+    let config = std::fs::read_to_string(sb.home("alice").join(".aws/config")).unwrap();
+    let profiles: Vec<&str> = config.lines().filter(|l| l.starts_with("[profile ")).collect();
+    assert_eq!(profiles, ["[profile production-readonlyaccess]", "[profile staging-readonlyaccess]"], "{config}");
+
+    // Outside her catalog, by id: refused as if it did not exist.
+    let (out, _) = output(&sb.cone("bob", &["search", "-o", "json"]).unwrap(), "bob's search", true);
+    let admin = json(&out, "bob's search")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["alias"] == "production-administratoraccess")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let args = ["get", "--app-id", "aws", "--entitlement-id", &admin, "-j", "x", "-o", "json"];
+    let (_, err) = output(&sb.cone("alice", &args).unwrap(), "alice outside her catalog", false);
+    let error = &json(&err, "refusal")["error"];
+    assert_eq!(error["code"], "not_found", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("that you can request"), "{error}");
 }
