@@ -143,7 +143,7 @@ fn ask_field(ui: &mut Ui, f: &FormField) -> Result<Option<Value>> {
             return Ok(None);
         }
         let value = match f.kind {
-            FieldType::String => Some(Value::from(answer)),
+            FieldType::String => Some(Value::from(answer.as_str())),
             FieldType::Bool => match answer.to_lowercase().as_str() {
                 "y" | "yes" | "true" => Some(Value::Bool(true)),
                 "n" | "no" | "false" => Some(Value::Bool(false)),
