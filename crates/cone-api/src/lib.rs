@@ -15,6 +15,8 @@ pub const CLI_CLIENT_ID: &str = "cone-cli";
 pub mod codes {
     pub const PENDING_REQUEST_EXISTS: &str = "pending_request_exists";
     pub const FORM_REQUIRED: &str = "form_required";
+    /// The request form has invalid fields; [`super::ApiError::fields`] says which and why.
+    pub const INVALID_FORM: &str = "invalid_form";
     pub const INVALID_REQUEST: &str = "invalid_request";
     pub const NOT_FOUND: &str = "not_found";
     pub const FORBIDDEN: &str = "forbidden";
@@ -33,13 +35,50 @@ pub struct ApiError {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<i64>,
+    /// With `invalid_form`: what is wrong with each field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    /// For people, without the field name: "must be at most 20 characters".
+    pub message: String,
+}
+
+/// A field of a policy's request form. Written `{name, required}` before fields had types, which still means a
+/// string. The limits apply to their types only: lengths to strings and to each item of a list, `min`/`max` to
+/// integers, `max_items` to lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FormField {
     pub name: String,
+    #[serde(default, rename = "type")]
+    pub kind: FieldType,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     #[serde(default)]
     pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    #[default]
+    String,
+    Bool,
+    Integer,
+    StringList,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,8 +118,9 @@ pub struct CreateTask {
     pub justification: String,
     #[serde(default)]
     pub duration_secs: Option<i64>,
+    /// Values by field name: strings, booleans, integers or lists of strings, as the field's type says.
     #[serde(default)]
-    pub form_data: BTreeMap<String, String>,
+    pub form_data: BTreeMap<String, serde_json::Value>,
     /// Follow the policy's emergency steps (break-glass); needs a justification.
     #[serde(default)]
     pub emergency: bool,

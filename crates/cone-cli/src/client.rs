@@ -15,8 +15,8 @@ use crate::settings::Token;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// The server answered with a structured error.
-    #[error("{}", .0.message)]
+    /// The server answered with a structured error; field errors follow the message, one per line.
+    #[error("{}", .0.fields.iter().fold(.0.message.clone(), |text, f| format!("{text}\n  {}: {}", f.field, f.message)))]
     Api(ApiError),
     #[error(transparent)]
     Other(#[from] anyhow::Error),

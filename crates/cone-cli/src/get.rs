@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use cone_api::{CreateTask, Entitlement, Task};
+use cone_api::{CreateTask, Entitlement, FieldType, FormField, Task};
 use cone_core::task::TaskState;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::client::Api;
 use crate::output::{self, Output, View};
@@ -91,17 +92,18 @@ fn ask(ui: &mut Ui, question: &str) -> Result<String> {
 }
 
 /// The request form: from `--form-data`, else asked for field by field when a person is there. Extensions of a
-/// grant need no form; the grant had one.
+/// grant need no form; the grant had one. The server checks the values.
 fn form(
     e: &Entitlement,
     json: Option<String>,
     prompt: bool,
     ui: &mut Ui,
     extending: bool,
-) -> Result<BTreeMap<String, String>> {
+) -> Result<BTreeMap<String, Value>> {
     if let Some(json) = json {
-        return serde_json::from_str(&json)
-            .context("--form-data must be a JSON object of strings, like '{\"ticket\": \"OPS-42\"}'");
+        return serde_json::from_str(&json).context(
+            "--form-data must be a JSON object, like '{\"ticket\": \"OPS-42\", \"hosts\": 2, \"urgent\": true}'",
+        );
     }
     if e.form.is_empty() || extending {
         return Ok(BTreeMap::new());
@@ -116,12 +118,47 @@ fn form(
     }
     let mut data = BTreeMap::new();
     for field in &e.form {
-        let value = ask(ui, &format!("{}{}:", field.name, if field.required { "" } else { " (optional)" }))?;
-        if !value.is_empty() {
+        if let Some(value) = ask_field(ui, field)? {
             data.insert(field.name.clone(), value);
         }
     }
     Ok(data)
+}
+
+/// Asks for one field until the answer has the field's type; `None` when an optional field is left empty.
+fn ask_field(ui: &mut Ui, f: &FormField) -> Result<Option<Value>> {
+    let hint = match f.kind {
+        FieldType::String => "",
+        FieldType::Bool => " [y/n]",
+        FieldType::Integer => " (a whole number)",
+        FieldType::StringList => " (comma-separated)",
+    };
+    let about = if f.description.is_empty() { String::new() } else { format!(" — {}", f.description) };
+    let optional = if f.required { "" } else { " (optional, Enter to skip)" };
+    let question = format!("{}{about}{hint}{optional}:", f.name);
+    loop {
+        let answer = ask(ui, &question)?;
+        if answer.is_empty() && (!f.required || f.kind == FieldType::String) {
+            // An empty required string is left to the server, which says it is required.
+            return Ok(None);
+        }
+        let value = match f.kind {
+            FieldType::String => Some(Value::from(answer.as_str())),
+            FieldType::Bool => match answer.to_lowercase().as_str() {
+                "y" | "yes" | "true" => Some(Value::Bool(true)),
+                "n" | "no" | "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            FieldType::Integer => answer.parse::<i64>().ok().map(Value::from),
+            FieldType::StringList => {
+                Some(answer.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect())
+            }
+        };
+        match value {
+            Some(v) => return Ok(Some(v)),
+            None => ui.say(&format!("\"{answer}\" is not{hint}; try again.")),
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -211,15 +211,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Errors go to stderr: as the message, or with `-o json` as `{"error": {"code", "message"}}`.
+/// Errors go to stderr: as the message, or with `-o json` as `{"error": {"code", "message", "fields"?}}`.
 fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
     if out.json() {
-        let code = match e.downcast_ref::<client::Failure>() {
-            Some(client::Failure::Api(api)) => api.code.clone(),
-            _ => "error".into(),
+        let (code, fields) = match e.downcast_ref::<client::Failure>() {
+            Some(client::Failure::Api(api)) => (api.code.clone(), api.fields.clone()),
+            _ => ("error".into(), vec![]),
         };
         let message = settings::with_profile(&format!("{e:#}"));
-        eprintln!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
+        let mut error = serde_json::json!({ "code": code, "message": message });
+        if !fields.is_empty() {
+            error["fields"] = serde_json::json!(fields);
+        }
+        eprintln!("{}", serde_json::json!({ "error": error }));
     } else {
         eprintln!("{}", settings::with_profile(&format!("{e:#}")));
     }

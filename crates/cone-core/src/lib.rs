@@ -1,8 +1,10 @@
-//! Cone's pure logic: profile naming, `~/.aws/config` editing, policy decisions, request validation and the
+//! Cone's pure logic: request catalogs, profile naming, `~/.aws/config` editing, policy decisions, request and form validation and the
 //! task state machine. No I/O, no async, no clock: time arrives as an argument.
 
 pub mod awsconfig;
+pub mod catalog;
 pub mod duration;
+pub mod form;
 pub mod naming;
 pub mod policy;
 pub mod request;

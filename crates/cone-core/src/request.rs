@@ -1,49 +1,23 @@
-//! Validation of a grant request against its entitlement: duration and request form.
-
-use std::collections::BTreeMap;
-
-/// A field of a request form. Only required or optional strings for now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormField {
-    pub name: String,
-    pub required: bool,
-}
+//! Validation of a grant request against its entitlement: duration and extensions (the form: [`crate::form`]).
 
 /// What is wrong with a request, one message per problem, each saying what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub Vec<String>);
 
 /// The duration to grant: the one asked for, or `default` when none was; never more than `max`.
-pub fn validate(
-    duration_secs: Option<i64>,
-    default_secs: i64,
-    max_secs: i64,
-    form: &[FormField],
-    form_data: &BTreeMap<String, String>,
-) -> Result<i64, Invalid> {
-    let mut problems = Vec::new();
+pub fn validate(duration_secs: Option<i64>, default_secs: i64, max_secs: i64) -> Result<i64, Invalid> {
     let duration = duration_secs.unwrap_or(default_secs.min(max_secs));
     if duration <= 0 {
-        problems.push("The duration must be positive.".to_string());
-    } else if duration > max_secs {
-        problems.push(format!(
+        return Err(Invalid(vec!["The duration must be positive.".to_string()]));
+    }
+    if duration > max_secs {
+        return Err(Invalid(vec![format!(
             "The duration {} exceeds this entitlement's maximum of {}; ask for less.",
             crate::duration::format(duration),
             crate::duration::format(max_secs)
-        ));
+        )]));
     }
-    for field in form {
-        let value = form_data.get(&field.name).map(|v| v.trim()).unwrap_or("");
-        if field.required && value.is_empty() {
-            problems.push(format!("The request form field \"{}\" is required.", field.name));
-        }
-    }
-    for name in form_data.keys() {
-        if !form.iter().any(|f| &f.name == name) {
-            problems.push(format!("The request form has no field \"{name}\"."));
-        }
-    }
-    if problems.is_empty() { Ok(duration) } else { Err(Invalid(problems)) }
+    Ok(duration)
 }
 
 /// The end of a grant after extending it by `add_secs`: extensions count from the current end, are capped at
@@ -98,26 +72,12 @@ mod tests {
         assert!(p[0].contains("already extended 2 time(s)"), "{p:?}");
     }
 
-    fn ticket() -> Vec<FormField> {
-        vec![FormField { name: "ticket".into(), required: true }]
-    }
-
     #[test]
     fn durations() {
-        assert_eq!(validate(None, 3600, 28800, &[], &BTreeMap::new()), Ok(3600));
-        assert_eq!(validate(None, 3600, 60, &[], &BTreeMap::new()), Ok(60));
-        assert_eq!(validate(Some(120), 3600, 3600, &[], &BTreeMap::new()), Ok(120));
-        assert!(validate(Some(7200), 3600, 3600, &[], &BTreeMap::new()).is_err());
-        assert!(validate(Some(0), 3600, 3600, &[], &BTreeMap::new()).is_err());
-    }
-
-    #[test]
-    fn forms() {
-        let Err(Invalid(p)) = validate(None, 60, 60, &ticket(), &BTreeMap::new()) else { panic!() };
-        assert_eq!(p, vec!["The request form field \"ticket\" is required.".to_string()]);
-        let data = BTreeMap::from([("ticket".to_string(), "OPS-1".to_string())]);
-        assert_eq!(validate(None, 60, 60, &ticket(), &data), Ok(60));
-        let extra = BTreeMap::from([("x".to_string(), "1".to_string())]);
-        assert!(validate(None, 60, 60, &[], &extra).is_err());
+        assert_eq!(validate(None, 3600, 28800), Ok(3600));
+        assert_eq!(validate(None, 3600, 60), Ok(60));
+        assert_eq!(validate(Some(120), 3600, 3600), Ok(120));
+        assert!(validate(Some(7200), 3600, 3600).is_err());
+        assert!(validate(Some(0), 3600, 3600).is_err());
     }
 }

@@ -9,6 +9,7 @@ use cone_api::{
     ApiError, CreateTask, DriftFinding, DriftPage, DropResult, Entitlement, Task, TaskDecision, TaskEvent, TaskPage,
     codes,
 };
+use cone_core::catalog::{Target, Viewer};
 use cone_core::policy::{Approvers, DecisionError, Instance, Outcome, Pending, Step};
 use cone_core::request;
 use cone_core::task::{Event, TaskState};
@@ -42,10 +43,36 @@ fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) 
     }
 }
 
-/// Every entitlement is visible and requestable by every signed-in user (the one access profile for now).
+/// The user's catalog: the entitlements their access profiles offer (all of them when none are configured), and
+/// those they hold, so that access outliving a catalog change can still be checked and given back.
 pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
     let active = s.db.active_grants(u.id, now()).await?;
-    Ok(s.db.entitlements().await?.iter().map(|r| to_api(s, r, &active)).collect())
+    let groups = s.db.user_groups(u.id).await?;
+    let rows = s.db.entitlements().await?;
+    let shown = |r: &&EntitlementRow| holds(&active, &r.app_id, &r.id) || offers(s, u, &groups, r);
+    Ok(rows.iter().filter(shown).map(|r| to_api(s, r, &active)).collect())
+}
+
+fn holds(active: &[(String, String, i64)], app_id: &str, id: &str) -> bool {
+    active.iter().any(|(a, e, _)| a == app_id && e == id)
+}
+
+fn offers(s: &AppState, u: &UserRow, groups: &[String], row: &EntitlementRow) -> bool {
+    let viewer = Viewer { name: &u.username, groups };
+    s.config.catalog.offers(&viewer, &Target { account: &row.account_name, permission_set: &row.permission_set_name })
+}
+
+/// The entitlement if the user's catalog offers it. One outside it is reported as not found, in the same words
+/// whether it exists or not, so that a catalog does not reveal the entitlements kept from someone.
+async fn offered_entitlement(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
+    let groups = s.db.user_groups(u.id).await?;
+    s.db.entitlement(app_id, id).await?.filter(|r| offers(s, u, &groups, r)).ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("No entitlement \"{id}\" in app \"{app_id}\" that you can request; it may have been removed or be outside your access profiles. Run `cone search` to see what you can request."),
+        )
+    })
 }
 
 async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
@@ -59,15 +86,18 @@ async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<Entitl
 }
 
 pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
-    let row = load_entitlement(s, app_id, id).await?;
     let active = s.db.active_grants(u.id, now()).await?;
+    let row = match holds(&active, app_id, id) {
+        true => load_entitlement(s, app_id, id).await?,
+        false => offered_entitlement(s, u, app_id, id).await?,
+    };
     Ok(to_api(s, &row, &active))
 }
 
 /// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
 /// grant (through the same policy) instead of a second, overlapping grant.
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
-    let row = load_entitlement(s, &req.app_id, &req.entitlement_id).await?;
+    let row = offered_entitlement(s, u, &req.app_id, &req.entitlement_id).await?;
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     let extension = match s.db.active_grant(u.id, &row.app_id, &row.id, now()).await? {
         Some((grant_id, end, used)) => {
@@ -92,15 +122,15 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             ),
         ));
     }
-    let form: Vec<request::FormField> =
-        policy.form.iter().map(|f| request::FormField { name: f.name.clone(), required: f.required }).collect();
-    let duration = match extension {
-        Some((_, add)) => add,
+    let (duration, form) = match extension {
+        // The grant's form stands for its extensions.
+        Some((_, add)) => (add, cone_core::form::FormData::new()),
         None => {
-            request::validate(req.duration_secs, s.config.default_duration, policy.max_duration, &form, &req.form_data)
+            let duration = request::validate(req.duration_secs, s.config.default_duration, policy.max_duration)
                 .map_err(|request::Invalid(problems)| {
                     ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, problems.join(" "))
-                })?
+                })?;
+            (duration, cone_core::form::validate(&policy.form, &req.form_data).map_err(invalid_form)?)
         }
     };
     let principal = u.idc_user_id.as_deref().ok_or_else(|| {
@@ -111,8 +141,8 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         )
     })?;
     let kind = if extension.is_some() { cone_api::TASK_KIND_EXTEND } else { cone_api::TASK_KIND_GRANT };
-    let request =
-        Request { form: req.form_data.clone(), ..Request::new(kind, duration, req.emergency, &req.justification) };
+    let form_json = serde_json::to_string(&form).map_err(anyhow::Error::from)?;
+    let request = Request { form, ..Request::new(kind, duration, req.emergency, &req.justification) };
     let branches = if req.emergency { emergency_branches(policy, &req.justification)? } else { &policy.steps };
     let instance = start(s, u, &row, policy, branches, request).await?;
     let outcome = instance.outcome(now());
@@ -125,7 +155,7 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         emergency: req.emergency,
         justification: req.justification.trim(),
         duration_secs: duration,
-        form_json: serde_json::to_string(&req.form_data).map_err(anyhow::Error::from)?,
+        form_json,
         policy_name: &policy.name,
         steps_json: serde_json::to_string(&instance).map_err(anyhow::Error::from)?,
     };
@@ -142,9 +172,19 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
                     "A pending request already exists for this entitlement (task {existing}); check it with `cone task get {existing}`."
                 ),
                 task_id: Some(existing),
+                fields: vec![],
             },
         )),
     }
+}
+
+fn invalid_form(fields: Vec<cone_api::FieldError>) -> ApiFailure {
+    let ApiFailure(status, error) = ApiFailure::new(
+        StatusCode::BAD_REQUEST,
+        codes::INVALID_FORM,
+        "The request form has invalid fields; correct them and request again.",
+    );
+    ApiFailure(status, cone_api::ApiError { fields, ..error })
 }
 
 /// Chooses the policy branch for the request and starts its steps now.

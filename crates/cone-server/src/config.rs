@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
 use cone_api::FormField;
+use cone_core::catalog::{AccessProfile, Catalog, ManagementRule, Selector, Target};
 use cone_core::policy::{Approvers, Step};
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -37,9 +38,17 @@ pub struct Config {
     pub job_lease: i64,
     #[serde(default)]
     pub identities: Identities,
-    /// Who administers Cone (the drift report, and configuration through the API). Nobody, unless listed.
+    /// Who administers Cone: the drift report and every task. Nobody, unless listed.
     #[serde(default)]
     pub admins: Admins,
+    /// Who sees and may request which entitlements; none means everyone sees everything.
+    #[serde(default)]
+    access_profiles: Vec<AccessProfile>,
+    /// Which entitlements may be requested at all, and the access profile offering them.
+    #[serde(default)]
+    entitlement_management: Vec<ManagementRule>,
+    #[serde(skip)]
+    pub catalog: Catalog,
     #[serde(default, rename = "policies")]
     policy_configs: Vec<PolicyConfig>,
     #[serde(skip)]
@@ -156,30 +165,23 @@ pub struct Identity {
 struct PolicyConfig {
     name: String,
     #[serde(default, rename = "match")]
-    matches: Match,
+    matches: Selector,
     #[serde(with = "duration")]
     max_duration: i64,
     #[serde(default = "default_max_extensions")]
     max_extensions: i64,
+    /// Checked by [`form`], which rejects misspelt keys that the wire type ignores.
     #[serde(default)]
-    form: Vec<FormField>,
+    form: Vec<Value>,
     steps: Value,
     #[serde(default)]
     emergency_steps: Option<Value>,
 }
 
-/// Which entitlements a policy covers; an absent field matches everything.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Match {
-    pub account: Option<String>,
-    pub permission_set: Option<String>,
-}
-
 #[derive(Debug)]
 pub struct Policy {
     pub name: String,
-    pub matches: Match,
+    pub matches: Selector,
     pub max_duration: i64,
     /// How many times one grant may be extended.
     pub max_extensions: i64,
@@ -233,7 +235,7 @@ impl Policy {
     fn none_matches() -> Policy {
         Policy {
             name: "no matching policy".into(),
-            matches: Match::default(),
+            matches: Selector::default(),
             max_duration: 3600,
             max_extensions: 0,
             form: vec![],
@@ -286,13 +288,19 @@ impl Config {
                 bail!("identities.users lists \"{}\" twice; merge the two entries", u.name);
             }
         }
+        config.catalog = Catalog {
+            profiles: std::mem::take(&mut config.access_profiles),
+            rules: std::mem::take(&mut config.entitlement_management),
+        };
+        config.catalog.check().map_err(|e| anyhow!(e))?;
         config.policies =
             std::mem::take(&mut config.policy_configs).into_iter().map(|p| config.compile(p)).collect::<Result<_>>()?;
         Ok(config)
     }
 
     fn compile(&self, p: PolicyConfig) -> Result<Policy> {
-        let samples = self.samples(&p);
+        let form = form(&p.form).with_context(|| format!("policy \"{}\"", p.name))?;
+        let samples = self.samples(&p, &form);
         let steps = self.branches(&p.steps, &samples).with_context(|| format!("policy \"{}\", steps", p.name))?;
         let emergency_steps = p
             .emergency_steps
@@ -305,7 +313,7 @@ impl Config {
             matches: p.matches,
             max_duration: p.max_duration,
             max_extensions: p.max_extensions,
-            form: p.form,
+            form,
             steps,
             emergency_steps,
         })
@@ -313,7 +321,7 @@ impl Config {
 
     /// Requests to try conditions on: ordinary and emergency, short and at the maximum, with every attribute some
     /// identity has and every field of the policy's form, so that a misspelt name fails at load.
-    fn samples(&self, p: &PolicyConfig) -> Vec<Facts> {
+    fn samples(&self, p: &PolicyConfig, form: &[FormField]) -> Vec<Facts> {
         let attributes: BTreeMap<String, String> = self
             .identities
             .users
@@ -321,7 +329,7 @@ impl Config {
             .flat_map(|u| u.attributes.keys())
             .map(|k| (k.clone(), String::new()))
             .collect();
-        let form: BTreeMap<String, String> = p.form.iter().map(|f| (f.name.clone(), String::new())).collect();
+        let form = cone_core::form::sample(form);
         [(false, 60, "grant"), (true, p.max_duration, "extend")]
             .into_iter()
             .map(|(emergency, secs, kind)| Facts {
@@ -446,10 +454,7 @@ impl Config {
     pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
         self.policies
             .iter()
-            .find(|p| {
-                p.matches.account.as_deref().is_none_or(|a| a == account_name)
-                    && p.matches.permission_set.as_deref().is_none_or(|ps| ps == permission_set)
-            })
+            .find(|p| p.matches.matches(&Target { account: account_name, permission_set }))
             .unwrap_or(&self.no_policy)
     }
 
@@ -457,6 +462,26 @@ impl Config {
     pub fn identity(&self, name: &str) -> Option<&Identity> {
         self.identities.users.iter().find(|u| u.name == name)
     }
+}
+
+/// A policy's form fields, each with only known keys, and together consistent.
+fn form(values: &[Value]) -> Result<Vec<FormField>> {
+    const KEYS: [&str; 9] =
+        ["name", "type", "description", "required", "min_length", "max_length", "min", "max", "max_items"];
+    let fields = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = v.get("name").and_then(Value::as_str).map_or(format!("{}", i + 1), |n| format!("\"{n}\""));
+            let keys = v.as_mapping().into_iter().flatten().map(|(k, _)| k.as_str().unwrap_or_default());
+            if let Some(key) = keys.into_iter().find(|k| !KEYS.contains(k)) {
+                bail!("form field {name}: unknown key `{key}`; the keys are {}", KEYS.join(", "));
+            }
+            serde_yaml::from_value(v.clone()).with_context(|| format!("form field {name}"))
+        })
+        .collect::<Result<Vec<FormField>>>()?;
+    cone_core::form::check_definitions(&fields).map_err(|e| anyhow!(e))?;
+    Ok(fields)
 }
 
 fn default_listen() -> String {
@@ -668,6 +693,55 @@ policies:
 "#,
         );
         assert!(config.is_ok(), "{:#}", config.err().map(|e| e.to_string()).unwrap_or_default());
+    }
+
+    #[test]
+    fn typed_form_fields_are_checked_at_load() {
+        let policy = |form: &str| {
+            format!(
+                "policies:\n  - name: dba\n    max_duration: 1h\n    form: {form}\n    steps:\n      \
+                 - when: request.form.hosts > 2\n        steps: [reject]\n      - otherwise: [accept]\n"
+            )
+        };
+        let fields = "[{ name: ticket, required: true, max_length: 20, description: The incident }, \
+                      { name: hosts, type: integer, min: 1, max: 9 }, { name: regions, type: string_list, max_items: 3 }]";
+        let config = parse(&policy(fields)).unwrap();
+        let form = &config.policy_for("Production", "DatabaseAdministrator").form;
+        assert_eq!(form[1].kind, cone_api::FieldType::Integer);
+        assert_eq!(form[0].max_length, Some(20));
+        let cases = [
+            (
+                "[{ name: hosts, type: integer, min: 5, max: 1 }]",
+                "policy \"dba\": form field \"hosts\": `min` is greater",
+            ),
+            ("[{ name: hosts, type: integer }, { name: hosts, type: bool }]", "\"hosts\" is defined twice"),
+            ("[{ name: hosts, type: integer, max_length: 3 }]", "`max_length` applies to string and string_list"),
+            ("[{ name: hosts, type: integer, maximum: 3 }]", "form field \"hosts\": unknown key `maximum`"),
+            ("[{ name: hosts, type: number }]", "form field \"hosts\": unknown variant `number`"),
+            // The condition compares with an integer, which a string field is not.
+            ("[{ name: hosts }]", "request.form.hosts > 2"),
+        ];
+        for (form, expected) in cases {
+            let message = error(&policy(form));
+            assert!(message.contains(expected), "{form}: {message}");
+        }
+    }
+
+    #[test]
+    fn parses_the_catalog() {
+        let config = parse(
+            "access_profiles:\n  - { name: ro, visible_to: { everyone: true }, entitlements: [{ permission_set: R }] }\n\
+             entitlement_management:\n  - { match: { account: Sandbox }, requestable: false }\n  \
+             - { requestable: true, access_profile: ro }\n",
+        )
+        .unwrap();
+        assert_eq!(config.catalog.profiles[0].entitlements[0].permission_set.as_deref(), Some("R"));
+        assert!(!config.catalog.rules[0].requestable);
+        assert!(error("entitlement_management: [{ requestable: true, access_profile: x }]\n").contains("\"x\""));
+        assert!(
+            error("access_profiles: [{ name: a, visible_to: { everyone: true }, entitlement: [] }]\n")
+                .contains("entitlement")
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct ApiFailure(pub StatusCode, pub ApiError);
 
 impl ApiFailure {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiFailure {
-        ApiFailure(status, ApiError { code: code.into(), message: message.into(), task_id: None })
+        ApiFailure(status, ApiError { code: code.into(), message: message.into(), task_id: None, fields: vec![] })
     }
 }
 

@@ -40,7 +40,8 @@ pub struct Request {
     pub duration: cel_interpreter::Duration,
     pub emergency: bool,
     pub justification: String,
-    pub form: BTreeMap<String, String>,
+    /// Typed as the form's fields are: `request.form.hosts > 3`, `request.form.urgent`.
+    pub form: cone_core::form::FormData,
 }
 
 impl Request {
@@ -50,7 +51,7 @@ impl Request {
             duration: cel_interpreter::Duration(chrono::Duration::seconds(duration_secs)),
             emergency,
             justification: justification.into(),
-            form: BTreeMap::new(),
+            form: cone_core::form::FormData::new(),
         }
     }
 }
@@ -162,6 +163,28 @@ mod tests {
         )
         .unwrap();
         assert!(present.holds(&facts(&[], 60, false), "p"));
+    }
+
+    #[test]
+    fn form_values_arrive_typed() {
+        use cone_core::form::FormValue;
+        let mut f = facts(&[], 60, false);
+        f.request.form = [
+            ("urgent", FormValue::Bool(true)),
+            ("hosts", FormValue::Integer(4)),
+            ("regions", FormValue::List(vec!["eu-west-1".into()])),
+            ("ticket", FormValue::Text("INC-1".into())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let typed = Condition::compile(
+            "request.form.urgent && request.form.hosts > 3 && 'eu-west-1' in request.form.regions \
+             && request.form.ticket.startsWith('INC-')",
+            std::slice::from_ref(&f),
+        )
+        .unwrap();
+        assert!(typed.holds(&f, "p"));
     }
 
     #[test]

@@ -1,0 +1,215 @@
+//! Request catalogs: which entitlements each person sees and may request. Access profiles say who sees which
+//! entitlements; entitlement-management rules say which entitlements may be requested at all, and may attach them
+//! to a profile. With neither configured, everyone sees everything.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+
+/// Entitlements by account and permission set name; an absent field matches any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selector {
+    pub account: Option<String>,
+    pub permission_set: Option<String>,
+}
+
+impl Selector {
+    pub fn matches(&self, e: &Target) -> bool {
+        self.account.as_deref().is_none_or(|a| a == e.account)
+            && self.permission_set.as_deref().is_none_or(|p| p == e.permission_set)
+    }
+}
+
+/// A set of entitlements made visible and requestable to some people.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessProfile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub visible_to: Audience,
+    /// Entitlements the profile holds besides those rules attach to it.
+    #[serde(default)]
+    pub entitlements: Vec<Selector>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub everyone: bool,
+}
+
+/// Whether the entitlements (of the accounts) it matches may be requested, and the profile that offers them.
+/// The first rule that matches an entitlement decides; one no rule matches cannot be requested.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementRule {
+    #[serde(default, rename = "match")]
+    pub matches: Selector,
+    pub requestable: bool,
+    #[serde(default)]
+    pub access_profile: Option<String>,
+}
+
+/// An entitlement, by the names rules use.
+pub struct Target<'a> {
+    pub account: &'a str,
+    pub permission_set: &'a str,
+}
+
+/// Who is looking.
+pub struct Viewer<'a> {
+    pub name: &'a str,
+    pub groups: &'a [String],
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub profiles: Vec<AccessProfile>,
+    pub rules: Vec<ManagementRule>,
+}
+
+impl Catalog {
+    /// What is inconsistent: profiles named twice, or rules naming a profile that does not exist.
+    pub fn check(&self) -> Result<(), String> {
+        let mut names = HashSet::new();
+        for p in &self.profiles {
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("access_profiles lists \"{}\" twice; merge the two entries", p.name));
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            match &rule.access_profile {
+                Some(name) if !names.contains(name.as_str()) => {
+                    return Err(format!(
+                        "entitlement_management rule {} attaches access profile \"{name}\", which access_profiles \
+                         does not define; define it or correct the name",
+                        i + 1
+                    ));
+                }
+                Some(_) if !rule.requestable => {
+                    return Err(format!(
+                        "entitlement_management rule {} is not requestable, so its access profile offers nothing; \
+                         drop `access_profile` or set `requestable: true`",
+                        i + 1
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `viewer` sees, and so may request, the entitlement.
+    pub fn offers(&self, viewer: &Viewer, e: &Target) -> bool {
+        let rule = self.rules.iter().find(|r| r.matches.matches(e));
+        if !self.rules.is_empty() && !rule.is_some_and(|r| r.requestable) {
+            return false;
+        }
+        let attached = rule.and_then(|r| r.access_profile.as_deref());
+        self.profiles.is_empty()
+            || self.profiles.iter().any(|p| {
+                p.visible_to.includes(viewer)
+                    && (attached == Some(p.name.as_str()) || p.entitlements.iter().any(|s| s.matches(e)))
+            })
+    }
+}
+
+impl Audience {
+    fn includes(&self, viewer: &Viewer) -> bool {
+        self.everyone
+            || self.users.iter().any(|u| u == viewer.name)
+            || self.groups.iter().any(|g| viewer.groups.contains(g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml<T: serde::de::DeserializeOwned>(text: &str) -> T {
+        serde_json::from_value(serde_json::from_str::<serde_json::Value>(text).unwrap()).unwrap()
+    }
+
+    fn catalog() -> Catalog {
+        Catalog {
+            profiles: yaml(
+                r#"[
+                  {"name": "staging", "visible_to": {"users": ["alice"], "groups": ["approvers"]},
+                   "entitlements": [{"account": "Staging"}]},
+                  {"name": "readonly", "visible_to": {"everyone": true},
+                   "entitlements": [{"permission_set": "ReadOnlyAccess"}]},
+                  {"name": "admins", "visible_to": {"groups": ["approvers"]}}
+                ]"#,
+            ),
+            rules: vec![],
+        }
+    }
+
+    fn offered(c: &Catalog, name: &str, groups: &[&str]) -> Vec<String> {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let viewer = Viewer { name, groups: &groups };
+        let mut offered = vec![];
+        for account in ["Production", "Staging"] {
+            for permission_set in ["AdministratorAccess", "ReadOnlyAccess"] {
+                if c.offers(&viewer, &Target { account, permission_set }) {
+                    offered.push(format!("{account}/{permission_set}"));
+                }
+            }
+        }
+        offered
+    }
+
+    #[test]
+    fn without_profiles_everyone_sees_everything() {
+        assert_eq!(offered(&Catalog::default(), "alice", &[]).len(), 4);
+    }
+
+    #[test]
+    fn profiles_offer_their_entitlements_to_their_audience() {
+        let c = catalog();
+        assert_eq!(
+            offered(&c, "alice", &[]),
+            ["Production/ReadOnlyAccess", "Staging/AdministratorAccess", "Staging/ReadOnlyAccess"]
+        );
+        assert_eq!(offered(&c, "carol", &[]), ["Production/ReadOnlyAccess", "Staging/ReadOnlyAccess"]);
+        assert_eq!(offered(&c, "bob", &["approvers"]).len(), 3);
+    }
+
+    #[test]
+    fn management_rules_enable_requesting_and_attach_profiles() {
+        let mut c = catalog();
+        c.rules = yaml(
+            r#"[
+              {"match": {"account": "Production", "permission_set": "AdministratorAccess"}, "requestable": true,
+               "access_profile": "admins"},
+              {"match": {"account": "Staging"}, "requestable": false},
+              {"requestable": true}
+            ]"#,
+        );
+        assert_eq!(c.check(), Ok(()));
+        // Staging is closed to requests whatever the profiles say; Production's admin role goes to the admins.
+        assert_eq!(offered(&c, "alice", &[]), ["Production/ReadOnlyAccess"]);
+        assert_eq!(offered(&c, "bob", &["approvers"]), ["Production/AdministratorAccess", "Production/ReadOnlyAccess"]);
+        // Without a catch-all rule, what no rule matches is not requestable.
+        c.rules.pop();
+        assert_eq!(offered(&c, "alice", &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn inconsistencies_are_named() {
+        let mut c = catalog();
+        c.rules = yaml(r#"[{"requestable": true, "access_profile": "nobody"}]"#);
+        assert!(c.check().unwrap_err().contains("rule 1 attaches access profile \"nobody\""));
+        c.rules = yaml(r#"[{"requestable": false, "access_profile": "admins"}]"#);
+        assert!(c.check().unwrap_err().contains("drop `access_profile`"));
+        c.profiles.push(c.profiles[0].clone());
+        assert!(c.check().unwrap_err().contains("lists \"staging\" twice"));
+    }
+}
