@@ -97,7 +97,8 @@ impl Sandbox {
         Sandbox::start_with(dir, "", extra_policies).await
     }
 
-    /// [`Sandbox::start`] with extra top-level server settings (YAML lines, such as `pending_timeout: 3s`).
+    /// [`Sandbox::start`] with extra server settings (YAML lines, such as `pending_timeout: 3s`). They follow the
+    /// `aws:` section directly, so indented first lines add to it (`  sync_interval_secs: 10`).
     pub async fn start_with(dir: &Path, settings: &str, extra_policies: &str) -> Result<Sandbox> {
         Sandbox::start_on(Store::Sqlite, dir, settings, extra_policies).await
     }
@@ -115,7 +116,7 @@ impl Sandbox {
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\nadmins:\n  users: [carol]\n{settings}policies:\n{extra_policies}{POLICIES}",
+                "listen: 127.0.0.1:0\ndatabase: {}\naws:\n  sso_region: us-east-1\n{settings}admins:\n  users: [carol]\npolicies:\n{extra_policies}{POLICIES}",
                 match &store {
                     Store::Sqlite => dir.join("cone.db").display().to_string(),
                     Store::Postgres(pg) => pg.url.clone(),
