@@ -144,10 +144,11 @@ impl Sso {
     pub async fn access_token(&self, ui: &mut Ui) -> Result<String> {
         // One refresh or sign-in at a time across processes; whoever waited reads the winner's token.
         let _lock = self.lock()?;
-        if let Some(token) = self.read_token()? {
+        let paths = self.token_paths()?;
+        if let Some(token) = freshest(&paths) {
             let left = remaining(&token.expires_at);
             if left > RENEW_WINDOW {
-                self.share_token(&token)?;
+                share_token(&token, &paths)?;
                 return Ok(token.access_token);
             }
             match self.refresh(&token).await {
@@ -215,28 +216,8 @@ impl Sso {
         Ok(paths)
     }
 
-    /// The token with the latest expiry among [`Sso::token_paths`].
-    fn read_token(&self) -> Result<Option<TokenFile>> {
-        Ok(self
-            .token_paths()?
-            .iter()
-            .filter_map(|p| read_json::<TokenFile>(p))
-            .max_by_key(|t| parse_time(&t.expires_at)))
-    }
-
     fn save_token(&self, token: &TokenFile) -> Result<()> {
-        self.write_token(token, |_| true)
-    }
-
-    /// Copies a valid token to the paths that have none: an `[sso-session]` added to the config since cone last
-    /// signed in, so that its native profiles need no sign-in of their own.
-    fn share_token(&self, token: &TokenFile) -> Result<()> {
-        self.write_token(token, |path| !path.exists())
-    }
-
-    fn write_token(&self, token: &TokenFile, to: impl Fn(&std::path::Path) -> bool) -> Result<()> {
-        let bytes = serde_json::to_vec(token).context("cannot encode the token")?;
-        self.token_paths()?.iter().filter(|p| to(p)).try_for_each(|path| files::write_private(path, &bytes))
+        write_token(token, &self.token_paths()?, |_| true)
     }
 
     /// The client registration shared with the AWS CLI (§3.3): reused while it has time left and was made for the
@@ -447,7 +428,7 @@ impl Sso {
 
     /// Ends the session at IAM Identity Center and forgets its token; false when there was no token.
     pub async fn logout(&self) -> Result<bool> {
-        let Some(token) = self.read_token()? else { return Ok(false) };
+        let Some(token) = freshest(&self.token_paths()?) else { return Ok(false) };
         // An expired or already revoked token needs no logout; the local copy goes either way.
         if let Err(e) = self.portal.logout().access_token(&token.access_token).send().await
             && !matches!(e.code(), Some("UnauthorizedException"))
@@ -465,6 +446,22 @@ impl Sso {
     pub fn forget_token(&self) -> Result<()> {
         self.token_paths()?.iter().try_for_each(|path| files::remove(path).map(|_| ()))
     }
+}
+
+/// The token with the latest expiry among `paths`.
+fn freshest(paths: &[std::path::PathBuf]) -> Option<TokenFile> {
+    paths.iter().filter_map(|p| read_json::<TokenFile>(p)).max_by_key(|t| parse_time(&t.expires_at))
+}
+
+/// Copies a valid token to the paths that have none: an `[sso-session]` added to the config since cone last signed
+/// in, so that its native profiles need no sign-in of their own.
+fn share_token(token: &TokenFile, paths: &[std::path::PathBuf]) -> Result<()> {
+    write_token(token, paths, |path| !path.exists())
+}
+
+fn write_token(token: &TokenFile, paths: &[std::path::PathBuf], to: impl Fn(&std::path::Path) -> bool) -> Result<()> {
+    let bytes = serde_json::to_vec(token).context("cannot encode the token")?;
+    paths.iter().filter(|p| to(p)).try_for_each(|path| files::write_private(path, &bytes))
 }
 
 /// Starts `$BROWSER` (or the desktop's opener) on `url` without waiting for it: a browser that stays in the

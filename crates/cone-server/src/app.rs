@@ -47,7 +47,7 @@ fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) 
 /// those they hold, so that access outliving a catalog change can still be checked and given back.
 pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
     let active = s.db.active_grants(u.id, now()).await?;
-    let groups = s.db.user_groups(u.id).await?;
+    let groups = catalog_groups(s, u).await?;
     let rows = s.db.entitlements().await?;
     let shown = |r: &&EntitlementRow| holds(&active, &r.app_id, &r.id) || offers(s, u, &groups, r);
     Ok(rows.iter().filter(shown).map(|r| to_api(s, r, &active)).collect())
@@ -55,6 +55,11 @@ pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<E
 
 fn holds(active: &[(String, String, i64)], app_id: &str, id: &str) -> bool {
     active.iter().any(|(a, e, _)| a == app_id && e == id)
+}
+
+/// The user's groups when access profiles need them; without profiles the catalog is everything, for everyone.
+async fn catalog_groups(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<String>> {
+    if s.config.catalog.profiles.is_empty() { Ok(Vec::new()) } else { s.db.user_groups(u.id).await }
 }
 
 fn offers(s: &AppState, u: &UserRow, groups: &[String], row: &EntitlementRow) -> bool {
@@ -65,7 +70,7 @@ fn offers(s: &AppState, u: &UserRow, groups: &[String], row: &EntitlementRow) ->
 /// The entitlement if the user's catalog offers it. One outside it is reported as not found, in the same words
 /// whether it exists or not, so that a catalog does not reveal the entitlements kept from someone.
 async fn offered_entitlement(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
-    let groups = s.db.user_groups(u.id).await?;
+    let groups = catalog_groups(s, u).await?;
     s.db.entitlement(app_id, id).await?.filter(|r| offers(s, u, &groups, r)).ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
