@@ -6,6 +6,7 @@
 //! transaction-scoped advisory lock. Every read-then-write below (and the audit chain) relies on that; only job
 //! claiming runs beside other writers on PostgreSQL, with `FOR UPDATE SKIP LOCKED`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
 
+use crate::cache::{Cached, Generation};
 use crate::config::Database;
 
 pub type Tx = Transaction<'static, sqlx::Any>;
@@ -21,6 +23,17 @@ pub type Tx = Transaction<'static, sqlx::Any>;
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    reads: Arc<Reads>,
+}
+
+/// The hot path's reads in memory (see `cache`): a token's user and expiry, a user's active grants, an
+/// entitlement by (app, id).
+#[derive(Default)]
+struct Reads {
+    generation: Generation,
+    tokens: Cached<String, Option<(UserRow, i64)>>,
+    grants: Cached<i64, Vec<(String, String, i64)>>,
+    entitlements: Cached<(String, String), Option<EntitlementRow>>,
 }
 
 /// Where the SQL of the two backends differs.
@@ -329,12 +342,40 @@ impl Db {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await.with_context(|| format!("cannot apply the migrations to {database}"))?;
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, reads: Arc::default() })
     }
 
     /// For the operations endpoints' read-only queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Commits a writing transaction; cached reads from before it stop answering.
+    pub async fn commit(&self, tx: Tx) -> Result<()> {
+        tx.commit().await?;
+        self.data_changed();
+        Ok(())
+    }
+
+    /// Another replica changed what the cached reads read (PostgreSQL's `cone_cache` notification).
+    pub fn data_changed(&self) {
+        self.reads.generation.advance();
+    }
+
+    /// A read through `cache`: answered from memory in the generation it was read in, else from the database.
+    async fn cached<K: std::hash::Hash + Eq, V: Clone>(
+        &self,
+        cache: &Cached<K, V>,
+        key: K,
+        read: impl Future<Output = Result<V>>,
+    ) -> Result<V> {
+        let generation = self.reads.generation.current();
+        if let Some(v) = cache.get(&key, generation) {
+            return Ok(v);
+        }
+        let v = read.await?;
+        cache.put(key, generation, v.clone());
+        Ok(v)
     }
 
     /// A writing transaction; it runs alone among writers (see the module's comment).
@@ -357,6 +398,7 @@ impl Db {
         .bind(hash)
         .execute(&self.pool)
         .await?;
+        self.data_changed();
         Ok(())
     }
 
@@ -446,7 +488,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(result)
     }
 
@@ -460,7 +502,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         audit(&mut tx, now, &format!("user:{user_id}"), "login", &format!("user:{user_id}"), "{}").await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -468,19 +510,25 @@ impl Db {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
         audit(&mut tx, now, &format!("user:{user_id}"), "logout", &format!("user:{user_id}"), "{}").await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
     pub async fn user_for_token(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash
-             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 AND t.expires_at > $2",
+        let read = sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, t.expires_at
+             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(&self.pool);
+        let read = async {
+            let row: Option<(i64, String, String, String, Option<String>, Option<String>, i64)> = read.await?;
+            Ok(row.map(|(id, username, display_name, email, idc_user_id, password_hash, expires_at)| {
+                (UserRow { id, username, display_name, email, idc_user_id, password_hash }, expires_at)
+            }))
+        };
+        let found = self.cached(&self.reads.tokens, token_hash.to_string(), read).await?;
+        Ok(found.filter(|(_, expires_at)| *expires_at > now).map(|(user, _)| user))
     }
 
     // ---- catalog ----
@@ -580,7 +628,7 @@ impl Db {
             "users": snap.users.len(), "groups": snap.groups.len(),
         });
         audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -591,23 +639,24 @@ impl Db {
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} AND e.app_id = $1 AND e.id = $2"))
-            .bind(app_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        let sql = format!("{ENTITLEMENT_SELECT} AND e.app_id = $1 AND e.id = $2");
+        let read = sqlx::query_as(&sql).bind(app_id).bind(id).fetch_optional(&self.pool);
+        self.cached(&self.reads.entitlements, (app_id.to_string(), id.to_string()), async { Ok(read.await?) }).await
     }
 
     /// The caller's active grants: (app id, entitlement id, latest end).
     pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
+        // Read with the time of the read; a grant active now was active then, and only a write makes one active.
+        let read = sqlx::query_as(
             "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
              WHERE user_id = $1 AND state = 'active' AND expires_at > $2 GROUP BY app_id, entitlement_id",
         )
         .bind(user_id)
         .bind(now)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&self.pool);
+        let mut grants = self.cached(&self.reads.grants, user_id, async { Ok(read.await?) }).await?;
+        grants.retain(|(_, _, end)| *end > now);
+        Ok(grants)
     }
 
     /// The caller's active grant on an entitlement with the latest end: (grant id, end, extensions so far).
@@ -697,7 +746,7 @@ impl Db {
             "duration_secs": t.duration_secs, "policy": t.policy_name, "justification": t.justification});
         audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
         place(&mut tx, id, placement, None, None, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Ok(id))
     }
 
@@ -734,7 +783,7 @@ impl Db {
         audit(&mut tx, now, &format!("user:{decider}"), action, &format!("task:{task_id}"), &detail.to_string())
             .await?;
         place(&mut tx, task_id, placement, Some(decider), Some(comment), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -762,7 +811,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(job)
     }
 
@@ -814,7 +863,7 @@ impl Db {
             sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = $1").bind(g.id).execute(&mut *tx).await?;
             enqueue(&mut tx, "revoke", g.id, now).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -829,7 +878,7 @@ impl Db {
         finish_job(&mut tx, job.id, "done", None, now).await?;
         let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
         audit(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -853,7 +902,7 @@ impl Db {
             &serde_json::json!({"error": error}).to_string(),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -885,7 +934,7 @@ impl Db {
             enqueue(&mut tx, "revoke", *grant_id, now).await?;
             audit(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(due.into_iter().map(|(_, t)| t).collect())
     }
 
@@ -946,7 +995,7 @@ impl Db {
             set_task_state(&mut tx, *task_id, "released", now).await?;
             audit(&mut tx, now, &format!("user:{user_id}"), "grant.release", &format!("task:{task_id}"), "{}").await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(pending.into_iter().chain(held.into_iter().map(|(_, t)| t)).collect())
     }
 
@@ -978,7 +1027,7 @@ impl Db {
         }
         audit(&mut tx, now, &format!("user:{user_id}"), "task.escalate", &format!("task:{task_id}"), "{}").await?;
         place(&mut tx, task_id, placement, None, None, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -1012,7 +1061,7 @@ impl Db {
         }
         audit(&mut tx, now, "worker", "task.wait_ended", &format!("task:{task_id}"), "{}").await?;
         place(&mut tx, task_id, placement, None, None, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -1020,7 +1069,7 @@ impl Db {
     pub async fn cancel_task(&self, task_id: i64, user_id: i64, now: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
         let done = cancel(&mut tx, task_id, user_id, now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(done)
     }
 
@@ -1036,7 +1085,7 @@ impl Db {
             close_undecided(&mut tx, *id, "timed_out", now).await?;
             audit(&mut tx, now, "worker", "task.time_out", &format!("task:{id}"), "{}").await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(due)
     }
 
@@ -1044,7 +1093,7 @@ impl Db {
         let mut tx = self.begin().await?;
         let detail = serde_json::json!({ "comment": comment }).to_string();
         audit(&mut tx, now, &format!("user:{user_id}"), "task.comment", &format!("task:{task_id}"), &detail).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -1204,7 +1253,7 @@ impl Db {
             audit(&mut tx, now, "worker", "drift.resolved", &format!("drift:{id}"), &detail).await?;
         }
         record.resolved = resolved.len();
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(record)
     }
 
@@ -1273,7 +1322,7 @@ impl Db {
             let detail = drift_row(&mut *tx, finding_id).await?.audit_detail();
             audit(&mut tx, now, "worker", action, &format!("drift:{finding_id}"), &detail).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -1449,37 +1498,39 @@ async fn drift_row<'e>(executor: impl Executor<'e, Database = sqlx::Any>, id: i6
     Ok(sqlx::query_as(&format!("{DRIFT_SELECT} WHERE f.id = $1")).bind(id).fetch_one(executor).await?)
 }
 
-/// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
-/// any edit or deletion breaks the chain.
-/// Forwards the task changes every replica makes (NOTIFY from the `tasks` trigger) to `changes`, for this
-/// replica's long-polling clients. On SQLite there is one server, which announces its own changes, so it returns.
-pub async fn forward_task_changes(database: Database, changes: tokio::sync::broadcast::Sender<i64>) {
+/// On PostgreSQL, other replicas' changes: a changed task is forwarded to this process's long-polling clients
+/// (`cone_task`), and a change behind the cached reads advances `db`'s generation (`cone_cache`).
+pub async fn forward_changes(db: Db, database: Database, changes: tokio::sync::broadcast::Sender<i64>) {
     let Database::Postgres { url, name } = database else { return };
     loop {
-        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen_all(["cone_task", "cone_cache"]).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!("cannot listen for task changes on {name}, retrying: {e}");
+                tracing::warn!("cannot listen for other replicas' changes on {name}, retrying: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if let Err(e) = listener.listen("cone_task").await {
-            tracing::warn!("cannot listen for task changes on {name}, retrying: {e}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        // The listener reconnects by itself; notifications sent while it was away are lost, which costs a waiting
-        // client at most its long-poll timeout.
+        // Whatever changed before the listener was up is unknown.
+        db.data_changed();
         loop {
             match listener.recv().await {
+                Ok(n) if n.channel() == "cone_cache" => db.data_changed(),
                 Ok(n) => {
                     if let Ok(id) = n.payload().parse() {
                         let _ = changes.send(id);
                     }
                 }
+                // The listener reconnects by itself on the next `recv`. Notifications sent while it was away are
+                // lost: a waiting client loses at most its long-poll timeout, and the cached reads start afresh.
                 Err(e) => {
-                    tracing::warn!("lost the task-change listener on {name}, reconnecting: {e}");
+                    tracing::warn!("lost the listener for other replicas' changes on {name}, reconnecting: {e}");
+                    db.data_changed();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -1487,6 +1538,8 @@ pub async fn forward_task_changes(database: Database, changes: tokio::sync::broa
     }
 }
 
+/// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
+/// any edit or deletion breaks the chain.
 pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
     let prev: Option<String> =
         sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut **tx).await?;

@@ -3,6 +3,7 @@
 
 mod app;
 mod auth;
+mod cache;
 mod config;
 mod db;
 mod drift;
@@ -112,7 +113,7 @@ async fn serve(config: config::Config) -> Result<()> {
             last_error: None,
         })),
     };
-    tokio::spawn(db::forward_task_changes(state.config.database.clone(), state.task_changes.clone()));
+    tokio::spawn(db::forward_changes(state.db.clone(), state.config.database.clone(), state.task_changes.clone()));
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.
     workers::spawn_reconciler(state.clone(), connector.clone());

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# 1,000 grants ending at the same second → the DeleteAccountAssignment calls cone-server sends to remove their
+# assignments (moto behind a timestamping proxy). Prints p50/p99/max from the grants' end to each deletion being
+# sent, and the busiest second of Identity Center calls, once with the limit raised (CONE_AWS_SSO_RATE=1000) and once
+# at the default of 20 calls/s, which has to be respected: 1,000 deletions then take at least 50 s, so their p99 is
+# bounded by the budget, not by Cone. The target is p99 <= 1 s.
+#
+#   bench/expiry.sh                        SQLite, 1,000 grants, both rates
+#   GRANTS=200 RATES=1000 STORES="sqlite postgres" bench/expiry.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
+echo "load before: $(uptime)"
+for store in ${STORES:-sqlite}; do
+    flag=; [[ "$store" == postgres ]] && flag=--postgres
+    for rate in ${RATES:-1000 20}; do
+        echo "$store, CONE_AWS_SSO_RATE=$rate:"
+        CONE_AWS_SSO_RATE=$rate "$target/release/cone-bench-setup" expiry $flag --grants "${GRANTS:-1000}"
+    done
+done
+echo "load after: $(uptime)"

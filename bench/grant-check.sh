@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The grant check (`GET /api/v1/entitlement`, what `cone aws credentials` asks the server on its slow path) under
+# load: 256 connections for 20 s after a 5 s warm-up, with a real bearer token and an active grant, against a
+# release cone-server on SQLite and then on PostgreSQL. Prints requests/s and p50/p99 latency per store; the target
+# is >= 10,000 req/s and p99 <= 10 ms. The load tool runs on the same machine as the server (and moto, the emulator
+# and PostgreSQL), so both share its cores.
+#
+#   bench/grant-check.sh                 builds in release mode first
+#   STORES=sqlite DURATION=30s bench/grant-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk (Debian package)" >&2
+    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }
+fi
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
+setup="$target/release/cone-bench-setup"
+
+work=$(mktemp -d)
+pid=
+cleanup() {
+    [[ -n "$pid" ]] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "load before: $(uptime)"
+for store in ${STORES:-sqlite postgres}; do
+    flag=; [[ "$store" == postgres ]] && flag=--postgres
+    "$setup" check $flag > "$work/setup.out" 2> "$work/setup.err" &
+    pid=$!
+    until grep -q '^READY' "$work/setup.out"; do
+        kill -0 "$pid" 2>/dev/null || { cat "$work/setup.err" >&2; exit 1; }
+        sleep 0.5
+    done
+    field() { sed -n "s/^$1 //p" "$work/setup.out"; }
+    url="$(field URL)/api/v1/entitlement?$(python3 -c 'import sys, urllib.parse as u; print(u.urlencode({"app_id": sys.argv[1], "entitlement_id": sys.argv[2]}))' "$(field APP_ID)" "$(field ENTITLEMENT_ID)")"
+    printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$(field TOKEN)" > "$work/auth.lua"
+    # Every answer must be the real one, not a fast error.
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(field TOKEN)" "$url")
+    [[ "$status" == 200 ]] || { echo "the grant check answered $status, not 200" >&2; exit 1; }
+
+    wrk -t2 -c256 -d5s -s "$work/auth.lua" "$url" > /dev/null
+    wrk -t2 -c256 -d"${DURATION:-20s}" --latency -s "$work/auth.lua" "$url" > "$work/wrk.out"
+    cat "$work/wrk.out" >&2
+    grep -q 'Non-2xx' "$work/wrk.out" && { echo "$store: some answers were not 2xx" >&2; exit 1; }
+    awk -v store="$store" '
+        /^ +50%/ {p50 = $2} /^ +99%/ {p99 = $2} /^Requests\/sec/ {rps = $2}
+        END {printf "grant check on %s: %.0f req/s, p50 %s, p99 %s (target >= 10000 req/s, p99 <= 10ms)\n", store, rps, p50, p99}
+    ' "$work/wrk.out"
+    kill -INT "$pid"; wait "$pid" || true; pid=
+done
+echo "load after: $(uptime)"

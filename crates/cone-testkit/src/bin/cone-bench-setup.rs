@@ -1,0 +1,259 @@
+//! Setup for the server benchmarks in `bench/` (build it with `--release`, so that the cone-server it starts, found
+//! next to it, is a release build too).
+//!
+//! `cone-bench-setup check [--postgres]`: a sandbox where alice is signed in to Cone and holds an active grant on
+//! Staging ReadOnlyAccess. Prints `URL`, `TOKEN`, `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
+//! until interrupted (SIGINT), for a load tool to drive the grant check.
+//!
+//! `cone-bench-setup expiry [--postgres] [--grants N]`: N identity-store users, each with an account assignment and an
+//! active grant for it in Cone's database, all ending at the same second; cone-server's calls to AWS go through a
+//! proxy here that timestamps them. Prints the latency from the end of the grants to each DeleteAccountAssignment
+//! sent, and the busiest second of calls to IAM Identity Center (the server's limit is `CONE_AWS_SSO_RATE`).
+
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_identitystore::types::Name;
+use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use cone_testkit::{Sandbox, Store, moto_sdk_config};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let postgres = args.iter().any(|a| a == "--postgres");
+    let grants = match args.iter().position(|a| a == "--grants").map(|i| args.get(i + 1).map(|n| n.parse())) {
+        None => Ok(1000),
+        Some(Some(Ok(n))) if n > 0 => Ok(n),
+        _ => Err(anyhow::anyhow!("--grants needs a positive number")),
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cannot create a directory for the sandbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = async {
+        let store = if postgres {
+            Store::postgres("the benchmark")?.context("PostgreSQL is not installed")?
+        } else {
+            Store::Sqlite
+        };
+        match args.first().map(String::as_str) {
+            Some("check") => check(store, dir.path()).await,
+            Some("expiry") => expiry(store, dir.path(), grants?).await,
+            _ => bail!("usage: cone-bench-setup check|expiry [--postgres] [--grants N]"),
+        }
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cone-bench-setup: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check(store: Store, dir: &Path) -> Result<()> {
+    let sb = Sandbox::start_on(store, dir, "", "").await?;
+    sb.cone_login("alice", &[], "alice").await?;
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.home("alice").join(".conductorone/token.json"))?)?;
+    let token = saved["access_token"].as_str().context("token.json has no access_token")?.to_string();
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1/{path}", sb.server_url);
+
+    let page: Value =
+        http.get(api("entitlements")).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
+    let ent = page["entitlements"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["alias"] == "staging-readonlyaccess"))
+        .context("the catalog has no staging-readonlyaccess")?
+        .clone();
+    let body = json!({ "app_id": ent["app_id"], "entitlement_id": ent["id"], "justification": "benchmark" });
+    let mut task: Value =
+        http.post(api("tasks")).bearer_auth(&token).json(&body).send().await?.error_for_status()?.json().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while task["state"] != "granted" {
+        if Instant::now() > deadline {
+            bail!("the request was not granted within a minute: {task}");
+        }
+        let (id, state) = (&task["id"], task["state"].as_str().unwrap_or_default());
+        let url = api(&format!("tasks/{id}?known_state={state}&wait_secs=10"));
+        task = http.get(url).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
+    }
+    let (app, id) = (ent["app_id"].as_str().unwrap_or_default(), ent["id"].as_str().unwrap_or_default());
+    println!("URL {}\nTOKEN {token}\nAPP_ID {app}\nENTITLEMENT_ID {id}\nREADY", sb.server_url);
+    tokio::signal::ctrl_c().await.context("waiting for an interrupt")?;
+    Ok(())
+}
+
+/// Timestamps, in unix milliseconds, of cone-server's calls to AWS as they arrive, by operation (`X-Amz-Target`).
+#[derive(Clone)]
+struct Proxy {
+    moto: String,
+    http: reqwest::Client,
+    calls: Arc<Mutex<Vec<(String, u128)>>>,
+}
+
+async fn forward(State(p): State<Proxy>, req: Request) -> Result<Response, String> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| e.to_string())?;
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    p.calls.lock().unwrap_or_else(|e| e.into_inner()).push((target, unix_ms()));
+    let url = format!("{}{}", p.moto, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mut headers = parts.headers;
+    for hop in ["host", "content-length", "connection", "transfer-encoding"] {
+        headers.remove(hop);
+    }
+    let answer =
+        p.http.request(parts.method, url).headers(headers).body(body).send().await.map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    headers.remove("transfer-encoding");
+    let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
+    let mut out = Response::new(axum::body::Body::from(bytes));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+async fn expiry(store: Store, dir: &Path, n: usize) -> Result<()> {
+    let db = match &store {
+        Store::Sqlite => None,
+        Store::Postgres(pg) => Some(pg.url.clone()),
+    };
+    let mut sb = Sandbox::start_on(store, dir, "", "").await?;
+    let sdk = moto_sdk_config(&sb.moto.endpoint);
+    let ids = aws_sdk_identitystore::Client::new(&sdk);
+    let sso = aws_sdk_ssoadmin::Client::new(&sdk);
+    let account = sb.org.account_id("Staging").context("no Staging account")?.to_string();
+    let ps = sb.org.permission_set_arn("ReadOnlyAccess").context("no ReadOnlyAccess")?.to_string();
+    eprintln!("creating {n} users and their assignments in moto");
+    for i in 0..n {
+        let name = format!("bench-{i:05}");
+        let user = ids
+            .create_user()
+            .identity_store_id(&sb.org.identity_store_id)
+            .user_name(&name)
+            .display_name(&name)
+            .name(Name::builder().given_name("Bench").family_name(&name).build())
+            .send()
+            .await
+            .with_context(|| format!("CreateUser {name}"))?;
+        sso.create_account_assignment()
+            .instance_arn(&sb.org.instance_arn)
+            .target_id(&account)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(&ps)
+            .principal_type(PrincipalType::User)
+            .principal_id(&user.user_id)
+            .send()
+            .await
+            .with_context(|| format!("CreateAccountAssignment for {name}"))?;
+    }
+
+    // A server that reaches AWS through the proxy; its sync at start brings the new users into its database.
+    let proxy = Proxy { moto: sb.moto.endpoint.clone(), http: reqwest::Client::new(), calls: Arc::default() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    sb.stop_server();
+    let (_server, _) = sb.spawn_replica(&endpoint)?;
+
+    // Grants as the workers leave them once provisioned, written straight to the database: provisioning a thousand
+    // grants through the API would take as long as revoking them, and is not what is measured.
+    let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 15;
+    let (inst, app) = (&sb.org.instance_arn, "(SELECT id FROM apps LIMIT 1)");
+    let sql = format!(
+        "INSERT INTO tasks (requester_id, app_id, entitlement_id, state, justification, duration_secs, form_json,
+             policy_name, steps_json, created_at, updated_at)
+         SELECT id, {app}, '{account}|{ps}', 'granted', 'benchmark', 3600, '{{}}', 'bench', '[]', {ends} - 3600,
+             {ends} - 3600 FROM users WHERE username LIKE 'bench-%';
+         INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id, permission_set_arn,
+             principal_id, duration_secs, starts_at, expires_at, state)
+         SELECT t.id, u.id, t.app_id, t.entitlement_id, '{inst}', '{account}', '{ps}', u.idc_user_id, 3600,
+             {ends} - 3600, {ends}, 'active'
+         FROM tasks t JOIN users u ON u.id = t.requester_id WHERE t.justification = 'benchmark';
+         SELECT COUNT(*) FROM grants WHERE state = 'active';"
+    );
+    let mut cmd = match &db {
+        None => {
+            let mut c = Command::new("sqlite3");
+            // The server may be writing too.
+            c.args(["-cmd", ".timeout 10000"]).arg(sb.dir.join("cone.db"));
+            c
+        }
+        Some(url) => {
+            let mut c = Command::new("psql");
+            c.args(["-qtA", "-v", "ON_ERROR_STOP=1", url]);
+            c
+        }
+    };
+    let seeded = run_sql(&mut cmd, &sql)?;
+    if seeded.trim() != n.to_string() {
+        bail!("seeded {} active grants instead of {n}; did the sync import the users?", seeded.trim());
+    }
+    eprintln!("{n} grants end at {ends}; waiting for their revocation");
+
+    let deletions = |calls: &[(String, u128)]| -> Vec<u128> {
+        calls.iter().filter(|(t, _)| t.ends_with(".DeleteAccountAssignment")).map(|(_, at)| *at).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let calls = proxy.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let done = deletions(&calls);
+        if done.len() >= n {
+            let mut late: Vec<u128> = done.iter().map(|at| at.saturating_sub(u128::from(ends) * 1000)).collect();
+            late.sort_unstable();
+            let pct = |p: usize| late[(late.len() * p / 100).min(late.len() - 1)];
+            let idc: Vec<u128> = calls
+                .iter()
+                .filter(|(t, _)| t.starts_with("SWBExternalService.") || t.starts_with("AWSIdentityStore."))
+                .map(|(_, at)| *at)
+                .collect();
+            let busiest = idc.iter().map(|&a| idc.iter().filter(|&&b| b >= a && b < a + 1000).count()).max();
+            println!(
+                "expiry: {n} grants, DeleteAccountAssignment sent after the end: p50 {} ms, p99 {} ms, max {} ms",
+                pct(50),
+                pct(99),
+                late[late.len() - 1]
+            );
+            let span = (done.iter().max().unwrap_or(&0) - done.iter().min().unwrap_or(&0)) as f64 / 1000.0;
+            println!(
+                "expiry: {} Identity Center calls in all; busiest 1 s window {} calls (limit CONE_AWS_SSO_RATE={}); \
+                 deletions spread over {span:.1} s",
+                idc.len(),
+                busiest.unwrap_or(0),
+                std::env::var("CONE_AWS_SSO_RATE").unwrap_or_else(|_| "20, the default".into())
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {n} assignments were deleted within 15 minutes", done.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn run_sql(cmd: &mut Command, sql: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().context("stdin")?.write_all(sql.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("seeding the grants failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
