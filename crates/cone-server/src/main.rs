@@ -9,6 +9,7 @@ mod drift;
 mod http;
 mod metrics;
 mod rules;
+mod webhooks;
 mod workers;
 
 use std::io::{BufRead, Write};
@@ -89,7 +90,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(config: config::Config) -> Result<()> {
     metrics::install()?;
-    let db = db::Db::open(&config.database).await?;
+    // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
+    let sender = Arc::new(webhooks::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
+    let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
+    let db = db::Db::open(&config.database).await?.with_webhooks(routes);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}; is another server using it?", config.listen))?;
@@ -116,6 +120,7 @@ async fn serve(config: config::Config) -> Result<()> {
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.
     workers::spawn_reconciler(state.clone(), connector.clone());
+    workers::spawn_webhook_sender(state.clone(), sender);
     let mut last_sweep = None;
     if let Err(e) = workers::sync_once(&state, &connector, &mut last_sweep).await {
         tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");

@@ -1,6 +1,7 @@
-//! End to end for revocation that is never lost: the drift sweep between Identity Center and Cone's grants, and the
-//! revocation of grants that expired while cone-server was down, each on SQLite and on PostgreSQL. Needs `cargo build
-//! --workspace` and the .venv that `cargo xtask test` prepares.
+//! End to end for revocation that is never lost: the drift sweep between Identity Center and Cone's grants, the
+//! revocation of grants that expired while cone-server was down and webhooks (signed, retried, each delivered once), on
+//! SQLite and on PostgreSQL. Needs `cargo build --workspace`
+//! and the .venv that `cargo xtask test` prepares.
 
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -106,6 +107,7 @@ fn assert_audit_intact(sb: &Sandbox) {
 cone_testkit::on_both_stores!(
     drift_is_reported_removed_when_opted_in_and_restored_for_active_grants,
     a_grant_that_expired_while_the_server_was_down_is_revoked_at_start,
+    webhooks_carry_each_task_and_grant_event_once_signed_and_retried,
 );
 
 async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(store: Store) {
@@ -388,4 +390,201 @@ async fn a_long_poll_on_one_replica_hears_of_a_decision_on_another() {
     let task: Value = waiting.await.unwrap().unwrap().json().await.unwrap();
     assert_ne!(task["state"], "pending_approval", "{task}");
     assert!(started.elapsed() < Duration::from_secs(20), "the long poll answered after {:?}", started.elapsed());
+}
+
+/// One request a webhook receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    delivery_id: String,
+    event: String,
+    body: Value,
+    /// The signature matched the path's secret and the timestamp was within five minutes.
+    verified: bool,
+    /// Answered 2xx.
+    accepted: bool,
+}
+
+/// A webhook receiver on a free loopback port, as an integration would write one: it checks each request's
+/// signature against the secret of its path, answers 503 to the first `fail_first` requests and 204 after that.
+#[derive(Clone)]
+struct Receiver {
+    secrets: Arc<BTreeMap<String, String>>,
+    fail_first: usize,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Receiver {
+    async fn start(secrets: &[(&str, &str)], fail_first: usize) -> (Receiver, String) {
+        let receiver = Receiver {
+            secrets: Arc::new(secrets.iter().map(|(p, s)| (p.to_string(), s.to_string())).collect()),
+            fail_first,
+            hits: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app =
+            axum::Router::new().route("/{path}", axum::routing::post(receive_webhook)).with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// The events accepted on `path`, sorted.
+    fn accepted(&self, path: &str) -> Vec<String> {
+        let mut events: Vec<String> =
+            self.hits().into_iter().filter(|h| h.path == path && h.accepted).map(|h| h.event).collect();
+        events.sort();
+        events
+    }
+}
+
+async fn receive_webhook(
+    State(r): State<Receiver>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::http::StatusCode {
+    use hmac::Mac;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let timestamp = header("cone-webhook-timestamp");
+    let verified = r.secrets.get(&path).is_some_and(|secret| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body.as_bytes());
+        let fresh = timestamp.parse::<i64>().is_ok_and(|t| (t - chrono::Utc::now().timestamp()).abs() <= 300);
+        let signature = header("cone-webhook-signature");
+        fresh
+            && signature
+                .strip_prefix("sha256=")
+                .and_then(|h| hex::decode(h).ok())
+                .is_some_and(|sig| mac.verify_slice(&sig).is_ok())
+    });
+    let mut hits = r.hits.lock().unwrap();
+    let accepted = verified && hits.len() >= r.fail_first;
+    hits.push(Hit {
+        path,
+        delivery_id: header("cone-webhook-id"),
+        event: header("cone-webhook-event"),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+        verified,
+        accepted,
+    });
+    if accepted { axum::http::StatusCode::NO_CONTENT } else { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+}
+
+/// Files alice's request for `account`'s ReadOnlyAccess through the API of the server at `url`; returns the task id.
+async fn request(sb: &Sandbox, url: &str, token: &str, account: &str) -> i64 {
+    let entitlement =
+        format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let body = serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement, "justification": "webhooks" });
+    let resp =
+        reqwest::Client::new().post(format!("{url}/api/v1/tasks")).bearer_auth(token).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "POST /api/v1/tasks: {}", resp.status());
+    resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+/// Releases alice's grant on `account`'s ReadOnlyAccess through the API of the server at `url`.
+async fn drop_access(sb: &Sandbox, url: &str, token: &str, account: &str) {
+    let entitlement =
+        format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/drop"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "POST /api/v1/drop: {}", resp.status());
+}
+
+/// A request that is granted and released, and one that is granted and expires: every task and grant event reaches
+/// the webhook subscribed to all of them, and the revocations the one subscribed to `grant.revoke`, each signed with
+/// its webhook's secret and accepted exactly once, though the receiver refuses the first attempts.
+async fn webhooks_carry_each_task_and_grant_event_once_signed_and_retried(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [("all", "all-secret-0123456789abcdef"), ("revocations", "revocations-secret-fedcba9876543210")];
+    let (receiver, url) = Receiver::start(&secrets, 2).await;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let mut settings = String::from("webhooks:\n");
+    for (path, secret) in secrets {
+        let file = secret_dir.path().join(path);
+        std::fs::write(&file, format!("{secret}\n")).unwrap();
+        let events = if path == "all" { "['task.*', 'grant.*']" } else { "[grant.revoke]" };
+        settings += &format!(
+            "  - {{ name: {path}, url: '{url}/{path}', secret_file: '{}', events: {events} }}\n",
+            file.display()
+        );
+    }
+    let short = concat!(
+        "  - name: short-sandbox-readonly\n",
+        "    match: { account: Sandbox, permission_set: ReadOnlyAccess }\n",
+        "    max_duration: 5s\n",
+        "    steps: [accept]\n",
+    );
+    let sb = Sandbox::start_on(store, dir.path(), &settings, short).await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+
+    let released = request(&sb, &sb.server_url, &token, "Staging").await;
+    eventually(Duration::from_secs(30), "the Staging grant is active", async || {
+        task(&sb.server_url, &token, released).await["state"] == "granted"
+    })
+    .await;
+    drop_access(&sb, &sb.server_url, &token, "Staging").await;
+    let expired = request(&sb, &sb.server_url, &token, "Sandbox").await;
+    eventually(Duration::from_secs(60), "both grants are revoked", async || {
+        let revoked = async |id| events(&task(&sb.server_url, &token, id).await, "grant.revoke") == 1;
+        revoked(released).await && revoked(expired).await
+    })
+    .await;
+
+    let all = [
+        "grant.activate",
+        "grant.activate",
+        "grant.expire",
+        "grant.release",
+        "grant.revoke",
+        "grant.revoke",
+        "task.create",
+        "task.create",
+    ];
+    eventually(Duration::from_secs(60), "every event is delivered", async || {
+        receiver.accepted("all") == all && receiver.accepted("revocations") == ["grant.revoke", "grant.revoke"]
+    })
+    .await;
+    // Nothing more arrives: a delivery the receiver accepted is not sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hits = receiver.hits();
+    assert!(hits.iter().all(|h| h.verified), "every request is signed with its webhook's secret: {hits:#?}");
+    assert_eq!(hits.iter().filter(|h| !h.accepted).count(), 2, "{hits:#?}");
+    let mut accepted: Vec<&str> = hits.iter().filter(|h| h.accepted).map(|h| h.delivery_id.as_str()).collect();
+    assert_eq!(accepted.len(), all.len() + 2);
+    accepted.sort();
+    accepted.dedup();
+    assert_eq!(accepted.len(), all.len() + 2, "each delivery id accepted exactly once");
+    for refused in hits.iter().filter(|h| !h.accepted) {
+        assert!(accepted.contains(&refused.delivery_id.as_str()), "a refused delivery is retried under its id");
+    }
+
+    // The payloads say what happened to which task, and who did it.
+    let delivered = |event: &str, task_id: i64| -> Value {
+        let hit =
+            hits.iter().find(|h| h.path == "all" && h.accepted && h.event == event && h.body["task_id"] == task_id);
+        hit.unwrap_or_else(|| panic!("no {event} of task {task_id} in {hits:#?}")).body.clone()
+    };
+    let created = delivered("task.create", released);
+    assert_eq!((created["actor"].as_str(), created["task"]["requester"].as_str()), (Some("alice"), Some("alice")));
+    assert_eq!(created["task"]["account_name"], "Staging");
+    assert_eq!(created["task"]["permission_set_name"], "ReadOnlyAccess");
+    assert_eq!(created["detail"]["justification"], "webhooks");
+    assert_eq!(created["id"], hits.iter().find(|h| h.body == created).unwrap().delivery_id);
+    assert_eq!(delivered("grant.release", released)["actor"], "alice");
+    assert_eq!(delivered("grant.expire", expired)["actor"], "cone");
+    assert_eq!(delivered("grant.revoke", expired)["task"]["account_name"], "Sandbox");
+    assert_audit_intact(&sb);
 }
