@@ -83,6 +83,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// How many audit entries a reader of the whole log holds at once.
+pub const AUDIT_BATCH: i64 = 1000;
+
 /// The advisory lock key PostgreSQL writers hold for their transaction (any constant; "cone" in ASCII).
 const WRITER_LOCK: i64 = 0x636f_6e65;
 
@@ -200,6 +203,16 @@ pub struct AuditRow {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+/// Which audit entries to read: those after `after_id` (in id order), from `since` (inclusive) to `until`
+/// (exclusive), with the action `action` or, for `family.*`, any action of the family.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub after_id: i64,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub action: Option<String>,
 }
 
 /// A webhook delivery to attempt.
@@ -413,6 +426,11 @@ impl Db {
     /// For the operations endpoints' read-only queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    #[cfg(test)]
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// A writing transaction; it runs alone among writers (see the module's comment).
@@ -1355,20 +1373,51 @@ impl Db {
         Ok(())
     }
 
-    /// The id of the first audit entry whose hash does not match its content or its predecessor, if any.
+    /// The id of the first audit entry whose hash does not match its content or its predecessor, if any. Reads
+    /// the log a page at a time.
     pub async fn audit_chain_break(&self) -> Result<Option<i64>> {
-        let rows: Vec<AuditRow> =
-            sqlx::query_as("SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let mut filter = AuditFilter::default();
         let mut prev = String::new();
-        for AuditRow { id, at, actor, action, subject, detail, prev_hash, hash } in rows {
-            if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
-                return Ok(Some(id));
+        loop {
+            let rows = self.audit_entries(&filter, AUDIT_BATCH).await?;
+            let Some(last) = rows.last() else { return Ok(None) };
+            filter.after_id = last.id;
+            for AuditRow { id, at, actor, action, subject, detail, prev_hash, hash } in rows {
+                if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
+                    return Ok(Some(id));
+                }
+                prev = hash;
             }
-            prev = hash;
         }
-        Ok(None)
+    }
+
+    /// Up to `limit` audit entries matching `filter`, in id order. Callers page with `after_id` (the last id they
+    /// saw), which stays right while entries are appended: ids grow in commit order, since writers run one at a time.
+    pub async fn audit_entries(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
+        let (action_clause, action) = match filter.action.as_deref() {
+            None => ("", String::new()),
+            Some(a) => match a.strip_suffix(".*") {
+                // `\` escapes LIKE's wildcards, which `_` in action names would otherwise be.
+                Some(family) => (
+                    " AND action LIKE $5 ESCAPE '\\'",
+                    format!("{}.%", family.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")),
+                ),
+                None => (" AND action = $5", a.to_string()),
+            },
+        };
+        let sql = format!(
+            "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log
+             WHERE id > $1 AND at >= $2 AND at < $3{action_clause} ORDER BY id LIMIT $4"
+        );
+        let mut query = sqlx::query_as(&sql)
+            .bind(filter.after_id)
+            .bind(filter.since.unwrap_or(i64::MIN))
+            .bind(filter.until.unwrap_or(i64::MAX))
+            .bind(limit);
+        if !action_clause.is_empty() {
+            query = query.bind(action);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     // ---- webhook deliveries ----
@@ -1817,6 +1866,7 @@ mod tests {
         device_codes_are_single_use_and_rate_limited,
         concurrent_writers_keep_one_chain_and_claim_each_job_once,
         webhook_deliveries_are_queued_with_their_event_and_claimed_once,
+        audit_entries_page_by_id_time_and_action,
     );
 
     /// Deliveries are written with the event (none for a rolled-back change), only for subscribed webhooks, and
@@ -1893,6 +1943,25 @@ mod tests {
         let last = db.claim_deliveries(170, 60, 10).await.unwrap();
         assert_eq!((last.len(), last[0].id, last[0].attempts), (1, again[2].id, 3));
         assert_eq!(db.prune_deliveries(162).await.unwrap(), 2, "the delivered and the failed one");
+    }
+
+    async fn audit_entries_page_by_id_time_and_action(db: Db) {
+        for (at, action) in [(10, "task.create"), (20, "task.wait_ended"), (30, "tasks.create"), (40, "grant.revoke")] {
+            let mut tx = db.begin().await.unwrap();
+            audit(&mut tx, at, "worker", action, "task:1", "{}").await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let ids = async |filter: AuditFilter, limit: i64| -> Vec<i64> {
+            db.audit_entries(&filter, limit).await.unwrap().into_iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids(AuditFilter::default(), 10).await, [1, 2, 3, 4]);
+        assert_eq!(ids(AuditFilter { after_id: 1, ..Default::default() }, 2).await, [2, 3]);
+        assert_eq!(ids(AuditFilter { since: Some(20), until: Some(40), ..Default::default() }, 10).await, [2, 3]);
+        let action = |a: &str| AuditFilter { action: Some(a.into()), ..Default::default() };
+        assert_eq!(ids(action("grant.revoke"), 10).await, [4]);
+        assert_eq!(ids(action("task.*"), 10).await, [1, 2]);
+        // `_` in a family is not a wildcard.
+        assert_eq!(ids(action("t_sk.*"), 10).await, Vec::<i64>::new());
     }
 
     async fn audit_log_is_chained_and_append_only(db: Db) {

@@ -1,7 +1,9 @@
 //! `cone-server`: the control plane. `serve` runs the API, the sign-in page and the workers;
-//! `set-password` gives a local user a password (read from standard input).
+//! `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
+//! hash chain and `export-audit` writes the log as JSON Lines.
 
 mod app;
+mod audit;
 mod auth;
 mod config;
 mod db;
@@ -45,6 +47,20 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Write the audit log as JSON Lines (one entry a line, in order), to check or keep elsewhere (docs/audit.md).
+    ExportAudit {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only entries at or after this RFC 3339 time (2025-01-31T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write here (replaced when complete, mode 0600) instead of to standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -82,6 +98,29 @@ async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Some(id) => bail!("the audit log was altered at or just before entry {id}"),
+            }
+        }
+        Command::ExportAudit { config, since, until, output } => {
+            let config = config::Config::load(&config)?;
+            let since = since.map(|t| audit::parse_time(&t, "--since")).transpose()?;
+            let until = until.map(|t| audit::parse_time(&t, "--until")).transpose()?;
+            audit::check_range(since, until)?;
+            let db = db::Db::open(&config.database).await?;
+            let filter = db::AuditFilter { since, until, ..Default::default() };
+            let done = audit::export_to(&db, filter, output.as_deref()).await?;
+            let to = output.map_or("standard output".to_string(), |p| p.display().to_string());
+            match (done.first, done.last) {
+                (Some(first), Some(last)) => {
+                    eprintln!("Exported {} audit entries ({first} to {last}) to {to}.", done.entries)
+                }
+                _ => eprintln!("No audit entries in that range; {to} has none."),
+            }
+            match done.chain_break {
+                None => Ok(()),
+                Some(id) => bail!(
+                    "entry {id} does not match its hash or its predecessor: the audit log was altered; run \
+                     `cone-server verify-audit` and keep this export as evidence"
+                ),
             }
         }
         Command::Serve { config } => serve(config::Config::load(&config)?).await,

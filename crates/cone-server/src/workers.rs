@@ -255,7 +255,8 @@ async fn record_attempt(db: &Db, sender: &Sender, d: &DeliveryRow, attempt: Atte
                     delivery,
                     event,
                     attempts = d.attempts,
-                    "webhook delivery failed for good: {error}; the event stays in the audit log"
+                    "webhook delivery failed for good: {error}; the receiver can read the event from \
+                     GET /api/v1/audit"
                 );
                 db.record_delivery(d.id, "failed", status, Some(&error), now, now).await
             } else {

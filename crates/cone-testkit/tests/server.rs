@@ -1,6 +1,6 @@
 //! End to end for revocation that is never lost: the drift sweep between Identity Center and Cone's grants, the
-//! revocation of grants that expired while cone-server was down and webhooks (signed, retried, each delivered once), on
-//! SQLite and on PostgreSQL. Needs `cargo build --workspace`
+//! revocation of grants that expired while cone-server was down, webhooks (signed, retried, each delivered once) and
+//! the audit log's export, on SQLite and on PostgreSQL. Needs `cargo build --workspace`
 //! and the .venv that `cargo xtask test` prepares.
 
 use std::collections::BTreeMap;
@@ -108,6 +108,7 @@ cone_testkit::on_both_stores!(
     drift_is_reported_removed_when_opted_in_and_restored_for_active_grants,
     a_grant_that_expired_while_the_server_was_down_is_revoked_at_start,
     webhooks_carry_each_task_and_grant_event_once_signed_and_retried,
+    the_audit_log_exports_as_json_lines_that_recompute_its_chain,
 );
 
 async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(store: Store) {
@@ -586,5 +587,142 @@ async fn webhooks_carry_each_task_and_grant_event_once_signed_and_retried(store:
     assert_eq!(delivered("grant.release", released)["actor"], "alice");
     assert_eq!(delivered("grant.expire", expired)["actor"], "cone");
     assert_eq!(delivered("grant.revoke", expired)["task"]["account_name"], "Sandbox");
+    assert_audit_intact(&sb);
+}
+
+/// `cone-server ARGS --config <the sandbox's>`.
+fn cone_server(sb: &Sandbox, args: &[&str]) -> Output {
+    std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+        .args(args)
+        .arg("--config")
+        .arg(sb.dir.join("cone-server.yaml"))
+        .output()
+        .unwrap()
+}
+
+/// The audit hash as docs/audit.md defines it, written from the document rather than from the server's code:
+/// SHA-256 over prev_hash, at (decimal), actor, action, subject and detail, each as an 8-byte big-endian length and
+/// its UTF-8 bytes.
+fn audit_hash(e: &Value) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let at = e["at_unix"].as_i64().unwrap().to_string();
+    let field = |name: &str| e[name].as_str().unwrap_or_else(|| panic!("no {name} in {e}")).to_string();
+    for part in [field("prev_hash"), at, field("actor"), field("action"), field("subject"), field("detail_text")] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// After some activity, `export-audit` writes one JSON object a line whose chain recomputes from the lines alone;
+/// `--since` narrows it; `GET /api/v1/audit` pages through the same objects; `verify-audit` still passes.
+async fn the_audit_log_exports_as_json_lines_that_recompute_its_chain(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let (alice, carol) = (sb.api_token("alice").unwrap(), sb.api_token("carol").unwrap());
+    let id = request(&sb, &sb.server_url, &alice, "Staging").await;
+    eventually(Duration::from_secs(30), "the grant is active", async || {
+        task(&sb.server_url, &alice, id).await["state"] == "granted"
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let comment = serde_json::json!({ "comment": "«quoted» \"text\"\nover two lines" });
+    let resp = http
+        .post(format!("{}/api/v1/tasks/{id}/comment", sb.server_url))
+        .bearer_auth(&alice)
+        .json(&comment)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    drop_access(&sb, &sb.server_url, &alice, "Staging").await;
+    eventually(Duration::from_secs(30), "the grant is revoked", async || {
+        events(&task(&sb.server_url, &alice, id).await, "grant.revoke") == 1
+    })
+    .await;
+
+    let file = dir.path().join("audit.jsonl");
+    let o = cone_server(&sb, &["export-audit", "--output", file.to_str().unwrap()]);
+    assert_ok(&o, "cone-server export-audit --output");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(summary.contains(&format!("Exported {} audit entries (1 to", lines.len())), "{summary}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    for action in ["sync", "login", "task.create", "grant.activate", "task.comment", "grant.release", "grant.revoke"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let mut prev = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        let expected =
+            ["action", "actor", "at", "at_unix", "detail", "detail_text", "hash", "id", "prev_hash", "subject"];
+        assert_eq!(keys, expected, "line {i}");
+        assert_eq!(line["id"], i as i64 + 1, "in id order, from the first");
+        let at = chrono::DateTime::parse_from_rfc3339(line["at"].as_str().unwrap()).unwrap();
+        assert_eq!(at.timestamp(), line["at_unix"].as_i64().unwrap());
+        let detail: Value = serde_json::from_str(line["detail_text"].as_str().unwrap()).unwrap();
+        assert_eq!(detail, line["detail"]);
+        assert_eq!(line["prev_hash"], prev.as_str(), "line {i} names its predecessor");
+        assert_eq!(line["hash"], audit_hash(line).as_str(), "line {i} recomputes");
+        prev = audit_hash(line);
+    }
+    let commented = lines.iter().find(|l| l["action"] == "task.comment").unwrap();
+    assert_eq!(commented["detail"], comment);
+
+    // The same to standard output; and from a time on.
+    let o = cone_server(&sb, &["export-audit"]);
+    assert_ok(&o, "cone-server export-audit");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&text));
+    let since = lines.iter().find(|l| l["action"] == "grant.activate").unwrap();
+    let o = cone_server(&sb, &["export-audit", "--since", since["at"].as_str().unwrap()]);
+    assert_ok(&o, "cone-server export-audit --since");
+    let later: Vec<Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let from = since["at_unix"].as_i64().unwrap();
+    let expected: Vec<Value> = lines.iter().filter(|l| l["at_unix"].as_i64().unwrap() >= from).cloned().collect();
+    assert!(expected.len() < lines.len() && later[..expected.len()] == expected[..], "{later:?}");
+    let bad = cone_server(&sb, &["export-audit", "--since", "yesterday"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an RFC 3339 time"));
+
+    // The API pages through the same objects, for administrators.
+    let mut paged = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("{}/api/v1/audit?page_size=4", sb.server_url);
+        if let Some(t) = &token {
+            url += &format!("&page_token={t}");
+        }
+        let page: Value = http.get(url).bearer_auth(&carol).send().await.unwrap().json().await.unwrap();
+        paged.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next_page_token"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged[..lines.len()], lines[..]);
+    let grants: Value = http
+        .get(format!("{}/api/v1/audit?action=grant.*", sb.server_url))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant_actions: Vec<&str> =
+        grants["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(grant_actions, ["grant.activate", "grant.release", "grant.revoke"]);
+    let refused = http.get(format!("{}/api/v1/audit", sb.server_url)).bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let bad = http.get(format!("{}/api/v1/audit?since=soon", sb.server_url)).bearer_auth(&carol).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
     assert_audit_intact(&sb);
 }
