@@ -1,7 +1,7 @@
 //! End to end for revocation that is never lost: the drift sweep between Identity Center and Cone's grants, the
-//! revocation of grants that expired while cone-server was down, webhooks (signed, retried, each delivered once) and
-//! the audit log's export, on SQLite and on PostgreSQL. Needs `cargo build --workspace`
-//! and the .venv that `cargo xtask test` prepares.
+//! revocation of grants that expired while cone-server was down, cone-server killed while AWS provisions or revokes,
+//! webhooks (signed, retried, each delivered once) and the audit log's export, on SQLite and on PostgreSQL. Needs
+//! `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
 use std::collections::BTreeMap;
 use std::process::Output;
@@ -108,6 +108,8 @@ cone_testkit::on_both_stores!(
     drift_is_reported_removed_when_opted_in_and_restored_for_active_grants,
     a_grant_that_expired_while_the_server_was_down_is_revoked_at_start,
     webhooks_carry_each_task_and_grant_event_once_signed_and_retried,
+    a_server_killed_while_aws_provisions_grants_once_after_restart,
+    a_server_killed_while_aws_revokes_ends_the_grant_after_restart,
     the_audit_log_exports_as_json_lines_that_recompute_its_chain,
 );
 
@@ -208,24 +210,28 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(stor
     assert_audit_intact(&sb);
 }
 
-/// moto behind a proxy that counts the account-assignment calls by name and, when asked, holds back AWS's answer to
-/// the next CreateAccountAssignment (forwarded, so AWS acts), as if the caller died before hearing it.
+/// moto behind a proxy that counts the account-assignment calls by name and holds back AWS's answer to the first
+/// call of one operation (forwarded, so AWS acts), as if the caller died before hearing it.
 #[derive(Clone)]
 struct AwsProxy {
     moto: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<String>>>,
-    hold_next_create: Arc<AtomicBool>,
+    /// The operation whose next answer to hold back, until it has been called.
+    hold: Arc<Mutex<Option<String>>>,
+    held: Arc<AtomicBool>,
 }
 
 impl AwsProxy {
-    /// Starts the proxy on a free loopback port; returns it and its endpoint.
-    async fn start(moto: &str) -> (AwsProxy, String) {
+    /// Starts the proxy on a free loopback port, holding the answer to the first `hold` call (such as
+    /// `CreateAccountAssignment`); returns it and its endpoint.
+    async fn start(moto: &str, hold: &str) -> (AwsProxy, String) {
         let proxy = AwsProxy {
             moto: moto.to_string(),
             http: reqwest::Client::new(),
             calls: Arc::default(),
-            hold_next_create: Arc::new(AtomicBool::new(true)),
+            hold: Arc::new(Mutex::new(Some(hold.to_string()))),
+            held: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -238,8 +244,9 @@ impl AwsProxy {
         self.calls.lock().unwrap().iter().filter(|c| *c == operation).count()
     }
 
+    /// AWS acted on the held call, and its caller is waiting for an answer that never comes.
     fn holding(&self) -> bool {
-        !self.hold_next_create.load(Ordering::SeqCst)
+        self.held.load(Ordering::SeqCst)
     }
 }
 
@@ -256,7 +263,8 @@ async fn forward(State(p): State<AwsProxy>, req: Request) -> Response {
         headers.remove(hop);
     }
     let answer = p.http.request(parts.method, url).headers(headers).body(body).send().await.unwrap();
-    if operation == "CreateAccountAssignment" && p.hold_next_create.swap(false, Ordering::SeqCst) {
+    if p.hold.lock().unwrap().take_if(|held| *held == operation).is_some() {
+        p.held.store(true, Ordering::SeqCst);
         std::future::pending::<()>().await;
     }
     let status = answer.status();
@@ -302,7 +310,7 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
     let token = sb.api_token("alice").unwrap();
     sb.stop_server();
 
-    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint).await;
+    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, "CreateAccountAssignment").await;
     let (first, first_url) = sb.spawn_replica(&aws).unwrap();
     let entitlement =
         format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
@@ -587,6 +595,94 @@ async fn webhooks_carry_each_task_and_grant_event_once_signed_and_retried(store:
     assert_eq!(delivered("grant.release", released)["actor"], "alice");
     assert_eq!(delivered("grant.expire", expired)["actor"], "cone");
     assert_eq!(delivered("grant.revoke", expired)["task"]["account_name"], "Sandbox");
+    assert_audit_intact(&sb);
+}
+
+/// One server (no replica to take over): it is killed (SIGKILL) after AWS made the assignment but before the server
+/// heard so; the restarted server takes the job over once its lease ends, finds the assignment and grants, without
+/// asking AWS to create it again.
+async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+    sb.stop_server();
+    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, "CreateAccountAssignment").await;
+    let (server, url) = sb.spawn_replica(&aws).unwrap();
+
+    let id = request(&sb, &url, &token, "Staging").await;
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    eventually(Duration::from_secs(30), "AWS made the assignment and its answer is held", async || {
+        proxy.holding() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
+    })
+    .await;
+    assert_eq!(task(&url, &token, id).await["state"], "provisioning");
+    drop(server);
+
+    let (_restarted, url) = sb.spawn_replica(&aws).unwrap();
+    eventually(Duration::from_secs(30), "the restarted server grants once the lease ends", async || {
+        task(&url, &token, id).await["state"] == "granted"
+    })
+    .await;
+    assert_eq!(principals(&sb, "Staging", "ReadOnlyAccess").await, [alice]);
+    assert_eq!(proxy.count("CreateAccountAssignment"), 1, "the assignment is created once");
+    assert_eq!(events(&task(&url, &token, id).await, "grant.activate"), 1);
+
+    drop_access(&sb, &url, &token, "Staging").await;
+    eventually(Duration::from_secs(30), "the released grant is revoked", async || {
+        events(&task(&url, &token, id).await, "grant.revoke") == 1
+    })
+    .await;
+    assert!(principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty());
+    assert_audit_intact(&sb);
+}
+
+/// A released grant's revocation: AWS deleted the assignment, but the server is killed (SIGKILL) before it hears
+/// so, with the grant still `revoking`. The restarted server takes the revoke job over once its lease ends, finds
+/// the assignment gone and ends the grant: nothing is lost, nothing is done twice, and the audit chain holds.
+async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+    sb.stop_server();
+    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, "DeleteAccountAssignment").await;
+    let (server, url) = sb.spawn_replica(&aws).unwrap();
+
+    let id = request(&sb, &url, &token, "Staging").await;
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    eventually(Duration::from_secs(30), "the grant is active", async || {
+        task(&url, &token, id).await["state"] == "granted"
+    })
+    .await;
+    assert_eq!(principals(&sb, "Staging", "ReadOnlyAccess").await, [alice]);
+    drop_access(&sb, &url, &token, "Staging").await;
+    eventually(Duration::from_secs(30), "AWS removed the assignment and its answer is held", async || {
+        proxy.holding() && principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty()
+    })
+    .await;
+    let before = task(&url, &token, id).await;
+    assert_eq!((before["state"].as_str(), events(&before, "grant.revoke")), (Some("released"), 0));
+    drop(server);
+
+    let (_restarted, url) = sb.spawn_replica(&aws).unwrap();
+    let started = Instant::now();
+    eventually(Duration::from_secs(30), "the restarted server ends the grant once the lease ends", async || {
+        events(&task(&url, &token, id).await, "grant.revoke") == 1
+    })
+    .await;
+    eprintln!("revoked {:?} after the restarted server was ready", started.elapsed());
+    let after = task(&url, &token, id).await;
+    assert_eq!(after["state"], "released");
+    for action in ["task.create", "grant.activate", "grant.release", "grant.revoke"] {
+        assert_eq!(events(&after, action), 1, "{action} in {after}");
+    }
+    assert!(principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty());
+    assert_eq!(proxy.count("DeleteAccountAssignment"), 1, "the restarted server found the assignment gone");
+    // Nothing is left to do: no job waits, and alice holds nothing.
+    let resp = reqwest::Client::new().get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!resp.lines().any(|l| l.starts_with("cone_jobs{")), "jobs still pending or failed:\n{resp}");
+    assert!(resp.lines().any(|l| l == "cone_grants_active 0"), "{resp}");
     assert_audit_intact(&sb);
 }
 
