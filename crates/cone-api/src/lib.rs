@@ -302,3 +302,34 @@ pub struct DriftFinding {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
 }
+
+/// One entry of the hash-chained audit log, as `GET /api/v1/audit` and `cone-server export-audit` give it
+/// (`docs/audit.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `at` as the Unix time the hash covers.
+    pub at_unix: i64,
+    /// `user:<id>`, `worker`, `connector:aws`.
+    pub actor: String,
+    /// Such as `task.create`, `grant.revoke`, `drift.unexplained`, `login`, `sync`.
+    pub action: String,
+    /// What the entry is about: `task:<id>`, `drift:<id>`, `user:<id>` or an app id.
+    pub subject: String,
+    /// The details, parsed (a string when they are not JSON).
+    pub detail: serde_json::Value,
+    /// The details exactly as stored, which is what the hash covers.
+    pub detail_text: String,
+    /// The previous entry's hash; empty for the first entry.
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// `GET /api/v1/audit`: entries in id order, and the token of the next page when there is one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}

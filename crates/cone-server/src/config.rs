@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::rules::{Condition, Facts, Request, Requester};
+use crate::webhooks::SecretSource;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +56,78 @@ pub struct Config {
     policies: Vec<Policy>,
     #[serde(skip, default = "Policy::none_matches")]
     no_policy: Policy,
+    /// Outgoing webhooks for task and grant events (`docs/webhooks.md`).
+    #[serde(default, rename = "webhooks")]
+    webhook_configs: Vec<WebhookConfig>,
+    #[serde(skip)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookConfig {
+    name: String,
+    url: String,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message: the secret stays out of the configuration file.
+    #[serde(default)]
+    secret: Option<Value>,
+    events: Vec<String>,
+    #[serde(default = "default_webhook_attempts")]
+    max_attempts: i64,
+}
+
+/// A checked webhook. Its secret is read when the server starts (`webhooks::Sender`), so that the other commands
+/// need not see it.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Names it in the database and in logs (the URL may hold a token, so it is never logged).
+    pub name: String,
+    pub url: reqwest::Url,
+    pub secret: SecretSource,
+    /// `*`, `task.*`, `grant.*` or event names.
+    pub events: Vec<String>,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: i64,
+}
+
+impl WebhookConfig {
+    fn compile(self) -> Result<Webhook> {
+        let name = self.name;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bail!("webhook \"{name}\": a name is letters, digits, `-`, `_` and `.`");
+        }
+        let url = reqwest::Url::parse(&self.url)
+            .ok()
+            .filter(|u| ["http", "https"].contains(&u.scheme()) && u.host().is_some())
+            .with_context(|| format!("webhook \"{name}\": `url` must be an http:// or https:// URL"))?;
+        let secret = match (self.secret, self.secret_env, self.secret_file) {
+            (Some(_), _, _) => bail!(
+                "webhook \"{name}\": the secret may not be written in the configuration; put it in a file \
+                 (`secret_file: /etc/cone/{name}.secret`, mode 0600) or an environment variable (`secret_env: NAME`)"
+            ),
+            (None, Some(var), None) if !var.is_empty() => SecretSource::Env(var),
+            (None, None, Some(path)) => SecretSource::File(path),
+            _ => bail!("webhook \"{name}\": give exactly one of `secret_env` and `secret_file`"),
+        };
+        if self.events.is_empty() {
+            bail!("webhook \"{name}\": `events` lists nothing; use [\"*\"] for every task and grant event");
+        }
+        if let Some(bad) = self.events.iter().find(|e| !crate::webhooks::valid_pattern(e)) {
+            bail!(
+                "webhook \"{name}\": unknown event \"{bad}\"; use `*`, `task.*`, `grant.*` or one of {}",
+                crate::webhooks::EVENTS.join(", ")
+            );
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            bail!("webhook \"{name}\": `max_attempts` must be between 1 and 100");
+        }
+        Ok(Webhook { name, url, secret, events: self.events, max_attempts: self.max_attempts })
+    }
 }
 
 /// Where the server stores: SQLite (embedded, one server) or PostgreSQL (one or more replicas).
@@ -295,6 +368,14 @@ impl Config {
         config.catalog.check().map_err(|e| anyhow!(e))?;
         config.policies =
             std::mem::take(&mut config.policy_configs).into_iter().map(|p| config.compile(p)).collect::<Result<_>>()?;
+        config.webhooks = std::mem::take(&mut config.webhook_configs)
+            .into_iter()
+            .map(WebhookConfig::compile)
+            .collect::<Result<_>>()?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(w) = config.webhooks.iter().find(|w| !names.insert(w.name.as_str())) {
+            bail!("two webhooks are named \"{}\"; names must be unique", w.name);
+        }
         Ok(config)
     }
 
@@ -507,6 +588,10 @@ fn default_app_id() -> String {
 }
 fn default_sync_interval() -> u64 {
     300
+}
+/// With backoff capped at an hour, 15 attempts span about five hours.
+fn default_webhook_attempts() -> i64 {
+    15
 }
 
 mod duration {
@@ -750,6 +835,43 @@ policies:
         assert_eq!(config.drift.interval, 300);
         assert_eq!(config.drift.remove_unexplained, vec!["AdministratorAccess".to_string()]);
         assert!(parse("drift: { interval: 5m, remove: [A] }\n").is_err());
+    }
+
+    #[test]
+    fn parses_webhooks_and_keeps_their_secrets_out_of_the_file() {
+        let config = parse(
+            "webhooks:\n  - { name: chat, url: 'https://hooks.example.com/cone', secret_env: CHAT_SECRET, \
+             events: [task.*, grant.revoke] }\n  - { name: siem, url: 'http://127.0.0.1:9000/in', \
+             secret_file: /etc/cone/siem.secret, events: ['*'], max_attempts: 3 }\n",
+        )
+        .unwrap();
+        let [chat, siem] = &config.webhooks[..] else { panic!("two webhooks: {:?}", config.webhooks) };
+        assert_eq!(chat.secret, SecretSource::Env("CHAT_SECRET".into()));
+        assert_eq!((chat.events.len(), chat.max_attempts), (2, 15));
+        assert_eq!(siem.secret, SecretSource::File("/etc/cone/siem.secret".into()));
+        assert_eq!((siem.url.as_str(), siem.max_attempts), ("http://127.0.0.1:9000/in", 3));
+
+        let hook = |fields: &str| format!("webhooks: [{{ name: chat, url: 'https://h.example/x', {fields} }}]\n");
+        let cases = [
+            ("secret: hunter2hunter2hunter2, events: ['*']", "may not be written in the configuration"),
+            ("events: ['*']", "exactly one of `secret_env` and `secret_file`"),
+            ("secret_env: A, secret_file: /x, events: ['*']", "exactly one of"),
+            ("secret_env: A, events: []", "`events` lists nothing"),
+            ("secret_env: A, events: [drift.*]", "unknown event \"drift.*\""),
+            ("secret_env: A, events: [grant.revoked]", "unknown event \"grant.revoked\""),
+            ("secret_env: A, events: ['*'], max_attempts: 0", "between 1 and 100"),
+            ("secret_env: A, events: ['*'], retries: 3", "unknown field `retries`"),
+        ];
+        for (fields, expected) in cases {
+            let message = error(&hook(fields));
+            assert!(message.contains(expected), "{fields}: {message}");
+            assert!(!message.contains("hunter2"), "the secret is repeated: {message}");
+        }
+        let bad_url = "webhooks: [{ name: chat, url: 'ftp://h.example/x', secret_env: A, events: ['*'] }]\n";
+        assert!(error(bad_url).contains("http:// or https://"));
+        let twice = "webhooks: [{ name: a, url: 'https://h.example/1', secret_env: A, events: ['*'] }, \
+                     { name: a, url: 'https://h.example/2', secret_env: B, events: ['*'] }]\n";
+        assert!(error(twice).contains("two webhooks are named \"a\""));
     }
 
     #[test]

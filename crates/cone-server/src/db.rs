@@ -3,26 +3,81 @@
 //! serves several replicas. [`Backend`] holds the few places where the two differ.
 //!
 //! Writers run one at a time on both: SQLite takes the write lock up front (`BEGIN IMMEDIATE`), PostgreSQL a
-//! transaction-scoped advisory lock. Every read-then-write below (and the audit chain) relies on that; only job
-//! claiming runs beside other writers on PostgreSQL, with `FOR UPDATE SKIP LOCKED`.
+//! transaction-scoped advisory lock. Every read-then-write below (and the audit chain) relies on that; only the
+//! claiming of jobs and webhook deliveries runs beside other writers on PostgreSQL, with `FOR UPDATE SKIP LOCKED`.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
+use tokio::sync::Notify;
 
 use crate::cache::{Cached, Generation};
 use crate::config::Database;
 
-pub type Tx = Transaction<'static, sqlx::Any>;
+/// A writing transaction (see [`Db::begin`]). It dereferences to its connection, so statements run on `&mut *tx`;
+/// it also knows the webhooks, so that [`audit`] can queue their deliveries in it, and the cached reads' generation.
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    outbox: Arc<Outbox>,
+    queued: bool,
+    generation: Generation,
+}
+
+impl Tx {
+    /// Commits; then cached reads from before stop answering, and the webhook worker wakes if deliveries were
+    /// queued.
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        self.generation.advance();
+        if self.queued {
+            self.outbox.queued.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+/// The webhooks recorded events are queued for (name and event patterns), and how the worker that sends them is
+/// woken.
+#[derive(Default)]
+pub struct Outbox {
+    routes: Vec<(String, Vec<String>)>,
+    queued: Notify,
+}
+
+impl Outbox {
+    /// The names of the webhooks subscribed to `event`.
+    fn subscribers(&self, event: &str) -> Vec<&str> {
+        self.routes
+            .iter()
+            .filter(|(_, patterns)| patterns.iter().any(|p| crate::webhooks::matches(p, event)))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
 
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    outbox: Arc<Outbox>,
     reads: Arc<Reads>,
 }
 
@@ -42,6 +97,9 @@ pub enum Backend {
     Sqlite,
     Postgres,
 }
+
+/// How many audit entries a reader of the whole log holds at once.
+pub const AUDIT_BATCH: i64 = 1000;
 
 /// The advisory lock key PostgreSQL writers hold for their transaction (any constant; "cone" in ASCII).
 const WRITER_LOCK: i64 = 0x636f_6e65;
@@ -149,16 +207,39 @@ struct DeviceRow {
     denied: i64,
 }
 
-#[derive(FromRow)]
-struct AuditRow {
-    id: i64,
-    at: i64,
-    actor: String,
-    action: String,
-    subject: String,
-    detail: String,
-    prev_hash: String,
-    hash: String,
+/// An audit log entry as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Which audit entries to read: those after `after_id` (in id order), from `since` (inclusive) to `until`
+/// (exclusive), with the action `action` or, for `family.*`, any action of the family.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub after_id: i64,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub action: Option<String>,
+}
+
+/// A webhook delivery to attempt.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub delivery_id: String,
+    pub webhook: String,
+    pub event: String,
+    pub body: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
 }
 
 /// What a device-code poll finds (RFC 8628 §3.5).
@@ -342,19 +423,24 @@ impl Db {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await.with_context(|| format!("cannot apply the migrations to {database}"))?;
-        Ok(Db { pool, backend, reads: Arc::default() })
+        Ok(Db { pool, backend, outbox: Arc::default(), reads: Arc::default() })
+    }
+
+    /// From now on, task and grant events recorded through this handle (and its clones) queue a delivery for each
+    /// of these webhooks (name, event patterns) that subscribes to them.
+    pub fn with_webhooks(mut self, routes: Vec<(String, Vec<String>)>) -> Db {
+        self.outbox = Arc::new(Outbox { routes, queued: Notify::new() });
+        self
+    }
+
+    /// Notified when a committed transaction queued webhook deliveries.
+    pub fn deliveries_queued(&self) -> &Notify {
+        &self.outbox.queued
     }
 
     /// For the operations endpoints' read-only queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    /// Commits a writing transaction; cached reads from before it stop answering.
-    pub async fn commit(&self, tx: Tx) -> Result<()> {
-        tx.commit().await?;
-        self.data_changed();
-        Ok(())
     }
 
     /// Another replica changed what the cached reads read (PostgreSQL's `cone_cache` notification).
@@ -378,13 +464,18 @@ impl Db {
         Ok(v)
     }
 
+    #[cfg(test)]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// A writing transaction; it runs alone among writers (see the module's comment).
     pub async fn begin(&self) -> Result<Tx> {
         let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
-        Ok(tx)
+        Ok(Tx { inner: tx, outbox: self.outbox.clone(), queued: false, generation: self.reads.generation.clone() })
     }
 
     // ---- identities and sign-in ----
@@ -488,7 +579,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(result)
     }
 
@@ -502,7 +593,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         audit(&mut tx, now, &format!("user:{user_id}"), "login", &format!("user:{user_id}"), "{}").await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -510,7 +601,7 @@ impl Db {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
         audit(&mut tx, now, &format!("user:{user_id}"), "logout", &format!("user:{user_id}"), "{}").await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -628,7 +719,7 @@ impl Db {
             "users": snap.users.len(), "groups": snap.groups.len(),
         });
         audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -746,7 +837,7 @@ impl Db {
             "duration_secs": t.duration_secs, "policy": t.policy_name, "justification": t.justification});
         audit(&mut tx, now, &actor, "task.create", &format!("task:{id}"), &detail.to_string()).await?;
         place(&mut tx, id, placement, None, None, now).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(Ok(id))
     }
 
@@ -783,7 +874,7 @@ impl Db {
         audit(&mut tx, now, &format!("user:{decider}"), action, &format!("task:{task_id}"), &detail.to_string())
             .await?;
         place(&mut tx, task_id, placement, Some(decider), Some(comment), now).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -811,7 +902,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(job)
     }
 
@@ -863,7 +954,7 @@ impl Db {
             sqlx::query("UPDATE grants SET state = 'revoking' WHERE id = $1").bind(g.id).execute(&mut *tx).await?;
             enqueue(&mut tx, "revoke", g.id, now).await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -878,7 +969,7 @@ impl Db {
         finish_job(&mut tx, job.id, "done", None, now).await?;
         let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
         audit(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -902,7 +993,7 @@ impl Db {
             &serde_json::json!({"error": error}).to_string(),
         )
         .await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -934,7 +1025,7 @@ impl Db {
             enqueue(&mut tx, "revoke", *grant_id, now).await?;
             audit(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(due.into_iter().map(|(_, t)| t).collect())
     }
 
@@ -995,7 +1086,7 @@ impl Db {
             set_task_state(&mut tx, *task_id, "released", now).await?;
             audit(&mut tx, now, &format!("user:{user_id}"), "grant.release", &format!("task:{task_id}"), "{}").await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(pending.into_iter().chain(held.into_iter().map(|(_, t)| t)).collect())
     }
 
@@ -1027,7 +1118,7 @@ impl Db {
         }
         audit(&mut tx, now, &format!("user:{user_id}"), "task.escalate", &format!("task:{task_id}"), "{}").await?;
         place(&mut tx, task_id, placement, None, None, now).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -1061,7 +1152,7 @@ impl Db {
         }
         audit(&mut tx, now, "worker", "task.wait_ended", &format!("task:{task_id}"), "{}").await?;
         place(&mut tx, task_id, placement, None, None, now).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -1069,7 +1160,7 @@ impl Db {
     pub async fn cancel_task(&self, task_id: i64, user_id: i64, now: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
         let done = cancel(&mut tx, task_id, user_id, now).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(done)
     }
 
@@ -1085,7 +1176,7 @@ impl Db {
             close_undecided(&mut tx, *id, "timed_out", now).await?;
             audit(&mut tx, now, "worker", "task.time_out", &format!("task:{id}"), "{}").await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(due)
     }
 
@@ -1093,7 +1184,7 @@ impl Db {
         let mut tx = self.begin().await?;
         let detail = serde_json::json!({ "comment": comment }).to_string();
         audit(&mut tx, now, &format!("user:{user_id}"), "task.comment", &format!("task:{task_id}"), &detail).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1253,7 +1344,7 @@ impl Db {
             audit(&mut tx, now, "worker", "drift.resolved", &format!("drift:{id}"), &detail).await?;
         }
         record.resolved = resolved.len();
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(record)
     }
 
@@ -1322,24 +1413,131 @@ impl Db {
             let detail = drift_row(&mut *tx, finding_id).await?.audit_detail();
             audit(&mut tx, now, "worker", action, &format!("drift:{finding_id}"), &detail).await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// The id of the first audit entry whose hash does not match its content or its predecessor, if any.
+    /// The id of the first audit entry whose hash does not match its content or its predecessor, if any. Reads
+    /// the log a page at a time.
     pub async fn audit_chain_break(&self) -> Result<Option<i64>> {
-        let rows: Vec<AuditRow> =
-            sqlx::query_as("SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let mut filter = AuditFilter::default();
         let mut prev = String::new();
-        for AuditRow { id, at, actor, action, subject, detail, prev_hash, hash } in rows {
-            if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
-                return Ok(Some(id));
+        loop {
+            let rows = self.audit_entries(&filter, AUDIT_BATCH).await?;
+            let Some(last) = rows.last() else { return Ok(None) };
+            filter.after_id = last.id;
+            for AuditRow { id, at, actor, action, subject, detail, prev_hash, hash } in rows {
+                if prev_hash != prev || hash != audit_hash(&prev, at, &actor, &action, &subject, &detail) {
+                    return Ok(Some(id));
+                }
+                prev = hash;
             }
-            prev = hash;
         }
-        Ok(None)
+    }
+
+    /// Up to `limit` audit entries matching `filter`, in id order. Callers page with `after_id` (the last id they
+    /// saw), which stays right while entries are appended: ids grow in commit order, since writers run one at a time.
+    pub async fn audit_entries(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
+        let (action_clause, action) = match filter.action.as_deref() {
+            None => ("", String::new()),
+            Some(a) => match a.strip_suffix(".*") {
+                // `\` escapes LIKE's wildcards, which `_` in action names would otherwise be.
+                Some(family) => (
+                    " AND action LIKE $5 ESCAPE '\\'",
+                    format!("{}.%", family.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")),
+                ),
+                None => (" AND action = $5", a.to_string()),
+            },
+        };
+        let sql = format!(
+            "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log
+             WHERE id > $1 AND at >= $2 AND at < $3{action_clause} ORDER BY id LIMIT $4"
+        );
+        let mut query = sqlx::query_as(&sql)
+            .bind(filter.after_id)
+            .bind(filter.since.unwrap_or(i64::MIN))
+            .bind(filter.until.unwrap_or(i64::MAX))
+            .bind(limit);
+        if !action_clause.is_empty() {
+            query = query.bind(action);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    // ---- webhook deliveries ----
+
+    /// Takes up to `limit` due deliveries and leases them for `lease_secs`, as [`Db::claim_job`] does jobs: on
+    /// PostgreSQL, replicas skip the rows another is claiming, so a delivery is attempted by one replica at a time.
+    pub async fn claim_deliveries(&self, now: i64, lease_secs: i64, limit: i64) -> Result<Vec<DeliveryRow>> {
+        let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        let mut due: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "SELECT id, delivery_id, webhook, event, body, attempts FROM webhook_deliveries
+             WHERE state = 'pending' AND run_after <= $1 AND (locked_until IS NULL OR locked_until <= $1)
+             ORDER BY run_after, id LIMIT $2{}",
+            self.backend.skip_locked()
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        for d in &mut due {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET locked_until = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(now + lease_secs)
+            .bind(now)
+            .bind(d.id)
+            .execute(&mut *tx)
+            .await?;
+            d.attempts += 1;
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Records an attempt: `delivered`, `failed` (given up), or `pending` again from `run_after`.
+    pub async fn record_delivery(
+        &self,
+        id: i64,
+        state: &str,
+        status: Option<u16>,
+        error: Option<&str>,
+        run_after: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET state = $1, last_status = $2, last_error = $3, run_after = $4,
+                 locked_until = NULL, updated_at = $5
+             WHERE id = $6 AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(status.map(i64::from))
+        .bind(error)
+        .bind(run_after)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the next pending delivery becomes due (or its lease ends).
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN locked_until > run_after THEN locked_until ELSE run_after END)
+             FROM webhook_deliveries WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Forgets delivered and failed deliveries last touched before `before` (the audit log keeps the events).
+    pub async fn prune_deliveries(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM webhook_deliveries WHERE state != 'pending' AND updated_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -1539,14 +1737,16 @@ pub async fn forward_changes(db: Db, database: Database, changes: tokio::sync::b
 }
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
-/// any edit or deletion breaks the chain.
+/// any edit or deletion breaks the chain. A task or grant event also queues a delivery for each webhook subscribed
+/// to it, in the same transaction: sent if and only if the change commits.
 pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
     let prev: Option<String> =
         sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let prev = prev.unwrap_or_default();
     let hash = audit_hash(&prev, at, actor, action, subject, detail);
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO audit_log (at, actor, action, subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id",
     )
     .bind(at)
     .bind(actor)
@@ -1555,9 +1755,97 @@ pub async fn audit(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &st
     .bind(detail)
     .bind(&prev)
     .bind(&hash)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    let outbox = tx.outbox.clone();
+    let webhooks = outbox.subscribers(action);
+    if !webhooks.is_empty() {
+        let entry = AuditRow {
+            id,
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            detail: detail.into(),
+            prev_hash: prev,
+            hash,
+        };
+        queue_deliveries(tx, &entry, &webhooks).await?;
+    }
     Ok(())
+}
+
+/// What a webhook payload says about the event's task.
+#[derive(FromRow, serde::Serialize)]
+struct WebhookTask {
+    kind: String,
+    requester: String,
+    app_id: String,
+    entitlement_id: String,
+    account_id: Option<String>,
+    account_name: Option<String>,
+    permission_set_name: Option<String>,
+}
+
+/// Queues the delivery of the audit entry `e` to each of `webhooks`. The body is fixed here, so every attempt
+/// sends the same bytes; each delivery has its own id, which receivers use to drop repeats.
+async fn queue_deliveries(tx: &mut Tx, e: &AuditRow, webhooks: &[&str]) -> Result<()> {
+    let task_id = e.subject.strip_prefix("task:").and_then(|n| n.parse::<i64>().ok());
+    let actor = match e.actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok()) {
+        Some(user_id) => sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .unwrap_or_else(|| e.actor.clone()),
+        None => "cone".to_string(),
+    };
+    let task: Option<WebhookTask> = match task_id {
+        Some(id) => {
+            sqlx::query_as(
+                "SELECT t.kind, u.username AS requester, t.app_id, t.entitlement_id, e.resource_id AS account_id,
+                     r.name AS account_name, e.permission_set_name
+                 FROM tasks t JOIN users u ON u.id = t.requester_id
+                 LEFT JOIN entitlements e ON e.app_id = t.app_id AND e.id = t.entitlement_id
+                 LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id
+                 WHERE t.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        None => None,
+    };
+    let detail = serde_json::from_str(&e.detail).unwrap_or_else(|_| serde_json::Value::String(e.detail.clone()));
+    for webhook in webhooks {
+        let delivery_id = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::json!({
+            "id": delivery_id, "event": e.action, "audit_id": e.id, "at": rfc3339(e.at), "task_id": task_id,
+            "actor": actor, "task": task, "detail": detail,
+        })
+        .to_string();
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (delivery_id, webhook, audit_id, event, body, state, run_after, created_at,
+                 updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)",
+        )
+        .bind(&delivery_id)
+        .bind(*webhook)
+        .bind(e.id)
+        .bind(&e.action)
+        .bind(&body)
+        .bind(e.at)
+        .bind(e.at)
+        .bind(e.at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    tx.queued = true;
+    Ok(())
+}
+
+/// A Unix time as RFC 3339 in UTC, to the second (`2025-01-31T09:30:00Z`).
+pub fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> String {
@@ -1625,7 +1913,104 @@ mod tests {
         drift_is_audited_once_repaired_until_it_sticks_and_resolved,
         device_codes_are_single_use_and_rate_limited,
         concurrent_writers_keep_one_chain_and_claim_each_job_once,
+        webhook_deliveries_are_queued_with_their_event_and_claimed_once,
+        audit_entries_page_by_id_time_and_action,
     );
+
+    /// Deliveries are written with the event (none for a rolled-back change), only for subscribed webhooks, and
+    /// claimed by one claimant at a time until their lease ends.
+    async fn webhook_deliveries_are_queued_with_their_event_and_claimed_once(db: Db) {
+        let db = db
+            .with_webhooks(vec![("all".into(), vec!["*".into()]), ("revocations".into(), vec!["grant.revoke".into()])]);
+        db.set_password("alice", "hash").await.unwrap();
+        let alice = db.user_by_name("alice").await.unwrap().unwrap();
+        let record = async |action: &str, actor: &str, commit: bool| {
+            let mut tx = db.begin().await.unwrap();
+            audit(&mut tx, 100, actor, action, "task:7", r#"{"comment":"hi"}"#).await.unwrap();
+            if commit {
+                tx.commit().await.unwrap();
+            }
+        };
+        record("task.comment", &format!("user:{}", alice.id), true).await;
+        tokio::time::timeout(Duration::from_secs(1), db.deliveries_queued().notified())
+            .await
+            .expect("a commit that queued deliveries wakes the sender");
+        record("grant.revoke", "worker", false).await;
+        record("login", "user:1", true).await;
+        record("drift.unexplained", "worker", true).await;
+        record("grant.revoke", "worker", true).await;
+
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT webhook, event, state, body FROM webhook_deliveries ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        let routed: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+        assert_eq!(routed, [("all", "task.comment"), ("all", "grant.revoke"), ("revocations", "grant.revoke")]);
+        assert!(rows.iter().all(|r| r.2 == "pending"));
+        let body: serde_json::Value = serde_json::from_str(&rows[0].3).unwrap();
+        assert_eq!(body["event"], "task.comment");
+        assert_eq!(body["actor"], "alice");
+        assert_eq!(body["task_id"], 7);
+        assert_eq!(body["at"], "1970-01-01T00:01:40Z");
+        assert_eq!(body["detail"]["comment"], "hi");
+        assert!(body["audit_id"].is_i64() && body["id"].as_str().is_some_and(|id| id.len() == 36), "{body}");
+        let other: serde_json::Value = serde_json::from_str(&rows[1].3).unwrap();
+        assert_eq!(other["actor"], "cone");
+        assert_ne!(other["id"], serde_json::from_str::<serde_json::Value>(&rows[2].3).unwrap()["id"]);
+
+        // Many claimants at once: each delivery goes to one of them; the lease keeps it theirs until it ends.
+        let claimants: Vec<_> = (0..6)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move { db.claim_deliveries(100, 60, 1).await.unwrap() })
+            })
+            .collect();
+        let mut claimed = vec![];
+        for c in claimants {
+            claimed.extend(c.await.unwrap().into_iter().map(|d| (d.id, d.attempts)));
+        }
+        claimed.sort();
+        assert_eq!(claimed.len(), 3, "{claimed:?}");
+        claimed.dedup_by_key(|c| c.0);
+        assert_eq!(claimed.len(), 3, "each delivery claimed once");
+        assert!(claimed.iter().all(|c| c.1 == 1));
+        assert!(db.claim_deliveries(159, 60, 10).await.unwrap().is_empty(), "leased");
+        assert_eq!(db.next_delivery_due().await.unwrap(), Some(160));
+
+        // A claimant that died leaves them to the next after the lease; recorded outcomes stick.
+        let again = db.claim_deliveries(160, 60, 10).await.unwrap();
+        assert_eq!(again.iter().map(|d| d.attempts).collect::<Vec<_>>(), [2, 2, 2]);
+        db.record_delivery(again[0].id, "delivered", Some(204), None, 161, 161).await.unwrap();
+        db.record_delivery(again[1].id, "failed", Some(500), Some("the receiver answered 500"), 161, 161)
+            .await
+            .unwrap();
+        db.record_delivery(again[2].id, "pending", None, Some("cannot connect"), 170, 161).await.unwrap();
+        db.record_delivery(again[0].id, "pending", None, None, 999, 162).await.unwrap();
+        assert!(db.claim_deliveries(169, 60, 10).await.unwrap().is_empty());
+        let last = db.claim_deliveries(170, 60, 10).await.unwrap();
+        assert_eq!((last.len(), last[0].id, last[0].attempts), (1, again[2].id, 3));
+        assert_eq!(db.prune_deliveries(162).await.unwrap(), 2, "the delivered and the failed one");
+    }
+
+    async fn audit_entries_page_by_id_time_and_action(db: Db) {
+        for (at, action) in [(10, "task.create"), (20, "task.wait_ended"), (30, "tasks.create"), (40, "grant.revoke")] {
+            let mut tx = db.begin().await.unwrap();
+            audit(&mut tx, at, "worker", action, "task:1", "{}").await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let ids = async |filter: AuditFilter, limit: i64| -> Vec<i64> {
+            db.audit_entries(&filter, limit).await.unwrap().into_iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids(AuditFilter::default(), 10).await, [1, 2, 3, 4]);
+        assert_eq!(ids(AuditFilter { after_id: 1, ..Default::default() }, 2).await, [2, 3]);
+        assert_eq!(ids(AuditFilter { since: Some(20), until: Some(40), ..Default::default() }, 10).await, [2, 3]);
+        let action = |a: &str| AuditFilter { action: Some(a.into()), ..Default::default() };
+        assert_eq!(ids(action("grant.revoke"), 10).await, [4]);
+        assert_eq!(ids(action("task.*"), 10).await, [1, 2]);
+        // `_` in a family is not a wildcard.
+        assert_eq!(ids(action("t_sk.*"), 10).await, Vec::<i64>::new());
+    }
 
     async fn audit_log_is_chained_and_append_only(db: Db) {
         for i in 0..3 {

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/{action}", post(task_action))
         .route("/api/v1/drop", post(drop_access))
         .route("/api/v1/drift", get(drift))
+        .route("/api/v1/audit", get(audit))
         .route("/api/v1/connectors", get(connectors))
         .merge(crate::metrics::routes())
         .route_layer(axum::middleware::from_fn(crate::metrics::track))
@@ -234,6 +235,15 @@ async fn drop_access(
 /// Open drift findings. Any signed-in user may read them until Cone has administrator roles.
 async fn drift(State(s): State<AppState>, _: auth::Admin) -> Result<Json<DriftPage>, ApiFailure> {
     Ok(Json(app::open_drift(&s).await?))
+}
+
+/// The audit log, a page at a time, for administrators.
+async fn audit(
+    State(s): State<AppState>,
+    _: auth::Admin,
+    Query(q): Query<crate::audit::PageQuery>,
+) -> Result<Json<cone_api::AuditPage>, ApiFailure> {
+    Ok(Json(crate::audit::page(&s.db, q).await?))
 }
 
 async fn connectors(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Json<Vec<ConnectorStatus>> {

@@ -1,7 +1,9 @@
 //! `cone-server`: the control plane. `serve` runs the API, the sign-in page and the workers;
-//! `set-password` gives a local user a password (read from standard input).
+//! `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
+//! hash chain and `export-audit` writes the log as JSON Lines.
 
 mod app;
+mod audit;
 mod auth;
 mod cache;
 mod config;
@@ -10,6 +12,7 @@ mod drift;
 mod http;
 mod metrics;
 mod rules;
+mod webhooks;
 mod workers;
 
 use std::io::{BufRead, Write};
@@ -44,6 +47,20 @@ enum Command {
     VerifyAudit {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Write the audit log as JSON Lines (one entry a line, in order), to check or keep elsewhere (docs/audit.md).
+    ExportAudit {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only entries at or after this RFC 3339 time (2025-01-31T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write here (replaced when complete, mode 0600) instead of to standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -84,13 +101,39 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(id) => bail!("the audit log was altered at or just before entry {id}"),
             }
         }
+        Command::ExportAudit { config, since, until, output } => {
+            let config = config::Config::load(&config)?;
+            let since = since.map(|t| audit::parse_time(&t, "--since")).transpose()?;
+            let until = until.map(|t| audit::parse_time(&t, "--until")).transpose()?;
+            audit::check_range(since, until)?;
+            let db = db::Db::open(&config.database).await?;
+            let filter = db::AuditFilter { since, until, ..Default::default() };
+            let done = audit::export_to(&db, filter, output.as_deref()).await?;
+            let to = output.map_or("standard output".to_string(), |p| p.display().to_string());
+            match (done.first, done.last) {
+                (Some(first), Some(last)) => {
+                    eprintln!("Exported {} audit entries ({first} to {last}) to {to}.", done.entries)
+                }
+                _ => eprintln!("No audit entries in that range; {to} has none."),
+            }
+            match done.chain_break {
+                None => Ok(()),
+                Some(id) => bail!(
+                    "entry {id} does not match its hash or its predecessor: the audit log was altered; run \
+                     `cone-server verify-audit` and keep this export as evidence"
+                ),
+            }
+        }
         Command::Serve { config } => serve(config::Config::load(&config)?).await,
     }
 }
 
 async fn serve(config: config::Config) -> Result<()> {
     metrics::install()?;
-    let db = db::Db::open(&config.database).await?;
+    // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
+    let sender = Arc::new(webhooks::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
+    let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
+    let db = db::Db::open(&config.database).await?.with_webhooks(routes);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}; is another server using it?", config.listen))?;
@@ -117,6 +160,7 @@ async fn serve(config: config::Config) -> Result<()> {
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.
     workers::spawn_reconciler(state.clone(), connector.clone());
+    workers::spawn_webhook_sender(state.clone(), sender);
     let mut last_sweep = None;
     if let Err(e) = workers::sync_once(&state, &connector, &mut last_sweep).await {
         tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");

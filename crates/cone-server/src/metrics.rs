@@ -1,8 +1,9 @@
 //! Operations endpoints: `/metrics` (Prometheus text format) and `/readyz`.
 //!
 //! Request counts and latencies are recorded as requests pass; everything that lives in the database (jobs, grants,
-//! tasks) is counted when scraped, so that every replica reports the same truth and a restart loses nothing. Labels
-//! hold route templates, status codes and the fixed kinds and states of the schema: never user names or secrets.
+//! tasks, webhook deliveries) is counted when scraped, so that every replica reports the same truth and a restart
+//! loses nothing. Labels hold route templates, status codes, the fixed kinds and states of the schema and configured
+//! webhook names: never user names, URLs or secrets.
 
 use std::fmt::Write;
 use std::sync::OnceLock;
@@ -91,6 +92,12 @@ async fn render(s: &AppState) -> Result<String> {
         .bind(now())
         .fetch_one(pool)
         .await?;
+    let deliveries: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT webhook, state, COUNT(*) FROM webhook_deliveries WHERE state IN ('pending', 'failed')
+         GROUP BY webhook, state",
+    )
+    .fetch_all(pool)
+    .await?;
     let sync = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
 
     let mut out = HANDLE.get().map(PrometheusHandle::render).unwrap_or_default();
@@ -105,6 +112,9 @@ async fn render(s: &AppState) -> Result<String> {
     let tasks: Vec<_> = tasks.into_iter().map(|(st, n)| (format!("{{state=\"{st}\"}}"), n)).collect();
     gauge("cone_tasks", "Access requests by state.", &tasks);
     gauge("cone_grants_active", "Grants in force now.", &[(String::new(), grants)]);
+    let deliveries: Vec<_> =
+        deliveries.into_iter().map(|(w, st, n)| (format!("{{webhook=\"{w}\",state=\"{st}\"}}"), n)).collect();
+    gauge("cone_webhook_deliveries", "Webhook deliveries waiting to be sent or given up, by webhook.", &deliveries);
     let ok = i64::from(sync.state == cone_api::CONNECTOR_CONNECTED);
     gauge("cone_sync_ok", "1 when this process's last sync with AWS succeeded.", &[(String::new(), ok)]);
     let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| vec![(String::new(), t.timestamp())]);

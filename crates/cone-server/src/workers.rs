@@ -8,17 +8,30 @@ use std::time::Duration;
 use cone_aws::{Assignment, Connector, Principal};
 use rand::Rng;
 
-use crate::db::{GrantRow, JobRow, Repair};
+use crate::db::{Db, DeliveryRow, GrantRow, JobRow, Repair};
 use crate::drift;
 use crate::http::{AppState, now};
+use crate::webhooks::{Attempt, Sender};
 
 /// Provisioning gives up after this many attempts; revocation and drift repairs never do (a restoration stops when
 /// its grant ends).
 const MAX_PROVISION_ATTEMPTS: i64 = 8;
 const IDLE_WAKEUP: Duration = Duration::from_secs(5);
 
+/// How many webhook deliveries one worker attempts at once.
+const DELIVERY_BATCH: i64 = 8;
+/// How long a claimed delivery stays this worker's: longer than a batch of attempts takes (each times out after
+/// 10 s), so another replica only takes over from a worker that died.
+const DELIVERY_LEASE: i64 = 60;
+/// Delivered and failed deliveries are kept this long (the audit log keeps the events for good).
+const DELIVERY_RETENTION: i64 = 30 * 24 * 3600;
+
 pub fn spawn_reconciler(s: AppState, connector: Arc<Connector>) {
     tokio::spawn(reconcile(s, connector));
+}
+
+pub fn spawn_webhook_sender(s: AppState, sender: Arc<Sender>) {
+    tokio::spawn(deliver_webhooks(s, sender));
 }
 
 /// Syncs the catalog from AWS, then sweeps for drift when the last sweep (at `last_sweep`, the start of its sync)
@@ -157,6 +170,117 @@ fn assignment(g: &GrantRow) -> Assignment {
     }
 }
 
+/// Sends due webhook deliveries, then sleeps until the next is due, or until a committed change queues one.
+async fn deliver_webhooks(s: AppState, sender: Arc<Sender>) {
+    let mut pruned_at = 0;
+    loop {
+        loop {
+            match deliver_due(&s.db, &sender, now()).await {
+                Ok(n) if n as i64 == DELIVERY_BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!("cannot send webhook deliveries, retrying shortly: {e:#}");
+                    break;
+                }
+            }
+        }
+        if now() - pruned_at > 3600 {
+            pruned_at = now();
+            if let Err(e) = s.db.prune_deliveries(now() - DELIVERY_RETENTION).await {
+                tracing::warn!("cannot forget old webhook deliveries: {e:#}");
+            }
+        }
+        let wait = match s.db.next_delivery_due().await {
+            Ok(Some(at)) => {
+                let ms = at * 1000 - chrono::Utc::now().timestamp_millis();
+                Duration::from_millis(ms.max(0) as u64).min(IDLE_WAKEUP)
+            }
+            Ok(None) => IDLE_WAKEUP,
+            Err(e) => {
+                tracing::error!("cannot read when the next webhook delivery is due: {e:#}");
+                IDLE_WAKEUP
+            }
+        };
+        tokio::select! {
+            _ = s.db.deliveries_queued().notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Claims a batch of due deliveries, attempts them side by side, and records each outcome; returns how many it
+/// claimed.
+pub async fn deliver_due(db: &Db, sender: &Arc<Sender>, now: i64) -> anyhow::Result<usize> {
+    let batch = db.claim_deliveries(now, DELIVERY_LEASE, DELIVERY_BATCH).await?;
+    let claimed = batch.len();
+    let mut attempts = tokio::task::JoinSet::new();
+    for d in batch {
+        let (db, sender) = (db.clone(), sender.clone());
+        attempts.spawn(async move {
+            let attempt = sender.send(&d, now).await;
+            record_attempt(&db, &sender, &d, attempt, now).await
+        });
+    }
+    while let Some(done) = attempts.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot record a webhook attempt; it is retried after its lease: {e:#}"),
+            Err(e) => tracing::error!("a webhook attempt stopped unexpectedly; it is retried after its lease: {e}"),
+        }
+    }
+    Ok(claimed)
+}
+
+/// Marks the delivery delivered, or schedules it again with backoff, or gives up after the webhook's
+/// `max_attempts`. Logs name the webhook and the delivery, never the URL or the secret.
+async fn record_attempt(db: &Db, sender: &Sender, d: &DeliveryRow, attempt: Attempt, now: i64) -> anyhow::Result<()> {
+    let (webhook, delivery, event) = (d.webhook.as_str(), d.delivery_id.as_str(), d.event.as_str());
+    match attempt {
+        Attempt::Delivered(status) => db.record_delivery(d.id, "delivered", Some(status), None, now, now).await,
+        Attempt::Unconfigured => {
+            tracing::error!(
+                webhook,
+                delivery,
+                event,
+                "webhook delivery dropped: no webhook of this name is configured any more"
+            );
+            let error = "the webhook is no longer configured";
+            db.record_delivery(d.id, "failed", None, Some(error), now, now).await
+        }
+        Attempt::Failed { status, error } => {
+            let max = sender.target(webhook).map_or(1, |t| t.max_attempts);
+            if d.attempts >= max {
+                tracing::error!(
+                    webhook,
+                    delivery,
+                    event,
+                    attempts = d.attempts,
+                    "webhook delivery failed for good: {error}; the receiver can read the event from \
+                     GET /api/v1/audit"
+                );
+                db.record_delivery(d.id, "failed", status, Some(&error), now, now).await
+            } else {
+                let delay = webhook_backoff(d.attempts);
+                tracing::warn!(
+                    webhook,
+                    delivery,
+                    event,
+                    attempts = d.attempts,
+                    "webhook delivery failed, retrying in {delay} s: {error}"
+                );
+                db.record_delivery(d.id, "pending", status, Some(&error), now + delay, now).await
+            }
+        }
+    }
+}
+
+/// Seconds before the next attempt after `attempts` failed ones: exponential (2, 4, 8, … s), capped at an hour,
+/// with "equal jitter" (half fixed, half random) so retries spread out yet still grow.
+fn webhook_backoff(attempts: i64) -> i64 {
+    let ceiling = 2i64.saturating_pow(attempts.clamp(1, 20) as u32).min(3600);
+    ceiling / 2 + rand::thread_rng().gen_range(0..=ceiling / 2)
+}
+
 /// Exponential backoff with full jitter, capped at five minutes.
 fn backoff(attempts: i64) -> i64 {
     let cap = 2i64.saturating_pow(attempts.clamp(0, 20) as u32).min(300);
@@ -260,6 +384,111 @@ async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyh
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+
+    use crate::config::Webhook;
+    use crate::db::{Db, audit};
+    use crate::webhooks::{SecretSource, Sender};
+
+    crate::db::testing::on_both_backends!(webhooks_are_signed_retried_and_given_up);
+
+    /// What a receiver got: (path, headers, body).
+    type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+
+    /// `/ok` fails its first two requests, then accepts; `/down` always fails.
+    async fn receive(
+        State(got): State<Received>,
+        Path(path): Path<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> StatusCode {
+        let mut got = got.lock().unwrap();
+        got.push((path.clone(), headers, body));
+        let tries = got.iter().filter(|r| r.0 == path).count();
+        if path == "ok" && tries > 2 { StatusCode::NO_CONTENT } else { StatusCode::SERVICE_UNAVAILABLE }
+    }
+
+    async fn webhooks_are_signed_retried_and_given_up(db: Db) {
+        let got = Received::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/{path}", axum::routing::post(receive)).with_state(got.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let hook = |name: &str, events: &str, max_attempts| Webhook {
+            name: name.into(),
+            url: reqwest::Url::parse(&format!("http://{addr}/{name}")).unwrap(),
+            secret: SecretSource::Env(format!("{name}_SECRET")),
+            events: vec![events.into()],
+            max_attempts,
+        };
+        let hooks = [hook("ok", "*", 5), hook("down", "grant.*", 3)];
+        let secret = |name: &str| Some(format!("{name}-0123456789abcdef"));
+        let sender = Arc::new(Sender::new(&hooks, secret).unwrap());
+        let db = db.with_webhooks(hooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect());
+        let mut tx = db.begin().await.unwrap();
+        audit(&mut tx, 1000, "worker", "grant.activate", "task:3", "{}").await.unwrap();
+        tx.commit().await.unwrap();
+
+        // Far enough apart for any backoff; each round attempts what is due.
+        let mut now = 1000;
+        for _ in 0..8 {
+            super::deliver_due(&db, &sender, now).await.unwrap();
+            now += 4000;
+        }
+        let got = got.lock().unwrap().clone();
+        let tries = |path: &str| got.iter().filter(|r| r.0 == path).collect::<Vec<_>>();
+        assert_eq!(tries("ok").len(), 3, "two failures, then delivered, then nothing more");
+        assert_eq!(tries("down").len(), 3, "given up after max_attempts");
+
+        for (path, headers, body) in &got {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let timestamp = header("cone-webhook-timestamp");
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(format!("{path}_SECRET-0123456789abcdef").as_bytes()).unwrap();
+            mac.update(format!("{timestamp}.{body}").as_bytes());
+            let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            assert_eq!(header("cone-webhook-signature"), expected, "signed with {path}'s secret");
+            assert_eq!(header("cone-webhook-event"), "grant.activate");
+            assert_eq!(header("content-type"), "application/json");
+            let payload: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(payload["id"], header("cone-webhook-id"), "the body names the delivery");
+            assert_eq!(payload["event"], "grant.activate");
+        }
+        // Every attempt of a delivery carries its id and the same body; attempts count up; timestamps are fresh.
+        for path in ["ok", "down"] {
+            let attempts = tries(path);
+            let header = |i: usize, name: &str| attempts[i].1.get(name).unwrap().to_str().unwrap().to_string();
+            assert!(attempts.iter().all(|a| a.2 == attempts[0].2));
+            assert!((0..3).all(|i| header(i, "cone-webhook-id") == header(0, "cone-webhook-id")));
+            assert_eq!((0..3).map(|i| header(i, "cone-webhook-attempt")).collect::<Vec<_>>(), ["1", "2", "3"]);
+            assert_ne!(header(0, "cone-webhook-timestamp"), header(1, "cone-webhook-timestamp"));
+        }
+        assert_ne!(tries("ok")[0].1.get("cone-webhook-id"), tries("down")[0].1.get("cone-webhook-id"));
+        let states: Vec<(String, String, i64, Option<i64>)> =
+            sqlx::query_as("SELECT webhook, state, attempts, last_status FROM webhook_deliveries ORDER BY webhook")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            states,
+            [("down".into(), "failed".into(), 3, Some(503)), ("ok".into(), "delivered".into(), 3, Some(204))]
+        );
+    }
+
+    #[test]
+    fn webhook_backoff_grows_with_jitter_up_to_an_hour() {
+        for attempts in 1..40 {
+            let ceiling = 2i64.pow(attempts.min(12) as u32).min(3600);
+            let b = super::webhook_backoff(attempts);
+            assert!((ceiling / 2..=ceiling).contains(&b), "{attempts}: {b}");
+        }
+    }
+
     #[test]
     fn backoff_is_bounded() {
         for attempts in 0..40 {

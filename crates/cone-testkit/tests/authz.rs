@@ -71,6 +71,7 @@ async fn every_endpoint_for_every_role() {
         (Method::POST, "/api/v1/tasks".into(), Some(readonly), [401, 201, 201, 201]),
         (Method::POST, "/api/v1/drop".into(), Some(release), [401, 200, 200, 200]),
         (Method::GET, "/api/v1/drift".into(), None, [401, 403, 403, 200]),
+        (Method::GET, "/api/v1/audit?action=task.*&page_size=5".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/connectors".into(), None, [401, 200, 200, 200]),
         (Method::POST, "/api/v1/logout".into(), None, [401, 200, 200, 200]),
     ];

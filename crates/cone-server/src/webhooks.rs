@@ -1,0 +1,284 @@
+//! Outgoing webhooks (`docs/webhooks.md`): which events a webhook receives, its secret, the signature, and one
+//! HTTP attempt. Deliveries are queued by `db::audit` in the transaction that records the event (an outbox) and
+//! sent, retried and given up on by `workers::deliver_webhooks`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::db::DeliveryRow;
+
+/// The events a webhook may subscribe to: every audit action about a task or its grant.
+pub const EVENTS: &[&str] = &[
+    "task.create",
+    "task.approve",
+    "task.deny",
+    "task.cancel",
+    "task.escalate",
+    "task.wait_ended",
+    "task.time_out",
+    "task.comment",
+    "grant.activate",
+    "grant.extend",
+    "grant.expire",
+    "grant.release",
+    "grant.revoke",
+    "grant.fail",
+];
+
+/// The families `family.*` may name.
+const FAMILIES: &[&str] = &["task", "grant"];
+
+pub const HEADER_ID: &str = "Cone-Webhook-Id";
+pub const HEADER_EVENT: &str = "Cone-Webhook-Event";
+pub const HEADER_TIMESTAMP: &str = "Cone-Webhook-Timestamp";
+pub const HEADER_SIGNATURE: &str = "Cone-Webhook-Signature";
+pub const HEADER_ATTEMPT: &str = "Cone-Webhook-Attempt";
+
+/// A receiver gets this long to answer an attempt.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Secrets shorter than this are refused: the signature is only as strong as the secret.
+const MIN_SECRET_LEN: usize = 16;
+
+/// Whether `pattern` is something a webhook's `events` may list: `*`, `task.*`, `grant.*` or one event.
+pub fn valid_pattern(pattern: &str) -> bool {
+    pattern == "*" || pattern.strip_suffix(".*").is_some_and(|f| FAMILIES.contains(&f)) || EVENTS.contains(&pattern)
+}
+
+/// Whether the audit action `event` is one that `pattern` subscribes to. Only task and grant events are ever sent.
+pub fn matches(pattern: &str, event: &str) -> bool {
+    let family = event.split_once('.').map(|(f, _)| f);
+    if !family.is_some_and(|f| FAMILIES.contains(&f)) {
+        return false;
+    }
+    pattern == "*" || pattern == event || pattern.strip_suffix(".*") == family
+}
+
+/// Where a webhook's secret comes from. It is never written in the configuration itself, which often lives in git.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A webhook secret: never printed (its `Debug` says so), compared or logged.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret; `env` looks up environment variables. A file's trailing newline is not part of it.
+    pub fn read(&self, webhook: &str, env: impl Fn(&str) -> Option<String>) -> Result<Secret> {
+        let secret = match self {
+            SecretSource::Env(name) => env(name).with_context(|| {
+                format!(
+                    "webhook \"{webhook}\": the environment variable {name} (its `secret_env`) is not set; set it to \
+                     the webhook's secret before starting cone-server"
+                )
+            })?,
+            SecretSource::File(path) => {
+                warn_if_readable_by_others(webhook, path);
+                std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "webhook \"{webhook}\": cannot read its secret from {} (`secret_file`); check that the file \
+                         exists and that cone-server may read it",
+                        path.display()
+                    )
+                })?
+            }
+        };
+        let secret = secret.trim_end_matches(['\r', '\n']);
+        if secret.len() < MIN_SECRET_LEN {
+            bail!(
+                "webhook \"{webhook}\": its secret has {} bytes; use at least {MIN_SECRET_LEN} random ones (for \
+                 example the output of `openssl rand -hex 32`)",
+                secret.len()
+            );
+        }
+        Ok(Secret(secret.as_bytes().to_vec()))
+    }
+}
+
+fn warn_if_readable_by_others(webhook: &str, path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            webhook,
+            "the secret file {} may be read by other users; `chmod 600` it (and let only cone-server's user own it)",
+            path.display()
+        );
+    }
+}
+
+/// `HMAC-SHA256(secret, timestamp + "." + body)` in lower-case hex: what `Cone-Webhook-Signature` carries after
+/// `sha256=`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A configured webhook, ready to send to.
+pub struct Target {
+    pub url: reqwest::Url,
+    secret: Secret,
+    pub max_attempts: i64,
+}
+
+/// How one attempt went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver answered 2xx.
+    Delivered(u16),
+    /// It answered something else, or could not be reached (`status` is `None`); worth trying again.
+    Failed { status: Option<u16>, error: String },
+    /// The delivery names a webhook the configuration no longer has.
+    Unconfigured,
+}
+
+/// Sends deliveries to the configured webhooks.
+pub struct Sender {
+    http: reqwest::Client,
+    targets: HashMap<String, Target>,
+}
+
+impl Sender {
+    /// Reads every webhook's secret (from the environment through `env`, or from its file), so that a missing one
+    /// stops the server at start rather than failing each delivery.
+    pub fn new(webhooks: &[crate::config::Webhook], env: impl Fn(&str) -> Option<String>) -> Result<Sender> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            // A redirect is an answer to report, not to follow with the signed body.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cone-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot create the HTTP client for webhooks")?;
+        let mut targets = HashMap::new();
+        for w in webhooks {
+            let secret = w.secret.read(&w.name, &env)?;
+            targets.insert(w.name.clone(), Target { url: w.url.clone(), secret, max_attempts: w.max_attempts });
+        }
+        Ok(Sender { http, targets })
+    }
+
+    pub fn target(&self, webhook: &str) -> Option<&Target> {
+        self.targets.get(webhook)
+    }
+
+    /// One attempt at `d`, signed at `timestamp`. Errors never carry the URL (it may hold a token) or the secret.
+    pub async fn send(&self, d: &DeliveryRow, timestamp: i64) -> Attempt {
+        let Some(target) = self.targets.get(&d.webhook) else { return Attempt::Unconfigured };
+        let signature = signature(&target.secret.0, timestamp, &d.body);
+        let sent = self
+            .http
+            .post(target.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(HEADER_ID, &d.delivery_id)
+            .header(HEADER_EVENT, &d.event)
+            .header(HEADER_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_SIGNATURE, format!("sha256={signature}"))
+            .header(HEADER_ATTEMPT, d.attempts.to_string())
+            .body(d.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => Attempt::Delivered(resp.status().as_u16()),
+            Ok(resp) => {
+                let status = resp.status();
+                Attempt::Failed { status: Some(status.as_u16()), error: format!("the receiver answered {status}") }
+            }
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    format!("no answer within {TIMEOUT:?}")
+                } else if e.is_connect() {
+                    "cannot connect to the receiver".to_string()
+                } else {
+                    "the request failed".to_string()
+                };
+                Attempt::Failed { status: None, error: format!("{what}: {:#}", anyhow::Error::new(e.without_url())) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // RFC 4231, test case 2: the HMAC underneath the signature.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn signature_covers_timestamp_dot_body() {
+        // Computed independently: printf '1700000000.{"id":"x"}' | openssl dgst -sha256 -hmac 'whsec-0123456789abcdef'
+        let body = r#"{"id":"x"}"#;
+        assert_eq!(
+            signature(b"whsec-0123456789abcdef", 1_700_000_000, body),
+            "ffcc3087b2ccc7bc8c7614f2a2500a2cb8605108d6b4bb72c037de4f60d0bd08"
+        );
+        assert_ne!(
+            signature(b"whsec-0123456789abcdef", 1_700_000_001, body),
+            signature(b"whsec-0123456789abcdef", 1_700_000_000, body)
+        );
+    }
+
+    #[test]
+    fn patterns_name_task_and_grant_events_only() {
+        for ok in ["*", "task.*", "grant.*", "grant.revoke", "task.wait_ended"] {
+            assert!(valid_pattern(ok), "{ok}");
+        }
+        for bad in ["drift.*", "login", "grant.revoked", "task", "*.*", "grant.**", ""] {
+            assert!(!valid_pattern(bad), "{bad}");
+        }
+        assert!(matches("*", "grant.activate") && matches("*", "task.create"));
+        assert!(!matches("*", "drift.unexplained") && !matches("*", "login") && !matches("*", "sync"));
+        assert!(matches("grant.*", "grant.revoke") && !matches("grant.*", "task.create"));
+        assert!(matches("task.comment", "task.comment") && !matches("task.comment", "task.create"));
+        assert!(!matches("task.*", "taskx.create"));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_and_must_be_long_enough() {
+        let env = |name: &str| (name == "HOOK_SECRET").then(|| "0123456789abcdef0123".to_string());
+        let from_env = SecretSource::Env("HOOK_SECRET".into()).read("chat", env).unwrap();
+        assert_eq!(from_env.0, b"0123456789abcdef0123");
+        assert_eq!(format!("{from_env:?}"), "Secret(redacted)");
+        let missing = SecretSource::Env("NOPE".into()).read("chat", env).unwrap_err().to_string();
+        assert!(missing.contains("webhook \"chat\"") && missing.contains("NOPE"), "{missing}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "fedcba9876543210fedc\n").unwrap();
+        let from_file = SecretSource::File(path.clone()).read("chat", env).unwrap();
+        assert_eq!(from_file.0, b"fedcba9876543210fedc", "the newline is not part of the secret");
+        std::fs::write(&path, "short\n").unwrap();
+        let short = SecretSource::File(path).read("chat", env).unwrap_err().to_string();
+        assert!(short.contains("5 bytes") && !short.contains("short\n"), "{short}");
+        let absent = SecretSource::File(dir.path().join("absent")).read("chat", env).unwrap_err().to_string();
+        assert!(absent.contains("cannot read its secret"), "{absent}");
+    }
+}
