@@ -105,6 +105,7 @@ fn assert_audit_intact(sb: &Sandbox) {
 }
 
 cone_testkit::on_both_stores!(
+    the_grant_check_follows_a_release_and_a_sign_out_on_another_replica,
     drift_is_reported_removed_when_opted_in_and_restored_for_active_grants,
     a_grant_that_expired_while_the_server_was_down_is_revoked_at_start,
     webhooks_carry_each_task_and_grant_event_once_signed_and_retried,
@@ -399,6 +400,60 @@ async fn a_long_poll_on_one_replica_hears_of_a_decision_on_another() {
     let task: Value = waiting.await.unwrap().unwrap().json().await.unwrap();
     assert_ne!(task["state"], "pending_approval", "{task}");
     assert!(started.elapsed() < Duration::from_secs(20), "the long poll answered after {:?}", started.elapsed());
+}
+
+/// The grant check answers from memory (see cone-server's `cache`); a release and a sign-out on one replica must
+/// still change what another answers. On SQLite the "other replica" is the same server, whose own writes must show.
+async fn the_grant_check_follows_a_release_and_a_sign_out_on_another_replica(store: Store) {
+    let postgres = matches!(store, Store::Postgres(_));
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+    let (_other, other_url) = match postgres {
+        true => {
+            let (child, url) = sb.spawn_replica(&sb.moto.endpoint).unwrap();
+            (Some(child), url)
+        }
+        false => (None, sb.server_url.clone()),
+    };
+    let id = request(&sb, &sb.server_url, &token, "Staging").await;
+    eventually(Duration::from_secs(30), "the request is granted", async || {
+        task(&sb.server_url, &token, id).await["state"] == "granted"
+    })
+    .await;
+    let entitlement =
+        format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let http = reqwest::Client::new();
+    let check = async || {
+        let resp = http
+            .get(format!("{other_url}/api/v1/entitlement"))
+            .query(&[("app_id", "aws"), ("entitlement_id", entitlement.as_str())])
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, if status.is_success() { resp.json::<Value>().await.unwrap() } else { Value::Null })
+    };
+    // Twice, so that the second answer comes from memory.
+    for _ in 0..2 {
+        let (status, e) = check().await;
+        assert!(status.is_success() && e["granted_until"].is_string(), "{status} {e}");
+    }
+
+    drop_access(&sb, &sb.server_url, &token, "Staging").await;
+    eventually(Duration::from_secs(5), "the other replica sees the release", async || {
+        check().await.1["granted_until"].is_null()
+    })
+    .await;
+
+    let resp = http.post(format!("{}/api/v1/logout", sb.server_url)).bearer_auth(&token).send().await.unwrap();
+    assert!(resp.status().is_success(), "logout: {}", resp.status());
+    eventually(Duration::from_secs(5), "the other replica refuses the signed-out token", async || {
+        check().await.0 == reqwest::StatusCode::UNAUTHORIZED
+    })
+    .await;
 }
 
 /// One request a webhook receiver got.
