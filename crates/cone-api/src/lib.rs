@@ -30,6 +30,7 @@ pub mod codes {
 
 /// Every non-2xx API answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub code: String,
     pub message: String,
@@ -41,6 +42,7 @@ pub struct ApiError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     /// For people, without the field name: "must be at most 20 characters".
@@ -51,6 +53,7 @@ pub struct FieldError {
 /// string. The limits apply to their types only: lengths to strings and to each item of a list, `min`/`max` to
 /// integers, `max_items` to lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FormField {
     pub name: String,
     #[serde(default, rename = "type")]
@@ -72,6 +75,7 @@ pub struct FormField {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     #[default]
@@ -82,6 +86,7 @@ pub enum FieldType {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub app_id: String,
     /// `<accountId>|<permissionSetArn>` for AWS permission sets.
@@ -104,6 +109,7 @@ pub struct Entitlement {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntitlementPage {
     pub entitlements: Vec<Entitlement>,
     #[serde(default)]
@@ -111,6 +117,7 @@ pub struct EntitlementPage {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTask {
     pub app_id: String,
     pub entitlement_id: String,
@@ -131,6 +138,7 @@ pub const TASK_KIND_GRANT: &str = "grant";
 pub const TASK_KIND_EXTEND: &str = "extend";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     pub id: i64,
     pub kind: String,
@@ -169,6 +177,7 @@ pub struct Task {
 
 /// One person's decision on one step (numbered from 1) of a task's policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskDecision {
     pub step: usize,
     pub by: String,
@@ -177,6 +186,7 @@ pub struct TaskDecision {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskEvent {
     pub at: DateTime<Utc>,
     /// A username, or `cone` for the server's own work.
@@ -188,6 +198,7 @@ pub struct TaskEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPage {
     pub tasks: Vec<Task>,
     #[serde(default)]
@@ -196,12 +207,14 @@ pub struct TaskPage {
 
 /// `POST /api/v1/drop`: give back access to an entitlement and withdraw open requests for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DropRequest {
     pub app_id: String,
     pub entitlement_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DropResult {
     /// The tasks whose grant was released or whose request was cancelled; empty when there was nothing to drop.
     pub tasks: Vec<Task>,
@@ -209,13 +222,22 @@ pub struct DropResult {
 
 /// A comment, or the comment on an approval or denial.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     #[serde(default)]
     pub comment: String,
 }
 
+/// `POST /api/v1/logout`: the token of the request no longer works.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedOut {
+    pub signed_out: bool,
+}
+
 /// How the server's syncs with an app stand. Each server process keeps its own; a client sees the one it reached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectorStatus {
     pub app_id: String,
     /// `syncing` until the first sync ends, then `connected` when the last sync succeeded or `error` when it failed.
@@ -234,6 +256,7 @@ pub const CONNECTOR_CONNECTED: &str = "connected";
 pub const CONNECTOR_ERROR: &str = "error";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     pub username: String,
     pub display_name: String,
@@ -246,6 +269,7 @@ pub struct Me {
 
 /// RFC 8628 §3.2 device authorization response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceAuthorization {
     pub device_code: String,
     pub user_code: String,
@@ -257,6 +281,7 @@ pub struct DeviceAuthorization {
 
 /// RFC 6749 §5.1 token response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -265,6 +290,7 @@ pub struct TokenResponse {
 
 /// RFC 6749 §5.2 error response (with the RFC 8628 codes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthError {
     pub error: String,
     #[serde(default)]
@@ -273,11 +299,13 @@ pub struct OAuthError {
 
 /// `GET /api/v1/drift`: the open differences between Identity Center's account assignments and Cone's grants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftPage {
     pub findings: Vec<DriftFinding>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftFinding {
     pub id: i64,
     /// `unexplained` (a user's assignment no grant explains) or `missing` (an active grant's assignment is absent).

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
-use cone_api::{DeviceAuthorization, OAuthError, TokenResponse, codes};
+use cone_api::{DeviceAuthorization, OAuthError, SignedOut, TokenResponse, codes};
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -252,16 +252,25 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     Some(header.strip_prefix("Bearer ")?.trim())
 }
 
-/// `POST /api/v1/logout`: the token of the request stops working.
+/// Signs out: the token of the request stops working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    tag = "session",
+    responses(
+        (status = 200, description = "Signed out", body = SignedOut),
+        crate::http::Unauthenticated, crate::http::Internal
+    )
+)]
 pub async fn logout(
     State(s): State<AppState>,
     CurrentUser(u): CurrentUser,
     headers: axum::http::HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<SignedOut>, ApiFailure> {
     if let Some(token) = bearer(&headers) {
         s.db.revoke_access_token(&secret_hash(token), u.id, now()).await?;
     }
-    Ok(Json(serde_json::json!({ "signed_out": true })))
+    Ok(Json(SignedOut { signed_out: true }))
 }
 
 #[cfg(test)]
