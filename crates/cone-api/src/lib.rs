@@ -330,3 +330,81 @@ pub struct DriftFinding {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
 }
+
+/// A personal API token acts as the person who created it; a service token as a service account.
+pub const TOKEN_KIND_PERSONAL: &str = "personal";
+pub const TOKEN_KIND_SERVICE: &str = "service";
+/// How each kind of API token's secret begins, so that a leaked one is recognisable (and scannable).
+pub const PERSONAL_TOKEN_PREFIX: &str = "cone_pat_";
+pub const SERVICE_TOKEN_PREFIX: &str = "cone_svc_";
+/// A service account's username is this prefix and its name, so it never passes for a person.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "service:";
+
+/// `POST /api/v1/tokens`: a personal API token for the caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateToken {
+    /// What the token is for, to recognise it in listings (1 to 100 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    pub name: String,
+    /// Days until the token stops working (1 to 3650); absent for a token that works until revoked.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub expires_in_days: Option<i64>,
+}
+
+/// `POST /api/v1/service-tokens`: a token for a service account, created with its first token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateServiceToken {
+    /// The service account's name (lowercase letters, digits, `.`, `_` and `-`, at most 63); it acts as the user
+    /// `service:<name>`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"))]
+    pub service: String,
+    /// What the token is for (1 to 100 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    pub name: String,
+    /// Days until the token stops working (1 to 3650); absent for a token that works until revoked.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub expires_in_days: Option<i64>,
+}
+
+/// An API token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// `personal` or `service`.
+    pub kind: String,
+    /// The user the token acts as: its creator, or `service:<name>`.
+    pub owner: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Absent: the token works until revoked.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Updated at most once a minute.
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token just created: the secret is shown this once and cannot be read again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewToken {
+    /// Send it as `Authorization: Bearer <secret>`.
+    pub secret: String,
+    pub token: ApiToken,
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens, and every service token for administrators; revoked ones are left
+/// out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<ApiToken>,
+}

@@ -23,10 +23,10 @@ use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app;
 use crate::auth::{self, CurrentUser};
 use crate::config::Config;
 use crate::db::Db;
+use crate::{app, tokens};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -209,6 +209,7 @@ Every error is an `ApiError` with a stable `code` and a `message` that says what
         (name = "entitlements", description = "What the caller may request."),
         (name = "tasks", description = "Access requests and their decisions."),
         (name = "operations", description = "The server's state: syncs with AWS, drift."),
+        (name = "tokens", description = "Personal and service API tokens."),
         (name = "meta", description = "This document."),
     )
 )]
@@ -238,8 +239,8 @@ mod responses {
     #[response(status = 400)]
     pub struct BadRequest(ApiError);
 
-    /// No valid credentials: no bearer token, or one that is unknown, expired or revoked (`unauthenticated`).
-    /// Sign in with `cone login`.
+    /// No valid credentials: no bearer token, or one that is unknown, expired or revoked (`unauthenticated`);
+    /// `message` says which, and what to do (sign in with `cone login`, or get a new API token).
     #[derive(IntoResponses)]
     #[response(status = 401)]
     pub struct Unauthenticated(ApiError);
@@ -292,6 +293,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(drop_access))
         .routes(routes!(drift))
         .routes(routes!(connectors))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(tokens::create_service_token))
         .split_for_parts()
 }
 
@@ -715,6 +719,68 @@ async fn connectors(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> J
     Json(vec![status])
 }
 
+/// An application state and a way to call the router, for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use axum::body::Body;
+    use axum::http::Method;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A state on `db` with the configuration lines `extra` (such as `admins: { users: [carol] }`).
+    pub fn state(db: Db, extra: &str) -> AppState {
+        let config =
+            crate::config::Config::parse(&format!("database: /unused.db\naws: {{ sso_region: us-east-1 }}\n{extra}"))
+                .unwrap();
+        AppState {
+            db,
+            config: Arc::new(config),
+            public_url: "http://127.0.0.1".into(),
+            task_changes: broadcast::channel(16).0,
+            wake: Arc::new(Notify::new()),
+            sync_status: Arc::new(std::sync::Mutex::new(ConnectorStatus {
+                app_id: "aws".into(),
+                state: cone_api::CONNECTOR_SYNCING.into(),
+                last_success_at: None,
+                last_attempt_at: None,
+                last_error: None,
+            })),
+        }
+    }
+
+    /// A person with a password and a `cone login` session; returns the session's token.
+    pub async fn person(s: &AppState, name: &str) -> String {
+        s.db.set_password(name, "x").await.unwrap();
+        let user = s.db.user_by_name(name).await.unwrap().unwrap();
+        let token = format!("session-of-{name}");
+        s.db.insert_access_token(&auth::secret_hash(&token), user.id, now(), now() + 3600).await.unwrap();
+        token
+    }
+
+    /// Calls the router: the status and the JSON answer (`null` when the body is not JSON).
+    pub async fn call(
+        s: &AppState,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
+        let resp = router(s.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -755,22 +821,7 @@ mod tests {
 
     async fn state() -> (AppState, crate::db::testing::Keep) {
         let (db, keep) = crate::db::testing::sqlite().await;
-        let config = crate::config::Config::parse("database: /unused.db\naws: { sso_region: us-east-1 }\n").unwrap();
-        let state = AppState {
-            db,
-            config: Arc::new(config),
-            public_url: "http://127.0.0.1".into(),
-            task_changes: broadcast::channel(16).0,
-            wake: Arc::new(Notify::new()),
-            sync_status: Arc::new(std::sync::Mutex::new(ConnectorStatus {
-                app_id: "aws".into(),
-                state: cone_api::CONNECTOR_SYNCING.into(),
-                last_success_at: None,
-                last_attempt_at: None,
-                last_error: None,
-            })),
-        };
-        (state, keep)
+        (testing::state(db, ""), keep)
     }
 
     /// Every method the router answers on each `/api/v1` path (anything but 405), asked without credentials.

@@ -9,6 +9,7 @@ mod drift;
 mod http;
 mod metrics;
 mod rules;
+mod tokens;
 mod workers;
 
 use std::io::{BufRead, Write};
