@@ -30,6 +30,7 @@ pub mod codes {
 
 /// Every non-2xx API answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub code: String,
     pub message: String,
@@ -41,6 +42,7 @@ pub struct ApiError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     /// For people, without the field name: "must be at most 20 characters".
@@ -51,6 +53,7 @@ pub struct FieldError {
 /// string. The limits apply to their types only: lengths to strings and to each item of a list, `min`/`max` to
 /// integers, `max_items` to lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FormField {
     pub name: String,
     #[serde(default, rename = "type")]
@@ -72,6 +75,7 @@ pub struct FormField {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     #[default]
@@ -82,6 +86,7 @@ pub enum FieldType {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub app_id: String,
     /// `<accountId>|<permissionSetArn>` for AWS permission sets.
@@ -104,6 +109,7 @@ pub struct Entitlement {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntitlementPage {
     pub entitlements: Vec<Entitlement>,
     #[serde(default)]
@@ -111,6 +117,7 @@ pub struct EntitlementPage {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTask {
     pub app_id: String,
     pub entitlement_id: String,
@@ -131,6 +138,7 @@ pub const TASK_KIND_GRANT: &str = "grant";
 pub const TASK_KIND_EXTEND: &str = "extend";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     pub id: i64,
     pub kind: String,
@@ -169,6 +177,7 @@ pub struct Task {
 
 /// One person's decision on one step (numbered from 1) of a task's policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskDecision {
     pub step: usize,
     pub by: String,
@@ -177,6 +186,7 @@ pub struct TaskDecision {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskEvent {
     pub at: DateTime<Utc>,
     /// A username, or `cone` for the server's own work.
@@ -188,6 +198,7 @@ pub struct TaskEvent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPage {
     pub tasks: Vec<Task>,
     #[serde(default)]
@@ -196,12 +207,14 @@ pub struct TaskPage {
 
 /// `POST /api/v1/drop`: give back access to an entitlement and withdraw open requests for it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DropRequest {
     pub app_id: String,
     pub entitlement_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DropResult {
     /// The tasks whose grant was released or whose request was cancelled; empty when there was nothing to drop.
     pub tasks: Vec<Task>,
@@ -209,13 +222,22 @@ pub struct DropResult {
 
 /// A comment, or the comment on an approval or denial.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     #[serde(default)]
     pub comment: String,
 }
 
+/// `POST /api/v1/logout`: the token of the request no longer works.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedOut {
+    pub signed_out: bool,
+}
+
 /// How the server's syncs with an app stand. Each server process keeps its own; a client sees the one it reached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectorStatus {
     pub app_id: String,
     /// `syncing` until the first sync ends, then `connected` when the last sync succeeded or `error` when it failed.
@@ -234,6 +256,7 @@ pub const CONNECTOR_CONNECTED: &str = "connected";
 pub const CONNECTOR_ERROR: &str = "error";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     pub username: String,
     pub display_name: String,
@@ -246,6 +269,7 @@ pub struct Me {
 
 /// RFC 8628 §3.2 device authorization response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceAuthorization {
     pub device_code: String,
     pub user_code: String,
@@ -257,6 +281,7 @@ pub struct DeviceAuthorization {
 
 /// RFC 6749 §5.1 token response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -265,6 +290,7 @@ pub struct TokenResponse {
 
 /// RFC 6749 §5.2 error response (with the RFC 8628 codes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthError {
     pub error: String,
     #[serde(default)]
@@ -273,11 +299,13 @@ pub struct OAuthError {
 
 /// `GET /api/v1/drift`: the open differences between Identity Center's account assignments and Cone's grants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftPage {
     pub findings: Vec<DriftFinding>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftFinding {
     pub id: i64,
     /// `unexplained` (a user's assignment no grant explains) or `missing` (an active grant's assignment is absent).
@@ -306,6 +334,7 @@ pub struct DriftFinding {
 /// One entry of the hash-chained audit log, as `GET /api/v1/audit` and `cone-server export-audit` give it
 /// (`docs/audit.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -328,8 +357,87 @@ pub struct AuditEntry {
 
 /// `GET /api/v1/audit`: entries in id order, and the token of the next page when there is one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     #[serde(default)]
     pub next_page_token: Option<String>,
+}
+
+/// A personal API token acts as the person who created it; a service token as a service account.
+pub const TOKEN_KIND_PERSONAL: &str = "personal";
+pub const TOKEN_KIND_SERVICE: &str = "service";
+/// How each kind of API token's secret begins, so that a leaked one is recognisable (and scannable).
+pub const PERSONAL_TOKEN_PREFIX: &str = "cone_pat_";
+pub const SERVICE_TOKEN_PREFIX: &str = "cone_svc_";
+/// A service account's username is this prefix and its name, so it never passes for a person.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "service:";
+
+/// `POST /api/v1/tokens`: a personal API token for the caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateToken {
+    /// What the token is for, to recognise it in listings (1 to 100 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    pub name: String,
+    /// Days until the token stops working (1 to 3650); absent for a token that works until revoked.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub expires_in_days: Option<i64>,
+}
+
+/// `POST /api/v1/service-tokens`: a token for a service account, created with its first token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateServiceToken {
+    /// The service account's name (lowercase letters, digits, `.`, `_` and `-`, at most 63); it acts as the user
+    /// `service:<name>`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"))]
+    pub service: String,
+    /// What the token is for (1 to 100 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    pub name: String,
+    /// Days until the token stops working (1 to 3650); absent for a token that works until revoked.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub expires_in_days: Option<i64>,
+}
+
+/// An API token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    /// `personal` or `service`.
+    pub kind: String,
+    /// The user the token acts as: its creator, or `service:<name>`.
+    pub owner: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Absent: the token works until revoked.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Updated at most once a minute.
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token just created: the secret is shown this once and cannot be read again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewToken {
+    /// Send it as `Authorization: Bearer <secret>`.
+    pub secret: String,
+    pub token: ApiToken,
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens, and every service token for administrators; revoked ones are left
+/// out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<ApiToken>,
 }

@@ -156,6 +156,25 @@ impl Api {
         self.call(Method::POST, "/api/v1/drop", Some(&req)).await
     }
 
+    pub async fn create_token(&self, req: &cone_api::CreateToken) -> Result<cone_api::NewToken, Failure> {
+        self.call(Method::POST, "/api/v1/tokens", Some(req)).await
+    }
+
+    pub async fn create_service_token(
+        &self,
+        req: &cone_api::CreateServiceToken,
+    ) -> Result<cone_api::NewToken, Failure> {
+        self.call(Method::POST, "/api/v1/service-tokens", Some(req)).await
+    }
+
+    pub async fn tokens(&self) -> Result<cone_api::TokenList, Failure> {
+        self.call(Method::GET, "/api/v1/tokens", None::<&()>).await
+    }
+
+    pub async fn revoke_token(&self, id: i64) -> Result<cone_api::ApiToken, Failure> {
+        self.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), None::<&()>).await
+    }
+
     /// Makes the server forget this session's token.
     pub async fn logout(&self) -> Result<(), Failure> {
         self.call::<serde_json::Value>(Method::POST, "/api/v1/logout", None::<&()>).await.map(|_| ())

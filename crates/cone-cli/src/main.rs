@@ -102,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: TaskCommand,
     },
+    /// API tokens for scripts: personal ones, and service accounts' (administrators).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Print a shell completion script, for example `cone completions bash > /etc/bash_completion.d/cone`.
     Completions { shell: clap_complete::Shell },
 }
@@ -193,6 +198,25 @@ enum TaskCommand {
     Cancel { id: i64 },
     /// Move your undecided request to its policy's emergency steps (break-glass).
     Escalate { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token that acts as you (or, with --service, as a service account); its secret is shown once.
+    Create {
+        /// What the token is for, such as "ci deploys".
+        name: String,
+        /// Days until it stops working (1 to 3650); without it, it works until revoked.
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+        /// Create it for this service account (`service:<name>`, made with its first token); administrators only.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// List your API tokens (administrators: and every service token); secrets are never shown again.
+    List,
+    /// Revoke an API token; it stops working at once.
+    Revoke { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -316,6 +340,36 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 TaskCommand::Escalate { id } => api.act(id, "escalate", "").await?,
             };
             out.show(&task, || output::task_view(&task))?;
+        }
+        Command::Token { command } => {
+            let api = client::Api::from_saved()?;
+            match command {
+                TokenCommand::Create { name, expires_in_days, service } => {
+                    let created = match service {
+                        Some(service) => {
+                            let req = cone_api::CreateServiceToken { service, name, expires_in_days };
+                            api.create_service_token(&req).await?
+                        }
+                        None => api.create_token(&cone_api::CreateToken { name, expires_in_days }).await?,
+                    };
+                    out.show(&created, || output::new_token_view(&created))?;
+                    if !out.json() {
+                        eprintln!(
+                            "Copy the secret now: it cannot be shown again. Send it as `Authorization: Bearer <secret>`."
+                        );
+                    }
+                }
+                TokenCommand::List => {
+                    let list = api.tokens().await?;
+                    out.show(&list, || output::tokens_view(&list.tokens))?;
+                }
+                TokenCommand::Revoke { id } => {
+                    let token = api.revoke_token(id).await?;
+                    out.show(&token, || {
+                        View::Line(format!("Revoked token {} (\"{}\" of {}).", token.id, token.name, token.owner))
+                    })?;
+                }
+            }
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "cone", &mut std::io::stdout());

@@ -158,6 +158,49 @@ pub fn entitlements_view(list: &[Entitlement]) -> View {
     }
 }
 
+fn token_fields(t: &cone_api::ApiToken) -> Vec<(&'static str, String, bool)> {
+    vec![
+        ("Token", t.id.to_string(), false),
+        ("Name", t.name.clone(), false),
+        ("Kind", t.kind.clone(), false),
+        ("Acts as", t.owner.clone(), false),
+        ("Expires", t.expires_at.map(time).unwrap_or_else(|| "never (until revoked)".into()), false),
+        ("Created", format!("{} by {}", time(t.created_at), t.created_by), true),
+    ]
+}
+
+pub fn new_token_view(n: &cone_api::NewToken) -> View {
+    let mut f = vec![("Secret", n.secret.clone(), false)];
+    f.extend(token_fields(&n.token));
+    View::Fields(f)
+}
+
+pub fn tokens_view(tokens: &[cone_api::ApiToken]) -> View {
+    if tokens.is_empty() {
+        return View::Line("No API tokens; create one with `cone token create NAME`.".into());
+    }
+    let or = |t: Option<chrono::DateTime<chrono::Utc>>, none: &str| t.map(time).unwrap_or_else(|| none.into());
+    View::Table {
+        headers: vec!["ID", "NAME", "KIND", "ACTS AS", "EXPIRES", "LAST USED", "CREATED", "CREATED BY"],
+        rows: tokens
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.name.clone(),
+                    t.kind.clone(),
+                    t.owner.clone(),
+                    or(t.expires_at, "never"),
+                    or(t.last_used_at, "never"),
+                    time(t.created_at),
+                    t.created_by.clone(),
+                ]
+            })
+            .collect(),
+        wide_from: 6,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

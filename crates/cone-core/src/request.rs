@@ -35,8 +35,12 @@ pub fn extension_end(
             "This grant was already extended {extensions_used} time(s), the most its policy allows; request access again once it ends."
         )]));
     }
-    let end = current_end.max(now) + add_secs;
-    if end - now > max_secs {
+    if add_secs <= 0 {
+        return Err(Invalid(vec!["The extension must be positive.".to_string()]));
+    }
+    // Beyond the maximum whenever the sum overflows.
+    let end = current_end.max(now).saturating_add(add_secs);
+    if end.saturating_sub(now) > max_secs {
         let room = max_secs - (current_end.max(now) - now);
         return Err(Invalid(vec![if room > 0 {
             format!(
@@ -70,6 +74,9 @@ mod tests {
         assert!(extension_end(7_200, 0, 60, 7_200, 0, 2).is_err());
         let Err(Invalid(p)) = extension_end(0, 0, 60, 7_200, 2, 2) else { panic!() };
         assert!(p[0].contains("already extended 2 time(s)"), "{p:?}");
+        assert!(extension_end(1_800, 0, 0, 7_200, 0, 2).is_err());
+        assert!(extension_end(1_800, 0, -600, 7_200, 0, 2).is_err());
+        assert!(extension_end(1_800, 0, i64::MAX, 7_200, 0, 2).is_err());
     }
 
     #[test]

@@ -102,6 +102,16 @@ pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) 
 /// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
 /// grant (through the same policy) instead of a second, overlapping grant.
 pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task, ApiFailure> {
+    if u.kind == crate::db::USER_SERVICE {
+        return Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!(
+                "{} is a service account, which holds no AWS access of its own; request access as a person.",
+                u.username
+            ),
+        ));
+    }
     let row = offered_entitlement(s, u, &req.app_id, &req.entitlement_id).await?;
     let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
     let extension = match s.db.active_grant(u.id, &row.app_id, &row.id, now()).await? {

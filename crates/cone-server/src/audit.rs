@@ -104,17 +104,22 @@ pub async fn export_to(db: &Db, filter: AuditFilter, output: Option<&std::path::
 }
 
 /// `GET /api/v1/audit`: the query as the API takes it.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Entries at or after this time (RFC 3339).
     #[serde(default)]
     pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
     #[serde(default)]
     pub until: Option<String>,
+    /// One action (`grant.revoke`) or a family (`grant.*`).
     #[serde(default)]
     pub action: Option<String>,
     /// The last id of the previous page; clients treat it as opaque.
     #[serde(default)]
     pub page_token: Option<String>,
+    /// Entries per page (1 to 1,000; 100 when absent).
     #[serde(default)]
     pub page_size: Option<i64>,
 }

@@ -8,12 +8,14 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
-use cone_api::{DeviceAuthorization, OAuthError, TokenResponse, codes};
+use cone_api::{
+    DeviceAuthorization, OAuthError, PERSONAL_TOKEN_PREFIX, SERVICE_TOKEN_PREFIX, SignedOut, TokenResponse, codes,
+};
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::db::{DevicePoll, UserRow};
+use crate::db::{DevicePoll, USER_SERVICE, UserRow};
 use crate::http::{ApiFailure, AppState, now};
 
 const DEVICE_CODE_TTL: i64 = 600;
@@ -38,7 +40,7 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_token(bytes: usize) -> String {
+pub(crate) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill(&mut buf[..]);
     hex::encode(buf)
@@ -162,7 +164,9 @@ pub async fn device_approve(
     let user = s.db.user_by_name(f.username.trim()).await?;
     // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
     let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
-    let ok = verify_password(&f.password, &hash) && user.as_ref().is_some_and(|u| u.password_hash.is_some());
+    // Service accounts have no password; the kind is checked too, so that one never signs in this way.
+    let ok = verify_password(&f.password, &hash)
+        && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE);
     let Some(user) = user.filter(|_| ok) else {
         return Ok((
             StatusCode::UNAUTHORIZED,
@@ -208,42 +212,90 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-/// The signed-in user of an API request.
+/// The signed-in caller of an API request, and the API token it presented (none for a `cone login` session).
+pub struct Caller {
+    pub user: UserRow,
+    pub api_token: Option<i64>,
+}
+
+fn unauthenticated(message: impl Into<String>) -> ApiFailure {
+    ApiFailure::new(StatusCode::UNAUTHORIZED, codes::UNAUTHENTICATED, message)
+}
+
+fn day(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).unwrap_or_default().format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let signed_out = || unauthenticated("Not signed in or the session expired; run `cone login <server-url>`.");
+        let token = bearer(&parts.headers).ok_or_else(signed_out)?;
+        if !(token.starts_with(PERSONAL_TOKEN_PREFIX) || token.starts_with(SERVICE_TOKEN_PREFIX)) {
+            let user = s.db.user_for_token(&secret_hash(token), now()).await?.ok_or_else(signed_out)?;
+            return Ok(Caller { user, api_token: None });
+        }
+        let renew = if token.starts_with(SERVICE_TOKEN_PREFIX) {
+            "ask a Cone administrator for a new service token"
+        } else {
+            "create a new one with `cone token create`"
+        };
+        let Some(used) = s.db.api_token_use(&secret_hash(token)).await? else {
+            return Err(unauthenticated(format!("Unknown API token; check that it was copied whole, or {renew}.")));
+        };
+        let t = now();
+        if let Some(at) = used.revoked_at {
+            return Err(unauthenticated(format!(
+                "The API token \"{}\" was revoked on {}; {renew}.",
+                used.token_name,
+                day(at)
+            )));
+        }
+        if let Some(at) = used.expires_at.filter(|at| *at <= t) {
+            return Err(unauthenticated(format!(
+                "The API token \"{}\" expired on {}; {renew}.",
+                used.token_name,
+                day(at)
+            )));
+        }
+        s.db.touch_api_token(used.token_id, t).await?;
+        Ok(Caller { user: used.user, api_token: Some(used.token_id) })
+    }
+}
+
+/// The signed-in user of an API request: a person's session or API token, or a service account's token.
 pub struct CurrentUser(pub UserRow);
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiFailure;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let unauthenticated = || {
-            ApiFailure::new(
-                StatusCode::UNAUTHORIZED,
-                codes::UNAUTHENTICATED,
-                "Not signed in or the session expired; run `cone login <server-url>`.",
-            )
-        };
-        let token = bearer(&parts.headers).ok_or_else(unauthenticated)?;
-        let user = s.db.user_for_token(&secret_hash(token), now()).await?.ok_or_else(unauthenticated)?;
-        Ok(CurrentUser(user))
+        Ok(CurrentUser(Caller::from_request_parts(parts, s).await?.user))
     }
 }
 
+/// Whether the user is a Cone administrator (`admins` in the configuration).
+pub async fn is_admin(s: &AppState, user: &UserRow) -> anyhow::Result<bool> {
+    Ok(s.config.admins.include(&user.username, &s.db.user_groups(user.id).await?))
+}
+
 /// A signed-in administrator (`admins` in the configuration); anyone else gets 403.
-pub struct Admin;
+pub struct Admin(pub Caller);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiFailure;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
-        let CurrentUser(user) = CurrentUser::from_request_parts(parts, s).await?;
-        if !s.config.admins.include(&user.username, &s.db.user_groups(user.id).await?) {
+        let caller = Caller::from_request_parts(parts, s).await?;
+        if !is_admin(s, &caller.user).await? {
             return Err(ApiFailure::new(
                 StatusCode::FORBIDDEN,
                 codes::FORBIDDEN,
                 "Only Cone administrators may do this; ask one, or to be listed under `admins` in the server's configuration.",
             ));
         }
-        Ok(Admin)
+        Ok(Admin(caller))
     }
 }
 
@@ -252,16 +304,29 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     Some(header.strip_prefix("Bearer ")?.trim())
 }
 
-/// `POST /api/v1/logout`: the token of the request stops working.
+/// Signs out: the token of the request stops working (an API token is revoked).
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    tag = "session",
+    responses(
+        (status = 200, description = "Signed out", body = SignedOut),
+        crate::http::Unauthenticated, crate::http::Internal
+    )
+)]
 pub async fn logout(
     State(s): State<AppState>,
-    CurrentUser(u): CurrentUser,
+    caller: Caller,
     headers: axum::http::HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
-    if let Some(token) = bearer(&headers) {
-        s.db.revoke_access_token(&secret_hash(token), u.id, now()).await?;
+) -> Result<Json<SignedOut>, ApiFailure> {
+    match (caller.api_token, bearer(&headers)) {
+        (Some(id), _) => {
+            s.db.revoke_api_token(id, caller.user.id, false, now()).await?;
+        }
+        (None, Some(token)) => s.db.revoke_access_token(&secret_hash(token), caller.user.id, now()).await?,
+        (None, None) => {}
     }
-    Ok(Json(serde_json::json!({ "signed_out": true })))
+    Ok(Json(SignedOut { signed_out: true }))
 }
 
 #[cfg(test)]

@@ -129,6 +129,14 @@ impl Backend {
     }
 }
 
+/// A session token's user and end.
+#[derive(FromRow)]
+struct TokenUser {
+    #[sqlx(flatten)]
+    user: UserRow,
+    expires_at: i64,
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
     pub id: i64,
@@ -137,6 +145,59 @@ pub struct UserRow {
     pub email: String,
     pub idc_user_id: Option<String>,
     pub password_hash: Option<String>,
+    /// `person`, or `service` for a service account ([`USER_SERVICE`]).
+    pub kind: String,
+}
+
+/// The kind of a service account's user row.
+pub const USER_SERVICE: &str = "service";
+
+/// An API token with the usernames of its owner and creator.
+#[derive(Debug, Clone, FromRow)]
+pub struct ApiTokenRow {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub user_id: i64,
+    pub owner: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+const API_TOKEN_SELECT: &str = "SELECT t.id, t.kind, t.name, t.user_id, u.username AS owner, c.username AS created_by,
+        t.created_at, t.expires_at, t.last_used_at, t.revoked_at
+    FROM api_tokens t JOIN users u ON u.id = t.user_id JOIN users c ON c.id = t.created_by";
+
+/// An API token presented by a request, with the user it acts as.
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenUse {
+    pub token_id: i64,
+    pub token_name: String,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    #[sqlx(flatten)]
+    pub user: UserRow,
+}
+
+/// Whom a new API token acts as.
+pub enum TokenOwner<'a> {
+    /// Its creator, a person (a personal token).
+    Creator,
+    /// The service account of this username, created with its first token.
+    Service(&'a str),
+}
+
+/// A new API token, its secret already hashed.
+pub struct NewApiToken<'a> {
+    pub token_hash: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub owner: TokenOwner<'a>,
+    pub created_by: i64,
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -480,22 +541,28 @@ impl Db {
 
     // ---- identities and sign-in ----
 
+    /// Sets a person's password (creating the user); a service account never gets one.
     pub async fn set_password(&self, username: &str, hash: &str) -> Result<()> {
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO users (username, password_hash) VALUES ($1, $2)
-             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash WHERE users.kind = 'person'",
         )
         .bind(username)
         .bind(hash)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 0 {
+            anyhow::bail!(
+                "{username} is a service account, which signs in only with its API tokens; give a person the password"
+            );
+        }
         self.data_changed();
         Ok(())
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, username, display_name, email, idc_user_id, password_hash FROM users WHERE username = $1",
+            "SELECT id, username, display_name, email, idc_user_id, password_hash, kind FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -607,19 +674,148 @@ impl Db {
 
     pub async fn user_for_token(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
         let read = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, t.expires_at
+            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind, t.expires_at
              FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool);
         let read = async {
-            let row: Option<(i64, String, String, String, Option<String>, Option<String>, i64)> = read.await?;
-            Ok(row.map(|(id, username, display_name, email, idc_user_id, password_hash, expires_at)| {
-                (UserRow { id, username, display_name, email, idc_user_id, password_hash }, expires_at)
-            }))
+            let row: Option<TokenUser> = read.await?;
+            Ok(row.map(|r| (r.user, r.expires_at)))
         };
         let found = self.cached(&self.reads.tokens, token_hash.to_string(), read).await?;
         Ok(found.filter(|(_, expires_at)| *expires_at > now).map(|(user, _)| user))
+    }
+
+    // ---- API tokens ----
+
+    /// Stores a new API token (and, for a service token, its service account when new) with its audit entry.
+    /// `None` when the service account's username belongs to a person.
+    pub async fn create_api_token(&self, t: &NewApiToken<'_>, now: i64) -> Result<Option<ApiTokenRow>> {
+        let mut tx = self.begin().await?;
+        let user_id = match t.owner {
+            TokenOwner::Creator => t.created_by,
+            TokenOwner::Service(username) => {
+                let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, kind FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match existing {
+                    Some((id, kind)) if kind == USER_SERVICE => id,
+                    Some(_) => return Ok(None),
+                    None => {
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO users (username, display_name, kind) VALUES ($1, $2, $3) RETURNING id",
+                        )
+                        .bind(username)
+                        .bind(username)
+                        .bind(USER_SERVICE)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let detail = serde_json::json!({ "username": username }).to_string();
+                        audit(
+                            &mut tx,
+                            now,
+                            &format!("user:{}", t.created_by),
+                            "service_account.create",
+                            &format!("user:{id}"),
+                            &detail,
+                        )
+                        .await?;
+                        id
+                    }
+                }
+            }
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (token_hash, user_id, kind, name, created_by, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(t.token_hash)
+        .bind(user_id)
+        .bind(t.kind)
+        .bind(t.name)
+        .bind(t.created_by)
+        .bind(now)
+        .bind(t.expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "kind": t.kind, "name": t.name, "owner": format!("user:{user_id}"),
+            "expires_at": t.expires_at });
+        audit(
+            &mut tx,
+            now,
+            &format!("user:{}", t.created_by),
+            "token.create",
+            &format!("token:{id}"),
+            &detail.to_string(),
+        )
+        .await?;
+        let row = sqlx::query_as(&format!("{API_TOKEN_SELECT} WHERE t.id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// The unrevoked API tokens acting as `user_id`, and every service token too when `with_service`.
+    pub async fn api_tokens(&self, user_id: i64, with_service: bool) -> Result<Vec<ApiTokenRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{API_TOKEN_SELECT} WHERE t.revoked_at IS NULL AND (t.user_id = $1 OR ($2 = 1 AND t.kind = 'service'))
+             ORDER BY t.id"
+        ))
+        .bind(user_id)
+        .bind(i64::from(with_service))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Revokes an API token acting as `by`, or any when `any` (an administrator); a token already revoked is
+    /// returned as it is. `None` when there is no such token the caller may revoke.
+    pub async fn revoke_api_token(&self, id: i64, by: i64, any: bool, now: i64) -> Result<Option<ApiTokenRow>> {
+        let mut tx = self.begin().await?;
+        let row: Option<ApiTokenRow> =
+            sqlx::query_as(&format!("{API_TOKEN_SELECT} WHERE t.id = $1")).bind(id).fetch_optional(&mut *tx).await?;
+        let Some(mut row) = row.filter(|r| any || r.user_id == by) else {
+            return Ok(None);
+        };
+        if row.revoked_at.is_none() {
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1, revoked_by = $2 WHERE id = $3")
+                .bind(now)
+                .bind(by)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let detail = serde_json::json!({ "kind": row.kind, "name": row.name, "owner": row.owner });
+            audit(&mut tx, now, &format!("user:{by}"), "token.revoke", &format!("token:{id}"), &detail.to_string())
+                .await?;
+            row.revoked_at = Some(now);
+        }
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// The API token with this hash, whatever its state, with the user it acts as.
+    pub async fn api_token_use(&self, token_hash: &str) -> Result<Option<TokenUse>> {
+        Ok(sqlx::query_as(
+            "SELECT t.id AS token_id, t.name AS token_name, t.expires_at, t.revoked_at, u.id, u.username,
+                 u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records that a token was used, at most once a minute (a write per request would be wasted).
+    pub async fn touch_api_token(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(now - 60)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // ---- catalog ----
@@ -662,11 +858,13 @@ impl Db {
             .await?;
         }
         for u in &snap.users {
-            // Link a local user of the same name (the one who set a password) to its Identity Center user.
+            // Link a local user of the same name (the one who set a password) to its Identity Center user; never a
+            // service account, which would otherwise become that person.
             sqlx::query(
                 "INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
-                     idc_user_id = excluded.idc_user_id",
+                     idc_user_id = excluded.idc_user_id
+                 WHERE users.kind = 'person'",
             )
             .bind(&u.user_name)
             .bind(&u.display_name)
@@ -1922,6 +2120,7 @@ mod tests {
         concurrent_writers_keep_one_chain_and_claim_each_job_once,
         webhook_deliveries_are_queued_with_their_event_and_claimed_once,
         audit_entries_page_by_id_time_and_action,
+        a_sync_never_turns_a_service_account_into_a_person,
     );
 
     /// Deliveries are written with the event (none for a rolled-back change), only for subscribed webhooks, and
@@ -2017,6 +2216,47 @@ mod tests {
         assert_eq!(ids(action("task.*"), 10).await, [1, 2]);
         // `_` in a family is not a wildcard.
         assert_eq!(ids(action("t_sk.*"), 10).await, Vec::<i64>::new());
+    }
+
+    /// An Identity Center user of a service account's name is not linked to it: the account would gain that
+    /// person's groups and access.
+    async fn a_sync_never_turns_a_service_account_into_a_person(db: Db) {
+        db.set_password("carol", "hash").await.unwrap();
+        let carol = db.user_by_name("carol").await.unwrap().unwrap();
+        let token = NewApiToken {
+            token_hash: "h",
+            kind: "service",
+            name: "ci",
+            owner: TokenOwner::Service("service:bot"),
+            created_by: carol.id,
+            expires_at: None,
+        };
+        db.create_api_token(&token, 1).await.unwrap().unwrap();
+        let user = |id: &str, name: &str| cone_aws::User {
+            id: id.into(),
+            user_name: name.into(),
+            display_name: name.into(),
+            email: None,
+        };
+        let snap = cone_aws::Snapshot {
+            instance_arn: "inst".into(),
+            identity_store_id: "d-1".into(),
+            accounts: vec![],
+            permission_sets: vec![],
+            provisioned: vec![],
+            users: vec![user("u-1", "service:bot"), user("u-2", "carol")],
+            groups: vec![],
+            memberships: vec![],
+            assignments: vec![],
+        };
+        db.apply_snapshot("aws", &snap, 2).await.unwrap();
+        let bot = db.user_by_name("service:bot").await.unwrap().unwrap();
+        assert_eq!((bot.kind.as_str(), bot.idc_user_id), ("service", None));
+        let carol = db.user_by_name("carol").await.unwrap().unwrap();
+        assert_eq!((carol.kind.as_str(), carol.idc_user_id.as_deref()), ("person", Some("u-2")));
+        // Nor does a person's name become a service account.
+        let clash = NewApiToken { owner: TokenOwner::Service("carol"), token_hash: "h2", ..token };
+        assert!(db.create_api_token(&clash, 3).await.unwrap().is_none());
     }
 
     async fn audit_log_is_chained_and_append_only(db: Db) {

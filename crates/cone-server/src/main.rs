@@ -12,6 +12,7 @@ mod drift;
 mod http;
 mod metrics;
 mod rules;
+mod tokens;
 mod webhooks;
 mod workers;
 

@@ -18,7 +18,7 @@ pub fn venv_bin(name: &str) -> Result<PathBuf> {
     let path = workspace_root().join(".venv/bin").join(name);
     if !path.exists() {
         bail!(
-            "{} is missing; run `cargo xtask test` (or `cargo xtask sandbox`), which installs moto and awscli into .venv",
+            "{} is missing; run `cargo xtask test` (or `cargo xtask sandbox`), which installs the Python test tools (moto, awscli, schemathesis, …) into .venv",
             path.display()
         );
     }

@@ -53,12 +53,27 @@ async fn every_endpoint_for_every_role() {
         entitlement("Staging", "AdministratorAccess").replace('|', "%7C")
     );
     let comment = Some(json!({ "comment": "a note" }));
+    // API tokens to revoke: one of alice's own, and a service account's.
+    let create = async |path: &str, who: usize, body: Value| {
+        let resp = http
+            .post(format!("{}{path}", sb.server_url))
+            .bearer_auth(tokens[who].as_ref().unwrap())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        format!("/api/v1/tokens/{}", resp.json::<Value>().await.unwrap()["token"]["id"])
+    };
+    let alice_pat = create("/api/v1/tokens", 1, json!({ "name": "laptop" })).await;
+    let service_token = create("/api/v1/service-tokens", 3, json!({ "service": "deploy-bot", "name": "ci" })).await;
     let readonly = request("Sandbox", "ReadOnlyAccess");
     let release = json!({ "app_id": "aws", "entitlement_id": entitlement("Sandbox", "ReadOnlyAccess") });
 
     // (method, path, body, [nobody, requester, approver, administrator]). In each row the refused calls run
     // first, so they meet the state the allowed call then changes. 404 would mean "no task you can see".
     let matrix: Vec<(Method, String, Option<Value>, [u16; 4])> = vec![
+        (Method::GET, "/api/v1/openapi.json".into(), None, [200, 200, 200, 200]),
         (Method::GET, "/api/v1/me".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/entitlements".into(), None, [401, 200, 200, 200]),
         (Method::GET, one, None, [401, 200, 200, 200]),
@@ -67,12 +82,25 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, approve.clone(), None, [401, 200, 200, 200]),
         (Method::POST, format!("{approve}/comment"), comment.clone(), [401, 200, 200, 200]),
         (Method::POST, format!("{approve}/approve"), comment.clone(), [401, 403, 200, 403]),
+        // The sandbox's policies have no emergency steps; only alice may escalate, and she may not here.
+        (Method::POST, format!("{cancel}/escalate"), None, [401, 403, 403, 403]),
         (Method::POST, format!("{cancel}/cancel"), None, [401, 200, 403, 403]),
         (Method::POST, "/api/v1/tasks".into(), Some(readonly), [401, 201, 201, 201]),
         (Method::POST, "/api/v1/drop".into(), Some(release), [401, 200, 200, 200]),
         (Method::GET, "/api/v1/drift".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/audit?action=task.*&page_size=5".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/connectors".into(), None, [401, 200, 200, 200]),
+        (Method::POST, "/api/v1/tokens".into(), Some(json!({ "name": "matrix" })), [401, 201, 201, 201]),
+        (Method::GET, "/api/v1/tokens".into(), None, [401, 200, 200, 200]),
+        // Owners and administrators revoke a personal token (a second revocation changes nothing); bob cannot.
+        (Method::DELETE, alice_pat, None, [401, 200, 404, 200]),
+        (
+            Method::POST,
+            "/api/v1/service-tokens".into(),
+            Some(json!({ "service": "matrix-bot", "name": "ci" })),
+            [401, 403, 403, 201],
+        ),
+        (Method::DELETE, service_token, None, [401, 404, 404, 200]),
         (Method::POST, "/api/v1/logout".into(), None, [401, 200, 200, 200]),
     ];
     let mut seen = Vec::new();

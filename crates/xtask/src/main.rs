@@ -5,9 +5,19 @@ use std::process::{Command, ExitCode};
 
 /// What the tests and the sandbox need from PyPI, installed into `.venv` (git-ignored). boto3 is pinned to the
 /// release that matches awscli's botocore; aws-sso-util (and the library doing its work) are pinned for the
-/// interop tests (`crates/cone-testkit/tests/interop.rs`).
-const PYTHON_PACKAGES: &[&str] =
-    &["moto[server]==5.2.1", "awscli==1.45.11", "boto3==1.43.11", "aws-sso-util==4.33.0", "aws-sso-lib==1.14.0"];
+/// interop tests (`crates/cone-testkit/tests/interop.rs`); schemathesis fuzzes the API from its OpenAPI document
+/// (`crates/cone-testkit/tests/openapi.rs`).
+const PYTHON_PACKAGES: &[&str] = &[
+    "moto[server]==5.2.1",
+    "awscli==1.45.11",
+    "boto3==1.43.11",
+    "aws-sso-util==4.33.0",
+    "aws-sso-lib==1.14.0",
+    "schemathesis==4.32.5",
+];
+
+/// The programs the packages above install; a `.venv` missing one is installed again.
+const PYTHON_PROGRAMS: &[&str] = &["moto_server", "aws", "aws-sso-util", "schemathesis"];
 
 /// The AWS CLI v2 the interop tests drive: Debian bookworm's package. Its endpoints are redirected with
 /// `AWS_DATA_PATH` (it predates `AWS_ENDPOINT_URL_*`), so another version may not work with the tests.
@@ -52,9 +62,7 @@ fn ensure_python_env() -> Result<(), String> {
     let stamp = venv.join("cone-requirements.txt");
     let wanted = PYTHON_PACKAGES.join("\n");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
-        && venv.join("bin/moto_server").exists()
-        && venv.join("bin/aws").exists()
-        && venv.join("bin/aws-sso-util").exists()
+        && PYTHON_PROGRAMS.iter().all(|p| venv.join("bin").join(p).exists())
     {
         return Ok(());
     }
