@@ -73,6 +73,7 @@ resource "aws_iam_role_policy" "cone_integration" {
           "sso:DeleteAccountAssignment",
           "sso:DescribeAccountAssignmentCreationStatus",
           "sso:DescribeAccountAssignmentDeletionStatus",
+          "sso:ListAccountAssignmentsForPrincipal",
         ]
         Resource = "*"
       },

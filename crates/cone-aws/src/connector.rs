@@ -5,7 +5,9 @@ use std::future::Future;
 
 use aws_config::SdkConfig;
 use aws_sdk_identitystore::types::MemberId;
-use aws_sdk_ssoadmin::types::{AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType};
+use aws_sdk_ssoadmin::types::{
+    AccountAssignmentOperationStatus, ListAccountAssignmentsFilter, PrincipalType, StatusValues, TargetType,
+};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::error::{ConnectorError, Op};
@@ -21,6 +23,7 @@ const DESCRIBE_PERMISSION_SET: Op = Op::sso("DescribePermissionSet");
 const LIST_ACCOUNTS_FOR_PROVISIONED: Op = Op::sso("ListAccountsForProvisionedPermissionSet");
 const LIST_PROVISIONED_TO_ACCOUNT: Op = Op::sso("ListPermissionSetsProvisionedToAccount");
 const LIST_ACCOUNT_ASSIGNMENTS: Op = Op::sso("ListAccountAssignments");
+const LIST_ASSIGNMENTS_FOR_PRINCIPAL: Op = Op::sso("ListAccountAssignmentsForPrincipal");
 const CREATE_ASSIGNMENT: Op = Op::sso("CreateAccountAssignment");
 const CREATION_STATUS: Op = Op::sso("DescribeAccountAssignmentCreationStatus");
 const DELETE_ASSIGNMENT: Op = Op::sso("DeleteAccountAssignment");
@@ -521,9 +524,38 @@ impl Connector {
 
     // ---- assign / unassign parts -----------------------------------------------------------------
 
+    /// Whether the assignment exists, asked of the one principal in the one account: a page or so, where listing the
+    /// permission set's assignments in the account would page through everyone holding it.
     async fn exists(&self, a: &Assignment) -> Result<bool, ConnectorError> {
-        let principals = self.principals_assigned(&a.instance_arn, &a.account_id, &a.permission_set_arn).await?;
-        Ok(principals.contains(&a.principal))
+        let (principal_type, principal_id) = principal_parts(&a.principal);
+        let filter = ListAccountAssignmentsFilter::builder().account_id(&a.account_id).build();
+        let permission_sets = list_all(
+            &self.limits,
+            LIST_ASSIGNMENTS_FOR_PRINCIPAL,
+            |token| {
+                self.sso
+                    .list_account_assignments_for_principal()
+                    .instance_arn(&a.instance_arn)
+                    .principal_type(principal_type.clone())
+                    .principal_id(principal_id)
+                    .filter(filter.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| {
+                let found = out
+                    .account_assignments
+                    .unwrap_or_default()
+                    .into_iter()
+                    // The filter should do this; checking again costs nothing.
+                    .filter(|x| x.account_id() == Some(a.account_id.as_str()))
+                    .filter_map(|x| x.permission_set_arn)
+                    .collect();
+                (found, out.next_token)
+            },
+        )
+        .await?;
+        Ok(permission_sets.contains(&a.permission_set_arn))
     }
 
     /// One attempt: look, then create. `None` when the assignment is already there. Looking first keeps

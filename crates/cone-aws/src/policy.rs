@@ -44,8 +44,8 @@ const SYNC: Statement = Statement {
     resource: "*",
 };
 
-/// `Connector::assign` and `unassign`: the writes, the status polls, and (already in SYNC) the
-/// ListAccountAssignments that makes them idempotent.
+/// `Connector::assign` and `unassign`: the writes, the status polls, and the look at the principal's
+/// assignments that makes them idempotent.
 const PROVISION: Statement = Statement {
     sid: "ConeProvisionAccountAssignments",
     actions: &[
@@ -53,6 +53,7 @@ const PROVISION: Statement = Statement {
         "sso:DeleteAccountAssignment",
         "sso:DescribeAccountAssignmentCreationStatus",
         "sso:DescribeAccountAssignmentDeletionStatus",
+        "sso:ListAccountAssignmentsForPrincipal",
     ],
     resource: "*",
 };
@@ -288,10 +289,10 @@ mod tests {
         let got = actions(&permissions_policy(&all));
         // iam:ListRoles (provisioning and IAM) and iam:ListUsers (IAM and secrets) are granted once.
         assert!(got.contains("iam:ListRoles") && got.contains("iam:ListUsers"));
-        // Sync 9, provisioning 4 + 11 + 1 + 2, Organizations 1, IAM 6 less ListRoles, secrets 3 less ListUsers;
+        // Sync 9, provisioning 5 + 11 + 1 + 2, Organizations 1, IAM 6 less ListRoles, secrets 3 less ListUsers;
         // iam:GetRole is in two statements on purpose (IAM Identity Center's roles for provisioning, every
         // role for the IAM sync), so it counts once here.
-        assert_eq!(got.len(), 9 + 4 + 11 + 1 + 2 + 1 + 5 + 2 - 1, "{got:?}");
+        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 1 + 5 + 2 - 1, "{got:?}");
     }
 
     #[test]

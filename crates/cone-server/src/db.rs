@@ -113,11 +113,12 @@ impl Backend {
         }
     }
 
-    /// Locks the rows a claim selects; a row another replica is claiming is skipped rather than waited for.
-    fn skip_locked(self) -> &'static str {
+    /// Locks the rows of `table` (a name or alias) a claim selects; a row another replica is claiming is skipped
+    /// rather than waited for.
+    fn skip_locked(self, table: &str) -> String {
         match self {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
         }
     }
 
@@ -673,14 +674,15 @@ impl Db {
     }
 
     pub async fn user_for_token(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
-        let read = sqlx::query_as(
-            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind, t.expires_at
-             FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool);
+        // Built inside the block, so that a cache hit builds no query.
         let read = async {
-            let row: Option<TokenUser> = read.await?;
+            let row: Option<TokenUser> = sqlx::query_as(
+                "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind, t.expires_at
+                 FROM access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
             Ok(row.map(|r| (r.user, r.expires_at)))
         };
         let found = self.cached(&self.reads.tokens, token_hash.to_string(), read).await?;
@@ -928,22 +930,27 @@ impl Db {
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
-        let sql = format!("{ENTITLEMENT_SELECT} AND e.app_id = $1 AND e.id = $2");
-        let read = sqlx::query_as(&sql).bind(app_id).bind(id).fetch_optional(&self.pool);
-        self.cached(&self.reads.entitlements, (app_id.to_string(), id.to_string()), async { Ok(read.await?) }).await
+        let read = async {
+            let sql = format!("{ENTITLEMENT_SELECT} AND e.app_id = $1 AND e.id = $2");
+            Ok(sqlx::query_as(&sql).bind(app_id).bind(id).fetch_optional(&self.pool).await?)
+        };
+        self.cached(&self.reads.entitlements, (app_id.to_string(), id.to_string()), read).await
     }
 
     /// The caller's active grants: (app id, entitlement id, latest end).
     pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
         // Read with the time of the read; a grant active now was active then, and only a write makes one active.
-        let read = sqlx::query_as(
-            "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
-             WHERE user_id = $1 AND state = 'active' AND expires_at > $2 GROUP BY app_id, entitlement_id",
-        )
-        .bind(user_id)
-        .bind(now)
-        .fetch_all(&self.pool);
-        let mut grants = self.cached(&self.reads.grants, user_id, async { Ok(read.await?) }).await?;
+        let read = async {
+            Ok(sqlx::query_as(
+                "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
+                 WHERE user_id = $1 AND state = 'active' AND expires_at > $2 GROUP BY app_id, entitlement_id",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+        };
+        let mut grants = self.cached(&self.reads.grants, user_id, read).await?;
         grants.retain(|(_, _, end)| *end > now);
         Ok(grants)
     }
@@ -1083,11 +1090,22 @@ impl Db {
     /// keeps the job theirs after the commit.
     pub async fn claim_job(&self, now: i64, lease_secs: i64) -> Result<Option<JobRow>> {
         let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        // Not a job whose assignment (account, permission set, principal) another job holds a lease on: jobs on one
+        // assignment run in order (a revocation never overtakes its provisioning), jobs on different ones at once.
         let job: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT id, kind, grant_id, finding_id, attempts FROM jobs
-             WHERE state = 'pending' AND run_after <= $1 AND (locked_until IS NULL OR locked_until <= $1)
-             ORDER BY run_after, id LIMIT 1{}",
-            self.backend.skip_locked()
+            "SELECT j.id, j.kind, j.grant_id, j.finding_id, j.attempts FROM jobs j
+             LEFT JOIN grants g ON g.id = j.grant_id LEFT JOIN drift_findings f ON f.id = j.finding_id
+             WHERE j.state = 'pending' AND j.run_after <= $1 AND (j.locked_until IS NULL OR j.locked_until <= $1)
+               AND NOT EXISTS (
+                 SELECT 1 FROM jobs o
+                 LEFT JOIN grants og ON og.id = o.grant_id LEFT JOIN drift_findings od ON od.id = o.finding_id
+                 WHERE o.state = 'pending' AND o.locked_until > $1 AND o.id <> j.id
+                   AND COALESCE(og.account_id, od.account_id) = COALESCE(g.account_id, f.account_id)
+                   AND COALESCE(og.permission_set_arn, od.permission_set_arn)
+                       = COALESCE(g.permission_set_arn, f.permission_set_arn)
+                   AND COALESCE(og.principal_id, od.principal_id) = COALESCE(g.principal_id, f.principal_id))
+             ORDER BY j.run_after, j.id LIMIT 1{}",
+            self.backend.skip_locked("j")
         ))
         .bind(now)
         .fetch_optional(&mut *tx)
@@ -1679,7 +1697,7 @@ impl Db {
             "SELECT id, delivery_id, webhook, event, body, attempts FROM webhook_deliveries
              WHERE state = 'pending' AND run_after <= $1 AND (locked_until IS NULL OR locked_until <= $1)
              ORDER BY run_after, id LIMIT $2{}",
-            self.backend.skip_locked()
+            self.backend.skip_locked("webhook_deliveries")
         ))
         .bind(now)
         .bind(limit)

@@ -17,6 +17,10 @@ use crate::webhooks::{Attempt, Sender};
 /// its grant ends).
 const MAX_PROVISION_ATTEMPTS: i64 = 8;
 const IDLE_WAKEUP: Duration = Duration::from_secs(5);
+/// Jobs one server runs at once. The connector's rate limits set the pace of the calls to AWS; several jobs in
+/// flight keep that pace from being bound by each call's round trip. Jobs on one assignment never run side by side
+/// (`Db::claim_job`).
+const JOBS_IN_FLIGHT: usize = 16;
 
 /// How many webhook deliveries one worker attempts at once.
 const DELIVERY_BATCH: i64 = 8;
@@ -117,15 +121,19 @@ async fn sweep(s: &AppState, snapshot: &cone_aws::Snapshot, synced_at: i64) -> a
     Ok(())
 }
 
-/// Expires due grants and runs due jobs, then sleeps until the next due moment or until woken.
+/// Expires due grants and starts due jobs, then sleeps until a job finishes, the next due moment, or a wake-up.
 async fn reconcile(s: AppState, connector: Arc<Connector>) {
+    let mut running = tokio::task::JoinSet::new();
     loop {
         announce(&s, s.db.expire_due_grants(now()).await, "expire grants");
         announce(&s, s.db.time_out_pending(now() - s.config.pending_timeout, now()).await, "time out requests");
         announce(&s, crate::app::end_waits(&s).await, "end policy waits");
-        loop {
+        while running.len() < JOBS_IN_FLIGHT {
             match s.db.claim_job(now(), s.config.job_lease).await {
-                Ok(Some(job)) => run_job(&s, &connector, job).await,
+                Ok(Some(job)) => {
+                    let (s, connector) = (s.clone(), connector.clone());
+                    running.spawn(async move { run_job(&s, &connector, job).await });
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::error!("cannot claim a job: {e:#}");
@@ -145,6 +153,12 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
             }
         };
         tokio::select! {
+            // A finished job frees a place, and may unblock a job on the same assignment.
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!("a job stopped abnormally; it will run again when its lease ends: {e}");
+                }
+            }
             _ = s.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }

@@ -230,11 +230,14 @@ async fn expiry(store: Store, dir: &Path, n: usize) -> Result<()> {
                 pct(99),
                 late[late.len() - 1]
             );
-            let span = (done.iter().max().unwrap_or(&0) - done.iter().min().unwrap_or(&0)) as f64 / 1000.0;
+            let (first, last) = (*done.iter().min().unwrap_or(&0), *done.iter().max().unwrap_or(&0));
+            let span = (last - first) as f64 / 1000.0;
+            let during = idc.iter().filter(|&&at| at >= first && at <= last).count();
             println!(
-                "expiry: {} Identity Center calls in all; busiest 1 s window {} calls (limit CONE_AWS_SSO_RATE={}); \
-                 deletions spread over {span:.1} s",
+                "expiry: {} Identity Center calls in all; while deleting, {during} calls in {span:.1} s = {:.1}/s; \
+                 busiest 1 s window {} calls (limit CONE_AWS_SSO_RATE={}, with a burst of one second's worth)",
                 idc.len(),
+                during as f64 / span.max(0.001),
                 busiest.unwrap_or(0),
                 std::env::var("CONE_AWS_SSO_RATE").unwrap_or_else(|_| "20, the default".into())
             );
