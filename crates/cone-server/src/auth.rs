@@ -259,7 +259,7 @@ impl FromRequestParts<AppState> for Caller {
                 day(at)
             )));
         }
-        s.db.touch_api_token(used.token_id, t).await?;
+        s.db.touch_api_token(&used, t).await?;
         Ok(Caller { user: used.user, api_token: Some(used.token_id) })
     }
 }

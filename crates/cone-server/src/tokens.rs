@@ -110,20 +110,35 @@ pub async fn create_token(
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiFailure> {
     from_session(&caller)?;
+    let kind = (TOKEN_KIND_PERSONAL, PERSONAL_TOKEN_PREFIX);
+    let made = issue(&s, &caller, kind, TokenOwner::Creator, &req.name, req.expires_in_days).await?;
+    let new = made.ok_or_else(|| anyhow::anyhow!("a personal token has no owner"))?;
+    Ok((StatusCode::CREATED, Json(new)))
+}
+
+/// Makes a token of `kind` (its name and its secret's prefix) for a caller signed in with a session; `None` when
+/// `owner` names a person's account as a service account.
+async fn issue(
+    s: &AppState,
+    caller: &Caller,
+    (kind, prefix): (&str, &str),
+    owner: TokenOwner<'_>,
+    name: &str,
+    expires_in_days: Option<i64>,
+) -> Result<Option<NewToken>, ApiFailure> {
     let t = now();
-    let name = token_name(&req.name)?;
-    let expires_at = expiry(req.expires_in_days, t)?;
-    let secret = format!("{PERSONAL_TOKEN_PREFIX}{}", random_token(32));
+    let name = token_name(name)?;
+    let expires_at = expiry(expires_in_days, t)?;
+    let secret = format!("{prefix}{}", random_token(32));
     let new = NewApiToken {
         token_hash: &secret_hash(&secret),
-        kind: TOKEN_KIND_PERSONAL,
+        kind,
         name: &name,
-        owner: TokenOwner::Creator,
+        owner,
         created_by: caller.user.id,
         expires_at,
     };
-    let row = s.db.create_api_token(&new, t).await?.ok_or_else(|| anyhow::anyhow!("a personal token has no owner"))?;
-    Ok((StatusCode::CREATED, Json(NewToken { secret, token: to_api(row) })))
+    Ok(s.db.create_api_token(&new, t).await?.map(|row| NewToken { secret, token: to_api(row) }))
 }
 
 /// Creates a token for a service account, and the account (`service:<name>`) with its first token.
@@ -144,27 +159,17 @@ pub async fn create_service_token(
     ApiJson(req): ApiJson<CreateServiceToken>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiFailure> {
     from_session(&caller)?;
-    let t = now();
     let username = format!("{SERVICE_ACCOUNT_PREFIX}{}", service_name(&req.service)?);
-    let name = token_name(&req.name)?;
-    let expires_at = expiry(req.expires_in_days, t)?;
-    let secret = format!("{SERVICE_TOKEN_PREFIX}{}", random_token(32));
-    let new = NewApiToken {
-        token_hash: &secret_hash(&secret),
-        kind: TOKEN_KIND_SERVICE,
-        name: &name,
-        owner: TokenOwner::Service(&username),
-        created_by: caller.user.id,
-        expires_at,
-    };
-    let Some(row) = s.db.create_api_token(&new, t).await? else {
+    let kind = (TOKEN_KIND_SERVICE, SERVICE_TOKEN_PREFIX);
+    let owner = TokenOwner::Service(&username);
+    let Some(new) = issue(&s, &caller, kind, owner, &req.name, req.expires_in_days).await? else {
         return Err(ApiFailure::new(
             StatusCode::CONFLICT,
             codes::INVALID_REQUEST,
             format!("{username} is a person's user name, not a service account; choose another service name."),
         ));
     };
-    Ok((StatusCode::CREATED, Json(NewToken { secret, token: to_api(row) })))
+    Ok((StatusCode::CREATED, Json(new)))
 }
 
 /// The caller's unrevoked API tokens, and for administrators every service token; never their secrets.

@@ -141,17 +141,7 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
                 }
             }
         }
-        let wait = match s.db.next_due(s.config.pending_timeout).await {
-            Ok(Some(at)) => {
-                let ms = at * 1000 - chrono::Utc::now().timestamp_millis();
-                Duration::from_millis(ms.max(0) as u64).min(IDLE_WAKEUP)
-            }
-            Ok(None) => IDLE_WAKEUP,
-            Err(e) => {
-                tracing::error!("cannot read the next due time: {e:#}");
-                IDLE_WAKEUP
-            }
-        };
+        let wait = until_due(s.db.next_due(s.config.pending_timeout).await, "the next due time");
         tokio::select! {
             // A finished job frees a place, and may unblock a job on the same assignment.
             Some(done) = running.join_next(), if !running.is_empty() => {
@@ -161,6 +151,22 @@ async fn reconcile(s: AppState, connector: Arc<Connector>) {
             }
             _ = s.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// How long to sleep until `next` (a Unix time), at most `IDLE_WAKEUP`; `IDLE_WAKEUP` when nothing is due or the
+/// time cannot be read.
+fn until_due(next: anyhow::Result<Option<i64>>, what: &str) -> Duration {
+    match next {
+        Ok(Some(at)) => {
+            let ms = at * 1000 - chrono::Utc::now().timestamp_millis();
+            Duration::from_millis(ms.max(0) as u64).min(IDLE_WAKEUP)
+        }
+        Ok(None) => IDLE_WAKEUP,
+        Err(e) => {
+            tracing::error!("cannot read {what}: {e:#}");
+            IDLE_WAKEUP
         }
     }
 }
@@ -204,17 +210,7 @@ async fn deliver_webhooks(s: AppState, sender: Arc<Sender>) {
                 tracing::warn!("cannot forget old webhook deliveries: {e:#}");
             }
         }
-        let wait = match s.db.next_delivery_due().await {
-            Ok(Some(at)) => {
-                let ms = at * 1000 - chrono::Utc::now().timestamp_millis();
-                Duration::from_millis(ms.max(0) as u64).min(IDLE_WAKEUP)
-            }
-            Ok(None) => IDLE_WAKEUP,
-            Err(e) => {
-                tracing::error!("cannot read when the next webhook delivery is due: {e:#}");
-                IDLE_WAKEUP
-            }
-        };
+        let wait = until_due(s.db.next_delivery_due().await, "when the next webhook delivery is due");
         tokio::select! {
             _ = s.db.deliveries_queued().notified() => {}
             _ = tokio::time::sleep(wait) => {}

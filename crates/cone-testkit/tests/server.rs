@@ -223,6 +223,22 @@ struct AwsProxy {
     held: Arc<AtomicBool>,
 }
 
+/// A sandbox (jobs leased for 5 s) where alice is signed in, its server stopped, and a proxy in front of moto
+/// holding the answer to the first `hold` call: servers spawned on the returned endpoint reach AWS through it.
+async fn behind_proxy(
+    store: Store,
+    dir: &std::path::Path,
+    policies: &str,
+    hold: &str,
+) -> (Sandbox, String, AwsProxy, String) {
+    let mut sb = Sandbox::start_on(store, dir, "job_lease: 5s\n", policies).await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+    sb.stop_server();
+    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, hold).await;
+    (sb, token, proxy, aws)
+}
+
 impl AwsProxy {
     /// Starts the proxy on a free loopback port, holding the answer to the first `hold` call (such as
     /// `CreateAccountAssignment`); returns it and its endpoint.
@@ -306,12 +322,7 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
         "    max_duration: 20s\n",
         "    steps: [accept]\n",
     );
-    let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", short).await.unwrap();
-    sb.cone_login("alice", &[], "alice").await.unwrap();
-    let token = sb.api_token("alice").unwrap();
-    sb.stop_server();
-
-    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, "CreateAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), short, "CreateAccountAssignment").await;
     let (first, first_url) = sb.spawn_replica(&aws).unwrap();
     let entitlement =
         format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
@@ -658,11 +669,7 @@ async fn webhooks_carry_each_task_and_grant_event_once_signed_and_retried(store:
 /// asking AWS to create it again.
 async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", "").await.unwrap();
-    sb.cone_login("alice", &[], "alice").await.unwrap();
-    let token = sb.api_token("alice").unwrap();
-    sb.stop_server();
-    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, "CreateAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "CreateAccountAssignment").await;
     let (server, url) = sb.spawn_replica(&aws).unwrap();
 
     let id = request(&sb, &url, &token, "Staging").await;
@@ -697,11 +704,7 @@ async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: S
 /// the assignment gone and ends the grant: nothing is lost, nothing is done twice, and the audit chain holds.
 async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let mut sb = Sandbox::start_on(store, dir.path(), "job_lease: 5s\n", "").await.unwrap();
-    sb.cone_login("alice", &[], "alice").await.unwrap();
-    let token = sb.api_token("alice").unwrap();
-    sb.stop_server();
-    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, "DeleteAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "DeleteAccountAssignment").await;
     let (server, url) = sb.spawn_replica(&aws).unwrap();
 
     let id = request(&sb, &url, &token, "Staging").await;

@@ -63,9 +63,7 @@ async fn main() -> ExitCode {
 async fn check(store: Store, dir: &Path) -> Result<()> {
     let sb = Sandbox::start_on(store, dir, "", "").await?;
     sb.cone_login("alice", &[], "alice").await?;
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(sb.home("alice").join(".conductorone/token.json"))?)?;
-    let token = saved["access_token"].as_str().context("token.json has no access_token")?.to_string();
+    let token = sb.api_token("alice")?;
     let http = reqwest::Client::new();
     let api = |path: &str| format!("{}/api/v1/{path}", sb.server_url);
 
