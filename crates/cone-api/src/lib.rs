@@ -26,6 +26,10 @@ pub mod codes {
     pub const WRONG_STATE: &str = "wrong_state";
     pub const EXTENSION_REFUSED: &str = "extension_refused";
     pub const NO_EMERGENCY_ACCESS: &str = "no_emergency_access";
+    /// The access document does not parse or does not check; the message says where and why.
+    pub const INVALID_CONFIG: &str = "invalid_config";
+    /// Another version of the access document was applied after the one the change started from.
+    pub const STALE_VERSION: &str = "stale_version";
 }
 
 /// Every non-2xx API answer.
@@ -440,4 +444,66 @@ pub struct NewToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenList {
     pub tokens: Vec<ApiToken>,
+}
+
+/// A version of the access document: the access profiles, entitlement-management rules and policies, in YAML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigVersion {
+    pub version: i64,
+    /// The document as it was applied (YAML).
+    pub document: String,
+    /// SHA-256 of the document, in hex.
+    pub digest: String,
+    /// `file`: the server's configuration file, at start-up; `api`: `PUT /api/v1/config`.
+    pub source: String,
+    /// Who applied it through the API; absent for the file.
+    #[serde(default)]
+    pub author: Option<String>,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/config/versions`: versions of the access document, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigVersionPage {
+    pub versions: Vec<ConfigVersion>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// `PUT /api/v1/config`: a new access document, and `POST /api/v1/config/check` (which reads only `document`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplyConfig {
+    /// YAML with only `access_profiles`, `entitlement_management` and `policies`, as in the server's file.
+    pub document: String,
+    /// Why it changes, kept with the version.
+    #[serde(default)]
+    pub comment: String,
+    /// The version the change started from: if another was applied since, the change is refused (409) rather
+    /// than undoing it unseen. Absent: applied whatever is in force.
+    #[serde(default)]
+    pub base_version: Option<i64>,
+}
+
+/// The answer to `PUT /api/v1/config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppliedConfig {
+    /// False when the document is the one in force already; then no version is recorded.
+    pub changed: bool,
+    /// The version in force now.
+    pub version: ConfigVersion,
+}
+
+/// The answer to `POST /api/v1/config/check`: what the document defines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigSummary {
+    /// The policies' names, in the order they are matched.
+    pub policies: Vec<String>,
+    pub access_profiles: Vec<String>,
+    pub entitlement_management_rules: usize,
 }

@@ -175,6 +175,26 @@ impl Api {
         self.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), None::<&()>).await
     }
 
+    /// The access document in force, or version `version`.
+    pub async fn config(&self, version: Option<i64>) -> Result<cone_api::ConfigVersion, Failure> {
+        let path = version.map_or("/api/v1/config".into(), |v| format!("/api/v1/config/versions/{v}"));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn apply_config(&self, req: &cone_api::ApplyConfig) -> Result<cone_api::AppliedConfig, Failure> {
+        self.call(Method::PUT, "/api/v1/config", Some(req)).await
+    }
+
+    pub async fn check_config(&self, req: &cone_api::ApplyConfig) -> Result<cone_api::ConfigSummary, Failure> {
+        self.call(Method::POST, "/api/v1/config/check", Some(req)).await
+    }
+
+    /// Every version of the access document, newest first.
+    pub async fn config_versions(&self) -> Result<Vec<cone_api::ConfigVersion>, Failure> {
+        let split = |p: cone_api::ConfigVersionPage| (p.versions, p.next_page_token);
+        self.all_pages("/api/v1/config/versions", "page_size=100", split).await
+    }
+
     /// Makes the server forget this session's token.
     pub async fn logout(&self) -> Result<(), Failure> {
         self.call::<serde_json::Value>(Method::POST, "/api/v1/logout", None::<&()>).await.map(|_| ())

@@ -12,9 +12,10 @@ mod settings;
 mod sso;
 mod ui;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use output::{Format, Output, View};
 use select::Selector;
@@ -106,6 +107,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The access document: access profiles, entitlement management and policies (administrators).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Print a shell completion script, for example `cone completions bash > /etc/bash_completion.d/cone`.
     Completions { shell: clap_complete::Shell },
@@ -219,6 +225,29 @@ enum TokenCommand {
     Revoke { id: i64 },
 }
 
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the access document in force (or an earlier version) as YAML, ready to edit and apply.
+    Show {
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Check a document (YAML file, `-` for standard input) without applying it: what it defines, or what is wrong.
+    Check { file: PathBuf },
+    /// Apply a document (YAML file, `-` for standard input); it is checked first and then in force on every server.
+    Apply {
+        file: PathBuf,
+        /// Why it changes; kept with the version.
+        #[arg(long, short = 'm', default_value = "")]
+        comment: String,
+        /// The version the change started from (see `show`): refused if another was applied since.
+        #[arg(long)]
+        base_version: Option<i64>,
+    },
+    /// List the versions, newest first: who applied each, when and why.
+    History,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { format: cli.output };
@@ -252,6 +281,14 @@ fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
         eprintln!("{}", settings::with_profile(&format!("{e:#}")));
     }
     ExitCode::FAILURE
+}
+
+/// A document from a file, or standard input for `-`.
+fn read_document(file: &std::path::Path) -> Result<String> {
+    if file == std::path::Path::new("-") {
+        return std::io::read_to_string(std::io::stdin()).context("cannot read the document from standard input");
+    }
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
 fn exit(ok: bool, code_when_not: u8) -> ExitCode {
@@ -368,6 +405,38 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     out.show(&token, || {
                         View::Line(format!("Revoked token {} (\"{}\" of {}).", token.id, token.name, token.owner))
                     })?;
+                }
+            }
+        }
+        Command::Policy { command } => {
+            let api = client::Api::from_saved()?;
+            match command {
+                PolicyCommand::Show { version } => {
+                    let v = api.config(version).await?;
+                    out.show(&v, || View::Line(v.document.trim_end().to_string()))?;
+                    if !out.json() {
+                        eprintln!("{}", output::config_version_line(&v));
+                    }
+                }
+                PolicyCommand::Check { file } => {
+                    let req = cone_api::ApplyConfig { document: read_document(&file)?, ..Default::default() };
+                    let summary = api.check_config(&req).await?;
+                    out.show(&summary, || output::config_summary_view(&summary))?;
+                }
+                PolicyCommand::Apply { file, comment, base_version } => {
+                    let req = cone_api::ApplyConfig { document: read_document(&file)?, comment, base_version };
+                    let applied = api.apply_config(&req).await?;
+                    out.show(&applied, || {
+                        let v = &applied.version;
+                        View::Line(match applied.changed {
+                            true => format!("Applied: version {} is in force.", v.version),
+                            false => format!("Unchanged: the document is version {}, in force already.", v.version),
+                        })
+                    })?;
+                }
+                PolicyCommand::History => {
+                    let versions = api.config_versions().await?;
+                    out.show(&versions, || output::config_versions_view(&versions))?;
                 }
             }
         }

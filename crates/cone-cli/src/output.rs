@@ -201,6 +201,39 @@ pub fn tokens_view(tokens: &[cone_api::ApiToken]) -> View {
     }
 }
 
+/// "Version 3, applied through the API by carol at …: why"; for `cone policy show`, on standard error.
+pub fn config_version_line(v: &cone_api::ConfigVersion) -> String {
+    let by = match &v.author {
+        Some(author) => format!("through the API by {author}"),
+        None => "from the server's configuration file".into(),
+    };
+    let why = if v.comment.is_empty() { String::new() } else { format!(": {}", v.comment) };
+    format!("Version {}, applied {by} at {}{why}", v.version, time(v.created_at))
+}
+
+pub fn config_versions_view(versions: &[cone_api::ConfigVersion]) -> View {
+    View::Table {
+        headers: vec!["VERSION", "APPLIED", "BY", "COMMENT", "DIGEST"],
+        rows: versions
+            .iter()
+            .map(|v| {
+                let by = v.author.clone().unwrap_or_else(|| format!("({})", v.source));
+                vec![v.version.to_string(), time(v.created_at), by, v.comment.clone(), v.digest.clone()]
+            })
+            .collect(),
+        wide_from: 4,
+    }
+}
+
+pub fn config_summary_view(s: &cone_api::ConfigSummary) -> View {
+    let list = |names: &[String]| if names.is_empty() { "none".to_string() } else { names.join(", ") };
+    View::Fields(vec![
+        ("Policies", list(&s.policies), false),
+        ("Access profiles", list(&s.access_profiles), false),
+        ("Entitlement-management rules", s.entitlement_management_rules.to_string(), false),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

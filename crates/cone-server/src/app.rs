@@ -14,19 +14,19 @@ use cone_core::policy::{Approvers, DecisionError, Instance, Outcome, Pending, St
 use cone_core::request;
 use cone_core::task::{Event, TaskState};
 
-use crate::config::{Branches, Policy};
+use crate::config::{Access, Branches, Policy};
 use crate::db::{EntitlementRow, NewTask, Placement, TaskFilter, TaskRow, UserRow};
 use crate::http::{ApiFailure, AppState, now};
 use crate::rules::{Facts, Request, Requester};
 
-fn time(t: i64) -> DateTime<Utc> {
+pub(crate) fn time(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
 /// The entitlement as the caller sees it: its policy's limits and form, and the end of the caller's active grant
 /// (from `active`, their `(app id, entitlement id, end)` list).
-fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) -> Entitlement {
-    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+fn to_api(access: &Access, row: &EntitlementRow, active: &[(String, String, i64)]) -> Entitlement {
+    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
     let granted_until = active.iter().find(|(a, e, _)| a == &row.app_id && e == &row.id).map(|(_, _, t)| *t);
     Entitlement {
         app_id: row.app_id.clone(),
@@ -47,10 +47,11 @@ fn to_api(s: &AppState, row: &EntitlementRow, active: &[(String, String, i64)]) 
 /// those they hold, so that access outliving a catalog change can still be checked and given back.
 pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
     let active = s.db.active_grants(u.id, now()).await?;
-    let groups = catalog_groups(s, u).await?;
+    let access = s.access();
+    let groups = catalog_groups(s, &access, u).await?;
     let rows = s.db.entitlements().await?;
-    let shown = |r: &&EntitlementRow| holds(&active, &r.app_id, &r.id) || offers(s, u, &groups, r);
-    Ok(rows.iter().filter(shown).map(|r| to_api(s, r, &active)).collect())
+    let shown = |r: &&EntitlementRow| holds(&active, &r.app_id, &r.id) || offers(&access, u, &groups, r);
+    Ok(rows.iter().filter(shown).map(|r| to_api(&access, r, &active)).collect())
 }
 
 fn holds(active: &[(String, String, i64)], app_id: &str, id: &str) -> bool {
@@ -58,20 +59,21 @@ fn holds(active: &[(String, String, i64)], app_id: &str, id: &str) -> bool {
 }
 
 /// The user's groups when access profiles need them; without profiles the catalog is everything, for everyone.
-async fn catalog_groups(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<String>> {
-    if s.config.catalog.profiles.is_empty() { Ok(Vec::new()) } else { s.db.user_groups(u.id).await }
+async fn catalog_groups(s: &AppState, access: &Access, u: &UserRow) -> anyhow::Result<Vec<String>> {
+    if access.catalog.profiles.is_empty() { Ok(Vec::new()) } else { s.db.user_groups(u.id).await }
 }
 
-fn offers(s: &AppState, u: &UserRow, groups: &[String], row: &EntitlementRow) -> bool {
+fn offers(access: &Access, u: &UserRow, groups: &[String], row: &EntitlementRow) -> bool {
     let viewer = Viewer { name: &u.username, groups };
-    s.config.catalog.offers(&viewer, &Target { account: &row.account_name, permission_set: &row.permission_set_name })
+    access.catalog.offers(&viewer, &Target { account: &row.account_name, permission_set: &row.permission_set_name })
 }
 
 /// The entitlement if the user's catalog offers it. One outside it is reported as not found, in the same words
 /// whether it exists or not, so that a catalog does not reveal the entitlements kept from someone.
 async fn offered_entitlement(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<EntitlementRow, ApiFailure> {
-    let groups = catalog_groups(s, u).await?;
-    s.db.entitlement(app_id, id).await?.filter(|r| offers(s, u, &groups, r)).ok_or_else(|| {
+    let access = s.access();
+    let groups = catalog_groups(s, &access, u).await?;
+    s.db.entitlement(app_id, id).await?.filter(|r| offers(&access, u, &groups, r)).ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
@@ -96,7 +98,7 @@ pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) 
         true => load_entitlement(s, app_id, id).await?,
         false => offered_entitlement(s, u, app_id, id).await?,
     };
-    Ok(to_api(s, &row, &active))
+    Ok(to_api(&s.access(), &row, &active))
 }
 
 /// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
@@ -113,7 +115,8 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
         ));
     }
     let row = offered_entitlement(s, u, &req.app_id, &req.entitlement_id).await?;
-    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+    let access = s.access();
+    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
     let extension = match s.db.active_grant(u.id, &row.app_id, &row.id, now()).await? {
         Some((grant_id, end, used)) => {
             let add = req.duration_secs.unwrap_or(s.config.default_duration.min(policy.max_duration));
@@ -503,7 +506,8 @@ pub async fn escalate(s: &AppState, u: &UserRow, id: i64) -> Result<Task, ApiFai
         ));
     }
     let row = load_entitlement(s, &t.app_id, &t.entitlement_id).await?;
-    let policy = s.config.policy_for(&row.account_name, &row.permission_set_name);
+    let access = s.access();
+    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
     let branches = emergency_branches(policy, &t.justification)?;
     let request = Request::new(&t.kind, t.duration_secs, true, &t.justification);
     let instance = start(s, u, &row, policy, branches, request).await?;

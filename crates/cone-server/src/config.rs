@@ -42,25 +42,74 @@ pub struct Config {
     /// Who administers Cone: the drift report and every task. Nobody, unless listed.
     #[serde(default)]
     pub admins: Admins,
+    /// The access sections ([`ACCESS_SECTIONS`]), read as they are written to become the file's access document;
+    /// [`Config::parse`] checks them typed.
+    #[serde(default)]
+    access_profiles: Option<Value>,
+    #[serde(default)]
+    entitlement_management: Option<Value>,
+    #[serde(default)]
+    policies: Option<Value>,
+    /// The file's access sections as a document of their own, as the database keeps it ("" when the file has none).
+    #[serde(skip)]
+    pub access_document: String,
+    /// What the file's access document says, compiled.
+    #[serde(skip)]
+    pub access: Access,
+    /// Outgoing webhooks for task and grant events (`docs/webhooks.md`).
+    #[serde(default, rename = "webhooks")]
+    webhook_configs: Vec<WebhookConfig>,
+    #[serde(skip)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// The sections of the configuration that say who may request what and how it is decided. They form the access
+/// document, which changes while servers run (`PUT /api/v1/config`) and is kept with its history in the database.
+pub const ACCESS_SECTIONS: [&str; 3] = ["access_profiles", "entitlement_management", "policies"];
+
+/// The access sections, typed. Unknown top-level keys are ignored here: in the server's file they are its settings,
+/// and [`Config::access`] refuses them in a document of its own.
+#[derive(Default, Deserialize)]
+struct AccessSections {
     /// Who sees and may request which entitlements; none means everyone sees everything.
     #[serde(default)]
     access_profiles: Vec<AccessProfile>,
     /// Which entitlements may be requested at all, and the access profile offering them.
     #[serde(default)]
     entitlement_management: Vec<ManagementRule>,
-    #[serde(skip)]
+    #[serde(default)]
+    policies: Vec<PolicyConfig>,
+}
+
+/// An access document, compiled: the catalog and the policies, and the version of the document they come from.
+#[derive(Debug)]
+pub struct Access {
+    /// The document's version in the database; 0 until the start-up has recorded it.
+    pub version: i64,
     pub catalog: Catalog,
-    #[serde(default, rename = "policies")]
-    policy_configs: Vec<PolicyConfig>,
-    #[serde(skip)]
     policies: Vec<Policy>,
-    #[serde(skip, default = "Policy::none_matches")]
     no_policy: Policy,
-    /// Outgoing webhooks for task and grant events (`docs/webhooks.md`).
-    #[serde(default, rename = "webhooks")]
-    webhook_configs: Vec<WebhookConfig>,
-    #[serde(skip)]
-    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Access {
+    fn default() -> Access {
+        Access { version: 0, catalog: Catalog::default(), policies: vec![], no_policy: Policy::none_matches() }
+    }
+}
+
+impl Access {
+    /// The first policy whose match covers the entitlement, or one that denies.
+    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
+        self.policies
+            .iter()
+            .find(|p| p.matches.matches(&Target { account: account_name, permission_set }))
+            .unwrap_or(&self.no_policy)
+    }
+
+    /// The policies in the order they are matched.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
 }
 
 /// A webhook as written.
@@ -361,13 +410,14 @@ impl Config {
                 bail!("identities.users lists \"{}\" twice; merge the two entries", u.name);
             }
         }
-        config.catalog = Catalog {
-            profiles: std::mem::take(&mut config.access_profiles),
-            rules: std::mem::take(&mut config.entitlement_management),
-        };
-        config.catalog.check().map_err(|e| anyhow!(e))?;
-        config.policies =
-            std::mem::take(&mut config.policy_configs).into_iter().map(|p| config.compile(p)).collect::<Result<_>>()?;
+        let sections = [config.access_profiles.take(), config.entitlement_management.take(), config.policies.take()];
+        let document: serde_yaml::Mapping =
+            ACCESS_SECTIONS.iter().zip(sections).filter_map(|(key, value)| Some((Value::from(*key), value?))).collect();
+        if !document.is_empty() {
+            config.access_document = serde_yaml::to_string(&document)?;
+            // Typed from the file's own text, so that mistakes are reported at their line there.
+            config.access = config.compile_access(serde_yaml::from_str(text)?)?;
+        }
         config.webhooks = std::mem::take(&mut config.webhook_configs)
             .into_iter()
             .map(WebhookConfig::compile)
@@ -377,6 +427,33 @@ impl Config {
             bail!("two webhooks are named \"{}\"; names must be unique", w.name);
         }
         Ok(config)
+    }
+
+    /// Compiles an access document (YAML with only [`ACCESS_SECTIONS`]) against these settings, which its
+    /// policies refer to (owners, identities' attributes, the pending timeout).
+    pub fn access(&self, document: &str) -> Result<Access> {
+        let top: Option<serde_yaml::Mapping> = serde_yaml::from_str(document)?;
+        for key in top.iter().flat_map(|m| m.keys()) {
+            let key = key.as_str().unwrap_or("?");
+            if !ACCESS_SECTIONS.contains(&key) {
+                bail!(
+                    "unknown section `{key}`; an access document has only {}, and the server's other settings stay in \
+                     its configuration file",
+                    ACCESS_SECTIONS.join(", ")
+                );
+            }
+        }
+        match top {
+            None => Ok(Access::default()),
+            Some(_) => self.compile_access(serde_yaml::from_str(document)?),
+        }
+    }
+
+    fn compile_access(&self, sections: AccessSections) -> Result<Access> {
+        let catalog = Catalog { profiles: sections.access_profiles, rules: sections.entitlement_management };
+        catalog.check().map_err(|e| anyhow!(e))?;
+        let policies = sections.policies.into_iter().map(|p| self.compile(p)).collect::<Result<_>>()?;
+        Ok(Access { catalog, policies, ..Access::default() })
     }
 
     fn compile(&self, p: PolicyConfig) -> Result<Policy> {
@@ -531,14 +608,6 @@ impl Config {
         Ok(StepConfig::Approval { from, count: a.count })
     }
 
-    /// The first policy whose match covers the entitlement, or one that denies.
-    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
-        self.policies
-            .iter()
-            .find(|p| p.matches.matches(&Target { account: account_name, permission_set }))
-            .unwrap_or(&self.no_policy)
-    }
-
     /// The configured identity of a user, if any.
     pub fn identity(&self, name: &str) -> Option<&Identity> {
         self.identities.users.iter().find(|u| u.name == name)
@@ -663,13 +732,13 @@ policies:
 "#,
         )
         .unwrap();
-        let steps = |account, ps| config.policy_for(account, ps).steps.choose(&facts(&[], 60, None), "p", &[]);
+        let steps = |account, ps| config.access.policy_for(account, ps).steps.choose(&facts(&[], 60, None), "p", &[]);
         assert_eq!(steps("Sandbox", "AdministratorAccess"), vec![Step::Reject]);
         assert_eq!(steps("Production", "AdministratorAccess"), vec![group("approvers", 1)]);
-        assert_eq!(config.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
+        assert_eq!(config.access.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
         assert_eq!(steps("Production", "Other"), vec![Step::Reject]);
-        assert_eq!(config.policy_for("Production", "Other").name, "no matching policy");
-        assert!(config.policy_for("Production", "AdministratorAccess").emergency_steps.is_some());
+        assert_eq!(config.access.policy_for("Production", "Other").name, "no matching policy");
+        assert!(config.access.policy_for("Production", "AdministratorAccess").emergency_steps.is_some());
         assert_eq!(config.default_duration, 3600);
         assert_eq!(config.drift.interval, 0);
         assert!(config.drift.remove_unexplained.is_empty());
@@ -694,7 +763,7 @@ policies:
 "#,
         )
         .unwrap();
-        let p = config.policy_for("Production", "AdministratorAccess");
+        let p = config.access.policy_for("Production", "AdministratorAccess");
         let owners = &config.aws.owners;
         assert_eq!(
             p.steps.choose(&facts(&[], 7200, None), "admin", owners),
@@ -791,7 +860,7 @@ policies:
         let fields = "[{ name: ticket, required: true, max_length: 20, description: The incident }, \
                       { name: hosts, type: integer, min: 1, max: 9 }, { name: regions, type: string_list, max_items: 3 }]";
         let config = parse(&policy(fields)).unwrap();
-        let form = &config.policy_for("Production", "DatabaseAdministrator").form;
+        let form = &config.access.policy_for("Production", "DatabaseAdministrator").form;
         assert_eq!(form[1].kind, cone_api::FieldType::Integer);
         assert_eq!(form[0].max_length, Some(20));
         let cases = [
@@ -820,8 +889,8 @@ policies:
              - { requestable: true, access_profile: ro }\n",
         )
         .unwrap();
-        assert_eq!(config.catalog.profiles[0].entitlements[0].permission_set.as_deref(), Some("R"));
-        assert!(!config.catalog.rules[0].requestable);
+        assert_eq!(config.access.catalog.profiles[0].entitlements[0].permission_set.as_deref(), Some("R"));
+        assert!(!config.access.catalog.rules[0].requestable);
         assert!(error("entitlement_management: [{ requestable: true, access_profile: x }]\n").contains("\"x\""));
         assert!(
             error("access_profiles: [{ name: a, visible_to: { everyone: true }, entitlement: [] }]\n")

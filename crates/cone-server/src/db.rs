@@ -172,6 +172,32 @@ const API_TOKEN_SELECT: &str = "SELECT t.id, t.kind, t.name, t.user_id, u.userna
         t.created_at, t.expires_at, t.last_used_at, t.revoked_at
     FROM api_tokens t JOIN users u ON u.id = t.user_id JOIN users c ON c.id = t.created_by";
 
+/// A version of the access document, with the username of whoever applied it through the API.
+#[derive(Debug, Clone, FromRow)]
+pub struct ConfigVersionRow {
+    pub id: i64,
+    pub document: String,
+    pub digest: String,
+    /// `file` or `api`.
+    pub source: String,
+    pub author: Option<String>,
+    pub comment: String,
+    pub created_at: i64,
+}
+
+const CONFIG_SELECT: &str = "SELECT v.id, v.document, v.digest, v.source, u.username AS author, v.comment, v.created_at
+    FROM config_versions v LEFT JOIN users u ON u.id = v.author_id";
+
+/// What became of an access document applied through the API.
+#[derive(Debug)]
+pub enum Applied {
+    New(ConfigVersionRow),
+    /// The newest version says the same: nothing recorded.
+    Unchanged(ConfigVersionRow),
+    /// The version its author started from is no longer the newest, which is this one.
+    Stale(i64),
+}
+
 /// An API token presented by a request, with the user it acts as.
 #[derive(Debug, Clone, FromRow)]
 pub struct TokenUse {
@@ -1759,6 +1785,71 @@ impl Db {
         .await?)
     }
 
+    // ---- access document ----
+
+    /// Records the configuration file's access document as a new version when the file says something else than
+    /// at its last version, and returns the version in force. So a version applied through the API since then
+    /// stays in force until the file itself changes, and servers restarting with the same file agree.
+    pub async fn apply_file_access(&self, document: &str, comment: &str, now: i64) -> Result<ConfigVersionRow> {
+        let mut tx = self.begin().await?;
+        let digest = hex::encode(Sha256::digest(document.as_bytes()));
+        let last: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM config_versions WHERE source = 'file' ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if last.as_deref() != Some(digest.as_str()) {
+            insert_config_version(&mut tx, document, &digest, None, comment, now).await?;
+        }
+        let current = newest_config(&mut tx).await?.context("the access document's version just recorded is gone")?;
+        tx.commit().await?;
+        Ok(current)
+    }
+
+    /// Records an access document applied through the API by `author_id`. `base`, when given, is the version its
+    /// author started from: if another has been applied since, nothing is recorded.
+    pub async fn apply_access(
+        &self,
+        document: &str,
+        author_id: i64,
+        comment: &str,
+        base: Option<i64>,
+        now: i64,
+    ) -> Result<Applied> {
+        let mut tx = self.begin().await?;
+        let digest = hex::encode(Sha256::digest(document.as_bytes()));
+        let newest = newest_config(&mut tx).await?;
+        if let Some(base) = base
+            && newest.as_ref().map_or(0, |v| v.id) != base
+        {
+            return Ok(Applied::Stale(newest.map_or(0, |v| v.id)));
+        }
+        if let Some(v) = newest.filter(|v| v.digest == digest) {
+            return Ok(Applied::Unchanged(v));
+        }
+        insert_config_version(&mut tx, document, &digest, Some(author_id), comment, now).await?;
+        let row = newest_config(&mut tx).await?.context("the access document's version just recorded is gone")?;
+        tx.commit().await?;
+        Ok(Applied::New(row))
+    }
+
+    /// The access document in force: the newest version.
+    pub async fn current_access(&self) -> Result<Option<ConfigVersionRow>> {
+        Ok(self.access_versions(0, 1).await?.pop())
+    }
+
+    pub async fn access_version(&self, id: i64) -> Result<Option<ConfigVersionRow>> {
+        Ok(sqlx::query_as(&format!("{CONFIG_SELECT} WHERE v.id = $1")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Versions of the access document, newest first.
+    pub async fn access_versions(&self, offset: i64, limit: i64) -> Result<Vec<ConfigVersionRow>> {
+        Ok(sqlx::query_as(&format!("{CONFIG_SELECT} ORDER BY v.id DESC LIMIT $1 OFFSET $2"))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Forgets delivered and failed deliveries last touched before `before` (the audit log keeps the events).
     pub async fn prune_deliveries(&self, before: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM webhook_deliveries WHERE state != 'pending' AND updated_at < $1")
@@ -1767,6 +1858,36 @@ impl Db {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+async fn newest_config(tx: &mut Tx) -> Result<Option<ConfigVersionRow>> {
+    Ok(sqlx::query_as(&format!("{CONFIG_SELECT} ORDER BY v.id DESC LIMIT 1")).fetch_optional(&mut **tx).await?)
+}
+
+/// A new version of the access document, with its audit entry (`file` or the author as actor).
+async fn insert_config_version(
+    tx: &mut Tx,
+    document: &str,
+    digest: &str,
+    author_id: Option<i64>,
+    comment: &str,
+    now: i64,
+) -> Result<()> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO config_versions (document, digest, source, author_id, comment, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(document)
+    .bind(digest)
+    .bind(if author_id.is_some() { "api" } else { "file" })
+    .bind(author_id)
+    .bind(comment)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let actor = author_id.map_or("file".to_string(), |a| format!("user:{a}"));
+    let detail = serde_json::json!({ "digest": digest, "comment": comment }).to_string();
+    audit(tx, now, &actor, "config.apply", &format!("config:{id}"), &detail).await
 }
 
 async fn place(
@@ -1925,13 +2046,23 @@ async fn drift_row<'e>(executor: impl Executor<'e, Database = sqlx::Any>, id: i6
 }
 
 /// On PostgreSQL, other replicas' changes: a changed task is forwarded to this process's long-polling clients
-/// (`cone_task`), and a change behind the cached reads advances `db`'s generation (`cone_cache`).
-pub async fn forward_changes(db: Db, database: Database, changes: tokio::sync::broadcast::Sender<i64>) {
+/// (`cone_task`), a change behind the cached reads advances `db`'s generation (`cone_cache`), and a new version of
+/// the access document notifies `access` (`cone_config`).
+pub async fn forward_changes(
+    db: Db,
+    database: Database,
+    changes: tokio::sync::broadcast::Sender<i64>,
+    access: Arc<Notify>,
+) {
     let Database::Postgres { url, name } = database else { return };
+    let missed = || {
+        db.data_changed();
+        access.notify_one();
+    };
     loop {
         let listening = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener.listen_all(["cone_task", "cone_cache"]).await?;
+            listener.listen_all(["cone_task", "cone_cache", "cone_config"]).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = match listening.await {
@@ -1943,10 +2074,11 @@ pub async fn forward_changes(db: Db, database: Database, changes: tokio::sync::b
             }
         };
         // Whatever changed before the listener was up is unknown.
-        db.data_changed();
+        missed();
         loop {
             match listener.recv().await {
                 Ok(n) if n.channel() == "cone_cache" => db.data_changed(),
+                Ok(n) if n.channel() == "cone_config" => access.notify_one(),
                 Ok(n) => {
                     if let Ok(id) = n.payload().parse() {
                         let _ = changes.send(id);
@@ -1956,7 +2088,7 @@ pub async fn forward_changes(db: Db, database: Database, changes: tokio::sync::b
                 // lost: a waiting client loses at most its long-poll timeout, and the cached reads start afresh.
                 Err(e) => {
                     tracing::warn!("lost the listener for other replicas' changes on {name}, reconnecting: {e}");
-                    db.data_changed();
+                    missed();
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -2144,7 +2276,42 @@ mod tests {
         webhook_deliveries_are_queued_with_their_event_and_claimed_once,
         audit_entries_page_by_id_time_and_action,
         a_sync_never_turns_a_service_account_into_a_person,
+        the_file_applies_when_it_changes_and_the_api_in_between,
     );
+
+    /// The file's access document is recorded when it says something new, and only then, so an API version
+    /// survives restarts with the same file; an API change is refused when it started from an older version; every
+    /// version is audited with its author.
+    async fn the_file_applies_when_it_changes_and_the_api_in_between(db: Db) {
+        db.set_password("carol", "hash").await.unwrap();
+        let carol = db.user_by_name("carol").await.unwrap().unwrap();
+        let v1 = db.apply_file_access("policies: []\n", "start", 10).await.unwrap();
+        assert_eq!((v1.source.as_str(), v1.author.as_deref()), ("file", None));
+        // A restart with the same file records nothing.
+        assert_eq!(db.apply_file_access("policies: []\n", "start", 11).await.unwrap().id, v1.id);
+        let Applied::New(v2) = db.apply_access("policies: [] # api\n", carol.id, "why", Some(v1.id), 12).await.unwrap()
+        else {
+            panic!("not applied")
+        };
+        assert_eq!((v2.source.as_str(), v2.author.as_deref(), v2.comment.as_str()), ("api", Some("carol"), "why"));
+        // The same document again is no new version; a change from a stale base is refused with the newest.
+        assert!(matches!(db.apply_access("policies: [] # api\n", carol.id, "", None, 13).await.unwrap(),
+            Applied::Unchanged(ref v) if v.id == v2.id));
+        assert!(matches!(db.apply_access("x: 1\n", carol.id, "", Some(v1.id), 13).await.unwrap(),
+            Applied::Stale(id) if id == v2.id));
+        // The unchanged file leaves the API's version in force; a changed file wins.
+        assert_eq!(db.apply_file_access("policies: []\n", "restart", 14).await.unwrap().id, v2.id);
+        let v3 = db.apply_file_access("access_profiles: []\n", "restart", 15).await.unwrap();
+        assert!(v3.id > v2.id && v3.source == "file");
+        assert_eq!(db.current_access().await.unwrap().unwrap().id, v3.id);
+        let history: Vec<i64> = db.access_versions(0, 10).await.unwrap().iter().map(|v| v.id).collect();
+        assert_eq!(history, [v3.id, v2.id, v1.id]);
+        assert_eq!(db.access_versions(1, 1).await.unwrap()[0].id, v2.id);
+        let filter = AuditFilter { action: Some("config.apply".into()), ..Default::default() };
+        let actors: Vec<String> = db.audit_entries(&filter, 10).await.unwrap().into_iter().map(|e| e.actor).collect();
+        assert_eq!(actors, ["file", &format!("user:{}", carol.id), "file"]);
+        assert_eq!(db.audit_chain_break().await.unwrap(), None);
+    }
 
     /// Deliveries are written with the event (none for a rolled-back change), only for subscribed webhooks, and
     /// claimed by one claimant at a time until their lease ends.

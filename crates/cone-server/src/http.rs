@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use std::sync::OnceLock;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -24,14 +26,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{self, CurrentUser};
-use crate::config::Config;
+use crate::config::{Access, Config};
 use crate::db::Db;
-use crate::{app, tokens};
+use crate::{access, app, tokens};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
+    /// The access document in force (see [`AppState::access`]).
+    pub access: Arc<ArcSwap<Access>>,
     pub public_url: String,
     /// Ids of tasks that just changed, for long-polling clients.
     pub task_changes: broadcast::Sender<i64>,
@@ -39,6 +43,13 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// How this process's syncs with AWS stand.
     pub sync_status: Arc<std::sync::Mutex<ConnectorStatus>>,
+}
+
+impl AppState {
+    /// The catalog and policies in force. A request holds the ones it started with, whatever changes meanwhile.
+    pub fn access(&self) -> Arc<Access> {
+        self.access.load_full()
+    }
 }
 
 pub fn now() -> i64 {
@@ -210,6 +221,8 @@ Every error is an `ApiError` with a stable `code` and a `message` that says what
         (name = "tasks", description = "Access requests and their decisions."),
         (name = "operations", description = "The server's state: syncs with AWS, drift."),
         (name = "tokens", description = "Personal and service API tokens."),
+        (name = "configuration", description = "The access document (access profiles, entitlement management, \
+policies) and its versions."),
         (name = "meta", description = "This document."),
     )
 )]
@@ -297,6 +310,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::create_service_token))
+        .routes(routes!(access::current, access::apply))
+        .routes(routes!(access::check_document))
+        .routes(routes!(access::versions))
+        .routes(routes!(access::version))
         .split_for_parts()
 }
 
@@ -405,7 +422,7 @@ async fn entitlements(
 }
 
 /// Page tokens are offsets; clients treat them as opaque.
-fn page_offset(token: Option<&str>) -> Result<i64, ApiFailure> {
+pub(crate) fn page_offset(token: Option<&str>) -> Result<i64, ApiFailure> {
     match token {
         None | Some("") => Ok(0),
         Some(t) => t.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
@@ -747,11 +764,12 @@ pub(crate) mod testing {
 
     /// A state on `db` with the configuration lines `extra` (such as `admins: { users: [carol] }`).
     pub fn state(db: Db, extra: &str) -> AppState {
-        let config =
+        let mut config =
             crate::config::Config::parse(&format!("database: /unused.db\naws: {{ sso_region: us-east-1 }}\n{extra}"))
                 .unwrap();
         AppState {
             db,
+            access: Arc::new(ArcSwap::from_pointee(std::mem::take(&mut config.access))),
             config: Arc::new(config),
             public_url: "http://127.0.0.1".into(),
             task_changes: broadcast::channel(16).0,

@@ -2,6 +2,7 @@
 //! `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
 //! hash chain and `export-audit` writes the log as JSON Lines.
 
+mod access;
 mod app;
 mod audit;
 mod auth;
@@ -125,16 +126,18 @@ async fn run(cli: Cli) -> Result<()> {
                 ),
             }
         }
-        Command::Serve { config } => serve(config::Config::load(&config)?).await,
+        Command::Serve { config } => serve(&config).await,
     }
 }
 
-async fn serve(config: config::Config) -> Result<()> {
+async fn serve(file: &std::path::Path) -> Result<()> {
+    let config = config::Config::load(file)?;
     metrics::install()?;
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
     let sender = Arc::new(webhooks::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
     let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
     let db = db::Db::open(&config.database).await?.with_webhooks(routes);
+    let access = access::load_at_start(&db, &config, &file.display().to_string()).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}; is another server using it?", config.listen))?;
@@ -146,6 +149,7 @@ async fn serve(config: config::Config) -> Result<()> {
     let state = http::AppState {
         db,
         config: Arc::new(config),
+        access: Arc::new(arc_swap::ArcSwap::from_pointee(access)),
         public_url: public_url.clone(),
         task_changes: broadcast::channel(1024).0,
         wake: Arc::new(Notify::new()),
@@ -157,7 +161,14 @@ async fn serve(config: config::Config) -> Result<()> {
             last_error: None,
         })),
     };
-    tokio::spawn(db::forward_changes(state.db.clone(), state.config.database.clone(), state.task_changes.clone()));
+    let access_changed = Arc::new(Notify::new());
+    tokio::spawn(db::forward_changes(
+        state.db.clone(),
+        state.config.database.clone(),
+        state.task_changes.clone(),
+        access_changed.clone(),
+    ));
+    tokio::spawn(access::follow(state.clone(), access_changed));
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.
     workers::spawn_reconciler(state.clone(), connector.clone());

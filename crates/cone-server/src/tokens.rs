@@ -9,12 +9,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use cone_api::{
     ApiToken, CreateServiceToken, CreateToken, NewToken, PERSONAL_TOKEN_PREFIX, SERVICE_ACCOUNT_PREFIX,
     SERVICE_TOKEN_PREFIX, TOKEN_KIND_PERSONAL, TOKEN_KIND_SERVICE, TokenList, codes,
 };
 
+use crate::app::time;
 use crate::auth::{self, Admin, Caller, random_token, secret_hash};
 use crate::db::{ApiTokenRow, NewApiToken, TokenOwner};
 use crate::http::{
@@ -24,10 +24,6 @@ use crate::http::{
 
 /// The longest expiry a token may be given, in days (ten years).
 const MAX_DAYS: i64 = 3650;
-
-fn time(t: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(t, 0).unwrap_or_default()
-}
 
 fn to_api(r: ApiTokenRow) -> ApiToken {
     ApiToken {

@@ -68,6 +68,17 @@ async fn every_endpoint_for_every_role() {
     let alice_pat = create("/api/v1/tokens", 1, json!({ "name": "laptop" })).await;
     let service_token = create("/api/v1/service-tokens", 3, json!({ "service": "deploy-bot", "name": "ci" })).await;
     let readonly = request("Sandbox", "ReadOnlyAccess");
+    // Applying the document in force again changes nothing, so the rows after it meet the same policies.
+    let in_force: Value = http
+        .get(format!("{}/api/v1/config", sb.server_url))
+        .bearer_auth(tokens[3].as_ref().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let same = Some(json!({ "document": in_force["document"] }));
     let release = json!({ "app_id": "aws", "entitlement_id": entitlement("Sandbox", "ReadOnlyAccess") });
 
     // (method, path, body, [nobody, requester, approver, administrator]). In each row the refused calls run
@@ -90,6 +101,11 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/drift".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/audit?action=task.*&page_size=5".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/connectors".into(), None, [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/config".into(), None, [401, 403, 403, 200]),
+        (Method::PUT, "/api/v1/config".into(), same.clone(), [401, 403, 403, 200]),
+        (Method::POST, "/api/v1/config/check".into(), same, [401, 403, 403, 200]),
+        (Method::GET, "/api/v1/config/versions".into(), None, [401, 403, 403, 200]),
+        (Method::GET, format!("/api/v1/config/versions/{}", in_force["version"]), None, [401, 403, 403, 200]),
         (Method::POST, "/api/v1/tokens".into(), Some(json!({ "name": "matrix" })), [401, 201, 201, 201]),
         (Method::GET, "/api/v1/tokens".into(), None, [401, 200, 200, 200]),
         // Owners and administrators revoke a personal token (a second revocation changes nothing); bob cannot.

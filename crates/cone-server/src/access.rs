@@ -1,0 +1,248 @@
+//! The access document: the access profiles, entitlement-management rules and policies, versioned in the
+//! database so that they can change without a restart and every change is kept with who made it and when.
+//!
+//! The configuration file's access sections are applied at start-up when they differ from what the file said at
+//! its last version, so a repository of policies deployed with the file stays the source of truth; between such
+//! changes, administrators apply documents through the API (`cone policy apply`). Each server holds the version in
+//! force compiled in memory ([`AppState::access`]); a server that records a version swaps it in at once, and on
+//! PostgreSQL the others hear of it on channel `cone_config` and load it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use cone_api::{AppliedConfig, ApplyConfig, ConfigSummary, ConfigVersion, ConfigVersionPage, codes};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use utoipa::IntoParams;
+
+use crate::app::time;
+use crate::auth::Admin;
+use crate::config::{Access, Config};
+use crate::db::{Applied, ConfigVersionRow, Db};
+use crate::http::{
+    ApiFailure, ApiJson, ApiPath, ApiQuery, AppState, BadRequest, Conflict, Forbidden, Internal, NotFound,
+    Unauthenticated, UnsupportedMediaType, now, page_offset,
+};
+
+/// Larger documents are refused: a policy set is a few kilobytes, and every replica compiles each version.
+const MAX_DOCUMENT: usize = 1 << 20;
+
+/// Records the file's access document if it changed, and compiles the version in force. A version applied through
+/// the API that no longer fits the file's settings (an owner or attribute it names is gone) stops the start with
+/// what to fix.
+pub async fn load_at_start(db: &Db, config: &Config, file: &str) -> anyhow::Result<Access> {
+    let comment = format!("the access sections of {file}, at start-up");
+    let current = db.apply_file_access(&config.access_document, &comment, now()).await?;
+    compile(config, &current).map_err(|e| {
+        anyhow::anyhow!(
+            "the access document in force (version {}, applied through the API by {}) does not fit this server's \
+             configuration: {e:#}. Restore what it needs in {file}, or change the access sections of {file} so that \
+             they are applied instead",
+            current.id,
+            current.author.as_deref().unwrap_or("?"),
+        )
+    })
+}
+
+fn compile(config: &Config, v: &ConfigVersionRow) -> anyhow::Result<Access> {
+    let mut access = config.access(&v.document)?;
+    access.version = v.id;
+    Ok(access)
+}
+
+/// Swaps in each newer version another replica records; `changed` is notified for every one (and whenever
+/// notifications may have been missed).
+pub async fn follow(state: AppState, changed: Arc<Notify>) {
+    loop {
+        changed.notified().await;
+        if let Err(e) = reload(&state).await {
+            tracing::error!(
+                "cannot load the newest access document; keeping version {}: {e:#}",
+                state.access().version
+            );
+        }
+    }
+}
+
+async fn reload(s: &AppState) -> anyhow::Result<()> {
+    let Some(newest) = s.db.current_access().await? else { return Ok(()) };
+    if newest.id > s.access().version {
+        install(s, compile(&s.config, &newest)?);
+    }
+    Ok(())
+}
+
+/// Puts `access` in force unless a newer version already is: an apply here and a reload of another replica's
+/// version may finish in either order.
+fn install(s: &AppState, access: Access) {
+    let version = access.version;
+    let new = Arc::new(access);
+    let old = s.access.rcu(|old| if old.version > version { old.clone() } else { new.clone() });
+    if old.version < version {
+        tracing::info!("access document version {version} in force");
+    }
+}
+
+fn to_api(v: ConfigVersionRow) -> ConfigVersion {
+    ConfigVersion {
+        version: v.id,
+        document: v.document,
+        digest: v.digest,
+        source: v.source,
+        author: v.author,
+        comment: v.comment,
+        created_at: time(v.created_at),
+    }
+}
+
+/// The document compiled against this server's settings, or why it cannot be.
+fn check(s: &AppState, document: &str) -> Result<Access, ApiFailure> {
+    let invalid = |message: String| ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_CONFIG, message);
+    if document.len() > MAX_DOCUMENT {
+        return Err(invalid(format!("The access document has {} bytes, more than the 1 MiB allowed.", document.len())));
+    }
+    s.config.access(document).map_err(|e| {
+        invalid(format!("The access document is not valid: {e:#}. Nothing was applied; fix it and try again."))
+    })
+}
+
+/// The access document in force. Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config",
+    tag = "configuration",
+    responses((status = 200, description = "The version in force", body = ConfigVersion), Unauthenticated, Forbidden, Internal)
+)]
+pub async fn current(State(s): State<AppState>, _: Admin) -> Result<Json<ConfigVersion>, ApiFailure> {
+    version_or_404(s.db.access_version(s.access().version).await?, s.access().version)
+}
+
+fn version_or_404(row: Option<ConfigVersionRow>, id: i64) -> Result<Json<ConfigVersion>, ApiFailure> {
+    row.map(|v| Json(to_api(v))).ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("There is no version {id} of the access document; `cone policy history` lists them."),
+        )
+    })
+}
+
+/// Applies a new access document, in force on every server at once. It is checked first; a document that does
+/// not check changes nothing. Administrators only.
+#[utoipa::path(
+    put,
+    path = "/api/v1/config",
+    tag = "configuration",
+    request_body = ApplyConfig,
+    responses(
+        (status = 200, description = "The version in force after the change", body = AppliedConfig),
+        BadRequest, Unauthenticated, Forbidden, Conflict, UnsupportedMediaType, Internal
+    )
+)]
+pub async fn apply(
+    State(s): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(req): ApiJson<ApplyConfig>,
+) -> Result<Json<AppliedConfig>, ApiFailure> {
+    let mut access = check(&s, &req.document)?;
+    let applied = s.db.apply_access(&req.document, caller.user.id, &req.comment, req.base_version, now()).await?;
+    match applied {
+        Applied::New(row) => {
+            access.version = row.id;
+            install(&s, access);
+            Ok(Json(AppliedConfig { changed: true, version: to_api(row) }))
+        }
+        Applied::Unchanged(row) => Ok(Json(AppliedConfig { changed: false, version: to_api(row) })),
+        Applied::Stale(newest) => Err(ApiFailure::new(
+            StatusCode::CONFLICT,
+            codes::STALE_VERSION,
+            format!(
+                "Version {newest} of the access document was applied after version {}, which this change started \
+                 from; fetch it (`cone policy show`), redo the change on it and apply again.",
+                req.base_version.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// Checks an access document without applying it: what it defines, or where it is wrong. Administrators only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/config/check",
+    tag = "configuration",
+    request_body = ApplyConfig,
+    responses(
+        (status = 200, description = "The document checks; what it defines", body = ConfigSummary),
+        BadRequest, Unauthenticated, Forbidden, UnsupportedMediaType, Internal
+    )
+)]
+pub async fn check_document(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiJson(req): ApiJson<ApplyConfig>,
+) -> Result<Json<ConfigSummary>, ApiFailure> {
+    let access = check(&s, &req.document)?;
+    Ok(Json(ConfigSummary {
+        policies: access.policies().iter().map(|p| p.name.clone()).collect(),
+        access_profiles: access.catalog.profiles.iter().map(|p| p.name.clone()).collect(),
+        entitlement_management_rules: access.catalog.rules.len(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VersionsQuery {
+    /// `next_page_token` of the previous page; absent for the first.
+    #[serde(default)]
+    page_token: Option<String>,
+    /// Versions per page: 20 when absent, at least 1 and at most 100.
+    #[serde(default)]
+    page_size: Option<i64>,
+}
+
+/// Versions of the access document, newest first, with who applied each and when. Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config/versions",
+    tag = "configuration",
+    params(VersionsQuery),
+    responses((status = 200, description = "One page", body = ConfigVersionPage), BadRequest, Unauthenticated, Forbidden, Internal)
+)]
+pub async fn versions(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<VersionsQuery>,
+) -> Result<Json<ConfigVersionPage>, ApiFailure> {
+    let offset = page_offset(q.page_token.as_deref())?;
+    let size = q.page_size.unwrap_or(20).clamp(1, 100);
+    // One more than the page tells whether there is a next one.
+    let mut rows = s.db.access_versions(offset, size + 1).await?;
+    let next_page_token = (rows.len() as i64 > size).then(|| (offset + size).to_string());
+    rows.truncate(size as usize);
+    Ok(Json(ConfigVersionPage { versions: rows.into_iter().map(to_api).collect(), next_page_token }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct Version {
+    /// The version, from `GET /api/v1/config/versions`.
+    version: i64,
+}
+
+/// One version of the access document. Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/config/versions/{version}",
+    tag = "configuration",
+    params(Version),
+    responses((status = 200, description = "The version", body = ConfigVersion), BadRequest, Unauthenticated, Forbidden, NotFound, Internal)
+)]
+pub async fn version(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiPath(Version { version }): ApiPath<Version>,
+) -> Result<Json<ConfigVersion>, ApiFailure> {
+    version_or_404(s.db.access_version(version).await?, version)
+}

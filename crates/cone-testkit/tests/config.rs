@@ -1,0 +1,135 @@
+//! The access document end to end: administrators change policies with `cone policy` while servers run, every
+//! replica follows, the history says who changed what, and the configuration file wins again when it changes. On
+//! SQLite and on PostgreSQL (with a second replica). Needs `cargo build --workspace` and the .venv that
+//! `cargo xtask test` prepares.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use cone_testkit::{Sandbox, Store};
+use serde_json::Value;
+
+cone_testkit::on_both_stores!(policies_change_through_the_api_on_every_replica_until_the_file_changes);
+
+fn output(o: &Output, what: &str, succeeds: bool) -> String {
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.success(), succeeds, "{what}\nstdout: {out}\nstderr: {err}");
+    format!("{out}{err}")
+}
+
+/// The sandbox's policies with read-only access needing an approver for at most two hours.
+const STRICTER: &str = r#"# Read-only access is no longer automatic.
+policies:
+  - name: readonly-approved
+    match: { permission_set: ReadOnlyAccess }
+    max_duration: 2h
+    steps: [{ approval: { group: approvers } }]
+  - name: admin-needs-an-approver
+    match: { permission_set: AdministratorAccess }
+    max_duration: 1h
+    steps: [{ approval: { group: approvers } }]
+"#;
+
+async fn policies_change_through_the_api_on_every_replica_until_the_file_changes(store: Store) {
+    let postgres = matches!(store, Store::Postgres(_));
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let alice = sb.api_token("alice").unwrap();
+    // On PostgreSQL the change is made on one replica and watched on the other.
+    let (_replica, other_url) = match postgres {
+        true => {
+            let (child, url) = sb.spawn_replica(&sb.moto.endpoint).unwrap();
+            (Some(child), url)
+        }
+        false => (None, sb.server_url.clone()),
+    };
+    let entitlement =
+        format!("{}|{}", sb.org.account_id("Sandbox").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let http = reqwest::Client::new();
+    let max_duration = async |url: &str| {
+        let resp = http
+            .get(format!("{url}/api/v1/entitlement"))
+            .query(&[("app_id", "aws"), ("entitlement_id", entitlement.as_str())])
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "GET /api/v1/entitlement: {}", resp.status());
+        resp.json::<Value>().await.unwrap()["max_duration_secs"].as_i64().unwrap()
+    };
+    assert_eq!(max_duration(&other_url).await, 8 * 3600, "the file's policy is in force at start");
+
+    // What is in force prints as the file's sections, and is version 1, from the file.
+    let show = output(&sb.cone("carol", &["policy", "show"]).unwrap(), "cone policy show", true);
+    assert!(show.contains("readonly-auto-approved") && show.contains("from the server's configuration file"), "{show}");
+    let shown: Value =
+        serde_json::from_str(&output(&sb.cone("carol", &["policy", "show", "-o", "json"]).unwrap(), "show", true))
+            .unwrap();
+    let first = shown["version"].as_i64().unwrap();
+
+    // Mistakes are found before anything is applied, and say where.
+    let bad = sb.dir.join("bad.yaml");
+    std::fs::write(&bad, STRICTER.replace("group: approvers", "group: approvers, count: 0")).unwrap();
+    let refused = output(&sb.cone("carol", &["policy", "apply", bad.to_str().unwrap()]).unwrap(), "bad", false);
+    assert!(refused.contains("readonly-approved") && refused.contains("count"), "{refused}");
+    std::fs::write(&bad, "policies: []\nadmins: { users: [alice] }\n").unwrap();
+    let refused = output(&sb.cone("carol", &["policy", "check", bad.to_str().unwrap()]).unwrap(), "check", false);
+    assert!(refused.contains("unknown section `admins`"), "{refused}");
+
+    // Only administrators change policies.
+    let stricter = sb.dir.join("stricter.yaml");
+    std::fs::write(&stricter, STRICTER).unwrap();
+    let path = stricter.to_str().unwrap();
+    let denied = output(&sb.cone("alice", &["policy", "apply", path]).unwrap(), "alice applies", false);
+    assert!(denied.to_lowercase().contains("administrator"), "{denied}");
+
+    let checked = output(&sb.cone("carol", &["policy", "check", path]).unwrap(), "cone policy check", true);
+    assert!(checked.contains("readonly-approved, admin-needs-an-approver"), "{checked}");
+    let base = first.to_string();
+    let applied =
+        sb.cone("carol", &["policy", "apply", path, "-m", "readonly needs approval", "--base-version", &base]);
+    let applied = output(&applied.unwrap(), "cone policy apply", true);
+    assert!(applied.contains("Applied: version"), "{applied}");
+    let again = output(&sb.cone("carol", &["policy", "apply", path]).unwrap(), "apply again", true);
+    assert!(again.contains("Unchanged"), "{again}");
+    // A change made from the first version would undo this one unseen.
+    let stale = output(&sb.cone("carol", &["policy", "apply", path, "--base-version", &base]).unwrap(), "stale", false);
+    assert!(stale.contains("was applied after version"), "{stale}");
+
+    // Every replica follows at once: the catalog's limit and the steps of a new request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while max_duration(&other_url).await != 2 * 3600 {
+        assert!(Instant::now() < deadline, "the other replica still has the old policy after 5 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let body = serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement, "justification": "look" });
+    let resp = http.post(format!("{other_url}/api/v1/tasks")).bearer_auth(&alice).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "POST /api/v1/tasks: {}", resp.status());
+    let task: Value = resp.json().await.unwrap();
+    assert_eq!(task["state"], "pending_approval", "{task}");
+
+    // The history says who changed what, when and why; the audit log has each change.
+    let history = output(&sb.cone("carol", &["policy", "history"]).unwrap(), "cone policy history", true);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(lines[1].contains("carol") && lines[1].contains("readonly needs approval"), "{history}");
+    assert!(lines[2].contains("(file)"), "{history}");
+    let old = output(&sb.cone("carol", &["policy", "show", "--version", &base]).unwrap(), "show old", true);
+    assert!(old.contains("readonly-auto-approved"), "{old}");
+
+    // A restart with the same file keeps the API's version; a changed file is applied instead.
+    sb.start_server().unwrap();
+    assert_eq!(max_duration(&sb.server_url).await, 2 * 3600, "a restart with the same file undid the API's change");
+    sb.reconfigure_server(|c| c.replacen("max_duration: 8h", "max_duration: 4h", 1)).unwrap();
+    assert_eq!(max_duration(&sb.server_url).await, 4 * 3600, "the changed file was not applied");
+    // (The users' `cone` settings still name the server's first address.)
+    let carol = sb.api_token("carol").unwrap();
+    let resp = http.get(format!("{}/api/v1/config/versions", sb.server_url)).bearer_auth(&carol).send().await.unwrap();
+    let history: Value = resp.json().await.unwrap();
+    let sources: Vec<&str> =
+        history["versions"].as_array().unwrap().iter().map(|v| v["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["file", "api", "file"], "{history}");
+}
