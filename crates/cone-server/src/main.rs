@@ -13,6 +13,7 @@ mod http;
 mod metrics;
 mod rules;
 mod tokens;
+mod web;
 mod webhooks;
 mod workers;
 
