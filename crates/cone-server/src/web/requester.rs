@@ -38,7 +38,7 @@ pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, W
                 @for ((account, account_id), list) in accounts {
                     h3 { (account) " " span.muted { "(account " (account_id) ")" } }
                     table {
-                        thead { tr { th scope="col" { "Permission set" } th scope="col" { "Longest" } th scope="col" { "Your access" } th scope="col" { span.visually-hidden { "Action" } } } }
+                        thead { tr { th scope="col" { "Permission set" } th scope="col" { "Longest grant" } th scope="col" { "Your access" } th scope="col" { span.visually-hidden { "Action" } } } }
                         tbody {
                             @for e in list {
                                 tr {
@@ -120,7 +120,7 @@ fn request_form(v: &Viewer, e: &Entitlement, f: &Filled, status: StatusCode) -> 
             (v.token_field())
             input type="hidden" name="app_id" value=(e.app_id);
             input type="hidden" name="entitlement_id" value=(e.id);
-            (text_field(f, "duration", "Duration", &format!("Such as 30m, 1h or 1h30m; at most {}.", duration(e.max_duration_secs)), true, &f.duration))
+            (text_field(f, "duration", "Duration", &format!("Such as 30m, 1h or 1h30m; at most {}.", duration(e.max_duration_secs)), false, &f.duration))
             (field_wrap(f, "justification", "Justification", "Why you need this access; approvers read it.", false, |attrs| html! {
                 textarea #(attrs.id) name="justification" rows="3" aria-describedby=(attrs.described) aria-invalid=[attrs.invalid] { (f.justification) }
             }))
@@ -350,7 +350,10 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                                 td { (state(&t.state)) }
                                 td { (duration(t.duration_secs)) }
                                 td { (when(t.created_at)) }
-                                td { (details(t)) }
+                                td {
+                                    (details(t))
+                                    @if !t.justification.is_empty() { span.muted { "Why: " (t.justification) } }
+                                }
                             }
                         }
                     }
@@ -402,13 +405,17 @@ pub fn state(state: &str) -> Markup {
     html! { span class=(format!("state {state}")) { (state.replace('_', " ")) } }
 }
 
-/// Whom a task waits for, why it ended, and when its grant ends.
+/// Whom a task waits for, why it ended, or when its grant ends.
 pub fn details(t: &Task) -> Markup {
     html! {
         @if let Some(w) = &t.waiting_for { "Waiting for " (w) ". " }
-        @if let Some(r) = &t.reason { (r) ". " }
+        @match (&t.decided_by, &t.reason) {
+            (Some(by), Some(comment)) if !comment.is_empty() => { "Decided by " (by) ": “" (comment) "”. " }
+            (Some(by), _) => { "Decided by " (by) ". " }
+            (None, Some(reason)) => { (reason) ". " }
+            (None, None) => {}
+        }
         @if let (Some(end), "granted") = (t.grant_expires_at, t.state.as_str()) { "Until " (when(end)) ". " }
-        @if !t.justification.is_empty() { span.muted { "Why: " (t.justification) } }
     }
 }
 
