@@ -28,6 +28,23 @@ function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
 }
 
+// What went wrong on any page besides the answers the test provokes: a CSP violation or another console error, a
+// stylesheet or icon that did not load.
+const complaints = [];
+
+async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, ...options });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) complaints.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.request().resourceType() !== 'document' && r.status() >= 400) complaints.push(`${r.url()}: ${r.status()}`);
+  });
+  page.on('requestfailed', (r) => complaints.push(`${r.url()}: ${r.failure()?.errorText}`));
+  return { context, page };
+}
+
 async function shot(page, name) {
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -39,8 +56,7 @@ async function heading(page, text) {
 
 /// Signs `user` in through the sign-in form, from a page that needs it.
 async function signIn(browser, user, screenshot) {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-  const page = await context.newPage();
+  const { context, page } = await newPage(browser);
   const resp = await page.goto(`${base}/console`);
   check(resp.headers()['content-security-policy'] === CSP, `the CSP of the sign-in page: ${resp.headers()['content-security-policy']}`);
   await heading(page, 'Sign in to Cone');
@@ -120,13 +136,18 @@ async function request(browser) {
   }
   await active.waitFor({ timeout: 1000 });
   await shot(alice.page, 'my-requests-granted');
+  // More time on the same grant is a request of its own, which the same policy sends to the approvers.
+  await alice.page.getByLabel(`More time for ${ENTITLEMENT}`).fill('15m');
+  await alice.page.getByRole('button', { name: 'Extend' }).click();
+  await alice.page.getByText(/Request \d+ submitted\. It waits for approval/).waitFor();
+  await alice.page.getByText('(extension)').waitFor();
+  await shot(alice.page, 'my-requests-extension');
   await alice.context.storageState({ path: join(state, 'alice.json') });
   console.log(JSON.stringify({ task }));
 }
 
 async function release(browser) {
-  const context = await browser.newContext({ storageState: join(state, 'alice.json'), viewport: { width: 1200, height: 800 } });
-  const page = await context.newPage();
+  const { page } = await newPage(browser, { storageState: join(state, 'alice.json') });
   await page.goto(`${base}/console/requests`);
   await heading(page, 'My requests and access');
   await page.getByRole('button', { name: `Release ${ENTITLEMENT}` }).click();
@@ -157,6 +178,7 @@ const browser = await chromium.launch({
 });
 try {
   await phase(browser);
+  check(complaints.length === 0, `the browser reported:\n${complaints.join('\n')}`);
 } finally {
   await browser.close();
 }

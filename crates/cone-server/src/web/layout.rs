@@ -26,6 +26,7 @@ fn document(title: &str, header: Markup, content: Markup) -> Html<String> {
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " · Cone" }
                     link rel="stylesheet" href="/console/console.css";
+                    link rel="icon" type="image/svg+xml" href="/console/favicon.svg";
                 }
                 body {
                     a.skip href="#main" { "Skip to the content" }

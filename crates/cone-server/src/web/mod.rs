@@ -24,7 +24,7 @@ use maud::html;
 
 use crate::http::{ApiFailure, AppState};
 
-/// What the pages may load: their own stylesheet, and nothing else; forms post only to this server.
+/// What the pages may load: their own stylesheet and icon, and nothing else; forms post only to this server.
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -33,12 +33,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(requester::catalog))
-        .route("/console/console.css", get(stylesheet))
+        .route("/console/console.css", get(|| asset("text/css; charset=utf-8", include_str!("console.css"))))
+        .route("/console/favicon.svg", get(|| asset("image/svg+xml", include_str!("favicon.svg"))))
         .route("/console/login", get(session::login_page).post(session::login))
         .route("/console/logout", post(session::logout))
         .route("/console/request", get(requester::request_page).post(requester::submit))
         .route("/console/requests", get(requester::my_requests))
         .route("/console/release", post(requester::release))
+        .route("/console/tasks/{id}/withdraw", post(requester::withdraw))
         .route("/console/inbox", get(approver::inbox))
         .route("/console/tasks/{id}/decide", post(approver::decide))
         .route("/console/audit", get(admin::audit))
@@ -47,7 +49,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Headers every console answer carries: the CSP, no framing, no sniffing, no caching of pages that show people's
-/// access (the stylesheet sets its own caching).
+/// access (the stylesheet and icon set their own caching).
 async fn protect(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
@@ -60,11 +62,9 @@ async fn protect(mut response: Response) -> Response {
     response
 }
 
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")],
-        include_str!("console.css"),
-    )
+/// A file of the console, built into the binary so that a deployment has nothing else to serve.
+async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=3600")], body)
 }
 
 /// A page that says what went wrong and what to do next, with the status of the failure.

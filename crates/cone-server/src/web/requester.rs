@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use cone_api::{CreateTask, Entitlement, FieldType, FormField, Task, codes};
@@ -311,6 +311,8 @@ pub struct Done {
     submitted: Option<i64>,
     #[serde(default)]
     released: Option<usize>,
+    #[serde(default)]
+    withdrawn: Option<i64>,
 }
 
 pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Result<Response, WebError> {
@@ -324,6 +326,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
         @if let Some(n) = done.released {
             p.notice role="status" { @if n == 0 { "There was nothing to release." } @else { "Access released; Cone is removing it from AWS." } }
         }
+        @if let Some(id) = done.withdrawn { p.notice role="status" { "Request " (id) " withdrawn." } }
         section aria-labelledby="grants" {
             h2 #grants { "Active access" }
             @if held.is_empty() {
@@ -353,6 +356,12 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                                 td {
                                     (details(t))
                                     @if !t.justification.is_empty() { span.muted { "Why: " (t.justification) } }
+                                    @if t.state == "pending_approval" {
+                                        form.inline method="post" action=(format!("/console/tasks/{}/withdraw", t.id)) {
+                                            (v.token_field())
+                                            button.danger type="submit" aria-label=(format!("Withdraw request {}", t.id)) { "Withdraw" }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -422,4 +431,9 @@ pub fn details(t: &Task) -> Markup {
 pub async fn release(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
     let result = app::drop_access(&s, &posted.viewer.user, posted.get("app_id"), posted.get("entitlement_id")).await?;
     Ok(Redirect::to(&format!("/console/requests?released={}", result.tasks.len())).into_response())
+}
+
+pub async fn withdraw(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {
+    app::cancel(&s, &posted.viewer.user, id).await?;
+    Ok(Redirect::to(&format!("/console/requests?withdrawn={id}")).into_response())
 }

@@ -170,17 +170,11 @@ const DBA: &str = r#"policies:
       - { name: ticket, required: true, max_length: 10, description: The change ticket }
       - { name: hosts, type: integer, min: 1, max: 5 }
       - { name: urgent, type: bool }
-    steps: [{ approval: { users: [bob] } }]
+    steps: [{ approval: { users: [bob, carol] } }]
 "#;
 
-/// Production's DatabaseAdministrator, with alice and bob linked to Identity Center users; returns its id.
+/// Production's DatabaseAdministrator, with alice, bob and carol linked to Identity Center users; returns its id.
 async fn catalog(s: &AppState) -> String {
-    let user = |id: &str, name: &str| cone_aws::User {
-        id: id.into(),
-        user_name: name.into(),
-        display_name: name.into(),
-        email: None,
-    };
     let snap = cone_aws::Snapshot {
         instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
         identity_store_id: "d-1".into(),
@@ -197,7 +191,14 @@ async fn catalog(s: &AppState) -> String {
             session_duration: None,
         }],
         provisioned: vec![("111111111111".into(), "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into())],
-        users: vec![user("u-1", "alice"), user("u-2", "bob")],
+        users: ["alice", "bob", "carol"]
+            .map(|name| cone_aws::User {
+                id: format!("idc-{name}"),
+                user_name: name.into(),
+                display_name: name.into(),
+                email: None,
+            })
+            .into(),
         groups: vec![],
         memberships: vec![],
         assignments: vec![],
@@ -281,6 +282,17 @@ async fn the_request_form_names_each_bad_field_and_a_requester_cannot_decide() {
     assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, "/console/inbox?approved=1"));
     let task = s.db.task(1).await.unwrap().unwrap();
     assert_eq!(task.state, "provisioning");
+
+    // An undecided request (bob's, which waits for carol) can be withdrawn by its requester only.
+    let second = [("csrf", token.as_str()), ("app_id", "aws"), ("entitlement_id", &id), ("form.ticket", "OPS-2")];
+    let filed = bob.post("/console/request", &[&second[1..], &[("csrf", bobs.as_str())]].concat()).await;
+    assert_eq!(filed.location(), "/console/requests?submitted=2", "{}", filed.body);
+    let mine = bob.get(filed.location()).await;
+    assert!(mine.body.contains(r#"aria-label="Withdraw request 2""#), "{}", mine.body);
+    assert_eq!(alice.post("/console/tasks/2/withdraw", &second[..1]).await.status, StatusCode::NOT_FOUND);
+    let withdrawn = bob.post("/console/tasks/2/withdraw", &[("csrf", &bobs)]).await;
+    assert_eq!(withdrawn.location(), "/console/requests?withdrawn=2");
+    assert_eq!(s.db.task(2).await.unwrap().unwrap().state, "cancelled");
 }
 
 #[test]
