@@ -303,3 +303,37 @@ fn after_signing_in_only_console_pages_are_destinations() {
         assert_eq!(destination(outside), "/console", "{outside}");
     }
 }
+
+crate::db::testing::on_both_backends!(sessions_end_when_signed_out_or_expired_and_are_audited);
+
+async fn sessions_end_when_signed_out_or_expired_and_are_audited(db: crate::db::Db) {
+    db.set_password("alice", "hash").await.unwrap();
+    let alice = db.user_by_name("alice").await.unwrap().unwrap();
+    db.insert_web_session("h1", alice.id, 100, 200).await.unwrap();
+    db.insert_web_session("h2", alice.id, 150, 1000).await.unwrap();
+    assert_eq!(db.web_session_user("h1", 199).await.unwrap().map(|u| u.username).as_deref(), Some("alice"));
+    assert!(db.web_session_user("h1", 200).await.unwrap().is_none(), "expired");
+    assert!(db.web_session_user("nope", 150).await.unwrap().is_none());
+    // A sign-in clears the sessions that ended.
+    db.insert_web_session("h3", alice.id, 300, 1000).await.unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM web_sessions ORDER BY token_hash")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, ["h2", "h3"]);
+    db.delete_web_session("h2", alice.id, 400).await.unwrap();
+    assert!(db.web_session_user("h2", 400).await.unwrap().is_none());
+    let filter = crate::db::AuditFilter { after_id: 0, since: None, until: None, action: None };
+    let actions: Vec<String> = db
+        .audit_entries(&filter, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.action, e.detail))
+        .collect();
+    let web = r#"{"via":"web"}"#;
+    assert_eq!(
+        actions,
+        [format!("login {web}"), format!("login {web}"), format!("login {web}"), format!("logout {web}")]
+    );
+}
