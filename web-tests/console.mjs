@@ -84,6 +84,11 @@ async function request(browser) {
   const catalog = await alice.page.reload();
   check(catalog.headers()['content-security-policy'] === CSP, 'the CSP of the catalog');
   await shot(alice.page, 'catalog');
+  // A policy's own form fields are on the form (the sandbox's DatabaseAdministrator needs a ticket).
+  await alice.page.getByRole('link', { name: 'Request DatabaseAdministrator on Production' }).click();
+  await alice.page.getByRole('group', { name: 'Request form' }).getByLabel('ticket').waitFor();
+  await shot(alice.page, 'request-form-fields');
+  await alice.page.goBack();
   await link.click();
   await heading(alice.page, 'Request access');
   // The server checks the form: a field it cannot read is named, and what was typed stays.

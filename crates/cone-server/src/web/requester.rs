@@ -51,9 +51,8 @@ pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, W
                                         }
                                     }
                                     td {
-                                        a.button href=(request_link(e)) aria-label=(format!("Request {} on {}", e.display_name, e.resource_name)) {
-                                            @if e.granted_until.is_some() { "Extend" } @else { "Request" }
-                                        }
+                                        @let verb = if e.granted_until.is_some() { "Extend" } else { "Request" };
+                                        a.button href=(request_link(e)) aria-label=(format!("{verb} {} on {}", e.display_name, e.resource_name)) { (verb) }
                                     }
                                 }
                             }
