@@ -18,7 +18,7 @@ mod tests;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use cone_api::codes;
 use maud::html;
 
@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tasks/{id}/decide", post(approver::decide))
         .route("/console/audit", get(admin::audit))
         .route("/console/drift", get(admin::drift))
+        .route("/console/{*rest}", any(|| async { no_such_page() }))
         .layer(axum::middleware::map_response(protect))
 }
 
@@ -107,6 +108,15 @@ impl IntoResponse for WebError {
         };
         (self.status, layout::bare(self.title, content)).into_response()
     }
+}
+
+/// A console address that leads nowhere (the API's own answer for unknown paths is JSON).
+fn no_such_page() -> WebError {
+    WebError::new(
+        StatusCode::NOT_FOUND,
+        "No such page",
+        "There is no console page at this address; start from the catalog.",
+    )
 }
 
 /// `path?query` with the pairs encoded.

@@ -73,9 +73,12 @@ fn duration(secs: i64) -> String {
     cone_core::duration::format(secs)
 }
 
+/// Absent ids read as empty, so that a bad link is answered as an entitlement not found, on a page.
 #[derive(Deserialize)]
 pub struct EntitlementQuery {
+    #[serde(default)]
     app_id: String,
+    #[serde(default)]
     entitlement_id: String,
 }
 
@@ -112,7 +115,7 @@ fn request_form(v: &Viewer, e: &Entitlement, f: &Filled, status: StatusCode) -> 
         @if !f.errors.is_empty() {
             div.error role="alert" {
                 p { "The request was not sent. Correct these fields and submit again:" }
-                ul { @for (name, message) in sorted(&f.errors) { li { a href=(format!("#{}", field_id(name))) { (label_of(name)) } ": " (message) } } }
+                ul { @for (name, message) in in_form_order(e, &f.errors) { li { a href=(format!("#{}", field_id(name))) { (label_of(name)) } ": " (message) } } }
             }
         }
         form.stack method="post" action="/console/request" novalidate {
@@ -135,9 +138,15 @@ fn request_form(v: &Viewer, e: &Entitlement, f: &Filled, status: StatusCode) -> 
     (status, page(title, v, Nav::Catalog, content)).into_response()
 }
 
-fn sorted(errors: &HashMap<String, String>) -> Vec<(&String, &String)> {
+/// The errors in the order of the fields on the page.
+fn in_form_order<'a>(e: &Entitlement, errors: &'a HashMap<String, String>) -> Vec<(&'a String, &'a String)> {
+    let rank = |name: &str| match name {
+        "duration" => 0,
+        "justification" => 1,
+        _ => 2 + e.form.iter().position(|f| f.name == name).unwrap_or(e.form.len()),
+    };
     let mut list: Vec<_> = errors.iter().collect();
-    list.sort();
+    list.sort_by_key(|(name, _)| (rank(name), name.as_str()));
     list
 }
 

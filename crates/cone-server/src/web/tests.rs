@@ -241,6 +241,8 @@ async fn the_request_form_names_each_bad_field_and_a_requester_cannot_decide() {
         assert!(refused.body.contains(needle), "no {needle:?} in {}", refused.body);
     }
     assert!(!refused.body.contains("<script>"));
+    let at = |needle: &str| refused.body.find(needle).unwrap();
+    assert!(at("Duration</a>") < at("ticket</a>") && at("ticket</a>") < at("hosts</a>"), "in the form's order");
 
     let good = [
         ("csrf", token.as_str()),
@@ -267,8 +269,13 @@ async fn the_request_form_names_each_bad_field_and_a_requester_cannot_decide() {
     let decide = [("csrf", token.as_str()), ("decision", "approve"), ("comment", "")];
     let own = alice.post("/console/tasks/1/decide", &decide).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
-    // Administrators' pages are not hers either.
+    // Administrators' pages are not hers either; a wrong address is a page too.
     assert_eq!(alice.get("/console/audit").await.status, StatusCode::FORBIDDEN);
+    for wrong in ["/console/nowhere", "/console/request?app_id=aws"] {
+        let page = alice.get(wrong).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{wrong}");
+        assert!(page.body.contains("Back to the catalog"), "{}", page.body);
+    }
 
     let mut bob = Browser::new(&s);
     bob.sign_in("bob").await;
