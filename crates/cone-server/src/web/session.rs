@@ -28,7 +28,7 @@ const SESSION_COOKIE: &str = "cone_session";
 const SIGN_IN_COOKIE: &str = "cone_sign_in";
 const TOKEN_LABEL: &[u8] = b"cone web console form token";
 /// The name of the form token's field in every console form.
-pub const TOKEN_FIELD: &str = "csrf";
+const TOKEN_FIELD: &str = "csrf";
 
 /// The form token of a session (or sign-in) secret.
 pub fn form_token(secret: &str) -> String {
@@ -81,7 +81,7 @@ pub struct Viewer {
     pub user: UserRow,
     pub admin: bool,
     /// The token every form of the page carries.
-    pub token: String,
+    token: String,
     secret: String,
 }
 
