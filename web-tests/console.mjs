@@ -141,6 +141,12 @@ async function request(browser) {
   }
   await active.waitFor({ timeout: 1000 });
   await shot(alice.page, 'my-requests-granted');
+  // The request's own page has its history, with bob's comment.
+  await alice.page.getByRole('link', { name: `Request ${task}`, exact: true }).click();
+  await heading(alice.page, `Request ${task}`);
+  await alice.page.getByRole('cell', { name: 'Approved for the hotfix window' }).waitFor();
+  await shot(alice.page, 'request-history');
+  await alice.page.goto(`${base}/console/requests`);
   // More time on the same grant is a request of its own, which the same policy sends to the approvers.
   await alice.page.getByLabel(`More time for ${ENTITLEMENT}`).fill('15m');
   await alice.page.getByRole('button', { name: 'Extend' }).click();

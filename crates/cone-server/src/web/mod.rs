@@ -1,5 +1,6 @@
 //! The web console: server-rendered pages for requesters (catalog, request form, their requests and grants),
-//! approvers (inbox) and administrators (audit log, drift), signed in with a local password.
+//! approvers (inbox), both (a request's page with its history and comments) and administrators (audit log, drift),
+//! signed in with a local password.
 //!
 //! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
 //! stylesheet, and use no script: they work without JavaScript under a Content-Security-Policy that allows nothing
@@ -42,7 +43,9 @@ pub fn routes() -> Router<AppState> {
         .route("/console/release", post(requester::release))
         .route("/console/tasks/{id}/withdraw", post(requester::withdraw))
         .route("/console/inbox", get(approver::inbox))
+        .route("/console/tasks/{id}", get(approver::task_page))
         .route("/console/tasks/{id}/decide", post(approver::decide))
+        .route("/console/tasks/{id}/comment", post(approver::comment))
         .route("/console/audit", get(admin::audit))
         .route("/console/drift", get(admin::drift))
         .route("/console/{*rest}", any(|| async { no_such_page() }))

@@ -356,7 +356,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                     tbody {
                         @for t in &tasks {
                             tr #(format!("task-{}", t.id)) {
-                                td { (t.id) }
+                                td { a href=(format!("/console/tasks/{}", t.id)) aria-label=(format!("Request {}", t.id)) { (t.id) } }
                                 th scope="row" { (t.entitlement_name) @if t.kind == cone_api::TASK_KIND_EXTEND { " " span.muted { "(extension)" } } }
                                 td { (state(&t.state)) }
                                 td { (duration(t.duration_secs)) }

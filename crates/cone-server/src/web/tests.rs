@@ -289,6 +289,14 @@ async fn the_request_form_names_each_bad_field_and_a_requester_cannot_decide() {
     assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, "/console/inbox?approved=1"));
     let task = s.db.task(1).await.unwrap().unwrap();
     assert_eq!(task.state, "provisioning");
+    // The request's page shows the decision, and both may comment there.
+    let history = alice.get("/console/tasks/1").await;
+    assert!(history.body.contains("<td>ok for OPS-1</td>"), "{}", history.body);
+    assert!(!history.body.contains(r#"value="approve""#), "nothing to decide: {}", history.body);
+    let said = alice.post("/console/tasks/1/comment", &[("csrf", &token), ("comment", "thanks")]).await;
+    assert_eq!(said.location(), "/console/tasks/1#history");
+    assert!(bob.get("/console/tasks/1").await.body.contains("<td>thanks</td>"));
+    assert_eq!(alice.post("/console/tasks/1/comment", &[("csrf", &token), ("comment", " ")]).await.status, 400);
 
     // An undecided request (bob's, which waits for carol) can be withdrawn by its requester only.
     let second = [("csrf", token.as_str()), ("app_id", "aws"), ("entitlement_id", &id), ("form.ticket", "OPS-2")];
