@@ -51,7 +51,7 @@ async function shot(page, name) {
 }
 
 async function heading(page, text) {
-  await page.getByRole('heading', { level: 1, name: text }).waitFor({ timeout: 15000 });
+  await page.getByRole('heading', { level: 1, name: text }).waitFor({ timeout: 30000 });
 }
 
 /// Signs `user` in through the sign-in form, from a page that needs it.
