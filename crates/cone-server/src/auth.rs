@@ -150,6 +150,17 @@ pub async fn device_page(Query(q): Query<DevicePageQuery>) -> Html<String> {
     ))
 }
 
+/// The person whose user name and local password these are (the device page's and the web console's sign-in).
+pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyhow::Result<Option<UserRow>> {
+    let user = s.db.user_by_name(username.trim()).await?;
+    // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
+    // Service accounts have no password; the kind is checked too, so that one never signs in this way.
+    let ok = verify_password(password, &hash)
+        && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE);
+    Ok(user.filter(|_| ok))
+}
+
 #[derive(Deserialize)]
 pub struct DeviceApproval {
     pub user_code: String,
@@ -161,13 +172,7 @@ pub async fn device_approve(
     State(s): State<AppState>,
     Form(f): Form<DeviceApproval>,
 ) -> Result<(StatusCode, Html<String>), ApiFailure> {
-    let user = s.db.user_by_name(f.username.trim()).await?;
-    // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
-    // Service accounts have no password; the kind is checked too, so that one never signs in this way.
-    let ok = verify_password(&f.password, &hash)
-        && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE);
-    let Some(user) = user.filter(|_| ok) else {
+    let Some(user) = authenticate(&s, &f.username, &f.password).await? else {
         return Ok((
             StatusCode::UNAUTHORIZED,
             Html(page("Sign-in failed", "<p>Wrong user name or password. Go back and try again.</p>")),

@@ -2217,6 +2217,49 @@ pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str,
     hex::encode(h.finalize())
 }
 
+// ---- web console sessions ----
+
+impl Db {
+    /// Stores a web console session by its secret's hash, with its audit entry; sessions that ended go on the way.
+    pub async fn insert_web_session(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        let user = format!("user:{user_id}");
+        audit(&mut tx, now, &user, "login", &user, r#"{"via":"web"}"#).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user of an unexpired web console session.
+    pub async fn web_session_user(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind
+             FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.token_hash = $1 AND w.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Ends a web console session (signing out), with its audit entry.
+    pub async fn delete_web_session(&self, token_hash: &str, user_id: i64, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await?;
+        let user = format!("user:{user_id}");
+        audit(&mut tx, now, &user, "logout", &user, r#"{"via":"web"}"#).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// Fresh databases on each backend, for tests.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -331,6 +331,7 @@ fn routes() -> Router<AppState> {
         .route("/device", get(auth::device_page).post(auth::device_approve))
         .merge(api)
         .merge(crate::metrics::routes())
+        .merge(crate::web::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn(crate::metrics::track))

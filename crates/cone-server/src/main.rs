@@ -1,4 +1,4 @@
-//! `cone-server`: the control plane. `serve` runs the API, the sign-in page and the workers;
+//! `cone-server`: the control plane. `serve` runs the API, the sign-in page, the web console and the workers;
 //! `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
 //! hash chain and `export-audit` writes the log as JSON Lines.
 
@@ -14,6 +14,7 @@ mod http;
 mod metrics;
 mod rules;
 mod tokens;
+mod web;
 mod webhooks;
 mod workers;
 

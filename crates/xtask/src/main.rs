@@ -134,6 +134,26 @@ fn ensure_aws_cli_v2() -> Result<(), String> {
     }
 }
 
+/// What the web console's browser test (`crates/cone-testkit/tests/web.rs`) drives: Debian's Chromium, and the
+/// playwright-core pinned in `web-tests/package-lock.json`. `npm ci` runs only when that lock file differs from the
+/// one installed last, so a second run costs two file reads.
+fn ensure_browser_test() -> Result<(), String> {
+    if !Path::new("/usr/bin/chromium").exists() {
+        apt_install("chromium", "for the web console's browser test")?;
+    }
+    let dir = root().join("web-tests");
+    let lock_file = dir.join("package-lock.json");
+    let lock = std::fs::read_to_string(&lock_file).map_err(|e| format!("cannot read {}: {e}", lock_file.display()))?;
+    let stamp = dir.join("node_modules/.cone-installed-lock.json");
+    if std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == lock) {
+        return Ok(());
+    }
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir);
+    run(npm, "npm ci in web-tests (needs Node.js 20 or later with npm)")?;
+    std::fs::write(&stamp, lock).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
 fn build() -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["build", "--workspace", "--bins"]);
@@ -155,6 +175,7 @@ fn test() -> Result<(), String> {
     ensure_python_env()?;
     ensure_aws_cli_v2()?;
     ensure_postgresql()?;
+    ensure_browser_test()?;
     build()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);

@@ -82,6 +82,7 @@ async fn run(demo: bool, dir: &Path) -> Result<()> {
         sandbox.server_url
     );
     println!("\n    source {}\n", env_file.display());
+    println!("The web console is at {}/console (same users and passwords).", sandbox.server_url);
     println!("Press Ctrl-C to stop every process the sandbox started.");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     println!("\nStopping.");

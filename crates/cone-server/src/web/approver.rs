@@ -1,0 +1,129 @@
+//! The approver's inbox (the requests a step of their policy asks the viewer to decide, approved or denied with a
+//! comment), and the page of one request with its history, which its requester, its approvers and administrators
+//! may open.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use cone_api::Task;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{Nav, page};
+use super::requester::{details, state};
+use super::session::{Posted, Viewer};
+use super::{WebError, when};
+use crate::app;
+use crate::http::AppState;
+
+#[derive(Deserialize)]
+pub struct Decided {
+    #[serde(default)]
+    approved: Option<i64>,
+    #[serde(default)]
+    denied: Option<i64>,
+}
+
+pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Decided>) -> Result<Response, WebError> {
+    let tasks = app::search_tasks(&s, &v.user, "approvable", Some("open"), 0, 100).await?.tasks;
+    let waiting: Vec<_> = tasks.into_iter().filter(|t| t.state == "pending_approval").collect();
+    let content = html! {
+        @if let Some(id) = done.approved { p.notice role="status" { "You approved request " (id) "." } }
+        @if let Some(id) = done.denied { p.notice role="status" { "You denied request " (id) "." } }
+        @if waiting.is_empty() {
+            p { "No request waits for your decision." }
+        }
+        @for t in &waiting {
+            article.task aria-labelledby=(format!("task-{}-title", t.id)) {
+                h2 #(format!("task-{}-title", t.id)) { a href=(format!("/console/tasks/{}", t.id)) { "Request " (t.id) ": " (t.entitlement_name) } }
+                (summary(t))
+                (decision_form(&v, t))
+            }
+        }
+    };
+    Ok(page("Approvals", &v, Nav::Inbox, content).into_response())
+}
+
+/// Who asks for what, why, and for how long.
+fn summary(t: &Task) -> Markup {
+    html! {
+        dl {
+            dt { "Requested by" } dd { (t.requester) }
+            dt { "For" } dd { (cone_core::duration::format(t.duration_secs)) @if t.kind == cone_api::TASK_KIND_EXTEND { " more (an extension)" } }
+            dt { "Why" } dd { @if t.justification.is_empty() { span.muted { "(no justification given)" } } @else { (t.justification) } }
+            dt { "Requested" } dd { (when(t.created_at)) }
+            dt { "State" } dd { (state(&t.state)) " " (details(t)) }
+        }
+    }
+}
+
+fn decision_form(v: &Viewer, t: &Task) -> Markup {
+    html! {
+        form.stack method="post" action=(format!("/console/tasks/{}/decide", t.id)) {
+            (v.token_field())
+            label for=(format!("comment-{}", t.id)) { "Comment " span.muted { "(optional; the requester sees it)" } }
+            textarea #(format!("comment-{}", t.id)) name="comment" rows="2" {}
+            div.actions {
+                button type="submit" name="decision" value="approve" { "Approve" }
+                button.danger type="submit" name="decision" value="deny" { "Deny" }
+            }
+        }
+    }
+}
+
+pub async fn decide(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {
+    let approve = match posted.get("decision") {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(WebError::new(
+                StatusCode::BAD_REQUEST,
+                "No decision",
+                "Choose Approve or Deny on the request; nothing was decided.",
+            ));
+        }
+    };
+    app::decide(&s, &posted.viewer.user, id, approve, posted.get("comment").trim()).await?;
+    let done = if approve { "approved" } else { "denied" };
+    Ok(Redirect::to(&format!("/console/inbox?{done}={id}")).into_response())
+}
+
+/// One request with its history; the approvers it waits for may decide it here, anyone who sees it may comment.
+pub async fn task_page(State(s): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Result<Response, WebError> {
+    let t = app::watch_task(&s, &v.user, id, None, std::time::Duration::ZERO).await?;
+    let approvable = app::search_tasks(&s, &v.user, "approvable", Some("open"), 0, 100).await?.tasks;
+    let decides = t.state == "pending_approval" && approvable.iter().any(|a| a.id == t.id);
+    let content = html! {
+        p { strong { (t.entitlement_name) } }
+        (summary(&t))
+        @if decides { (decision_form(&v, &t)) }
+        section aria-labelledby="history" {
+            h2 #history { "History" }
+            table {
+                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "What" } th scope="col" { "Comment" } } }
+                tbody {
+                    @for e in &t.events {
+                        tr { td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { (e.comment.as_deref().unwrap_or("")) } }
+                    }
+                }
+            }
+        }
+        form.stack method="post" action=(format!("/console/tasks/{}/comment", t.id)) {
+            (v.token_field())
+            label for="comment" { "Add a comment" }
+            textarea #comment name="comment" rows="2" required {}
+            button type="submit" { "Comment" }
+        }
+    };
+    let nav = if t.requester == v.user.username { Nav::Requests } else { Nav::Inbox };
+    Ok(page(&format!("Request {id}"), &v, nav, content).into_response())
+}
+
+pub async fn comment(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {
+    if posted.get("comment").trim().is_empty() {
+        let empty = "The comment was empty, so nothing was added. Go back, write one and send it again.";
+        return Err(WebError::new(StatusCode::BAD_REQUEST, "Empty comment", empty));
+    }
+    app::comment(&s, &posted.viewer.user, id, posted.get("comment")).await?;
+    Ok(Redirect::to(&format!("/console/tasks/{id}#history")).into_response())
+}

@@ -1,0 +1,136 @@
+//! The web console: server-rendered pages for requesters (catalog, request form, their requests and grants),
+//! approvers (inbox), both (a request's page with its history and comments) and administrators (audit log, drift),
+//! signed in with a local password.
+//!
+//! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
+//! stylesheet, and use no script: they work without JavaScript under a Content-Security-Policy that allows nothing
+//! else. A session is a cookie holding a random secret whose hash is stored (`session`); every POST carries a form
+//! token derived from that secret. Handlers call the same `app` services as the API, so the console can do nothing
+//! the API would refuse, and answers in the same words.
+
+mod admin;
+mod approver;
+mod layout;
+mod requester;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get, post};
+use cone_api::codes;
+use maud::html;
+
+use crate::http::{ApiFailure, AppState};
+
+/// What the pages may load: their own stylesheet and icon, and nothing else; forms post only to this server.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's routes, under `/console` (and `/`, which leads there).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console", get(requester::catalog))
+        .route("/console/console.css", get(|| asset("text/css; charset=utf-8", include_str!("console.css"))))
+        .route("/console/favicon.svg", get(|| asset("image/svg+xml", include_str!("favicon.svg"))))
+        .route("/console/login", get(session::login_page).post(session::login))
+        .route("/console/logout", post(session::logout))
+        .route("/console/request", get(requester::request_page).post(requester::submit))
+        .route("/console/requests", get(requester::my_requests))
+        .route("/console/release", post(requester::release))
+        .route("/console/tasks/{id}/withdraw", post(requester::withdraw))
+        .route("/console/inbox", get(approver::inbox))
+        .route("/console/tasks/{id}", get(approver::task_page))
+        .route("/console/tasks/{id}/decide", post(approver::decide))
+        .route("/console/tasks/{id}/comment", post(approver::comment))
+        .route("/console/audit", get(admin::audit))
+        .route("/console/drift", get(admin::drift))
+        .route("/console/{*rest}", any(|| async { no_such_page() }))
+        .layer(axum::middleware::map_response(protect))
+}
+
+/// Headers every console answer carries: the CSP, no framing, no sniffing, no caching of pages that show people's
+/// access (the stylesheet and icon set their own caching).
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A file of the console, built into the binary so that a deployment has nothing else to serve.
+async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=3600")], body)
+}
+
+/// A page that says what went wrong and what to do next, with the status of the failure.
+pub struct WebError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl WebError {
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> WebError {
+        WebError { status, title, message: message.into() }
+    }
+}
+
+impl From<ApiFailure> for WebError {
+    fn from(ApiFailure(status, error): ApiFailure) -> WebError {
+        let title = match (status, error.code.as_str()) {
+            (_, codes::NOT_FOUND) => "Not found",
+            (StatusCode::FORBIDDEN, _) => "Not allowed",
+            (StatusCode::CONFLICT, _) => "Not possible now",
+            (s, _) if s.is_server_error() => "Something went wrong",
+            _ => "Cannot do that",
+        };
+        WebError::new(status, title, error.message)
+    }
+}
+
+impl From<anyhow::Error> for WebError {
+    fn from(e: anyhow::Error) -> WebError {
+        ApiFailure::from(e).into()
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let content = html! {
+            p role="alert" { (self.message) }
+            p { a href="/console" { "Back to the catalog" } }
+        };
+        (self.status, layout::bare(self.title, content)).into_response()
+    }
+}
+
+/// A console address that leads nowhere (the API's own answer for unknown paths is JSON).
+fn no_such_page() -> WebError {
+    WebError::new(
+        StatusCode::NOT_FOUND,
+        "No such page",
+        "There is no console page at this address; start from the catalog.",
+    )
+}
+
+/// `path?query` with the pairs encoded.
+fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    match serde_urlencoded::to_string(pairs) {
+        Ok(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_string(),
+    }
+}
+
+/// A time for people, in UTC.
+fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}

@@ -1,0 +1,195 @@
+// Drives Cone's web console in Debian's Chromium, as people would, for crates/cone-testkit/tests/web.rs.
+//
+//   node console.mjs request   alice requests production AdministratorAccess, bob approves it with a comment,
+//                              alice sees the grant active; prints {"task": N}
+//   node console.mjs release   alice releases it; carol (an administrator) looks at the audit log and drift
+//
+// The Rust test checks AWS (moto) between the two. Environment: CONE_URL, CONE_SCREENSHOTS (a folder),
+// CONE_STATE (a folder for the browser state kept between the two), CONE_PASSWORD_<USER> for alice, bob and carol.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const base = need('CONE_URL');
+const shots = need('CONE_SCREENSHOTS');
+const state = need('CONE_STATE');
+const CSP =
+  "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const ENTITLEMENT = 'AdministratorAccess on Production';
+
+function need(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set; crates/cone-testkit/tests/web.rs sets it`);
+  return value;
+}
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+}
+
+// What went wrong on any page besides the answers the test provokes: a CSP violation or another console error, a
+// stylesheet or icon that did not load.
+const complaints = [];
+
+async function newPage(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, ...options });
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) complaints.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.request().resourceType() !== 'document' && r.status() >= 400) complaints.push(`${r.url()}: ${r.status()}`);
+  });
+  page.on('requestfailed', (r) => complaints.push(`${r.url()}: ${r.failure()?.errorText}`));
+  return { context, page };
+}
+
+async function shot(page, name) {
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function heading(page, text) {
+  await page.getByRole('heading', { level: 1, name: text }).waitFor({ timeout: 30000 });
+}
+
+/// Signs `user` in through the sign-in form, from a page that needs it.
+async function signIn(browser, user, screenshot) {
+  const { context, page } = await newPage(browser);
+  const resp = await page.goto(`${base}/console`);
+  check(resp.headers()['content-security-policy'] === CSP, `the CSP of the sign-in page: ${resp.headers()['content-security-policy']}`);
+  await heading(page, 'Sign in to Cone');
+  if (screenshot) await shot(page, 'sign-in');
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(need(`CONE_PASSWORD_${user.toUpperCase()}`));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await heading(page, 'Catalog');
+  return { context, page };
+}
+
+/// The form token of the page, to send requests a page would not.
+async function token(page) {
+  return page.locator('input[name="csrf"]').first().inputValue();
+}
+
+async function request(browser) {
+  const alice = await signIn(browser, 'alice', true);
+  // The catalog fills at the server's first sync with AWS.
+  const link = alice.page.getByRole('link', { name: `Request ${ENTITLEMENT}` });
+  for (let i = 0; i < 60 && !(await link.count()); i++) {
+    await alice.page.waitForTimeout(1000);
+    await alice.page.reload();
+  }
+  const catalog = await alice.page.reload();
+  check(catalog.headers()['content-security-policy'] === CSP, 'the CSP of the catalog');
+  await shot(alice.page, 'catalog');
+  // A policy's own form fields are on the form (the sandbox's DatabaseAdministrator needs a ticket).
+  await alice.page.getByRole('link', { name: 'Request DatabaseAdministrator on Production' }).click();
+  await alice.page.getByRole('group', { name: 'Request form' }).getByLabel('ticket').waitFor();
+  await shot(alice.page, 'request-form-fields');
+  await alice.page.goBack();
+  await link.click();
+  await heading(alice.page, 'Request access');
+  // The server checks the form: a field it cannot read is named, and what was typed stays.
+  await alice.page.getByLabel('Duration').fill('soon');
+  await alice.page.getByLabel('Justification').fill('Deploy the hotfix for OPS-42');
+  await alice.page.getByRole('button', { name: 'Submit request' }).click();
+  await alice.page.getByRole('alert').getByText('`soon` is not a duration').waitFor();
+  check((await alice.page.getByLabel('Duration').getAttribute('aria-invalid')) === 'true', 'the duration is marked invalid');
+  await shot(alice.page, 'request-form-errors');
+  await alice.page.getByLabel('Duration').fill('30m');
+  await shot(alice.page, 'request-form');
+  await alice.page.getByRole('button', { name: 'Submit request' }).click();
+  await heading(alice.page, 'My requests and access');
+  const task = Number(new URL(alice.page.url()).searchParams.get('submitted'));
+  check(task > 0, `a task id in ${alice.page.url()}`);
+  await alice.page.getByText(`Request ${task} submitted. It waits for approval`).waitFor();
+  await shot(alice.page, 'my-requests-pending');
+
+  // A POST without the form token is refused, and does nothing (alice stays signed in).
+  const forged = await alice.context.request.post(`${base}/console/logout`, { form: { x: 'y' }, maxRedirects: 0 });
+  check(forged.status() === 403, `a POST without the form token answered ${forged.status()}`);
+  check(forged.headers()['content-security-policy'] === CSP, 'the CSP of an error page');
+  // The requester cannot decide her own request, even by posting the approver's form with a valid token.
+  const own = await alice.context.request.post(`${base}/console/tasks/${task}/decide`, {
+    form: { csrf: await token(alice.page), decision: 'approve', comment: 'myself' },
+    maxRedirects: 0,
+  });
+  check(own.status() === 403, `alice approving her own request answered ${own.status()}`);
+  await alice.page.goto(`${base}/console/inbox`);
+  await alice.page.getByText('No request waits for your decision.').waitFor();
+
+  const bob = await signIn(browser, 'bob', false);
+  await bob.page.getByRole('link', { name: 'Approvals' }).click();
+  await heading(bob.page, 'Approvals');
+  const card = bob.page.getByRole('article', { name: `Request ${task}: ${ENTITLEMENT}` });
+  await card.getByText('Deploy the hotfix for OPS-42').waitFor();
+  await card.getByText('alice', { exact: true }).waitFor();
+  await card.getByLabel('Comment').fill('Approved for the hotfix window');
+  await shot(bob.page, 'approvals');
+  await card.getByRole('button', { name: 'Approve' }).click();
+  await bob.page.getByText(`You approved request ${task}.`).waitFor();
+  await shot(bob.page, 'approvals-done');
+
+  // Provisioning runs in the server's workers against AWS; the grant shows once it is active.
+  const active = alice.page.getByRole('table').first().getByRole('rowheader', { name: ENTITLEMENT });
+  for (let i = 0; i < 60; i++) {
+    await alice.page.goto(`${base}/console/requests`);
+    if (await active.count()) break;
+    await alice.page.waitForTimeout(1000);
+  }
+  await active.waitFor({ timeout: 1000 });
+  await shot(alice.page, 'my-requests-granted');
+  // The request's own page has its history, with bob's comment.
+  await alice.page.getByRole('link', { name: `Request ${task}`, exact: true }).click();
+  await heading(alice.page, `Request ${task}`);
+  await alice.page.getByRole('cell', { name: 'Approved for the hotfix window' }).waitFor();
+  await shot(alice.page, 'request-history');
+  await alice.page.goto(`${base}/console/requests`);
+  // More time on the same grant is a request of its own, which the same policy sends to the approvers.
+  await alice.page.getByLabel(`More time for ${ENTITLEMENT}`).fill('15m');
+  await alice.page.getByRole('button', { name: 'Extend' }).click();
+  await alice.page.getByText(/Request \d+ submitted\. It waits for approval/).waitFor();
+  await alice.page.getByText('(extension)').waitFor();
+  await shot(alice.page, 'my-requests-extension');
+  await alice.context.storageState({ path: join(state, 'alice.json') });
+  console.log(JSON.stringify({ task }));
+}
+
+async function release(browser) {
+  const { page } = await newPage(browser, { storageState: join(state, 'alice.json') });
+  await page.goto(`${base}/console/requests`);
+  await heading(page, 'My requests and access');
+  await page.getByRole('button', { name: `Release ${ENTITLEMENT}` }).click();
+  await page.getByText('Access released; Cone is removing it from AWS.').waitFor();
+  await shot(page, 'my-requests-released');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByText('You are signed out.').waitFor();
+
+  const carol = await signIn(browser, 'carol', false);
+  await carol.page.getByRole('link', { name: 'Audit log' }).click();
+  await heading(carol.page, 'Audit log');
+  await carol.page.getByLabel('Action').fill('task.*');
+  await carol.page.getByRole('button', { name: 'Filter' }).click();
+  await carol.page.getByText('Approved for the hotfix window').waitFor();
+  await shot(carol.page, 'audit-log');
+  await carol.page.getByRole('link', { name: 'Drift' }).click();
+  await heading(carol.page, 'Drift');
+  await shot(carol.page, 'drift');
+}
+
+const phases = { request, release };
+const phase = phases[process.argv[2]];
+if (!phase) throw new Error(`usage: node console.mjs ${Object.keys(phases).join('|')}`);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  // Chromium's sandbox needs user namespaces, which containers and root often lack; the pages are our own.
+  args: ['--no-sandbox'],
+});
+try {
+  await phase(browser);
+  check(complaints.length === 0, `the browser reported:\n${complaints.join('\n')}`);
+} finally {
+  await browser.close();
+}
