@@ -160,15 +160,19 @@ impl Op {
     pub const fn organizations(name: &'static str) -> Op {
         Op { name, service: "organizations" }
     }
+    pub const fn iam(name: &'static str) -> Op {
+        Op { name, service: "iam" }
+    }
     /// The rate-limit bucket this call draws from.
     pub fn family(&self) -> ApiFamily {
         match self.service {
             "organizations" => ApiFamily::Organizations,
+            "iam" => ApiFamily::Iam,
             _ => ApiFamily::IdentityCenter,
         }
     }
 
-    fn action(&self) -> String {
+    pub fn action(&self) -> String {
         format!("{}:{}", self.service, self.name)
     }
 
@@ -246,7 +250,10 @@ impl Op {
             || matches!(c, "InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "ServiceException")
         {
             ConnectorError::ServerError { operation, status: status.unwrap_or(500), code, message }
-        } else if c.ends_with("NotFoundException") || c == "ResourceNotFound" || status == Some(404) {
+        } else if c.ends_with("NotFoundException")
+            || matches!(c, "ResourceNotFound" | "NoSuchEntity")
+            || status == Some(404)
+        {
             ConnectorError::NotFound { operation, code, message }
         } else {
             ConnectorError::Rejected { operation, status, code, message }
@@ -279,6 +286,7 @@ mod tests {
         assert_classified!(Some(409), "ConflictException" => ConnectorError::Conflict { .. });
         assert_classified!(Some(503), "Unknown" => ConnectorError::ServerError { status: 503, .. });
         assert_classified!(Some(400), "ResourceNotFoundException" => ConnectorError::NotFound { .. });
+        assert_classified!(Some(404), "NoSuchEntity" => ConnectorError::NotFound { .. });
         assert_classified!(Some(400), "ValidationException" => ConnectorError::Rejected { .. });
         for code in ["ThrottlingException", "ConflictException"] {
             assert!(e(Some(400), code).is_retryable(), "{code}");
