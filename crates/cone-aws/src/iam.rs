@@ -48,12 +48,17 @@ impl Connector {
     /// Reads IAM as `features.iam` and `features.secrets` ask (the other features are not IAM's); with neither,
     /// makes no call and returns an empty snapshot.
     pub async fn sync_iam(&self, features: &Features) -> Result<IamSnapshot, ConnectorError> {
-        let (users, details, account_aliases) = tokio::try_join!(
-            async { if features.iam || features.secrets { self.iam_users().await } else { Ok(Vec::new()) } },
+        // The access keys need only the users, so they are read while GetAccountAuthorizationDetails pages.
+        let users_and_keys = async {
+            let users = if features.iam || features.secrets { self.iam_users().await? } else { Vec::new() };
+            let keys = if features.secrets { self.access_keys(&users).await? } else { Vec::new() };
+            Ok((users, keys))
+        };
+        let ((users, access_keys), details, account_aliases) = tokio::try_join!(
+            users_and_keys,
             async { if features.iam { self.authorization_details().await.map(Some) } else { Ok(None) } },
             async { if features.iam { self.account_aliases().await } else { Ok(Vec::new()) } },
         )?;
-        let access_keys = if features.secrets { self.access_keys(&users).await? } else { Vec::new() };
         let Some(details) = details else {
             return Ok(IamSnapshot { users, access_keys, ..IamSnapshot::default() });
         };

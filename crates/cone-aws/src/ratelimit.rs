@@ -193,6 +193,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn calls_are_counted_by_action_across_clones_and_iam_has_its_own_bucket() {
+        let limits = RateLimits::new(&Rates::default());
+        let clone = limits.clone();
+        for _ in 0..10 {
+            limits.acquire_for(ApiFamily::Iam, "iam:ListAccessKeys").await;
+        }
+        clone.acquire_for(ApiFamily::IdentityCenter, "sso:ListInstances").await;
+        let expected = [("iam:ListAccessKeys".to_string(), 10), ("sso:ListInstances".to_string(), 1)];
+        assert_eq!(limits.calls(), BTreeMap::from(expected));
+        // Ten IAM calls emptied IAM's bucket only.
+        assert_eq!(time_for(&limits, ApiFamily::Iam, 1).await, Duration::from_millis(100));
+        assert_eq!(time_for(&limits, ApiFamily::Organizations, 5).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_bucket() {
         let limits = RateLimits::new(&rates(4));
         let start = Instant::now();

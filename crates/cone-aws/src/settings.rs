@@ -240,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_ambient_credentials_in_us_east_1_with_everything_on() {
+    fn defaults_are_ambient_credentials_in_us_east_1_with_organizations_and_no_iam() {
         let s = parse(&[]).expect("no flags parse");
         assert_eq!(
             s,
