@@ -45,7 +45,8 @@ pub enum ConnectorError {
     /// The credentials are valid but lack an IAM permission.
     #[error(
         "{operation} was denied ({code}): the identity Cone runs as needs the IAM action `{action}` \
-         (for IAM Identity Center, in the management or delegated administrator account). AWS said: {message}"
+         ({where_}). AWS said: {message}",
+        where_ = where_allowed(action)
     )]
     AccessDenied { operation: &'static str, action: String, code: String, message: String },
 
@@ -114,6 +115,15 @@ pub enum ConnectorError {
     /// A response lacked a field the connector relies on.
     #[error("{operation} returned a response without {field}; the API may have changed or the endpoint is not AWS")]
     MalformedResponse { operation: &'static str, field: &'static str },
+}
+
+/// Where an action must be allowed, and how to get the policy that allows it.
+fn where_allowed(action: &str) -> &'static str {
+    if action.starts_with("iam:") {
+        "in the account whose IAM is read; `cone-aws policy --iam --secrets` prints what the IAM sync needs"
+    } else {
+        "for IAM Identity Center, in the management or delegated administrator account"
+    }
 }
 
 fn fmt_status(status: &Option<u16>) -> String {
@@ -297,6 +307,9 @@ mod tests {
         let denied = e(Some(400), "AccessDeniedException");
         assert!(!denied.is_retryable());
         let text = denied.to_string();
-        assert!(text.contains("`sso:CreateAccountAssignment`"), "{text}");
+        assert!(text.contains("`sso:CreateAccountAssignment`") && text.contains("management"), "{text}");
+        let iam = Op::iam("GetAccountAuthorizationDetails").classify(Some(403), "AccessDenied".into(), "no".into());
+        let text = iam.to_string();
+        assert!(text.contains("`iam:GetAccountAuthorizationDetails`") && text.contains("cone-aws policy"), "{text}");
     }
 }
