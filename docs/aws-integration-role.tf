@@ -3,7 +3,8 @@
 # delegated administrator account, without the management-account statements).
 #
 # The policies are what `cone-aws trust-policy --principal ARN --external-id X` and
-# `cone-aws policy --provisioning --orgs` print; regenerate and compare after upgrading Cone.
+# `cone-aws policy --provisioning --orgs` print (plus `--iam` and `--secrets` when sync_iam and sync_secrets
+# are set); regenerate and compare after upgrading Cone.
 #
 # Then run Cone with BATON_ROLE_ARN = the role ARN output and BATON_EXTERNAL_ID = var.external_id.
 
@@ -16,6 +17,18 @@ variable "external_id" {
   description = "External ID Cone presents when assuming the role (2 to 1224 characters of [A-Za-z0-9+=,.@:/_-])"
   type        = string
   sensitive   = true
+}
+
+variable "sync_iam" {
+  description = "Also allow `cone-aws sync --sync-iam`: IAM users, groups, members, roles and trust policies, the account alias"
+  type        = bool
+  default     = false
+}
+
+variable "sync_secrets" {
+  description = "Also allow `cone-aws sync --sync-secrets` (BATON_SYNC_SECRETS): access-key metadata, never secret keys"
+  type        = bool
+  default     = false
 }
 
 variable "role_name" {
@@ -46,7 +59,7 @@ resource "aws_iam_role_policy" "cone_integration" {
   role = aws_iam_role.cone_integration.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         # Every call of a sync.
         Sid    = "ConeSyncIdentityCenter"
@@ -116,7 +129,19 @@ resource "aws_iam_role_policy" "cone_integration" {
         Action   = ["organizations:ListAccounts"]
         Resource = "*"
       },
-    ]
+      ], var.sync_iam ? [{
+        # Users, groups, members, roles and trust policies in one paged listing; ListUsers for PasswordLastUsed.
+        Sid      = "ConeReadIam"
+        Effect   = "Allow"
+        Action   = ["iam:GetAccountAuthorizationDetails", "iam:ListAccountAliases", "iam:ListUsers"]
+        Resource = "*"
+        }] : [], var.sync_secrets ? [{
+        # Access-key metadata and last use. (iam:ListUsers appears in both statements when both are on.)
+        Sid      = "ConeReadAccessKeyMetadata"
+        Effect   = "Allow"
+        Action   = ["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListUsers"]
+        Resource = "*"
+    }] : [])
   })
 }
 

@@ -37,15 +37,17 @@ const LIST_GROUP_MEMBERSHIPS: Op = Op::identitystore("ListGroupMemberships");
 /// from being bound by round-trip latency.
 const CONCURRENCY: usize = 4;
 
-/// A handle on one AWS organisation's IAM Identity Center. Cheap to clone.
+/// A handle on one AWS organisation's IAM Identity Center (and the IAM of the account its credentials are
+/// in). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Connector {
     org: aws_sdk_organizations::Client,
     sso: aws_sdk_ssoadmin::Client,
     ids: aws_sdk_identitystore::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
     region: String,
-    timing: Timing,
-    limits: RateLimits,
+    pub(crate) timing: Timing,
+    pub(crate) limits: RateLimits,
     /// Read accounts from Organizations (ListAccounts); without it, accounts are the ones IAM Identity
     /// Center has permission sets provisioned to, known by id only.
     organizations: bool,
@@ -95,6 +97,7 @@ impl Connector {
             org: aws_sdk_organizations::Client::new(sdk),
             sso: aws_sdk_ssoadmin::Client::new(sdk),
             ids: aws_sdk_identitystore::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
             timing: Timing::default(),
             limits,
@@ -127,6 +130,11 @@ impl Connector {
             memberships,
             assignments,
         })
+    }
+
+    /// The AWS calls this connector (and its clones) made so far, by IAM action, each page and retry counted.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.limits.calls()
     }
 
     /// Creates the assignment unless it already exists, and waits until IAM Identity Center reports it done.
@@ -631,7 +639,7 @@ fn principal_parts(p: &Principal) -> (PrincipalType, &str) {
 }
 
 /// `Ok(None)` in place of a NotFound error: for calls where a missing resource is an answer, not a failure.
-fn found<T>(result: Result<T, ConnectorError>) -> Result<Option<T>, ConnectorError> {
+pub(crate) fn found<T>(result: Result<T, ConnectorError>) -> Result<Option<T>, ConnectorError> {
     match result {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
@@ -649,7 +657,7 @@ fn accounts_seen(per_set: &BTreeSet<(String, String)>) -> Vec<Account> {
 }
 
 /// The items of all the lists, sorted and each once.
-fn sorted_unique<T: Ord>(lists: Vec<Vec<T>>) -> Vec<T> {
+pub(crate) fn sorted_unique<T: Ord>(lists: Vec<Vec<T>>) -> Vec<T> {
     lists.into_iter().flatten().collect::<BTreeSet<_>>().into_iter().collect()
 }
 
@@ -682,7 +690,7 @@ fn started(op: Op, status: Option<&AccountAssignmentOperationStatus>) -> Result<
 }
 
 /// Runs `f` over `items` with at most [`CONCURRENCY`] in flight; results keep the order of `items`.
-async fn bounded<I, T, F, Fut>(items: I, f: F) -> Result<Vec<T>, ConnectorError>
+pub(crate) async fn bounded<I, T, F, Fut>(items: I, f: F) -> Result<Vec<T>, ConnectorError>
 where
     I: IntoIterator,
     F: FnMut(I::Item) -> Fut,

@@ -45,7 +45,8 @@ pub enum ConnectorError {
     /// The credentials are valid but lack an IAM permission.
     #[error(
         "{operation} was denied ({code}): the identity Cone runs as needs the IAM action `{action}` \
-         (for IAM Identity Center, in the management or delegated administrator account). AWS said: {message}"
+         ({where_}). AWS said: {message}",
+        where_ = where_allowed(action)
     )]
     AccessDenied { operation: &'static str, action: String, code: String, message: String },
 
@@ -116,6 +117,15 @@ pub enum ConnectorError {
     MalformedResponse { operation: &'static str, field: &'static str },
 }
 
+/// Where an action must be allowed, and how to get the policy that allows it.
+fn where_allowed(action: &str) -> &'static str {
+    if action.starts_with("iam:") {
+        "in the account whose IAM is read; `cone-aws policy --iam --secrets` prints what the IAM sync needs"
+    } else {
+        "for IAM Identity Center, in the management or delegated administrator account"
+    }
+}
+
 fn fmt_status(status: &Option<u16>) -> String {
     status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
 }
@@ -160,15 +170,19 @@ impl Op {
     pub const fn organizations(name: &'static str) -> Op {
         Op { name, service: "organizations" }
     }
+    pub const fn iam(name: &'static str) -> Op {
+        Op { name, service: "iam" }
+    }
     /// The rate-limit bucket this call draws from.
     pub fn family(&self) -> ApiFamily {
         match self.service {
             "organizations" => ApiFamily::Organizations,
+            "iam" => ApiFamily::Iam,
             _ => ApiFamily::IdentityCenter,
         }
     }
 
-    fn action(&self) -> String {
+    pub fn action(&self) -> String {
         format!("{}:{}", self.service, self.name)
     }
 
@@ -246,7 +260,10 @@ impl Op {
             || matches!(c, "InternalServerException" | "InternalFailure" | "ServiceUnavailable" | "ServiceException")
         {
             ConnectorError::ServerError { operation, status: status.unwrap_or(500), code, message }
-        } else if c.ends_with("NotFoundException") || c == "ResourceNotFound" || status == Some(404) {
+        } else if c.ends_with("NotFoundException")
+            || matches!(c, "ResourceNotFound" | "NoSuchEntity")
+            || status == Some(404)
+        {
             ConnectorError::NotFound { operation, code, message }
         } else {
             ConnectorError::Rejected { operation, status, code, message }
@@ -279,6 +296,7 @@ mod tests {
         assert_classified!(Some(409), "ConflictException" => ConnectorError::Conflict { .. });
         assert_classified!(Some(503), "Unknown" => ConnectorError::ServerError { status: 503, .. });
         assert_classified!(Some(400), "ResourceNotFoundException" => ConnectorError::NotFound { .. });
+        assert_classified!(Some(404), "NoSuchEntity" => ConnectorError::NotFound { .. });
         assert_classified!(Some(400), "ValidationException" => ConnectorError::Rejected { .. });
         for code in ["ThrottlingException", "ConflictException"] {
             assert!(e(Some(400), code).is_retryable(), "{code}");
@@ -289,6 +307,9 @@ mod tests {
         let denied = e(Some(400), "AccessDeniedException");
         assert!(!denied.is_retryable());
         let text = denied.to_string();
-        assert!(text.contains("`sso:CreateAccountAssignment`"), "{text}");
+        assert!(text.contains("`sso:CreateAccountAssignment`") && text.contains("management"), "{text}");
+        let iam = Op::iam("GetAccountAuthorizationDetails").classify(Some(403), "AccessDenied".into(), "no".into());
+        let text = iam.to_string();
+        assert!(text.contains("`iam:GetAccountAuthorizationDetails`") && text.contains("cone-aws policy"), "{text}");
     }
 }

@@ -1,5 +1,6 @@
-//! Cone's connector to AWS: reads the organisation, IAM Identity Center and its identity store, and
-//! creates and removes account assignments. The only crate of the workspace that sees AWS SDK types.
+//! Cone's connector to AWS: reads the organisation, IAM Identity Center and its identity store (and, on
+//! request, IAM and its access keys), and creates and removes account assignments. The only crate of the
+//! workspace that sees AWS SDK types.
 //!
 //! Endpoints and credentials come from the standard AWS configuration (environment, profiles, roles), so
 //! the same code talks to AWS or to moto (`AWS_ENDPOINT_URL`); [`AwsSettings`] adds baton-aws's settings
@@ -8,6 +9,7 @@
 
 mod connector;
 mod error;
+mod iam;
 mod paging;
 mod policy;
 mod ratelimit;
@@ -98,4 +100,81 @@ pub struct Snapshot {
     /// `(group id, user id)`.
     pub memberships: Vec<(String, String)>,
     pub assignments: Vec<AssignmentRecord>,
+}
+
+/// An IAM user. Times are RFC 3339 as AWS gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamUser {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// When the user last signed in to the console with their password; none if never (or unknown to AWS).
+    pub password_last_used: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamGroup {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamRole {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// When the role was last assumed, as far as AWS tracks it (the last 400 days).
+    pub last_used: Option<String>,
+}
+
+/// "The trust policy of this role allows this principal to assume it": one principal of an `Allow`
+/// statement. Conditions (an External ID, say) are not recorded.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TrustedPrincipal {
+    pub role_arn: String,
+    /// The principal's kind as the policy names it: `AWS`, `Service`, `Federated` or `CanonicalUser`.
+    /// `"Principal": "*"` is recorded as `AWS` `*`, which IAM treats it as.
+    pub kind: String,
+    /// An ARN, account id, service name, identity provider, or `*`.
+    pub value: String,
+}
+
+/// An IAM user's access key, metadata only: the secret key is never read (no API returns it after creation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub user_arn: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    pub created: String,
+    /// When the key last signed a request, the service and the region; none if never used.
+    pub last_used: Option<String>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
+}
+
+/// IAM of the account the connector's credentials are in, as [`Connector::sync_iam`] reads it. Sorted: users,
+/// groups and roles by ARN, pairs and trusted principals lexicographically, access keys by id. Every ARN in
+/// `group_members`, `trusted` and `access_keys` is one of the users, groups or roles. What a feature did not
+/// ask for is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IamSnapshot {
+    /// The account's alias (IAM allows one), with IAM.
+    pub account_aliases: Vec<String>,
+    /// With IAM or secrets (the access keys' owners).
+    pub users: Vec<IamUser>,
+    /// With IAM.
+    pub groups: Vec<IamGroup>,
+    /// `(group arn, user arn)`, with IAM.
+    pub group_members: Vec<(String, String)>,
+    /// With IAM.
+    pub roles: Vec<IamRole>,
+    /// With IAM.
+    pub trusted: Vec<TrustedPrincipal>,
+    /// With secrets.
+    pub access_keys: Vec<AccessKey>,
 }

@@ -1,5 +1,6 @@
 //! `cone-aws`: the AWS connector on the command line. Prints the IAM policies the integration role needs,
-//! syncs IAM Identity Center into a self-describing SQLite file, and lists and compares such files.
+//! syncs IAM Identity Center (and, on request, IAM and its access keys) into a self-describing SQLite file,
+//! and lists and compares such files.
 //!
 //! Exit status: 0 on success (and for `diff`, when the files hold the same rows), 1 when `diff` finds
 //! differences, 2 on any error — as diff(1) does.
@@ -34,10 +35,10 @@ enum Command {
         /// Also read account names from AWS Organizations (BATON_GLOBAL_AWS_ORGS_ENABLED).
         #[arg(long)]
         orgs: bool,
-        /// Also allow baton-aws's IAM sync (users, groups, roles).
+        /// Also allow the IAM sync (`sync --sync-iam`: users, groups, memberships, roles, trust policies, alias).
         #[arg(long)]
         iam: bool,
-        /// Also allow baton-aws's access-key inventory (metadata only).
+        /// Also allow the access-key inventory (`sync --sync-secrets`, BATON_SYNC_SECRETS; metadata only).
         #[arg(long)]
         secrets: bool,
     },
@@ -50,7 +51,8 @@ enum Command {
         #[arg(long, env = "BATON_EXTERNAL_ID", hide_env_values = true)]
         external_id: Option<String>,
     },
-    /// Read IAM Identity Center (and Organizations) and write everything to a new SQLite file.
+    /// Read IAM Identity Center (and Organizations, IAM, access keys as chosen) and write everything to a new
+    /// SQLite file.
     Sync {
         /// The file to write; replaced if it exists.
         #[arg(long, value_name = "FILE.sqlite")]
@@ -78,6 +80,13 @@ enum Kind {
     Memberships,
     Entitlements,
     Assignments,
+    AccountAliases,
+    IamUsers,
+    IamGroups,
+    IamGroupMembers,
+    IamRoles,
+    IamRoleTrusts,
+    AccessKeys,
 }
 
 impl Kind {
@@ -131,11 +140,21 @@ async fn run(command: Command) -> Result<ExitCode> {
 async fn sync(out: &Path, aws: &AwsSettings) -> Result<()> {
     let connector = aws.connect().await.context("cannot connect to AWS")?;
     let synced_at = chrono::Utc::now();
-    let snapshot = connector.sync().await.context("the sync failed; nothing was written")?;
-    let info = SyncInfo { synced_at, sso_region: &aws.sso_region, organizations: aws.orgs_enabled };
-    let counts = store::write(out, &snapshot, &info).await?;
+    let features = Features { iam: aws.sync_iam, secrets: aws.sync_secrets, ..Features::default() };
+    // Different APIs with their own rate limits: read both at once.
+    let (snapshot, iam) = tokio::try_join!(connector.sync(), connector.sync_iam(&features))
+        .context("the sync failed; nothing was written")?;
+    let info = SyncInfo {
+        synced_at,
+        sso_region: &aws.sso_region,
+        organizations: aws.orgs_enabled,
+        iam: aws.sync_iam,
+        secrets: aws.sync_secrets,
+    };
+    let counts = store::write(out, &snapshot, &iam, &info).await?;
     let summary: Vec<String> = counts.iter().map(|(table, n)| format!("{n} {table}")).collect();
-    eprintln!("wrote {}: {}", out.display(), summary.join(", "));
+    let calls: u64 = connector.calls().values().sum();
+    eprintln!("wrote {}: {}; {calls} AWS calls", out.display(), summary.join(", "));
     Ok(())
 }
 
@@ -145,6 +164,15 @@ async fn diff(old: &Path, new: &Path) -> Result<ExitCode> {
     let (a, b) = (before.meta("instance_arn").await?, after.meta("instance_arn").await?);
     if a != b {
         eprintln!("cone-aws: note: the files come from different IAM Identity Center instances ({a} and {b})");
+    }
+    for (key, what) in [("iam", "IAM"), ("secrets", "access keys")] {
+        let (a, b) = (before.meta(key).await?, after.meta(key).await?);
+        if a != b {
+            eprintln!(
+                "cone-aws: note: {what} was read for one file only ({key} = {a} and {b}), so its tables differ \
+                 by everything; sync both with the same --sync-{key}"
+            );
+        }
     }
     let mut differ = false;
     for table in &TABLES {

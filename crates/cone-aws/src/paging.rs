@@ -55,7 +55,7 @@ where
 {
     let request = Box::pin(request);
     async move {
-        limits.acquire(op.family()).await;
+        limits.acquire_for(op.family(), &op.action()).await;
         request.await.map_err(|e| op.err(e))
     }
 }

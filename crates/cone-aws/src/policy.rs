@@ -12,11 +12,10 @@ pub struct Features {
     pub provisioning: bool,
     /// Read account names and states from AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`).
     pub organizations: bool,
-    /// IAM users, groups and roles, as baton-aws syncs them. Cone's connector does not read IAM yet; the
-    /// statement lets one role serve both.
+    /// IAM users, groups with their members, roles with their trust policies, and the account alias, as
+    /// `Connector::sync_iam` reads them (`--sync-iam`).
     pub iam: bool,
-    /// The access-key inventory, as baton-aws's `--sync-secrets` reads it (metadata only, never key secrets).
-    /// Not read by Cone's connector yet, like `iam`.
+    /// The access-key inventory (`BATON_SYNC_SECRETS`): metadata only, never key secrets.
     pub secrets: bool,
 }
 
@@ -97,21 +96,15 @@ const PROVISION_MANAGEMENT_LISTS: Statement = Statement {
 const ORGANIZATIONS: Statement =
     Statement { sid: "ConeReadOrganizationAccounts", actions: &["organizations:ListAccounts"], resource: "*" };
 
-/// baton-aws's IAM sync: users, groups with their members, roles with their trust policies, account alias.
+/// `Connector::sync_iam` with IAM: one paged GetAccountAuthorizationDetails for users, groups, memberships and
+/// roles, ListUsers for what it leaves out (PasswordLastUsed), and the account alias.
 const IAM: Statement = Statement {
     sid: "ConeReadIam",
-    actions: &[
-        "iam:GetGroup",
-        "iam:GetRole",
-        "iam:ListAccountAliases",
-        "iam:ListGroups",
-        "iam:ListRoles",
-        "iam:ListUsers",
-    ],
+    actions: &["iam:GetAccountAuthorizationDetails", "iam:ListAccountAliases", "iam:ListUsers"],
     resource: "*",
 };
 
-/// baton-aws's access-key inventory: the users, their keys' metadata and when each key was last used.
+/// `Connector::sync_iam` with secrets: the users, their keys' metadata, and when each key was last used.
 const SECRETS: Statement = Statement {
     sid: "ConeReadAccessKeyMetadata",
     actions: &["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListUsers"],
@@ -268,14 +261,7 @@ mod tests {
         );
         assert_eq!(
             added(Features { iam: true, ..Features::default() }),
-            set(&[
-                "iam:GetGroup",
-                "iam:GetRole",
-                "iam:ListAccountAliases",
-                "iam:ListGroups",
-                "iam:ListRoles",
-                "iam:ListUsers"
-            ])
+            set(&["iam:GetAccountAuthorizationDetails", "iam:ListAccountAliases", "iam:ListUsers"])
         );
         assert_eq!(
             added(Features { secrets: true, ..Features::default() }),
@@ -287,12 +273,10 @@ mod tests {
     fn everything_together_lists_each_action_once() {
         let all = Features { provisioning: true, organizations: true, iam: true, secrets: true };
         let got = actions(&permissions_policy(&all));
-        // iam:ListRoles (provisioning and IAM) and iam:ListUsers (IAM and secrets) are granted once.
-        assert!(got.contains("iam:ListRoles") && got.contains("iam:ListUsers"));
-        // Sync 9, provisioning 5 + 11 + 1 + 2, Organizations 1, IAM 6 less ListRoles, secrets 3 less ListUsers;
-        // iam:GetRole is in two statements on purpose (IAM Identity Center's roles for provisioning, every
-        // role for the IAM sync), so it counts once here.
-        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 1 + 5 + 2 - 1, "{got:?}");
+        // iam:ListUsers (IAM and secrets) is granted once.
+        assert!(got.contains("iam:ListUsers"));
+        // Sync 9, provisioning 5 + 11 + 1 + 2, Organizations 1, IAM 3, secrets 3 less ListUsers.
+        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 1 + 3 + 2, "{got:?}");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! `tokio::time::Instant` and waits with `tokio::time::sleep`. The GCRA itself stays governor's, which is
 //! well tested and lock-free.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -27,6 +28,8 @@ pub enum ApiFamily {
     Organizations,
     /// AWS STS (`sts:`), for assuming the integration role.
     Sts,
+    /// AWS IAM (`iam:`), for the IAM sync and the access-key inventory.
+    Iam,
 }
 
 /// Requests per second allowed for each family. The burst is one second's worth.
@@ -44,10 +47,16 @@ pub struct Rates {
     /// (about once an hour); the limit only stops a credential-refresh storm.
     #[arg(long = "sts-rate", env = "CONE_AWS_STS_RATE", default_value_t = Rates::DEFAULT.sts)]
     pub sts: NonZeroU32,
+    /// Requests per second to AWS IAM. Default 10: IAM is a global control-plane API whose request quotas AWS
+    /// does not publish per action; the IAM sync makes a few paged calls plus, with secrets, one
+    /// ListAccessKeys per user and one GetAccessKeyLastUsed per key, and throttling is retried.
+    #[arg(long = "iam-rate", env = "CONE_AWS_IAM_RATE", default_value_t = Rates::DEFAULT.iam)]
+    pub iam: NonZeroU32,
 }
 
 impl Rates {
-    pub const DEFAULT: Rates = Rates { identity_center: nonzero(20), organizations: nonzero(5), sts: nonzero(2) };
+    pub const DEFAULT: Rates =
+        Rates { identity_center: nonzero(20), organizations: nonzero(5), sts: nonzero(2), iam: nonzero(10) };
 }
 
 impl Default for Rates {
@@ -80,12 +89,17 @@ impl Clock for TokioClock {
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 
-/// The connector's buckets. Cheap to clone; clones share the buckets.
+/// The connector's buckets, and the tally of the calls that took their tokens. Cheap to clone; clones share
+/// both.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     identity_center: Arc<Bucket>,
     organizations: Arc<Bucket>,
     sts: Arc<Bucket>,
+    iam: Arc<Bucket>,
+    /// Calls made, by IAM action (`sso:ListInstances`). Every request takes exactly one token, so counting
+    /// here counts what was sent, which is what the sync's target (calls per datum) is measured in.
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl RateLimits {
@@ -97,7 +111,22 @@ impl RateLimits {
             identity_center: bucket(rates.identity_center),
             organizations: bucket(rates.organizations),
             sts: bucket(rates.sts),
+            iam: bucket(rates.iam),
+            calls: Arc::default(),
         }
+    }
+
+    /// Waits until `action`'s family may make one more request, takes its token, and counts the call.
+    pub(crate) async fn acquire_for(&self, family: ApiFamily, action: &str) {
+        self.acquire(family).await;
+        let mut calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *calls.entry(action.to_string()).or_default() += 1;
+    }
+
+    /// The calls made through these limits so far, by IAM action (`iam:ListUsers`), each page and retry
+    /// counted.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Waits until `family` may make one more request, and takes its token.
@@ -106,6 +135,7 @@ impl RateLimits {
             ApiFamily::IdentityCenter => &self.identity_center,
             ApiFamily::Organizations => &self.organizations,
             ApiFamily::Sts => &self.sts,
+            ApiFamily::Iam => &self.iam,
         };
         // Another task may take the token we waited for; then wait again for the next one.
         while let Err(not_until) = bucket.check() {
@@ -160,6 +190,21 @@ mod tests {
         assert_eq!(time_for(&limits, ApiFamily::IdentityCenter, 20).await, Duration::ZERO);
         let clone = limits.clone();
         assert_eq!(time_for(&clone, ApiFamily::Organizations, 1).await, Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_counted_by_action_across_clones_and_iam_has_its_own_bucket() {
+        let limits = RateLimits::new(&Rates::default());
+        let clone = limits.clone();
+        for _ in 0..10 {
+            limits.acquire_for(ApiFamily::Iam, "iam:ListAccessKeys").await;
+        }
+        clone.acquire_for(ApiFamily::IdentityCenter, "sso:ListInstances").await;
+        let expected = [("iam:ListAccessKeys".to_string(), 10), ("sso:ListInstances".to_string(), 1)];
+        assert_eq!(limits.calls(), BTreeMap::from(expected));
+        // Ten IAM calls emptied IAM's bucket only.
+        assert_eq!(time_for(&limits, ApiFamily::Iam, 1).await, Duration::from_millis(100));
+        assert_eq!(time_for(&limits, ApiFamily::Organizations, 5).await, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

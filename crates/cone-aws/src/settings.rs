@@ -67,6 +67,29 @@ pub struct AwsSettings {
     )]
     pub sso_enabled: bool,
 
+    /// Also read IAM in the account Cone's credentials are in: users, groups and their members, roles and
+    /// the principals their trust policies allow, and the account alias (`cone-aws sync` only; baton-aws
+    /// always reads IAM and has no such setting).
+    #[arg(
+        long = "sync-iam",
+        env = "CONE_AWS_SYNC_IAM",
+        default_value = "false",
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub sync_iam: bool,
+
+    /// Also read the access-key inventory: each IAM user's access keys with their status, creation and last
+    /// use (metadata only; secret keys are never returned by these APIs).
+    #[arg(
+        long = "sync-secrets",
+        env = "BATON_SYNC_SECRETS",
+        default_value = "false",
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub sync_secrets: bool,
+
     #[command(flatten)]
     pub rates: Rates,
 }
@@ -152,7 +175,7 @@ impl ProvideCredentials for StsRateLimited {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            self.limits.acquire(ApiFamily::Sts).await;
+            self.limits.acquire_for(ApiFamily::Sts, "sts:AssumeRole").await;
             self.inner.provide_credentials().await
         })
     }
@@ -217,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_ambient_credentials_in_us_east_1_with_everything_on() {
+    fn defaults_are_ambient_credentials_in_us_east_1_with_organizations_and_no_iam() {
         let s = parse(&[]).expect("no flags parse");
         assert_eq!(
             s,
@@ -227,6 +250,8 @@ mod tests {
                 external_id: None,
                 orgs_enabled: true,
                 sso_enabled: true,
+                sync_iam: false,
+                sync_secrets: false,
                 rates: Rates::DEFAULT,
             }
         );
@@ -246,12 +271,15 @@ mod tests {
             "0",
             "--sso-rate",
             "5",
+            "--sync-secrets",
+            "yes",
         ])
         .expect("valid flags parse");
         assert_eq!(s.sso_region, "eu-west-1");
         assert_eq!(s.role_arn.as_deref(), Some("arn:aws:iam::111122223333:role/integrations/ConeIntegration"));
         assert_eq!(s.external_id.as_deref(), Some("cone-3f9a0c"));
         assert!(!s.orgs_enabled);
+        assert!(s.sync_secrets && !s.sync_iam);
         assert_eq!(s.rates.identity_center, NonZeroU32::new(5).expect("nonzero"));
         assert_eq!(s.rates.organizations, Rates::DEFAULT.organizations);
     }

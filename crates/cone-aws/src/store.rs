@@ -1,19 +1,20 @@
 //! The sync file: one snapshot in a self-describing SQLite database that any SQLite client can read.
 //!
-//! Format version 1: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
-//! identity_store_id, sso_region, organizations) and one table per kind of record, all values text except
-//! `entitlements.provisioned` (0 or 1).
+//! Format version 2: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
+//! identity_store_id, sso_region, organizations, iam, secrets) and one table per kind of record, all values
+//! text except `entitlements.provisioned` (0 or 1). Version 1 lacked the IAM tables and the iam and secrets
+//! keys.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use cone_aws::{Principal, Snapshot};
+use cone_aws::{IamSnapshot, Principal, Snapshot};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 const FORMAT: &str = "cone-aws-sync";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// A table of the file: its name (also the `list` argument, with `-` for `_`), columns, and key.
 pub struct Table {
@@ -54,7 +55,7 @@ impl Table {
     }
 }
 
-pub const TABLES: [Table; 7] = [
+pub const TABLES: [Table; 14] = [
     Table {
         name: "accounts",
         columns: &[Column("id", Text), Column("name", Text), Column("email", Text), Column("status", Text)],
@@ -101,6 +102,57 @@ pub const TABLES: [Table; 7] = [
         ],
         key: "account_id, permission_set_arn, principal_type, principal_id",
     },
+    Table { name: "account_aliases", columns: &[Column("alias", Text)], key: "alias" },
+    Table {
+        name: "iam_users",
+        columns: &[
+            Column("arn", Text),
+            Column("id", Text),
+            Column("name", Text),
+            Column("created", Text),
+            Column("password_last_used", OptionalText),
+        ],
+        key: "arn",
+    },
+    Table {
+        name: "iam_groups",
+        columns: &[Column("arn", Text), Column("id", Text), Column("name", Text), Column("created", Text)],
+        key: "arn",
+    },
+    Table {
+        name: "iam_group_members",
+        columns: &[Column("group_arn", Text), Column("user_arn", Text)],
+        key: "group_arn, user_arn",
+    },
+    Table {
+        name: "iam_roles",
+        columns: &[
+            Column("arn", Text),
+            Column("id", Text),
+            Column("name", Text),
+            Column("created", Text),
+            Column("last_used", OptionalText),
+        ],
+        key: "arn",
+    },
+    Table {
+        name: "iam_role_trusts",
+        columns: &[Column("role_arn", Text), Column("principal_kind", Text), Column("principal", Text)],
+        key: "role_arn, principal_kind, principal",
+    },
+    Table {
+        name: "access_keys",
+        columns: &[
+            Column("id", Text),
+            Column("user_arn", Text),
+            Column("status", Text),
+            Column("created", Text),
+            Column("last_used", OptionalText),
+            Column("last_used_service", OptionalText),
+            Column("last_used_region", OptionalText),
+        ],
+        key: "id",
+    },
 ];
 
 /// A row as the file holds it, every value as text; `None` is SQL NULL.
@@ -109,7 +161,7 @@ pub type Values = Vec<Option<String>>;
 /// What goes into each table, in [`TABLES`] order. Entitlements are every account × permission set (any
 /// permission set may be assigned in any account; IAM Identity Center provisions it on first assignment),
 /// flagged with whether it is provisioned there now.
-fn rows_of(snap: &Snapshot) -> [Vec<Values>; 7] {
+fn rows_of(snap: &Snapshot, iam: &IamSnapshot) -> [Vec<Values>; 14] {
     let some = |s: &str| Some(s.to_string());
     let provisioned: BTreeSet<(&str, &str)> = snap.provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
     [
@@ -142,10 +194,37 @@ fn rows_of(snap: &Snapshot) -> [Vec<Values>; 7] {
                 vec![some(&a.account_id), some(&a.permission_set_arn), some(kind), some(id)]
             })
             .collect(),
+        iam.account_aliases.iter().map(|a| vec![some(a)]).collect(),
+        iam.users
+            .iter()
+            .map(|u| vec![some(&u.arn), some(&u.id), some(&u.name), some(&u.created), u.password_last_used.clone()])
+            .collect(),
+        iam.groups.iter().map(|g| vec![some(&g.arn), some(&g.id), some(&g.name), some(&g.created)]).collect(),
+        iam.group_members.iter().map(|(g, u)| vec![some(g), some(u)]).collect(),
+        iam.roles
+            .iter()
+            .map(|r| vec![some(&r.arn), some(&r.id), some(&r.name), some(&r.created), r.last_used.clone()])
+            .collect(),
+        iam.trusted.iter().map(|t| vec![some(&t.role_arn), some(&t.kind), some(&t.value)]).collect(),
+        iam.access_keys
+            .iter()
+            .map(|k| {
+                vec![
+                    some(&k.id),
+                    some(&k.user_arn),
+                    some(&k.status),
+                    some(&k.created),
+                    k.last_used.clone(),
+                    k.last_used_service.clone(),
+                    k.last_used_region.clone(),
+                ]
+            })
+            .collect(),
     ]
 }
 
-/// Rows per INSERT: 100 rows of at most 4 values stay far below SQLite's limit on bound parameters.
+/// Rows per INSERT: 100 rows of at most 7 values stay below SQLite's limit on bound parameters (even the 999
+/// of old builds).
 const BATCH: usize = 100;
 
 /// Context of a sync that the snapshot itself does not carry.
@@ -153,17 +232,25 @@ pub struct SyncInfo<'a> {
     pub synced_at: chrono::DateTime<chrono::Utc>,
     pub sso_region: &'a str,
     pub organizations: bool,
+    /// Whether IAM and the access keys were read: their tables are empty otherwise.
+    pub iam: bool,
+    pub secrets: bool,
 }
 
 /// Writes `snap` to a new file at `path` in one transaction; returns the number of rows per table.
 /// The file is written beside `path` and renamed over it at the end, so a failed sync leaves no half file.
-pub async fn write(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<Vec<(&'static str, usize)>> {
+pub async fn write(
+    path: &Path,
+    snap: &Snapshot,
+    iam: &IamSnapshot,
+    info: &SyncInfo<'_>,
+) -> Result<Vec<(&'static str, usize)>> {
     let partial = path.with_extension("partial");
     // A leftover from an interrupted run is ours to replace.
     if partial.exists() {
         std::fs::remove_file(&partial).with_context(|| format!("cannot remove the leftover {}", partial.display()))?;
     }
-    let result = write_new(&partial, snap, info).await;
+    let result = write_new(&partial, snap, iam, info).await;
     match result {
         Ok(counts) => {
             std::fs::rename(&partial, path)
@@ -178,7 +265,12 @@ pub async fn write(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<
     }
 }
 
-async fn write_new(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<Vec<(&'static str, usize)>> {
+async fn write_new(
+    path: &Path,
+    snap: &Snapshot,
+    iam: &IamSnapshot,
+    info: &SyncInfo<'_>,
+) -> Result<Vec<(&'static str, usize)>> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -198,6 +290,8 @@ async fn write_new(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<
         ("identity_store_id", snap.identity_store_id.clone()),
         ("sso_region", info.sso_region.to_string()),
         ("organizations", info.organizations.to_string()),
+        ("iam", info.iam.to_string()),
+        ("secrets", info.secrets.to_string()),
     ];
     let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO meta (key, value) ");
     insert.push_values(meta, |mut b, (k, v)| {
@@ -206,7 +300,7 @@ async fn write_new(path: &Path, snap: &Snapshot, info: &SyncInfo<'_>) -> Result<
     insert.build().execute(&mut *tx).await?;
 
     let mut counts = Vec::new();
-    for (table, rows) in TABLES.iter().zip(rows_of(snap)) {
+    for (table, rows) in TABLES.iter().zip(rows_of(snap, iam)) {
         sqlx::query(&table.create()).execute(&mut *tx).await?;
         for batch in rows.chunks(BATCH) {
             let columns: Vec<String> = table.column_names().map(|c| format!("\"{c}\"")).collect();
@@ -286,7 +380,7 @@ impl SyncFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cone_aws::{Account, AssignmentRecord, Group, PermissionSet, User};
+    use cone_aws::{AccessKey, Account, AssignmentRecord, Group, IamGroup, IamUser, PermissionSet, User};
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -319,12 +413,48 @@ mod tests {
         }
     }
 
+    /// Secrets without IAM: the key owners and their keys, nothing else.
+    fn iam_snapshot() -> IamSnapshot {
+        let alice = "arn:aws:iam::111111111111:user/alice";
+        IamSnapshot {
+            users: vec![IamUser {
+                arn: alice.into(),
+                id: "AIDA1".into(),
+                name: "alice".into(),
+                created: "2026-01-01T00:00:00Z".into(),
+                password_last_used: None,
+            }],
+            groups: vec![IamGroup {
+                arn: "arn:aws:iam::111111111111:group/devs".into(),
+                id: "AGPA1".into(),
+                name: "devs".into(),
+                created: "2026-01-02T00:00:00Z".into(),
+            }],
+            access_keys: vec![AccessKey {
+                id: "AKIA1".into(),
+                user_arn: alice.into(),
+                status: "Active".into(),
+                created: "2026-01-03T00:00:00Z".into(),
+                last_used: Some("2026-01-04T00:00:00Z".into()),
+                last_used_service: Some("sts".into()),
+                last_used_region: None,
+            }],
+            ..IamSnapshot::default()
+        }
+    }
+
     #[tokio::test]
     async fn writes_and_reads_back_every_table() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("s.sqlite");
-        let info = SyncInfo { synced_at: chrono::Utc::now(), sso_region: "us-east-1", organizations: true };
-        let counts = write(&path, &snapshot(), &info).await?;
+        let info = SyncInfo {
+            synced_at: chrono::Utc::now(),
+            sso_region: "us-east-1",
+            organizations: true,
+            iam: false,
+            secrets: true,
+        };
+        let counts = write(&path, &snapshot(), &iam_snapshot(), &info).await?;
         assert_eq!(
             counts,
             vec![
@@ -334,14 +464,22 @@ mod tests {
                 ("groups", 1),
                 ("memberships", 1),
                 ("entitlements", 2),
-                ("assignments", 1)
+                ("assignments", 1),
+                ("account_aliases", 0),
+                ("iam_users", 1),
+                ("iam_groups", 1),
+                ("iam_group_members", 0),
+                ("iam_roles", 0),
+                ("iam_role_trusts", 0),
+                ("access_keys", 1),
             ]
         );
         assert!(!path.with_extension("partial").exists());
 
         let mut file = SyncFile::open(&path).await?;
         assert_eq!(file.meta("instance_arn").await?, "arn:aws:sso:::instance/ssoins-1");
-        assert_eq!(file.meta("format_version").await?, "1");
+        assert_eq!(file.meta("format_version").await?, "2");
+        assert_eq!((file.meta("iam").await?.as_str(), file.meta("secrets").await?.as_str()), ("false", "true"));
         let s = |v: &str| Some(v.to_string());
         assert_eq!(
             file.rows(&TABLES[5]).await?,
@@ -349,9 +487,22 @@ mod tests {
         );
         assert_eq!(file.rows(&TABLES[1]).await?[0], vec![s("ps-a"), s("A"), None, None]);
         assert_eq!(file.rows(&TABLES[6]).await?, vec![vec![s("111111111111"), s("ps-b"), s("GROUP"), s("g1")]]);
+        assert_eq!(
+            file.rows(&TABLES[13]).await?,
+            vec![vec![
+                s("AKIA1"),
+                s("arn:aws:iam::111111111111:user/alice"),
+                s("Active"),
+                s("2026-01-03T00:00:00Z"),
+                s("2026-01-04T00:00:00Z"),
+                s("sts"),
+                None
+            ]]
+        );
+        assert_eq!(file.rows(&TABLES[8]).await?[0][4], None, "no password last used");
 
         // Syncing again over the file replaces it.
-        write(&path, &Snapshot { assignments: vec![], ..snapshot() }, &info).await?;
+        write(&path, &Snapshot { assignments: vec![], ..snapshot() }, &IamSnapshot::default(), &info).await?;
         assert!(SyncFile::open(&path).await?.rows(&TABLES[6]).await?.is_empty());
         Ok(())
     }

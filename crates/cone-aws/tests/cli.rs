@@ -1,24 +1,40 @@
-//! The `cone-aws` binary against moto: sync, change an assignment through the SDK, sync again, then list
-//! and diff the two files; and the policy printers and the errors people see.
+//! The `cone-aws` binary against moto: sync, change an assignment (or IAM) through the SDK, sync again, then
+//! list and diff the two files; and the policy printers and the errors people see.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result};
+use aws_sdk_iam::types::StatusType;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use common::{ALIAS, seed_iam};
 use cone_testkit::{Moto, moto_sdk_config, seed_sandbox, target_bin};
 
 /// Runs `cone-aws` with `args` against `moto` (no moto: no AWS environment at all).
 fn cone_aws(moto: Option<&Moto>, args: &[&str]) -> Result<Output> {
+    command(moto, args)?.output().context("running cone-aws")
+}
+
+/// `cone-aws` with `args` against `moto`, none of the connector's variables inherited.
+fn command(moto: Option<&Moto>, args: &[&str]) -> Result<Command> {
     let mut cmd = Command::new(target_bin("cone-aws")?);
     cmd.args(args);
-    for var in ["BATON_ROLE_ARN", "BATON_EXTERNAL_ID", "BATON_GLOBAL_AWS_ORGS_ENABLED", "BATON_GLOBAL_AWS_SSO_REGION"] {
+    for var in [
+        "BATON_ROLE_ARN",
+        "BATON_EXTERNAL_ID",
+        "BATON_GLOBAL_AWS_ORGS_ENABLED",
+        "BATON_GLOBAL_AWS_SSO_REGION",
+        "BATON_SYNC_SECRETS",
+        "CONE_AWS_SYNC_IAM",
+    ] {
         cmd.env_remove(var);
     }
     if let Some(moto) = moto {
         cmd.envs(moto.aws_env());
     }
-    cmd.output().context("running cone-aws")
+    Ok(cmd)
 }
 
 fn stdout(out: &Output) -> String {
@@ -95,6 +111,124 @@ async fn sync_list_and_diff_around_a_new_assignment() -> Result<()> {
     assert_eq!(stdout(&reverse), format!("--- assignments: 0 added, 1 removed\n- {row}\n"));
     let same = ok(cone_aws(None, &["diff", path(&after), path(&after)])?);
     assert_eq!(stdout(&same), "", "identical files print nothing and exit 0");
+    Ok(())
+}
+
+/// `cone-aws list FILE TABLE`, checked to succeed.
+fn list(file: &Path, table: &str) -> Result<String> {
+    Ok(stdout(&ok(cone_aws(None, &["list", path(file), table])?)))
+}
+
+/// A header and rows as `list` prints them.
+fn tsv(header: &str, rows: &[Vec<&str>]) -> String {
+    rows.iter().fold(format!("{header}\n"), |text, row| text + &row.join("\t") + "\n")
+}
+
+#[tokio::test]
+async fn iam_tables_list_and_diff_and_hold_no_secret_key() -> Result<()> {
+    let moto = Moto::start()?;
+    seed_sandbox(&moto.endpoint).await?;
+    let seed = seed_iam(&moto.endpoint).await?;
+    let dir = tempfile::tempdir()?;
+    let (before, after) = (dir.path().join("before.sqlite"), dir.path().join("after.sqlite"));
+    let sync = |out: &Path| {
+        // Secrets through baton-aws's variable, as a baton-aws deployment sets it; IAM by flag.
+        command(Some(&moto), &["sync", "--out", path(out), "--sync-iam", "true"])?
+            .env("BATON_SYNC_SECRETS", "1")
+            .output()
+            .context("running cone-aws")
+    };
+    let out = ok(sync(&before)?);
+    assert!(
+        stderr(&out).contains(
+            "1 account_aliases, 3 iam_users, 3 iam_groups, 3 iam_group_members, 2 iam_roles, 4 iam_role_trusts, \
+             3 access_keys"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Metadata only: no secret access key in the file, byte for byte, nor in what the sync printed.
+    let bytes = std::fs::read(&before)?;
+    for secret in &seed.secrets {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret access key is in the file");
+        assert!(!stderr(&out).contains(secret.as_str()) && !stdout(&out).contains(secret.as_str()));
+    }
+    assert!(!list(&before, "accounts")?.contains(&seed.closed_account), "a SUSPENDED account is not synced");
+
+    assert_eq!(list(&before, "account-aliases")?, format!("alias\n{ALIAS}\n"));
+    let users: Vec<Vec<&str>> =
+        seed.users.iter().map(|u| vec![u.arn.as_str(), &u.id, &u.name, &u.created, ""]).collect();
+    assert_eq!(list(&before, "iam-users")?, tsv("arn\tid\tname\tcreated\tpassword_last_used", &users));
+    let groups: Vec<Vec<&str>> = seed.groups.iter().map(|g| vec![g.arn.as_str(), &g.id, &g.name, &g.created]).collect();
+    assert_eq!(list(&before, "iam-groups")?, tsv("arn\tid\tname\tcreated", &groups));
+    let (alice, bob, carol) = (&seed.user("alice").arn, &seed.user("bob").arn, &seed.user("carol").arn);
+    let (auditors, devs, ops) = (&seed.group("auditors").arn, &seed.group("devs").arn, &seed.group("ops").arn);
+    let mut members = vec![vec![devs.as_str(), alice], vec![devs, bob], vec![ops, bob]];
+    members.sort();
+    assert_eq!(list(&before, "iam-group-members")?, tsv("group_arn\tuser_arn", &members));
+    let roles: Vec<Vec<&str>> =
+        seed.roles.iter().map(|r| vec![r.arn.as_str(), &r.id, &r.name, &r.created, ""]).collect();
+    assert_eq!(list(&before, "iam-roles")?, tsv("arn\tid\tname\tcreated\tlast_used", &roles));
+    let (deploy, okta) = (seed.role("deploy").arn.as_str(), seed.role("okta-admins").arn.as_str());
+    let okta_trust = vec![okta, "Federated", "arn:aws:iam::123456789012:saml-provider/Okta"];
+    assert_eq!(
+        list(&before, "iam-role-trusts")?,
+        tsv(
+            "role_arn\tprincipal_kind\tprincipal",
+            &[
+                vec![deploy, "AWS", "arn:aws:iam::111122223333:root"],
+                vec![deploy, "Service", "ecs-tasks.amazonaws.com"],
+                vec![deploy, "Service", "lambda.amazonaws.com"],
+                okta_trust.clone(),
+            ]
+        )
+    );
+    let keys = list(&before, "access-keys")?;
+    let mut lines = keys.lines();
+    assert_eq!(lines.next(), Some("id\tuser_arn\tstatus\tcreated\tlast_used\tlast_used_service\tlast_used_region"));
+    let row =
+        |k: &common::SeedKey, status: &str| format!("{}\t{}\t{status}\t{}", k.id, seed.user(&k.user).arn, k.created);
+    let (used, inactive, bobs) = (seed.key("alice", 0), seed.key("alice", 1), seed.key("bob", 0));
+    let mut rows: Vec<&str> = lines.collect();
+    rows.sort_by_key(|r| !r.starts_with(&used.id));
+    assert!(rows[0].starts_with(&format!("{}\t", row(used, "Active"))), "{keys}");
+    assert!(rows[0].ends_with("Z\tiam\tus-east-1"), "used once against IAM: {keys}");
+    assert!(rows.contains(&format!("{}\t\t\t", row(inactive, "Inactive")).as_str()), "never used: {keys}");
+    assert!(rows.contains(&format!("{}\t\t\t", row(bobs, "Active")).as_str()), "{keys}");
+    assert_eq!(rows.len(), 3);
+
+    // Changes an administrator makes: carol joins the auditors, bob's key is deactivated, the SAML role goes.
+    let iam = aws_sdk_iam::Client::new(&moto_sdk_config(&moto.endpoint));
+    iam.add_user_to_group().group_name("auditors").user_name("carol").send().await?;
+    iam.update_access_key().user_name("bob").access_key_id(&bobs.id).status(StatusType::Inactive).send().await?;
+    iam.delete_role().role_name("okta-admins").send().await?;
+    ok(sync(&after)?);
+
+    let diff = cone_aws(None, &["diff", path(&before), path(&after)])?;
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    let okta_role = seed.role("okta-admins");
+    assert_eq!(
+        stdout(&diff),
+        format!(
+            "--- iam_group_members: 1 added, 0 removed\n+ {auditors}\t{carol}\n\
+             --- iam_roles: 0 added, 1 removed\n- {okta}\t{}\tokta-admins\t{}\t\n\
+             --- iam_role_trusts: 0 added, 1 removed\n- {}\n\
+             --- access_keys: 1 added, 1 removed\n- {}\t\t\t\n+ {}\t\t\t\n",
+            okta_role.id,
+            okta_role.created,
+            okta_trust.join("\t"),
+            row(bobs, "Active"),
+            row(bobs, "Inactive"),
+        )
+    );
+
+    // A file synced without IAM differs by all of it, and diff says why.
+    let without = dir.path().join("without.sqlite");
+    ok(cone_aws(Some(&moto), &["sync", "--out", path(&without)])?);
+    let diff = cone_aws(None, &["diff", path(&after), path(&without)])?;
+    assert_eq!(diff.status.code(), Some(1));
+    assert!(stderr(&diff).contains("IAM was read for one file only (iam = true and false)"), "{}", stderr(&diff));
+    assert!(stdout(&diff).contains("--- iam_users: 0 added, 3 removed"), "{}", stdout(&diff));
     Ok(())
 }
 
