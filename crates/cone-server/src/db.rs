@@ -103,6 +103,8 @@ pub const AUDIT_BATCH: i64 = 1000;
 
 /// The advisory lock key PostgreSQL writers hold for their transaction (any constant; "cone" in ASCII).
 const WRITER_LOCK: i64 = 0x636f_6e65;
+/// The advisory lock key job claims hold for their transaction ("job" in ASCII).
+const CLAIM_LOCK: i64 = 0x006a_6f62;
 
 impl Backend {
     /// A table expression of the values of a JSON array bound as text at `param`, as a column `value`.
@@ -1123,6 +1125,12 @@ impl Db {
         let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
         // Not a job whose assignment (account, permission set, principal) another job holds a lease on: jobs on one
         // assignment run in order (a revocation never overtakes its provisioning), jobs on different ones at once.
+        // On PostgreSQL two replicas claiming at once would not see each other's uncommitted lease, so claims take
+        // turns (a claim is two short statements; the jobs themselves still run side by side). Not the writers'
+        // lock: a claim changes nothing the cached reads depend on.
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
+        }
         let job: Option<JobRow> = sqlx::query_as(&format!(
             "SELECT j.id, j.kind, j.grant_id, j.finding_id, j.attempts FROM jobs j
              LEFT JOIN grants g ON g.id = j.grant_id LEFT JOIN drift_findings f ON f.id = j.finding_id
