@@ -3,8 +3,13 @@
 //   node console.mjs request   alice requests production AdministratorAccess, bob approves it with a comment,
 //                              alice sees the grant active; prints {"task": N}
 //   node console.mjs release   alice releases it; carol (an administrator) looks at the audit log and drift
+//   node console.mjs policies  carol shortens the administrators' policy to 30 minutes on the Policies page, finds it
+//                              in the history and the connector connected; alice's request form offers 30 minutes at
+//                              most, and the administrators' pages are closed to her
+//   node console.mjs oidc      alice signs in through the OpenID Connect provider (OIDC_NAME; oidc-provider.mjs),
+//                              and mallory, whom Cone does not know, is refused
 //
-// The Rust test checks AWS (moto) between the two. Environment: CONE_URL, CONE_SCREENSHOTS (a folder),
+// The Rust test checks AWS (moto) between the first two. Environment: CONE_URL, CONE_SCREENSHOTS (a folder),
 // CONE_STATE (a folder for the browser state kept between the two), CONE_PASSWORD_<USER> for alice, bob and carol.
 
 import { chromium } from 'playwright-core';
@@ -28,20 +33,25 @@ function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
 }
 
-// What went wrong on any page besides the answers the test provokes: a CSP violation or another console error, a
-// stylesheet or icon that did not load.
+// What went wrong on any of Cone's pages besides the answers the test provokes: a CSP violation or another console
+// error, a stylesheet or icon that did not load. (The identity provider's pages are not Cone's to judge.)
 const complaints = [];
+const ours = (url) => url.startsWith(`${base}/`);
 
 async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, ...options });
   const page = await context.newPage();
   page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) complaints.push(`${page.url()}: ${m.text()}`);
+    if (ours(page.url()) && m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+      complaints.push(`${page.url()}: ${m.text()}`);
+    }
   });
   page.on('response', (r) => {
-    if (r.request().resourceType() !== 'document' && r.status() >= 400) complaints.push(`${r.url()}: ${r.status()}`);
+    if (ours(r.url()) && r.request().resourceType() !== 'document' && r.status() >= 400) {
+      complaints.push(`${r.url()}: ${r.status()}`);
+    }
   });
-  page.on('requestfailed', (r) => complaints.push(`${r.url()}: ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => ours(r.url()) && complaints.push(`${r.url()}: ${r.failure()?.errorText}`));
   return { context, page };
 }
 
@@ -179,7 +189,118 @@ async function release(browser) {
   await shot(carol.page, 'drift');
 }
 
-const phases = { request, release };
+/// Waits for the catalog to offer `name` (it fills at the server's first sync with AWS).
+async function catalogOffers(page, name) {
+  const link = page.getByRole('link', { name });
+  for (let i = 0; i < 60 && !(await link.count()); i++) {
+    await page.waitForTimeout(1000);
+    await page.reload();
+  }
+  return link;
+}
+
+async function policies(browser) {
+  const carol = await signIn(browser, 'carol', false);
+  await carol.page.getByRole('link', { name: 'Policies' }).click();
+  await heading(carol.page, 'Policies');
+  await carol.page.getByRole('heading', { name: 'In force: version 1' }).waitFor();
+  await shot(carol.page, 'policies');
+  const editor = carol.page.getByLabel('Access document (YAML)');
+  const document = await editor.inputValue();
+  const shorter = document.replace(/(name: admin-needs-an-approver\n[\s\S]*?max_duration: )1h/, (_, head) => `${head}30m`);
+  check(shorter !== document, `the administrators' policy in the document:\n${document}`);
+  // A mistake is named and applies nothing; the text stays to be fixed.
+  await editor.fill(shorter.replace('max_duration: 30m', 'max_duration: soon'));
+  await carol.page.getByRole('button', { name: 'Check' }).click();
+  await carol.page.getByRole('alert').getByText('Your text is kept below.').waitFor();
+  check((await editor.inputValue()).includes('max_duration: soon'), 'the text is kept after a failed check');
+  await shot(carol.page, 'policies-check-error');
+  await editor.fill(shorter);
+  await carol.page.getByRole('button', { name: 'Check' }).click();
+  await carol.page.getByText('The document checks; nothing was applied.').waitFor();
+  await shot(carol.page, 'policies-checked');
+  await carol.page.getByLabel('Why').fill('Administrator access for 30 minutes at most');
+  await carol.page.getByRole('button', { name: 'Apply' }).click();
+  await carol.page.getByText('Version 2 applied; it is in force for new requests.').waitFor();
+  await carol.page.getByRole('heading', { name: 'In force: version 2' }).waitFor();
+  await shot(carol.page, 'policies-applied');
+  await carol.page.getByRole('link', { name: 'History of versions' }).click();
+  await heading(carol.page, 'Policy history');
+  const newest = carol.page.getByRole('row').nth(1);
+  await newest.getByText('Administrator access for 30 minutes at most').waitFor();
+  await newest.getByText('carol').waitFor();
+  await shot(carol.page, 'policy-history');
+  await carol.page.getByRole('link', { name: 'Version 1', exact: true }).click();
+  await heading(carol.page, 'Policy version 1');
+  await carol.page.getByText('the configuration file, at start-up').waitFor();
+  await shot(carol.page, 'policy-version');
+  await carol.page.getByRole('link', { name: 'Connectors' }).click();
+  await heading(carol.page, 'Connectors');
+  for (let i = 0; i < 60 && !(await carol.page.getByText('Connected', { exact: true }).count()); i++) {
+    await carol.page.waitForTimeout(1000);
+    await carol.page.reload();
+  }
+  await carol.page.getByText('Connected', { exact: true }).waitFor({ timeout: 1000 });
+  await shot(carol.page, 'connectors');
+
+  // alice's request form now offers 30 minutes at most, and the server holds her to it.
+  const alice = await signIn(browser, 'alice', false);
+  check(!(await alice.page.getByRole('link', { name: 'Policies' }).count()), 'alice has no link to the Policies page');
+  await (await catalogOffers(alice.page, `Request ${ENTITLEMENT}`)).click();
+  await heading(alice.page, 'Request access');
+  await alice.page.getByText('Such as 30m, 1h or 1h30m; at most 30m.').waitFor();
+  await alice.page.getByLabel('Duration').fill('1h');
+  await alice.page.getByRole('button', { name: 'Submit request' }).click();
+  await alice.page.getByRole('alert').getByText('30m').first().waitFor();
+  await shot(alice.page, 'request-form-shorter');
+  for (const path of ['/console/policies', '/console/policies/history', '/console/connectors']) {
+    const resp = await alice.page.goto(`${base}${path}`);
+    check(resp.status() === 403, `alice opening ${path} answered ${resp.status()}`);
+    await heading(alice.page, 'Not allowed');
+  }
+  await shot(alice.page, 'policies-forbidden');
+}
+
+/// Signs in at the identity provider's own (development) pages as `login`, from Cone's sign-in page.
+async function throughProvider(browser, login, screenshots) {
+  const { context, page } = await newPage(browser);
+  await page.goto(`${base}/console/requests`);
+  await heading(page, 'Sign in to Cone');
+  if (screenshots) await shot(page, 'sign-in-with-provider');
+  await page.getByRole('link', { name: `Sign in with ${need('OIDC_NAME')}` }).click();
+  await page.locator('input[name="login"]').waitFor({ timeout: 30000 });
+  check(!ours(page.url()), `the provider's login page is the provider's: ${page.url()}`);
+  await page.locator('input[name="login"]').fill(login);
+  await page.locator('input[name="password"]').fill('any password will do');
+  if (screenshots) await shot(page, 'provider-login');
+  await page.locator('button[type="submit"]').click();
+  // The provider asks for consent the first time.
+  const consent = page.getByRole('button', { name: 'Continue' });
+  await consent.waitFor({ timeout: 30000 });
+  if (screenshots) await shot(page, 'provider-consent');
+  await consent.click();
+  return { context, page };
+}
+
+async function oidc(browser) {
+  const alice = await throughProvider(browser, 'alice', true);
+  await heading(alice.page, 'My requests and access').catch(async (e) => {
+    await shot(alice.page, 'provider-failed');
+    throw new Error(`${e.message}\nat ${alice.page.url()}: ${await alice.page.locator('body').innerText()}`);
+  });
+  await alice.page.getByText('Signed in as').getByText('alice', { exact: true }).waitFor();
+  check(alice.page.url() === `${base}/console/requests`, `alice is back where she started: ${alice.page.url()}`);
+  await shot(alice.page, 'provider-signed-in');
+
+  const mallory = await throughProvider(browser, 'mallory', false);
+  await heading(mallory.page, 'Sign-in failed');
+  await mallory.page.getByText('signed you in as mallory@example.com, but no single Cone user has that email').waitFor();
+  const session = (await mallory.context.cookies()).filter((c) => c.name === 'cone_session');
+  check(session.length === 0, 'mallory holds no session');
+  await shot(mallory.page, 'provider-unknown-user');
+}
+
+const phases = { request, release, policies, oidc };
 const phase = phases[process.argv[2]];
 if (!phase) throw new Error(`usage: node console.mjs ${Object.keys(phases).join('|')}`);
 const browser = await chromium.launch({

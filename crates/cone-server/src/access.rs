@@ -116,11 +116,17 @@ fn check(s: &AppState, document: &str) -> Result<Access, ApiFailure> {
     responses((status = 200, description = "The version in force", body = ConfigVersion), Unauthenticated, Forbidden, Internal)
 )]
 pub async fn current(State(s): State<AppState>, _: Admin) -> Result<Json<ConfigVersion>, ApiFailure> {
-    version_or_404(s.db.access_version(s.access().version).await?, s.access().version)
+    in_force(&s).await.map(Json)
 }
 
-fn version_or_404(row: Option<ConfigVersionRow>, id: i64) -> Result<Json<ConfigVersion>, ApiFailure> {
-    row.map(|v| Json(to_api(v))).ok_or_else(|| {
+/// The version in force on this server.
+pub async fn in_force(s: &AppState) -> Result<ConfigVersion, ApiFailure> {
+    version_of(s, s.access().version).await
+}
+
+/// One version of the access document.
+pub async fn version_of(s: &AppState, id: i64) -> Result<ConfigVersion, ApiFailure> {
+    s.db.access_version(id).await?.map(to_api).ok_or_else(|| {
         ApiFailure::new(
             StatusCode::NOT_FOUND,
             codes::NOT_FOUND,
@@ -146,21 +152,27 @@ pub async fn apply(
     Admin(caller): Admin,
     ApiJson(req): ApiJson<ApplyConfig>,
 ) -> Result<Json<AppliedConfig>, ApiFailure> {
-    let mut access = check(&s, &req.document)?;
-    let applied = s.db.apply_access(&req.document, caller.user.id, &req.comment, req.base_version, now()).await?;
+    apply_as(&s, caller.user.id, &req).await.map(Json)
+}
+
+/// Checks a document and records it as the newest version, applied by `author_id`, and puts it in force here.
+pub async fn apply_as(s: &AppState, author_id: i64, req: &ApplyConfig) -> Result<AppliedConfig, ApiFailure> {
+    let mut access = check(s, &req.document)?;
+    let applied = s.db.apply_access(&req.document, author_id, &req.comment, req.base_version, now()).await?;
     match applied {
         Applied::New(row) => {
             access.version = row.id;
-            install(&s, access);
-            Ok(Json(AppliedConfig { changed: true, version: to_api(row) }))
+            install(s, access);
+            Ok(AppliedConfig { changed: true, version: to_api(row) })
         }
-        Applied::Unchanged(row) => Ok(Json(AppliedConfig { changed: false, version: to_api(row) })),
+        Applied::Unchanged(row) => Ok(AppliedConfig { changed: false, version: to_api(row) }),
         Applied::Stale(newest) => Err(ApiFailure::new(
             StatusCode::CONFLICT,
             codes::STALE_VERSION,
             format!(
                 "Version {newest} of the access document was applied after version {}, which this change started \
-                 from; fetch it (`cone policy show`), redo the change on it and apply again.",
+                 from; fetch it (`cone policy show`, or the console's Policies page), redo the change on it and apply \
+                 again.",
                 req.base_version.unwrap_or_default()
             ),
         )),
@@ -183,12 +195,17 @@ pub async fn check_document(
     _: Admin,
     ApiJson(req): ApiJson<ApplyConfig>,
 ) -> Result<Json<ConfigSummary>, ApiFailure> {
-    let access = check(&s, &req.document)?;
-    Ok(Json(ConfigSummary {
+    summarize(&s, &req.document).map(Json)
+}
+
+/// What a document defines, or why it does not check; nothing is applied.
+pub fn summarize(s: &AppState, document: &str) -> Result<ConfigSummary, ApiFailure> {
+    let access = check(s, document)?;
+    Ok(ConfigSummary {
         policies: access.policies().iter().map(|p| p.name.clone()).collect(),
         access_profiles: access.catalog.profiles.iter().map(|p| p.name.clone()).collect(),
         entitlement_management_rules: access.catalog.rules.len(),
-    }))
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -216,12 +233,17 @@ pub async fn versions(
     ApiQuery(q): ApiQuery<VersionsQuery>,
 ) -> Result<Json<ConfigVersionPage>, ApiFailure> {
     let offset = page_offset(q.page_token.as_deref())?;
-    let size = q.page_size.unwrap_or(20).clamp(1, 100);
+    Ok(Json(versions_from(&s, offset, q.page_size.unwrap_or(20)).await?))
+}
+
+/// A page of versions, newest first, from `offset`: `size` of them (at least 1 and at most 100).
+pub async fn versions_from(s: &AppState, offset: i64, size: i64) -> anyhow::Result<ConfigVersionPage> {
+    let size = size.clamp(1, 100);
     // One more than the page tells whether there is a next one.
     let mut rows = s.db.access_versions(offset, size + 1).await?;
     let next_page_token = (rows.len() as i64 > size).then(|| (offset + size).to_string());
     rows.truncate(size as usize);
-    Ok(Json(ConfigVersionPage { versions: rows.into_iter().map(to_api).collect(), next_page_token }))
+    Ok(ConfigVersionPage { versions: rows.into_iter().map(to_api).collect(), next_page_token })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -244,5 +266,5 @@ pub async fn version(
     _: Admin,
     ApiPath(Version { version }): ApiPath<Version>,
 ) -> Result<Json<ConfigVersion>, ApiFailure> {
-    version_or_404(s.db.access_version(version).await?, version)
+    version_of(&s, version).await.map(Json)
 }

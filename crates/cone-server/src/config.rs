@@ -61,6 +61,11 @@ pub struct Config {
     webhook_configs: Vec<WebhookConfig>,
     #[serde(skip)]
     pub webhooks: Vec<Webhook>,
+    /// Console sign-in through an OpenID Connect provider, beside local passwords.
+    #[serde(default, rename = "oidc")]
+    oidc_config: Option<OidcConfig>,
+    #[serde(skip)]
+    pub oidc: Option<Oidc>,
 }
 
 /// The sections of the configuration that say who may request what and how it is decided. They form the access
@@ -154,15 +159,13 @@ impl WebhookConfig {
             .ok()
             .filter(|u| ["http", "https"].contains(&u.scheme()) && u.host().is_some())
             .with_context(|| format!("webhook \"{name}\": `url` must be an http:// or https:// URL"))?;
-        let secret = match (self.secret, self.secret_env, self.secret_file) {
-            (Some(_), _, _) => bail!(
-                "webhook \"{name}\": the secret may not be written in the configuration; put it in a file \
-                 (`secret_file: /etc/cone/{name}.secret`, mode 0600) or an environment variable (`secret_env: NAME`)"
-            ),
-            (None, Some(var), None) if !var.is_empty() => SecretSource::Env(var),
-            (None, None, Some(path)) => SecretSource::File(path),
-            _ => bail!("webhook \"{name}\": give exactly one of `secret_env` and `secret_file`"),
-        };
+        let secret = secret_source(
+            &format!("webhook \"{name}\""),
+            name.as_str(),
+            self.secret.is_some(),
+            self.secret_env,
+            self.secret_file,
+        )?;
         if self.events.is_empty() {
             bail!("webhook \"{name}\": `events` lists nothing; use [\"*\"] for every task and grant event");
         }
@@ -176,6 +179,109 @@ impl WebhookConfig {
             bail!("webhook \"{name}\": `max_attempts` must be between 1 and 100");
         }
         Ok(Webhook { name, url, secret, events: self.events, max_attempts: self.max_attempts })
+    }
+}
+
+/// Where the secret of `owner` (as messages name it) comes from: exactly one of an environment variable and a file.
+/// A secret written inline (`inline`) is refused, since configuration files often live in git; `file_stem` names
+/// the example file.
+fn secret_source(
+    owner: &str,
+    file_stem: &str,
+    inline: bool,
+    env: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<SecretSource> {
+    match (inline, env, file) {
+        (true, _, _) => bail!(
+            "{owner}: the secret may not be written in the configuration; put it in a file \
+             (`secret_file: /etc/cone/{file_stem}.secret`, mode 0600) or an environment variable (`secret_env: NAME`)"
+        ),
+        (false, Some(var), None) if !var.is_empty() => Ok(SecretSource::Env(var)),
+        (false, None, Some(path)) => Ok(SecretSource::File(path)),
+        _ => bail!("{owner}: give exactly one of `secret_env` and `secret_file`"),
+    }
+}
+
+/// An OpenID Connect provider as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OidcConfig {
+    name: String,
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+    /// Only to refuse them with a clear message: the secret stays out of the configuration file.
+    #[serde(default)]
+    client_secret: Option<Value>,
+    #[serde(default)]
+    secret: Option<Value>,
+    #[serde(default = "default_oidc_claim")]
+    claim: String,
+    #[serde(default)]
+    match_user_by: Option<UserField>,
+}
+
+/// The ID token claims that may identify a person: the standard claims that name one.
+pub const OIDC_CLAIMS: [&str; 3] = ["email", "preferred_username", "sub"];
+
+/// What of a Cone user the provider's claim must equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserField {
+    Email,
+    Username,
+}
+
+/// The checked OpenID Connect provider. Its secret is read at each sign-in (so that a rotated one needs no restart)
+/// and once when the server starts, so that a missing one stops the start.
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    /// Shown on the sign-in page: "Sign in with <name>".
+    pub name: String,
+    /// Without a trailing slash; discovery reads `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub secret: SecretSource,
+    /// The ID token claim that names the person: `email` unless configured.
+    pub claim: String,
+    pub match_user_by: UserField,
+}
+
+impl OidcConfig {
+    fn compile(self) -> Result<Oidc> {
+        if self.name.trim().is_empty() {
+            bail!("oidc: `name` is empty; it is shown as \"Sign in with <name>\", for example `name: Okta`");
+        }
+        let issuer = reqwest::Url::parse(&self.issuer)
+            .ok()
+            .filter(|u| ["http", "https"].contains(&u.scheme()) && u.host().is_some())
+            .with_context(|| format!("oidc: `issuer` must be the provider's https:// URL, not {:?}", self.issuer))?;
+        if self.client_id.is_empty() {
+            bail!("oidc: `client_id` is empty; use the client id the provider gave Cone");
+        }
+        let inline = self.client_secret.is_some() || self.secret.is_some();
+        let secret = secret_source("oidc", "oidc", inline, self.secret_env, self.secret_file)?;
+        if !OIDC_CLAIMS.contains(&self.claim.as_str()) {
+            bail!(
+                "oidc: `claim: {}` is not one Cone reads; name the ID token claim that identifies people, one of {}",
+                self.claim,
+                OIDC_CLAIMS.join(", ")
+            );
+        }
+        let match_user_by =
+            self.match_user_by.unwrap_or(if self.claim == "email" { UserField::Email } else { UserField::Username });
+        Ok(Oidc {
+            name: self.name,
+            issuer: issuer.as_str().trim_end_matches('/').to_string(),
+            client_id: self.client_id,
+            secret,
+            claim: self.claim,
+            match_user_by,
+        })
     }
 }
 
@@ -426,6 +532,7 @@ impl Config {
         if let Some(w) = config.webhooks.iter().find(|w| !names.insert(w.name.as_str())) {
             bail!("two webhooks are named \"{}\"; names must be unique", w.name);
         }
+        config.oidc = config.oidc_config.take().map(OidcConfig::compile).transpose()?;
         Ok(config)
     }
 
@@ -659,6 +766,9 @@ fn default_sync_interval() -> u64 {
     300
 }
 /// With backoff capped at an hour, 15 attempts span about five hours.
+fn default_oidc_claim() -> String {
+    "email".into()
+}
 fn default_webhook_attempts() -> i64 {
     15
 }
@@ -941,6 +1051,31 @@ policies:
         let twice = "webhooks: [{ name: a, url: 'https://h.example/1', secret_env: A, events: ['*'] }, \
                      { name: a, url: 'https://h.example/2', secret_env: B, events: ['*'] }]\n";
         assert!(error(twice).contains("two webhooks are named \"a\""));
+    }
+
+    #[test]
+    fn parses_an_openid_connect_provider_whose_secret_stays_out_of_the_file() {
+        let base = "oidc: { name: Okta, issuer: 'https://idp.example.com/', client_id: cone";
+        let oidc = parse(&format!("{base}, secret_file: /etc/cone/oidc.secret }}\n")).unwrap().oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://idp.example.com");
+        assert_eq!(oidc.secret, SecretSource::File("/etc/cone/oidc.secret".into()));
+        assert_eq!((oidc.claim.as_str(), oidc.match_user_by), ("email", UserField::Email));
+        let by_name = parse(&format!("{base}, secret_env: S, claim: preferred_username }}\n")).unwrap().oidc.unwrap();
+        assert_eq!(by_name.match_user_by, UserField::Username);
+        let cases = [
+            (", client_secret: hunter2hunter2hunter2", "may not be written in the configuration"),
+            ("", "exactly one of `secret_env` and `secret_file`"),
+            (", secret_env: S, scope: x", "unknown field `scope`"),
+            (", secret_env: S, match_user_by: phone", "unknown variant `phone`"),
+            (", secret_env: S, claim: upn", "one of email, preferred_username, sub"),
+        ];
+        for (fields, expected) in cases {
+            let message = error(&format!("{base}{fields} }}\n"));
+            assert!(message.contains(expected), "{fields}: {message}");
+            assert!(!message.contains("hunter2"), "the secret is repeated: {message}");
+        }
+        let bad_issuer = "oidc: { name: X, issuer: idp.example.com, client_id: c, secret_env: S }\n";
+        assert!(error(bad_issuer).contains("`issuer` must be"), "{}", error(bad_issuer));
     }
 
     #[test]

@@ -599,6 +599,19 @@ impl Db {
         .await?)
     }
 
+    /// People (not service accounts) whose email is `email`, ignoring case; at most two, enough to tell that an
+    /// email names more than one.
+    pub async fn people_by_email(&self, email: &str) -> Result<Vec<UserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, display_name, email, idc_user_id, password_hash, kind FROM users
+             WHERE lower(email) = lower($1) AND email <> '' AND kind <> $2 ORDER BY id LIMIT 2",
+        )
+        .bind(email)
+        .bind(USER_SERVICE)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn user_groups(&self, user_id: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name",
@@ -2229,7 +2242,15 @@ pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str,
 
 impl Db {
     /// Stores a web console session by its secret's hash, with its audit entry; sessions that ended go on the way.
-    pub async fn insert_web_session(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
+    /// Records a console sign-in; `oidc_issuer` names the identity provider that signed the person in, if any.
+    pub async fn insert_web_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+        oidc_issuer: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
@@ -2240,7 +2261,11 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         let user = format!("user:{user_id}");
-        audit(&mut tx, now, &user, "login", &user, r#"{"via":"web"}"#).await?;
+        let detail = match oidc_issuer {
+            None => serde_json::json!({ "via": "web" }),
+            Some(issuer) => serde_json::json!({ "via": "web", "oidc": issuer }),
+        };
+        audit(&mut tx, now, &user, "login", &user, &detail.to_string()).await?;
         tx.commit().await?;
         Ok(())
     }

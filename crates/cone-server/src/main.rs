@@ -136,6 +136,10 @@ async fn serve(file: &std::path::Path) -> Result<()> {
     metrics::install()?;
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
     let sender = Arc::new(webhooks::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
+    // The identity provider's client secret is read again at each sign-in; reading it now stops a start without it.
+    if let Some(oidc) = &config.oidc {
+        oidc.secret.read("oidc", |name| std::env::var(name).ok())?;
+    }
     let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
     let db = db::Db::open(&config.database).await?.with_webhooks(routes);
     let access = access::load_at_start(&db, &config, &file.display().to_string()).await?;

@@ -59,14 +59,15 @@ pub fn matches(pattern: &str, event: &str) -> bool {
     pattern == "*" || pattern == event || pattern.strip_suffix(".*") == family
 }
 
-/// Where a webhook's secret comes from. It is never written in the configuration itself, which often lives in git.
+/// Where a secret (a webhook's, the OpenID Connect client's) comes from. It is never written in the configuration
+/// itself, which often lives in git.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
 }
 
-/// A webhook secret: never printed (its `Debug` says so), compared or logged.
+/// A secret: never printed (its `Debug` says so), compared or logged.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
@@ -76,22 +77,30 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Secret {
+    /// The secret itself, to sign or send with; never to log.
+    pub fn reveal(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl SecretSource {
-    /// Reads the secret; `env` looks up environment variables. A file's trailing newline is not part of it.
-    pub fn read(&self, webhook: &str, env: impl Fn(&str) -> Option<String>) -> Result<Secret> {
+    /// Reads the secret of `owner` (`webhook "chat"`, as messages name it); `env` looks up environment variables. A
+    /// file's trailing newline is not part of it.
+    pub fn read(&self, owner: &str, env: impl Fn(&str) -> Option<String>) -> Result<Secret> {
         let secret = match self {
             SecretSource::Env(name) => env(name).with_context(|| {
                 format!(
-                    "webhook \"{webhook}\": the environment variable {name} (its `secret_env`) is not set; set it to \
-                     the webhook's secret before starting cone-server"
+                    "{owner}: the environment variable {name} (its `secret_env`) is not set; set it to the secret \
+                     before starting cone-server"
                 )
             })?,
             SecretSource::File(path) => {
-                warn_if_readable_by_others(webhook, path);
+                warn_if_readable_by_others(owner, path);
                 std::fs::read_to_string(path).with_context(|| {
                     format!(
-                        "webhook \"{webhook}\": cannot read its secret from {} (`secret_file`); check that the file \
-                         exists and that cone-server may read it",
+                        "{owner}: cannot read its secret from {} (`secret_file`); check that the file exists and that \
+                         cone-server may read it",
                         path.display()
                     )
                 })?
@@ -100,7 +109,7 @@ impl SecretSource {
         let secret = secret.trim_end_matches(['\r', '\n']);
         if secret.len() < MIN_SECRET_LEN {
             bail!(
-                "webhook \"{webhook}\": its secret has {} bytes; use at least {MIN_SECRET_LEN} random ones (for \
+                "{owner}: its secret has {} bytes; use at least {MIN_SECRET_LEN} random ones (for \
                  example the output of `openssl rand -hex 32`)",
                 secret.len()
             );
@@ -109,13 +118,13 @@ impl SecretSource {
     }
 }
 
-fn warn_if_readable_by_others(webhook: &str, path: &std::path::Path) {
+fn warn_if_readable_by_others(owner: &str, path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
     {
         tracing::warn!(
-            webhook,
+            owner,
             "the secret file {} may be read by other users; `chmod 600` it (and let only cone-server's user own it)",
             path.display()
         );
@@ -171,7 +180,7 @@ impl Sender {
             .context("cannot create the HTTP client for webhooks")?;
         let mut targets = HashMap::new();
         for w in webhooks {
-            let secret = w.secret.read(&w.name, &env)?;
+            let secret = w.secret.read(&format!("webhook \"{}\"", w.name), &env)?;
             targets.insert(w.name.clone(), Target { url: w.url.clone(), secret, max_attempts: w.max_attempts });
         }
         Ok(Sender { http, targets })
@@ -264,21 +273,22 @@ mod tests {
     #[test]
     fn secrets_come_from_the_environment_or_a_file_and_must_be_long_enough() {
         let env = |name: &str| (name == "HOOK_SECRET").then(|| "0123456789abcdef0123".to_string());
-        let from_env = SecretSource::Env("HOOK_SECRET".into()).read("chat", env).unwrap();
+        let from_env = SecretSource::Env("HOOK_SECRET".into()).read("webhook \"chat\"", env).unwrap();
         assert_eq!(from_env.0, b"0123456789abcdef0123");
         assert_eq!(format!("{from_env:?}"), "Secret(redacted)");
-        let missing = SecretSource::Env("NOPE".into()).read("chat", env).unwrap_err().to_string();
+        let missing = SecretSource::Env("NOPE".into()).read("webhook \"chat\"", env).unwrap_err().to_string();
         assert!(missing.contains("webhook \"chat\"") && missing.contains("NOPE"), "{missing}");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, "fedcba9876543210fedc\n").unwrap();
-        let from_file = SecretSource::File(path.clone()).read("chat", env).unwrap();
+        let from_file = SecretSource::File(path.clone()).read("webhook \"chat\"", env).unwrap();
         assert_eq!(from_file.0, b"fedcba9876543210fedc", "the newline is not part of the secret");
         std::fs::write(&path, "short\n").unwrap();
-        let short = SecretSource::File(path).read("chat", env).unwrap_err().to_string();
+        let short = SecretSource::File(path).read("webhook \"chat\"", env).unwrap_err().to_string();
         assert!(short.contains("5 bytes") && !short.contains("short\n"), "{short}");
-        let absent = SecretSource::File(dir.path().join("absent")).read("chat", env).unwrap_err().to_string();
+        let absent =
+            SecretSource::File(dir.path().join("absent")).read("webhook \"chat\"", env).unwrap_err().to_string();
         assert!(absent.contains("cannot read its secret"), "{absent}");
     }
 }

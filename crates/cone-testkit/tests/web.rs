@@ -1,28 +1,37 @@
 //! The web console in a real browser: Debian's Chromium driven by playwright-core (`web-tests/console.mjs`)
-//! against moto, the Identity Center emulator and cone-server as processes. Needs `cargo build --workspace`, the
-//! .venv, `chromium` and `npm ci` in `web-tests/`, all of which `cargo xtask test` prepares. Screenshots of each
-//! page land in `target/web-screenshots/`.
+//! against moto, the Identity Center emulator and cone-server as processes, and an OpenID Connect provider
+//! (`web-tests/oidc-provider.mjs`, the `oidc-provider` package). Needs `cargo build --workspace`, the .venv,
+//! `chromium` and `npm ci` in `web-tests/`, all of which `cargo xtask test` prepares. Screenshots of each page land
+//! in `target/web-screenshots/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cone_testkit::{Sandbox, password, workspace_root};
+use cone_testkit::{Child, Sandbox, password, workspace_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Runs one phase of the browser script and returns what it printed.
-fn browser(sb: &Sandbox, phase: &str, shots: &Path) -> String {
+/// The sign-in button's name for the test's identity provider.
+const PROVIDER: &str = "Test IdP";
+
+fn scripts() -> PathBuf {
     let scripts = workspace_root().join("web-tests");
     assert!(
         scripts.join("node_modules/playwright-core").is_dir() && Path::new(CHROMIUM).exists(),
         "the browser test needs {CHROMIUM} and `npm ci` in {}; `cargo xtask test` installs both",
         scripts.display()
     );
+    scripts
+}
+
+/// Runs one phase of the browser script and returns what it printed.
+fn browser(sb: &Sandbox, phase: &str, shots: &Path) -> String {
     let mut node = Command::new("node");
     node.arg("console.mjs")
         .arg(phase)
-        .current_dir(&scripts)
+        .current_dir(scripts())
+        .env("OIDC_NAME", PROVIDER)
         .env("CONE_URL", &sb.server_url)
         .env("CONE_SCREENSHOTS", shots)
         .env("CONE_STATE", &sb.dir)
@@ -61,6 +70,47 @@ async fn a_request_approved_and_released_in_the_browser_changes_aws() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for page in ["sign-in", "catalog", "request-form", "approvals", "my-requests-granted", "audit-log", "drift"] {
+        assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
+    }
+}
+
+/// The OpenID Connect provider of `web-tests/oidc-provider.mjs` on `port`, with Cone's client (`cone`, `secret`)
+/// calling back to the sandbox's server.
+fn provider(sb: &Sandbox, port: u16, secret: &str) -> Child {
+    let mut node = Command::new("node");
+    node.arg("oidc-provider.mjs")
+        .current_dir(scripts())
+        .env("OIDC_PORT", port.to_string())
+        .env("OIDC_CLIENT_SECRET", secret)
+        .env("OIDC_REDIRECT_URI", format!("{}/console/login/oidc/callback", sb.server_url));
+    let (child, issuer) = Child::spawn_ready("oidc-provider", node, Duration::from_secs(30)).unwrap();
+    assert_eq!(issuer, format!("http://127.0.0.1:{port}"));
+    child
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_changes_a_policy_and_people_sign_in_through_an_identity_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let shots: PathBuf = workspace_root().join("target/web-screenshots");
+    // The server finds the provider by discovery at the first sign-in, so the provider may start after it, once the
+    // server's callback address is known; its port is chosen now, for the server's configuration.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let secret = "a-client-secret-for-the-browser-test";
+    let secret_file = dir.path().join("oidc.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let settings = format!(
+        "oidc:\n  name: {PROVIDER}\n  issuer: http://127.0.0.1:{port}\n  client_id: cone\n  secret_file: {}\n",
+        secret_file.display()
+    );
+    let sb = Sandbox::start_with(&dir.path().join("sandbox"), &settings, "").await.unwrap();
+    let _provider = provider(&sb, port, secret);
+
+    browser(&sb, "policies", &shots);
+    browser(&sb, "oidc", &shots);
+    for page in
+        ["policies", "policies-applied", "policy-history", "connectors", "request-form-shorter", "provider-signed-in"]
+    {
         assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
     }
 }

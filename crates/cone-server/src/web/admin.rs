@@ -1,4 +1,5 @@
-//! Administrators' read-only pages: the audit log with filters, and the drift report.
+//! Administrators' read-only pages: the audit log with filters, the drift report, and how the connector's syncs
+//! with AWS stand.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -12,7 +13,8 @@ use crate::app;
 use crate::audit::PageQuery;
 use crate::http::AppState;
 
-fn admins_only(v: &Viewer) -> Result<(), WebError> {
+/// The 403 page for anyone but an administrator.
+pub(super) fn admins_only(v: &Viewer) -> Result<(), WebError> {
     if v.admin {
         return Ok(());
     }
@@ -81,4 +83,41 @@ pub async fn drift(State(s): State<AppState>, v: Viewer) -> Result<Response, Web
         }
     };
     Ok(page("Drift", &v, Nav::Drift, content).into_response())
+}
+
+/// The connector's state as its page names it: syncing until the first sync ends, then connected or error.
+fn connector_state(state: &str) -> &'static str {
+    match state {
+        cone_api::CONNECTOR_CONNECTED => "Connected",
+        cone_api::CONNECTOR_ERROR => "Error",
+        _ => "Syncing",
+    }
+}
+
+pub async fn connectors(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+    admins_only(&v)?;
+    let c = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let never = || html! { span.muted { "never" } };
+    let content = html! {
+        p { "How this server's syncs with AWS stand (each replica syncs, and reports, on its own). A sync reads the accounts, permission sets, users and groups of IAM Identity Center into the catalog." }
+        table {
+            thead { tr { th scope="col" { "App" } th scope="col" { "State" } th scope="col" { "Last success" } th scope="col" { "Last attempt" } th scope="col" { "Last error" } } }
+            tbody {
+                tr {
+                    th scope="row" { (c.app_id) }
+                    td { span class=(format!("state {}", c.state)) { (connector_state(&c.state)) } }
+                    td { @match c.last_success_at { Some(t) => { (when(t)) } None => { (never()) } } }
+                    td { @match c.last_attempt_at { Some(t) => { (when(t)) } None => { (never()) } } }
+                    td { @match &c.last_error { Some(e) => { code { (e) } } None => { span.muted { "none" } } } }
+                }
+            }
+        }
+        @if c.state == cone_api::CONNECTOR_ERROR {
+            p.error role="alert" {
+                "The last sync failed, so the catalog may be out of date; the server tries again at its next interval. "
+                "Check the AWS credentials and permissions the error names (" code { "cone-aws policy" } " prints the IAM policy the connector needs)."
+            }
+        }
+    };
+    Ok(page("Connectors", &v, Nav::Connectors, content).into_response())
 }

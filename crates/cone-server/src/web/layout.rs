@@ -14,6 +14,8 @@ pub enum Nav {
     Inbox,
     Audit,
     Drift,
+    Policies,
+    Connectors,
 }
 
 fn document(title: &str, header: Markup, content: Markup) -> Html<String> {
@@ -50,7 +52,12 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
         (Nav::Inbox, "/console/inbox", "Approvals"),
     ];
     if viewer.admin {
-        items.extend([(Nav::Audit, "/console/audit", "Audit log"), (Nav::Drift, "/console/drift", "Drift")]);
+        items.extend([
+            (Nav::Policies, "/console/policies", "Policies"),
+            (Nav::Connectors, "/console/connectors", "Connectors"),
+            (Nav::Audit, "/console/audit", "Audit log"),
+            (Nav::Drift, "/console/drift", "Drift"),
+        ]);
     }
     let header = html! {
         header.top {

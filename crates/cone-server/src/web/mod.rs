@@ -1,6 +1,7 @@
 //! The web console: server-rendered pages for requesters (catalog, request form, their requests and grants),
-//! approvers (inbox), both (a request's page with its history and comments) and administrators (audit log, drift),
-//! signed in with a local password.
+//! approvers (inbox), both (a request's page with its history and comments) and administrators (the access document
+//! with its history, connectors, audit log, drift), signed in with a local password or through an OpenID Connect
+//! provider.
 //!
 //! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
 //! stylesheet, and use no script: they work without JavaScript under a Content-Security-Policy that allows nothing
@@ -11,6 +12,8 @@
 mod admin;
 mod approver;
 mod layout;
+mod oidc;
+mod policies;
 mod requester;
 mod session;
 #[cfg(test)]
@@ -37,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/console.css", get(|| asset("text/css; charset=utf-8", include_str!("console.css"))))
         .route("/console/favicon.svg", get(|| asset("image/svg+xml", include_str!("favicon.svg"))))
         .route("/console/login", get(session::login_page).post(session::login))
+        .route("/console/login/oidc", get(oidc::start))
+        .route(oidc::CALLBACK, get(oidc::callback))
         .route("/console/logout", post(session::logout))
         .route("/console/request", get(requester::request_page).post(requester::submit))
         .route("/console/requests", get(requester::my_requests))
@@ -48,6 +53,10 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tasks/{id}/comment", post(approver::comment))
         .route("/console/audit", get(admin::audit))
         .route("/console/drift", get(admin::drift))
+        .route("/console/connectors", get(admin::connectors))
+        .route("/console/policies", get(policies::policies).post(policies::change))
+        .route("/console/policies/history", get(policies::history))
+        .route("/console/policies/versions/{id}", get(policies::version))
         .route("/console/{*rest}", any(|| async { no_such_page() }))
         .layer(axum::middleware::map_response(protect))
 }

@@ -50,7 +50,7 @@ fn token_matches(secret: &str, submitted: &str) -> bool {
 /// Cookies are `__Host-` prefixed and `Secure` when the server is reached over HTTPS: the prefix makes the browser
 /// refuse the cookie from anything but this host over HTTPS, with no `Domain`. Over plain HTTP (a laptop, the
 /// sandbox) the browser would drop such a cookie, so the plain name is used there.
-fn cookie_name(s: &AppState, base: &str) -> String {
+pub(super) fn cookie_name(s: &AppState, base: &str) -> String {
     if https(s) { format!("__Host-{base}") } else { base.to_string() }
 }
 
@@ -58,14 +58,14 @@ fn https(s: &AppState) -> bool {
     s.public_url.starts_with("https://")
 }
 
-fn set_cookie(s: &AppState, base: &str, value: &str, max_age: i64) -> (header::HeaderName, HeaderValue) {
+pub(super) fn set_cookie(s: &AppState, base: &str, value: &str, max_age: i64) -> (header::HeaderName, HeaderValue) {
     let secure = if https(s) { "; Secure" } else { "" };
     let text = format!("{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}", cookie_name(s, base));
     // Names and values are hex and fixed ASCII, so the header is always valid.
     (header::SET_COOKIE, HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("")))
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -226,6 +226,10 @@ fn sign_in_form(
             input #password name="password" type="password" autocomplete="current-password" required;
             button type="submit" { "Sign in" }
         }
+        @if let Some(oidc) = &s.config.oidc {
+            p.or { "or" }
+            p { a.button href=(link("/console/login/oidc", &[("next", next)])) { "Sign in with " (oidc.name) } }
+        }
         p.hint { "The command line signs in with " code { "cone login" } "." }
     };
     (status, [set_cookie(s, SIGN_IN_COOKIE, &secret, SIGN_IN_TTL)], layout::bare("Sign in to Cone", content))
@@ -252,14 +256,26 @@ pub async fn login(State(s): State<AppState>, req: Request) -> Response {
         }
         Err(e) => return WebError::from(e).into_response(),
     };
+    start_session(&s, &user, None, SIGN_IN_COOKIE, next).await
+}
+
+/// Signs `user` in (through the identity provider `oidc_issuer`, if any), clears the cookie that guarded the
+/// sign-in, and goes on to `next`.
+pub(super) async fn start_session(
+    s: &AppState,
+    user: &UserRow,
+    oidc_issuer: Option<&str>,
+    guard_cookie: &str,
+    next: &str,
+) -> Response {
     let session = random_token(32);
     let t = now();
-    if let Err(e) = s.db.insert_web_session(&secret_hash(&session), user.id, t, t + SESSION_TTL).await {
+    if let Err(e) = s.db.insert_web_session(&secret_hash(&session), user.id, t, t + SESSION_TTL, oidc_issuer).await {
         return WebError::from(e).into_response();
     }
-    tracing::info!(user = %user.username, "web console sign-in");
+    tracing::info!(user = %user.username, oidc = oidc_issuer, "web console sign-in");
     let cookies =
-        AppendHeaders([set_cookie(&s, SESSION_COOKIE, &session, SESSION_TTL), set_cookie(&s, SIGN_IN_COOKIE, "", 0)]);
+        AppendHeaders([set_cookie(s, SESSION_COOKIE, &session, SESSION_TTL), set_cookie(s, guard_cookie, "", 0)]);
     (cookies, Redirect::to(next)).into_response()
 }
 

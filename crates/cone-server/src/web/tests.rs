@@ -324,13 +324,13 @@ crate::db::testing::on_both_backends!(sessions_end_when_signed_out_or_expired_an
 async fn sessions_end_when_signed_out_or_expired_and_are_audited(db: crate::db::Db) {
     db.set_password("alice", "hash").await.unwrap();
     let alice = db.user_by_name("alice").await.unwrap().unwrap();
-    db.insert_web_session("h1", alice.id, 100, 200).await.unwrap();
-    db.insert_web_session("h2", alice.id, 150, 1000).await.unwrap();
+    db.insert_web_session("h1", alice.id, 100, 200, None).await.unwrap();
+    db.insert_web_session("h2", alice.id, 150, 1000, None).await.unwrap();
     assert_eq!(db.web_session_user("h1", 199).await.unwrap().map(|u| u.username).as_deref(), Some("alice"));
     assert!(db.web_session_user("h1", 200).await.unwrap().is_none(), "expired");
     assert!(db.web_session_user("nope", 150).await.unwrap().is_none());
     // A sign-in clears the sessions that ended.
-    db.insert_web_session("h3", alice.id, 300, 1000).await.unwrap();
+    db.insert_web_session("h3", alice.id, 300, 1000, Some("https://idp.example.com")).await.unwrap();
     let left: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM web_sessions ORDER BY token_hash")
         .fetch_all(db.pool())
         .await
@@ -347,8 +347,184 @@ async fn sessions_end_when_signed_out_or_expired_and_are_audited(db: crate::db::
         .map(|e| format!("{} {}", e.action, e.detail))
         .collect();
     let web = r#"{"via":"web"}"#;
+    let oidc = r#"{"oidc":"https://idp.example.com","via":"web"}"#;
     assert_eq!(
         actions,
-        [format!("login {web}"), format!("login {web}"), format!("login {web}"), format!("logout {web}")]
+        [format!("login {web}"), format!("login {web}"), format!("login {oidc}"), format!("logout {web}")]
     );
+}
+
+const READONLY: &str = "policies:\n  - name: readonly\n    match: { permission_set: ReadOnlyAccess }\n    max_duration: 8h\n    steps: [accept]\n";
+
+#[tokio::test]
+async fn administrators_check_apply_and_look_back_on_the_access_document() {
+    let (s, _keep) = state(&format!("admins: {{ users: [carol] }}\n{READONLY}")).await;
+    s.db.set_password("carol", &hash_password("pw").unwrap()).await.unwrap();
+    let access = crate::access::load_at_start(&s.db, &s.config, "cone-server.yaml").await.unwrap();
+    s.access.store(std::sync::Arc::new(access));
+    let mut carol = Browser::new(&s);
+    carol.sign_in("carol").await;
+
+    let page = carol.get("/console/policies").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for needle in [
+        "In force: version 1",
+        "the configuration file, at start-up",
+        "max_duration: 8h",
+        r#"name="base_version" value="1""#,
+    ] {
+        assert!(page.body.contains(needle), "no {needle:?} in {}", page.body);
+    }
+    let token = page.token();
+    let shorter = READONLY.replace("8h", "2h");
+
+    // Check applies nothing: a mistake is named and the text stays; a good document is summarised.
+    let typo = shorter.replace("max_duration", "max_durration");
+    let form = |doc: &str, action: &str, base: &str| {
+        vec![
+            ("csrf", token.clone()),
+            ("document", doc.replace('\n', "\r\n")),
+            ("comment", "shorter".into()),
+            ("base_version", base.into()),
+            ("action", action.into()),
+        ]
+    };
+    let bad = carol.post("/console/policies", &pairs(&form(&typo, "check", "1"))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("unknown field `max_durration`") && bad.body.contains("Your text is kept below."),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("max_durration: 2h\n    steps: [accept]\n</textarea>"), "the text stays: {}", bad.body);
+    let good = carol.post("/console/policies", &pairs(&form(&shorter, "check", "1"))).await;
+    assert_eq!(good.status, StatusCode::OK);
+    assert!(
+        good.body.contains("The document checks; nothing was applied.") && good.body.contains("1 policies: readonly"),
+        "{}",
+        good.body
+    );
+    assert_eq!(s.access().version, 1, "a check applies nothing");
+
+    let applied = carol.post("/console/policies", &pairs(&form(&shorter, "apply", "1"))).await;
+    assert_eq!((applied.status, applied.location()), (StatusCode::SEE_OTHER, "/console/policies?applied=2"));
+    assert_eq!(s.access().version, 2);
+    assert_eq!(s.access().policies()[0].max_duration, 7200);
+    let after = carol.get(applied.location()).await;
+    assert!(after.body.contains("Version 2 applied") && after.body.contains("max_duration: 2h"), "{}", after.body);
+    assert!(after.body.contains("<dd>carol</dd>") && after.body.contains("<dd>shorter</dd>"), "{}", after.body);
+    let again = carol.post("/console/policies", &pairs(&form(&shorter, "apply", "2"))).await;
+    assert_eq!(again.location(), "/console/policies?unchanged=2", "the same text (LF or CRLF) is no change");
+
+    // A change started from version 1 would undo version 2 unseen: refused, with the text kept and the form now
+    // starting from the version in force.
+    let stale = carol.post("/console/policies", &pairs(&form(&READONLY.replace("8h", "4h"), "apply", "1"))).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert!(stale.body.contains("Version 2 of the access document was applied after version 1"), "{}", stale.body);
+    assert!(stale.body.contains("max_duration: 4h\n    steps: [accept]\n</textarea>"), "{}", stale.body);
+    assert!(stale.body.contains(r#"name="base_version" value="2""#), "{}", stale.body);
+    assert_eq!(s.access().version, 2);
+
+    let history = carol.get("/console/policies/history").await;
+    let (v2, v1) = (
+        history.body.find(r#"aria-label="Version 2""#).unwrap(),
+        history.body.find(r#"aria-label="Version 1""#).unwrap(),
+    );
+    assert!(v2 < v1, "newest first: {}", history.body);
+    assert!(history.body.contains("<td>shorter</td>") && history.body.contains("in force"), "{}", history.body);
+    let first = carol.get("/console/policies/versions/1").await;
+    assert!(first.body.contains("Policy version 1") && first.body.contains("max_duration: 8h"), "{}", first.body);
+    assert_eq!(carol.get("/console/policies/versions/9").await.status, StatusCode::NOT_FOUND);
+
+    // Nobody else sees or changes it.
+    let mut alice = Browser::new(&s);
+    let mine = alice.sign_in("alice").await;
+    assert_eq!(mine.status, StatusCode::SEE_OTHER);
+    let alices = alice.get("/console").await;
+    assert!(!alices.body.contains("/console/policies"), "no link for alice: {}", alices.body);
+    for path in
+        ["/console/policies", "/console/policies/history", "/console/policies/versions/1", "/console/connectors"]
+    {
+        let refused = alice.get(path).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(refused.body.contains("Only Cone administrators may see this page"), "{}", refused.body);
+    }
+    let post = [
+        ("csrf", alices.token()),
+        ("document", String::new()),
+        ("base_version", "2".into()),
+        ("action", "apply".into()),
+    ];
+    assert_eq!(alice.post("/console/policies", &pairs(&post)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.access().version, 2);
+}
+
+fn pairs<'a>(list: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    list.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn the_connectors_page_says_syncing_then_connected_or_the_error() {
+    let (s, _keep) = state("admins: { users: [bob] }\n").await;
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    let syncing = bob.get("/console/connectors").await;
+    assert!(syncing.body.contains(r#"<span class="state syncing">Syncing</span>"#), "{}", syncing.body);
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    {
+        let mut status = s.sync_status.lock().unwrap();
+        status.state = cone_api::CONNECTOR_ERROR.into();
+        status.last_success_at = Some(at);
+        status.last_attempt_at = Some(at);
+        status.last_error = Some("AccessDeniedException: <sso:ListInstances>".into());
+    }
+    let failed = bob.get("/console/connectors").await;
+    for needle in [
+        "Error</span>",
+        "2027-01-15 08:00 UTC",
+        "AccessDeniedException: &lt;sso:ListInstances&gt;",
+        "The last sync failed",
+    ] {
+        assert!(failed.body.contains(needle), "no {needle:?} in {}", failed.body);
+    }
+    s.sync_status.lock().unwrap().state = cone_api::CONNECTOR_CONNECTED.into();
+    assert!(bob.get("/console/connectors").await.body.contains("Connected</span>"));
+}
+
+#[tokio::test]
+async fn the_sign_in_page_offers_the_identity_provider_and_its_callback_refuses_strangers() {
+    let (plain, _keep) = state("").await;
+    let mut b = Browser::new(&plain);
+    assert!(!b.get("/console/login").await.body.contains("Sign in with"));
+    assert_eq!(b.get("/console/login/oidc").await.status, StatusCode::NOT_FOUND);
+
+    let oidc =
+        "oidc: { name: Example SSO, issuer: 'http://127.0.0.1:9', client_id: cone, secret_env: CONE_TEST_NONE }\n";
+    let (s, _keep2) = state(oidc).await;
+    let mut b = Browser::new(&s);
+    let login = b.get("/console/login?next=/console/inbox").await;
+    assert!(
+        login.body.contains(r#"href="/console/login/oidc?next=%2Fconsole%2Finbox">Sign in with Example SSO</a>"#),
+        "{}",
+        login.body
+    );
+    // An answer that no sign-in of this browser started is refused before anything is asked of the provider.
+    let forged = b.get("/console/login/oidc/callback?code=c&state=s").await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    assert!(forged.body.contains("was not started from this browser"), "{}", forged.body);
+    b.cookies.insert("cone_oidc".into(), "state=right&verifier=v&nonce=n&next=%2Fconsole".into());
+    let wrong = b.get("/console/login/oidc/callback?code=c&state=wrong").await;
+    assert!(wrong.body.contains("does not belong to the sign-in this browser started"), "{}", wrong.body);
+    let denied = b.get("/console/login/oidc/callback?error=access_denied&error_description=no%20consent").await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    assert!(denied.body.contains("Example SSO did not sign you in: access_denied (no consent)."), "{}", denied.body);
+    // The provider is down: the page says so and offers the password.
+    let down = b.get("/console/login/oidc").await;
+    assert_eq!(down.status, StatusCode::BAD_GATEWAY);
+    assert!(
+        down.body.contains("Cone could not read the provider's OpenID configuration with Example SSO"),
+        "{}",
+        down.body
+    );
+    assert!(b.cookies.keys().all(|c| !c.starts_with("cone_session")));
 }
