@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::error::ConnectorError;
+use crate::error::{ConnectorError, Op};
 
 /// How long and how often the connector retries and polls.
 #[derive(Debug, Clone)]
@@ -41,22 +41,40 @@ impl Timing {
         let half = full / 2;
         half + rand::thread_rng().gen_range(Duration::ZERO..=full - half)
     }
+
+    /// This timing with one attempt: for calls inside a step that [`with_retries`] retries as a whole, so that
+    /// the retries do not multiply.
+    pub fn once(&self) -> Timing {
+        Timing { attempts: 1, ..self.clone() }
+    }
 }
 
-/// Runs `step` until it succeeds, fails with a non-transient error, or `attempts` are used up.
-pub(crate) async fn with_retries<T, F, Fut>(timing: &Timing, what: &str, mut step: F) -> Result<T, ConnectorError>
+/// Runs `step` (`op`, or a step built around it) until it succeeds, fails with a non-transient error, or
+/// `attempts` are used up; then the transient error comes back as [`ConnectorError::GaveUp`], which says so.
+/// With a single attempt the error comes back as it is: the caller retries.
+pub(crate) async fn with_retries<T, F, Fut>(timing: &Timing, op: Op, mut step: F) -> Result<T, ConnectorError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ConnectorError>>,
 {
+    let start = Instant::now();
     let mut retry = 0;
     loop {
         match step().await {
             Err(e) if e.is_transient() && retry + 1 < timing.attempts => {
                 let delay = timing.backoff(retry);
-                tracing::warn!(error = %e, ?delay, attempt = retry + 1, "{what} failed; retrying");
+                tracing::warn!(error = %e, ?delay, attempt = retry + 1, "{} failed; retrying", op.name);
                 tokio::time::sleep(delay).await;
                 retry += 1;
+            }
+            Err(e) if e.is_transient() && timing.attempts > 1 => {
+                return Err(ConnectorError::GaveUp {
+                    operation: op.name,
+                    attempts: timing.attempts,
+                    waited: start.elapsed(),
+                    rate_setting: op.family().rate_setting(),
+                    last: Box::new(e),
+                });
             }
             other => return other,
         }
@@ -145,10 +163,12 @@ mod tests {
         assert!(t.backoff(30) <= t.backoff_cap);
     }
 
+    const CREATE: Op = Op::sso("CreateAccountAssignment");
+
     #[tokio::test]
     async fn retries_transient_errors_then_succeeds() {
         let calls = Cell::new(0);
-        let r = with_retries(&fast(), "create", || {
+        let r = with_retries(&fast(), CREATE, || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move { if n < 3 { Err(conflict()) } else { Ok(n) } }
@@ -160,16 +180,32 @@ mod tests {
     #[tokio::test]
     async fn gives_up_after_bounded_attempts_and_never_retries_permanent_errors() {
         let calls = Cell::new(0);
-        let r: Result<(), _> = with_retries(&fast(), "create", || {
+        let r: Result<(), _> = with_retries(&fast(), CREATE, || {
             calls.set(calls.get() + 1);
             async { Err(conflict()) }
         })
         .await;
-        assert!(matches!(r, Err(ConnectorError::Conflict { .. })));
+        let Err(e @ ConnectorError::GaveUp { attempts: 4, .. }) = r else {
+            panic!("expected GaveUp after 4 attempts, got {r:?}");
+        };
+        assert!(matches!(&e, ConnectorError::GaveUp { last, .. } if matches!(**last, ConnectorError::Conflict { .. })));
+        assert!(e.is_retryable() && !e.is_transient(), "retryable later, but not retried again at once");
+        let text = e.to_string();
+        assert!(text.contains("CreateAccountAssignment failed 4 times") && text.contains("busy"), "{text}");
         assert_eq!(calls.get(), 4);
 
+        // A single attempt hands the error back as it is, for the caller to retry.
         calls.set(0);
-        let r: Result<(), _> = with_retries(&fast(), "create", || {
+        let r: Result<(), _> = with_retries(&fast().once(), CREATE, || {
+            calls.set(calls.get() + 1);
+            async { Err(conflict()) }
+        })
+        .await;
+        assert!(matches!(r, Err(ConnectorError::Conflict { .. })), "{r:?}");
+        assert_eq!(calls.get(), 1);
+
+        calls.set(0);
+        let r: Result<(), _> = with_retries(&fast(), CREATE, || {
             calls.set(calls.get() + 1);
             async {
                 Err(ConnectorError::NotFound {
