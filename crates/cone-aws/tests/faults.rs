@@ -171,6 +171,35 @@ async fn assign_and_unassign_converge_through_conflicts_throttling_and_in_progre
     Ok(())
 }
 
+/// AWS made or removed the assignment but its answer was a 5xx: the retry looks first, finds the work done, and
+/// neither writes again nor reports a failure.
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_not_made_twice() -> Result<()> {
+    let env = Faulty::start().await?;
+    let connector = env.connector();
+    let a = env.alice_readonly_staging()?;
+
+    env.proxy.fail_after_acting("sso:CreateAccountAssignment", 1, Failure::Server(500));
+    finishes("assign", connector.assign(&a)).await??;
+    assert_calls(&connector, &[("sso:ListAccountAssignmentsForPrincipal", 2), ("sso:CreateAccountAssignment", 1)]);
+    // moto stores a repeated create as a second copy, which a sync would merge; ask moto itself.
+    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&env.moto.endpoint));
+    let listed = sso
+        .list_account_assignments()
+        .instance_arn(&a.instance_arn)
+        .account_id(&a.account_id)
+        .permission_set_arn(&a.permission_set_arn)
+        .send()
+        .await?;
+    assert_eq!(listed.account_assignments().len(), 1, "{listed:?}");
+
+    env.proxy.fail_after_acting("sso:DeleteAccountAssignment", 1, Failure::Server(503));
+    finishes("unassign", connector.unassign(&a)).await??;
+    assert_calls(&connector, &[("sso:ListAccountAssignmentsForPrincipal", 4), ("sso:DeleteAccountAssignment", 1)]);
+    assert_eq!(env.assignments().await?, vec![]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_failed_request_is_an_error_with_aws_reason_and_changes_nothing() -> Result<()> {
     let env = Faulty::start().await?;

@@ -61,8 +61,8 @@ struct Inner {
 struct Script {
     /// Requests seen, by action, faulted or not.
     calls: BTreeMap<String, u64>,
-    /// Failures still to answer, in order, by action.
-    failures: HashMap<String, VecDeque<Failure>>,
+    /// Failures still to answer, in order, by action, each with whether the call is forwarded first.
+    failures: HashMap<String, VecDeque<(Failure, bool)>>,
     /// How the next Create-/DeleteAccountAssignment requests end: (polls answered IN_PROGRESS, outcome).
     settles: HashMap<String, VecDeque<(u32, Outcome)>>,
     /// Accepted requests whose status calls the proxy answers, by request id.
@@ -136,8 +136,18 @@ impl FaultProxy {
 
     /// Answers the next `times` calls of `action` with `failure` instead of forwarding them.
     pub fn fail(&self, action: &str, times: u32, failure: Failure) {
+        self.script_failures(action, times, failure, false);
+    }
+
+    /// Forwards the next `times` calls of `action`, so moto acts on them, and answers `failure` instead of moto's
+    /// answer: a change made whose caller hears it failed.
+    pub fn fail_after_acting(&self, action: &str, times: u32, failure: Failure) {
+        self.script_failures(action, times, failure, true);
+    }
+
+    fn script_failures(&self, action: &str, times: u32, failure: Failure, forwarded: bool) {
         let mut script = self.inner.script();
-        script.failures.entry(action.to_string()).or_default().extend((0..times).map(|_| failure));
+        script.failures.entry(action.to_string()).or_default().extend((0..times).map(|_| (failure, forwarded)));
     }
 
     /// The next `action` (`sso:CreateAccountAssignment` or `sso:DeleteAccountAssignment`) is answered `IN_PROGRESS`; its
@@ -183,7 +193,10 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
         *script.calls.entry(call.action.clone()).or_default() += 1;
         script.failures.get_mut(&call.action).and_then(VecDeque::pop_front)
     };
-    if let Some(failure) = failure {
+    if let Some((failure, forwarded)) = failure {
+        if forwarded && let Err(e) = forward(&p, &parts, body).await {
+            return unanswered(e);
+        }
         return call.error(failure);
     }
     if let Some(write) = WRITES.iter().find(|w| w.action == call.action) {
@@ -200,7 +213,7 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
     let body = if repeating { without_repeated_token(body) } else { body };
     let answer = match forward(&p, &parts, body).await {
         Ok(answer) => answer,
-        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("fault proxy: moto did not answer: {e:#}")),
+        Err(e) => return unanswered(e),
     };
     if repeating && answer.0.is_success() {
         let (status, headers, body) = answer;
@@ -280,7 +293,7 @@ async fn accept(
     let mut status = if outcome == Outcome::Succeeded {
         let (code, headers, answer) = match forward(p, parts, body).await {
             Ok(answer) => answer,
-            Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("fault proxy: moto did not answer: {e:#}")),
+            Err(e) => return unanswered(e),
         };
         let status = serde_json::from_slice::<Value>(&answer).ok().map(|mut a| a[write.status_field].take());
         match status {
@@ -369,6 +382,10 @@ fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Re
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     headers.insert("x-amzn-requestid", header::HeaderValue::from_static("cone-fault"));
     respond(status, headers, Bytes::from(body))
+}
+
+fn unanswered(e: anyhow::Error) -> Response {
+    plain(StatusCode::BAD_GATEWAY, format!("fault proxy: moto did not answer: {e:#}"))
 }
 
 fn plain(status: StatusCode, message: String) -> Response {
