@@ -149,7 +149,10 @@ impl Connector {
         let Some(request_id) = pending else {
             return Ok(());
         };
-        wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || self.creation_progress(a, &request_id)).await
+        wait_for(&self.timing, CREATE_ASSIGNMENT.name, CREATION_STATUS, &request_id, || {
+            self.creation_progress(a, &request_id)
+        })
+        .await
     }
 
     /// Deletes the assignment and waits until IAM Identity Center reports it gone. An assignment that does
@@ -160,7 +163,7 @@ impl Connector {
         let Some(request_id) = pending else {
             return Ok(());
         };
-        wait_for(&self.timing, DELETE_ASSIGNMENT.name, &request_id, || {
+        wait_for(&self.timing, DELETE_ASSIGNMENT.name, DELETION_STATUS, &request_id, || {
             self.deletion_progress(&a.instance_arn, &request_id)
         })
         .await

@@ -89,11 +89,14 @@ pub(crate) enum RequestState {
     Failed(String),
 }
 
-/// Polls `check` (with growing pauses) until the request succeeds, fails, or `poll_timeout` passes.
-/// Transient errors from `check` are logged and polled through.
+/// Polls `check` (one call of `status`, the status call of `operation`'s request) with growing pauses until the
+/// request succeeds, fails, or `poll_timeout` passes. Transient errors from `check` are logged and polled
+/// through; if they last until the time is up, the connector never learnt where the request stands, and says
+/// so with [`ConnectorError::GaveUp`] on `status` rather than call the request still in progress.
 pub(crate) async fn wait_for<F, Fut>(
     timing: &Timing,
     operation: &'static str,
+    status: Op,
     request_id: &str,
     mut check: F,
 ) -> Result<(), ConnectorError>
@@ -103,6 +106,8 @@ where
 {
     let start = Instant::now();
     let mut pause = timing.poll_first;
+    // Transient failures of `check` since it last answered, and the latest.
+    let mut failing: Option<(u32, ConnectorError)> = None;
     loop {
         let remaining = timing.poll_timeout.saturating_sub(start.elapsed());
         tokio::time::sleep(pause.min(remaining)).await;
@@ -111,17 +116,24 @@ where
             Ok(RequestState::Failed(reason)) => {
                 return Err(ConnectorError::OperationFailed { operation, request_id: request_id.to_string(), reason });
             }
-            Ok(RequestState::InProgress) => {}
+            Ok(RequestState::InProgress) => failing = None,
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, request_id, "checking {operation} failed; will check again")
+                tracing::warn!(error = %e, request_id, "checking {operation} failed; will check again");
+                failing = Some((failing.map_or(1, |(n, _)| n + 1), e));
             }
             Err(e) => return Err(e),
         }
         if start.elapsed() >= timing.poll_timeout {
-            return Err(ConnectorError::Timeout {
-                operation,
-                request_id: request_id.to_string(),
-                waited: start.elapsed(),
+            let waited = start.elapsed();
+            return Err(match failing {
+                Some((attempts, last)) => ConnectorError::GaveUp {
+                    operation: status.name,
+                    attempts,
+                    waited,
+                    rate_setting: status.family().rate_setting(),
+                    last: Box::new(last),
+                },
+                None => ConnectorError::Timeout { operation, request_id: request_id.to_string(), waited },
             });
         }
         pause = (pause * 2).min(timing.poll_max);
@@ -164,6 +176,7 @@ mod tests {
     }
 
     const CREATE: Op = Op::sso("CreateAccountAssignment");
+    const CREATION_STATUS: Op = Op::sso("DescribeAccountAssignmentCreationStatus");
 
     #[tokio::test]
     async fn retries_transient_errors_then_succeeds() {
@@ -223,7 +236,7 @@ mod tests {
     #[tokio::test]
     async fn polls_until_succeeded_through_transient_errors() {
         let calls = Cell::new(0);
-        let r = wait_for(&fast(), "CreateAccountAssignment", "req-1", || {
+        let r = wait_for(&fast(), "CreateAccountAssignment", CREATION_STATUS, "req-1", || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -242,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn failed_status_carries_the_reason() {
-        let r = wait_for(&fast(), "CreateAccountAssignment", "req-2", || async {
+        let r = wait_for(&fast(), "CreateAccountAssignment", CREATION_STATUS, "req-2", || async {
             Ok(RequestState::Failed("Received a 404 status error: Not supported account".into()))
         })
         .await;
@@ -258,10 +271,37 @@ mod tests {
     #[tokio::test]
     async fn in_progress_forever_times_out() {
         let t = fast();
-        let r = wait_for(&t, "DeleteAccountAssignment", "req-3", || async { Ok(RequestState::InProgress) }).await;
+        let deletion_status = Op::sso("DescribeAccountAssignmentDeletionStatus");
+        let r = wait_for(&t, "DeleteAccountAssignment", deletion_status, "req-3", || async {
+            Ok(RequestState::InProgress)
+        })
+        .await;
         match r {
             Err(e @ ConnectorError::Timeout { .. }) => assert!(e.is_retryable()),
             other => panic!("expected Timeout, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_calls_failing_to_the_end_are_not_called_in_progress() {
+        let calls = Cell::new(0);
+        let r = wait_for(&fast(), "CreateAccountAssignment", CREATION_STATUS, "req-4", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move { if n == 1 { Ok(RequestState::InProgress) } else { Err(conflict()) } }
+        })
+        .await;
+        match r {
+            Err(ConnectorError::GaveUp {
+                operation: "DescribeAccountAssignmentCreationStatus",
+                attempts,
+                last,
+                ..
+            }) => {
+                assert_eq!(attempts, calls.get() - 1, "the failures since the last answer");
+                assert!(matches!(*last, ConnectorError::Conflict { .. }));
+            }
+            other => panic!("expected GaveUp on the status call, got {other:?}"),
         }
     }
 }
