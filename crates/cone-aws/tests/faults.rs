@@ -131,6 +131,33 @@ async fn sync_through_throttling_5xx_and_conflicts_on_every_family_equals_the_fa
     Ok(())
 }
 
+/// A page that fails is asked for again with its token: the pages before it are not read again.
+#[tokio::test]
+async fn a_failed_page_is_asked_for_again_and_the_pages_before_it_are_kept() -> Result<()> {
+    let env = Faulty::start().await?;
+    let listings = ["identitystore:ListUsers", "sso:ListPermissionSets", "organizations:ListAccounts"];
+    for action in listings {
+        env.proxy.page_size(action, 1);
+    }
+    let clean = env.connector();
+    let expected = finishes("fault-free sync", clean.sync()).await??;
+    for action in listings {
+        assert!(count(&clean.calls(), action) >= 3, "{action} takes several pages: {:?}", clean.calls());
+        // The second page fails twice, then the third once.
+        env.proxy.pass(action, 1);
+        env.proxy.fail(action, 2, Failure::Throttling);
+        env.proxy.pass(action, 1);
+        env.proxy.fail(action, 1, Failure::Server(503));
+    }
+    let faulty = env.connector();
+    assert_eq!(finishes("sync through faults", faulty.sync()).await??, expected);
+    assert!(env.proxy.script_used());
+    for action in listings {
+        assert_eq!(count(&faulty.calls(), action), count(&clean.calls(), action) + 3, "{action}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn assign_and_unassign_converge_through_conflicts_throttling_and_in_progress() -> Result<()> {
     let env = Faulty::start().await?;

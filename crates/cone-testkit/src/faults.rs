@@ -61,14 +61,17 @@ struct Inner {
 struct Script {
     /// Requests seen, by action, faulted or not.
     calls: BTreeMap<String, u64>,
-    /// Failures still to answer, in order, by action, each with whether the call is forwarded first.
-    failures: HashMap<String, VecDeque<(Failure, bool)>>,
+    /// What the next calls of an action meet, in order: a failure (and whether the call is forwarded first), or
+    /// `None` to pass.
+    failures: HashMap<String, VecDeque<Option<(Failure, bool)>>>,
     /// How the next Create-/DeleteAccountAssignment requests end: (polls answered IN_PROGRESS, outcome).
     settles: HashMap<String, VecDeque<(u32, Outcome)>>,
     /// Accepted requests whose status calls the proxy answers, by request id.
     pending: HashMap<String, Pending>,
     /// Listings whose every page ends with [`REPEATED_TOKEN`].
     repeating: HashSet<String>,
+    /// Page sizes (`MaxResults`) set on the requests of JSON listings.
+    page_sizes: HashMap<String, u32>,
     /// Request ids made up for requests that were not forwarded.
     made_up: u64,
 }
@@ -145,9 +148,23 @@ impl FaultProxy {
         self.script_failures(action, times, failure, true);
     }
 
+    /// Lets the next `times` calls of `action` pass before the failures scripted after this.
+    pub fn pass(&self, action: &str, times: u32) {
+        self.script_calls(action, times, None);
+    }
+
     fn script_failures(&self, action: &str, times: u32, failure: Failure, forwarded: bool) {
-        let mut script = self.inner.script();
-        script.failures.entry(action.to_string()).or_default().extend((0..times).map(|_| (failure, forwarded)));
+        self.script_calls(action, times, Some((failure, forwarded)));
+    }
+
+    fn script_calls(&self, action: &str, times: u32, meets: Option<(Failure, bool)>) {
+        self.inner.script().failures.entry(action.to_string()).or_default().extend((0..times).map(|_| meets));
+    }
+
+    /// Asks moto for pages of at most `size` items of the JSON listing `action` (its `MaxResults`), so that a
+    /// listing of a few items takes several pages.
+    pub fn page_size(&self, action: &str, size: u32) {
+        self.inner.script().page_sizes.insert(action.to_string(), size);
     }
 
     /// The next `action` (`sso:CreateAccountAssignment` or `sso:DeleteAccountAssignment`) is answered `IN_PROGRESS`; its
@@ -191,7 +208,7 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
     let failure = {
         let mut script = p.script();
         *script.calls.entry(call.action.clone()).or_default() += 1;
-        script.failures.get_mut(&call.action).and_then(VecDeque::pop_front)
+        script.failures.get_mut(&call.action).and_then(VecDeque::pop_front).flatten()
     };
     if let Some((failure, forwarded)) = failure {
         if forwarded && let Err(e) = forward(&p, &parts, body).await {
@@ -209,8 +226,11 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
     if let Some(answer) = status_call.and_then(|write| status_answer(&p, write, &body)) {
         return answer;
     }
-    let repeating = p.script().repeating.contains(&call.action);
-    let body = if repeating { without_repeated_token(body) } else { body };
+    let (repeating, page_size) = {
+        let script = p.script();
+        (script.repeating.contains(&call.action), script.page_sizes.get(&call.action).copied())
+    };
+    let body = if repeating || page_size.is_some() { listing_request(body, page_size) } else { body };
     let answer = match forward(&p, &parts, body).await {
         Ok(answer) => answer,
         Err(e) => return unanswered(e),
@@ -342,15 +362,18 @@ fn status_answer(p: &Inner, write: &Write, body: &[u8]) -> Option<Response> {
     Some(with_type(StatusCode::OK, "application/x-amz-json-1.1", answer))
 }
 
-/// The request without the proxy's own page token, which moto would not know.
-fn without_repeated_token(body: Bytes) -> Bytes {
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(mut request)) if request.get("NextToken") == Some(&json!(REPEATED_TOKEN)) => {
-            request.remove("NextToken");
-            Bytes::from(Value::Object(request).to_string())
-        }
-        _ => body,
+/// A listing's request without the proxy's own page token (which moto would not know), and with `page_size`.
+fn listing_request(body: Bytes, page_size: Option<u32>) -> Bytes {
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
+    if request.get("NextToken") == Some(&json!(REPEATED_TOKEN)) {
+        request.remove("NextToken");
     }
+    if let Some(size) = page_size {
+        request.insert("MaxResults".into(), json!(size));
+    }
+    Bytes::from(Value::Object(request).to_string())
 }
 
 /// Sends the request on to moto; its status, headers and body.
