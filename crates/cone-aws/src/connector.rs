@@ -5,6 +5,7 @@ use std::future::Future;
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_identitystore::types::MemberId;
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, ListAccountAssignmentsFilter, PrincipalType, StatusValues, TargetType,
@@ -97,14 +98,20 @@ impl Connector {
         // The connector retries by itself (`retry`), each attempt taking a token of its API family's bucket and
         // counted in `calls`. The SDK's own retries would bypass both, and resend throttled calls at once
         // unpaced, just when pacing matters, so they are off.
-        let sdk = &sdk.to_builder().retry_config(RetryConfig::disabled()).build();
+        let timing = Timing::default();
+        let timeouts = sdk.timeout_config().map(TimeoutConfig::to_builder).unwrap_or_default();
+        let sdk = &sdk
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts.operation_attempt_timeout(timing.attempt_timeout).build())
+            .build();
         Connector {
             org: aws_sdk_organizations::Client::new(sdk),
             sso: aws_sdk_ssoadmin::Client::new(sdk),
             ids: aws_sdk_identitystore::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
-            timing: Timing::default(),
+            timing,
             limits,
             organizations,
         }

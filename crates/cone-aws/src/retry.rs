@@ -19,6 +19,9 @@ pub(crate) struct Timing {
     pub poll_max: Duration,
     /// Overall limit on waiting for one asynchronous request.
     pub poll_timeout: Duration,
+    /// How long one attempt may wait for its answer. Without it, a request whose answer never comes (a dropped
+    /// connection AWS never resets) would hang a sync or a provisioning job for good; with it, it is retried.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -30,6 +33,8 @@ impl Default for Timing {
             poll_first: Duration::from_millis(500),
             poll_max: Duration::from_secs(5),
             poll_timeout: Duration::from_secs(300),
+            // Far above any one call's answer time, pages of 1,000 IAM entities included.
+            attempt_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -153,6 +158,7 @@ mod tests {
             poll_first: Duration::from_millis(1),
             poll_max: Duration::from_millis(4),
             poll_timeout: Duration::from_millis(60),
+            attempt_timeout: Duration::from_millis(100),
         }
     }
 

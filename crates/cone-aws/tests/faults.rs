@@ -227,6 +227,28 @@ async fn a_write_whose_answer_is_lost_is_not_made_twice() -> Result<()> {
     Ok(())
 }
 
+/// A call answered by silence must not hang its caller: the attempt times out (after 30 s) and is retried. Here a
+/// sync meets one silent ListInstances, and an assignment whose creation AWS made is never answered, side by
+/// side: both converge.
+#[tokio::test]
+async fn a_call_never_answered_times_out_and_is_retried() -> Result<()> {
+    let env = Faulty::start().await?;
+    let a = env.alice_readonly_staging()?;
+    env.proxy.fail("sso:ListInstances", 1, Failure::Silence);
+    env.proxy.fail_after_acting("sso:CreateAccountAssignment", 1, Failure::Silence);
+    let (syncing, assigning) = (env.connector(), env.connector());
+    let (snap, assigned) =
+        finishes("sync and assign", async { tokio::join!(syncing.sync(), assigning.assign(&a)) }).await?;
+    assigned?;
+    assert_calls(&assigning, &[("sso:ListAccountAssignmentsForPrincipal", 2), ("sso:CreateAccountAssignment", 1)]);
+    assert_calls(&syncing, &[("sso:ListInstances", 2)]);
+    // The sync read after its 30 s wait, by when moto had made the assignment.
+    let after = finishes("fault-free sync", env.connector().sync()).await??;
+    assert_eq!(after.assignments, vec![record_of(&a)]);
+    assert_eq!(snap?, after);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_failed_request_is_an_error_with_aws_reason_and_changes_nothing() -> Result<()> {
     let env = Faulty::start().await?;

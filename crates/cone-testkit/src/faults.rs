@@ -33,6 +33,8 @@ pub enum Failure {
     /// The service's "another change is in progress": `ConflictException`, Organizations'
     /// `ConcurrentModificationException`, IAM's `ConcurrentModification`.
     Conflict,
+    /// No answer at all: the connection stays open and silent until the client gives up on it.
+    Silence,
 }
 
 /// How an account-assignment request scripted with [`FaultProxy::settle`] ends.
@@ -214,7 +216,10 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
         if forwarded && let Err(e) = forward(&p, &parts, body).await {
             return unanswered(e);
         }
-        return call.error(failure);
+        return match call.error_code(failure) {
+            Some((status, code)) => call.error(status, code),
+            None => std::future::pending().await,
+        };
     }
     if let Some(write) = WRITES.iter().find(|w| w.action == call.action) {
         let settle = p.script().settles.get_mut(write.action).and_then(VecDeque::pop_front);
@@ -265,10 +270,11 @@ impl Call {
         Call { action: format!("{service}:{operation}"), service, json }
     }
 
-    /// `failure` in the shape and with the code this call's service uses.
-    fn error(&self, failure: Failure) -> Response {
+    /// The HTTP status and the code this call's service answers `failure` with; `None` for no answer.
+    fn error_code(&self, failure: Failure) -> Option<(u16, &'static str)> {
         let organizations = self.service == "organizations";
-        let (status, code) = match (failure, self.json) {
+        Some(match (failure, self.json) {
+            (Failure::Silence, _) => return None,
             (Failure::Throttling, false) => (400, "Throttling"),
             (Failure::Throttling, true) if organizations => (400, "TooManyRequestsException"),
             (Failure::Throttling, true) => (400, "ThrottlingException"),
@@ -279,7 +285,11 @@ impl Call {
             (Failure::Server(status), false) => (status, "ServiceFailure"),
             (Failure::Server(status), true) if organizations => (status, "ServiceException"),
             (Failure::Server(status), true) => (status, "InternalServerException"),
-        };
+        })
+    }
+
+    /// An error in the shape this call's protocol uses.
+    fn error(&self, status: u16, code: &str) -> Response {
         let message = format!("injected by the fault proxy: {code} for {}", self.action);
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match self.json {
