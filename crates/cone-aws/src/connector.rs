@@ -4,6 +4,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_identitystore::types::MemberId;
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, ListAccountAssignmentsFilter, PrincipalType, StatusValues, TargetType,
@@ -11,7 +13,7 @@ use aws_sdk_ssoadmin::types::{
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::error::{ConnectorError, Op};
-use crate::paging::{call, list_all};
+use crate::paging::{call, call_retried, list_all};
 use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
 use crate::settings::AwsSettings;
@@ -93,13 +95,23 @@ impl Connector {
     /// A connector drawing on `limits` (shared with whatever else calls AWS for it, such as the STS
     /// credentials provider), reading accounts from Organizations if `organizations`.
     pub(crate) fn configured(sdk: &SdkConfig, limits: RateLimits, organizations: bool) -> Connector {
+        // The connector retries by itself (`retry`), each attempt taking a token of its API family's bucket and
+        // counted in `calls`. The SDK's own retries would bypass both, and resend throttled calls at once
+        // unpaced, just when pacing matters, so they are off.
+        let timing = Timing::default();
+        let timeouts = sdk.timeout_config().map(TimeoutConfig::to_builder).unwrap_or_default();
+        let sdk = &sdk
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts.operation_attempt_timeout(timing.attempt_timeout).build())
+            .build();
         Connector {
             org: aws_sdk_organizations::Client::new(sdk),
             sso: aws_sdk_ssoadmin::Client::new(sdk),
             ids: aws_sdk_identitystore::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
-            timing: Timing::default(),
+            timing,
             limits,
             organizations,
         }
@@ -144,7 +156,10 @@ impl Connector {
         let Some(request_id) = pending else {
             return Ok(());
         };
-        wait_for(&self.timing, CREATE_ASSIGNMENT.name, &request_id, || self.creation_progress(a, &request_id)).await
+        wait_for(&self.timing, CREATE_ASSIGNMENT.name, CREATION_STATUS, &request_id, || {
+            self.creation_progress(a, &request_id)
+        })
+        .await
     }
 
     /// Deletes the assignment and waits until IAM Identity Center reports it gone. An assignment that does
@@ -155,7 +170,7 @@ impl Connector {
         let Some(request_id) = pending else {
             return Ok(());
         };
-        wait_for(&self.timing, DELETE_ASSIGNMENT.name, &request_id, || {
+        wait_for(&self.timing, DELETE_ASSIGNMENT.name, DELETION_STATUS, &request_id, || {
             self.deletion_progress(&a.instance_arn, &request_id)
         })
         .await
@@ -175,7 +190,7 @@ impl Connector {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<Started>, ConnectorError>>,
     {
-        let Some(Started { request_id, progress }) = with_retries(&self.timing, op.name, step).await? else {
+        let Some(Started { request_id, progress }) = with_retries(&self.timing, op, step).await? else {
             tracing::debug!(?a, "{settled}");
             return Ok(None);
         };
@@ -193,6 +208,7 @@ impl Connector {
     async fn instance(&self) -> Result<(String, String), ConnectorError> {
         let instances = list_all(
             &self.limits,
+            &self.timing,
             LIST_INSTANCES,
             |token| self.sso.list_instances().set_next_token(token).send(),
             |out| (out.instances.unwrap_or_default(), out.next_token),
@@ -212,6 +228,7 @@ impl Connector {
     async fn accounts(&self) -> Result<Vec<Account>, ConnectorError> {
         let listed = list_all(
             &self.limits,
+            &self.timing,
             LIST_ACCOUNTS,
             |token| self.org.list_accounts().set_next_token(token).send(),
             |out| (out.accounts.unwrap_or_default(), out.next_token),
@@ -242,16 +259,19 @@ impl Connector {
     async fn permission_sets(&self, instance_arn: &str) -> Result<Vec<PermissionSet>, ConnectorError> {
         let arns = list_all(
             &self.limits,
+            &self.timing,
             LIST_PERMISSION_SETS,
             |token| self.sso.list_permission_sets().instance_arn(instance_arn).set_next_token(token).send(),
             |out| (out.permission_sets.unwrap_or_default(), out.next_token),
         )
         .await?;
         let described = bounded(arns, |arn| {
-            let req = self.sso.describe_permission_set().instance_arn(instance_arn).permission_set_arn(&arn);
             async move {
+                let describe =
+                    || self.sso.describe_permission_set().instance_arn(instance_arn).permission_set_arn(&arn).send();
+                let described = call_retried(&self.limits, &self.timing, DESCRIBE_PERMISSION_SET, describe).await;
                 // None: deleted between the listing and now.
-                let Some(out) = found(call(&self.limits, DESCRIBE_PERMISSION_SET, req.send()).await)? else {
+                let Some(out) = found(described)? else {
                     return Ok(None);
                 };
                 let Some(ps) = out.permission_set else {
@@ -277,6 +297,7 @@ impl Connector {
     async fn users(&self, identity_store_id: &str) -> Result<Vec<User>, ConnectorError> {
         let listed = list_all(
             &self.limits,
+            &self.timing,
             LIST_USERS,
             |token| self.ids.list_users().identity_store_id(identity_store_id).set_next_token(token).send(),
             |out| (out.users, out.next_token),
@@ -308,6 +329,7 @@ impl Connector {
     async fn groups(&self, identity_store_id: &str) -> Result<Vec<Group>, ConnectorError> {
         let listed = list_all(
             &self.limits,
+            &self.timing,
             LIST_GROUPS,
             |token| self.ids.list_groups().identity_store_id(identity_store_id).set_next_token(token).send(),
             |out| (out.groups, out.next_token),
@@ -332,6 +354,7 @@ impl Connector {
         let per_group = bounded(groups, |group| {
             list_all(
                 &self.limits,
+                &self.timing,
                 LIST_GROUP_MEMBERSHIPS,
                 move |token| {
                     self.ids
@@ -430,6 +453,7 @@ impl Connector {
     ) -> Result<Vec<String>, ConnectorError> {
         list_all(
             &self.limits,
+            &self.timing,
             LIST_ACCOUNTS_FOR_PROVISIONED,
             |token| {
                 self.sso
@@ -451,6 +475,7 @@ impl Connector {
     ) -> Result<Vec<String>, ConnectorError> {
         list_all(
             &self.limits,
+            &self.timing,
             LIST_PROVISIONED_TO_ACCOUNT,
             |token| {
                 self.sso
@@ -494,6 +519,7 @@ impl Connector {
     ) -> Result<Vec<Principal>, ConnectorError> {
         list_all(
             &self.limits,
+            &self.timing,
             LIST_ACCOUNT_ASSIGNMENTS,
             |token| {
                 self.sso
@@ -537,8 +563,10 @@ impl Connector {
     async fn exists(&self, a: &Assignment) -> Result<bool, ConnectorError> {
         let (principal_type, principal_id) = principal_parts(&a.principal);
         let filter = ListAccountAssignmentsFilter::builder().account_id(&a.account_id).build();
+        // One attempt per page: this look is part of a step that is retried (or polled) as a whole.
         let permission_sets = list_all(
             &self.limits,
+            &self.timing.once(),
             LIST_ASSIGNMENTS_FOR_PRINCIPAL,
             |token| {
                 self.sso

@@ -54,7 +54,8 @@ pub enum ConnectorError {
     #[error("{operation} was throttled by AWS ({code}); retry later with backoff. AWS said: {message}")]
     Throttled { operation: &'static str, code: String, message: String },
 
-    /// Another change to the same resource is in progress (ConflictException, ConcurrentModificationException). Retryable.
+    /// Another change to the same resource is in progress (ConflictException, ConcurrentModificationException,
+    /// IAM's ConcurrentModification). Retryable.
     #[error(
         "{operation} conflicted with another change in progress ({code}); retry shortly. \
          If it keeps happening, the target account may be suspended. AWS said: {message}"
@@ -105,10 +106,28 @@ pub enum ConnectorError {
     )]
     Timeout { operation: &'static str, request_id: String, waited: Duration },
 
-    /// A list call handed back a NextToken it had already handed back, which would page forever.
+    /// A transient failure (throttling, a conflict, 5xx, no answer) lasted through every retry. Retryable
+    /// later, not at once: the connector has just spent its backoff on it.
     #[error(
-        "{operation} returned the page token {token:?} a second time; stopped paging to avoid an endless loop \
-         (moto does this when it holds duplicate records)"
+        "{operation} failed {attempts} times in {waited:.1?} and the connector stopped retrying. {advice} \
+         The last answer: {last}",
+        advice = give_up_advice(last, rate_setting)
+    )]
+    GaveUp {
+        operation: &'static str,
+        attempts: u32,
+        waited: Duration,
+        /// The flag and variable that set the pace of the call's API family.
+        rate_setting: &'static str,
+        last: Box<ConnectorError>,
+    },
+
+    /// A list call handed back a NextToken it had already handed back, which would page forever. The listing is
+    /// incomplete, so nothing built from it may pass for complete.
+    #[error(
+        "{operation} returned the page token {token:?} a second time; stopped paging rather than loop forever or \
+         report a partial listing as complete. Run it again; if it keeps happening, the service is serving a \
+         broken listing (moto does this when it holds duplicate records)"
     )]
     PaginationLoop { operation: &'static str, token: String },
 
@@ -126,15 +145,33 @@ fn where_allowed(action: &str) -> &'static str {
     }
 }
 
+/// What to do about a transient failure that outlasted the retries, by what it was.
+fn give_up_advice(last: &ConnectorError, rate_setting: &str) -> String {
+    match last {
+        ConnectorError::Throttled { .. } => format!(
+            "AWS kept throttling it: lower the connector's rate for this API ({rate_setting}) or find what else \
+             uses the same AWS quota, then run it again."
+        ),
+        ConnectorError::Conflict { .. } => "Another change to the same resource kept it from going through: run \
+             it again once that change is done (it never ends if the target account is suspended)."
+            .into(),
+        ConnectorError::ServerError { .. } => {
+            "AWS kept failing on its side: run it again later, and check the AWS Health Dashboard if it persists."
+                .into()
+        }
+        _ => "Run it again later.".into(),
+    }
+}
+
 fn fmt_status(status: &Option<u16>) -> String {
     status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
 }
 
 impl ConnectorError {
     /// True when the same call may succeed if tried again later (throttling, conflicts, 5xx, transport
-    /// failures, and waiting that timed out before AWS finished).
+    /// failures, retries that ran out on those, and waiting that timed out before AWS finished).
     pub fn is_retryable(&self) -> bool {
-        self.is_transient() || matches!(self, ConnectorError::Timeout { .. })
+        self.is_transient() || matches!(self, ConnectorError::Timeout { .. } | ConnectorError::GaveUp { .. })
     }
 
     /// Failures worth retrying at once with backoff inside the connector.
@@ -252,7 +289,7 @@ impl Op {
             || (status == Some(403) && c == "Unknown")
         {
             ConnectorError::AccessDenied { operation, action: self.action(), code, message }
-        } else if matches!(c, "ConflictException" | "ConcurrentModificationException") {
+        } else if matches!(c, "ConflictException" | "ConcurrentModificationException" | "ConcurrentModification") {
             ConnectorError::Conflict { operation, code, message }
         } else if c == "AWSOrganizationsNotInUseException" {
             ConnectorError::NoOrganization { operation, code, message }
@@ -294,6 +331,8 @@ mod tests {
         assert_classified!(Some(400), "ThrottlingException" => ConnectorError::Throttled { .. });
         assert_classified!(Some(429), "Whatever" => ConnectorError::Throttled { .. });
         assert_classified!(Some(409), "ConflictException" => ConnectorError::Conflict { .. });
+        // IAM's code for ConcurrentModificationException drops the suffix, as its NoSuchEntity does.
+        assert_classified!(Some(409), "ConcurrentModification" => ConnectorError::Conflict { .. });
         assert_classified!(Some(503), "Unknown" => ConnectorError::ServerError { status: 503, .. });
         assert_classified!(Some(400), "ResourceNotFoundException" => ConnectorError::NotFound { .. });
         assert_classified!(Some(404), "NoSuchEntity" => ConnectorError::NotFound { .. });

@@ -22,8 +22,7 @@ use serde_json::Value;
 
 use crate::connector::{bounded, found, sorted_unique};
 use crate::error::{ConnectorError, Op};
-use crate::paging::{call, list_all};
-use crate::retry::with_retries;
+use crate::paging::{call_retried, list_all};
 use crate::{AccessKey, Connector, Features, IamGroup, IamRole, IamSnapshot, IamUser, TrustedPrincipal};
 
 const GET_AUTHORIZATION_DETAILS: Op = Op::iam("GetAccountAuthorizationDetails");
@@ -80,13 +79,14 @@ impl Connector {
 
     /// Every IAM user (ListUsers, all pages), by ARN.
     async fn iam_users(&self) -> Result<Vec<IamUser>, ConnectorError> {
-        let listed = self
-            .iam_list(
-                LIST_USERS,
-                |marker| self.iam.list_users().max_items(PAGE).set_marker(marker).send(),
-                |out| (out.users, next_marker(out.is_truncated, out.marker)),
-            )
-            .await?;
+        let listed = list_all(
+            &self.limits,
+            &self.timing,
+            LIST_USERS,
+            |marker| self.iam.list_users().max_items(PAGE).set_marker(marker).send(),
+            |out| (out.users, next_marker(out.is_truncated, out.marker)),
+        )
+        .await?;
         let mut users = listed
             .into_iter()
             .map(|u| {
@@ -104,43 +104,45 @@ impl Connector {
     }
 
     async fn account_aliases(&self) -> Result<Vec<String>, ConnectorError> {
-        let mut aliases = self
-            .iam_list(
-                LIST_ACCOUNT_ALIASES,
-                |marker| self.iam.list_account_aliases().set_marker(marker).send(),
-                |out| (out.account_aliases, next_marker(out.is_truncated, out.marker)),
-            )
-            .await?;
+        let mut aliases = list_all(
+            &self.limits,
+            &self.timing,
+            LIST_ACCOUNT_ALIASES,
+            |marker| self.iam.list_account_aliases().set_marker(marker).send(),
+            |out| (out.account_aliases, next_marker(out.is_truncated, out.marker)),
+        )
+        .await?;
         aliases.sort();
         Ok(aliases)
     }
 
     /// Groups, memberships, roles and trust policies from GetAccountAuthorizationDetails (all pages).
     async fn authorization_details(&self) -> Result<Details, ConnectorError> {
-        let pages = self
-            .iam_list(
-                GET_AUTHORIZATION_DETAILS,
-                |marker| {
-                    self.iam
-                        .get_account_authorization_details()
-                        .filter(EntityType::User)
-                        .filter(EntityType::Group)
-                        .filter(EntityType::Role)
-                        .max_items(PAGE)
-                        .set_marker(marker)
-                        .send()
-                },
-                |out| {
-                    let next = next_marker(out.is_truncated, out.marker);
-                    let page = (
-                        out.user_detail_list.unwrap_or_default(),
-                        out.group_detail_list.unwrap_or_default(),
-                        out.role_detail_list.unwrap_or_default(),
-                    );
-                    (vec![page], next)
-                },
-            )
-            .await?;
+        let pages = list_all(
+            &self.limits,
+            &self.timing,
+            GET_AUTHORIZATION_DETAILS,
+            |marker| {
+                self.iam
+                    .get_account_authorization_details()
+                    .filter(EntityType::User)
+                    .filter(EntityType::Group)
+                    .filter(EntityType::Role)
+                    .max_items(PAGE)
+                    .set_marker(marker)
+                    .send()
+            },
+            |out| {
+                let next = next_marker(out.is_truncated, out.marker);
+                let page = (
+                    out.user_detail_list.unwrap_or_default(),
+                    out.group_detail_list.unwrap_or_default(),
+                    out.role_detail_list.unwrap_or_default(),
+                );
+                (vec![page], next)
+            },
+        )
+        .await?;
         let op = GET_AUTHORIZATION_DETAILS;
         let missing = |field| ConnectorError::MalformedResponse { operation: op.name, field };
         let (mut user_details, mut group_details, mut role_details) = (Vec::new(), Vec::new(), Vec::new());
@@ -208,7 +210,9 @@ impl Connector {
     /// Every access key of `users` with its last use: ListAccessKeys per user, GetAccessKeyLastUsed per key.
     async fn access_keys(&self, users: &[IamUser]) -> Result<Vec<AccessKey>, ConnectorError> {
         let per_user = bounded(users, |user| async move {
-            let listed = self.iam_list(
+            let listed = list_all(
+                &self.limits,
+                &self.timing,
                 LIST_ACCESS_KEYS,
                 |marker| self.iam.list_access_keys().user_name(&user.name).max_items(PAGE).set_marker(marker).send(),
                 |out| (out.access_key_metadata, next_marker(out.is_truncated, out.marker)),
@@ -246,8 +250,8 @@ impl Connector {
 
     async fn with_last_use(&self, key: AccessKey) -> Result<AccessKey, ConnectorError> {
         let op = GET_ACCESS_KEY_LAST_USED;
-        let out = with_retries(&self.timing, op.name, || {
-            call(&self.limits, op, self.iam.get_access_key_last_used().access_key_id(&key.id).send())
+        let out = call_retried(&self.limits, &self.timing, op, || {
+            self.iam.get_access_key_last_used().access_key_id(&key.id).send()
         })
         .await?;
         let Some(used) = out.access_key_last_used else {
@@ -261,18 +265,6 @@ impl Connector {
             last_used_region: known(used.region),
             ..key
         })
-    }
-
-    /// [`list_all`] for IAM's Marker paging, from the first page again when a page fails transiently (after
-    /// backoff): the listings here are a page or a few of up to 1,000 items, so starting over costs little.
-    async fn iam_list<T, O, E, S, Fut, P>(&self, op: Op, send: S, page: P) -> Result<Vec<T>, ConnectorError>
-    where
-        S: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Result<O, aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>>>,
-        E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        P: Fn(O) -> (Vec<T>, Option<String>),
-    {
-        with_retries(&self.timing, op.name, || list_all(&self.limits, op, &send, &page)).await
     }
 }
 

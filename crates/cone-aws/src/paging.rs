@@ -8,6 +8,7 @@ use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::{ConnectorError, Op};
 use crate::ratelimit::RateLimits;
+use crate::retry::{Timing, with_retries};
 
 /// Calls `fetch_page` with `None`, then with each NextToken it returns, and concatenates the items.
 ///
@@ -60,25 +61,43 @@ where
     }
 }
 
-/// Lists every page of one AWS list call through [`collect_pages`], each page a rate-limited [`call`]:
-/// `send` issues the request for a page token, `page` takes the items and the NextToken out of the answer.
+/// [`call`] again while it fails transiently, as `timing` says: `send` issues the request anew for each attempt,
+/// and each attempt takes its own token and is counted.
+pub(crate) async fn call_retried<O, E, S, Fut>(
+    limits: &RateLimits,
+    timing: &Timing,
+    op: Op,
+    send: S,
+) -> Result<O, ConnectorError>
+where
+    S: Fn() -> Fut,
+    Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    with_retries(timing, op, || call(limits, op, send())).await
+}
+
+/// Lists every page of one AWS list call through [`collect_pages`], each page a [`call_retried`]: `send` issues
+/// the request for a page token, `page` takes the items and the NextToken out of the answer. A page that fails
+/// transiently is asked for again with the same token, so the pages already read are kept.
 pub(crate) async fn list_all<T, O, E, S, Fut, P>(
     limits: &RateLimits,
+    timing: &Timing,
     op: Op,
-    mut send: S,
+    send: S,
     page: P,
 ) -> Result<Vec<T>, ConnectorError>
 where
-    S: FnMut(Option<String>) -> Fut,
+    S: Fn(Option<String>) -> Fut,
     Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     P: Fn(O) -> (Vec<T>, Option<String>),
 {
-    let page = &page;
-    collect_pages(op.name, |token| {
-        let sent = call(limits, op, send(token));
-        async move { sent.await.map(page) }
-    })
+    let (send, page) = (&send, &page);
+    collect_pages(
+        op.name,
+        |token| async move { call_retried(limits, timing, op, || send(token.clone())).await.map(page) },
+    )
     .await
 }
 

@@ -32,6 +32,18 @@ pub enum ApiFamily {
     Iam,
 }
 
+impl ApiFamily {
+    /// The flag and environment variable that set this family's rate, for messages.
+    pub fn rate_setting(self) -> &'static str {
+        match self {
+            ApiFamily::IdentityCenter => "--sso-rate, CONE_AWS_SSO_RATE",
+            ApiFamily::Organizations => "--orgs-rate, CONE_AWS_ORGS_RATE",
+            ApiFamily::Sts => "--sts-rate, CONE_AWS_STS_RATE",
+            ApiFamily::Iam => "--iam-rate, CONE_AWS_IAM_RATE",
+        }
+    }
+}
+
 /// Requests per second allowed for each family. The burst is one second's worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct Rates {

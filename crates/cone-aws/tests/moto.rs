@@ -151,13 +151,16 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
 }
 
 #[tokio::test]
-async fn unreachable_endpoint_is_a_retryable_transport_error() -> Result<()> {
+async fn unreachable_endpoint_is_retried_then_a_retryable_transport_error() -> Result<()> {
     let moto = Moto::start()?;
     let endpoint = moto.endpoint.clone();
     drop(moto); // killed: nothing listens on the port any more
     let connector = Connector::new(&moto_sdk_config(&endpoint));
     let err = connector.sync().await.expect_err("sync against a dead endpoint must fail");
-    assert!(matches!(err, cone_aws::ConnectorError::Transport { .. }), "{err:?}");
+    let cone_aws::ConnectorError::GaveUp { last, .. } = &err else {
+        panic!("expected the connector to give up retrying, got {err:?}");
+    };
+    assert!(matches!(**last, cone_aws::ConnectorError::Transport { .. }), "{err:?}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("AWS_ENDPOINT_URL"), "{err}");
     Ok(())

@@ -4,6 +4,8 @@
 mod process;
 pub use process::{Child, Moto, target_bin, venv_bin, workspace_root};
 
+pub mod faults;
+
 mod postgres;
 pub use postgres::Postgres;
 

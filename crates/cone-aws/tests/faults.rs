@@ -1,0 +1,346 @@
+//! The connector against moto behind a fault-injecting proxy: throttling, 5xx and conflicts on every API family,
+//! account-assignment requests that stay IN_PROGRESS and then succeed or fail, a listing that repeats its page
+//! token, and failures that outlast the retries. Sync and provisioning must converge to what they do without
+//! faults, or fail with an error that says what happened; never hang, never report success they did not have.
+
+#[allow(dead_code, reason = "only the IAM seeding is used here, not the description of what it made")]
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cone_aws::{Assignment, AssignmentRecord, Connector, ConnectorError, Features, Principal};
+use cone_testkit::faults::{Failure, FaultProxy, Outcome, REPEATED_TOKEN};
+use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
+
+const BOTH: Features = Features { provisioning: false, organizations: false, iam: true, secrets: true };
+
+/// Far beyond what any call here takes with its retries and polls (seconds), so only a hang reaches it.
+const HANG: Duration = Duration::from_secs(120);
+
+/// `work`'s result, or an error if it has not finished within [`HANG`].
+async fn finishes<T>(what: &str, work: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(HANG, work).await.with_context(|| format!("{what} did not finish within {HANG:?}: a hang"))
+}
+
+/// moto holding the sandbox organisation, and the proxy in front of it.
+struct Faulty {
+    moto: Moto,
+    org: SandboxOrg,
+    proxy: FaultProxy,
+}
+
+impl Faulty {
+    async fn start() -> Result<Faulty> {
+        let moto = Moto::start()?;
+        let org = seed_sandbox(&moto.endpoint).await?;
+        let proxy = FaultProxy::start(&moto.endpoint).await?;
+        Ok(Faulty { moto, org, proxy })
+    }
+
+    /// A connector through the proxy, with a call count of its own.
+    fn connector(&self) -> Connector {
+        Connector::new(&moto_sdk_config(self.proxy.endpoint()))
+    }
+
+    /// Alice's assignment of ReadOnlyAccess in Staging.
+    fn alice_readonly_staging(&self) -> Result<Assignment> {
+        let found = |what: &str, id: Option<&str>| id.map(str::to_string).with_context(|| format!("{what} not seeded"));
+        Ok(Assignment {
+            instance_arn: self.org.instance_arn.clone(),
+            account_id: found("Staging", self.org.account_id("Staging"))?,
+            permission_set_arn: found("ReadOnlyAccess", self.org.permission_set_arn("ReadOnlyAccess"))?,
+            principal: Principal::User(found("alice", self.org.user_id("alice"))?),
+        })
+    }
+
+    /// The assignments a fault-free sync reports now.
+    async fn assignments(&self) -> Result<Vec<AssignmentRecord>> {
+        Ok(finishes("sync", self.connector().sync()).await??.assignments)
+    }
+}
+
+fn record_of(a: &Assignment) -> AssignmentRecord {
+    AssignmentRecord {
+        account_id: a.account_id.clone(),
+        permission_set_arn: a.permission_set_arn.clone(),
+        principal: a.principal.clone(),
+    }
+}
+
+fn count(calls: &BTreeMap<String, u64>, action: &str) -> u64 {
+    calls.get(action).copied().unwrap_or(0)
+}
+
+/// The connector counted these calls (each attempt one) of these actions.
+fn assert_calls(connector: &Connector, expected: &[(&str, u64)]) {
+    let calls = connector.calls();
+    for (action, n) in expected {
+        assert_eq!(count(&calls, action), *n, "{action} in {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn sync_through_throttling_5xx_and_conflicts_on_every_family_equals_the_fault_free_sync() -> Result<()> {
+    let env = Faulty::start().await?;
+    common::seed_iam(&env.moto.endpoint).await?;
+    let clean = env.connector();
+    let expected = finishes("fault-free sync", clean.sync()).await??;
+    let expected_iam = finishes("fault-free IAM sync", clean.sync_iam(&BOTH)).await??;
+    assert!(!expected_iam.access_keys.is_empty() && !expected.users.is_empty(), "the seed gives the sync work");
+
+    let faults = [
+        ("sso:ListInstances", 2, Failure::Throttling),
+        ("sso:ListPermissionSets", 1, Failure::Server(500)),
+        ("sso:DescribePermissionSet", 2, Failure::Server(503)),
+        ("sso:ListAccountsForProvisionedPermissionSet", 1, Failure::Throttling),
+        ("sso:ListPermissionSetsProvisionedToAccount", 1, Failure::Server(500)),
+        ("sso:ListAccountAssignments", 2, Failure::Throttling),
+        ("identitystore:ListUsers", 2, Failure::Throttling),
+        ("identitystore:ListGroups", 1, Failure::Server(503)),
+        ("identitystore:ListGroupMemberships", 1, Failure::Server(500)),
+        ("organizations:ListAccounts", 2, Failure::Throttling),
+        ("organizations:ListAccounts", 1, Failure::Server(503)),
+        ("iam:ListUsers", 2, Failure::Throttling),
+        ("iam:GetAccountAuthorizationDetails", 1, Failure::Server(503)),
+        ("iam:ListAccountAliases", 1, Failure::Server(500)),
+        ("iam:ListAccessKeys", 1, Failure::Conflict),
+        ("iam:GetAccessKeyLastUsed", 2, Failure::Throttling),
+    ];
+    for (action, times, failure) in faults {
+        env.proxy.fail(action, times, failure);
+    }
+    let faulty = env.connector();
+    assert_eq!(finishes("sync through faults", faulty.sync()).await??, expected);
+    assert_eq!(finishes("IAM sync through faults", faulty.sync_iam(&BOTH)).await??, expected_iam);
+    assert!(env.proxy.script_used(), "every fault was met");
+
+    // Each failure cost exactly one more attempt, and each attempt went through the connector's rate limiter
+    // and tally: the proxy saw no attempt the tally missed (the SDK retries nothing behind the connector's back).
+    let mut want = clean.calls();
+    for (action, times, _) in faults {
+        *want.entry(action.to_string()).or_default() += u64::from(times);
+    }
+    let got = faulty.calls();
+    assert_eq!(got, want);
+    for (action, n) in &got {
+        assert_eq!(env.proxy.calls(action), n + count(&clean.calls(), action), "{action} as the proxy saw it");
+    }
+    Ok(())
+}
+
+/// A page that fails is asked for again with its token: the pages before it are not read again.
+#[tokio::test]
+async fn a_failed_page_is_asked_for_again_and_the_pages_before_it_are_kept() -> Result<()> {
+    let env = Faulty::start().await?;
+    let listings = ["identitystore:ListUsers", "sso:ListPermissionSets", "organizations:ListAccounts"];
+    for action in listings {
+        env.proxy.page_size(action, 1);
+    }
+    let clean = env.connector();
+    let expected = finishes("fault-free sync", clean.sync()).await??;
+    for action in listings {
+        assert!(count(&clean.calls(), action) >= 3, "{action} takes several pages: {:?}", clean.calls());
+        // The second page fails twice, then the third once.
+        env.proxy.pass(action, 1);
+        env.proxy.fail(action, 2, Failure::Throttling);
+        env.proxy.pass(action, 1);
+        env.proxy.fail(action, 1, Failure::Server(503));
+    }
+    let faulty = env.connector();
+    assert_eq!(finishes("sync through faults", faulty.sync()).await??, expected);
+    assert!(env.proxy.script_used());
+    for action in listings {
+        assert_eq!(count(&faulty.calls(), action), count(&clean.calls(), action) + 3, "{action}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn assign_and_unassign_converge_through_conflicts_throttling_and_in_progress() -> Result<()> {
+    let env = Faulty::start().await?;
+    let connector = env.connector();
+    let a = env.alice_readonly_staging()?;
+
+    env.proxy.fail("sso:CreateAccountAssignment", 2, Failure::Conflict);
+    env.proxy.settle("sso:CreateAccountAssignment", 2, Outcome::Succeeded);
+    env.proxy.fail("sso:DescribeAccountAssignmentCreationStatus", 1, Failure::Throttling);
+    finishes("assign", connector.assign(&a)).await??;
+    assert!(env.proxy.script_used());
+    // A look before each of the three attempts; one throttled poll, two IN_PROGRESS, one SUCCEEDED.
+    assert_calls(
+        &connector,
+        &[
+            ("sso:ListAccountAssignmentsForPrincipal", 3),
+            ("sso:CreateAccountAssignment", 3),
+            ("sso:DescribeAccountAssignmentCreationStatus", 4),
+        ],
+    );
+    assert_eq!(env.assignments().await?, vec![record_of(&a)]);
+
+    env.proxy.fail("sso:DeleteAccountAssignment", 2, Failure::Conflict);
+    env.proxy.fail("sso:ListAccountAssignmentsForPrincipal", 1, Failure::Server(503));
+    env.proxy.settle("sso:DeleteAccountAssignment", 3, Outcome::Succeeded);
+    finishes("unassign", connector.unassign(&a)).await??;
+    assert!(env.proxy.script_used());
+    // The 503 on a look retries the step from the look: four looks for three deletes.
+    assert_calls(
+        &connector,
+        &[
+            ("sso:ListAccountAssignmentsForPrincipal", 3 + 4),
+            ("sso:DeleteAccountAssignment", 3),
+            ("sso:DescribeAccountAssignmentDeletionStatus", 4),
+        ],
+    );
+    assert_eq!(env.assignments().await?, vec![]);
+    Ok(())
+}
+
+/// AWS made or removed the assignment but its answer was a 5xx: the retry looks first, finds the work done, and
+/// neither writes again nor reports a failure.
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_is_not_made_twice() -> Result<()> {
+    let env = Faulty::start().await?;
+    let connector = env.connector();
+    let a = env.alice_readonly_staging()?;
+
+    env.proxy.fail_after_acting("sso:CreateAccountAssignment", 1, Failure::Server(500));
+    finishes("assign", connector.assign(&a)).await??;
+    assert_calls(&connector, &[("sso:ListAccountAssignmentsForPrincipal", 2), ("sso:CreateAccountAssignment", 1)]);
+    // moto stores a repeated create as a second copy, which a sync would merge; ask moto itself.
+    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&env.moto.endpoint));
+    let listed = sso
+        .list_account_assignments()
+        .instance_arn(&a.instance_arn)
+        .account_id(&a.account_id)
+        .permission_set_arn(&a.permission_set_arn)
+        .send()
+        .await?;
+    assert_eq!(listed.account_assignments().len(), 1, "{listed:?}");
+
+    env.proxy.fail_after_acting("sso:DeleteAccountAssignment", 1, Failure::Server(503));
+    finishes("unassign", connector.unassign(&a)).await??;
+    assert_calls(&connector, &[("sso:ListAccountAssignmentsForPrincipal", 4), ("sso:DeleteAccountAssignment", 1)]);
+    assert_eq!(env.assignments().await?, vec![]);
+    Ok(())
+}
+
+/// A call answered by silence must not hang its caller: the attempt times out (after 30 s) and is retried. Here a
+/// sync meets one silent ListInstances, and an assignment whose creation AWS made is never answered, side by
+/// side: both converge.
+#[tokio::test]
+async fn a_call_never_answered_times_out_and_is_retried() -> Result<()> {
+    let env = Faulty::start().await?;
+    let a = env.alice_readonly_staging()?;
+    env.proxy.fail("sso:ListInstances", 1, Failure::Silence);
+    env.proxy.fail_after_acting("sso:CreateAccountAssignment", 1, Failure::Silence);
+    let (syncing, assigning) = (env.connector(), env.connector());
+    let (snap, assigned) =
+        finishes("sync and assign", async { tokio::join!(syncing.sync(), assigning.assign(&a)) }).await?;
+    assigned?;
+    assert_calls(&assigning, &[("sso:ListAccountAssignmentsForPrincipal", 2), ("sso:CreateAccountAssignment", 1)]);
+    assert_calls(&syncing, &[("sso:ListInstances", 2)]);
+    // The sync read after its 30 s wait, by when moto had made the assignment.
+    let after = finishes("fault-free sync", env.connector().sync()).await??;
+    assert_eq!(after.assignments, vec![record_of(&a)]);
+    assert_eq!(snap?, after);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_request_is_an_error_with_aws_reason_and_changes_nothing() -> Result<()> {
+    let env = Faulty::start().await?;
+    let connector = env.connector();
+    let a = env.alice_readonly_staging()?;
+    let reason = "Received a 404 status error: Not supported account";
+
+    env.proxy.settle("sso:CreateAccountAssignment", 1, Outcome::Failed(reason.into()));
+    let err = finishes("assign", connector.assign(&a)).await?.expect_err("a FAILED creation must not pass");
+    match &err {
+        ConnectorError::OperationFailed { operation: "CreateAccountAssignment", reason: r, .. } => {
+            assert_eq!(r, reason)
+        }
+        other => panic!("expected OperationFailed for CreateAccountAssignment, got {other:?}"),
+    }
+    assert!(err.to_string().contains(reason) && !err.is_retryable(), "{err}");
+    assert_eq!(env.assignments().await?, vec![], "AWS made nothing, and the connector claims nothing");
+
+    // Made for real, then a deletion that fails: the assignment stays, and the error says why.
+    connector.assign(&a).await?;
+    env.proxy.settle("sso:DeleteAccountAssignment", 0, Outcome::Failed("Internal failure".into()));
+    let err = finishes("unassign", connector.unassign(&a)).await?.expect_err("a FAILED deletion must not pass");
+    assert!(
+        matches!(&err, ConnectorError::OperationFailed { operation: "DeleteAccountAssignment", reason, .. } if reason == "Internal failure"),
+        "{err:?}"
+    );
+    assert_eq!(env.assignments().await?, vec![record_of(&a)]);
+    Ok(())
+}
+
+/// A listing whose page token comes back again has no trustworthy end: following it loops forever, and stopping
+/// there would report part of the listing as all of it. Both the sync and the look before an assignment stop
+/// with an error naming the call, after the second page.
+#[tokio::test]
+async fn a_repeated_page_token_is_an_error_not_a_loop_nor_a_truncated_result() -> Result<()> {
+    let env = Faulty::start().await?;
+    env.proxy.repeat_next_token("identitystore:ListUsers");
+    let connector = env.connector();
+    let err = finishes("sync", connector.sync()).await?.expect_err("an endless listing must not pass for a sync");
+    assert!(
+        matches!(&err, ConnectorError::PaginationLoop { operation: "ListUsers", token } if token == REPEATED_TOKEN),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Run it again"), "{err}");
+    assert_calls(&connector, &[("identitystore:ListUsers", 2)]);
+
+    env.proxy.repeat_next_token("sso:ListAccountAssignmentsForPrincipal");
+    let a = env.alice_readonly_staging()?;
+    let err = finishes("assign", connector.assign(&a)).await?.expect_err("a look that cannot finish must not pass");
+    assert!(matches!(&err, ConnectorError::PaginationLoop { operation: "ListAccountAssignmentsForPrincipal", .. }));
+    assert_eq!(env.proxy.calls("sso:CreateAccountAssignment"), 0, "nothing is created on an unfinished look");
+    Ok(())
+}
+
+/// What a give-up must carry: the call's name, the attempts, and the advice for its cause.
+fn assert_gave_up(err: &ConnectorError, operation: &str, advice: &str) {
+    match err {
+        ConnectorError::GaveUp { operation: op, attempts: 6, .. } if *op == operation => {}
+        other => panic!("expected {operation} to give up after 6 attempts, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&format!("{operation} failed 6 times")) && text.contains(advice), "{text}");
+    assert!(err.is_retryable(), "worth running again later: {text}");
+}
+
+#[tokio::test]
+async fn sync_gives_up_after_the_retry_budget_naming_the_call_and_what_to_do() -> Result<()> {
+    let env = Faulty::start().await?;
+    env.proxy.fail("sso:ListPermissionSets", 100, Failure::Throttling);
+    let connector = env.connector();
+    let err = finishes("sync", connector.sync()).await?.expect_err("throttled for good");
+    assert_gave_up(&err, "ListPermissionSets", "CONE_AWS_SSO_RATE");
+    assert_calls(&connector, &[("sso:ListPermissionSets", 6)]);
+
+    env.proxy.fail("iam:GetAccountAuthorizationDetails", 100, Failure::Server(503));
+    let iam = Features { secrets: false, ..BOTH };
+    let err = finishes("IAM sync", connector.sync_iam(&iam)).await?.expect_err("failing for good");
+    assert_gave_up(&err, "GetAccountAuthorizationDetails", "AWS kept failing on its side");
+    assert_calls(&connector, &[("iam:GetAccountAuthorizationDetails", 6)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn assign_gives_up_after_the_retry_budget_and_claims_nothing() -> Result<()> {
+    let env = Faulty::start().await?;
+    env.proxy.fail("sso:CreateAccountAssignment", 100, Failure::Conflict);
+    let connector = env.connector();
+    let a = env.alice_readonly_staging()?;
+    let err = finishes("assign", connector.assign(&a)).await?.expect_err("conflicting for good");
+    assert_gave_up(&err, "CreateAccountAssignment", "Another change to the same resource");
+    // A look before each attempt.
+    assert_calls(&connector, &[("sso:CreateAccountAssignment", 6), ("sso:ListAccountAssignmentsForPrincipal", 6)]);
+    assert_eq!(env.assignments().await?, vec![]);
+    Ok(())
+}
