@@ -23,7 +23,7 @@ use crate::config::{Access, Config};
 use crate::db::{Applied, ConfigVersionRow, Db};
 use crate::http::{
     ApiFailure, ApiJson, ApiPath, ApiQuery, AppState, BadRequest, Conflict, Forbidden, Internal, NotFound,
-    Unauthenticated, UnsupportedMediaType, now, page_offset,
+    Unauthenticated, UnsupportedMediaType, now, one_page, page_offset,
 };
 
 /// Larger documents are refused: a policy set is a few kilobytes, and every replica compiles each version.
@@ -239,10 +239,7 @@ pub async fn versions(
 /// A page of versions, newest first, from `offset`: `size` of them (at least 1 and at most 100).
 pub async fn versions_from(s: &AppState, offset: i64, size: i64) -> anyhow::Result<ConfigVersionPage> {
     let size = size.clamp(1, 100);
-    // One more than the page tells whether there is a next one.
-    let mut rows = s.db.access_versions(offset, size + 1).await?;
-    let next_page_token = (rows.len() as i64 > size).then(|| (offset + size).to_string());
-    rows.truncate(size as usize);
+    let (rows, next_page_token) = one_page(s.db.access_versions(offset, size + 1).await?, offset, size);
     Ok(ConfigVersionPage { versions: rows.into_iter().map(to_api).collect(), next_page_token })
 }
 

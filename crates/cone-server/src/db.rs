@@ -694,15 +694,33 @@ impl Db {
     }
 
     pub async fn insert_access_token(&self, token_hash: &str, user_id: i64, now: i64, expires_at: i64) -> Result<()> {
+        self.sign_in("access_tokens", token_hash, user_id, now, expires_at, serde_json::json!({})).await
+    }
+
+    /// Stores a new sign-in's hashed token in `table` and audits the `login`, in one transaction; expired rows
+    /// of `table` go at the same time, so sign-ins keep it small.
+    async fn sign_in(
+        &self,
+        table: &'static str,
+        token_hash: &str,
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+        detail: serde_json::Value,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-        audit(&mut tx, now, &format!("user:{user_id}"), "login", &format!("user:{user_id}"), "{}").await?;
+        sqlx::query(&format!("DELETE FROM {table} WHERE expires_at <= $1")).bind(now).execute(&mut *tx).await?;
+        sqlx::query(&format!(
+            "INSERT INTO {table} (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)"
+        ))
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let user = format!("user:{user_id}");
+        audit(&mut tx, now, &user, "login", &user, &detail.to_string()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -2251,23 +2269,11 @@ impl Db {
         expires_at: i64,
         oidc_issuer: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-        let user = format!("user:{user_id}");
         let detail = match oidc_issuer {
             None => serde_json::json!({ "via": "web" }),
             Some(issuer) => serde_json::json!({ "via": "web", "oidc": issuer }),
         };
-        audit(&mut tx, now, &user, "login", &user, &detail.to_string()).await?;
-        tx.commit().await?;
-        Ok(())
+        self.sign_in("web_sessions", token_hash, user_id, now, expires_at, detail).await
     }
 
     /// The user of an unexpired web console session.

@@ -436,6 +436,14 @@ pub(crate) fn page_offset(token: Option<&str>) -> Result<i64, ApiFailure> {
     }
 }
 
+/// Cuts `rows`, read as `size + 1` from `offset`, to one page; the extra row tells whether another page exists,
+/// and the token it returns is that page's offset.
+pub(crate) fn one_page<T>(mut rows: Vec<T>, offset: i64, size: i64) -> (Vec<T>, Option<String>) {
+    let next = (rows.len() as i64 > size).then(|| (offset + size).to_string());
+    rows.truncate(usize::try_from(size).unwrap_or_default());
+    (rows, next)
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct EntitlementQuery {

@@ -5,14 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::response::Response;
-
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use axum::extract::State;
+use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
 use serde_json::Value;
 
@@ -211,86 +209,23 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(stor
     assert_audit_intact(&sb);
 }
 
-/// moto behind a proxy that counts the account-assignment calls by name and holds back AWS's answer to the first
-/// call of one operation (forwarded, so AWS acts), as if the caller died before hearing it.
-#[derive(Clone)]
-struct AwsProxy {
-    moto: String,
-    http: reqwest::Client,
-    calls: Arc<Mutex<Vec<String>>>,
-    /// The operation whose next answer to hold back, until it has been called.
-    hold: Arc<Mutex<Option<String>>>,
-    held: Arc<AtomicBool>,
-}
-
-/// A sandbox (jobs leased for 5 s) where alice is signed in, its server stopped, and a proxy in front of moto
-/// holding the answer to the first `hold` call: servers spawned on the returned endpoint reach AWS through it.
+/// A sandbox (jobs leased for 5 s) where alice is signed in, its server stopped, and a fault proxy in front of moto
+/// that forwards the first `action` call (such as `sso:CreateAccountAssignment`) and never answers it: servers
+/// spawned on the returned endpoint reach AWS through it.
 async fn behind_proxy(
     store: Store,
     dir: &std::path::Path,
     policies: &str,
-    hold: &str,
-) -> (Sandbox, String, AwsProxy, String) {
+    action: &str,
+) -> (Sandbox, String, FaultProxy, String) {
     let mut sb = Sandbox::start_on(store, dir, "job_lease: 5s\n", policies).await.unwrap();
     sb.cone_login("alice", &[], "alice").await.unwrap();
     let token = sb.api_token("alice").unwrap();
     sb.stop_server();
-    let (proxy, aws) = AwsProxy::start(&sb.moto.endpoint, hold).await;
-    (sb, token, proxy, aws)
-}
-
-impl AwsProxy {
-    /// Starts the proxy on a free loopback port, holding the answer to the first `hold` call (such as
-    /// `CreateAccountAssignment`); returns it and its endpoint.
-    async fn start(moto: &str, hold: &str) -> (AwsProxy, String) {
-        let proxy = AwsProxy {
-            moto: moto.to_string(),
-            http: reqwest::Client::new(),
-            calls: Arc::default(),
-            hold: Arc::new(Mutex::new(Some(hold.to_string()))),
-            held: Arc::default(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (proxy, endpoint)
-    }
-
-    fn count(&self, operation: &str) -> usize {
-        self.calls.lock().unwrap().iter().filter(|c| *c == operation).count()
-    }
-
-    /// AWS acted on the held call, and its caller is waiting for an answer that never comes.
-    fn holding(&self) -> bool {
-        self.held.load(Ordering::SeqCst)
-    }
-}
-
-async fn forward(State(p): State<AwsProxy>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    // JSON-protocol services name the operation in X-Amz-Target: `SWBExternalService.CreateAccountAssignment`.
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let operation = target.rsplit('.').next().unwrap_or_default().to_string();
-    p.calls.lock().unwrap().push(operation.clone());
-    let url = format!("{}{}", p.moto, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
-    let mut headers = parts.headers;
-    for hop in ["host", "content-length", "connection", "transfer-encoding"] {
-        headers.remove(hop);
-    }
-    let answer = p.http.request(parts.method, url).headers(headers).body(body).send().await.unwrap();
-    if p.hold.lock().unwrap().take_if(|held| *held == operation).is_some() {
-        p.held.store(true, Ordering::SeqCst);
-        std::future::pending::<()>().await;
-    }
-    let status = answer.status();
-    let mut headers = answer.headers().clone();
-    headers.remove("transfer-encoding");
-    let mut out = Response::new(axum::body::Body::from(answer.bytes().await.unwrap()));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
+    let proxy = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    proxy.fail_after_acting(action, 1, Failure::Silence);
+    let endpoint = proxy.endpoint().to_string();
+    (sb, token, proxy, endpoint)
 }
 
 /// A task as `GET /api/v1/tasks/N` returns it, from the server at `url`.
@@ -322,7 +257,7 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
         "    max_duration: 20s\n",
         "    steps: [accept]\n",
     );
-    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), short, "CreateAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), short, "sso:CreateAccountAssignment").await;
     let (first, first_url) = sb.spawn_replica(&aws).unwrap();
     let entitlement =
         format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
@@ -339,7 +274,7 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
 
     let alice = sb.org.user_id("alice").unwrap().to_string();
     eventually(Duration::from_secs(30), "AWS made the assignment and its answer is held", async || {
-        proxy.holding() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
+        proxy.script_used() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
     })
     .await;
     let (_second, second_url) = sb.spawn_replica(&aws).unwrap();
@@ -365,8 +300,8 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
     for action in ["grant.activate", "grant.expire", "grant.revoke"] {
         assert_eq!(events(&task, action), 1, "{action} in {task}");
     }
-    assert_eq!(proxy.count("CreateAccountAssignment"), 1, "the assignment is created once");
-    assert_eq!(proxy.count("DeleteAccountAssignment"), 1, "the assignment is deleted once");
+    assert_eq!(proxy.calls("sso:CreateAccountAssignment"), 1, "the assignment is created once");
+    assert_eq!(proxy.calls("sso:DeleteAccountAssignment"), 1, "the assignment is deleted once");
     assert_audit_intact(&sb);
 }
 
@@ -669,13 +604,13 @@ async fn webhooks_carry_each_task_and_grant_event_once_signed_and_retried(store:
 /// asking AWS to create it again.
 async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "CreateAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "sso:CreateAccountAssignment").await;
     let (server, url) = sb.spawn_replica(&aws).unwrap();
 
     let id = request(&sb, &url, &token, "Staging").await;
     let alice = sb.org.user_id("alice").unwrap().to_string();
     eventually(Duration::from_secs(30), "AWS made the assignment and its answer is held", async || {
-        proxy.holding() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
+        proxy.script_used() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
     })
     .await;
     assert_eq!(task(&url, &token, id).await["state"], "provisioning");
@@ -687,7 +622,7 @@ async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: S
     })
     .await;
     assert_eq!(principals(&sb, "Staging", "ReadOnlyAccess").await, [alice]);
-    assert_eq!(proxy.count("CreateAccountAssignment"), 1, "the assignment is created once");
+    assert_eq!(proxy.calls("sso:CreateAccountAssignment"), 1, "the assignment is created once");
     assert_eq!(events(&task(&url, &token, id).await, "grant.activate"), 1);
 
     drop_access(&sb, &url, &token, "Staging").await;
@@ -704,7 +639,7 @@ async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: S
 /// the assignment gone and ends the grant: nothing is lost, nothing is done twice, and the audit chain holds.
 async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "DeleteAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "sso:DeleteAccountAssignment").await;
     let (server, url) = sb.spawn_replica(&aws).unwrap();
 
     let id = request(&sb, &url, &token, "Staging").await;
@@ -716,7 +651,7 @@ async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: S
     assert_eq!(principals(&sb, "Staging", "ReadOnlyAccess").await, [alice]);
     drop_access(&sb, &url, &token, "Staging").await;
     eventually(Duration::from_secs(30), "AWS removed the assignment and its answer is held", async || {
-        proxy.holding() && principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty()
+        proxy.script_used() && principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty()
     })
     .await;
     let before = task(&url, &token, id).await;
@@ -736,7 +671,7 @@ async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: S
         assert_eq!(events(&after, action), 1, "{action} in {after}");
     }
     assert!(principals(&sb, "Staging", "ReadOnlyAccess").await.is_empty());
-    assert_eq!(proxy.count("DeleteAccountAssignment"), 1, "the restarted server found the assignment gone");
+    assert_eq!(proxy.calls("sso:DeleteAccountAssignment"), 1, "the restarted server found the assignment gone");
     // Nothing is left to do: no job waits, and alice holds nothing.
     let resp = reqwest::Client::new().get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(!resp.lines().any(|l| l.starts_with("cone_jobs{")), "jobs still pending or failed:\n{resp}");
