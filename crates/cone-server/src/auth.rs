@@ -1,12 +1,12 @@
-//! Sign-in: OAuth 2.0 device authorization (RFC 8628) approved on a server web page with a local password, and
-//! bearer tokens for the API. Passwords are argon2 hashes; tokens and device codes are stored as SHA-256 hashes.
+//! Sign-in: OAuth 2.0 device authorization (RFC 8628), approved on the web console's device page (`web::device`),
+//! and bearer tokens for the API. Passwords are argon2 hashes; tokens and device codes are stored as SHA-256 hashes.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use cone_api::{
     DeviceAuthorization, OAuthError, PERSONAL_TOKEN_PREFIX, SERVICE_TOKEN_PREFIX, SignedOut, TokenResponse, codes,
@@ -128,94 +128,78 @@ pub async fn token(State(s): State<AppState>, Form(req): Form<TokenRequest>) -> 
     }
 }
 
-#[derive(Deserialize)]
-pub struct DevicePageQuery {
-    #[serde(default)]
-    pub user_code: String,
+/// What a password sign-in comes to.
+pub enum SignIn {
+    Accepted(UserRow),
+    Refused,
+    /// Too many recent failures for this user name; seconds until the next try may be made.
+    Throttled(i64),
 }
 
-pub async fn device_page(Query(q): Query<DevicePageQuery>) -> Html<String> {
-    Html(page(
-        "Sign in to Cone",
-        &format!(
-            r#"<p>Confirm that this code matches the one your terminal shows, then sign in.</p>
-<form method="post" action="device">
-<label>Code <input name="user_code" value="{}" autocomplete="off" required></label>
-<label>User name <input name="username" autocomplete="username" required></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Approve sign-in</button>
-</form>"#,
-            escape(&q.user_code)
-        ),
-    ))
-}
-
-/// The person whose user name and local password these are (the device page's and the web console's sign-in).
-pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyhow::Result<Option<UserRow>> {
-    let user = s.db.user_by_name(username.trim()).await?;
+/// The person whose user name and local password these are (the web console's sign-in). After
+/// [`Throttle::LIMIT`] failures for a user name in [`Throttle::WINDOW`] seconds, it refuses to look before the
+/// oldest of them leaves the window, so that guessing a password takes years rather than hours.
+pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyhow::Result<SignIn> {
+    let username = username.trim();
+    let t = now();
+    if let Some(wait) = s.sign_in_failures.wait(username, t) {
+        return Ok(SignIn::Throttled(wait));
+    }
+    let user = s.db.user_by_name(username).await?;
     // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
     let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
     // Service accounts have no password; the kind is checked too, so that one never signs in this way.
     let ok = verify_password(password, &hash)
         && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE);
-    Ok(user.filter(|_| ok))
-}
-
-#[derive(Deserialize)]
-pub struct DeviceApproval {
-    pub user_code: String,
-    pub username: String,
-    pub password: String,
-}
-
-pub async fn device_approve(
-    State(s): State<AppState>,
-    Form(f): Form<DeviceApproval>,
-) -> Result<(StatusCode, Html<String>), ApiFailure> {
-    let Some(user) = authenticate(&s, &f.username, &f.password).await? else {
-        return Ok((
-            StatusCode::UNAUTHORIZED,
-            Html(page("Sign-in failed", "<p>Wrong user name or password. Go back and try again.</p>")),
-        ));
-    };
-    let code = f.user_code.trim().to_uppercase();
-    if !s.db.approve_device_code(&code, user.id, now()).await? {
-        return Ok((
-            StatusCode::BAD_REQUEST,
-            Html(page(
-                "Unknown code",
-                "<p>That code is unknown or expired. Run <code>cone login</code> again for a new one.</p>",
-            )),
-        ));
+    match user.filter(|_| ok) {
+        Some(user) => Ok(SignIn::Accepted(user)),
+        None => {
+            tracing::warn!(username, "failed password sign-in");
+            s.sign_in_failures.fail(username, t);
+            Ok(SignIn::Refused)
+        }
     }
-    tracing::info!(user = %user.username, "device sign-in approved");
-    Ok((
-        StatusCode::OK,
-        Html(page(
-            "Signed in",
-            &format!(
-                "<p>Signed in as {}. You can close this window and return to your terminal.</p>",
-                escape(&user.username)
-            ),
-        )),
-    ))
+}
+
+/// Recent failed password sign-ins by user name, in this process. Per user name rather than per address, since
+/// behind a proxy every address is the proxy's; the cost is that someone who keeps guessing blocks the password
+/// sign-in of that name (not OpenID Connect, nor sessions already open) for as long as they keep on.
+#[derive(Default)]
+pub struct Throttle {
+    failures: std::sync::Mutex<std::collections::HashMap<String, Vec<i64>>>,
+}
+
+impl Throttle {
+    pub const LIMIT: usize = 5;
+    pub const WINDOW: i64 = 15 * 60;
+    /// Names kept at most; beyond it the quietest are forgotten, so that made-up names cannot fill the memory.
+    const NAMES: usize = 10_000;
+
+    fn wait(&self, username: &str, now: i64) -> Option<i64> {
+        let failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let recent: Vec<i64> =
+            failures.get(&username.to_lowercase())?.iter().copied().filter(|t| now - t < Self::WINDOW).collect();
+        (recent.len() >= Self::LIMIT).then(|| recent[recent.len() - Self::LIMIT] + Self::WINDOW - now)
+    }
+
+    fn fail(&self, username: &str, now: i64) {
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failures.len() >= Self::NAMES {
+            failures.retain(|_, times| times.iter().any(|t| now - t < Self::WINDOW));
+            if failures.len() >= Self::NAMES {
+                let quietest = failures.iter().min_by_key(|(_, times)| times.last().copied()).map(|(n, _)| n.clone());
+                quietest.map(|n| failures.remove(&n));
+            }
+        }
+        let times = failures.entry(username.to_lowercase()).or_default();
+        times.retain(|t| now - t < Self::WINDOW);
+        times.push(now);
+    }
 }
 
 /// argon2 hash of a random password nobody knows.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Rm9I7g6kHeX8sQ2o0n7bUJ5aQvdNbAFKqkrdUzaRpsM";
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
-<style>body{{font-family:sans-serif;max-width:28rem;margin:4rem auto}}label{{display:block;margin:.6rem 0}}input{{display:block;width:100%}}</style>\
-</head><body><h1>{title}</h1>{body}</body></html>"
-    )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
 
 /// The signed-in caller of an API request, and the API token it presented (none for a `cone login` session).
 pub struct Caller {
@@ -353,10 +337,5 @@ mod tests {
         assert_eq!(c.len(), 9);
         assert_eq!(&c[4..5], "-");
         assert!(c.chars().all(|ch| ch == '-' || "BCDFGHJKLMNPQRSTVWXZ".contains(ch)));
-    }
-
-    #[test]
-    fn escapes_html() {
-        assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
     }
 }

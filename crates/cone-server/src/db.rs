@@ -640,11 +640,14 @@ impl Db {
         Ok(())
     }
 
-    /// Approves a pending, unexpired device code; false when there is none with that user code.
-    pub async fn approve_device_code(&self, user_code: &str, user_id: i64, now: i64) -> Result<bool> {
+    /// Approves (for `user_id`) or denies a pending, unexpired device code; false when there is none with that
+    /// user code.
+    pub async fn decide_device_code(&self, user_code: &str, user_id: i64, approve: bool, now: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE device_codes SET user_id = $1 WHERE user_code = $2 AND expires_at > $3 AND user_id IS NULL AND denied = 0",
+            "UPDATE device_codes SET user_id = CASE WHEN $1 THEN $2 END, denied = CASE WHEN $1 THEN 0 ELSE 1 END
+             WHERE user_code = $3 AND expires_at > $4 AND user_id IS NULL AND denied = 0",
         )
+        .bind(approve)
         .bind(user_id)
         .bind(user_code)
         .bind(now)
@@ -2589,12 +2592,17 @@ mod tests {
         db.create_device_code("h", "ABCD-EFGH", 100, 5).await.unwrap();
         assert_eq!(db.poll_device_code("h", 10).await.unwrap(), DevicePoll::Pending);
         assert_eq!(db.poll_device_code("h", 11).await.unwrap(), DevicePoll::SlowDown);
-        assert!(db.approve_device_code("ABCD-EFGH", alice.id, 12).await.unwrap());
+        assert!(db.decide_device_code("ABCD-EFGH", alice.id, true, 12).await.unwrap());
         assert_eq!(db.poll_device_code("h", 20).await.unwrap(), DevicePoll::Approved(alice.id));
         assert_eq!(db.poll_device_code("h", 30).await.unwrap(), DevicePoll::Unknown);
         db.create_device_code("old", "WXYZ-WXYZ", 100, 5).await.unwrap();
-        assert!(!db.approve_device_code("WXYZ-WXYZ", alice.id, 100).await.unwrap());
+        assert!(!db.decide_device_code("WXYZ-WXYZ", alice.id, true, 100).await.unwrap());
         assert_eq!(db.poll_device_code("old", 100).await.unwrap(), DevicePoll::Expired);
+        // A denied code is told so once, and cannot be approved afterwards.
+        db.create_device_code("no", "BCDF-BCDF", 100, 5).await.unwrap();
+        assert!(db.decide_device_code("BCDF-BCDF", alice.id, false, 10).await.unwrap());
+        assert!(!db.decide_device_code("BCDF-BCDF", alice.id, true, 11).await.unwrap());
+        assert_eq!(db.poll_device_code("no", 12).await.unwrap(), DevicePoll::Denied);
     }
 
     /// Many connections at once (as several replicas would use): the audit log stays one chain, and each job is

@@ -43,6 +43,7 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// How this process's syncs with AWS stand.
     pub sync_status: Arc<std::sync::Mutex<ConnectorStatus>>,
+    pub sign_in_failures: Arc<crate::auth::Throttle>,
 }
 
 impl AppState {
@@ -328,7 +329,7 @@ fn routes() -> Router<AppState> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/oauth/device/code", post(auth::device_authorization))
         .route("/oauth/token", post(auth::token))
-        .route("/device", get(auth::device_page).post(auth::device_approve))
+        .route("/device", get(crate::web::device::verification_uri))
         .merge(api)
         .merge(crate::metrics::routes())
         .merge(crate::web::routes())
@@ -790,6 +791,7 @@ pub(crate) mod testing {
                 last_attempt_at: None,
                 last_error: None,
             })),
+            sign_in_failures: Arc::default(),
         }
     }
 

@@ -165,6 +165,7 @@ async fn serve(file: &std::path::Path) -> Result<()> {
             last_attempt_at: None,
             last_error: None,
         })),
+        sign_in_failures: Arc::default(),
     };
     let access_changed = Arc::new(Notify::new());
     tokio::spawn(db::forward_changes(

@@ -4,6 +4,7 @@
 mod process;
 pub use process::{Child, Moto, target_bin, venv_bin, workspace_root};
 
+pub mod console;
 pub mod faults;
 
 mod postgres;

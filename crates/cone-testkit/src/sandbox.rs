@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::console::Console;
 use crate::process::aws_env;
 use crate::{Child, Moto, Postgres, SandboxOrg, moto_sdk_config, seed_sandbox, target_bin, venv_bin};
 
@@ -295,15 +296,16 @@ impl Sandbox {
         Ok(setup_text)
     }
 
-    /// Runs `cone [FLAGS] login` in `home`'s HOME and approves it on the server's page as `user` (with their
-    /// password), so that one person can hold sessions of several cone profiles.
+    /// Runs `cone [FLAGS] login` in `home`'s HOME and approves it on the console's device page as `user` (signed in
+    /// with their password), so that one person can hold sessions of several cone profiles.
     pub async fn cone_login(&self, home: &str, flags: &[&str], user: &str) -> Result<()> {
         let args: Vec<&str> = flags.iter().copied().chain(["login", self.server_url.as_str()]).collect();
         let code = self.start_and_read_code(home, &args, "Code: ")?;
-        let form = [("user_code", code.1.as_str()), ("username", user), ("password", &password(user))];
-        let resp = reqwest::Client::new().post(format!("{}/device", self.server_url)).form(&form).send().await?;
-        if !resp.status().is_success() {
-            bail!("the server refused {user}'s sign-in: {}", resp.status());
+        let mut console = Console::sign_in(&self.server_url, user, &password(user)).await?;
+        let fields = [("user_code", code.1.as_str()), ("decision", "approve")];
+        let answer = console.submit("/console/device", "/console/device", &fields).await?;
+        if !answer.contains("The command line is signed in.") {
+            bail!("the console did not approve {user}'s sign-in: {answer}");
         }
         wait_ok(code.0, "cone login")
     }

@@ -11,6 +11,7 @@
 
 mod admin;
 mod approver;
+pub mod device;
 mod layout;
 mod oidc;
 mod policies;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/login/oidc", get(oidc::start))
         .route(oidc::CALLBACK, get(oidc::callback))
         .route("/console/logout", post(session::logout))
+        .route("/console/device", get(device::device_page).post(device::decide))
         .route("/console/request", get(requester::request_page).post(requester::submit))
         .route("/console/requests", get(requester::my_requests))
         .route("/console/release", post(requester::release))

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{WebError, layout, link};
-use crate::auth::{self, random_token, secret_hash};
+use crate::auth::{self, SignIn, random_token, secret_hash};
 use crate::db::UserRow;
 use crate::http::{AppState, now};
 
@@ -249,10 +249,17 @@ pub async fn login(State(s): State<AppState>, req: Request) -> Response {
         return sign_in_form(&s, &headers, StatusCode::FORBIDDEN, next, None, Some(expired));
     }
     let user = match auth::authenticate(&s, field(&fields, "username"), field(&fields, "password")).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
+        Ok(SignIn::Accepted(user)) => user,
+        Ok(SignIn::Refused) => {
             let wrong = "Wrong user name or password. Check both and sign in again.";
             return sign_in_form(&s, &headers, StatusCode::UNAUTHORIZED, next, None, Some(wrong));
+        }
+        Ok(SignIn::Throttled(wait)) => {
+            let wait = format!(
+                "Too many failed sign-ins for this user name; try again in {}.",
+                cone_core::duration::format(wait.max(1))
+            );
+            return sign_in_form(&s, &headers, StatusCode::TOO_MANY_REQUESTS, next, None, Some(&wait));
         }
         Err(e) => return WebError::from(e).into_response(),
     };

@@ -146,6 +146,68 @@ async fn signing_in_stores_a_hashed_session_and_every_post_needs_its_form_token(
     assert_eq!(b.get("/console").await.status, StatusCode::SEE_OTHER, "a session signed out is over");
 }
 
+/// Guessing is slow: after five failures for a name, even the right password waits, for that name only.
+#[tokio::test]
+async fn repeated_failed_sign_ins_for_a_name_are_throttled() {
+    let (s, _keep) = state("").await;
+    let mut b = Browser::new(&s);
+    let token = b.get("/console/login").await.token();
+    for _ in 0..crate::auth::Throttle::LIMIT {
+        let wrong = b.post("/console/login", &[("csrf", &token), ("username", "Alice"), ("password", "guess")]).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    let held = b.post("/console/login", &[("csrf", &token), ("username", "alice"), ("password", "pw")]).await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(held.body.contains("Too many failed sign-ins for this user name; try again in "), "{}", held.body);
+    assert!(!b.cookies.contains_key("cone_session"));
+    assert_eq!(b.sign_in("bob").await.status, StatusCode::SEE_OTHER, "another name is not held up");
+}
+
+/// `cone login`'s address leads through the console's sign-in to a page that signs the terminal in as the viewer,
+/// guarded by the form token; a denied code tells the terminal so.
+#[tokio::test]
+async fn the_device_page_signs_the_command_line_in_as_the_viewer() {
+    let (s, _keep) = state("").await;
+    let mut b = Browser::new(&s);
+    let start = |code: &str, hash: &str| {
+        let db = s.db.clone();
+        let (code, hash) = (code.to_string(), hash.to_string());
+        async move { db.create_device_code(&hash, &code, crate::http::now() + 600, 0).await.unwrap() }
+    };
+    start("BCDF-GHJK", "h1").await;
+    let to = b.get("/device?user_code=BCDF-GHJK").await;
+    assert_eq!((to.status, to.location()), (StatusCode::SEE_OTHER, "/console/device?user_code=BCDF-GHJK"));
+    let signed_out = b.get(to.location()).await;
+    assert_eq!(signed_out.location(), "/console/login?next=%2Fconsole%2Fdevice%3Fuser_code%3DBCDF-GHJK");
+    b.sign_in("alice").await;
+    let page = b.get("/console/device?user_code=BCDF-GHJK").await;
+    assert!(
+        page.body.contains(r#"value="BCDF-GHJK""#) && page.body.contains("as <strong>alice</strong>"),
+        "{}",
+        page.body
+    );
+
+    let approve = [("user_code", "bcdf-ghjk"), ("decision", "approve")];
+    assert_eq!(b.post("/console/device", &approve).await.status, StatusCode::FORBIDDEN, "no form token");
+    let token = page.token();
+    let done = b.post("/console/device", &[("csrf", token.as_str()), approve[0], approve[1]]).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(done.body.contains("The command line is signed in."), "{}", done.body);
+    let alice = s.db.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(
+        s.db.poll_device_code("h1", crate::http::now()).await.unwrap(),
+        crate::db::DevicePoll::Approved(alice.id)
+    );
+    let again = b.post("/console/device", &[("csrf", token.as_str()), approve[0], approve[1]]).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "a code is used once");
+
+    start("MNPQ-RSTV", "h2").await;
+    let deny =
+        b.post("/console/device", &[("csrf", token.as_str()), ("user_code", "MNPQ-RSTV"), ("decision", "deny")]).await;
+    assert!(deny.body.contains("The sign-in was denied"), "{}", deny.body);
+    assert_eq!(s.db.poll_device_code("h2", crate::http::now()).await.unwrap(), crate::db::DevicePoll::Denied);
+}
+
 #[tokio::test]
 async fn over_https_the_cookies_are_host_only_and_secure() {
     let (mut s, _keep) = state("").await;
