@@ -78,11 +78,13 @@ enum Command {
     /// what is already as asked is reported and left alone. Needs BATON_PROVISIONING.
     Provision {
         /// Allow changes to AWS, as baton-aws's setting of the same name does; without it, nothing is changed.
+        /// `--provisioning` alone is `--provisioning=true`.
         #[arg(
             long,
             env = "BATON_PROVISIONING",
             default_value = "false",
             num_args = 0..=1,
+            require_equals = true,
             default_missing_value = "true",
             value_parser = BoolishValueParser::new()
         )]
