@@ -86,6 +86,24 @@ pub struct NewIdcUser {
     pub email: Option<String>,
 }
 
+/// One part of IAM user `$name`'s cleanup (builders of different calls share no trait): list with `$list`
+/// (`Marker`-paged, its items taken by `$items` from the answer `$out`), then delete each `$id` with `$delete`.
+macro_rules! clear_listed {
+    ($c:expr, $name:expr, $list_op:expr, $list:ident, |$out:ident| $items:expr, $delete_op:expr, |$id:ident| $delete:expr) => {
+        $c.clear(
+            $delete_op,
+            || {
+                $c.look(
+                    $list_op,
+                    |marker| $c.iam.$list().user_name($name).set_marker(marker).send(),
+                    |$out| ($items.collect(), next_marker($out.is_truncated, $out.marker)),
+                )
+            },
+            |$id: String| call(&$c.limits, $delete_op, $delete.send()),
+        )
+    };
+}
+
 impl Connector {
     /// The identity store of the first IAM Identity Center instance, the one `sync` reads.
     pub async fn identity_store_id(&self) -> Result<String, ConnectorError> {
@@ -272,61 +290,34 @@ impl Connector {
             self.iam.delete_login_profile().user_name(name).send()
         });
         removed(login.await)?;
-        self.clear(
+        clear_listed!(
+            self,
+            name,
+            LIST_ACCESS_KEYS,
+            list_access_keys,
+            |out| out.access_key_metadata.into_iter().filter_map(|k| k.access_key_id),
             DELETE_ACCESS_KEY,
-            || {
-                self.look(
-                    LIST_ACCESS_KEYS,
-                    |marker| self.iam.list_access_keys().user_name(name).set_marker(marker).send(),
-                    |out| {
-                        let ids = out.access_key_metadata.into_iter().filter_map(|k| k.access_key_id).collect();
-                        (ids, next_marker(out.is_truncated, out.marker))
-                    },
-                )
-            },
-            |id: String| {
-                call(
-                    &self.limits,
-                    DELETE_ACCESS_KEY,
-                    self.iam.delete_access_key().user_name(name).access_key_id(id).send(),
-                )
-            },
+            |id| self.iam.delete_access_key().user_name(name).access_key_id(id)
         )
         .await?;
-        self.clear(
+        clear_listed!(
+            self,
+            name,
+            LIST_SIGNING_CERTIFICATES,
+            list_signing_certificates,
+            |out| out.certificates.into_iter().map(|c| c.certificate_id),
             DELETE_SIGNING_CERTIFICATE,
-            || {
-                self.look(
-                    LIST_SIGNING_CERTIFICATES,
-                    |marker| self.iam.list_signing_certificates().user_name(name).set_marker(marker).send(),
-                    |out| {
-                        let ids = out.certificates.into_iter().map(|c| c.certificate_id).collect();
-                        (ids, next_marker(out.is_truncated, out.marker))
-                    },
-                )
-            },
-            |id: String| {
-                let request = self.iam.delete_signing_certificate().user_name(name).certificate_id(id).send();
-                call(&self.limits, DELETE_SIGNING_CERTIFICATE, request)
-            },
+            |id| self.iam.delete_signing_certificate().user_name(name).certificate_id(id)
         )
         .await?;
-        self.clear(
+        clear_listed!(
+            self,
+            name,
+            LIST_SSH_KEYS,
+            list_ssh_public_keys,
+            |out| out.ssh_public_keys.unwrap_or_default().into_iter().map(|k| k.ssh_public_key_id),
             DELETE_SSH_KEY,
-            || {
-                self.look(
-                    LIST_SSH_KEYS,
-                    |marker| self.iam.list_ssh_public_keys().user_name(name).set_marker(marker).send(),
-                    |out| {
-                        let ids = out.ssh_public_keys.unwrap_or_default().into_iter().map(|k| k.ssh_public_key_id);
-                        (ids.collect(), next_marker(out.is_truncated, out.marker))
-                    },
-                )
-            },
-            |id: String| {
-                let request = self.iam.delete_ssh_public_key().user_name(name).ssh_public_key_id(id).send();
-                call(&self.limits, DELETE_SSH_KEY, request)
-            },
+            |id| self.iam.delete_ssh_public_key().user_name(name).ssh_public_key_id(id)
         )
         .await?;
         self.clear(
@@ -389,37 +380,24 @@ impl Connector {
             },
         )
         .await?;
-        self.clear(
+        clear_listed!(
+            self,
+            name,
+            LIST_USER_POLICIES,
+            list_user_policies,
+            |out| out.policy_names.into_iter(),
             DELETE_USER_POLICY,
-            || {
-                self.look(
-                    LIST_USER_POLICIES,
-                    |marker| self.iam.list_user_policies().user_name(name).set_marker(marker).send(),
-                    |out| (out.policy_names, next_marker(out.is_truncated, out.marker)),
-                )
-            },
-            |policy: String| {
-                let request = self.iam.delete_user_policy().user_name(name).policy_name(policy).send();
-                call(&self.limits, DELETE_USER_POLICY, request)
-            },
+            |policy| self.iam.delete_user_policy().user_name(name).policy_name(policy)
         )
         .await?;
-        self.clear(
+        clear_listed!(
+            self,
+            name,
+            LIST_ATTACHED_POLICIES,
+            list_attached_user_policies,
+            |out| out.attached_policies.unwrap_or_default().into_iter().filter_map(|p| p.policy_arn),
             DETACH_USER_POLICY,
-            || {
-                self.look(
-                    LIST_ATTACHED_POLICIES,
-                    |marker| self.iam.list_attached_user_policies().user_name(name).set_marker(marker).send(),
-                    |out| {
-                        let arns = out.attached_policies.unwrap_or_default().into_iter().filter_map(|p| p.policy_arn);
-                        (arns.collect(), next_marker(out.is_truncated, out.marker))
-                    },
-                )
-            },
-            |arn: String| {
-                let request = self.iam.detach_user_policy().user_name(name).policy_arn(arn).send();
-                call(&self.limits, DETACH_USER_POLICY, request)
-            },
+            |arn| self.iam.detach_user_policy().user_name(name).policy_arn(arn)
         )
         .await?;
         self.clear(

@@ -346,27 +346,6 @@ async fn assign_gives_up_after_the_retry_budget_and_claims_nothing() -> Result<(
     Ok(())
 }
 
-/// The approvers group's members as moto holds them, one entry per membership (a duplicate shows twice).
-async fn approvers(env: &Faulty) -> Result<Vec<String>> {
-    let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(&env.moto.endpoint));
-    let out = ids
-        .list_group_memberships()
-        .identity_store_id(&env.org.identity_store_id)
-        .group_id(&env.org.approvers_group_id)
-        .send()
-        .await?;
-    let mut users: Vec<String> = out
-        .group_memberships
-        .into_iter()
-        .filter_map(|m| match m.member_id {
-            Some(aws_sdk_identitystore::types::MemberId::UserId(id)) => Some(id),
-            _ => None,
-        })
-        .collect();
-    users.sort();
-    Ok(users)
-}
-
 fn dave() -> NewIdcUser {
     NewIdcUser {
         user_name: "dave".into(),
@@ -383,9 +362,9 @@ fn dave() -> NewIdcUser {
 async fn provision_everything(env: &Faulty, connector: &Connector) -> Result<()> {
     let store = &env.org.identity_store_id;
     let iam = aws_sdk_iam::Client::new(&moto_sdk_config(&env.moto.endpoint));
-    let seeded = approvers(env).await?;
+    let seeded = env.org.approvers(&env.moto.endpoint).await?;
     finishes("IdC group add", connector.add_idc_group_member(store, "approvers", "alice")).await??;
-    assert_eq!(approvers(env).await?.len(), seeded.len() + 1, "alice joined once");
+    assert_eq!(env.org.approvers(&env.moto.endpoint).await?.len(), seeded.len() + 1, "alice joined once");
     finishes("IdC group remove", connector.remove_idc_group_member(store, "approvers", "alice")).await??;
     finishes("IdC user create", connector.create_idc_user(store, &dave())).await??;
     let dave_users = aws_sdk_identitystore::Client::new(&moto_sdk_config(&env.moto.endpoint))
@@ -406,7 +385,7 @@ async fn provision_everything(env: &Faulty, connector: &Connector) -> Result<()>
     iam.create_access_key().user_name("erin").send().await?;
     finishes("IAM user delete", connector.delete_iam_user("erin")).await??;
 
-    assert_eq!(approvers(env).await?, seeded);
+    assert_eq!(env.org.approvers(&env.moto.endpoint).await?, seeded);
     assert!(iam.get_user().user_name("erin").send().await.is_err(), "erin is gone");
     let users = connector.sync().await?.users;
     assert!(users.iter().all(|u| u.user_name != "dave"), "dave is gone: {users:?}");

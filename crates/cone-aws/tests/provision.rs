@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use aws_sdk_identitystore::types::{AlternateIdentifier, MemberId, UniqueAttribute};
+use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
 use aws_smithy_types::Document;
 use cone_aws::{Assignment, Change, Connector, ConnectorError, Features, NewIdcUser, Principal, permissions_policy};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
@@ -59,25 +59,8 @@ impl Env {
         self.org.user_id(name).map(str::to_string).with_context(|| format!("{name} was not seeded"))
     }
 
-    /// The members of the approvers group as moto lists them, one entry per membership (duplicates included).
     async fn approvers(&self) -> Result<Vec<String>> {
-        let out = self
-            .ids
-            .list_group_memberships()
-            .identity_store_id(self.store())
-            .group_id(&self.org.approvers_group_id)
-            .send()
-            .await?;
-        let mut users: Vec<String> = out
-            .group_memberships
-            .into_iter()
-            .filter_map(|m| match m.member_id {
-                Some(MemberId::UserId(id)) => Some(id),
-                _ => None,
-            })
-            .collect();
-        users.sort();
-        Ok(users)
+        self.org.approvers(&self._moto.endpoint).await
     }
 
     /// The id of the identity-store user with this user name, if there is one.
