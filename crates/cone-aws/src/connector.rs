@@ -45,7 +45,7 @@ const CONCURRENCY: usize = 4;
 pub struct Connector {
     org: aws_sdk_organizations::Client,
     sso: aws_sdk_ssoadmin::Client,
-    ids: aws_sdk_identitystore::Client,
+    pub(crate) ids: aws_sdk_identitystore::Client,
     pub(crate) iam: aws_sdk_iam::Client,
     region: String,
     pub(crate) timing: Timing,
@@ -205,7 +205,7 @@ impl Connector {
 
     // ---- sync parts -------------------------------------------------------------------------------
 
-    async fn instance(&self) -> Result<(String, String), ConnectorError> {
+    pub(crate) async fn instance(&self) -> Result<(String, String), ConnectorError> {
         let instances = list_all(
             &self.limits,
             &self.timing,

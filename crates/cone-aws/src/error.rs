@@ -77,6 +77,13 @@ pub enum ConnectorError {
     #[error("{operation}: not found ({code}). AWS said: {message}")]
     NotFound { operation: &'static str, code: String, message: String },
 
+    /// A provisioning request names a user or group that does not exist.
+    #[error(
+        "{operation}: {what} does not exist. Check the name or id (`cone-aws sync` and `cone-aws list` show what \
+         exists) and run it again. AWS said: {message}"
+    )]
+    NoSuchPrincipal { operation: &'static str, what: String, message: String },
+
     /// The account does not belong to an AWS Organization (or is not its management account).
     #[error(
         "{operation}: this account is not part of an AWS Organization ({code}). Cone needs the credentials \
@@ -139,7 +146,8 @@ pub enum ConnectorError {
 /// Where an action must be allowed, and how to get the policy that allows it.
 fn where_allowed(action: &str) -> &'static str {
     if action.starts_with("iam:") {
-        "in the account whose IAM is read; `cone-aws policy --iam --secrets` prints what the IAM sync needs"
+        "in the account whose IAM is read or changed; `cone-aws policy` with `--iam`, `--secrets` and \
+         `--provisioning` as used prints what those need"
     } else {
         "for IAM Identity Center, in the management or delegated administrator account"
     }
@@ -187,6 +195,24 @@ impl ConnectorError {
 
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, ConnectorError::NotFound { .. })
+    }
+
+    /// The endpoint does not implement the call. AWS answers an unknown action with `UnknownOperationException`
+    /// (JSON protocols) or `InvalidAction` (IAM); moto 5.2.1 answers an HTTP 500 whose body is an HTML page,
+    /// so no error code. AWS's own 5xx answers carry a code, and stay transient.
+    pub(crate) fn is_not_implemented(&self) -> bool {
+        match self {
+            ConnectorError::ServerError { status: 500 | 501, code, .. } => code == "Unknown",
+            ConnectorError::Rejected { code, .. } => {
+                matches!(code.as_str(), "UnknownOperationException" | "InvalidAction" | "NotImplemented")
+            }
+            _ => false,
+        }
+    }
+
+    /// IAM's answer to creating what exists (`EntityAlreadyExists`).
+    pub(crate) fn is_already_exists(&self) -> bool {
+        matches!(self, ConnectorError::Rejected { code, .. } if code == "EntityAlreadyExists")
     }
 }
 
@@ -350,5 +376,27 @@ mod tests {
         let iam = Op::iam("GetAccountAuthorizationDetails").classify(Some(403), "AccessDenied".into(), "no".into());
         let text = iam.to_string();
         assert!(text.contains("`iam:GetAccountAuthorizationDetails`") && text.contains("cone-aws policy"), "{text}");
+    }
+
+    #[test]
+    fn tells_unimplemented_calls_from_aws_failures() {
+        let op = Op::identitystore("GetGroupMembershipId");
+        let e = |status: Option<u16>, code: &str| op.classify(status, code.into(), "m".into());
+        // moto: an HTML 500 page, no code.
+        assert!(e(Some(500), "Unknown").is_not_implemented());
+        assert!(e(Some(400), "UnknownOperationException").is_not_implemented());
+        assert!(
+            Op::iam("ListServiceSpecificCredentials")
+                .classify(Some(400), "InvalidAction".into(), "m".into())
+                .is_not_implemented()
+        );
+        // AWS failing on its side says so, and is retried.
+        for (status, code) in [(500, "InternalServerException"), (503, "Unknown"), (500, "ServiceFailure")] {
+            assert!(!e(Some(status), code).is_not_implemented() && e(Some(status), code).is_transient(), "{code}");
+        }
+        assert!(
+            Op::iam("CreateUser").classify(Some(409), "EntityAlreadyExists".into(), "m".into()).is_already_exists()
+        );
+        assert!(!e(Some(409), "ConflictException").is_already_exists());
     }
 }

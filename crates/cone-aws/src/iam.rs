@@ -269,7 +269,7 @@ impl Connector {
 }
 
 /// IAM's "more pages" signal, as the NextToken the paging helper follows.
-fn next_marker(is_truncated: bool, marker: Option<String>) -> Option<String> {
+pub(crate) fn next_marker(is_truncated: bool, marker: Option<String>) -> Option<String> {
     if is_truncated { marker } else { None }
 }
 

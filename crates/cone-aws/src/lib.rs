@@ -1,6 +1,6 @@
 //! Cone's connector to AWS: reads the organisation, IAM Identity Center and its identity store (and, on
-//! request, IAM and its access keys), and creates and removes account assignments. The only crate of the
-//! workspace that sees AWS SDK types.
+//! request, IAM and its access keys), creates and removes account assignments, and provisions identity-store and
+//! IAM users and group memberships. The only crate of the workspace that sees AWS SDK types.
 //!
 //! Endpoints and credentials come from the standard AWS configuration (environment, profiles, roles), so
 //! the same code talks to AWS or to moto (`AWS_ENDPOINT_URL`); [`AwsSettings`] adds baton-aws's settings
@@ -12,6 +12,7 @@ mod error;
 mod iam;
 mod paging;
 mod policy;
+mod provision;
 mod ratelimit;
 mod retry;
 mod settings;
@@ -19,6 +20,7 @@ mod settings;
 pub use connector::Connector;
 pub use error::ConnectorError;
 pub use policy::{Features, permissions_policy, trust_policy};
+pub use provision::{Change, NewIdcUser};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::AwsSettings;
 

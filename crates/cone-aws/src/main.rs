@@ -1,6 +1,6 @@
 //! `cone-aws`: the AWS connector on the command line. Prints the IAM policies the integration role needs,
 //! syncs IAM Identity Center (and, on request, IAM and its access keys) into a self-describing SQLite file,
-//! and lists and compares such files.
+//! lists and compares such files, and provisions users and group memberships (`provision`).
 //!
 //! Exit status: 0 on success (and for `diff`, when the files hold the same rows), 1 when `diff` finds
 //! differences, 2 on any error — as diff(1) does.
@@ -12,13 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use cone_aws::{AwsSettings, Features, permissions_policy, trust_policy};
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cone_aws::{AwsSettings, Change, Connector, Features, NewIdcUser, permissions_policy, trust_policy};
 
 use store::{SyncFile, SyncInfo, TABLES, Table, Values};
 
 #[derive(Parser)]
-#[command(name = "cone-aws", version, about = "Cone's AWS connector: IAM policies, sync to SQLite, list and diff")]
+#[command(
+    name = "cone-aws",
+    version,
+    about = "Cone's AWS connector: IAM policies, sync to SQLite, list and diff, provision users and memberships"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +34,8 @@ enum Command {
     /// Print the least-privilege IAM permissions policy of the integration role for the chosen features
     /// (always: syncing IAM Identity Center).
     Policy {
-        /// Also create and delete account assignments (granting and revoking access).
+        /// Also create and delete account assignments (granting and revoking access) and `provision` in the
+        /// identity store; with --iam, `provision` in IAM too.
         #[arg(long)]
         provisioning: bool,
         /// Also read account names from AWS Organizations (BATON_GLOBAL_AWS_ORGS_ENABLED).
@@ -68,6 +74,100 @@ enum Command {
     },
     /// Print the rows added and removed per table between two sync files; exit 1 if there are any.
     Diff { old: PathBuf, new: PathBuf },
+    /// Create and delete users and group memberships in the identity store or IAM. Each change is idempotent:
+    /// what is already as asked is reported and left alone. Needs BATON_PROVISIONING.
+    Provision {
+        /// Allow changes to AWS, as baton-aws's setting of the same name does; without it, nothing is changed.
+        /// `--provisioning` alone is `--provisioning=true`.
+        #[arg(
+            long,
+            env = "BATON_PROVISIONING",
+            default_value = "false",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true",
+            value_parser = BoolishValueParser::new()
+        )]
+        provisioning: bool,
+        #[command(flatten)]
+        aws: AwsSettings,
+        #[command(subcommand)]
+        what: Provision,
+    },
+}
+
+#[derive(Subcommand)]
+enum Provision {
+    /// Membership of an IAM Identity Center (identity-store) group.
+    IdcGroupMember {
+        #[command(subcommand)]
+        action: Membership,
+    },
+    /// Membership of an IAM group.
+    IamGroupMember {
+        #[command(subcommand)]
+        action: Membership,
+    },
+    /// An IAM Identity Center (identity-store) user.
+    IdcUser {
+        #[command(subcommand)]
+        action: IdcUser,
+    },
+    /// An IAM user.
+    IamUser {
+        #[command(subcommand)]
+        action: IamUser,
+    },
+}
+
+#[derive(Subcommand)]
+enum Membership {
+    /// Make the user a member of the group.
+    Add(Member),
+    /// End the user's membership of the group.
+    Remove(Member),
+}
+
+#[derive(Args)]
+struct Member {
+    /// The group's name (display name in Identity Center) or id.
+    #[arg(long)]
+    group: String,
+    /// The user's name (user name in Identity Center) or id.
+    #[arg(long)]
+    user: String,
+}
+
+#[derive(Subcommand)]
+enum IdcUser {
+    /// Create the user, unless one with this user name exists.
+    Create {
+        user_name: String,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long)]
+        given_name: String,
+        #[arg(long)]
+        family_name: String,
+        /// Work email, recorded as the primary one.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Delete the user (by user name or id) and its group memberships.
+    Delete { user: String },
+}
+
+#[derive(Subcommand)]
+enum IamUser {
+    /// Create the user, unless it exists; tags are set either way.
+    Create {
+        name: String,
+        /// A tag to set, as KEY=VALUE; repeatable.
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Delete the user with its password, keys, certificates, MFA devices, credentials, policies and memberships.
+    Delete { name: String },
 }
 
 /// The tables `list` shows, in the file's order.
@@ -133,8 +233,94 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
         }
         Command::Diff { old, new } => return diff(&old, &new).await,
+        Command::Provision { provisioning, aws, what } => {
+            if !provisioning {
+                anyhow::bail!(
+                    "provisioning is not enabled, so nothing was changed. Set BATON_PROVISIONING=true (or pass \
+                     --provisioning) to let cone-aws change AWS; the role then needs `cone-aws policy --provisioning \
+                     --iam`'s actions"
+                );
+            }
+            let connector = aws.connect().await.context("cannot connect to AWS")?;
+            println!("{}", provision(&connector, what).await?);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Makes the change and says what happened, or that there was nothing to do.
+async fn provision(connector: &Connector, what: Provision) -> Result<String> {
+    let (change, done, found) = match what {
+        Provision::IdcGroupMember { action } => {
+            let store = connector.identity_store_id().await?;
+            match action {
+                Membership::Add(m) => (
+                    connector.add_idc_group_member(&store, &m.group, &m.user).await?,
+                    format!("added {} to Identity Center group {}", m.user, m.group),
+                    format!("{} is already in Identity Center group {}", m.user, m.group),
+                ),
+                Membership::Remove(m) => (
+                    connector.remove_idc_group_member(&store, &m.group, &m.user).await?,
+                    format!("removed {} from Identity Center group {}", m.user, m.group),
+                    format!("{} is not in Identity Center group {}", m.user, m.group),
+                ),
+            }
+        }
+        Provision::IamGroupMember { action } => match action {
+            Membership::Add(m) => (
+                connector.add_iam_group_member(&m.group, &m.user).await?,
+                format!("added {} to IAM group {}", m.user, m.group),
+                format!("{} is already in IAM group {}", m.user, m.group),
+            ),
+            Membership::Remove(m) => (
+                connector.remove_iam_group_member(&m.group, &m.user).await?,
+                format!("removed {} from IAM group {}", m.user, m.group),
+                format!("{} is not in IAM group {}", m.user, m.group),
+            ),
+        },
+        Provision::IdcUser { action } => {
+            let store = connector.identity_store_id().await?;
+            match action {
+                IdcUser::Create { user_name, display_name, given_name, family_name, email } => {
+                    let user = NewIdcUser { user_name, display_name, given_name, family_name, email };
+                    (
+                        connector.create_idc_user(&store, &user).await?,
+                        format!("created Identity Center user {}", user.user_name),
+                        format!("Identity Center user {} already exists", user.user_name),
+                    )
+                }
+                IdcUser::Delete { user } => (
+                    connector.delete_idc_user(&store, &user).await?,
+                    format!("deleted Identity Center user {user}"),
+                    format!("Identity Center user {user} does not exist"),
+                ),
+            }
+        }
+        Provision::IamUser { action } => match action {
+            IamUser::Create { name, tags } => (
+                connector.create_iam_user(&name, &tags).await?,
+                format!("created IAM user {name}"),
+                format!("IAM user {name} already exists"),
+            ),
+            IamUser::Delete { name } => (
+                connector.delete_iam_user(&name).await?,
+                format!("deleted IAM user {name}"),
+                format!("IAM user {name} does not exist"),
+            ),
+        },
+    };
+    Ok(match change {
+        Change::Made => done,
+        Change::AlreadyInPlace => format!("{found}; nothing to do"),
+    })
+}
+
+/// `KEY=VALUE`, the key not empty.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not a tag; write KEY=VALUE, e.g. --tag email=alice@example.com")),
+    }
 }
 
 async fn sync(out: &Path, aws: &AwsSettings) -> Result<()> {

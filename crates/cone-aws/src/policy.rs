@@ -8,7 +8,8 @@ use crate::settings::parse_external_id;
 /// What the integration role is for, beyond the always-needed IAM Identity Center sync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
-    /// Create and delete account assignments (Cone's grants and revocations).
+    /// Create and delete account assignments (Cone's grants and revocations), and identity-store users and group
+    /// memberships (`cone-aws provision`); with `iam`, IAM users and group memberships too.
     pub provisioning: bool,
     /// Read account names and states from AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`).
     pub organizations: bool,
@@ -93,6 +94,58 @@ const PROVISION_MANAGEMENT_LISTS: Statement = Statement {
     resource: "*",
 };
 
+/// `cone-aws provision` in the identity store: users and group memberships, names resolved with GetUserId and
+/// GetGroupId, a membership found with GetGroupMembershipId (or ListGroupMemberships where that is not
+/// implemented), and a deleted user's memberships listed with ListGroupMembershipsForMember.
+const PROVISION_IDENTITY_STORE: Statement = Statement {
+    sid: "ConeProvisionIdentityStore",
+    actions: &[
+        "identitystore:CreateGroupMembership",
+        "identitystore:CreateUser",
+        "identitystore:DeleteGroupMembership",
+        "identitystore:DeleteUser",
+        "identitystore:GetGroupId",
+        "identitystore:GetGroupMembershipId",
+        "identitystore:GetUserId",
+        "identitystore:ListGroupMemberships",
+        "identitystore:ListGroupMembershipsForMember",
+    ],
+    resource: "*",
+};
+
+/// `cone-aws provision` in IAM: group membership (looked up with ListGroupsForUser), user creation with tags, and
+/// a user's full deletion with everything IAM requires gone first.
+const PROVISION_IAM: Statement = Statement {
+    sid: "ConeProvisionIam",
+    actions: &[
+        "iam:AddUserToGroup",
+        "iam:CreateUser",
+        "iam:DeactivateMFADevice",
+        "iam:DeleteAccessKey",
+        "iam:DeleteLoginProfile",
+        "iam:DeleteSSHPublicKey",
+        "iam:DeleteServiceSpecificCredential",
+        "iam:DeleteSigningCertificate",
+        "iam:DeleteUser",
+        "iam:DeleteUserPermissionsBoundary",
+        "iam:DeleteUserPolicy",
+        "iam:DeleteVirtualMFADevice",
+        "iam:DetachUserPolicy",
+        "iam:GetUser",
+        "iam:ListAccessKeys",
+        "iam:ListAttachedUserPolicies",
+        "iam:ListGroupsForUser",
+        "iam:ListMFADevices",
+        "iam:ListSSHPublicKeys",
+        "iam:ListServiceSpecificCredentials",
+        "iam:ListSigningCertificates",
+        "iam:ListUserPolicies",
+        "iam:RemoveUserFromGroup",
+        "iam:TagUser",
+    ],
+    resource: "*",
+};
+
 const ORGANIZATIONS: Statement =
     Statement { sid: "ConeReadOrganizationAccounts", actions: &["organizations:ListAccounts"], resource: "*" };
 
@@ -120,9 +173,11 @@ pub fn permissions_policy(features: &Features) -> Value {
         (features.provisioning, &PROVISION_MANAGEMENT_ROLES),
         (features.provisioning, &PROVISION_MANAGEMENT_SAML),
         (features.provisioning, &PROVISION_MANAGEMENT_LISTS),
+        (features.provisioning, &PROVISION_IDENTITY_STORE),
         (features.organizations, &ORGANIZATIONS),
         (features.iam, &IAM),
         (features.secrets, &SECRETS),
+        (features.provisioning && features.iam, &PROVISION_IAM),
     ]
     .into_iter()
     .filter_map(|(on, statement)| on.then_some(statement))
@@ -235,6 +290,7 @@ mod tests {
             .chain(set(PROVISION.actions))
             .chain(set(PROVISION_MANAGEMENT_ROLES.actions))
             .chain(set(&["iam:GetSAMLProvider", "iam:ListPolicies", "iam:ListRoles"]))
+            .chain(set(PROVISION_IDENTITY_STORE.actions))
             .collect();
         assert_eq!(actions(&policy), expected);
         for a in ["sso:CreateAccountAssignment", "sso:DescribeAccountAssignmentDeletionStatus", "iam:CreateRole"] {
@@ -267,6 +323,15 @@ mod tests {
             added(Features { secrets: true, ..Features::default() }),
             set(&["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListUsers"])
         );
+        // IAM provisioning needs both: without IAM, provisioning changes Identity Center only.
+        let provisioning = added(Features { provisioning: true, ..Features::default() });
+        assert!(set(PROVISION_IAM.actions).is_disjoint(&provisioning), "{provisioning:?}");
+        let both: BTreeSet<String> = added(Features { provisioning: true, iam: true, ..Features::default() })
+            .difference(&provisioning)
+            .cloned()
+            .collect();
+        let iam = added(Features { iam: true, ..Features::default() });
+        assert_eq!(both, iam.union(&set(PROVISION_IAM.actions)).cloned().collect());
     }
 
     #[test]
@@ -275,8 +340,9 @@ mod tests {
         let got = actions(&permissions_policy(&all));
         // iam:ListUsers (IAM and secrets) is granted once.
         assert!(got.contains("iam:ListUsers"));
-        // Sync 9, provisioning 5 + 11 + 1 + 2, Organizations 1, IAM 3, secrets 3 less ListUsers.
-        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 1 + 3 + 2, "{got:?}");
+        // Sync 9, provisioning 5 + 11 + 1 + 2 + identity store 9 less ListGroupMemberships, Organizations 1, IAM 3,
+        // secrets 3 less ListUsers, IAM provisioning 24 less ListAccessKeys.
+        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 8 + 1 + 3 + 2 + 23, "{got:?}");
     }
 
     #[test]

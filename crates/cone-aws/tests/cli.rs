@@ -1,5 +1,6 @@
 //! The `cone-aws` binary against moto: sync, change an assignment (or IAM) through the SDK, sync again, then
-//! list and diff the two files; and the policy printers and the errors people see.
+//! list and diff the two files; provision users and memberships; and the policy printers and the errors people
+//! see.
 
 mod common;
 
@@ -27,6 +28,7 @@ fn command(moto: Option<&Moto>, args: &[&str]) -> Result<Command> {
         "BATON_GLOBAL_AWS_ORGS_ENABLED",
         "BATON_GLOBAL_AWS_SSO_REGION",
         "BATON_SYNC_SECRETS",
+        "BATON_PROVISIONING",
         "CONE_AWS_SYNC_IAM",
     ] {
         cmd.env_remove(var);
@@ -283,5 +285,57 @@ fn errors_say_what_to_do_and_exit_2() -> Result<()> {
     assert_eq!(out.status.code(), Some(2), "clap's usage errors exit 2 too");
     assert!(stderr(&out).contains("is not an IAM role ARN"), "{}", stderr(&out));
     assert!(!missing.exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn provision_refuses_unless_enabled_then_changes_aws_once() -> Result<()> {
+    let moto = Moto::start()?;
+    let org = seed_sandbox(&moto.endpoint).await?;
+    let iam = aws_sdk_iam::Client::new(&moto_sdk_config(&moto.endpoint));
+    let create = ["provision", "iam-user", "create", "erin", "--tag", "email=erin@example.com"];
+
+    let out = cone_aws(Some(&moto), &create)?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("provisioning is not enabled") && stderr(&out).contains("BATON_PROVISIONING"));
+    assert!(iam.get_user().user_name("erin").send().await.is_err(), "nothing was made");
+
+    // Enabled as a baton-aws deployment does, through the environment.
+    let enabled = |args: &[&str]| -> Result<String> {
+        let out = command(Some(&moto), args)?.env("BATON_PROVISIONING", "true").output()?;
+        Ok(stdout(&ok(out)))
+    };
+    assert_eq!(enabled(&create)?, "created IAM user erin\n");
+    assert_eq!(enabled(&create)?, "IAM user erin already exists; nothing to do\n");
+    let tags = iam.list_user_tags().user_name("erin").send().await?.tags;
+    assert_eq!(tags.first().map(|t| (t.key.as_str(), t.value.as_str())), Some(("email", "erin@example.com")));
+
+    let join = ["provision", "idc-group-member", "add", "--group", "approvers", "--user", "alice"];
+    assert_eq!(enabled(&join)?, "added alice to Identity Center group approvers\n");
+    assert_eq!(enabled(&join)?, "alice is already in Identity Center group approvers; nothing to do\n");
+    let members = aws_sdk_identitystore::Client::new(&moto_sdk_config(&moto.endpoint))
+        .list_group_memberships()
+        .identity_store_id(&org.identity_store_id)
+        .group_id(&org.approvers_group_id)
+        .send()
+        .await?
+        .group_memberships;
+    let alice = org.user_id("alice").context("seeded")?;
+    let alice_in = members
+        .iter()
+        .filter(|m| m.member_id.as_ref().and_then(|m| m.as_user_id().ok()) == Some(&alice.to_string()))
+        .count();
+    assert_eq!(alice_in, 1);
+
+    // The flag form, and an unknown group named in the error.
+    let out = cone_aws(
+        Some(&moto),
+        &["provision", "--provisioning", "iam-group-member", "add", "--group", "devs", "--user", "erin"],
+    )?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("IAM group `devs` does not exist"), "{}", stderr(&out));
+    let deleted = ok(cone_aws(Some(&moto), &["provision", "--provisioning", "iam-user", "delete", "erin"])?);
+    assert_eq!(stdout(&deleted), "deleted IAM user erin\n");
+    assert!(iam.get_user().user_name("erin").send().await.is_err(), "erin is gone");
     Ok(())
 }

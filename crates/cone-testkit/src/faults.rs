@@ -1,5 +1,5 @@
-//! A proxy in front of moto that injects the faults moto never produces: throttling, 5xx and conflicts in each
-//! protocol's error shape, account-assignment requests that stay `IN_PROGRESS` before they succeed or fail, and
+//! A proxy in front of moto that injects the faults moto never produces: throttling, 5xx, conflicts and denied
+//! permissions in each protocol's error shape, account-assignment requests that stay `IN_PROGRESS` before they succeed or fail, and
 //! a listing that hands back the same `NextToken` forever. A test scripts the faults per action; everything
 //! else is forwarded to moto unchanged.
 //!
@@ -35,6 +35,9 @@ pub enum Failure {
     Conflict,
     /// No answer at all: the connection stays open and silent until the client gives up on it.
     Silence,
+    /// The caller lacks the IAM permission: `AccessDeniedException` (HTTP 400) for the JSON protocols, IAM's
+    /// `AccessDenied` (HTTP 403).
+    AccessDenied,
 }
 
 /// How an account-assignment request scripted with [`FaultProxy::settle`] ends.
@@ -275,6 +278,8 @@ impl Call {
         let organizations = self.service == "organizations";
         Some(match (failure, self.json) {
             (Failure::Silence, _) => return None,
+            (Failure::AccessDenied, false) => (403, "AccessDenied"),
+            (Failure::AccessDenied, true) => (400, "AccessDeniedException"),
             (Failure::Throttling, false) => (400, "Throttling"),
             (Failure::Throttling, true) if organizations => (400, "TooManyRequestsException"),
             (Failure::Throttling, true) => (400, "ThrottlingException"),

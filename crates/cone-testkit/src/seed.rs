@@ -69,6 +69,31 @@ const USERS: [(&str, &str, &str); 3] =
 
 const APPROVERS_GROUP: &str = "approvers";
 
+impl SandboxOrg {
+    /// The user ids of the approvers group's members as moto at `endpoint` holds them, sorted, one per membership
+    /// (so a duplicate membership shows twice).
+    pub async fn approvers(&self, endpoint: &str) -> Result<Vec<String>> {
+        let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(endpoint));
+        let out = ids
+            .list_group_memberships()
+            .identity_store_id(&self.identity_store_id)
+            .group_id(&self.approvers_group_id)
+            .send()
+            .await
+            .context("ListGroupMemberships of the approvers")?;
+        let mut users: Vec<String> = out
+            .group_memberships
+            .into_iter()
+            .filter_map(|m| match m.member_id {
+                Some(MemberId::UserId(id)) => Some(id),
+                _ => None,
+            })
+            .collect();
+        users.sort();
+        Ok(users)
+    }
+}
+
 /// SDK configuration for a moto at `endpoint`: static "testing" keys, region us-east-1.
 pub fn moto_sdk_config(endpoint: &str) -> SdkConfig {
     SdkConfig::builder()
