@@ -571,10 +571,8 @@ pub async fn search_tasks(
         "approvable" => TaskFilter::Approvable { user_id: u.id, groups: &groups },
         _ => return Err(bad("scope must be mine or approvable.")),
     };
-    // One more than asked tells whether another page exists.
-    let mut rows = s.db.search_tasks(filter, open, offset, limit + 1).await?;
-    let next_page_token = (rows.len() as i64 > limit).then(|| (offset + limit).to_string());
-    rows.truncate(limit as usize);
+    let (mut rows, next_page_token) =
+        crate::http::one_page(s.db.search_tasks(filter, open, offset, limit + 1).await?, offset, limit);
     if scope == "approvable" {
         // The store finds tasks waiting for one of the caller's groups or for named people; only the instance
         // knows whether the caller is one of them, so a page can come back shorter than `limit`.
