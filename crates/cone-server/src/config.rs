@@ -349,10 +349,9 @@ pub struct AwsConfig {
 }
 
 impl AwsConfig {
-    /// What the scheduled sync reads besides Identity Center. Only `iam` and `secrets` matter to
-    /// `Connector::sync_iam`; the others say what the server does anyway.
-    pub fn features(&self) -> cone_aws::Features {
-        cone_aws::Features { provisioning: true, organizations: true, iam: self.sync_iam, secrets: self.sync_secrets }
+    /// What `Connector::sync_iam` reads, which looks at these two features only.
+    pub fn iam_features(&self) -> cone_aws::Features {
+        cone_aws::Features { iam: self.sync_iam, secrets: self.sync_secrets, ..Default::default() }
     }
 }
 

@@ -74,7 +74,7 @@ async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Op
     // After the catalog and the sweep, so that IAM failing (say, a role without `iam:ListAccessKeys`) holds neither
     // up. With both features off this reads nothing and forgets what an earlier sync stored.
     let iam = connector
-        .sync_iam(&s.config.aws.features())
+        .sync_iam(&s.config.aws.iam_features())
         .await
         .context("the IAM sync (aws.sync_iam, aws.sync_secrets) failed; the Identity Center catalog is up to date")?;
     s.db.apply_iam(&s.config.aws.app_id, &iam, now()).await?;

@@ -28,7 +28,13 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
     let iam = aws_sdk_iam::Client::new(&moto_sdk_config(&sb.moto.endpoint));
     let deployer = user_with_keys(&iam, "deployer", 2).await;
     let ci = user_with_keys(&iam, "ci", 1).await;
-    iam.update_access_key().user_name("deployer").access_key_id(&deployer[1].0).status(StatusType::Inactive).send().await.unwrap();
+    iam.update_access_key()
+        .user_name("deployer")
+        .access_key_id(&deployer[1].0)
+        .status(StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
     iam.create_group().group_name("automation").send().await.unwrap();
     iam.add_user_to_group().group_name("automation").user_name("ci").send().await.unwrap();
     // A restarted server syncs before it reports ready, so the keys are there once it answers.
@@ -81,7 +87,10 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
     assert_eq!(status, 200, "{body}");
     let users: Value = serde_json::from_str(&body).unwrap();
     let ci_user = users["users"].as_array().unwrap().iter().find(|u| u["name"] == "ci").unwrap();
-    assert_eq!((ci_user["groups"].clone(), ci_user["access_keys"].as_i64()), (serde_json::json!(["automation"]), Some(1)));
+    assert_eq!(
+        (ci_user["groups"].clone(), ci_user["access_keys"].as_i64()),
+        (serde_json::json!(["automation"]), Some(1))
+    );
 
     for path in ["/api/v1/iam/access-keys", "/api/v1/iam/users"] {
         assert_eq!(get(path, &alice).await.0, 403, "{path} is for administrators");

@@ -172,7 +172,7 @@ pub async fn access_keys(
             }
             @if keys.access_keys.is_empty() { p { "No access keys match." } } @else {
                 table {
-                    caption { "Access keys by user; keys older than " (STALE_DAYS) " days or never used are flagged." }
+                    caption { "Access keys by user; keys older than " (STALE_DAYS) " days, unused for as long, or never used are flagged." }
                     thead { tr { th scope="col" { "Access key" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Service" } th scope="col" { "Region" } th scope="col" { "Flags" } } }
                     tbody {
                         @for k in &keys.access_keys {
