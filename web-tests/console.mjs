@@ -2,7 +2,8 @@
 //
 //   node console.mjs request   alice requests production AdministratorAccess, bob approves it with a comment,
 //                              alice sees the grant active; prints {"task": N}
-//   node console.mjs release   alice releases it; carol (an administrator) looks at the audit log and drift
+//   node console.mjs release   alice releases it; carol (an administrator) looks at the audit log, drift and the
+//                              access keys
 //   node console.mjs policies  carol shortens the administrators' policy to 30 minutes on the Policies page, finds it
 //                              in the history and the connector connected; alice's request form offers 30 minutes at
 //                              most, and the administrators' pages are closed to her
@@ -187,6 +188,16 @@ async function release(browser) {
   await carol.page.getByRole('link', { name: 'Drift' }).click();
   await heading(carol.page, 'Drift');
   await shot(carol.page, 'drift');
+  // The access-key inventory: the test's IAM user `deployer` holds one key, never used.
+  await carol.page.getByRole('link', { name: 'Access keys' }).click();
+  await heading(carol.page, 'Access keys');
+  const key = carol.page.getByRole('row').filter({ hasText: 'deployer' });
+  await key.getByRole('rowheader', { name: /^AKIA/ }).waitFor();
+  await key.getByText('Never used').waitFor();
+  await shot(carol.page, 'access-keys');
+  await carol.page.getByLabel('Status').selectOption('Inactive');
+  await carol.page.getByRole('button', { name: 'Filter' }).click();
+  await carol.page.getByText('No access keys match.').waitFor();
 }
 
 /// Waits for the catalog to offer `name` (it fills at the server's first sync with AWS).
@@ -253,7 +264,7 @@ async function policies(browser) {
   await alice.page.getByRole('button', { name: 'Submit request' }).click();
   await alice.page.getByRole('alert').getByText('30m').first().waitFor();
   await shot(alice.page, 'request-form-shorter');
-  for (const path of ['/console/policies', '/console/policies/history', '/console/connectors']) {
+  for (const path of ['/console/policies', '/console/policies/history', '/console/connectors', '/console/access-keys']) {
     const resp = await alice.page.goto(`${base}${path}`);
     check(resp.status() === 403, `alice opening ${path} answered ${resp.status()}`);
     await heading(alice.page, 'Not allowed');

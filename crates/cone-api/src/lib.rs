@@ -368,6 +368,73 @@ pub struct AuditPage {
     pub next_page_token: Option<String>,
 }
 
+/// An IAM user's access key as the inventory lists it (`GET /api/v1/iam/access-keys`): metadata only, never a
+/// secret key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessKey {
+    /// The access key id (`AKIA…`).
+    pub id: String,
+    pub user_name: String,
+    pub user_arn: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    /// Whole days since `created_at`.
+    pub age_days: i64,
+    /// When the key last signed a request; absent if never.
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Whole days since `last_used_at`; absent if never used.
+    #[serde(default)]
+    pub days_since_last_use: Option<i64>,
+    /// The service (`s3`, `iam`, …) and region of the last use.
+    #[serde(default)]
+    pub last_used_service: Option<String>,
+    #[serde(default)]
+    pub last_used_region: Option<String>,
+}
+
+/// `GET /api/v1/iam/access-keys`: access keys by user name, then key id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessKeyPage {
+    /// Whether the server syncs the access-key inventory (`aws.sync_secrets`); when false the list is empty.
+    pub synced: bool,
+    pub access_keys: Vec<AccessKey>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// An IAM user of the connector's account (`GET /api/v1/iam/users`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IamUser {
+    pub name: String,
+    pub arn: String,
+    /// IAM's unique id (`AIDA…`).
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    /// The last console sign-in with a password; absent if never (or unknown to AWS).
+    #[serde(default)]
+    pub password_last_used_at: Option<DateTime<Utc>>,
+    /// Names of the IAM groups the user is in (with `aws.sync_iam`).
+    pub groups: Vec<String>,
+    /// How many access keys the user has (with `aws.sync_secrets`).
+    pub access_keys: i64,
+}
+
+/// `GET /api/v1/iam/users`: users by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IamUserPage {
+    /// Whether the server syncs IAM users (`aws.sync_iam` or `aws.sync_secrets`); when false the list is empty.
+    pub synced: bool,
+    pub users: Vec<IamUser>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
 /// A personal API token acts as the person who created it; a service token as a service account.
 pub const TOKEN_KIND_PERSONAL: &str = "personal";
 pub const TOKEN_KIND_SERVICE: &str = "service";

@@ -16,7 +16,6 @@ use crate::error::{ConnectorError, Op};
 use crate::paging::{call, call_retried, list_all};
 use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
-use crate::settings::AwsSettings;
 use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
 
 const LIST_INSTANCES: Op = Op::sso("ListInstances");
@@ -77,14 +76,6 @@ struct Started {
 }
 
 impl Connector {
-    /// Connects as [`AwsSettings::from_env`] describes (the `BATON_*` variables: optional role to assume,
-    /// features, rates), with IAM Identity Center in `sso_region` whatever `BATON_GLOBAL_AWS_SSO_REGION`
-    /// says, and checks that credentials resolve.
-    pub async fn from_env(sso_region: &str) -> Result<Connector, ConnectorError> {
-        let settings = AwsSettings { sso_region: sso_region.to_string(), ..AwsSettings::from_env()? };
-        settings.connect().await
-    }
-
     /// A connector using an already loaded configuration, with Organizations enabled and the default
     /// [`Rates`]. Organizations is a global service; the SDK routes it to its global endpoint whatever the
     /// region.

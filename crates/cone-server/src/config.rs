@@ -338,6 +338,21 @@ pub struct AwsConfig {
     /// The app's owners (usernames), for approvals `from: owners`.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// Also sync IAM of the connector's account: users, groups and members, roles and whom they trust (cone-aws's
+    /// `--sync-iam`; `CONE_AWS_SYNC_IAM=true` turns it on too).
+    #[serde(default)]
+    pub sync_iam: bool,
+    /// Also sync the access-key inventory, metadata only (cone-aws's `--sync-secrets`; `BATON_SYNC_SECRETS=true`
+    /// turns it on too).
+    #[serde(default)]
+    pub sync_secrets: bool,
+}
+
+impl AwsConfig {
+    /// What `Connector::sync_iam` reads, which looks at these two features only.
+    pub fn iam_features(&self) -> cone_aws::Features {
+        cone_aws::Features { iam: self.sync_iam, secrets: self.sync_secrets, ..Default::default() }
+    }
 }
 
 /// The drift sweep: after a catalog sync, the account assignments AWS reports are compared with the grants.

@@ -2302,6 +2302,193 @@ impl Db {
     }
 }
 
+// ---- IAM and the access-key inventory ----
+
+/// An access key with its user's name, as stored (times are Unix seconds).
+#[derive(Debug, Clone, FromRow)]
+pub struct AccessKeyRow {
+    pub id: String,
+    pub user_arn: String,
+    pub user_name: String,
+    pub status: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
+}
+
+/// Which access keys to list: empty strings match every user and status.
+#[derive(Debug, Clone, Default)]
+pub struct AccessKeyFilter {
+    pub user_name: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct IamUserRow {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub password_last_used_at: Option<i64>,
+    pub access_keys: i64,
+}
+
+/// A value of a row [`insert_rows`] writes.
+enum Cell<'a> {
+    Text(Option<&'a str>),
+    Time(Option<i64>),
+}
+
+/// Inserts `rows` into `table`'s `columns`, one statement per row.
+async fn insert_rows(tx: &mut Tx, table: &str, columns: &[&str], rows: Vec<Vec<Cell<'_>>>) -> Result<()> {
+    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    let sql = format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), params.join(", "));
+    for row in rows {
+        let mut query = sqlx::query(&sql);
+        for cell in row {
+            query = match cell {
+                Cell::Text(t) => query.bind(t),
+                Cell::Time(t) => query.bind(t),
+            };
+        }
+        query.execute(&mut **tx).await.with_context(|| format!("storing a row of {table}"))?;
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time from AWS as Unix seconds.
+fn unix(text: &str) -> Result<i64> {
+    Ok(chrono::DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("AWS gave the time \"{text}\", which is not RFC 3339; the IAM sync stored nothing"))?
+        .timestamp())
+}
+
+fn unix_opt(text: &Option<String>) -> Result<Option<i64>> {
+    text.as_deref().map(unix).transpose()
+}
+
+/// The IAM tables, children first, so that a delete never leaves a row naming a deleted one.
+const IAM_TABLES: [&str; 6] =
+    ["iam_access_keys", "iam_role_trusts", "iam_group_members", "iam_roles", "iam_groups", "iam_users"];
+
+impl Db {
+    /// Replaces the IAM tables with `iam`, in one transaction. An empty snapshot (neither `aws.sync_iam` nor
+    /// `aws.sync_secrets` on) forgets what an earlier sync stored. Audited when something is stored or forgotten.
+    pub async fn apply_iam(&self, app_id: &str, iam: &cone_aws::IamSnapshot, now: i64) -> Result<()> {
+        use Cell::{Text, Time};
+        let mut tx = self.begin().await?;
+        let mut forgotten = 0;
+        for table in IAM_TABLES {
+            forgotten += sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?.rows_affected();
+        }
+        let mut rows = Vec::new();
+        for u in &iam.users {
+            let (created, used) = (unix(&u.created)?, unix_opt(&u.password_last_used)?);
+            rows.push(vec![
+                Text(Some(&u.arn)),
+                Text(Some(&u.id)),
+                Text(Some(&u.name)),
+                Time(Some(created)),
+                Time(used),
+            ]);
+        }
+        let columns = ["arn", "id", "name", "created_at", "password_last_used_at"];
+        insert_rows(&mut tx, "iam_users", &columns, rows).await?;
+        let mut rows = Vec::new();
+        for g in &iam.groups {
+            rows.push(vec![Text(Some(&g.arn)), Text(Some(&g.id)), Text(Some(&g.name)), Time(Some(unix(&g.created)?))]);
+        }
+        insert_rows(&mut tx, "iam_groups", &["arn", "id", "name", "created_at"], rows).await?;
+        let rows = iam.group_members.iter().map(|(g, u)| vec![Text(Some(g)), Text(Some(u))]).collect();
+        insert_rows(&mut tx, "iam_group_members", &["group_arn", "user_arn"], rows).await?;
+        let mut rows = Vec::new();
+        for r in &iam.roles {
+            let (created, used) = (unix(&r.created)?, unix_opt(&r.last_used)?);
+            rows.push(vec![
+                Text(Some(&r.arn)),
+                Text(Some(&r.id)),
+                Text(Some(&r.name)),
+                Time(Some(created)),
+                Time(used),
+            ]);
+        }
+        insert_rows(&mut tx, "iam_roles", &["arn", "id", "name", "created_at", "last_used_at"], rows).await?;
+        let rows = iam
+            .trusted
+            .iter()
+            .map(|t| vec![Text(Some(&t.role_arn)), Text(Some(&t.kind)), Text(Some(&t.value))])
+            .collect();
+        insert_rows(&mut tx, "iam_role_trusts", &["role_arn", "principal_kind", "principal"], rows).await?;
+        let mut rows = Vec::new();
+        for k in &iam.access_keys {
+            rows.push(vec![
+                Text(Some(&k.id)),
+                Text(Some(&k.user_arn)),
+                Text(Some(&k.status)),
+                Time(Some(unix(&k.created)?)),
+                Time(unix_opt(&k.last_used)?),
+                Text(k.last_used_service.as_deref()),
+                Text(k.last_used_region.as_deref()),
+            ]);
+        }
+        let columns =
+            ["id", "user_arn", "status", "created_at", "last_used_at", "last_used_service", "last_used_region"];
+        insert_rows(&mut tx, "iam_access_keys", &columns, rows).await?;
+        let detail = serde_json::json!({
+            "users": iam.users.len(), "groups": iam.groups.len(), "roles": iam.roles.len(),
+            "access_keys": iam.access_keys.len(),
+        });
+        let stored = iam.users.len() + iam.groups.len() + iam.roles.len();
+        if stored > 0 || forgotten > 0 {
+            audit(&mut tx, now, "connector:aws", "iam.sync", app_id, &detail.to_string()).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Up to `limit` access keys `filter` selects, from `offset`, by user name and key id.
+    pub async fn access_keys(&self, filter: &AccessKeyFilter, offset: i64, limit: i64) -> Result<Vec<AccessKeyRow>> {
+        Ok(sqlx::query_as(
+            "SELECT k.id, k.user_arn, u.name AS user_name, k.status, k.created_at, k.last_used_at,
+                 k.last_used_service, k.last_used_region
+             FROM iam_access_keys k JOIN iam_users u ON u.arn = k.user_arn
+             WHERE ($1 = '' OR u.name = $1) AND ($2 = '' OR k.status = $2)
+             ORDER BY u.name, k.id LIMIT $3 OFFSET $4",
+        )
+        .bind(&filter.user_name)
+        .bind(&filter.status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` IAM users from `offset`, by name, with how many access keys each has.
+    pub async fn iam_users(&self, offset: i64, limit: i64) -> Result<Vec<IamUserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT u.arn, u.id, u.name, u.created_at, u.password_last_used_at,
+                 (SELECT COUNT(*) FROM iam_access_keys k WHERE k.user_arn = u.arn) AS access_keys
+             FROM iam_users u ORDER BY u.name, u.arn LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// `(user arn, group name)` for each group of the users `user_arns` names, by group name.
+    pub async fn iam_groups_of(&self, user_arns: &[&str]) -> Result<Vec<(String, String)>> {
+        let arns = self.backend.json_values("$1");
+        Ok(sqlx::query_as(&format!(
+            "SELECT m.user_arn, g.name FROM iam_group_members m JOIN iam_groups g ON g.arn = m.group_arn
+             WHERE m.user_arn IN (SELECT value FROM {arns}) ORDER BY g.name"
+        ))
+        .bind(serde_json::to_string(user_arns)?)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
 /// Fresh databases on each backend, for tests.
 #[cfg(test)]
 pub(crate) mod testing {

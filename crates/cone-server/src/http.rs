@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 use crate::auth::{self, CurrentUser};
 use crate::config::{Access, Config};
 use crate::db::Db;
-use crate::{access, app, tokens};
+use crate::{access, app, iam, tokens};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -220,7 +220,8 @@ Every error is an `ApiError` with a stable `code` and a `message` that says what
         (name = "session", description = "Who is signed in, and signing out."),
         (name = "entitlements", description = "What the caller may request."),
         (name = "tasks", description = "Access requests and their decisions."),
-        (name = "operations", description = "The server's state: syncs with AWS, drift."),
+        (name = "operations", description = "The server's state: syncs with AWS, drift, the audit log, the IAM \
+inventory."),
         (name = "tokens", description = "Personal and service API tokens."),
         (name = "configuration", description = "The access document (access profiles, entitlement management, \
 policies) and its versions."),
@@ -308,6 +309,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(drift))
         .routes(routes!(audit))
         .routes(routes!(connectors))
+        .routes(routes!(iam::access_keys))
+        .routes(routes!(iam::users))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::create_service_token))
@@ -437,11 +440,11 @@ pub(crate) fn page_offset(token: Option<&str>) -> Result<i64, ApiFailure> {
     }
 }
 
-/// Cuts `rows`, read as `size + 1` from `offset`, to one page; the extra row tells whether another page exists,
-/// and the token it returns is that page's offset.
+/// A page of at most `size` from `rows`, which a query read from `offset` with one row more than the page, to tell
+/// whether another page exists; with the next page's token if it does.
 pub(crate) fn one_page<T>(mut rows: Vec<T>, offset: i64, size: i64) -> (Vec<T>, Option<String>) {
-    let next = (rows.len() as i64 > size).then(|| (offset + size).to_string());
-    rows.truncate(usize::try_from(size).unwrap_or_default());
+    let next = (rows.len() as i64 > size).then(|| offset.saturating_add(size).to_string());
+    rows.truncate(usize::try_from(size).unwrap_or(0));
     (rows, next)
 }
 

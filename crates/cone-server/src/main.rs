@@ -11,6 +11,7 @@ mod config;
 mod db;
 mod drift;
 mod http;
+mod iam;
 mod metrics;
 mod rules;
 mod tokens;
@@ -132,7 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(file: &std::path::Path) -> Result<()> {
-    let config = config::Config::load(file)?;
+    let mut config = config::Config::load(file)?;
     metrics::install()?;
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
     let sender = Arc::new(webhooks::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
@@ -149,7 +150,12 @@ async fn serve(file: &std::path::Path) -> Result<()> {
     let addr = listener.local_addr()?;
     let public_url =
         config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
-    let connector = Arc::new(cone_aws::Connector::from_env(&config.aws.sso_region).await?);
+    let settings =
+        cone_aws::AwsSettings { sso_region: config.aws.sso_region.clone(), ..cone_aws::AwsSettings::from_env()? };
+    // A baton-aws deployment turns these on in the environment; either there or in the file turns them on.
+    config.aws.sync_iam |= settings.sync_iam;
+    config.aws.sync_secrets |= settings.sync_secrets;
+    let connector = Arc::new(settings.connect().await?);
     let app_id = config.aws.app_id.clone();
     let state = http::AppState {
         db,

@@ -1,10 +1,11 @@
-//! Background work: provisioning and revocation jobs, grant expiry, the periodic catalog sync and the drift sweep
-//! after it. Every step is recorded in the database before and after it runs, so a crash or restart picks up where
-//! it stopped.
+//! Background work: provisioning and revocation jobs, grant expiry, the periodic catalog sync with the drift sweep
+//! and the IAM sync after it. Every step is recorded in the database before and after it runs, so a crash or
+//! restart picks up where it stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use cone_aws::{Assignment, Connector, Principal};
 use rand::Rng;
 
@@ -39,7 +40,8 @@ pub fn spawn_webhook_sender(s: AppState, sender: Arc<Sender>) {
 }
 
 /// Syncs the catalog from AWS, then sweeps for drift when the last sweep (at `last_sweep`, the start of its sync)
-/// is `drift.interval` old. A failed sweep is logged and tried again after the next sync.
+/// is `drift.interval` old, then syncs IAM as `aws.sync_iam` and `aws.sync_secrets` ask. A failed sweep is logged
+/// and tried again after the next sync.
 pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
     let started = chrono::Utc::now();
     let result = sync_and_sweep(s, connector, last_sweep).await;
@@ -69,6 +71,13 @@ async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Op
             Err(e) => tracing::error!("the drift sweep failed; it runs again after the next sync: {e:#}"),
         }
     }
+    // After the catalog and the sweep, so that IAM failing (say, a role without `iam:ListAccessKeys`) holds neither
+    // up. With both features off this reads nothing and forgets what an earlier sync stored.
+    let iam = connector
+        .sync_iam(&s.config.aws.iam_features())
+        .await
+        .context("the IAM sync (aws.sync_iam, aws.sync_secrets) failed; the Identity Center catalog is up to date")?;
+    s.db.apply_iam(&s.config.aws.app_id, &iam, now()).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cone_testkit::{Child, Sandbox, password, workspace_root};
+use cone_testkit::{Child, Sandbox, moto_sdk_config, password, workspace_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -54,8 +54,13 @@ async fn alice_assigned(sb: &Sandbox) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_approved_and_released_in_the_browser_changes_aws() {
     let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::start(dir.path(), "").await.unwrap();
+    let mut sb = Sandbox::start_with(dir.path(), "  sync_iam: true\n  sync_secrets: true\n", "").await.unwrap();
     let shots: PathBuf = workspace_root().join("target/web-screenshots");
+    // An IAM user with an access key for carol's Access keys page; a restarted server syncs it before it is ready.
+    let iam = aws_sdk_iam::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    iam.create_user().user_name("deployer").send().await.unwrap();
+    iam.create_access_key().user_name("deployer").send().await.unwrap();
+    sb.start_server().unwrap();
 
     // alice requests, bob approves with a comment, alice sees the grant active: the assignment exists in AWS.
     let out = browser(&sb, "request", &shots);
@@ -69,7 +74,9 @@ async fn a_request_approved_and_released_in_the_browser_changes_aws() {
         assert!(Instant::now() < deadline, "the released grant's assignment is still in AWS");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for page in ["sign-in", "catalog", "request-form", "approvals", "my-requests-granted", "audit-log", "drift"] {
+    for page in
+        ["sign-in", "catalog", "request-form", "approvals", "my-requests-granted", "audit-log", "drift", "access-keys"]
+    {
         assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
     }
 }

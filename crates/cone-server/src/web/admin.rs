@@ -1,5 +1,5 @@
-//! Administrators' read-only pages: the audit log with filters, the drift report, and how the connector's syncs
-//! with AWS stand.
+//! Administrators' read-only pages: the audit log with filters, the drift report, how the connector's syncs with
+//! AWS stand, and the access-key inventory.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -12,6 +12,11 @@ use super::{WebError, link, when};
 use crate::app;
 use crate::audit::PageQuery;
 use crate::http::AppState;
+use crate::iam::AccessKeyQuery;
+
+/// Keys older than this, or unused for this long, are flagged: the rotation period AWS's security guidance and
+/// the CIS benchmark recommend.
+const STALE_DAYS: i64 = 90;
 
 /// The 403 page for anyone but an administrator.
 pub(super) fn admins_only(v: &Viewer) -> Result<(), WebError> {
@@ -120,4 +125,82 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer) -> Result<Response
         }
     };
     Ok(page("Connectors", &v, Nav::Connectors, content).into_response())
+}
+
+fn days_ago(days: i64) -> String {
+    match days {
+        0 => "today".into(),
+        1 => "yesterday".into(),
+        n => format!("{n} days ago"),
+    }
+}
+
+/// The access keys of the connector's account (the secrets inventory): who holds which key, how old it is and when it
+/// was last used, with old and unused keys flagged.
+pub async fn access_keys(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<AccessKeyQuery>,
+) -> Result<Response, WebError> {
+    admins_only(&v)?;
+    let (user, status) = (q.user.clone().unwrap_or_default(), q.status.clone().unwrap_or_default());
+    let keys = crate::iam::access_key_page(&s, &AccessKeyQuery { page_size: Some(100), ..q }).await?;
+    let next = keys
+        .next_page_token
+        .as_deref()
+        .map(|token| link("/console/access-keys", &[("user", &user), ("status", &status), ("page_token", token)]));
+    let content = html! {
+        p { "The IAM users' access keys in the connector's AWS account, as the last sync read them. Metadata only: AWS never returns a secret key after its creation, and Cone stores none." }
+        @if !keys.synced {
+            p.notice role="status" {
+                "IAM sync is off; set " code { "aws.sync_secrets: true" } " in the server's configuration (or "
+                code { "BATON_SYNC_SECRETS=true" } " in its environment) to see access keys. The role Cone uses needs "
+                code { "iam:ListUsers" } ", " code { "iam:ListAccessKeys" } " and " code { "iam:GetAccessKeyLastUsed" } "."
+            }
+        } @else {
+            form.filters method="get" action="/console/access-keys" {
+                div.field { label for="user" { "IAM user" } input #user name="user" value=(user) placeholder="user name"; }
+                div.field {
+                    label for="status" { "Status" }
+                    select #status name="status" {
+                        @for (value, label) in [("", "Any"), ("Active", "Active"), ("Inactive", "Inactive")] {
+                            option value=(value) selected[status == value] { (label) }
+                        }
+                    }
+                }
+                button type="submit" { "Filter" }
+            }
+            @if keys.access_keys.is_empty() { p { "No access keys match." } } @else {
+                table {
+                    caption { "Access keys by user; keys older than " (STALE_DAYS) " days, unused for as long, or never used are flagged." }
+                    thead { tr { th scope="col" { "Access key" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Service" } th scope="col" { "Region" } th scope="col" { "Flags" } } }
+                    tbody {
+                        @for k in &keys.access_keys {
+                            tr {
+                                th scope="row" { code { (k.id) } }
+                                td { (k.user_name) }
+                                td { span class=(format!("state {}", k.status.to_lowercase())) { (k.status) } }
+                                td { (when(k.created_at)) br; span.muted { (days_ago(k.age_days)) } }
+                                td {
+                                    @match (k.last_used_at, k.days_since_last_use) {
+                                        (Some(t), Some(d)) => { (when(t)) br; span.muted { (days_ago(d)) } }
+                                        _ => { span.muted { "never" } }
+                                    }
+                                }
+                                td { (k.last_used_service.as_deref().unwrap_or("")) }
+                                td { (k.last_used_region.as_deref().unwrap_or("")) }
+                                td {
+                                    @if k.age_days > STALE_DAYS { span.flag { "Older than " (STALE_DAYS) " days" } " " }
+                                    @if k.last_used_at.is_none() { span.flag { "Never used" } " " }
+                                    @if k.days_since_last_use.is_some_and(|d| d > STALE_DAYS) { span.flag { "Unused for " (STALE_DAYS) "+ days" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(href) = next { p { a href=(href) { "Next page" } } }
+        }
+    };
+    Ok(page("Access keys", &v, Nav::AccessKeys, content).into_response())
 }

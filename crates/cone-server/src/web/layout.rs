@@ -16,6 +16,7 @@ pub enum Nav {
     Drift,
     Policies,
     Connectors,
+    AccessKeys,
 }
 
 fn document(title: &str, header: Markup, content: Markup) -> Html<String> {
@@ -57,6 +58,7 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
             (Nav::Connectors, "/console/connectors", "Connectors"),
             (Nav::Audit, "/console/audit", "Audit log"),
             (Nav::Drift, "/console/drift", "Drift"),
+            (Nav::AccessKeys, "/console/access-keys", "Access keys"),
         ]);
     }
     let header = html! {

@@ -1,7 +1,7 @@
 //! The web console: server-rendered pages for requesters (catalog, request form, their requests and grants),
 //! approvers (inbox), both (a request's page with its history and comments) and administrators (the access document
-//! with its history, connectors, audit log, drift), signed in with a local password or through an OpenID Connect
-//! provider.
+//! with its history, connectors, audit log, drift, access keys), signed in with a local password or through an
+//! OpenID Connect provider.
 //!
 //! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
 //! stylesheet, and use no script: they work without JavaScript under a Content-Security-Policy that allows nothing
@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/audit", get(admin::audit))
         .route("/console/drift", get(admin::drift))
         .route("/console/connectors", get(admin::connectors))
+        .route("/console/access-keys", get(admin::access_keys))
         .route("/console/policies", get(policies::policies).post(policies::change))
         .route("/console/policies/history", get(policies::history))
         .route("/console/policies/versions/{id}", get(policies::version))

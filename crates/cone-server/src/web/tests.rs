@@ -554,6 +554,65 @@ async fn the_connectors_page_says_syncing_then_connected_or_the_error() {
 }
 
 #[tokio::test]
+async fn the_access_keys_page_flags_old_and_unused_keys_and_says_when_the_sync_is_off() {
+    let (off, _keep) = state("admins: { users: [bob] }\n").await;
+    let mut bob = Browser::new(&off);
+    bob.sign_in("bob").await;
+    let page = bob.get("/console/access-keys").await;
+    assert!(page.body.contains("IAM sync is off; set <code>aws.sync_secrets: true</code>"), "{}", page.body);
+    assert!(page.body.contains(r#"href="/console/access-keys" aria-current="page""#), "linked from the navigation");
+
+    let now = crate::http::now();
+    let key = |id: &str, status: &str, age: i64, used: Option<i64>| cone_aws::AccessKey {
+        id: id.into(),
+        user_arn: "arn:aws:iam::123456789012:user/deployer".into(),
+        status: status.into(),
+        created: crate::db::rfc3339(now - age * 86_400),
+        last_used: used.map(|d| crate::db::rfc3339(now - d * 86_400)),
+        last_used_service: used.map(|_| "s3".into()),
+        last_used_region: used.map(|_| "eu-west-1".into()),
+    };
+    let iam = cone_aws::IamSnapshot {
+        users: vec![cone_aws::IamUser {
+            arn: "arn:aws:iam::123456789012:user/deployer".into(),
+            id: "AIDADEPLOYER".into(),
+            name: "deployer".into(),
+            created: crate::db::rfc3339(now - 400 * 86_400),
+            password_last_used: None,
+        }],
+        access_keys: vec![key("AKIAFRESH", "Active", 5, Some(1)), key("AKIASTALE", "Inactive", 200, None)],
+        ..Default::default()
+    };
+    off.db.apply_iam("aws", &iam, now).await.unwrap();
+    let mut s = off.clone();
+    let config = "database: /unused.db\naws: { sso_region: us-east-1, sync_secrets: true }\nadmins: { users: [bob] }\n";
+    s.config = std::sync::Arc::new(crate::config::Config::parse(config).unwrap());
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    let page = bob.get("/console/access-keys").await;
+    let rows: Vec<&str> = page.body.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{}", page.body);
+    for needle in ["<code>AKIAFRESH</code>", "deployer", "Active", "5 days ago", "yesterday", "s3", "eu-west-1"] {
+        assert!(rows[0].contains(needle), "no {needle:?} in {}", rows[0]);
+    }
+    assert!(!rows[0].contains("class=\"flag\""), "a fresh key in use is not flagged: {}", rows[0]);
+    for needle in ["AKIASTALE", "Inactive", "never", "Older than 90 days", "Never used"] {
+        assert!(rows[1].contains(needle), "no {needle:?} in {}", rows[1]);
+    }
+    assert!(page.body.contains("<caption>"), "the table has a caption");
+    let inactive = bob.get("/console/access-keys?user=deployer&status=Inactive").await;
+    assert!(inactive.body.contains("AKIASTALE") && !inactive.body.contains("AKIAFRESH"), "{}", inactive.body);
+    assert!(inactive.body.contains(r#"<option value="Inactive" selected>"#), "the filter stays chosen");
+    let bad = bob.get("/console/access-keys?status=Gone").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+    assert_eq!(alice.get("/console/access-keys").await.status, StatusCode::FORBIDDEN);
+    assert!(!alice.get("/console").await.body.contains("/console/access-keys"), "no link for requesters");
+}
+
+#[tokio::test]
 async fn the_sign_in_page_offers_the_identity_provider_and_its_callback_refuses_strangers() {
     let (plain, _keep) = state("").await;
     let mut b = Browser::new(&plain);

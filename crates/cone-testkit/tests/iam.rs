@@ -1,0 +1,108 @@
+//! The IAM inventory end to end, on SQLite and on PostgreSQL: moto holds IAM users with access keys, cone-server
+//! syncs them with `aws.sync_iam` and `aws.sync_secrets`, and administrators (only) list them through the API, which
+//! never carries a secret key, nor does the SQLite store. Needs `cargo build --workspace` and the .venv that
+//! `cargo xtask test` prepares.
+
+use aws_sdk_iam::types::StatusType;
+use cone_testkit::{Sandbox, Store, moto_sdk_config};
+use serde_json::Value;
+
+cone_testkit::on_both_stores!(access_keys_are_synced_and_listed_to_administrators_without_their_secrets);
+
+/// Creates an IAM user with `keys` access keys in moto; returns the keys' (id, secret).
+async fn user_with_keys(iam: &aws_sdk_iam::Client, name: &str, keys: usize) -> Vec<(String, String)> {
+    iam.create_user().user_name(name).send().await.unwrap();
+    let mut made = Vec::new();
+    for _ in 0..keys {
+        let key = iam.create_access_key().user_name(name).send().await.unwrap().access_key.unwrap();
+        made.push((key.access_key_id, key.secret_access_key));
+    }
+    made
+}
+
+async fn access_keys_are_synced_and_listed_to_administrators_without_their_secrets(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let on_sqlite = matches!(store, Store::Sqlite);
+    let settings = "  sync_iam: true\n  sync_secrets: true\n";
+    let mut sb = Sandbox::start_on(store, dir.path(), settings, "").await.unwrap();
+    let iam = aws_sdk_iam::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    let deployer = user_with_keys(&iam, "deployer", 2).await;
+    let ci = user_with_keys(&iam, "ci", 1).await;
+    iam.update_access_key()
+        .user_name("deployer")
+        .access_key_id(&deployer[1].0)
+        .status(StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    iam.create_group().group_name("automation").send().await.unwrap();
+    iam.add_user_to_group().group_name("automation").user_name("ci").send().await.unwrap();
+    // A restarted server syncs before it reports ready, so the keys are there once it answers.
+    sb.start_server().unwrap();
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let (alice, carol) = (sb.api_token("alice").unwrap(), sb.api_token("carol").unwrap());
+    let http = reqwest::Client::new();
+    let get = async |path: &str, token: &str| {
+        let resp = http.get(format!("{}{path}", sb.server_url)).bearer_auth(token).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+
+    let (status, body) = get("/api/v1/iam/access-keys", &carol).await;
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["synced"], true);
+    let keys = page["access_keys"].as_array().unwrap();
+    let listed: Vec<(&str, &str, &str)> = keys
+        .iter()
+        .map(|k| (k["user_name"].as_str().unwrap(), k["id"].as_str().unwrap(), k["status"].as_str().unwrap()))
+        .collect();
+    let mut expected = vec![
+        ("ci", ci[0].0.as_str(), "Active"),
+        ("deployer", deployer[0].0.as_str(), "Active"),
+        ("deployer", deployer[1].0.as_str(), "Inactive"),
+    ];
+    expected[1..].sort();
+    assert_eq!(listed, expected);
+    for k in keys {
+        assert_eq!(k["age_days"], 0, "made just now: {k}");
+        assert!(k["user_arn"].as_str().unwrap().ends_with(&format!(":user/{}", k["user_name"].as_str().unwrap())));
+        assert!(k["created_at"].is_string());
+    }
+    let secrets: Vec<&str> = deployer.iter().chain(&ci).map(|(_, secret)| secret.as_str()).collect();
+    for secret in &secrets {
+        assert!(!body.contains(secret), "the API answer carries a secret key: {body}");
+    }
+
+    let (_, body) = get("/api/v1/iam/access-keys?user=deployer&status=Inactive", &carol).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["access_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(page["access_keys"][0]["id"], deployer[1].0.as_str());
+    let (_, body) = get("/api/v1/iam/access-keys?page_size=2", &carol).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((page["access_keys"].as_array().unwrap().len(), page["next_page_token"].as_str()), (2, Some("2")));
+
+    let (status, body) = get("/api/v1/iam/users", &carol).await;
+    assert_eq!(status, 200, "{body}");
+    let users: Value = serde_json::from_str(&body).unwrap();
+    let ci_user = users["users"].as_array().unwrap().iter().find(|u| u["name"] == "ci").unwrap();
+    assert_eq!(
+        (ci_user["groups"].clone(), ci_user["access_keys"].as_i64()),
+        (serde_json::json!(["automation"]), Some(1))
+    );
+
+    for path in ["/api/v1/iam/access-keys", "/api/v1/iam/users"] {
+        assert_eq!(get(path, &alice).await.0, 403, "{path} is for administrators");
+    }
+    if on_sqlite {
+        // The store and its write-ahead log, where recent writes may still be.
+        let stored: Vec<u8> =
+            ["cone.db", "cone.db-wal"].iter().flat_map(|f| std::fs::read(sb.dir.join(f)).unwrap_or_default()).collect();
+        let stored = String::from_utf8_lossy(&stored);
+        assert!(stored.contains(&deployer[0].0), "the store holds the key ids (else this check reads the wrong files)");
+        for secret in &secrets {
+            assert!(!stored.contains(secret), "the store holds a secret key");
+        }
+    }
+}
