@@ -4,13 +4,18 @@
 //                              alice sees the grant active; prints {"task": N}
 //   node console.mjs release   alice releases it; carol (an administrator) looks at the audit log, drift and the
 //                              access keys
+//   node console.mjs expire    alice asks for 40 seconds of it again and bob approves; once alice sees it active,
+//                              prints {"task": N}
+//   node console.mjs expired   alice sees that request expired, and no active access left
 //   node console.mjs policies  carol shortens the administrators' policy to 30 minutes on the Policies page, finds it
-//                              in the history and the connector connected; alice's request form offers 30 minutes at
+//                              in the history and the connector connected, sets the default entitlement-management
+//                              rule on the Apps page; alice's request form offers 30 minutes at
 //                              most, and the administrators' pages are closed to her
-//   node console.mjs oidc      alice signs in through the OpenID Connect provider (OIDC_NAME; oidc-provider.mjs),
-//                              and mallory, whom Cone does not know, is refused
+//   node console.mjs oidc      alice signs in through the OpenID Connect provider (OIDC_NAME; oidc-provider.mjs) and
+//                              approves `cone login`'s code (CONE_USER_CODE) on the device page; mallory, whom Cone
+//                              does not know, is refused
 //
-// The Rust test checks AWS (moto) between the first two. Environment: CONE_URL, CONE_SCREENSHOTS (a folder),
+// The Rust test checks AWS (moto) after `request`, `release`, `expire` and `expired`. Environment: CONE_URL, CONE_SCREENSHOTS (a folder),
 // CONE_STATE (a folder for the browser state kept between the two), CONE_PASSWORD_<USER> for alice, bob and carol.
 
 import { chromium } from 'playwright-core';
@@ -144,13 +149,7 @@ async function request(browser) {
   await shot(bob.page, 'approvals-done');
 
   // Provisioning runs in the server's workers against AWS; the grant shows once it is active.
-  const active = alice.page.getByRole('table').first().getByRole('rowheader', { name: ENTITLEMENT });
-  for (let i = 0; i < 60; i++) {
-    await alice.page.goto(`${base}/console/requests`);
-    if (await active.count()) break;
-    await alice.page.waitForTimeout(1000);
-  }
-  await active.waitFor({ timeout: 1000 });
+  await reloadUntil(alice.page, `${base}/console/requests`, activeRow(alice.page));
   await shot(alice.page, 'my-requests-granted');
   // The request's own page has its history, with bob's comment.
   await alice.page.getByRole('link', { name: `Request ${task}`, exact: true }).click();
@@ -198,6 +197,59 @@ async function release(browser) {
   await carol.page.getByLabel('Status').selectOption('Inactive');
   await carol.page.getByRole('button', { name: 'Filter' }).click();
   await carol.page.getByText('No access keys match.').waitFor();
+}
+
+// A short grant that ends by itself. The requests page refreshes itself only when reloaded, so it is reloaded.
+async function expire(browser) {
+  const alice = await signIn(browser, 'alice', false);
+  await (await catalogOffers(alice.page, `Request ${ENTITLEMENT}`)).click();
+  await heading(alice.page, 'Request access');
+  await alice.page.getByLabel('Duration').fill('40s');
+  await alice.page.getByLabel('Justification').fill('Rotate the certificate');
+  await alice.page.getByRole('button', { name: 'Submit request' }).click();
+  await heading(alice.page, 'My requests and access');
+  const task = Number(new URL(alice.page.url()).searchParams.get('submitted'));
+  check(task > 0, `a task id in ${alice.page.url()}`);
+
+  const bob = await signIn(browser, 'bob', false);
+  await bob.page.goto(`${base}/console/inbox`);
+  const card = bob.page.getByRole('article', { name: `Request ${task}: ${ENTITLEMENT}` });
+  await card.getByRole('button', { name: 'Approve' }).click();
+  await bob.page.getByText(`You approved request ${task}.`).waitFor();
+
+  await reloadUntil(alice.page, `${base}/console/requests`, activeRow(alice.page));
+  console.log(JSON.stringify({ task }));
+}
+
+async function expired(browser) {
+  const { page } = await signIn(browser, 'alice', false);
+  const task = await lastTask(page);
+  const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: `Request ${task}`, exact: true }) });
+  await reloadUntil(page, `${base}/console/requests`, row.getByText('expired', { exact: true }));
+  await page.getByText('You hold no access now.').waitFor();
+  await shot(page, 'my-requests-expired');
+}
+
+/// The row of the active grant of ENTITLEMENT on the requests page.
+function activeRow(page) {
+  return page.getByRole('region', { name: 'Active access' }).getByRole('rowheader', { name: ENTITLEMENT });
+}
+
+/// The newest of alice's requests, as her requests page lists it first.
+async function lastTask(page) {
+  await page.goto(`${base}/console/requests`);
+  const link = page.getByRole('link', { name: /^Request \d+$/ }).first();
+  return Number((await link.textContent()).replace('Request ', ''));
+}
+
+/// Loads `url` until `locator` shows, for up to a minute (the server's workers act in the background).
+async function reloadUntil(page, url, locator) {
+  for (let i = 0; i < 60; i++) {
+    await page.goto(url);
+    if (await locator.count()) return;
+    await page.waitForTimeout(1000);
+  }
+  await locator.first().waitFor({ timeout: 1000 });
 }
 
 /// Waits for the catalog to offer `name` (it fills at the server's first sync with AWS).
@@ -253,6 +305,15 @@ async function policies(browser) {
   }
   await carol.page.getByText('Connected', { exact: true }).waitFor({ timeout: 1000 });
   await shot(carol.page, 'connectors');
+  // Seed 001's step 2: the default rule makes every account's entitlements requestable (the profiles decide by whom).
+  await carol.page.getByRole('link', { name: 'Apps' }).click();
+  await heading(carol.page, 'Apps');
+  await carol.page.getByRole('table', { name: 'Accounts' }).getByRole('rowheader', { name: 'Production' }).waitFor();
+  await carol.page.getByLabel('Enable requesting').check();
+  await carol.page.getByLabel('I understand').check();
+  await carol.page.getByRole('button', { name: 'Apply' }).click();
+  await carol.page.getByText('Version 3 of the access document applied').waitFor();
+  await shot(carol.page, 'apps');
 
   // alice's request form now offers 30 minutes at most, and the server holds her to it.
   const alice = await signIn(browser, 'alice', false);
@@ -264,7 +325,7 @@ async function policies(browser) {
   await alice.page.getByRole('button', { name: 'Submit request' }).click();
   await alice.page.getByRole('alert').getByText('30m').first().waitFor();
   await shot(alice.page, 'request-form-shorter');
-  for (const path of ['/console/policies', '/console/policies/history', '/console/connectors', '/console/access-keys']) {
+  for (const path of ['/console/policies', '/console/policies/history', '/console/connectors', '/console/access-keys', '/console/apps']) {
     const resp = await alice.page.goto(`${base}${path}`);
     check(resp.status() === 403, `alice opening ${path} answered ${resp.status()}`);
     await heading(alice.page, 'Not allowed');
@@ -302,6 +363,14 @@ async function oidc(browser) {
   await alice.page.getByText('Signed in as').getByText('alice', { exact: true }).waitFor();
   check(alice.page.url() === `${base}/console/requests`, `alice is back where she started: ${alice.page.url()}`);
   await shot(alice.page, 'provider-signed-in');
+  // The address `cone login` printed leads to the device page, where alice's console session approves the code.
+  await alice.page.goto(`${base}/device?user_code=${need('CONE_USER_CODE')}`);
+  await heading(alice.page, 'Sign in the command line');
+  check((await alice.page.getByLabel('Code').inputValue()) === need('CONE_USER_CODE'), 'the code is filled in');
+  await shot(alice.page, 'device');
+  await alice.page.getByRole('button', { name: 'Approve sign-in' }).click();
+  await alice.page.getByText('The command line is signed in.').waitFor();
+  await shot(alice.page, 'device-approved');
 
   const mallory = await throughProvider(browser, 'mallory', false);
   await heading(mallory.page, 'Sign-in failed');
@@ -311,7 +380,7 @@ async function oidc(browser) {
   await shot(mallory.page, 'provider-unknown-user');
 }
 
-const phases = { request, release, policies, oidc };
+const phases = { request, release, expire, expired, policies, oidc };
 const phase = phases[process.argv[2]];
 if (!phase) throw new Error(`usage: node console.mjs ${Object.keys(phases).join('|')}`);
 const browser = await chromium.launch({

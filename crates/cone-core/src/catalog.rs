@@ -4,17 +4,24 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Entitlements by account and permission set name; an absent field matches any.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub permission_set: Option<String>,
 }
 
 impl Selector {
+    /// Whether it matches every entitlement.
+    pub fn is_any(&self) -> bool {
+        self.account.is_none() && self.permission_set.is_none()
+    }
+
     pub fn matches(&self, e: &Target) -> bool {
         self.account.as_deref().is_none_or(|a| a == e.account)
             && self.permission_set.as_deref().is_none_or(|p| p == e.permission_set)
@@ -47,13 +54,13 @@ pub struct Audience {
 
 /// Whether the entitlements (of the accounts) it matches may be requested, and the profile that offers them.
 /// The first rule that matches an entitlement decides; one no rule matches cannot be requested.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagementRule {
-    #[serde(default, rename = "match")]
+    #[serde(default, rename = "match", skip_serializing_if = "Selector::is_any")]
     pub matches: Selector,
     pub requestable: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_profile: Option<String>,
 }
 
@@ -106,9 +113,14 @@ impl Catalog {
         Ok(())
     }
 
+    /// The rule that decides the entitlement, with its index: the first that matches.
+    pub fn rule_for(&self, e: &Target) -> Option<(usize, &ManagementRule)> {
+        self.rules.iter().enumerate().find(|(_, r)| r.matches.matches(e))
+    }
+
     /// Whether `viewer` sees, and so may request, the entitlement.
     pub fn offers(&self, viewer: &Viewer, e: &Target) -> bool {
-        let rule = self.rules.iter().find(|r| r.matches.matches(e));
+        let rule = self.rule_for(e).map(|(_, r)| r);
         if !self.rules.is_empty() && !rule.is_some_and(|r| r.requestable) {
             return false;
         }

@@ -3,6 +3,7 @@
 
 pub mod awsconfig;
 pub mod catalog;
+pub mod document;
 pub mod duration;
 pub mod form;
 pub mod naming;

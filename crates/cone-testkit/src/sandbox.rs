@@ -299,8 +299,7 @@ impl Sandbox {
     /// Runs `cone [FLAGS] login` in `home`'s HOME and approves it on the console's device page as `user` (signed in
     /// with their password), so that one person can hold sessions of several cone profiles.
     pub async fn cone_login(&self, home: &str, flags: &[&str], user: &str) -> Result<()> {
-        let args: Vec<&str> = flags.iter().copied().chain(["login", self.server_url.as_str()]).collect();
-        let code = self.start_and_read_code(home, &args, "Code: ")?;
+        let code = self.start_cone_login(home, flags)?;
         let mut console = Console::sign_in(&self.server_url, user, &password(user)).await?;
         let fields = [("user_code", code.1.as_str()), ("decision", "approve")];
         let answer = console.submit("/console/device", "/console/device", &fields).await?;
@@ -308,6 +307,12 @@ impl Sandbox {
             bail!("the console did not approve {user}'s sign-in: {answer}");
         }
         wait_ok(code.0, "cone login")
+    }
+
+    /// Starts `cone [FLAGS] login` in `home`'s HOME and returns it, waiting for approval, with the code it printed.
+    pub fn start_cone_login(&self, home: &str, flags: &[&str]) -> Result<(std::process::Child, String)> {
+        let args: Vec<&str> = flags.iter().copied().chain(["login", self.server_url.as_str()]).collect();
+        self.start_and_read_code(home, &args, "Code: ")
     }
 
     /// Starts `cone ARGS` and returns it with the code it printed after `prefix` on stderr.

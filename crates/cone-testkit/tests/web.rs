@@ -27,7 +27,13 @@ fn scripts() -> PathBuf {
 
 /// Runs one phase of the browser script and returns what it printed.
 fn browser(sb: &Sandbox, phase: &str, shots: &Path) -> String {
+    browser_with(sb, phase, shots, &[])
+}
+
+/// [`browser`] with more of the environment the phase reads.
+fn browser_with(sb: &Sandbox, phase: &str, shots: &Path, env: &[(&str, &str)]) -> String {
     let mut node = Command::new("node");
+    node.envs(env.iter().copied());
     node.arg("console.mjs")
         .arg(phase)
         .current_dir(scripts())
@@ -51,8 +57,17 @@ async fn alice_assigned(sb: &Sandbox) -> bool {
     sb.assigned_principals("Production", "AdministratorAccess").await.unwrap().contains(&alice)
 }
 
+/// Waits up to a minute for alice's assignment to leave AWS (revocation is a job the workers run), else fails.
+async fn assert_unassigned_soon(sb: &Sandbox, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alice_assigned(sb).await {
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_request_approved_and_released_in_the_browser_changes_aws() {
+async fn requests_approved_in_the_browser_are_made_released_and_expired_in_aws() {
     let dir = tempfile::tempdir().unwrap();
     let mut sb = Sandbox::start_with(dir.path(), "  sync_iam: true\n  sync_secrets: true\n", "").await.unwrap();
     let shots: PathBuf = workspace_root().join("target/web-screenshots");
@@ -69,14 +84,25 @@ async fn a_request_approved_and_released_in_the_browser_changes_aws() {
 
     // alice releases it: the assignment goes.
     browser(&sb, "release", &shots);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while alice_assigned(&sb).await {
-        assert!(Instant::now() < deadline, "the released grant's assignment is still in AWS");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    for page in
-        ["sign-in", "catalog", "request-form", "approvals", "my-requests-granted", "audit-log", "drift", "access-keys"]
-    {
+    assert_unassigned_soon(&sb, "the released grant's assignment is still in AWS").await;
+
+    // A grant of 40 seconds, approved in the browser, is made in AWS and ends there by itself.
+    let out = browser(&sb, "expire", &shots);
+    assert!(out.contains("\"task\":"), "{out}");
+    assert!(alice_assigned(&sb).await, "the browser saw the short grant active, but AWS has no assignment");
+    browser(&sb, "expired", &shots);
+    assert_unassigned_soon(&sb, "the browser saw the grant expired, but its assignment is still in AWS").await;
+    for page in [
+        "sign-in",
+        "catalog",
+        "request-form",
+        "approvals",
+        "my-requests-granted",
+        "audit-log",
+        "drift",
+        "access-keys",
+        "my-requests-expired",
+    ] {
         assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
     }
 }
@@ -114,10 +140,22 @@ async fn an_administrator_changes_a_policy_and_people_sign_in_through_an_identit
     let _provider = provider(&sb, port, secret);
 
     browser(&sb, "policies", &shots);
-    browser(&sb, "oidc", &shots);
-    for page in
-        ["policies", "policies-applied", "policy-history", "connectors", "request-form-shorter", "provider-signed-in"]
-    {
+    // alice, signed in through the provider (no password of hers is used), signs her terminal's `cone login` in.
+    let (mut login, code) = sb.start_cone_login("alice", &[]).unwrap();
+    browser_with(&sb, "oidc", &shots, &[("CONE_USER_CODE", &code)]);
+    let status = login.wait().unwrap();
+    assert!(status.success(), "cone login failed ({status}) after alice approved its code");
+    assert!(sb.api_token("alice").is_ok(), "cone login saved no token");
+    for page in [
+        "policies",
+        "policies-applied",
+        "policy-history",
+        "connectors",
+        "apps",
+        "request-form-shorter",
+        "provider-signed-in",
+        "device-approved",
+    ] {
         assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
     }
 }

@@ -37,7 +37,7 @@ pub async fn device_page(v: Viewer, Query(q): Query<CodeQuery>) -> Response {
             }
         }
     };
-    page("Sign in the command line", &v, Nav::Catalog, content).into_response()
+    page("Sign in the command line", &v, Nav::Elsewhere, content).into_response()
 }
 
 pub async fn decide(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
@@ -56,6 +56,6 @@ pub async fn decide(State(s): State<AppState>, posted: Posted) -> Result<Respons
         true => "The command line is signed in. You can close this window and return to your terminal.",
         false => "The sign-in was denied; the terminal that asked is told so.",
     };
-    Ok(page("Sign in the command line", v, Nav::Catalog, html! { p.notice role="status" { (message) } })
+    Ok(page("Sign in the command line", v, Nav::Elsewhere, html! { p.notice role="status" { (message) } })
         .into_response())
 }

@@ -17,6 +17,9 @@ pub enum Nav {
     Policies,
     Connectors,
     AccessKeys,
+    Apps,
+    /// A page outside the navigation, such as the device page.
+    Elsewhere,
 }
 
 fn document(title: &str, header: Markup, content: Markup) -> Html<String> {
@@ -54,6 +57,7 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
     ];
     if viewer.admin {
         items.extend([
+            (Nav::Apps, "/console/apps", "Apps"),
             (Nav::Policies, "/console/policies", "Policies"),
             (Nav::Connectors, "/console/connectors", "Connectors"),
             (Nav::Audit, "/console/audit", "Audit log"),

@@ -11,6 +11,7 @@
 
 mod admin;
 mod approver;
+mod apps;
 pub mod device;
 mod layout;
 mod oidc;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/drift", get(admin::drift))
         .route("/console/connectors", get(admin::connectors))
         .route("/console/access-keys", get(admin::access_keys))
+        .route("/console/apps", get(apps::apps).post(apps::change))
         .route("/console/policies", get(policies::policies).post(policies::change))
         .route("/console/policies/history", get(policies::history))
         .route("/console/policies/versions/{id}", get(policies::version))

@@ -649,3 +649,84 @@ async fn the_sign_in_page_offers_the_identity_provider_and_its_callback_refuses_
     );
     assert!(b.cookies.keys().all(|c| !c.starts_with("cone_session")));
 }
+
+/// Seed 001's step 2 on the Apps page: the default rule is switched to an access profile, which is recorded as a
+/// new version with only `entitlement_management` rewritten; the page shows accounts, profiles and forms.
+#[tokio::test]
+async fn administrators_set_the_default_entitlement_management_rule_on_the_apps_page() {
+    let document = "\
+# Catalog for the data team.
+access_profiles:
+  - name: everyone
+    visible_to: { everyone: true }
+  - name: dbas
+    description: Database people
+    visible_to: { groups: [dba] }
+entitlement_management:
+  - match: { account: Sandbox }
+    requestable: false
+# Policies follow.
+policies:
+  - name: dba
+    match: { permission_set: DatabaseAdministrator }
+    max_duration: 1h
+    form: [{ name: ticket, required: true, max_length: 20 }]
+    steps: [accept]
+";
+    let (s, _keep) = state(&format!("admins: {{ users: [carol] }}\n{READONLY}")).await;
+    s.db.set_password("carol", &hash_password("pw").unwrap()).await.unwrap();
+    s.access.store(std::sync::Arc::new(crate::access::load_at_start(&s.db, &s.config, "f").await.unwrap()));
+    catalog(&s).await;
+    // Version 2, as an administrator wrote it (a file's sections are recorded re-serialised, without comments).
+    let carol_id = s.db.user_by_name("carol").await.unwrap().unwrap().id;
+    let written = cone_api::ApplyConfig { document: document.into(), comment: String::new(), base_version: None };
+    crate::access::apply_as(&s, carol_id, &written).await.unwrap();
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+    assert_eq!(alice.get("/console/apps").await.status, StatusCode::FORBIDDEN);
+    let mut carol = Browser::new(&s);
+    carol.sign_in("carol").await;
+
+    let page = carol.get("/console/apps").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for needle in [
+        "1 account, 1 entitlement",
+        "<th scope=\"row\">Production</th><td>0 of 1</td><td><span class=\"muted\">nobody</span>",
+        "no rule",
+        "group dba",
+        "<td>at most 20 characters</td>",
+    ] {
+        assert!(page.body.contains(needle), "no {needle:?} in {}", page.body);
+    }
+    let token = page.token();
+    let form = |base: &str, profile: &str, confirm: &str| {
+        vec![
+            ("csrf", token.clone()),
+            ("base_version", base.to_string()),
+            ("enabled", "on".to_string()),
+            ("access_profile", profile.to_string()),
+            ("confirm", confirm.to_string()),
+        ]
+    };
+    let unconfirmed = carol.post("/console/apps", &pairs(&form("2", "dbas", ""))).await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.access().version, 2);
+
+    let applied = carol.post("/console/apps", &pairs(&form("2", "dbas", "on"))).await;
+    assert_eq!((applied.status, applied.location()), (StatusCode::SEE_OTHER, "/console/apps?applied=3"));
+    let v3 = s.db.access_version(3).await.unwrap().unwrap();
+    let expected = document.replace(
+        "entitlement_management:\n  - match: { account: Sandbox }\n    requestable: false\n",
+        "entitlement_management:\n- match:\n    account: Sandbox\n  requestable: false\n- requestable: true\n  access_profile: dbas\n",
+    );
+    assert_eq!(v3.document, expected, "only the section changed; the comments stay");
+    assert_eq!(v3.comment, "Apps page: default rule enables requesting through access profile dbas");
+    let after = carol.get(applied.location()).await;
+    assert!(after.body.contains("<td>1 of 1</td><td>dbas</td><td>rule 2</td>"), "{}", after.body);
+    assert!(after.body.contains(r#"<option value="dbas" selected>"#), "{}", after.body);
+
+    let again = carol.post("/console/apps", &pairs(&form("3", "dbas", "on"))).await;
+    assert_eq!(again.location(), "/console/apps?unchanged=3");
+    let stale = carol.post("/console/apps", &pairs(&form("2", "", "on"))).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "the form started from version 2: {}", stale.body);
+}

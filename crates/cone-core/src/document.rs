@@ -1,0 +1,104 @@
+//! Editing one top-level section of a YAML document's text (the access document's `entitlement_management`, from
+//! the console), leaving every other byte as it was, comments included — as `awsconfig` does for `~/.aws/config`.
+
+/// `text` with its top-level `key:` section replaced by `section` (the whole block, starting `key:`), or with
+/// `section` appended when there is none. Comment and blank lines just before the next top-level key stay with
+/// that key. `None` when the text is not block-style YAML of one document (flow style `{...}` or `---`
+/// separators), where a section's end cannot be found by lines.
+pub fn replace_section(text: &str, key: &str, section: &str) -> Option<String> {
+    let section = if section.ends_with('\n') { section.to_string() } else { format!("{section}\n") };
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed == "..." || trimmed.starts_with('{') {
+            return None;
+        }
+        lines.push((offset, line));
+        offset += line.len();
+    }
+    let Some(start) = lines.iter().position(|(_, l)| top_level_key(l) == Some(key)) else {
+        let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+        return Some(format!("{text}{separator}{section}"));
+    };
+    let next =
+        lines[start + 1..].iter().position(|(_, l)| top_level_key(l).is_some()).map_or(lines.len(), |i| start + 1 + i);
+    let mut end = next;
+    while end > start + 1 && (lines[end - 1].1.starts_with('#') || lines[end - 1].1.trim().is_empty()) {
+        end -= 1;
+    }
+    let at = |i: usize| lines.get(i).map_or(text.len(), |(o, _)| *o);
+    Some(format!("{}{section}{}", &text[..at(start)], &text[at(end)..]))
+}
+
+/// The key a line starts at column 0, if it does (`name:` or `name: value`).
+fn top_level_key(line: &str) -> Option<&str> {
+    let (name, _) = line.split_once(':')?;
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    (plain && !name.starts_with('-')).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_section;
+
+    const DOC: &str = "\
+# Who may request what.
+access_profiles:
+  - name: everyone   # a comment kept
+    visible_to: { everyone: true }
+
+# Rules, first match decides.
+entitlement_management:
+  - match: { account: Sandbox }
+    requestable: false
+  # old default
+  - requestable: true
+
+# The policies.
+policies:
+  - name: all
+    steps: [accept]
+";
+
+    #[test]
+    fn replaces_only_the_section_and_keeps_the_comments_around_it() {
+        let new = "entitlement_management:\n- requestable: false\n";
+        let out = replace_section(DOC, "entitlement_management", new).unwrap();
+        let expected = DOC.replace(
+            "entitlement_management:\n  - match: { account: Sandbox }\n    requestable: false\n  # old default\n  - requestable: true\n",
+            new,
+        );
+        assert_eq!(out, expected);
+        assert!(out.contains("# The policies.\npolicies:") && out.contains("# a comment kept"));
+    }
+
+    #[test]
+    fn the_last_section_and_an_inline_one_are_replaced_too() {
+        let out = replace_section(
+            "policies: []\nentitlement_management: []",
+            "entitlement_management",
+            "entitlement_management: [x]",
+        )
+        .unwrap();
+        assert_eq!(out, "policies: []\nentitlement_management: [x]\n");
+        let out = replace_section(
+            "entitlement_management: []\npolicies: []\n",
+            "entitlement_management",
+            "entitlement_management:\n- a\n",
+        )
+        .unwrap();
+        assert_eq!(out, "entitlement_management:\n- a\npolicies: []\n");
+    }
+
+    #[test]
+    fn a_missing_section_is_appended_and_flow_style_is_refused() {
+        assert_eq!(
+            replace_section("policies: []", "entitlement_management", "entitlement_management: []\n").unwrap(),
+            "policies: []\nentitlement_management: []\n"
+        );
+        assert_eq!(replace_section("", "k", "k: 1").unwrap(), "k: 1\n");
+        assert_eq!(replace_section("{policies: []}", "policies", "policies: []\n"), None);
+        assert_eq!(replace_section("a: 1\n---\nb: 2\n", "a", "a: 2\n"), None);
+    }
+}
