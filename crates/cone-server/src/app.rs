@@ -680,6 +680,16 @@ pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_request_for_access_held_through_a_group_names_the_group() {
+        assert!(refuse_if_held_through_group(&[]).is_ok());
+        let ApiFailure(status, e) = refuse_if_held_through_group(&["Admins".into()]).unwrap_err();
+        assert_eq!((status, e.code.as_str()), (StatusCode::CONFLICT, codes::HELD_THROUGH_GROUP));
+        assert!(e.message.contains("group \"Admins\", so no request is needed"), "{}", e.message);
+        assert!(e.message.contains("managed in IAM Identity Center"), "{}", e.message);
+        assert_eq!(group_names(&["A".into(), "B".into()]), "groups \"A\", \"B\"");
+    }
+
     fn row(steps_json: &str, step_index: i64) -> TaskRow {
         TaskRow {
             id: 1,
