@@ -132,7 +132,8 @@ pub async fn holders(
     size: i64,
 ) -> Result<cone_api::HolderPage, ApiFailure> {
     let row = load_entitlement(s, app_id, id).await?;
-    let (rows, next_page_token) = one_page(s.db.holders(&row.app_id, &row.id, now(), offset, size + 1).await?, offset, size);
+    let (rows, next_page_token) =
+        one_page(s.db.holders(&row.app_id, &row.id, now(), offset, size + 1).await?, offset, size);
     let holders = rows
         .into_iter()
         .map(|h| cone_api::Holder {

@@ -2634,11 +2634,8 @@ mod tests {
             display_name: name.into(),
             email: None,
         };
-        let assignment = |principal| AssignmentRecord {
-            account_id: "111".into(),
-            permission_set_arn: "ps-admin".into(),
-            principal,
-        };
+        let assignment =
+            |principal| AssignmentRecord { account_id: "111".into(), permission_set_arn: "ps-admin".into(), principal };
         let snap = cone_aws::Snapshot {
             instance_arn: "inst".into(),
             identity_store_id: "d-1".into(),
@@ -2674,7 +2671,8 @@ mod tests {
         assert_eq!(db.held_through_groups(alice.id).await.unwrap(), [held("Admins"), held("Ops")]);
         assert_eq!(db.held_through_groups(bob.id).await.unwrap(), [], "a user assignment is no group's");
         let holders = db.holders("aws", "111|ps-admin", 5, 0, 10).await.unwrap();
-        let seen: Vec<_> = holders.iter().map(|h| (h.username.as_str(), h.source.as_str(), h.group_name.as_deref())).collect();
+        let seen: Vec<_> =
+            holders.iter().map(|h| (h.username.as_str(), h.source.as_str(), h.group_name.as_deref())).collect();
         assert_eq!(seen, [("alice", "group", Some("Admins")), ("alice", "group", Some("Ops"))]);
         assert_eq!(db.holders("aws", "111|ps-admin", 5, 1, 10).await.unwrap().len(), 1, "paged by offset");
 

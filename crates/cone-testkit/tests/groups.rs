@@ -91,6 +91,9 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("AWSReservedSSO_AdministratorAccess_"), "{out}");
+    let o = sb.cone("alice", &["has", "production-administratoraccess"]).unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && said.contains("through the Identity Center group \"platform\""), "{said}");
     let (_, mine) = get("/api/v1/tasks?scope=mine", "alice").await;
     assert_eq!(mine["tasks"], json!([]), "no request was filed");
 
@@ -116,7 +119,10 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
         .iter()
         .map(|h| (h["username"].as_str().unwrap(), h["source"].as_str().unwrap(), &h["group"], &h["task_id"]))
         .collect();
-    assert_eq!(seen, [("alice", "group", &json!("platform"), &Value::Null), ("bob", "grant", &Value::Null, &task["id"])]);
+    assert_eq!(
+        seen,
+        [("alice", "group", &json!("platform"), &Value::Null), ("bob", "grant", &Value::Null, &task["id"])]
+    );
     assert_eq!(get(&holders, "alice").await.0, 403, "holders are for administrators");
 
     // bob's grant ends and its assignment goes; the group's stays.
