@@ -30,6 +30,8 @@ pub mod codes {
     pub const INVALID_CONFIG: &str = "invalid_config";
     /// Another version of the access document was applied after the one the change started from.
     pub const STALE_VERSION: &str = "stale_version";
+    /// The requester holds the entitlement through an Identity Center group already, so no request is needed.
+    pub const HELD_THROUGH_GROUP: &str = "held_through_group";
 }
 
 /// Every non-2xx API answer.
@@ -110,6 +112,43 @@ pub struct Entitlement {
     /// End of the caller's active grant, if any.
     #[serde(default)]
     pub granted_until: Option<DateTime<Utc>>,
+    /// The Identity Center groups through which the caller holds this entitlement (an account assignment to the
+    /// group, managed in Identity Center, without an end); empty if none.
+    #[serde(default)]
+    pub held_through_groups: Vec<String>,
+}
+
+/// Where a holder's access comes from: a grant Cone gave, or an account assignment to one of their groups.
+pub const SOURCE_GRANT: &str = "grant";
+pub const SOURCE_GROUP: &str = "group";
+
+/// Someone who holds an entitlement (`GET /api/v1/entitlement/holders`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Holder {
+    pub username: String,
+    pub display_name: String,
+    /// `grant` or `group`.
+    pub source: String,
+    /// With `grant`: the request that gave it.
+    #[serde(default)]
+    pub task_id: Option<i64>,
+    /// With `grant`: when it ends.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// With `group`: the Identity Center group's name.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// `GET /api/v1/entitlement/holders`: by user name, then source; someone in two groups with the entitlement shows
+/// once per group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HolderPage {
+    pub holders: Vec<Holder>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

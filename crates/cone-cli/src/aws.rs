@@ -229,15 +229,17 @@ async fn obtain(profile: &str) -> Result<(ConeProfile, CachedCredentials)> {
     let api = Api::from_saved()?;
     let mut ui = Ui::new();
     let entitlement = api.entitlement(&p.app_id, &p.entitlement_id).await?;
+    // Access held through a group has no end in Cone and needs no request: the assignment is in AWS already.
     let granted_until = match entitlement.granted_until {
-        Some(until) if until > Utc::now() => until,
+        _ if !entitlement.held_through_groups.is_empty() => None,
+        Some(until) if until > Utc::now() => Some(until),
         _ => request_access(&api, &mut ui, &p, &entitlement).await?,
     };
     let role_name = if p.role_name.is_empty() { entitlement.role_name.clone() } else { p.role_name.clone() };
     let sso = Sso::new(&aws).await;
     let creds = fetch_role_credentials(&sso, &mut ui, &p.account_id, &role_name).await?;
     // JIT access ends with the grant, not with the role session: never hand out a later expiry.
-    let expiration = creds.expiration.min(granted_until);
+    let expiration = granted_until.map_or(creds.expiration, |until| creds.expiration.min(until));
     let cached = CachedCredentials {
         access_key_id: creds.access_key_id,
         secret_access_key: creds.secret_access_key,
@@ -397,8 +399,9 @@ pub async fn logout() -> Result<()> {
 }
 
 /// Files a request (unless a form is needed or one is pending) and follows it; returns the grant's end once
-/// granted, or an error carrying the message the person needs.
-async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<DateTime<Utc>> {
+/// granted, `None` when the server says the person holds the access through a group (since the listing was read),
+/// or an error carrying the message the person needs.
+async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<Option<DateTime<Utc>>> {
     let name = &p.name;
     if e.form.iter().any(|f| f.required) {
         return Err(form_required(name, e));
@@ -429,6 +432,10 @@ async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement
         Err(Failure::Api(err)) if err.code == codes::FORM_REQUIRED => {
             return Err(form_required(name, e));
         }
+        Err(Failure::Api(err)) if err.code == codes::HELD_THROUGH_GROUP => {
+            ui.say(&err.message);
+            return Ok(None);
+        }
         Err(other) => return Err(other.into()),
     };
     ui.say(&format!("Access request submitted (task: {})", task.id));
@@ -442,7 +449,8 @@ async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement
                 ui.say("Access granted!");
                 return task
                     .grant_expires_at
-                    .context("the server reported a grant without an end time; retry the command");
+                    .context("the server reported a grant without an end time; retry the command")
+                    .map(Some);
             }
             Some(TaskState::PendingApproval) => bail!(
                 "Request submitted for \"{name}\" but requires approval.\nCheck status: cone task get {}\nOnce approved, retry the command.",

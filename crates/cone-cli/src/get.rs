@@ -202,6 +202,8 @@ pub struct HasOutput {
     pub app_id: String,
     pub entitlement_id: String,
     pub granted_until: Option<DateTime<Utc>>,
+    /// The Identity Center groups through which the caller holds it.
+    pub held_through_groups: Vec<String>,
 }
 
 /// Whether the caller holds the entitlement now.
@@ -210,16 +212,18 @@ pub async fn has(selector: Selector, out: Output, interactive: bool) -> Result<b
     let e = select::resolve(&api, &selector, interactive).await?;
     let until = e.granted_until.filter(|t| *t > Utc::now());
     let result = HasOutput {
-        has: until.is_some(),
+        has: until.is_some() || !e.held_through_groups.is_empty(),
         alias: e.alias,
         app_id: e.app_id,
         entitlement_id: e.id,
         granted_until: until,
+        held_through_groups: e.held_through_groups,
     };
     out.show(&result, || {
-        View::Line(match until {
-            Some(t) => format!("You have {} until {}.", result.alias, output::time(t)),
-            None => format!("You do not have {}; request it with `cone get {}`.", result.alias, result.alias),
+        View::Line(match (until, result.held_through_groups.first()) {
+            (_, Some(group)) => format!("You have {} through the Identity Center group \"{group}\".", result.alias),
+            (Some(t), None) => format!("You have {} until {}.", result.alias, output::time(t)),
+            (None, None) => format!("You do not have {}; request it with `cone get {}`.", result.alias, result.alias),
         })
     })?;
     Ok(result.has)

@@ -143,7 +143,11 @@ pub fn entitlements_view(list: &[Entitlement]) -> View {
             .iter()
             .map(|e| {
                 vec![
-                    e.granted_until.map(|t| format!("until {}", t.format("%H:%M UTC"))).unwrap_or_default(),
+                    match (e.held_through_groups.first(), e.granted_until) {
+                        (Some(group), _) => format!("group {group}"),
+                        (None, Some(t)) => format!("until {}", t.format("%H:%M UTC")),
+                        (None, None) => String::new(),
+                    },
                     e.alias.clone(),
                     e.display_name.clone(),
                     e.resource_name.clone(),

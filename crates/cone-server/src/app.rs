@@ -23,11 +23,35 @@ pub(crate) fn time(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-/// The entitlement as the caller sees it: its policy's limits and form, and the end of the caller's active grant
-/// (from `active`, their `(app id, entitlement id, end)` list).
-fn to_api(access: &Access, row: &EntitlementRow, active: &[(String, String, i64)]) -> Entitlement {
+/// What a user holds: their active grants `(app id, entitlement id, end)` and what they hold through groups
+/// `(app id, entitlement id, group name)`. Both are cached reads, so building a listing costs no query per row.
+struct Holdings {
+    grants: Vec<(String, String, i64)>,
+    groups: Vec<(String, String, String)>,
+}
+
+impl Holdings {
+    async fn of(s: &AppState, u: &UserRow) -> anyhow::Result<Holdings> {
+        Ok(Holdings { grants: s.db.active_grants(u.id, now()).await?, groups: s.db.held_through_groups(u.id).await? })
+    }
+
+    fn granted_until(&self, app_id: &str, id: &str) -> Option<i64> {
+        self.grants.iter().find(|(a, e, _)| a == app_id && e == id).map(|(_, _, t)| *t)
+    }
+
+    fn groups(&self, app_id: &str, id: &str) -> Vec<String> {
+        self.groups.iter().filter(|(a, e, _)| a == app_id && e == id).map(|(_, _, g)| g.clone()).collect()
+    }
+
+    fn holds(&self, app_id: &str, id: &str) -> bool {
+        self.granted_until(app_id, id).is_some() || self.groups.iter().any(|(a, e, _)| a == app_id && e == id)
+    }
+}
+
+/// The entitlement as the caller sees it: its policy's limits and form, the end of the caller's active grant and
+/// the groups through which they hold it.
+fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement {
     let policy = access.policy_for(&row.account_name, &row.permission_set_name);
-    let granted_until = active.iter().find(|(a, e, _)| a == &row.app_id && e == &row.id).map(|(_, _, t)| *t);
     Entitlement {
         app_id: row.app_id.clone(),
         id: row.id.clone(),
@@ -39,23 +63,21 @@ fn to_api(access: &Access, row: &EntitlementRow, active: &[(String, String, i64)
         role_name: row.permission_set_name.clone(),
         max_duration_secs: policy.max_duration,
         form: policy.form.clone(),
-        granted_until: granted_until.map(time),
+        granted_until: held.granted_until(&row.app_id, &row.id).map(time),
+        held_through_groups: held.groups(&row.app_id, &row.id),
     }
 }
 
 /// The user's catalog: the entitlements their access profiles offer (all of them when none are configured), and
-/// those they hold, so that access outliving a catalog change can still be checked and given back.
+/// those they hold (by grant or through a group), so that access outliving a catalog change can still be checked
+/// and given back.
 pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
-    let active = s.db.active_grants(u.id, now()).await?;
+    let held = Holdings::of(s, u).await?;
     let access = s.access();
     let groups = catalog_groups(s, &access, u).await?;
     let rows = s.db.entitlements().await?;
-    let shown = |r: &&EntitlementRow| holds(&active, &r.app_id, &r.id) || offers(&access, u, &groups, r);
-    Ok(rows.iter().filter(shown).map(|r| to_api(&access, r, &active)).collect())
-}
-
-fn holds(active: &[(String, String, i64)], app_id: &str, id: &str) -> bool {
-    active.iter().any(|(a, e, _)| a == app_id && e == id)
+    let shown = |r: &&EntitlementRow| held.holds(&r.app_id, &r.id) || offers(&access, u, &groups, r);
+    Ok(rows.iter().filter(shown).map(|r| to_api(&access, r, &held)).collect())
 }
 
 /// The user's groups when access profiles need them; without profiles the catalog is everything, for everyone.
@@ -93,12 +115,60 @@ async fn load_entitlement(s: &AppState, app_id: &str, id: &str) -> Result<Entitl
 }
 
 pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement, ApiFailure> {
-    let active = s.db.active_grants(u.id, now()).await?;
-    let row = match holds(&active, app_id, id) {
+    let held = Holdings::of(s, u).await?;
+    let row = match held.holds(app_id, id) {
         true => load_entitlement(s, app_id, id).await?,
         false => offered_entitlement(s, u, app_id, id).await?,
     };
-    Ok(to_api(&s.access(), &row, &active))
+    Ok(to_api(&s.access(), &row, &held))
+}
+
+/// A page of the people who hold an entitlement, from `offset`.
+pub async fn holders(
+    s: &AppState,
+    app_id: &str,
+    id: &str,
+    offset: i64,
+    size: i64,
+) -> Result<cone_api::HolderPage, ApiFailure> {
+    let row = load_entitlement(s, app_id, id).await?;
+    let (rows, next_page_token) =
+        one_page(s.db.holders(&row.app_id, &row.id, now(), offset, size + 1).await?, offset, size);
+    let holders = rows
+        .into_iter()
+        .map(|h| cone_api::Holder {
+            username: h.username,
+            display_name: h.display_name,
+            source: h.source,
+            task_id: h.task_id,
+            expires_at: h.expires_at.map(time),
+            group: h.group_name,
+        })
+        .collect();
+    Ok(cone_api::HolderPage { holders, next_page_token })
+}
+
+/// Refuses a request for an entitlement the requester holds through a group: the assignment exists in AWS already,
+/// and a grant would add a redundant one.
+fn refuse_if_held_through_group(groups: &[String]) -> Result<(), ApiFailure> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    Err(ApiFailure::new(
+        StatusCode::CONFLICT,
+        codes::HELD_THROUGH_GROUP,
+        format!(
+            "You hold this entitlement through the Identity Center {}, so no request is needed; use it directly. \
+             That group's access is managed in IAM Identity Center, not through Cone.",
+            group_names(groups)
+        ),
+    ))
+}
+
+/// Groups for people: `group "Admins"`, `groups "Admins", "Ops"`.
+pub(crate) fn group_names(groups: &[String]) -> String {
+    let names = groups.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ");
+    format!("{} {names}", if groups.len() == 1 { "group" } else { "groups" })
 }
 
 /// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
@@ -114,6 +184,8 @@ pub async fn create_task(s: &AppState, u: &UserRow, req: CreateTask) -> Result<T
             ),
         ));
     }
+    let through_groups = Holdings::of(s, u).await?.groups(&req.app_id, &req.entitlement_id);
+    refuse_if_held_through_group(&through_groups)?;
     let row = offered_entitlement(s, u, &req.app_id, &req.entitlement_id).await?;
     let access = s.access();
     let policy = access.policy_for(&row.account_name, &row.permission_set_name);
@@ -608,6 +680,16 @@ pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_for_access_held_through_a_group_names_the_group() {
+        assert!(refuse_if_held_through_group(&[]).is_ok());
+        let ApiFailure(status, e) = refuse_if_held_through_group(&["Admins".into()]).unwrap_err();
+        assert_eq!((status, e.code.as_str()), (StatusCode::CONFLICT, codes::HELD_THROUGH_GROUP));
+        assert!(e.message.contains("group \"Admins\", so no request is needed"), "{}", e.message);
+        assert!(e.message.contains("managed in IAM Identity Center"), "{}", e.message);
+        assert_eq!(group_names(&["A".into(), "B".into()]), "groups \"A\", \"B\"");
+    }
 
     fn row(steps_json: &str, step_index: i64) -> TaskRow {
         TaskRow {

@@ -81,13 +81,14 @@ pub struct Db {
     reads: Arc<Reads>,
 }
 
-/// The hot path's reads in memory (see `cache`): a token's user and expiry, a user's active grants, an
-/// entitlement by (app, id).
+/// The hot path's reads in memory (see `cache`): a token's user and expiry, a user's active grants and what they
+/// hold through groups, an entitlement by (app, id).
 #[derive(Default)]
 struct Reads {
     generation: Generation,
     tokens: Cached<String, Option<(UserRow, i64)>>,
     grants: Cached<i64, Vec<(String, String, i64)>>,
+    through_groups: Cached<i64, Vec<(String, String, String)>>,
     entitlements: Cached<(String, String), Option<EntitlementRow>>,
 }
 
@@ -240,6 +241,17 @@ pub struct EntitlementRow {
     pub permission_set_arn: String,
     pub permission_set_name: String,
     pub instance_arn: String,
+}
+
+/// Someone who holds an entitlement: `source` is `grant` (with the task and the end) or `group` (with its name).
+#[derive(Debug, Clone, FromRow)]
+pub struct HolderRow {
+    pub username: String,
+    pub display_name: String,
+    pub source: String,
+    pub task_id: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub group_name: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -965,6 +977,21 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("DELETE FROM group_assignments WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        let mut group_assignments = 0;
+        for a in &snap.assignments {
+            let cone_aws::Principal::Group(group_id) = &a.principal else { continue };
+            group_assignments += 1;
+            sqlx::query(
+                "INSERT INTO group_assignments (app_id, entitlement_id, group_id)
+                 SELECT $1, $2, id FROM groups WHERE idc_group_id = $3 ON CONFLICT DO NOTHING",
+            )
+            .bind(app_id)
+            .bind(format!("{}|{}", a.account_id, a.permission_set_arn))
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         // Aliases depend on the whole catalog (a clash changes both names), so they are derived once per sync.
         let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut *tx).await?;
         let keys: Vec<(&str, &str, &str)> = rows
@@ -983,7 +1010,7 @@ impl Db {
         }
         let detail = serde_json::json!({
             "accounts": snap.accounts.len(), "permission_sets": snap.permission_sets.len(),
-            "users": snap.users.len(), "groups": snap.groups.len(),
+            "users": snap.users.len(), "groups": snap.groups.len(), "group_assignments": group_assignments,
         });
         audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
         tx.commit().await?;
@@ -1020,6 +1047,51 @@ impl Db {
         let mut grants = self.cached(&self.reads.grants, user_id, read).await?;
         grants.retain(|(_, _, end)| *end > now);
         Ok(grants)
+    }
+
+    /// What the user holds through their Identity Center groups: (app id, entitlement id, group name), by group name.
+    pub async fn held_through_groups(&self, user_id: i64) -> Result<Vec<(String, String, String)>> {
+        let read = async {
+            Ok(sqlx::query_as(
+                "SELECT a.app_id, a.entitlement_id, g.name FROM group_assignments a
+                 JOIN groups g ON g.id = a.group_id JOIN group_members m ON m.group_id = a.group_id
+                 WHERE m.user_id = $1 ORDER BY g.name, a.entitlement_id",
+            )
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?)
+        };
+        self.cached(&self.reads.through_groups, user_id, read).await
+    }
+
+    /// Up to `limit` of the people who hold an entitlement, from `offset`, by user name: through an active grant or
+    /// through a group.
+    pub async fn holders(
+        &self,
+        app_id: &str,
+        entitlement_id: &str,
+        now: i64,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<HolderRow>> {
+        Ok(sqlx::query_as(
+            "SELECT u.username, u.display_name, 'grant' AS source, g.task_id, g.expires_at, NULL AS group_name
+             FROM grants g JOIN users u ON u.id = g.user_id
+             WHERE g.app_id = $1 AND g.entitlement_id = $2 AND g.state = 'active' AND g.expires_at > $3
+             UNION ALL
+             SELECT u.username, u.display_name, 'group', NULL, NULL, gr.name
+             FROM group_assignments a JOIN groups gr ON gr.id = a.group_id
+                 JOIN group_members m ON m.group_id = a.group_id JOIN users u ON u.id = m.user_id
+             WHERE a.app_id = $1 AND a.entitlement_id = $2
+             ORDER BY username, source, group_name, task_id LIMIT $4 OFFSET $5",
+        )
+        .bind(app_id)
+        .bind(entitlement_id)
+        .bind(now)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The caller's active grant on an entitlement with the latest end: (grant id, end, extensions so far).
@@ -2549,7 +2621,66 @@ mod tests {
         audit_entries_page_by_id_time_and_action,
         a_sync_never_turns_a_service_account_into_a_person,
         the_file_applies_when_it_changes_and_the_api_in_between,
+        group_assignments_are_replaced_per_sync_and_reach_the_members,
     );
+
+    /// A sync stores the assignments whose principal is a group (and only those); their members hold the
+    /// entitlement through the group, and the next sync replaces them whole.
+    async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
+        use cone_aws::{AssignmentRecord, Group, Principal};
+        let user = |id: &str, name: &str| cone_aws::User {
+            id: id.into(),
+            user_name: name.into(),
+            display_name: name.into(),
+            email: None,
+        };
+        let assignment =
+            |principal| AssignmentRecord { account_id: "111".into(), permission_set_arn: "ps-admin".into(), principal };
+        let snap = cone_aws::Snapshot {
+            instance_arn: "inst".into(),
+            identity_store_id: "d-1".into(),
+            accounts: vec![cone_aws::Account {
+                id: "111".into(),
+                name: "Production".into(),
+                email: String::new(),
+                status: "ACTIVE".into(),
+            }],
+            permission_sets: vec![cone_aws::PermissionSet {
+                arn: "ps-admin".into(),
+                name: "AdministratorAccess".into(),
+                description: None,
+                session_duration: None,
+            }],
+            provisioned: vec![("111".into(), "ps-admin".into())],
+            users: vec![user("u-alice", "alice"), user("u-bob", "bob")],
+            groups: vec![
+                Group { id: "g-admins".into(), display_name: "Admins".into() },
+                Group { id: "g-ops".into(), display_name: "Ops".into() },
+            ],
+            memberships: vec![("g-admins".into(), "u-alice".into()), ("g-ops".into(), "u-alice".into())],
+            assignments: vec![
+                assignment(Principal::Group("g-admins".into())),
+                assignment(Principal::Group("g-ops".into())),
+                assignment(Principal::User("u-bob".into())),
+            ],
+        };
+        db.apply_snapshot("aws", &snap, 1).await.unwrap();
+        let alice = db.user_by_name("alice").await.unwrap().unwrap();
+        let bob = db.user_by_name("bob").await.unwrap().unwrap();
+        let held = |group: &str| ("aws".to_string(), "111|ps-admin".to_string(), group.to_string());
+        assert_eq!(db.held_through_groups(alice.id).await.unwrap(), [held("Admins"), held("Ops")]);
+        assert_eq!(db.held_through_groups(bob.id).await.unwrap(), [], "a user assignment is no group's");
+        let holders = db.holders("aws", "111|ps-admin", 5, 0, 10).await.unwrap();
+        let seen: Vec<_> =
+            holders.iter().map(|h| (h.username.as_str(), h.source.as_str(), h.group_name.as_deref())).collect();
+        assert_eq!(seen, [("alice", "group", Some("Admins")), ("alice", "group", Some("Ops"))]);
+        assert_eq!(db.holders("aws", "111|ps-admin", 5, 1, 10).await.unwrap().len(), 1, "paged by offset");
+
+        // The next sync replaces them, and the cached read follows.
+        let fewer = cone_aws::Snapshot { assignments: vec![assignment(Principal::Group("g-ops".into()))], ..snap };
+        db.apply_snapshot("aws", &fewer, 2).await.unwrap();
+        assert_eq!(db.held_through_groups(alice.id).await.unwrap(), [held("Ops")]);
+    }
 
     /// The file's access document is recorded when it says something new, and only then, so an API version
     /// survives restarts with the same file; an API change is refused when it started from an older version; every

@@ -298,6 +298,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::logout))
         .routes(routes!(entitlements))
         .routes(routes!(entitlement))
+        .routes(routes!(holders))
         .routes(routes!(create_task, search_tasks))
         .routes(routes!(get_task))
         .routes(routes!(approve_task))
@@ -474,6 +475,43 @@ async fn entitlement(
     ApiQuery(q): ApiQuery<EntitlementQuery>,
 ) -> Result<Json<cone_api::Entitlement>, ApiFailure> {
     Ok(Json(app::entitlement_for(&s, &u, &q.app_id, &q.entitlement_id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HoldersQuery {
+    /// The app (`aws`).
+    app_id: String,
+    /// The entitlement: `<account id>|<permission set ARN>` for AWS.
+    entitlement_id: String,
+    /// `next_page_token` of the previous page; absent for the first.
+    #[serde(default)]
+    page_token: Option<String>,
+    /// Holders per page: 100 when absent, at least 1 and at most 1000.
+    #[serde(default)]
+    page_size: Option<i64>,
+}
+
+/// Who holds an entitlement and from where: an active grant (its task and end) or an Identity Center group
+/// assignment (the group). Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/entitlement/holders",
+    tag = "entitlements",
+    params(HoldersQuery),
+    responses(
+        (status = 200, description = "One page, by user name", body = cone_api::HolderPage),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Internal
+    )
+)]
+async fn holders(
+    State(s): State<AppState>,
+    _: auth::Admin,
+    ApiQuery(q): ApiQuery<HoldersQuery>,
+) -> Result<Json<cone_api::HolderPage>, ApiFailure> {
+    let offset = page_offset(q.page_token.as_deref())?;
+    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(app::holders(&s, &q.app_id, &q.entitlement_id, offset, size).await?))
 }
 
 /// Requests access (or, on an entitlement the caller holds, more time). The task says whether the policy granted

@@ -52,6 +52,10 @@ async fn every_endpoint_for_every_role() {
         "/api/v1/entitlement?app_id=aws&entitlement_id={}",
         entitlement("Staging", "AdministratorAccess").replace('|', "%7C")
     );
+    let holders = format!(
+        "/api/v1/entitlement/holders?app_id=aws&entitlement_id={}",
+        entitlement("Staging", "AdministratorAccess").replace('|', "%7C")
+    );
     let comment = Some(json!({ "comment": "a note" }));
     // API tokens to revoke: one of alice's own, and a service account's.
     let create = async |path: &str, who: usize, body: Value| {
@@ -88,6 +92,7 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/me".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/entitlements".into(), None, [401, 200, 200, 200]),
         (Method::GET, one, None, [401, 200, 200, 200]),
+        (Method::GET, holders, None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/tasks?scope=mine".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/tasks?scope=approvable".into(), None, [401, 200, 200, 200]),
         (Method::GET, approve.clone(), None, [401, 200, 200, 200]),

@@ -45,14 +45,18 @@ pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, W
                                     th scope="row" { (e.display_name) }
                                     td { (duration(e.max_duration_secs)) }
                                     td {
-                                        @match e.granted_until {
-                                            Some(t) => { span.state.granted { "granted until " (when(t)) } }
-                                            None => { "none" }
+                                        @match (e.granted_until, e.held_through_groups.is_empty()) {
+                                            (_, false) => { span.state.granted { "through " (app::group_names(&e.held_through_groups)) } }
+                                            (Some(t), true) => { span.state.granted { "granted until " (when(t)) } }
+                                            (None, true) => { "none" }
                                         }
                                     }
                                     td {
-                                        @let verb = if e.granted_until.is_some() { "Extend" } else { "Request" };
-                                        a.button href=(request_link(e)) aria-label=(format!("{verb} {} on {}", e.display_name, e.resource_name)) { (verb) }
+                                        // A request for access held through a group is refused: there is nothing to ask for.
+                                        @if e.held_through_groups.is_empty() {
+                                            @let verb = if e.granted_until.is_some() { "Extend" } else { "Request" };
+                                            a.button href=(request_link(e)) aria-label=(format!("{verb} {} on {}", e.display_name, e.resource_name)) { (verb) }
+                                        }
                                     }
                                 }
                             }
@@ -324,8 +328,9 @@ pub struct Done {
 }
 
 pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Result<Response, WebError> {
-    let held: Vec<Entitlement> =
-        app::entitlements_for(&s, &v.user).await?.into_iter().filter(|e| e.granted_until.is_some()).collect();
+    let entitlements = app::entitlements_for(&s, &v.user).await?;
+    let held: Vec<&Entitlement> = entitlements.iter().filter(|e| e.granted_until.is_some()).collect();
+    let through_groups: Vec<&Entitlement> = entitlements.iter().filter(|e| !e.held_through_groups.is_empty()).collect();
     let tasks = app::search_tasks(&s, &v.user, "mine", Some("all"), 0, 50).await?.tasks;
     let content = html! {
         @if let Some(id) = done.submitted {
@@ -343,6 +348,20 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                 table {
                     thead { tr { th scope="col" { "Access" } th scope="col" { "Until" } th scope="col" { "Extend" } th scope="col" { "Release" } } }
                     tbody { @for (i, e) in held.iter().enumerate() { (grant_row(&v, e, i)) } }
+                }
+            }
+        }
+        @if !through_groups.is_empty() {
+            section aria-labelledby="groups" {
+                h2 #groups { "Access through your groups" }
+                p { "Identity Center assigns these to groups you are in; they have no end here and are managed in IAM Identity Center, not through Cone." }
+                table {
+                    thead { tr { th scope="col" { "Access" } th scope="col" { "Through" } } }
+                    tbody {
+                        @for e in &through_groups {
+                            tr { th scope="row" { (e.display_name) " on " (e.resource_name) } td { (app::group_names(&e.held_through_groups)) } }
+                        }
+                    }
                 }
             }
         }

@@ -237,7 +237,12 @@ const DBA: &str = r#"policies:
 
 /// Production's DatabaseAdministrator, with alice, bob and carol linked to Identity Center users; returns its id.
 async fn catalog(s: &AppState) -> String {
-    let snap = cone_aws::Snapshot {
+    s.db.apply_snapshot("aws", &snapshot(), 1).await.unwrap();
+    s.db.entitlements().await.unwrap().remove(0).id
+}
+
+fn snapshot() -> cone_aws::Snapshot {
+    cone_aws::Snapshot {
         instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
         identity_store_id: "d-1".into(),
         accounts: vec![cone_aws::Account {
@@ -264,9 +269,32 @@ async fn catalog(s: &AppState) -> String {
         groups: vec![],
         memberships: vec![],
         assignments: vec![],
+    }
+}
+
+#[tokio::test]
+async fn access_through_a_group_is_listed_read_only_and_not_requested() {
+    let (s, _keep) = state(DBA).await;
+    let through_group = cone_aws::Snapshot {
+        groups: vec![cone_aws::Group { id: "g-dba".into(), display_name: "dbas".into() }],
+        memberships: vec![("g-dba".into(), "idc-alice".into())],
+        assignments: vec![cone_aws::AssignmentRecord {
+            account_id: "111111111111".into(),
+            permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+            principal: cone_aws::Principal::Group("g-dba".into()),
+        }],
+        ..snapshot()
     };
-    s.db.apply_snapshot("aws", &snap, 1).await.unwrap();
-    s.db.entitlements().await.unwrap().remove(0).id
+    s.db.apply_snapshot("aws", &through_group, 1).await.unwrap();
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+
+    let mine = alice.get("/console/requests").await;
+    assert!(mine.body.contains("Access through your groups"), "{}", mine.body);
+    assert!(mine.body.contains("DatabaseAdministrator on Production</th><td>group &quot;dbas&quot;"), "{}", mine.body);
+    let list = alice.get("/console").await;
+    assert!(list.body.contains("through group &quot;dbas&quot;"), "{}", list.body);
+    assert!(!list.body.contains("aria-label=\"Request DatabaseAdministrator"), "no request link: {}", list.body);
 }
 
 #[tokio::test]
