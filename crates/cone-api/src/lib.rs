@@ -116,6 +116,9 @@ pub struct Entitlement {
     /// group, managed in Identity Center, without an end); empty if none.
     #[serde(default)]
     pub held_through_groups: Vec<String>,
+    /// Its policy has emergency (break-glass) steps: `emergency: true` on a request follows them.
+    #[serde(default)]
+    pub emergency_access: bool,
 }
 
 /// Where a holder's access comes from: a grant Cone gave, or an account assignment to one of their groups.

@@ -65,6 +65,7 @@ fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement
         form: policy.form.clone(),
         granted_until: held.granted_until(&row.app_id, &row.id).map(time),
         held_through_groups: held.groups(&row.app_id, &row.id),
+        emergency_access: policy.emergency_steps.is_some(),
     }
 }
 
@@ -318,11 +319,14 @@ fn emergency_branches<'a>(policy: &'a Policy, justification: &str) -> Result<&'a
         )
     })?;
     if justification.trim().is_empty() {
-        return Err(ApiFailure::new(
-            StatusCode::BAD_REQUEST,
-            codes::INVALID_REQUEST,
-            "Emergency access needs a justification; say why with --justification.",
-        ));
+        let message =
+            "Emergency access needs a justification; say why you need it (on the command line, with --justification).";
+        let ApiFailure(status, error) = ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, message);
+        let field = cone_api::FieldError {
+            field: "justification".into(),
+            message: "Emergency access needs a justification.".into(),
+        };
+        return Err(ApiFailure(status, cone_api::ApiError { fields: vec![field], ..error }));
     }
     Ok(branches)
 }

@@ -125,6 +125,17 @@ pub struct PageQuery {
 }
 
 pub async fn page(db: &Db, q: PageQuery) -> Result<AuditPage, ApiFailure> {
+    let filter = filter_of(&q)?;
+    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
+    let mut rows = db.audit_entries(&filter, size + 1).await?;
+    let more = rows.len() as i64 > size;
+    rows.truncate(size as usize);
+    let next_page_token = more.then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    Ok(AuditPage { entries: rows.into_iter().map(entry).collect(), next_page_token })
+}
+
+/// The entries a query selects, from its page token on.
+pub fn filter_of(q: &PageQuery) -> Result<AuditFilter, ApiFailure> {
     let invalid = |message: String| ApiFailure::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, message);
     let time = |text: &Option<String>, what| -> Result<Option<i64>, ApiFailure> {
         text.as_deref()
@@ -141,14 +152,27 @@ pub async fn page(db: &Db, q: PageQuery) -> Result<AuditPage, ApiFailure> {
             .filter(|n: &i64| *n >= 0)
             .ok_or_else(|| invalid("Invalid page_token; start again without one.".into()))?,
     };
-    let action = q.action.filter(|a| !a.is_empty());
-    let filter = AuditFilter { after_id, since: time(&q.since, "since")?, until: time(&q.until, "until")?, action };
-    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
-    let mut rows = db.audit_entries(&filter, size + 1).await?;
-    let more = rows.len() as i64 > size;
-    rows.truncate(size as usize);
-    let next_page_token = more.then(|| rows.last().map(|r| r.id.to_string())).flatten();
-    Ok(AuditPage { entries: rows.into_iter().map(entry).collect(), next_page_token })
+    let action = q.action.clone().filter(|a| !a.is_empty());
+    Ok(AuditFilter { after_id, since: time(&q.since, "since")?, until: time(&q.until, "until")?, action })
+}
+
+/// The entries `filter` selects as JSON Lines (the objects of `export`), read a batch at a time as the answer is
+/// sent: the console's download, which may be larger than memory.
+pub fn stream(db: Db, filter: AuditFilter) -> impl futures_util::Stream<Item = Result<Vec<u8>>> {
+    futures_util::stream::try_unfold(filter, move |mut filter| {
+        let db = db.clone();
+        async move {
+            let rows = db.audit_entries(&filter, AUDIT_BATCH).await?;
+            let Some(last) = rows.last() else { return Ok(None) };
+            filter.after_id = last.id;
+            let mut out = Vec::new();
+            for row in rows {
+                serde_json::to_writer(&mut out, &entry(row))?;
+                out.push(b'\n');
+            }
+            Ok(Some((out, filter)))
+        }
+    })
 }
 
 /// Fails when `since` is not before `until`.

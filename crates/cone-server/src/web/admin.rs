@@ -1,8 +1,9 @@
 //! Administrators' read-only pages: the audit log with filters, the drift report, how the connector's syncs with
 //! AWS stand, and the access-key inventory.
 
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
@@ -37,6 +38,7 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<PageQue
         q.until.clone().unwrap_or_default(),
         q.action.clone().unwrap_or_default(),
     );
+    let download = link("/console/audit/export", &[("since", &since), ("until", &until), ("action", &action)]);
     let page_of = crate::audit::page(&s.db, PageQuery { page_size: Some(100), ..q }).await?;
     let next = page_of.next_page_token.as_deref().map(|token| {
         link("/console/audit", &[("since", &since), ("until", &until), ("action", &action), ("page_token", token)])
@@ -49,6 +51,7 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<PageQue
             div.field { label for="until" { "Until" } input #until name="until" value=(until) placeholder="2025-02-01T00:00:00Z"; }
             button type="submit" { "Filter" }
         }
+        p { a href=(download) download="cone-audit.jsonl" { "Download the matching entries as JSON Lines" } }
         @if page_of.entries.is_empty() { p { "No entries match." } } @else {
             table {
                 thead { tr { th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Subject" } th scope="col" { "Detail" } } }
@@ -62,6 +65,22 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<PageQue
         @if let Some(href) = next { p { a href=(href) { "Next page" } } }
     };
     Ok(page("Audit log", &v, Nav::Audit, content).into_response())
+}
+
+/// The entries the audit page's filters select, all of them, as a JSON Lines file (the objects of
+/// `cone-server export-audit`, which also checks the chain).
+pub async fn audit_export(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, WebError> {
+    admins_only(&v)?;
+    let filter = crate::audit::filter_of(&PageQuery { page_token: None, ..q })?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson"),
+        (header::CONTENT_DISPOSITION, "attachment; filename=\"cone-audit.jsonl\""),
+    ];
+    Ok((headers, Body::from_stream(crate::audit::stream(s.db.clone(), filter))).into_response())
 }
 
 pub async fn drift(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {

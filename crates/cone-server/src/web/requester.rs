@@ -91,6 +91,7 @@ pub struct EntitlementQuery {
 struct Filled {
     duration: String,
     justification: String,
+    emergency: bool,
     values: HashMap<String, String>,
     errors: HashMap<String, String>,
     /// A problem with the request as a whole.
@@ -134,6 +135,16 @@ fn request_form(v: &Viewer, e: &Entitlement, f: &Filled, status: StatusCode) -> 
                 fieldset {
                     legend { "Request form" }
                     @for field in &e.form { (form_field(f, field)) }
+                }
+            }
+            @if !extend && e.emergency_access {
+                fieldset {
+                    legend { "Emergency" }
+                    label.check {
+                        input type="checkbox" name="emergency" value="on" checked[f.emergency] aria-describedby="emergency-hint";
+                        " Break glass: follow the emergency policy"
+                    }
+                    p.hint #emergency-hint { "Only for an incident: it needs a justification, and every use is audited and reviewed." }
                 }
             }
             button type="submit" { @if extend { "Request more time" } @else { "Submit request" } }
@@ -269,6 +280,7 @@ pub async fn submit(State(s): State<AppState>, posted: Posted) -> Result<Respons
     let mut filled = Filled {
         duration: posted.get("duration").to_string(),
         justification: posted.get("justification").to_string(),
+        emergency: posted.get("emergency") == "on",
         values: posted.prefixed(FORM_PREFIX).map(|(n, v)| (n.to_string(), v.to_string())).collect(),
         ..Filled::default()
     };
@@ -294,7 +306,7 @@ pub async fn submit(State(s): State<AppState>, posted: Posted) -> Result<Respons
         justification: filled.justification.clone(),
         duration_secs,
         form_data: data,
-        emergency: false,
+        emergency: !extend && filled.emergency,
     };
     match app::create_task(&s, &v.user, request).await {
         Ok(task) => Ok(Redirect::to(&format!("/console/requests?submitted={}", task.id)).into_response()),
@@ -317,8 +329,16 @@ pub async fn submit(State(s): State<AppState>, posted: Posted) -> Result<Respons
     }
 }
 
+/// Moves one's own undecided request to its policy's emergency steps (break-glass).
+pub async fn escalate(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {
+    let task = app::escalate(&s, &posted.viewer.user, id).await?;
+    Ok(Redirect::to(&format!("/console/requests?escalated={}", task.id)).into_response())
+}
+
 #[derive(Deserialize)]
 pub struct Done {
+    #[serde(default)]
+    escalated: Option<i64>,
     #[serde(default)]
     submitted: Option<i64>,
     #[serde(default)]
@@ -331,6 +351,9 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
     let entitlements = app::entitlements_for(&s, &v.user).await?;
     let held: Vec<&Entitlement> = entitlements.iter().filter(|e| e.granted_until.is_some()).collect();
     let through_groups: Vec<&Entitlement> = entitlements.iter().filter(|e| !e.held_through_groups.is_empty()).collect();
+    // Requests for these may be escalated to their policy's emergency steps.
+    let breakable: std::collections::HashSet<(&str, &str)> =
+        entitlements.iter().filter(|e| e.emergency_access).map(|e| (e.app_id.as_str(), e.id.as_str())).collect();
     let tasks = app::search_tasks(&s, &v.user, "mine", Some("all"), 0, 50).await?.tasks;
     let content = html! {
         @if let Some(id) = done.submitted {
@@ -340,6 +363,9 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
             p.notice role="status" { @if n == 0 { "There was nothing to release." } @else { "Access released; Cone is removing it from AWS." } }
         }
         @if let Some(id) = done.withdrawn { p.notice role="status" { "Request " (id) " withdrawn." } }
+        @if let Some(id) = done.escalated {
+            p.notice role="status" { "Request " (id) " follows the emergency policy now. " (submitted_state(&tasks, id)) }
+        }
         section aria-labelledby="grants" {
             h2 #grants { "Active access" }
             @if held.is_empty() {
@@ -387,6 +413,12 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                                         form.inline method="post" action=(format!("/console/tasks/{}/withdraw", t.id)) {
                                             (v.token_field())
                                             button.danger type="submit" aria-label=(format!("Withdraw request {}", t.id)) { "Withdraw" }
+                                        }
+                                        @if !t.emergency && breakable.contains(&(t.app_id.as_str(), t.entitlement_id.as_str())) {
+                                            form.inline method="post" action=(format!("/console/tasks/{}/escalate", t.id)) {
+                                                (v.token_field())
+                                                button.danger type="submit" aria-label=(format!("Escalate request {} to emergency access", t.id)) { "Escalate" }
+                                            }
                                         }
                                     }
                                 }

@@ -758,3 +758,75 @@ policies:
     let stale = carol.post("/console/apps", &pairs(&form("2", "", "on"))).await;
     assert_eq!(stale.status, StatusCode::CONFLICT, "the form started from version 2: {}", stale.body);
 }
+
+/// The audit page's filters also select what its download holds: every matching entry, one JSON object a line.
+#[tokio::test]
+async fn administrators_download_the_filtered_audit_log_as_json_lines() {
+    let (s, _keep) = state("admins: { users: [carol] }\n").await;
+    s.db.set_password("carol", &hash_password("pw").unwrap()).await.unwrap();
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+    assert_eq!(alice.get("/console/audit/export").await.status, StatusCode::FORBIDDEN);
+    let mut carol = Browser::new(&s);
+    carol.sign_in("carol").await;
+
+    let page = carol.get("/console/audit?action=login").await;
+    assert!(page.body.contains(r#"href="/console/audit/export?since=&amp;until=&amp;action=login""#), "{}", page.body);
+    let download = carol.get("/console/audit/export?since=&until=&action=login").await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.headers[header::CONTENT_TYPE], "application/x-ndjson");
+    assert!(download.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment;"));
+    let lines: Vec<serde_json::Value> = download.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "alice's and carol's sign-ins: {}", download.body);
+    assert!(lines.iter().all(|e| e["action"] == "login" && e["hash"].is_string()), "{}", download.body);
+    let bad = carol.get("/console/audit/export?since=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+/// Break-glass in the console: the form offers it only where the policy has emergency steps, a justification is
+/// required, and a pending request can be escalated from the requests page.
+#[tokio::test]
+async fn requesters_break_glass_or_escalate_where_the_policy_allows() {
+    let policy = "policies:\n  - name: dba\n    match: { permission_set: DatabaseAdministrator }\n    max_duration: 1h\n    steps: [{ approval: { users: [bob] } }]\n    emergency_steps: [accept]\n";
+    let (s, _keep) = state(policy).await;
+    let id = catalog(&s).await;
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+    let form_page = alice.get(&super::link("/console/request", &[("app_id", "aws"), ("entitlement_id", &id)])).await;
+    assert!(form_page.body.contains("Break glass: follow the emergency policy"), "{}", form_page.body);
+    let token = form_page.token();
+    let ask = |justification: &'static str, emergency: &'static str| {
+        [
+            ("csrf", token.clone()),
+            ("app_id", "aws".to_string()),
+            ("entitlement_id", id.clone()),
+            ("duration", "30m".to_string()),
+            ("justification", justification.to_string()),
+            ("emergency", emergency.to_string()),
+        ]
+    };
+    let unjustified = alice.post("/console/request", &pairs(&ask("", "on"))).await;
+    assert_eq!(unjustified.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unjustified.body.contains("Justification</a>: Emergency access needs a justification."),
+        "{}",
+        unjustified.body
+    );
+    assert!(unjustified.body.contains(r#"name="emergency" value="on" checked"#), "the box stays ticked");
+
+    let filed = alice.post("/console/request", &pairs(&ask("database down, INC-7", "on"))).await;
+    assert_eq!(filed.status, StatusCode::SEE_OTHER, "{}", filed.body);
+    let task = s.db.task(1).await.unwrap().unwrap();
+    assert_eq!((task.emergency, task.state.as_str()), (1, "provisioning"), "accepted at once by the emergency steps");
+
+    // A normal request waits for bob; alice escalates it, and the emergency steps accept it.
+    crate::app::drop_access(&s, &s.db.user_by_name("alice").await.unwrap().unwrap(), "aws", &id).await.unwrap();
+    let normal = alice.post("/console/request", &pairs(&ask("routine", ""))).await;
+    let mine = alice.get(normal.location()).await;
+    assert!(mine.body.contains("Escalate request 2 to emergency access"), "{}", mine.body);
+    let escalated = alice.post("/console/tasks/2/escalate", &[("csrf", &mine.token())]).await;
+    assert_eq!(escalated.location(), "/console/requests?escalated=2");
+    assert_eq!(s.db.task(2).await.unwrap().unwrap().emergency, 1);
+    let after = alice.get(escalated.location()).await;
+    assert!(after.body.contains("Request 2 follows the emergency policy now."), "{}", after.body);
+}
