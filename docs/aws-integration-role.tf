@@ -70,6 +70,7 @@ resource "aws_iam_role_policy" "cone_integration" {
           "identitystore:ListUsers",
           "sso:DescribePermissionSet",
           "sso:ListAccountAssignments",
+          "sso:ListAccountAssignmentsForPrincipal",
           "sso:ListAccountsForProvisionedPermissionSet",
           "sso:ListInstances",
           "sso:ListPermissionSets",
@@ -86,7 +87,6 @@ resource "aws_iam_role_policy" "cone_integration" {
           "sso:DeleteAccountAssignment",
           "sso:DescribeAccountAssignmentCreationStatus",
           "sso:DescribeAccountAssignmentDeletionStatus",
-          "sso:ListAccountAssignmentsForPrincipal",
         ]
         Resource = "*"
       },

@@ -34,6 +34,12 @@ const LIST_USERS: Op = Op::identitystore("ListUsers");
 const LIST_GROUPS: Op = Op::identitystore("ListGroups");
 const LIST_GROUP_MEMBERSHIPS: Op = Op::identitystore("ListGroupMemberships");
 
+/// The largest page AWS documents for the list calls the connector makes (MaxResults), and for Organizations'
+/// ListAccounts. Asking for it keeps the number of pages, and so of calls, at its least; left out, AWS picks a
+/// page size of its own.
+const PAGE: i32 = 100;
+const ACCOUNTS_PAGE: i32 = 20;
+
 /// Calls in flight at once during `sync`. The rate limiter sets the pace; a few calls in flight keep it
 /// from being bound by round-trip latency.
 const CONCURRENCY: usize = 4;
@@ -121,7 +127,7 @@ impl Connector {
         let per_set = self.accounts_per_permission_set(&instance_arn, &permission_sets).await?;
         let accounts = listed_accounts.unwrap_or_else(|| accounts_seen(&per_set));
         let provisioned = self.provisioned(&instance_arn, &accounts, &permission_sets, per_set).await?;
-        let assignments = self.assignments(&instance_arn, &provisioned).await?;
+        let assignments = self.assignments(&instance_arn, &provisioned, &users, &groups).await?;
         Ok(Snapshot {
             instance_arn,
             identity_store_id,
@@ -201,7 +207,7 @@ impl Connector {
             &self.limits,
             &self.timing,
             LIST_INSTANCES,
-            |token| self.sso.list_instances().set_next_token(token).send(),
+            |token| self.sso.list_instances().max_results(PAGE).set_next_token(token).send(),
             |out| (out.instances.unwrap_or_default(), out.next_token),
         )
         .await?;
@@ -221,7 +227,7 @@ impl Connector {
             &self.limits,
             &self.timing,
             LIST_ACCOUNTS,
-            |token| self.org.list_accounts().set_next_token(token).send(),
+            |token| self.org.list_accounts().max_results(ACCOUNTS_PAGE).set_next_token(token).send(),
             |out| (out.accounts.unwrap_or_default(), out.next_token),
         )
         .await?;
@@ -252,7 +258,14 @@ impl Connector {
             &self.limits,
             &self.timing,
             LIST_PERMISSION_SETS,
-            |token| self.sso.list_permission_sets().instance_arn(instance_arn).set_next_token(token).send(),
+            |token| {
+                self.sso
+                    .list_permission_sets()
+                    .instance_arn(instance_arn)
+                    .max_results(PAGE)
+                    .set_next_token(token)
+                    .send()
+            },
             |out| (out.permission_sets.unwrap_or_default(), out.next_token),
         )
         .await?;
@@ -290,7 +303,14 @@ impl Connector {
             &self.limits,
             &self.timing,
             LIST_USERS,
-            |token| self.ids.list_users().identity_store_id(identity_store_id).set_next_token(token).send(),
+            |token| {
+                self.ids
+                    .list_users()
+                    .identity_store_id(identity_store_id)
+                    .max_results(PAGE)
+                    .set_next_token(token)
+                    .send()
+            },
             |out| (out.users, out.next_token),
         )
         .await?;
@@ -322,7 +342,14 @@ impl Connector {
             &self.limits,
             &self.timing,
             LIST_GROUPS,
-            |token| self.ids.list_groups().identity_store_id(identity_store_id).set_next_token(token).send(),
+            |token| {
+                self.ids
+                    .list_groups()
+                    .identity_store_id(identity_store_id)
+                    .max_results(PAGE)
+                    .set_next_token(token)
+                    .send()
+            },
             |out| (out.groups, out.next_token),
         )
         .await?;
@@ -352,6 +379,7 @@ impl Connector {
                         .list_group_memberships()
                         .identity_store_id(identity_store_id)
                         .group_id(&group.id)
+                        .max_results(PAGE)
                         .set_next_token(token)
                         .send()
                 },
@@ -451,6 +479,7 @@ impl Connector {
                     .list_accounts_for_provisioned_permission_set()
                     .instance_arn(instance_arn)
                     .permission_set_arn(permission_set_arn)
+                    .max_results(PAGE)
                     .set_next_token(token)
                     .send()
             },
@@ -473,6 +502,7 @@ impl Connector {
                     .list_permission_sets_provisioned_to_account()
                     .instance_arn(instance_arn)
                     .account_id(account_id)
+                    .max_results(PAGE)
                     .set_next_token(token)
                     .send()
             },
@@ -481,7 +511,83 @@ impl Connector {
         .await
     }
 
+    /// Every assignment of the `provisioned` (account, permission set) pairs, read whichever way takes fewer calls:
+    /// one ListAccountAssignments (a page or more) per pair, or one ListAccountAssignmentsForPrincipal per user and
+    /// group. 200 accounts × 20 permission sets are 4,000 pairs, where 2,000 users and 50 groups are 2,050
+    /// principals. Read by principal, assignments to principals the identity store no longer holds are not seen;
+    /// Cone cannot grant to those anyway.
     async fn assignments(
+        &self,
+        instance_arn: &str,
+        provisioned: &[(String, String)],
+        users: &[User],
+        groups: &[Group],
+    ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
+        if users.len() + groups.len() >= provisioned.len() {
+            return self.assignments_by_pair(instance_arn, provisioned).await;
+        }
+        let pairs: HashSet<(&str, &str)> = provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
+        let principals = users
+            .iter()
+            .map(|u| Principal::User(u.id.clone()))
+            .chain(groups.iter().map(|g| Principal::Group(g.id.clone())));
+        let per_principal = bounded(principals, |principal| {
+            let pairs = &pairs;
+            async move {
+                let held = self.assignments_of(instance_arn, &principal).await?;
+                Ok(held
+                    .into_iter()
+                    .filter(|(a, p)| pairs.contains(&(a.as_str(), p.as_str())))
+                    .map(|(account_id, permission_set_arn)| AssignmentRecord {
+                        account_id,
+                        permission_set_arn,
+                        principal: principal.clone(),
+                    })
+                    .collect::<Vec<_>>())
+            }
+        })
+        .await?;
+        Ok(sorted_unique(per_principal))
+    }
+
+    /// `(account id, permission set arn)` of every assignment made to `principal` itself (ListAccountAssignmentsForPrincipal,
+    /// all pages). A user's listing may also show what it holds through its groups, under the group's id; those
+    /// rows are left to the group's own listing.
+    async fn assignments_of(
+        &self,
+        instance_arn: &str,
+        principal: &Principal,
+    ) -> Result<Vec<(String, String)>, ConnectorError> {
+        let (principal_type, principal_id) = principal_parts(principal);
+        list_all(
+            &self.limits,
+            &self.timing,
+            LIST_ASSIGNMENTS_FOR_PRINCIPAL,
+            |token| {
+                self.sso
+                    .list_account_assignments_for_principal()
+                    .instance_arn(instance_arn)
+                    .principal_type(principal_type.clone())
+                    .principal_id(principal_id)
+                    .max_results(PAGE)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| {
+                let held = out
+                    .account_assignments
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|x| x.principal_type() == Some(&principal_type) && x.principal_id() == Some(principal_id))
+                    .filter_map(|x| Some((x.account_id?, x.permission_set_arn?)))
+                    .collect();
+                (held, out.next_token)
+            },
+        )
+        .await
+    }
+
+    async fn assignments_by_pair(
         &self,
         instance_arn: &str,
         provisioned: &[(String, String)],
@@ -518,6 +624,7 @@ impl Connector {
                     .instance_arn(instance_arn)
                     .account_id(account_id)
                     .permission_set_arn(permission_set_arn)
+                    .max_results(PAGE)
                     .set_next_token(token)
                     .send()
             },
@@ -566,6 +673,7 @@ impl Connector {
                     .principal_type(principal_type.clone())
                     .principal_id(principal_id)
                     .filter(filter.clone())
+                    .max_results(PAGE)
                     .set_next_token(token)
                     .send()
             },

@@ -63,6 +63,9 @@ enum Command {
         /// The file to write; replaced if it exists.
         #[arg(long, value_name = "FILE.sqlite")]
         out: PathBuf,
+        /// Also print, on stdout, the AWS calls made by IAM action (each page and retry counted) as one JSON object.
+        #[arg(long)]
+        stats: bool,
         #[command(flatten)]
         aws: AwsSettings,
     },
@@ -223,7 +226,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let policy = trust_policy(&principal, external_id.as_deref()).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&policy)?);
         }
-        Command::Sync { out, aws } => sync(&out, &aws).await?,
+        Command::Sync { out, stats, aws } => sync(&out, stats, &aws).await?,
         Command::List { file, table } => {
             let table = table.table();
             let rows = SyncFile::open(&file).await?.rows(table).await?;
@@ -323,7 +326,7 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     }
 }
 
-async fn sync(out: &Path, aws: &AwsSettings) -> Result<()> {
+async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
     let connector = aws.connect().await.context("cannot connect to AWS")?;
     let synced_at = chrono::Utc::now();
     let features = Features { iam: aws.sync_iam, secrets: aws.sync_secrets, ..Features::default() };
@@ -339,8 +342,12 @@ async fn sync(out: &Path, aws: &AwsSettings) -> Result<()> {
     };
     let counts = store::write(out, &snapshot, &iam, &info).await?;
     let summary: Vec<String> = counts.iter().map(|(table, n)| format!("{n} {table}")).collect();
-    let calls: u64 = connector.calls().values().sum();
-    eprintln!("wrote {}: {}; {calls} AWS calls", out.display(), summary.join(", "));
+    let calls = connector.calls();
+    let total: u64 = calls.values().sum();
+    eprintln!("wrote {}: {}; {total} AWS calls", out.display(), summary.join(", "));
+    if stats {
+        println!("{}", serde_json::json!({ "calls": calls }));
+    }
     Ok(())
 }
 

@@ -36,6 +36,7 @@ const SYNC: Statement = Statement {
         "identitystore:ListUsers",
         "sso:DescribePermissionSet",
         "sso:ListAccountAssignments",
+        "sso:ListAccountAssignmentsForPrincipal",
         "sso:ListAccountsForProvisionedPermissionSet",
         "sso:ListInstances",
         "sso:ListPermissionSets",
@@ -44,8 +45,8 @@ const SYNC: Statement = Statement {
     resource: "*",
 };
 
-/// `Connector::assign` and `unassign`: the writes, the status polls, and the look at the principal's
-/// assignments that makes them idempotent.
+/// `Connector::assign` and `unassign`: the writes and the status polls. The look at the principal's assignments
+/// that makes them idempotent (ListAccountAssignmentsForPrincipal) is a sync read too, so [`SYNC`] has it.
 const PROVISION: Statement = Statement {
     sid: "ConeProvisionAccountAssignments",
     actions: &[
@@ -53,7 +54,6 @@ const PROVISION: Statement = Statement {
         "sso:DeleteAccountAssignment",
         "sso:DescribeAccountAssignmentCreationStatus",
         "sso:DescribeAccountAssignmentDeletionStatus",
-        "sso:ListAccountAssignmentsForPrincipal",
     ],
     resource: "*",
 };
@@ -269,6 +269,7 @@ mod tests {
         "identitystore:ListUsers",
         "sso:DescribePermissionSet",
         "sso:ListAccountAssignments",
+        "sso:ListAccountAssignmentsForPrincipal",
         "sso:ListAccountsForProvisionedPermissionSet",
         "sso:ListInstances",
         "sso:ListPermissionSets",

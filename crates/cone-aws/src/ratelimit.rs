@@ -1,7 +1,7 @@
 //! Client-side rate limits, one token bucket per AWS API family, shared by every call the connector makes.
 //!
 //! AWS throttles per account and API family, and the connector fans out (one ListAccountAssignments per
-//! account × permission set). Pacing the calls keeps a large sync under the quota instead of bouncing off
+//! account × permission set, or one ListAccountAssignmentsForPrincipal per user and group). Pacing the calls keeps a large sync under the quota instead of bouncing off
 //! it and burning retries; it also leaves headroom for other tools using the same account.
 //!
 //! The buckets are governor's GCRA limiters. governor's own waiting (`until_ready`) sleeps on futures-timer

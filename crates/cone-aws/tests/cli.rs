@@ -240,7 +240,12 @@ async fn sync_without_organizations_knows_accounts_from_identity_center_only() -
     let org = seed_sandbox(&moto.endpoint).await?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("no-orgs.sqlite");
-    ok(cone_aws(Some(&moto), &["sync", "--out", path(&file), "--global-aws-orgs-enabled", "false"])?);
+    let out =
+        ok(cone_aws(Some(&moto), &["sync", "--out", path(&file), "--global-aws-orgs-enabled", "false", "--stats"])?);
+    // --stats: the calls by action, as JSON on stdout; Organizations was not asked.
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(stats["calls"]["sso:ListInstances"], 1, "{stats}");
+    assert!(stats["calls"].get("organizations:ListAccounts").is_none(), "{stats}");
     // moto 5.2.1 answers ListAccountsForProvisionedPermissionSet with the caller's own account only.
     let accounts = stdout(&ok(cone_aws(None, &["list", path(&file)])?));
     let id = &org.management_account_id;

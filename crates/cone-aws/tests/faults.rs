@@ -98,7 +98,7 @@ async fn sync_through_throttling_5xx_and_conflicts_on_every_family_equals_the_fa
         ("sso:DescribePermissionSet", 2, Failure::Server(503)),
         ("sso:ListAccountsForProvisionedPermissionSet", 1, Failure::Throttling),
         ("sso:ListPermissionSetsProvisionedToAccount", 1, Failure::Server(500)),
-        ("sso:ListAccountAssignments", 2, Failure::Throttling),
+        ("sso:ListAccountAssignmentsForPrincipal", 2, Failure::Throttling),
         ("identitystore:ListUsers", 2, Failure::Throttling),
         ("identitystore:ListGroups", 1, Failure::Server(503)),
         ("identitystore:ListGroupMemberships", 1, Failure::Server(500)),

@@ -166,6 +166,49 @@ async fn unreachable_endpoint_is_retried_then_a_retryable_transport_error() -> R
     Ok(())
 }
 
+/// The assignments are read by principal while there are fewer users and groups than (account, permission set)
+/// pairs, as seeded (4 principals, 4 accounts × 3 permission sets), and by pair once users outnumber the pairs;
+/// either way the same records, for one call per principal or per pair.
+#[tokio::test]
+async fn assignments_read_by_principal_or_by_pair_are_the_same() -> Result<()> {
+    let moto = Moto::start()?;
+    let org = seed_sandbox(&moto.endpoint).await?;
+    let sdk = moto_sdk_config(&moto.endpoint);
+    let alice = Principal::User(id(&org.users, "alice").to_string());
+    let approvers = Principal::Group(org.approvers_group_id.clone());
+    let assigned = [
+        assignment(&org, "Staging", "ReadOnlyAccess", alice),
+        assignment(&org, "Production", "AdministratorAccess", approvers),
+    ];
+    for a in &assigned {
+        Connector::new(&sdk).assign(a).await?;
+    }
+    let mut expected: Vec<AssignmentRecord> = assigned.iter().map(record_of).collect();
+    expected.sort();
+    let calls = |c: &Connector, action: &str| c.calls().get(action).copied().unwrap_or(0);
+
+    let by_principal = Connector::new(&sdk);
+    assert_eq!(sync(&by_principal).await?.assignments, expected);
+    assert_eq!(calls(&by_principal, "sso:ListAccountAssignmentsForPrincipal"), 4);
+    assert_eq!(calls(&by_principal, "sso:ListAccountAssignments"), 0);
+
+    let ids = aws_sdk_identitystore::Client::new(&sdk);
+    for i in 0..10 {
+        ids.create_user()
+            .identity_store_id(&org.identity_store_id)
+            .user_name(format!("extra{i}"))
+            .display_name(format!("Extra {i}"))
+            .name(aws_sdk_identitystore::types::Name::builder().given_name("Extra").family_name(i.to_string()).build())
+            .send()
+            .await?;
+    }
+    let by_pair = Connector::new(&sdk);
+    assert_eq!(sync(&by_pair).await?.assignments, expected);
+    assert_eq!(calls(&by_pair, "sso:ListAccountAssignments"), 12);
+    assert_eq!(calls(&by_pair, "sso:ListAccountAssignmentsForPrincipal"), 0);
+    Ok(())
+}
+
 /// moto stores a repeated CreateAccountAssignment again each time. A few duplicates fit in one page (the
 /// default 100) and come out as one record; past one page, moto's token points back at the first copy and
 /// it serves the same page with the same NextToken forever. The connector must stop with an error.
@@ -204,7 +247,7 @@ async fn duplicate_assignments_in_moto_are_merged_or_stop_paging_with_an_error()
     assert!(
         matches!(
             err.downcast_ref(),
-            Some(cone_aws::ConnectorError::PaginationLoop { operation: "ListAccountAssignments", .. })
+            Some(cone_aws::ConnectorError::PaginationLoop { operation: "ListAccountAssignmentsForPrincipal", .. })
         ),
         "{err:?}"
     );

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# `cone-aws sync` (Organizations on) of a synthetic organisation seeded into moto by bench/seed_org.py, once at
+# the default Identity Center rate (20 calls/s, AWS's quota) and once at a high one, which shows what the connector
+# and moto cost by themselves. Prints, per run, the AWS calls by action against the fewest the data needs, the wall
+# time, the share of the Identity Center rate budget used, and the peak RSS (GNU time).
+# Targets: calls <= 1.05x the minimum; >= 90 % of the budget used at the default rate.
+#
+#   bench/aws-sync.sh                                      200 accounts x 20 permission sets, 2,000 users, ...
+#   ACCOUNTS=20 USERS=200 ASSIGNMENTS=500 RATES=1000 bench/aws-sync.sh
+#
+# Sizes (env): ACCOUNTS, PERMISSION_SETS, USERS, IDC_GROUPS, ASSIGNMENTS (see bench/seed_org.py). RATES: the
+# Identity Center rates to sync at, in calls/s (default "20 1000").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[[ -x .venv/bin/moto_server ]] || { echo ".venv/bin/moto_server is missing: run \`cargo xtask test\` once" >&2; exit 1; }
+if [[ ! -x /usr/bin/time ]]; then
+    echo "installing GNU time (Debian package)" >&2
+    apt-get install -y -qq time >/dev/null
+fi
+cargo build --release --quiet -p cone-aws
+cone_aws=$(realpath "${CARGO_TARGET_DIR:-target}/release/cone-aws")
+
+work=$(mktemp -d)
+moto_pid=
+cleanup() {
+    [[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+endpoint="http://127.0.0.1:$port"
+until .venv/bin/python -c "import urllib.request; urllib.request.urlopen('$endpoint/moto-api/data.json')" 2>/dev/null; do
+    kill -0 "$moto_pid" 2>/dev/null || { echo "moto exited; its log:" >&2; cat "$work/moto.log" >&2; exit 1; }
+    sleep 0.2
+done
+
+echo "load before: $(uptime)"
+seed_start=$(date +%s.%N)
+.venv/bin/python bench/seed_org.py "$endpoint" >"$work/seed.json"
+echo "seeded in $(echo "$(date +%s.%N) - $seed_start" | bc) s"
+
+export AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset BATON_ROLE_ARN BATON_EXTERNAL_ID BATON_GLOBAL_AWS_ORGS_ENABLED CONE_AWS_SYNC_IAM BATON_SYNC_SECRETS
+read -ra rates <<<"${RATES:-20 1000}"
+for rate in "${rates[@]}"; do
+    start=$(date +%s.%N)
+    /usr/bin/time -v -o "$work/time.$rate" "$cone_aws" sync --out "$work/sync.$rate.sqlite" --stats \
+        --global-aws-orgs-enabled true --sso-rate "$rate" >"$work/stats.$rate.json" 2>"$work/stderr.$rate"
+    echo "$(date +%s.%N) - $start" | bc >"$work/wall.$rate"
+    tail -n 1 "$work/stderr.$rate"
+done
+
+.venv/bin/python - "$work" "${rates[@]}" <<'PY'
+import json, re, sys
+
+work, rates = sys.argv[1], sys.argv[2:]
+seed = json.load(open(f"{work}/seed.json"))
+sizes, m = seed["sizes"], seed["minimum"]
+print("organisation: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sizes.items()))
+
+# What each action (or group of actions that read the same data two ways) must cost at least, on moto.
+PROVISIONING = ("sso:ListAccountsForProvisionedPermissionSet", "sso:ListPermissionSetsProvisionedToAccount")
+ASSIGNMENTS = ("sso:ListAccountAssignments", "sso:ListAccountAssignmentsForPrincipal")
+floor = {k: v for k, v in m.items() if ":" in k}
+floor[" + ".join(PROVISIONING)] = m["provisioning (moto)"]
+floor[" + ".join(ASSIGNMENTS)] = min(m["assignments by (account, permission set)"], m["assignments by principal"])
+aws_total = sum(floor.values()) - m["provisioning (moto)"] + m["provisioning (AWS)"]
+
+for rate in rates:
+    calls = json.load(open(f"{work}/stats.{rate}.json"))["calls"]
+    wall = float(open(f"{work}/wall.{rate}").read())
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(f"{work}/time.{rate}").read())[1])
+    print(f"\nCONE_AWS_SSO_RATE={rate}: wall {wall:.1f} s, peak RSS {rss / 1024:.1f} MB")
+    print(f"  {'action':<82} {'calls':>6} {'minimum':>7}")
+    made = 0
+    for key, least in floor.items():
+        n = sum(calls.get(a, 0) for a in key.split(" + "))
+        made += n
+        print(f"  {key:<82} {n:>6} {least:>7}")
+    others = {a: n for a, n in calls.items() if not any(a in k.split(" + ") for k in floor)}
+    for a, n in others.items():
+        made += n
+        print(f"  {a:<82} {n:>6} {0:>7}")
+    least = sum(floor.values())
+    idc = sum(n for a, n in calls.items() if a.startswith(("sso:", "identitystore:")))
+    print(f"  calls / minimum: {made} / {least} = {made / least:.3f}x (target <= 1.05x; on AWS the minimum is {aws_total})")
+    print(f"  Identity Center budget used: {idc} calls / ({wall:.1f} s x {rate}/s) = {100 * idc / (wall * int(rate)):.1f} %"
+          + (" (target >= 90 %)" if rate == "20" else ""))
+PY
+echo "load after: $(uptime)"
