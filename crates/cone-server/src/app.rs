@@ -498,6 +498,20 @@ pub async fn watch_task(
     }
 }
 
+/// Asks the sync loop for a sync now and returns how the connector stands.
+pub fn ask_for_sync(s: &AppState, u: &UserRow) -> cone_api::ConnectorStatus {
+    tracing::info!(user = %u.username, "sync with AWS asked for");
+    s.sync_now.notify_one();
+    s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+/// Whether the task waits, at its current step, for a decision `u` may make (as `search_tasks` "approvable" finds).
+pub async fn asks_caller(s: &AppState, u: &UserRow, id: i64) -> Result<bool, ApiFailure> {
+    let t = visible_task(s, u, id).await?;
+    let groups = s.db.user_groups(u.id).await?;
+    Ok(t.state == "pending_approval" && asks(&instance(&t), &u.username, &groups, usize::try_from(t.step_index).ok()))
+}
+
 pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: &str) -> Result<Task, ApiFailure> {
     let t = visible_task(s, u, id).await?;
     if t.state != "pending_approval" {

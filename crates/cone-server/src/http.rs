@@ -41,6 +41,8 @@ pub struct AppState {
     pub task_changes: broadcast::Sender<i64>,
     /// Wakes the workers when there is new work.
     pub wake: Arc<Notify>,
+    /// Asks this process's sync loop for a sync now (an administrator's "sync now").
+    pub sync_now: Arc<Notify>,
     /// How this process's syncs with AWS stand.
     pub sync_status: Arc<std::sync::Mutex<ConnectorStatus>>,
     pub sign_in_failures: Arc<crate::auth::Throttle>,
@@ -310,6 +312,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(drift))
         .routes(routes!(audit))
         .routes(routes!(connectors))
+        .routes(routes!(sync_connector))
         .routes(routes!(iam::access_keys))
         .routes(routes!(iam::users))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
@@ -804,6 +807,21 @@ async fn connectors(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> J
     Json(vec![status])
 }
 
+/// Asks this server for a sync with AWS now, beside its schedule (at most one every 10 s); the connector's
+/// `last_attempt_at` moves when it has run. Administrators only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connectors/sync",
+    tag = "operations",
+    responses((status = 202, description = "A sync is asked for; the connector as it stands", body = ConnectorStatus), Unauthenticated, Forbidden, Internal)
+)]
+async fn sync_connector(
+    State(s): State<AppState>,
+    auth::Admin(caller): auth::Admin,
+) -> (StatusCode, Json<ConnectorStatus>) {
+    (StatusCode::ACCEPTED, Json(app::ask_for_sync(&s, &caller.user)))
+}
+
 /// An application state and a way to call the router, for tests.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -825,6 +843,7 @@ pub(crate) mod testing {
             public_url: "http://127.0.0.1".into(),
             task_changes: broadcast::channel(16).0,
             wake: Arc::new(Notify::new()),
+            sync_now: Arc::new(Notify::new()),
             sync_status: Arc::new(std::sync::Mutex::new(ConnectorStatus {
                 app_id: "aws".into(),
                 state: cone_api::CONNECTOR_SYNCING.into(),

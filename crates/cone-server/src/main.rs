@@ -164,6 +164,7 @@ async fn serve(file: &std::path::Path) -> Result<()> {
         public_url: public_url.clone(),
         task_changes: broadcast::channel(1024).0,
         wake: Arc::new(Notify::new()),
+        sync_now: Arc::new(Notify::new()),
         sync_status: Arc::new(std::sync::Mutex::new(cone_api::ConnectorStatus {
             app_id: app_id.clone(),
             state: cone_api::CONNECTOR_SYNCING.into(),

@@ -39,6 +39,9 @@ pub fn spawn_webhook_sender(s: AppState, sender: Arc<Sender>) {
     tokio::spawn(deliver_webhooks(s, sender));
 }
 
+/// The least time between the starts of two syncs.
+const MIN_SYNC_GAP: Duration = Duration::from_secs(10);
+
 /// Syncs the catalog from AWS, then sweeps for drift when the last sweep (at `last_sweep`, the start of its sync)
 /// is `drift.interval` old, then syncs IAM as `aws.sync_iam` and `aws.sync_secrets` ask. A failed sweep is logged
 /// and tried again after the next sync.
@@ -82,7 +85,8 @@ async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Op
 }
 
 /// Syncs every `aws.sync_interval_secs`, or every `drift.interval` when that is shorter, and never more often
-/// than every 10 s (each sync reads all of Identity Center, within its API rate limits).
+/// than every 10 s (each sync reads all of Identity Center, within its API rate limits); and when an administrator
+/// asks (`AppState::sync_now`), at once or 10 s after the last ended. Asking again meanwhile asks for that one sync.
 pub async fn sync_periodically(s: AppState, connector: Arc<Connector>, mut last_sweep: Option<i64>) {
     let mut every = s.config.aws.sync_interval_secs;
     if s.config.drift.interval > 0 {
@@ -90,7 +94,11 @@ pub async fn sync_periodically(s: AppState, connector: Arc<Connector>, mut last_
     }
     let every = Duration::from_secs(every.max(10));
     loop {
-        tokio::time::sleep(every).await;
+        let gap = tokio::time::sleep(MIN_SYNC_GAP);
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = async { s.sync_now.notified().await; gap.await } => {}
+        }
         if let Err(e) = sync_once(&s, &connector, &mut last_sweep).await {
             tracing::warn!("sync with AWS failed, will retry in {every:?}: {e:#}");
         }

@@ -44,3 +44,65 @@ async fn metrics_count_requests_by_route_template_and_report_the_database(store:
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - 120.0..=now).contains(&synced), "last sync at {synced}, now {now}");
 }
+
+/// An administrator's "sync now": a permission set made in AWS reaches the catalog without waiting for the
+/// hourly schedule; the others may not ask.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_asks_for_a_sync_and_the_catalog_follows_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_with(dir.path(), "  sync_interval_secs: 3600\n", "").await.unwrap();
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let (alice, carol) = (sb.api_token("alice").unwrap(), sb.api_token("carol").unwrap());
+    let sso = aws_sdk_ssoadmin::Client::new(&cone_testkit::moto_sdk_config(&sb.moto.endpoint));
+    // moto answers CreatePermissionSet in a shape the SDK reads only with these three set.
+    let made = sso
+        .create_permission_set()
+        .instance_arn(&sb.org.instance_arn)
+        .name("Auditor")
+        .description("Audits")
+        .session_duration("PT1H")
+        .relay_state("https://console.aws.amazon.com/")
+        .send()
+        .await
+        .unwrap();
+    let arn = made.permission_set.unwrap().permission_set_arn.unwrap();
+    let staging = sb.org.account_id("Staging").unwrap();
+    sso.provision_permission_set()
+        .instance_arn(&sb.org.instance_arn)
+        .permission_set_arn(&arn)
+        .target_type(aws_sdk_ssoadmin::types::ProvisionTargetType::AwsAccount)
+        .target_id(staging)
+        .send()
+        .await
+        .unwrap();
+
+    let http = reqwest::Client::new();
+    let auditor = async || {
+        let page: serde_json::Value = http
+            .get(format!("{}/api/v1/entitlements?page_size=1000", sb.server_url))
+            .bearer_auth(&carol)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["entitlements"].as_array().unwrap().iter().any(|e| e["display_name"] == "Auditor")
+    };
+    assert!(!auditor().await, "the catalog synced before the permission set was made");
+    let ask = async |token: &str| {
+        http.post(format!("{}/api/v1/connectors/sync", sb.server_url)).bearer_auth(token).send().await.unwrap()
+    };
+    assert_eq!(ask(&alice).await.status(), 403);
+    let asked = ask(&carol).await;
+    assert_eq!(asked.status(), 202);
+    let before: serde_json::Value = asked.json().await.unwrap();
+    assert_eq!(before["state"], "connected", "{before}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !auditor().await {
+        assert!(std::time::Instant::now() < deadline, "the asked-for sync did not bring Auditor into the catalog");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

@@ -4,11 +4,12 @@
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
+use serde::Deserialize;
 
 use super::layout::{Nav, page};
-use super::session::Viewer;
+use super::session::{Posted, Viewer};
 use super::{WebError, link, when};
 use crate::app;
 use crate::audit::PageQuery;
@@ -118,7 +119,13 @@ fn connector_state(state: &str) -> &'static str {
     }
 }
 
-pub async fn connectors(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+#[derive(Deserialize)]
+pub struct Asked {
+    #[serde(default)]
+    asked: bool,
+}
+
+pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<Asked>) -> Result<Response, WebError> {
     admins_only(&v)?;
     let c = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
     let never = || html! { span.muted { "never" } };
@@ -136,6 +143,11 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer) -> Result<Response
                 }
             }
         }
+        @if q.asked { p.notice role="status" { "A sync was asked for; it starts within 10 seconds of the last. Reload to see its outcome." } }
+        form.inline method="post" action="/console/connectors/sync" {
+            (v.token_field())
+            button type="submit" { "Sync now" }
+        }
         @if c.state == cone_api::CONNECTOR_ERROR {
             p.error role="alert" {
                 "The last sync failed, so the catalog may be out of date; the server tries again at its next interval. "
@@ -144,6 +156,13 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer) -> Result<Response
         }
     };
     Ok(page("Connectors", &v, Nav::Connectors, content).into_response())
+}
+
+/// The Connectors page's "Sync now".
+pub async fn sync_now(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
+    admins_only(&posted.viewer)?;
+    app::ask_for_sync(&s, &posted.viewer.user);
+    Ok(Redirect::to("/console/connectors?asked=true").into_response())
 }
 
 fn days_ago(days: i64) -> String {

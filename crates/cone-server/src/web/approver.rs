@@ -12,9 +12,9 @@ use serde::Deserialize;
 use super::layout::{Nav, page};
 use super::requester::{details, state};
 use super::session::{Posted, Viewer};
-use super::{WebError, when};
+use super::{WebError, next_page, when};
 use crate::app;
-use crate::http::AppState;
+use crate::http::{AppState, page_offset};
 
 #[derive(Deserialize)]
 pub struct Decided {
@@ -22,15 +22,19 @@ pub struct Decided {
     approved: Option<i64>,
     #[serde(default)]
     denied: Option<i64>,
+    #[serde(default)]
+    page_token: Option<String>,
 }
 
 pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Decided>) -> Result<Response, WebError> {
-    let tasks = app::search_tasks(&s, &v.user, "approvable", Some("open"), 0, 100).await?.tasks;
+    let offset = page_offset(done.page_token.as_deref())?;
+    let page_of = app::search_tasks(&s, &v.user, "approvable", Some("open"), offset, 100).await?;
+    let (tasks, next) = (page_of.tasks, page_of.next_page_token);
     let waiting: Vec<_> = tasks.into_iter().filter(|t| t.state == "pending_approval").collect();
     let content = html! {
         @if let Some(id) = done.approved { p.notice role="status" { "You approved request " (id) "." } }
         @if let Some(id) = done.denied { p.notice role="status" { "You denied request " (id) "." } }
-        @if waiting.is_empty() {
+        @if waiting.is_empty() && next.is_none() {
             p { "No request waits for your decision." }
         }
         @for t in &waiting {
@@ -40,6 +44,7 @@ pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Deci
                 (decision_form(&v, t))
             }
         }
+        (next_page("/console/inbox", next.as_deref(), "More requests"))
     };
     Ok(page("Approvals", &v, Nav::Inbox, content).into_response())
 }
@@ -91,8 +96,7 @@ pub async fn decide(State(s): State<AppState>, Path(id): Path<i64>, posted: Post
 /// One request with its history; the approvers it waits for may decide it here, anyone who sees it may comment.
 pub async fn task_page(State(s): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Result<Response, WebError> {
     let t = app::watch_task(&s, &v.user, id, None, std::time::Duration::ZERO).await?;
-    let approvable = app::search_tasks(&s, &v.user, "approvable", Some("open"), 0, 100).await?.tasks;
-    let decides = t.state == "pending_approval" && approvable.iter().any(|a| a.id == t.id);
+    let decides = app::asks_caller(&s, &v.user, id).await?;
     let content = html! {
         p { strong { (t.entitlement_name) } }
         (summary(&t))

@@ -59,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/audit/export", get(admin::audit_export))
         .route("/console/drift", get(admin::drift))
         .route("/console/connectors", get(admin::connectors))
+        .route("/console/connectors/sync", post(admin::sync_now))
         .route("/console/access-keys", get(admin::access_keys))
         .route("/console/apps", get(apps::apps).post(apps::change))
         .route("/console/policies", get(policies::policies).post(policies::change))
@@ -144,6 +145,11 @@ fn link(path: &str, pairs: &[(&str, &str)]) -> String {
         Ok(query) if !query.is_empty() => format!("{path}?{query}"),
         _ => path.to_string(),
     }
+}
+
+/// A link to the next page of a list at `path`, when there is one.
+fn next_page(path: &str, token: Option<&str>, label: &str) -> maud::Markup {
+    html! { @if let Some(token) = token { p { a href=(link(path, &[("page_token", token)])) { (label) } } } }
 }
 
 /// A time for people, in UTC.

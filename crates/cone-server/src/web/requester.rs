@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use super::layout::{Nav, page};
 use super::session::{Posted, Viewer};
-use super::{WebError, link, when};
+use super::{WebError, link, next_page, when};
 use crate::app;
-use crate::http::{ApiFailure, AppState};
+use crate::http::{ApiFailure, AppState, page_offset};
 
 /// Where a form field's value travels: `form.<name>`, apart from the request's own fields.
 const FORM_PREFIX: &str = "form.";
@@ -338,6 +338,8 @@ pub async fn escalate(State(s): State<AppState>, Path(id): Path<i64>, posted: Po
 #[derive(Deserialize)]
 pub struct Done {
     #[serde(default)]
+    page_token: Option<String>,
+    #[serde(default)]
     escalated: Option<i64>,
     #[serde(default)]
     submitted: Option<i64>,
@@ -354,7 +356,9 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
     // Requests for these may be escalated to their policy's emergency steps.
     let breakable: std::collections::HashSet<(&str, &str)> =
         entitlements.iter().filter(|e| e.emergency_access).map(|e| (e.app_id.as_str(), e.id.as_str())).collect();
-    let tasks = app::search_tasks(&s, &v.user, "mine", Some("all"), 0, 50).await?.tasks;
+    let offset = page_offset(done.page_token.as_deref())?;
+    let page_of = app::search_tasks(&s, &v.user, "mine", Some("all"), offset, 50).await?;
+    let (tasks, next) = (page_of.tasks, page_of.next_page_token);
     let content = html! {
         @if let Some(id) = done.submitted {
             p.notice role="status" { "Request " (id) " submitted. " (submitted_state(&tasks, id)) }
@@ -393,7 +397,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
         }
         section aria-labelledby="requests" {
             h2 #requests { "Requests" }
-            @if tasks.is_empty() {
+            @if tasks.is_empty() && offset == 0 {
                 p { "You have made no requests yet." }
             } @else {
                 table {
@@ -427,6 +431,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                     }
                 }
             }
+            (next_page("/console/requests", next.as_deref(), "Older requests"))
         }
     };
     Ok(page("My requests and access", &v, Nav::Requests, content).into_response())

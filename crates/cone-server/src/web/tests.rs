@@ -830,3 +830,41 @@ async fn requesters_break_glass_or_escalate_where_the_policy_allows() {
     let after = alice.get(escalated.location()).await;
     assert!(after.body.contains("Request 2 follows the emergency policy now."), "{}", after.body);
 }
+
+/// Lists longer than a page go on: my requests past the newest 50, and the approvals page past its first 100.
+#[tokio::test]
+async fn long_lists_of_requests_and_approvals_page_on() {
+    let policy = "policies:\n  - name: dba\n    match: { permission_set: DatabaseAdministrator }\n    max_duration: 1h\n    steps: [{ approval: { users: [bob] } }]\n";
+    let (s, _keep) = state(policy).await;
+    let id = catalog(&s).await;
+    let alice = s.db.user_by_name("alice").await.unwrap().unwrap();
+    let ask = || cone_api::CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: id.clone(),
+        justification: "again".into(),
+        duration_secs: None,
+        form_data: Default::default(),
+        emergency: false,
+    };
+    for _ in 0..50 {
+        let t = crate::app::create_task(&s, &alice, ask()).await.unwrap();
+        crate::app::cancel(&s, &alice, t.id).await.unwrap();
+    }
+    crate::app::create_task(&s, &alice, ask()).await.unwrap();
+
+    let mut browser = Browser::new(&s);
+    browser.sign_in("alice").await;
+    let first = browser.get("/console/requests").await;
+    assert!(first.body.contains(r#"aria-label="Request 51""#) && !first.body.contains(r#"aria-label="Request 1""#));
+    assert!(first.body.contains(r#"<a href="/console/requests?page_token=50">Older requests</a>"#), "{}", first.body);
+    let second = browser.get("/console/requests?page_token=50").await;
+    assert!(second.body.contains(r#"aria-label="Request 1""#) && !second.body.contains("Older requests"));
+
+    // bob's one waiting request is on his first page, with no further page.
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    let inbox = bob.get("/console/inbox").await;
+    assert!(inbox.body.contains("Request 51: ") && !inbox.body.contains("More requests"), "{}", inbox.body);
+    assert!(bob.get("/console/tasks/51").await.body.contains("Approve"), "bob may decide it on its page");
+    assert!(!browser.get("/console/tasks/51").await.body.contains(r#"value="approve""#), "alice may not");
+}
