@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use cone_api::{ApplyConfig, FieldType, FormField};
 use cone_core::catalog::{Audience, Catalog, ManagementRule, Selector, Target};
 use maud::{Markup, html};
-use serde::Deserialize;
 
 use super::admin::admins_only;
 use super::layout::{Nav, page};
+use super::policies::Done;
 use super::session::{Posted, Viewer};
 use super::{WebError, when};
 use crate::access;
@@ -23,14 +23,6 @@ use crate::db::EntitlementRow;
 use crate::http::AppState;
 
 const SECTION: &str = "entitlement_management";
-
-#[derive(Deserialize)]
-pub struct Done {
-    #[serde(default)]
-    applied: Option<i64>,
-    #[serde(default)]
-    unchanged: Option<i64>,
-}
 
 pub async fn apps(State(s): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Result<Response, WebError> {
     admins_only(&v)?;

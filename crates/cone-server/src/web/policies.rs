@@ -25,12 +25,13 @@ struct Draft {
     outcome: Option<Markup>,
 }
 
+/// What the last apply of the access document came to, for the page it returns to.
 #[derive(Deserialize)]
 pub struct Done {
     #[serde(default)]
-    applied: Option<i64>,
+    pub applied: Option<i64>,
     #[serde(default)]
-    unchanged: Option<i64>,
+    pub unchanged: Option<i64>,
 }
 
 pub async fn policies(State(s): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Result<Response, WebError> {
