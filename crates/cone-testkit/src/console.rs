@@ -26,6 +26,11 @@ impl Console {
         Ok(console)
     }
 
+    /// The `Cookie` header value this browser sends, for load tools that fetch pages as the person signed in.
+    pub fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
     /// Opens `page` and submits its form to `action` with `fields` (and the page's form token); returns the
     /// answer's status and text, refusing anything but success or a redirect.
     pub async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Result<String> {

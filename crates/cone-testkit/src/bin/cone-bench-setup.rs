@@ -2,7 +2,7 @@
 //! next to it, is a release build too).
 //!
 //! `cone-bench-setup check [--postgres]`: a sandbox where alice is signed in to Cone and holds an active grant on
-//! Staging ReadOnlyAccess. Prints `URL`, `TOKEN`, `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
+//! Staging ReadOnlyAccess. Prints `URL`, `TOKEN`, `COOKIE` (alice's console session), `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
 //! until interrupted (SIGINT), for a load tool to drive the grant check.
 //!
 //! `cone-bench-setup expiry [--postgres] [--grants N]`: N identity-store users, each with an account assignment and an
@@ -87,7 +87,10 @@ async fn check(store: Store, dir: &Path) -> Result<()> {
         task = http.get(url).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
     }
     let (app, id) = (ent["app_id"].as_str().unwrap_or_default(), ent["id"].as_str().unwrap_or_default());
-    println!("URL {}\nTOKEN {token}\nAPP_ID {app}\nENTITLEMENT_ID {id}\nREADY", sb.server_url);
+    let console =
+        cone_testkit::console::Console::sign_in(&sb.server_url, "alice", &cone_testkit::password("alice")).await?;
+    let cookie = console.cookie_header();
+    println!("URL {}\nTOKEN {token}\nCOOKIE {cookie}\nAPP_ID {app}\nENTITLEMENT_ID {id}\nREADY", sb.server_url);
     tokio::signal::ctrl_c().await.context("waiting for an interrupt")?;
     Ok(())
 }
