@@ -31,6 +31,12 @@ variable "sync_secrets" {
   default     = false
 }
 
+variable "member_role_name" {
+  description = "Role the IAM sync assumes in each member account (BATON_IAM_ASSUME_ROLE_NAME); it needs the same IAM read actions"
+  type        = string
+  default     = "OrganizationAccountAccessRole"
+}
+
 variable "role_name" {
   description = "Name of the integration role"
   type        = string
@@ -141,6 +147,13 @@ resource "aws_iam_role_policy" "cone_integration" {
         Effect   = "Allow"
         Action   = ["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListUsers"]
         Resource = "*"
+        }] : [], var.sync_iam || var.sync_secrets ? [{
+        # IAM of each member account, read through its role (no External ID on this hop). Give that role the
+        # ConeReadIam / ConeReadAccessKeyMetadata actions above and a trust policy naming this role.
+        Sid      = "ConeAssumeMemberAccountRole"
+        Effect   = "Allow"
+        Action   = ["sts:AssumeRole"]
+        Resource = "arn:aws:iam::*:role/${var.member_role_name}"
     }] : [])
   })
 }

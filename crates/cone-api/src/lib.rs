@@ -417,6 +417,10 @@ pub struct AuditPage {
 pub struct AccessKey {
     /// The access key id (`AKIA…`).
     pub id: String,
+    /// The AWS account the key's user is in.
+    pub account_id: String,
+    /// The account's name in the catalog; the id when the catalog does not know the account.
+    pub account_name: String,
     pub user_name: String,
     pub user_arn: String,
     /// `Active` or `Inactive`.
@@ -448,11 +452,15 @@ pub struct AccessKeyPage {
     pub next_page_token: Option<String>,
 }
 
-/// An IAM user of the connector's account (`GET /api/v1/iam/users`).
+/// An IAM user of the connector's account or of a member account (`GET /api/v1/iam/users`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IamUser {
     pub name: String,
+    /// The AWS account the user is in.
+    pub account_id: String,
+    /// The account's name in the catalog; the id when the catalog does not know the account.
+    pub account_name: String,
     pub arn: String,
     /// IAM's unique id (`AIDA…`).
     pub id: String,

@@ -1,7 +1,8 @@
 //! The connector: one full read (`sync`) and the two writes (`assign`, `unassign`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
@@ -16,6 +17,7 @@ use crate::error::{ConnectorError, Op};
 use crate::paging::{call, call_retried, list_all};
 use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
+use crate::settings::DEFAULT_MEMBER_ROLE;
 use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
 
 const LIST_INSTANCES: Op = Op::sso("ListInstances");
@@ -52,6 +54,15 @@ pub struct Connector {
     sso: aws_sdk_ssoadmin::Client,
     pub(crate) ids: aws_sdk_identitystore::Client,
     pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) sts: aws_sdk_sts::Client,
+    /// The configuration the clients were made from, as loaded: the member accounts' roles are assumed from its
+    /// credentials.
+    pub(crate) sdk: SdkConfig,
+    /// The role assumed in each member account to read its IAM (`BATON_IAM_ASSUME_ROLE_NAME`).
+    pub(crate) member_role: String,
+    /// IAM clients of the member accounts whose role could be assumed, by account id: each caches its account's
+    /// credentials and renews them before they expire, across syncs.
+    pub(crate) members: Arc<Mutex<HashMap<String, aws_sdk_iam::Client>>>,
     region: String,
     pub(crate) timing: Timing,
     pub(crate) limits: RateLimits,
@@ -86,27 +97,28 @@ impl Connector {
     /// [`Rates`]. Organizations is a global service; the SDK routes it to its global endpoint whatever the
     /// region.
     pub fn new(sdk: &SdkConfig) -> Connector {
-        Connector::configured(sdk, RateLimits::new(&Rates::default()), true)
+        Connector::configured(sdk, RateLimits::new(&Rates::default()), true, DEFAULT_MEMBER_ROLE)
     }
 
     /// A connector drawing on `limits` (shared with whatever else calls AWS for it, such as the STS
     /// credentials provider), reading accounts from Organizations if `organizations`.
-    pub(crate) fn configured(sdk: &SdkConfig, limits: RateLimits, organizations: bool) -> Connector {
-        // The connector retries by itself (`retry`), each attempt taking a token of its API family's bucket and
-        // counted in `calls`. The SDK's own retries would bypass both, and resend throttled calls at once
-        // unpaced, just when pacing matters, so they are off.
+    pub(crate) fn configured(
+        loaded: &SdkConfig,
+        limits: RateLimits,
+        organizations: bool,
+        member_role: &str,
+    ) -> Connector {
         let timing = Timing::default();
-        let timeouts = sdk.timeout_config().map(TimeoutConfig::to_builder).unwrap_or_default();
-        let sdk = &sdk
-            .to_builder()
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts.operation_attempt_timeout(timing.attempt_timeout).build())
-            .build();
+        let sdk = &calling(loaded, &timing);
         Connector {
             org: aws_sdk_organizations::Client::new(sdk),
             sso: aws_sdk_ssoadmin::Client::new(sdk),
             ids: aws_sdk_identitystore::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            sdk: loaded.clone(),
+            member_role: member_role.to_string(),
+            members: Arc::default(),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
             timing,
             limits,
@@ -222,7 +234,7 @@ impl Connector {
         Ok(first)
     }
 
-    async fn accounts(&self) -> Result<Vec<Account>, ConnectorError> {
+    pub(crate) async fn accounts(&self) -> Result<Vec<Account>, ConnectorError> {
         let listed = list_all(
             &self.limits,
             &self.timing,
@@ -756,6 +768,17 @@ impl Connector {
             None => Ok(RequestState::Succeeded),
         }
     }
+}
+
+/// `sdk` as the connector's clients call with it. The connector retries by itself (`retry`), each attempt taking
+/// a token of its API family's bucket and counted in `calls`. The SDK's own retries would bypass both, and resend
+/// throttled calls at once unpaced, just when pacing matters, so they are off.
+pub(crate) fn calling(sdk: &SdkConfig, timing: &Timing) -> SdkConfig {
+    let timeouts = sdk.timeout_config().map(TimeoutConfig::to_builder).unwrap_or_default();
+    sdk.to_builder()
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts.operation_attempt_timeout(timing.attempt_timeout).build())
+        .build()
 }
 
 fn principal_parts(p: &Principal) -> (PrincipalType, &str) {

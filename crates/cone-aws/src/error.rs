@@ -236,11 +236,15 @@ impl Op {
     pub const fn iam(name: &'static str) -> Op {
         Op { name, service: "iam" }
     }
+    pub const fn sts(name: &'static str) -> Op {
+        Op { name, service: "sts" }
+    }
     /// The rate-limit bucket this call draws from.
     pub fn family(&self) -> ApiFamily {
         match self.service {
             "organizations" => ApiFamily::Organizations,
             "iam" => ApiFamily::Iam,
+            "sts" => ApiFamily::Sts,
             _ => ApiFamily::IdentityCenter,
         }
     }

@@ -1,5 +1,10 @@
 //! The IAM sync (`Connector::sync_iam`): users, groups and their members, roles and the principals their trust
-//! policies allow, the account alias, and the access-key inventory of the account the credentials are in.
+//! policies allow, the account alias, and the access-key inventory of the account the credentials are in and, with
+//! Organizations, of each ACTIVE member account, read through the role `BATON_IAM_ASSUME_ROLE_NAME` there.
+//!
+//! Per sync: one sts:GetCallerIdentity (which account is the connector's own) and, with Organizations, one
+//! ListAccounts and one sts:AssumeRole per member account not read before (its credentials are kept and renewed
+//! 5 minutes before they expire). Then, per account read:
 //!
 //! Calls, for U users, K access keys and E users + groups + roles:
 //! - IAM: ⌈E/1000⌉ GetAccountAuthorizationDetails pages, ⌈U/1000⌉ ListUsers pages, one ListAccountAliases.
@@ -15,21 +20,33 @@
 //!   asynchronously and may be hours old, so it cannot name the keys it describes.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
+use aws_config::identity::IdentityCache;
+use aws_sdk_iam::error::DisplayErrorContext;
 use aws_sdk_iam::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_iam::types::EntityType;
 use serde_json::Value;
 
-use crate::connector::{bounded, found, sorted_unique};
+use crate::connector::{bounded, calling, found, sorted_unique};
 use crate::error::{ConnectorError, Op};
 use crate::paging::{call_retried, list_all};
-use crate::{AccessKey, Connector, Features, IamGroup, IamRole, IamSnapshot, IamUser, TrustedPrincipal};
+use crate::settings::assumed;
+use crate::{
+    AccessKey, Connector, Features, IamGroup, IamRole, IamSnapshot, IamUser, SkippedAccount, TrustedPrincipal,
+};
 
 const GET_AUTHORIZATION_DETAILS: Op = Op::iam("GetAccountAuthorizationDetails");
 const LIST_USERS: Op = Op::iam("ListUsers");
 const LIST_ACCOUNT_ALIASES: Op = Op::iam("ListAccountAliases");
 const LIST_ACCESS_KEYS: Op = Op::iam("ListAccessKeys");
 const GET_ACCESS_KEY_LAST_USED: Op = Op::iam("GetAccessKeyLastUsed");
+const GET_CALLER_IDENTITY: Op = Op::sts("GetCallerIdentity");
+
+/// The session name on the member accounts' roles, as their CloudTrail shows it.
+const MEMBER_SESSION: &str = "cone-iam-sync";
+/// How long before they expire a member account's credentials are renewed: a long sync never meets expired ones.
+const RENEW_EARLY: Duration = Duration::from_secs(300);
 
 /// The most items IAM serves in one page (MaxItems): fewer pages, fewer calls.
 const PAGE: i32 = 1000;
@@ -44,12 +61,107 @@ struct Details {
 }
 
 impl Connector {
-    /// Reads IAM as `features.iam` and `features.secrets` ask (the other features are not IAM's); with neither,
-    /// makes no call and returns an empty snapshot.
+    /// Reads IAM as `features.iam` and `features.secrets` ask, in the connector's account and, with
+    /// `features.organizations`, in each ACTIVE member account; with neither IAM feature, makes no call and returns
+    /// an empty snapshot. A member account whose role cannot be assumed, or denies a read, is skipped with a
+    /// warning and listed in `skipped`; the sync goes on.
     pub async fn sync_iam(&self, features: &Features) -> Result<IamSnapshot, ConnectorError> {
+        if !features.iam && !features.secrets {
+            return Ok(IamSnapshot::default());
+        }
+        let caller =
+            call_retried(&self.limits, &self.timing, GET_CALLER_IDENTITY, || self.sts.get_caller_identity().send())
+                .await?;
+        let (Some(own), Some(caller_arn)) = (caller.account, caller.arn) else {
+            return Err(ConnectorError::MalformedResponse {
+                operation: GET_CALLER_IDENTITY.name,
+                field: "Account or Arn",
+            });
+        };
+        let members: Vec<String> = if features.organizations {
+            self.accounts().await?.into_iter().map(|a| a.id).filter(|id| *id != own).collect()
+        } else {
+            Vec::new()
+        };
+        // `arn:<partition>:...`: member roles are in the caller's partition.
+        let partition = caller_arn.split(':').nth(1).unwrap_or("aws");
+        let (mine, theirs) = tokio::try_join!(
+            self.account_iam(&own, features),
+            bounded(members, |id| self.member_iam(partition, id, features)),
+        )?;
+        let mut snap = mine;
+        for read in theirs {
+            match read {
+                Ok(member) => snap.extend(member),
+                Err(skipped) => snap.skipped.push(skipped),
+            }
+        }
+        snap.sort();
+        Ok(snap)
+    }
+
+    /// IAM of member account `account_id`, read with its role, or why it was skipped.
+    async fn member_iam(
+        &self,
+        partition: &str,
+        account_id: String,
+        features: &Features,
+    ) -> Result<Result<IamSnapshot, SkippedAccount>, ConnectorError> {
+        let role_arn = format!("arn:{partition}:iam::{account_id}:role/{}", self.member_role);
+        let skip = |problem: String| {
+            let reason = format!(
+                "{problem}. To read this account's IAM, create the role {role_arn} trusting the identity Cone runs as, \
+                 with the IAM read actions of `cone-aws policy --iam --secrets`, or set BATON_IAM_ASSUME_ROLE_NAME \
+                 to a role that exists in every member account"
+            );
+            tracing::warn!(account = %account_id, %reason, "skipping the IAM of a member account");
+            Ok(Err(SkippedAccount { account_id: account_id.clone(), reason }))
+        };
+        let cached = self.members().get(&account_id).cloned();
+        let iam = match cached {
+            Some(iam) => iam,
+            None => match assumed(&self.sdk, &self.limits, &role_arn, MEMBER_SESSION, None).await {
+                Ok(credentials) => {
+                    let sdk = self
+                        .sdk
+                        .to_builder()
+                        .credentials_provider(credentials)
+                        .identity_cache(IdentityCache::lazy().buffer_time(RENEW_EARLY).build())
+                        .build();
+                    let iam = aws_sdk_iam::Client::new(&calling(&sdk, &self.timing));
+                    self.members().insert(account_id.clone(), iam.clone());
+                    iam
+                }
+                Err(e) => return skip(format!("cannot assume {role_arn}: {}", DisplayErrorContext(&e))),
+            },
+        };
+        let mut member = self.clone();
+        member.iam = iam;
+        match member.account_iam(&account_id, features).await {
+            Ok(snap) => Ok(Ok(snap)),
+            // The role was deleted, lost a permission, or its renewed credentials were refused: assume it afresh
+            // next time.
+            Err(
+                e @ (ConnectorError::AccessDenied { .. }
+                | ConnectorError::NoCredentials { .. }
+                | ConnectorError::InvalidCredentials { .. }),
+            ) => {
+                self.members().remove(&account_id);
+                skip(e.to_string())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, aws_sdk_iam::Client>> {
+        self.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// IAM of the account `self.iam` calls, which is `account_id`.
+    async fn account_iam(&self, account_id: &str, features: &Features) -> Result<IamSnapshot, ConnectorError> {
         // The access keys need only the users, so they are read while GetAccountAuthorizationDetails pages.
         let users_and_keys = async {
-            let users = if features.iam || features.secrets { self.iam_users().await? } else { Vec::new() };
+            let users = self.iam_users().await?;
             let keys = if features.secrets { self.access_keys(&users).await? } else { Vec::new() };
             Ok((users, keys))
         };
@@ -67,13 +179,14 @@ impl Connector {
         let group_members =
             details.group_members.into_iter().filter(|(_, user)| listed.contains(user.as_str())).collect();
         Ok(IamSnapshot {
-            account_aliases,
+            account_aliases: account_aliases.into_iter().map(|alias| (account_id.to_string(), alias)).collect(),
             users,
             groups: details.groups,
             group_members,
             roles: details.roles,
             trusted: details.trusted,
             access_keys,
+            skipped: Vec::new(),
         })
     }
 
@@ -265,6 +378,32 @@ impl Connector {
             last_used_region: known(used.region),
             ..key
         })
+    }
+}
+
+impl IamSnapshot {
+    /// Adds another account's rows.
+    fn extend(&mut self, other: IamSnapshot) {
+        self.account_aliases.extend(other.account_aliases);
+        self.users.extend(other.users);
+        self.groups.extend(other.groups);
+        self.group_members.extend(other.group_members);
+        self.roles.extend(other.roles);
+        self.trusted.extend(other.trusted);
+        self.access_keys.extend(other.access_keys);
+        self.skipped.extend(other.skipped);
+    }
+
+    /// Puts every list in the documented order.
+    fn sort(&mut self) {
+        self.account_aliases.sort();
+        self.users.sort_by(|a, b| a.arn.cmp(&b.arn));
+        self.groups.sort_by(|a, b| a.arn.cmp(&b.arn));
+        self.group_members.sort();
+        self.roles.sort_by(|a, b| a.arn.cmp(&b.arn));
+        self.trusted.sort();
+        self.access_keys.sort_by(|a, b| a.id.cmp(&b.id));
+        self.skipped.sort();
     }
 }
 

@@ -19,10 +19,10 @@ mod settings;
 
 pub use connector::Connector;
 pub use error::ConnectorError;
-pub use policy::{Features, permissions_policy, trust_policy};
+pub use policy::{Features, permissions_policy, permissions_policy_with_member_role, trust_policy};
 pub use provision::{Change, NewIdcUser};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
-pub use settings::AwsSettings;
+pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
 
 /// A principal of the Identity Center identity store, by identity-store id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,14 +159,15 @@ pub struct AccessKey {
     pub last_used_region: Option<String>,
 }
 
-/// IAM of the account the connector's credentials are in, as [`Connector::sync_iam`] reads it. Sorted: users,
-/// groups and roles by ARN, pairs and trusted principals lexicographically, access keys by id. Every ARN in
-/// `group_members`, `trusted` and `access_keys` is one of the users, groups or roles. What a feature did not
-/// ask for is empty.
+/// IAM of the account the connector's credentials are in and, with Organizations, of each ACTIVE member account
+/// whose role could be assumed, as [`Connector::sync_iam`] reads it. Sorted: users, groups and roles by ARN, pairs
+/// and trusted principals lexicographically, access keys by id. Every row's account is the one its ARN names
+/// ([`arn_account`]). Every ARN in `group_members`, `trusted` and `access_keys` is one of the users, groups or
+/// roles. What a feature did not ask for is empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IamSnapshot {
-    /// The account's alias (IAM allows one), with IAM.
-    pub account_aliases: Vec<String>,
+    /// `(account id, alias)`: each account's alias (IAM allows one), with IAM.
+    pub account_aliases: Vec<(String, String)>,
     /// With IAM or secrets (the access keys' owners).
     pub users: Vec<IamUser>,
     /// With IAM.
@@ -179,4 +180,19 @@ pub struct IamSnapshot {
     pub trusted: Vec<TrustedPrincipal>,
     /// With secrets.
     pub access_keys: Vec<AccessKey>,
+    /// Member accounts whose IAM was not read, by account id.
+    pub skipped: Vec<SkippedAccount>,
+}
+
+/// A member account whose IAM could not be read: its role could not be assumed, or denied a read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SkippedAccount {
+    pub account_id: String,
+    /// What went wrong and what to fix.
+    pub reason: String,
+}
+
+/// The account id an IAM ARN (`arn:aws:iam::111122223333:user/alice`) names; empty if it names none.
+pub fn arn_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or_default()
 }

@@ -14,7 +14,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cone_aws::{AwsSettings, Change, Connector, Features, NewIdcUser, permissions_policy, trust_policy};
+use cone_aws::{
+    AwsSettings, Change, Connector, DEFAULT_MEMBER_ROLE, Features, NewIdcUser, permissions_policy_with_member_role,
+    trust_policy,
+};
 
 use store::{SyncFile, SyncInfo, TABLES, Table, Values};
 
@@ -38,7 +41,8 @@ enum Command {
         /// identity store; with --iam, `provision` in IAM too.
         #[arg(long)]
         provisioning: bool,
-        /// Also read account names from AWS Organizations (BATON_GLOBAL_AWS_ORGS_ENABLED).
+        /// Also read account names from AWS Organizations (BATON_GLOBAL_AWS_ORGS_ENABLED); with --iam or
+        /// --secrets, also assume the member accounts' role to read their IAM.
         #[arg(long)]
         orgs: bool,
         /// Also allow the IAM sync (`sync --sync-iam`: users, groups, memberships, roles, trust policies, alias).
@@ -47,6 +51,10 @@ enum Command {
         /// Also allow the access-key inventory (`sync --sync-secrets`, BATON_SYNC_SECRETS; metadata only).
         #[arg(long)]
         secrets: bool,
+        /// The role read in each member account (BATON_IAM_ASSUME_ROLE_NAME); it needs the IAM actions printed
+        /// for --iam and --secrets.
+        #[arg(long = "iam-assume-role-name", env = "BATON_IAM_ASSUME_ROLE_NAME", default_value = DEFAULT_MEMBER_ROLE)]
+        member_role: String,
     },
     /// Print the trust policy of the integration role: who may assume it, with which External ID.
     TrustPolicy {
@@ -190,6 +198,7 @@ enum Kind {
     IamRoles,
     IamRoleTrusts,
     AccessKeys,
+    IamSkippedAccounts,
 }
 
 impl Kind {
@@ -218,9 +227,12 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Policy { provisioning, orgs, iam, secrets } => {
+        Command::Policy { provisioning, orgs, iam, secrets, member_role } => {
             let features = Features { provisioning, organizations: orgs, iam, secrets };
-            println!("{}", serde_json::to_string_pretty(&permissions_policy(&features))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&permissions_policy_with_member_role(&features, &member_role))?
+            );
         }
         Command::TrustPolicy { principal, external_id } => {
             let policy = trust_policy(&principal, external_id.as_deref()).map_err(anyhow::Error::msg)?;
@@ -329,7 +341,12 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
 async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
     let connector = aws.connect().await.context("cannot connect to AWS")?;
     let synced_at = chrono::Utc::now();
-    let features = Features { iam: aws.sync_iam, secrets: aws.sync_secrets, ..Features::default() };
+    let features = Features {
+        iam: aws.sync_iam,
+        secrets: aws.sync_secrets,
+        organizations: aws.orgs_enabled,
+        ..Features::default()
+    };
     // Different APIs with their own rate limits: read both at once.
     let (snapshot, iam) = tokio::try_join!(connector.sync(), connector.sync_iam(&features))
         .context("the sync failed; nothing was written")?;
@@ -345,6 +362,10 @@ async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
     let calls = connector.calls();
     let total: u64 = calls.values().sum();
     eprintln!("wrote {}: {}; {total} AWS calls", out.display(), summary.join(", "));
+    if !iam.skipped.is_empty() {
+        let ids: Vec<&str> = iam.skipped.iter().map(|s| s.account_id.as_str()).collect();
+        eprintln!("IAM not read in {} member account(s) (see iam_skipped_accounts): {}", ids.len(), ids.join(", "));
+    }
     if stats {
         println!("{}", serde_json::json!({ "calls": calls }));
     }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::settings::parse_external_id;
+use crate::settings::{DEFAULT_MEMBER_ROLE, parse_external_id};
 
 /// What the integration role is for, beyond the always-needed IAM Identity Center sync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -164,9 +164,17 @@ const SECRETS: Statement = Statement {
     resource: "*",
 };
 
-/// The permissions policy (IAM JSON) for `features`. An action that an earlier statement already grants
-/// on the same resource is left out of later ones, so every action appears once.
+/// The permissions policy (IAM JSON) for `features`, member accounts' role being the default
+/// [`DEFAULT_MEMBER_ROLE`].
 pub fn permissions_policy(features: &Features) -> Value {
+    permissions_policy_with_member_role(features, DEFAULT_MEMBER_ROLE)
+}
+
+/// The permissions policy (IAM JSON) for `features`. An action that an earlier statement already grants
+/// on the same resource is left out of later ones, so every action appears once. With Organizations and IAM or
+/// secrets, `member_role` may be assumed in every account: the IAM sync reads each member account through it,
+/// and that role needs the IAM statements' actions (`--iam`, `--secrets`) in its own permissions policy.
+pub fn permissions_policy_with_member_role(features: &Features, member_role: &str) -> Value {
     let chosen: Vec<&Statement> = [
         (true, &SYNC),
         (features.provisioning, &PROVISION),
@@ -192,6 +200,14 @@ pub fn permissions_policy(features: &Features) -> Value {
         }
         granted.extend(actions.iter().map(|a| (s.resource, *a)));
         statements.push(json!({ "Sid": s.sid, "Effect": "Allow", "Action": actions, "Resource": s.resource }));
+    }
+    if features.organizations && (features.iam || features.secrets) {
+        statements.push(json!({
+            "Sid": "ConeAssumeMemberAccountRole",
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole"],
+            "Resource": format!("arn:aws:iam::*:role/{member_role}"),
+        }));
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
@@ -342,8 +358,22 @@ mod tests {
         // iam:ListUsers (IAM and secrets) is granted once.
         assert!(got.contains("iam:ListUsers"));
         // Sync 9, provisioning 5 + 11 + 1 + 2 + identity store 9 less ListGroupMemberships, Organizations 1, IAM 3,
-        // secrets 3 less ListUsers, IAM provisioning 24 less ListAccessKeys.
-        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 8 + 1 + 3 + 2 + 23, "{got:?}");
+        // secrets 3 less ListUsers, IAM provisioning 24 less ListAccessKeys, the member accounts' role 1.
+        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 8 + 1 + 3 + 2 + 23 + 1, "{got:?}");
+    }
+
+    #[test]
+    fn the_member_accounts_role_may_be_assumed_only_to_read_their_iam() {
+        let policy = |f: Features| permissions_policy_with_member_role(&f, "ConeIamReader");
+        let assumes = |p: &Value| {
+            p["Statement"].as_array().expect("statements").iter().any(|s| s["Action"] == json!(["sts:AssumeRole"]))
+        };
+        assert!(!assumes(&policy(Features { organizations: true, ..Features::default() })));
+        assert!(!assumes(&policy(Features { iam: true, ..Features::default() })));
+        let both = policy(Features { organizations: true, secrets: true, ..Features::default() });
+        let statement = both["Statement"].as_array().expect("statements").last().expect("a statement");
+        assert_eq!(statement["Action"], json!(["sts:AssumeRole"]));
+        assert_eq!(statement["Resource"], "arn:aws:iam::*:role/ConeIamReader");
     }
 
     #[test]

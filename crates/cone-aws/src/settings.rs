@@ -4,6 +4,10 @@
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::sync::{Mutex, PoisonError};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_ssoadmin::error::DisplayErrorContext;
 use clap::builder::BoolishValueParser;
@@ -90,9 +94,23 @@ pub struct AwsSettings {
     )]
     pub sync_secrets: bool,
 
+    /// Name of the role to assume in each member account of the organisation to read its IAM (with
+    /// `--sync-iam` or `--sync-secrets` and Organizations), as baton-aws's setting of the same name. Assumed from
+    /// Cone's credentials without an External ID; accounts where it cannot be assumed are skipped and reported.
+    #[arg(
+        long = "iam-assume-role-name",
+        env = "BATON_IAM_ASSUME_ROLE_NAME",
+        default_value = DEFAULT_MEMBER_ROLE,
+        value_parser = parse_role_name
+    )]
+    pub member_role: String,
+
     #[command(flatten)]
     pub rates: Rates,
 }
+
+/// The role AWS Organizations creates in each account it creates.
+pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
 /// Parses the environment alone (no command line) into [`AwsSettings`].
 #[derive(Parser)]
@@ -140,25 +158,49 @@ impl AwsSettings {
                 .map_err(|e| ConnectorError::NoCredentials { message: DisplayErrorContext(&e).to_string() })?;
             return Ok(base);
         };
-        let mut role = AssumeRoleProvider::builder(role_arn).session_name(SESSION_NAME).configure(&base);
-        if let Some(external_id) = &self.external_id {
-            role = role.external_id(external_id);
-        }
-        let provider = StsRateLimited { inner: role.build().await, limits: limits.clone() };
-        provider.provide_credentials().await.map_err(|e| ConnectorError::AssumeRoleFailed {
-            role_arn: role_arn.clone(),
-            with_external_id: self.external_id.is_some(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
-        Ok(base.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build())
+        let provider =
+            assumed(&base, limits, role_arn, SESSION_NAME, self.external_id.as_deref()).await.map_err(|e| {
+                ConnectorError::AssumeRoleFailed {
+                    role_arn: role_arn.clone(),
+                    with_external_id: self.external_id.is_some(),
+                    message: DisplayErrorContext(&e).to_string(),
+                }
+            })?;
+        Ok(base.into_builder().credentials_provider(provider).build())
     }
 
     /// A connector as these settings describe, its AWS calls (STS included) paced by [`Self::rates`].
     pub async fn connect(&self) -> Result<Connector, ConnectorError> {
         let limits = RateLimits::new(&self.rates);
         let sdk = self.sdk_config(&limits).await?;
-        Ok(Connector::configured(&sdk, limits, self.orgs_enabled))
+        Ok(Connector::configured(&sdk, limits, self.orgs_enabled, &self.member_role))
     }
+}
+
+/// `role_arn` assumed with `base`'s credentials (STS calls drawing on `limits`), its credentials fetched once
+/// now so that a role that cannot be assumed fails here rather than at the first call that needs it.
+pub(crate) async fn assumed(
+    base: &SdkConfig,
+    limits: &RateLimits,
+    role_arn: &str,
+    session_name: &str,
+    external_id: Option<&str>,
+) -> Result<SharedCredentialsProvider, CredentialsError> {
+    // AssumeRoleProvider panics without one; a configuration loaded by aws_config always has it.
+    if base.time_source().is_none() {
+        return Err(CredentialsError::invalid_configuration(
+            "the AWS SDK configuration has no time source; load it with aws_config::defaults",
+        ));
+    }
+    let role = AssumeRoleProvider::builder(role_arn).session_name(session_name).configure(base);
+    let role = match external_id {
+        Some(id) => role.external_id(id),
+        None => role,
+    };
+    let provider = StsRateLimited { inner: role.build().await, limits: limits.clone(), fetched: Mutex::default() };
+    let first = provider.provide_credentials().await?;
+    *provider.first() = Some(first);
+    Ok(SharedCredentialsProvider::new(provider))
 }
 
 /// The assumed role's credentials provider, taking an STS token before each AssumeRole. The SDK's identity
@@ -167,6 +209,14 @@ impl AwsSettings {
 struct StsRateLimited {
     inner: AssumeRoleProvider,
     limits: RateLimits,
+    /// The credentials fetched to check the role, handed to the first caller instead of assuming it again.
+    fetched: Mutex<Option<Credentials>>,
+}
+
+impl StsRateLimited {
+    fn first(&self) -> std::sync::MutexGuard<'_, Option<Credentials>> {
+        self.fetched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl ProvideCredentials for StsRateLimited {
@@ -175,6 +225,9 @@ impl ProvideCredentials for StsRateLimited {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
+            if let Some(fetched) = self.first().take() {
+                return Ok(fetched);
+            }
             self.limits.acquire_for(ApiFamily::Sts, "sts:AssumeRole").await;
             self.inner.provide_credentials().await
         })
@@ -217,6 +270,19 @@ fn parse_role_arn(value: &str) -> Result<String, String> {
     }
 }
 
+/// An IAM role name: 1 to 64 letters, digits and `+=,.@_-`.
+fn parse_role_name(value: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+    if (1..=64).contains(&value.len()) && value.chars().all(allowed) {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "`{value}` is not an IAM role name (1 to 64 letters, digits and +=,.@_-); give the name only, not an ARN, \
+             e.g. {DEFAULT_MEMBER_ROLE}"
+        ))
+    }
+}
+
 /// An External ID as STS accepts it: 2 to 1224 characters of letters, digits and `+=,.@:/-_`.
 pub(crate) fn parse_external_id(value: &str) -> Result<String, String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c);
@@ -252,6 +318,7 @@ mod tests {
                 sso_enabled: true,
                 sync_iam: false,
                 sync_secrets: false,
+                member_role: DEFAULT_MEMBER_ROLE.into(),
                 rates: Rates::DEFAULT,
             }
         );
@@ -329,6 +396,14 @@ mod tests {
             let err = parse_role_arn(bad).expect_err(bad);
             assert!(err.contains("arn:aws:iam::<12-digit account id>:role/<name>"), "{err}");
         }
+    }
+
+    #[test]
+    fn member_role_names_are_checked() {
+        let s = parse(&["--iam-assume-role-name", "ConeIamReader"]).expect("a role name parses");
+        assert_eq!(s.member_role, "ConeIamReader");
+        assert!(parse(&["--iam-assume-role-name", "arn:aws:iam::111122223333:role/X"]).is_err());
+        assert!(parse(&["--iam-assume-role-name", ""]).is_err());
     }
 
     #[test]

@@ -1,20 +1,21 @@
 //! The sync file: one snapshot in a self-describing SQLite database that any SQLite client can read.
 //!
-//! Format version 2: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
+//! Format version 3: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
 //! identity_store_id, sso_region, organizations, iam, secrets) and one table per kind of record, all values
-//! text except `entitlements.provisioned` (0 or 1). Version 1 lacked the IAM tables and the iam and secrets
-//! keys.
+//! text except `entitlements.provisioned` (0 or 1). Every IAM row names its account (`account_id`), and
+//! `iam_skipped_accounts` lists the member accounts whose IAM could not be read. Version 2 read the connector's
+//! account only and had no account columns; version 1 lacked the IAM tables and the iam and secrets keys.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use cone_aws::{IamSnapshot, Principal, Snapshot};
+use cone_aws::{IamSnapshot, Principal, Snapshot, arn_account};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 const FORMAT: &str = "cone-aws-sync";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 /// A table of the file: its name (also the `list` argument, with `-` for `_`), columns, and key.
 pub struct Table {
@@ -55,7 +56,7 @@ impl Table {
     }
 }
 
-pub const TABLES: [Table; 14] = [
+pub const TABLES: [Table; 15] = [
     Table {
         name: "accounts",
         columns: &[Column("id", Text), Column("name", Text), Column("email", Text), Column("status", Text)],
@@ -102,47 +103,65 @@ pub const TABLES: [Table; 14] = [
         ],
         key: "account_id, permission_set_arn, principal_type, principal_id",
     },
-    Table { name: "account_aliases", columns: &[Column("alias", Text)], key: "alias" },
+    Table {
+        name: "account_aliases",
+        columns: &[Column("account_id", Text), Column("alias", Text)],
+        key: "account_id, alias",
+    },
     Table {
         name: "iam_users",
         columns: &[
+            Column("account_id", Text),
             Column("arn", Text),
             Column("id", Text),
             Column("name", Text),
             Column("created", Text),
             Column("password_last_used", OptionalText),
         ],
-        key: "arn",
+        key: "account_id, arn",
     },
     Table {
         name: "iam_groups",
-        columns: &[Column("arn", Text), Column("id", Text), Column("name", Text), Column("created", Text)],
-        key: "arn",
+        columns: &[
+            Column("account_id", Text),
+            Column("arn", Text),
+            Column("id", Text),
+            Column("name", Text),
+            Column("created", Text),
+        ],
+        key: "account_id, arn",
     },
     Table {
         name: "iam_group_members",
-        columns: &[Column("group_arn", Text), Column("user_arn", Text)],
-        key: "group_arn, user_arn",
+        columns: &[Column("account_id", Text), Column("group_arn", Text), Column("user_arn", Text)],
+        key: "account_id, group_arn, user_arn",
     },
     Table {
         name: "iam_roles",
         columns: &[
+            Column("account_id", Text),
             Column("arn", Text),
             Column("id", Text),
             Column("name", Text),
             Column("created", Text),
             Column("last_used", OptionalText),
         ],
-        key: "arn",
+        key: "account_id, arn",
     },
     Table {
         name: "iam_role_trusts",
-        columns: &[Column("role_arn", Text), Column("principal_kind", Text), Column("principal", Text)],
-        key: "role_arn, principal_kind, principal",
+        columns: &[
+            Column("account_id", Text),
+            Column("role_arn", Text),
+            Column("principal_kind", Text),
+            Column("principal", Text),
+        ],
+        key: "account_id, role_arn, principal_kind, principal",
     },
     Table {
         name: "access_keys",
         columns: &[
+            Column("account_id", Text),
             Column("id", Text),
             Column("user_arn", Text),
             Column("status", Text),
@@ -151,7 +170,12 @@ pub const TABLES: [Table; 14] = [
             Column("last_used_service", OptionalText),
             Column("last_used_region", OptionalText),
         ],
-        key: "id",
+        key: "account_id, id",
+    },
+    Table {
+        name: "iam_skipped_accounts",
+        columns: &[Column("account_id", Text), Column("reason", Text)],
+        key: "account_id",
     },
 ];
 
@@ -161,8 +185,9 @@ pub type Values = Vec<Option<String>>;
 /// What goes into each table, in [`TABLES`] order. Entitlements are every account × permission set (any
 /// permission set may be assigned in any account; IAM Identity Center provisions it on first assignment),
 /// flagged with whether it is provisioned there now.
-fn rows_of(snap: &Snapshot, iam: &IamSnapshot) -> [Vec<Values>; 14] {
+fn rows_of(snap: &Snapshot, iam: &IamSnapshot) -> [Vec<Values>; 15] {
     let some = |s: &str| Some(s.to_string());
+    let account = |arn: &str| some(arn_account(arn));
     let provisioned: BTreeSet<(&str, &str)> = snap.provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
     [
         snap.accounts.iter().map(|a| vec![some(&a.id), some(&a.name), some(&a.email), some(&a.status)]).collect(),
@@ -194,22 +219,34 @@ fn rows_of(snap: &Snapshot, iam: &IamSnapshot) -> [Vec<Values>; 14] {
                 vec![some(&a.account_id), some(&a.permission_set_arn), some(kind), some(id)]
             })
             .collect(),
-        iam.account_aliases.iter().map(|a| vec![some(a)]).collect(),
+        iam.account_aliases.iter().map(|(id, alias)| vec![some(id), some(alias)]).collect(),
         iam.users
             .iter()
-            .map(|u| vec![some(&u.arn), some(&u.id), some(&u.name), some(&u.created), u.password_last_used.clone()])
+            .map(|u| {
+                let created = some(&u.created);
+                vec![account(&u.arn), some(&u.arn), some(&u.id), some(&u.name), created, u.password_last_used.clone()]
+            })
             .collect(),
-        iam.groups.iter().map(|g| vec![some(&g.arn), some(&g.id), some(&g.name), some(&g.created)]).collect(),
-        iam.group_members.iter().map(|(g, u)| vec![some(g), some(u)]).collect(),
+        iam.groups
+            .iter()
+            .map(|g| vec![account(&g.arn), some(&g.arn), some(&g.id), some(&g.name), some(&g.created)])
+            .collect(),
+        iam.group_members.iter().map(|(g, u)| vec![account(g), some(g), some(u)]).collect(),
         iam.roles
             .iter()
-            .map(|r| vec![some(&r.arn), some(&r.id), some(&r.name), some(&r.created), r.last_used.clone()])
+            .map(|r| {
+                vec![account(&r.arn), some(&r.arn), some(&r.id), some(&r.name), some(&r.created), r.last_used.clone()]
+            })
             .collect(),
-        iam.trusted.iter().map(|t| vec![some(&t.role_arn), some(&t.kind), some(&t.value)]).collect(),
+        iam.trusted
+            .iter()
+            .map(|t| vec![account(&t.role_arn), some(&t.role_arn), some(&t.kind), some(&t.value)])
+            .collect(),
         iam.access_keys
             .iter()
             .map(|k| {
                 vec![
+                    account(&k.user_arn),
                     some(&k.id),
                     some(&k.user_arn),
                     some(&k.status),
@@ -220,10 +257,11 @@ fn rows_of(snap: &Snapshot, iam: &IamSnapshot) -> [Vec<Values>; 14] {
                 ]
             })
             .collect(),
+        iam.skipped.iter().map(|s| vec![some(&s.account_id), some(&s.reason)]).collect(),
     ]
 }
 
-/// Rows per INSERT: 100 rows of at most 7 values stay below SQLite's limit on bound parameters (even the 999
+/// Rows per INSERT: 100 rows of at most 8 values stay below SQLite's limit on bound parameters (even the 999
 /// of old builds).
 const BATCH: usize = 100;
 
@@ -380,7 +418,9 @@ impl SyncFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cone_aws::{AccessKey, Account, AssignmentRecord, Group, IamGroup, IamUser, PermissionSet, User};
+    use cone_aws::{
+        AccessKey, Account, AssignmentRecord, Group, IamGroup, IamUser, PermissionSet, SkippedAccount, User,
+    };
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -439,6 +479,10 @@ mod tests {
                 last_used_service: Some("sts".into()),
                 last_used_region: None,
             }],
+            skipped: vec![SkippedAccount {
+                account_id: "222222222222".into(),
+                reason: "cannot assume the role".into(),
+            }],
             ..IamSnapshot::default()
         }
     }
@@ -472,13 +516,14 @@ mod tests {
                 ("iam_roles", 0),
                 ("iam_role_trusts", 0),
                 ("access_keys", 1),
+                ("iam_skipped_accounts", 1),
             ]
         );
         assert!(!path.with_extension("partial").exists());
 
         let mut file = SyncFile::open(&path).await?;
         assert_eq!(file.meta("instance_arn").await?, "arn:aws:sso:::instance/ssoins-1");
-        assert_eq!(file.meta("format_version").await?, "2");
+        assert_eq!(file.meta("format_version").await?, "3");
         assert_eq!((file.meta("iam").await?.as_str(), file.meta("secrets").await?.as_str()), ("false", "true"));
         let s = |v: &str| Some(v.to_string());
         assert_eq!(
@@ -490,6 +535,7 @@ mod tests {
         assert_eq!(
             file.rows(&TABLES[13]).await?,
             vec![vec![
+                s("111111111111"),
                 s("AKIA1"),
                 s("arn:aws:iam::111111111111:user/alice"),
                 s("Active"),
@@ -499,7 +545,12 @@ mod tests {
                 None
             ]]
         );
-        assert_eq!(file.rows(&TABLES[8]).await?[0][4], None, "no password last used");
+        assert_eq!(file.rows(&TABLES[8]).await?[0][5], None, "no password last used");
+        assert_eq!(
+            file.rows(&TABLES[9]).await?[0][..2],
+            [s("111111111111"), s("arn:aws:iam::111111111111:group/devs")]
+        );
+        assert_eq!(file.rows(&TABLES[14]).await?, vec![vec![s("222222222222"), s("cannot assume the role")]]);
 
         // Syncing again over the file replaces it.
         write(&path, &Snapshot { assignments: vec![], ..snapshot() }, &IamSnapshot::default(), &info).await?;

@@ -129,14 +129,18 @@ fn tsv(header: &str, rows: &[Vec<&str>]) -> String {
 #[tokio::test]
 async fn iam_tables_list_and_diff_and_hold_no_secret_key() -> Result<()> {
     let moto = Moto::start()?;
-    seed_sandbox(&moto.endpoint).await?;
+    let org = seed_sandbox(&moto.endpoint).await?;
+    // Every IAM row names its account: here the management account, the member accounts having no IAM in moto.
+    let acct = org.management_account_id.as_str();
     let seed = seed_iam(&moto.endpoint).await?;
     let dir = tempfile::tempdir()?;
     let (before, after) = (dir.path().join("before.sqlite"), dir.path().join("after.sqlite"));
     let sync = |out: &Path| {
-        // Secrets through baton-aws's variable, as a baton-aws deployment sets it; IAM by flag.
+        // Secrets through baton-aws's variable, as a baton-aws deployment sets it; IAM by flag. The connector's
+        // account only: moto gives each member account an OrganizationAccountAccessRole, which would be listed too.
         command(Some(&moto), &["sync", "--out", path(out), "--sync-iam", "true"])?
             .env("BATON_SYNC_SECRETS", "1")
+            .env("BATON_GLOBAL_AWS_ORGS_ENABLED", "false")
             .output()
             .context("running cone-aws")
     };
@@ -157,42 +161,47 @@ async fn iam_tables_list_and_diff_and_hold_no_secret_key() -> Result<()> {
     }
     assert!(!list(&before, "accounts")?.contains(&seed.closed_account), "a SUSPENDED account is not synced");
 
-    assert_eq!(list(&before, "account-aliases")?, format!("alias\n{ALIAS}\n"));
+    assert_eq!(list(&before, "account-aliases")?, format!("account_id\talias\n{acct}\t{ALIAS}\n"));
     let users: Vec<Vec<&str>> =
-        seed.users.iter().map(|u| vec![u.arn.as_str(), &u.id, &u.name, &u.created, ""]).collect();
-    assert_eq!(list(&before, "iam-users")?, tsv("arn\tid\tname\tcreated\tpassword_last_used", &users));
-    let groups: Vec<Vec<&str>> = seed.groups.iter().map(|g| vec![g.arn.as_str(), &g.id, &g.name, &g.created]).collect();
-    assert_eq!(list(&before, "iam-groups")?, tsv("arn\tid\tname\tcreated", &groups));
+        seed.users.iter().map(|u| vec![acct, u.arn.as_str(), &u.id, &u.name, &u.created, ""]).collect();
+    assert_eq!(list(&before, "iam-users")?, tsv("account_id\tarn\tid\tname\tcreated\tpassword_last_used", &users));
+    let groups: Vec<Vec<&str>> =
+        seed.groups.iter().map(|g| vec![acct, g.arn.as_str(), &g.id, &g.name, &g.created]).collect();
+    assert_eq!(list(&before, "iam-groups")?, tsv("account_id\tarn\tid\tname\tcreated", &groups));
     let (alice, bob, carol) = (&seed.user("alice").arn, &seed.user("bob").arn, &seed.user("carol").arn);
     let (auditors, devs, ops) = (&seed.group("auditors").arn, &seed.group("devs").arn, &seed.group("ops").arn);
-    let mut members = vec![vec![devs.as_str(), alice], vec![devs, bob], vec![ops, bob]];
+    let mut members = vec![vec![acct, devs.as_str(), alice], vec![acct, devs, bob], vec![acct, ops, bob]];
     members.sort();
-    assert_eq!(list(&before, "iam-group-members")?, tsv("group_arn\tuser_arn", &members));
+    assert_eq!(list(&before, "iam-group-members")?, tsv("account_id\tgroup_arn\tuser_arn", &members));
     let roles: Vec<Vec<&str>> =
-        seed.roles.iter().map(|r| vec![r.arn.as_str(), &r.id, &r.name, &r.created, ""]).collect();
-    assert_eq!(list(&before, "iam-roles")?, tsv("arn\tid\tname\tcreated\tlast_used", &roles));
+        seed.roles.iter().map(|r| vec![acct, r.arn.as_str(), &r.id, &r.name, &r.created, ""]).collect();
+    assert_eq!(list(&before, "iam-roles")?, tsv("account_id\tarn\tid\tname\tcreated\tlast_used", &roles));
     let (deploy, okta) = (seed.role("deploy").arn.as_str(), seed.role("okta-admins").arn.as_str());
-    let okta_trust = vec![okta, "Federated", "arn:aws:iam::123456789012:saml-provider/Okta"];
+    let okta_trust = vec![acct, okta, "Federated", "arn:aws:iam::123456789012:saml-provider/Okta"];
     assert_eq!(
         list(&before, "iam-role-trusts")?,
         tsv(
-            "role_arn\tprincipal_kind\tprincipal",
+            "account_id\trole_arn\tprincipal_kind\tprincipal",
             &[
-                vec![deploy, "AWS", "arn:aws:iam::111122223333:root"],
-                vec![deploy, "Service", "ecs-tasks.amazonaws.com"],
-                vec![deploy, "Service", "lambda.amazonaws.com"],
+                vec![acct, deploy, "AWS", "arn:aws:iam::111122223333:root"],
+                vec![acct, deploy, "Service", "ecs-tasks.amazonaws.com"],
+                vec![acct, deploy, "Service", "lambda.amazonaws.com"],
                 okta_trust.clone(),
             ]
         )
     );
     let keys = list(&before, "access-keys")?;
     let mut lines = keys.lines();
-    assert_eq!(lines.next(), Some("id\tuser_arn\tstatus\tcreated\tlast_used\tlast_used_service\tlast_used_region"));
-    let row =
-        |k: &common::SeedKey, status: &str| format!("{}\t{}\t{status}\t{}", k.id, seed.user(&k.user).arn, k.created);
+    assert_eq!(
+        lines.next(),
+        Some("account_id\tid\tuser_arn\tstatus\tcreated\tlast_used\tlast_used_service\tlast_used_region")
+    );
+    let row = |k: &common::SeedKey, status: &str| {
+        format!("{acct}\t{}\t{}\t{status}\t{}", k.id, seed.user(&k.user).arn, k.created)
+    };
     let (used, inactive, bobs) = (seed.key("alice", 0), seed.key("alice", 1), seed.key("bob", 0));
     let mut rows: Vec<&str> = lines.collect();
-    rows.sort_by_key(|r| !r.starts_with(&used.id));
+    rows.sort_by_key(|r| !r.starts_with(&format!("{acct}\t{}", used.id)));
     assert!(rows[0].starts_with(&format!("{}\t", row(used, "Active"))), "{keys}");
     assert!(rows[0].ends_with("Z\tiam\tus-east-1"), "used once against IAM: {keys}");
     assert!(rows.contains(&format!("{}\t\t\t", row(inactive, "Inactive")).as_str()), "never used: {keys}");
@@ -212,8 +221,8 @@ async fn iam_tables_list_and_diff_and_hold_no_secret_key() -> Result<()> {
     assert_eq!(
         stdout(&diff),
         format!(
-            "--- iam_group_members: 1 added, 0 removed\n+ {auditors}\t{carol}\n\
-             --- iam_roles: 0 added, 1 removed\n- {okta}\t{}\tokta-admins\t{}\t\n\
+            "--- iam_group_members: 1 added, 0 removed\n+ {acct}\t{auditors}\t{carol}\n\
+             --- iam_roles: 0 added, 1 removed\n- {acct}\t{okta}\t{}\tokta-admins\t{}\t\n\
              --- iam_role_trusts: 0 added, 1 removed\n- {}\n\
              --- access_keys: 1 added, 1 removed\n- {}\t\t\t\n+ {}\t\t\t\n",
             okta_role.id,

@@ -346,12 +346,21 @@ pub struct AwsConfig {
     /// turns it on too).
     #[serde(default)]
     pub sync_secrets: bool,
+    /// Whether the connector reads AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`, not in the file): then IAM is
+    /// read in each member account too.
+    #[serde(skip)]
+    pub organizations: bool,
 }
 
 impl AwsConfig {
-    /// What `Connector::sync_iam` reads, which looks at these two features only.
+    /// What `Connector::sync_iam` reads, which looks at these features only.
     pub fn iam_features(&self) -> cone_aws::Features {
-        cone_aws::Features { iam: self.sync_iam, secrets: self.sync_secrets, ..Default::default() }
+        cone_aws::Features {
+            iam: self.sync_iam,
+            secrets: self.sync_secrets,
+            organizations: self.organizations,
+            ..Default::default()
+        }
     }
 }
 

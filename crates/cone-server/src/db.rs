@@ -2379,6 +2379,9 @@ impl Db {
 /// An access key with its user's name, as stored (times are Unix seconds).
 #[derive(Debug, Clone, FromRow)]
 pub struct AccessKeyRow {
+    pub account_id: String,
+    /// The account's name in the catalog; absent for an account the catalog does not know.
+    pub account_name: Option<String>,
     pub id: String,
     pub user_arn: String,
     pub user_name: String,
@@ -2389,15 +2392,19 @@ pub struct AccessKeyRow {
     pub last_used_region: Option<String>,
 }
 
-/// Which access keys to list: empty strings match every user and status.
+/// Which access keys to list: empty strings match every account, user and status.
 #[derive(Debug, Clone, Default)]
 pub struct AccessKeyFilter {
+    /// An account id, or its name in the catalog.
+    pub account: String,
     pub user_name: String,
     pub status: String,
 }
 
 #[derive(Debug, Clone, FromRow)]
 pub struct IamUserRow {
+    pub account_id: String,
+    pub account_name: Option<String>,
     pub arn: String,
     pub id: String,
     pub name: String,
@@ -2441,8 +2448,20 @@ fn unix_opt(text: &Option<String>) -> Result<Option<i64>> {
 }
 
 /// The IAM tables, children first, so that a delete never leaves a row naming a deleted one.
-const IAM_TABLES: [&str; 6] =
-    ["iam_access_keys", "iam_role_trusts", "iam_group_members", "iam_roles", "iam_groups", "iam_users"];
+const IAM_TABLES: [&str; 7] = [
+    "iam_access_keys",
+    "iam_role_trusts",
+    "iam_group_members",
+    "iam_roles",
+    "iam_groups",
+    "iam_users",
+    "iam_skipped_accounts",
+];
+
+/// The account an IAM row belongs to, from its ARN, as a cell.
+fn account(arn: &str) -> Cell<'_> {
+    Cell::Text(Some(cone_aws::arn_account(arn)))
+}
 
 impl Db {
     /// Replaces the IAM tables with `iam`, in one transaction. An empty snapshot (neither `aws.sync_iam` nor
@@ -2458,6 +2477,7 @@ impl Db {
         for u in &iam.users {
             let (created, used) = (unix(&u.created)?, unix_opt(&u.password_last_used)?);
             rows.push(vec![
+                account(&u.arn),
                 Text(Some(&u.arn)),
                 Text(Some(&u.id)),
                 Text(Some(&u.name)),
@@ -2465,19 +2485,21 @@ impl Db {
                 Time(used),
             ]);
         }
-        let columns = ["arn", "id", "name", "created_at", "password_last_used_at"];
+        let columns = ["account_id", "arn", "id", "name", "created_at", "password_last_used_at"];
         insert_rows(&mut tx, "iam_users", &columns, rows).await?;
         let mut rows = Vec::new();
         for g in &iam.groups {
-            rows.push(vec![Text(Some(&g.arn)), Text(Some(&g.id)), Text(Some(&g.name)), Time(Some(unix(&g.created)?))]);
+            let created = Time(Some(unix(&g.created)?));
+            rows.push(vec![account(&g.arn), Text(Some(&g.arn)), Text(Some(&g.id)), Text(Some(&g.name)), created]);
         }
-        insert_rows(&mut tx, "iam_groups", &["arn", "id", "name", "created_at"], rows).await?;
-        let rows = iam.group_members.iter().map(|(g, u)| vec![Text(Some(g)), Text(Some(u))]).collect();
-        insert_rows(&mut tx, "iam_group_members", &["group_arn", "user_arn"], rows).await?;
+        insert_rows(&mut tx, "iam_groups", &["account_id", "arn", "id", "name", "created_at"], rows).await?;
+        let rows = iam.group_members.iter().map(|(g, u)| vec![account(g), Text(Some(g)), Text(Some(u))]).collect();
+        insert_rows(&mut tx, "iam_group_members", &["account_id", "group_arn", "user_arn"], rows).await?;
         let mut rows = Vec::new();
         for r in &iam.roles {
             let (created, used) = (unix(&r.created)?, unix_opt(&r.last_used)?);
             rows.push(vec![
+                account(&r.arn),
                 Text(Some(&r.arn)),
                 Text(Some(&r.id)),
                 Text(Some(&r.name)),
@@ -2485,16 +2507,19 @@ impl Db {
                 Time(used),
             ]);
         }
-        insert_rows(&mut tx, "iam_roles", &["arn", "id", "name", "created_at", "last_used_at"], rows).await?;
+        let columns = ["account_id", "arn", "id", "name", "created_at", "last_used_at"];
+        insert_rows(&mut tx, "iam_roles", &columns, rows).await?;
         let rows = iam
             .trusted
             .iter()
-            .map(|t| vec![Text(Some(&t.role_arn)), Text(Some(&t.kind)), Text(Some(&t.value))])
+            .map(|t| vec![account(&t.role_arn), Text(Some(&t.role_arn)), Text(Some(&t.kind)), Text(Some(&t.value))])
             .collect();
-        insert_rows(&mut tx, "iam_role_trusts", &["role_arn", "principal_kind", "principal"], rows).await?;
+        let columns = ["account_id", "role_arn", "principal_kind", "principal"];
+        insert_rows(&mut tx, "iam_role_trusts", &columns, rows).await?;
         let mut rows = Vec::new();
         for k in &iam.access_keys {
             rows.push(vec![
+                account(&k.user_arn),
                 Text(Some(&k.id)),
                 Text(Some(&k.user_arn)),
                 Text(Some(&k.status)),
@@ -2504,12 +2529,23 @@ impl Db {
                 Text(k.last_used_region.as_deref()),
             ]);
         }
-        let columns =
-            ["id", "user_arn", "status", "created_at", "last_used_at", "last_used_service", "last_used_region"];
+        let columns = [
+            "account_id",
+            "id",
+            "user_arn",
+            "status",
+            "created_at",
+            "last_used_at",
+            "last_used_service",
+            "last_used_region",
+        ];
         insert_rows(&mut tx, "iam_access_keys", &columns, rows).await?;
+        let rows = iam.skipped.iter().map(|s| vec![Text(Some(&s.account_id)), Text(Some(&s.reason))]).collect();
+        insert_rows(&mut tx, "iam_skipped_accounts", &["account_id", "reason"], rows).await?;
+        let skipped: Vec<&str> = iam.skipped.iter().map(|s| s.account_id.as_str()).collect();
         let detail = serde_json::json!({
             "users": iam.users.len(), "groups": iam.groups.len(), "roles": iam.roles.len(),
-            "access_keys": iam.access_keys.len(),
+            "access_keys": iam.access_keys.len(), "skipped_accounts": skipped,
         });
         let stored = iam.users.len() + iam.groups.len() + iam.roles.len();
         if stored > 0 || forgotten > 0 {
@@ -2518,30 +2554,47 @@ impl Db {
         tx.commit().await
     }
 
-    /// Up to `limit` access keys `filter` selects, from `offset`, by user name and key id.
-    pub async fn access_keys(&self, filter: &AccessKeyFilter, offset: i64, limit: i64) -> Result<Vec<AccessKeyRow>> {
+    /// Up to `limit` access keys `filter` selects, from `offset`, by user name, account and key id; account names
+    /// from app `app_id`'s catalog.
+    pub async fn access_keys(
+        &self,
+        app_id: &str,
+        filter: &AccessKeyFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<AccessKeyRow>> {
         Ok(sqlx::query_as(
-            "SELECT k.id, k.user_arn, u.name AS user_name, k.status, k.created_at, k.last_used_at,
-                 k.last_used_service, k.last_used_region
-             FROM iam_access_keys k JOIN iam_users u ON u.arn = k.user_arn
-             WHERE ($1 = '' OR u.name = $1) AND ($2 = '' OR k.status = $2)
-             ORDER BY u.name, k.id LIMIT $3 OFFSET $4",
+            "SELECT k.account_id, r.name AS account_name, k.id, k.user_arn, u.name AS user_name, k.status,
+                 k.created_at, k.last_used_at, k.last_used_service, k.last_used_region
+             FROM iam_access_keys k JOIN iam_users u ON u.account_id = k.account_id AND u.arn = k.user_arn
+             LEFT JOIN resources r ON r.app_id = $1 AND r.id = k.account_id
+             WHERE ($2 = '' OR u.name = $2) AND ($3 = '' OR k.status = $3)
+                 AND ($4 = '' OR k.account_id = $4 OR r.name = $4)
+             ORDER BY u.name, k.account_id, k.id LIMIT $5 OFFSET $6",
         )
+        .bind(app_id)
         .bind(&filter.user_name)
         .bind(&filter.status)
+        .bind(&filter.account)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Up to `limit` IAM users from `offset`, by name, with how many access keys each has.
-    pub async fn iam_users(&self, offset: i64, limit: i64) -> Result<Vec<IamUserRow>> {
+    /// Up to `limit` IAM users from `offset` in `account` (an id or catalog name; empty for all), by name, with
+    /// how many access keys each has; account names from app `app_id`'s catalog.
+    pub async fn iam_users(&self, app_id: &str, account: &str, offset: i64, limit: i64) -> Result<Vec<IamUserRow>> {
         Ok(sqlx::query_as(
-            "SELECT u.arn, u.id, u.name, u.created_at, u.password_last_used_at,
-                 (SELECT COUNT(*) FROM iam_access_keys k WHERE k.user_arn = u.arn) AS access_keys
-             FROM iam_users u ORDER BY u.name, u.arn LIMIT $1 OFFSET $2",
+            "SELECT u.account_id, r.name AS account_name, u.arn, u.id, u.name, u.created_at, u.password_last_used_at,
+                 (SELECT COUNT(*) FROM iam_access_keys k WHERE k.account_id = u.account_id AND k.user_arn = u.arn)
+                     AS access_keys
+             FROM iam_users u LEFT JOIN resources r ON r.app_id = $1 AND r.id = u.account_id
+             WHERE ($2 = '' OR u.account_id = $2 OR r.name = $2)
+             ORDER BY u.name, u.arn LIMIT $3 OFFSET $4",
         )
+        .bind(app_id)
+        .bind(account)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
@@ -2552,7 +2605,8 @@ impl Db {
     pub async fn iam_groups_of(&self, user_arns: &[&str]) -> Result<Vec<(String, String)>> {
         let arns = self.backend.json_values("$1");
         Ok(sqlx::query_as(&format!(
-            "SELECT m.user_arn, g.name FROM iam_group_members m JOIN iam_groups g ON g.arn = m.group_arn
+            "SELECT m.user_arn, g.name FROM iam_group_members m
+             JOIN iam_groups g ON g.account_id = m.account_id AND g.arn = m.group_arn
              WHERE m.user_arn IN (SELECT value FROM {arns}) ORDER BY g.name"
         ))
         .bind(serde_json::to_string(user_arns)?)

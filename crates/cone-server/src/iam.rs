@@ -1,5 +1,6 @@
-//! The IAM inventory the scheduled sync stores (`aws.sync_iam`, `aws.sync_secrets`): the administrators'
-//! `GET /api/v1/iam/access-keys` and `GET /api/v1/iam/users`. The console's Access keys page reads the same
+//! The IAM inventory the scheduled sync stores (`aws.sync_iam`, `aws.sync_secrets`), of the connector's account and,
+//! with Organizations, of each member account: the administrators' `GET /api/v1/iam/access-keys` and
+//! `GET /api/v1/iam/users`. The console's Access keys page reads the same
 //! pages, so both show the same keys in the same words.
 
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ use crate::http::{ApiFailure, ApiQuery, AppState, BadRequest, Forbidden, Interna
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AccessKeyQuery {
+    /// Only the keys in this AWS account (by id, or by name as the catalog knows it).
+    #[serde(default)]
+    pub account: Option<String>,
     /// Only the keys of this IAM user (by user name).
     #[serde(default)]
     pub user: Option<String>,
@@ -38,6 +42,9 @@ pub struct AccessKeyQuery {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
+    /// Only the users in this AWS account (by id, or by name as the catalog knows it).
+    #[serde(default)]
+    pub account: Option<String>,
     /// `next_page_token` of the previous page; absent for the first.
     #[serde(default)]
     pub page_token: Option<String>,
@@ -57,6 +64,8 @@ fn access_key(r: AccessKeyRow, now: i64) -> AccessKey {
         days_since_last_use: r.last_used_at.map(|t| days(t, now)),
         created_at: time(r.created_at),
         last_used_at: r.last_used_at.map(time),
+        account_name: r.account_name.unwrap_or_else(|| r.account_id.clone()),
+        account_id: r.account_id,
         id: r.id,
         user_name: r.user_name,
         user_arn: r.user_arn,
@@ -84,13 +93,19 @@ pub async fn access_key_page(s: &AppState, q: &AccessKeyQuery) -> Result<AccessK
     if !synced {
         return Ok(AccessKeyPage { synced, access_keys: Vec::new(), next_page_token: None });
     }
-    let filter = AccessKeyFilter { user_name: q.user.clone().unwrap_or_default(), status };
-    let (rows, next_page_token) = one_page(s.db.access_keys(&filter, offset, size + 1).await?, offset, size);
+    let filter = AccessKeyFilter {
+        account: q.account.clone().unwrap_or_default(),
+        user_name: q.user.clone().unwrap_or_default(),
+        status,
+    };
+    let rows = s.db.access_keys(&s.config.aws.app_id, &filter, offset, size + 1).await?;
+    let (rows, next_page_token) = one_page(rows, offset, size);
     let now = now();
     Ok(AccessKeyPage { synced, access_keys: rows.into_iter().map(|r| access_key(r, now)).collect(), next_page_token })
 }
 
-/// The access keys of the connector's account, metadata only (never a secret key), by user name and key id.
+/// The access keys of the connector's account and the member accounts read, metadata only (never a secret key), by
+/// user name, account and key id.
 /// Administrators only.
 #[utoipa::path(
     get,
@@ -107,7 +122,7 @@ pub async fn access_keys(
     Ok(Json(access_key_page(&s, &q).await?))
 }
 
-/// The IAM users of the connector's account, by name, with their groups and how many access keys they have.
+/// The IAM users of the connector's account and the member accounts read, by name, with their groups and how many access keys they have.
 /// Administrators only.
 #[utoipa::path(
     get,
@@ -128,7 +143,9 @@ pub async fn users(
     if !synced {
         return Ok(Json(IamUserPage { synced, users: Vec::new(), next_page_token: None }));
     }
-    let (rows, next_page_token) = one_page(s.db.iam_users(offset, size + 1).await?, offset, size);
+    let account = q.account.as_deref().unwrap_or_default();
+    let rows = s.db.iam_users(&s.config.aws.app_id, account, offset, size + 1).await?;
+    let (rows, next_page_token) = one_page(rows, offset, size);
     let arns: Vec<&str> = rows.iter().map(|u| u.arn.as_str()).collect();
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
     for (user, group) in s.db.iam_groups_of(&arns).await? {
@@ -140,6 +157,8 @@ pub async fn users(
             groups: groups.remove(&u.arn).unwrap_or_default(),
             created_at: time(u.created_at),
             password_last_used_at: u.password_last_used_at.map(time),
+            account_name: u.account_name.unwrap_or_else(|| u.account_id.clone()),
+            account_id: u.account_id,
             name: u.name,
             arn: u.arn,
             id: u.id,
@@ -230,6 +249,28 @@ mod tests {
         assert!(bob["age_days"].as_i64().unwrap() >= 120 && bob["days_since_last_use"].as_i64().unwrap() >= 100);
         assert_eq!(page["access_keys"][1]["days_since_last_use"], Value::Null, "never used");
 
+        // A member account's user and key, beside the connector's account.
+        let member = "210987654321";
+        let mut dave = user("dave");
+        dave.arn = format!("arn:aws:iam::{member}:user/dave");
+        let mut daves_key = key("AKIADAVE1", "dave", "Active", 5, None);
+        daves_key.user_arn = dave.arn.clone();
+        let mut with_member = snapshot.clone();
+        with_member.users.push(dave);
+        with_member.access_keys.push(daves_key);
+        let skipped = cone_aws::SkippedAccount { account_id: "333333333333".into(), reason: "no role".into() };
+        with_member.skipped.push(skipped);
+        db.apply_iam("aws", &with_member, NOW).await.unwrap();
+        let (_, page) = get(&format!("/api/v1/iam/access-keys?account={member}"), &carol).await;
+        assert_eq!(ids(&page), ["AKIADAVE1"]);
+        let dave_key = &page["access_keys"][0];
+        assert_eq!((dave_key["account_id"].as_str(), dave_key["account_name"].as_str()), (Some(member), Some(member)));
+        let (_, users) = get(&format!("/api/v1/iam/users?account={member}"), &carol).await;
+        assert_eq!((users["users"][0]["name"].as_str(), users["users"].as_array().unwrap().len()), (Some("dave"), 1));
+        let (_, page) = get("/api/v1/iam/access-keys?account=123456789012", &carol).await;
+        assert_eq!(ids(&page), ["AKIAALICE1", "AKIAALICE2", "AKIABOB1"]);
+        db.apply_iam("aws", &snapshot, NOW).await.unwrap();
+
         let (_, page) = get("/api/v1/iam/access-keys?user=alice&status=Inactive", &carol).await;
         assert_eq!(ids(&page), ["AKIAALICE2"]);
         let (_, page) = get("/api/v1/iam/access-keys?page_size=2", &carol).await;
@@ -258,7 +299,7 @@ mod tests {
         assert!(ids(&get("/api/v1/iam/access-keys", &carol).await.1).is_empty());
         db.apply_iam("aws", &IamSnapshot::default(), NOW).await.unwrap();
         let filter = crate::db::AuditFilter { action: Some("iam.sync".into()), ..Default::default() };
-        assert_eq!(db.audit_entries(&filter, 10).await.unwrap().len(), 3, "nothing stored or forgotten, no entry");
+        assert_eq!(db.audit_entries(&filter, 10).await.unwrap().len(), 5, "nothing stored or forgotten, no entry");
 
         // With the inventory off, the API says so rather than show what an older sync left.
         db.apply_iam("aws", &fewer, NOW).await.unwrap();

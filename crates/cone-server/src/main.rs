@@ -155,6 +155,7 @@ async fn serve(file: &std::path::Path) -> Result<()> {
     // A baton-aws deployment turns these on in the environment; either there or in the file turns them on.
     config.aws.sync_iam |= settings.sync_iam;
     config.aws.sync_secrets |= settings.sync_secrets;
+    config.aws.organizations = settings.orgs_enabled;
     let connector = Arc::new(settings.connect().await?);
     let app_id = config.aws.app_id.clone();
     let state = http::AppState {

@@ -75,6 +75,8 @@ struct Script {
     pending: HashMap<String, Pending>,
     /// Listings whose every page ends with [`REPEATED_TOKEN`].
     repeating: HashSet<String>,
+    /// `(action, text, failure)`: every call of the action whose request body holds the text meets the failure.
+    always: Vec<(String, String, Failure)>,
     /// Page sizes (`MaxResults`) set on the requests of JSON listings.
     page_sizes: HashMap<String, u32>,
     /// Request ids made up for requests that were not forwarded.
@@ -153,6 +155,12 @@ impl FaultProxy {
         self.script_failures(action, times, failure, true);
     }
 
+    /// Answers every call of `action` whose request body contains `text` (say, an account id in an
+    /// `sts:AssumeRole`'s RoleArn) with `failure`, for as long as the proxy runs.
+    pub fn fail_always(&self, action: &str, text: &str, failure: Failure) {
+        self.inner.script().always.push((action.to_string(), text.to_string(), failure));
+    }
+
     /// Lets the next `times` calls of `action` pass before the failures scripted after this.
     pub fn pass(&self, action: &str, times: u32) {
         self.script_calls(action, times, None);
@@ -213,7 +221,15 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
     let failure = {
         let mut script = p.script();
         *script.calls.entry(call.action.clone()).or_default() += 1;
-        script.failures.get_mut(&call.action).and_then(VecDeque::pop_front).flatten()
+        let scripted = script.failures.get_mut(&call.action).and_then(VecDeque::pop_front).flatten();
+        let body_text = String::from_utf8_lossy(&body);
+        scripted.or_else(|| {
+            script
+                .always
+                .iter()
+                .find(|(action, text, _)| *action == call.action && body_text.contains(text.as_str()))
+                .map(|(_, _, failure)| (*failure, false))
+        })
     };
     if let Some((failure, forwarded)) = failure {
         if forwarded && let Err(e) = forward(&p, &parts, body).await {

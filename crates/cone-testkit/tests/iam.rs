@@ -9,6 +9,25 @@ use serde_json::Value;
 
 cone_testkit::on_both_stores!(access_keys_are_synced_and_listed_to_administrators_without_their_secrets);
 
+/// An IAM client in member account `account`, through the OrganizationAccountAccessRole moto made there.
+async fn member_iam(endpoint: &str, account: &str) -> aws_sdk_iam::Client {
+    let sdk = moto_sdk_config(endpoint);
+    let role = format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole");
+    let out =
+        aws_sdk_sts::Client::new(&sdk).assume_role().role_arn(role).role_session_name("seed").send().await.unwrap();
+    let c = out.credentials.unwrap();
+    let credentials = aws_sdk_iam::config::Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        None,
+        "seed",
+    );
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::from(&sdk).to_builder().credentials_provider(credentials).build(),
+    )
+}
+
 /// Creates an IAM user with `keys` access keys in moto; returns the keys' (id, secret).
 async fn user_with_keys(iam: &aws_sdk_iam::Client, name: &str, keys: usize) -> Vec<(String, String)> {
     iam.create_user().user_name(name).send().await.unwrap();
@@ -37,6 +56,9 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
         .unwrap();
     iam.create_group().group_name("automation").send().await.unwrap();
     iam.add_user_to_group().group_name("automation").user_name("ci").send().await.unwrap();
+    // IAM of a member account, read through its role: a user named like one of the connector's account.
+    let production = sb.org.account_id("Production").unwrap().to_string();
+    let member = user_with_keys(&member_iam(&sb.moto.endpoint, &production).await, "ci", 1).await;
     // A restarted server syncs before it reports ready, so the keys are there once it answers.
     sb.start_server().unwrap();
     for user in ["alice", "carol"] {
@@ -54,23 +76,44 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["synced"], true);
     let keys = page["access_keys"].as_array().unwrap();
-    let listed: Vec<(&str, &str, &str)> = keys
+    let listed: Vec<[&str; 5]> = keys
         .iter()
-        .map(|k| (k["user_name"].as_str().unwrap(), k["id"].as_str().unwrap(), k["status"].as_str().unwrap()))
+        .map(|k| ["user_name", "account_id", "account_name", "id", "status"].map(|f| k[f].as_str().unwrap()))
         .collect();
+    let management = sb.org.management_account_id.as_str();
+    // By user, account and key; accounts named as the catalog (Organizations) names them.
     let mut expected = vec![
-        ("ci", ci[0].0.as_str(), "Active"),
-        ("deployer", deployer[0].0.as_str(), "Active"),
-        ("deployer", deployer[1].0.as_str(), "Inactive"),
+        ["ci", management, "master", ci[0].0.as_str(), "Active"],
+        ["ci", production.as_str(), "Production", member[0].0.as_str(), "Active"],
+        ["deployer", management, "master", deployer[0].0.as_str(), "Active"],
+        ["deployer", management, "master", deployer[1].0.as_str(), "Inactive"],
     ];
-    expected[1..].sort();
+    expected.sort();
     assert_eq!(listed, expected);
+
+    // Filtered by account, by name or id.
+    for account in ["Production", production.as_str()] {
+        let (_, body) = get(&format!("/api/v1/iam/access-keys?account={account}"), &carol).await;
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let ids: Vec<&str> =
+            page["access_keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [member[0].0.as_str()], "{account}");
+        let (_, body) = get(&format!("/api/v1/iam/users?account={account}"), &carol).await;
+        let users: Value = serde_json::from_str(&body).unwrap();
+        let names: Vec<(&str, &str)> = users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| (u["name"].as_str().unwrap(), u["account_id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(names, [("ci", production.as_str())], "{account}");
+    }
     for k in keys {
         assert_eq!(k["age_days"], 0, "made just now: {k}");
         assert!(k["user_arn"].as_str().unwrap().ends_with(&format!(":user/{}", k["user_name"].as_str().unwrap())));
         assert!(k["created_at"].is_string());
     }
-    let secrets: Vec<&str> = deployer.iter().chain(&ci).map(|(_, secret)| secret.as_str()).collect();
+    let secrets: Vec<&str> = deployer.iter().chain(&ci).chain(&member).map(|(_, secret)| secret.as_str()).collect();
     for secret in &secrets {
         assert!(!body.contains(secret), "the API answer carries a secret key: {body}");
     }
@@ -82,11 +125,15 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
     let (_, body) = get("/api/v1/iam/access-keys?page_size=2", &carol).await;
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((page["access_keys"].as_array().unwrap().len(), page["next_page_token"].as_str()), (2, Some("2")));
+    let (_, body) = get(&format!("/api/v1/iam/access-keys?account={management}"), &carol).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["access_keys"].as_array().unwrap().len(), 3);
 
     let (status, body) = get("/api/v1/iam/users", &carol).await;
     assert_eq!(status, 200, "{body}");
     let users: Value = serde_json::from_str(&body).unwrap();
-    let ci_user = users["users"].as_array().unwrap().iter().find(|u| u["name"] == "ci").unwrap();
+    let ci_user =
+        users["users"].as_array().unwrap().iter().find(|u| u["name"] == "ci" && u["account_id"] == management).unwrap();
     assert_eq!(
         (ci_user["groups"].clone(), ci_user["access_keys"].as_i64()),
         (serde_json::json!(["automation"]), Some(1))

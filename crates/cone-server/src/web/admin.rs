@@ -173,7 +173,7 @@ fn days_ago(days: i64) -> String {
     }
 }
 
-/// The access keys of the connector's account (the secrets inventory): who holds which key, how old it is and when it
+/// The access keys of the connector's account and the member accounts read (the secrets inventory): who holds which key, how old it is and when it
 /// was last used, with old and unused keys flagged.
 pub async fn access_keys(
     State(s): State<AppState>,
@@ -181,14 +181,20 @@ pub async fn access_keys(
     Query(q): Query<AccessKeyQuery>,
 ) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let (user, status) = (q.user.clone().unwrap_or_default(), q.status.clone().unwrap_or_default());
+    let (account, user, status) = (
+        q.account.clone().unwrap_or_default(),
+        q.user.clone().unwrap_or_default(),
+        q.status.clone().unwrap_or_default(),
+    );
     let keys = crate::iam::access_key_page(&s, &AccessKeyQuery { page_size: Some(100), ..q }).await?;
-    let next = keys
-        .next_page_token
-        .as_deref()
-        .map(|token| link("/console/access-keys", &[("user", &user), ("status", &status), ("page_token", token)]));
+    let next = keys.next_page_token.as_deref().map(|token| {
+        link(
+            "/console/access-keys",
+            &[("account", &account), ("user", &user), ("status", &status), ("page_token", token)],
+        )
+    });
     let content = html! {
-        p { "The IAM users' access keys in the connector's AWS account, as the last sync read them. Metadata only: AWS never returns a secret key after its creation, and Cone stores none." }
+        p { "The IAM users' access keys in the connector's AWS account and, with Organizations, in each member account, as the last sync read them. Metadata only: AWS never returns a secret key after its creation, and Cone stores none." }
         @if !keys.synced {
             p.notice role="status" {
                 "IAM sync is off; set " code { "aws.sync_secrets: true" } " in the server's configuration (or "
@@ -197,6 +203,7 @@ pub async fn access_keys(
             }
         } @else {
             form.filters method="get" action="/console/access-keys" {
+                div.field { label for="account" { "Account" } input #account name="account" value=(account) placeholder="name or id"; }
                 div.field { label for="user" { "IAM user" } input #user name="user" value=(user) placeholder="user name"; }
                 div.field {
                     label for="status" { "Status" }
@@ -211,11 +218,12 @@ pub async fn access_keys(
             @if keys.access_keys.is_empty() { p { "No access keys match." } } @else {
                 table {
                     caption { "Access keys by user; keys older than " (STALE_DAYS) " days, unused for as long, or never used are flagged." }
-                    thead { tr { th scope="col" { "Access key" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Service" } th scope="col" { "Region" } th scope="col" { "Flags" } } }
+                    thead { tr { th scope="col" { "Access key" } th scope="col" { "Account" } th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Service" } th scope="col" { "Region" } th scope="col" { "Flags" } } }
                     tbody {
                         @for k in &keys.access_keys {
                             tr {
                                 th scope="row" { code { (k.id) } }
+                                td { span title=(k.account_id) { (k.account_name) } }
                                 td { (k.user_name) }
                                 td { span class=(format!("state {}", k.status.to_lowercase())) { (k.status) } }
                                 td { (when(k.created_at)) br; span.muted { (days_ago(k.age_days)) } }
