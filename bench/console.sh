@@ -9,31 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk (Debian package)" >&2
-    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }
-fi
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
-setup="$target/release/cone-bench-setup"
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [[ -n "$pid" ]] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/server-lib.sh
+source bench/server-lib.sh
 
 echo "load before: $(uptime)"
 echo "target for each page: p99 <= 50ms"
-"$setup" check > "$work/setup.out" 2> "$work/setup.err" &
-pid=$!
-until grep -q '^READY' "$work/setup.out"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$work/setup.err" >&2; exit 1; }
-    sleep 0.5
-done
-field() { sed -n "s/^$1 //p" "$work/setup.out"; }
+# shellcheck disable=SC2119 # no arguments: SQLite
+start_setup
 base=$(field URL)
 printf 'wrk.headers["Cookie"] = "%s"\n' "$(field COOKIE)" > "$work/cookie.lua"
 for page in /console /console/requests /console/inbox /healthz; do

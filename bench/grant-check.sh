@@ -11,33 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk (Debian package)" >&2
-    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }
-fi
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
-setup="$target/release/cone-bench-setup"
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [[ -n "$pid" ]] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/server-lib.sh
+source bench/server-lib.sh
 
 echo "load before: $(uptime)"
 echo "target for the grant check: >= 10000 req/s, p99 <= 10ms"
 for store in ${STORES:-sqlite postgres}; do
     flag=; [[ "$store" == postgres ]] && flag=--postgres
-    "$setup" check $flag > "$work/setup.out" 2> "$work/setup.err" &
-    pid=$!
-    until grep -q '^READY' "$work/setup.out"; do
-        kill -0 "$pid" 2>/dev/null || { cat "$work/setup.err" >&2; exit 1; }
-        sleep 0.5
-    done
-    field() { sed -n "s/^$1 //p" "$work/setup.out"; }
+    # shellcheck disable=SC2086 # $flag is empty or one word
+    start_setup $flag
     url="$(field URL)/api/v1/entitlement?$(python3 -c 'import sys, urllib.parse as u; print(u.urlencode({"app_id": sys.argv[1], "entitlement_id": sys.argv[2]}))' "$(field APP_ID)" "$(field ENTITLEMENT_ID)")"
     printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$(field TOKEN)" > "$work/auth.lua"
     # Every answer must be the real one, not a fast error.
@@ -55,6 +37,6 @@ for store in ${STORES:-sqlite postgres}; do
             END {printf "%s: %.0f req/s, p50 %s, p99 %s\n", label, rps, p50, p99}
         ' "$work/wrk.out"
     done
-    kill -INT "$pid"; wait "$pid" || true; pid=
+    stop_setup
 done
 echo "load after: $(uptime)"
