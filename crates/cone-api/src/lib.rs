@@ -121,6 +121,13 @@ pub struct Entitlement {
     pub emergency_access: bool,
 }
 
+impl Entitlement {
+    /// Whether the caller holds it at `now`: through an unexpired grant, or through a group.
+    pub fn held_at(&self, now: DateTime<Utc>) -> bool {
+        self.granted_until.is_some_and(|t| t > now) || !self.held_through_groups.is_empty()
+    }
+}
+
 /// Where a holder's access comes from: a grant Cone gave, or an account assignment to one of their groups.
 pub const SOURCE_GRANT: &str = "grant";
 pub const SOURCE_GROUP: &str = "group";

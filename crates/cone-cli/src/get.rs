@@ -212,7 +212,7 @@ pub async fn has(selector: Selector, out: Output, interactive: bool) -> Result<b
     let e = select::resolve(&api, &selector, interactive).await?;
     let until = e.granted_until.filter(|t| *t > Utc::now());
     let result = HasOutput {
-        has: until.is_some() || !e.held_through_groups.is_empty(),
+        has: e.held_at(Utc::now()),
         alias: e.alias,
         app_id: e.app_id,
         entitlement_id: e.id,

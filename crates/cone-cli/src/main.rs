@@ -316,7 +316,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             let mut list = client::Api::from_saved()?.entitlements(None).await?;
             let now = chrono::Utc::now();
             list.retain(|e| {
-                let has = e.granted_until.is_some_and(|t| t > now) || !e.held_through_groups.is_empty();
+                let has = e.held_at(now);
                 query.as_deref().is_none_or(|q| select::matches(e, q))
                     && alias.as_deref().is_none_or(|a| e.alias.eq_ignore_ascii_case(a))
                     && app.as_deref().is_none_or(|a| e.app_id == a)
