@@ -54,6 +54,20 @@ for rate in "${rates[@]}"; do
     tail -n 1 "$work/stderr.$rate"
 done
 
+# A sync killed (SIGKILL) half-way through its wall time at the last rate, then run again: it resumes from its journal.
+rate=${rates[-1]}
+"$cone_aws" sync --out "$work/resumed.sqlite" --global-aws-orgs-enabled true --sso-rate "$rate" 2>/dev/null &
+killed=$!
+sleep "$(echo "$(cat "$work/wall.$rate") / 2" | bc -l)"
+kill -9 "$killed"
+wait "$killed" 2>/dev/null || true
+start=$(date +%s.%N)
+"$cone_aws" sync --out "$work/resumed.sqlite" --stats --global-aws-orgs-enabled true --sso-rate "$rate" \
+    >"$work/stats.resumed.json" 2>"$work/stderr.resumed"
+echo "$(date +%s.%N) - $start" | bc >"$work/wall.resumed"
+"$cone_aws" diff "$work/sync.$rate.sqlite" "$work/resumed.sqlite" >/dev/null \
+    || { echo "the resumed sync's file differs from the whole sync's" >&2; exit 1; }
+
 .venv/bin/python - "$work" "${rates[@]}" <<'PY'
 import json, re, sys
 
@@ -90,5 +104,12 @@ for rate in rates:
     print(f"  calls / minimum: {made} / {least} = {made / least:.3f}x (target <= 1.05x; on AWS the minimum is {aws_total})")
     print(f"  Identity Center budget used: {idc} calls / ({wall:.1f} s x {rate}/s) = {100 * idc / (wall * int(rate)):.1f} %"
           + (" (target >= 90 %)" if rate == "20" else ""))
+
+rate = rates[-1]
+whole = sum(json.load(open(f"{work}/stats.{rate}.json"))["calls"].values())
+stats = json.load(open(f"{work}/stats.resumed.json"))
+resumed, wall = sum(stats["calls"].values()), float(open(f"{work}/wall.resumed").read())
+print(f"\nkilled half-way at {rate}/s, then run again: {resumed} calls (the whole sync {whole}), wall {wall:.1f} s, "
+      f"{stats['resumed']['units']} units from the journal and {stats['resumed']['read']} read; same file as the whole sync")
 PY
 echo "load after: $(uptime)"

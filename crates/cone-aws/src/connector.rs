@@ -14,6 +14,7 @@ use aws_sdk_ssoadmin::types::{
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::error::{ConnectorError, Op};
+use crate::journal::{Journal, NoJournal, Units};
 use crate::paging::{call, call_retried, list_all};
 use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
@@ -128,19 +129,28 @@ impl Connector {
 
     /// Reads everything Cone needs, using the first IAM Identity Center instance that ListInstances returns.
     pub async fn sync(&self) -> Result<Snapshot, ConnectorError> {
+        self.sync_resuming(&NoJournal).await
+    }
+
+    /// [`Connector::sync`], recording each finished unit of reading in `journal` and taking the units an
+    /// interrupted sync recorded there (see [`crate::journal`]). Clear the journal once the snapshot is stored.
+    pub async fn sync_resuming(&self, journal: &dyn Journal) -> Result<Snapshot, ConnectorError> {
         let (instance_arn, identity_store_id) = self.instance().await?;
+        let units = Units::new(journal, &instance_arn);
         let (listed_accounts, permission_sets, users, groups) = tokio::try_join!(
             async { if self.organizations { self.accounts().await.map(Some) } else { Ok(None) } },
-            self.permission_sets(&instance_arn),
+            self.permission_sets(&units, &instance_arn),
             self.users(&identity_store_id),
             self.groups(&identity_store_id),
         )?;
-        let memberships = self.memberships(&identity_store_id, &groups).await?;
-        let per_set = self.accounts_per_permission_set(&instance_arn, &permission_sets).await?;
+        let memberships = self.memberships(&units, &identity_store_id, &groups).await?;
+        let per_set = self.accounts_per_permission_set(&units, &instance_arn, &permission_sets).await?;
         let accounts = listed_accounts.unwrap_or_else(|| accounts_seen(&per_set));
-        let provisioned = self.provisioned(&instance_arn, &accounts, &permission_sets, per_set).await?;
-        let assignments = self.assignments(&instance_arn, &provisioned, &users, &groups).await?;
+        let provisioned = self.provisioned(&units, &instance_arn, &accounts, &permission_sets, per_set).await?;
+        let assignments = self.assignments(&units, &instance_arn, &provisioned, &users, &groups).await?;
+        let resumed = units.finish();
         Ok(Snapshot {
+            resumed,
             instance_arn,
             identity_store_id,
             accounts,
@@ -265,7 +275,11 @@ impl Connector {
         Ok(accounts)
     }
 
-    async fn permission_sets(&self, instance_arn: &str) -> Result<Vec<PermissionSet>, ConnectorError> {
+    async fn permission_sets(
+        &self,
+        units: &Units<'_>,
+        instance_arn: &str,
+    ) -> Result<Vec<PermissionSet>, ConnectorError> {
         let arns = list_all(
             &self.limits,
             &self.timing,
@@ -282,7 +296,8 @@ impl Connector {
         )
         .await?;
         let described = bounded(arns, |arn| {
-            async move {
+            let key = arn.clone();
+            let read = async move {
                 let describe =
                     || self.sso.describe_permission_set().instance_arn(instance_arn).permission_set_arn(&arn).send();
                 let described = call_retried(&self.limits, &self.timing, DESCRIBE_PERMISSION_SET, describe).await;
@@ -302,7 +317,8 @@ impl Connector {
                     session_duration: ps.session_duration().map(str::to_string),
                     arn,
                 }))
-            }
+            };
+            async move { units.unit("permission-set", &key, read).await }
         })
         .await?;
         let mut sets: Vec<PermissionSet> = described.into_iter().flatten().collect();
@@ -378,11 +394,12 @@ impl Connector {
 
     async fn memberships(
         &self,
+        units: &Units<'_>,
         identity_store_id: &str,
         groups: &[Group],
     ) -> Result<Vec<(String, String)>, ConnectorError> {
         let per_group = bounded(groups, |group| {
-            list_all(
+            let read = list_all(
                 &self.limits,
                 &self.timing,
                 LIST_GROUP_MEMBERSHIPS,
@@ -406,7 +423,8 @@ impl Connector {
                         .collect();
                     (users, out.next_token)
                 },
-            )
+            );
+            units.unit("members", &group.id, read)
         })
         .await?;
         // moto records a repeated CreateGroupMembership twice; a membership is a fact, not a count.
@@ -418,11 +436,13 @@ impl Connector {
     /// sets than accounts).
     async fn accounts_per_permission_set(
         &self,
+        units: &Units<'_>,
         instance_arn: &str,
         permission_sets: &[PermissionSet],
     ) -> Result<BTreeSet<(String, String)>, ConnectorError> {
         let per_set = bounded(permission_sets, |ps| async move {
-            let ids = self.accounts_for_permission_set(instance_arn, &ps.arn).await?;
+            let read = self.accounts_for_permission_set(instance_arn, &ps.arn);
+            let ids = units.unit("accounts-of", &ps.arn, read).await?;
             Ok(ids.into_iter().map(|id| (id, ps.arn.clone())).collect::<Vec<_>>())
         })
         .await?;
@@ -439,6 +459,7 @@ impl Connector {
     /// provisioned permission set for any account.
     async fn provisioned(
         &self,
+        units: &Units<'_>,
         instance_arn: &str,
         accounts: &[Account],
         permission_sets: &[PermissionSet],
@@ -453,7 +474,7 @@ impl Connector {
             return Ok(Vec::new());
         };
         let listed: BTreeSet<String> = self
-            .sets_provisioned_to_account(instance_arn, &probe.id)
+            .sets_provisioned_to_account(units, instance_arn, &probe.id)
             .await?
             .into_iter()
             .filter(|arn| known.contains(arn.as_str()))
@@ -469,11 +490,14 @@ impl Connector {
             "ListAccountsForProvisionedPermissionSet and ListPermissionSetsProvisionedToAccount disagree \
              (as in moto 5.2.1); listing provisioned permission sets per account instead"
         );
-        let per_account = bounded(accounts, |account| async move {
-            let arns = self.sets_provisioned_to_account(instance_arn, &account.id).await?;
+        // The probed account's answer is in hand already.
+        let others = accounts.iter().filter(|a| a.id != probe.id);
+        let mut per_account = bounded(others, |account| async move {
+            let arns = self.sets_provisioned_to_account(units, instance_arn, &account.id).await?;
             Ok(arns.into_iter().map(|arn| (account.id.clone(), arn)).collect::<Vec<_>>())
         })
         .await?;
+        per_account.push(listed.into_iter().map(|arn| (probe.id.clone(), arn)).collect());
         Ok(sorted_unique(per_account).into_iter().filter(|(_, arn)| known.contains(arn.as_str())).collect())
     }
 
@@ -502,10 +526,11 @@ impl Connector {
 
     async fn sets_provisioned_to_account(
         &self,
+        units: &Units<'_>,
         instance_arn: &str,
         account_id: &str,
     ) -> Result<Vec<String>, ConnectorError> {
-        list_all(
+        let read = list_all(
             &self.limits,
             &self.timing,
             LIST_PROVISIONED_TO_ACCOUNT,
@@ -519,8 +544,8 @@ impl Connector {
                     .send()
             },
             |out| (out.permission_sets.unwrap_or_default(), out.next_token),
-        )
-        .await
+        );
+        units.unit("provisioned-to", account_id, read).await
     }
 
     /// Every assignment of the `provisioned` (account, permission set) pairs, read whichever way takes fewer calls:
@@ -530,13 +555,14 @@ impl Connector {
     /// Cone cannot grant to those anyway.
     async fn assignments(
         &self,
+        units: &Units<'_>,
         instance_arn: &str,
         provisioned: &[(String, String)],
         users: &[User],
         groups: &[Group],
     ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
         if users.len() + groups.len() >= provisioned.len() {
-            return self.assignments_by_pair(instance_arn, provisioned).await;
+            return self.assignments_by_pair(units, instance_arn, provisioned).await;
         }
         let pairs: HashSet<(&str, &str)> = provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
         let principals = users
@@ -546,7 +572,11 @@ impl Connector {
         let per_principal = bounded(principals, |principal| {
             let pairs = &pairs;
             async move {
-                let held = self.assignments_of(instance_arn, &principal).await?;
+                let (kind, id) = match &principal {
+                    Principal::User(id) => ("assignments-of-user", id),
+                    Principal::Group(id) => ("assignments-of-group", id),
+                };
+                let held = units.unit(kind, id, self.assignments_of(instance_arn, &principal)).await?;
                 Ok(held
                     .into_iter()
                     .filter(|(a, p)| pairs.contains(&(a.as_str(), p.as_str())))
@@ -601,11 +631,13 @@ impl Connector {
 
     async fn assignments_by_pair(
         &self,
+        units: &Units<'_>,
         instance_arn: &str,
         provisioned: &[(String, String)],
     ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
         let per_pair = bounded(provisioned, |(account_id, permission_set_arn)| async move {
-            let principals = self.principals_assigned(instance_arn, account_id, permission_set_arn).await?;
+            let read = self.principals_assigned(instance_arn, account_id, permission_set_arn);
+            let principals = units.unit("assigned", &format!("{account_id} {permission_set_arn}"), read).await?;
             Ok(principals
                 .into_iter()
                 .map(|principal| AssignmentRecord {

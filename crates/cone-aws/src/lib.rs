@@ -10,6 +10,7 @@
 mod connector;
 mod error;
 mod iam;
+pub mod journal;
 mod paging;
 mod policy;
 mod provision;
@@ -24,8 +25,10 @@ pub use provision::{Change, NewIdcUser};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
 
+use serde::{Deserialize, Serialize};
+
 /// A principal of the Identity Center identity store, by identity-store id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Principal {
     User(String),
     Group(String),
@@ -60,7 +63,7 @@ pub struct Account {
     pub status: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionSet {
     pub arn: String,
     pub name: String,
@@ -91,6 +94,8 @@ pub struct Group {
 /// account id in `provisioned` and `assignments` is one of `accounts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Set when the sync resumed from a journal: some of what it reports was read by an earlier, interrupted sync.
+    pub resumed: Option<journal::Resumed>,
     pub instance_arn: String,
     pub identity_store_id: String,
     pub accounts: Vec<Account>,

@@ -19,7 +19,7 @@ use cone_aws::{
     trust_policy,
 };
 
-use store::{SyncFile, SyncInfo, TABLES, Table, Values};
+use store::{JournalFile, SyncFile, SyncInfo, TABLES, Table, Values};
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +74,10 @@ enum Command {
         /// Also print, on stdout, the AWS calls made by IAM action (each page and retry counted) as one JSON object.
         #[arg(long)]
         stats: bool,
+        /// Read everything from AWS, ignoring what an interrupted sync into the same file recorded in FILE.journal
+        /// (by default a sync resumes from it, taking what was recorded in the last 30 minutes).
+        #[arg(long)]
+        fresh: bool,
         #[command(flatten)]
         aws: AwsSettings,
     },
@@ -238,7 +242,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let policy = trust_policy(&principal, external_id.as_deref()).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&policy)?);
         }
-        Command::Sync { out, stats, aws } => sync(&out, stats, &aws).await?,
+        Command::Sync { out, stats, fresh, aws } => sync(&out, stats, fresh, &aws).await?,
         Command::List { file, table } => {
             let table = table.table();
             let rows = SyncFile::open(&file).await?.rows(table).await?;
@@ -338,9 +342,10 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     }
 }
 
-async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
+async fn sync(out: &Path, stats: bool, fresh: bool, aws: &AwsSettings) -> Result<()> {
     let connector = aws.connect().await.context("cannot connect to AWS")?;
-    let synced_at = chrono::Utc::now();
+    let started = chrono::Utc::now();
+    let journal = JournalFile::open(out, fresh).await?;
     let features = Features {
         iam: aws.sync_iam,
         secrets: aws.sync_secrets,
@@ -348,8 +353,21 @@ async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
         ..Features::default()
     };
     // Different APIs with their own rate limits: read both at once.
-    let (snapshot, iam) = tokio::try_join!(connector.sync(), connector.sync_iam(&features))
-        .context("the sync failed; nothing was written")?;
+    let (snapshot, iam) = tokio::try_join!(connector.sync_resuming(&journal), connector.sync_iam(&features))
+        .context("the sync failed; nothing was written (run it again to resume where it stopped)")?;
+    // What was taken from the journal was read then, so the file is as of then.
+    let synced_at = match snapshot.resumed {
+        Some(r) => chrono::DateTime::from_timestamp(r.oldest, 0).map_or(started, |oldest| oldest.min(started)),
+        None => started,
+    };
+    if let Some(r) = snapshot.resumed {
+        eprintln!(
+            "resumed an interrupted sync: {} unit(s) taken from {}, {} read from AWS",
+            r.units,
+            out.with_extension("journal").display(),
+            r.read
+        );
+    }
     let info = SyncInfo {
         synced_at,
         sso_region: &aws.sso_region,
@@ -358,6 +376,7 @@ async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
         secrets: aws.sync_secrets,
     };
     let counts = store::write(out, &snapshot, &iam, &info).await?;
+    journal.remove().await?;
     let summary: Vec<String> = counts.iter().map(|(table, n)| format!("{n} {table}")).collect();
     let calls = connector.calls();
     let total: u64 = calls.values().sum();
@@ -367,7 +386,8 @@ async fn sync(out: &Path, stats: bool, aws: &AwsSettings) -> Result<()> {
         eprintln!("IAM not read in {} member account(s) (see iam_skipped_accounts): {}", ids.len(), ids.join(", "));
     }
     if stats {
-        println!("{}", serde_json::json!({ "calls": calls }));
+        let resumed = snapshot.resumed.map(|r| serde_json::json!({ "units": r.units, "read": r.read }));
+        println!("{}", serde_json::json!({ "calls": calls, "resumed": resumed }));
     }
     Ok(())
 }

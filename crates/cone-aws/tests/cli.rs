@@ -12,6 +12,7 @@ use aws_sdk_iam::types::StatusType;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use common::{ALIAS, seed_iam};
 use cone_testkit::{Moto, moto_sdk_config, seed_sandbox, target_bin};
+use sqlx::{Connection, SqliteConnection};
 
 /// Runs `cone-aws` with `args` against `moto` (no moto: no AWS environment at all).
 fn cone_aws(moto: Option<&Moto>, args: &[&str]) -> Result<Output> {
@@ -259,6 +260,49 @@ async fn sync_without_organizations_knows_accounts_from_identity_center_only() -
     let accounts = stdout(&ok(cone_aws(None, &["list", path(&file)])?));
     let id = &org.management_account_id;
     assert_eq!(accounts, format!("id\tname\temail\tstatus\n{id}\t{id}\t\tUNKNOWN\n"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sync_killed_part_way_resumes_from_its_journal_and_writes_what_a_fresh_sync_writes() -> Result<()> {
+    let moto = Moto::start()?;
+    seed_sandbox(&moto.endpoint).await?;
+    let dir = tempfile::tempdir()?;
+    let (file, fresh) = (dir.path().join("org.sqlite"), dir.path().join("fresh.sqlite"));
+    let journal = dir.path().join("org.journal");
+
+    // Slowed to 3 Identity Center calls a second, so that it is still running when killed.
+    let mut slow = command(Some(&moto), &["sync", "--out", path(&file), "--sso-rate", "3"])?.spawn()?;
+    let mut recorded = 0;
+    for _ in 0..600 {
+        if journal.exists() {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&journal).read_only(true);
+            let mut conn = SqliteConnection::connect_with(&options).await?;
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM journal").fetch_one(&mut conn).await?;
+            conn.close().await?;
+            recorded = n;
+        }
+        if recorded >= 6 || slow.try_wait()?.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(slow.try_wait()?.is_none(), "the slowed sync finished before it could be killed");
+    slow.kill()?;
+    slow.wait()?;
+    assert!(recorded >= 6, "the killed sync recorded {recorded} unit(s)");
+    assert!(!file.exists(), "a killed sync writes no file");
+
+    let out = ok(cone_aws(Some(&moto), &["sync", "--out", path(&file), "--stats"])?);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let taken = stats["resumed"]["units"].as_i64().with_context(|| format!("not resumed: {stats}"))?;
+    assert!(taken >= recorded, "{taken} unit(s) taken of {recorded} recorded: {stats}");
+    assert!(stderr(&out).contains("resumed an interrupted sync"), "{}", stderr(&out));
+    assert!(!journal.exists(), "the journal is removed once the file is written");
+
+    ok(cone_aws(Some(&moto), &["sync", "--out", path(&fresh), "--fresh"])?);
+    let diff = ok(cone_aws(None, &["diff", path(&fresh), path(&file)])?);
+    assert!(stdout(&diff).is_empty(), "{}", stdout(&diff));
     Ok(())
 }
 

@@ -7,14 +7,17 @@
 #[allow(dead_code, reason = "only the IAM seeding is used here, not the description of what it made")]
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cone_aws::{Assignment, AssignmentRecord, Connector, ConnectorError, Features, NewIdcUser, Principal};
+use cone_aws::journal::{Journal, JournalError};
+use cone_aws::{Assignment, AssignmentRecord, Connector, ConnectorError, Features, NewIdcUser, Principal, Snapshot};
 use cone_testkit::faults::{Failure, FaultProxy, Outcome, REPEATED_TOKEN};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
+use futures_util::future::BoxFuture;
 
 const BOTH: Features = Features { provisioning: false, organizations: false, iam: true, secrets: true };
 
@@ -493,5 +496,68 @@ async fn a_denied_provisioning_call_is_a_clear_error_and_not_retried() -> Result
     );
     assert_eq!(env.proxy.calls("iam:DeleteUser"), 0);
     assert!(iam.get_user().user_name("erin").send().await.is_ok(), "erin stays");
+    Ok(())
+}
+
+/// A journal in memory, kept as the server's table and cone-aws's file keep theirs.
+#[derive(Default)]
+struct MemoryJournal(Mutex<HashMap<String, (String, i64)>>);
+
+impl MemoryJournal {
+    fn units(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn recall<'a>(
+        &'a self,
+        unit: &'a str,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
+        let found = self.0.lock().unwrap().get(unit).filter(|(_, at)| (since..until).contains(at)).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
+        self.0.lock().unwrap().insert(unit.to_string(), (body.to_string(), at));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn a_sync_stopped_by_a_failing_call_resumes_from_its_journal_and_equals_a_fresh_sync() -> Result<()> {
+    let env = Faulty::start().await?;
+    let clean = env.connector();
+    let expected = finishes("fault-free sync", clean.sync()).await??;
+    let alice = env.org.user_id("alice").context("alice not seeded")?;
+    env.proxy.fail_always("sso:ListAccountAssignmentsForPrincipal", alice, Failure::Server(500));
+
+    let journal = MemoryJournal::default();
+    let stopped = finishes("sync with a failing call", env.connector().sync_resuming(&journal)).await?;
+    let Err(e) = stopped else { panic!("reading alice's assignments always fails, yet the sync succeeded") };
+    assert!(e.to_string().contains("ListAccountAssignmentsForPrincipal"), "{e}");
+    let recorded = journal.units();
+    assert!(recorded > 0, "the units read before the failure are in the journal");
+    let resuming = Connector::new(&cone_testkit::moto_sdk_config(&env.moto.endpoint));
+    let resumed = finishes("resumed sync", resuming.sync_resuming(&journal)).await??;
+    let r = resumed.resumed.context("the second sync took units from the journal")?;
+    // Every recorded unit was taken (the account probed for where permission sets are provisioned, twice).
+    assert!(r.units >= recorded && r.read > 0, "{r:?} of {recorded} recorded");
+    assert_eq!(Snapshot { resumed: None, ..resumed }, expected, "resumed, the sync reads what a fresh one does");
+    // What the journal held was not asked of AWS again: the phases before the assignments were all recorded, and of
+    // the assignments only what the first sync had not read.
+    let calls = resuming.calls();
+    for done in ["sso:DescribePermissionSet", "identitystore:ListGroupMemberships"] {
+        assert_eq!(count(&calls, done), 0, "{done} in {calls:?}");
+    }
+    let listings = |calls: &BTreeMap<String, u64>| count(calls, "sso:ListAccountAssignmentsForPrincipal");
+    assert!(
+        (1..listings(&clean.calls())).contains(&listings(&calls)),
+        "assignments listed {} times resumed, {} fresh",
+        listings(&calls),
+        listings(&clean.calls())
+    );
     Ok(())
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cone_aws::journal::JournalError;
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
@@ -901,9 +903,11 @@ impl Db {
 
     // ---- catalog ----
 
-    /// Replaces the catalog and identities with what the connector saw.
+    /// Replaces the catalog and identities with what the connector saw, and clears the sync journal (this sync is
+    /// stored; the next one reads AWS afresh).
     pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sync_journal").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES ($1, 'AWS', $2) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
             .bind(app_id)
             .bind(&snap.instance_arn)
@@ -2662,6 +2666,44 @@ pub(crate) mod testing {
     pub(crate) use on_both_backends;
 }
 
+/// The sync's journal lives beside the data it feeds, shared by the replicas: a sync interrupted on one resumes on
+/// whichever syncs next. Statements outside the writer lock: each is one row, and the sync is not a writer.
+impl cone_aws::journal::Journal for Db {
+    fn recall<'a>(
+        &'a self,
+        unit: &'a str,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
+        Box::pin(async move {
+            let row = sqlx::query_as(
+                "SELECT body, recorded_at FROM sync_journal WHERE unit = $1 AND recorded_at >= $2 AND recorded_at < $3",
+            )
+            .bind(unit)
+            .bind(since)
+            .bind(until)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row)
+        })
+    }
+
+    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO sync_journal (unit, body, recorded_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (unit) DO UPDATE SET body = excluded.body, recorded_at = excluded.recorded_at",
+            )
+            .bind(unit)
+            .bind(body)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2691,6 +2733,7 @@ mod tests {
         let assignment =
             |principal| AssignmentRecord { account_id: "111".into(), permission_set_arn: "ps-admin".into(), principal };
         let snap = cone_aws::Snapshot {
+            resumed: None,
             instance_arn: "inst".into(),
             identity_store_id: "d-1".into(),
             accounts: vec![cone_aws::Account {
@@ -2886,6 +2929,7 @@ mod tests {
             email: None,
         };
         let snap = cone_aws::Snapshot {
+            resumed: None,
             instance_arn: "inst".into(),
             identity_store_id: "d-1".into(),
             accounts: vec![],

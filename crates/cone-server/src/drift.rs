@@ -173,6 +173,7 @@ mod tests {
 
     fn snapshot(assignments: Vec<AssignmentRecord>) -> Snapshot {
         Snapshot {
+            resumed: None,
             instance_arn: INSTANCE.into(),
             identity_store_id: "d-1".into(),
             accounts: vec![],

@@ -65,8 +65,14 @@ pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Opt
 }
 
 async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
-    let synced_at = now();
-    let snapshot = connector.sync().await?;
+    let mut synced_at = now();
+    let snapshot = connector.sync_resuming(&s.db).await?;
+    if let Some(r) = snapshot.resumed {
+        tracing::info!(units = r.units, read = r.read, "resumed the sync an earlier one left unfinished");
+        metrics::counter!("cone_sync_resumed_units_total").increment(r.units as u64);
+        // What the journal gave was read then: the sweep must not take it for newer.
+        synced_at = synced_at.min(r.oldest);
+    }
     s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now()).await?;
     if last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval) {
         match sweep(s, &snapshot, synced_at).await {

@@ -1,9 +1,13 @@
 //! The operations endpoints of a running cone-server: `/readyz` and a `/metrics` scrape after a few requests, on
 //! SQLite and on PostgreSQL. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
+use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Sandbox, Store};
 
-cone_testkit::on_both_stores!(metrics_count_requests_by_route_template_and_report_the_database);
+cone_testkit::on_both_stores!(
+    metrics_count_requests_by_route_template_and_report_the_database,
+    a_restarted_server_resumes_the_sync_an_earlier_one_left_unfinished,
+);
 
 /// The value of the series printed exactly as `series` (name and labels), if there is one.
 fn value(text: &str, series: &str) -> Option<f64> {
@@ -105,4 +109,37 @@ async fn an_administrator_asks_for_a_sync_and_the_catalog_follows_aws() {
         assert!(std::time::Instant::now() < deadline, "the asked-for sync did not bring Auditor into the catalog");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// A server whose sync from AWS stops part-way (a call that keeps failing: alice's assignments) is killed; the next
+/// server's sync takes what the first had read from the journal in the database instead of asking AWS again.
+async fn a_restarted_server_resumes_the_sync_an_earlier_one_left_unfinished(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.stop_server();
+    let proxy = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    let alice = sb.org.user_id("alice").unwrap();
+    proxy.fail_always("sso:ListAccountAssignmentsForPrincipal", alice, Failure::Server(500));
+    let metric = async |url: &str, series: &str| {
+        let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+        value(&text, series)
+    };
+
+    // Ready once its first sync has ended, here failed.
+    let (stopped, url) = sb.spawn_replica(proxy.endpoint()).unwrap();
+    assert_eq!(metric(&url, "cone_sync_ok").await, Some(0.0), "reading alice's assignments always fails");
+    assert!(proxy.calls("sso:ListAccountAssignmentsForPrincipal") > 0);
+    drop(stopped);
+
+    let clean = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    let (_resumed, url) = sb.spawn_replica(clean.endpoint()).unwrap();
+    assert_eq!(metric(&url, "cone_sync_ok").await, Some(1.0));
+    let taken = metric(&url, "cone_sync_resumed_units_total").await.unwrap_or_default();
+    assert!(taken > 0.0, "the restarted server's sync took nothing from the journal");
+    // Everything before the assignments had been read, and of the assignments, all but alice's (and any in flight).
+    assert_eq!(clean.calls("identitystore:ListGroupMemberships"), 0);
+    assert_eq!(clean.calls("sso:DescribePermissionSet"), 0);
+    let principals = sb.org.users.len() + 1; // and the approvers group
+    let listed = clean.calls("sso:ListAccountAssignmentsForPrincipal");
+    assert!(listed >= 1 && (listed as usize) < principals, "{listed} of {principals} principals' assignments read");
 }

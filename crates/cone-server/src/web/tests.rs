@@ -243,6 +243,7 @@ async fn catalog(s: &AppState) -> String {
 
 fn snapshot() -> cone_aws::Snapshot {
     cone_aws::Snapshot {
+        resumed: None,
         instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
         identity_store_id: "d-1".into(),
         accounts: vec![cone_aws::Account {
