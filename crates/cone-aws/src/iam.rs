@@ -23,7 +23,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use aws_config::identity::IdentityCache;
-use aws_sdk_iam::error::DisplayErrorContext;
 use aws_sdk_iam::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_iam::types::EntityType;
 use serde_json::Value;
@@ -132,7 +131,7 @@ impl Connector {
                     self.members().insert(account_id.clone(), iam.clone());
                     iam
                 }
-                Err(e) => return skip(format!("cannot assume {role_arn}: {}", DisplayErrorContext(&e))),
+                Err(e) => return skip(format!("cannot assume {role_arn}: {}", causes(&e))),
             },
         };
         let mut member = self.clone();
@@ -516,4 +515,20 @@ mod tests {
         assert_eq!(next_marker(true, Some("m".into())), Some("m".into()));
         assert_eq!(next_marker(false, Some("m".into())), None);
     }
+}
+
+/// `e` and each error beneath it, as `a: b: c`. The SDK's `DisplayErrorContext` adds the debug form of the whole
+/// error, raw HTTP response included, which does not belong in a reason shown to people.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        // Layers often repeat what the one above said.
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        next = cause.source();
+    }
+    text
 }

@@ -229,6 +229,7 @@ async fn member_accounts_are_read_through_their_role_and_one_without_it_is_skipp
     let reason = &snap.skipped[0].reason;
     assert!(reason.contains(&format!("arn:aws:iam::{sandbox}:role/{DEFAULT_MEMBER_ROLE}")), "{reason}");
     assert!(reason.contains("BATON_IAM_ASSUME_ROLE_NAME"), "{reason}");
+    assert!(!reason.contains("raw:") && reason.len() < 600, "the reason is for people, not an HTTP dump: {reason}");
     // The management account is read with the connector's own credentials; each member through one AssumeRole.
     let made = connector.calls();
     assert_eq!(made.get("sts:AssumeRole"), Some(&3), "{made:?}");
