@@ -460,6 +460,22 @@ pub(crate) fn trusted_principals(document: &str) -> Result<Vec<(String, String)>
     Ok(found.into_iter().collect())
 }
 
+/// `e` and each error beneath it, as `a: b: c`. The SDK's `DisplayErrorContext` adds the debug form of the whole
+/// error, raw HTTP response included, which does not belong in a reason shown to people.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        // Layers often repeat what the one above said.
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        next = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,20 +531,4 @@ mod tests {
         assert_eq!(next_marker(true, Some("m".into())), Some("m".into()));
         assert_eq!(next_marker(false, Some("m".into())), None);
     }
-}
-
-/// `e` and each error beneath it, as `a: b: c`. The SDK's `DisplayErrorContext` adds the debug form of the whole
-/// error, raw HTTP response included, which does not belong in a reason shown to people.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        // Layers often repeat what the one above said.
-        if !text.ends_with(&part) {
-            text = format!("{text}: {part}");
-        }
-        next = cause.source();
-    }
-    text
 }

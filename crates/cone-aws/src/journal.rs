@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::AnyPool;
 
 use crate::error::ConnectorError;
 
@@ -46,6 +47,52 @@ impl Journal for NoJournal {
     }
     fn record<'a>(&'a self, _: &'a str, _: &'a str, _: i64) -> BoxFuture<'a, Result<(), JournalError>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// A journal in a SQL table of `(unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at BIGINT NOT NULL)`, on SQLite
+/// or PostgreSQL.
+pub struct SqlJournal {
+    pool: AnyPool,
+    recall: String,
+    record: String,
+}
+
+impl SqlJournal {
+    /// The journal in `table` (a trusted name: it is written into the statements).
+    pub fn new(pool: AnyPool, table: &str) -> SqlJournal {
+        SqlJournal {
+            pool,
+            recall: format!(
+                "SELECT body, recorded_at FROM {table} WHERE unit = $1 AND recorded_at >= $2 AND recorded_at < $3"
+            ),
+            record: format!(
+                "INSERT INTO {table} (unit, body, recorded_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (unit) DO UPDATE SET body = excluded.body, recorded_at = excluded.recorded_at"
+            ),
+        }
+    }
+}
+
+impl Journal for SqlJournal {
+    fn recall<'a>(
+        &'a self,
+        unit: &'a str,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
+        Box::pin(async move {
+            let row =
+                sqlx::query_as(&self.recall).bind(unit).bind(since).bind(until).fetch_optional(&self.pool).await?;
+            Ok(row)
+        })
+    }
+
+    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            sqlx::query(&self.record).bind(unit).bind(body).bind(at).execute(&self.pool).await?;
+            Ok(())
+        })
     }
 }
 

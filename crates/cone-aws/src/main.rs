@@ -353,7 +353,7 @@ async fn sync(out: &Path, stats: bool, fresh: bool, aws: &AwsSettings) -> Result
         ..Features::default()
     };
     // Different APIs with their own rate limits: read both at once.
-    let (snapshot, iam) = tokio::try_join!(connector.sync_resuming(&journal), connector.sync_iam(&features))
+    let (snapshot, iam) = tokio::try_join!(connector.sync_resuming(journal.journal()), connector.sync_iam(&features))
         .context("the sync failed; nothing was written (run it again to resume where it stopped)")?;
     // What was taken from the journal was read then, so the file is as of then.
     let synced_at = match snapshot.resumed {

@@ -10,11 +10,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use cone_aws::journal::{Journal, JournalError};
+use cone_aws::journal::SqlJournal;
 use cone_aws::{IamSnapshot, Principal, Snapshot, arn_account};
-use futures_util::future::BoxFuture;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{AnyPool, Connection, Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 const FORMAT: &str = "cone-aws-sync";
 const FORMAT_VERSION: u32 = 3;
@@ -369,84 +370,68 @@ async fn write_new(
 /// sync that stopped part-way resumes. Removed once the sync file is written.
 pub struct JournalFile {
     path: std::path::PathBuf,
-    pool: SqlitePool,
+    journal: SqlJournal,
+    pool: AnyPool,
 }
 
 impl JournalFile {
     /// Opens (or creates) the journal of `out`; with `fresh`, what an earlier sync recorded is forgotten first.
     pub async fn open(out: &Path, fresh: bool) -> Result<JournalFile> {
         let path = out.with_extension("journal");
-        if fresh && path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        if fresh {
+            remove_journal(&path)?;
         }
-        // WAL with NORMAL sync: an entry survives the process being killed, which is what the journal is for, without
-        // a disk flush per unit.
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
-        // One connection: SQLite writes one at a time anyway, and a pool is what lets concurrent units share it.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.with_context(|| {
-            format!("cannot open the sync journal {}; check that its folder is writable", path.display())
-        })?;
+        sqlx::any::install_default_drivers();
+        let Some(name) = path.to_str() else {
+            bail!("{} is not a UTF-8 path; write the sync file to one that is", path.display());
+        };
+        // sqlx decodes the file name as a URL path: `?`, `#` and `%` in it must be escaped.
+        const PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'.').remove(b'-').remove(b'_');
+        let url = format!("sqlite://{}?mode=rwc", utf8_percent_encode(name, PATH));
+        // One connection: SQLite writes one at a time anyway, and a pool is what lets concurrent units share it. WAL
+        // with NORMAL sync: an entry survives the process being killed, which is what the journal is for, without a
+        // disk flush per unit.
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| {
+                format!("cannot open the sync journal {}; check that its folder is writable", path.display())
+            })?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS journal (unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at INTEGER NOT NULL) STRICT",
         )
         .execute(&pool)
         .await
         .with_context(|| format!("{} is not a sync journal; remove it, or sync with --fresh", path.display()))?;
-        Ok(JournalFile { path, pool })
+        Ok(JournalFile { path, journal: SqlJournal::new(pool.clone(), "journal"), pool })
+    }
+
+    pub fn journal(&self) -> &SqlJournal {
+        &self.journal
     }
 
     /// Closes and deletes the journal: the sync it served is stored.
     pub async fn remove(self) -> Result<()> {
         self.pool.close().await;
-        for path in
-            [self.path.clone(), self.path.with_extension("journal-wal"), self.path.with_extension("journal-shm")]
-        {
-            if path.exists() {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-            }
-        }
-        Ok(())
+        remove_journal(&self.path)
     }
 }
 
-impl Journal for JournalFile {
-    fn recall<'a>(
-        &'a self,
-        unit: &'a str,
-        since: i64,
-        until: i64,
-    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
-        Box::pin(async move {
-            let row = sqlx::query_as(
-                "SELECT body, recorded_at FROM journal WHERE unit = ? AND recorded_at >= ? AND recorded_at < ?",
-            )
-            .bind(unit)
-            .bind(since)
-            .bind(until)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row)
-        })
+/// Deletes the journal at `path` with its WAL files, if there.
+fn remove_journal(path: &Path) -> Result<()> {
+    for path in [path.to_path_buf(), path.with_extension("journal-wal"), path.with_extension("journal-shm")] {
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
     }
-
-    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO journal (unit, body, recorded_at) VALUES (?, ?, ?)
-                 ON CONFLICT (unit) DO UPDATE SET body = excluded.body, recorded_at = excluded.recorded_at",
-            )
-            .bind(unit)
-            .bind(body)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-    }
+    Ok(())
 }
 
 /// A sync file opened for reading, its format checked.

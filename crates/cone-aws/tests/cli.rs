@@ -268,8 +268,9 @@ async fn a_sync_killed_part_way_resumes_from_its_journal_and_writes_what_a_fresh
     let moto = Moto::start()?;
     seed_sandbox(&moto.endpoint).await?;
     let dir = tempfile::tempdir()?;
-    let (file, fresh) = (dir.path().join("org.sqlite"), dir.path().join("fresh.sqlite"));
-    let journal = dir.path().join("org.journal");
+    // A name sqlx would misread as a URL, unescaped.
+    let (file, fresh) = (dir.path().join("org #1?%20.sqlite"), dir.path().join("fresh.sqlite"));
+    let journal = dir.path().join("org #1?%20.journal");
 
     // Slowed to 3 Identity Center calls a second, so that it is still running when killed.
     let mut slow = command(Some(&moto), &["sync", "--out", path(&file), "--sso-rate", "3"])?.spawn()?;

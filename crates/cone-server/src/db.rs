@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cone_aws::journal::JournalError;
-use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
@@ -546,6 +544,12 @@ impl Db {
     /// For the operations endpoints' read-only queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The sync's journal (see `cone_aws::journal`): beside the data it feeds and shared by the replicas, so that a
+    /// sync interrupted on one resumes on whichever syncs next. [`Db::apply_snapshot`] clears it.
+    pub fn sync_journal(&self) -> cone_aws::journal::SqlJournal {
+        cone_aws::journal::SqlJournal::new(self.pool.clone(), "sync_journal")
     }
 
     /// Another replica changed what the cached reads read (PostgreSQL's `cone_cache` notification).
@@ -2664,44 +2668,6 @@ pub(crate) mod testing {
         };
     }
     pub(crate) use on_both_backends;
-}
-
-/// The sync's journal lives beside the data it feeds, shared by the replicas: a sync interrupted on one resumes on
-/// whichever syncs next. Statements outside the writer lock: each is one row, and the sync is not a writer.
-impl cone_aws::journal::Journal for Db {
-    fn recall<'a>(
-        &'a self,
-        unit: &'a str,
-        since: i64,
-        until: i64,
-    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
-        Box::pin(async move {
-            let row = sqlx::query_as(
-                "SELECT body, recorded_at FROM sync_journal WHERE unit = $1 AND recorded_at >= $2 AND recorded_at < $3",
-            )
-            .bind(unit)
-            .bind(since)
-            .bind(until)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row)
-        })
-    }
-
-    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO sync_journal (unit, body, recorded_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (unit) DO UPDATE SET body = excluded.body, recorded_at = excluded.recorded_at",
-            )
-            .bind(unit)
-            .bind(body)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Opt
 
 async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
     let mut synced_at = now();
-    let snapshot = connector.sync_resuming(&s.db).await?;
+    let snapshot = connector.sync_resuming(&s.db.sync_journal()).await?;
     if let Some(r) = snapshot.resumed {
         tracing::info!(units = r.units, read = r.read, "resumed the sync an earlier one left unfinished");
         metrics::counter!("cone_sync_resumed_units_total").increment(r.units as u64);
