@@ -7,17 +7,16 @@
 #[allow(dead_code, reason = "only the IAM seeding is used here, not the description of what it made")]
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cone_aws::journal::{Journal, JournalError};
+use cone_aws::journal::SqlJournal;
 use cone_aws::{Assignment, AssignmentRecord, Connector, ConnectorError, Features, NewIdcUser, Principal, Snapshot};
 use cone_testkit::faults::{Failure, FaultProxy, Outcome, REPEATED_TOKEN};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
-use futures_util::future::BoxFuture;
+use sqlx::any::AnyPoolOptions;
 
 const BOTH: Features = Features { provisioning: false, organizations: false, iam: true, secrets: true };
 
@@ -499,33 +498,6 @@ async fn a_denied_provisioning_call_is_a_clear_error_and_not_retried() -> Result
     Ok(())
 }
 
-/// A journal in memory, kept as the server's table and cone-aws's file keep theirs.
-#[derive(Default)]
-struct MemoryJournal(Mutex<HashMap<String, (String, i64)>>);
-
-impl MemoryJournal {
-    fn units(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
-
-impl Journal for MemoryJournal {
-    fn recall<'a>(
-        &'a self,
-        unit: &'a str,
-        since: i64,
-        until: i64,
-    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
-        let found = self.0.lock().unwrap().get(unit).filter(|(_, at)| (since..until).contains(at)).cloned();
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
-        self.0.lock().unwrap().insert(unit.to_string(), (body.to_string(), at));
-        Box::pin(async { Ok(()) })
-    }
-}
-
 #[tokio::test]
 async fn a_sync_stopped_by_a_failing_call_resumes_from_its_journal_and_equals_a_fresh_sync() -> Result<()> {
     let env = Faulty::start().await?;
@@ -534,11 +506,23 @@ async fn a_sync_stopped_by_a_failing_call_resumes_from_its_journal_and_equals_a_
     let alice = env.org.user_id("alice").context("alice not seeded")?;
     env.proxy.fail_always("sso:ListAccountAssignmentsForPrincipal", alice, Failure::Server(500));
 
-    let journal = MemoryJournal::default();
+    sqlx::any::install_default_drivers();
+    // One connection, kept: an in-memory database lives as long as its connection.
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect("sqlite::memory:")
+        .await?;
+    sqlx::query("CREATE TABLE journal (unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at INTEGER NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let journal = SqlJournal::new(pool.clone(), "journal");
     let stopped = finishes("sync with a failing call", env.connector().sync_resuming(&journal)).await?;
     let Err(e) = stopped else { panic!("reading alice's assignments always fails, yet the sync succeeded") };
     assert!(e.to_string().contains("ListAccountAssignmentsForPrincipal"), "{e}");
-    let recorded = journal.units();
+    let (recorded,): (i64,) = sqlx::query_as("SELECT count(*) FROM journal").fetch_one(&pool).await?;
+    let recorded = usize::try_from(recorded)?;
     assert!(recorded > 0, "the units read before the failure are in the journal");
     let resuming = Connector::new(&cone_testkit::moto_sdk_config(&env.moto.endpoint));
     let resumed = finishes("resumed sync", resuming.sync_resuming(&journal)).await??;
