@@ -184,25 +184,25 @@ async fn assign_and_unassign_converge_through_conflicts_throttling_and_in_progre
     assert_eq!(env.assignments().await?, vec![record_of(&a)]);
 
     env.proxy.fail("sso:DeleteAccountAssignment", 2, Failure::Conflict);
-    env.proxy.fail("sso:ListAccountAssignmentsForPrincipal", 1, Failure::Server(503));
     env.proxy.settle("sso:DeleteAccountAssignment", 3, Outcome::Succeeded);
+    env.proxy.fail("sso:DescribeAccountAssignmentDeletionStatus", 1, Failure::Server(503));
     finishes("unassign", connector.unassign(&a)).await??;
     assert!(env.proxy.script_used());
-    // The 503 on a look retries the step from the look: four looks for three deletes.
+    // No look: the deletion is made straight away. One poll failing, three IN_PROGRESS, one SUCCEEDED.
     assert_calls(
         &connector,
         &[
-            ("sso:ListAccountAssignmentsForPrincipal", 3 + 4),
+            ("sso:ListAccountAssignmentsForPrincipal", 3),
             ("sso:DeleteAccountAssignment", 3),
-            ("sso:DescribeAccountAssignmentDeletionStatus", 4),
+            ("sso:DescribeAccountAssignmentDeletionStatus", 5),
         ],
     );
     assert_eq!(env.assignments().await?, vec![]);
     Ok(())
 }
 
-/// AWS made or removed the assignment but its answer was a 5xx: the retry looks first, finds the work done, and
-/// neither writes again nor reports a failure.
+/// AWS made or removed the assignment but its answer was a 5xx: neither writes twice nor reports a failure. The
+/// retried creation looks first and finds the assignment; the retried deletion is told there is nothing to delete.
 #[tokio::test]
 async fn a_write_whose_answer_is_lost_is_not_made_twice() -> Result<()> {
     let env = Faulty::start().await?;
@@ -225,7 +225,7 @@ async fn a_write_whose_answer_is_lost_is_not_made_twice() -> Result<()> {
 
     env.proxy.fail_after_acting("sso:DeleteAccountAssignment", 1, Failure::Server(503));
     finishes("unassign", connector.unassign(&a)).await??;
-    assert_calls(&connector, &[("sso:ListAccountAssignmentsForPrincipal", 4), ("sso:DeleteAccountAssignment", 1)]);
+    assert_calls(&connector, &[("sso:ListAccountAssignmentsForPrincipal", 2), ("sso:DeleteAccountAssignment", 2)]);
     assert_eq!(env.assignments().await?, vec![]);
     Ok(())
 }
@@ -279,6 +279,17 @@ async fn a_failed_request_is_an_error_with_aws_reason_and_changes_nothing() -> R
         "{err:?}"
     );
     assert_eq!(env.assignments().await?, vec![record_of(&a)]);
+
+    // AWS accepts the deletion of an assignment that is not there (say, of a user deleted from the identity store)
+    // and only its status says FAILED: a look then finds nothing to remove, and that is a success.
+    connector.unassign(&a).await?;
+    let looks = env.proxy.calls("sso:ListAccountAssignmentsForPrincipal");
+    let gone = "Received a 404 status error: the USER assignee was not found in directory";
+    env.proxy.settle("sso:DeleteAccountAssignment", 1, Outcome::Failed(gone.into()));
+    finishes("unassign what is gone", connector.unassign(&a)).await??;
+    assert!(env.proxy.script_used());
+    assert_eq!(env.proxy.calls("sso:ListAccountAssignmentsForPrincipal"), looks + 1);
+    assert_eq!(env.assignments().await?, vec![]);
     Ok(())
 }
 
