@@ -13,30 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[[ -x .venv/bin/moto_server ]] || { echo ".venv/bin/moto_server is missing: run \`cargo xtask test\` once" >&2; exit 1; }
-if [[ ! -x /usr/bin/time ]]; then
-    echo "installing GNU time (Debian package)" >&2
-    apt-get install -y -qq time >/dev/null
-fi
+source bench/moto-lib.sh
 cargo build --release --quiet -p cone-aws
 cone_aws=$(realpath "${CARGO_TARGET_DIR:-target}/release/cone-aws")
 
-work=$(mktemp -d)
-moto_pid=
-cleanup() {
-    [[ -n "$moto_pid" ]] && kill "$moto_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-endpoint="http://127.0.0.1:$port"
-until .venv/bin/python -c "import urllib.request; urllib.request.urlopen('$endpoint/moto-api/data.json')" 2>/dev/null; do
-    kill -0 "$moto_pid" 2>/dev/null || { echo "moto exited; its log:" >&2; cat "$work/moto.log" >&2; exit 1; }
-    sleep 0.2
-done
+start_moto
 
 echo "load before: $(uptime)"
 seed_start=$(date +%s.%N)

@@ -19,6 +19,7 @@ use crate::paging::{call, call_retried, list_all};
 use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
 use crate::settings::DEFAULT_MEMBER_ROLE;
+use crate::spool::{Part, Parts, Sink, Synced};
 use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
 
 const LIST_INSTANCES: Op = Op::sso("ListInstances");
@@ -132,9 +133,17 @@ impl Connector {
         self.sync_resuming(&NoJournal).await
     }
 
-    /// [`Connector::sync`], recording each finished unit of reading in `journal` and taking the units an
-    /// interrupted sync recorded there (see [`crate::journal`]). Clear the journal once the snapshot is stored.
+    /// [`Connector::sync`], resuming from `journal` as [`Connector::sync_into`] does.
     pub async fn sync_resuming(&self, journal: &dyn Journal) -> Result<Snapshot, ConnectorError> {
+        let parts = Parts::default();
+        let synced = self.sync_into(journal, &parts).await?;
+        Ok(Snapshot::from_parts(synced, parts.into_inner()))
+    }
+
+    /// Reads everything Cone needs into `sink`, a part as soon as it is read (see [`crate::spool`]). Records each
+    /// finished unit of reading in `journal` and takes the units an interrupted sync recorded there (see
+    /// [`crate::journal`]); clear the journal once what the sink took is stored.
+    pub async fn sync_into(&self, journal: &dyn Journal, sink: &dyn Sink) -> Result<Synced, ConnectorError> {
         let (instance_arn, identity_store_id) = self.instance().await?;
         let units = Units::new(journal, &instance_arn);
         let (listed_accounts, permission_sets, users, groups) = tokio::try_join!(
@@ -143,24 +152,24 @@ impl Connector {
             self.users(&identity_store_id),
             self.groups(&identity_store_id),
         )?;
-        let memberships = self.memberships(&units, &identity_store_id, &groups).await?;
+        self.memberships(&units, sink, &identity_store_id, &groups).await?;
         let per_set = self.accounts_per_permission_set(&units, &instance_arn, &permission_sets).await?;
         let accounts = listed_accounts.unwrap_or_else(|| accounts_seen(&per_set));
         let provisioned = self.provisioned(&units, &instance_arn, &accounts, &permission_sets, per_set).await?;
-        let assignments = self.assignments(&units, &instance_arn, &provisioned, &users, &groups).await?;
-        let resumed = units.finish();
-        Ok(Snapshot {
-            resumed,
-            instance_arn,
-            identity_store_id,
-            accounts,
-            permission_sets,
-            provisioned,
-            users,
-            groups,
-            memberships,
-            assignments,
-        })
+        // Only the principals' ids drive what follows.
+        let principals: Vec<Principal> = users
+            .iter()
+            .map(|u| Principal::User(u.id.clone()))
+            .chain(groups.iter().map(|g| Principal::Group(g.id.clone())))
+            .collect();
+        for part in
+            [Part::Accounts(accounts), Part::PermissionSets(permission_sets), Part::Users(users), Part::Groups(groups)]
+        {
+            put(sink, part).await?;
+        }
+        self.assignments(&units, sink, &instance_arn, &provisioned, principals).await?;
+        put(sink, Part::Provisioned(provisioned)).await?;
+        Ok(Synced { resumed: units.finish(), instance_arn, identity_store_id })
     }
 
     /// The AWS calls this connector (and its clones) made so far, by IAM action, each page and retry counted.
@@ -410,10 +419,11 @@ impl Connector {
     async fn memberships(
         &self,
         units: &Units<'_>,
+        sink: &dyn Sink,
         identity_store_id: &str,
         groups: &[Group],
-    ) -> Result<Vec<(String, String)>, ConnectorError> {
-        let per_group = bounded(groups, |group| {
+    ) -> Result<(), ConnectorError> {
+        bounded(groups, |group| async move {
             let read = list_all(
                 &self.limits,
                 &self.timing,
@@ -439,11 +449,10 @@ impl Connector {
                     (users, out.next_token)
                 },
             );
-            units.unit("members", &group.id, read)
+            put(sink, Part::Memberships(units.unit("members", &group.id, read).await?)).await
         })
         .await?;
-        // moto records a repeated CreateGroupMembership twice; a membership is a fact, not a count.
-        Ok(sorted_unique(per_group))
+        Ok(())
     }
 
     /// `(account id, permission set arn)` for every account each permission set is provisioned to, from one
@@ -563,28 +572,24 @@ impl Connector {
         units.unit("provisioned-to", account_id, read).await
     }
 
-    /// Every assignment of the `provisioned` (account, permission set) pairs, read whichever way takes fewer calls:
-    /// one ListAccountAssignments (a page or more) per pair, or one ListAccountAssignmentsForPrincipal per user and
-    /// group. 200 accounts × 20 permission sets are 4,000 pairs, where 2,000 users and 50 groups are 2,050
+    /// Every assignment of the `provisioned` (account, permission set) pairs into `sink`, read whichever way takes
+    /// fewer calls: one ListAccountAssignments (a page or more) per pair, or one ListAccountAssignmentsForPrincipal per
+    /// user and group. 200 accounts × 20 permission sets are 4,000 pairs, where 2,000 users and 50 groups are 2,050
     /// principals. Read by principal, assignments to principals the identity store no longer holds are not seen;
     /// Cone cannot grant to those anyway.
     async fn assignments(
         &self,
         units: &Units<'_>,
+        sink: &dyn Sink,
         instance_arn: &str,
         provisioned: &[(String, String)],
-        users: &[User],
-        groups: &[Group],
-    ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
-        if users.len() + groups.len() >= provisioned.len() {
-            return self.assignments_by_pair(units, instance_arn, provisioned).await;
+        principals: Vec<Principal>,
+    ) -> Result<(), ConnectorError> {
+        if principals.len() >= provisioned.len() {
+            return self.assignments_by_pair(units, sink, instance_arn, provisioned).await;
         }
         let pairs: HashSet<(&str, &str)> = provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
-        let principals = users
-            .iter()
-            .map(|u| Principal::User(u.id.clone()))
-            .chain(groups.iter().map(|g| Principal::Group(g.id.clone())));
-        let per_principal = bounded(principals, |principal| {
+        bounded(principals, |principal| {
             let pairs = &pairs;
             async move {
                 let (kind, id) = match &principal {
@@ -592,7 +597,7 @@ impl Connector {
                     Principal::Group(id) => ("assignments-of-group", id),
                 };
                 let held = units.unit(kind, id, self.assignments_of(instance_arn, &principal)).await?;
-                Ok(held
+                let records = held
                     .into_iter()
                     .filter(|(a, p)| pairs.contains(&(a.as_str(), p.as_str())))
                     .map(|(account_id, permission_set_arn)| AssignmentRecord {
@@ -600,11 +605,12 @@ impl Connector {
                         permission_set_arn,
                         principal: principal.clone(),
                     })
-                    .collect::<Vec<_>>())
+                    .collect();
+                put(sink, Part::Assignments(records)).await
             }
         })
         .await?;
-        Ok(sorted_unique(per_principal))
+        Ok(())
     }
 
     /// `(account id, permission set arn)` of every assignment made to `principal` itself (ListAccountAssignmentsForPrincipal,
@@ -647,23 +653,25 @@ impl Connector {
     async fn assignments_by_pair(
         &self,
         units: &Units<'_>,
+        sink: &dyn Sink,
         instance_arn: &str,
         provisioned: &[(String, String)],
-    ) -> Result<Vec<AssignmentRecord>, ConnectorError> {
-        let per_pair = bounded(provisioned, |(account_id, permission_set_arn)| async move {
+    ) -> Result<(), ConnectorError> {
+        bounded(provisioned, |(account_id, permission_set_arn)| async move {
             let read = self.principals_assigned(instance_arn, account_id, permission_set_arn);
             let principals = units.unit("assigned", &format!("{account_id} {permission_set_arn}"), read).await?;
-            Ok(principals
+            let records = principals
                 .into_iter()
                 .map(|principal| AssignmentRecord {
                     account_id: account_id.clone(),
                     permission_set_arn: permission_set_arn.clone(),
                     principal,
                 })
-                .collect::<Vec<_>>())
+                .collect();
+            put(sink, Part::Assignments(records)).await
         })
         .await?;
-        Ok(sorted_unique(per_pair))
+        Ok(())
     }
 
     /// The principals assigned a permission set in an account (ListAccountAssignments, all pages).
@@ -829,6 +837,10 @@ fn principal_parts(p: &Principal) -> (PrincipalType, &str) {
         Principal::User(id) => (PrincipalType::User, id),
         Principal::Group(id) => (PrincipalType::Group, id),
     }
+}
+
+pub(crate) async fn put(sink: &dyn Sink, part: Part) -> Result<(), ConnectorError> {
+    sink.put(part).await.map_err(ConnectorError::Store)
 }
 
 /// `Ok(None)` in place of a NotFound error: for calls where a missing resource is an answer, not a failure.

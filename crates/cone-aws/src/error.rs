@@ -12,6 +12,13 @@ use crate::ratelimit::ApiFamily;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectorError {
+    /// What the sync read could not be stored (see [`crate::spool`]).
+    #[error(
+        "cannot store what the sync read: {0}. Check the database or disk the sync writes to, then sync again \
+         (it resumes from its journal)"
+    )]
+    Store(#[source] crate::spool::SinkError),
+
     /// No credentials could be found or resolved.
     #[error(
         "no usable AWS credentials: {message}. Provide them the usual way \

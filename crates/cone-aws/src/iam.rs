@@ -27,10 +27,11 @@ use aws_sdk_iam::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_iam::types::EntityType;
 use serde_json::Value;
 
-use crate::connector::{bounded, calling, found, sorted_unique};
+use crate::connector::{bounded, calling, found, put, sorted_unique};
 use crate::error::{ConnectorError, Op};
 use crate::paging::{call_retried, list_all};
 use crate::settings::assumed;
+use crate::spool::{Part, Parts, Sink};
 use crate::{
     AccessKey, Connector, Features, IamGroup, IamRole, IamSnapshot, IamUser, SkippedAccount, TrustedPrincipal,
 };
@@ -65,8 +66,15 @@ impl Connector {
     /// an empty snapshot. A member account whose role cannot be assumed, or denies a read, is skipped with a
     /// warning and listed in `skipped`; the sync goes on.
     pub async fn sync_iam(&self, features: &Features) -> Result<IamSnapshot, ConnectorError> {
+        let parts = Parts::default();
+        self.sync_iam_into(features, &parts).await?;
+        Ok(IamSnapshot::from_parts(parts.into_inner()))
+    }
+
+    /// [`Connector::sync_iam`] into `sink`, a [`Part::Iam`] per account as soon as it is read (or skipped).
+    pub async fn sync_iam_into(&self, features: &Features, sink: &dyn Sink) -> Result<(), ConnectorError> {
         if !features.iam && !features.secrets {
-            return Ok(IamSnapshot::default());
+            return Ok(());
         }
         let caller =
             call_retried(&self.limits, &self.timing, GET_CALLER_IDENTITY, || self.sts.get_caller_identity().send())
@@ -84,19 +92,17 @@ impl Connector {
         };
         // `arn:<partition>:...`: member roles are in the caller's partition.
         let partition = caller_arn.split(':').nth(1).unwrap_or("aws");
-        let (mine, theirs) = tokio::try_join!(
-            self.account_iam(&own, features),
-            bounded(members, |id| self.member_iam(partition, id, features)),
+        tokio::try_join!(
+            async { put(sink, Part::Iam(self.account_iam(&own, features).await?)).await },
+            bounded(members, |id| async move {
+                let iam = match self.member_iam(partition, id, features).await? {
+                    Ok(member) => member,
+                    Err(skipped) => IamSnapshot { skipped: vec![skipped], ..IamSnapshot::default() },
+                };
+                put(sink, Part::Iam(iam)).await
+            }),
         )?;
-        let mut snap = mine;
-        for read in theirs {
-            match read {
-                Ok(member) => snap.extend(member),
-                Err(skipped) => snap.skipped.push(skipped),
-            }
-        }
-        snap.sort();
-        Ok(snap)
+        Ok(())
     }
 
     /// IAM of member account `account_id`, read with its role, or why it was skipped.
@@ -381,6 +387,18 @@ impl Connector {
 }
 
 impl IamSnapshot {
+    /// The snapshot made of the [`Part::Iam`] parts of `parts`, sorted.
+    pub fn from_parts(parts: impl IntoIterator<Item = Part>) -> IamSnapshot {
+        let mut snap = IamSnapshot::default();
+        for part in parts {
+            if let Part::Iam(account) = part {
+                snap.extend(account);
+            }
+        }
+        snap.sort();
+        snap
+    }
+
     /// Adds another account's rows.
     fn extend(&mut self, other: IamSnapshot) {
         self.account_aliases.extend(other.account_aliases);

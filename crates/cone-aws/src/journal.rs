@@ -4,9 +4,9 @@
 //! A sync is mostly many small units of the same kind: one per group (its members), per permission set, per
 //! account (what is provisioned there) and per principal or (account, permission set) pair (the assignments).
 //! Each finished unit's result is recorded in the [`Journal`]; the next sync takes a unit from the journal if it was
-//! recorded within the last 30 minutes. Whoever stores a completed sync clears the journal, so that a journal only ever
-//! speeds up the sync after one that did not finish. The cheap top-level listings (accounts, permission sets, users, groups)
-//! are always read again: a principal or group that is gone is not asked about, one that is new is.
+//! recorded within the last 30 minutes. Whoever stores a completed sync clears the journal, so that a journal only
+//! ever speeds up the sync after one that did not finish. The cheap top-level listings (accounts, permission sets,
+//! users, groups) are always read again: a principal or group that is gone is not asked about, one that is new is.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +25,8 @@ const RESUME_WITHIN: i64 = 30 * 60 * 1000;
 pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Storage for a sync's finished units: a table of `unit` (text key) → `body` (JSON text) and when it was recorded
-/// (unix milliseconds, so that a sync restarted at once can tell its own entries from the interrupted one's). A journal that fails to read or write slows a resumed sync down; it never fails a sync.
+/// (unix milliseconds, so that a sync restarted at once can tell its own entries from the interrupted one's). A
+/// journal that fails to read or write slows a resumed sync down; it never fails a sync.
 pub trait Journal: Send + Sync {
     /// The body recorded for `unit` at or after `since` and before `until`, with when it was recorded.
     fn recall<'a>(
@@ -39,7 +40,7 @@ pub trait Journal: Send + Sync {
 }
 
 /// No journal: every unit is read from AWS, and nothing is kept.
-pub(crate) struct NoJournal;
+pub struct NoJournal;
 
 impl Journal for NoJournal {
     fn recall<'a>(&'a self, _: &'a str, _: i64, _: i64) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
@@ -122,11 +123,12 @@ pub(crate) struct Units<'a> {
 
 impl<'a> Units<'a> {
     pub(crate) fn new(journal: &'a dyn Journal, instance_arn: &str) -> Units<'a> {
+        let now = now();
         Units {
             journal,
             scope: instance_arn.to_string(),
-            since: now() - RESUME_WITHIN,
-            until: now(),
+            since: now - RESUME_WITHIN,
+            until: now,
             taken: AtomicUsize::new(0),
             read: AtomicUsize::new(0),
             oldest: Mutex::new(None),

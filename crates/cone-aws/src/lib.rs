@@ -17,6 +17,7 @@ mod provision;
 mod ratelimit;
 mod retry;
 mod settings;
+pub mod spool;
 
 pub use connector::Connector;
 pub use error::ConnectorError;
@@ -24,6 +25,7 @@ pub use policy::{Features, permissions_policy, permissions_policy_with_member_ro
 pub use provision::{Change, NewIdcUser};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
+pub use spool::{Part, Sink, SqlSpool, Synced};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +46,7 @@ pub struct Assignment {
 }
 
 /// An account assignment as found in AWS (the instance is the snapshot's).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AssignmentRecord {
     pub account_id: String,
     pub permission_set_arn: String,
@@ -53,7 +55,7 @@ pub struct AssignmentRecord {
 
 /// An ACTIVE member account of the organisation (the management account included); or, when Organizations
 /// is not read, an account IAM Identity Center has a permission set provisioned to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: String,
     pub name: String,
@@ -72,7 +74,7 @@ pub struct PermissionSet {
     pub session_duration: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub user_name: String,
@@ -82,7 +84,7 @@ pub struct User {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub id: String,
     /// The display name; the group id when the identity store has none.
@@ -110,7 +112,7 @@ pub struct Snapshot {
 }
 
 /// An IAM user. Times are RFC 3339 as AWS gives them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IamUser {
     pub arn: String,
     pub id: String,
@@ -120,7 +122,7 @@ pub struct IamUser {
     pub password_last_used: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IamGroup {
     pub arn: String,
     pub id: String,
@@ -128,7 +130,7 @@ pub struct IamGroup {
     pub created: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IamRole {
     pub arn: String,
     pub id: String,
@@ -140,7 +142,7 @@ pub struct IamRole {
 
 /// "The trust policy of this role allows this principal to assume it": one principal of an `Allow`
 /// statement. Conditions (an External ID, say) are not recorded.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TrustedPrincipal {
     pub role_arn: String,
     /// The principal's kind as the policy names it: `AWS`, `Service`, `Federated` or `CanonicalUser`.
@@ -151,7 +153,7 @@ pub struct TrustedPrincipal {
 }
 
 /// An IAM user's access key, metadata only: the secret key is never read (no API returns it after creation).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKey {
     pub id: String,
     pub user_arn: String,
@@ -169,7 +171,7 @@ pub struct AccessKey {
 /// and trusted principals lexicographically, access keys by id. Every row's account is the one its ARN names
 /// ([`arn_account`]). Every ARN in `group_members`, `trusted` and `access_keys` is one of the users, groups or
 /// roles. What a feature did not ask for is empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IamSnapshot {
     /// `(account id, alias)`: each account's alias (IAM allows one), with IAM.
     pub account_aliases: Vec<(String, String)>,
@@ -190,7 +192,7 @@ pub struct IamSnapshot {
 }
 
 /// A member account whose IAM could not be read: its role could not be assumed, or denied a read.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SkippedAccount {
     pub account_id: String,
     /// What went wrong and what to fix.

@@ -352,15 +352,17 @@ async fn sync(out: &Path, stats: bool, fresh: bool, aws: &AwsSettings) -> Result
         organizations: aws.orgs_enabled,
         ..Features::default()
     };
+    let spool = journal.spool().await?;
     // Different APIs with their own rate limits: read both at once.
-    let (snapshot, iam) = tokio::try_join!(connector.sync_resuming(journal.journal()), connector.sync_iam(&features))
-        .context("the sync failed; nothing was written (run it again to resume where it stopped)")?;
+    let (synced, ()) =
+        tokio::try_join!(connector.sync_into(journal.journal(), &spool), connector.sync_iam_into(&features, &spool))
+            .context("the sync failed; nothing was written (run it again to resume where it stopped)")?;
     // What was taken from the journal was read then, so the file is as of then.
-    let synced_at = match snapshot.resumed {
+    let synced_at = match synced.resumed {
         Some(r) => chrono::DateTime::from_timestamp(r.oldest, 0).map_or(started, |oldest| oldest.min(started)),
         None => started,
     };
-    if let Some(r) = snapshot.resumed {
+    if let Some(r) = synced.resumed {
         eprintln!(
             "resumed an interrupted sync: {} unit(s) taken from {}, {} read from AWS",
             r.units,
@@ -375,18 +377,19 @@ async fn sync(out: &Path, stats: bool, fresh: bool, aws: &AwsSettings) -> Result
         iam: aws.sync_iam,
         secrets: aws.sync_secrets,
     };
-    let counts = store::write(out, &snapshot, &iam, &info).await?;
+    let counts = store::write(out, &synced, spool.parts(None), &info).await?;
     journal.remove().await?;
     let summary: Vec<String> = counts.iter().map(|(table, n)| format!("{n} {table}")).collect();
     let calls = connector.calls();
     let total: u64 = calls.values().sum();
     eprintln!("wrote {}: {}; {total} AWS calls", out.display(), summary.join(", "));
-    if !iam.skipped.is_empty() {
-        let ids: Vec<&str> = iam.skipped.iter().map(|s| s.account_id.as_str()).collect();
+    let skipped = SyncFile::open(out).await?.rows(Kind::IamSkippedAccounts.table()).await?;
+    if !skipped.is_empty() {
+        let ids: Vec<&str> = skipped.iter().filter_map(|row| row.first()?.as_deref()).collect();
         eprintln!("IAM not read in {} member account(s) (see iam_skipped_accounts): {}", ids.len(), ids.join(", "));
     }
     if stats {
-        let resumed = snapshot.resumed.map(|r| serde_json::json!({ "units": r.units, "read": r.read }));
+        let resumed = synced.resumed.map(|r| serde_json::json!({ "units": r.units, "read": r.read }));
         println!("{}", serde_json::json!({ "calls": calls, "resumed": resumed }));
     }
     Ok(())

@@ -6,12 +6,15 @@
 //! `iam_skipped_accounts` lists the member accounts whose IAM could not be read. Version 2 read the connector's
 //! account only and had no account columns; version 1 lacked the IAM tables and the iam and secrets keys.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use cone_aws::journal::SqlJournal;
-use cone_aws::{IamSnapshot, Principal, Snapshot, arn_account};
+use cone_aws::spool::SinkError;
+use cone_aws::{IamSnapshot, Part, Principal, SqlSpool, Synced, arn_account};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
@@ -185,43 +188,61 @@ pub const TABLES: [Table; 15] = [
 /// A row as the file holds it, every value as text; `None` is SQL NULL.
 pub type Values = Vec<Option<String>>;
 
-/// What goes into each table, in [`TABLES`] order. Entitlements are every account × permission set (any
-/// permission set may be assigned in any account; IAM Identity Center provisions it on first assignment),
-/// flagged with whether it is provisioned there now.
-fn rows_of(snap: &Snapshot, iam: &IamSnapshot) -> [Vec<Values>; 15] {
+/// Where a part's rows go: for each table it fills, the table's index in [`TABLES`] and the rows. `catalog` keeps
+/// the accounts' ids and the permission sets' arns for the entitlements, which are every account × permission set
+/// (any permission set may be assigned in any account; IAM Identity Center provisions it on first assignment),
+/// flagged with whether it is provisioned there now; [`Part::kind`] order puts both before the provisioned pairs.
+fn part_rows(part: Part, catalog: &mut (Vec<String>, Vec<String>)) -> Vec<(usize, Vec<Values>)> {
+    let one = match part {
+        Part::Accounts(list) => {
+            catalog.0.extend(list.iter().map(|a| a.id.clone()));
+            (0, list.into_iter().map(|a| vec![Some(a.id), Some(a.name), Some(a.email), Some(a.status)]).collect())
+        }
+        Part::PermissionSets(list) => {
+            catalog.1.extend(list.iter().map(|p| p.arn.clone()));
+            (1, list.into_iter().map(|p| vec![Some(p.arn), Some(p.name), p.description, p.session_duration]).collect())
+        }
+        Part::Users(list) => {
+            (2, list.into_iter().map(|u| vec![Some(u.id), Some(u.user_name), Some(u.display_name), u.email]).collect())
+        }
+        Part::Groups(list) => (3, list.into_iter().map(|g| vec![Some(g.id), Some(g.display_name)]).collect()),
+        Part::Memberships(pairs) => (4, pairs.into_iter().map(|(g, u)| vec![Some(g), Some(u)]).collect()),
+        Part::Provisioned(pairs) => {
+            let provisioned: HashSet<(&str, &str)> = pairs.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
+            let (accounts, sets) = &*catalog;
+            let rows = accounts
+                .iter()
+                .flat_map(|a| sets.iter().map(move |p| (a, p)))
+                .map(|(a, p)| {
+                    let flag = provisioned.contains(&(a.as_str(), p.as_str()));
+                    vec![Some(a.clone()), Some(p.clone()), Some(if flag { "1" } else { "0" }.to_string())]
+                })
+                .collect();
+            (5, rows)
+        }
+        Part::Assignments(list) => {
+            let rows = list
+                .into_iter()
+                .map(|a| {
+                    let (kind, id) = match a.principal {
+                        Principal::User(id) => ("USER", id),
+                        Principal::Group(id) => ("GROUP", id),
+                    };
+                    vec![Some(a.account_id), Some(a.permission_set_arn), Some(kind.to_string()), Some(id)]
+                })
+                .collect();
+            (6, rows)
+        }
+        Part::Iam(iam) => return iam_rows(&iam).into_iter().enumerate().map(|(i, rows)| (i + 7, rows)).collect(),
+    };
+    vec![one]
+}
+
+/// The rows of the IAM tables, the last eight of [`TABLES`].
+fn iam_rows(iam: &IamSnapshot) -> [Vec<Values>; 8] {
     let some = |s: &str| Some(s.to_string());
     let account = |arn: &str| some(arn_account(arn));
-    let provisioned: BTreeSet<(&str, &str)> = snap.provisioned.iter().map(|(a, p)| (a.as_str(), p.as_str())).collect();
     [
-        snap.accounts.iter().map(|a| vec![some(&a.id), some(&a.name), some(&a.email), some(&a.status)]).collect(),
-        snap.permission_sets
-            .iter()
-            .map(|p| vec![some(&p.arn), some(&p.name), p.description.clone(), p.session_duration.clone()])
-            .collect(),
-        snap.users
-            .iter()
-            .map(|u| vec![some(&u.id), some(&u.user_name), some(&u.display_name), u.email.clone()])
-            .collect(),
-        snap.groups.iter().map(|g| vec![some(&g.id), some(&g.display_name)]).collect(),
-        snap.memberships.iter().map(|(g, u)| vec![some(g), some(u)]).collect(),
-        snap.accounts
-            .iter()
-            .flat_map(|a| snap.permission_sets.iter().map(move |p| (a, p)))
-            .map(|(a, p)| {
-                let flag = if provisioned.contains(&(a.id.as_str(), p.arn.as_str())) { "1" } else { "0" };
-                vec![some(&a.id), some(&p.arn), some(flag)]
-            })
-            .collect(),
-        snap.assignments
-            .iter()
-            .map(|a| {
-                let (kind, id) = match &a.principal {
-                    Principal::User(id) => ("USER", id),
-                    Principal::Group(id) => ("GROUP", id),
-                };
-                vec![some(&a.account_id), some(&a.permission_set_arn), some(kind), some(id)]
-            })
-            .collect(),
         iam.account_aliases.iter().map(|(id, alias)| vec![some(id), some(alias)]).collect(),
         iam.users
             .iter()
@@ -278,12 +299,13 @@ pub struct SyncInfo<'a> {
     pub secrets: bool,
 }
 
-/// Writes `snap` to a new file at `path` in one transaction; returns the number of rows per table.
-/// The file is written beside `path` and renamed over it at the end, so a failed sync leaves no half file.
+/// Writes what a sync and its IAM sync read (`parts` in [`Part::kind`] order, as [`cone_aws::SqlSpool::parts`] gives
+/// them) to a new file at `path` in one transaction; returns the number of rows per table. The file is written beside
+/// `path` and renamed over it at the end, so a failed sync leaves no half file.
 pub async fn write(
     path: &Path,
-    snap: &Snapshot,
-    iam: &IamSnapshot,
+    synced: &Synced,
+    parts: BoxStream<'_, Result<Part, SinkError>>,
     info: &SyncInfo<'_>,
 ) -> Result<Vec<(&'static str, usize)>> {
     let partial = path.with_extension("partial");
@@ -291,7 +313,7 @@ pub async fn write(
     if partial.exists() {
         std::fs::remove_file(&partial).with_context(|| format!("cannot remove the leftover {}", partial.display()))?;
     }
-    let result = write_new(&partial, snap, iam, info).await;
+    let result = write_new(&partial, synced, parts, info).await;
     match result {
         Ok(counts) => {
             std::fs::rename(&partial, path)
@@ -308,8 +330,8 @@ pub async fn write(
 
 async fn write_new(
     path: &Path,
-    snap: &Snapshot,
-    iam: &IamSnapshot,
+    synced: &Synced,
+    mut parts: BoxStream<'_, Result<Part, SinkError>>,
     info: &SyncInfo<'_>,
 ) -> Result<Vec<(&'static str, usize)>> {
     let options = SqliteConnectOptions::new()
@@ -327,8 +349,8 @@ async fn write_new(
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
         ("synced_at", info.synced_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        ("instance_arn", snap.instance_arn.clone()),
-        ("identity_store_id", snap.identity_store_id.clone()),
+        ("instance_arn", synced.instance_arn.clone()),
+        ("identity_store_id", synced.identity_store_id.clone()),
         ("sso_region", info.sso_region.to_string()),
         ("organizations", info.organizations.to_string()),
         ("iam", info.iam.to_string()),
@@ -340,34 +362,47 @@ async fn write_new(
     });
     insert.build().execute(&mut *tx).await?;
 
-    let mut counts = Vec::new();
-    for (table, rows) in TABLES.iter().zip(rows_of(snap, iam)) {
+    for table in &TABLES {
         sqlx::query(&table.create()).execute(&mut *tx).await?;
-        for batch in rows.chunks(BATCH) {
-            let columns: Vec<String> = table.column_names().map(|c| format!("\"{c}\"")).collect();
-            let mut insert =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO \"{}\" ({}) ", table.name, columns.join(", ")));
-            insert.push_values(batch, |mut b, row| {
-                for (Column(_, kind), value) in table.columns.iter().zip(row) {
-                    // A flag is bound as an integer: STRICT tables take no text in an INTEGER column.
-                    if *kind == Flag {
-                        b.push_bind(value.as_deref() == Some("1"));
-                    } else {
-                        b.push_bind(value.clone());
-                    }
-                }
-            });
-            insert.build().execute(&mut *tx).await?;
+    }
+    let mut counts = [0; TABLES.len()];
+    let mut catalog = Default::default();
+    while let Some(part) = parts.next().await {
+        let part = part.map_err(|e| anyhow::anyhow!("cannot read back what the sync read: {e}"))?;
+        for (table, rows) in part_rows(part, &mut catalog) {
+            counts[table] += insert_rows(&mut tx, &TABLES[table], &rows).await?;
         }
-        counts.push((table.name, rows.len()));
     }
     tx.commit().await?;
     conn.close().await?;
-    Ok(counts)
+    Ok(TABLES.iter().map(|t| t.name).zip(counts).collect())
+}
+
+/// Inserts `rows` into `table`; returns how many were new (a sync may list a membership twice).
+async fn insert_rows(conn: &mut SqliteConnection, table: &Table, rows: &[Values]) -> Result<usize> {
+    let columns: Vec<String> = table.column_names().map(|c| format!("\"{c}\"")).collect();
+    let mut added = 0;
+    for batch in rows.chunks(BATCH) {
+        let mut insert =
+            QueryBuilder::<Sqlite>::new(format!("INSERT INTO \"{}\" ({}) ", table.name, columns.join(", ")));
+        insert.push_values(batch, |mut b, row| {
+            for (Column(_, kind), value) in table.columns.iter().zip(row) {
+                // A flag is bound as an integer: STRICT tables take no text in an INTEGER column.
+                if *kind == Flag {
+                    b.push_bind(value.as_deref() == Some("1"));
+                } else {
+                    b.push_bind(value.clone());
+                }
+            }
+        });
+        insert.push(" ON CONFLICT DO NOTHING");
+        added += insert.build().execute(&mut *conn).await?.rows_affected() as usize;
+    }
+    Ok(added)
 }
 
 /// The journal of a sync into `FILE`: `FILE.journal` beside it, a SQLite file of the units read so far, so that a
-/// sync that stopped part-way resumes. Removed once the sync file is written.
+/// sync that stopped part-way resumes, and of the running sync's spool. Removed once the sync file is written.
 pub struct JournalFile {
     path: std::path::PathBuf,
     journal: SqlJournal,
@@ -410,11 +445,25 @@ impl JournalFile {
         .execute(&pool)
         .await
         .with_context(|| format!("{} is not a sync journal; remove it, or sync with --fresh", path.display()))?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS spool (run TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 body TEXT NOT NULL, written_at INTEGER NOT NULL, PRIMARY KEY (run, kind, seq)) STRICT",
+        )
+        .execute(&pool)
+        .await
+        .with_context(|| format!("{} is not a sync journal; remove it, or sync with --fresh", path.display()))?;
         Ok(JournalFile { path, journal: SqlJournal::new(pool.clone(), "journal"), pool })
     }
 
     pub fn journal(&self) -> &SqlJournal {
         &self.journal
+    }
+
+    /// A spool for this sync's parts (see `cone_aws::spool`), in the journal's file: gone with it.
+    pub async fn spool(&self) -> Result<SqlSpool> {
+        SqlSpool::start(self.pool.clone(), "spool")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot use the spool in {}: {e}", self.path.display()))
     }
 
     /// Closes and deletes the journal: the sync it served is stored.
@@ -490,8 +539,23 @@ impl SyncFile {
 mod tests {
     use super::*;
     use cone_aws::{
-        AccessKey, Account, AssignmentRecord, Group, IamGroup, IamUser, PermissionSet, SkippedAccount, User,
+        AccessKey, Account, AssignmentRecord, Group, IamGroup, IamUser, PermissionSet, SkippedAccount, Snapshot, User,
     };
+
+    async fn write_snapshot(
+        path: &Path,
+        snap: &Snapshot,
+        iam: &IamSnapshot,
+        info: &SyncInfo<'_>,
+    ) -> Result<Vec<(&'static str, usize)>> {
+        let synced = Synced {
+            resumed: None,
+            instance_arn: snap.instance_arn.clone(),
+            identity_store_id: snap.identity_store_id.clone(),
+        };
+        let parts = snap.parts().into_iter().chain([Part::Iam(iam.clone())]).map(Ok);
+        write(path, &synced, futures_util::stream::iter(parts).boxed(), info).await
+    }
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -570,7 +634,7 @@ mod tests {
             iam: false,
             secrets: true,
         };
-        let counts = write(&path, &snapshot(), &iam_snapshot(), &info).await?;
+        let counts = write_snapshot(&path, &snapshot(), &iam_snapshot(), &info).await?;
         assert_eq!(
             counts,
             vec![
@@ -625,7 +689,7 @@ mod tests {
         assert_eq!(file.rows(&TABLES[14]).await?, vec![vec![s("222222222222"), s("cannot assume the role")]]);
 
         // Syncing again over the file replaces it.
-        write(&path, &Snapshot { assignments: vec![], ..snapshot() }, &IamSnapshot::default(), &info).await?;
+        write_snapshot(&path, &Snapshot { assignments: vec![], ..snapshot() }, &IamSnapshot::default(), &info).await?;
         assert!(SyncFile::open(&path).await?.rows(&TABLES[6]).await?.is_empty());
         Ok(())
     }

@@ -4,8 +4,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cone_aws::{Account, Assignment, AssignmentRecord, Connector, Principal, Snapshot, User};
+use cone_aws::journal::NoJournal;
+use cone_aws::spool::SinkError;
+use cone_aws::{
+    Account, Assignment, AssignmentRecord, Connector, ConnectorError, Part, Principal, Sink, Snapshot, User,
+};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
+use futures_util::future::BoxFuture;
 
 /// A sync must finish; moto's duplicate-assignment loop would otherwise hang the test instead of failing it.
 async fn sync(connector: &Connector) -> Result<Snapshot> {
@@ -147,6 +152,30 @@ async fn sync_assign_unassign_against_moto() -> Result<()> {
     connector.unassign(&approvers_admin_production).await?;
     assert_eq!(sync(&connector).await?.assignments, vec![]);
     connector.unassign(&approvers_admin_production).await?;
+    Ok(())
+}
+
+/// A sync whose parts cannot be stored stops with an error that says so, rather than leave holes in what it reports.
+#[tokio::test]
+async fn a_sync_whose_parts_cannot_be_stored_stops_with_an_error_saying_so() -> Result<()> {
+    struct Full;
+    impl Sink for Full {
+        fn put(&self, part: Part) -> BoxFuture<'_, Result<(), SinkError>> {
+            Box::pin(async move {
+                match part {
+                    Part::Memberships(_) => Err("database or disk is full".into()),
+                    _ => Ok(()),
+                }
+            })
+        }
+    }
+    let moto = Moto::start()?;
+    seed_sandbox(&moto.endpoint).await?;
+    let connector = Connector::new(&moto_sdk_config(&moto.endpoint));
+    let err = connector.sync_into(&NoJournal, &Full).await.expect_err("a sync whose sink fails must fail");
+    assert!(matches!(err, ConnectorError::Store(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("database or disk is full") && text.contains("then sync again"), "{text}");
     Ok(())
 }
 

@@ -6,11 +6,16 @@
 //! transaction-scoped advisory lock. Every read-then-write below (and the audit chain) relies on that; only the
 //! claiming of jobs and webhook deliveries runs beside other writers on PostgreSQL, with `FOR UPDATE SKIP LOCKED`.
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cone_aws::spool::SinkError;
+use cone_aws::{Part, PermissionSet};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
@@ -547,7 +552,7 @@ impl Db {
     }
 
     /// The sync's journal (see `cone_aws::journal`): beside the data it feeds and shared by the replicas, so that a
-    /// sync interrupted on one resumes on whichever syncs next. [`Db::apply_snapshot`] clears it.
+    /// sync interrupted on one resumes on whichever syncs next. [`Db::apply_sync`] clears it.
     pub fn sync_journal(&self) -> cone_aws::journal::SqlJournal {
         cone_aws::journal::SqlJournal::new(self.pool.clone(), "sync_journal")
     }
@@ -907,98 +912,131 @@ impl Db {
 
     // ---- catalog ----
 
-    /// Replaces the catalog and identities with what the connector saw, and clears the sync journal (this sync is
-    /// stored; the next one reads AWS afresh).
-    pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
+    /// Replaces the catalog and identities with what a sync read, from its `parts` in [`Part::kind`] order (as
+    /// [`cone_aws::SqlSpool::parts`] gives them), and clears the sync journal (this sync is stored; the next one reads
+    /// AWS afresh). Holds the accounts' ids and the permission sets, not the rest; returns the permission sets.
+    pub async fn apply_sync(
+        &self,
+        app_id: &str,
+        instance_arn: &str,
+        mut parts: BoxStream<'_, Result<Part, SinkError>>,
+        now: i64,
+    ) -> Result<Vec<PermissionSet>> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM sync_journal").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES ($1, 'AWS', $2) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
             .bind(app_id)
-            .bind(&snap.instance_arn)
+            .bind(instance_arn)
             .execute(&mut *tx)
             .await?;
-        for a in &snap.accounts {
-            sqlx::query("INSERT INTO resources (app_id, id, name) VALUES ($1, $2, $3) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
-                .bind(app_id)
-                .bind(&a.id)
-                .bind(&a.name)
-                .execute(&mut *tx)
-                .await?;
-        }
         sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
-        for (account_id, ps_arn) in &snap.provisioned {
-            let Some(ps) = snap.permission_sets.iter().find(|p| &p.arn == ps_arn) else {
-                continue;
-            };
-            if !snap.accounts.iter().any(|a| &a.id == account_id) {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, present)
-                 VALUES ($1, $2, $3, $4, $5, 1)
-                 ON CONFLICT (app_id, id) DO UPDATE SET present = 1, permission_set_name = excluded.permission_set_name",
-            )
-            .bind(app_id)
-            .bind(format!("{account_id}|{ps_arn}"))
-            .bind(account_id)
-            .bind(ps_arn)
-            .bind(&ps.name)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for u in &snap.users {
-            // Link a local user of the same name (the one who set a password) to its Identity Center user; never a
-            // service account, which would otherwise become that person.
-            sqlx::query(
-                "INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
-                     idc_user_id = excluded.idc_user_id
-                 WHERE users.kind = 'person'",
-            )
-            .bind(&u.user_name)
-            .bind(&u.display_name)
-            .bind(u.email.as_deref().unwrap_or(""))
-            .bind(&u.id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for g in &snap.groups {
-            sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
-                .bind(&g.display_name)
-                .bind(&g.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        for (group_id, user_id) in &snap.memberships {
-            sqlx::query(
-                "INSERT INTO group_members (group_id, user_id)
-                 SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = $1 AND u.idc_user_id = $2
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(group_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        }
         sqlx::query("DELETE FROM group_assignments WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
-        let mut group_assignments = 0;
-        for a in &snap.assignments {
-            let cone_aws::Principal::Group(group_id) = &a.principal else { continue };
-            group_assignments += 1;
-            sqlx::query(
-                "INSERT INTO group_assignments (app_id, entitlement_id, group_id)
-                 SELECT $1, $2, id FROM groups WHERE idc_group_id = $3 ON CONFLICT DO NOTHING",
-            )
-            .bind(app_id)
-            .bind(format!("{}|{}", a.account_id, a.permission_set_arn))
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
+        let mut accounts = HashSet::new();
+        let mut permission_sets = Vec::new();
+        let (mut users, mut groups, mut group_assignments) = (0, 0, 0);
+        while let Some(part) = parts.next().await {
+            let part = part.map_err(|e| anyhow::anyhow!("cannot read back what the sync read: {e}"))?;
+            match part {
+                Part::Accounts(list) => {
+                    for a in list {
+                        sqlx::query("INSERT INTO resources (app_id, id, name) VALUES ($1, $2, $3) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
+                            .bind(app_id)
+                            .bind(&a.id)
+                            .bind(&a.name)
+                            .execute(&mut *tx)
+                            .await?;
+                        accounts.insert(a.id);
+                    }
+                }
+                Part::PermissionSets(list) => permission_sets.extend(list),
+                Part::Provisioned(pairs) => {
+                    for (account_id, ps_arn) in &pairs {
+                        let Some(ps) = permission_sets.iter().find(|p| &p.arn == ps_arn) else {
+                            continue;
+                        };
+                        if !accounts.contains(account_id) {
+                            continue;
+                        }
+                        sqlx::query(
+                            "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, present)
+                             VALUES ($1, $2, $3, $4, $5, 1)
+                             ON CONFLICT (app_id, id) DO UPDATE SET present = 1, permission_set_name = excluded.permission_set_name",
+                        )
+                        .bind(app_id)
+                        .bind(format!("{account_id}|{ps_arn}"))
+                        .bind(account_id)
+                        .bind(ps_arn)
+                        .bind(&ps.name)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Part::Users(list) => {
+                    users += list.len();
+                    for u in &list {
+                        // Link a local user of the same name (the one who set a password) to its Identity Center user;
+                        // never a service account, which would otherwise become that person.
+                        sqlx::query(
+                            "INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
+                                 idc_user_id = excluded.idc_user_id
+                             WHERE users.kind = 'person'",
+                        )
+                        .bind(&u.user_name)
+                        .bind(&u.display_name)
+                        .bind(u.email.as_deref().unwrap_or(""))
+                        .bind(&u.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Part::Groups(list) => {
+                    groups += list.len();
+                    for g in &list {
+                        sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
+                            .bind(&g.display_name)
+                            .bind(&g.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    // Identity Center's groups have the members the sync read, and only those (whose parts come next).
+                    sqlx::query(
+                        "DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Part::Memberships(pairs) => {
+                    for (group_id, user_id) in &pairs {
+                        sqlx::query(
+                            "INSERT INTO group_members (group_id, user_id)
+                             SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = $1 AND u.idc_user_id = $2
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(group_id)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Part::Assignments(list) => {
+                    for a in &list {
+                        let cone_aws::Principal::Group(group_id) = &a.principal else { continue };
+                        group_assignments += 1;
+                        sqlx::query(
+                            "INSERT INTO group_assignments (app_id, entitlement_id, group_id)
+                             SELECT $1, $2, id FROM groups WHERE idc_group_id = $3 ON CONFLICT DO NOTHING",
+                        )
+                        .bind(app_id)
+                        .bind(format!("{}|{}", a.account_id, a.permission_set_arn))
+                        .bind(group_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                // Stored by `apply_iam`.
+                Part::Iam(_) => {}
+            }
         }
         // Aliases depend on the whole catalog (a clash changes both names), so they are derived once per sync.
         let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut *tx).await?;
@@ -1017,12 +1055,25 @@ impl Db {
             }
         }
         let detail = serde_json::json!({
-            "accounts": snap.accounts.len(), "permission_sets": snap.permission_sets.len(),
-            "users": snap.users.len(), "groups": snap.groups.len(), "group_assignments": group_assignments,
+            "accounts": accounts.len(), "permission_sets": permission_sets.len(),
+            "users": users, "groups": groups, "group_assignments": group_assignments,
         });
         audit(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(permission_sets)
+    }
+
+    #[cfg(test)]
+    pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
+        let parts = futures_util::stream::iter(snap.parts().into_iter().map(Ok)).boxed();
+        self.apply_sync(app_id, &snap.instance_arn, parts, now).await.map(drop)
+    }
+
+    /// A new run of the sync's spool (see `cone_aws::spool`), in the database beside the data it feeds.
+    pub async fn sync_spool(&self) -> Result<cone_aws::SqlSpool> {
+        cone_aws::SqlSpool::start(self.pool.clone(), "sync_spool")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare the sync's spool table: {e}"))
     }
 
     pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
@@ -2471,95 +2522,121 @@ fn account(arn: &str) -> Cell<'_> {
     Cell::Text(Some(cone_aws::arn_account(arn)))
 }
 
+/// Inserts one account's IAM (see [`Db::apply_iam`]).
+async fn insert_iam(tx: &mut Tx, iam: &cone_aws::IamSnapshot) -> Result<()> {
+    use Cell::{Text, Time};
+    let mut rows = Vec::new();
+    for u in &iam.users {
+        let (created, used) = (unix(&u.created)?, unix_opt(&u.password_last_used)?);
+        rows.push(vec![
+            account(&u.arn),
+            Text(Some(&u.arn)),
+            Text(Some(&u.id)),
+            Text(Some(&u.name)),
+            Time(Some(created)),
+            Time(used),
+        ]);
+    }
+    let columns = ["account_id", "arn", "id", "name", "created_at", "password_last_used_at"];
+    insert_rows(tx, "iam_users", &columns, rows).await?;
+    let mut rows = Vec::new();
+    for g in &iam.groups {
+        let created = Time(Some(unix(&g.created)?));
+        rows.push(vec![account(&g.arn), Text(Some(&g.arn)), Text(Some(&g.id)), Text(Some(&g.name)), created]);
+    }
+    insert_rows(tx, "iam_groups", &["account_id", "arn", "id", "name", "created_at"], rows).await?;
+    let rows = iam.group_members.iter().map(|(g, u)| vec![account(g), Text(Some(g)), Text(Some(u))]).collect();
+    insert_rows(tx, "iam_group_members", &["account_id", "group_arn", "user_arn"], rows).await?;
+    let mut rows = Vec::new();
+    for r in &iam.roles {
+        let (created, used) = (unix(&r.created)?, unix_opt(&r.last_used)?);
+        rows.push(vec![
+            account(&r.arn),
+            Text(Some(&r.arn)),
+            Text(Some(&r.id)),
+            Text(Some(&r.name)),
+            Time(Some(created)),
+            Time(used),
+        ]);
+    }
+    let columns = ["account_id", "arn", "id", "name", "created_at", "last_used_at"];
+    insert_rows(tx, "iam_roles", &columns, rows).await?;
+    let rows = iam
+        .trusted
+        .iter()
+        .map(|t| vec![account(&t.role_arn), Text(Some(&t.role_arn)), Text(Some(&t.kind)), Text(Some(&t.value))])
+        .collect();
+    let columns = ["account_id", "role_arn", "principal_kind", "principal"];
+    insert_rows(tx, "iam_role_trusts", &columns, rows).await?;
+    let mut rows = Vec::new();
+    for k in &iam.access_keys {
+        rows.push(vec![
+            account(&k.user_arn),
+            Text(Some(&k.id)),
+            Text(Some(&k.user_arn)),
+            Text(Some(&k.status)),
+            Time(Some(unix(&k.created)?)),
+            Time(unix_opt(&k.last_used)?),
+            Text(k.last_used_service.as_deref()),
+            Text(k.last_used_region.as_deref()),
+        ]);
+    }
+    let columns = [
+        "account_id",
+        "id",
+        "user_arn",
+        "status",
+        "created_at",
+        "last_used_at",
+        "last_used_service",
+        "last_used_region",
+    ];
+    insert_rows(tx, "iam_access_keys", &columns, rows).await?;
+    let rows = iam.skipped.iter().map(|s| vec![Text(Some(&s.account_id)), Text(Some(&s.reason))]).collect();
+    insert_rows(tx, "iam_skipped_accounts", &["account_id", "reason"], rows).await?;
+    Ok(())
+}
+
 impl Db {
-    /// Replaces the IAM tables with `iam`, in one transaction. An empty snapshot (neither `aws.sync_iam` nor
-    /// `aws.sync_secrets` on) forgets what an earlier sync stored. Audited when something is stored or forgotten.
-    pub async fn apply_iam(&self, app_id: &str, iam: &cone_aws::IamSnapshot, now: i64) -> Result<()> {
-        use Cell::{Text, Time};
+    /// Replaces the IAM tables with the [`Part::Iam`] parts (one per account) of an IAM sync, in one transaction. No
+    /// parts (neither `aws.sync_iam` nor `aws.sync_secrets` on) forgets what an earlier sync stored. Audited when
+    /// something is stored or forgotten.
+    pub async fn apply_iam(
+        &self,
+        app_id: &str,
+        mut parts: BoxStream<'_, Result<Part, SinkError>>,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         let mut forgotten = 0;
         for table in IAM_TABLES {
             forgotten += sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?.rows_affected();
         }
-        let mut rows = Vec::new();
-        for u in &iam.users {
-            let (created, used) = (unix(&u.created)?, unix_opt(&u.password_last_used)?);
-            rows.push(vec![
-                account(&u.arn),
-                Text(Some(&u.arn)),
-                Text(Some(&u.id)),
-                Text(Some(&u.name)),
-                Time(Some(created)),
-                Time(used),
-            ]);
+        let (mut users, mut groups, mut roles, mut access_keys, mut skipped) = (0, 0, 0, 0, Vec::new());
+        while let Some(part) = parts.next().await {
+            let part = part.map_err(|e| anyhow::anyhow!("cannot read back what the IAM sync read: {e}"))?;
+            let Part::Iam(iam) = part else { continue };
+            insert_iam(&mut tx, &iam).await?;
+            users += iam.users.len();
+            groups += iam.groups.len();
+            roles += iam.roles.len();
+            access_keys += iam.access_keys.len();
+            skipped.extend(iam.skipped.into_iter().map(|s| s.account_id));
         }
-        let columns = ["account_id", "arn", "id", "name", "created_at", "password_last_used_at"];
-        insert_rows(&mut tx, "iam_users", &columns, rows).await?;
-        let mut rows = Vec::new();
-        for g in &iam.groups {
-            let created = Time(Some(unix(&g.created)?));
-            rows.push(vec![account(&g.arn), Text(Some(&g.arn)), Text(Some(&g.id)), Text(Some(&g.name)), created]);
-        }
-        insert_rows(&mut tx, "iam_groups", &["account_id", "arn", "id", "name", "created_at"], rows).await?;
-        let rows = iam.group_members.iter().map(|(g, u)| vec![account(g), Text(Some(g)), Text(Some(u))]).collect();
-        insert_rows(&mut tx, "iam_group_members", &["account_id", "group_arn", "user_arn"], rows).await?;
-        let mut rows = Vec::new();
-        for r in &iam.roles {
-            let (created, used) = (unix(&r.created)?, unix_opt(&r.last_used)?);
-            rows.push(vec![
-                account(&r.arn),
-                Text(Some(&r.arn)),
-                Text(Some(&r.id)),
-                Text(Some(&r.name)),
-                Time(Some(created)),
-                Time(used),
-            ]);
-        }
-        let columns = ["account_id", "arn", "id", "name", "created_at", "last_used_at"];
-        insert_rows(&mut tx, "iam_roles", &columns, rows).await?;
-        let rows = iam
-            .trusted
-            .iter()
-            .map(|t| vec![account(&t.role_arn), Text(Some(&t.role_arn)), Text(Some(&t.kind)), Text(Some(&t.value))])
-            .collect();
-        let columns = ["account_id", "role_arn", "principal_kind", "principal"];
-        insert_rows(&mut tx, "iam_role_trusts", &columns, rows).await?;
-        let mut rows = Vec::new();
-        for k in &iam.access_keys {
-            rows.push(vec![
-                account(&k.user_arn),
-                Text(Some(&k.id)),
-                Text(Some(&k.user_arn)),
-                Text(Some(&k.status)),
-                Time(Some(unix(&k.created)?)),
-                Time(unix_opt(&k.last_used)?),
-                Text(k.last_used_service.as_deref()),
-                Text(k.last_used_region.as_deref()),
-            ]);
-        }
-        let columns = [
-            "account_id",
-            "id",
-            "user_arn",
-            "status",
-            "created_at",
-            "last_used_at",
-            "last_used_service",
-            "last_used_region",
-        ];
-        insert_rows(&mut tx, "iam_access_keys", &columns, rows).await?;
-        let rows = iam.skipped.iter().map(|s| vec![Text(Some(&s.account_id)), Text(Some(&s.reason))]).collect();
-        insert_rows(&mut tx, "iam_skipped_accounts", &["account_id", "reason"], rows).await?;
-        let skipped: Vec<&str> = iam.skipped.iter().map(|s| s.account_id.as_str()).collect();
+        skipped.sort();
         let detail = serde_json::json!({
-            "users": iam.users.len(), "groups": iam.groups.len(), "roles": iam.roles.len(),
-            "access_keys": iam.access_keys.len(), "skipped_accounts": skipped,
+            "users": users, "groups": groups, "roles": roles, "access_keys": access_keys, "skipped_accounts": skipped,
         });
-        let stored = iam.users.len() + iam.groups.len() + iam.roles.len();
-        if stored > 0 || forgotten > 0 {
+        if users + groups + roles > 0 || forgotten > 0 {
             audit(&mut tx, now, "connector:aws", "iam.sync", app_id, &detail.to_string()).await?;
         }
         tx.commit().await
+    }
+
+    #[cfg(test)]
+    pub async fn apply_iam_snapshot(&self, app_id: &str, iam: &cone_aws::IamSnapshot, now: i64) -> Result<()> {
+        let parts = futures_util::stream::iter([Ok(Part::Iam(iam.clone()))]).boxed();
+        self.apply_iam(app_id, parts, now).await
     }
 
     /// Up to `limit` access keys `filter` selects, from `offset`, by user name, account and key id; account names

@@ -1,5 +1,5 @@
 //! The drift sweep's comparison between the account assignments Identity Center reports and Cone's grants. Pure:
-//! the snapshot, the grants and the clock come in as arguments; `workers` reads and `db` records.
+//! the assignments, the grants and the clock come in as arguments; `workers` reads and `db` records.
 //!
 //! Only user assignments are compared: Cone grants to users, and group assignments belong to whoever manages the
 //! groups. A sync reads AWS over a while, so a grant that changed during the sync must not look like drift: an
@@ -7,9 +7,9 @@
 //! and by one whose assignment was removed after the sync started; an assignment is expected only from an active,
 //! unexpired grant that became active before the sync started.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use cone_aws::{Principal, Snapshot};
+use cone_aws::{AssignmentRecord, PermissionSet, Principal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -102,68 +102,95 @@ fn expects(g: &GrantView, synced_at: i64, now: i64) -> bool {
     g.state == "active" && g.starts_at.is_some_and(|t| t < synced_at) && g.expires_at.is_some_and(|t| t > now)
 }
 
-/// The differences between `snapshot` (from a sync that started at `synced_at`) and `grants`, sorted. Unexplained
-/// assignments of permission sets named in `remove_unexplained` are to be removed; missing ones are always to be
-/// assigned again, because a grant that says active must give access.
-pub fn compare(
-    snapshot: &Snapshot,
-    grants: &[GrantView],
-    remove_unexplained: &[String],
-    synced_at: i64,
-    now: i64,
-) -> Vec<Finding> {
-    let grants: Vec<&GrantView> = grants.iter().filter(|g| g.instance_arn == snapshot.instance_arn).collect();
-    let explained: BTreeSet<Key> = grants.iter().filter(|g| explains(g, synced_at)).map(|g| key(g)).collect();
-    let actual: BTreeSet<Key> = snapshot
-        .assignments
-        .iter()
-        .filter_map(|a| match &a.principal {
-            Principal::User(user) => Some((a.account_id.as_str(), a.permission_set_arn.as_str(), user.as_str())),
-            Principal::Group(_) => None,
-        })
-        .collect();
-    let removable =
-        |arn: &str| snapshot.permission_sets.iter().any(|ps| ps.arn == arn && remove_unexplained.contains(&ps.name));
-    let unexplained = actual.iter().filter(|k| !explained.contains(*k)).map(|&(account, ps, user)| Finding {
-        kind: Kind::Unexplained,
-        account_id: account.into(),
-        permission_set_arn: ps.into(),
-        principal_id: user.into(),
-        grant_id: None,
-        remedy: removable(ps).then_some(Remedy::Remove),
-    });
-    let mut expected: BTreeMap<Key, &GrantView> = BTreeMap::new();
-    for &g in grants.iter().filter(|g| expects(g, synced_at, now)) {
-        let latest = expected.entry(key(g)).or_insert(g);
-        if g.expires_at > latest.expires_at {
-            *latest = g;
-        }
-    }
-    let missing = expected.into_iter().filter(|(k, _)| !actual.contains(k)).map(|((account, ps, user), g)| Finding {
-        kind: Kind::Missing,
-        account_id: account.into(),
-        permission_set_arn: ps.into(),
-        principal_id: user.into(),
-        grant_id: Some(g.id),
-        remedy: Some(Remedy::Reprovision),
-    });
-    let mut findings: Vec<Finding> = unexplained.chain(missing).collect();
-    findings.sort();
-    findings
+/// The differences between the assignments of a sync that started at `synced_at` and `grants`, the assignments fed
+/// one at a time ([`Comparison::see`]) so that they need not all be in memory. Unexplained assignments of permission
+/// sets named in `remove_unexplained` are to be removed; missing ones are always to be assigned again, because a grant
+/// that says active must give access.
+pub struct Comparison<'a> {
+    explained: HashSet<Key<'a>>,
+    /// Expected and not seen yet: the grant expecting each (the one ending last). Owned keys, unlike `explained`'s,
+    /// so that an assignment seen, which lives shorter, can take one out.
+    expected: BTreeMap<(String, String, String), &'a GrantView>,
+    removable: HashSet<&'a str>,
+    unexplained: BTreeSet<Finding>,
 }
 
-/// Names in `remove_unexplained` that match no permission set of the snapshot (most likely typos).
-pub fn unknown_permission_sets<'a>(snapshot: &Snapshot, remove_unexplained: &'a [String]) -> Vec<&'a str> {
+impl<'a> Comparison<'a> {
+    pub fn new(
+        instance_arn: &str,
+        permission_sets: &'a [PermissionSet],
+        grants: &'a [GrantView],
+        remove_unexplained: &[String],
+        synced_at: i64,
+        now: i64,
+    ) -> Comparison<'a> {
+        let grants = grants.iter().filter(|g| g.instance_arn == instance_arn);
+        let explained = grants.clone().filter(|g| explains(g, synced_at)).map(key).collect();
+        let mut expected: BTreeMap<(String, String, String), &GrantView> = BTreeMap::new();
+        for g in grants.filter(|g| expects(g, synced_at, now)) {
+            let k = (g.account_id.clone(), g.permission_set_arn.clone(), g.principal_id.clone());
+            let latest = expected.entry(k).or_insert(g);
+            if g.expires_at > latest.expires_at {
+                *latest = g;
+            }
+        }
+        let removable = permission_sets
+            .iter()
+            .filter(|ps| remove_unexplained.contains(&ps.name))
+            .map(|ps| ps.arn.as_str())
+            .collect();
+        Comparison { explained, expected, removable, unexplained: BTreeSet::new() }
+    }
+
+    /// One assignment AWS reported (group assignments are not compared).
+    pub fn see(&mut self, a: &AssignmentRecord) {
+        let Principal::User(user) = &a.principal else { return };
+        if !self.expected.is_empty() {
+            self.expected.remove(&(a.account_id.clone(), a.permission_set_arn.clone(), user.clone()));
+        }
+        if !self.explained.contains(&(a.account_id.as_str(), a.permission_set_arn.as_str(), user.as_str())) {
+            self.unexplained.insert(Finding {
+                kind: Kind::Unexplained,
+                account_id: a.account_id.clone(),
+                permission_set_arn: a.permission_set_arn.clone(),
+                principal_id: user.clone(),
+                grant_id: None,
+                remedy: self.removable.contains(a.permission_set_arn.as_str()).then_some(Remedy::Remove),
+            });
+        }
+    }
+
+    /// The differences, sorted.
+    pub fn findings(self) -> Vec<Finding> {
+        let missing = self.expected.into_iter().map(|((account_id, permission_set_arn, principal_id), g)| Finding {
+            kind: Kind::Missing,
+            account_id,
+            permission_set_arn,
+            principal_id,
+            grant_id: Some(g.id),
+            remedy: Some(Remedy::Reprovision),
+        });
+        let mut findings: Vec<Finding> = self.unexplained.into_iter().chain(missing).collect();
+        findings.sort();
+        findings
+    }
+}
+
+/// Names in `remove_unexplained` that match none of `permission_sets` (most likely typos).
+pub fn unknown_permission_sets<'a>(
+    permission_sets: &[PermissionSet],
+    remove_unexplained: &'a [String],
+) -> Vec<&'a str> {
     remove_unexplained
         .iter()
-        .filter(|name| !snapshot.permission_sets.iter().any(|ps| &ps.name == *name))
+        .filter(|name| !permission_sets.iter().any(|ps| &ps.name == *name))
         .map(String::as_str)
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use cone_aws::{AssignmentRecord, PermissionSet};
+    use cone_aws::Snapshot;
 
     use super::*;
 
@@ -227,7 +254,10 @@ mod tests {
     }
 
     fn compare_with(snap: &Snapshot, grants: &[GrantView]) -> Vec<Finding> {
-        compare(snap, grants, &["Admin".to_string()], SYNCED_AT, NOW)
+        let remove = ["Admin".to_string()];
+        let mut c = Comparison::new(&snap.instance_arn, &snap.permission_sets, grants, &remove, SYNCED_AT, NOW);
+        snap.assignments.iter().for_each(|a| c.see(a));
+        c.findings()
     }
 
     #[test]
@@ -321,6 +351,6 @@ mod tests {
     #[test]
     fn unknown_names_are_reported() {
         let names = ["Admin".to_string(), "Admn".to_string()];
-        assert_eq!(unknown_permission_sets(&snapshot(vec![]), &names), vec!["Admn"]);
+        assert_eq!(unknown_permission_sets(&snapshot(vec![]).permission_sets, &names), vec!["Admn"]);
     }
 }

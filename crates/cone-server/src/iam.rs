@@ -228,7 +228,7 @@ mod tests {
             ],
             ..IamSnapshot::default()
         };
-        db.apply_iam("aws", &snapshot, NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &snapshot, NOW).await.unwrap();
         let mut s = state(db.clone(), "admins: { users: [carol] }");
         Arc::get_mut(&mut s.config).unwrap().aws.sync_secrets = true;
         let (carol, alice) = (person(&s, "carol").await, person(&s, "alice").await);
@@ -260,7 +260,7 @@ mod tests {
         with_member.access_keys.push(daves_key);
         let skipped = cone_aws::SkippedAccount { account_id: "333333333333".into(), reason: "no role".into() };
         with_member.skipped.push(skipped);
-        db.apply_iam("aws", &with_member, NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &with_member, NOW).await.unwrap();
         let (_, page) = get(&format!("/api/v1/iam/access-keys?account={member}"), &carol).await;
         assert_eq!(ids(&page), ["AKIADAVE1"]);
         let dave_key = &page["access_keys"][0];
@@ -269,7 +269,7 @@ mod tests {
         assert_eq!((users["users"][0]["name"].as_str(), users["users"].as_array().unwrap().len()), (Some("dave"), 1));
         let (_, page) = get("/api/v1/iam/access-keys?account=123456789012", &carol).await;
         assert_eq!(ids(&page), ["AKIAALICE1", "AKIAALICE2", "AKIABOB1"]);
-        db.apply_iam("aws", &snapshot, NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &snapshot, NOW).await.unwrap();
 
         let (_, page) = get("/api/v1/iam/access-keys?user=alice&status=Inactive", &carol).await;
         assert_eq!(ids(&page), ["AKIAALICE2"]);
@@ -293,16 +293,16 @@ mod tests {
 
         // The next sync replaces everything; one with IAM off forgets it. Each is audited.
         let fewer = IamSnapshot { access_keys: vec![key("AKIABOB2", "bob", "Active", 1, None)], ..snapshot };
-        db.apply_iam("aws", &fewer, NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &fewer, NOW).await.unwrap();
         assert_eq!(ids(&get("/api/v1/iam/access-keys", &carol).await.1), ["AKIABOB2"]);
-        db.apply_iam("aws", &IamSnapshot::default(), NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &IamSnapshot::default(), NOW).await.unwrap();
         assert!(ids(&get("/api/v1/iam/access-keys", &carol).await.1).is_empty());
-        db.apply_iam("aws", &IamSnapshot::default(), NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &IamSnapshot::default(), NOW).await.unwrap();
         let filter = crate::db::AuditFilter { action: Some("iam.sync".into()), ..Default::default() };
         assert_eq!(db.audit_entries(&filter, 10).await.unwrap().len(), 5, "nothing stored or forgotten, no entry");
 
         // With the inventory off, the API says so rather than show what an older sync left.
-        db.apply_iam("aws", &fewer, NOW).await.unwrap();
+        db.apply_iam_snapshot("aws", &fewer, NOW).await.unwrap();
         let off = state(db, "admins: { users: [carol] }");
         let (_, page) = call(&off, Method::GET, "/api/v1/iam/access-keys", Some(&carol), None).await;
         assert_eq!((page["synced"].as_bool(), ids(&page).len()), (Some(false), 0));

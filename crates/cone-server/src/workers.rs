@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cone_aws::{Assignment, Connector, Principal};
+use cone_aws::{Assignment, Connector, Part, PermissionSet, Principal, SqlSpool};
+use futures_util::StreamExt;
 use rand::Rng;
 
 use crate::db::{Db, DeliveryRow, GrantRow, JobRow, Repair};
@@ -65,28 +66,43 @@ pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Opt
 }
 
 async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
+    let spool = s.db.sync_spool().await?;
+    let result = sync_through(s, connector, &spool, last_sweep).await;
+    // Stored or not, this run's parts are of no further use: an interrupted sync resumes from the journal.
+    if let Err(e) = spool.clear().await {
+        tracing::warn!("cannot clear the sync's spool; a later sync clears it within a day: {e}");
+    }
+    result
+}
+
+async fn sync_through(
+    s: &AppState,
+    connector: &Connector,
+    spool: &SqlSpool,
+    last_sweep: &mut Option<i64>,
+) -> anyhow::Result<()> {
     let mut synced_at = now();
-    let snapshot = connector.sync_resuming(&s.db.sync_journal()).await?;
-    if let Some(r) = snapshot.resumed {
+    let synced = connector.sync_into(&s.db.sync_journal(), spool).await?;
+    if let Some(r) = synced.resumed {
         tracing::info!(units = r.units, read = r.read, "resumed the sync an earlier one left unfinished");
         metrics::counter!("cone_sync_resumed_units_total").increment(r.units as u64);
         // What the journal gave was read then: the sweep must not take it for newer.
         synced_at = synced_at.min(r.oldest);
     }
-    s.db.apply_snapshot(&s.config.aws.app_id, &snapshot, now()).await?;
+    let permission_sets = s.db.apply_sync(&s.config.aws.app_id, &synced.instance_arn, spool.parts(None), now()).await?;
     if last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval) {
-        match sweep(s, &snapshot, synced_at).await {
+        match sweep(s, &synced.instance_arn, &permission_sets, spool, synced_at).await {
             Ok(()) => *last_sweep = Some(synced_at),
             Err(e) => tracing::error!("the drift sweep failed; it runs again after the next sync: {e:#}"),
         }
     }
     // After the catalog and the sweep, so that IAM failing (say, a role without `iam:ListAccessKeys`) holds neither
     // up. With both features off this reads nothing and forgets what an earlier sync stored.
-    let iam = connector
-        .sync_iam(&s.config.aws.iam_features())
+    connector
+        .sync_iam_into(&s.config.aws.iam_features(), spool)
         .await
         .context("the IAM sync (aws.sync_iam, aws.sync_secrets) failed; the Identity Center catalog is up to date")?;
-    s.db.apply_iam(&s.config.aws.app_id, &iam, now()).await?;
+    s.db.apply_iam(&s.config.aws.app_id, spool.parts(Some(Part::IAM)), now()).await?;
     Ok(())
 }
 
@@ -113,17 +129,31 @@ pub async fn sync_periodically(s: AppState, connector: Arc<Connector>, mut last_
 
 /// Compares the assignments of a sync that started at `synced_at` with the grants, records what differs, and
 /// wakes the workers for the repairs it queued.
-async fn sweep(s: &AppState, snapshot: &cone_aws::Snapshot, synced_at: i64) -> anyhow::Result<()> {
+async fn sweep(
+    s: &AppState,
+    instance_arn: &str,
+    permission_sets: &[PermissionSet],
+    spool: &SqlSpool,
+    synced_at: i64,
+) -> anyhow::Result<()> {
     let remove = &s.config.drift.remove_unexplained;
-    for name in drift::unknown_permission_sets(snapshot, remove) {
+    for name in drift::unknown_permission_sets(permission_sets, remove) {
         tracing::warn!(
             "drift.remove_unexplained names the permission set \"{name}\", which Identity Center does not have; \
              check the spelling in the configuration"
         );
     }
     let grants = s.db.drift_grants(synced_at).await?;
-    let findings = drift::compare(snapshot, &grants, remove, synced_at, now());
-    let record = s.db.record_drift(&snapshot.instance_arn, &findings, now()).await?;
+    let mut comparison = drift::Comparison::new(instance_arn, permission_sets, &grants, remove, synced_at, now());
+    let mut parts = spool.parts(Some(Part::ASSIGNMENTS));
+    while let Some(part) = parts.next().await {
+        let part = part.map_err(|e| anyhow::anyhow!("cannot read back the sync's assignments: {e}"))?;
+        if let Part::Assignments(list) = part {
+            list.iter().for_each(|a| comparison.see(a));
+        }
+    }
+    let findings = comparison.findings();
+    let record = s.db.record_drift(instance_arn, &findings, now()).await?;
     for f in &record.opened {
         tracing::warn!(
             finding = f.id,

@@ -612,7 +612,7 @@ async fn the_access_keys_page_flags_old_and_unused_keys_and_says_when_the_sync_i
         access_keys: vec![key("AKIAFRESH", "Active", 5, Some(1)), key("AKIASTALE", "Inactive", 200, None)],
         ..Default::default()
     };
-    off.db.apply_iam("aws", &iam, now).await.unwrap();
+    off.db.apply_iam_snapshot("aws", &iam, now).await.unwrap();
     let mut s = off.clone();
     let config = "database: /unused.db\naws: { sso_region: us-east-1, sync_secrets: true }\nadmins: { users: [bob] }\n";
     s.config = std::sync::Arc::new(crate::config::Config::parse(config).unwrap());
