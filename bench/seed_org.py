@@ -52,7 +52,8 @@ def main():
     big_group = min(size("BIG_GROUP", 250), n_users)
     big_pair = min(size("BIG_PAIR", 150), n_users)
 
-    config = Config(max_pool_connections=WORKERS, retries={"max_attempts": 1})
+    # moto's threaded server now and then answers 500 to a write when the machine is busy: retry those.
+    config = Config(max_pool_connections=WORKERS, retries={"max_attempts": 4, "mode": "standard"})
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )

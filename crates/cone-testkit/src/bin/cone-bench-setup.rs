@@ -5,11 +5,13 @@
 //! Staging ReadOnlyAccess. Prints `URL`, `TOKEN`, `COOKIE` (alice's console session), `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
 //! until interrupted (SIGINT), for a load tool to drive the grant check.
 //!
-//! `cone-bench-setup expiry [--postgres] [--grants N]`: N identity-store users, each with an account assignment and an
-//! active grant for it in Cone's database, all ending at the same second; cone-server's calls to AWS go through a
-//! proxy here that timestamps them. Prints the latency from the end of the grants to each DeleteAccountAssignment
-//! sent, and the busiest second of calls to IAM Identity Center (the server's limit is `CONE_AWS_SSO_RATE`).
+//! `cone-bench-setup expiry [--postgres] [--grants N] [--spread SECS]`: N identity-store users, each with an account
+//! assignment and an active grant for it in Cone's database, all ending at the same second, or with `--spread` one
+//! after another over SECS seconds; cone-server's calls to AWS go through a proxy here that timestamps them. Prints
+//! the latency from each grant's end to its DeleteAccountAssignment being sent, and the busiest second of calls to IAM
+//! Identity Center (the server's limit is `CONE_AWS_SSO_RATE`).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -27,11 +29,12 @@ use serde_json::{Value, json};
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let postgres = args.iter().any(|a| a == "--postgres");
-    let grants = match args.iter().position(|a| a == "--grants").map(|i| args.get(i + 1).map(|n| n.parse())) {
-        None => Ok(1000),
-        Some(Some(Ok(n))) if n > 0 => Ok(n),
-        _ => Err(anyhow::anyhow!("--grants needs a positive number")),
+    let number = |flag: &str, default: u64| match args.iter().position(|a| a == flag).map(|i| args.get(i + 1)) {
+        None => Ok(default),
+        Some(Some(n)) => n.parse::<u64>().map_err(|_| anyhow::anyhow!("{flag} needs a whole number, not {n}")),
+        Some(None) => Err(anyhow::anyhow!("{flag} needs a whole number")),
     };
+    let (grants, spread) = (number("--grants", 1000), number("--spread", 0));
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -47,8 +50,8 @@ async fn main() -> ExitCode {
         };
         match args.first().map(String::as_str) {
             Some("check") => check(store, dir.path()).await,
-            Some("expiry") => expiry(store, dir.path(), grants?).await,
-            _ => bail!("usage: cone-bench-setup check|expiry [--postgres] [--grants N]"),
+            Some("expiry") => expiry(store, dir.path(), grants?.max(1), spread?).await,
+            _ => bail!("usage: cone-bench-setup check|expiry [--postgres] [--grants N] [--spread SECS]"),
         }
     };
     match result.await {
@@ -95,19 +98,32 @@ async fn check(store: Store, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Timestamps, in unix milliseconds, of cone-server's calls to AWS as they arrive, by operation (`X-Amz-Target`).
+/// cone-server's calls to AWS as they arrive.
 #[derive(Clone)]
 struct Proxy {
     moto: String,
     http: reqwest::Client,
-    calls: Arc<Mutex<Vec<(String, u128)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+#[derive(Clone)]
+struct Call {
+    /// The operation (`X-Amz-Target`).
+    target: String,
+    /// Unix milliseconds.
+    at: u128,
+    /// The JSON body's `PrincipalId`, if it has one.
+    principal: Option<String>,
 }
 
 async fn forward(State(p): State<Proxy>, req: Request) -> Result<Response, String> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| e.to_string())?;
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    p.calls.lock().unwrap_or_else(|e| e.into_inner()).push((target, unix_ms()));
+    let principal = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b.get("PrincipalId").and_then(Value::as_str).map(str::to_string));
+    p.calls.lock().unwrap_or_else(|e| e.into_inner()).push(Call { target, at: unix_ms(), principal });
     let url = format!("{}{}", p.moto, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let mut headers = parts.headers;
     for hop in ["host", "content-length", "connection", "transfer-encoding"] {
@@ -129,7 +145,7 @@ fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
-async fn expiry(store: Store, dir: &Path, n: usize) -> Result<()> {
+async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
     let db = match &store {
         Store::Sqlite => None,
         Store::Postgres(pg) => Some(pg.url.clone()),
@@ -176,6 +192,7 @@ async fn expiry(store: Store, dir: &Path, n: usize) -> Result<()> {
     // Grants as the workers leave them once provisioned, written straight to the database: provisioning a thousand
     // grants through the API would take as long as revoking them, and is not what is measured.
     let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 15;
+    let end = format!("{ends} + (ROW_NUMBER() OVER (ORDER BY u.id) - 1) * {spread} / {n}");
     let (inst, app) = (&sb.org.instance_arn, "(SELECT id FROM apps LIMIT 1)");
     let sql = format!(
         "INSERT INTO tasks (requester_id, app_id, entitlement_id, state, justification, duration_secs, form_json,
@@ -185,9 +202,9 @@ async fn expiry(store: Store, dir: &Path, n: usize) -> Result<()> {
          INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id, permission_set_arn,
              principal_id, duration_secs, starts_at, expires_at, state)
          SELECT t.id, u.id, t.app_id, t.entitlement_id, '{inst}', '{account}', '{ps}', u.idc_user_id, 3600,
-             {ends} - 3600, {ends}, 'active'
+             {end} - 3600, {end}, 'active'
          FROM tasks t JOIN users u ON u.id = t.requester_id WHERE t.justification = 'benchmark';
-         SELECT COUNT(*) FROM grants WHERE state = 'active';"
+         SELECT principal_id, expires_at FROM grants WHERE state = 'active';"
     );
     let mut cmd = match &db {
         None => {
@@ -202,36 +219,47 @@ async fn expiry(store: Store, dir: &Path, n: usize) -> Result<()> {
             c
         }
     };
-    let seeded = run_sql(&mut cmd, &sql)?;
-    if seeded.trim() != n.to_string() {
-        bail!("seeded {} active grants instead of {n}; did the sync import the users?", seeded.trim());
+    // `principal|end` lines, from sqlite3 and psql -A alike.
+    let ends_of: HashMap<String, u128> = run_sql(&mut cmd, &sql)?
+        .lines()
+        .filter_map(|line| {
+            let (principal, end) = line.split_once('|')?;
+            Some((principal.to_string(), end.trim().parse::<u128>().ok()? * 1000))
+        })
+        .collect();
+    if ends_of.len() as u64 != n {
+        bail!("seeded {} active grants instead of {n}; did the sync import the users?", ends_of.len());
     }
-    eprintln!("{n} grants end at {ends}; waiting for their revocation");
+    eprintln!("{n} grants end from {ends} over {spread} s; waiting for their revocation");
 
-    let deletions = |calls: &[(String, u128)]| -> Vec<u128> {
-        calls.iter().filter(|(t, _)| t.ends_with(".DeleteAccountAssignment")).map(|(_, at)| *at).collect()
-    };
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
         let calls = proxy.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let done = deletions(&calls);
-        if done.len() >= n {
-            let mut late: Vec<u128> = done.iter().map(|at| at.saturating_sub(u128::from(ends) * 1000)).collect();
+        // Each deletion against the end of the grant of its principal.
+        let done: Vec<(u128, u128)> = calls
+            .iter()
+            .filter(|c| c.target.ends_with(".DeleteAccountAssignment"))
+            .filter_map(|c| Some((c.at, *ends_of.get(c.principal.as_deref()?)?)))
+            .collect();
+        if done.len() as u64 >= n {
+            let mut late: Vec<u128> = done.iter().map(|(at, end)| at.saturating_sub(*end)).collect();
             late.sort_unstable();
             let pct = |p: usize| late[(late.len() * p / 100).min(late.len() - 1)];
             let idc: Vec<u128> = calls
                 .iter()
-                .filter(|(t, _)| t.starts_with("SWBExternalService.") || t.starts_with("AWSIdentityStore."))
-                .map(|(_, at)| *at)
+                .filter(|c| c.target.starts_with("SWBExternalService.") || c.target.starts_with("AWSIdentityStore."))
+                .map(|c| c.at)
                 .collect();
             let busiest = idc.iter().map(|&a| idc.iter().filter(|&&b| b >= a && b < a + 1000).count()).max();
             println!(
-                "expiry: {n} grants, DeleteAccountAssignment sent after the end: p50 {} ms, p99 {} ms, max {} ms",
+                "expiry: {n} grants ending over {spread} s, DeleteAccountAssignment sent after each grant's end: \
+                 p50 {} ms, p99 {} ms, max {} ms",
                 pct(50),
                 pct(99),
                 late[late.len() - 1]
             );
-            let (first, last) = (*done.iter().min().unwrap_or(&0), *done.iter().max().unwrap_or(&0));
+            let sent = done.iter().map(|(at, _)| *at);
+            let (first, last) = (sent.clone().min().unwrap_or(0), sent.max().unwrap_or(0));
             let span = (last - first) as f64 / 1000.0;
             let during = idc.iter().filter(|&&at| at >= first && at <= last).count();
             println!(
