@@ -48,11 +48,12 @@ impl Part {
             Part::Users(_) => 3,
             Part::Groups(_) => 4,
             Part::Memberships(_) => 5,
-            Part::Assignments(_) => 6,
-            Part::Iam(_) => 7,
+            Part::Assignments(_) => Part::ASSIGNMENTS,
+            Part::Iam(_) => Part::IAM,
         }
     }
 
+    /// The [`Part::kind`]s that the server reads back on their own: the drift sweep's and the IAM tables'.
     pub const ASSIGNMENTS: i64 = 6;
     pub const IAM: i64 = 7;
 }
