@@ -25,7 +25,7 @@ pub use policy::{Features, permissions_policy, permissions_policy_with_member_ro
 pub use provision::{Change, NewIdcUser};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
-pub use spool::{Part, Sink, SqlSpool, Synced};
+pub use spool::{Part, PartStream, Sink, SqlSpool, Synced};
 
 use serde::{Deserialize, Serialize};
 

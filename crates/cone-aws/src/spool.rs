@@ -20,6 +20,9 @@ use crate::{Account, AssignmentRecord, Group, IamSnapshot, PermissionSet, Snapsh
 
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Parts read back from a spool (or made up by a test), in [`Part::kind`] order.
+pub type PartStream<'a> = BoxStream<'a, anyhow::Result<Part>>;
+
 /// A piece of a snapshot. A sync puts each of the first five once, sorted as [`Snapshot`] has them, and memberships
 /// and assignments a unit at a time, in no order and possibly with repeats (moto lists a membership made twice twice);
 /// the IAM sync puts one part per account.
@@ -172,14 +175,15 @@ impl SqlSpool {
     }
 
     /// This run's parts in [`Part::kind`] order, or only those of kind `only`, read one at a time.
-    pub fn parts(&self, only: Option<i64>) -> BoxStream<'_, Result<Part, SinkError>> {
+    pub fn parts(&self, only: Option<i64>) -> PartStream<'_> {
         let (first, last) = only.map_or((i64::MIN, i64::MAX), |k| (k, k));
+        let read = |row: Result<String, sqlx::Error>| -> Result<Part, SinkError> { Ok(serde_json::from_str(&row?)?) };
         sqlx::query_scalar::<_, String>(&self.select)
             .bind(&self.run)
             .bind(first)
             .bind(last)
             .fetch(&self.pool)
-            .map(|row| Ok(serde_json::from_str(&row?)?))
+            .map(move |row| read(row).map_err(|e| anyhow::anyhow!("cannot read back what the sync read: {e}")))
             .boxed()
     }
 

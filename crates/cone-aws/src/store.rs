@@ -11,10 +11,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use cone_aws::journal::SqlJournal;
-use cone_aws::spool::SinkError;
-use cone_aws::{IamSnapshot, Part, Principal, SqlSpool, Synced, arn_account};
+use cone_aws::{IamSnapshot, Part, PartStream, Principal, SqlSpool, Synced, arn_account};
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
@@ -305,7 +303,7 @@ pub struct SyncInfo<'a> {
 pub async fn write(
     path: &Path,
     synced: &Synced,
-    parts: BoxStream<'_, Result<Part, SinkError>>,
+    parts: PartStream<'_>,
     info: &SyncInfo<'_>,
 ) -> Result<Vec<(&'static str, usize)>> {
     let partial = path.with_extension("partial");
@@ -331,7 +329,7 @@ pub async fn write(
 async fn write_new(
     path: &Path,
     synced: &Synced,
-    mut parts: BoxStream<'_, Result<Part, SinkError>>,
+    mut parts: PartStream<'_>,
     info: &SyncInfo<'_>,
 ) -> Result<Vec<(&'static str, usize)>> {
     let options = SqliteConnectOptions::new()
@@ -368,8 +366,7 @@ async fn write_new(
     let mut counts = [0; TABLES.len()];
     let mut catalog = Default::default();
     while let Some(part) = parts.next().await {
-        let part = part.map_err(|e| anyhow::anyhow!("cannot read back what the sync read: {e}"))?;
-        for (table, rows) in part_rows(part, &mut catalog) {
+        for (table, rows) in part_rows(part?, &mut catalog) {
             counts[table] += insert_rows(&mut tx, &TABLES[table], &rows).await?;
         }
     }
@@ -439,17 +436,12 @@ impl JournalFile {
             .with_context(|| {
                 format!("cannot open the sync journal {}; check that its folder is writable", path.display())
             })?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS journal (unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at INTEGER NOT NULL) STRICT",
-        )
-        .execute(&pool)
-        .await
-        .with_context(|| format!("{} is not a sync journal; remove it, or sync with --fresh", path.display()))?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS spool (run TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL,
+        pool.execute(
+            "CREATE TABLE IF NOT EXISTS journal (unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at INTEGER NOT NULL)
+                 STRICT;
+             CREATE TABLE IF NOT EXISTS spool (run TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL,
                  body TEXT NOT NULL, written_at INTEGER NOT NULL, PRIMARY KEY (run, kind, seq)) STRICT",
         )
-        .execute(&pool)
         .await
         .with_context(|| format!("{} is not a sync journal; remove it, or sync with --fresh", path.display()))?;
         Ok(JournalFile { path, journal: SqlJournal::new(pool.clone(), "journal"), pool })

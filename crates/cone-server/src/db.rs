@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cone_aws::spool::SinkError;
-use cone_aws::{Part, PermissionSet};
+use cone_aws::{Part, PartStream, PermissionSet};
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, FromRow, Transaction};
@@ -919,7 +917,7 @@ impl Db {
         &self,
         app_id: &str,
         instance_arn: &str,
-        mut parts: BoxStream<'_, Result<Part, SinkError>>,
+        mut parts: PartStream<'_>,
         now: i64,
     ) -> Result<Vec<PermissionSet>> {
         let mut tx = self.begin().await?;
@@ -935,8 +933,7 @@ impl Db {
         let mut permission_sets = Vec::new();
         let (mut users, mut groups, mut group_assignments) = (0, 0, 0);
         while let Some(part) = parts.next().await {
-            let part = part.map_err(|e| anyhow::anyhow!("cannot read back what the sync read: {e}"))?;
-            match part {
+            match part? {
                 Part::Accounts(list) => {
                     for a in list {
                         sqlx::query("INSERT INTO resources (app_id, id, name) VALUES ($1, $2, $3) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
@@ -2601,12 +2598,7 @@ impl Db {
     /// Replaces the IAM tables with the [`Part::Iam`] parts (one per account) of an IAM sync, in one transaction. No
     /// parts (neither `aws.sync_iam` nor `aws.sync_secrets` on) forgets what an earlier sync stored. Audited when
     /// something is stored or forgotten.
-    pub async fn apply_iam(
-        &self,
-        app_id: &str,
-        mut parts: BoxStream<'_, Result<Part, SinkError>>,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn apply_iam(&self, app_id: &str, mut parts: PartStream<'_>, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         let mut forgotten = 0;
         for table in IAM_TABLES {
@@ -2614,8 +2606,7 @@ impl Db {
         }
         let (mut users, mut groups, mut roles, mut access_keys, mut skipped) = (0, 0, 0, 0, Vec::new());
         while let Some(part) = parts.next().await {
-            let part = part.map_err(|e| anyhow::anyhow!("cannot read back what the IAM sync read: {e}"))?;
-            let Part::Iam(iam) = part else { continue };
+            let Part::Iam(iam) = part? else { continue };
             insert_iam(&mut tx, &iam).await?;
             users += iam.users.len();
             groups += iam.groups.len();

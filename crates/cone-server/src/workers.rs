@@ -147,8 +147,7 @@ async fn sweep(
     let mut comparison = drift::Comparison::new(instance_arn, permission_sets, &grants, remove, synced_at, now());
     let mut parts = spool.parts(Some(Part::ASSIGNMENTS));
     while let Some(part) = parts.next().await {
-        let part = part.map_err(|e| anyhow::anyhow!("cannot read back the sync's assignments: {e}"))?;
-        if let Part::Assignments(list) = part {
+        if let Part::Assignments(list) = part? {
             list.iter().for_each(|a| comparison.see(a));
         }
     }
