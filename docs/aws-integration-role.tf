@@ -1,5 +1,5 @@
-# The integration role Cone's AWS connector assumes: sync + provisioning of account assignments, with
-# Organizations enabled. Create it in the organization's management account (or the IAM Identity Center
+# The integration role Cone's AWS connector assumes: sync + provisioning (account assignments, and identity-store
+# and, with sync_iam, IAM users and group memberships), with Organizations enabled. Create it in the organization's management account (or the IAM Identity Center
 # delegated administrator account, without the management-account statements).
 #
 # The policies are what `cone-aws trust-policy --principal ARN --external-id X` and
@@ -129,6 +129,23 @@ resource "aws_iam_role_policy" "cone_integration" {
         Resource = "*"
       },
       {
+        # `cone-aws provision` in the identity store: users and group memberships, looked up before each change.
+        # (identitystore:ListGroupMemberships is in ConeSyncIdentityCenter.)
+        Sid    = "ConeProvisionIdentityStore"
+        Effect = "Allow"
+        Action = [
+          "identitystore:CreateGroupMembership",
+          "identitystore:CreateUser",
+          "identitystore:DeleteGroupMembership",
+          "identitystore:DeleteUser",
+          "identitystore:GetGroupId",
+          "identitystore:GetGroupMembershipId",
+          "identitystore:GetUserId",
+          "identitystore:ListGroupMembershipsForMember",
+        ]
+        Resource = "*"
+      },
+      {
         # Account names and states (BATON_GLOBAL_AWS_ORGS_ENABLED=true, the default).
         Sid      = "ConeReadOrganizationAccounts"
         Effect   = "Allow"
@@ -140,6 +157,38 @@ resource "aws_iam_role_policy" "cone_integration" {
         Sid      = "ConeReadIam"
         Effect   = "Allow"
         Action   = ["iam:GetAccountAuthorizationDetails", "iam:ListAccountAliases", "iam:ListUsers"]
+        Resource = "*"
+        }, {
+        # `cone-aws provision` in IAM: users and group memberships, and a user's deletion with everything IAM
+        # requires gone first.
+        Sid    = "ConeProvisionIam"
+        Effect = "Allow"
+        Action = [
+          "iam:AddUserToGroup",
+          "iam:CreateUser",
+          "iam:DeactivateMFADevice",
+          "iam:DeleteAccessKey",
+          "iam:DeleteLoginProfile",
+          "iam:DeleteSSHPublicKey",
+          "iam:DeleteServiceSpecificCredential",
+          "iam:DeleteSigningCertificate",
+          "iam:DeleteUser",
+          "iam:DeleteUserPermissionsBoundary",
+          "iam:DeleteUserPolicy",
+          "iam:DeleteVirtualMFADevice",
+          "iam:DetachUserPolicy",
+          "iam:GetUser",
+          "iam:ListAccessKeys",
+          "iam:ListAttachedUserPolicies",
+          "iam:ListGroupsForUser",
+          "iam:ListMFADevices",
+          "iam:ListSSHPublicKeys",
+          "iam:ListServiceSpecificCredentials",
+          "iam:ListSigningCertificates",
+          "iam:ListUserPolicies",
+          "iam:RemoveUserFromGroup",
+          "iam:TagUser",
+        ]
         Resource = "*"
         }] : [], var.sync_secrets ? [{
         # Access-key metadata and last use. (iam:ListUsers appears in both statements when both are on.)

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use cone_core::form::{FieldError, FieldType, FormField};
+pub use cone_core::task::{TaskKind, TaskState};
+
 /// Entitlement kind of an Identity Center permission set in one account.
 pub const KIND_AWS_PERMISSION_SET: &str = "aws_permission_set";
 
@@ -32,6 +35,8 @@ pub mod codes {
     pub const STALE_VERSION: &str = "stale_version";
     /// The requester holds the entitlement through an Identity Center group already, so no request is needed.
     pub const HELD_THROUGH_GROUP: &str = "held_through_group";
+    /// A name the caller chose belongs to something else (a service account named like a person).
+    pub const NAME_TAKEN: &str = "name_taken";
 }
 
 /// Every non-2xx API answer.
@@ -45,50 +50,6 @@ pub struct ApiError {
     /// With `invalid_form`: what is wrong with each field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FieldError {
-    pub field: String,
-    /// For people, without the field name: "must be at most 20 characters".
-    pub message: String,
-}
-
-/// A field of a policy's request form. Written `{name, required}` before fields had types, which still means a
-/// string. The limits apply to their types only: lengths to strings and to each item of a list, `min`/`max` to
-/// integers, `max_items` to lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FormField {
-    pub name: String,
-    #[serde(default, rename = "type")]
-    pub kind: FieldType,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    #[serde(default)]
-    pub required: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_length: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_length: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_items: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum FieldType {
-    #[default]
-    String,
-    Bool,
-    Integer,
-    StringList,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,15 +147,12 @@ pub struct CreateTask {
     pub emergency: bool,
 }
 
-/// `grant` asks for new access; `extend` asks for more time on an active grant.
-pub const TASK_KIND_GRANT: &str = "grant";
-pub const TASK_KIND_EXTEND: &str = "extend";
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     pub id: i64,
-    pub kind: String,
+    /// `grant` asks for new access; `extend` asks for more time on an active grant.
+    pub kind: TaskKind,
     /// The task follows its policy's emergency steps.
     #[serde(default)]
     pub emergency: bool,
@@ -202,8 +160,7 @@ pub struct Task {
     pub app_id: String,
     pub entitlement_id: String,
     pub entitlement_name: String,
-    /// One of `cone_core::task::TaskState::as_str`.
-    pub state: String,
+    pub state: TaskState,
     pub justification: String,
     pub duration_secs: i64,
     /// The group whose approval the task waits for, when it waits for a group.

@@ -52,17 +52,26 @@ impl Journal for NoJournal {
 }
 
 /// A journal in a SQL table of `(unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at BIGINT NOT NULL)`, on SQLite
-/// or PostgreSQL.
+/// or PostgreSQL. The table is this type's own: [`SqlJournal::open`] creates it where it is missing.
 pub struct SqlJournal {
     pool: AnyPool,
     recall: String,
     record: String,
+    clear: String,
 }
 
 impl SqlJournal {
-    /// The journal in `table` (a trusted name: it is written into the statements).
-    pub fn new(pool: AnyPool, table: &str) -> SqlJournal {
-        SqlJournal {
+    /// The journal in `table` (a trusted name: it is written into the statements), created if missing.
+    pub async fn open(pool: AnyPool, table: &str) -> Result<SqlJournal, JournalError> {
+        create_table(
+            &pool,
+            table,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {table} (unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at BIGINT NOT NULL)"
+            ),
+        )
+        .await?;
+        Ok(SqlJournal {
             pool,
             recall: format!(
                 "SELECT body, recorded_at FROM {table} WHERE unit = $1 AND recorded_at >= $2 AND recorded_at < $3"
@@ -71,7 +80,24 @@ impl SqlJournal {
                 "INSERT INTO {table} (unit, body, recorded_at) VALUES ($1, $2, $3)
                  ON CONFLICT (unit) DO UPDATE SET body = excluded.body, recorded_at = excluded.recorded_at"
             ),
-        }
+            clear: format!("DELETE FROM {table}"),
+        })
+    }
+
+    /// Forgets every unit, on `conn` (so that a consumer clears the journal in the transaction that stores the
+    /// sync it served).
+    pub async fn clear(&self, conn: &mut sqlx::AnyConnection) -> Result<(), JournalError> {
+        sqlx::query(&self.clear).execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// Runs `create` (a `CREATE ... IF NOT EXISTS` of `table`). On PostgreSQL two processes creating the same table at
+/// once can fail the second although the table then exists; a table that answers is taken as made.
+pub(crate) async fn create_table(pool: &AnyPool, table: &str, create: &str) -> Result<(), JournalError> {
+    match sqlx::query(create).execute(pool).await {
+        Err(e) if sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 0")).execute(pool).await.is_err() => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

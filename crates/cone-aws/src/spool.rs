@@ -146,7 +146,8 @@ const LEFTOVER_AFTER: i64 = 24 * 3600;
 
 /// A sink in a SQL table of `(run TEXT, kind BIGINT, seq BIGINT, body TEXT, written_at BIGINT)` keyed by
 /// `(run, kind, seq)`, on SQLite or PostgreSQL. Each run (one sync) has its own rows, so that syncs running side by
-/// side (two servers on one database) keep apart.
+/// side (two servers on one database) keep apart. The table is this type's own: [`SqlSpool::start`] creates it where
+/// it is missing.
 pub struct SqlSpool {
     pool: AnyPool,
     run: String,
@@ -160,6 +161,18 @@ impl SqlSpool {
     /// A new run's spool in `table` (a trusted name: it is written into the statements), after clearing what runs
     /// that never finished left there a day or more ago.
     pub async fn start(pool: AnyPool, table: &str) -> Result<SqlSpool, SinkError> {
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (run TEXT NOT NULL, kind BIGINT NOT NULL, seq BIGINT NOT NULL,
+                 body TEXT NOT NULL, written_at BIGINT NOT NULL, PRIMARY KEY (run, kind, seq))"
+        );
+        crate::journal::create_table(&pool, table, &create).await?;
+        let index = format!("{table}_written_at");
+        crate::journal::create_table(
+            &pool,
+            table,
+            &format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (written_at)"),
+        )
+        .await?;
         sqlx::query(&format!("DELETE FROM {table} WHERE written_at < $1"))
             .bind(chrono::Utc::now().timestamp() - LEFTOVER_AFTER)
             .execute(&pool)
@@ -240,18 +253,12 @@ mod tests {
             .max_lifetime(None)
             .connect("sqlite::memory:")
             .await?;
-        sqlx::query(
-            "CREATE TABLE spool (run TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
-                 written_at INTEGER NOT NULL, PRIMARY KEY (run, kind, seq))",
-        )
-        .execute(&pool)
-        .await?;
-        // A run that crashed two days ago, and one that is running now.
+        // The table is made by the first run; a run that crashed two days ago left rows in it.
+        let other = SqlSpool::start(pool.clone(), "spool").await?;
         sqlx::query("INSERT INTO spool VALUES ('crashed', 3, 0, '{\"Users\":[]}', $1)")
             .bind(chrono::Utc::now().timestamp() - 2 * LEFTOVER_AFTER)
             .execute(&pool)
             .await?;
-        let other = SqlSpool::start(pool.clone(), "spool").await?;
         other.put(Part::Users(vec![user("u-other")])).await?;
         let spool = SqlSpool::start(pool.clone(), "spool").await?;
         let (count,): (i64,) =

@@ -436,15 +436,10 @@ impl JournalFile {
             .with_context(|| {
                 format!("cannot open the sync journal {}; check that its folder is writable", path.display())
             })?;
-        pool.execute(
-            "CREATE TABLE IF NOT EXISTS journal (unit TEXT PRIMARY KEY, body TEXT NOT NULL, recorded_at INTEGER NOT NULL)
-                 STRICT;
-             CREATE TABLE IF NOT EXISTS spool (run TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL,
-                 body TEXT NOT NULL, written_at INTEGER NOT NULL, PRIMARY KEY (run, kind, seq)) STRICT",
-        )
-        .await
-        .with_context(|| format!("{} is not a sync journal; remove it, or sync with --fresh", path.display()))?;
-        Ok(JournalFile { path, journal: SqlJournal::new(pool.clone(), "journal"), pool })
+        let journal = SqlJournal::open(pool.clone(), "journal").await.map_err(|e| {
+            anyhow::anyhow!("{} is not a sync journal ({e}); remove it, or sync with --fresh", path.display())
+        })?;
+        Ok(JournalFile { path, journal, pool })
     }
 
     pub fn journal(&self) -> &SqlJournal {

@@ -11,8 +11,10 @@ use cone_core::naming;
 use cone_core::task::TaskState;
 use serde::Serialize;
 
-use crate::client::{Api, Failure};
+use cone_client::{Client, Failure};
+
 use crate::output::{Output, View};
+use crate::settings::client;
 use crate::settings::{self, AwsSettings, Settings};
 use crate::sso::{self, PortalError, Sso};
 use crate::ui::Ui;
@@ -92,7 +94,7 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
     settings.aws = Some(aws.clone());
     settings.save(settings::profile())?;
 
-    let api = Api::from_saved()?;
+    let api = client()?;
     let mut entitlements = api.entitlements(Some(cone_api::KIND_AWS_PERMISSION_SET)).await?;
     let mut ui = Ui::new();
     if entitlements.is_empty() {
@@ -226,7 +228,7 @@ async fn obtain(profile: &str) -> Result<(ConeProfile, CachedCredentials)> {
     if let Some(c) = cache::fresh_role_credentials(&aws.sso_start_url, &p.account_id, &p.role_name)? {
         return Ok((p, c));
     }
-    let api = Api::from_saved()?;
+    let api = client()?;
     let mut ui = Ui::new();
     let entitlement = api.entitlement(&p.app_id, &p.entitlement_id).await?;
     // Access held through a group has no end in Cone and needs no request: the assignment is in AWS already.
@@ -335,7 +337,7 @@ pub async fn console(profile: &str, destination: Option<String>, print: bool, ou
         "sessionId": c.access_key_id, "sessionKey": c.secret_access_key, "sessionToken": c.session_token,
     })
     .to_string();
-    let resp = crate::client::http_client()?
+    let resp = cone_client::http_client()?
         .get(format!("{base}/federation"))
         .query(&[("Action", "getSigninToken"), ("Session", session.as_str())])
         .send()
@@ -401,7 +403,7 @@ pub async fn logout() -> Result<()> {
 /// Files a request (unless a form is needed or one is pending) and follows it; returns the grant's end once
 /// granted, `None` when the server says the person holds the access through a group (since the listing was read),
 /// or an error carrying the message the person needs.
-async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<Option<DateTime<Utc>>> {
+async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<Option<DateTime<Utc>>> {
     let name = &p.name;
     if e.form.iter().any(|f| f.required) {
         return Err(form_required(name, e));
@@ -417,22 +419,22 @@ async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement
     };
     let mut task = match api.create_task(&req).await {
         Ok(t) => t,
-        Err(Failure::Api(err)) if err.code == codes::PENDING_REQUEST_EXISTS => {
+        Err(Failure::Api { error: err, .. }) if err.code == codes::PENDING_REQUEST_EXISTS => {
             let id = err.task_id.context("the server reported a pending request without its task id")?;
             let existing = api.task(id, None, Duration::ZERO).await?;
             // An approved request that AWS is still provisioning is worth waiting for; anything else is the
             // person's to resolve.
-            if existing.state != TaskState::Provisioning.as_str() {
+            if existing.state != TaskState::Provisioning {
                 bail!(
                     "A pending request already exists for \"{name}\".\nCheck status: cone task get {id}\nOnce resolved, retry the command."
                 );
             }
             existing
         }
-        Err(Failure::Api(err)) if err.code == codes::FORM_REQUIRED => {
+        Err(Failure::Api { error: err, .. }) if err.code == codes::FORM_REQUIRED => {
             return Err(form_required(name, e));
         }
-        Err(Failure::Api(err)) if err.code == codes::HELD_THROUGH_GROUP => {
+        Err(Failure::Api { error: err, .. }) if err.code == codes::HELD_THROUGH_GROUP => {
             ui.say(&err.message);
             return Ok(None);
         }
@@ -440,34 +442,34 @@ async fn request_access(api: &Api, ui: &mut Ui, p: &ConeProfile, e: &Entitlement
     };
     ui.say(&format!("Access request submitted (task: {})", task.id));
     let deadline = tokio::time::Instant::now() + PROVISIONING_WAIT;
-    if TaskState::parse(&task.state) == Some(TaskState::Provisioning) {
+    if task.state == TaskState::Provisioning {
         ui.progress("Provisioning access in AWS");
     }
     loop {
-        match TaskState::parse(&task.state) {
-            Some(TaskState::Granted) => {
+        match task.state {
+            TaskState::Granted => {
                 ui.say("Access granted!");
                 return task
                     .grant_expires_at
                     .context("the server reported a grant without an end time; retry the command")
                     .map(Some);
             }
-            Some(TaskState::PendingApproval) => bail!(
+            TaskState::PendingApproval => bail!(
                 "Request submitted for \"{name}\" but requires approval.\nCheck status: cone task get {}\nOnce approved, retry the command.",
                 task.id
             ),
-            Some(TaskState::Denied) => bail!("Access request for \"{name}\" was denied"),
-            Some(TaskState::Failed) => bail!(
+            TaskState::Denied => bail!("Access request for \"{name}\" was denied"),
+            TaskState::Failed => bail!(
                 "Access request for \"{name}\" was approved but AWS could not provision it: {}. Check `cone task get {}` and ask your Cone administrator.",
                 task.reason.as_deref().unwrap_or("no reason given"),
                 task.id
             ),
-            Some(TaskState::Provisioning) if tokio::time::Instant::now() < deadline => {
-                task = api.task(task.id, Some(&task.state), Duration::from_secs(20)).await?;
+            TaskState::Provisioning if tokio::time::Instant::now() < deadline => {
+                task = api.task(task.id, Some(task.state), Duration::from_secs(20)).await?;
             }
             _ => bail!(
                 "Access request for \"{name}\" is {}; check it with `cone task get {}`.",
-                task.state.replace('_', " "),
+                task.state.words(),
                 task.id
             ),
         }

@@ -11,9 +11,9 @@ use cone_core::task::TaskState;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::client::Api;
 use crate::output::{self, Output, View};
 use crate::select::{self, Selector};
+use crate::settings::client;
 use crate::ui::Ui;
 
 pub struct GetArgs {
@@ -36,7 +36,7 @@ pub struct GetResult {
 }
 
 pub async fn get(args: GetArgs, out: Output, interactive: bool) -> Result<bool> {
-    let api = Api::from_saved()?;
+    let api = client()?;
     let e = select::resolve(&api, &args.selector, interactive).await?;
     if let Some(until) = e.granted_until.filter(|t| *t > Utc::now() && !args.extend) {
         let alias = e.alias.clone();
@@ -69,16 +69,16 @@ pub async fn get(args: GetArgs, out: Output, interactive: bool) -> Result<bool> 
     };
     let mut task = api.create_task(&req).await?;
     if args.wait {
-        let mut shown = String::new();
-        while TaskState::parse(&task.state).is_some_and(TaskState::is_open) {
-            if task.state != shown {
-                ui.progress(&format!("Task {} is {}", task.id, task.state.replace('_', " ")));
-                shown.clone_from(&task.state);
+        let mut shown = None;
+        while task.state.is_open() {
+            if shown != Some(task.state) {
+                ui.progress(&format!("Task {} is {}", task.id, task.state.words()));
+                shown = Some(task.state);
             }
-            task = api.task(task.id, Some(&task.state), Duration::from_secs(50)).await?;
+            task = api.task(task.id, Some(task.state), Duration::from_secs(50)).await?;
         }
     }
-    let granted = task.state == TaskState::Granted.as_str();
+    let granted = task.state == TaskState::Granted;
     let settled = !args.wait || granted;
     let result = GetResult { outcome: "requested", entitlement: e, task: Some(task) };
     out.show(&result, || result.task.as_ref().map(output::task_view).unwrap_or(View::Line(String::new())))?;
@@ -169,7 +169,7 @@ pub struct DropOutput {
 }
 
 pub async fn drop(selector: Selector, out: Output, interactive: bool) -> Result<()> {
-    let api = Api::from_saved()?;
+    let api = client()?;
     let e = select::resolve(&api, &selector, interactive).await?;
     let tasks = api.drop_access(&e.app_id, &e.id).await?.tasks;
     let result = DropOutput { entitlement: e, tasks };
@@ -183,8 +183,8 @@ pub async fn drop(selector: Selector, out: Output, interactive: bool) -> Result<
         let lines: Vec<String> = result
             .tasks
             .iter()
-            .map(|t| match t.state.as_str() {
-                "cancelled" => format!("Cancelled request {} for {}.", t.id, result.entitlement.alias),
+            .map(|t| match t.state {
+                TaskState::Cancelled => format!("Cancelled request {} for {}.", t.id, result.entitlement.alias),
                 _ => format!(
                     "Released access to {} (task {}); AWS access is being removed.",
                     result.entitlement.alias, t.id
@@ -208,7 +208,7 @@ pub struct HasOutput {
 
 /// Whether the caller holds the entitlement now.
 pub async fn has(selector: Selector, out: Output, interactive: bool) -> Result<bool> {
-    let api = Api::from_saved()?;
+    let api = client()?;
     let e = select::resolve(&api, &selector, interactive).await?;
     let until = e.granted_until.filter(|t| *t > Utc::now());
     let result = HasOutput {

@@ -5,7 +5,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use cone_api::{DeviceAuthorization, OAuthError, TokenResponse};
 
-use crate::client::{Api, Failure, http_client};
+use cone_client::{Failure, http_client};
+
+use crate::settings::client;
 use crate::settings::{Settings, Token};
 use crate::ui::Ui;
 
@@ -69,12 +71,12 @@ pub async fn login(server: &str) -> Result<()> {
 /// Revokes the token at the server and forgets it. A token the server no longer knows is forgotten all the same.
 pub async fn logout() -> Result<()> {
     let mut ui = Ui::new();
-    let Ok(api) = Api::from_saved() else {
+    let Ok(api) = client() else {
         ui.say("You were not signed in to Cone.");
         return Ok(());
     };
     match api.logout().await {
-        Ok(()) | Err(Failure::Api(_)) => {}
+        Ok(()) | Err(Failure::Api { .. }) => {}
         Err(Failure::Other(e)) => {
             return Err(e.context("the server could not be told; run `cone logout` again when it is reachable"));
         }

@@ -2,7 +2,6 @@
 //! this program for everything else.
 
 mod aws;
-mod client;
 mod get;
 mod login;
 mod output;
@@ -267,9 +266,9 @@ fn main() -> ExitCode {
 /// Errors go to stderr: as the message, or with `-o json` as `{"error": {"code", "message", "fields"?}}`.
 fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
     if out.json() {
-        let (code, fields) = match e.downcast_ref::<client::Failure>() {
-            Some(client::Failure::Api(api)) => (api.code.clone(), api.fields.clone()),
-            _ => ("error".into(), vec![]),
+        let (code, fields) = match e.downcast_ref::<cone_client::Failure>().and_then(|f| f.api()) {
+            Some(api) => (api.code.clone(), api.fields.clone()),
+            None => ("error".into(), vec![]),
         };
         let message = settings::with_profile(&format!("{e:#}"));
         let mut error = serde_json::json!({ "code": code, "message": message });
@@ -301,7 +300,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         Command::Login { server_url } => login::login(&server_url).await?,
         Command::Logout => login::logout().await?,
         Command::Whoami => {
-            let me = client::Api::from_saved()?.me().await?;
+            let me = settings::client()?.me().await?;
             out.show(&me, || {
                 View::Fields(vec![
                     ("User", me.username.clone(), false),
@@ -313,7 +312,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             })?;
         }
         Command::Search { query, alias, app, granted, not_granted } => {
-            let mut list = client::Api::from_saved()?.entitlements(None).await?;
+            let mut list = settings::client()?.entitlements(None).await?;
             let now = chrono::Utc::now();
             list.retain(|e| {
                 let has = e.held_at(now);
@@ -362,7 +361,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             }
         },
         Command::Task { command } => {
-            let api = client::Api::from_saved()?;
+            let api = settings::client()?;
             let task = match command {
                 TaskCommand::Search { approvable, state } => {
                     let tasks = api.tasks(if approvable { "approvable" } else { "mine" }, &state).await?;
@@ -379,7 +378,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             out.show(&task, || output::task_view(&task))?;
         }
         Command::Token { command } => {
-            let api = client::Api::from_saved()?;
+            let api = settings::client()?;
             match command {
                 TokenCommand::Create { name, expires_in_days, service } => {
                     let created = match service {
@@ -409,7 +408,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             }
         }
         Command::Policy { command } => {
-            let api = client::Api::from_saved()?;
+            let api = settings::client()?;
             match command {
                 PolicyCommand::Show { version } => {
                     let v = api.config(version).await?;

@@ -78,12 +78,12 @@ pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
 pub fn task_view(t: &Task) -> View {
     let mut f = vec![
         ("Task", t.id.to_string(), false),
-        ("Kind", if t.emergency { format!("{} (emergency)", t.kind) } else { t.kind.clone() }, false),
+        ("Kind", format!("{}{}", t.kind.as_str(), if t.emergency { " (emergency)" } else { "" }), false),
         ("Entitlement", t.entitlement_name.clone(), false),
         ("Requester", t.requester.clone(), false),
-        ("State", t.state.replace('_', " "), false),
+        ("State", t.state.words(), false),
     ];
-    if t.state == "pending_approval" {
+    if t.state == cone_api::TaskState::PendingApproval {
         let group = t.waiting_for_group.as_ref().map(|g| format!("a member of group \"{g}\""));
         if let Some(w) = t.waiting_for.clone().or(group) {
             f.push(("Waiting for", w, false));
@@ -122,8 +122,8 @@ pub fn tasks_view(tasks: &[Task]) -> View {
             .map(|t| {
                 vec![
                     t.id.to_string(),
-                    t.state.replace('_', " "),
-                    t.kind.clone(),
+                    t.state.words(),
+                    t.kind.as_str().to_string(),
                     t.entitlement_name.clone(),
                     t.requester.clone(),
                     time(t.created_at),

@@ -5,8 +5,8 @@ use std::io::BufRead;
 use anyhow::{Context, Result, bail};
 use cone_api::Entitlement;
 
-use crate::client::Api;
 use crate::ui::Ui;
+use cone_client::Client;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Selector {
@@ -29,7 +29,7 @@ pub fn matches(e: &Entitlement, query: &str) -> bool {
 
 /// The one entitlement the selector names. Several matches are offered as a choice when a person can answer,
 /// and are an error listing them otherwise.
-pub async fn resolve(api: &Api, sel: &Selector, interactive: bool) -> Result<Entitlement> {
+pub async fn resolve(api: &Client, sel: &Selector, interactive: bool) -> Result<Entitlement> {
     if let (Some(app), Some(id)) = (&sel.app_id, &sel.entitlement_id) {
         return Ok(api.entitlement(app, id).await?);
     }

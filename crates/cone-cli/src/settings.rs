@@ -48,6 +48,12 @@ fn token_path() -> Result<std::path::PathBuf> {
     Ok(files::cone_dir()?.join(name))
 }
 
+/// The API client of the server `cone login` signed in to, with its token.
+pub fn client() -> Result<cone_client::Client> {
+    let token = Token::load()?;
+    cone_client::Client::new(&token.server, &token.access_token)
+}
+
 impl Token {
     pub fn load() -> Result<Token> {
         let path = token_path()?;

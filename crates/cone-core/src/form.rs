@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use cone_api::{FieldError, FieldType, FormField};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A submitted value, normalised: strings trimmed, empty optional values dropped. Serialises untagged, so that
@@ -19,6 +18,50 @@ pub enum FormValue {
 }
 
 pub type FormData = BTreeMap<String, FormValue>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    pub field: String,
+    /// For people, without the field name: "must be at most 20 characters".
+    pub message: String,
+}
+
+/// A field of a policy's request form. Written `{name, required}` before fields had types, which still means a
+/// string. The limits apply to their types only: lengths to strings and to each item of a list, `min`/`max` to
+/// integers, `max_items` to lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FormField {
+    pub name: String,
+    #[serde(default, rename = "type")]
+    pub kind: FieldType,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    #[default]
+    String,
+    Bool,
+    Integer,
+    StringList,
+}
 
 /// What is wrong with a form definition, naming the field.
 pub fn check_definitions(fields: &[FormField]) -> Result<(), String> {

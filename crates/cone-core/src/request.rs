@@ -40,7 +40,7 @@ pub fn extension_end(
     }
     // Beyond the maximum whenever the sum overflows.
     let end = current_end.max(now).saturating_add(add_secs);
-    if end.saturating_sub(now) > max_secs {
+    if end > extended_end(current_end, now, add_secs, max_secs) {
         let room = max_secs - (current_end.max(now) - now);
         return Err(Invalid(vec![if room > 0 {
             format!(
@@ -57,6 +57,13 @@ pub fn extension_end(
         }]));
     }
     Ok(end)
+}
+
+/// Where an approved extension moves a grant's end: by `add_secs` from its current end (or from now, once past),
+/// never further than `max_secs` from now. A request is refused when this would cut it short ([`extension_end`]);
+/// by the time it is approved, time has passed and the cap may apply.
+pub fn extended_end(current_end: i64, now: i64, add_secs: i64, max_secs: i64) -> i64 {
+    current_end.max(now).saturating_add(add_secs).min(now.saturating_add(max_secs))
 }
 
 #[cfg(test)]
@@ -77,6 +84,15 @@ mod tests {
         assert!(extension_end(1_800, 0, 0, 7_200, 0, 2).is_err());
         assert!(extension_end(1_800, 0, -600, 7_200, 0, 2).is_err());
         assert!(extension_end(1_800, 0, i64::MAX, 7_200, 0, 2).is_err());
+    }
+
+    #[test]
+    fn an_approved_extension_is_capped_at_the_maximum_from_now() {
+        assert_eq!(extended_end(1_800, 0, 3_600, 7_200), 5_400);
+        // Approved later: the cap moved with the clock.
+        assert_eq!(extended_end(1_800, 600, 3_600, 7_200), 5_400);
+        assert_eq!(extended_end(6_000, 0, 3_600, 7_200), 7_200);
+        assert_eq!(extended_end(0, 0, i64::MAX, 7_200), 7_200);
     }
 
     #[test]

@@ -1,8 +1,36 @@
-//! The life of a grant request (a task) and of the grant it produces.
+//! The life of a grant request (a task): its kinds, its states and the events that move it.
 
-/// States of a grant task. `PendingApproval` and `Provisioning` are open: at most one open task exists per
-/// requester and entitlement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// What a task asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// New access: the task has a grant of its own.
+    Grant,
+    /// More time on an active grant.
+    Extend,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Grant => "grant",
+            TaskKind::Extend => "extend",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        [TaskKind::Grant, TaskKind::Extend].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// States of a task. `PendingApproval` and `Provisioning` are open: at most one open task exists per requester and
+/// entitlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum TaskState {
     PendingApproval,
     Provisioning,
@@ -24,6 +52,7 @@ pub enum TaskState {
 pub enum Event {
     Approved,
     Denied,
+    /// The access exists: the assignment was made, or the extension moved the grant's end.
     Provisioned,
     ProvisioningFailed,
     Ended,
@@ -32,7 +61,7 @@ pub enum Event {
     TimedOut,
 }
 
-const ALL: [TaskState; 9] = [
+pub const ALL: [TaskState; 9] = [
     TaskState::PendingApproval,
     TaskState::Provisioning,
     TaskState::Granted,
@@ -57,6 +86,11 @@ impl TaskState {
             TaskState::Released => "released",
             TaskState::TimedOut => "timed_out",
         }
+    }
+
+    /// The state for people: `pending approval`, `timed out`.
+    pub fn words(self) -> String {
+        self.as_str().replace('_', " ")
     }
 
     pub fn parse(s: &str) -> Option<TaskState> {
@@ -86,6 +120,21 @@ impl TaskState {
     }
 }
 
+/// The text stored and sent for a state; anything else is refused when read back.
+impl TryFrom<String> for TaskState {
+    type Error = String;
+    fn try_from(s: String) -> Result<TaskState, String> {
+        TaskState::parse(&s).ok_or_else(|| format!("unknown task state \"{s}\""))
+    }
+}
+
+impl TryFrom<String> for TaskKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<TaskKind, String> {
+        TaskKind::parse(&s).ok_or_else(|| format!("unknown task kind \"{s}\""))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,8 +143,14 @@ mod tests {
     fn round_trips_names() {
         for s in ALL {
             assert_eq!(TaskState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str(), "the wire says what the store says");
         }
         assert_eq!(TaskState::parse("nope"), None);
+        for k in [TaskKind::Grant, TaskKind::Extend] {
+            assert_eq!(TaskKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(TaskState::TimedOut.words(), "timed out");
     }
 
     #[test]

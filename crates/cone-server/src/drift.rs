@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use cone_aws::{AssignmentRecord, PermissionSet, Principal};
+use cone_core::grant::GrantState;
+use cone_core::job::JobKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -46,10 +48,10 @@ impl Remedy {
     }
 
     /// The kind of the job that carries the remedy out.
-    pub fn job_kind(self) -> &'static str {
+    pub fn job_kind(self) -> JobKind {
         match self {
-            Remedy::Remove => "remove_drift",
-            Remedy::Reprovision => "reprovision",
+            Remedy::Remove => JobKind::RemoveDrift,
+            Remedy::Reprovision => JobKind::Reprovision,
         }
     }
 }
@@ -62,7 +64,8 @@ pub struct GrantView {
     pub account_id: String,
     pub permission_set_arn: String,
     pub principal_id: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: GrantState,
     pub starts_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -89,17 +92,16 @@ fn key(g: &GrantView) -> Key<'_> {
 
 /// The grant accounts for an assignment AWS reported in a sync that started at `synced_at`.
 fn explains(g: &GrantView, synced_at: i64) -> bool {
-    match g.state.as_str() {
-        "provisioning" | "active" | "revoking" | "released" => true,
-        "ended" => g.ended_at.is_some_and(|t| t >= synced_at),
-        _ => false,
+    match g.state {
+        GrantState::Ended => g.ended_at.is_some_and(|t| t >= synced_at),
+        state => state.holds_assignment(),
     }
 }
 
 /// The grant's assignment must be among those AWS reported in a sync that started at `synced_at`. A grant activated
 /// in the same second as the sync started may have been assigned after AWS was read, hence the strict comparison.
 fn expects(g: &GrantView, synced_at: i64, now: i64) -> bool {
-    g.state == "active" && g.starts_at.is_some_and(|t| t < synced_at) && g.expires_at.is_some_and(|t| t > now)
+    g.state == GrantState::Active && g.starts_at.is_some_and(|t| t < synced_at) && g.expires_at.is_some_and(|t| t > now)
 }
 
 /// The differences between the assignments of a sync that started at `synced_at` and `grants`, the assignments fed
@@ -235,7 +237,7 @@ mod tests {
             account_id: "111".into(),
             permission_set_arn: ps.into(),
             principal_id: user.into(),
-            state: state.into(),
+            state: GrantState::parse(state).unwrap(),
             starts_at: Some(SYNCED_AT - 100),
             expires_at: Some(NOW + 3_600),
             ended_at: None,

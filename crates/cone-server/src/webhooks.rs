@@ -1,16 +1,12 @@
-//! Outgoing webhooks (`docs/webhooks.md`): which events a webhook receives, its secret, the signature, and one
-//! HTTP attempt. Deliveries are queued by `db::audit` in the transaction that records the event (an outbox) and
-//! sent, retried and given up on by `workers::deliver_webhooks`.
+//! Outgoing webhooks (`docs/webhooks.md`): which events a webhook receives, where secrets come from, and the
+//! signature. Deliveries are queued with the audit entry of their event (`store::record`, an outbox) and sent,
+//! retried and given up on by `workers::delivery`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-
-use crate::db::DeliveryRow;
 
 /// The events a webhook may subscribe to: every audit action about a task or its grant.
 pub const EVENTS: &[&str] = &[
@@ -38,9 +34,6 @@ pub const HEADER_EVENT: &str = "Cone-Webhook-Event";
 pub const HEADER_TIMESTAMP: &str = "Cone-Webhook-Timestamp";
 pub const HEADER_SIGNATURE: &str = "Cone-Webhook-Signature";
 pub const HEADER_ATTEMPT: &str = "Cone-Webhook-Attempt";
-
-/// A receiver gets this long to answer an attempt.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Secrets shorter than this are refused: the signature is only as strong as the secret.
 const MIN_SECRET_LEN: usize = 16;
@@ -140,90 +133,6 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
     mac.update(b".");
     mac.update(body.as_bytes());
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// A configured webhook, ready to send to.
-pub struct Target {
-    pub url: reqwest::Url,
-    secret: Secret,
-    pub max_attempts: i64,
-}
-
-/// How one attempt went.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// The receiver answered 2xx.
-    Delivered(u16),
-    /// It answered something else, or could not be reached (`status` is `None`); worth trying again.
-    Failed { status: Option<u16>, error: String },
-    /// The delivery names a webhook the configuration no longer has.
-    Unconfigured,
-}
-
-/// Sends deliveries to the configured webhooks.
-pub struct Sender {
-    http: reqwest::Client,
-    targets: HashMap<String, Target>,
-}
-
-impl Sender {
-    /// Reads every webhook's secret (from the environment through `env`, or from its file), so that a missing one
-    /// stops the server at start rather than failing each delivery.
-    pub fn new(webhooks: &[crate::config::Webhook], env: impl Fn(&str) -> Option<String>) -> Result<Sender> {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            // A redirect is an answer to report, not to follow with the signed body.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("cone-server/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot create the HTTP client for webhooks")?;
-        let mut targets = HashMap::new();
-        for w in webhooks {
-            let secret = w.secret.read(&format!("webhook \"{}\"", w.name), &env)?;
-            targets.insert(w.name.clone(), Target { url: w.url.clone(), secret, max_attempts: w.max_attempts });
-        }
-        Ok(Sender { http, targets })
-    }
-
-    pub fn target(&self, webhook: &str) -> Option<&Target> {
-        self.targets.get(webhook)
-    }
-
-    /// One attempt at `d`, signed at `timestamp`. Errors never carry the URL (it may hold a token) or the secret.
-    pub async fn send(&self, d: &DeliveryRow, timestamp: i64) -> Attempt {
-        let Some(target) = self.targets.get(&d.webhook) else { return Attempt::Unconfigured };
-        let signature = signature(&target.secret.0, timestamp, &d.body);
-        let sent = self
-            .http
-            .post(target.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(HEADER_ID, &d.delivery_id)
-            .header(HEADER_EVENT, &d.event)
-            .header(HEADER_TIMESTAMP, timestamp.to_string())
-            .header(HEADER_SIGNATURE, format!("sha256={signature}"))
-            .header(HEADER_ATTEMPT, d.attempts.to_string())
-            .body(d.body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(resp) if resp.status().is_success() => Attempt::Delivered(resp.status().as_u16()),
-            Ok(resp) => {
-                let status = resp.status();
-                Attempt::Failed { status: Some(status.as_u16()), error: format!("the receiver answered {status}") }
-            }
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    format!("no answer within {TIMEOUT:?}")
-                } else if e.is_connect() {
-                    "cannot connect to the receiver".to_string()
-                } else {
-                    "the request failed".to_string()
-                };
-                Attempt::Failed { status: None, error: format!("{what}: {:#}", anyhow::Error::new(e.without_url())) }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

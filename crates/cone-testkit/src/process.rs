@@ -25,19 +25,40 @@ pub fn venv_bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A binary of this workspace, built by `cargo build --workspace` into the same target directory as the running test.
+/// A binary of this workspace, built by `cargo build --workspace --bins` into the same target directory as the
+/// running test, and built since its sources last changed: a test never runs what an older build left.
 pub fn target_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the running executable")?;
-    for dir in exe.ancestors().skip(1) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
+    let Some(bin) = exe.ancestors().skip(1).map(|dir| dir.join(name)).find(|c| c.is_file()) else {
+        bail!(
+            "binary `{name}` not found next to {}; run `cargo build --workspace --bins` first (cargo xtask test does)",
+            exe.display()
+        )
+    };
+    if let Some(changed) = newer_source(&bin)? {
+        bail!(
+            "{} was built before {} changed, so it is not what the sources say; run `cargo build --workspace --bins` \
+             (cargo xtask test does) and the test again",
+            bin.display(),
+            changed.display()
+        );
     }
-    bail!(
-        "binary `{name}` not found next to {}; run `cargo build --workspace` first (cargo xtask test does)",
-        exe.display()
-    )
+    Ok(bin)
+}
+
+/// A source file of `bin` changed since it was built, by the dependency list cargo writes beside it (`bin.d`).
+fn newer_source(bin: &Path) -> Result<Option<PathBuf>> {
+    let built =
+        std::fs::metadata(bin).and_then(|m| m.modified()).with_context(|| format!("reading {}", bin.display()))?;
+    let list = bin.with_extension("d");
+    let deps = std::fs::read_to_string(&list)
+        .with_context(|| format!("reading {}, cargo's list of {}'s sources", list.display(), bin.display()))?;
+    // `target: dep dep ...`, with spaces in paths escaped as `\ `.
+    let files = deps.split_once(": ").map_or("", |(_, files)| files).replace("\\ ", "\0");
+    Ok(files
+        .split_whitespace()
+        .map(|f| PathBuf::from(f.replace('\0', " ")))
+        .find(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|changed| changed > built)))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

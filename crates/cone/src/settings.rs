@@ -41,8 +41,8 @@ struct SettingsFile {
 }
 
 impl SettingsFile {
-    fn parse(text: &str) -> serde_yaml::Result<SettingsFile> {
-        let mut file: SettingsFile = serde_yaml::from_str(text)?;
+    fn parse(text: &str) -> serde_yaml_ng::Result<SettingsFile> {
+        let mut file: SettingsFile = serde_yaml_ng::from_str(text)?;
         if file.server.is_some() || file.aws.is_some() {
             let flat = Settings { server: file.server.take(), aws: file.aws.take() };
             file.profiles.entry(DEFAULT_PROFILE.to_string()).or_insert(flat);
@@ -71,7 +71,7 @@ impl Settings {
     pub fn save(&self, profile: &str) -> Result<()> {
         let mut file = SettingsFile::load()?;
         file.profiles.insert(profile.to_string(), self.clone());
-        let text = serde_yaml::to_string(&file).context("cannot encode settings")?;
+        let text = serde_yaml_ng::to_string(&file).context("cannot encode settings")?;
         files::write_private(&files::cone_dir()?.join("config.yaml"), text.as_bytes())
     }
 
@@ -93,7 +93,7 @@ mod tests {
         let default = &file.profiles[DEFAULT_PROFILE];
         assert_eq!(default.server.as_deref(), Some("https://cone.example.com"));
         assert_eq!(default.aws.as_ref().unwrap().region, "eu-west-1");
-        let written = serde_yaml::to_string(&file).unwrap();
+        let written = serde_yaml_ng::to_string(&file).unwrap();
         assert!(written.starts_with("profiles:") && !written.contains("\nserver:"), "{written}");
         let again = SettingsFile::parse(&written).unwrap();
         assert_eq!(again.profiles[DEFAULT_PROFILE].server.as_deref(), Some("https://cone.example.com"));

@@ -1,4 +1,8 @@
-//! `cargo xtask sandbox [--demo]` and `cargo xtask test`: the two commands of the README.
+//! `cargo xtask sandbox [--demo]` and `cargo xtask test`: the two commands of the README. The tidy tests (`tidy`)
+//! check the repository itself.
+
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -160,11 +164,15 @@ fn build() -> Result<(), String> {
     run(cmd, "cargo build")
 }
 
+/// Runs the `cone-sandbox` that [`build`] made. Not `cargo run -p cone-testkit`: building one package resolves
+/// features apart from the workspace build and compiles the AWS SDK again, for minutes.
 fn sandbox(demo: bool) -> Result<(), String> {
     ensure_python_env()?;
     build()?;
-    let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "cone-testkit", "--bin", "cone-sandbox", "--"]);
+    // This program is built into the same directory as the workspace's binaries.
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate xtask's own binary: {e}"))?;
+    let mut cmd = Command::new(exe.with_file_name("cone-sandbox"));
+    cmd.current_dir(root());
     if demo {
         cmd.arg("--demo");
     }

@@ -8,13 +8,24 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{Nav, page};
-use super::session::{Posted, Viewer};
-use super::{WebError, link, when};
-use crate::app;
-use crate::audit::PageQuery;
-use crate::http::AppState;
-use crate::iam::AccessKeyQuery;
+use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::session::Posted;
+use crate::services::{Page, audit, iam, operations};
+use crate::state::AppState;
+use crate::store::AccessKeyFilter;
+
+/// The audit page's filters, as its form and links send them.
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    page_token: Option<String>,
+}
 
 /// Keys older than this, or unused for this long, are flagged: the rotation period AWS's security guidance and
 /// the CIS benchmark recommend.
@@ -32,15 +43,12 @@ pub(super) fn admins_only(v: &Viewer) -> Result<(), WebError> {
     ))
 }
 
-pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<PageQuery>) -> Result<Response, WebError> {
+pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<AuditQuery>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let (since, until, action) = (
-        q.since.clone().unwrap_or_default(),
-        q.until.clone().unwrap_or_default(),
-        q.action.clone().unwrap_or_default(),
-    );
+    let (since, until, action) = (q.since, q.until, q.action);
     let download = link("/console/audit/export", &[("since", &since), ("until", &until), ("action", &action)]);
-    let page_of = crate::audit::page(&s.db, PageQuery { page_size: Some(100), ..q }).await?;
+    let filter = audit::filter(Some(&since), Some(&until), Some(&action), q.page_token.as_deref())?;
+    let page_of = audit::page(&s, &filter, Some(100)).await?;
     let next = page_of.next_page_token.as_deref().map(|token| {
         link("/console/audit", &[("since", &since), ("until", &until), ("action", &action), ("page_token", token)])
     });
@@ -73,20 +81,20 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<PageQue
 pub async fn audit_export(
     State(s): State<AppState>,
     v: Viewer,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<AuditQuery>,
 ) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let filter = crate::audit::filter_of(&PageQuery { page_token: None, ..q })?;
+    let filter = audit::filter(Some(&q.since), Some(&q.until), Some(&q.action), None)?;
     let headers = [
         (header::CONTENT_TYPE, "application/x-ndjson"),
         (header::CONTENT_DISPOSITION, "attachment; filename=\"cone-audit.jsonl\""),
     ];
-    Ok((headers, Body::from_stream(crate::audit::stream(s.db.clone(), filter))).into_response())
+    Ok((headers, Body::from_stream(audit::stream(&s, filter))).into_response())
 }
 
 pub async fn drift(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let findings = app::open_drift(&s).await?.findings;
+    let findings = operations::open_drift(&s).await?.findings;
     let content = html! {
         p { "Differences between the account assignments in IAM Identity Center and Cone's grants, found by the last sweep." }
         @if findings.is_empty() { p.notice { "No drift: every user assignment in AWS is explained by a grant." } } @else {
@@ -127,7 +135,7 @@ pub struct Asked {
 
 pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<Asked>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let c = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let c = operations::connector(&s);
     let never = || html! { span.muted { "never" } };
     let content = html! {
         p { "How this server's syncs with AWS stand (each replica syncs, and reports, on its own). A sync reads the accounts, permission sets, users and groups of IAM Identity Center into the catalog." }
@@ -161,7 +169,7 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<As
 /// The Connectors page's "Sync now".
 pub async fn sync_now(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
     admins_only(&posted.viewer)?;
-    app::ask_for_sync(&s, &posted.viewer.user);
+    operations::ask_for_sync(&s, &posted.viewer.user);
     Ok(Redirect::to("/console/connectors?asked=true").into_response())
 }
 
@@ -175,18 +183,29 @@ fn days_ago(days: i64) -> String {
 
 /// The access keys of the connector's account and the member accounts read (the secrets inventory): who holds which key, how old it is and when it
 /// was last used, with old and unused keys flagged.
+/// The Access keys page's filters, as its form and links send them.
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
 pub async fn access_keys(
     State(s): State<AppState>,
     v: Viewer,
-    Query(q): Query<AccessKeyQuery>,
+    Query(q): Query<KeyQuery>,
 ) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let (account, user, status) = (
-        q.account.clone().unwrap_or_default(),
-        q.user.clone().unwrap_or_default(),
-        q.status.clone().unwrap_or_default(),
-    );
-    let keys = crate::iam::access_key_page(&s, &AccessKeyQuery { page_size: Some(100), ..q }).await?;
+    let requested = Page::new(q.page_token.as_deref(), Some(100), 100, 100)?;
+    let filter = AccessKeyFilter { account: q.account, user_name: q.user, status: q.status };
+    let keys = iam::access_keys(&s, &filter, requested).await?;
+    let (account, user, status) = (filter.account, filter.user_name, filter.status);
     let next = keys.next_page_token.as_deref().map(|token| {
         link(
             "/console/access-keys",

@@ -5,16 +5,16 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cone_api::Task;
+use cone_api::{Task, TaskKind, TaskState};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{Nav, page};
+use super::layout::{Nav, Viewer, WebError, next_page, page, when};
 use super::requester::{details, state};
-use super::session::{Posted, Viewer};
-use super::{WebError, next_page, when};
-use crate::app;
-use crate::http::{AppState, page_offset};
+use super::session::Posted;
+use crate::services::Page;
+use crate::services::tasks::{self, Scope};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct Decided {
@@ -27,10 +27,16 @@ pub struct Decided {
 }
 
 pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Decided>) -> Result<Response, WebError> {
-    let offset = page_offset(done.page_token.as_deref())?;
-    let page_of = app::search_tasks(&s, &v.user, "approvable", Some("open"), offset, 100).await?;
-    let (tasks, next) = (page_of.tasks, page_of.next_page_token);
-    let waiting: Vec<_> = tasks.into_iter().filter(|t| t.state == "pending_approval").collect();
+    let page_of = tasks::search(
+        &s,
+        &v.user,
+        Scope::Approvable,
+        Some(true),
+        Page::new(done.page_token.as_deref(), Some(100), 100, 100)?,
+    )
+    .await?;
+    let next = page_of.next_page_token;
+    let waiting: Vec<_> = page_of.tasks.into_iter().filter(|t| t.state == TaskState::PendingApproval).collect();
     let content = html! {
         @if let Some(id) = done.approved { p.notice role="status" { "You approved request " (id) "." } }
         @if let Some(id) = done.denied { p.notice role="status" { "You denied request " (id) "." } }
@@ -54,10 +60,10 @@ fn summary(t: &Task) -> Markup {
     html! {
         dl {
             dt { "Requested by" } dd { (t.requester) }
-            dt { "For" } dd { (cone_core::duration::format(t.duration_secs)) @if t.kind == cone_api::TASK_KIND_EXTEND { " more (an extension)" } }
+            dt { "For" } dd { (cone_core::duration::format(t.duration_secs)) @if t.kind == TaskKind::Extend { " more (an extension)" } }
             dt { "Why" } dd { @if t.justification.is_empty() { span.muted { "(no justification given)" } } @else { (t.justification) } }
             dt { "Requested" } dd { (when(t.created_at)) }
-            dt { "State" } dd { (state(&t.state)) " " (details(t)) }
+            dt { "State" } dd { (state(t.state)) " " (details(t)) }
         }
     }
 }
@@ -88,15 +94,15 @@ pub async fn decide(State(s): State<AppState>, Path(id): Path<i64>, posted: Post
             ));
         }
     };
-    app::decide(&s, &posted.viewer.user, id, approve, posted.get("comment").trim()).await?;
+    tasks::decide(&s, &posted.viewer.user, id, approve, posted.get("comment").trim()).await?;
     let done = if approve { "approved" } else { "denied" };
     Ok(Redirect::to(&format!("/console/inbox?{done}={id}")).into_response())
 }
 
 /// One request with its history; the approvers it waits for may decide it here, anyone who sees it may comment.
 pub async fn task_page(State(s): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Result<Response, WebError> {
-    let t = app::watch_task(&s, &v.user, id, None, std::time::Duration::ZERO).await?;
-    let decides = app::asks_caller(&s, &v.user, id).await?;
+    let t = tasks::get(&s, &v.user, id).await?;
+    let decides = tasks::asks_caller(&s, &v.user, id).await?;
     let content = html! {
         p { strong { (t.entitlement_name) } }
         (summary(&t))
@@ -128,6 +134,6 @@ pub async fn comment(State(s): State<AppState>, Path(id): Path<i64>, posted: Pos
         let empty = "The comment was empty, so nothing was added. Go back, write one and send it again.";
         return Err(WebError::new(StatusCode::BAD_REQUEST, "Empty comment", empty));
     }
-    app::comment(&s, &posted.viewer.user, id, posted.get("comment")).await?;
+    tasks::comment(&s, &posted.viewer.user, id, posted.get("comment")).await?;
     Ok(Redirect::to(&format!("/console/tasks/{id}#history")).into_response())
 }

@@ -1,7 +1,7 @@
 //! The administrators' Apps page: the AWS app's connector and catalog, its entitlement management (which accounts'
 //! entitlements may be requested and through which access profile) with a form for the default rule, the access
 //! profiles and the policies' request forms. The form edits the access document's `entitlement_management`
-//! section only and applies it as a new version through `access::apply_as`, like the Policies page.
+//! section only and applies it as a new version through `services::access::apply`, like the Policies page.
 
 use std::collections::BTreeMap;
 
@@ -13,14 +13,14 @@ use cone_core::catalog::{Audience, Catalog, ManagementRule, Selector, Target};
 use maud::{Markup, html};
 
 use super::admin::admins_only;
-use super::layout::{Nav, page};
+use super::layout::{Nav, Viewer, WebError, page, when};
 use super::policies::Done;
-use super::session::{Posted, Viewer};
-use super::{WebError, when};
-use crate::access;
+use super::session::Posted;
 use crate::config::Access;
-use crate::db::EntitlementRow;
-use crate::http::AppState;
+use crate::error::Error;
+use crate::services::{access, entitlements, operations};
+use crate::state::AppState;
+use crate::store::EntitlementRow;
 
 const SECTION: &str = "entitlement_management";
 
@@ -45,8 +45,8 @@ async fn apps_page(
 ) -> Result<Response, WebError> {
     let current = access::in_force(s).await?;
     let access = s.access();
-    let entitlements = s.db.entitlements().await?;
-    let sync = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let entitlements = entitlements::all(s).await?;
+    let sync = operations::connector(s);
     let catalog = &access.catalog;
     let default = default_rule(catalog);
     let content = html! {
@@ -271,7 +271,7 @@ pub async fn change(State(s): State<AppState>, posted: Posted) -> Result<Respons
             "The form lacks the version it was started from, so nothing was applied. Reload the page and try again.",
         )
     })?;
-    let current = access::version_of(&s, base_version).await?;
+    let current = access::version(&s, base_version).await?;
     let access = s.access();
     let mut rules = access.catalog.rules.clone();
     if default_rule(&access.catalog).is_some() {
@@ -284,7 +284,7 @@ pub async fn change(State(s): State<AppState>, posted: Posted) -> Result<Respons
         requestable: enabled,
         access_profile: profile.filter(|_| enabled),
     });
-    let section = serde_yaml::to_string(&BTreeMap::from([(SECTION, &rules)])).map_err(anyhow::Error::from)?;
+    let section = serde_yaml_ng::to_string(&BTreeMap::from([(SECTION, &rules)])).map_err(anyhow::Error::from)?;
     let Some(document) = cone_core::document::replace_section(&current.document, SECTION, &section) else {
         let flow = "The access document is not written in block style, so this form cannot edit one section of it; change it on the Policies page.";
         return apps_page(&s, v, None, Some(flow), StatusCode::CONFLICT).await;
@@ -295,14 +295,12 @@ pub async fn change(State(s): State<AppState>, posted: Posted) -> Result<Respons
         (true, Some(p)) => format!("Apps page: default rule enables requesting through access profile {p}"),
     };
     let req = ApplyConfig { document, comment, base_version: Some(base_version) };
-    match access::apply_as(&s, v.user.id, &req).await {
+    match access::apply(&s, v.user.id, &req).await {
         Ok(applied) => {
             let key = if applied.changed { "applied" } else { "unchanged" };
             Ok(Redirect::to(&format!("/console/apps?{key}={}", applied.version.version)).into_response())
         }
-        Err(failure) if !failure.0.is_server_error() => {
-            apps_page(&s, v, None, Some(&failure.1.message), failure.0).await
-        }
-        Err(failure) => Err(failure.into()),
+        Err(Error::Internal(e)) => Err(Error::Internal(e).into()),
+        Err(refused) => apps_page(&s, v, None, Some(&refused.to_string()), refused.status_and_code().0).await,
     }
 }

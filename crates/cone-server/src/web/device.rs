@@ -8,10 +8,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::layout::{Nav, page};
-use super::session::{Posted, Viewer};
-use super::{WebError, link};
-use crate::http::{AppState, now};
+use super::layout::{Nav, Viewer, WebError, link, page};
+use super::session::Posted;
+use crate::services::auth;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct CodeQuery {
@@ -43,15 +43,13 @@ pub async fn device_page(v: Viewer, Query(q): Query<CodeQuery>) -> Response {
 pub async fn decide(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
     let v = &posted.viewer;
     let approve = posted.get("decision") == "approve";
-    let code = posted.get("user_code").trim().to_uppercase();
-    if !s.db.decide_device_code(&code, v.user.id, approve, now()).await? {
+    if !auth::decide_device_code(&s, &v.user, posted.get("user_code"), approve).await? {
         return Err(WebError::new(
             StatusCode::BAD_REQUEST,
             "Unknown code",
             "That code is unknown, expired or already used. Run `cone login` again for a new one.",
         ));
     }
-    tracing::info!(user = %v.user.username, approve, "device sign-in decided");
     let message = match approve {
         true => "The command line is signed in. You can close this window and return to your terminal.",
         false => "The sign-in was denied; the terminal that asked is told so.",

@@ -1,10 +1,32 @@
-//! The frame of every console page: document head, the navigation landmark, and the main landmark with the
-//! page's one `h1`.
+//! The frame of every console page (document head, the navigation landmark, and the main landmark with the page's
+//! one `h1`), the signed-in viewer it is drawn for, the error page, and the small helpers every page uses.
 
-use axum::response::Html;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use cone_api::codes;
 use maud::{DOCTYPE, Markup, html};
 
-use super::session::Viewer;
+use crate::error::Error;
+use crate::store::UserRow;
+
+/// The signed-in person of a console page (`session` signs them in), with what the pages need to know about them.
+pub struct Viewer {
+    pub user: UserRow,
+    pub admin: bool,
+    /// The token every form of the page carries.
+    pub(super) token: String,
+    pub(super) secret: String,
+}
+
+/// The name of the form token's field in every console form.
+pub(super) const TOKEN_FIELD: &str = "csrf";
+
+impl Viewer {
+    /// The hidden field that carries the form token.
+    pub fn token_field(&self) -> Markup {
+        html! { input type="hidden" name=(TOKEN_FIELD) value=(self.token); }
+    }
+}
 
 /// The pages of the navigation.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,4 +116,65 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
 /// A page outside the signed-in console: sign-in and errors.
 pub fn bare(title: &str, content: Markup) -> Html<String> {
     document(title, html! { header.top { a.brand href="/console" { "Cone" } } }, content)
+}
+
+/// A page that says what went wrong and what to do next, with the status of the failure.
+pub struct WebError {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl WebError {
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> WebError {
+        WebError { status, title, message: message.into() }
+    }
+}
+
+impl From<Error> for WebError {
+    fn from(e: Error) -> WebError {
+        let (status, code) = e.status_and_code();
+        let title = match (status, code) {
+            (_, codes::NOT_FOUND) => "Not found",
+            (StatusCode::FORBIDDEN, _) => "Not allowed",
+            (StatusCode::CONFLICT, _) => "Not possible now",
+            (s, _) if s.is_server_error() => "Something went wrong",
+            _ => "Cannot do that",
+        };
+        WebError::new(status, title, e.to_api().message)
+    }
+}
+
+impl From<anyhow::Error> for WebError {
+    fn from(e: anyhow::Error) -> WebError {
+        Error::from(e).into()
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let content = html! {
+            p role="alert" { (self.message) }
+            p { a href="/console" { "Back to the catalog" } }
+        };
+        (self.status, bare(self.title, content)).into_response()
+    }
+}
+
+/// `path?query` with the pairs encoded.
+pub fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    match serde_urlencoded::to_string(pairs) {
+        Ok(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_string(),
+    }
+}
+
+/// A link to the next page of a list at `path`, when there is one.
+pub fn next_page(path: &str, token: Option<&str>, label: &str) -> maud::Markup {
+    html! { @if let Some(token) = token { p { a href=(link(path, &[("page_token", token)])) { (label) } } } }
+}
+
+/// A time for people, in UTC.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }

@@ -6,7 +6,7 @@
 //! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
 //! stylesheet, and use no script: they work without JavaScript under a Content-Security-Policy that allows nothing
 //! else. A session is a cookie holding a random secret whose hash is stored (`session`); every POST carries a form
-//! token derived from that secret. Handlers call the same `app` services as the API, so the console can do nothing
+//! token derived from that secret. Handlers call the same services as the API, so the console can do nothing
 //! the API would refuse, and answers in the same words.
 
 mod admin;
@@ -25,10 +25,9 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
-use cone_api::codes;
-use maud::html;
 
-use crate::http::{ApiFailure, AppState};
+use crate::state::AppState;
+use layout::WebError;
 
 /// What the pages may load: their own stylesheet and icon, and nothing else; forms post only to this server.
 pub const CONTENT_SECURITY_POLICY: &str =
@@ -88,48 +87,6 @@ async fn asset(content_type: &'static str, body: &'static str) -> impl IntoRespo
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=3600")], body)
 }
 
-/// A page that says what went wrong and what to do next, with the status of the failure.
-pub struct WebError {
-    status: StatusCode,
-    title: &'static str,
-    message: String,
-}
-
-impl WebError {
-    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> WebError {
-        WebError { status, title, message: message.into() }
-    }
-}
-
-impl From<ApiFailure> for WebError {
-    fn from(ApiFailure(status, error): ApiFailure) -> WebError {
-        let title = match (status, error.code.as_str()) {
-            (_, codes::NOT_FOUND) => "Not found",
-            (StatusCode::FORBIDDEN, _) => "Not allowed",
-            (StatusCode::CONFLICT, _) => "Not possible now",
-            (s, _) if s.is_server_error() => "Something went wrong",
-            _ => "Cannot do that",
-        };
-        WebError::new(status, title, error.message)
-    }
-}
-
-impl From<anyhow::Error> for WebError {
-    fn from(e: anyhow::Error) -> WebError {
-        ApiFailure::from(e).into()
-    }
-}
-
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        let content = html! {
-            p role="alert" { (self.message) }
-            p { a href="/console" { "Back to the catalog" } }
-        };
-        (self.status, layout::bare(self.title, content)).into_response()
-    }
-}
-
 /// A console address that leads nowhere (the API's own answer for unknown paths is JSON).
 fn no_such_page() -> WebError {
     WebError::new(
@@ -137,22 +94,4 @@ fn no_such_page() -> WebError {
         "No such page",
         "There is no console page at this address; start from the catalog.",
     )
-}
-
-/// `path?query` with the pairs encoded.
-fn link(path: &str, pairs: &[(&str, &str)]) -> String {
-    match serde_urlencoded::to_string(pairs) {
-        Ok(query) if !query.is_empty() => format!("{path}?{query}"),
-        _ => path.to_string(),
-    }
-}
-
-/// A link to the next page of a list at `path`, when there is one.
-fn next_page(path: &str, token: Option<&str>, label: &str) -> maud::Markup {
-    html! { @if let Some(token) = token { p { a href=(link(path, &[("page_token", token)])) { (label) } } } }
-}
-
-/// A time for people, in UTC.
-fn when(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }

@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
@@ -25,11 +26,12 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::WebError;
-use super::session::{cookie, cookie_name, destination, set_cookie, start_session};
+use super::layout::WebError;
+use super::session::{cookie, destination, start_session, with_cookie};
 use crate::config::{Oidc, UserField};
-use crate::db::UserRow;
-use crate::http::AppState;
+use crate::services::auth;
+use crate::state::AppState;
+use crate::store::{USER_SERVICE, UserRow};
 
 /// The cookie that carries the flow from the redirect to the provider back to the callback.
 const FLOW_COOKIE: &str = "cone_oidc";
@@ -121,7 +123,7 @@ pub struct Start {
 }
 
 /// Sends the browser to the provider's sign-in page.
-pub async fn start(State(s): State<AppState>, Query(q): Query<Start>) -> Result<Response, WebError> {
+pub async fn start(State(s): State<AppState>, jar: CookieJar, Query(q): Query<Start>) -> Result<Response, WebError> {
     let oidc = configured(&s)?;
     let http = http_client()?;
     let client = provider(&s, oidc, &http).await?;
@@ -139,7 +141,7 @@ pub async fn start(State(s): State<AppState>, Query(q): Query<Start>) -> Result<
         next: destination(&q.next).to_string(),
     };
     let value = serde_urlencoded::to_string(&flow).map_err(anyhow::Error::from)?;
-    Ok(([set_cookie(&s, FLOW_COOKIE, &value, FLOW_TTL)], Redirect::to(url.as_str())).into_response())
+    Ok((with_cookie(jar, &s, FLOW_COOKIE, value, FLOW_TTL), Redirect::to(url.as_str())).into_response())
 }
 
 #[derive(Deserialize)]
@@ -162,7 +164,7 @@ fn refused(status: StatusCode, message: String) -> WebError {
 /// Cone user, and the user a console session.
 pub async fn callback(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    jar: CookieJar,
     Query(q): Query<Callback>,
 ) -> Result<Response, WebError> {
     let oidc = configured(&s)?;
@@ -174,7 +176,7 @@ pub async fn callback(
             format!("{} did not sign you in: {error}{detail}. {again}", oidc.name),
         ));
     }
-    let flow = cookie(&headers, &cookie_name(&s, FLOW_COOKIE))
+    let flow = cookie(&jar, &s, FLOW_COOKIE)
         .and_then(|value| serde_urlencoded::from_str::<Flow>(value).ok())
         .ok_or_else(|| {
             refused(
@@ -205,7 +207,7 @@ pub async fn callback(
         .claims(&client.id_token_verifier(), &Nonce::new(flow.nonce))
         .map_err(|e| unreachable(oidc, "verify the ID token", error_chain(&e)))?;
     let user = person(&s, oidc, claims).await?;
-    Ok(start_session(&s, &user, Some(&oidc.issuer), FLOW_COOKIE, &flow.next).await)
+    Ok(start_session(&s, jar, &user, Some(&oidc.issuer), FLOW_COOKIE, &flow.next).await)
 }
 
 /// The Cone user the verified claims name, or a page saying why there is none.
@@ -232,16 +234,13 @@ async fn person(s: &AppState, oidc: &Oidc, claims: &CoreIdTokenClaims) -> Result
             format!("{} has not verified your email address {value}; verify it there and sign in again.", oidc.name),
         ));
     }
-    let found = match oidc.match_user_by {
-        UserField::Email => s.db.people_by_email(value).await?,
-        UserField::Username => s.db.user_by_name(value).await?.into_iter().collect(),
-    };
+    let found = auth::people_named(s, oidc.match_user_by, value).await?;
     let field = match oidc.match_user_by {
         UserField::Email => "email",
         UserField::Username => "user name",
     };
     match <[UserRow; 1]>::try_from(found) {
-        Ok([user]) if user.kind != crate::db::USER_SERVICE => Ok(user),
+        Ok([user]) if user.kind != USER_SERVICE => Ok(user),
         Ok(_) | Err(_) => {
             tracing::info!(issuer = %oidc.issuer, claim = %oidc.claim, "OpenID Connect sign-in of an unknown person refused");
             Err(refused(

@@ -1,6 +1,6 @@
 //! Administrators' pages for the access document (policies, access profiles, entitlement management): the version
 //! in force with a form to check or apply a new one, the history of versions, and each version's text. They call
-//! the same functions in `access` as `cone policy` does through the API, so a change made here is checked, recorded
+//! the same services (`services::access`) as `cone policy` does through the API, so a change made here is checked, recorded
 //! and put in force the same way.
 
 use axum::extract::{Path, Query, State};
@@ -11,11 +11,11 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::admin::admins_only;
-use super::layout::{Nav, page};
-use super::session::{Posted, Viewer};
-use super::{WebError, link, when};
-use crate::access;
-use crate::http::{ApiFailure, AppState, page_offset};
+use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::session::Posted;
+use crate::error::Error;
+use crate::services::{Page, access};
+use crate::state::AppState;
 
 /// What the form shows besides the version in force: the text being edited and what became of it.
 struct Draft {
@@ -148,13 +148,13 @@ pub async fn change(State(s): State<AppState>, posted: Posted) -> Result<Respons
                 comment: draft.comment.clone(),
                 base_version: Some(base_version),
             };
-            match access::apply_as(&s, v.user.id, &req).await {
+            match access::apply(&s, v.user.id, &req).await {
                 Ok(applied) => {
                     let key = if applied.changed { "applied" } else { "unchanged" };
                     Ok(Redirect::to(&format!("/console/policies?{key}={}", applied.version.version)).into_response())
                 }
                 Err(failure) => {
-                    let stale = failure.0 == StatusCode::CONFLICT;
+                    let stale = matches!(failure, Error::StaleVersion(_));
                     let status = refused(&mut draft, failure)?;
                     let current = access::in_force(&s).await?;
                     // The newer version is on the page above the text being edited: the form now starts from it, so
@@ -175,13 +175,13 @@ pub async fn change(State(s): State<AppState>, posted: Posted) -> Result<Respons
 }
 
 /// Shows why a document was refused above the text, which stays as it was typed; a server failure is an error page.
-fn refused(draft: &mut Draft, failure: ApiFailure) -> Result<StatusCode, WebError> {
-    let ApiFailure(status, error) = failure;
-    if status.is_server_error() {
-        return Err(ApiFailure(status, error).into());
+fn refused(draft: &mut Draft, failure: Error) -> Result<StatusCode, WebError> {
+    if let Error::Internal(_) = failure {
+        return Err(failure.into());
     }
-    draft.outcome = Some(html! { div.error role="alert" { p { (error.message) } p { "Your text is kept below." } } });
-    Ok(status)
+    draft.outcome =
+        Some(html! { div.error role="alert" { p { (failure.to_string()) } p { "Your text is kept below." } } });
+    Ok(failure.status_and_code().0)
 }
 
 fn names(list: &[String]) -> Markup {
@@ -200,9 +200,8 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let offset = page_offset(q.page_token.as_deref())?;
     let in_force = s.access().version;
-    let page_of = access::versions_from(&s, offset, 50).await?;
+    let page_of = access::versions(&s, Page::new(q.page_token.as_deref(), Some(50), 50, 50)?).await?;
     let content = html! {
         p { "Every version of the access document, newest first. " a href="/console/policies" { "The version in force" } }
         @if page_of.versions.is_empty() { p { "No versions on this page." } } @else {
@@ -232,7 +231,7 @@ pub async fn history(
 
 pub async fn version(State(s): State<AppState>, v: Viewer, Path(id): Path<i64>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let ver = access::version_of(&s, id).await?;
+    let ver = access::version(&s, id).await?;
     let content = html! {
         p { a href="/console/policies/history" { "History of versions" } " · " a href="/console/policies" { "The version in force" } }
         @if ver.version == s.access().version { p.notice { "This version is in force." } }

@@ -6,22 +6,24 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cone_api::{CreateTask, Entitlement, FieldType, FormField, Task, codes};
+use cone_api::{CreateTask, Entitlement, FieldType, FormField, Task, TaskKind, TaskState};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::layout::{Nav, page};
-use super::session::{Posted, Viewer};
-use super::{WebError, link, next_page, when};
-use crate::app;
-use crate::http::{ApiFailure, AppState, page_offset};
+use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
+use super::session::Posted;
+use crate::error::Error;
+use crate::services::Page;
+use crate::services::entitlements::{self, group_names};
+use crate::services::tasks::{self, Scope};
+use crate::state::AppState;
 
 /// Where a form field's value travels: `form.<name>`, apart from the request's own fields.
 const FORM_PREFIX: &str = "form.";
 
 pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {
-    let entitlements = app::entitlements_for(&s, &v.user).await?;
+    let entitlements = entitlements::entitlements_for(&s, &v.user).await?;
     let mut apps: BTreeMap<&str, BTreeMap<(&str, &str), Vec<&Entitlement>>> = BTreeMap::new();
     for e in &entitlements {
         let accounts = apps.entry(e.app_id.as_str()).or_default();
@@ -46,7 +48,7 @@ pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, W
                                     td { (duration(e.max_duration_secs)) }
                                     td {
                                         @match (e.granted_until, e.held_through_groups.is_empty()) {
-                                            (_, false) => { span.state.granted { "through " (app::group_names(&e.held_through_groups)) } }
+                                            (_, false) => { span.state.granted { "through " (group_names(&e.held_through_groups)) } }
                                             (Some(t), true) => { span.state.granted { "granted until " (when(t)) } }
                                             (None, true) => { "none" }
                                         }
@@ -103,7 +105,7 @@ pub async fn request_page(
     v: Viewer,
     Query(q): Query<EntitlementQuery>,
 ) -> Result<Response, WebError> {
-    let e = app::entitlement_for(&s, &v.user, &q.app_id, &q.entitlement_id).await?;
+    let e = entitlements::entitlement_for(&s, &v.user, &q.app_id, &q.entitlement_id).await?;
     let filled = Filled { duration: duration(s.config.default_duration.min(e.max_duration_secs)), ..Filled::default() };
     Ok(request_form(&v, &e, &filled, StatusCode::OK))
 }
@@ -276,7 +278,7 @@ fn form_data(fields: &[FormField], values: &HashMap<String, String>) -> BTreeMap
 
 pub async fn submit(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
     let v = &posted.viewer;
-    let e = app::entitlement_for(&s, &v.user, posted.get("app_id"), posted.get("entitlement_id")).await?;
+    let e = entitlements::entitlement_for(&s, &v.user, posted.get("app_id"), posted.get("entitlement_id")).await?;
     let mut filled = Filled {
         duration: posted.get("duration").to_string(),
         justification: posted.get("justification").to_string(),
@@ -308,30 +310,31 @@ pub async fn submit(State(s): State<AppState>, posted: Posted) -> Result<Respons
         form_data: data,
         emergency: !extend && filled.emergency,
     };
-    match app::create_task(&s, &v.user, request).await {
+    match tasks::create(&s, &v.user, request).await {
         Ok(task) => Ok(Redirect::to(&format!("/console/requests?submitted={}", task.id)).into_response()),
-        Err(ApiFailure(status, error)) if !error.fields.is_empty() => {
-            filled.errors.extend(error.fields.into_iter().map(|f| (f.field, f.message)));
+        Err(Error::Internal(e)) => Err(Error::Internal(e).into()),
+        Err(refused) => {
+            let status = refused.status_and_code().0;
+            match refused {
+                Error::Invalid { fields, .. } | Error::InvalidForm(fields) if !fields.is_empty() => {
+                    filled.errors.extend(fields.into_iter().map(|f| (f.field, f.message)));
+                }
+                Error::PendingRequestExists { task_id } => {
+                    filled.problem = Some(html! {
+                        p { "You already have a pending request for this access (request " (task_id) "). "
+                            a href="/console/requests" { "See your requests" } "." }
+                    });
+                }
+                other => filled.problem = Some(html! { p { (other.to_string()) } }),
+            }
             Ok(request_form(v, &e, &filled, status))
         }
-        Err(ApiFailure(status, error)) if error.code == codes::PENDING_REQUEST_EXISTS => {
-            filled.problem = Some(html! {
-                p { "You already have a pending request for this access" @if let Some(id) = error.task_id { " (request " (id) ")" } ". "
-                    a href="/console/requests" { "See your requests" } "." }
-            });
-            Ok(request_form(v, &e, &filled, status))
-        }
-        Err(ApiFailure(status, error)) if status.is_client_error() => {
-            filled.problem = Some(html! { p { (error.message) } });
-            Ok(request_form(v, &e, &filled, status))
-        }
-        Err(failure) => Err(failure.into()),
     }
 }
 
 /// Moves one's own undecided request to its policy's emergency steps (break-glass).
 pub async fn escalate(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {
-    let task = app::escalate(&s, &posted.viewer.user, id).await?;
+    let task = tasks::escalate(&s, &posted.viewer.user, id).await?;
     Ok(Redirect::to(&format!("/console/requests?escalated={}", task.id)).into_response())
 }
 
@@ -350,14 +353,15 @@ pub struct Done {
 }
 
 pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Result<Response, WebError> {
-    let entitlements = app::entitlements_for(&s, &v.user).await?;
+    let entitlements = entitlements::entitlements_for(&s, &v.user).await?;
     let held: Vec<&Entitlement> = entitlements.iter().filter(|e| e.granted_until.is_some()).collect();
     let through_groups: Vec<&Entitlement> = entitlements.iter().filter(|e| !e.held_through_groups.is_empty()).collect();
     // Requests for these may be escalated to their policy's emergency steps.
     let breakable: std::collections::HashSet<(&str, &str)> =
         entitlements.iter().filter(|e| e.emergency_access).map(|e| (e.app_id.as_str(), e.id.as_str())).collect();
-    let offset = page_offset(done.page_token.as_deref())?;
-    let page_of = app::search_tasks(&s, &v.user, "mine", Some("all"), offset, 50).await?;
+    let requested = Page::new(done.page_token.as_deref(), Some(50), 50, 50)?;
+    let offset = requested.offset;
+    let page_of = tasks::search(&s, &v.user, Scope::Mine, None, requested).await?;
     let (tasks, next) = (page_of.tasks, page_of.next_page_token);
     let content = html! {
         @if let Some(id) = done.submitted {
@@ -389,7 +393,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                     thead { tr { th scope="col" { "Access" } th scope="col" { "Through" } } }
                     tbody {
                         @for e in &through_groups {
-                            tr { th scope="row" { (e.display_name) " on " (e.resource_name) } td { (app::group_names(&e.held_through_groups)) } }
+                            tr { th scope="row" { (e.display_name) " on " (e.resource_name) } td { (group_names(&e.held_through_groups)) } }
                         }
                     }
                 }
@@ -406,14 +410,14 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                         @for t in &tasks {
                             tr #(format!("task-{}", t.id)) {
                                 td { a href=(format!("/console/tasks/{}", t.id)) aria-label=(format!("Request {}", t.id)) { (t.id) } }
-                                th scope="row" { (t.entitlement_name) @if t.kind == cone_api::TASK_KIND_EXTEND { " " span.muted { "(extension)" } } }
-                                td { (state(&t.state)) }
+                                th scope="row" { (t.entitlement_name) @if t.kind == TaskKind::Extend { " " span.muted { "(extension)" } } }
+                                td { (state(t.state)) }
                                 td { (duration(t.duration_secs)) }
                                 td { (when(t.created_at)) }
                                 td {
                                     (details(t))
                                     @if !t.justification.is_empty() { span.muted { "Why: " (t.justification) } }
-                                    @if t.state == "pending_approval" {
+                                    @if t.state == TaskState::PendingApproval {
                                         form.inline method="post" action=(format!("/console/tasks/{}/withdraw", t.id)) {
                                             (v.token_field())
                                             button.danger type="submit" aria-label=(format!("Withdraw request {}", t.id)) { "Withdraw" }
@@ -438,10 +442,12 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
 }
 
 fn submitted_state(tasks: &[Task], id: i64) -> String {
-    match tasks.iter().find(|t| t.id == id).map(|t| t.state.as_str()) {
-        Some("pending_approval") => "It waits for approval; it appears below with whom it waits for.".into(),
-        Some("provisioning") | Some("granted") => "It was approved; the access appears below once AWS has it.".into(),
-        Some(other) => format!("It is {}.", other.replace('_', " ")),
+    match tasks.iter().find(|t| t.id == id).map(|t| t.state) {
+        Some(TaskState::PendingApproval) => "It waits for approval; it appears below with whom it waits for.".into(),
+        Some(TaskState::Provisioning | TaskState::Granted) => {
+            "It was approved; the access appears below once AWS has it.".into()
+        }
+        Some(other) => format!("It is {}.", other.words()),
         None => String::new(),
     }
 }
@@ -474,8 +480,8 @@ fn grant_row(v: &Viewer, e: &Entitlement, i: usize) -> Markup {
     }
 }
 
-pub fn state(state: &str) -> Markup {
-    html! { span class=(format!("state {state}")) { (state.replace('_', " ")) } }
+pub fn state(state: TaskState) -> Markup {
+    html! { span class=(format!("state {}", state.as_str())) { (state.words()) } }
 }
 
 /// Whom a task waits for, why it ended, or when its grant ends.
@@ -488,16 +494,17 @@ pub fn details(t: &Task) -> Markup {
             (None, Some(reason)) => { (reason) ". " }
             (None, None) => {}
         }
-        @if let (Some(end), "granted") = (t.grant_expires_at, t.state.as_str()) { "Until " (when(end)) ". " }
+        @if let (Some(end), TaskState::Granted) = (t.grant_expires_at, t.state) { "Until " (when(end)) ". " }
     }
 }
 
 pub async fn release(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
-    let result = app::drop_access(&s, &posted.viewer.user, posted.get("app_id"), posted.get("entitlement_id")).await?;
+    let result =
+        tasks::drop_access(&s, &posted.viewer.user, posted.get("app_id"), posted.get("entitlement_id")).await?;
     Ok(Redirect::to(&format!("/console/requests?released={}", result.tasks.len())).into_response())
 }
 
 pub async fn withdraw(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {
-    app::cancel(&s, &posted.viewer.user, id).await?;
+    tasks::cancel(&s, &posted.viewer.user, id).await?;
     Ok(Redirect::to(&format!("/console/requests?withdrawn={id}")).into_response())
 }

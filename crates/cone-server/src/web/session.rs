@@ -7,28 +7,25 @@
 
 use axum::Form;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use hmac::{Hmac, Mac};
-use maud::{Markup, html};
+use maud::html;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{WebError, layout, link};
-use crate::auth::{self, SignIn, random_token, secret_hash};
-use crate::db::UserRow;
-use crate::http::{AppState, now};
+use super::layout::{self, TOKEN_FIELD, Viewer, WebError, link};
+use crate::services::auth::{self, SignIn, WEB_SESSION_TTL, random_token};
+use crate::state::AppState;
+use crate::store::UserRow;
 
-/// How long a console session lasts: a working day. It is not extended by use, so a stolen cookie ends too.
-const SESSION_TTL: i64 = 8 * 3600;
 /// How long the sign-in form stays valid.
 const SIGN_IN_TTL: i64 = 15 * 60;
 const SESSION_COOKIE: &str = "cone_session";
 const SIGN_IN_COOKIE: &str = "cone_sign_in";
 const TOKEN_LABEL: &[u8] = b"cone web console form token";
-/// The name of the form token's field in every console form.
-const TOKEN_FIELD: &str = "csrf";
 
 /// The form token of a session (or sign-in) secret.
 pub fn form_token(secret: &str) -> String {
@@ -58,43 +55,32 @@ fn https(s: &AppState) -> bool {
     s.public_url.starts_with("https://")
 }
 
-pub(super) fn set_cookie(s: &AppState, base: &str, value: &str, max_age: i64) -> (header::HeaderName, HeaderValue) {
-    let secure = if https(s) { "; Secure" } else { "" };
-    let text = format!("{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}", cookie_name(s, base));
-    // Names and values are hex and fixed ASCII, so the header is always valid.
-    (header::SET_COOKIE, HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("")))
+/// `jar` with this server's cookie `base` set to `value` for `max_age` seconds, for every path, out of scripts'
+/// reach and sent along only from this site's own pages (and links to them).
+pub(super) fn with_cookie(jar: CookieJar, s: &AppState, base: &str, value: String, max_age: i64) -> CookieJar {
+    jar.add(
+        Cookie::build((cookie_name(s, base), value))
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(https(s)),
+    )
 }
 
-pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value)
+/// `jar` telling the browser to forget this server's cookie `base`.
+pub(super) fn without_cookie(jar: CookieJar, s: &AppState, base: &str) -> CookieJar {
+    jar.remove(Cookie::build(cookie_name(s, base)).path("/"))
 }
 
-/// The signed-in person of a console page, with what the pages need to know about them.
-pub struct Viewer {
-    pub user: UserRow,
-    pub admin: bool,
-    /// The token every form of the page carries.
-    token: String,
-    secret: String,
+/// The value of this server's cookie `base`.
+pub(super) fn cookie<'a>(jar: &'a CookieJar, s: &AppState, base: &str) -> Option<&'a str> {
+    jar.get(&cookie_name(s, base)).map(|c| c.value())
 }
 
-impl Viewer {
-    /// The hidden field that carries the form token.
-    pub fn token_field(&self) -> Markup {
-        html! { input type="hidden" name=(TOKEN_FIELD) value=(self.token); }
-    }
-}
-
-async fn viewer(headers: &HeaderMap, s: &AppState) -> Result<Option<Viewer>, WebError> {
-    let Some(secret) = cookie(headers, &cookie_name(s, SESSION_COOKIE)) else { return Ok(None) };
-    let Some(user) = s.db.web_session_user(&secret_hash(secret), now()).await? else { return Ok(None) };
+async fn viewer(jar: &CookieJar, s: &AppState) -> Result<Option<Viewer>, WebError> {
+    let Some(secret) = cookie(jar, s, SESSION_COOKIE) else { return Ok(None) };
+    let Some(user) = auth::web_session_user(s, secret).await? else { return Ok(None) };
     let admin = auth::is_admin(s, &user).await?;
     Ok(Some(Viewer { user, admin, token: form_token(secret), secret: secret.to_string() }))
 }
@@ -104,7 +90,7 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
-        match viewer(&parts.headers, s).await {
+        match viewer(&CookieJar::from_headers(&parts.headers), s).await {
             Ok(Some(v)) => Ok(v),
             Ok(None) => {
                 // After signing in, a page comes back; a form is not sent again (its page is reloaded instead).
@@ -194,25 +180,25 @@ pub(super) fn destination(next: &str) -> &str {
     if local { next } else { "/console" }
 }
 
-pub async fn login_page(State(s): State<AppState>, Query(q): Query<SignInQuery>, headers: HeaderMap) -> Response {
-    if matches!(viewer(&headers, &s).await, Ok(Some(_))) {
+pub async fn login_page(State(s): State<AppState>, Query(q): Query<SignInQuery>, jar: CookieJar) -> Response {
+    if matches!(viewer(&jar, &s).await, Ok(Some(_))) {
         return Redirect::to(destination(&q.next)).into_response();
     }
     let notice = q.signed_out.then_some("You are signed out.");
-    sign_in_form(&s, &headers, StatusCode::OK, destination(&q.next), notice, None)
+    sign_in_form(&s, jar, StatusCode::OK, destination(&q.next), notice, None)
 }
 
 /// The sign-in page and the token derived from its cookie. A browser that has the cookie keeps it, so that sign-in
 /// pages open in several tabs all work.
 fn sign_in_form(
     s: &AppState,
-    headers: &HeaderMap,
+    jar: CookieJar,
     status: StatusCode,
     next: &str,
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let held = cookie(headers, &cookie_name(s, SIGN_IN_COOKIE)).filter(|c| c.len() == 64 && hex::decode(c).is_ok());
+    let held = cookie(&jar, s, SIGN_IN_COOKIE).filter(|c| c.len() == 64 && hex::decode(c).is_ok());
     let secret = held.map_or_else(|| random_token(32), str::to_string);
     let content = html! {
         @if let Some(n) = notice { p.notice role="status" { (n) } }
@@ -232,62 +218,60 @@ fn sign_in_form(
         }
         p.hint { "The command line signs in with " code { "cone login" } "." }
     };
-    (status, [set_cookie(s, SIGN_IN_COOKIE, &secret, SIGN_IN_TTL)], layout::bare("Sign in to Cone", content))
-        .into_response()
+    let jar = with_cookie(jar, s, SIGN_IN_COOKIE, secret, SIGN_IN_TTL);
+    (status, jar, layout::bare("Sign in to Cone", content)).into_response()
 }
 
 pub async fn login(State(s): State<AppState>, req: Request) -> Response {
-    let headers = req.headers().clone();
+    let jar = CookieJar::from_headers(req.headers());
     let fields = match form_fields(req, &s).await {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
     let next = destination(field(&fields, "next"));
-    let secret = cookie(&headers, &cookie_name(&s, SIGN_IN_COOKIE));
+    let secret = cookie(&jar, &s, SIGN_IN_COOKIE);
     if !secret.is_some_and(|secret| token_matches(secret, field(&fields, TOKEN_FIELD))) {
         let expired = "The sign-in form expired or did not come from this page; sign in again.";
-        return sign_in_form(&s, &headers, StatusCode::FORBIDDEN, next, None, Some(expired));
+        return sign_in_form(&s, jar, StatusCode::FORBIDDEN, next, None, Some(expired));
     }
     let user = match auth::authenticate(&s, field(&fields, "username"), field(&fields, "password")).await {
         Ok(SignIn::Accepted(user)) => user,
         Ok(SignIn::Refused) => {
             let wrong = "Wrong user name or password. Check both and sign in again.";
-            return sign_in_form(&s, &headers, StatusCode::UNAUTHORIZED, next, None, Some(wrong));
+            return sign_in_form(&s, jar, StatusCode::UNAUTHORIZED, next, None, Some(wrong));
         }
         Ok(SignIn::Throttled(wait)) => {
             let wait = format!(
                 "Too many failed sign-ins for this user name; try again in {}.",
                 cone_core::duration::format(wait.max(1))
             );
-            return sign_in_form(&s, &headers, StatusCode::TOO_MANY_REQUESTS, next, None, Some(&wait));
+            return sign_in_form(&s, jar, StatusCode::TOO_MANY_REQUESTS, next, None, Some(&wait));
         }
         Err(e) => return WebError::from(e).into_response(),
     };
-    start_session(&s, &user, None, SIGN_IN_COOKIE, next).await
+    start_session(&s, jar, &user, None, SIGN_IN_COOKIE, next).await
 }
 
 /// Signs `user` in (through the identity provider `oidc_issuer`, if any), clears the cookie that guarded the
 /// sign-in, and goes on to `next`.
 pub(super) async fn start_session(
     s: &AppState,
+    jar: CookieJar,
     user: &UserRow,
     oidc_issuer: Option<&str>,
     guard_cookie: &str,
     next: &str,
 ) -> Response {
-    let session = random_token(32);
-    let t = now();
-    if let Err(e) = s.db.insert_web_session(&secret_hash(&session), user.id, t, t + SESSION_TTL, oidc_issuer).await {
-        return WebError::from(e).into_response();
-    }
-    tracing::info!(user = %user.username, oidc = oidc_issuer, "web console sign-in");
-    let cookies =
-        AppendHeaders([set_cookie(s, SESSION_COOKIE, &session, SESSION_TTL), set_cookie(s, guard_cookie, "", 0)]);
-    (cookies, Redirect::to(next)).into_response()
+    let session = match auth::start_web_session(s, user, oidc_issuer).await {
+        Ok(secret) => secret,
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let jar = with_cookie(without_cookie(jar, s, guard_cookie), s, SESSION_COOKIE, session, WEB_SESSION_TTL);
+    (jar, Redirect::to(next)).into_response()
 }
 
-pub async fn logout(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
+pub async fn logout(State(s): State<AppState>, jar: CookieJar, posted: Posted) -> Result<Response, WebError> {
     let v = &posted.viewer;
-    s.db.delete_web_session(&secret_hash(&v.secret), v.user.id, now()).await?;
-    Ok(([set_cookie(&s, SESSION_COOKIE, "", 0)], Redirect::to("/console/login?signed_out=true")).into_response())
+    auth::end_web_session(&s, &v.secret, &v.user).await?;
+    Ok((without_cookie(jar, &s, SESSION_COOKIE), Redirect::to("/console/login?signed_out=true")).into_response())
 }

@@ -1,0 +1,345 @@
+//! The server's YAML configuration: where it listens, where it stores, the access document (`policy`) and the
+//! settings that name secrets (`secrets`).
+
+mod policy;
+mod secrets;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use cone_core::catalog::{AccessProfile, Catalog, ManagementRule, Target};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use policy::PolicyConfig;
+pub use policy::{Branches, Policy};
+pub use secrets::{Oidc, UserField, Webhook};
+use secrets::{OidcConfig, WebhookConfig};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A SQLite database file, or a `postgres://` URL.
+    pub database: Database,
+    /// The URL people reach the server at (for the device sign-in page); defaults to the listening address.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    pub aws: AwsConfig,
+    /// Duration of a grant when the request names none, capped by the policy's maximum.
+    #[serde(default = "default_duration", with = "duration")]
+    pub default_duration: i64,
+    /// Requests nobody decides within this time are closed as timed out.
+    #[serde(default = "default_pending_timeout", with = "duration")]
+    pub pending_timeout: i64,
+    #[serde(default)]
+    pub drift: DriftConfig,
+    /// How long a worker holds a job it claimed before another worker (or replica) may take it over: the time a
+    /// crashed worker's provisioning or revocation waits. It must exceed the longest AWS call of a job.
+    #[serde(default = "default_job_lease", with = "duration")]
+    pub job_lease: i64,
+    #[serde(default)]
+    pub identities: Identities,
+    /// Who administers Cone: the drift report and every task. Nobody, unless listed.
+    #[serde(default)]
+    pub admins: Admins,
+    /// The access sections ([`ACCESS_SECTIONS`]), read as they are written to become the file's access document;
+    /// [`Config::parse`] checks them typed.
+    #[serde(default)]
+    access_profiles: Option<Value>,
+    #[serde(default)]
+    entitlement_management: Option<Value>,
+    #[serde(default)]
+    policies: Option<Value>,
+    /// The file's access sections as a document of their own, as the database keeps it ("" when the file has none).
+    #[serde(skip)]
+    pub access_document: String,
+    /// What the file's access document says, compiled.
+    #[serde(skip)]
+    pub access: Access,
+    /// Outgoing webhooks for task and grant events (`docs/webhooks.md`).
+    #[serde(default, rename = "webhooks")]
+    webhook_configs: Vec<WebhookConfig>,
+    #[serde(skip)]
+    pub webhooks: Vec<Webhook>,
+    /// Console sign-in through an OpenID Connect provider, beside local passwords.
+    #[serde(default, rename = "oidc")]
+    oidc_config: Option<OidcConfig>,
+    #[serde(skip)]
+    pub oidc: Option<Oidc>,
+}
+
+/// The sections of the configuration that say who may request what and how it is decided. They form the access
+/// document, which changes while servers run (`PUT /api/v1/config`) and is kept with its history in the database.
+pub const ACCESS_SECTIONS: [&str; 3] = ["access_profiles", "entitlement_management", "policies"];
+
+/// The access sections, typed. Unknown top-level keys are ignored here: in the server's file they are its settings,
+/// and [`Config::access`] refuses them in a document of its own.
+#[derive(Default, Deserialize)]
+struct AccessSections {
+    /// Who sees and may request which entitlements; none means everyone sees everything.
+    #[serde(default)]
+    access_profiles: Vec<AccessProfile>,
+    /// Which entitlements may be requested at all, and the access profile offering them.
+    #[serde(default)]
+    entitlement_management: Vec<ManagementRule>,
+    #[serde(default)]
+    policies: Vec<PolicyConfig>,
+}
+
+/// An access document, compiled: the catalog and the policies, and the version of the document they come from.
+#[derive(Debug)]
+pub struct Access {
+    /// The document's version in the database; 0 until the start-up has recorded it.
+    pub version: i64,
+    pub catalog: Catalog,
+    policies: Vec<Policy>,
+    no_policy: Policy,
+}
+
+impl Default for Access {
+    fn default() -> Access {
+        Access { version: 0, catalog: Catalog::default(), policies: vec![], no_policy: Policy::none_matches() }
+    }
+}
+
+impl Access {
+    /// The first policy whose match covers the entitlement, or one that denies.
+    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
+        self.policies
+            .iter()
+            .find(|p| p.matches.matches(&Target { account: account_name, permission_set }))
+            .unwrap_or(&self.no_policy)
+    }
+
+    /// The policies in the order they are matched.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+}
+
+/// Where the server stores: SQLite (embedded, one server) or PostgreSQL (one or more replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// The URL, and what to call the database in messages (the URL without its password).
+    Postgres {
+        url: String,
+        name: String,
+    },
+}
+
+impl TryFrom<String> for Database {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Database, String> {
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Ok(Database::Sqlite(text.into()));
+        }
+        let options = text.parse::<sqlx::postgres::PgConnectOptions>().map_err(|e| {
+            format!("`database` is not a valid PostgreSQL URL ({e}); write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE")
+        })?;
+        let name = format!(
+            "the PostgreSQL database {} on {}:{} as {}",
+            options.get_database().unwrap_or(options.get_username()),
+            options.get_host(),
+            options.get_port(),
+            options.get_username()
+        );
+        Ok(Database::Postgres { url: text, name })
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "the SQLite database {}", path.display()),
+            Database::Postgres { name, .. } => f.write_str(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub sso_region: String,
+    #[serde(default = "default_app_id")]
+    pub app_id: String,
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_secs: u64,
+    /// The app's owners (usernames), for approvals `from: owners`.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Also sync IAM of the connector's account: users, groups and members, roles and whom they trust (cone-aws's
+    /// `--sync-iam`; `CONE_AWS_SYNC_IAM=true` turns it on too).
+    #[serde(default)]
+    pub sync_iam: bool,
+    /// Also sync the access-key inventory, metadata only (cone-aws's `--sync-secrets`; `BATON_SYNC_SECRETS=true`
+    /// turns it on too).
+    #[serde(default)]
+    pub sync_secrets: bool,
+    /// Whether the connector reads AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`, not in the file): then IAM is
+    /// read in each member account too.
+    #[serde(skip)]
+    pub organizations: bool,
+}
+
+impl AwsConfig {
+    /// What `Connector::sync_iam` reads, which looks at these features only.
+    pub fn iam_features(&self) -> cone_aws::Features {
+        cone_aws::Features {
+            iam: self.sync_iam,
+            secrets: self.sync_secrets,
+            organizations: self.organizations,
+            ..Default::default()
+        }
+    }
+}
+
+/// The drift sweep: after a catalog sync, the account assignments AWS reports are compared with the grants.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftConfig {
+    /// The least time between two sweeps; when shorter than `aws.sync_interval_secs`, the catalog is synced this
+    /// often instead. Absent: a sweep after every sync.
+    #[serde(default, with = "duration")]
+    pub interval: i64,
+    /// Permission sets (by name) whose unexplained user assignments are removed; those of other permission sets
+    /// are only reported. Opt-in, because an assignment made outside Cone may be on purpose.
+    #[serde(default)]
+    pub remove_unexplained: Vec<String>,
+}
+
+/// People data Identity Center lacks, for policies: each user's manager and free-form attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identities {
+    #[serde(default)]
+    pub users: Vec<Identity>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admins {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl Admins {
+    pub fn include(&self, username: &str, groups: &[String]) -> bool {
+        self.users.iter().any(|u| u == username) || groups.iter().any(|g| self.groups.contains(g))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub name: String,
+    #[serde(default)]
+    pub manager: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("{} is not a valid cone-server configuration", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let mut config: Config = serde_yaml_ng::from_str(text)?;
+        let mut names = std::collections::HashSet::new();
+        for u in &config.identities.users {
+            if !names.insert(u.name.as_str()) {
+                bail!("identities.users lists \"{}\" twice; merge the two entries", u.name);
+            }
+        }
+        let sections = [config.access_profiles.take(), config.entitlement_management.take(), config.policies.take()];
+        let document: serde_yaml_ng::Mapping =
+            ACCESS_SECTIONS.iter().zip(sections).filter_map(|(key, value)| Some((Value::from(*key), value?))).collect();
+        if !document.is_empty() {
+            config.access_document = serde_yaml_ng::to_string(&document)?;
+            // Typed from the file's own text, so that mistakes are reported at their line there.
+            config.access = config.compile_access(serde_yaml_ng::from_str(text)?)?;
+        }
+        config.webhooks = std::mem::take(&mut config.webhook_configs)
+            .into_iter()
+            .map(WebhookConfig::compile)
+            .collect::<Result<_>>()?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(w) = config.webhooks.iter().find(|w| !names.insert(w.name.as_str())) {
+            bail!("two webhooks are named \"{}\"; names must be unique", w.name);
+        }
+        config.oidc = config.oidc_config.take().map(OidcConfig::compile).transpose()?;
+        Ok(config)
+    }
+
+    /// Compiles an access document (YAML with only [`ACCESS_SECTIONS`]) against these settings, which its
+    /// policies refer to (owners, identities' attributes, the pending timeout).
+    pub fn access(&self, document: &str) -> Result<Access> {
+        let top: Option<serde_yaml_ng::Mapping> = serde_yaml_ng::from_str(document)?;
+        for key in top.iter().flat_map(|m| m.keys()) {
+            let key = key.as_str().unwrap_or("?");
+            if !ACCESS_SECTIONS.contains(&key) {
+                bail!(
+                    "unknown section `{key}`; an access document has only {}, and the server's other settings stay in \
+                     its configuration file",
+                    ACCESS_SECTIONS.join(", ")
+                );
+            }
+        }
+        match top {
+            None => Ok(Access::default()),
+            Some(_) => self.compile_access(serde_yaml_ng::from_str(document)?),
+        }
+    }
+
+    fn compile_access(&self, sections: AccessSections) -> Result<Access> {
+        let catalog = Catalog { profiles: sections.access_profiles, rules: sections.entitlement_management };
+        catalog.check().map_err(|e| anyhow!(e))?;
+        let policies = sections.policies.into_iter().map(|p| self.compile(p)).collect::<Result<_>>()?;
+        Ok(Access { catalog, policies, ..Access::default() })
+    }
+
+    /// The configured identity of a user, if any.
+    pub fn identity(&self, name: &str) -> Option<&Identity> {
+        self.identities.users.iter().find(|u| u.name == name)
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8480".into()
+}
+fn default_duration() -> i64 {
+    3600
+}
+fn default_pending_timeout() -> i64 {
+    24 * 3600
+}
+fn default_job_lease() -> i64 {
+    300
+}
+fn default_app_id() -> String {
+    "aws".into()
+}
+fn default_sync_interval() -> u64 {
+    300
+}
+
+pub(super) mod duration {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let text = String::deserialize(d)?;
+        cone_core::duration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,144 @@
+//! The whole server: the HTTP surface (the API, `cone login`'s device sign-in, the console, the operations
+//! endpoints) on one router, and `serve`, which opens the store, starts the workers and the first sync, and listens.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+use crate::state::AppState;
+use crate::{api, config, services, store, web, workers};
+
+pub fn router(state: AppState) -> Router {
+    routes().with_state(state)
+}
+
+/// Every route of the server, before it gets its state.
+pub(crate) fn routes() -> Router<AppState> {
+    let (api, _) = api::routes();
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/oauth/device/code", post(api::session::device_authorization))
+        .route("/oauth/token", post(api::session::token))
+        .route("/device", get(web::device::verification_uri))
+        .merge(api)
+        .merge(api::metrics::routes())
+        .merge(web::routes())
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(api::not_found)
+        .route_layer(axum::middleware::from_fn(api::metrics::track))
+}
+
+pub async fn serve(file: &std::path::Path) -> Result<()> {
+    let mut config = config::Config::load(file)?;
+    api::metrics::install()?;
+    // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
+    let sender = Arc::new(workers::delivery::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
+    // The identity provider's client secret is read again at each sign-in; reading it now stops a start without it.
+    if let Some(oidc) = &config.oidc {
+        oidc.secret.read("oidc", |name| std::env::var(name).ok())?;
+    }
+    let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
+    let db = store::Db::open(&config.database).await?.with_webhooks(routes);
+    let clock = crate::state::Clock::default();
+    let access = services::access::load_at_start(&db, &config, &file.display().to_string(), clock.now()).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}; is another server using it?", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url =
+        config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
+    let settings =
+        cone_aws::AwsSettings { sso_region: config.aws.sso_region.clone(), ..cone_aws::AwsSettings::from_env()? };
+    // A baton-aws deployment turns these on in the environment; either there or in the file turns them on.
+    config.aws.sync_iam |= settings.sync_iam;
+    config.aws.sync_secrets |= settings.sync_secrets;
+    config.aws.organizations = settings.orgs_enabled;
+    let connector = Arc::new(settings.connect().await?);
+    let state = AppState { clock, ..AppState::new(db, config, access, public_url.clone()) };
+    let access_changed = Arc::new(Notify::new());
+    tokio::spawn(store::forward_changes(
+        state.db.clone(),
+        state.config.database.clone(),
+        state.task_changes.clone(),
+        access_changed.clone(),
+    ));
+    tokio::spawn(services::access::follow(state.clone(), access_changed));
+    // The workers start first: grants that ended while the server was down are revoked at once, whatever the
+    // initial sync's duration or outcome.
+    workers::jobs::spawn(state.clone(), connector.clone());
+    workers::delivery::spawn(state.clone(), sender);
+    let mut last_sweep = None;
+    if let Err(e) = workers::sync::sync_once(&state, &connector, &mut last_sweep).await {
+        tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");
+    }
+    println!("READY {public_url}");
+    std::io::stdout().flush()?;
+    tracing::info!("listening on {addr}");
+    let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    // The sync loop runs beside the server rather than on a spawned task: it borrows across awaits in ways
+    // that need not be `Send`.
+    tokio::select! {
+        result = server => result?,
+        () = workers::sync::sync_periodically(state, connector, last_sweep) => {}
+    }
+    Ok(())
+}
+
+/// An application state and a way to call the router, for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::{Method, header};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::services::auth::secret_hash;
+    use crate::store::Db;
+
+    /// A state on `db` with the configuration lines `extra` (such as `admins: { users: [carol] }`).
+    pub fn state(db: Db, extra: &str) -> AppState {
+        let mut config =
+            crate::config::Config::parse(&format!("database: /unused.db\naws: {{ sso_region: us-east-1 }}\n{extra}"))
+                .unwrap();
+        let access = std::mem::take(&mut config.access);
+        AppState::new(db, config, access, "http://127.0.0.1".into())
+    }
+
+    /// A person with a password and a `cone login` session; returns the session's token.
+    pub async fn person(s: &AppState, name: &str) -> String {
+        s.db.set_password(name, "x").await.unwrap();
+        let user = s.db.user_by_name(name).await.unwrap().unwrap();
+        let token = format!("session-of-{name}");
+        s.db.insert_access_token(&secret_hash(&token), user.id, s.now(), s.now() + 3600).await.unwrap();
+        token
+    }
+
+    /// Calls the router: the status and the JSON answer (`null` when the body is not JSON).
+    pub async fn call(
+        s: &AppState,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
+        let resp = router(s.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+}

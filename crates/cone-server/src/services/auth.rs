@@ -1,0 +1,257 @@
+//! Who is calling: `cone login`'s device sign-in (OAuth 2.0 device authorization, RFC 8628) and its tokens, API
+//! tokens, console sessions, and password sign-in. Passwords are argon2 hashes; tokens, device codes and session
+//! secrets are stored as SHA-256 hashes.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use cone_api::{DeviceAuthorization, Me, PERSONAL_TOKEN_PREFIX, SERVICE_TOKEN_PREFIX, TokenResponse};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use crate::config::UserField;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{DevicePoll, USER_SERVICE, UserRow};
+
+const DEVICE_CODE_TTL: i64 = 600;
+const POLL_INTERVAL: i64 = 1;
+const TOKEN_TTL: i64 = 30 * 86_400;
+/// How long a console session lasts: a working day. It is not extended by use, so a stolen cookie ends too.
+pub const WEB_SESSION_TTL: i64 = 8 * 3600;
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash that does not reveal the secret; lookups by it compare hashes, never secrets.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// `WDJB-MJHT`: consonants only, so that no word is spelled by accident (RFC 8628 §6.1).
+fn user_code() -> String {
+    const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+    let mut rng = rand::thread_rng();
+    let mut code: String = (0..8).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    code.insert(4, '-');
+    code
+}
+
+/// A new device sign-in for `client_id`, which must be the cone CLI's.
+pub async fn device_authorization(s: &AppState, client_id: &str) -> Result<DeviceAuthorization> {
+    if client_id != cone_api::CLI_CLIENT_ID {
+        return Err(Error::invalid("Unknown client_id; only the cone CLI may sign in here."));
+    }
+    let device_code = random_token(32);
+    let user_code = user_code();
+    s.db.create_device_code(&secret_hash(&device_code), &user_code, s.now() + DEVICE_CODE_TTL, POLL_INTERVAL).await?;
+    let uri = format!("{}/device", s.public_url);
+    Ok(DeviceAuthorization {
+        device_code,
+        verification_uri_complete: format!("{uri}?user_code={user_code}"),
+        user_code,
+        verification_uri: uri,
+        expires_in: DEVICE_CODE_TTL,
+        interval: POLL_INTERVAL,
+    })
+}
+
+/// A device code polled for its token: the token once the person approved, otherwise where the sign-in stands.
+pub async fn redeem_device_code(s: &AppState, device_code: &str) -> anyhow::Result<Result<TokenResponse, DevicePoll>> {
+    let poll = s.db.poll_device_code(&secret_hash(device_code), s.now()).await?;
+    let DevicePoll::Approved(user_id) = poll else { return Ok(Err(poll)) };
+    let access_token = random_token(32);
+    let t = s.now();
+    s.db.insert_access_token(&secret_hash(&access_token), user_id, t, t + TOKEN_TTL).await?;
+    Ok(Ok(TokenResponse { access_token, token_type: "Bearer".into(), expires_in: TOKEN_TTL }))
+}
+
+/// The signed-in person lets the terminal showing `user_code` act as them, or refuses it; false when there is no
+/// such code waiting.
+pub async fn decide_device_code(s: &AppState, u: &UserRow, user_code: &str, approve: bool) -> anyhow::Result<bool> {
+    let decided = s.db.decide_device_code(&user_code.trim().to_uppercase(), u.id, approve, s.now()).await?;
+    if decided {
+        tracing::info!(user = %u.username, approve, "device sign-in decided");
+    }
+    Ok(decided)
+}
+
+/// What a password sign-in comes to.
+pub enum SignIn {
+    Accepted(UserRow),
+    Refused,
+    /// Too many recent failures for this user name; seconds until the next try may be made.
+    Throttled(i64),
+}
+
+/// The person whose user name and local password these are (the web console's sign-in). After
+/// [`Throttle::LIMIT`](crate::throttle::Throttle::LIMIT) failures for a user name in a window, it refuses to look
+/// before the oldest of them leaves the window, so that guessing a password takes years rather than hours.
+pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyhow::Result<SignIn> {
+    let username = username.trim();
+    let t = s.now();
+    if let Some(wait) = s.sign_in_failures.wait(username, t) {
+        return Ok(SignIn::Throttled(wait));
+    }
+    let user = s.db.user_by_name(username).await?;
+    // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
+    // Service accounts have no password; the kind is checked too, so that one never signs in this way.
+    let ok = verify_password(password, &hash)
+        && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE);
+    match user.filter(|_| ok) {
+        Some(user) => Ok(SignIn::Accepted(user)),
+        None => {
+            tracing::warn!(username, "failed password sign-in");
+            s.sign_in_failures.fail(username, t);
+            Ok(SignIn::Refused)
+        }
+    }
+}
+
+/// argon2 hash of a random password nobody knows.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Rm9I7g6kHeX8sQ2o0n7bUJ5aQvdNbAFKqkrdUzaRpsM";
+
+/// The signed-in caller of an API request, and the API token it presented (none for a `cone login` session).
+pub struct Caller {
+    pub user: UserRow,
+    pub api_token: Option<i64>,
+}
+
+fn day(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).unwrap_or_default().format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The caller a bearer token stands for: a `cone login` session, or an API token that is neither revoked nor
+/// expired. A refusal says which and what to do.
+pub async fn caller(s: &AppState, token: Option<&str>) -> Result<Caller> {
+    let signed_out =
+        || Error::Unauthenticated("Not signed in or the session expired; run `cone login <server-url>`.".into());
+    let token = token.ok_or_else(signed_out)?;
+    if !(token.starts_with(PERSONAL_TOKEN_PREFIX) || token.starts_with(SERVICE_TOKEN_PREFIX)) {
+        let user = s.db.user_for_token(&secret_hash(token), s.now()).await?.ok_or_else(signed_out)?;
+        return Ok(Caller { user, api_token: None });
+    }
+    let renew = if token.starts_with(SERVICE_TOKEN_PREFIX) {
+        "ask a Cone administrator for a new service token"
+    } else {
+        "create a new one with `cone token create`"
+    };
+    let Some(used) = s.db.api_token_use(&secret_hash(token)).await? else {
+        return Err(Error::Unauthenticated(format!("Unknown API token; check that it was copied whole, or {renew}.")));
+    };
+    let t = s.now();
+    if let Some(at) = used.revoked_at {
+        return Err(Error::Unauthenticated(format!(
+            "The API token \"{}\" was revoked on {}; {renew}.",
+            used.token_name,
+            day(at)
+        )));
+    }
+    if let Some(at) = used.expires_at.filter(|at| *at <= t) {
+        return Err(Error::Unauthenticated(format!(
+            "The API token \"{}\" expired on {}; {renew}.",
+            used.token_name,
+            day(at)
+        )));
+    }
+    s.db.touch_api_token(&used, t).await?;
+    Ok(Caller { user: used.user, api_token: Some(used.token_id) })
+}
+
+/// Who the user is, as `GET /api/v1/me` says: their groups and whether they administer Cone.
+pub async fn me(s: &AppState, u: UserRow) -> anyhow::Result<Me> {
+    let groups = s.db.user_groups(u.id).await?;
+    let admin = s.config.admins.include(&u.username, &groups);
+    Ok(Me { username: u.username, display_name: u.display_name, email: u.email, groups, admin })
+}
+
+/// Whether the user is a Cone administrator (`admins` in the configuration).
+pub async fn is_admin(s: &AppState, user: &UserRow) -> anyhow::Result<bool> {
+    Ok(s.config.admins.include(&user.username, &s.db.user_groups(user.id).await?))
+}
+
+/// The caller if they are an administrator; anyone else is refused.
+pub async fn admin(s: &AppState, caller: Caller) -> Result<Caller> {
+    if !is_admin(s, &caller.user).await? {
+        return Err(Error::Forbidden(
+            "Only Cone administrators may do this; ask one, or to be listed under `admins` in the server's configuration.".into(),
+        ));
+    }
+    Ok(caller)
+}
+
+/// Signs out: the presented token stops working (an API token is revoked).
+pub async fn sign_out(s: &AppState, caller: &Caller, token: &str) -> Result<()> {
+    match caller.api_token {
+        Some(id) => {
+            s.db.revoke_api_token(id, caller.user.id, false, s.now()).await?;
+        }
+        None => s.db.revoke_access_token(&secret_hash(token), caller.user.id, s.now()).await?,
+    }
+    Ok(())
+}
+
+/// A console session for `user` (signed in through the identity provider `oidc_issuer`, if any): its secret, for
+/// the cookie.
+pub async fn start_web_session(s: &AppState, user: &UserRow, oidc_issuer: Option<&str>) -> anyhow::Result<String> {
+    let secret = random_token(32);
+    let t = s.now();
+    s.db.insert_web_session(&secret_hash(&secret), user.id, t, t + WEB_SESSION_TTL, oidc_issuer).await?;
+    tracing::info!(user = %user.username, oidc = oidc_issuer, "web console sign-in");
+    Ok(secret)
+}
+
+/// The person of an unexpired console session.
+pub async fn web_session_user(s: &AppState, secret: &str) -> anyhow::Result<Option<UserRow>> {
+    s.db.web_session_user(&secret_hash(secret), s.now()).await
+}
+
+pub async fn end_web_session(s: &AppState, secret: &str, user: &UserRow) -> anyhow::Result<()> {
+    s.db.delete_web_session(&secret_hash(secret), user.id, s.now()).await
+}
+
+/// The people an identity provider's claim names: by email (ignoring case, people only) or by user name.
+pub async fn people_named(s: &AppState, by: UserField, value: &str) -> anyhow::Result<Vec<UserRow>> {
+    match by {
+        UserField::Email => s.db.people_by_email(value).await,
+        UserField::Username => Ok(s.db.user_by_name(value).await?.into_iter().collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("s3cret").unwrap();
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("s3cret ", &h));
+        assert!(!verify_password("x", DUMMY_HASH));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn user_codes_are_readable() {
+        let c = user_code();
+        assert_eq!(c.len(), 9);
+        assert_eq!(&c[4..5], "-");
+        assert!(c.chars().all(|ch| ch == '-' || "BCDFGHJKLMNPQRSTVWXZ".contains(ch)));
+    }
+}

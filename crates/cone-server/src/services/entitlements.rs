@@ -1,0 +1,172 @@
+//! What people may request and what they hold: the catalog as each user sees it, one entitlement, its holders.
+
+use cone_api::{Entitlement, EntitlementPage};
+use cone_core::catalog::{Target, Viewer};
+
+use super::{Page, time};
+use crate::config::Access;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{EntitlementRow, UserRow};
+
+/// What a user holds: their active grants `(app id, entitlement id, end)` and what they hold through groups
+/// `(app id, entitlement id, group name)`. Both are cached reads, so building a listing costs no query per row.
+pub(super) struct Holdings {
+    grants: Vec<(String, String, i64)>,
+    groups: Vec<(String, String, String)>,
+}
+
+impl Holdings {
+    pub(super) async fn of(s: &AppState, u: &UserRow) -> anyhow::Result<Holdings> {
+        Ok(Holdings { grants: s.db.active_grants(u.id, s.now()).await?, groups: s.db.held_through_groups(u.id).await? })
+    }
+
+    fn granted_until(&self, app_id: &str, id: &str) -> Option<i64> {
+        self.grants.iter().find(|(a, e, _)| a == app_id && e == id).map(|(_, _, t)| *t)
+    }
+
+    pub(super) fn groups(&self, app_id: &str, id: &str) -> Vec<String> {
+        self.groups.iter().filter(|(a, e, _)| a == app_id && e == id).map(|(_, _, g)| g.clone()).collect()
+    }
+
+    fn holds(&self, app_id: &str, id: &str) -> bool {
+        self.granted_until(app_id, id).is_some() || self.groups.iter().any(|(a, e, _)| a == app_id && e == id)
+    }
+}
+
+/// The entitlement as the caller sees it: its policy's limits and form, the end of the caller's active grant and
+/// the groups through which they hold it.
+fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement {
+    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
+    Entitlement {
+        app_id: row.app_id.clone(),
+        id: row.id.clone(),
+        kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
+        alias: row.alias.clone(),
+        display_name: row.permission_set_name.clone(),
+        resource_name: row.account_name.clone(),
+        account_id: row.account_id.clone(),
+        role_name: row.permission_set_name.clone(),
+        max_duration_secs: policy.max_duration,
+        form: policy.form.clone(),
+        granted_until: held.granted_until(&row.app_id, &row.id).map(time),
+        held_through_groups: held.groups(&row.app_id, &row.id),
+        emergency_access: policy.emergency_steps.is_some(),
+    }
+}
+
+/// The user's catalog: the entitlements their access profiles offer (all of them when none are configured), and
+/// those they hold (by grant or through a group), so that access outliving a catalog change can still be checked
+/// and given back.
+pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
+    let held = Holdings::of(s, u).await?;
+    let access = s.access();
+    let groups = catalog_groups(s, &access, u).await?;
+    let rows = s.db.entitlements().await?;
+    let shown = |r: &&EntitlementRow| held.holds(&r.app_id, &r.id) || offers(&access, u, &groups, r);
+    Ok(rows.iter().filter(shown).map(|r| to_api(&access, r, &held)).collect())
+}
+
+/// A page of the user's catalog, of one `kind` when given.
+pub async fn page(s: &AppState, u: &UserRow, kind: Option<&str>, page: Page) -> Result<EntitlementPage> {
+    let all: Vec<_> = entitlements_for(s, u).await?.into_iter().filter(|e| kind.is_none_or(|k| k == e.kind)).collect();
+    let start = usize::try_from(page.offset).unwrap_or(usize::MAX).min(all.len());
+    let end = start.saturating_add(usize::try_from(page.size).unwrap_or(1)).min(all.len());
+    let next_page_token = (end < all.len()).then(|| end.to_string());
+    Ok(EntitlementPage { entitlements: all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(), next_page_token })
+}
+
+/// Every entitlement of the catalog, as stored (the administrators' Apps page).
+pub async fn all(s: &AppState) -> anyhow::Result<Vec<EntitlementRow>> {
+    s.db.entitlements().await
+}
+
+/// The user's groups when access profiles need them; without profiles the catalog is everything, for everyone.
+async fn catalog_groups(s: &AppState, access: &Access, u: &UserRow) -> anyhow::Result<Vec<String>> {
+    if access.catalog.profiles.is_empty() { Ok(Vec::new()) } else { s.db.user_groups(u.id).await }
+}
+
+fn offers(access: &Access, u: &UserRow, groups: &[String], row: &EntitlementRow) -> bool {
+    let viewer = Viewer { name: &u.username, groups };
+    access.catalog.offers(&viewer, &Target { account: &row.account_name, permission_set: &row.permission_set_name })
+}
+
+/// The entitlement if the user's catalog offers it. One outside it is reported as not found, in the same words
+/// whether it exists or not, so that a catalog does not reveal the entitlements kept from someone.
+pub(super) async fn offered(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<EntitlementRow> {
+    let access = s.access();
+    let groups = catalog_groups(s, &access, u).await?;
+    s.db.entitlement(app_id, id).await?.filter(|r| offers(&access, u, &groups, r)).ok_or_else(|| {
+        Error::NotFound(format!("No entitlement \"{id}\" in app \"{app_id}\" that you can request; it may have been removed or be outside your access profiles. Run `cone search` to see what you can request."))
+    })
+}
+
+pub(super) async fn load(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow> {
+    s.db.entitlement(app_id, id).await?.ok_or_else(|| {
+        Error::NotFound(format!("No entitlement \"{id}\" in app \"{app_id}\"; it may have been removed. Run `cone aws setup` to refresh your profiles."))
+    })
+}
+
+pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement> {
+    let held = Holdings::of(s, u).await?;
+    let row = match held.holds(app_id, id) {
+        true => load(s, app_id, id).await?,
+        false => offered(s, u, app_id, id).await?,
+    };
+    Ok(to_api(&s.access(), &row, &held))
+}
+
+/// A page of the people who hold an entitlement.
+pub async fn holders(s: &AppState, app_id: &str, id: &str, page: Page) -> Result<cone_api::HolderPage> {
+    let row = load(s, app_id, id).await?;
+    let (rows, next_page_token) =
+        page.cut(s.db.holders(&row.app_id, &row.id, s.now(), page.offset, page.limit()).await?);
+    let holders = rows
+        .into_iter()
+        .map(|h| cone_api::Holder {
+            username: h.username,
+            display_name: h.display_name,
+            source: h.source,
+            task_id: h.task_id,
+            expires_at: h.expires_at.map(time),
+            group: h.group_name,
+        })
+        .collect();
+    Ok(cone_api::HolderPage { holders, next_page_token })
+}
+
+/// Refuses a request for an entitlement the requester holds through a group: the assignment exists in AWS already,
+/// and a grant would add a redundant one.
+pub(super) fn refuse_if_held_through_group(groups: &[String]) -> Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    Err(Error::HeldThroughGroup(format!(
+        "You hold this entitlement through the Identity Center {}, so no request is needed; use it directly. \
+         That group's access is managed in IAM Identity Center, not through Cone.",
+        group_names(groups)
+    )))
+}
+
+/// Groups for people: `group "Admins"`, `groups "Admins", "Ops"`.
+pub fn group_names(groups: &[String]) -> String {
+    let names = groups.iter().map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ");
+    format!("{} {names}", if groups.len() == 1 { "group" } else { "groups" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_for_access_held_through_a_group_names_the_group() {
+        assert!(refuse_if_held_through_group(&[]).is_ok());
+        let e = refuse_if_held_through_group(&["Admins".into()]).unwrap_err();
+        let (status, code) = e.status_and_code();
+        assert_eq!((status, code), (axum::http::StatusCode::CONFLICT, cone_api::codes::HELD_THROUGH_GROUP));
+        let message = e.to_string();
+        assert!(message.contains("group \"Admins\", so no request is needed"), "{message}");
+        assert!(message.contains("managed in IAM Identity Center"), "{message}");
+        assert_eq!(group_names(&["A".into(), "B".into()]), "groups \"A\", \"B\"");
+    }
+}

@@ -1,0 +1,60 @@
+//! How the server stands: the drift report, the connector's syncs, and the counts the metrics report.
+
+use cone_api::{ConnectorStatus, DriftFinding, DriftPage};
+
+use super::time;
+use crate::state::AppState;
+use crate::store::{Counts, UserRow};
+
+/// The open drift findings, oldest first.
+pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
+    let findings =
+        s.db.open_drift()
+            .await?
+            .into_iter()
+            .map(|f| DriftFinding {
+                id: f.id,
+                kind: f.kind,
+                account_id: f.account_id,
+                account_name: f.account_name,
+                permission_set_arn: f.permission_set_arn,
+                permission_set_name: f.permission_set_name,
+                principal_id: f.principal_id,
+                username: f.username,
+                task_id: f.task_id,
+                remedy: f.remedy,
+                first_seen: time(f.first_seen),
+                last_seen: time(f.last_seen),
+            })
+            .collect();
+    Ok(DriftPage { findings })
+}
+
+/// How this process's syncs with AWS stand.
+pub fn connector(s: &AppState) -> ConnectorStatus {
+    s.sync_status()
+}
+
+/// Asks the sync loop for a sync now and returns how the connector stands.
+pub fn ask_for_sync(s: &AppState, u: &UserRow) -> ConnectorStatus {
+    tracing::info!(user = %u.username, "sync with AWS asked for");
+    s.sync_now.notify_one();
+    s.sync_status()
+}
+
+/// What `/metrics` reports from the database, read now.
+pub async fn counts(s: &AppState) -> anyhow::Result<Counts> {
+    s.db.counts(s.now()).await
+}
+
+/// Whether the database answers within `timeout`: an error that says why not.
+pub async fn ready(s: &AppState, timeout: std::time::Duration) -> Result<(), &'static str> {
+    match tokio::time::timeout(timeout, s.db.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!("not ready: the database failed a trivial query: {e:#}");
+            Err("database unavailable")
+        }
+        Err(_) => Err("database not answering"),
+    }
+}

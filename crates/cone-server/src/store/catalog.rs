@@ -1,0 +1,282 @@
+//! The catalog a sync stores (apps, accounts, entitlements, users, groups and memberships, group assignments) and
+//! what people hold: active grants and access through groups, the hot path's cached reads.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use cone_aws::{Part, PartStream, PermissionSet};
+use futures_util::StreamExt;
+use sqlx::FromRow;
+
+use super::audit::record;
+use super::pool::Db;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EntitlementRow {
+    pub app_id: String,
+    pub id: String,
+    pub alias: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set_arn: String,
+    pub permission_set_name: String,
+    pub instance_arn: String,
+}
+
+/// Someone who holds an entitlement: `source` is `grant` (with the task and the end) or `group` (with its name).
+#[derive(Debug, Clone, FromRow)]
+pub struct HolderRow {
+    pub username: String,
+    pub display_name: String,
+    pub source: String,
+    pub task_id: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub group_name: Option<String>,
+}
+
+const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id AS account_id, r.name AS account_name,
+        e.permission_set_arn, e.permission_set_name, a.instance_arn
+    FROM entitlements e JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id JOIN apps a ON a.id = e.app_id
+    WHERE e.present = 1";
+
+impl Db {
+    /// Replaces the catalog and identities with what a sync read, from its `parts` in [`Part::kind`] order (as
+    /// [`cone_aws::SqlSpool::parts`] gives them), and clears the sync journal (this sync is stored; the next one reads
+    /// AWS afresh). Holds the accounts' ids and the permission sets, not the rest; returns the permission sets.
+    pub async fn apply_sync(
+        &self,
+        app_id: &str,
+        instance_arn: &str,
+        mut parts: PartStream<'_>,
+        now: i64,
+    ) -> Result<Vec<PermissionSet>> {
+        let mut tx = self.begin().await?;
+        self.journal.clear(&mut tx).await.map_err(|e| anyhow::anyhow!("cannot clear the sync's journal: {e}"))?;
+        sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES ($1, 'AWS', $2) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
+            .bind(app_id)
+            .bind(instance_arn)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM group_assignments WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        let mut accounts = HashSet::new();
+        let mut permission_sets = Vec::new();
+        let (mut users, mut groups, mut group_assignments) = (0, 0, 0);
+        while let Some(part) = parts.next().await {
+            match part? {
+                Part::Accounts(list) => {
+                    for a in list {
+                        sqlx::query("INSERT INTO resources (app_id, id, name) VALUES ($1, $2, $3) ON CONFLICT (app_id, id) DO UPDATE SET name = excluded.name")
+                            .bind(app_id)
+                            .bind(&a.id)
+                            .bind(&a.name)
+                            .execute(&mut *tx)
+                            .await?;
+                        accounts.insert(a.id);
+                    }
+                }
+                Part::PermissionSets(list) => permission_sets.extend(list),
+                Part::Provisioned(pairs) => {
+                    for (account_id, ps_arn) in &pairs {
+                        let Some(ps) = permission_sets.iter().find(|p| &p.arn == ps_arn) else {
+                            continue;
+                        };
+                        if !accounts.contains(account_id) {
+                            continue;
+                        }
+                        sqlx::query(
+                            "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, present)
+                             VALUES ($1, $2, $3, $4, $5, 1)
+                             ON CONFLICT (app_id, id) DO UPDATE SET present = 1, permission_set_name = excluded.permission_set_name",
+                        )
+                        .bind(app_id)
+                        .bind(format!("{account_id}|{ps_arn}"))
+                        .bind(account_id)
+                        .bind(ps_arn)
+                        .bind(&ps.name)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Part::Users(list) => {
+                    users += list.len();
+                    for u in &list {
+                        // Link a local user of the same name (the one who set a password) to its Identity Center user;
+                        // never a service account, which would otherwise become that person.
+                        sqlx::query(
+                            "INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
+                                 idc_user_id = excluded.idc_user_id
+                             WHERE users.kind = 'person'",
+                        )
+                        .bind(&u.user_name)
+                        .bind(&u.display_name)
+                        .bind(u.email.as_deref().unwrap_or(""))
+                        .bind(&u.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Part::Groups(list) => {
+                    groups += list.len();
+                    for g in &list {
+                        sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
+                            .bind(&g.display_name)
+                            .bind(&g.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    // Identity Center's groups have the members the sync read, and only those (whose parts come next).
+                    sqlx::query(
+                        "DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Part::Memberships(pairs) => {
+                    for (group_id, user_id) in &pairs {
+                        sqlx::query(
+                            "INSERT INTO group_members (group_id, user_id)
+                             SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = $1 AND u.idc_user_id = $2
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(group_id)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Part::Assignments(list) => {
+                    for a in &list {
+                        let cone_aws::Principal::Group(group_id) = &a.principal else { continue };
+                        group_assignments += 1;
+                        sqlx::query(
+                            "INSERT INTO group_assignments (app_id, entitlement_id, group_id)
+                             SELECT $1, $2, id FROM groups WHERE idc_group_id = $3 ON CONFLICT DO NOTHING",
+                        )
+                        .bind(app_id)
+                        .bind(format!("{}|{}", a.account_id, a.permission_set_arn))
+                        .bind(group_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                // Stored by `apply_iam`.
+                Part::Iam(_) => {}
+            }
+        }
+        // Aliases depend on the whole catalog (a clash changes both names), so they are derived once per sync.
+        let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut *tx).await?;
+        let keys: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str()))
+            .collect();
+        for (row, alias) in rows.iter().zip(cone_core::naming::aliases(&keys)) {
+            if row.alias != alias {
+                sqlx::query("UPDATE entitlements SET alias = $1 WHERE app_id = $2 AND id = $3")
+                    .bind(&alias)
+                    .bind(&row.app_id)
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let detail = serde_json::json!({
+            "accounts": accounts.len(), "permission_sets": permission_sets.len(),
+            "users": users, "groups": groups, "group_assignments": group_assignments,
+        });
+        record(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
+        tx.commit().await?;
+        Ok(permission_sets)
+    }
+
+    #[cfg(test)]
+    pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
+        let parts = futures_util::stream::iter(snap.parts().into_iter().map(Ok)).boxed();
+        self.apply_sync(app_id, &snap.instance_arn, parts, now).await.map(drop)
+    }
+
+    /// A new run of the sync's spool (see `cone_aws::spool`), in the database beside the data it feeds.
+    pub async fn sync_spool(&self) -> Result<cone_aws::SqlSpool> {
+        cone_aws::SqlSpool::start(self.pool.clone(), "sync_spool")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare the sync's spool table: {e}"))
+    }
+
+    pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
+        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name"))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
+        let read = async {
+            let sql = format!("{ENTITLEMENT_SELECT} AND e.app_id = $1 AND e.id = $2");
+            Ok(sqlx::query_as(&sql).bind(app_id).bind(id).fetch_optional(&self.pool).await?)
+        };
+        self.cached(&self.reads.entitlements, (app_id.to_string(), id.to_string()), read).await
+    }
+
+    /// The caller's active grants: (app id, entitlement id, latest end).
+    pub async fn active_grants(&self, user_id: i64, now: i64) -> Result<Vec<(String, String, i64)>> {
+        // Read with the time of the read; a grant active now was active then, and only a write makes one active.
+        let read = async {
+            Ok(sqlx::query_as(
+                "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
+                 WHERE user_id = $1 AND state = 'active' AND expires_at > $2 GROUP BY app_id, entitlement_id",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+        };
+        let mut grants = self.cached(&self.reads.grants, user_id, read).await?;
+        grants.retain(|(_, _, end)| *end > now);
+        Ok(grants)
+    }
+
+    /// What the user holds through their Identity Center groups: (app id, entitlement id, group name), by group name.
+    pub async fn held_through_groups(&self, user_id: i64) -> Result<Vec<(String, String, String)>> {
+        let read = async {
+            Ok(sqlx::query_as(
+                "SELECT a.app_id, a.entitlement_id, g.name FROM group_assignments a
+                 JOIN groups g ON g.id = a.group_id JOIN group_members m ON m.group_id = a.group_id
+                 WHERE m.user_id = $1 ORDER BY g.name, a.entitlement_id",
+            )
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?)
+        };
+        self.cached(&self.reads.through_groups, user_id, read).await
+    }
+
+    /// Up to `limit` of the people who hold an entitlement, from `offset`, by user name: through an active grant or
+    /// through a group.
+    pub async fn holders(
+        &self,
+        app_id: &str,
+        entitlement_id: &str,
+        now: i64,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<HolderRow>> {
+        Ok(sqlx::query_as(
+            "SELECT u.username, u.display_name, 'grant' AS source, g.task_id, g.expires_at, NULL AS group_name
+             FROM grants g JOIN users u ON u.id = g.user_id
+             WHERE g.app_id = $1 AND g.entitlement_id = $2 AND g.state = 'active' AND g.expires_at > $3
+             UNION ALL
+             SELECT u.username, u.display_name, 'group', NULL, NULL, gr.name
+             FROM group_assignments a JOIN groups gr ON gr.id = a.group_id
+                 JOIN group_members m ON m.group_id = a.group_id JOIN users u ON u.id = m.user_id
+             WHERE a.app_id = $1 AND a.entitlement_id = $2
+             ORDER BY username, source, group_name, task_id LIMIT $4 OFFSET $5",
+        )
+        .bind(app_id)
+        .bind(entitlement_id)
+        .bind(now)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,301 @@
+//! Grants and the jobs that make and remove their assignments: claiming a job, recording what AWS did, expiry,
+//! extension and release.
+
+use anyhow::Result;
+use cone_core::grant::{GrantEvent, GrantState};
+use cone_core::job::{JobKind, JobState};
+use cone_core::task::Event;
+use sqlx::FromRow;
+
+use super::audit::record;
+use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state};
+use super::pool::{Db, Tx};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
+    /// Every kind but `remove_drift` is about a grant.
+    pub grant_id: Option<i64>,
+    /// `reprovision` and `remove_drift` repair a drift finding.
+    pub finding_id: Option<i64>,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GrantRow {
+    pub id: i64,
+    pub task_id: i64,
+    pub instance_arn: String,
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub principal_id: String,
+    pub duration_secs: i64,
+}
+
+/// The job kinds this server runs, as SQL text: a job of a kind it does not know (written by a newer replica
+/// sharing the database) is left to a replica that knows it.
+fn known_kinds() -> String {
+    let kinds = [JobKind::Provision, JobKind::Revoke, JobKind::Reprovision, JobKind::RemoveDrift];
+    kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+impl Db {
+    /// Takes the next due job and leases it, so a crashed worker's job is retried once the lease runs out. On
+    /// PostgreSQL replicas claim side by side: each skips the rows another is claiming, and the lease written here
+    /// keeps the job theirs after the commit.
+    pub async fn claim_job(&self, now: i64, lease_secs: i64) -> Result<Option<JobRow>> {
+        // Not a job whose assignment (account, permission set, principal) another job holds a lease on: jobs on one
+        // assignment run in order (a revocation never overtakes its provisioning), jobs on different ones at once.
+        // On PostgreSQL two replicas claiming at once would not see each other's uncommitted lease, so claims take
+        // turns (a claim is two short statements; the jobs themselves still run side by side).
+        let mut tx = self.begin_claim(true).await?;
+        let job: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT j.id, j.kind, j.grant_id, j.finding_id, j.attempts FROM jobs j
+             LEFT JOIN grants g ON g.id = j.grant_id LEFT JOIN drift_findings f ON f.id = j.finding_id
+             WHERE j.state = 'pending' AND j.kind IN ({}) AND j.run_after <= $1
+               AND (j.locked_until IS NULL OR j.locked_until <= $1)
+               AND NOT EXISTS (
+                 SELECT 1 FROM jobs o
+                 LEFT JOIN grants og ON og.id = o.grant_id LEFT JOIN drift_findings od ON od.id = o.finding_id
+                 WHERE o.state = 'pending' AND o.locked_until > $1 AND o.id <> j.id
+                   AND COALESCE(og.account_id, od.account_id) = COALESCE(g.account_id, f.account_id)
+                   AND COALESCE(og.permission_set_arn, od.permission_set_arn)
+                       = COALESCE(g.permission_set_arn, f.permission_set_arn)
+                   AND COALESCE(og.principal_id, od.principal_id) = COALESCE(g.principal_id, f.principal_id))
+             ORDER BY j.run_after, j.id LIMIT 1{}",
+            known_kinds(),
+            self.backend.skip_locked("j")
+        ))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(job) = &job {
+            sqlx::query("UPDATE jobs SET locked_until = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3")
+                .bind(now + lease_secs)
+                .bind(now)
+                .bind(job.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    pub async fn grant(&self, id: i64) -> Result<GrantRow> {
+        Ok(sqlx::query_as(
+            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs FROM grants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Another active grant gives the same principal the same permission set in the same account.
+    pub async fn covered_by_other_grant(&self, g: &GrantRow, now: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM grants WHERE id != $1 AND state = 'active' AND expires_at > $2
+             AND principal_id = $3 AND account_id = $4 AND permission_set_arn = $5",
+        )
+        .bind(g.id)
+        .bind(now)
+        .bind(&g.principal_id)
+        .bind(&g.account_id)
+        .bind(&g.permission_set_arn)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// The assignment exists: the grant starts now and the task is granted. When the requester released the
+    /// grant while AWS was still provisioning, the assignment just made is queued for removal instead.
+    pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let from = grant_state(&mut tx, g.id).await?;
+        finish_job(&mut tx, job.id, JobState::Done, None, now).await?;
+        match next_grant_state(g.id, from, GrantEvent::Provisioned) {
+            Some(GrantState::Active) => {
+                sqlx::query("UPDATE grants SET state = $1, starts_at = $2, expires_at = $3 WHERE id = $4")
+                    .bind(GrantState::Active.as_str())
+                    .bind(now)
+                    .bind(now + g.duration_secs)
+                    .bind(g.id)
+                    .execute(&mut *tx)
+                    .await?;
+                move_task(&mut tx, g.task_id, Event::Provisioned, None, now).await?;
+                record(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
+            }
+            Some(to) => {
+                sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
+                    .bind(to.as_str())
+                    .bind(g.id)
+                    .execute(&mut *tx)
+                    .await?;
+                enqueue(&mut tx, JobKind::Revoke, Some(g.id), None, now).await?;
+            }
+            None => {}
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The assignment is gone (or another grant still needs it): the grant has ended.
+    pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let from = grant_state(&mut tx, g.id).await?;
+        finish_job(&mut tx, job.id, JobState::Done, None, now).await?;
+        if let Some(to) = next_grant_state(g.id, from, GrantEvent::Revoked) {
+            sqlx::query("UPDATE grants SET state = $1, ended_at = $2 WHERE id = $3")
+                .bind(to.as_str())
+                .bind(now)
+                .bind(g.id)
+                .execute(&mut *tx)
+                .await?;
+            let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
+            record(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Provisioning failed for good.
+    pub async fn provisioning_failed(&self, job: &JobRow, g: &GrantRow, error: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        super::lifecycle::move_grant(&mut tx, g.id, GrantEvent::ProvisioningFailed).await?;
+        move_task(&mut tx, g.task_id, Event::ProvisioningFailed, Some(error), now).await?;
+        finish_job(&mut tx, job.id, JobState::Failed, Some(error), now).await?;
+        let detail = serde_json::json!({"error": error}).to_string();
+        record(&mut tx, now, "worker", "grant.fail", &format!("task:{}", g.task_id), &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn retry_job(&self, job: &JobRow, error: &str, run_after: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET locked_until = NULL, run_after = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(run_after)
+        .bind(error)
+        .bind(now)
+        .bind(job.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every grant whose time is up and queues the removal of its assignment, in one transaction so that a
+    /// crash between the two cannot lose the revocation. Returns the affected task ids.
+    pub async fn expire_due_grants(&self, now: i64) -> Result<Vec<i64>> {
+        let mut tx = self.begin().await?;
+        let due: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, task_id FROM grants WHERE state = 'active' AND expires_at <= $1")
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+        // Nothing due (most ticks): no commit, so the cached reads keep answering.
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (grant_id, task_id) in &due {
+            let Some(to) = next_grant_state(*grant_id, GrantState::Active, GrantEvent::Expired) else { continue };
+            sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
+                .bind(to.as_str())
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+            move_task(&mut tx, *task_id, Event::Ended, None, now).await?;
+            enqueue(&mut tx, JobKind::Revoke, Some(*grant_id), None, now).await?;
+            record(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
+        }
+        tx.commit().await?;
+        Ok(due.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// The earliest moment a worker has something to do: a job becomes due, a grant ends, or an undecided
+    /// request times out (`pending_timeout` after it was filed).
+    pub async fn next_due(&self, pending_timeout: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (
+                 SELECT MIN(CASE WHEN locked_until > run_after THEN locked_until ELSE run_after END) AS t
+                     FROM jobs WHERE state = 'pending'
+                 UNION ALL SELECT MIN(expires_at) FROM grants WHERE state = 'active'
+                 UNION ALL SELECT MIN(created_at) + $1 FROM tasks WHERE state = 'pending_approval') AS due",
+        )
+        .bind(pending_timeout)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The caller's active grant on an entitlement with the latest end: (grant id, end, extensions so far).
+    pub async fn active_grant(
+        &self,
+        user_id: i64,
+        app_id: &str,
+        entitlement_id: &str,
+        now: i64,
+    ) -> Result<Option<(i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, expires_at, extensions FROM grants WHERE user_id = $1 AND app_id = $2 AND entitlement_id = $3
+             AND state = 'active' AND expires_at > $4 ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .bind(entitlement_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The grant is active and not yet due to end.
+    pub async fn grant_active(&self, grant_id: i64, now: i64) -> Result<bool> {
+        let active: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM grants WHERE id = $1 AND state = 'active' AND expires_at > $2")
+                .bind(grant_id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(active.is_some())
+    }
+}
+
+/// An approved extension moves the end of the grant where `cone_core::request::extended_end` says; the assignment
+/// already exists, so there is nothing to provision. A grant that ended meanwhile fails the extension.
+pub(super) async fn extend(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, max: i64, now: i64) -> Result<()> {
+    let held: Option<i64> =
+        sqlx::query_scalar("SELECT expires_at FROM grants WHERE id = $1 AND state = 'active' AND expires_at > $2")
+            .bind(grant_id)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(end) = held else {
+        let reason = "The grant ended before the extension was approved; request access again.";
+        move_task(tx, task_id, Event::ProvisioningFailed, Some(reason), now).await?;
+        return Ok(());
+    };
+    sqlx::query("UPDATE grants SET expires_at = $1, extensions = extensions + 1 WHERE id = $2")
+        .bind(cone_core::request::extended_end(end, now, add, max))
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await?;
+    move_task(tx, task_id, Event::Provisioned, None, now).await?;
+    record(tx, now, "worker", "grant.extend", &format!("task:{task_id}"), "{}").await
+}
+
+/// Its holder gives a grant back: an active one's assignment is removed now, a provisioning one's once made.
+pub(super) async fn release(tx: &mut Tx, grant_id: i64, task_id: i64, user_id: i64, now: i64) -> Result<()> {
+    let from = grant_state(tx, grant_id).await?;
+    let Some(to) = next_grant_state(grant_id, from, GrantEvent::Released) else { return Ok(()) };
+    sqlx::query("UPDATE grants SET state = $1, expires_at = $2 WHERE id = $3")
+        .bind(to.as_str())
+        .bind(now)
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await?;
+    // A provisioning grant keeps its provision job: `provisioned` sees the release and queues the removal.
+    if to == GrantState::Revoking {
+        enqueue(tx, JobKind::Revoke, Some(grant_id), None, now).await?;
+    }
+    move_task(tx, task_id, Event::Released, None, now).await?;
+    record(tx, now, &format!("user:{user_id}"), "grant.release", &format!("task:{task_id}"), "{}").await
+}

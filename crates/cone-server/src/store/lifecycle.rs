@@ -1,0 +1,121 @@
+//! The writes that move tasks, grants and jobs along their lifecycles. Each starts from the state it reads, asks
+//! `cone_core` where the event leads, and writes that: the SQL records a decision, it never makes one. An event a
+//! state does not allow changes nothing and is logged, since it means two writers disagreed about a row.
+
+use std::fmt::Debug;
+
+use anyhow::Result;
+use cone_core::grant::{GrantEvent, GrantState};
+use cone_core::job::{JobKind, JobState};
+use cone_core::task::{Event, TaskState};
+
+use super::pool::Tx;
+
+/// Where `event` leads from `from`, as `on` decides; `None`, logged, when it does not apply.
+fn decide<S: Copy + Debug, E: Copy + Debug>(
+    what: &str,
+    id: i64,
+    from: S,
+    event: E,
+    on: fn(S, E) -> Option<S>,
+) -> Option<S> {
+    let to = on(from, event);
+    if to.is_none() {
+        tracing::warn!("{what} {id} is {from:?}, where {event:?} does not apply; it stays as it is");
+    }
+    to
+}
+
+pub(super) async fn task_state(tx: &mut Tx, task_id: i64) -> Result<TaskState> {
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM tasks WHERE id = $1").bind(task_id).fetch_one(&mut **tx).await?;
+    TaskState::try_from(state).map_err(anyhow::Error::msg)
+}
+
+/// Where `event` takes the task, without writing it (for writes that change more than the state).
+pub(super) async fn next_task_state(tx: &mut Tx, task_id: i64, event: Event) -> Result<Option<TaskState>> {
+    let from = task_state(tx, task_id).await?;
+    Ok(decide("task", task_id, from, event, TaskState::on))
+}
+
+/// Moves the task by `event`, with `reason` when given (why it failed).
+pub(super) async fn move_task(
+    tx: &mut Tx,
+    task_id: i64,
+    event: Event,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<Option<TaskState>> {
+    let Some(to) = next_task_state(tx, task_id, event).await? else { return Ok(None) };
+    sqlx::query("UPDATE tasks SET state = $1, reason = COALESCE($2, reason), updated_at = $3 WHERE id = $4")
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(to))
+}
+
+pub(super) async fn grant_state(tx: &mut Tx, grant_id: i64) -> Result<GrantState> {
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM grants WHERE id = $1").bind(grant_id).fetch_one(&mut **tx).await?;
+    GrantState::try_from(state).map_err(anyhow::Error::msg)
+}
+
+/// Where `event` takes a grant in state `from`.
+pub(super) fn next_grant_state(grant_id: i64, from: GrantState, event: GrantEvent) -> Option<GrantState> {
+    decide("grant", grant_id, from, event, GrantState::on)
+}
+
+/// Moves the grant by `event` when only its state changes.
+pub(super) async fn move_grant(tx: &mut Tx, grant_id: i64, event: GrantEvent) -> Result<Option<GrantState>> {
+    let from = grant_state(tx, grant_id).await?;
+    let Some(to) = next_grant_state(grant_id, from, event) else { return Ok(None) };
+    sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
+        .bind(to.as_str())
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(to))
+}
+
+/// The grant a task of its own has (an extension has none).
+pub(super) async fn own_grant(tx: &mut Tx, task_id: i64) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM grants WHERE task_id = $1").bind(task_id).fetch_optional(&mut **tx).await?)
+}
+
+/// Queues a job, due now.
+pub(super) async fn enqueue(
+    tx: &mut Tx,
+    kind: JobKind,
+    grant_id: Option<i64>,
+    finding_id: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (kind, grant_id, finding_id, state, run_after, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(kind.as_str())
+    .bind(grant_id)
+    .bind(finding_id)
+    .bind(JobState::Pending.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn finish_job(tx: &mut Tx, job_id: i64, state: JobState, error: Option<&str>, now: i64) -> Result<()> {
+    sqlx::query("UPDATE jobs SET state = $1, locked_until = NULL, last_error = $2, updated_at = $3 WHERE id = $4")
+        .bind(state.as_str())
+        .bind(error)
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The store: every SQL statement of the server, split by subject, written once for both backends through sqlx's
+//! `Any` driver (`$N` placeholders, which SQLite accepts too). SQLite in WAL mode is the embedded default;
+//! PostgreSQL serves several replicas. Nothing outside this module sees the pool.
+
+mod access;
+mod audit;
+mod cache;
+mod catalog;
+mod counts;
+mod drift;
+mod grants;
+mod iam;
+mod identities;
+mod lifecycle;
+mod listen;
+mod outbox;
+mod pool;
+mod sessions;
+mod tasks;
+#[cfg(test)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use access::{Applied, ConfigVersionRow};
+#[cfg(test)]
+pub use audit::record;
+pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};
+pub use catalog::EntitlementRow;
+pub use counts::Counts;
+pub use drift::Repair;
+pub use grants::{GrantRow, JobRow};
+pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
+pub use identities::{USER_SERVICE, UserRow};
+pub use listen::forward_changes;
+#[cfg(test)]
+pub use outbox::rfc3339;
+pub use outbox::{DeliveryRow, DeliveryState};
+#[cfg(test)]
+pub use pool::Backend;
+pub use pool::Db;
+pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner};
+pub use tasks::{NewTask, Placement, TaskFilter, TaskRow};

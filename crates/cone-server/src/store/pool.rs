@@ -1,0 +1,261 @@
+//! The connection pool and writing transactions, the few places where SQLite and PostgreSQL differ, and the
+//! in-memory reads of the hot path.
+//!
+//! Writers run one at a time on both backends: SQLite takes the write lock up front (`BEGIN IMMEDIATE`),
+//! PostgreSQL a transaction-scoped advisory lock. Every read-then-write of the store (and the audit chain) relies on
+//! that; only the claiming of jobs and webhook deliveries runs beside other writers on PostgreSQL, with
+//! `FOR UPDATE SKIP LOCKED`.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
+use tokio::sync::Notify;
+
+use super::cache::{Cached, Generation};
+use super::catalog::EntitlementRow;
+use super::identities::UserRow;
+use crate::config::Database;
+
+/// A writing transaction (see [`Db::begin`]). It dereferences to its connection, so statements run on `&mut **tx`;
+/// it also knows the webhooks, so that an audit entry can queue their deliveries in it, and the cached reads'
+/// generation.
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) queued: bool,
+    generation: Generation,
+}
+
+impl Tx {
+    /// Commits; then cached reads from before stop answering, and the webhook worker wakes if deliveries were
+    /// queued.
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        self.generation.advance();
+        if self.queued {
+            self.outbox.queued.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+/// The webhooks recorded events are queued for (name and event patterns), and how the worker that sends them is
+/// woken.
+#[derive(Default)]
+pub struct Outbox {
+    routes: Vec<(String, Vec<String>)>,
+    pub(super) queued: Notify,
+}
+
+impl Outbox {
+    /// The names of the webhooks subscribed to `event`.
+    pub(super) fn subscribers(&self, event: &str) -> Vec<&str> {
+        self.routes
+            .iter()
+            .filter(|(_, patterns)| patterns.iter().any(|p| crate::webhooks::matches(p, event)))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+/// The store. Its pool is its own: every statement of the server is in this module.
+#[derive(Clone)]
+pub struct Db {
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
+    outbox: Arc<Outbox>,
+    pub(super) reads: Arc<Reads>,
+    pub(super) journal: Arc<cone_aws::journal::SqlJournal>,
+}
+
+/// The hot path's reads in memory (see `cache`): a token's user and expiry, a user's active grants and what they
+/// hold through groups, an entitlement by (app, id).
+#[derive(Default)]
+pub(super) struct Reads {
+    pub(super) generation: Generation,
+    pub(super) tokens: Cached<String, Option<(UserRow, i64)>>,
+    pub(super) grants: Cached<i64, Vec<(String, String, i64)>>,
+    pub(super) through_groups: Cached<i64, Vec<(String, String, String)>>,
+    pub(super) entitlements: Cached<(String, String), Option<EntitlementRow>>,
+}
+
+/// Where the SQL of the two backends differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The advisory lock key PostgreSQL writers hold for their transaction (any constant; "cone" in ASCII).
+const WRITER_LOCK: i64 = 0x636f_6e65;
+/// The advisory lock key job claims hold for their transaction ("job" in ASCII).
+const CLAIM_LOCK: i64 = 0x006a_6f62;
+
+impl Backend {
+    /// A table expression of the values of a JSON array bound as text at `param`, as a column `value`.
+    pub(super) fn json_values(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("json_each({param})"),
+            Backend::Postgres => format!("json_array_elements_text({param}::json)"),
+        }
+    }
+
+    /// Locks the rows of `table` (a name or alias) a claim selects; a row another replica is claiming is skipped
+    /// rather than waited for.
+    pub(super) fn skip_locked(self, table: &str) -> String {
+        match self {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
+        }
+    }
+
+    fn begin_statement(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating it when needed) and migrates the database.
+    pub async fn open(database: &Database) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (backend, options) = match database {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let url =
+                    sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true).to_url_lossy();
+                (Backend::Sqlite, AnyConnectOptions::from_url(&url)?)
+            }
+            Database::Postgres { url, .. } => (Backend::Postgres, url.parse::<AnyConnectOptions>()?),
+        };
+        // One connection first, so that a database that cannot be reached says why (a pool only says it timed out).
+        let probe = sqlx::AnyConnection::connect_with(&options).await.with_context(|| match database {
+            Database::Sqlite(path) => format!("cannot open the SQLite database {}", path.display()),
+            Database::Postgres { .. } => format!(
+                "cannot connect to {database}; check that PostgreSQL runs there and that the user, password and \
+                 database name in `database:` are right"
+            ),
+        })?;
+        probe.close().await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open {database}"))?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&pool).await.with_context(|| format!("cannot apply the migrations to {database}"))?;
+        // The sync's journal is the connector's table, made by its own code: beside the data it feeds and shared by
+        // the replicas, so that a sync interrupted on one resumes on whichever syncs next.
+        let journal = cone_aws::journal::SqlJournal::open(pool.clone(), "sync_journal")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare the sync's journal in {database}: {e}"))?;
+        Ok(Db { pool, backend, outbox: Arc::default(), reads: Arc::default(), journal: Arc::new(journal) })
+    }
+
+    /// From now on, task and grant events recorded through this handle (and its clones) queue a delivery for each
+    /// of these webhooks (name, event patterns) that subscribes to them.
+    pub fn with_webhooks(mut self, routes: Vec<(String, Vec<String>)>) -> Db {
+        self.outbox = Arc::new(Outbox { routes, queued: Notify::new() });
+        self
+    }
+
+    /// Notified when a committed transaction queued webhook deliveries.
+    pub fn deliveries_queued(&self) -> &Notify {
+        &self.outbox.queued
+    }
+
+    /// The sync's journal (see `cone_aws::journal`); [`Db::apply_sync`] clears it.
+    pub fn sync_journal(&self) -> &cone_aws::journal::SqlJournal {
+        &self.journal
+    }
+
+    /// Another replica changed what the cached reads read (PostgreSQL's `cone_cache` notification).
+    pub fn data_changed(&self) {
+        self.reads.generation.advance();
+    }
+
+    /// A read through `cache`: answered from memory in the generation it was read in, else from the database.
+    pub(super) async fn cached<K: std::hash::Hash + Eq, V: Clone>(
+        &self,
+        cache: &Cached<K, V>,
+        key: K,
+        read: impl Future<Output = Result<V>>,
+    ) -> Result<V> {
+        let generation = self.reads.generation.current();
+        if let Some(v) = cache.get(&key, generation) {
+            return Ok(v);
+        }
+        let v = read.await?;
+        cache.put(key, generation, v.clone());
+        Ok(v)
+    }
+
+    /// Which database this is, for tests that reach behind the store.
+    #[cfg(test)]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for tests that check what the store wrote.
+    #[cfg(test)]
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A writing transaction; it runs alone among writers (see the module's comment).
+    pub async fn begin(&self) -> Result<Tx> {
+        let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+        }
+        Ok(Tx { inner: tx, outbox: self.outbox.clone(), queued: false, generation: self.reads.generation.clone() })
+    }
+
+    /// A claiming transaction: beside the writers, and on PostgreSQL taking turns with other claimants of the same
+    /// `kind` of work when `turns` (jobs: a replica must see another's lease before it picks). It changes nothing
+    /// the cached reads depend on.
+    pub(super) async fn begin_claim(&self, turns: bool) -> Result<Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        if turns && self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+}

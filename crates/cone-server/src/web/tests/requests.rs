@@ -1,0 +1,259 @@
+//! The catalog, the request form and its errors, break-glass, and the approver's inbox.
+
+use super::*;
+
+/// Production's DatabaseAdministrator, with alice, bob and carol linked to Identity Center users; returns its id.
+pub(super) async fn catalog(s: &AppState) -> String {
+    s.db.apply_snapshot("aws", &snapshot(), 1).await.unwrap();
+    s.db.entitlements().await.unwrap().remove(0).id
+}
+
+fn snapshot() -> cone_aws::Snapshot {
+    cone_aws::Snapshot {
+        resumed: None,
+        instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+        identity_store_id: "d-1".into(),
+        accounts: vec![cone_aws::Account {
+            id: "111111111111".into(),
+            name: "Production".into(),
+            email: String::new(),
+            status: "ACTIVE".into(),
+        }],
+        permission_sets: vec![cone_aws::PermissionSet {
+            arn: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+            name: "DatabaseAdministrator".into(),
+            description: None,
+            session_duration: None,
+        }],
+        provisioned: vec![("111111111111".into(), "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into())],
+        users: ["alice", "bob", "carol"]
+            .map(|name| cone_aws::User {
+                id: format!("idc-{name}"),
+                user_name: name.into(),
+                display_name: name.into(),
+                email: None,
+            })
+            .into(),
+        groups: vec![],
+        memberships: vec![],
+        assignments: vec![],
+    }
+}
+
+#[tokio::test]
+async fn access_through_a_group_is_listed_read_only_and_not_requested() {
+    let (s, _keep) = state(DBA).await;
+    let through_group = cone_aws::Snapshot {
+        groups: vec![cone_aws::Group { id: "g-dba".into(), display_name: "dbas".into() }],
+        memberships: vec![("g-dba".into(), "idc-alice".into())],
+        assignments: vec![cone_aws::AssignmentRecord {
+            account_id: "111111111111".into(),
+            permission_set_arn: "arn:aws:sso:::permissionSet/ssoins-1/ps-1".into(),
+            principal: cone_aws::Principal::Group("g-dba".into()),
+        }],
+        ..snapshot()
+    };
+    s.db.apply_snapshot("aws", &through_group, 1).await.unwrap();
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+
+    let mine = alice.get("/console/requests").await;
+    assert!(mine.body.contains("Access through your groups"), "{}", mine.body);
+    assert!(mine.body.contains("DatabaseAdministrator on Production</th><td>group &quot;dbas&quot;"), "{}", mine.body);
+    let list = alice.get("/console").await;
+    assert!(list.body.contains("through group &quot;dbas&quot;"), "{}", list.body);
+    assert!(!list.body.contains("aria-label=\"Request DatabaseAdministrator"), "no request link: {}", list.body);
+}
+
+#[tokio::test]
+async fn the_request_form_names_each_bad_field_and_a_requester_cannot_decide() {
+    let (s, _keep) = state(DBA).await;
+    let id = catalog(&s).await;
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+
+    let list = alice.get("/console").await;
+    assert!(list.body.contains("Production") && list.body.contains("DatabaseAdministrator"), "{}", list.body);
+    let form_page =
+        alice.get(&crate::web::layout::link("/console/request", &[("app_id", "aws"), ("entitlement_id", &id)])).await;
+    assert_eq!(form_page.status, StatusCode::OK, "{}", form_page.body);
+    assert!(form_page.body.contains(r#"<label for="field-ticket">ticket"#), "{}", form_page.body);
+    let token = form_page.token();
+    let bad = [
+        ("csrf", token.as_str()),
+        ("app_id", "aws"),
+        ("entitlement_id", &id),
+        ("duration", "soon"),
+        ("justification", "<script>alert(1)</script>"),
+        ("form.ticket", ""),
+        ("form.hosts", "many"),
+    ];
+    let refused = alice.post("/console/request", &bad).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    for needle in [
+        "`soon` is not a duration",
+        "ticket</a>: is required",
+        "hosts</a>: must be a whole number",
+        r#"aria-invalid="true""#,
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ] {
+        assert!(refused.body.contains(needle), "no {needle:?} in {}", refused.body);
+    }
+    assert!(!refused.body.contains("<script>"));
+    let at = |needle: &str| refused.body.find(needle).unwrap();
+    assert!(at("Duration</a>") < at("ticket</a>") && at("ticket</a>") < at("hosts</a>"), "in the form's order");
+
+    let good = [
+        ("csrf", token.as_str()),
+        ("app_id", "aws"),
+        ("entitlement_id", &id),
+        ("duration", "30m"),
+        ("justification", "migration <b>now</b>"),
+        ("form.ticket", "OPS-1"),
+        ("form.hosts", "2"),
+        ("form.urgent", "true"),
+    ];
+    let filed = alice.post("/console/request", &good).await;
+    assert_eq!((filed.status, filed.location()), (StatusCode::SEE_OTHER, "/console/requests?submitted=1"));
+    let mine = alice.get(filed.location()).await;
+    assert!(mine.body.contains("Request 1 submitted. It waits for approval"), "{}", mine.body);
+    assert!(mine.body.contains("migration &lt;b&gt;now&lt;/b&gt;"), "{}", mine.body);
+    let again = alice.post("/console/request", &good).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.body.contains("You already have a pending request for this access (request 1)"), "{}", again.body);
+
+    // alice has nothing to approve, and cannot decide her own request by posting the form anyway.
+    let inbox = alice.get("/console/inbox").await;
+    assert!(inbox.body.contains("No request waits for your decision."), "{}", inbox.body);
+    let decide = [("csrf", token.as_str()), ("decision", "approve"), ("comment", "")];
+    let own = alice.post("/console/tasks/1/decide", &decide).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+    // Administrators' pages are not hers either; a wrong address is a page too.
+    assert_eq!(alice.get("/console/audit").await.status, StatusCode::FORBIDDEN);
+    for wrong in ["/console/nowhere", "/console/request?app_id=aws"] {
+        let page = alice.get(wrong).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{wrong}");
+        assert!(page.body.contains("Back to the catalog"), "{}", page.body);
+    }
+
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    let inbox = bob.get("/console/inbox").await;
+    assert!(inbox.body.contains("Request 1: DatabaseAdministrator on Production"), "{}", inbox.body);
+    let bobs = inbox.token();
+    let unsaid = bob.post("/console/tasks/1/decide", &[("csrf", &bobs), ("comment", "hm")]).await;
+    assert_eq!(unsaid.status, StatusCode::BAD_REQUEST);
+    let approve = [("csrf", bobs.as_str()), ("decision", "approve"), ("comment", "ok for OPS-1")];
+    let done = bob.post("/console/tasks/1/decide", &approve).await;
+    assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, "/console/inbox?approved=1"));
+    let task = s.db.task(1).await.unwrap().unwrap();
+    assert_eq!(task.state.as_str(), "provisioning");
+    // The request's page shows the decision, and both may comment there.
+    let history = alice.get("/console/tasks/1").await;
+    assert!(history.body.contains("<td>ok for OPS-1</td>"), "{}", history.body);
+    assert!(!history.body.contains(r#"value="approve""#), "nothing to decide: {}", history.body);
+    let said = alice.post("/console/tasks/1/comment", &[("csrf", &token), ("comment", "thanks")]).await;
+    assert_eq!(said.location(), "/console/tasks/1#history");
+    assert!(bob.get("/console/tasks/1").await.body.contains("<td>thanks</td>"));
+    assert_eq!(alice.post("/console/tasks/1/comment", &[("csrf", &token), ("comment", " ")]).await.status, 400);
+
+    // An undecided request (bob's, which waits for carol) can be withdrawn by its requester only.
+    let second = [("csrf", token.as_str()), ("app_id", "aws"), ("entitlement_id", &id), ("form.ticket", "OPS-2")];
+    let filed = bob.post("/console/request", &[&second[1..], &[("csrf", bobs.as_str())]].concat()).await;
+    assert_eq!(filed.location(), "/console/requests?submitted=2", "{}", filed.body);
+    let mine = bob.get(filed.location()).await;
+    assert!(mine.body.contains(r#"aria-label="Withdraw request 2""#), "{}", mine.body);
+    assert_eq!(alice.post("/console/tasks/2/withdraw", &second[..1]).await.status, StatusCode::NOT_FOUND);
+    let withdrawn = bob.post("/console/tasks/2/withdraw", &[("csrf", &bobs)]).await;
+    assert_eq!(withdrawn.location(), "/console/requests?withdrawn=2");
+    assert_eq!(s.db.task(2).await.unwrap().unwrap().state.as_str(), "cancelled");
+}
+
+/// Break-glass in the console: the form offers it only where the policy has emergency steps, a justification is
+/// required, and a pending request can be escalated from the requests page.
+#[tokio::test]
+async fn requesters_break_glass_or_escalate_where_the_policy_allows() {
+    let policy = "policies:\n  - name: dba\n    match: { permission_set: DatabaseAdministrator }\n    max_duration: 1h\n    steps: [{ approval: { users: [bob] } }]\n    emergency_steps: [accept]\n";
+    let (s, _keep) = state(policy).await;
+    let id = catalog(&s).await;
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+    let form_page =
+        alice.get(&crate::web::layout::link("/console/request", &[("app_id", "aws"), ("entitlement_id", &id)])).await;
+    assert!(form_page.body.contains("Break glass: follow the emergency policy"), "{}", form_page.body);
+    let token = form_page.token();
+    let ask = |justification: &'static str, emergency: &'static str| {
+        [
+            ("csrf", token.clone()),
+            ("app_id", "aws".to_string()),
+            ("entitlement_id", id.clone()),
+            ("duration", "30m".to_string()),
+            ("justification", justification.to_string()),
+            ("emergency", emergency.to_string()),
+        ]
+    };
+    let unjustified = alice.post("/console/request", &pairs(&ask("", "on"))).await;
+    assert_eq!(unjustified.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unjustified.body.contains("Justification</a>: Emergency access needs a justification."),
+        "{}",
+        unjustified.body
+    );
+    assert!(unjustified.body.contains(r#"name="emergency" value="on" checked"#), "the box stays ticked");
+
+    let filed = alice.post("/console/request", &pairs(&ask("database down, INC-7", "on"))).await;
+    assert_eq!(filed.status, StatusCode::SEE_OTHER, "{}", filed.body);
+    let task = s.db.task(1).await.unwrap().unwrap();
+    assert_eq!((task.emergency, task.state.as_str()), (1, "provisioning"), "accepted at once by the emergency steps");
+
+    // A normal request waits for bob; alice escalates it, and the emergency steps accept it.
+    crate::services::tasks::drop_access(&s, &s.db.user_by_name("alice").await.unwrap().unwrap(), "aws", &id)
+        .await
+        .unwrap();
+    let normal = alice.post("/console/request", &pairs(&ask("routine", ""))).await;
+    let mine = alice.get(normal.location()).await;
+    assert!(mine.body.contains("Escalate request 2 to emergency access"), "{}", mine.body);
+    let escalated = alice.post("/console/tasks/2/escalate", &[("csrf", &mine.token())]).await;
+    assert_eq!(escalated.location(), "/console/requests?escalated=2");
+    assert_eq!(s.db.task(2).await.unwrap().unwrap().emergency, 1);
+    let after = alice.get(escalated.location()).await;
+    assert!(after.body.contains("Request 2 follows the emergency policy now."), "{}", after.body);
+}
+
+/// Lists longer than a page go on: my requests past the newest 50, and the approvals page past its first 100.
+#[tokio::test]
+async fn long_lists_of_requests_and_approvals_page_on() {
+    let policy = "policies:\n  - name: dba\n    match: { permission_set: DatabaseAdministrator }\n    max_duration: 1h\n    steps: [{ approval: { users: [bob] } }]\n";
+    let (s, _keep) = state(policy).await;
+    let id = catalog(&s).await;
+    let alice = s.db.user_by_name("alice").await.unwrap().unwrap();
+    let ask = || cone_api::CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: id.clone(),
+        justification: "again".into(),
+        duration_secs: None,
+        form_data: Default::default(),
+        emergency: false,
+    };
+    for _ in 0..50 {
+        let t = crate::services::tasks::create(&s, &alice, ask()).await.unwrap();
+        crate::services::tasks::cancel(&s, &alice, t.id).await.unwrap();
+    }
+    crate::services::tasks::create(&s, &alice, ask()).await.unwrap();
+
+    let mut browser = Browser::new(&s);
+    browser.sign_in("alice").await;
+    let first = browser.get("/console/requests").await;
+    assert!(first.body.contains(r#"aria-label="Request 51""#) && !first.body.contains(r#"aria-label="Request 1""#));
+    assert!(first.body.contains(r#"<a href="/console/requests?page_token=50">Older requests</a>"#), "{}", first.body);
+    let second = browser.get("/console/requests?page_token=50").await;
+    assert!(second.body.contains(r#"aria-label="Request 1""#) && !second.body.contains("Older requests"));
+
+    // bob's one waiting request is on his first page, with no further page.
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    let inbox = bob.get("/console/inbox").await;
+    assert!(inbox.body.contains("Request 51: ") && !inbox.body.contains("More requests"), "{}", inbox.body);
+    assert!(bob.get("/console/tasks/51").await.body.contains("Approve"), "bob may decide it on its page");
+    assert!(!browser.get("/console/tasks/51").await.body.contains(r#"value="approve""#), "alice may not");
+}

@@ -1,0 +1,170 @@
+//! Provisioning and revocation jobs, grant expiry, undecided requests timing out, policy waits ending, and drift
+//! repairs: one loop per process, running up to 16 jobs at once.
+
+use std::sync::Arc;
+
+use cone_aws::{Assignment, Connector, Principal};
+use cone_core::job::JobKind;
+
+use super::{announce, backoff, until_due};
+use crate::drift;
+use crate::services::tasks;
+use crate::state::AppState;
+use crate::store::{GrantRow, JobRow, Repair};
+
+/// Provisioning gives up after this many attempts; revocation and drift repairs never do (a restoration stops when
+/// its grant ends).
+const MAX_PROVISION_ATTEMPTS: i64 = 8;
+/// Jobs one server runs at once. The connector's rate limits set the pace of the calls to AWS; several jobs in
+/// flight keep that pace from being bound by each call's round trip. Jobs on one assignment never run side by side
+/// (`Db::claim_job`).
+const JOBS_IN_FLIGHT: usize = 16;
+/// A failed job waits at most this long (seconds) before its next attempt.
+const JOB_BACKOFF_CAP: i64 = 300;
+
+pub fn spawn(s: AppState, connector: Arc<Connector>) {
+    tokio::spawn(reconcile(s, connector));
+}
+
+/// Expires due grants and starts due jobs, then sleeps until a job finishes, the next due moment, or a wake-up.
+async fn reconcile(s: AppState, connector: Arc<Connector>) {
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        announce(&s, s.db.expire_due_grants(s.now()).await, "expire grants");
+        announce(&s, s.db.time_out_pending(s.now() - s.config.pending_timeout, s.now()).await, "time out requests");
+        announce(&s, tasks::end_waits(&s).await, "end policy waits");
+        while running.len() < JOBS_IN_FLIGHT {
+            match s.db.claim_job(s.now(), s.config.job_lease).await {
+                Ok(Some(job)) => {
+                    let (s, connector) = (s.clone(), connector.clone());
+                    running.spawn(async move { run_job(&s, &connector, job).await });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!("cannot claim a job: {e:#}");
+                    break;
+                }
+            }
+        }
+        let wait = until_due(&s, s.db.next_due(s.config.pending_timeout).await, "the next due time");
+        tokio::select! {
+            // A finished job frees a place, and may unblock a job on the same assignment.
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!("a job stopped abnormally; it will run again when its lease ends: {e}");
+                }
+            }
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn assignment(g: &GrantRow) -> Assignment {
+    Assignment {
+        instance_arn: g.instance_arn.clone(),
+        account_id: g.account_id.clone(),
+        permission_set_arn: g.permission_set_arn.clone(),
+        principal: Principal::User(g.principal_id.clone()),
+    }
+}
+
+async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
+    let result = match job.kind {
+        JobKind::Provision | JobKind::Revoke => grant_job(s, connector, &job).await.map(Some),
+        JobKind::Reprovision => reprovision(s, connector, &job).await.map(|()| None),
+        JobKind::RemoveDrift => remove_drift(s, connector, &job).await.map(|()| None),
+    };
+    match result {
+        Ok(task_id) => {
+            if let Some(task_id) = task_id {
+                let _ = s.task_changes.send(task_id);
+            }
+        }
+        Err(e) => tracing::error!(
+            job = job.id,
+            "job failed to record its result; it will run again when its lease ends: {e:#}"
+        ),
+    }
+}
+
+/// Runs a grant's provision or revoke job; returns the grant's task.
+async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<i64> {
+    let grant_id =
+        job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind.as_str(), job.id))?;
+    let g = s.db.grant(grant_id).await?;
+    if job.kind == JobKind::Provision {
+        match connector.assign(&assignment(&g)).await {
+            Ok(()) => s.db.provisioned(job, &g, s.now()).await?,
+            Err(e) if e.is_retryable() && !job.kind.gives_up(job.attempts, MAX_PROVISION_ATTEMPTS) => {
+                tracing::warn!(job = job.id, "provisioning will be retried: {e}");
+                retry(s, job, &e.to_string()).await?
+            }
+            Err(e) => {
+                tracing::error!(job = job.id, "provisioning failed: {e}");
+                s.db.provisioning_failed(job, &g, &e.to_string(), s.now()).await?
+            }
+        }
+    } else if s.db.covered_by_other_grant(&g, s.now()).await? {
+        s.db.revoked(job, &g, true, s.now()).await?
+    } else {
+        match connector.unassign(&assignment(&g)).await {
+            Ok(()) => s.db.revoked(job, &g, false, s.now()).await?,
+            Err(e) => {
+                tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
+                retry(s, job, &e.to_string()).await?
+            }
+        }
+    }
+    Ok(g.task_id)
+}
+
+/// Assigns again what an active grant says its user has. Unlike `provision`, the grant keeps its start and end;
+/// the job stops once the grant is no longer active (its revocation takes over).
+async fn reprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+    let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("reprovision job {} names no grant", job.id))?;
+    if !s.db.grant_active(grant_id, s.now()).await? {
+        tracing::info!(job = job.id, "the grant is no longer active; its missing assignment stays missing");
+        return s.db.drift_repaired(job, Repair::Skipped, s.now()).await;
+    }
+    let g = s.db.grant(grant_id).await?;
+    match connector.assign(&assignment(&g)).await {
+        Ok(()) => s.db.drift_repaired(job, Repair::Restored, s.now()).await,
+        Err(e) => {
+            tracing::error!(job = job.id, "restoring a missing assignment failed and will be retried: {e}");
+            retry(s, job, &e.to_string()).await
+        }
+    }
+}
+
+/// Removes an unexplained assignment, unless the finding was resolved or reported only meanwhile, or a grant now
+/// explains the assignment.
+async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+    let finding_id = job.finding_id.ok_or_else(|| anyhow::anyhow!("remove_drift job {} names no finding", job.id))?;
+    let f = s.db.drift_finding(finding_id).await?;
+    if f.resolved_at.is_some() || f.remedy.as_deref() != Some(drift::Remedy::Remove.as_str()) {
+        return s.db.drift_repaired(job, Repair::Skipped, s.now()).await;
+    }
+    if s.db.drift_explained(&f).await? {
+        tracing::info!(job = job.id, "a grant now explains the assignment; it stays");
+        return s.db.drift_repaired(job, Repair::Skipped, s.now()).await;
+    }
+    let unexplained = Assignment {
+        instance_arn: f.instance_arn.clone(),
+        account_id: f.account_id.clone(),
+        permission_set_arn: f.permission_set_arn.clone(),
+        principal: Principal::User(f.principal_id.clone()),
+    };
+    match connector.unassign(&unexplained).await {
+        Ok(()) => s.db.drift_repaired(job, Repair::Removed, s.now()).await,
+        Err(e) => {
+            tracing::error!(job = job.id, "removing an unexplained assignment failed and will be retried: {e}");
+            retry(s, job, &e.to_string()).await
+        }
+    }
+}
+
+/// The job runs again after a backoff.
+async fn retry(s: &AppState, job: &JobRow, error: &str) -> anyhow::Result<()> {
+    s.db.retry_job(job, error, s.now() + backoff(job.attempts, JOB_BACKOFF_CAP), s.now()).await
+}
