@@ -1,4 +1,4 @@
-// Drives Cone's web console in Debian's Chromium, as people would, for crates/cone-testkit/tests/web.rs.
+// Drives Cone's web console in Debian's Chromium, as people would, for crates/cone-testkit/tests/e2e/web.rs.
 //
 //   node console.mjs request   alice requests production AdministratorAccess, bob approves it with a comment,
 //                              alice sees the grant active; prints {"task": N}
@@ -31,7 +31,7 @@ const ENTITLEMENT = 'AdministratorAccess on Production';
 
 function need(name) {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set; crates/cone-testkit/tests/web.rs sets it`);
+  if (!value) throw new Error(`${name} is not set; crates/cone-testkit/tests/e2e/web.rs sets it`);
   return value;
 }
 

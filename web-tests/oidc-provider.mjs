@@ -1,4 +1,4 @@
-// An OpenID Connect provider for crates/cone-testkit/tests/web.rs: the `oidc-provider` package (a certified
+// An OpenID Connect provider for crates/cone-testkit/tests/e2e/web.rs: the `oidc-provider` package (a certified
 // implementation) with its own development login and consent pages, on 127.0.0.1.
 //
 //   node oidc-provider.mjs     prints `READY <issuer>` once it listens
@@ -12,7 +12,7 @@ import Provider from 'oidc-provider';
 
 function need(name) {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set; crates/cone-testkit/tests/web.rs sets it`);
+  if (!value) throw new Error(`${name} is not set; crates/cone-testkit/tests/e2e/web.rs sets it`);
   return value;
 }
 

@@ -96,12 +96,17 @@ impl Client {
         }
     }
 
+    /// `GET path`, answered as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
     pub async fn me(&self) -> Result<Me, Failure> {
-        self.call(Method::GET, "/api/v1/me", None::<&()>).await
+        self.get("/api/v1/me").await
     }
 
     pub async fn connectors(&self) -> Result<Vec<ConnectorStatus>, Failure> {
-        self.call(Method::GET, "/api/v1/connectors", None::<&()>).await
+        self.get("/api/v1/connectors").await
     }
 
     /// Every entitlement (of `kind`, when given), all pages.
@@ -129,7 +134,7 @@ impl Client {
             if let Some(t) = &token {
                 url.push_str(&format!("&page_token={}", encode(t)));
             }
-            let (items, next) = split(self.call(Method::GET, &url, None::<&()>).await?);
+            let (items, next) = split(self.get(&url).await?);
             all.extend(items);
             match next {
                 // A server that repeats a token would otherwise keep us here forever.
@@ -141,7 +146,7 @@ impl Client {
 
     pub async fn entitlement(&self, app_id: &str, entitlement_id: &str) -> Result<Entitlement, Failure> {
         let path = format!("/api/v1/entitlement?app_id={}&entitlement_id={}", encode(app_id), encode(entitlement_id));
-        self.call(Method::GET, &path, None::<&()>).await
+        self.get(&path).await
     }
 
     pub async fn create_task(&self, req: &CreateTask) -> Result<Task, Failure> {
@@ -154,7 +159,7 @@ impl Client {
         if let Some(state) = known_state {
             path.push_str(&format!("&known_state={}", state.as_str()));
         }
-        self.call(Method::GET, &path, None::<&()>).await
+        self.get(&path).await
     }
 
     /// `approve`, `deny`, `comment` or `cancel` a task.
@@ -180,7 +185,7 @@ impl Client {
     }
 
     pub async fn tokens(&self) -> Result<cone_api::TokenList, Failure> {
-        self.call(Method::GET, "/api/v1/tokens", None::<&()>).await
+        self.get("/api/v1/tokens").await
     }
 
     pub async fn revoke_token(&self, id: i64) -> Result<cone_api::ApiToken, Failure> {
@@ -190,7 +195,7 @@ impl Client {
     /// The access document in force, or version `version`.
     pub async fn config(&self, version: Option<i64>) -> Result<cone_api::ConfigVersion, Failure> {
         let path = version.map_or("/api/v1/config".into(), |v| format!("/api/v1/config/versions/{v}"));
-        self.call(Method::GET, &path, None::<&()>).await
+        self.get(&path).await
     }
 
     pub async fn apply_config(&self, req: &cone_api::ApplyConfig) -> Result<cone_api::AppliedConfig, Failure> {

@@ -88,8 +88,11 @@ impl GrantState {
             (S::Requested, E::Denied) => Some(S::Denied),
             (S::Requested, E::Withdrawn) => Some(S::Cancelled),
             (S::Provisioning, E::Provisioned) => Some(S::Active),
-            // Given back while being made: the assignment just made goes again.
-            (S::Released, E::Provisioned) => Some(S::Revoking),
+            // A second run of the same provisioning (its lease ran out while AWS was slow): the grant has it.
+            (S::Active, E::Provisioned) => None,
+            // Made for a grant that no longer holds it (given back while being made, or ended while a late run of
+            // its provisioning was under way): the assignment goes again.
+            (_, E::Provisioned) => Some(S::Revoking),
             // Given back or not, an assignment that could not be made leaves nothing to remove.
             (S::Provisioning | S::Released, E::ProvisioningFailed) => Some(S::Failed),
             // The provision job still runs; it sees the release when AWS answers.
@@ -130,7 +133,10 @@ mod tests {
         assert_eq!(S::Active.on(E::Expired).and_then(|s| s.on(E::Revoked)), Some(S::Ended));
         assert_eq!(S::Ended.on(E::Restored), Some(S::Revoking));
         assert_eq!(S::Active.on(E::Approved), None);
-        assert_eq!(S::Denied.on(E::Provisioned), None);
+        assert_eq!(S::Active.on(E::Provisioned), None, "a repeated provisioning leaves an active grant as it is");
+        for made_too_late in [S::Released, S::Revoking, S::Ended, S::Failed] {
+            assert_eq!(made_too_late.on(E::Provisioned), Some(S::Revoking), "{made_too_late:?}");
+        }
         // Every state that may hold an assignment leads to Ended through revocation.
         for s in GrantState::HOLDING {
             let mut state = s;

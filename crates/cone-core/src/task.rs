@@ -109,7 +109,8 @@ impl TaskState {
             (S::PendingApproval, E::Approved) => Some(S::Provisioning),
             (S::PendingApproval, E::Denied) => Some(S::Denied),
             (S::Provisioning, E::Provisioned) => Some(S::Granted),
-            (S::Provisioning, E::ProvisioningFailed) => Some(S::Failed),
+            // Released while AWS was still provisioning, which then failed: the reason is worth more than the release.
+            (S::Provisioning | S::Released, E::ProvisioningFailed) => Some(S::Failed),
             (S::Granted, E::Ended) => Some(S::Expired),
             (S::PendingApproval, E::Cancelled) => Some(S::Cancelled),
             (S::PendingApproval, E::TimedOut) => Some(S::TimedOut),

@@ -14,4 +14,4 @@ mod seed;
 pub use seed::{SandboxOrg, moto_sdk_config, seed_sandbox};
 
 mod sandbox;
-pub use sandbox::{START_URL, Sandbox, Store, password};
+pub use sandbox::{Got, START_URL, Sandbox, Store, password};

@@ -38,6 +38,22 @@ pub fn password(user: &str) -> String {
     format!("{user}-sandbox-password")
 }
 
+/// What `cone get -o json` prints: whether it asked, for what, and the task it filed.
+#[derive(Debug, serde::Deserialize)]
+pub struct Got {
+    /// `requested`, or `already_granted`.
+    pub outcome: String,
+    pub entitlement: cone_api::Entitlement,
+    pub task: Option<cone_api::Task>,
+}
+
+impl Got {
+    /// The task the request filed.
+    pub fn task(&self) -> &cone_api::Task {
+        self.task.as_ref().unwrap_or_else(|| panic!("cone get filed no task: {self:?}"))
+    }
+}
+
 /// Where cone-server stores.
 pub enum Store {
     /// A SQLite file in the sandbox's directory (the default).
@@ -195,6 +211,11 @@ impl Sandbox {
         let path = self.home(user).join(".conductorone/token.json");
         let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
         Ok(saved["access_token"].as_str().context("token.json has no access_token")?.to_string())
+    }
+
+    /// The typed API client, acting as `user` with the token `cone login` saved for them.
+    pub fn client(&self, user: &str) -> Result<cone_client::Client> {
+        cone_client::Client::new(&self.server_url, &self.api_token(user)?)
     }
 
     pub fn home(&self, user: &str) -> PathBuf {

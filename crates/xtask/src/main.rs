@@ -9,8 +9,8 @@ use std::process::{Command, ExitCode};
 
 /// What the tests and the sandbox need from PyPI, installed into `.venv` (git-ignored). boto3 is pinned to the
 /// release that matches awscli's botocore; aws-sso-util (and the library doing its work) are pinned for the
-/// interop tests (`crates/cone-testkit/tests/interop.rs`); schemathesis fuzzes the API from its OpenAPI document
-/// (`crates/cone-testkit/tests/openapi.rs`).
+/// interop tests (`crates/cone-testkit/tests/e2e/interop.rs`); schemathesis fuzzes the API from its OpenAPI
+/// document (`crates/cone-testkit/tests/e2e/openapi.rs`).
 const PYTHON_PACKAGES: &[&str] = &[
     "moto[server]==5.2.1",
     "awscli==1.45.11",
@@ -138,7 +138,7 @@ fn ensure_aws_cli_v2() -> Result<(), String> {
     }
 }
 
-/// What the web console's browser test (`crates/cone-testkit/tests/web.rs`) drives: Debian's Chromium, and the
+/// What the web console's browser test (`crates/cone-testkit/tests/e2e/web.rs`) drives: Debian's Chromium, and the
 /// playwright-core pinned in `web-tests/package-lock.json`. `npm ci` runs only when that lock file differs from the
 /// one installed last, so a second run costs two file reads.
 fn ensure_browser_test() -> Result<(), String> {
@@ -158,9 +158,14 @@ fn ensure_browser_test() -> Result<(), String> {
     std::fs::write(&stamp, lock).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
 
-fn build() -> Result<(), String> {
+/// Builds every binary; with `tests`, every test target too, in one build, so that the binaries and the tests
+/// share one resolution of the dependencies' features (dev-dependencies turn some on) and nothing is compiled twice.
+fn build(tests: bool) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["build", "--workspace", "--bins"]);
+    if tests {
+        cmd.arg("--tests");
+    }
     run(cmd, "cargo build")
 }
 
@@ -168,7 +173,7 @@ fn build() -> Result<(), String> {
 /// features apart from the workspace build and compiles the AWS SDK again, for minutes.
 fn sandbox(demo: bool) -> Result<(), String> {
     ensure_python_env()?;
-    build()?;
+    build(false)?;
     // This program is built into the same directory as the workspace's binaries.
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate xtask's own binary: {e}"))?;
     let mut cmd = Command::new(exe.with_file_name("cone-sandbox"));
@@ -184,7 +189,7 @@ fn test() -> Result<(), String> {
     ensure_aws_cli_v2()?;
     ensure_postgresql()?;
     ensure_browser_test()?;
-    build()?;
+    build(true)?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);
     run(cmd, "cargo test")

@@ -127,14 +127,7 @@ pub fn filter(
             .transpose()
             .map_err(|e| Error::invalid(format!("{e:#}.")))
     };
-    let after_id = match page_token {
-        None | Some("") => 0,
-        Some(t) => t
-            .parse()
-            .ok()
-            .filter(|n: &i64| *n >= 0)
-            .ok_or_else(|| Error::invalid("Invalid page_token; start again without one."))?,
-    };
+    let after_id = super::page_token(page_token)?;
     let action = action.filter(|a| !a.is_empty()).map(str::to_string);
     Ok(AuditFilter { after_id, since: time(since, "since")?, until: time(until, "until")?, action })
 }

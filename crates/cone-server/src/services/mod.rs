@@ -19,7 +19,20 @@ pub(crate) fn time(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-/// A page of a list: `size` rows from `offset`. Page tokens are offsets; clients treat them as opaque.
+/// The number a page token carries (0 without one): an offset, or the audit log's last id. Clients treat it as
+/// opaque.
+pub(crate) fn page_token(token: Option<&str>) -> Result<i64> {
+    match token {
+        None | Some("") => Ok(0),
+        Some(t) => t
+            .parse()
+            .ok()
+            .filter(|n: &i64| *n >= 0)
+            .ok_or_else(|| Error::invalid("Invalid page_token; start again without one.")),
+    }
+}
+
+/// A page of a list: `size` rows from `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub offset: i64,
@@ -30,15 +43,7 @@ impl Page {
     /// The page a client asks for with `token` (the previous page's `next_page_token`) and `size`: `default` rows
     /// when absent, at least 1 and at most `max`.
     pub fn new(token: Option<&str>, size: Option<i64>, default: i64, max: i64) -> Result<Page> {
-        let offset = match token {
-            None | Some("") => 0,
-            Some(t) => t
-                .parse()
-                .ok()
-                .filter(|n: &i64| *n >= 0)
-                .ok_or_else(|| Error::invalid("Invalid page_token; start again without one."))?,
-        };
-        Ok(Page { offset, size: size.unwrap_or(default).clamp(1, max) })
+        Ok(Page { offset: page_token(token)?, size: size.unwrap_or(default).clamp(1, max) })
     }
 
     /// How many rows to read: one more than the page, to tell whether another page exists.

@@ -10,18 +10,7 @@ use sqlx::FromRow;
 
 use super::audit::record;
 use super::pool::Db;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct EntitlementRow {
-    pub app_id: String,
-    pub id: String,
-    pub alias: String,
-    pub account_id: String,
-    pub account_name: String,
-    pub permission_set_arn: String,
-    pub permission_set_name: String,
-    pub instance_arn: String,
-}
+pub use super::rows::EntitlementRow;
 
 /// Someone who holds an entitlement: `source` is `grant` (with the task and the end) or `group` (with its name).
 #[derive(Debug, Clone, FromRow)]

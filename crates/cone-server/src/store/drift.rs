@@ -8,7 +8,7 @@ use sqlx::{Executor, FromRow};
 
 use super::audit::record;
 use super::grants::JobRow;
-use super::lifecycle::{enqueue, finish_job, grant_state};
+use super::lifecycle::{enqueue, finish_job, grant_state, set_grant_state};
 use super::pool::Db;
 
 /// A drift finding with the names Cone knows for its account, permission set and user.
@@ -217,16 +217,11 @@ impl Db {
             Repair::Skipped => None,
             Repair::Removed => Some("drift.remove"),
             Repair::Restored => {
-                // The grant may have ended while its assignment was being restored (another process revoked it):
-                // then the restored assignment must go again.
+                // Restored while still active (the usual case), the grant stays. If it ended while its assignment
+                // was being restored (another process revoked it), the restored assignment must go again.
                 let grant_id = job.grant_id.with_context(|| format!("drift job {} names no grant", job.id))?;
-                // Restored while still active (the usual case) changes nothing.
                 if let Some(to) = grant_state(&mut tx, grant_id).await?.on(GrantEvent::Restored) {
-                    sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
-                        .bind(to.as_str())
-                        .bind(grant_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    set_grant_state(&mut tx, grant_id, to).await?;
                     enqueue(&mut tx, JobKind::Revoke, Some(grant_id), None, now).await?;
                 }
                 Some("drift.reprovision")

@@ -8,7 +8,7 @@ use cone_core::task::Event;
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state};
+use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state, set_grant_state};
 use super::pool::{Db, Tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -108,8 +108,8 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// The assignment exists: the grant starts now and the task is granted. When the requester released the
-    /// grant while AWS was still provisioning, the assignment just made is queued for removal instead.
+    /// The assignment exists: the grant starts now and the task is granted. When the grant no longer holds it
+    /// (released while AWS was still provisioning, or ended meanwhile), the assignment is queued for removal instead.
     pub async fn provisioned(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         let from = grant_state(&mut tx, g.id).await?;
@@ -127,11 +127,7 @@ impl Db {
                 record(&mut tx, now, "worker", "grant.activate", &format!("task:{}", g.task_id), "{}").await?;
             }
             Some(to) => {
-                sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
-                    .bind(to.as_str())
-                    .bind(g.id)
-                    .execute(&mut *tx)
-                    .await?;
+                set_grant_state(&mut tx, g.id, to).await?;
                 enqueue(&mut tx, JobKind::Revoke, Some(g.id), None, now).await?;
             }
             None => {}
@@ -199,11 +195,7 @@ impl Db {
         }
         for (grant_id, task_id) in &due {
             let Some(to) = next_grant_state(*grant_id, GrantState::Active, GrantEvent::Expired) else { continue };
-            sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
-                .bind(to.as_str())
-                .bind(grant_id)
-                .execute(&mut *tx)
-                .await?;
+            set_grant_state(&mut tx, *grant_id, to).await?;
             move_task(&mut tx, *task_id, Event::Ended, None, now).await?;
             enqueue(&mut tx, JobKind::Revoke, Some(*grant_id), None, now).await?;
             record(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;

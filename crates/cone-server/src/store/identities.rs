@@ -1,21 +1,9 @@
 //! People, service accounts and groups: who signs in and what Identity Center says about them.
 
 use anyhow::Result;
-use sqlx::FromRow;
 
 use super::pool::Db;
-
-#[derive(Debug, Clone, FromRow)]
-pub struct UserRow {
-    pub id: i64,
-    pub username: String,
-    pub display_name: String,
-    pub email: String,
-    pub idc_user_id: Option<String>,
-    pub password_hash: Option<String>,
-    /// `person`, or `service` for a service account ([`USER_SERVICE`]).
-    pub kind: String,
-}
+pub use super::rows::UserRow;
 
 /// The kind of a service account's user row.
 pub const USER_SERVICE: &str = "service";

@@ -72,12 +72,18 @@ pub(super) fn next_grant_state(grant_id: i64, from: GrantState, event: GrantEven
 pub(super) async fn move_grant(tx: &mut Tx, grant_id: i64, event: GrantEvent) -> Result<Option<GrantState>> {
     let from = grant_state(tx, grant_id).await?;
     let Some(to) = next_grant_state(grant_id, from, event) else { return Ok(None) };
+    set_grant_state(tx, grant_id, to).await?;
+    Ok(Some(to))
+}
+
+/// Writes the state a transition decided, when only the state changes.
+pub(super) async fn set_grant_state(tx: &mut Tx, grant_id: i64, to: GrantState) -> Result<()> {
     sqlx::query("UPDATE grants SET state = $1 WHERE id = $2")
         .bind(to.as_str())
         .bind(grant_id)
         .execute(&mut **tx)
         .await?;
-    Ok(Some(to))
+    Ok(())
 }
 
 /// The grant a task of its own has (an extension has none).

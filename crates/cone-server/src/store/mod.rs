@@ -15,6 +15,7 @@ mod lifecycle;
 mod listen;
 mod outbox;
 mod pool;
+mod rows;
 mod sessions;
 mod tasks;
 #[cfg(test)]

@@ -16,8 +16,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transac
 use tokio::sync::Notify;
 
 use super::cache::{Cached, Generation};
-use super::catalog::EntitlementRow;
-use super::identities::UserRow;
+use super::rows::{EntitlementRow, UserRow};
 use crate::config::Database;
 
 /// A writing transaction (see [`Db::begin`]). It dereferences to its connection, so statements run on `&mut **tx`;

@@ -15,21 +15,16 @@ testing::on_both_backends!(
     a_sync_never_turns_a_service_account_into_a_person,
     the_file_applies_when_it_changes_and_the_api_in_between,
     group_assignments_are_replaced_per_sync_and_reach_the_members,
+    an_assignment_made_after_its_grant_ended_is_revoked,
 );
 
-/// A sync stores the assignments whose principal is a group (and only those); their members hold the
-/// entitlement through the group, and the next sync replaces them whole.
-async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
-    use cone_aws::{AssignmentRecord, Group, Principal};
-    let user = |id: &str, name: &str| cone_aws::User {
-        id: id.into(),
-        user_name: name.into(),
-        display_name: name.into(),
-        email: None,
-    };
-    let assignment =
-        |principal| AssignmentRecord { account_id: "111".into(), permission_set_arn: "ps-admin".into(), principal };
-    let snap = cone_aws::Snapshot {
+fn user(id: &str, name: &str) -> cone_aws::User {
+    cone_aws::User { id: id.into(), user_name: name.into(), display_name: name.into(), email: None }
+}
+
+/// A sync of one account, Production (111), where AdministratorAccess (`ps-admin`) is provisioned, with `users`.
+fn production_admin(users: Vec<cone_aws::User>) -> cone_aws::Snapshot {
+    cone_aws::Snapshot {
         resumed: None,
         instance_arn: "inst".into(),
         identity_store_id: "d-1".into(),
@@ -46,7 +41,60 @@ async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
             session_duration: None,
         }],
         provisioned: vec![("111".into(), "ps-admin".into())],
-        users: vec![user("u-alice", "alice"), user("u-bob", "bob")],
+        users,
+        groups: vec![],
+        memberships: vec![],
+        assignments: vec![],
+    }
+}
+
+/// A provisioning that AWS answers after its grant has ended (its lease ran out while AWS was slow, and the grant
+/// was released, provisioned by the second run and revoked meanwhile) leaves no assignment behind.
+async fn an_assignment_made_after_its_grant_ended_is_revoked(db: Db) {
+    db.apply_snapshot("aws", &production_admin(vec![user("u-alice", "alice")]), 1).await.unwrap();
+    let alice = db.user_by_name("alice").await.unwrap().unwrap();
+    let e = db.entitlement("aws", "111|ps-admin").await.unwrap().unwrap();
+    let task = NewTask {
+        requester_id: alice.id,
+        entitlement: &e,
+        principal_id: "u-alice",
+        extends_grant_id: None,
+        max_duration_secs: 3600,
+        emergency: false,
+        justification: "",
+        duration_secs: 3600,
+        form_json: "{}".into(),
+        policy_name: "p",
+        steps_json: "[]".into(),
+    };
+    db.insert_task(&task, Placement::Provision, 10).await.unwrap().unwrap();
+    let state =
+        async || -> String { sqlx::query_scalar("SELECT state FROM grants").fetch_one(&db.pool).await.unwrap() };
+    let slow = db.claim_job(10, 60).await.unwrap().unwrap();
+    let g = db.grant(slow.grant_id.unwrap()).await.unwrap();
+    db.drop_access(alice.id, "aws", &e.id, 11).await.unwrap();
+    assert_eq!(state().await, "released");
+    // The lease runs out; a second run provisions, sees the release and revokes.
+    let again = db.claim_job(80, 60).await.unwrap().unwrap();
+    assert_eq!((again.id, again.kind), (slow.id, cone_core::job::JobKind::Provision));
+    db.provisioned(&again, &g, 81).await.unwrap();
+    let revoke = db.claim_job(81, 60).await.unwrap().unwrap();
+    db.revoked(&revoke, &g, false, 82).await.unwrap();
+    assert_eq!(state().await, "ended");
+    // Then the first run's answer comes: the assignment it made must go too.
+    db.provisioned(&slow, &g, 83).await.unwrap();
+    assert_eq!(state().await, "revoking");
+    let late = db.claim_job(83, 60).await.unwrap().expect("a revocation of the late assignment");
+    assert_eq!((late.kind, late.grant_id), (cone_core::job::JobKind::Revoke, Some(g.id)));
+}
+
+/// A sync stores the assignments whose principal is a group (and only those); their members hold the
+/// entitlement through the group, and the next sync replaces them whole.
+async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
+    use cone_aws::{AssignmentRecord, Group, Principal};
+    let assignment =
+        |principal| AssignmentRecord { account_id: "111".into(), permission_set_arn: "ps-admin".into(), principal };
+    let snap = cone_aws::Snapshot {
         groups: vec![
             Group { id: "g-admins".into(), display_name: "Admins".into() },
             Group { id: "g-ops".into(), display_name: "Ops".into() },
@@ -57,6 +105,7 @@ async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
             assignment(Principal::Group("g-ops".into())),
             assignment(Principal::User("u-bob".into())),
         ],
+        ..production_admin(vec![user("u-alice", "alice"), user("u-bob", "bob")])
     };
     db.apply_snapshot("aws", &snap, 1).await.unwrap();
     let alice = db.user_by_name("alice").await.unwrap().unwrap();
@@ -217,12 +266,6 @@ async fn a_sync_never_turns_a_service_account_into_a_person(db: Db) {
         expires_at: None,
     };
     db.create_api_token(&token, 1).await.unwrap().unwrap();
-    let user = |id: &str, name: &str| cone_aws::User {
-        id: id.into(),
-        user_name: name.into(),
-        display_name: name.into(),
-        email: None,
-    };
     let snap = cone_aws::Snapshot {
         resumed: None,
         instance_arn: "inst".into(),

@@ -55,22 +55,28 @@ fn https(s: &AppState) -> bool {
     s.public_url.starts_with("https://")
 }
 
-/// `jar` with this server's cookie `base` set to `value` for `max_age` seconds, for every path, out of scripts'
-/// reach and sent along only from this site's own pages (and links to them).
-pub(super) fn with_cookie(jar: CookieJar, s: &AppState, base: &str, value: String, max_age: i64) -> CookieJar {
-    jar.add(
-        Cookie::build((cookie_name(s, base), value))
-            .path("/")
-            .max_age(cookie::time::Duration::seconds(max_age))
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(https(s)),
-    )
+/// This server's cookie `base` holding `value`: for every path, out of scripts' reach, sent along only from this
+/// site's own pages (and links to them), and over HTTPS `Secure` as its `__Host-` name requires.
+fn server_cookie(s: &AppState, base: &str, value: String) -> Cookie<'static> {
+    Cookie::build((cookie_name(s, base), value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(https(s))
+        .build()
 }
 
-/// `jar` telling the browser to forget this server's cookie `base`.
+/// `jar` with this server's cookie `base` set to `value` for `max_age` seconds.
+pub(super) fn with_cookie(jar: CookieJar, s: &AppState, base: &str, value: String, max_age: i64) -> CookieJar {
+    let mut cookie = server_cookie(s, base, value);
+    cookie.set_max_age(cookie::time::Duration::seconds(max_age));
+    jar.add(cookie)
+}
+
+/// `jar` telling the browser to forget this server's cookie `base`, with the same attributes (a browser ignores a
+/// `__Host-` cookie without `Secure`, removal included).
 pub(super) fn without_cookie(jar: CookieJar, s: &AppState, base: &str) -> CookieJar {
-    jar.remove(Cookie::build(cookie_name(s, base)).path("/"))
+    jar.remove(server_cookie(s, base, String::new()))
 }
 
 /// The value of this server's cookie `base`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{backoff, until_due};
+use super::{Jitter, backoff, until_due};
 use crate::state::AppState;
 use crate::store::DeliveryState::{Delivered, Failed, Pending};
 use crate::store::{Db, DeliveryRow};
@@ -109,7 +109,7 @@ async fn record_attempt(db: &Db, sender: &Sender, d: &DeliveryRow, attempt: Atte
                 );
                 db.record_delivery(d.id, Failed, status, Some(&error), now, now).await
             } else {
-                let delay = backoff(d.attempts, WEBHOOK_BACKOFF_CAP);
+                let delay = backoff(d.attempts, WEBHOOK_BACKOFF_CAP, Jitter::Equal);
                 tracing::warn!(
                     webhook,
                     delivery,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cone_aws::{Assignment, Connector, Principal};
 use cone_core::job::JobKind;
 
-use super::{announce, backoff, until_due};
+use super::{Jitter, announce, backoff, until_due};
 use crate::drift;
 use crate::services::tasks;
 use crate::state::AppState;
@@ -166,5 +166,5 @@ async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyh
 
 /// The job runs again after a backoff.
 async fn retry(s: &AppState, job: &JobRow, error: &str) -> anyhow::Result<()> {
-    s.db.retry_job(job, error, s.now() + backoff(job.attempts, JOB_BACKOFF_CAP), s.now()).await
+    s.db.retry_job(job, error, s.now() + backoff(job.attempts, JOB_BACKOFF_CAP, Jitter::Full), s.now()).await
 }

@@ -15,11 +15,24 @@ use crate::state::AppState;
 /// The longest a worker sleeps when nothing is due: it looks again this often anyway.
 const IDLE_WAKEUP: Duration = Duration::from_secs(5);
 
-/// Seconds before the next attempt after `attempts` failed ones: exponential (2, 4, 8, … s) up to `cap`, with
-/// "equal jitter" (half fixed, half random) so that retries spread out yet still grow.
-pub fn backoff(attempts: i64, cap: i64) -> i64 {
-    let ceiling = 2i64.saturating_pow(attempts.clamp(1, 20) as u32).min(cap.max(2));
-    ceiling / 2 + rand::thread_rng().gen_range(0..=ceiling / 2)
+/// How a retry's wait is drawn below its ceiling.
+#[derive(Debug, Clone, Copy)]
+pub enum Jitter {
+    /// Anywhere from one second to the ceiling: many jobs throttled at once spread out the most, and a retry may
+    /// come soon (revocations should).
+    Full,
+    /// Half fixed, half random: the wait keeps growing with each attempt (a webhook receiver that is down).
+    Equal,
+}
+
+/// Seconds before the next attempt after `attempts` failed ones: exponential (2, 4, 8, … s) up to `cap`, drawn as
+/// `jitter` says.
+pub fn backoff(attempts: i64, cap: i64, jitter: Jitter) -> i64 {
+    let ceiling = |least: i64| 2i64.saturating_pow(attempts.clamp(least, 20) as u32).min(cap);
+    match jitter {
+        Jitter::Full => rand::thread_rng().gen_range(1..=ceiling(0).max(1)),
+        Jitter::Equal => ceiling(1) / 2 + rand::thread_rng().gen_range(0..=ceiling(1) / 2),
+    }
 }
 
 /// How long to sleep until `next` (a Unix time), at most [`IDLE_WAKEUP`]; that long when nothing is due or the
@@ -50,13 +63,13 @@ fn announce(s: &AppState, changed: anyhow::Result<Vec<i64>>, what: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::{Jitter, backoff};
 
     #[test]
     fn webhook_backoff_grows_with_jitter_up_to_an_hour() {
         for attempts in 1..40 {
             let ceiling = 2i64.pow(attempts.min(12) as u32).min(3600);
-            let b = backoff(attempts, 3600);
+            let b = backoff(attempts, 3600, Jitter::Equal);
             assert!((ceiling / 2..=ceiling).contains(&b), "{attempts}: {b}");
         }
     }
@@ -64,7 +77,7 @@ mod tests {
     #[test]
     fn backoff_is_bounded() {
         for attempts in 0..40 {
-            let b = backoff(attempts, 300);
+            let b = backoff(attempts, 300, Jitter::Full);
             assert!((1..=300).contains(&b));
         }
     }

@@ -22,8 +22,9 @@ use aws_sdk_identitystore::types::Name;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use axum::extract::{Request, State};
 use axum::response::Response;
+use cone_api::{CreateTask, TaskState};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -67,29 +68,27 @@ async fn check(store: Store, dir: &Path) -> Result<()> {
     let sb = Sandbox::start_on(store, dir, "", "").await?;
     sb.cone_login("alice", &[], "alice").await?;
     let token = sb.api_token("alice")?;
-    let http = reqwest::Client::new();
-    let api = |path: &str| format!("{}/api/v1/{path}", sb.server_url);
-
-    let page: Value =
-        http.get(api("entitlements")).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
-    let ent = page["entitlements"]
-        .as_array()
-        .and_then(|all| all.iter().find(|e| e["alias"] == "staging-readonlyaccess"))
-        .context("the catalog has no staging-readonlyaccess")?
-        .clone();
-    let body = json!({ "app_id": ent["app_id"], "entitlement_id": ent["id"], "justification": "benchmark" });
-    let mut task: Value =
-        http.post(api("tasks")).bearer_auth(&token).json(&body).send().await?.error_for_status()?.json().await?;
+    let client = sb.client("alice")?;
+    let all = client.entitlements(None).await?;
+    let ent = all
+        .into_iter()
+        .find(|e| e.alias == "staging-readonlyaccess")
+        .context("the catalog has no staging-readonlyaccess")?;
+    let request = CreateTask {
+        app_id: ent.app_id.clone(),
+        entitlement_id: ent.id.clone(),
+        justification: "benchmark".into(),
+        ..CreateTask::default()
+    };
+    let mut task = client.create_task(&request).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while task["state"] != "granted" {
+    while task.state != TaskState::Granted {
         if Instant::now() > deadline {
-            bail!("the request was not granted within a minute: {task}");
+            bail!("the request was not granted within a minute: {task:?}");
         }
-        let (id, state) = (&task["id"], task["state"].as_str().unwrap_or_default());
-        let url = api(&format!("tasks/{id}?known_state={state}&wait_secs=10"));
-        task = http.get(url).bearer_auth(&token).send().await?.error_for_status()?.json().await?;
+        task = client.task(task.id, Some(task.state), Duration::from_secs(10)).await?;
     }
-    let (app, id) = (ent["app_id"].as_str().unwrap_or_default(), ent["id"].as_str().unwrap_or_default());
+    let (app, id) = (ent.app_id, ent.id);
     let console =
         cone_testkit::console::Console::sign_in(&sb.server_url, "alice", &cone_testkit::password("alice")).await?;
     let cookie = console.cookie_header();

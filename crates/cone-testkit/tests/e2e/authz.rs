@@ -1,5 +1,6 @@
 //! The authorization matrix: every API endpoint as nobody, a requester, an approver and an administrator.
 
+use cone_api::{ConfigVersion, CreateServiceToken, CreateTask, CreateToken};
 use cone_testkit::Sandbox;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -34,18 +35,17 @@ async fn every_endpoint_for_every_role() {
         format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn(set).unwrap())
     };
     let request = |account: &str, set: &str| json!({ "app_id": "aws", "entitlement_id": entitlement(account, set), "justification": "matrix" });
+    let (alice, carol) = (sb.client("alice").unwrap(), sb.client("carol").unwrap());
     // Two of alice's requests wait for the approvers: one to approve, one to cancel.
     let mut pending = Vec::new();
     for account in ["Staging", "Production"] {
-        let resp = http
-            .post(format!("{}/api/v1/tasks", sb.server_url))
-            .bearer_auth(tokens[1].as_ref().unwrap())
-            .json(&request(account, "AdministratorAccess"))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
-        pending.push(format!("/api/v1/tasks/{}", resp.json::<Value>().await.unwrap()["id"].as_i64().unwrap()));
+        let ask = CreateTask {
+            app_id: "aws".into(),
+            entitlement_id: entitlement(account, "AdministratorAccess"),
+            justification: "matrix".into(),
+            ..CreateTask::default()
+        };
+        pending.push(format!("/api/v1/tasks/{}", alice.create_task(&ask).await.unwrap().id));
     }
     let (approve, cancel) = (&pending[0], &pending[1]);
     let one = format!(
@@ -58,31 +58,14 @@ async fn every_endpoint_for_every_role() {
     );
     let comment = Some(json!({ "comment": "a note" }));
     // API tokens to revoke: one of alice's own, and a service account's.
-    let create = async |path: &str, who: usize, body: Value| {
-        let resp = http
-            .post(format!("{}{path}", sb.server_url))
-            .bearer_auth(tokens[who].as_ref().unwrap())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        format!("/api/v1/tokens/{}", resp.json::<Value>().await.unwrap()["token"]["id"])
-    };
-    let alice_pat = create("/api/v1/tokens", 1, json!({ "name": "laptop" })).await;
-    let service_token = create("/api/v1/service-tokens", 3, json!({ "service": "deploy-bot", "name": "ci" })).await;
+    let laptop = CreateToken { name: "laptop".into(), expires_in_days: None };
+    let alice_pat = format!("/api/v1/tokens/{}", alice.create_token(&laptop).await.unwrap().token.id);
+    let ci = CreateServiceToken { service: "deploy-bot".into(), name: "ci".into(), expires_in_days: None };
+    let service_token = format!("/api/v1/tokens/{}", carol.create_service_token(&ci).await.unwrap().token.id);
     let readonly = request("Sandbox", "ReadOnlyAccess");
     // Applying the document in force again changes nothing, so the rows after it meet the same policies.
-    let in_force: Value = http
-        .get(format!("{}/api/v1/config", sb.server_url))
-        .bearer_auth(tokens[3].as_ref().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let same = Some(json!({ "document": in_force["document"] }));
+    let in_force: ConfigVersion = carol.config(None).await.unwrap();
+    let same = Some(json!({ "document": in_force.document }));
     let release = json!({ "app_id": "aws", "entitlement_id": entitlement("Sandbox", "ReadOnlyAccess") });
 
     // (method, path, body, [nobody, requester, approver, administrator]). In each row the refused calls run
@@ -113,7 +96,7 @@ async fn every_endpoint_for_every_role() {
         (Method::PUT, "/api/v1/config".into(), same.clone(), [401, 403, 403, 200]),
         (Method::POST, "/api/v1/config/check".into(), same, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/config/versions".into(), None, [401, 403, 403, 200]),
-        (Method::GET, format!("/api/v1/config/versions/{}", in_force["version"]), None, [401, 403, 403, 200]),
+        (Method::GET, format!("/api/v1/config/versions/{}", in_force.version), None, [401, 403, 403, 200]),
         (Method::POST, "/api/v1/tokens".into(), Some(json!({ "name": "matrix" })), [401, 201, 201, 201]),
         (Method::GET, "/api/v1/tokens".into(), None, [401, 200, 200, 200]),
         // Owners and administrators revoke a personal token (a second revocation changes nothing); bob cannot.

@@ -6,8 +6,9 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use cone_api::{ConfigVersion, CreateTask, TaskState};
+use cone_client::Client;
 use cone_testkit::{Sandbox, Store};
-use serde_json::Value;
 
 cone_testkit::on_both_stores!(policies_change_through_the_api_on_every_replica_until_the_file_changes);
 
@@ -48,27 +49,19 @@ async fn policies_change_through_the_api_on_every_replica_until_the_file_changes
     };
     let entitlement =
         format!("{}|{}", sb.org.account_id("Sandbox").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
-    let http = reqwest::Client::new();
     let max_duration = async |url: &str| {
-        let resp = http
-            .get(format!("{url}/api/v1/entitlement"))
-            .query(&[("app_id", "aws"), ("entitlement_id", entitlement.as_str())])
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "GET /api/v1/entitlement: {}", resp.status());
-        resp.json::<Value>().await.unwrap()["max_duration_secs"].as_i64().unwrap()
+        let e = Client::new(url, &alice).unwrap().entitlement("aws", &entitlement).await;
+        e.unwrap_or_else(|f| panic!("GET /api/v1/entitlement: {f}")).max_duration_secs
     };
     assert_eq!(max_duration(&other_url).await, 8 * 3600, "the file's policy is in force at start");
 
     // What is in force prints as the file's sections, and is version 1, from the file.
     let show = output(&sb.cone("carol", &["policy", "show"]).unwrap(), "cone policy show", true);
     assert!(show.contains("readonly-auto-approved") && show.contains("from the server's configuration file"), "{show}");
-    let shown: Value =
+    let shown: ConfigVersion =
         serde_json::from_str(&output(&sb.cone("carol", &["policy", "show", "-o", "json"]).unwrap(), "show", true))
             .unwrap();
-    let first = shown["version"].as_i64().unwrap();
+    let first = shown.version;
 
     // Mistakes are found before anything is applied, and say where.
     let bad = sb.dir.join("bad.yaml");
@@ -105,11 +98,14 @@ async fn policies_change_through_the_api_on_every_replica_until_the_file_changes
         assert!(Instant::now() < deadline, "the other replica still has the old policy after 5 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let body = serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement, "justification": "look" });
-    let resp = http.post(format!("{other_url}/api/v1/tasks")).bearer_auth(&alice).json(&body).send().await.unwrap();
-    assert!(resp.status().is_success(), "POST /api/v1/tasks: {}", resp.status());
-    let task: Value = resp.json().await.unwrap();
-    assert_eq!(task["state"], "pending_approval", "{task}");
+    let request = CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement.clone(),
+        justification: "look".into(),
+        ..CreateTask::default()
+    };
+    let task = Client::new(&other_url, &alice).unwrap().create_task(&request).await.unwrap();
+    assert_eq!(task.state, TaskState::PendingApproval, "{task:?}");
 
     // The history says who changed what, when and why; the audit log has each change.
     let history = output(&sb.cone("carol", &["policy", "history"]).unwrap(), "cone policy history", true);
@@ -126,10 +122,7 @@ async fn policies_change_through_the_api_on_every_replica_until_the_file_changes
     sb.reconfigure_server(|c| c.replacen("max_duration: 8h", "max_duration: 4h", 1)).unwrap();
     assert_eq!(max_duration(&sb.server_url).await, 4 * 3600, "the changed file was not applied");
     // (The users' `cone` settings still name the server's first address.)
-    let carol = sb.api_token("carol").unwrap();
-    let resp = http.get(format!("{}/api/v1/config/versions", sb.server_url)).bearer_auth(&carol).send().await.unwrap();
-    let history: Value = resp.json().await.unwrap();
-    let sources: Vec<&str> =
-        history["versions"].as_array().unwrap().iter().map(|v| v["source"].as_str().unwrap()).collect();
-    assert_eq!(sources, ["file", "api", "file"], "{history}");
+    let history = sb.client("carol").unwrap().config_versions().await.unwrap();
+    let sources: Vec<&str> = history.iter().map(|v| v.source.as_str()).collect();
+    assert_eq!(sources, ["file", "api", "file"], "{history:?}");
 }

@@ -5,7 +5,10 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cone_testkit::{Sandbox, Store};
+use cone_api::{DropResult, Entitlement, Me, Task, TaskKind, TaskState};
+use cone_testkit::{Got, Sandbox, Store};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -51,9 +54,10 @@ fn field(out: &str, key: &str) -> String {
     line[key.len() + 1..].trim().to_string()
 }
 
-fn json(o: &Output, what: &str) -> serde_json::Value {
+/// What a command printed, read as `T`: an AWS format, or `cone -o json`'s API types.
+fn json<T: DeserializeOwned>(o: &Output, what: &str) -> T {
     let out = assert_ok(o, what);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {out}"))
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: not what was expected ({e}): {out}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,21 +329,23 @@ async fn request_lifecycle_from_the_cli(store: Store) {
     let ro = "staging-readonlyaccess";
 
     // The catalog, all of it, with aliases that are the profile names.
-    let all = json(&sb.cone("alice", &["search", "-o", "json"]).unwrap(), "search");
-    let aliases: Vec<&str> = all.as_array().unwrap().iter().map(|e| e["alias"].as_str().unwrap()).collect();
+    let all: Vec<Entitlement> = json(&sb.cone("alice", &["search", "-o", "json"]).unwrap(), "search");
+    let aliases: Vec<&str> = all.iter().map(|e| e.alias.as_str()).collect();
     assert!(aliases.contains(&ro) && aliases.contains(&"production-administratoraccess"), "{aliases:?}");
     let table = assert_ok(&sb.cone("alice", &["search", "-q", "prod admin"]).unwrap(), "search -q");
     assert!(table.starts_with("GRANTED") && table.contains("production-administratoraccess"), "{table}");
     assert!(!table.contains(ro), "{table}");
-    let granted = json(&sb.cone("alice", &["search", "--granted", "-o", "json"]).unwrap(), "search --granted");
-    assert_eq!(granted.as_array().unwrap().len(), 0);
+    let granted: Vec<Entitlement> =
+        json(&sb.cone("alice", &["search", "--granted", "-o", "json"]).unwrap(), "search --granted");
+    assert_eq!(granted.len(), 0);
 
     // Get and wait: granted, and the assignment exists.
-    let got = json(&sb.cone("alice", &["get", ro, "-j", "on call", "--wait", "-o", "json"]).unwrap(), "get --wait");
-    assert_eq!(got["outcome"], "requested");
-    assert_eq!(got["task"]["state"], "granted");
-    assert_eq!(got["task"]["justification"], "on call");
-    let first_end = got["task"]["grant_expires_at"].as_str().unwrap().to_string();
+    let got: Got =
+        json(&sb.cone("alice", &["get", ro, "-j", "on call", "--wait", "-o", "json"]).unwrap(), "get --wait");
+    assert_eq!(got.outcome, "requested");
+    assert_eq!(got.task().state, TaskState::Granted);
+    assert_eq!(got.task().justification, "on call");
+    let first_end = got.task().grant_expires_at.unwrap();
     assert_eq!(assignments(&sb, "Staging", "ReadOnlyAccess").await, 1);
     assert_ok(&sb.cone("alice", &["has", ro]).unwrap(), "has");
     let o = sb.cone("alice", &["has", "sandbox-readonlyaccess"]).unwrap();
@@ -348,11 +354,10 @@ async fn request_lifecycle_from_the_cli(store: Store) {
     // A second `get` does not stack a grant; --extend moves its end, within the policy's limits.
     let o = sb.cone("alice", &["get", ro]).unwrap();
     assert!(assert_ok(&o, "get again").contains("You already have access to staging-readonlyaccess until"));
-    let ext = json(&sb.cone("alice", &["get", ro, "--extend", "-d", "1h", "-o", "json"]).unwrap(), "extend");
-    assert_eq!(ext["task"]["kind"], "extend");
-    assert_eq!(ext["task"]["state"], "granted");
-    let end = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
-    assert_eq!((end(&ext["task"]["grant_expires_at"]) - end(&first_end.clone().into())).num_seconds(), 3600);
+    let ext: Got = json(&sb.cone("alice", &["get", ro, "--extend", "-d", "1h", "-o", "json"]).unwrap(), "extend");
+    assert_eq!(ext.task().kind, TaskKind::Extend);
+    assert_eq!(ext.task().state, TaskState::Granted);
+    assert_eq!((ext.task().grant_expires_at.unwrap() - first_end).num_seconds(), 3600);
     let o = sb.cone("alice", &["get", ro, "--extend", "-d", "7h"]).unwrap();
     assert_fails_with(&o, "extension past the maximum", &["would exceed this entitlement's maximum of 8h"]);
     assert_ok(&sb.cone("alice", &["get", ro, "--extend", "-d", "10m"]).unwrap(), "second extension");
@@ -360,8 +365,8 @@ async fn request_lifecycle_from_the_cli(store: Store) {
     assert_fails_with(&o, "third extension", &["already extended 2 time(s)"]);
 
     // Drop: released at once, and the assignment goes.
-    let dropped = json(&sb.cone("alice", &["drop", ro, "-o", "json"]).unwrap(), "drop");
-    assert_eq!(dropped["tasks"][0]["state"], "released");
+    let dropped: DropResult = json(&sb.cone("alice", &["drop", ro, "-o", "json"]).unwrap(), "drop");
+    assert_eq!(dropped.tasks[0].state, TaskState::Released);
     assignment_disappears(&sb, "Staging", "ReadOnlyAccess", Duration::from_secs(30)).await;
     assert_eq!(sb.cone("alice", &["has", ro]).unwrap().status.code(), Some(2));
     let o = sb.cone("alice", &["drop", ro]).unwrap();
@@ -369,35 +374,38 @@ async fn request_lifecycle_from_the_cli(store: Store) {
 
     // A request that waits for an approver: in bob's inbox, not in alice's; discussed, then withdrawn.
     let admin = "production-administratoraccess";
-    let req = json(&sb.cone("alice", &["get", admin, "-j", "deploy", "-o", "json"]).unwrap(), "admin get");
-    assert_eq!(req["task"]["state"], "pending_approval");
-    let id = req["task"]["id"].to_string();
-    let inbox = json(&sb.cone("bob", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "bob inbox");
-    assert_eq!(inbox[0]["id"].to_string(), id);
-    let mine = json(&sb.cone("alice", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "alice inbox");
-    assert_eq!(mine.as_array().unwrap().len(), 0);
+    let req: Got = json(&sb.cone("alice", &["get", admin, "-j", "deploy", "-o", "json"]).unwrap(), "admin get");
+    assert_eq!(req.task().state, TaskState::PendingApproval);
+    let id = req.task().id.to_string();
+    let inbox: Vec<Task> =
+        json(&sb.cone("bob", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "bob inbox");
+    assert_eq!(inbox[0].id.to_string(), id);
+    let mine: Vec<Task> =
+        json(&sb.cone("alice", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "alice inbox");
+    assert_eq!(mine.len(), 0);
     assert_ok(&sb.cone("bob", &["task", "comment", &id, "which change?"]).unwrap(), "comment");
     let shown = assert_ok(&sb.cone("alice", &["task", "get", &id]).unwrap(), "task get");
     assert!(shown.contains("task.comment by bob: which change?"), "{shown}");
     let o = sb.cone("bob", &["task", "cancel", &id]).unwrap();
     assert_fails_with(&o, "bob cancelling", &["Only alice can cancel"]);
-    let cancelled = json(&sb.cone("alice", &["task", "cancel", &id, "-o", "json"]).unwrap(), "cancel");
-    assert_eq!(cancelled["state"], "cancelled");
+    let cancelled: Task = json(&sb.cone("alice", &["task", "cancel", &id, "-o", "json"]).unwrap(), "cancel");
+    assert_eq!(cancelled.state, TaskState::Cancelled);
     let o = sb.cone("bob", &["task", "approve", &id]).unwrap();
     assert_fails_with(&o, "approving a cancelled task", &["no longer waits for a decision"]);
-    let history = json(&sb.cone("alice", &["task", "search", "--state", "closed", "-o", "json"]).unwrap(), "mine");
-    assert!(history.as_array().unwrap().len() >= 4, "{history}");
+    let history: Vec<Task> =
+        json(&sb.cone("alice", &["task", "search", "--state", "closed", "-o", "json"]).unwrap(), "mine");
+    assert!(history.len() >= 4, "{history:?}");
 
     // Nobody decides: the request times out (pending_timeout 4s).
-    let req = json(&sb.cone("alice", &["get", admin, "-o", "json"]).unwrap(), "admin again");
-    let id = req["task"]["id"].to_string();
+    let req: Got = json(&sb.cone("alice", &["get", admin, "-o", "json"]).unwrap(), "admin again");
+    let id = req.task().id.to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let t = json(&sb.cone("alice", &["task", "get", &id, "-o", "json"]).unwrap(), "task get");
-        if t["state"] == "timed_out" {
+        let t: Task = json(&sb.cone("alice", &["task", "get", &id, "-o", "json"]).unwrap(), "task get");
+        if t.state == TaskState::TimedOut {
             break;
         }
-        assert!(Instant::now() < deadline, "the request never timed out: {t}");
+        assert!(Instant::now() < deadline, "the request never timed out: {t:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -409,17 +417,17 @@ async fn request_lifecycle_from_the_cli(store: Store) {
     assert_fails_with(&o, "emergency without emergency steps", &["has no emergency access"]);
     let args =
         ["get", "staging-administratoraccess", "--emergency-access", "-j", "incident 42", "--wait", "-o", "json"];
-    let got = json(&sb.cone("alice", &args).unwrap(), "emergency get");
-    assert_eq!((got["task"]["emergency"].as_bool(), got["task"]["state"].as_str()), (Some(true), Some("granted")));
-    let pending =
+    let got: Got = json(&sb.cone("alice", &args).unwrap(), "emergency get");
+    assert_eq!((got.task().emergency, got.task().state), (true, TaskState::Granted));
+    let pending: Got =
         json(&sb.cone("alice", &["get", "sandbox-administratoraccess", "-j", "deploy", "-o", "json"]).unwrap(), "get");
-    assert_eq!(pending["task"]["state"], "pending_approval");
-    let id = pending["task"]["id"].to_string();
+    assert_eq!(pending.task().state, TaskState::PendingApproval);
+    let id = pending.task().id.to_string();
     let o = sb.cone("bob", &["task", "escalate", &id]).unwrap();
     assert_fails_with(&o, "bob escalating", &["Only alice can escalate"]);
-    let escalated = json(&sb.cone("alice", &["task", "escalate", &id, "-o", "json"]).unwrap(), "escalate");
-    assert_eq!(escalated["emergency"], true);
-    assert_ne!(escalated["state"], "pending_approval");
+    let escalated: Task = json(&sb.cone("alice", &["task", "escalate", &id, "-o", "json"]).unwrap(), "escalate");
+    assert!(escalated.emergency);
+    assert_ne!(escalated.state, TaskState::PendingApproval);
 
     // Errors are JSON too, with the server's code.
     let o = sb.cone("alice", &["task", "get", "999", "-o", "json"]).unwrap();
@@ -456,7 +464,7 @@ async fn environment_exec_and_sign_out() {
         .env("CONE_SIGNIN_URL", &sb.emulator_url)
         .output()
         .unwrap();
-    let url = json(&o, "aws console")["url"].as_str().unwrap().to_string();
+    let url = json::<Value>(&o, "aws console")["url"].as_str().unwrap().to_string();
     assert!(url.starts_with(&format!("{}/federation?Action=login&Issuer=cone&Destination=", sb.emulator_url)), "{url}");
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let resp = no_redirects.get(&url).send().await.unwrap();
@@ -568,20 +576,20 @@ async fn cone_profiles_and_prune() {
     let o = sb.cone("alice", &["-p", "work", "whoami"]).unwrap();
     assert_fails_with(&o, "whoami of a new profile", &["run `cone -p work login <server-url>`"]);
     sb.cone_login("alice", &["-p", "work"], "bob").await.unwrap();
-    let me = json(&sb.cone("alice", &["-p", "work", "whoami", "-o", "json"]).unwrap(), "whoami -p work");
-    assert_eq!(me["username"], "bob");
-    let me = json(&sb.cone("alice", &["whoami", "-o", "json"]).unwrap(), "whoami");
-    assert_eq!(me["username"], "alice");
+    let me: Me = json(&sb.cone("alice", &["-p", "work", "whoami", "-o", "json"]).unwrap(), "whoami -p work");
+    assert_eq!(me.username, "bob");
+    let me: Me = json(&sb.cone("alice", &["whoami", "-o", "json"]).unwrap(), "whoami");
+    assert_eq!(me.username, "alice");
 
     let setup =
         ["-p", "work", "aws", "setup", "--sso-url", cone_testkit::START_URL, "--sso-region", "us-east-1", "-o", "json"];
-    let result = json(&sb.cone("alice", &setup).unwrap(), "setup -p work");
+    let result: Value = json(&sb.cone("alice", &setup).unwrap(), "setup -p work");
     let added: Vec<&str> = result["added"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(added.contains(&"work-staging-readonlyaccess"), "{added:?}");
     let config_path = sb.home("alice").join(".aws/config");
     let config = std::fs::read_to_string(&config_path).unwrap();
     assert!(config.contains(" -p work aws credentials work-staging-readonlyaccess\n"), "{config}");
-    let shown = json(&sb.cone("alice", &["-p", "work", "aws", "setup", "show", "-o", "json"]).unwrap(), "show");
+    let shown: Value = json(&sb.cone("alice", &["-p", "work", "aws", "setup", "show", "-o", "json"]).unwrap(), "show");
     assert_eq!(shown["sso_start_url"], cone_testkit::START_URL);
 
     // Stale sections: one of the default profile (pruned), one of `work` (kept when pruning default), and the
@@ -591,19 +599,21 @@ async fn cone_profiles_and_prune() {
         "{config}\n[profile mine]\nregion = eu-west-1\n\n{marker}\n[profile gone-role]\ncone_app_id = aws\ncone_entitlement_id = 1|arn:gone\n\n{marker}\n[profile work-gone]\ncone_profile = work\ncone_app_id = aws\ncone_entitlement_id = 2|arn:gone\n"
     );
     std::fs::write(&config_path, &stale).unwrap();
-    let result = json(&sb.cone("alice", &["aws", "setup", "--prune", "-o", "json"]).unwrap(), "prune");
+    let result: Value = json(&sb.cone("alice", &["aws", "setup", "--prune", "-o", "json"]).unwrap(), "prune");
     assert_eq!(result["removed"], serde_json::json!(["gone-role"]));
     let pruned = std::fs::read_to_string(&config_path).unwrap();
     assert!(pruned.starts_with(&format!("{config}\n[profile mine]\nregion = eu-west-1\n")), "{pruned}");
     assert!(!pruned.contains("gone-role") && pruned.contains("[profile work-gone]"), "{pruned}");
-    let result = json(&sb.cone("alice", &["-p", "work", "aws", "setup", "--prune", "-o", "json"]).unwrap(), "prune");
+    let result: Value =
+        json(&sb.cone("alice", &["-p", "work", "aws", "setup", "--prune", "-o", "json"]).unwrap(), "prune");
     assert_eq!(result["removed"], serde_json::json!(["work-gone"]));
     let pruned = std::fs::read_to_string(&config_path).unwrap();
     assert_eq!(pruned, format!("{config}\n[profile mine]\nregion = eu-west-1\n"));
 
     // Requests go to the profile's server session: this one is bob's.
-    let got = json(&sb.cone("alice", &["-p", "work", "get", "staging-readonlyaccess", "-o", "json"]).unwrap(), "get");
-    assert_eq!(got["task"]["requester"], "bob");
+    let got: Got =
+        json(&sb.cone("alice", &["-p", "work", "get", "staging-readonlyaccess", "-o", "json"]).unwrap(), "get");
+    assert_eq!(got.task().requester, "bob");
 }
 
 /// The seed's "Session token not found or invalid" (a wrong SSO region) and "Profiles not appearing after setup"

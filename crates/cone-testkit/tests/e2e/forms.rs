@@ -3,7 +3,10 @@
 
 use std::process::Output;
 
-use cone_testkit::Sandbox;
+use cone_api::{ApiError, Entitlement, FieldError, TaskState};
+use cone_testkit::{Got, Sandbox};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 fn output(o: &Output, what: &str, succeeds: bool) -> (String, String) {
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -11,8 +14,15 @@ fn output(o: &Output, what: &str, succeeds: bool) -> (String, String) {
     (out.into_owned(), err.into_owned())
 }
 
-fn json(text: &str, what: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+/// What `cone … -o json` printed, read as `T`.
+fn json<T: DeserializeOwned>(text: &str, what: &str) -> T {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: not what was expected ({e}): {text}"))
+}
+
+/// What `cone -o json` prints on failure.
+#[derive(Debug, Deserialize)]
+struct Refusal {
+    error: ApiError,
 }
 
 // Granted at once when the typed fields say so; the condition reads a boolean, an integer and a list.
@@ -53,14 +63,15 @@ async fn typed_forms_are_checked_field_by_field() {
         assert!(err.lines().any(|l| l == line), "no line {line:?} in:\n{err}");
     }
     let (_, err) = output(&get(invalid, &["-o", "json"]), "invalid form as JSON", false);
-    let error = &json(&err, "invalid form as JSON")["error"];
-    assert_eq!(error["code"], "invalid_form");
-    assert_eq!(error["fields"][0], serde_json::json!({"field": "ticket", "message": "must be at most 10 characters"}));
-    assert_eq!(error["fields"].as_array().map(Vec::len), Some(4), "{error}");
+    let error = json::<Refusal>(&err, "invalid form as JSON").error;
+    assert_eq!(error.code, "invalid_form");
+    let ticket = FieldError { field: "ticket".into(), message: "must be at most 10 characters".into() };
+    assert_eq!(error.fields[0], ticket);
+    assert_eq!(error.fields.len(), 4, "{error:?}");
 
     let valid = r#"{"ticket": " OPS-7 ", "urgent": true, "hosts": 2, "regions": ["eu-west-1", "us-east-1"]}"#;
     let (out, _) = output(&get(valid, &["--wait", "-o", "json"]), "valid form", true);
-    assert_eq!(json(&out, "valid form")["task"]["state"], "granted", "{out}");
+    assert_eq!(json::<Got>(&out, "valid form").task().state, TaskState::Granted, "{out}");
 }
 
 // alice sees read-only roles outside the Sandbox account; approvers (bob) also the administrator roles there.
@@ -86,8 +97,7 @@ async fn access_profiles_shape_each_catalog() {
     let sb = Sandbox::start_with(dir.path(), CATALOG, "").await.unwrap();
     let catalog = |user: &str| {
         let (out, _) = output(&sb.cone(user, &["search", "-o", "json"]).unwrap(), "search", true);
-        let mut aliases: Vec<String> =
-            json(&out, "search").as_array().unwrap().iter().map(|e| e["alias"].as_str().unwrap().to_string()).collect();
+        let mut aliases: Vec<String> = json::<Vec<Entitlement>>(&out, "search").into_iter().map(|e| e.alias).collect();
         aliases.sort();
         aliases
     };
@@ -110,16 +120,14 @@ async fn access_profiles_shape_each_catalog() {
 
     // Outside her catalog, by id: refused as if it did not exist.
     let (out, _) = output(&sb.cone("bob", &["search", "-o", "json"]).unwrap(), "bob's search", true);
-    let admin = json(&out, "bob's search")
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["alias"] == "production-administratoraccess")
-        .map(|e| e["id"].as_str().unwrap().to_string())
+    let admin = json::<Vec<Entitlement>>(&out, "bob's search")
+        .into_iter()
+        .find(|e| e.alias == "production-administratoraccess")
+        .map(|e| e.id)
         .unwrap();
     let args = ["get", "--app-id", "aws", "--entitlement-id", &admin, "-j", "x", "-o", "json"];
     let (_, err) = output(&sb.cone("alice", &args).unwrap(), "alice outside her catalog", false);
-    let error = &json(&err, "refusal")["error"];
-    assert_eq!(error["code"], "not_found", "{error}");
-    assert!(error["message"].as_str().unwrap().contains("that you can request"), "{error}");
+    let error = json::<Refusal>(&err, "refusal").error;
+    assert_eq!(error.code, "not_found", "{error:?}");
+    assert!(error.message.contains("that you can request"), "{error:?}");
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_identitystore::types::MemberId;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+use cone_api::{CreateTask, HolderPage};
+use cone_client::{Failure, encode};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
-use serde_json::{Value, json};
 
 cone_testkit::on_both_stores!(access_through_a_group_needs_no_request_and_survives_a_grant);
 
@@ -59,32 +60,29 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
         sb.cone_login(user, &[], user).await.unwrap();
     }
     sb.sign_in("alice").await.unwrap();
-    let token = |user: &str| sb.api_token(user).unwrap();
-    let http = reqwest::Client::new();
-    let call = async |method: reqwest::Method, path: &str, user: &str, body: Option<Value>| {
-        let mut req = http.request(method, format!("{}{path}", sb.server_url)).bearer_auth(token(user));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-    };
-    let get = async |path: &str, user: &str| call(reqwest::Method::GET, path, user, None).await;
+    let client = |user: &str| sb.client(user).unwrap();
     let entitlement = format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn(set).unwrap());
 
     // alice's listing says she holds it through the group; bob's does not.
     let listed = async |user: &str| {
-        let (_, page) = get("/api/v1/entitlements?page_size=1000", user).await;
-        page["entitlements"].as_array().unwrap().iter().find(|e| e["id"] == entitlement.as_str()).unwrap().clone()
+        let all = client(user).entitlements(None).await.unwrap();
+        all.into_iter().find(|e| e.id == entitlement).unwrap()
     };
-    assert_eq!(listed("alice").await["held_through_groups"], json!(["platform"]));
-    assert_eq!(listed("bob").await["held_through_groups"], json!([]));
+    assert_eq!(listed("alice").await.held_through_groups, ["platform"]);
+    assert_eq!(listed("bob").await.held_through_groups, Vec::<String>::new());
 
     // A request from her is refused, naming the group.
-    let request = |duration: i64| json!({ "app_id": "aws", "entitlement_id": entitlement, "duration_secs": duration });
-    let (status, refused) = call(reqwest::Method::POST, "/api/v1/tasks", "alice", Some(request(3600))).await;
-    assert_eq!((status, refused["code"].as_str()), (409, Some("held_through_group")), "{refused}");
-    assert!(refused["message"].as_str().unwrap().contains("group \"platform\", so no request is needed"), "{refused}");
+    let request = |duration: i64| CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement.clone(),
+        duration_secs: Some(duration),
+        ..CreateTask::default()
+    };
+    let Err(Failure::Api { status, error: refused }) = client("alice").create_task(&request(3600)).await else {
+        panic!("alice's request for access she holds through a group was not refused")
+    };
+    assert_eq!((status, refused.code.as_str()), (409, "held_through_group"), "{refused:?}");
+    assert!(refused.message.contains("group \"platform\", so no request is needed"), "{refused:?}");
 
     // Through the AWS CLI and cone, without a request: the assignment is the group's.
     let o = sb.caller_identity("alice", "production-administratoraccess").unwrap();
@@ -94,15 +92,12 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
     let o = sb.cone("alice", &["has", "production-administratoraccess"]).unwrap();
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && said.contains("through the Identity Center group \"platform\""), "{said}");
-    let (_, mine) = get("/api/v1/tasks?scope=mine", "alice").await;
-    assert_eq!(mine["tasks"], json!([]), "no request was filed");
+    let mine = client("alice").tasks("mine", "all").await.unwrap();
+    assert!(mine.is_empty(), "no request was filed: {mine:?}");
 
     // bob gets a short grant of the same assignment; administrators see both holders and where each comes from.
-    let (status, task) = call(reqwest::Method::POST, "/api/v1/tasks", "bob", Some(request(5))).await;
-    assert_eq!(status, 201, "{task}");
-    let path = format!("/api/v1/tasks/{}/approve", task["id"]);
-    let (status, approved) = call(reqwest::Method::POST, &path, "carol", Some(json!({}))).await;
-    assert_eq!(status, 200, "{approved}");
+    let task = client("bob").create_task(&request(5)).await.unwrap();
+    client("carol").act(task.id, "approve", "").await.unwrap();
     let bob = sb.org.user_id("bob").unwrap().to_string();
     let principals = async || sb.assigned_principals(account, set).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -110,20 +105,13 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
         assert!(Instant::now() < deadline, "bob's grant was not provisioned");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let holders = format!("/api/v1/entitlement/holders?app_id=aws&entitlement_id={}", entitlement.replace('|', "%7C"));
-    let (status, page) = get(&holders, "carol").await;
-    assert_eq!(status, 200, "{page}");
-    let seen: Vec<(&str, &str, &Value, &Value)> = page["holders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["username"].as_str().unwrap(), h["source"].as_str().unwrap(), &h["group"], &h["task_id"]))
-        .collect();
-    assert_eq!(
-        seen,
-        [("alice", "group", &json!("platform"), &Value::Null), ("bob", "grant", &Value::Null, &task["id"])]
-    );
-    assert_eq!(get(&holders, "alice").await.0, 403, "holders are for administrators");
+    let holders = format!("/api/v1/entitlement/holders?app_id=aws&entitlement_id={}", encode(&entitlement));
+    let page: HolderPage = client("carol").get(&holders).await.unwrap();
+    let seen: Vec<(&str, &str, Option<&str>, Option<i64>)> =
+        page.holders.iter().map(|h| (h.username.as_str(), h.source.as_str(), h.group.as_deref(), h.task_id)).collect();
+    assert_eq!(seen, [("alice", "group", Some("platform"), None), ("bob", "grant", None, Some(task.id))]);
+    let refused = client("alice").get::<HolderPage>(&holders).await;
+    assert!(matches!(refused, Err(Failure::Api { status: 403, .. })), "holders are for administrators");
 
     // bob's grant ends and its assignment goes; the group's stays.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -4,8 +4,9 @@
 //! `cargo xtask test` prepares.
 
 use aws_sdk_iam::types::StatusType;
+use cone_api::{AccessKeyPage, IamUserPage};
+use cone_client::Failure;
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
-use serde_json::Value;
 
 cone_testkit::on_both_stores!(access_keys_are_synced_and_listed_to_administrators_without_their_secrets);
 
@@ -64,21 +65,16 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
     for user in ["alice", "carol"] {
         sb.cone_login(user, &[], user).await.unwrap();
     }
-    let (alice, carol) = (sb.api_token("alice").unwrap(), sb.api_token("carol").unwrap());
-    let http = reqwest::Client::new();
-    let get = async |path: &str, token: &str| {
-        let resp = http.get(format!("{}{path}", sb.server_url)).bearer_auth(token).send().await.unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    };
+    let (alice, carol) = (sb.client("alice").unwrap(), sb.client("carol").unwrap());
+    let keys_page = async |query: &str| carol.get::<AccessKeyPage>(&format!("/api/v1/iam/access-keys{query}")).await;
+    let users_page = async |query: &str| carol.get::<IamUserPage>(&format!("/api/v1/iam/users{query}")).await;
 
-    let (status, body) = get("/api/v1/iam/access-keys", &carol).await;
-    assert_eq!(status, 200, "{body}");
-    let page: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(page["synced"], true);
-    let keys = page["access_keys"].as_array().unwrap();
-    let listed: Vec<[&str; 5]> = keys
+    let page = keys_page("").await.unwrap();
+    assert!(page.synced);
+    let listed: Vec<[&str; 5]> = page
+        .access_keys
         .iter()
-        .map(|k| ["user_name", "account_id", "account_name", "id", "status"].map(|f| k[f].as_str().unwrap()))
+        .map(|k| [&k.user_name, &k.account_id, &k.account_name, &k.id, &k.status].map(String::as_str))
         .collect();
     let management = sb.org.management_account_id.as_str();
     // By user, account and key; accounts named as the catalog (Organizations) names them.
@@ -93,54 +89,40 @@ async fn access_keys_are_synced_and_listed_to_administrators_without_their_secre
 
     // Filtered by account, by name or id.
     for account in ["Production", production.as_str()] {
-        let (_, body) = get(&format!("/api/v1/iam/access-keys?account={account}"), &carol).await;
-        let page: Value = serde_json::from_str(&body).unwrap();
-        let ids: Vec<&str> =
-            page["access_keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+        let page = keys_page(&format!("?account={account}")).await.unwrap();
+        let ids: Vec<&str> = page.access_keys.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, [member[0].0.as_str()], "{account}");
-        let (_, body) = get(&format!("/api/v1/iam/users?account={account}"), &carol).await;
-        let users: Value = serde_json::from_str(&body).unwrap();
-        let names: Vec<(&str, &str)> = users["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| (u["name"].as_str().unwrap(), u["account_id"].as_str().unwrap()))
-            .collect();
+        let users = users_page(&format!("?account={account}")).await.unwrap();
+        let names: Vec<(&str, &str)> = users.users.iter().map(|u| (u.name.as_str(), u.account_id.as_str())).collect();
         assert_eq!(names, [("ci", production.as_str())], "{account}");
     }
-    for k in keys {
-        assert_eq!(k["age_days"], 0, "made just now: {k}");
-        assert!(k["user_arn"].as_str().unwrap().ends_with(&format!(":user/{}", k["user_name"].as_str().unwrap())));
-        assert!(k["created_at"].is_string());
+    for k in &page.access_keys {
+        assert_eq!(k.age_days, 0, "made just now: {k:?}");
+        assert!(k.user_arn.ends_with(&format!(":user/{}", k.user_name)));
     }
+    // The whole answer, every field it carries, as it came.
+    let body = carol.get::<serde_json::Value>("/api/v1/iam/access-keys").await.unwrap().to_string();
+    assert!(body.contains("created_at"), "{body}");
     let secrets: Vec<&str> = deployer.iter().chain(&ci).chain(&member).map(|(_, secret)| secret.as_str()).collect();
     for secret in &secrets {
         assert!(!body.contains(secret), "the API answer carries a secret key: {body}");
     }
 
-    let (_, body) = get("/api/v1/iam/access-keys?user=deployer&status=Inactive", &carol).await;
-    let page: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(page["access_keys"].as_array().unwrap().len(), 1);
-    assert_eq!(page["access_keys"][0]["id"], deployer[1].0.as_str());
-    let (_, body) = get("/api/v1/iam/access-keys?page_size=2", &carol).await;
-    let page: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((page["access_keys"].as_array().unwrap().len(), page["next_page_token"].as_str()), (2, Some("2")));
-    let (_, body) = get(&format!("/api/v1/iam/access-keys?account={management}"), &carol).await;
-    let page: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(page["access_keys"].as_array().unwrap().len(), 3);
+    let page = keys_page("?user=deployer&status=Inactive").await.unwrap();
+    assert_eq!(page.access_keys.len(), 1);
+    assert_eq!(page.access_keys[0].id, deployer[1].0);
+    let page = keys_page("?page_size=2").await.unwrap();
+    assert_eq!((page.access_keys.len(), page.next_page_token.as_deref()), (2, Some("2")));
+    let page = keys_page(&format!("?account={management}")).await.unwrap();
+    assert_eq!(page.access_keys.len(), 3);
 
-    let (status, body) = get("/api/v1/iam/users", &carol).await;
-    assert_eq!(status, 200, "{body}");
-    let users: Value = serde_json::from_str(&body).unwrap();
-    let ci_user =
-        users["users"].as_array().unwrap().iter().find(|u| u["name"] == "ci" && u["account_id"] == management).unwrap();
-    assert_eq!(
-        (ci_user["groups"].clone(), ci_user["access_keys"].as_i64()),
-        (serde_json::json!(["automation"]), Some(1))
-    );
+    let users = users_page("").await.unwrap();
+    let ci_user = users.users.iter().find(|u| u.name == "ci" && u.account_id == management).unwrap();
+    assert_eq!((ci_user.groups.as_slice(), ci_user.access_keys), (["automation".to_string()].as_slice(), 1));
 
     for path in ["/api/v1/iam/access-keys", "/api/v1/iam/users"] {
-        assert_eq!(get(path, &alice).await.0, 403, "{path} is for administrators");
+        let refused = alice.get::<serde_json::Value>(path).await;
+        assert!(matches!(refused, Err(Failure::Api { status: 403, .. })), "{path} is for administrators");
     }
     if on_sqlite {
         // The store and its write-ahead log, where recent writes may still be.

@@ -1,6 +1,8 @@
 //! The operations endpoints of a running cone-server: `/readyz` and a `/metrics` scrape after a few requests, on
 //! SQLite and on PostgreSQL. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
+use cone_api::ConnectorStatus;
+use cone_client::{Client, Method};
 use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Sandbox, Store};
 
@@ -82,28 +84,15 @@ async fn an_administrator_asks_for_a_sync_and_the_catalog_follows_aws() {
         .await
         .unwrap();
 
-    let http = reqwest::Client::new();
-    let auditor = async || {
-        let page: serde_json::Value = http
-            .get(format!("{}/api/v1/entitlements?page_size=1000", sb.server_url))
-            .bearer_auth(&carol)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        page["entitlements"].as_array().unwrap().iter().any(|e| e["display_name"] == "Auditor")
-    };
+    let (alice, carol) = (Client::new(&sb.server_url, &alice).unwrap(), Client::new(&sb.server_url, &carol).unwrap());
+    let auditor = async || carol.entitlements(None).await.unwrap().iter().any(|e| e.display_name == "Auditor");
     assert!(!auditor().await, "the catalog synced before the permission set was made");
-    let ask = async |token: &str| {
-        http.post(format!("{}/api/v1/connectors/sync", sb.server_url)).bearer_auth(token).send().await.unwrap()
+    let ask = async |client: &Client| {
+        client.call::<ConnectorStatus>(Method::POST, "/api/v1/connectors/sync", None::<&()>).await
     };
-    assert_eq!(ask(&alice).await.status(), 403);
-    let asked = ask(&carol).await;
-    assert_eq!(asked.status(), 202);
-    let before: serde_json::Value = asked.json().await.unwrap();
-    assert_eq!(before["state"], "connected", "{before}");
+    assert!(matches!(ask(&alice).await, Err(cone_client::Failure::Api { status: 403, .. })));
+    let before = ask(&carol).await.unwrap();
+    assert_eq!(before.state, "connected", "{before:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !auditor().await {
         assert!(std::time::Instant::now() < deadline, "the asked-for sync did not bring Auditor into the catalog");

@@ -6,7 +6,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use aws_sdk_identitystore::types::MemberId;
-use cone_testkit::{Sandbox, moto_sdk_config};
+use cone_api::{Task, TaskState};
+use cone_testkit::{Got, Sandbox, moto_sdk_config};
+use serde::de::DeserializeOwned;
 
 fn output(o: &Output, what: &str, succeeds: bool) -> String {
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -14,9 +16,10 @@ fn output(o: &Output, what: &str, succeeds: bool) -> String {
     format!("{out}{err}")
 }
 
-fn json(o: &Output, what: &str) -> serde_json::Value {
+/// What `cone … -o json` printed, read as `T`.
+fn json<T: DeserializeOwned>(o: &Output, what: &str) -> T {
     let out = output(o, what, true);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {out}"))
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: not what was expected ({e}): {out}"))
 }
 
 async fn assignments(sb: &Sandbox, account: &str) -> usize {
@@ -74,39 +77,40 @@ async fn group_quorum_branches_manager_and_self() {
     make_carol_an_approver(&sb).await;
 
     // One hour: two distinct approvers from "approvers"; the same one twice does not count.
-    let got =
+    let got: Got =
         json(&sb.cone("alice", &["get", "production-administratoraccess", "-d", "1h", "-o", "json"]).unwrap(), "get");
-    assert_eq!(got["task"]["state"], "pending_approval");
-    assert_eq!(got["task"]["waiting_for"], "2 more approvals from group \"approvers\"");
-    let id = got["task"]["id"].to_string();
+    assert_eq!(got.task().state, TaskState::PendingApproval);
+    assert_eq!(got.task().waiting_for.as_deref(), Some("2 more approvals from group \"approvers\""));
+    let id = got.task().id.to_string();
     let o = sb.cone("alice", &["task", "approve", &id]).unwrap();
     assert!(output(&o, "alice approving", false).contains("You cannot approve or deny your own request"));
-    let once = json(&sb.cone("bob", &["task", "approve", &id, "-o", "json"]).unwrap(), "bob approving");
-    assert_eq!(once["state"], "pending_approval");
-    assert_eq!(once["waiting_for"], "1 more approval from group \"approvers\" (approved by bob)");
-    assert_eq!(once["decisions"][0]["by"], "bob");
+    let once: Task = json(&sb.cone("bob", &["task", "approve", &id, "-o", "json"]).unwrap(), "bob approving");
+    assert_eq!(once.state, TaskState::PendingApproval);
+    assert_eq!(once.waiting_for.as_deref(), Some("1 more approval from group \"approvers\" (approved by bob)"));
+    assert_eq!(once.decisions[0].by, "bob");
     let o = sb.cone("bob", &["task", "approve", &id]).unwrap();
     assert!(output(&o, "bob approving twice", false).contains(
         "This request waits for 1 more approval from group \"approvers\" (approved by bob); you already approved it."
     ));
-    let inbox = json(&sb.cone("carol", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "carol's inbox");
-    assert!(inbox.to_string().contains(&format!("\"id\":{id}")), "{inbox}");
+    let inbox: Vec<Task> =
+        json(&sb.cone("carol", &["task", "search", "--approvable", "-o", "json"]).unwrap(), "carol's inbox");
+    assert!(inbox.iter().any(|t| t.id.to_string() == id), "{inbox:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(assignments(&sb, "Production").await, 0, "granted before the second approval");
     output(&sb.cone("carol", &["task", "approve", &id]).unwrap(), "carol approving", true);
     assignment_appears(&sb, "Production").await;
 
     // Two hours: the condition picks the other branch, the manager (carol) and then alice herself.
-    let got =
+    let got: Got =
         json(&sb.cone("alice", &["get", "staging-administratoraccess", "-d", "2h", "-o", "json"]).unwrap(), "get 2h");
-    assert_eq!(got["task"]["waiting_for"], "1 more approval from alice's manager (carol)");
-    let id = got["task"]["id"].to_string();
+    assert_eq!(got.task().waiting_for.as_deref(), Some("1 more approval from alice's manager (carol)"));
+    let id = got.task().id.to_string();
     let o = sb.cone("alice", &["task", "approve", &id]).unwrap();
     assert!(output(&o, "alice before her manager", false).contains("You cannot approve or deny your own request"));
     let o = sb.cone("bob", &["task", "approve", &id]).unwrap();
     assert!(output(&o, "bob, who is not asked", false).contains("There is no task"));
-    let managed = json(&sb.cone("carol", &["task", "approve", &id, "-o", "json"]).unwrap(), "manager approving");
-    assert_eq!(managed["waiting_for"], "1 more approval from alice (acknowledging their own request)");
+    let managed: Task = json(&sb.cone("carol", &["task", "approve", &id, "-o", "json"]).unwrap(), "manager approving");
+    assert_eq!(managed.waiting_for.as_deref(), Some("1 more approval from alice (acknowledging their own request)"));
     let o = sb.cone("carol", &["task", "approve", &id]).unwrap();
     assert!(output(&o, "carol at the self step", false).contains("waits for alice to acknowledge"));
     assert_eq!(assignments(&sb, "Staging").await, 0, "granted before the requester's acknowledgment");

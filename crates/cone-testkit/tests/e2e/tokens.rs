@@ -2,10 +2,13 @@
 //! are used as bearer tokens: a personal one acts as its creator until revoked, a service token acts as its
 //! service account, which decides a task where a policy names it. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
+use cone_api::{CreateTask, NewToken, TaskState, TokenList};
+use cone_client::{Client, Failure};
 use cone_testkit::Sandbox;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
-fn json(out: &std::process::Output) -> Value {
+/// What `cone … -o json` printed, as `T`.
+fn json<T: DeserializeOwned>(out: &std::process::Output) -> T {
     assert!(
         out.status.success(),
         "cone failed: {}{}",
@@ -24,45 +27,38 @@ async fn a_revoked_token_stops_working_and_a_service_token_works() {
     for user in ["alice", "carol"] {
         sb.cone_login(user, &[], user).await.unwrap();
     }
-    let http = reqwest::Client::new();
-    let get = async |path: &str, token: &str| {
-        let resp = http.get(format!("{}{path}", sb.server_url)).bearer_auth(token).send().await.unwrap();
-        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-    };
+    let with = |token: &str| Client::new(&sb.server_url, token).unwrap();
 
-    let created =
+    let created: NewToken =
         json(&sb.cone("alice", &["token", "create", "laptop", "--expires-in-days", "7", "-o", "json"]).unwrap());
-    let pat = created["secret"].as_str().unwrap();
-    assert!(pat.starts_with("cone_pat_"), "{created}");
-    let (status, me) = get("/api/v1/me", pat).await;
-    assert_eq!((status, me["username"].as_str()), (200, Some("alice")));
-    let listed = json(&sb.cone("alice", &["token", "list", "-o", "json"]).unwrap());
-    assert_eq!(listed["tokens"][0]["name"], "laptop");
-    assert!(!listed.to_string().contains(pat), "a listing showed the secret");
+    let pat = created.secret.as_str();
+    assert!(pat.starts_with("cone_pat_"), "{created:?}");
+    assert_eq!(with(pat).me().await.unwrap().username, "alice");
+    let out = sb.cone("alice", &["token", "list", "-o", "json"]).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(pat), "a listing showed the secret");
+    let listed: TokenList = json(&out);
+    assert_eq!(listed.tokens[0].name, "laptop");
     let table = sb.cone("alice", &["token", "list"]).unwrap();
     assert!(String::from_utf8_lossy(&table.stdout).contains("laptop"));
 
-    let id = created["token"]["id"].to_string();
-    json(&sb.cone("alice", &["token", "revoke", &id, "-o", "json"]).unwrap());
-    let (status, err) = get("/api/v1/me", pat).await;
+    let id = created.token.id.to_string();
+    json::<serde_json::Value>(&sb.cone("alice", &["token", "revoke", &id, "-o", "json"]).unwrap());
+    let Err(Failure::Api { status, error }) = with(pat).me().await else { panic!("a revoked token still works") };
     assert_eq!(status, 401);
-    assert!(err["message"].as_str().unwrap().contains("was revoked"), "{err}");
+    assert!(error.message.contains("was revoked"), "{error:?}");
 
     // Only administrators create service tokens.
     let refused = sb.cone("alice", &["token", "create", "ci", "--service", "deploy-bot"]).unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("administrators"), "{refused:?}");
-    let created = json(&sb.cone("carol", &["token", "create", "ci", "--service", "deploy-bot", "-o", "json"]).unwrap());
-    let svc = created["secret"].as_str().unwrap();
-    let (status, me) = get("/api/v1/me", svc).await;
-    assert_eq!((status, me["username"].as_str()), (200, Some("service:deploy-bot")));
-    let (status, page) = get("/api/v1/entitlements", svc).await;
-    assert_eq!(status, 200);
-    assert!(!page["entitlements"].as_array().unwrap().is_empty());
-    let (status, _) = get("/api/v1/tasks?scope=approvable", svc).await;
-    assert_eq!(status, 200);
-    let listed = json(&sb.cone("carol", &["token", "list", "-o", "json"]).unwrap());
-    assert_eq!(listed["tokens"][0]["owner"], "service:deploy-bot");
+    let created: NewToken =
+        json(&sb.cone("carol", &["token", "create", "ci", "--service", "deploy-bot", "-o", "json"]).unwrap());
+    let svc = with(&created.secret);
+    assert_eq!(svc.me().await.unwrap().username, "service:deploy-bot");
+    assert!(!svc.entitlements(None).await.unwrap().is_empty());
+    svc.tasks("approvable", "all").await.unwrap();
+    let listed: TokenList = json(&sb.cone("carol", &["token", "list", "-o", "json"]).unwrap());
+    assert_eq!(listed.tokens[0].owner, "service:deploy-bot");
 
     // The policy names the service account as the approver: it sees alice's request and approves it as itself.
     let entitlement = format!(
@@ -70,17 +66,16 @@ async fn a_revoked_token_stops_working_and_a_service_token_works() {
         sb.org.account_id("Sandbox").unwrap(),
         sb.org.permission_set_arn("AdministratorAccess").unwrap()
     );
-    let alice = sb.api_token("alice").unwrap();
-    let body = serde_json::json!({ "app_id": "aws", "entitlement_id": entitlement, "justification": "deploy" });
-    let resp =
-        http.post(format!("{}/api/v1/tasks", sb.server_url)).bearer_auth(&alice).json(&body).send().await.unwrap();
-    let task: Value = resp.json().await.unwrap();
-    assert_eq!(task["state"], "pending_approval", "{task}");
-    let (status, inbox) = get("/api/v1/tasks?scope=approvable", svc).await;
-    assert_eq!((status, &inbox["tasks"][0]["id"]), (200, &task["id"]));
-    let approve = format!("{}/api/v1/tasks/{}/approve", sb.server_url, task["id"]);
-    let resp = http.post(&approve).bearer_auth(svc).json(&serde_json::json!({ "comment": "ok" })).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let decided: Value = resp.json().await.unwrap();
-    assert_eq!(decided["decisions"][0]["by"], "service:deploy-bot", "{decided}");
+    let request = CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement,
+        justification: "deploy".into(),
+        ..CreateTask::default()
+    };
+    let task = sb.client("alice").unwrap().create_task(&request).await.unwrap();
+    assert_eq!(task.state, TaskState::PendingApproval, "{task:?}");
+    let inbox = svc.tasks("approvable", "all").await.unwrap();
+    assert_eq!(inbox[0].id, task.id);
+    let decided = svc.act(task.id, "approve", "ok").await.unwrap();
+    assert_eq!(decided.decisions[0].by, "service:deploy-bot", "{decided:?}");
 }

@@ -133,6 +133,16 @@ async fn over_https_the_cookies_are_host_only_and_secure() {
     let attributes: Vec<&str> = cookie.split("; ").collect();
     assert!(cookie.starts_with("__Host-cone_sign_in=") && attributes.contains(&"Secure"), "{cookie}");
     assert!(attributes.contains(&"Path=/"), "{cookie}");
+    // Signing out clears the session cookie with the same attributes, or the browser would keep it.
+    let page = b.get("/console").await;
+    let out = b.post("/console/logout", &[("csrf", &page.token())]).await;
+    let cleared = out.headers[header::SET_COOKIE].to_str().unwrap();
+    let attributes: Vec<&str> = cleared.split("; ").collect();
+    assert!(
+        cleared.starts_with("__Host-cone_session=;") || cleared.starts_with("__Host-cone_session=\"\";"),
+        "{cleared}"
+    );
+    assert!(attributes.contains(&"Secure") && attributes.contains(&"Max-Age=0"), "{cleared}");
 }
 
 #[test]
