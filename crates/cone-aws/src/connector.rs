@@ -382,6 +382,7 @@ impl Connector {
                     display_name: u.display_name().map(str::to_string).unwrap_or_else(|| user_name.clone()),
                     user_name,
                     email,
+                    enabled: u.user_status() != Some(&aws_sdk_identitystore::types::UserStatus::Disabled),
                 }
             })
             .collect();

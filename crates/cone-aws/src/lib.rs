@@ -82,6 +82,14 @@ pub struct User {
     pub display_name: String,
     /// The primary email, else the first one listed, else none.
     pub email: Option<String>,
+    /// False when Identity Center's `UserStatus` says `DISABLED`; a store that reports no status (moto, older
+    /// journals) means enabled.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -233,7 +233,7 @@ mod tests {
     use crate::Principal;
 
     fn user(id: &str) -> User {
-        User { id: id.into(), user_name: id.into(), display_name: id.into(), email: None }
+        User { id: id.into(), user_name: id.into(), display_name: id.into(), email: None, enabled: true }
     }
 
     fn assigned(user: &str) -> AssignmentRecord {

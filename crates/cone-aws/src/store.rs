@@ -1,10 +1,11 @@
 //! The sync file: one snapshot in a self-describing SQLite database that any SQLite client can read.
 //!
-//! Format version 3: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
+//! Format version 4: a `meta` table of key/value text (format, format_version, synced_at, instance_arn,
 //! identity_store_id, sso_region, organizations, iam, secrets) and one table per kind of record, all values
 //! text except `entitlements.provisioned` (0 or 1). Every IAM row names its account (`account_id`), and
-//! `iam_skipped_accounts` lists the member accounts whose IAM could not be read. Version 2 read the connector's
-//! account only and had no account columns; version 1 lacked the IAM tables and the iam and secrets keys.
+//! `iam_skipped_accounts` lists the member accounts whose IAM could not be read. Version 3 had no user status,
+//! version 2 read the connector's account only and had no account columns, version 1 lacked the IAM tables and the
+//! iam and secrets keys.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{AnyPool, Connection, Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 const FORMAT: &str = "cone-aws-sync";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 
 /// A table of the file: its name (also the `list` argument, with `-` for `_`), columns, and key.
 pub struct Table {
@@ -83,6 +84,7 @@ pub const TABLES: [Table; 15] = [
             Column("user_name", Text),
             Column("display_name", Text),
             Column("email", OptionalText),
+            Column("status", Text),
         ],
         key: "id",
     },
@@ -201,7 +203,11 @@ fn part_rows(part: Part, catalog: &mut (Vec<String>, Vec<String>)) -> Vec<(usize
             (1, list.into_iter().map(|p| vec![Some(p.arn), Some(p.name), p.description, p.session_duration]).collect())
         }
         Part::Users(list) => {
-            (2, list.into_iter().map(|u| vec![Some(u.id), Some(u.user_name), Some(u.display_name), u.email]).collect())
+            let rows = list.into_iter().map(|u| {
+                let status = if u.enabled { "ENABLED" } else { "DISABLED" };
+                vec![Some(u.id), Some(u.user_name), Some(u.display_name), u.email, Some(status.into())]
+            });
+            (2, rows.collect())
         }
         Part::Groups(list) => (3, list.into_iter().map(|g| vec![Some(g.id), Some(g.display_name)]).collect()),
         Part::Memberships(pairs) => (4, pairs.into_iter().map(|(g, u)| vec![Some(g), Some(u)]).collect()),
@@ -565,7 +571,13 @@ mod tests {
                 },
             ],
             provisioned: vec![("111111111111".into(), "ps-b".into())],
-            users: vec![User { id: "u1".into(), user_name: "alice".into(), display_name: "Alice".into(), email: None }],
+            users: vec![User {
+                id: "u1".into(),
+                user_name: "alice".into(),
+                display_name: "Alice".into(),
+                email: None,
+                enabled: true,
+            }],
             groups: vec![Group { id: "g1".into(), display_name: "approvers".into() }],
             memberships: vec![("g1".into(), "u1".into())],
             assignments: vec![AssignmentRecord {
@@ -646,7 +658,7 @@ mod tests {
 
         let mut file = SyncFile::open(&path).await?;
         assert_eq!(file.meta("instance_arn").await?, "arn:aws:sso:::instance/ssoins-1");
-        assert_eq!(file.meta("format_version").await?, "3");
+        assert_eq!(file.meta("format_version").await?, "4");
         assert_eq!((file.meta("iam").await?.as_str(), file.meta("secrets").await?.as_str()), ("false", "true"));
         let s = |v: &str| Some(v.to_string());
         assert_eq!(

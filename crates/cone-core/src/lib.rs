@@ -1,5 +1,6 @@
 //! Cone's pure logic: request catalogs, profile naming, `~/.aws/config` editing, policy decisions, request and form
-//! validation, and the lifecycles of tasks, grants and jobs. No I/O, no async, no clock: time arrives as an argument.
+//! validation, the lifecycles of tasks, grants and jobs, and who is who after a sync. No I/O, no async, no clock:
+//! time arrives as an argument.
 
 pub mod awsconfig;
 pub mod catalog;
@@ -7,6 +8,7 @@ pub mod document;
 pub mod duration;
 pub mod form;
 pub mod grant;
+pub mod identity;
 pub mod job;
 pub mod naming;
 pub mod policy;

@@ -22,6 +22,7 @@ pub const EVENTS: &[&str] = &[
     "grant.extend",
     "grant.expire",
     "grant.release",
+    "grant.end_early",
     "grant.revoke",
     "grant.fail",
 ];

@@ -47,6 +47,11 @@ impl Console {
         Ok(format!("{status}: {text}"))
     }
 
+    /// Opens `page` (redirects are not followed): its status and text.
+    pub async fn open(&mut self, page: &str) -> Result<(reqwest::StatusCode, String)> {
+        self.send(self.http.get(format!("{}{page}", self.server))).await
+    }
+
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, String)> {
         let jar: Vec<String> = self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let resp = req.header(header::COOKIE, jar.join("; ")).send().await.context("reaching the console")?;

@@ -1,7 +1,8 @@
 //! A proxy in front of moto that injects the faults moto never produces: throttling, 5xx, conflicts and denied
 //! permissions in each protocol's error shape, account-assignment requests that stay `IN_PROGRESS` before they succeed or fail, and
-//! a listing that hands back the same `NextToken` forever. A test scripts the faults per action; everything
-//! else is forwarded to moto unchanged.
+//! a listing that hands back the same `NextToken` forever. It also edits the items of a listing as Identity Center
+//! would answer after changes moto cannot make (it has no `UpdateUser`, `UpdateGroup` nor `UserStatus`). A test
+//! scripts the faults per action; everything else is forwarded to moto unchanged.
 //!
 //! Actions are named as IAM names them (`sso:ListInstances`, `identitystore:ListUsers`, `iam:ListUsers`): the
 //! service from the request's SigV4 credential scope, the operation from the `X-Amz-Target` header for the JSON
@@ -79,6 +80,8 @@ struct Script {
     always: Vec<(String, String, Failure)>,
     /// Page sizes (`MaxResults`) set on the requests of JSON listings.
     page_sizes: HashMap<String, u32>,
+    /// `(action, list field, id field, id, fields)`: the listed item of that id gets those fields.
+    edits: Vec<(String, String, String, String, Value)>,
     /// Request ids made up for requests that were not forwarded.
     made_up: u64,
 }
@@ -193,6 +196,14 @@ impl FaultProxy {
         self.inner.script().repeating.insert(action.to_string());
     }
 
+    /// From now on, the item of the JSON listing `action` (in its field `list`) whose `id_field` is `id` is answered
+    /// with `fields` set: `edit("identitystore:ListUsers", "Users", "UserId", id, json!({"UserStatus": "DISABLED"}))`
+    /// answers as Identity Center does for a disabled user.
+    pub fn edit(&self, action: &str, list: &str, id_field: &str, id: &str, fields: Value) {
+        let edit = (action.to_string(), list.to_string(), id_field.to_string(), id.to_string(), fields);
+        self.inner.script().edits.push(edit);
+    }
+
     /// How many requests for `action` reached the proxy, faulted or forwarded.
     pub fn calls(&self, action: &str) -> u64 {
         self.inner.script().calls.get(action).copied().unwrap_or(0)
@@ -250,20 +261,31 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
     if let Some(answer) = status_call.and_then(|write| status_answer(&p, write, &body)) {
         return answer;
     }
-    let (repeating, page_size) = {
+    let (repeating, page_size, edits) = {
         let script = p.script();
-        (script.repeating.contains(&call.action), script.page_sizes.get(&call.action).copied())
+        let edits: Vec<_> = script.edits.iter().filter(|e| e.0 == call.action).cloned().collect();
+        (script.repeating.contains(&call.action), script.page_sizes.get(&call.action).copied(), edits)
     };
     let body = if repeating || page_size.is_some() { listing_request(body, page_size) } else { body };
     let answer = match forward(&p, &parts, body).await {
         Ok(answer) => answer,
         Err(e) => return unanswered(e),
     };
-    if repeating && answer.0.is_success() {
+    if (repeating || !edits.is_empty()) && answer.0.is_success() {
         let (status, headers, body) = answer;
         return match serde_json::from_slice::<Value>(&body) {
             Ok(mut page) => {
-                page["NextToken"] = json!(REPEATED_TOKEN);
+                if repeating {
+                    page["NextToken"] = json!(REPEATED_TOKEN);
+                }
+                for (_, list, id_field, id, fields) in &edits {
+                    let items = page.get_mut(list.as_str()).and_then(Value::as_array_mut).into_iter().flatten();
+                    for item in items.filter(|item| item[id_field.as_str()] == id.as_str()) {
+                        if let (Some(item), Some(fields)) = (item.as_object_mut(), fields.as_object()) {
+                            item.extend(fields.clone());
+                        }
+                    }
+                }
                 respond(status, headers, Bytes::from(page.to_string()))
             }
             Err(e) => plain(StatusCode::BAD_GATEWAY, format!("fault proxy: {} answered no JSON: {e}", call.action)),

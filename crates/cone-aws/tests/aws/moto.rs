@@ -99,6 +99,7 @@ fn check_seeded_snapshot(org: &SandboxOrg, snap: &Snapshot) {
             user_name: user_name.to_string(),
             display_name: display_name.to_string(),
             email: Some(format!("{user_name}@example.com")),
+            enabled: true,
         })
         .collect();
     assert_eq!(snap.users, users);

@@ -215,12 +215,27 @@ pub struct DriftConfig {
     pub remove_unexplained: Vec<String>,
 }
 
-/// People data Identity Center lacks, for policies: each user's manager and free-form attributes.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// People data Identity Center lacks, for policies (each user's manager and free-form attributes), and how many
+/// people one sync may offboard.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identities {
     #[serde(default)]
     pub users: Vec<Identity>,
+    /// A sync that would offboard more than this share of the people Cone knows from Identity Center (and more than
+    /// ten) offboards nobody and says so: a broken read must not lock the company out.
+    #[serde(default = "default_max_offboard_percent")]
+    pub max_offboard_percent: u8,
+}
+
+impl Default for Identities {
+    fn default() -> Self {
+        Identities { users: Vec::new(), max_offboard_percent: default_max_offboard_percent() }
+    }
+}
+
+fn default_max_offboard_percent() -> u8 {
+    10
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -262,6 +277,9 @@ impl Config {
             if !names.insert(u.name.as_str()) {
                 bail!("identities.users lists \"{}\" twice; merge the two entries", u.name);
             }
+        }
+        if config.identities.max_offboard_percent > 100 {
+            bail!("identities.max_offboard_percent is a share of the people Cone knows: give a number from 0 to 100");
         }
         let sections = [config.access_profiles.take(), config.entitlement_management.take(), config.policies.take()];
         let document: serde_yaml_ng::Mapping =

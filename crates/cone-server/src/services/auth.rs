@@ -112,7 +112,7 @@ pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyho
     let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
     // Service accounts have no password; the kind is checked too, so that one never signs in this way.
     let ok = verify_password(password, &hash)
-        && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE);
+        && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE && u.left_at.is_none());
     match user.filter(|_| ok) {
         Some(user) => Ok(SignIn::Accepted(user)),
         None => {
@@ -156,6 +156,14 @@ pub async fn caller(s: &AppState, token: Option<&str>) -> Result<Caller> {
         return Err(Error::Unauthenticated(format!("Unknown API token; check that it was copied whole, or {renew}.")));
     };
     let t = s.now();
+    if let Some(at) = used.user.left_at {
+        return Err(Error::Unauthenticated(format!(
+            "The API token \"{}\" belongs to {}, who left Identity Center on {}; Cone no longer accepts it.",
+            used.token_name,
+            used.user.username,
+            day(at)
+        )));
+    }
     if let Some(at) = used.revoked_at {
         return Err(Error::Unauthenticated(format!(
             "The API token \"{}\" was revoked on {}; {renew}.",
@@ -226,11 +234,14 @@ pub async fn end_web_session(s: &AppState, secret: &str, user: &UserRow) -> anyh
     s.db.delete_web_session(&secret_hash(secret), user.id, s.now()).await
 }
 
-/// The people an identity provider's claim names: by email (ignoring case, people only) or by user name.
+/// The people an identity provider's claim names: by email (ignoring case, people only) or by user name; never
+/// someone who left.
 pub async fn people_named(s: &AppState, by: UserField, value: &str) -> anyhow::Result<Vec<UserRow>> {
     match by {
         UserField::Email => s.db.people_by_email(value).await,
-        UserField::Username => Ok(s.db.user_by_name(value).await?.into_iter().collect()),
+        UserField::Username => {
+            Ok(s.db.user_by_name(value).await?.into_iter().filter(|u| u.left_at.is_none()).collect())
+        }
     }
 }
 

@@ -9,8 +9,15 @@ use futures_util::StreamExt;
 use sqlx::FromRow;
 
 use super::audit::record;
+use super::identities::{PeopleSynced, apply_groups, apply_users};
 use super::pool::Db;
 pub use super::rows::EntitlementRow;
+
+/// What [`Db::apply_sync`] stored beside the catalog.
+pub struct Synced {
+    pub permission_sets: Vec<PermissionSet>,
+    pub people: PeopleSynced,
+}
 
 /// Someone who holds an entitlement: `source` is `grant` (with the task and the end) or `group` (with its name).
 #[derive(Debug, Clone, FromRow)]
@@ -30,15 +37,17 @@ const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id 
 
 impl Db {
     /// Replaces the catalog and identities with what a sync read, from its `parts` in [`Part::kind`] order (as
-    /// [`cone_aws::SqlSpool::parts`] gives them), and clears the sync journal (this sync is stored; the next one reads
-    /// AWS afresh). Holds the accounts' ids and the permission sets, not the rest; returns the permission sets.
+    /// [`cone_aws::SqlSpool::parts`] gives them), offboards the people who left (`identities::apply_users`), and
+    /// clears the sync journal (this sync is stored; the next one reads AWS afresh). Holds the accounts' ids and the
+    /// permission sets, not the rest.
     pub async fn apply_sync(
         &self,
         app_id: &str,
         instance_arn: &str,
         mut parts: PartStream<'_>,
+        max_offboard_percent: u8,
         now: i64,
-    ) -> Result<Vec<PermissionSet>> {
+    ) -> Result<Synced> {
         let mut tx = self.begin().await?;
         self.journal.clear(&mut tx).await.map_err(|e| anyhow::anyhow!("cannot clear the sync's journal: {e}"))?;
         sqlx::query("INSERT INTO apps (id, name, instance_arn) VALUES ($1, 'AWS', $2) ON CONFLICT (id) DO UPDATE SET instance_arn = excluded.instance_arn")
@@ -51,6 +60,7 @@ impl Db {
         let mut accounts = HashSet::new();
         let mut permission_sets = Vec::new();
         let (mut users, mut groups, mut group_assignments) = (0, 0, 0);
+        let mut people = PeopleSynced::default();
         while let Some(part) = parts.next().await {
             match part? {
                 Part::Accounts(list) => {
@@ -89,44 +99,18 @@ impl Db {
                 }
                 Part::Users(list) => {
                     users += list.len();
-                    for u in &list {
-                        // Link a local user of the same name (the one who set a password) to its Identity Center user;
-                        // never a service account, which would otherwise become that person.
-                        sqlx::query(
-                            "INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)
-                             ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name, email = excluded.email,
-                                 idc_user_id = excluded.idc_user_id
-                             WHERE users.kind = 'person'",
-                        )
-                        .bind(&u.user_name)
-                        .bind(&u.display_name)
-                        .bind(u.email.as_deref().unwrap_or(""))
-                        .bind(&u.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    people = apply_users(&mut tx, &list, max_offboard_percent, now).await?;
                 }
                 Part::Groups(list) => {
                     groups += list.len();
-                    for g in &list {
-                        sqlx::query("INSERT INTO groups (name, idc_group_id) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id")
-                            .bind(&g.display_name)
-                            .bind(&g.id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    // Identity Center's groups have the members the sync read, and only those (whose parts come next).
-                    sqlx::query(
-                        "DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
+                    apply_groups(&mut tx, &list, now).await?;
                 }
                 Part::Memberships(pairs) => {
                     for (group_id, user_id) in &pairs {
                         sqlx::query(
                             "INSERT INTO group_members (group_id, user_id)
-                             SELECT g.id, u.id FROM groups g, users u WHERE g.idc_group_id = $1 AND u.idc_user_id = $2
+                             SELECT g.id, u.id FROM groups g, users u
+                             WHERE g.idc_group_id = $1 AND u.idc_user_id = $2 AND u.left_at IS NULL
                              ON CONFLICT DO NOTHING",
                         )
                         .bind(group_id)
@@ -173,16 +157,17 @@ impl Db {
         let detail = serde_json::json!({
             "accounts": accounts.len(), "permission_sets": permission_sets.len(),
             "users": users, "groups": groups, "group_assignments": group_assignments,
+            "offboarded": people.offboarded, "offboarding_held": people.held,
         });
         record(&mut tx, now, "connector:aws", "sync", app_id, &detail.to_string()).await?;
         tx.commit().await?;
-        Ok(permission_sets)
+        Ok(Synced { permission_sets, people })
     }
 
     #[cfg(test)]
     pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
         let parts = futures_util::stream::iter(snap.parts().into_iter().map(Ok)).boxed();
-        self.apply_sync(app_id, &snap.instance_arn, parts, now).await.map(drop)
+        self.apply_sync(app_id, &snap.instance_arn, parts, 10, now).await.map(drop)
     }
 
     /// A new run of the sync's spool (see `cone_aws::spool`), in the database beside the data it feeds.

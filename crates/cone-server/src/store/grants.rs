@@ -276,6 +276,20 @@ pub(super) async fn extend(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, m
 
 /// Its holder gives a grant back: an active one's assignment is removed now, a provisioning one's once made.
 pub(super) async fn release(tx: &mut Tx, grant_id: i64, task_id: i64, user_id: i64, now: i64) -> Result<()> {
+    end_early(tx, grant_id, task_id, &format!("user:{user_id}"), "grant.release", None, now).await
+}
+
+/// Ends a grant before its time, as its holder's release does, with the audit `action` of `actor`; `reason`, when
+/// given, is what its task and the audit entry say about why.
+pub(super) async fn end_early(
+    tx: &mut Tx,
+    grant_id: i64,
+    task_id: i64,
+    actor: &str,
+    action: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<()> {
     let from = grant_state(tx, grant_id).await?;
     let Some(to) = next_grant_state(grant_id, from, GrantEvent::Released) else { return Ok(()) };
     sqlx::query("UPDATE grants SET state = $1, expires_at = $2 WHERE id = $3")
@@ -288,6 +302,10 @@ pub(super) async fn release(tx: &mut Tx, grant_id: i64, task_id: i64, user_id: i
     if to == GrantState::Revoking {
         enqueue(tx, JobKind::Revoke, Some(grant_id), None, now).await?;
     }
-    move_task(tx, task_id, Event::Released, None, now).await?;
-    record(tx, now, &format!("user:{user_id}"), "grant.release", &format!("task:{task_id}"), "{}").await
+    move_task(tx, task_id, Event::Released, reason, now).await?;
+    let detail = match reason {
+        Some(reason) => serde_json::json!({ "reason": reason }).to_string(),
+        None => "{}".to_string(),
+    };
+    record(tx, now, actor, action, &format!("task:{task_id}"), &detail).await
 }

@@ -1,29 +1,87 @@
-//! People, service accounts and groups: who signs in and what Identity Center says about them.
+//! People, service accounts and groups: who signs in, what Identity Center says about them, and what a person who
+//! leaves loses.
+
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
+use cone_core::identity::{Change, Departure, Known, Seen};
+use cone_core::task::TaskState;
+use sqlx::FromRow;
 
-use super::pool::Db;
+use super::audit::record;
+use super::grants::end_early;
+use super::pool::{Db, Tx};
 pub use super::rows::UserRow;
+use super::tasks::close_undecided;
 
 /// The kind of a service account's user row.
 pub const USER_SERVICE: &str = "service";
 
 /// The columns of a [`UserRow`], for statements that join users under the alias `u`.
 pub(super) const USER_COLUMNS: &str =
-    "u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind";
+    "u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind, u.left_at";
+
+/// Who stores a sync and offboards its leavers, in the audit log.
+const SYNC_ACTOR: &str = "connector:aws";
+
+/// What one sync did to the people Cone knows.
+#[derive(Debug, Default)]
+pub struct PeopleSynced {
+    /// The tasks whose state changed (leavers' requests and grants), for the long-polling clients.
+    pub tasks: Vec<i64>,
+    pub offboarded: usize,
+    /// People who would have left, kept because there were too many at once ([`cone_core::identity::offboarding_allowed`]).
+    pub held: usize,
+}
+
+/// What offboarding took away from one person, and why, as its audit entry says.
+#[derive(serde::Serialize)]
+struct Taken {
+    why: &'static str,
+    sessions: u64,
+    console_sessions: u64,
+    api_tokens: u64,
+    cancelled_tasks: Vec<i64>,
+    ended_grants: Vec<i64>,
+}
+
+#[derive(FromRow)]
+struct KnownRow {
+    id: i64,
+    username: String,
+    display_name: String,
+    email: String,
+    idc_user_id: Option<String>,
+    kind: String,
+    left_at: Option<i64>,
+}
+
+/// Where a renamed row waits for its new name within the transaction: a control character, which no Identity Center
+/// user name and no name Cone gives holds.
+fn placeholder(row: i64) -> String {
+    format!("\u{1}{row}")
+}
 
 impl Db {
     /// Sets a person's password (creating the user); a service account never gets one.
     pub async fn set_password(&self, username: &str, hash: &str) -> Result<()> {
         let done = sqlx::query(
             "INSERT INTO users (username, password_hash) VALUES ($1, $2)
-             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash WHERE users.kind = 'person'",
+             ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash
+             WHERE users.kind = 'person' AND users.left_at IS NULL",
         )
         .bind(username)
         .bind(hash)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
+            let left = self.user_by_name(username).await?.is_some_and(|u| u.left_at.is_some());
+            if left {
+                anyhow::bail!(
+                    "{username} left (deleted or disabled in Identity Center) and cannot sign in again; a person who \
+                     returns under a new Identity Center user is someone new"
+                );
+            }
             anyhow::bail!(
                 "{username} is a service account, which signs in only with its API tokens; give a person the password"
             );
@@ -32,6 +90,8 @@ impl Db {
         Ok(())
     }
 
+    /// The person (or service account) this user name names now; people who left keep the name until someone else
+    /// is given it, and are returned too.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"))
             .bind(username)
@@ -39,12 +99,13 @@ impl Db {
             .await?)
     }
 
-    /// People (not service accounts) whose email is `email`, ignoring case; at most two, enough to tell that an
+    /// People (not service accounts, nor people who left) whose email is `email`, ignoring case; at most two, enough to tell that an
     /// email names more than one.
     pub async fn people_by_email(&self, email: &str) -> Result<Vec<UserRow>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM users u
-             WHERE lower(u.email) = lower($1) AND u.email <> '' AND u.kind <> $2 ORDER BY u.id LIMIT 2"
+             WHERE lower(u.email) = lower($1) AND u.email <> '' AND u.kind <> $2 AND u.left_at IS NULL
+             ORDER BY u.id LIMIT 2"
         ))
         .bind(email)
         .bind(USER_SERVICE)
@@ -60,4 +121,248 @@ impl Db {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// Brings the people Cone knows in line with the users a sync read (`cone_core::identity::reconcile`): new people
+/// are added, renames follow the Identity Center id, and people who are gone or disabled are offboarded
+/// ([`offboard`]), unless more would leave at once than `max_offboard_percent` allows.
+pub(super) async fn apply_users(
+    tx: &mut Tx,
+    users: &[cone_aws::User],
+    max_offboard_percent: u8,
+    now: i64,
+) -> Result<PeopleSynced> {
+    let rows: Vec<KnownRow> =
+        sqlx::query_as("SELECT id, username, display_name, email, idc_user_id, kind, left_at FROM users")
+            .fetch_all(&mut **tx)
+            .await?;
+    let known: Vec<Known> = rows
+        .into_iter()
+        .map(|r| Known {
+            row: r.id,
+            username: r.username,
+            display_name: r.display_name,
+            email: r.email,
+            idc_id: r.idc_user_id,
+            service: r.kind == USER_SERVICE,
+            left: r.left_at.is_some(),
+        })
+        .collect();
+    let seen: Vec<Seen> = users
+        .iter()
+        .map(|u| Seen {
+            idc_id: u.id.clone(),
+            username: u.user_name.clone(),
+            display_name: u.display_name.clone(),
+            email: u.email.clone().unwrap_or_default(),
+            enabled: u.enabled,
+        })
+        .collect();
+    let plan = cone_core::identity::reconcile(&known, &seen);
+    let present = known.iter().filter(|k| k.idc_id.is_some() && !k.left).count();
+    let leaving: Vec<(i64, Departure)> = plan.leavers().collect();
+    let mut synced = PeopleSynced::default();
+    let allowed = cone_core::identity::offboarding_allowed(seen.len(), present, leaving.len(), max_offboard_percent);
+    if !allowed {
+        synced.held = leaving.len();
+        tracing::error!(
+            leaving = leaving.len(),
+            known = present,
+            listed = seen.len(),
+            "the sync would offboard {} of the {present} people Cone knows from Identity Center at once, more than \
+             identities.max_offboard_percent ({max_offboard_percent}%) allows; nobody was offboarded. If they did \
+             leave, raise the limit for one sync; otherwise check the connector's read of Identity Center",
+            leaving.len()
+        );
+        let detail = serde_json::json!({ "leaving": leaving.len(), "known": present, "listed": seen.len() });
+        record(tx, now, SYNC_ACTOR, "identity.offboarding_held", "identities", &detail.to_string()).await?;
+    }
+    let by_row: HashMap<i64, &Known> = known.iter().map(|k| (k.row, k)).collect();
+    // Names move in two steps, so that swaps and chains never meet the unique constraint half way.
+    for row in plan.renamed() {
+        sqlx::query("UPDATE users SET username = $1 WHERE id = $2")
+            .bind(placeholder(row))
+            .bind(row)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let held: HashSet<i64> = if allowed { HashSet::new() } else { leaving.iter().map(|(r, _)| *r).collect() };
+    for change in &plan.changes {
+        match change {
+            Change::Add { seen: i } => {
+                let u = &seen[*i];
+                sqlx::query("INSERT INTO users (username, display_name, email, idc_user_id) VALUES ($1, $2, $3, $4)")
+                    .bind(&u.username)
+                    .bind(&u.display_name)
+                    .bind(&u.email)
+                    .bind(&u.idc_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Change::Update { row, seen: i, renamed_from } | Change::Return { row, seen: i, renamed_from } => {
+                let u = &seen[*i];
+                set_attributes(tx, *row, u).await?;
+                if let Some(from) = renamed_from {
+                    let detail = serde_json::json!({ "from": from, "to": u.username });
+                    record(tx, now, SYNC_ACTOR, "identity.rename", &format!("user:{row}"), &detail.to_string()).await?;
+                }
+                if matches!(change, Change::Return { .. }) {
+                    sqlx::query("UPDATE users SET left_at = NULL, left_reason = NULL WHERE id = $1")
+                        .bind(row)
+                        .execute(&mut **tx)
+                        .await?;
+                    record(tx, now, SYNC_ACTOR, "identity.return", &format!("user:{row}"), "{}").await?;
+                }
+            }
+            Change::Link { row, seen: i } => {
+                let u = &seen[*i];
+                sqlx::query("UPDATE users SET idc_user_id = $1 WHERE id = $2")
+                    .bind(&u.idc_id)
+                    .bind(row)
+                    .execute(&mut **tx)
+                    .await?;
+                set_attributes(tx, *row, u).await?;
+            }
+            Change::Displace { row, to } => {
+                sqlx::query("UPDATE users SET username = $1 WHERE id = $2")
+                    .bind(to)
+                    .bind(row)
+                    .execute(&mut **tx)
+                    .await?;
+                let from = by_row.get(row).map_or("", |k| k.username.as_str());
+                let detail = serde_json::json!({ "from": from, "to": to, "why": "Identity Center gave the name to someone else" });
+                record(tx, now, SYNC_ACTOR, "identity.rename", &format!("user:{row}"), &detail.to_string()).await?;
+            }
+            Change::Leave { row, why } => {
+                if !held.contains(row) {
+                    synced.tasks.extend(offboard(tx, *row, *why, now).await?);
+                    synced.offboarded += 1;
+                }
+            }
+            Change::Clash { seen: i, holder } => {
+                tracing::warn!(
+                    user = seen[*i].username,
+                    "Identity Center's user {} is not stored: Cone's {holder} (a service account, or a person who \
+                     signs in with a password) holds the name; rename one of them",
+                    seen[*i].idc_id
+                );
+            }
+        }
+    }
+    Ok(synced)
+}
+
+async fn set_attributes(tx: &mut Tx, row: i64, u: &Seen) -> Result<()> {
+    sqlx::query("UPDATE users SET username = $1, display_name = $2, email = $3 WHERE id = $4")
+        .bind(&u.username)
+        .bind(&u.display_name)
+        .bind(&u.email)
+        .bind(row)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Takes everything away from a person who left, in the caller's transaction: every sign-in (`cone login`
+/// sessions, console sessions, device codes, API tokens) ends, their undecided requests are cancelled, and their
+/// grants end early through the usual revocation (a `revoke` job each). One `identity.offboard` entry says what was
+/// taken; each task and grant has its own entry too, so that webhooks tell approvers and requesters. Returns the
+/// tasks that changed.
+async fn offboard(tx: &mut Tx, row: i64, why: Departure, now: i64) -> Result<Vec<i64>> {
+    sqlx::query("UPDATE users SET left_at = $1, left_reason = $2 WHERE id = $3")
+        .bind(now)
+        .bind(why.as_str())
+        .bind(row)
+        .execute(&mut **tx)
+        .await?;
+    let delete = async |tx: &mut Tx, table: &str| -> Result<u64> {
+        let sql = format!("DELETE FROM {table} WHERE user_id = $1");
+        Ok(sqlx::query(&sql).bind(row).execute(&mut **tx).await?.rows_affected())
+    };
+    let sessions = delete(tx, "access_tokens").await?;
+    let console_sessions = delete(tx, "web_sessions").await?;
+    delete(tx, "device_codes").await?;
+    // Kept as revoked rather than deleted, so that using one is answered with why.
+    let api_tokens = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(row)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let reason = format!("Ended because its requester left: {}.", why.as_str());
+    let cancelled_tasks: Vec<i64> = sqlx::query_scalar("SELECT id FROM tasks WHERE requester_id = $1 AND state = $2")
+        .bind(row)
+        .bind(TaskState::PendingApproval.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    for id in &cancelled_tasks {
+        close_undecided(tx, *id, cone_core::task::Event::Cancelled, Some(&reason), now).await?;
+        let detail = serde_json::json!({ "reason": reason });
+        record(tx, now, SYNC_ACTOR, "task.cancel", &format!("task:{id}"), &detail.to_string()).await?;
+    }
+    let held: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, task_id FROM grants WHERE user_id = $1 AND (state = 'provisioning' OR state = 'active')",
+    )
+    .bind(row)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (grant_id, task_id) in &held {
+        end_early(tx, *grant_id, *task_id, SYNC_ACTOR, "grant.end_early", Some(&reason), now).await?;
+    }
+    let ended_grants = held.iter().map(|(_, task)| *task).collect();
+    let taken = Taken { why: why.as_str(), sessions, console_sessions, api_tokens, cancelled_tasks, ended_grants };
+    record(tx, now, SYNC_ACTOR, "identity.offboard", &format!("user:{row}"), &serde_json::to_string(&taken)?).await?;
+    Ok(taken.cancelled_tasks.into_iter().chain(taken.ended_grants).collect())
+}
+
+/// Brings the groups in line with Identity Center's, keyed by its group id: a renamed group keeps its row (and is
+/// audited), a group no longer listed goes with its members and assignments, and every Identity Center group's
+/// members are read afresh (the memberships parts come next).
+pub(super) async fn apply_groups(tx: &mut Tx, groups: &[cone_aws::Group], now: i64) -> Result<()> {
+    let rows: Vec<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT id, name, idc_group_id FROM groups").fetch_all(&mut **tx).await?;
+    let listed: HashMap<&str, &str> = groups.iter().map(|g| (g.id.as_str(), g.display_name.as_str())).collect();
+    let mut renamed = HashMap::new();
+    for (row, name, idc) in &rows {
+        let Some(idc) = idc else { continue };
+        match listed.get(idc.as_str()) {
+            None => {
+                sqlx::query("DELETE FROM groups WHERE id = $1").bind(row).execute(&mut **tx).await?;
+            }
+            Some(to) if to != name => {
+                sqlx::query("UPDATE groups SET name = $1 WHERE id = $2")
+                    .bind(placeholder(*row))
+                    .bind(row)
+                    .execute(&mut **tx)
+                    .await?;
+                renamed.insert(idc.as_str(), (*row, name.as_str()));
+            }
+            Some(_) => {}
+        }
+    }
+    for g in groups {
+        if let Some((row, from)) = renamed.get(g.id.as_str()) {
+            sqlx::query("UPDATE groups SET name = $1 WHERE id = $2")
+                .bind(&g.display_name)
+                .bind(row)
+                .execute(&mut **tx)
+                .await?;
+            let detail = serde_json::json!({ "from": from, "to": g.display_name });
+            record(tx, now, SYNC_ACTOR, "group.rename", &format!("group:{row}"), &detail.to_string()).await?;
+            continue;
+        }
+        // A group Cone knew by name only takes the Identity Center id of the group of that name.
+        sqlx::query(
+            "INSERT INTO groups (name, idc_group_id) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET idc_group_id = excluded.idc_group_id",
+        )
+        .bind(&g.display_name)
+        .bind(&g.id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE idc_group_id IS NOT NULL)")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -13,6 +13,8 @@ pub struct UserRow {
     pub password_hash: Option<String>,
     /// `person`, or `service` for a service account (`identities::USER_SERVICE`).
     pub kind: String,
+    /// When the person left (deleted or disabled in Identity Center); they can no longer sign in.
+    pub left_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow)]

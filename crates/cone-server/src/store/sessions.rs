@@ -219,7 +219,7 @@ impl Db {
         let read = async {
             let row: Option<TokenUser> = sqlx::query_as(&format!(
                 "SELECT {USER_COLUMNS}, t.expires_at FROM access_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = $1"
+                 WHERE t.token_hash = $1 AND u.left_at IS NULL"
             ))
             .bind(token_hash)
             .fetch_optional(&self.pool)
@@ -251,7 +251,7 @@ impl Db {
     pub async fn web_session_user(&self, token_hash: &str, now: i64) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS} FROM web_sessions w JOIN users u ON u.id = w.user_id
-             WHERE w.token_hash = $1 AND w.expires_at > $2"
+             WHERE w.token_hash = $1 AND w.expires_at > $2 AND u.left_at IS NULL"
         ))
         .bind(token_hash)
         .bind(now)

@@ -290,7 +290,7 @@ impl Db {
             return Ok(due);
         }
         for id in &due {
-            close_undecided(&mut tx, *id, Event::TimedOut, now).await?;
+            close_undecided(&mut tx, *id, Event::TimedOut, None, now).await?;
             record(&mut tx, now, "worker", "task.time_out", &format!("task:{id}"), "{}").await?;
         }
         tx.commit().await?;
@@ -464,14 +464,20 @@ async fn cancel(tx: &mut Tx, task_id: i64, user_id: i64, now: i64) -> Result<boo
     if mine.is_none() || task_state(tx, task_id).await?.on(Event::Cancelled).is_none() {
         return Ok(false);
     }
-    close_undecided(tx, task_id, Event::Cancelled, now).await?;
+    close_undecided(tx, task_id, Event::Cancelled, None, now).await?;
     record(tx, now, &format!("user:{user_id}"), "task.cancel", &format!("task:{task_id}"), "{}").await?;
     Ok(true)
 }
 
 /// Closes an undecided task (cancelled or timed out); its grant (if it has one of its own) never starts.
-async fn close_undecided(tx: &mut Tx, task_id: i64, event: Event, now: i64) -> Result<()> {
-    super::lifecycle::move_task(tx, task_id, event, None, now).await?;
+pub(super) async fn close_undecided(
+    tx: &mut Tx,
+    task_id: i64,
+    event: Event,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    super::lifecycle::move_task(tx, task_id, event, reason, now).await?;
     if let Some(grant_id) = own_grant(tx, task_id).await? {
         move_grant(tx, grant_id, GrantEvent::Withdrawn).await?;
     }

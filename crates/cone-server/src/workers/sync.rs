@@ -8,6 +8,7 @@ use anyhow::Context;
 use cone_aws::{Connector, Part, PermissionSet, SqlSpool};
 use futures_util::StreamExt;
 
+use super::announce;
 use crate::drift;
 use crate::state::AppState;
 
@@ -60,8 +61,15 @@ async fn sync_through(
         // What the journal gave was read then: the sweep must not take it for newer.
         synced_at = synced_at.min(r.oldest);
     }
-    let permission_sets =
-        s.db.apply_sync(&s.config.aws.app_id, &synced.instance_arn, spool.parts(None), s.now()).await?;
+    let max_offboard = s.config.identities.max_offboard_percent;
+    let stored =
+        s.db.apply_sync(&s.config.aws.app_id, &synced.instance_arn, spool.parts(None), max_offboard, s.now()).await?;
+    let permission_sets = stored.permission_sets;
+    if stored.people.offboarded > 0 {
+        tracing::info!(people = stored.people.offboarded, "offboarded the people who left Identity Center");
+        announce(s, Ok(stored.people.tasks), "offboard");
+        s.wake.notify_one();
+    }
     if last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval) {
         match sweep(s, &synced.instance_arn, &permission_sets, spool, synced_at).await {
             Ok(()) => *last_sweep = Some(synced_at),

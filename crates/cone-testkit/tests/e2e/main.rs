@@ -12,6 +12,7 @@ mod iam;
 mod interop;
 mod openapi;
 mod ops;
+mod people;
 mod policy;
 mod server;
 mod tokens;

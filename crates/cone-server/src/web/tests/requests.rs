@@ -32,6 +32,7 @@ fn snapshot() -> cone_aws::Snapshot {
                 user_name: name.into(),
                 display_name: name.into(),
                 email: None,
+                enabled: true,
             })
             .into(),
         groups: vec![],

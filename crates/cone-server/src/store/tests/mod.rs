@@ -1,5 +1,7 @@
 //! The store on both backends: chains, claims, drift, device codes, the access document, syncs.
 
+mod people;
+
 use std::time::Duration;
 
 use super::*;
@@ -18,12 +20,12 @@ testing::on_both_backends!(
     an_assignment_made_after_its_grant_ended_is_revoked,
 );
 
-fn user(id: &str, name: &str) -> cone_aws::User {
-    cone_aws::User { id: id.into(), user_name: name.into(), display_name: name.into(), email: None }
+pub(super) fn user(id: &str, name: &str) -> cone_aws::User {
+    cone_aws::User { id: id.into(), user_name: name.into(), display_name: name.into(), email: None, enabled: true }
 }
 
 /// A sync of one account, Production (111), where AdministratorAccess (`ps-admin`) is provisioned, with `users`.
-fn production_admin(users: Vec<cone_aws::User>) -> cone_aws::Snapshot {
+pub(super) fn production_admin(users: Vec<cone_aws::User>) -> cone_aws::Snapshot {
     cone_aws::Snapshot {
         resumed: None,
         instance_arn: "inst".into(),
@@ -48,16 +50,14 @@ fn production_admin(users: Vec<cone_aws::User>) -> cone_aws::Snapshot {
     }
 }
 
-/// A provisioning that AWS answers after its grant has ended (its lease ran out while AWS was slow, and the grant
-/// was released, provisioned by the second run and revoked meanwhile) leaves no assignment behind.
-async fn an_assignment_made_after_its_grant_ended_is_revoked(db: Db) {
-    db.apply_snapshot("aws", &production_admin(vec![user("u-alice", "alice")]), 1).await.unwrap();
-    let alice = db.user_by_name("alice").await.unwrap().unwrap();
-    let e = db.entitlement("aws", "111|ps-admin").await.unwrap().unwrap();
+/// Files an hour's request of `user` for `entitlement`, placed at `placement`; returns the task id.
+pub(super) async fn file_task(db: &Db, user: &UserRow, entitlement: &str, placement: Placement<'_>, now: i64) -> i64 {
+    let e = db.entitlement("aws", entitlement).await.unwrap().unwrap();
+    let principal = user.idc_user_id.clone().unwrap();
     let task = NewTask {
-        requester_id: alice.id,
+        requester_id: user.id,
         entitlement: &e,
-        principal_id: "u-alice",
+        principal_id: &principal,
         extends_grant_id: None,
         max_duration_secs: 3600,
         emergency: false,
@@ -67,7 +67,16 @@ async fn an_assignment_made_after_its_grant_ended_is_revoked(db: Db) {
         policy_name: "p",
         steps_json: "[]".into(),
     };
-    db.insert_task(&task, Placement::Provision, 10).await.unwrap().unwrap();
+    db.insert_task(&task, placement, now).await.unwrap().unwrap()
+}
+
+/// A provisioning that AWS answers after its grant has ended (its lease ran out while AWS was slow, and the grant
+/// was released, provisioned by the second run and revoked meanwhile) leaves no assignment behind.
+async fn an_assignment_made_after_its_grant_ended_is_revoked(db: Db) {
+    db.apply_snapshot("aws", &production_admin(vec![user("u-alice", "alice")]), 1).await.unwrap();
+    let alice = db.user_by_name("alice").await.unwrap().unwrap();
+    let e = db.entitlement("aws", "111|ps-admin").await.unwrap().unwrap();
+    file_task(&db, &alice, &e.id, Placement::Provision, 10).await;
     let state =
         async || -> String { sqlx::query_scalar("SELECT state FROM grants").fetch_one(&db.pool).await.unwrap() };
     let slow = db.claim_job(10, 60).await.unwrap().unwrap();

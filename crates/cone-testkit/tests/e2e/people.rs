@@ -1,0 +1,167 @@
+//! People who leave and people who are renamed, end to end on SQLite and on PostgreSQL, with moto as Identity
+//! Center and the real AWS CLI. moto 5.2.1 has no `UpdateUser`, `UpdateGroup` nor `UserStatus`: renames and
+//! disabling are made by the fault proxy, which answers `identitystore:ListUsers` and `ListGroups` as Identity Center
+//! does after those changes (`FaultProxy::edit`).
+
+use std::time::{Duration, Instant};
+
+use cone_api::{AuditPage, ConnectorStatus, CreateTask, CreateToken, Task, TaskState};
+use cone_client::{Client, Failure};
+use cone_testkit::console::Console;
+use cone_testkit::faults::FaultProxy;
+use cone_testkit::{Sandbox, Store, moto_sdk_config, password};
+use reqwest::Method;
+use serde_json::json;
+
+cone_testkit::on_both_stores!(
+    a_person_deleted_in_identity_center_loses_everything_after_one_sync,
+    renames_keep_people_and_groups_and_a_disabled_user_leaves,
+);
+
+async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asks for a sync as the administrator `admin` and waits until it has ended well.
+async fn sync(admin: &Client) {
+    let before = admin.connectors().await.unwrap()[0].last_success_at;
+    admin.call::<ConnectorStatus>(Method::POST, "/api/v1/connectors/sync", None::<&()>).await.unwrap();
+    eventually(Duration::from_secs(60), "the asked-for sync ended well", async || {
+        let now = &admin.connectors().await.unwrap()[0];
+        assert_eq!(now.last_error, None, "{now:?}");
+        now.last_success_at != before
+    })
+    .await;
+}
+
+fn ask(sb: &Sandbox, account: &str, set: &str) -> CreateTask {
+    let entitlement = format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn(set).unwrap());
+    CreateTask { app_id: "aws".into(), entitlement_id: entitlement, ..CreateTask::default() }
+}
+
+async fn granted(client: &Client, task: &Task) {
+    eventually(Duration::from_secs(30), "the grant is active", async || {
+        client.task(task.id, None, Duration::ZERO).await.unwrap().state == TaskState::Granted
+    })
+    .await;
+}
+
+async fn offboarded(admin: &Client) -> Vec<cone_api::AuditEntry> {
+    admin.get::<AuditPage>("/api/v1/audit?action=identity.offboard").await.unwrap().entries
+}
+
+/// alice has a `cone login` session, a console session, a personal API token, an active grant she uses through the
+/// AWS CLI and a request waiting for approval. She is deleted in Identity Center; after one sync all of it is gone:
+/// `cone whoami` and the console send her to sign in, her token is refused with why, her assignment is removed from
+/// AWS, her request is cancelled, and the audit log says what was taken and why.
+async fn a_person_deleted_in_identity_center_loses_everything_after_one_sync(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let (alice, carol) = (sb.client("alice").unwrap(), sb.client("carol").unwrap());
+    let personal = alice.create_token(&CreateToken { name: "laptop".into(), expires_in_days: None }).await.unwrap();
+    let mut console = Console::sign_in(&sb.server_url, "alice", &password("alice")).await.unwrap();
+    assert!(console.open("/console").await.unwrap().0.is_success());
+
+    let o = sb.caller_identity("alice", "staging-readonlyaccess").unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let grant = alice.tasks("mine", "all").await.unwrap().into_iter().find(|t| t.state == TaskState::Granted).unwrap();
+    let pending = alice.create_task(&ask(&sb, "Production", "AdministratorAccess")).await.unwrap();
+    assert_eq!(pending.state, TaskState::PendingApproval);
+    let alice_id = sb.org.user_id("alice").unwrap().to_string();
+    assert!(sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().contains(&alice_id));
+
+    let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    ids.delete_user().identity_store_id(&sb.org.identity_store_id).user_id(&alice_id).send().await.unwrap();
+    sync(&carol).await;
+
+    let o = sb.cone("alice", &["whoami"]).unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && said.contains("cone login"), "{said}");
+    let (status, _) = console.open("/console").await.unwrap();
+    assert!(status.is_redirection(), "the console still serves alice: {status}");
+    let token = Client::new(&sb.server_url, &personal.secret).unwrap();
+    let Err(Failure::Api { status: 401, error }) = token.me().await else { panic!("alice's API token still works") };
+    assert!(error.message.contains("belongs to alice, who left Identity Center"), "{error:?}");
+    eventually(Duration::from_secs(30), "alice's assignment is removed from AWS", async || {
+        !sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().contains(&alice_id)
+    })
+    .await;
+    let cancelled = carol.task(pending.id, None, Duration::ZERO).await.unwrap();
+    assert_eq!(cancelled.state, TaskState::Cancelled);
+    assert!(cancelled.reason.as_deref().is_some_and(|r| r.contains("requester left")), "{cancelled:?}");
+    assert_eq!(carol.task(grant.id, None, Duration::ZERO).await.unwrap().state, TaskState::Released);
+
+    let entries = offboarded(&carol).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let detail = &entries[0].detail;
+    assert_eq!(detail["why"], "deleted in Identity Center");
+    assert_eq!(detail["ended_grants"], json!([grant.id]));
+    assert_eq!(detail["cancelled_tasks"], json!([pending.id]));
+    assert_eq!((detail["sessions"].as_i64(), detail["api_tokens"].as_i64()), (Some(1), Some(1)));
+    assert!(detail["console_sessions"].as_i64().is_some_and(|n| n >= 1), "{detail}");
+}
+
+/// Through a proxy that answers as Identity Center does after renames: alice renamed keeps her session and her
+/// grant, and the approvers group renamed keeps its members, whose removal later still counts. Then alice is
+/// disabled: her session ends and her assignment goes.
+async fn renames_keep_people_and_groups_and_a_disabled_user_leaves(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    for user in ["alice", "bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    sb.stop_server();
+    let proxy = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    let (_server, url) = sb.spawn_replica(proxy.endpoint()).unwrap();
+    let client = |user: &str| Client::new(&url, &sb.api_token(user).unwrap()).unwrap();
+    let (alice, bob, carol) = (client("alice"), client("bob"), client("carol"));
+    let task = alice.create_task(&ask(&sb, "Staging", "ReadOnlyAccess")).await.unwrap();
+    granted(&alice, &task).await;
+
+    let alice_id = sb.org.user_id("alice").unwrap().to_string();
+    let users = ("identitystore:ListUsers", "Users", "UserId");
+    proxy.edit(users.0, users.1, users.2, &alice_id, json!({ "UserName": "alice.anders" }));
+    let group = &sb.org.approvers_group_id;
+    proxy.edit("identitystore:ListGroups", "Groups", "GroupId", group, json!({ "DisplayName": "approvers-eu" }));
+    sync(&carol).await;
+    let me = alice.me().await.unwrap();
+    assert_eq!(me.username, "alice.anders");
+    assert_eq!(alice.task(task.id, None, Duration::ZERO).await.unwrap().state, TaskState::Granted);
+    assert_eq!(bob.me().await.unwrap().groups, ["approvers-eu"]);
+    let renames = carol.get::<AuditPage>("/api/v1/audit?action=identity.rename").await.unwrap().entries;
+    assert_eq!(renames.len(), 1, "{renames:?}");
+    assert_eq!(renames[0].detail, json!({ "from": "alice", "to": "alice.anders" }));
+
+    let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    // bob is the group's only member.
+    let listed =
+        ids.list_group_memberships().identity_store_id(&sb.org.identity_store_id).group_id(group).send().await.unwrap();
+    for m in listed.group_memberships() {
+        let id = m.membership_id();
+        ids.delete_group_membership()
+            .identity_store_id(&sb.org.identity_store_id)
+            .membership_id(id)
+            .send()
+            .await
+            .unwrap();
+    }
+    sync(&carol).await;
+    assert!(bob.me().await.unwrap().groups.is_empty(), "bob left the renamed group but is still counted in it");
+
+    proxy.edit(users.0, users.1, users.2, &alice_id, json!({ "UserStatus": "DISABLED" }));
+    sync(&carol).await;
+    assert!(matches!(alice.me().await, Err(Failure::Api { status: 401, .. })), "a disabled user's session works");
+    eventually(Duration::from_secs(30), "the disabled user's assignment is removed from AWS", async || {
+        !sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().contains(&alice_id)
+    })
+    .await;
+    let entries = offboarded(&carol).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].detail["why"], "disabled in Identity Center");
+}
