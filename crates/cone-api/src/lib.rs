@@ -174,6 +174,10 @@ pub struct Task {
     pub decisions: Vec<TaskDecision>,
     #[serde(default)]
     pub decided_by: Option<String>,
+    /// Who ended the grant before its time: the requester who gave it back, or the administrator who withdrew it
+    /// (`reason` says why). Absent when Cone ended it (its holder left Identity Center).
+    #[serde(default)]
+    pub ended_by: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
@@ -183,6 +187,14 @@ pub struct Task {
     /// What happened to the task, oldest first (from the audit log).
     #[serde(default)]
     pub events: Vec<TaskEvent>,
+}
+
+impl Task {
+    /// Who withdrew the task's grant and why, when someone other than its requester ended it early.
+    pub fn withdrawal(&self) -> Option<(&str, &str)> {
+        let by = self.ended_by.as_deref().filter(|by| *by != self.requester)?;
+        Some((by, self.reason.as_deref().unwrap_or("no reason given")))
+    }
 }
 
 /// One person's decision on one step (numbered from 1) of a task's policy.
@@ -228,6 +240,15 @@ pub struct DropRequest {
 pub struct DropResult {
     /// The tasks whose grant was released or whose request was cancelled; empty when there was nothing to drop.
     pub tasks: Vec<Task>,
+}
+
+/// `POST /api/v1/tasks/{id}/withdraw`: why an administrator ends the grant now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Withdrawal {
+    /// Shown to the requester (1 to 1000 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1000))]
+    pub reason: String,
 }
 
 /// A comment, or the comment on an approval or denial.
@@ -508,6 +529,18 @@ pub struct ApiToken {
     pub last_used_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/users/{username}/sign-out`: what an administrator ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedOutUser {
+    pub username: String,
+    /// `cone login` sessions ended.
+    pub sessions: u64,
+    pub console_sessions: u64,
+    /// API tokens revoked.
+    pub api_tokens: u64,
 }
 
 /// A token just created: the secret is shown this once and cannot be read again.

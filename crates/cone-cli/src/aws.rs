@@ -405,6 +405,20 @@ pub async fn logout() -> Result<()> {
 /// or an error carrying the message the person needs.
 async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<Option<DateTime<Utc>>> {
     let name = &p.name;
+    // Access an administrator withdrew is not asked for again behind the person's back: they are told who and
+    // why, and ask again themselves if they still need it.
+    if let Some(last) = api.latest_task(&p.app_id, &p.entitlement_id).await?
+        && let Some((by, why)) = last.withdrawal()
+    {
+        // Typed by another person: no control characters reach the terminal.
+        let plain = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+        let (by, why) = (plain(by), plain(why));
+        bail!(
+            "Your access to \"{name}\" was withdrawn by {by}: {why}\nSee `cone task get {}`. If you still need it, request it again with `cone get {}`.",
+            last.id,
+            naming::shell_quote(&e.alias)
+        );
+    }
     if e.form.iter().any(|f| f.required) {
         return Err(form_required(name, e));
     }

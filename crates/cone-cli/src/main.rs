@@ -178,12 +178,34 @@ enum SetupShow {
 enum TaskCommand {
     /// Show a task and its history.
     Get { id: i64 },
-    /// List your requests, or with --approvable the requests waiting for your decision.
+    /// List your requests, with --approvable those waiting for your decision, with --all everyone's
+    /// (administrators; `--all --state granted` lists every active grant).
     Search {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         approvable: bool,
-        #[arg(long, value_parser = ["open", "closed", "all"], default_value = "all")]
+        #[arg(long)]
+        all: bool,
+        /// open, closed, live (open or granted), all, or one state such as granted or pending_approval.
+        #[arg(long, default_value = "all", value_parser = [
+            "open", "closed", "live", "all", "pending_approval", "provisioning", "granted", "denied", "failed",
+            "expired", "cancelled", "released", "timed_out",
+        ])]
         state: String,
+        /// Only this requester's tasks.
+        #[arg(long, default_value = "")]
+        user: String,
+        /// Only tasks on this account (its id or name).
+        #[arg(long, default_value = "")]
+        account: String,
+        /// Only tasks on this permission set (its name).
+        #[arg(long, default_value = "")]
+        permission_set: String,
+    },
+    /// End the grant of a task now, saying why (administrators); the requester is shown who and why.
+    Withdraw {
+        id: i64,
+        #[arg(long)]
+        reason: String,
     },
     /// Approve a task that waits for you.
     Approve {
@@ -219,9 +241,16 @@ enum TokenCommand {
         service: Option<String>,
     },
     /// List your API tokens (administrators: and every service token); secrets are never shown again.
-    List,
+    List {
+        /// Everyone's tokens, personal ones too (administrators).
+        #[arg(long)]
+        all: bool,
+    },
     /// Revoke an API token; it stops working at once.
     Revoke { id: i64 },
+    /// Sign a person out everywhere (administrators): their `cone login` sessions, console sessions and API
+    /// tokens stop working at once; their grants stay.
+    SignOut { username: String },
 }
 
 #[derive(Subcommand)]
@@ -363,8 +392,20 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
         Command::Task { command } => {
             let api = settings::client()?;
             let task = match command {
-                TaskCommand::Search { approvable, state } => {
-                    let tasks = api.tasks(if approvable { "approvable" } else { "mine" }, &state).await?;
+                TaskCommand::Search { approvable, all, state, user, account, permission_set } => {
+                    let scope = match (approvable, all) {
+                        (true, _) => "approvable",
+                        (_, true) => "all",
+                        _ => "mine",
+                    };
+                    let filters = [
+                        ("scope", scope),
+                        ("state", state.as_str()),
+                        ("user", user.as_str()),
+                        ("account", account.as_str()),
+                        ("permission_set", permission_set.as_str()),
+                    ];
+                    let tasks = api.search_tasks(&filters).await?;
                     out.show(&tasks, || output::tasks_view(&tasks))?;
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -374,6 +415,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 TaskCommand::Comment { id, comment } => api.act(id, "comment", &comment).await?,
                 TaskCommand::Cancel { id } => api.act(id, "cancel", "").await?,
                 TaskCommand::Escalate { id } => api.act(id, "escalate", "").await?,
+                TaskCommand::Withdraw { id, reason } => api.withdraw(id, &reason).await?,
             };
             out.show(&task, || output::task_view(&task))?;
         }
@@ -395,14 +437,23 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                         );
                     }
                 }
-                TokenCommand::List => {
-                    let list = api.tokens().await?;
+                TokenCommand::List { all } => {
+                    let list = api.tokens(all).await?;
                     out.show(&list, || output::tokens_view(&list.tokens))?;
                 }
                 TokenCommand::Revoke { id } => {
                     let token = api.revoke_token(id).await?;
                     out.show(&token, || {
                         View::Line(format!("Revoked token {} (\"{}\" of {}).", token.id, token.name, token.owner))
+                    })?;
+                }
+                TokenCommand::SignOut { username } => {
+                    let done = api.sign_out_user(&username).await?;
+                    out.show(&done, || {
+                        View::Line(format!(
+                            "Signed {} out everywhere: {} cone login session(s), {} console session(s), {} API token(s).",
+                            done.username, done.sessions, done.console_sessions, done.api_tokens
+                        ))
                     })?;
                 }
             }

@@ -96,6 +96,9 @@ pub fn task_view(t: &Task) -> View {
     if let Some(d) = &t.decided_by {
         f.push(("Decided by", d.clone(), false));
     }
+    if let Some(by) = &t.ended_by {
+        f.push(("Ended by", by.clone(), false));
+    }
     if let Some(r) = &t.reason {
         f.push(("Reason", r.clone(), false));
     }

@@ -117,8 +117,32 @@ impl Client {
 
     /// Every task of `scope` (`mine` or `approvable`) in `state` (`open`, `closed` or `all`), newest first.
     pub async fn tasks(&self, scope: &str, state: &str) -> Result<Vec<Task>, Failure> {
-        let query = format!("scope={}&state={}", encode(scope), encode(state));
+        self.search_tasks(&[("scope", scope), ("state", state)]).await
+    }
+
+    /// Every task matching the filters of `GET /api/v1/tasks` (`scope`, `state`, `user`, `account`,
+    /// `permission_set`, `app_id` and `entitlement_id`; empty values are left out), newest first.
+    pub async fn search_tasks(&self, filters: &[(&str, &str)]) -> Result<Vec<Task>, Failure> {
+        let query = query(filters);
         self.all_pages("/api/v1/tasks", &query, |p: TaskPage| (p.tasks, p.next_page_token)).await
+    }
+
+    /// The caller's latest task on an entitlement, if any.
+    pub async fn latest_task(&self, app_id: &str, entitlement_id: &str) -> Result<Option<Task>, Failure> {
+        let filters = [("app_id", app_id), ("entitlement_id", entitlement_id), ("page_size", "1")];
+        let page: TaskPage = self.get(&format!("/api/v1/tasks?{}", query(&filters))).await?;
+        Ok(page.tasks.into_iter().next())
+    }
+
+    /// An administrator ends the grant of task `id` now, saying why.
+    pub async fn withdraw(&self, id: i64, reason: &str) -> Result<Task, Failure> {
+        let body = cone_api::Withdrawal { reason: reason.into() };
+        self.call(Method::POST, &format!("/api/v1/tasks/{id}/withdraw"), Some(&body)).await
+    }
+
+    /// An administrator signs `username` out everywhere.
+    pub async fn sign_out_user(&self, username: &str) -> Result<cone_api::SignedOutUser, Failure> {
+        self.call(Method::POST, &format!("/api/v1/users/{}/sign-out", encode(username)), None::<&()>).await
     }
 
     async fn all_pages<P: DeserializeOwned, T>(
@@ -184,8 +208,9 @@ impl Client {
         self.call(Method::POST, "/api/v1/service-tokens", Some(req)).await
     }
 
-    pub async fn tokens(&self) -> Result<cone_api::TokenList, Failure> {
-        self.get("/api/v1/tokens").await
+    /// The caller's tokens (and every service token for administrators); with `all`, everyone's (administrators).
+    pub async fn tokens(&self, all: bool) -> Result<cone_api::TokenList, Failure> {
+        self.get(if all { "/api/v1/tokens?all=true" } else { "/api/v1/tokens" }).await
     }
 
     pub async fn revoke_token(&self, id: i64) -> Result<cone_api::ApiToken, Failure> {
@@ -219,6 +244,12 @@ impl Client {
 }
 
 /// Percent-encodes a query value (entitlement ids carry `|`, `:` and `/`).
+/// `a=1&b=2` from pairs, leaving out empty values.
+fn query(pairs: &[(&str, &str)]) -> String {
+    let pairs = pairs.iter().filter(|(_, v)| !v.is_empty());
+    pairs.map(|(k, v)| format!("{k}={}", encode(v))).collect::<Vec<_>>().join("&")
+}
+
 pub fn encode(value: &str) -> String {
     value
         .bytes()

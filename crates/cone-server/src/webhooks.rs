@@ -23,6 +23,7 @@ pub const EVENTS: &[&str] = &[
     "grant.expire",
     "grant.release",
     "grant.end_early",
+    "grant.withdraw",
     "grant.revoke",
     "grant.fail",
 ];

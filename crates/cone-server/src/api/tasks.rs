@@ -4,13 +4,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use cone_api::{CreateTask, Decision, DropRequest, DropResult, Task, TaskPage, TaskState};
+use cone_api::{CreateTask, Decision, DropRequest, DropResult, Task, TaskPage, TaskState, Withdrawal};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::doc::{BadRequest, Conflict, Forbidden, Internal, NotFound, Unauthenticated, UnsupportedMediaType};
 use super::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::error::Error;
+use crate::services::tasks::{Narrow, States};
 use crate::services::{Page, tasks};
 use crate::state::AppState;
 
@@ -83,9 +84,11 @@ pub enum Scope {
     Mine,
     /// Requests waiting for the caller's decision.
     Approvable,
+    /// Everyone's requests (administrators only).
+    All,
 }
 
-/// Which tasks by state a search returns.
+/// Which tasks by state a search returns: a group of states, or one.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StateFilter {
@@ -95,19 +98,68 @@ pub enum StateFilter {
     Closed,
     #[default]
     All,
+    /// Open, or holding an active grant.
+    Live,
+    PendingApproval,
+    Provisioning,
+    /// Holding an active grant.
+    Granted,
+    Denied,
+    Failed,
+    Expired,
+    Cancelled,
+    Released,
+    TimedOut,
+}
+
+impl StateFilter {
+    fn states(self) -> Option<States> {
+        let one = |state| Some(States::Is(state));
+        match self {
+            StateFilter::Open => Some(States::Open),
+            StateFilter::Closed => Some(States::Closed),
+            StateFilter::All => None,
+            StateFilter::Live => Some(States::Live),
+            StateFilter::PendingApproval => one(TaskState::PendingApproval),
+            StateFilter::Provisioning => one(TaskState::Provisioning),
+            StateFilter::Granted => one(TaskState::Granted),
+            StateFilter::Denied => one(TaskState::Denied),
+            StateFilter::Failed => one(TaskState::Failed),
+            StateFilter::Expired => one(TaskState::Expired),
+            StateFilter::Cancelled => one(TaskState::Cancelled),
+            StateFilter::Released => one(TaskState::Released),
+            StateFilter::TimedOut => one(TaskState::TimedOut),
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// `mine` (the default) or `approvable`.
+    /// `mine` (the default), `approvable`, or `all` (administrators).
     #[serde(default)]
     #[param(inline)]
     scope: Option<Scope>,
-    /// `open`, `closed` or `all` (the default).
+    /// `open`, `closed`, `live` (open or granted), `all` (the default) or one state, such as `granted` for active
+    /// grants.
     #[serde(default)]
     #[param(inline)]
     state: Option<StateFilter>,
+    /// Only this requester's tasks (a user name).
+    #[serde(default)]
+    user: Option<String>,
+    /// Only tasks on this account (its id or name).
+    #[serde(default)]
+    account: Option<String>,
+    /// Only tasks on this permission set (its name).
+    #[serde(default)]
+    permission_set: Option<String>,
+    /// Only tasks on this entitlement (with `app_id`).
+    #[serde(default)]
+    entitlement_id: Option<String>,
+    /// The app of `entitlement_id`.
+    #[serde(default)]
+    app_id: Option<String>,
     /// `next_page_token` of the previous page; absent for the first.
     #[serde(default)]
     page_token: Option<String>,
@@ -116,13 +168,13 @@ pub struct SearchQuery {
     page_size: Option<i64>,
 }
 
-/// The caller's requests, or those waiting for their decision, newest first.
+/// The caller's requests, those waiting for their decision, or (for administrators) everyone's, newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/tasks",
     tag = "tasks",
     params(SearchQuery),
-    responses((status = 200, description = "One page", body = TaskPage), BadRequest, Unauthenticated, Internal)
+    responses((status = 200, description = "One page", body = TaskPage), BadRequest, Unauthenticated, Forbidden, Internal)
 )]
 pub async fn search_tasks(
     State(s): State<AppState>,
@@ -133,13 +185,21 @@ pub async fn search_tasks(
     let scope = match q.scope.unwrap_or_default() {
         Scope::Mine => tasks::Scope::Mine,
         Scope::Approvable => tasks::Scope::Approvable,
+        Scope::All => tasks::Scope::All,
     };
-    let open = match q.state.unwrap_or_default() {
-        StateFilter::Open => Some(true),
-        StateFilter::Closed => Some(false),
-        StateFilter::All => None,
+    let entitlement = match (q.app_id.as_deref(), q.entitlement_id.as_deref()) {
+        (Some(app), Some(id)) => Some((app, id)),
+        (None, None) => None,
+        _ => return Err(Error::invalid("Give `app_id` and `entitlement_id` together, or neither.")),
     };
-    Ok(Json(tasks::search(&s, &u, scope, open, page).await?))
+    let narrow = Narrow {
+        states: q.state.unwrap_or_default().states(),
+        user: q.user.as_deref(),
+        account: q.account.as_deref(),
+        permission_set: q.permission_set.as_deref(),
+        entitlement,
+    };
+    Ok(Json(tasks::search(&s, &u, scope, narrow, page).await?))
 }
 
 /// Approves the task at the step it waits at, when that step asks the caller.
@@ -241,6 +301,27 @@ pub async fn escalate_task(
     ApiPath(TaskId { id }): ApiPath<TaskId>,
 ) -> Result<Json<Task>, Error> {
     Ok(Json(tasks::escalate(&s, &u, id).await?))
+}
+
+/// An administrator ends the grant of a task now, saying why; the requester is shown who and why.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/withdraw",
+    tag = "tasks",
+    params(TaskId),
+    request_body = Withdrawal,
+    responses(
+        (status = 200, description = "The task whose grant was withdrawn", body = Task),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, UnsupportedMediaType, Internal
+    )
+)]
+pub async fn withdraw_grant(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    ApiPath(TaskId { id }): ApiPath<TaskId>,
+    ApiJson(w): ApiJson<Withdrawal>,
+) -> Result<Json<Task>, Error> {
+    Ok(Json(tasks::withdraw(&s, &u, id, &w.reason).await?))
 }
 
 fn comment_of(body: Option<ApiJson<Decision>>) -> String {

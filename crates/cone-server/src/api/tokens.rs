@@ -1,14 +1,14 @@
-//! Personal and service API tokens (see `services::tokens`).
+//! Personal and service API tokens (see `services::tokens`), and signing someone out everywhere.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use cone_api::{ApiToken, CreateServiceToken, CreateToken, NewToken, TokenList};
+use cone_api::{ApiToken, CreateServiceToken, CreateToken, NewToken, SignedOutUser, TokenList};
 
 use super::doc::{BadRequest, Conflict, Forbidden, Internal, NotFound, Unauthenticated, UnsupportedMediaType};
-use super::extract::{Admin, ApiJson, ApiPath};
+use super::extract::{Admin, ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::error::Error;
-use crate::services::auth::Caller;
+use crate::services::auth::{self, Caller};
 use crate::services::tokens;
 use crate::state::AppState;
 
@@ -53,15 +53,59 @@ pub async fn create_service_token(
     Ok((StatusCode::CREATED, Json(new)))
 }
 
-/// The caller's unrevoked API tokens, and for administrators every service token; never their secrets.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Every unrevoked token of everyone, personal ones too (administrators only).
+    #[serde(default)]
+    all: bool,
+}
+
+/// The caller's unrevoked API tokens, and for administrators every service token (every token with `all`); never
+/// their secrets.
 #[utoipa::path(
     get,
     path = "/api/v1/tokens",
     tag = "tokens",
-    responses((status = 200, description = "The tokens, oldest first", body = TokenList), Unauthenticated, Internal)
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tokens, oldest first", body = TokenList),
+        BadRequest, Unauthenticated, Forbidden, Internal
+    )
 )]
-pub async fn list_tokens(State(s): State<AppState>, caller: Caller) -> Result<Json<TokenList>, Error> {
-    Ok(Json(tokens::list(&s, &caller).await?))
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<TokenList>, Error> {
+    Ok(Json(tokens::list(&s, &caller, q.all).await?))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct Username {
+    /// The person's user name (or a service account's `service:<name>`).
+    username: String,
+}
+
+/// Signs someone out everywhere (administrators): their `cone login` sessions, console sessions and API tokens
+/// stop working at once; their grants are left as they are.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{username}/sign-out",
+    tag = "tokens",
+    params(Username),
+    responses(
+        (status = 200, description = "What was ended", body = SignedOutUser),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Internal
+    )
+)]
+pub async fn sign_out_user(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    ApiPath(Username { username }): ApiPath<Username>,
+) -> Result<Json<SignedOutUser>, Error> {
+    Ok(Json(auth::sign_out_user(&s, &u, &username).await?))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -4,7 +4,7 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
-use cone_api::{DeviceAuthorization, Me, PERSONAL_TOKEN_PREFIX, SERVICE_TOKEN_PREFIX, TokenResponse};
+use cone_api::{DeviceAuthorization, Me, PERSONAL_TOKEN_PREFIX, SERVICE_TOKEN_PREFIX, SignedOutUser, TokenResponse};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -196,12 +196,37 @@ pub async fn is_admin(s: &AppState, user: &UserRow) -> anyhow::Result<bool> {
 
 /// The caller if they are an administrator; anyone else is refused.
 pub async fn admin(s: &AppState, caller: Caller) -> Result<Caller> {
-    if !is_admin(s, &caller.user).await? {
-        return Err(Error::Forbidden(
-            "Only Cone administrators may do this; ask one, or to be listed under `admins` in the server's configuration.".into(),
-        ));
-    }
+    require_admin(s, &caller.user).await?;
     Ok(caller)
+}
+
+/// Refuses anyone but an administrator.
+pub async fn require_admin(s: &AppState, user: &UserRow) -> Result<()> {
+    if is_admin(s, user).await? { Ok(()) } else { Err(admins_only()) }
+}
+
+pub fn admins_only() -> Error {
+    Error::Forbidden(
+        "Only Cone administrators may do this; ask one, or to be listed under `admins` in the server's configuration."
+            .into(),
+    )
+}
+
+/// An administrator signs someone out everywhere: their `cone login` sessions, console sessions and API tokens
+/// stop working at once. Their grants are left as they are.
+pub async fn sign_out_user(s: &AppState, admin: &UserRow, username: &str) -> Result<SignedOutUser> {
+    require_admin(s, admin).await?;
+    let user = s.db.user_by_name(username).await?.ok_or_else(|| {
+        Error::NotFound(format!("There is no user \"{username}\"; user names are those of IAM Identity Center."))
+    })?;
+    let ended = s.db.sign_out_user(user.id, admin.id, s.now()).await?;
+    tracing::info!(user = %user.username, by = %admin.username, "signed out everywhere by an administrator");
+    Ok(SignedOutUser {
+        username: user.username,
+        sessions: ended.sessions,
+        console_sessions: ended.console_sessions,
+        api_tokens: ended.api_tokens,
+    })
 }
 
 /// Signs out: the presented token stops working (an API token is revoked).

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::rules::{Facts, Request, Requester};
 use crate::state::AppState;
 use crate::store::{EntitlementRow, NewTask, Placement, TaskFilter, TaskRow, USER_SERVICE, UserRow};
+pub use crate::store::{Narrow, States};
 
 /// Whose tasks a search returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum Scope {
     Mine,
     /// Requests waiting for the caller's decision.
     Approvable,
+    /// Everyone's requests (administrators).
+    All,
 }
 
 /// Files a request. On an entitlement the requester holds already, the request becomes an extension of that
@@ -249,6 +252,7 @@ fn task_to_api(s: &AppState, t: TaskRow) -> Task {
             .map(|d| TaskDecision { step: d.step + 1, by: d.by, approve: d.approve, at: time(d.at) })
             .collect(),
         decided_by: t.decided_by,
+        ended_by: t.ended_by,
         reason: t.reason.or(policy_reason),
         grant_expires_at: t.grant_expires_at.map(time),
         created_at: time(t.created_at),
@@ -425,21 +429,50 @@ pub async fn comment(s: &AppState, u: &UserRow, id: i64, comment: &str) -> Resul
     load_task(s, id).await
 }
 
-/// The caller's requests, or the requests waiting for the caller's decision, newest first; `open` narrows to
-/// undecided and provisioning tasks (`Some(true)`) or to the rest (`Some(false)`).
-pub async fn search(s: &AppState, u: &UserRow, scope: Scope, open: Option<bool>, page: Page) -> Result<TaskPage> {
+/// The caller's requests, those waiting for the caller's decision, or (for administrators) everyone's, narrowed by
+/// `narrow`, newest first.
+pub async fn search(s: &AppState, u: &UserRow, scope: Scope, narrow: Narrow<'_>, page: Page) -> Result<TaskPage> {
     let groups = s.db.user_groups(u.id).await?;
     let filter = match scope {
         Scope::Mine => TaskFilter::Requested(u.id),
         Scope::Approvable => TaskFilter::Approvable { user_id: u.id, groups: &groups },
+        Scope::All => {
+            super::auth::require_admin(s, u).await?;
+            TaskFilter::All
+        }
     };
-    let (mut rows, next_page_token) = page.cut(s.db.search_tasks(filter, open, page.offset, page.limit()).await?);
+    let (mut rows, next_page_token) = page.cut(s.db.search_tasks(filter, narrow, page.offset, page.limit()).await?);
     if scope == Scope::Approvable {
         // The store finds tasks waiting for one of the caller's groups or for named people; only the instance
         // knows whether the caller is one of them, so a page can come back shorter than its size.
         rows.retain(|t| asks(&instance(t), &u.username, &groups, usize::try_from(t.step_index).ok()));
     }
     Ok(TaskPage { tasks: rows.into_iter().map(|t| task_to_api(s, t)).collect(), next_page_token })
+}
+
+/// The longest reason an administrator may give for withdrawing a grant.
+const MAX_REASON: usize = 1000;
+
+/// An administrator ends the grant of task `id` now (an extension's task names the grant it extends); the
+/// requester sees who did and why.
+pub async fn withdraw(s: &AppState, u: &UserRow, id: i64, reason: &str) -> Result<Task> {
+    super::auth::require_admin(s, u).await?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return Err(Error::invalid(format!(
+            "Say why the grant is withdrawn, in 1 to {MAX_REASON} characters: the requester is shown it."
+        )));
+    }
+    let t = s.db.task(id).await?.ok_or_else(|| Error::NotFound(format!("There is no task {id}.")))?;
+    let Some(grant_task) = s.db.withdraw_grant(id, u.id, reason, s.now()).await? else {
+        return Err(Error::WrongState(format!(
+            "Task {id} holds no live grant (it is {}); nothing to withdraw.",
+            t.state.words()
+        )));
+    };
+    s.task_changed(grant_task);
+    tracing::info!(task = grant_task, by = %u.username, "grant withdrawn by an administrator");
+    load_task(s, grant_task).await
 }
 
 #[cfg(test)]
@@ -462,6 +495,7 @@ mod tests {
             step_index,
             waiting_for_group: None,
             decided_by: None,
+            ended_by: None,
             reason: None,
             created_at: 0,
             updated_at: 0,

@@ -11,11 +11,11 @@ use cone_api::{
     TOKEN_KIND_SERVICE, TokenList,
 };
 
-use super::auth::{Caller, is_admin, random_token, secret_hash};
+use super::auth::{Caller, admins_only, is_admin, random_token, secret_hash};
 use super::time;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{ApiTokenRow, NewApiToken, TokenOwner};
+use crate::store::{ApiTokenRow, NewApiToken, TokenOwner, TokensOf};
 
 /// The longest expiry a token may be given, in days (ten years).
 const MAX_DAYS: i64 = 3650;
@@ -136,10 +136,16 @@ async fn issue(
     Ok(s.db.create_api_token(&new, t).await?.map(|row| NewToken { secret, token: to_api(row) }))
 }
 
-/// The caller's unrevoked API tokens, and for administrators every service token; never their secrets.
-pub async fn list(s: &AppState, caller: &Caller) -> Result<TokenList> {
-    let admin = is_admin(s, &caller.user).await?;
-    let rows = s.db.api_tokens(caller.user.id, admin).await?;
+/// The caller's unrevoked API tokens, and for administrators every service token (every token when `everyone`);
+/// never their secrets.
+pub async fn list(s: &AppState, caller: &Caller, everyone: bool) -> Result<TokenList> {
+    let of = match (is_admin(s, &caller.user).await?, everyone) {
+        (true, true) => TokensOf::Everyone,
+        (true, false) => TokensOf::CallerAndServices,
+        (false, false) => TokensOf::Caller,
+        (false, true) => return Err(admins_only()),
+    };
+    let rows = s.db.api_tokens(caller.user.id, of).await?;
     Ok(TokenList { tokens: rows.into_iter().map(to_api).collect() })
 }
 

@@ -239,6 +239,27 @@ impl Db {
         .await?)
     }
 
+    /// An administrator ends the grant a task gave (or, for an extension, the grant it extends) now, with a reason;
+    /// returns the task of that grant, or `None` when it holds no live grant.
+    pub async fn withdraw_grant(&self, task_id: i64, by: i64, reason: &str, now: i64) -> Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let live: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT g.id, g.task_id FROM grants g
+             WHERE g.id = COALESCE((SELECT extends_grant_id FROM tasks WHERE id = $1),
+                                   (SELECT id FROM grants WHERE task_id = $1))
+               AND g.state IN ('provisioning', 'active')",
+        )
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((grant_id, grant_task)) = live else { return Ok(None) };
+        let ending =
+            Ending { actor: format!("user:{by}"), by: Some(by), action: "grant.withdraw", reason: Some(reason) };
+        end_early(&mut tx, grant_id, grant_task, &ending, now).await?;
+        tx.commit().await?;
+        Ok(Some(grant_task))
+    }
+
     /// The grant is active and not yet due to end.
     pub async fn grant_active(&self, grant_id: i64, now: i64) -> Result<bool> {
         let active: Option<i64> =
@@ -276,20 +297,23 @@ pub(super) async fn extend(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, m
 
 /// Its holder gives a grant back: an active one's assignment is removed now, a provisioning one's once made.
 pub(super) async fn release(tx: &mut Tx, grant_id: i64, task_id: i64, user_id: i64, now: i64) -> Result<()> {
-    end_early(tx, grant_id, task_id, &format!("user:{user_id}"), "grant.release", None, now).await
+    let ending = Ending { actor: format!("user:{user_id}"), by: Some(user_id), action: "grant.release", reason: None };
+    end_early(tx, grant_id, task_id, &ending, now).await
 }
 
-/// Ends a grant before its time, as its holder's release does, with the audit `action` of `actor`; `reason`, when
-/// given, is what its task and the audit entry say about why.
-pub(super) async fn end_early(
-    tx: &mut Tx,
-    grant_id: i64,
-    task_id: i64,
-    actor: &str,
-    action: &str,
-    reason: Option<&str>,
-    now: i64,
-) -> Result<()> {
+/// Who ends a grant before its time, and why.
+pub(super) struct Ending<'a> {
+    /// The audit actor: `user:<id>` or the part of Cone that acts.
+    pub actor: String,
+    /// The person, kept on the task so that its requester is told who (none when Cone itself ends it).
+    pub by: Option<i64>,
+    pub action: &'a str,
+    /// What the task and the audit entry say about why.
+    pub reason: Option<&'a str>,
+}
+
+/// Ends a grant before its time: an active one's assignment is removed now, a provisioning one's once made.
+pub(super) async fn end_early(tx: &mut Tx, grant_id: i64, task_id: i64, ending: &Ending<'_>, now: i64) -> Result<()> {
     let from = grant_state(tx, grant_id).await?;
     let Some(to) = next_grant_state(grant_id, from, GrantEvent::Released) else { return Ok(()) };
     sqlx::query("UPDATE grants SET state = $1, expires_at = $2 WHERE id = $3")
@@ -302,10 +326,15 @@ pub(super) async fn end_early(
     if to == GrantState::Revoking {
         enqueue(tx, JobKind::Revoke, Some(grant_id), None, now).await?;
     }
-    move_task(tx, task_id, Event::Released, reason, now).await?;
-    let detail = match reason {
+    move_task(tx, task_id, Event::Released, ending.reason, now).await?;
+    sqlx::query("UPDATE tasks SET ended_by = $1 WHERE id = $2")
+        .bind(ending.by)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?;
+    let detail = match ending.reason {
         Some(reason) => serde_json::json!({ "reason": reason }).to_string(),
         None => "{}".to_string(),
     };
-    record(tx, now, actor, action, &format!("task:{task_id}"), &detail).await
+    record(tx, now, &ending.actor, ending.action, &format!("task:{task_id}"), &detail).await
 }

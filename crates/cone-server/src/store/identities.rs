@@ -9,9 +9,10 @@ use cone_core::task::TaskState;
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::grants::end_early;
+use super::grants::{Ending, end_early};
 use super::pool::{Db, Tx};
 pub use super::rows::UserRow;
+use super::sessions::{SignedOut, sign_out_everywhere};
 use super::tasks::close_undecided;
 
 /// The kind of a service account's user row.
@@ -38,9 +39,8 @@ pub struct PeopleSynced {
 #[derive(serde::Serialize)]
 struct Taken {
     why: &'static str,
-    sessions: u64,
-    console_sessions: u64,
-    api_tokens: u64,
+    #[serde(flatten)]
+    signed_out: SignedOut,
     cancelled_tasks: Vec<i64>,
     ended_grants: Vec<i64>,
 }
@@ -275,20 +275,7 @@ async fn offboard(tx: &mut Tx, row: i64, why: Departure, now: i64) -> Result<Vec
         .bind(row)
         .execute(&mut **tx)
         .await?;
-    let delete = async |tx: &mut Tx, table: &str| -> Result<u64> {
-        let sql = format!("DELETE FROM {table} WHERE user_id = $1");
-        Ok(sqlx::query(&sql).bind(row).execute(&mut **tx).await?.rows_affected())
-    };
-    let sessions = delete(tx, "access_tokens").await?;
-    let console_sessions = delete(tx, "web_sessions").await?;
-    delete(tx, "device_codes").await?;
-    // Kept as revoked rather than deleted, so that using one is answered with why.
-    let api_tokens = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(row)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let signed_out = sign_out_everywhere(tx, row, now).await?;
     let reason = format!("Ended because its requester left: {}.", why.as_str());
     let cancelled_tasks: Vec<i64> = sqlx::query_scalar("SELECT id FROM tasks WHERE requester_id = $1 AND state = $2")
         .bind(row)
@@ -307,10 +294,11 @@ async fn offboard(tx: &mut Tx, row: i64, why: Departure, now: i64) -> Result<Vec
     .fetch_all(&mut **tx)
     .await?;
     for (grant_id, task_id) in &held {
-        end_early(tx, *grant_id, *task_id, SYNC_ACTOR, "grant.end_early", Some(&reason), now).await?;
+        let ending = Ending { actor: SYNC_ACTOR.into(), by: None, action: "grant.end_early", reason: Some(&reason) };
+        end_early(tx, *grant_id, *task_id, &ending, now).await?;
     }
     let ended_grants = held.iter().map(|(_, task)| *task).collect();
-    let taken = Taken { why: why.as_str(), sessions, console_sessions, api_tokens, cancelled_tasks, ended_grants };
+    let taken = Taken { why: why.as_str(), signed_out, cancelled_tasks, ended_grants };
     record(tx, now, SYNC_ACTOR, "identity.offboard", &format!("user:{row}"), &serde_json::to_string(&taken)?).await?;
     Ok(taken.cancelled_tasks.into_iter().chain(taken.ended_grants).collect())
 }

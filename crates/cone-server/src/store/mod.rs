@@ -40,5 +40,5 @@ pub use outbox::{DeliveryRow, DeliveryState};
 #[cfg(test)]
 pub use pool::Backend;
 pub use pool::Db;
-pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner};
-pub use tasks::{NewTask, Placement, TaskFilter, TaskRow};
+pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner, TokensOf};
+pub use tasks::{Narrow, NewTask, Placement, States, TaskFilter, TaskRow};

@@ -6,7 +6,46 @@ use sqlx::FromRow;
 
 use super::audit::record;
 use super::identities::{USER_COLUMNS, USER_SERVICE, UserRow};
-use super::pool::Db;
+use super::pool::{Db, Tx};
+
+/// What signing someone out everywhere ended.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SignedOut {
+    /// `cone login` sessions.
+    pub sessions: u64,
+    pub console_sessions: u64,
+    pub api_tokens: u64,
+}
+
+/// Ends every session of the user: `cone login` tokens, console sessions and device codes go, API tokens are
+/// revoked (kept, so that using one is answered with why).
+pub(super) async fn sign_out_everywhere(tx: &mut Tx, user_id: i64, now: i64) -> Result<SignedOut> {
+    let delete = async |tx: &mut Tx, table: &str| -> Result<u64> {
+        let sql = format!("DELETE FROM {table} WHERE user_id = $1");
+        Ok(sqlx::query(&sql).bind(user_id).execute(&mut **tx).await?.rows_affected())
+    };
+    let sessions = delete(tx, "access_tokens").await?;
+    let console_sessions = delete(tx, "web_sessions").await?;
+    delete(tx, "device_codes").await?;
+    let api_tokens = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(SignedOut { sessions, console_sessions, api_tokens })
+}
+
+/// Whose API tokens a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokensOf {
+    /// The caller's.
+    Caller,
+    /// The caller's and every service account's (administrators).
+    CallerAndServices,
+    /// Everyone's (administrators).
+    Everyone,
+}
 
 /// A session token's user and end.
 #[derive(FromRow)]
@@ -317,14 +356,19 @@ impl Db {
         Ok(Some(row))
     }
 
-    /// The unrevoked API tokens acting as `user_id`, and every service token too when `with_service`.
-    pub async fn api_tokens(&self, user_id: i64, with_service: bool) -> Result<Vec<ApiTokenRow>> {
+    /// The unrevoked API tokens acting as `user_id`, or those `of` says too.
+    pub async fn api_tokens(&self, user_id: i64, of: TokensOf) -> Result<Vec<ApiTokenRow>> {
+        let which = match of {
+            TokensOf::Caller => 0,
+            TokensOf::CallerAndServices => 1,
+            TokensOf::Everyone => 2,
+        };
         Ok(sqlx::query_as(&format!(
-            "{API_TOKEN_SELECT} WHERE t.revoked_at IS NULL AND (t.user_id = $1 OR ($2 = 1 AND t.kind = 'service'))
-             ORDER BY t.id"
+            "{API_TOKEN_SELECT} WHERE t.revoked_at IS NULL
+             AND (t.user_id = $1 OR ($2 = 1 AND t.kind = 'service') OR $2 = 2) ORDER BY t.id"
         ))
         .bind(user_id)
-        .bind(i64::from(with_service))
+        .bind(which)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -352,6 +396,16 @@ impl Db {
         }
         tx.commit().await?;
         Ok(Some(row))
+    }
+
+    /// An administrator signs `user_id` out everywhere; audited with what it ended.
+    pub async fn sign_out_user(&self, user_id: i64, by: i64, now: i64) -> Result<SignedOut> {
+        let mut tx = self.begin().await?;
+        let ended = sign_out_everywhere(&mut tx, user_id, now).await?;
+        let detail = serde_json::to_string(&ended)?;
+        record(&mut tx, now, &format!("user:{by}"), "identity.sign_out", &format!("user:{user_id}"), &detail).await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     /// The API token with this hash, whatever its state, with the user it acts as.

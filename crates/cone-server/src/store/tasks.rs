@@ -32,6 +32,8 @@ pub struct TaskRow {
     pub step_index: i64,
     pub waiting_for_group: Option<String>,
     pub decided_by: Option<String>,
+    /// Who ended its grant before its time.
+    pub ended_by: Option<String>,
     pub reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -74,6 +76,33 @@ pub enum TaskFilter<'a> {
     /// Requests waiting for a decision by one of these groups or by named people (the caller filters those),
     /// other than the caller's own.
     Approvable { user_id: i64, groups: &'a [String] },
+    /// Everyone's (administrators).
+    All,
+}
+
+/// Which tasks by state a search returns.
+#[derive(Debug, Clone, Copy)]
+pub enum States {
+    /// Undecided or provisioning.
+    Open,
+    /// Every other state.
+    Closed,
+    /// Open, or holding an active grant.
+    Live,
+    Is(TaskState),
+}
+
+/// What else a search narrows to; each given field must match.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Narrow<'a> {
+    pub states: Option<States>,
+    /// The requester's user name.
+    pub user: Option<&'a str>,
+    /// The account's id or name.
+    pub account: Option<&'a str>,
+    pub permission_set: Option<&'a str>,
+    /// `(app id, entitlement id)`.
+    pub entitlement: Option<(&'a str, &'a str)>,
 }
 
 /// One audit entry about a task, with the actor's username when it is a person.
@@ -88,9 +117,10 @@ pub struct EventRow {
 const TASK_SELECT: &str =
     "SELECT t.id, t.kind, t.emergency, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
-        d.username AS decided_by, t.reason, t.created_at, t.updated_at, g.expires_at AS grant_expires_at,
-        e.permission_set_name, r.name AS account_name
+        d.username AS decided_by, x.username AS ended_by, t.reason, t.created_at, t.updated_at,
+        g.expires_at AS grant_expires_at, e.permission_set_name, r.name AS account_name
     FROM tasks t JOIN users u ON u.id = t.requester_id LEFT JOIN users d ON d.id = t.decided_by
+    LEFT JOIN users x ON x.id = t.ended_by
     LEFT JOIN grants g ON g.id = COALESCE(t.extends_grant_id, (SELECT id FROM grants WHERE task_id = t.id))
     LEFT JOIN entitlements e ON e.app_id = t.app_id AND e.id = t.entitlement_id
     LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id";
@@ -316,49 +346,81 @@ impl Db {
         .await?)
     }
 
-    /// Tasks matching `filter`, newest first, `limit` from `offset`; `open` narrows to undecided or provisioning
-    /// tasks, `closed` to the rest.
+    /// Tasks matching `filter` and `narrow`, newest first, `limit` from `offset`.
     pub async fn search_tasks(
         &self,
         filter: TaskFilter<'_>,
-        open: Option<bool>,
+        narrow: Narrow<'_>,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<TaskRow>> {
-        let open_clause = match open {
-            None => "",
-            Some(true) => " AND t.state IN ('pending_approval', 'provisioning')",
-            Some(false) => " AND t.state NOT IN ('pending_approval', 'provisioning')",
-        };
-        let rows = match filter {
+        // Conditions are joined to the statement with numbered placeholders, their values bound in the same order.
+        enum Arg<'a> {
+            Int(i64),
+            Text(&'a str),
+        }
+        fn next<'a>(arg: Arg<'a>, args: &mut Vec<Arg<'a>>) -> String {
+            args.push(arg);
+            format!("${}", args.len())
+        }
+        let groups;
+        let mut conditions = Vec::new();
+        let mut args = Vec::new();
+        match filter {
             TaskFilter::Requested(user_id) => {
-                sqlx::query_as(&format!(
-                    "{TASK_SELECT} WHERE t.requester_id = $1{open_clause} ORDER BY t.id DESC LIMIT $2 OFFSET $3"
-                ))
-                .bind(user_id)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?
+                conditions.push(format!("t.requester_id = {}", next(Arg::Int(user_id), &mut args)));
             }
-            TaskFilter::Approvable { user_id, groups } => {
+            TaskFilter::Approvable { user_id, groups: names } => {
                 // Groups are few per user; JSON keeps the statement the same whatever their number.
-                let groups = serde_json::to_string(groups)?;
-                let groups_in = self.backend.json_values("$2");
-                sqlx::query_as(&format!(
-                    "{TASK_SELECT} WHERE t.state = 'pending_approval' AND t.requester_id != $1
-                     AND (t.waiting_for_group IS NULL OR t.waiting_for_group IN (SELECT value FROM {groups_in})){open_clause}
-                     ORDER BY t.id DESC LIMIT $3 OFFSET $4"
-                ))
-                .bind(user_id)
-                .bind(groups)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?
+                groups = serde_json::to_string(names)?;
+                let user = next(Arg::Int(user_id), &mut args);
+                let groups_in = self.backend.json_values(&next(Arg::Text(&groups), &mut args));
+                conditions.push(format!(
+                    "t.state = 'pending_approval' AND t.requester_id != {user}
+                     AND (t.waiting_for_group IS NULL OR t.waiting_for_group IN (SELECT value FROM {groups_in}))"
+                ));
             }
-        };
-        Ok(rows)
+            TaskFilter::All => {}
+        }
+        match narrow.states {
+            None => {}
+            Some(States::Open) => conditions.push("t.state IN ('pending_approval', 'provisioning')".into()),
+            Some(States::Closed) => conditions.push("t.state NOT IN ('pending_approval', 'provisioning')".into()),
+            Some(States::Live) => conditions.push("t.state IN ('pending_approval', 'provisioning', 'granted')".into()),
+            Some(States::Is(state)) => {
+                conditions.push(format!("t.state = {}", next(Arg::Text(state.as_str()), &mut args)));
+            }
+        }
+        if let Some(user) = narrow.user {
+            conditions.push(format!("u.username = {}", next(Arg::Text(user), &mut args)));
+        }
+        if let Some(account) = narrow.account {
+            let p = next(Arg::Text(account), &mut args);
+            conditions.push(format!("(e.resource_id = {p} OR r.name = {p})"));
+        }
+        if let Some(permission_set) = narrow.permission_set {
+            conditions.push(format!("e.permission_set_name = {}", next(Arg::Text(permission_set), &mut args)));
+        }
+        if let Some((app_id, entitlement_id)) = narrow.entitlement {
+            let app = next(Arg::Text(app_id), &mut args);
+            conditions.push(format!(
+                "t.app_id = {app} AND t.entitlement_id = {}",
+                next(Arg::Text(entitlement_id), &mut args)
+            ));
+        }
+        let limit_at = next(Arg::Int(limit), &mut args);
+        let offset_at = next(Arg::Int(offset), &mut args);
+        let conditions =
+            if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+        let sql = format!("{TASK_SELECT}{conditions} ORDER BY t.id DESC LIMIT {limit_at} OFFSET {offset_at}");
+        let mut query = sqlx::query_as(&sql);
+        for arg in args {
+            query = match arg {
+                Arg::Int(n) => query.bind(n),
+                Arg::Text(t) => query.bind(t),
+            };
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Withdraws the caller's undecided requests for an entitlement and releases their grants on it (active or

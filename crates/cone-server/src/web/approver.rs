@@ -13,7 +13,7 @@ use super::layout::{Nav, Viewer, WebError, next_page, page, when};
 use super::requester::{details, state};
 use super::session::Posted;
 use crate::services::Page;
-use crate::services::tasks::{self, Scope};
+use crate::services::tasks::{self, Narrow, Scope, States};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -31,7 +31,7 @@ pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Deci
         &s,
         &v.user,
         Scope::Approvable,
-        Some(true),
+        Narrow { states: Some(States::Open), ..Narrow::default() },
         Page::new(done.page_token.as_deref(), Some(100), 100, 100)?,
     )
     .await?;

@@ -40,6 +40,8 @@ pub enum Nav {
     Connectors,
     AccessKeys,
     Apps,
+    Grants,
+    Tokens,
     /// A page outside the navigation, such as the device page.
     Elsewhere,
 }
@@ -79,12 +81,14 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
     ];
     if viewer.admin {
         items.extend([
+            (Nav::Grants, "/console/grants", "Grants"),
             (Nav::Apps, "/console/apps", "Apps"),
             (Nav::Policies, "/console/policies", "Policies"),
             (Nav::Connectors, "/console/connectors", "Connectors"),
             (Nav::Audit, "/console/audit", "Audit log"),
             (Nav::Drift, "/console/drift", "Drift"),
             (Nav::AccessKeys, "/console/access-keys", "Access keys"),
+            (Nav::Tokens, "/console/api-tokens", "API tokens"),
         ]);
     }
     let header = html! {

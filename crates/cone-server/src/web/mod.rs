@@ -1,6 +1,6 @@
 //! The web console: server-rendered pages for requesters (catalog, request form, their requests and grants),
-//! approvers (inbox), both (a request's page with its history and comments) and administrators (the access document
-//! with its history, connectors, audit log, drift, access keys), signed in with a local password or through an
+//! approvers (inbox), both (a request's page with its history and comments) and administrators (everyone's grants, to
+//! withdraw; the access document with its history, connectors, audit log, drift, access keys, API tokens), signed in with a local password or through an
 //! OpenID Connect provider.
 //!
 //! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
@@ -15,6 +15,7 @@ mod apps;
 pub mod device;
 mod layout;
 mod oidc;
+mod oversight;
 mod policies;
 mod requester;
 mod session;
@@ -54,6 +55,10 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tasks/{id}", get(approver::task_page))
         .route("/console/tasks/{id}/decide", post(approver::decide))
         .route("/console/tasks/{id}/comment", post(approver::comment))
+        .route("/console/grants", get(oversight::grants))
+        .route("/console/tasks/{id}/withdraw-grant", post(oversight::withdraw))
+        .route("/console/sign-out", post(oversight::sign_out))
+        .route("/console/api-tokens", get(oversight::api_tokens))
         .route("/console/audit", get(admin::audit))
         .route("/console/audit/export", get(admin::audit_export))
         .route("/console/drift", get(admin::drift))

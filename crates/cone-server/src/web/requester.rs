@@ -16,7 +16,7 @@ use super::session::Posted;
 use crate::error::Error;
 use crate::services::Page;
 use crate::services::entitlements::{self, group_names};
-use crate::services::tasks::{self, Scope};
+use crate::services::tasks::{self, Narrow, Scope};
 use crate::state::AppState;
 
 /// Where a form field's value travels: `form.<name>`, apart from the request's own fields.
@@ -361,7 +361,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
         entitlements.iter().filter(|e| e.emergency_access).map(|e| (e.app_id.as_str(), e.id.as_str())).collect();
     let requested = Page::new(done.page_token.as_deref(), Some(50), 50, 50)?;
     let offset = requested.offset;
-    let page_of = tasks::search(&s, &v.user, Scope::Mine, None, requested).await?;
+    let page_of = tasks::search(&s, &v.user, Scope::Mine, Narrow::default(), requested).await?;
     let (tasks, next) = (page_of.tasks, page_of.next_page_token);
     let content = html! {
         @if let Some(id) = done.submitted {
@@ -488,12 +488,14 @@ pub fn state(state: TaskState) -> Markup {
 pub fn details(t: &Task) -> Markup {
     html! {
         @if let Some(w) = &t.waiting_for { "Waiting for " (w) ". " }
-        @match (&t.decided_by, &t.reason) {
+        @if let Some((by, why)) = t.withdrawal() { "Withdrawn by " (by) ": “" (why) "”. " }
+        @else if t.ended_by.as_deref() == Some(t.requester.as_str()) { "Given back. " }
+        @else { @match (&t.decided_by, &t.reason) {
             (Some(by), Some(comment)) if !comment.is_empty() => { "Decided by " (by) ": “" (comment) "”. " }
             (Some(by), _) => { "Decided by " (by) ". " }
             (None, Some(reason)) => { (reason) ". " }
             (None, None) => {}
-        }
+        } }
         @if let (Some(end), TaskState::Granted) = (t.grant_expires_at, t.state) { "Until " (when(end)) ". " }
     }
 }

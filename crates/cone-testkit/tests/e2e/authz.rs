@@ -67,6 +67,15 @@ async fn every_endpoint_for_every_role() {
     let in_force: ConfigVersion = carol.config(None).await.unwrap();
     let same = Some(json!({ "document": in_force.document }));
     let release = json!({ "app_id": "aws", "entitlement_id": entitlement("Sandbox", "ReadOnlyAccess") });
+    // A grant of alice's for administrators to withdraw (read-only access is given at once).
+    let ask = CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement("Production", "ReadOnlyAccess"),
+        justification: "matrix".into(),
+        ..CreateTask::default()
+    };
+    let withdraw = format!("/api/v1/tasks/{}/withdraw", alice.create_task(&ask).await.unwrap().id);
+    let reason = Some(json!({ "reason": "matrix" }));
 
     // (method, path, body, [nobody, requester, approver, administrator]). In each row the refused calls run
     // first, so they meet the state the allowed call then changes. 404 would mean "no task you can see".
@@ -78,6 +87,8 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, holders, None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/tasks?scope=mine".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/tasks?scope=approvable".into(), None, [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/tasks?scope=all&state=live&user=alice".into(), None, [401, 403, 403, 200]),
+        (Method::POST, withdraw, reason, [401, 403, 403, 200]),
         (Method::GET, approve.clone(), None, [401, 200, 200, 200]),
         (Method::POST, format!("{approve}/comment"), comment.clone(), [401, 200, 200, 200]),
         (Method::POST, format!("{approve}/approve"), comment.clone(), [401, 403, 200, 403]),
@@ -99,6 +110,7 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, format!("/api/v1/config/versions/{}", in_force.version), None, [401, 403, 403, 200]),
         (Method::POST, "/api/v1/tokens".into(), Some(json!({ "name": "matrix" })), [401, 201, 201, 201]),
         (Method::GET, "/api/v1/tokens".into(), None, [401, 200, 200, 200]),
+        (Method::GET, "/api/v1/tokens?all=true".into(), None, [401, 403, 403, 200]),
         // Owners and administrators revoke a personal token (a second revocation changes nothing); bob cannot.
         (Method::DELETE, alice_pat, None, [401, 200, 404, 200]),
         (
@@ -108,6 +120,7 @@ async fn every_endpoint_for_every_role() {
             [401, 403, 403, 201],
         ),
         (Method::DELETE, service_token, None, [401, 404, 404, 200]),
+        (Method::POST, "/api/v1/users/service:deploy-bot/sign-out".into(), None, [401, 403, 403, 200]),
         (Method::POST, "/api/v1/logout".into(), None, [401, 200, 200, 200]),
     ];
     let mut seen = Vec::new();

@@ -16,6 +16,7 @@ use serde_json::json;
 cone_testkit::on_both_stores!(
     a_person_deleted_in_identity_center_loses_everything_after_one_sync,
     renames_keep_people_and_groups_and_a_disabled_user_leaves,
+    administrators_withdraw_grants_and_sign_people_out,
 );
 
 async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
@@ -164,4 +165,94 @@ async fn renames_keep_people_and_groups_and_a_disabled_user_leaves(store: Store)
     let entries = offboarded(&carol).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0].detail["why"], "disabled in Identity Center");
+}
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// carol (an administrator) finds alice's grants, withdraws one from the CLI and one from the console, with
+/// reasons; alice's next `aws` call through cone says who withdrew it and why, and does not ask for it again.
+/// Then carol lists everyone's API tokens and signs alice out everywhere.
+async fn administrators_withdraw_grants_and_sign_people_out(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let (alice, carol) = (sb.client("alice").unwrap(), sb.client("carol").unwrap());
+    let production = alice.create_task(&ask(&sb, "Production", "ReadOnlyAccess")).await.unwrap();
+    let staging = alice.create_task(&ask(&sb, "Staging", "ReadOnlyAccess")).await.unwrap();
+    granted(&alice, &production).await;
+    granted(&alice, &staging).await;
+    let alice_id = sb.org.user_id("alice").unwrap().to_string();
+
+    let refused = sb.cone("alice", &["task", "search", "--all"]).unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Only Cone administrators"), "{refused:?}");
+    let search = ["task", "search", "--all", "--state", "granted", "--user", "alice", "--account", "Production"];
+    let found: Vec<Task> =
+        serde_json::from_str(&ok(&sb.cone("carol", &[&search[..], &["-o", "json"]].concat()).unwrap())).unwrap();
+    assert_eq!(found.iter().map(|t| t.id).collect::<Vec<_>>(), [production.id]);
+
+    let id = production.id.to_string();
+    let reason = "incident 42: laptop stolen";
+    let withdrawn: Task = serde_json::from_str(&ok(&sb
+        .cone("carol", &["task", "withdraw", &id, "--reason", reason, "-o", "json"])
+        .unwrap()))
+    .unwrap();
+    assert_eq!((withdrawn.state, withdrawn.ended_by.as_deref()), (TaskState::Released, Some("carol")));
+    eventually(Duration::from_secs(30), "the withdrawn assignment is removed from AWS", async || {
+        !sb.assigned_principals("Production", "ReadOnlyAccess").await.unwrap().contains(&alice_id)
+    })
+    .await;
+    let o = sb.caller_identity("alice", "production-readonlyaccess").unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && said.contains(&format!("withdrawn by carol: {reason}")), "{said}");
+    // Told, not asked again for her: no new request was filed.
+    assert_eq!(
+        alice.latest_task(&production.app_id, &production.entitlement_id).await.unwrap().unwrap().id,
+        production.id
+    );
+
+    let mut console = Console::sign_in(&sb.server_url, "carol", &password("carol")).await.unwrap();
+    let (_, listed) = console.open("/console/grants?user=alice&state=granted").await.unwrap();
+    assert!(
+        listed.contains(&format!("Request {}", staging.id)) && !listed.contains(&format!("Request {}", production.id)),
+        "{listed}"
+    );
+    let answer = console
+        .submit(
+            "/console/grants?user=alice",
+            &format!("/console/tasks/{}/withdraw-grant", staging.id),
+            &[("reason", "moved team")],
+        )
+        .await
+        .unwrap();
+    assert!(answer.starts_with("303"), "{answer}");
+    let (_, shown) = console.open(&format!("/console/tasks/{}", staging.id)).await.unwrap();
+    assert!(shown.contains("Withdrawn by carol: “moved team”"), "{shown}");
+    let o = sb.caller_identity("alice", "staging-readonlyaccess").unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && said.contains("withdrawn by carol: moved team"), "{said}");
+    let audited = carol.get::<AuditPage>("/api/v1/audit?action=grant.withdraw").await.unwrap().entries;
+    let reasons: Vec<_> = audited.iter().map(|e| e.detail["reason"].as_str().unwrap_or_default()).collect();
+    assert_eq!(reasons, [reason, "moved team"]);
+
+    let personal = alice.create_token(&CreateToken { name: "laptop".into(), expires_in_days: None }).await.unwrap();
+    let tokens: cone_api::TokenList =
+        serde_json::from_str(&ok(&sb.cone("carol", &["token", "list", "--all", "-o", "json"]).unwrap())).unwrap();
+    assert!(tokens.tokens.iter().any(|t| t.id == personal.token.id && t.owner == "alice"), "{tokens:?}");
+    let mut alice_console = Console::sign_in(&sb.server_url, "alice", &password("alice")).await.unwrap();
+    // Two console sessions: the one that approved her `cone login`, and the one opened above.
+    let said = ok(&sb.cone("carol", &["token", "sign-out", "alice"]).unwrap());
+    assert!(
+        said.contains("Signed alice out everywhere: 1 cone login session(s), 2 console session(s), 1 API token(s)"),
+        "{said}"
+    );
+    assert!(!sb.cone("alice", &["whoami"]).unwrap().status.success(), "alice's cone login still works");
+    assert!(alice_console.open("/console").await.unwrap().0.is_redirection(), "alice's console session still works");
+    let token = Client::new(&sb.server_url, &personal.secret).unwrap();
+    assert!(matches!(token.me().await, Err(Failure::Api { status: 401, .. })), "alice's API token still works");
+    let signed_out = carol.get::<AuditPage>("/api/v1/audit?action=identity.sign_out").await.unwrap().entries;
+    assert_eq!(signed_out.len(), 1, "{signed_out:?}");
 }
