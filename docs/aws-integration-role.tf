@@ -3,8 +3,8 @@
 # delegated administrator account, without the management-account statements).
 #
 # The policies are what `cone-aws trust-policy --principal ARN --external-id X` and
-# `cone-aws policy --provisioning --orgs` print (plus `--iam` and `--secrets` when sync_iam and sync_secrets
-# are set); regenerate and compare after upgrading Cone.
+# `cone-aws policy --provisioning --orgs` print (plus `--iam`, `--secrets` and `--revoke-sessions` when sync_iam,
+# sync_secrets and revoke_sessions are set); regenerate and compare after upgrading Cone.
 #
 # Then run Cone with BATON_ROLE_ARN = the role ARN output and BATON_EXTERNAL_ID = var.external_id.
 
@@ -27,6 +27,12 @@ variable "sync_iam" {
 
 variable "sync_secrets" {
   description = "Also allow `cone-aws sync --sync-secrets` (BATON_SYNC_SECRETS): access-key metadata, never secret keys"
+  type        = bool
+  default     = false
+}
+
+variable "revoke_sessions" {
+  description = "Also allow cone-server's `aws.revoke_sessions`: one service control policy of Cone's, denying revoked role sessions"
   type        = bool
   default     = false
 }
@@ -203,6 +209,21 @@ resource "aws_iam_role_policy" "cone_integration" {
         Effect   = "Allow"
         Action   = ["sts:AssumeRole"]
         Resource = "arn:aws:iam::*:role/${var.member_role_name}"
+        }] : [], var.revoke_sessions ? [{
+        # Cone's own service control policy (named cone-revoked-sessions), found by name and attached to the
+        # accounts whose revoked sessions it denies.
+        Sid    = "ConeRevokeRoleSessions"
+        Effect = "Allow"
+        Action = [
+          "organizations:AttachPolicy",
+          "organizations:CreatePolicy",
+          "organizations:DeletePolicy",
+          "organizations:DetachPolicy",
+          "organizations:ListPolicies",
+          "organizations:ListTargetsForPolicy",
+          "organizations:UpdatePolicy",
+        ]
+        Resource = "*"
     }] : [])
   })
 }

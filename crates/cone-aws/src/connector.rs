@@ -52,7 +52,7 @@ const CONCURRENCY: usize = 4;
 /// in). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Connector {
-    org: aws_sdk_organizations::Client,
+    pub(crate) org: aws_sdk_organizations::Client,
     sso: aws_sdk_ssoadmin::Client,
     pub(crate) ids: aws_sdk_identitystore::Client,
     pub(crate) iam: aws_sdk_iam::Client,

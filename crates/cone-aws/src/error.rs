@@ -219,7 +219,12 @@ impl ConnectorError {
 
     /// IAM's answer to creating what exists (`EntityAlreadyExists`).
     pub(crate) fn is_already_exists(&self) -> bool {
-        matches!(self, ConnectorError::Rejected { code, .. } if code == "EntityAlreadyExists")
+        self.is_rejected_as("EntityAlreadyExists")
+    }
+
+    /// AWS refused the call with this error code.
+    pub(crate) fn is_rejected_as(&self, wanted: &str) -> bool {
+        matches!(self, ConnectorError::Rejected { code, .. } if code == wanted)
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`permissions_policy`] and [`trust_policy`] print the IAM policies the integration role needs.
 
 mod connector;
+pub mod denial;
 mod error;
 mod iam;
 pub mod journal;

@@ -51,6 +51,10 @@ enum Command {
         /// Also allow the access-key inventory (`sync --sync-secrets`, BATON_SYNC_SECRETS; metadata only).
         #[arg(long)]
         secrets: bool,
+        /// Also allow keeping the service control policy that ends revoked role sessions (cone-server's
+        /// `aws.revoke_sessions`).
+        #[arg(long)]
+        revoke_sessions: bool,
         /// The role read in each member account (BATON_IAM_ASSUME_ROLE_NAME); it needs the IAM actions printed
         /// for --iam and --secrets.
         #[arg(long = "iam-assume-role-name", env = "BATON_IAM_ASSUME_ROLE_NAME", default_value = DEFAULT_MEMBER_ROLE)]
@@ -231,8 +235,8 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Policy { provisioning, orgs, iam, secrets, member_role } => {
-            let features = Features { provisioning, organizations: orgs, iam, secrets };
+        Command::Policy { provisioning, orgs, iam, secrets, revoke_sessions, member_role } => {
+            let features = Features { provisioning, organizations: orgs, iam, secrets, revoke_sessions };
             println!(
                 "{}",
                 serde_json::to_string_pretty(&permissions_policy_with_member_role(&features, &member_role))?

@@ -18,6 +18,8 @@ pub struct Features {
     pub iam: bool,
     /// The access-key inventory (`BATON_SYNC_SECRETS`): metadata only, never key secrets.
     pub secrets: bool,
+    /// Keep the service control policy that ends revoked role sessions (cone-server's `aws.revoke_sessions`).
+    pub revoke_sessions: bool,
 }
 
 /// One policy statement: actions on a resource.
@@ -149,6 +151,21 @@ const PROVISION_IAM: Statement = Statement {
 const ORGANIZATIONS: Statement =
     Statement { sid: "ConeReadOrganizationAccounts", actions: &["organizations:ListAccounts"], resource: "*" };
 
+/// `Connector::keep_denial`: Cone's own service control policy, found by name, and where it is attached.
+const REVOKE_SESSIONS: Statement = Statement {
+    sid: "ConeRevokeRoleSessions",
+    actions: &[
+        "organizations:AttachPolicy",
+        "organizations:CreatePolicy",
+        "organizations:DeletePolicy",
+        "organizations:DetachPolicy",
+        "organizations:ListPolicies",
+        "organizations:ListTargetsForPolicy",
+        "organizations:UpdatePolicy",
+    ],
+    resource: "*",
+};
+
 /// `Connector::sync_iam` with IAM: one paged GetAccountAuthorizationDetails for users, groups, memberships and
 /// roles, ListUsers for what it leaves out (PasswordLastUsed), and the account alias.
 const IAM: Statement = Statement {
@@ -186,6 +203,7 @@ pub fn permissions_policy_with_member_role(features: &Features, member_role: &st
         (features.iam, &IAM),
         (features.secrets, &SECRETS),
         (features.provisioning && features.iam, &PROVISION_IAM),
+        (features.revoke_sessions, &REVOKE_SESSIONS),
     ]
     .into_iter()
     .filter_map(|(on, statement)| on.then_some(statement))
@@ -353,13 +371,14 @@ mod tests {
 
     #[test]
     fn everything_together_lists_each_action_once() {
-        let all = Features { provisioning: true, organizations: true, iam: true, secrets: true };
+        let all = Features { provisioning: true, organizations: true, iam: true, secrets: true, revoke_sessions: true };
         let got = actions(&permissions_policy(&all));
         // iam:ListUsers (IAM and secrets) is granted once.
         assert!(got.contains("iam:ListUsers"));
         // Sync 9, provisioning 5 + 11 + 1 + 2 + identity store 9 less ListGroupMemberships, Organizations 1, IAM 3,
-        // secrets 3 less ListUsers, IAM provisioning 24 less ListAccessKeys, the member accounts' role 1.
-        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 8 + 1 + 3 + 2 + 23 + 1, "{got:?}");
+        // secrets 3 less ListUsers, IAM provisioning 24 less ListAccessKeys, revoking sessions 7, the member
+        // accounts' role 1.
+        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 8 + 1 + 3 + 2 + 23 + 7 + 1, "{got:?}");
     }
 
     #[test]

@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use crate::output::{self, Output, View};
 use crate::select::{self, Selector};
-use crate::settings::client;
+use crate::settings::{self, Settings, client};
 use crate::ui::Ui;
+use cone::{cache, files};
 
 pub struct GetArgs {
     pub selector: Selector,
@@ -166,13 +167,16 @@ pub struct DropOutput {
     pub entitlement: Entitlement,
     /// Tasks whose grant was released or whose request was cancelled.
     pub tasks: Vec<Task>,
+    /// The role credentials cone had cached for it were removed, so nothing here uses the access again.
+    pub removed_cached_credentials: bool,
 }
 
 pub async fn drop(selector: Selector, out: Output, interactive: bool) -> Result<()> {
     let api = client()?;
     let e = select::resolve(&api, &selector, interactive).await?;
     let tasks = api.drop_access(&e.app_id, &e.id).await?.tasks;
-    let result = DropOutput { entitlement: e, tasks };
+    let removed_cached_credentials = forget_credentials(&e)?;
+    let result = DropOutput { entitlement: e, tasks, removed_cached_credentials };
     out.show(&result, || {
         if result.tasks.is_empty() {
             return View::Line(format!(
@@ -191,8 +195,20 @@ pub async fn drop(selector: Selector, out: Output, interactive: bool) -> Result<
                 ),
             })
             .collect();
-        View::Line(lines.join("\n"))
+        let mut text = lines.join("\n");
+        if result.removed_cached_credentials {
+            text.push_str("\nRemoved the role credentials cached for it.");
+        }
+        View::Line(text)
     })
+}
+
+/// Removes the role credentials `cone aws credentials` cached for the entitlement; false when there were none (or
+/// AWS was never set up here).
+fn forget_credentials(e: &Entitlement) -> Result<bool> {
+    let settings = Settings::load(settings::profile())?;
+    let Ok(aws) = settings.aws() else { return Ok(false) };
+    files::remove(&cache::role_path(&aws.sso_start_url, &e.account_id, &e.role_name)?)
 }
 
 #[derive(Serialize)]

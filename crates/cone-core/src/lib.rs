@@ -13,4 +13,5 @@ pub mod job;
 pub mod naming;
 pub mod policy;
 pub mod request;
+pub mod sessions;
 pub mod task;

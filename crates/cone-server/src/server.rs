@@ -42,7 +42,8 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
         oidc.secret.read("oidc", |name| std::env::var(name).ok())?;
     }
     let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
-    let db = store::Db::open(&config.database).await?.with_webhooks(routes);
+    let db =
+        store::Db::open(&config.database).await?.with_webhooks(routes).with_session_denials(config.aws.revoke_sessions);
     let clock = crate::state::Clock::default();
     let access = services::access::load_at_start(&db, &config, &file.display().to_string(), clock.now()).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -57,6 +58,12 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     config.aws.sync_iam |= settings.sync_iam;
     config.aws.sync_secrets |= settings.sync_secrets;
     config.aws.organizations = settings.orgs_enabled;
+    if config.aws.revoke_sessions && !config.aws.organizations {
+        anyhow::bail!(
+            "aws.revoke_sessions keeps a service control policy in AWS Organizations, which the connector does not use \
+             here: set BATON_GLOBAL_AWS_ORGS_ENABLED=true (the default), or remove aws.revoke_sessions"
+        );
+    }
     let connector = Arc::new(settings.connect().await?);
     let state = AppState { clock, ..AppState::new(db, config, access, public_url.clone()) };
     let access_changed = Arc::new(Notify::new());
@@ -71,6 +78,9 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     // initial sync's duration or outcome.
     workers::jobs::spawn(state.clone(), connector.clone());
     workers::delivery::spawn(state.clone(), sender);
+    if state.config.aws.revoke_sessions {
+        workers::denials::spawn(state.clone(), connector.clone());
+    }
     let mut last_sweep = None;
     if let Err(e) = workers::sync::sync_once(&state, &connector, &mut last_sweep).await {
         tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");

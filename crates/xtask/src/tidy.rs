@@ -139,14 +139,15 @@ fn the_published_integration_role_holds_exactly_what_cone_aws_policy_prints() {
     let tf = read(&root().join("docs/aws-integration-role.tf"));
     // The permissions policy only; the trust policy is `cone-aws trust-policy`'s.
     let permissions = tf.split("resource \"aws_iam_role_policy\"").nth(1).expect("the role's permissions policy");
-    let all = cone_aws::Features { provisioning: true, organizations: true, iam: true, secrets: true };
+    let all =
+        cone_aws::Features { provisioning: true, organizations: true, iam: true, secrets: true, revoke_sessions: true };
     let printed = actions(&cone_aws::permissions_policy(&all).to_string());
     let published = actions(permissions);
     let missing: Vec<_> = printed.difference(&published).collect();
     let extra: Vec<_> = published.difference(&printed).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "docs/aws-integration-role.tf is out of step with `cone-aws policy --provisioning --orgs --iam --secrets`: \
+        "docs/aws-integration-role.tf is out of step with `cone-aws policy --provisioning --orgs --iam --secrets --revoke-sessions`: \
          missing {missing:?}, not printed {extra:?}"
     );
 }

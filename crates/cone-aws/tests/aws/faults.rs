@@ -17,7 +17,8 @@ use cone_testkit::faults::{Failure, FaultProxy, Outcome, REPEATED_TOKEN};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
 use sqlx::any::AnyPoolOptions;
 
-const BOTH: Features = Features { provisioning: false, organizations: false, iam: true, secrets: true };
+const BOTH: Features =
+    Features { provisioning: false, organizations: false, iam: true, secrets: true, revoke_sessions: false };
 
 /// Far beyond what any call here takes with its retries and polls (seconds), so only a hang reaches it.
 const HANG: Duration = Duration::from_secs(120);

@@ -17,7 +17,8 @@ use cone_aws::{
 use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Moto, moto_sdk_config, seed_sandbox};
 
-const IAM: Features = Features { provisioning: false, organizations: false, iam: true, secrets: false };
+const IAM: Features =
+    Features { provisioning: false, organizations: false, iam: true, secrets: false, revoke_sessions: false };
 const SECRETS: Features = Features { secrets: true, iam: false, ..IAM };
 const BOTH: Features = Features { secrets: true, ..IAM };
 

@@ -183,6 +183,10 @@ pub struct AwsConfig {
     /// turns it on too).
     #[serde(default)]
     pub sync_secrets: bool,
+    /// An early end (release, withdrawal, offboarding) also denies the role sessions issued before it, through a
+    /// service control policy Cone keeps in AWS Organizations, until they have run out.
+    #[serde(default)]
+    pub revoke_sessions: bool,
     /// Whether the connector reads AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`, not in the file): then IAM is
     /// read in each member account too.
     #[serde(skip)]

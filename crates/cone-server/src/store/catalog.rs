@@ -83,16 +83,25 @@ impl Db {
                         if !accounts.contains(account_id) {
                             continue;
                         }
+                        // Identity Center's default when a permission set says none is one hour.
+                        let session_secs = ps
+                            .session_duration
+                            .as_deref()
+                            .and_then(cone_core::sessions::iso_duration_secs)
+                            .unwrap_or(3600);
                         sqlx::query(
-                            "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, present)
-                             VALUES ($1, $2, $3, $4, $5, 1)
-                             ON CONFLICT (app_id, id) DO UPDATE SET present = 1, permission_set_name = excluded.permission_set_name",
+                            "INSERT INTO entitlements
+                                 (app_id, id, resource_id, permission_set_arn, permission_set_name, session_secs, present)
+                             VALUES ($1, $2, $3, $4, $5, $6, 1)
+                             ON CONFLICT (app_id, id) DO UPDATE SET present = 1,
+                                 permission_set_name = excluded.permission_set_name, session_secs = excluded.session_secs",
                         )
                         .bind(app_id)
                         .bind(format!("{account_id}|{ps_arn}"))
                         .bind(account_id)
                         .bind(ps_arn)
                         .bind(&ps.name)
+                        .bind(session_secs)
                         .execute(&mut *tx)
                         .await?;
                     }

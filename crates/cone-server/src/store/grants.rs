@@ -8,6 +8,7 @@ use cone_core::task::Event;
 use sqlx::FromRow;
 
 use super::audit::record;
+use super::denials::deny_sessions;
 use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state, set_grant_state};
 use super::pool::{Db, Tx};
 
@@ -326,6 +327,8 @@ pub(super) async fn end_early(tx: &mut Tx, grant_id: i64, task_id: i64, ending: 
     if to == GrantState::Revoking {
         enqueue(tx, JobKind::Revoke, Some(grant_id), None, now).await?;
     }
+    // A provisioning grant may have had its assignment made already, and a session started with it.
+    deny_sessions(tx, grant_id, now).await?;
     move_task(tx, task_id, Event::Released, ending.reason, now).await?;
     sqlx::query("UPDATE tasks SET ended_by = $1 WHERE id = $2")
         .bind(ending.by)

@@ -7,6 +7,7 @@ mod audit;
 mod cache;
 mod catalog;
 mod counts;
+mod denials;
 mod drift;
 mod grants;
 mod iam;
@@ -34,9 +35,7 @@ pub use grants::{GrantRow, JobRow};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
 pub use identities::{USER_SERVICE, UserRow};
 pub use listen::forward_changes;
-#[cfg(test)]
-pub use outbox::rfc3339;
-pub use outbox::{DeliveryRow, DeliveryState};
+pub use outbox::{DeliveryRow, DeliveryState, rfc3339};
 #[cfg(test)]
 pub use pool::Backend;
 pub use pool::Db;

@@ -26,6 +26,9 @@ pub struct Tx {
     inner: Transaction<'static, sqlx::Any>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) queued: bool,
+    pub(super) denials: Arc<Denials>,
+    /// An early end to deny the sessions of was recorded.
+    pub(super) denied: bool,
     generation: Generation,
 }
 
@@ -37,6 +40,9 @@ impl Tx {
         self.generation.advance();
         if self.queued {
             self.outbox.queued.notify_one();
+        }
+        if self.denied {
+            self.denials.changed.notify_one();
         }
         Ok(())
     }
@@ -74,12 +80,21 @@ impl Outbox {
     }
 }
 
+/// Whether an early end also denies the role sessions issued before it (`aws.revoke_sessions`), and how the worker
+/// that keeps the deny policy in AWS is woken.
+#[derive(Default)]
+pub struct Denials {
+    pub(super) on: bool,
+    pub(super) changed: Notify,
+}
+
 /// The store. Its pool is its own: every statement of the server is in this module.
 #[derive(Clone)]
 pub struct Db {
     pub(super) pool: AnyPool,
     pub(super) backend: Backend,
     outbox: Arc<Outbox>,
+    denials: Arc<Denials>,
     pub(super) reads: Arc<Reads>,
     pub(super) journal: Arc<cone_aws::journal::SqlJournal>,
 }
@@ -185,7 +200,14 @@ impl Db {
         let journal = cone_aws::journal::SqlJournal::open(pool.clone(), "sync_journal")
             .await
             .map_err(|e| anyhow::anyhow!("cannot prepare the sync's journal in {database}: {e}"))?;
-        Ok(Db { pool, backend, outbox: Arc::default(), reads: Arc::default(), journal: Arc::new(journal) })
+        Ok(Db {
+            pool,
+            backend,
+            outbox: Arc::default(),
+            denials: Arc::default(),
+            reads: Arc::default(),
+            journal: Arc::new(journal),
+        })
     }
 
     /// From now on, task and grant events recorded through this handle (and its clones) queue a delivery for each
@@ -193,6 +215,17 @@ impl Db {
     pub fn with_webhooks(mut self, routes: Vec<(String, Vec<String>)>) -> Db {
         self.outbox = Arc::new(Outbox { routes, queued: Notify::new() });
         self
+    }
+
+    /// From now on, ending a grant early through this handle (and its clones) records the role sessions to deny.
+    pub fn with_session_denials(mut self, on: bool) -> Db {
+        self.denials = Arc::new(Denials { on, changed: Notify::new() });
+        self
+    }
+
+    /// Notified when a committed transaction recorded sessions to deny.
+    pub fn denials_changed(&self) -> &Notify {
+        &self.denials.changed
     }
 
     /// Notified when a committed transaction queued webhook deliveries.
@@ -244,7 +277,14 @@ impl Db {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
-        Ok(Tx { inner: tx, outbox: self.outbox.clone(), queued: false, generation: self.reads.generation.clone() })
+        Ok(Tx {
+            inner: tx,
+            outbox: self.outbox.clone(),
+            queued: false,
+            denials: self.denials.clone(),
+            denied: false,
+            generation: self.reads.generation.clone(),
+        })
     }
 
     /// A claiming transaction: beside the writers, and on PostgreSQL taking turns with other claimants of the same

@@ -17,6 +17,7 @@ cone_testkit::on_both_stores!(
     a_person_deleted_in_identity_center_loses_everything_after_one_sync,
     renames_keep_people_and_groups_and_a_disabled_user_leaves,
     administrators_withdraw_grants_and_sign_people_out,
+    an_early_end_denies_the_sessions_issued_before_it_until_they_run_out,
 );
 
 async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
@@ -255,4 +256,78 @@ async fn administrators_withdraw_grants_and_sign_people_out(store: Store) {
     assert!(matches!(token.me().await, Err(Failure::Api { status: 401, .. })), "alice's API token still works");
     let signed_out = carol.get::<AuditPage>("/api/v1/audit?action=identity.sign_out").await.unwrap().entries;
     assert_eq!(signed_out.len(), 1, "{signed_out:?}");
+}
+
+/// Cone's service control policy in moto, if it exists: its text and the accounts it is attached to.
+async fn denial_policy(org: &aws_sdk_organizations::Client) -> Option<(String, Vec<String>)> {
+    use aws_sdk_organizations::types::PolicyType;
+    let listed = org.list_policies().filter(PolicyType::ServiceControlPolicy).send().await.unwrap();
+    let id = listed.policies().iter().find(|p| p.name() == Some("cone-revoked-sessions"))?.id()?.to_string();
+    let policy = org.describe_policy().policy_id(&id).send().await.unwrap();
+    let content = policy.policy().and_then(|p| p.content()).unwrap_or_default().to_string();
+    let targets = org.list_targets_for_policy().policy_id(&id).send().await.unwrap();
+    Some((content, targets.targets().iter().filter_map(|t| t.target_id().map(str::to_string)).collect()))
+}
+
+/// With `aws.revoke_sessions`, alice giving her access back (`cone drop`) removes the credentials cone cached and
+/// puts a statement in Cone's service control policy, attached to the account, that denies her sessions of that
+/// role issued before then. Once the permission set's session duration (20 s here) has passed, the statement goes,
+/// and with it the policy: nothing is left behind in AWS Organizations.
+async fn an_early_end_denies_the_sessions_issued_before_it_until_they_run_out(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start_on(store, dir.path(), "  revoke_sessions: true\n", "").await.unwrap();
+    let sdk = moto_sdk_config(&sb.moto.endpoint);
+    let readonly = sb.org.permission_set_arn("ReadOnlyAccess").unwrap();
+    let sso = aws_sdk_ssoadmin::Client::new(&sdk);
+    sso.update_permission_set()
+        .instance_arn(&sb.org.instance_arn)
+        .permission_set_arn(readonly)
+        .session_duration("PT20S")
+        .send()
+        .await
+        .unwrap();
+    sb.sign_in("alice").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    sync(&sb.client("carol").unwrap()).await;
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    assert!(denial_policy(&org).await.is_none(), "a policy exists before any revocation");
+
+    let o = sb.caller_identity("alice", "staging-readonlyaccess").unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cache = sb.home("alice").join(".aws/cli/cache");
+    let cached = || std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(cached(), 1);
+    let before = chrono::Utc::now();
+    let said = ok(&sb.cone("alice", &["drop", "staging-readonlyaccess"]).unwrap());
+    assert!(said.contains("Removed the role credentials cached for it."), "{said}");
+    assert_eq!(cached(), 0, "cone drop left the cached credentials");
+
+    let alice_id = sb.org.user_id("alice").unwrap().to_string();
+    let staging = sb.org.account_id("Staging").unwrap().to_string();
+    let mut seen = None;
+    eventually(Duration::from_secs(15), "the deny policy is in AWS Organizations", async || {
+        seen = denial_policy(&org).await;
+        seen.is_some()
+    })
+    .await;
+    let (content, targets) = seen.unwrap();
+    assert_eq!(targets, std::slice::from_ref(&staging));
+    let policy: serde_json::Value = serde_json::from_str(&content).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{policy}");
+    let condition = &statements[0]["Condition"];
+    assert_eq!(statements[0]["Effect"], "Deny");
+    assert_eq!(condition["StringEquals"]["identitystore:userId"], alice_id.as_str());
+    assert_eq!(
+        condition["ArnLike"]["aws:PrincipalArn"],
+        json!([format!("arn:aws:iam::{staging}:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_ReadOnlyAccess_*")])
+    );
+    let issued_before = condition["DateLessThan"]["aws:TokenIssueTime"].as_str().unwrap();
+    let issued_before = chrono::DateTime::parse_from_rfc3339(issued_before).unwrap();
+    assert!((issued_before.timestamp() - before.timestamp()).abs() <= 5, "{issued_before} vs {before}");
+
+    eventually(Duration::from_secs(60), "the policy is gone once the sessions have run out", async || {
+        denial_policy(&org).await.is_none()
+    })
+    .await;
 }
