@@ -280,6 +280,14 @@ pub struct ConnectorStatus {
     /// Why the last sync failed.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Whether this server writes to AWS. Without it (sync-only mode: `BATON_PROVISIONING=false` or
+    /// `aws.provisioning: false`), it syncs and decides, and approved requests wait as `provisioning`.
+    #[serde(default = "yes")]
+    pub provisioning: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub const CONNECTOR_SYNCING: &str = "syncing";

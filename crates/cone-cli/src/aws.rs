@@ -482,8 +482,9 @@ async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlem
                 task = api.task(task.id, Some(task.state), Duration::from_secs(20)).await?;
             }
             _ => bail!(
-                "Access request for \"{name}\" is {}; check it with `cone task get {}`.",
+                "Access request for \"{name}\" is {}{}; check it with `cone task get {}`.",
                 task.state.words(),
+                task.waiting_for.as_deref().map(|w| format!(", waiting for {w}")).unwrap_or_default(),
                 task.id
             ),
         }
@@ -543,6 +544,7 @@ mod tests {
             last_success_at: at,
             last_attempt_at: at,
             last_error: error.map(str::to_string),
+            provisioning: true,
         }
     }
 

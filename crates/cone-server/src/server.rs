@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 pub async fn serve(file: &std::path::Path) -> Result<()> {
     let mut config = config::Config::load(file)?;
+    config.aws.set_provisioning(std::env::var("BATON_PROVISIONING").ok().as_deref())?;
     api::metrics::install()?;
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
     let sender = Arc::new(workers::delivery::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
@@ -76,7 +77,13 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     tokio::spawn(services::access::follow(state.clone(), access_changed));
     // The workers start first: grants that ended while the server was down are revoked at once, whatever the
     // initial sync's duration or outcome.
-    workers::jobs::spawn(state.clone(), connector.clone());
+    if !state.config.aws.provisioning {
+        tracing::warn!(
+            "sync-only mode (BATON_PROVISIONING=false or aws.provisioning: false): Cone syncs and decides but never \
+             writes to AWS; approved requests wait as provisioning"
+        );
+    }
+    workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
     workers::delivery::spawn(state.clone(), sender);
     if state.config.aws.revoke_sessions {
         workers::denials::spawn(state.clone(), connector.clone());

@@ -66,7 +66,7 @@ pub struct AppState {
 impl AppState {
     /// A state for `config` (its access document in force: `access`) on `db`, before any sync.
     pub fn new(db: Db, config: Config, access: Access, public_url: String) -> AppState {
-        let app_id = config.aws.app_id.clone();
+        let (app_id, provisioning) = (config.aws.app_id.clone(), config.aws.provisioning);
         AppState {
             db,
             config: Arc::new(config),
@@ -82,6 +82,7 @@ impl AppState {
                 last_success_at: None,
                 last_attempt_at: None,
                 last_error: None,
+                provisioning,
             })),
             sign_in_failures: Arc::default(),
         }

@@ -141,7 +141,7 @@ impl Sandbox {
             ),
         )?;
         set_passwords(&config)?;
-        let (server, server_url) = spawn_server(&config, &moto.endpoint)?;
+        let (server, server_url) = spawn_server(&config, &moto.endpoint, &[])?;
         Ok(Sandbox {
             dir,
             org,
@@ -189,7 +189,12 @@ impl Sandbox {
     /// Another cone-server on the same configuration and database, whose AWS is at `aws_endpoint` (moto, or
     /// something in front of it); returns it once it is ready, with its URL.
     pub fn spawn_replica(&self, aws_endpoint: &str) -> Result<(Child, String)> {
-        spawn_server(&self.dir.join("cone-server.yaml"), aws_endpoint)
+        self.spawn_replica_with(aws_endpoint, &[])
+    }
+
+    /// [`Sandbox::spawn_replica`] with these environment variables too.
+    pub fn spawn_replica_with(&self, aws_endpoint: &str, env: &[(&str, &str)]) -> Result<(Child, String)> {
+        spawn_server(&self.dir.join("cone-server.yaml"), aws_endpoint, env)
     }
 
     /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
@@ -375,9 +380,10 @@ fn set_passwords(config: &Path) -> Result<()> {
 
 /// `cone-server serve` on `config`, with moto (or a proxy to it) at `aws_endpoint` as its AWS; returns it once it
 /// reports READY, with its URL.
-fn spawn_server(config: &Path, aws_endpoint: &str) -> Result<(Child, String)> {
+fn spawn_server(config: &Path, aws_endpoint: &str, env: &[(&str, &str)]) -> Result<(Child, String)> {
     let mut srv = Command::new(target_bin("cone-server")?);
     srv.args(["serve", "--config"]).arg(config).envs(aws_env(aws_endpoint)).env("CONE_LOG", "warn");
+    srv.envs(env.iter().copied());
     Child::spawn_ready("cone-server", srv, Duration::from_secs(60))
 }
 

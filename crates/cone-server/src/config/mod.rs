@@ -183,6 +183,10 @@ pub struct AwsConfig {
     /// turns it on too).
     #[serde(default)]
     pub sync_secrets: bool,
+    /// Write to AWS: make and remove account assignments (and, with `revoke_sessions`, keep the deny policy).
+    /// Without it the server syncs and decides only (sync-only mode); `BATON_PROVISIONING`, when set, decides.
+    #[serde(default = "default_true")]
+    pub provisioning: bool,
     /// An early end (release, withdrawal, offboarding) also denies the role sessions issued before it, through a
     /// service control policy Cone keeps in AWS Organizations, until they have run out.
     #[serde(default)]
@@ -193,7 +197,30 @@ pub struct AwsConfig {
     pub organizations: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
+
 impl AwsConfig {
+    /// Applies `BATON_PROVISIONING` (`value`, when set) as cone-aws reads it, and refuses what sync-only mode
+    /// cannot do.
+    pub fn set_provisioning(&mut self, value: Option<&str>) -> Result<()> {
+        if let Some(value) = value {
+            self.provisioning = match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" | "" => false,
+                other => bail!("BATON_PROVISIONING is \"{other}\": set it to true (write to AWS) or false (sync only)"),
+            };
+        }
+        if self.revoke_sessions && !self.provisioning {
+            bail!(
+                "aws.revoke_sessions writes a policy to AWS, which sync-only mode (BATON_PROVISIONING=false or \
+                 aws.provisioning: false) forbids: turn provisioning on or remove aws.revoke_sessions"
+            );
+        }
+        Ok(())
+    }
+
     /// What `Connector::sync_iam` reads, which looks at these features only.
     pub fn iam_features(&self) -> cone_aws::Features {
         cone_aws::Features {

@@ -301,3 +301,26 @@ fn database_is_a_sqlite_path_or_a_postgres_url() {
     let bad = parse("postgres://cone@db.internal:notaport/cone").unwrap_err();
     assert!(bad.contains("not a valid PostgreSQL URL") && bad.contains("postgres://USER:PASSWORD@HOST"), "{bad}");
 }
+
+#[test]
+fn baton_provisioning_decides_when_set_and_sync_only_refuses_what_writes_to_aws() {
+    let aws = |extra: &str| {
+        Config::parse(&format!("database: /x.db\naws: {{ sso_region: us-east-1{extra} }}\n")).unwrap().aws
+    };
+    let mut on = aws("");
+    assert!(on.provisioning, "provisioning is on unless turned off");
+    on.set_provisioning(None).unwrap();
+    assert!(on.provisioning);
+    for (value, want) in [("false", false), ("0", false), ("TRUE", true), ("on", true), ("", false)] {
+        let mut c = aws("");
+        c.set_provisioning(Some(value)).unwrap();
+        assert_eq!(c.provisioning, want, "{value:?}");
+    }
+    let mut off = aws(", provisioning: false");
+    off.set_provisioning(Some("true")).unwrap();
+    assert!(off.provisioning, "the variable, when set, decides");
+    let e = aws("").set_provisioning(Some("maybe")).unwrap_err().to_string();
+    assert!(e.contains("BATON_PROVISIONING is \"maybe\": set it to true"), "{e}");
+    let e = aws(", revoke_sessions: true").set_provisioning(Some("false")).unwrap_err().to_string();
+    assert!(e.contains("sync-only mode") && e.contains("revoke_sessions"), "{e}");
+}

@@ -226,9 +226,16 @@ fn policy_status(t: &TaskRow, i: &Instance, now: i64) -> (Option<String>, Option
     }
 }
 
+/// What an approved request waits for on a server that does not write to AWS.
+const SYNC_ONLY: &str = "AWS provisioning, which is off on this server (sync-only mode); it runs once an administrator \
+     turns provisioning on (BATON_PROVISIONING=true)";
+
 fn task_to_api(s: &AppState, t: TaskRow) -> Task {
     let instance = instance(&t);
-    let (waiting_for, policy_reason) = policy_status(&t, &instance, s.now());
+    let (mut waiting_for, policy_reason) = policy_status(&t, &instance, s.now());
+    if t.state == TaskState::Provisioning && !s.config.aws.provisioning {
+        waiting_for = Some(SYNC_ONLY.into());
+    }
     let name = match (&t.permission_set_name, &t.account_name) {
         (Some(ps), Some(account)) => format!("{ps} on {account}"),
         _ => t.entitlement_id.clone(),

@@ -151,6 +151,12 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<As
                 }
             }
         }
+        @if !c.provisioning {
+            p.error role="alert" {
+                "Sync-only mode: this server syncs and decides but never writes to AWS, so approved requests wait as provisioning. "
+                "Set " code { "BATON_PROVISIONING=true" } " (or remove " code { "aws.provisioning: false" } ") and restart it to make their assignments."
+            }
+        }
         @if q.asked { p.notice role="status" { "A sync was asked for; it starts within 10 seconds of the last. Reload to see its outcome." } }
         form.inline method="post" action="/console/connectors/sync" {
             (v.token_field())

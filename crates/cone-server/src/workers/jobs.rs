@@ -22,18 +22,21 @@ const JOBS_IN_FLIGHT: usize = 16;
 /// A failed job waits at most this long (seconds) before its next attempt.
 const JOB_BACKOFF_CAP: i64 = 300;
 
-pub fn spawn(s: AppState, connector: Arc<Connector>) {
+/// Starts the loop; without a connector (sync-only mode) it decides (expiry, time-outs, waits) but runs no job.
+pub fn spawn(s: AppState, connector: Option<Arc<Connector>>) {
     tokio::spawn(reconcile(s, connector));
 }
 
 /// Expires due grants and starts due jobs, then sleeps until a job finishes, the next due moment, or a wake-up.
-async fn reconcile(s: AppState, connector: Arc<Connector>) {
+async fn reconcile(s: AppState, connector: Option<Arc<Connector>>) {
     let mut running = tokio::task::JoinSet::new();
     loop {
         announce(&s, s.db.expire_due_grants(s.now()).await, "expire grants");
         announce(&s, s.db.time_out_pending(s.now() - s.config.pending_timeout, s.now()).await, "time out requests");
         announce(&s, tasks::end_waits(&s).await, "end policy waits");
-        while running.len() < JOBS_IN_FLIGHT {
+        while let Some(connector) = &connector
+            && running.len() < JOBS_IN_FLIGHT
+        {
             match s.db.claim_job(s.now(), s.config.job_lease).await {
                 Ok(Some(job)) => {
                     let (s, connector) = (s.clone(), connector.clone());

@@ -1,5 +1,5 @@
-//! The operations endpoints of a running cone-server: `/readyz` and a `/metrics` scrape after a few requests, on
-//! SQLite and on PostgreSQL. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
+//! The operations endpoints of a running cone-server: `/readyz` and a `/metrics` scrape after a few requests, a
+//! sync resumed, and sync-only mode, on SQLite and on PostgreSQL. Needs `cargo build --workspace` and the .venv that `cargo xtask test` prepares.
 
 use cone_api::ConnectorStatus;
 use cone_client::{Client, Method};
@@ -9,6 +9,7 @@ use cone_testkit::{Sandbox, Store};
 cone_testkit::on_both_stores!(
     metrics_count_requests_by_route_template_and_report_the_database,
     a_restarted_server_resumes_the_sync_an_earlier_one_left_unfinished,
+    without_provisioning_the_server_decides_but_never_writes_to_aws,
 );
 
 /// The value of the series printed exactly as `series` (name and labels), if there is one.
@@ -131,4 +132,42 @@ async fn a_restarted_server_resumes_the_sync_an_earlier_one_left_unfinished(stor
     let principals = sb.org.users.len() + 1; // and the approvers group
     let listed = clean.calls("sso:ListAccountAssignmentsForPrincipal");
     assert!(listed >= 1 && (listed as usize) < principals, "{listed} of {principals} principals' assignments read");
+}
+
+/// With `BATON_PROVISIONING=false` the server syncs and decides, but writes nothing to AWS: an auto-approved request
+/// waits as provisioning and says why, no assignment appears in moto, and `/api/v1/connectors` and the console's
+/// Connectors page say that provisioning is off. The same database served with provisioning on then makes it.
+async fn without_provisioning_the_server_decides_but_never_writes_to_aws(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    sb.stop_server();
+    let (server, url) = sb.spawn_replica_with(&sb.moto.endpoint, &[("BATON_PROVISIONING", "false")]).unwrap();
+    let client = |user: &str| Client::new(&url, &sb.api_token(user).unwrap()).unwrap();
+    let (alice, carol) = (client("alice"), client("carol"));
+    assert!(!carol.connectors().await.unwrap()[0].provisioning);
+    let mut console =
+        cone_testkit::console::Console::sign_in(&url, "carol", &cone_testkit::password("carol")).await.unwrap();
+    let (_, page) = console.open("/console/connectors").await.unwrap();
+    assert!(page.contains("Sync-only mode"), "{page}");
+
+    let entitlement =
+        format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let ask = cone_api::CreateTask { app_id: "aws".into(), entitlement_id: entitlement, ..Default::default() };
+    let task = alice.create_task(&ask).await.unwrap();
+    assert_eq!(task.state, cone_api::TaskState::Provisioning);
+    assert!(task.waiting_for.as_deref().is_some_and(|w| w.contains("sync-only mode")), "{task:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let alice_id = sb.org.user_id("alice").unwrap().to_string();
+    assert!(!sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().contains(&alice_id));
+    let still = alice.task(task.id, None, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(still.state, cone_api::TaskState::Provisioning);
+    drop(server);
+
+    let (_server, url) = sb.spawn_replica(&sb.moto.endpoint).unwrap();
+    let alice = Client::new(&url, &sb.api_token("alice").unwrap()).unwrap();
+    let granted = alice.task(task.id, Some(cone_api::TaskState::Provisioning), std::time::Duration::from_secs(30));
+    assert_eq!(granted.await.unwrap().state, cone_api::TaskState::Granted);
+    assert!(sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().contains(&alice_id));
 }
