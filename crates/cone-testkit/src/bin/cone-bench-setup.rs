@@ -10,6 +10,12 @@
 //! after another over SECS seconds; cone-server's calls to AWS go through a proxy here that timestamps them. Prints
 //! the latency from each grant's end to its DeleteAccountAssignment being sent, and the busiest second of calls to IAM
 //! Identity Center (the server's limit is `CONE_AWS_SSO_RATE`).
+//!
+//! `cone-bench-setup offboard [--postgres] [--grants N]`: the same N users, grants and assignments (ending in an
+//! hour), each user with a `cone login` session too, and `aws.revoke_sessions` on; then every one of them is deleted
+//! in Identity Center and a sync is asked for. Prints, from the sync's last read of AWS, when a leaver's session was
+//! refused, when the deny policy was written and when the last DeleteAccountAssignment was sent, and the rate of
+//! Identity Center calls meanwhile.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,6 +31,7 @@ use axum::response::Response;
 use cone_api::{CreateTask, TaskState};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -52,7 +59,8 @@ async fn main() -> ExitCode {
         match args.first().map(String::as_str) {
             Some("check") => check(store, dir.path()).await,
             Some("expiry") => expiry(store, dir.path(), grants?.max(1), spread?).await,
-            _ => bail!("usage: cone-bench-setup check|expiry [--postgres] [--grants N] [--spread SECS]"),
+            Some("offboard") => offboard(store, dir.path(), grants?.max(1)).await,
+            _ => bail!("usage: cone-bench-setup check|expiry|offboard [--postgres] [--grants N] [--spread SECS]"),
         }
     };
     match result.await {
@@ -144,18 +152,14 @@ fn unix_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
-async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
-    let db = match &store {
-        Store::Sqlite => None,
-        Store::Postgres(pg) => Some(pg.url.clone()),
-    };
-    let mut sb = Sandbox::start_on(store, dir, "", "").await?;
+/// N identity-store users in moto, each with an assignment on Staging ReadOnlyAccess: their user ids.
+async fn seed_users(sb: &Sandbox, n: u64) -> Result<Vec<String>> {
     let sdk = moto_sdk_config(&sb.moto.endpoint);
     let ids = aws_sdk_identitystore::Client::new(&sdk);
     let sso = aws_sdk_ssoadmin::Client::new(&sdk);
-    let account = sb.org.account_id("Staging").context("no Staging account")?.to_string();
-    let ps = sb.org.permission_set_arn("ReadOnlyAccess").context("no ReadOnlyAccess")?.to_string();
+    let (account, ps) = staging_readonly(sb)?;
     eprintln!("creating {n} users and their assignments in moto");
+    let mut created = Vec::new();
     for i in 0..n {
         let name = format!("bench-{i:05}");
         let user = ids
@@ -169,29 +173,58 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
             .with_context(|| format!("CreateUser {name}"))?;
         sso.create_account_assignment()
             .instance_arn(&sb.org.instance_arn)
-            .target_id(&account)
+            .target_id(account)
             .target_type(TargetType::AwsAccount)
-            .permission_set_arn(&ps)
+            .permission_set_arn(ps)
             .principal_type(PrincipalType::User)
             .principal_id(&user.user_id)
             .send()
             .await
             .with_context(|| format!("CreateAccountAssignment for {name}"))?;
+        created.push(user.user_id);
     }
+    Ok(created)
+}
 
-    // A server that reaches AWS through the proxy; its sync at start brings the new users into its database.
+fn staging_readonly(sb: &Sandbox) -> Result<(&str, &str)> {
+    let account = sb.org.account_id("Staging").context("no Staging account")?;
+    Ok((account, sb.org.permission_set_arn("ReadOnlyAccess").context("no ReadOnlyAccess")?))
+}
+
+/// Restarts cone-server behind a proxy that records its calls to AWS; its sync at start brings the new users in.
+async fn behind_proxy(sb: &mut Sandbox) -> Result<(Proxy, cone_testkit::Child, String)> {
     let proxy = Proxy { moto: sb.moto.endpoint.clone(), http: reqwest::Client::new(), calls: Arc::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     sb.stop_server();
-    let (_server, _) = sb.spawn_replica(&endpoint)?;
+    let (server, url) = sb.spawn_replica(&endpoint)?;
+    Ok((proxy, server, url))
+}
 
-    // Grants as the workers leave them once provisioned, written straight to the database: provisioning a thousand
-    // grants through the API would take as long as revoking them, and is not what is measured.
-    let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 15;
-    let end = format!("{ends} + (ROW_NUMBER() OVER (ORDER BY u.id) - 1) * {spread} / {n}");
+/// Runs `sql` on the sandbox's database (the server may be writing too).
+fn database(sb: &Sandbox, postgres: Option<&str>, sql: &str) -> Result<String> {
+    let mut cmd = match postgres {
+        None => {
+            let mut c = Command::new("sqlite3");
+            c.args(["-cmd", ".timeout 10000"]).arg(sb.dir.join("cone.db"));
+            c
+        }
+        Some(url) => {
+            let mut c = Command::new("psql");
+            c.args(["-qtA", "-v", "ON_ERROR_STOP=1", url]);
+            c
+        }
+    };
+    run_sql(&mut cmd, sql)
+}
+
+/// Grants as the workers leave them once provisioned, written straight to the database for every `bench-` user,
+/// ending at the SQL expression `end`: provisioning a thousand grants through the API would take as long as
+/// revoking them, and is not what is measured. Returns each grant's principal and end (Unix ms).
+fn seed_grants(sb: &Sandbox, postgres: Option<&str>, ends: u64, end: &str) -> Result<HashMap<String, u128>> {
+    let (account, ps) = staging_readonly(sb)?;
     let (inst, app) = (&sb.org.instance_arn, "(SELECT id FROM apps LIMIT 1)");
     let sql = format!(
         "INSERT INTO tasks (requester_id, app_id, entitlement_id, state, justification, duration_secs, form_json,
@@ -205,27 +238,24 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
          FROM tasks t JOIN users u ON u.id = t.requester_id WHERE t.justification = 'benchmark';
          SELECT principal_id, expires_at FROM grants WHERE state = 'active';"
     );
-    let mut cmd = match &db {
-        None => {
-            let mut c = Command::new("sqlite3");
-            // The server may be writing too.
-            c.args(["-cmd", ".timeout 10000"]).arg(sb.dir.join("cone.db"));
-            c
-        }
-        Some(url) => {
-            let mut c = Command::new("psql");
-            c.args(["-qtA", "-v", "ON_ERROR_STOP=1", url]);
-            c
-        }
-    };
     // `principal|end` lines, from sqlite3 and psql -A alike.
-    let ends_of: HashMap<String, u128> = run_sql(&mut cmd, &sql)?
+    Ok(database(sb, postgres, &sql)?
         .lines()
         .filter_map(|line| {
             let (principal, end) = line.split_once('|')?;
             Some((principal.to_string(), end.trim().parse::<u128>().ok()? * 1000))
         })
-        .collect();
+        .collect())
+}
+
+async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
+    let db = postgres_url(&store);
+    let mut sb = Sandbox::start_on(store, dir, "", "").await?;
+    seed_users(&sb, n).await?;
+    let (proxy, _server, _) = behind_proxy(&mut sb).await?;
+    let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 15;
+    let end = format!("{ends} + (ROW_NUMBER() OVER (ORDER BY u.id) - 1) * {spread} / {n}");
+    let ends_of = seed_grants(&sb, db.as_deref(), ends, &end)?;
     if ends_of.len() as u64 != n {
         bail!("seeded {} active grants instead of {n}; did the sync import the users?", ends_of.len());
     }
@@ -249,7 +279,6 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
                 .filter(|c| c.target.starts_with("SWBExternalService.") || c.target.starts_with("AWSIdentityStore."))
                 .map(|c| c.at)
                 .collect();
-            let busiest = idc.iter().map(|&a| idc.iter().filter(|&&b| b >= a && b < a + 1000).count()).max();
             println!(
                 "expiry: {n} grants ending over {spread} s, DeleteAccountAssignment sent after each grant's end: \
                  p50 {} ms, p99 {} ms, max {} ms",
@@ -260,13 +289,11 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
             let sent = done.iter().map(|(at, _)| *at);
             let (first, last) = (sent.clone().min().unwrap_or(0), sent.max().unwrap_or(0));
             let span = (last - first) as f64 / 1000.0;
-            let during = idc.iter().filter(|&&at| at >= first && at <= last).count();
+            let (during, per_second, busiest) = rate(&idc, first, last);
             println!(
-                "expiry: {} Identity Center calls in all; while deleting, {during} calls in {span:.1} s = {:.1}/s; \
-                 busiest 1 s window {} calls (limit CONE_AWS_SSO_RATE={}, with a burst of one second's worth)",
+                "expiry: {} Identity Center calls in all; while deleting, {during} calls in {span:.1} s = {per_second:.1}/s; \
+                 busiest 1 s window {busiest} calls (limit CONE_AWS_SSO_RATE={}, with a burst of one second's worth)",
                 idc.len(),
-                during as f64 / span.max(0.001),
-                busiest.unwrap_or(0),
                 std::env::var("CONE_AWS_SSO_RATE").unwrap_or_else(|_| "20, the default".into())
             );
             return Ok(());
@@ -276,6 +303,136 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+fn postgres_url(store: &Store) -> Option<String> {
+    match store {
+        Store::Sqlite => None,
+        Store::Postgres(pg) => Some(pg.url.clone()),
+    }
+}
+
+/// The share of `calls` (Unix ms) in `from..=to` per second, and the busiest one-second window of them.
+fn rate(calls: &[u128], from: u128, to: u128) -> (usize, f64, usize) {
+    let during = calls.iter().filter(|&&at| at >= from && at <= to).count();
+    let busiest = calls.iter().map(|&a| calls.iter().filter(|&&b| b >= a && b < a + 1000).count()).max();
+    (during, during as f64 / ((to - from) as f64 / 1000.0).max(0.001), busiest.unwrap_or(0))
+}
+
+async fn offboard(store: Store, dir: &Path, n: u64) -> Result<()> {
+    let db = postgres_url(&store);
+    // Everyone leaving at once would be held by the mass-offboarding guard, which is not what is measured.
+    let settings = "  revoke_sessions: true\nidentities: { max_offboard_percent: 100 }\n";
+    let mut sb = Sandbox::start_on(store, dir, settings, "").await?;
+    sb.cone_login("carol", &[], "carol").await?;
+    let users = seed_users(&sb, n).await?;
+    let (proxy, _server, url) = behind_proxy(&mut sb).await?;
+    let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
+    let granted = seed_grants(&sb, db.as_deref(), ends, &ends.to_string())?;
+    if granted.len() as u64 != n {
+        bail!("seeded {} active grants instead of {n}; did the sync import the users?", granted.len());
+    }
+    // A `cone login` session for each, as its hash is stored.
+    let now = ends - 3600;
+    let sessions: String = (0..n)
+        .map(|i| {
+            let hash = hex::encode(Sha256::digest(format!("bench-session-{i:05}")));
+            format!(
+                "INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at)
+                 SELECT '{hash}', id, {now}, {now} + 86400 FROM users WHERE username = 'bench-{i:05}';\n"
+            )
+        })
+        .collect();
+    database(&sb, db.as_deref(), &sessions)?;
+    let last = cone_client::Client::new(&url, &format!("bench-session-{:05}", n - 1))?;
+    last.me().await.context("a bench user's session does not work before the sync")?;
+
+    eprintln!("deleting the {n} users in moto");
+    let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    for id in &users {
+        ids.delete_user().identity_store_id(&sb.org.identity_store_id).user_id(id).send().await?;
+    }
+    let carol = cone_client::Client::new(&url, &sb.api_token("carol")?)?;
+    let asked = proxy.calls.lock().unwrap_or_else(|e| e.into_inner()).len();
+    carol.call::<cone_api::ConnectorStatus>(reqwest::Method::POST, "/api/v1/connectors/sync", None::<&()>).await?;
+    eprintln!("sync asked for; waiting for the offboarding");
+    let refused = loop {
+        if matches!(last.me().await, Err(cone_client::Failure::Api { status: 401, .. })) {
+            break unix_ms();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let calls = proxy.calls.lock().unwrap_or_else(|e| e.into_inner())[asked..].to_vec();
+        let deletes: Vec<u128> = calls
+            .iter()
+            .filter(|c| {
+                c.target.ends_with(".DeleteAccountAssignment")
+                    && c.principal.as_ref().is_some_and(|p| granted.contains_key(p))
+            })
+            .map(|c| c.at)
+            .collect();
+        let policy =
+            calls.iter().filter(|c| c.target.contains("Policy") && !c.target.contains("List")).map(|c| c.at).max();
+        if deletes.len() as u64 >= n
+            && let Some(policy) = policy
+        {
+            // The sync's reads end where the first write (a deletion or the policy) begins.
+            let first_write = deletes.iter().copied().chain([policy]).min().unwrap_or(0);
+            let synced = calls.iter().map(|c| c.at).filter(|&at| at < first_write).max().unwrap_or(first_write);
+            let last_delete = deletes.iter().copied().max().unwrap_or(0);
+            let after = |at: u128| at.saturating_sub(synced);
+            println!(
+                "offboard: {n} leavers with a grant and a session each; after the sync's last read of AWS: a leaver's \
+                 session refused at {} ms, the deny policy written at {} ms, the last DeleteAccountAssignment sent \
+                 at {} ms",
+                after(refused),
+                after(policy),
+                after(last_delete)
+            );
+            let idc: Vec<u128> =
+                calls.iter().filter(|c| c.target.starts_with("SWBExternalService.")).map(|c| c.at).collect();
+            let (during, per_second, busiest) = rate(&idc, first_write, last_delete);
+            println!(
+                "offboard: while revoking, {during} Identity Center calls = {per_second:.1}/s; busiest 1 s window \
+                 {busiest} calls (limit CONE_AWS_SSO_RATE={})",
+                std::env::var("CONE_AWS_SSO_RATE").unwrap_or_else(|_| "20, the default".into())
+            );
+            let kept = denied_people(&sb).await?;
+            println!("offboard: the deny policy names {kept} of the {n} leavers (one SCP holds 5,120 characters)");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {n} assignments were deleted within 15 minutes", deletes.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How many Identity Center users Cone's deny policy in moto names.
+async fn denied_people(sb: &Sandbox) -> Result<usize> {
+    use aws_sdk_organizations::types::PolicyType;
+    let org = aws_sdk_organizations::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    let listed = org.list_policies().filter(PolicyType::ServiceControlPolicy).send().await?;
+    let Some(id) = listed.policies().iter().find(|p| p.name() == Some("cone-revoked-sessions")).and_then(|p| p.id())
+    else {
+        return Ok(0);
+    };
+    let policy = org.describe_policy().policy_id(id).send().await?;
+    let text = policy.policy().and_then(|p| p.content()).unwrap_or_default();
+    let doc: Value = serde_json::from_str(text)?;
+    let mut people = std::collections::BTreeSet::new();
+    for statement in doc["Statement"].as_array().into_iter().flatten() {
+        match &statement["Condition"]["StringEquals"]["identitystore:userId"] {
+            Value::String(one) => {
+                people.insert(one.clone());
+            }
+            Value::Array(many) => people.extend(many.iter().filter_map(Value::as_str).map(str::to_string)),
+            _ => {}
+        }
+    }
+    Ok(people.len())
 }
 
 fn run_sql(cmd: &mut Command, sql: &str) -> Result<String> {
