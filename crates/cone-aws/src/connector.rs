@@ -18,6 +18,7 @@ use crate::journal::{Journal, NoJournal, Units};
 use crate::paging::{call, call_retried, list_all};
 use crate::ratelimit::{RateLimits, Rates};
 use crate::retry::{RequestState, Timing, wait_for, with_retries};
+use crate::scim::Scim;
 use crate::settings::DEFAULT_MEMBER_ROLE;
 use crate::spool::{Part, Parts, Sink, Synced};
 use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
@@ -71,6 +72,8 @@ pub struct Connector {
     /// Read accounts from Organizations (ListAccounts); without it, accounts are the ones IAM Identity
     /// Center has permission sets provisioned to, known by id only.
     organizations: bool,
+    /// Users' `active` flag from SCIM (`BATON_SCIM_*`), beside Identity Center's `UserStatus`.
+    pub(crate) scim: Option<Scim>,
 }
 
 /// Points a Create- or DeleteAccountAssignment request (builders that share no trait) at assignment `$a`.
@@ -125,6 +128,7 @@ impl Connector {
             timing,
             limits,
             organizations,
+            scim: None,
         }
     }
 
@@ -366,6 +370,10 @@ impl Connector {
             |out| (out.users, out.next_token),
         )
         .await?;
+        let inactive = match &self.scim {
+            Some(scim) => scim.inactive().await?,
+            None => std::collections::HashSet::new(),
+        };
         let mut users: Vec<User> = listed
             .iter()
             .map(|u| {
@@ -382,7 +390,8 @@ impl Connector {
                     display_name: u.display_name().map(str::to_string).unwrap_or_else(|| user_name.clone()),
                     user_name,
                     email,
-                    enabled: u.user_status() != Some(&aws_sdk_identitystore::types::UserStatus::Disabled),
+                    enabled: u.user_status() != Some(&aws_sdk_identitystore::types::UserStatus::Disabled)
+                        && !inactive.contains(u.user_id()),
                 }
             })
             .collect();

@@ -17,6 +17,7 @@ mod policy;
 mod provision;
 mod ratelimit;
 mod retry;
+mod scim;
 mod settings;
 pub mod spool;
 

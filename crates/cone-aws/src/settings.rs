@@ -16,6 +16,7 @@ use clap::{Args, Parser};
 use crate::Connector;
 use crate::error::ConnectorError;
 use crate::ratelimit::{ApiFamily, RateLimits, Rates};
+use crate::scim::Scim;
 
 /// The session name on the assumed role, as CloudTrail shows it.
 const SESSION_NAME: &str = "cone-aws";
@@ -105,8 +106,41 @@ pub struct AwsSettings {
     )]
     pub member_role: String,
 
+    /// Read each user's `active` flag from IAM Identity Center's SCIM API too (with `BATON_SCIM_ENDPOINT` and
+    /// `BATON_SCIM_TOKEN`): someone deactivated there leaves Cone as if disabled in Identity Center.
+    #[arg(
+        long = "scim-enabled",
+        env = "BATON_SCIM_ENABLED",
+        default_value = "false",
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub scim_enabled: bool,
+
+    /// IAM Identity Center's SCIM endpoint, `https://scim.<region>.amazonaws.com/<tenant>/scim/v2`.
+    #[arg(long = "scim-endpoint", env = "BATON_SCIM_ENDPOINT")]
+    pub scim_endpoint: Option<String>,
+
+    /// The SCIM access token IAM Identity Center issued (Settings, Automatic provisioning).
+    #[arg(long = "scim-token", env = "BATON_SCIM_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub scim_token: Option<Secret>,
+
     #[command(flatten)]
     pub rates: Rates,
+}
+
+/// A secret setting: printing the settings never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(secret)")
+    }
+}
+
+fn secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret(value.to_string()))
 }
 
 /// The role AWS Organizations creates in each account it creates.
@@ -137,7 +171,26 @@ impl AwsSettings {
                     .into(),
             });
         }
+        self.scim()?;
         Ok(())
+    }
+
+    /// The SCIM client the `BATON_SCIM_*` settings ask for, if any; settings that half ask for one are refused
+    /// rather than ignored.
+    pub fn scim(&self) -> Result<Option<Scim>, ConnectorError> {
+        let invalid = |message: &str| Err(ConnectorError::InvalidSettings { message: message.into() });
+        match (self.scim_enabled, &self.scim_endpoint, &self.scim_token) {
+            (true, Some(endpoint), Some(Secret(token))) => Scim::new(endpoint, token).map(Some),
+            (true, _, _) => invalid(
+                "BATON_SCIM_ENABLED is true but BATON_SCIM_ENDPOINT or BATON_SCIM_TOKEN is missing; set both (IAM \
+                 Identity Center, Settings, Automatic provisioning) or set BATON_SCIM_ENABLED=false",
+            ),
+            (false, None, None) => Ok(None),
+            (false, _, _) => invalid(
+                "BATON_SCIM_ENDPOINT or BATON_SCIM_TOKEN is set but BATON_SCIM_ENABLED is not true; set it to true to \
+                 read users' active flag through SCIM, or unset them",
+            ),
+        }
     }
 
     /// The SDK configuration these settings describe: the standard credential chain (environment, profile,
@@ -173,7 +226,9 @@ impl AwsSettings {
     pub async fn connect(&self) -> Result<Connector, ConnectorError> {
         let limits = RateLimits::new(&self.rates);
         let sdk = self.sdk_config(&limits).await?;
-        Ok(Connector::configured(&sdk, limits, self.orgs_enabled, &self.member_role))
+        let mut connector = Connector::configured(&sdk, limits, self.orgs_enabled, &self.member_role);
+        connector.scim = self.scim()?;
+        Ok(connector)
     }
 }
 
@@ -319,6 +374,9 @@ mod tests {
                 sync_iam: false,
                 sync_secrets: false,
                 member_role: DEFAULT_MEMBER_ROLE.into(),
+                scim_enabled: false,
+                scim_endpoint: None,
+                scim_token: None,
                 rates: Rates::DEFAULT,
             }
         );
@@ -374,6 +432,37 @@ mod tests {
         let err = s.validate().expect_err("Cone needs Identity Center");
         assert!(matches!(err, ConnectorError::InvalidSettings { .. }));
         assert!(err.to_string().contains("BATON_GLOBAL_AWS_SSO_ENABLED"), "{err}");
+    }
+
+    #[test]
+    fn scim_settings_are_used_whole_or_refused() {
+        let https = "https://scim.us-east-1.amazonaws.com/abc/scim/v2";
+        assert!(parse(&[]).unwrap().scim().unwrap().is_none());
+        let on = ["--scim-enabled", "true", "--scim-endpoint", https, "--scim-token", "t"];
+        assert!(parse(&on).unwrap().scim().unwrap().is_some());
+        let local = ["--scim-enabled", "true", "--scim-endpoint", "http://127.0.0.1:9/scim/v2", "--scim-token", "t"];
+        assert!(parse(&local).unwrap().scim().unwrap().is_some());
+        for (args, says) in [
+            (
+                &["--scim-enabled", "true", "--scim-token", "t"][..],
+                "BATON_SCIM_ENDPOINT or BATON_SCIM_TOKEN is missing",
+            ),
+            (&["--scim-endpoint", https], "BATON_SCIM_ENABLED is not true"),
+            (
+                &["--scim-enabled", "1", "--scim-endpoint", "http://scim.example.com/v2", "--scim-token", "t"],
+                "not https",
+            ),
+            (&["--scim-enabled", "1", "--scim-endpoint", "scim", "--scim-token", "t"], "is not a URL"),
+        ] {
+            let err = parse(args).unwrap().validate().expect_err(says).to_string();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_scim_token_is_never_printed() {
+        let s = parse(&["--scim-token", "very-secret"]).unwrap();
+        assert!(!format!("{s:?}").contains("very-secret"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub use process::{Child, Moto, target_bin, venv_bin, workspace_root};
 
 pub mod console;
 pub mod faults;
+pub mod scim;
 
 mod postgres;
 pub use postgres::Postgres;

@@ -88,47 +88,34 @@ pub enum Scope {
     All,
 }
 
-/// Which tasks by state a search returns: a group of states, or one.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+/// Which tasks by state a search returns: a group of states, or one state (such as `granted`).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(untagged, expecting = "open, closed, live, all, or a task state such as granted or pending_approval")]
 pub enum StateFilter {
+    Group(#[schema(inline)] StateGroup),
+    One(#[schema(inline)] TaskState),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateGroup {
     /// Undecided and provisioning.
     Open,
     /// Every other state.
     Closed,
-    #[default]
-    All,
     /// Open, or holding an active grant.
     Live,
-    PendingApproval,
-    Provisioning,
-    /// Holding an active grant.
-    Granted,
-    Denied,
-    Failed,
-    Expired,
-    Cancelled,
-    Released,
-    TimedOut,
+    All,
 }
 
 impl StateFilter {
     fn states(self) -> Option<States> {
-        let one = |state| Some(States::Is(state));
         match self {
-            StateFilter::Open => Some(States::Open),
-            StateFilter::Closed => Some(States::Closed),
-            StateFilter::All => None,
-            StateFilter::Live => Some(States::Live),
-            StateFilter::PendingApproval => one(TaskState::PendingApproval),
-            StateFilter::Provisioning => one(TaskState::Provisioning),
-            StateFilter::Granted => one(TaskState::Granted),
-            StateFilter::Denied => one(TaskState::Denied),
-            StateFilter::Failed => one(TaskState::Failed),
-            StateFilter::Expired => one(TaskState::Expired),
-            StateFilter::Cancelled => one(TaskState::Cancelled),
-            StateFilter::Released => one(TaskState::Released),
-            StateFilter::TimedOut => one(TaskState::TimedOut),
+            StateFilter::Group(StateGroup::Open) => Some(States::Open),
+            StateFilter::Group(StateGroup::Closed) => Some(States::Closed),
+            StateFilter::Group(StateGroup::Live) => Some(States::Live),
+            StateFilter::Group(StateGroup::All) => None,
+            StateFilter::One(state) => Some(States::Is(state)),
         }
     }
 }
@@ -193,7 +180,7 @@ pub async fn search_tasks(
         _ => return Err(Error::invalid("Give `app_id` and `entitlement_id` together, or neither.")),
     };
     let narrow = Narrow {
-        states: q.state.unwrap_or_default().states(),
+        states: q.state.and_then(StateFilter::states),
         user: q.user.as_deref(),
         account: q.account.as_deref(),
         permission_set: q.permission_set.as_deref(),

@@ -156,6 +156,13 @@ async fn malformed_input_is_a_4xx_api_error() {
     assert!(message.contains("page_size"), "{message}");
     let (status, message) = call(Method::GET, "/api/v1/tasks?scope=everyone", None).await;
     assert!(status == 400 && message.contains("scope"), "{message}");
+    let (status, message) = call(Method::GET, "/api/v1/tasks?state=done", None).await;
+    assert!(status == 400 && message.contains("open, closed, live, all, or a task state"), "{message}");
+    assert_eq!(call(Method::GET, "/api/v1/tasks?state=granted", None).await.0, 200);
+    let (status, message) = call(Method::GET, "/api/v1/tasks?scope=all", None).await;
+    assert!(status == 403 && message.contains("Only Cone administrators"), "{message}");
+    let (status, message) = call(Method::GET, "/api/v1/tasks?app_id=aws", None).await;
+    assert!(status == 400 && message.contains("`app_id` and `entitlement_id` together"), "{message}");
     let (status, _) = call(Method::GET, "/api/v1/entitlements?kind=a%00b", None).await;
     assert_eq!(status, 400);
     let (status, message) = call(Method::POST, "/api/v1/tasks", Some(r#"{"app_id": 5}"#)).await;

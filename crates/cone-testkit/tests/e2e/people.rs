@@ -18,6 +18,7 @@ cone_testkit::on_both_stores!(
     renames_keep_people_and_groups_and_a_disabled_user_leaves,
     administrators_withdraw_grants_and_sign_people_out,
     an_early_end_denies_the_sessions_issued_before_it_until_they_run_out,
+    someone_deactivated_through_scim_leaves,
 );
 
 async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
@@ -330,4 +331,39 @@ async fn an_early_end_denies_the_sessions_issued_before_it_until_they_run_out(st
         denial_policy(&org).await.is_none()
     })
     .await;
+}
+
+/// With `BATON_SCIM_*` set, the sync reads SCIM's `active` flag (from a stand-in of IAM Identity Center's SCIM API:
+/// moto has none): alice deactivated there, though still enabled in the identity store, is offboarded at the next
+/// sync. A SCIM endpoint that refuses the token fails the sync, saying so, rather than counting everyone active.
+async fn someone_deactivated_through_scim_leaves(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    sb.stop_server();
+    let scim = cone_testkit::scim::ScimStandIn::start(&sb.moto.endpoint, &sb.org.identity_store_id).await.unwrap();
+    let env =
+        [("BATON_SCIM_ENABLED", "true"), ("BATON_SCIM_ENDPOINT", &scim.endpoint), ("BATON_SCIM_TOKEN", &scim.token)];
+    let (server, url) = sb.spawn_replica_with(&sb.moto.endpoint, &env).unwrap();
+    let client = |user: &str| Client::new(&url, &sb.api_token(user).unwrap()).unwrap();
+    let (alice, carol) = (client("alice"), client("carol"));
+    assert_eq!(alice.me().await.unwrap().username, "alice", "everyone is active in SCIM at first");
+
+    scim.deactivate(sb.org.user_id("alice").unwrap());
+    sync(&carol).await;
+    assert!(matches!(alice.me().await, Err(Failure::Api { status: 401, .. })), "a deactivated user's session works");
+    let entries = offboarded(&carol).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].detail["why"], "disabled in Identity Center");
+    drop(server);
+
+    let wrong =
+        [("BATON_SCIM_ENABLED", "true"), ("BATON_SCIM_ENDPOINT", &scim.endpoint), ("BATON_SCIM_TOKEN", "stale")];
+    let (_server, url) = sb.spawn_replica_with(&sb.moto.endpoint, &wrong).unwrap();
+    let carol = Client::new(&url, &sb.api_token("carol").unwrap()).unwrap();
+    let status = &carol.connectors().await.unwrap()[0];
+    let error = status.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("refused BATON_SCIM_TOKEN"), "{status:?}");
 }
