@@ -410,9 +410,7 @@ async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlem
     if let Some(last) = api.latest_task(&p.app_id, &p.entitlement_id).await?
         && let Some((by, why)) = last.withdrawal()
     {
-        // Typed by another person: no control characters reach the terminal.
-        let plain = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
-        let (by, why) = (plain(by), plain(why));
+        let (by, why) = (naming::printable(by), naming::printable(why));
         bail!(
             "Your access to \"{name}\" was withdrawn by {by}: {why}\nSee `cone task get {}`. If you still need it, request it again with `cone get {}`.",
             last.id,
@@ -484,7 +482,10 @@ async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlem
             _ => bail!(
                 "Access request for \"{name}\" is {}{}; check it with `cone task get {}`.",
                 task.state.words(),
-                task.waiting_for.as_deref().map(|w| format!(", waiting for {w}")).unwrap_or_default(),
+                task.waiting_for
+                    .as_deref()
+                    .map(|w| format!(", waiting for {}", naming::printable(w)))
+                    .unwrap_or_default(),
                 task.id
             ),
         }

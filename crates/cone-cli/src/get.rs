@@ -175,7 +175,11 @@ pub async fn drop(selector: Selector, out: Output, interactive: bool) -> Result<
     let api = client()?;
     let e = select::resolve(&api, &selector, interactive).await?;
     let tasks = api.drop_access(&e.app_id, &e.id).await?.tasks;
-    let removed_cached_credentials = forget_credentials(&e)?;
+    // The access is given back already: a cache that cannot be cleaned is said, not an error.
+    let removed_cached_credentials = forget_credentials(&e).unwrap_or_else(|err| {
+        eprintln!("warning: could not remove the credentials cached for {}: {err:#}", e.alias);
+        false
+    });
     let result = DropOutput { entitlement: e, tasks, removed_cached_credentials };
     out.show(&result, || {
         if result.tasks.is_empty() {

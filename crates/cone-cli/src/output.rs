@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use cone_api::{Entitlement, Task};
+use cone_core::naming::printable;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,7 +51,8 @@ fn render(view: View, wide: bool) -> String {
         View::Fields(fields) => {
             let fields: Vec<_> = fields.into_iter().filter(|(_, _, w)| wide || !w).collect();
             let width = fields.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0) + 1;
-            fields.iter().map(|(k, v, _)| format!("{:<width$} {v}", format!("{k}:"))).collect::<Vec<_>>().join("\n")
+            let line = |(k, v, _): &(&str, String, bool)| format!("{:<width$} {}", format!("{k}:"), printable(v));
+            fields.iter().map(line).collect::<Vec<_>>().join("\n")
         }
         View::Table { headers, rows, wide_from } => {
             let n = if wide { headers.len() } else { wide_from.min(headers.len()) };
@@ -61,7 +63,8 @@ fn render(view: View, wide: bool) -> String {
                 }
             }
             let line = |cells: Vec<&str>| {
-                let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let padded: Vec<String> =
+                    cells.iter().zip(&widths).map(|(c, w)| format!("{:<w$}", printable(c))).collect();
                 padded.join("  ").trim_end().to_string()
             };
             let mut out = vec![line(headers[..n].to_vec())];
@@ -83,11 +86,9 @@ pub fn task_view(t: &Task) -> View {
         ("Requester", t.requester.clone(), false),
         ("State", t.state.words(), false),
     ];
-    if t.state == cone_api::TaskState::PendingApproval {
-        let group = t.waiting_for_group.as_ref().map(|g| format!("a member of group \"{g}\""));
-        if let Some(w) = t.waiting_for.clone().or(group) {
-            f.push(("Waiting for", w, false));
-        }
+    let group = t.waiting_for_group.as_ref().map(|g| format!("a member of group \"{g}\""));
+    if let Some(w) = t.waiting_for.clone().or(group) {
+        f.push(("Waiting for", w, false));
     }
     for d in &t.decisions {
         let what = if d.approve { "approved" } else { "denied" };

@@ -29,6 +29,12 @@ pub fn aliases(catalog: &[(&str, &str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// Text from elsewhere (a reason another person typed, a name) as one line safe for a terminal: each control
+/// character, escape sequences' ESC and line breaks included, becomes a space.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// A value safe to write after `key = ` in an INI file: one line, no control characters, no leading or trailing
 /// space (botocore strips it) and nothing a shell-less `shlex` split could treat as a second argument.
 pub fn ini_value(value: &str) -> String {
@@ -54,6 +60,11 @@ pub fn shell_quote(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_cannot_move_the_cursor_or_start_a_line() {
+        assert_eq!(printable("ok\u{1b}[2J\nfake: line\t!"), "ok [2J fake: line !");
+    }
 
     #[test]
     fn names_follow_the_seed() {

@@ -465,9 +465,9 @@ const MAX_REASON: usize = 1000;
 pub async fn withdraw(s: &AppState, u: &UserRow, id: i64, reason: &str) -> Result<Task> {
     super::auth::require_admin(s, u).await?;
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+    if reason.is_empty() || reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
         return Err(Error::invalid(format!(
-            "Say why the grant is withdrawn, in 1 to {MAX_REASON} characters: the requester is shown it."
+            "Say why the grant is withdrawn, in 1 to {MAX_REASON} characters on one line: the requester is shown it."
         )));
     }
     let t = s.db.task(id).await?.ok_or_else(|| Error::NotFound(format!("There is no task {id}.")))?;

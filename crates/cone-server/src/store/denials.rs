@@ -35,6 +35,29 @@ pub(super) async fn deny_sessions(tx: &mut Tx, grant_id: i64, now: i64) -> Resul
     Ok(())
 }
 
+/// The grant's assignment is gone (or, `kept`, still needed by an overlapping grant): sessions of its role made
+/// after the early end and before the removal are denied too, counted from now; when the assignment stays, the
+/// person still holds the role and nothing of theirs is denied.
+pub(super) async fn sessions_removed(tx: &mut Tx, task_id: i64, kept: bool, now: i64) -> Result<()> {
+    if !tx.denials.on {
+        return Ok(());
+    }
+    let changed = if kept {
+        sqlx::query("DELETE FROM session_denials WHERE task_id = $1").bind(task_id).execute(&mut **tx).await?
+    } else {
+        sqlx::query(
+            "UPDATE session_denials SET until_at = $1 + (until_at - issued_before), issued_before = $1
+             WHERE task_id = $2 AND issued_before < $1",
+        )
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut **tx)
+        .await?
+    };
+    tx.denied |= changed.rows_affected() > 0;
+    Ok(())
+}
+
 impl Db {
     /// The sessions to deny at `now`: those whose longest session may still run.
     pub async fn session_denials(&self, now: i64) -> Result<Vec<DenialRow>> {

@@ -8,7 +8,7 @@ use cone_core::task::Event;
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::denials::deny_sessions;
+use super::denials::{deny_sessions, sessions_removed};
 use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state, set_grant_state};
 use super::pool::{Db, Tx};
 
@@ -51,20 +51,26 @@ impl Db {
         // assignment run in order (a revocation never overtakes its provisioning), jobs on different ones at once.
         // On PostgreSQL two replicas claiming at once would not see each other's uncommitted lease, so claims take
         // turns (a claim is two short statements; the jobs themselves still run side by side).
+        // The leased assignments are found once (a few rows, however many jobs wait): compared per waiting job, as a
+        // correlated subquery, PostgreSQL took long enough with a thousand jobs waiting to fall short of AWS's rate.
         let mut tx = self.begin_claim(true).await?;
         let job: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT j.id, j.kind, j.grant_id, j.finding_id, j.attempts FROM jobs j
+            "WITH busy AS MATERIALIZED (
+                 SELECT COALESCE(og.account_id, od.account_id) AS account_id,
+                        COALESCE(og.permission_set_arn, od.permission_set_arn) AS permission_set_arn,
+                        COALESCE(og.principal_id, od.principal_id) AS principal_id
+                 FROM jobs o
+                 LEFT JOIN grants og ON og.id = o.grant_id LEFT JOIN drift_findings od ON od.id = o.finding_id
+                 WHERE o.state = 'pending' AND o.locked_until > $1)
+             SELECT j.id, j.kind, j.grant_id, j.finding_id, j.attempts FROM jobs j
              LEFT JOIN grants g ON g.id = j.grant_id LEFT JOIN drift_findings f ON f.id = j.finding_id
              WHERE j.state = 'pending' AND j.kind IN ({}) AND j.run_after <= $1
                AND (j.locked_until IS NULL OR j.locked_until <= $1)
                AND NOT EXISTS (
-                 SELECT 1 FROM jobs o
-                 LEFT JOIN grants og ON og.id = o.grant_id LEFT JOIN drift_findings od ON od.id = o.finding_id
-                 WHERE o.state = 'pending' AND o.locked_until > $1 AND o.id <> j.id
-                   AND COALESCE(og.account_id, od.account_id) = COALESCE(g.account_id, f.account_id)
-                   AND COALESCE(og.permission_set_arn, od.permission_set_arn)
-                       = COALESCE(g.permission_set_arn, f.permission_set_arn)
-                   AND COALESCE(og.principal_id, od.principal_id) = COALESCE(g.principal_id, f.principal_id))
+                 SELECT 1 FROM busy b
+                 WHERE b.account_id = COALESCE(g.account_id, f.account_id)
+                   AND b.permission_set_arn = COALESCE(g.permission_set_arn, f.permission_set_arn)
+                   AND b.principal_id = COALESCE(g.principal_id, f.principal_id))
              ORDER BY j.run_after, j.id LIMIT 1{}",
             known_kinds(),
             self.backend.skip_locked("j")
@@ -151,6 +157,7 @@ impl Db {
                 .await?;
             let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
             record(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
+            sessions_removed(&mut tx, g.task_id, kept_for_other, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -198,6 +205,9 @@ impl Db {
             let Some(to) = next_grant_state(*grant_id, GrantState::Active, GrantEvent::Expired) else { continue };
             set_grant_state(&mut tx, *grant_id, to).await?;
             move_task(&mut tx, *task_id, Event::Ended, None, now).await?;
+            for extension in extensions(&mut tx, *grant_id).await? {
+                move_task(&mut tx, extension, Event::Ended, None, now).await?;
+            }
             enqueue(&mut tx, JobKind::Revoke, Some(*grant_id), None, now).await?;
             record(&mut tx, now, "worker", "grant.expire", &format!("task:{task_id}"), "{}").await?;
         }
@@ -205,17 +215,18 @@ impl Db {
         Ok(due.into_iter().map(|(_, t)| t).collect())
     }
 
-    /// The earliest moment a worker has something to do: a job becomes due, a grant ends, or an undecided
-    /// request times out (`pending_timeout` after it was filed).
-    pub async fn next_due(&self, pending_timeout: i64) -> Result<Option<i64>> {
+    /// The earliest moment a worker has something to do: a job becomes due (unless it runs no jobs, `with_jobs`
+    /// false), a grant ends, or an undecided request times out (`pending_timeout` after it was filed).
+    pub async fn next_due(&self, pending_timeout: i64, with_jobs: bool) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(t) FROM (
                  SELECT MIN(CASE WHEN locked_until > run_after THEN locked_until ELSE run_after END) AS t
-                     FROM jobs WHERE state = 'pending'
+                     FROM jobs WHERE state = 'pending' AND $2 = 1
                  UNION ALL SELECT MIN(expires_at) FROM grants WHERE state = 'active'
                  UNION ALL SELECT MIN(created_at) + $1 FROM tasks WHERE state = 'pending_approval') AS due",
         )
         .bind(pending_timeout)
+        .bind(i64::from(with_jobs))
         .fetch_one(&self.pool)
         .await?)
     }
@@ -248,9 +259,10 @@ impl Db {
             "SELECT g.id, g.task_id FROM grants g
              WHERE g.id = COALESCE((SELECT extends_grant_id FROM tasks WHERE id = $1),
                                    (SELECT id FROM grants WHERE task_id = $1))
-               AND g.state IN ('provisioning', 'active')",
+               AND (g.state = 'provisioning' OR (g.state = 'active' AND g.expires_at > $2))",
         )
         .bind(task_id)
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((grant_id, grant_task)) = live else { return Ok(None) };
@@ -302,6 +314,14 @@ pub(super) async fn release(tx: &mut Tx, grant_id: i64, task_id: i64, user_id: i
     end_early(tx, grant_id, task_id, &ending, now).await
 }
 
+/// The approved extensions of a grant that still read as granted.
+async fn extensions(tx: &mut Tx, grant_id: i64) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM tasks WHERE extends_grant_id = $1 AND state = 'granted'")
+        .bind(grant_id)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
 /// Who ends a grant before its time, and why.
 pub(super) struct Ending<'a> {
     /// The audit actor: `user:<id>` or the part of Cone that acts.
@@ -329,12 +349,15 @@ pub(super) async fn end_early(tx: &mut Tx, grant_id: i64, task_id: i64, ending: 
     }
     // A provisioning grant may have had its assignment made already, and a session started with it.
     deny_sessions(tx, grant_id, now).await?;
-    move_task(tx, task_id, Event::Released, ending.reason, now).await?;
-    sqlx::query("UPDATE tasks SET ended_by = $1 WHERE id = $2")
-        .bind(ending.by)
-        .bind(task_id)
-        .execute(&mut **tx)
-        .await?;
+    // Its approved extensions end with it, so that no task of an ended grant still reads as granted.
+    for task in std::iter::once(task_id).chain(extensions(tx, grant_id).await?) {
+        move_task(tx, task, Event::Released, ending.reason, now).await?;
+        sqlx::query("UPDATE tasks SET ended_by = $1 WHERE id = $2")
+            .bind(ending.by)
+            .bind(task)
+            .execute(&mut **tx)
+            .await?;
+    }
     let detail = match ending.reason {
         Some(reason) => serde_json::json!({ "reason": reason }).to_string(),
         None => "{}".to_string(),

@@ -44,9 +44,23 @@ async fn keep(s: AppState, connector: Arc<Connector>) {
     }
 }
 
-/// Makes AWS hold the policy the live denials call for, unless it does already; answers how long to sleep.
+/// Makes AWS hold the policy the live denials call for, unless it does already; answers how long to sleep. The
+/// lease comes first, so that what is read and compared is not older than what another replica applied.
 async fn apply(s: &AppState, connector: &Connector) -> anyhow::Result<Duration> {
     let now = s.now();
+    if !s.db.lease_denial(now, LEASE_SECS).await? {
+        // Another replica is changing it; look again soon.
+        return Ok(Duration::from_secs(1));
+    }
+    let applied = apply_leased(s, connector, now).await;
+    if applied.is_err() {
+        // Given back, so that the next attempt (here or on another replica) need not wait for the lease to end.
+        s.db.release_denial().await?;
+    }
+    applied
+}
+
+async fn apply_leased(s: &AppState, connector: &Connector, now: i64) -> anyhow::Result<Duration> {
     let revoked: Vec<Revoked> =
         s.db.session_denials(now)
             .await?
@@ -64,16 +78,11 @@ async fn apply(s: &AppState, connector: &Connector) -> anyhow::Result<Duration> 
         let accounts: Vec<&str> = d.accounts.iter().map(String::as_str).collect();
         hex::encode(Sha256::digest(format!("{}\n{}", d.document, accounts.join(","))))
     });
-    if hash != s.db.applied_denial().await? {
-        if !s.db.lease_denial(now, LEASE_SECS).await? {
-            // Another replica is changing it; look again soon, in case it changes it to an older version.
-            return Ok(Duration::from_secs(1));
-        }
+    if hash == s.db.applied_denial().await? {
+        s.db.release_denial().await?;
+    } else {
         let wanted = denial.as_ref().map(|d| Wanted { document: &d.document, accounts: &d.accounts });
-        if let Err(e) = connector.keep_denial(wanted).await {
-            s.db.release_denial().await?;
-            return Err(e.into());
-        }
+        connector.keep_denial(wanted).await?;
         s.db.denial_applied(&hash, now).await?;
         match denial.map(|d| d.precision) {
             None => tracing::info!("no revoked role session is left to deny; the policy is removed"),

@@ -49,7 +49,8 @@ async fn reconcile(s: AppState, connector: Option<Arc<Connector>>) {
                 }
             }
         }
-        let wait = until_due(&s, s.db.next_due(s.config.pending_timeout).await, "the next due time");
+        let wait =
+            until_due(&s, s.db.next_due(s.config.pending_timeout, connector.is_some()).await, "the next due time");
         tokio::select! {
             // A finished job frees a place, and may unblock a job on the same assignment.
             Some(done) = running.join_next(), if !running.is_empty() => {
