@@ -373,22 +373,26 @@ async fn offboard(store: Store, dir: &Path, n: u64) -> Result<()> {
             })
             .map(|c| c.at)
             .collect();
-        let policy =
-            calls.iter().filter(|c| c.target.contains("Policy") && !c.target.contains("List")).map(|c| c.at).max();
+        // The policy is written once the offboarding commits, and again as each removal moves its denials' time.
+        let writes: Vec<u128> =
+            calls.iter().filter(|c| c.target.contains("Policy") && !c.target.contains("List")).map(|c| c.at).collect();
         if deletes.len() as u64 >= n
-            && let Some(policy) = policy
+            && let (Some(policy), Some(rewritten)) = (writes.iter().copied().min(), writes.iter().copied().max())
         {
             // The sync's reads end where the first write (a deletion or the policy) begins.
             let first_write = deletes.iter().copied().chain([policy]).min().unwrap_or(0);
-            let synced = calls.iter().map(|c| c.at).filter(|&at| at < first_write).max().unwrap_or(first_write);
+            // The deny worker's own look at the policy (ListPolicies, ListTargetsForPolicy) is not the sync's.
+            let reads = calls.iter().filter(|c| !c.target.contains("Polic")).map(|c| c.at);
+            let synced = reads.filter(|&at| at < first_write).max().unwrap_or(first_write);
             let last_delete = deletes.iter().copied().max().unwrap_or(0);
             let after = |at: u128| at.saturating_sub(synced);
             println!(
                 "offboard: {n} leavers with a grant and a session each; after the sync's last read of AWS: a leaver's \
-                 session refused at {} ms, the deny policy written at {} ms, the last DeleteAccountAssignment sent \
-                 at {} ms",
+                 session refused at {} ms, the deny policy written at {} ms (rewritten as removals happen, last at \
+                 {} ms), the last DeleteAccountAssignment sent at {} ms",
                 after(refused),
                 after(policy),
+                after(rewritten),
                 after(last_delete)
             );
             let idc: Vec<u128> =
