@@ -9,11 +9,20 @@ use serde::Deserialize;
 
 use crate::error::{ConnectorError, Op};
 use crate::retry::{Timing, with_retries};
-use crate::settings::Secret;
 
 const LIST_USERS: Op = Op { name: "SCIM ListUsers", service: "scim" };
 /// The largest page AWS's SCIM ListUsers gives.
 const PAGE: &str = "100";
+
+/// A secret setting: printing the settings never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(secret)")
+    }
+}
 
 /// A client of one SCIM endpoint (`https://scim.<region>.amazonaws.com/<tenant>/scim/v2`).
 #[derive(Debug, Clone)]

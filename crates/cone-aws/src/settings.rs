@@ -16,7 +16,7 @@ use clap::{Args, Parser};
 use crate::Connector;
 use crate::error::ConnectorError;
 use crate::ratelimit::{ApiFamily, RateLimits, Rates};
-use crate::scim::Scim;
+use crate::scim::{Scim, Secret};
 
 /// The session name on the assumed role, as CloudTrail shows it.
 const SESSION_NAME: &str = "cone-aws";
@@ -127,16 +127,6 @@ pub struct AwsSettings {
 
     #[command(flatten)]
     pub rates: Rates,
-}
-
-/// A secret setting: printing the settings never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("(secret)")
-    }
 }
 
 fn secret(value: &str) -> Result<Secret, String> {

@@ -11,7 +11,7 @@ use sqlx::FromRow;
 use super::audit::record;
 use super::identities::{PeopleSynced, apply_groups, apply_users};
 use super::pool::Db;
-pub use super::rows::EntitlementRow;
+use super::rows::EntitlementRow;
 
 /// What [`Db::apply_sync`] stored beside the catalog.
 pub struct Synced {

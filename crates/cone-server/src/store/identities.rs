@@ -11,16 +11,9 @@ use sqlx::FromRow;
 use super::audit::record;
 use super::grants::{Ending, end_early};
 use super::pool::{Db, Tx};
-pub use super::rows::UserRow;
+use super::rows::{USER_COLUMNS, USER_SERVICE, UserRow};
 use super::sessions::{SignedOut, sign_out_everywhere};
 use super::tasks::close_undecided;
-
-/// The kind of a service account's user row.
-pub const USER_SERVICE: &str = "service";
-
-/// The columns of a [`UserRow`], for statements that join users under the alias `u`.
-pub(super) const USER_COLUMNS: &str =
-    "u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind, u.left_at";
 
 /// Who stores a sync and offboards its leavers, in the audit log.
 const SYNC_ACTOR: &str = "connector:aws";

@@ -28,16 +28,16 @@ pub use access::{Applied, ConfigVersionRow};
 #[cfg(test)]
 pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};
-pub use catalog::EntitlementRow;
 pub use counts::Counts;
 pub use drift::Repair;
 pub use grants::{GrantRow, JobRow};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
-pub use identities::{USER_SERVICE, UserRow};
 pub use listen::forward_changes;
 pub use outbox::{DeliveryRow, DeliveryState, rfc3339};
 #[cfg(test)]
 pub use pool::Backend;
 pub use pool::Db;
+pub use rows::EntitlementRow;
+pub use rows::{USER_SERVICE, UserRow};
 pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner, TokensOf};
 pub use tasks::{Narrow, NewTask, Placement, States, TaskFilter, TaskRow};

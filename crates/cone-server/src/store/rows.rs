@@ -3,6 +3,13 @@
 
 use sqlx::FromRow;
 
+/// The kind of a service account's user row.
+pub const USER_SERVICE: &str = "service";
+
+/// The columns of a [`UserRow`], for statements that join users under the alias `u`.
+pub(super) const USER_COLUMNS: &str =
+    "u.id, u.username, u.display_name, u.email, u.idc_user_id, u.password_hash, u.kind, u.left_at";
+
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
     pub id: i64,
@@ -11,7 +18,7 @@ pub struct UserRow {
     pub email: String,
     pub idc_user_id: Option<String>,
     pub password_hash: Option<String>,
-    /// `person`, or `service` for a service account (`identities::USER_SERVICE`).
+    /// `person`, or `service` for a service account ([`USER_SERVICE`]).
     pub kind: String,
     /// When the person left (deleted or disabled in Identity Center); they can no longer sign in.
     pub left_at: Option<i64>,

@@ -5,8 +5,8 @@ use anyhow::Result;
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::identities::{USER_COLUMNS, USER_SERVICE, UserRow};
 use super::pool::{Db, Tx};
+use super::rows::{USER_COLUMNS, USER_SERVICE, UserRow};
 
 /// What signing someone out everywhere ended.
 #[derive(Debug, Clone, Copy, serde::Serialize)]

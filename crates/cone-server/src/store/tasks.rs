@@ -8,10 +8,10 @@ use cone_core::task::{Event, TaskKind, TaskState};
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::catalog::EntitlementRow;
 use super::grants::{extend, release};
 use super::lifecycle::{enqueue, move_grant, next_task_state, own_grant, task_state};
 use super::pool::{Db, Tx};
+use super::rows::EntitlementRow;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct TaskRow {

@@ -306,9 +306,10 @@ async fn an_early_end_denies_the_sessions_issued_before_it_until_they_run_out(st
     let alice_id = sb.org.user_id("alice").unwrap().to_string();
     let staging = sb.org.account_id("Staging").unwrap().to_string();
     let mut seen = None;
-    eventually(Duration::from_secs(15), "the deny policy is in AWS Organizations", async || {
+    // The policy is made, then attached: wait for both.
+    eventually(Duration::from_secs(15), "the deny policy is in AWS Organizations, attached", async || {
         seen = denial_policy(&org).await;
-        seen.is_some()
+        seen.as_ref().is_some_and(|(_, targets)| !targets.is_empty())
     })
     .await;
     let (content, targets) = seen.unwrap();
