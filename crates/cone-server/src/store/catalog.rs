@@ -176,7 +176,9 @@ impl Db {
     #[cfg(test)]
     pub async fn apply_snapshot(&self, app_id: &str, snap: &cone_aws::Snapshot, now: i64) -> Result<()> {
         let parts = futures_util::stream::iter(snap.parts().into_iter().map(Ok)).boxed();
-        self.apply_sync(app_id, &snap.instance_arn, parts, 10, now).await.map(drop)
+        self.apply_sync(app_id, &snap.instance_arn, parts, 10, now).await?;
+        // As the sync worker does next.
+        self.end_leavers_grants(now).await.map(drop)
     }
 
     /// A new run of the sync's spool (see `cone_aws::spool`), in the database beside the data it feeds.

@@ -53,7 +53,7 @@ impl Db {
         // turns (a claim is two short statements; the jobs themselves still run side by side).
         // The leased assignments are found once (a few rows, however many jobs wait): compared per waiting job, as a
         // correlated subquery, PostgreSQL took long enough with a thousand jobs waiting to fall short of AWS's rate.
-        let mut tx = self.begin_claim(true).await?;
+        let (_turn, mut tx) = self.begin_claim(true).await?;
         let job: Option<JobRow> = sqlx::query_as(&format!(
             "WITH busy AS MATERIALIZED (
                  SELECT COALESCE(og.account_id, od.account_id) AS account_id,

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
+use cone_core::grant::GrantState;
 use cone_core::identity::{Change, Departure, Known, Seen};
 use cone_core::task::TaskState;
 use sqlx::FromRow;
@@ -35,6 +36,7 @@ struct Taken {
     #[serde(flatten)]
     signed_out: SignedOut,
     cancelled_tasks: Vec<i64>,
+    /// The tasks of the grants that end (just after, see [`Db::end_leavers_grants`]).
     ended_grants: Vec<i64>,
 }
 
@@ -180,6 +182,7 @@ pub(super) async fn apply_users(
             .await?;
     }
     let held: HashSet<i64> = if allowed { HashSet::new() } else { leaving.iter().map(|(r, _)| *r).collect() };
+    let mut leavers = Vec::new();
     for change in &plan.changes {
         match change {
             Change::Add { seen: i } => {
@@ -228,8 +231,7 @@ pub(super) async fn apply_users(
             }
             Change::Leave { row, why } => {
                 if !held.contains(row) {
-                    synced.tasks.extend(offboard(tx, *row, *why, now).await?);
-                    synced.offboarded += 1;
+                    leavers.push((*row, *why));
                 }
             }
             Change::Clash { seen: i, holder } => {
@@ -242,6 +244,8 @@ pub(super) async fn apply_users(
             }
         }
     }
+    synced.tasks = offboard(tx, &leavers, now).await?;
+    synced.offboarded = leavers.len();
     Ok(synced)
 }
 
@@ -256,44 +260,113 @@ async fn set_attributes(tx: &mut Tx, row: i64, u: &Seen) -> Result<()> {
     Ok(())
 }
 
-/// Takes everything away from a person who left, in the caller's transaction: every sign-in (`cone login`
-/// sessions, console sessions, device codes, API tokens) ends, their undecided requests are cancelled, and their
-/// grants end early through the usual revocation (a `revoke` job each). One `identity.offboard` entry says what was
-/// taken; each task and grant has its own entry too, so that webhooks tell approvers and requesters. Returns the
-/// tasks that changed.
-async fn offboard(tx: &mut Tx, row: i64, why: Departure, now: i64) -> Result<Vec<i64>> {
-    sqlx::query("UPDATE users SET left_at = $1, left_reason = $2 WHERE id = $3")
-        .bind(now)
-        .bind(why.as_str())
-        .bind(row)
-        .execute(&mut **tx)
-        .await?;
-    let signed_out = sign_out_everywhere(tx, row, now).await?;
-    let reason = format!("Ended because its requester left: {}.", why.as_str());
-    let cancelled_tasks: Vec<i64> = sqlx::query_scalar("SELECT id FROM tasks WHERE requester_id = $1 AND state = $2")
-        .bind(row)
-        .bind(TaskState::PendingApproval.as_str())
-        .fetch_all(&mut **tx)
-        .await?;
-    for id in &cancelled_tasks {
-        close_undecided(tx, *id, cone_core::task::Event::Cancelled, Some(&reason), now).await?;
-        let detail = serde_json::json!({ "reason": reason });
-        record(tx, now, SYNC_ACTOR, "task.cancel", &format!("task:{id}"), &detail.to_string()).await?;
+/// Takes from the people who left, in the sync's transaction, every sign-in (`cone login` sessions, console
+/// sessions, device codes, API tokens) and every undecided request. A handful of statements for all of them, so
+/// that a thousand leavers are signed out within a second of the sync on PostgreSQL too (each statement is a round
+/// trip there); their grants end just after, in transactions of their own ([`Db::end_leavers_grants`]). One
+/// `identity.offboard` entry per person says what was taken; each cancelled task has its own entry too, so that
+/// webhooks tell approvers. Returns the tasks that changed.
+async fn offboard(tx: &mut Tx, leavers: &[(i64, Departure)], now: i64) -> Result<Vec<i64>> {
+    if leavers.is_empty() {
+        return Ok(Vec::new());
     }
-    let held: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, task_id FROM grants WHERE user_id = $1 AND (state = 'provisioning' OR state = 'active')",
-    )
-    .bind(row)
+    let rows: Vec<i64> = leavers.iter().map(|(row, _)| *row).collect();
+    let ids = serde_json::to_string(&rows)?;
+    let of_leavers = tx.backend.json_ids("$3");
+    for why in [Departure::Deleted, Departure::Disabled] {
+        let these: Vec<i64> = leavers.iter().filter(|(_, w)| *w == why).map(|(row, _)| *row).collect();
+        if !these.is_empty() {
+            sqlx::query(&format!("UPDATE users SET left_at = $1, left_reason = $2 WHERE id IN ({of_leavers})"))
+                .bind(now)
+                .bind(why.as_str())
+                .bind(serde_json::to_string(&these)?)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let mut signed_out = sign_out_everywhere(tx, &rows, now).await?;
+    let of_leavers = tx.backend.json_ids("$2");
+    let pending: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, requester_id FROM tasks WHERE state = $1 AND requester_id IN ({of_leavers})"
+    ))
+    .bind(TaskState::PendingApproval.as_str())
+    .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;
-    for (grant_id, task_id) in &held {
-        let ending = Ending { actor: SYNC_ACTOR.into(), by: None, action: "grant.end_early", reason: Some(&reason) };
-        end_early(tx, *grant_id, *task_id, &ending, now).await?;
+    let ending: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT task_id, user_id FROM grants WHERE state IN ($1, $3) AND user_id IN ({of_leavers}) ORDER BY id"
+    ))
+    .bind(GrantState::Provisioning.as_str())
+    .bind(&ids)
+    .bind(GrantState::Active.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let by_person = |pairs: &[(i64, i64)]| {
+        let mut of: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (task, row) in pairs {
+            of.entry(*row).or_default().push(*task);
+        }
+        of
+    };
+    let (mut pending_of, mut ending_of) = (by_person(&pending), by_person(&ending));
+    for (row, why) in leavers {
+        let reason = left_reason(why.as_str());
+        let cancelled_tasks = pending_of.remove(row).unwrap_or_default();
+        for id in &cancelled_tasks {
+            close_undecided(tx, *id, cone_core::task::Event::Cancelled, Some(&reason), now).await?;
+            let detail = serde_json::json!({ "reason": reason });
+            record(tx, now, SYNC_ACTOR, "task.cancel", &format!("task:{id}"), &detail.to_string()).await?;
+        }
+        let ended_grants = ending_of.remove(row).unwrap_or_default();
+        let signed_out = signed_out.remove(row).unwrap_or_default();
+        let taken = Taken { why: why.as_str(), signed_out, cancelled_tasks, ended_grants };
+        record(tx, now, SYNC_ACTOR, "identity.offboard", &format!("user:{row}"), &serde_json::to_string(&taken)?)
+            .await?;
     }
-    let ended_grants = held.iter().map(|(_, task)| *task).collect();
-    let taken = Taken { why: why.as_str(), signed_out, cancelled_tasks, ended_grants };
-    record(tx, now, SYNC_ACTOR, "identity.offboard", &format!("user:{row}"), &serde_json::to_string(&taken)?).await?;
-    Ok(taken.cancelled_tasks.into_iter().chain(taken.ended_grants).collect())
+    Ok(pending.into_iter().map(|(task, _)| task).collect())
+}
+
+/// What a task ended by offboarding says about why.
+fn left_reason(why: &str) -> String {
+    format!("Ended because its requester left: {why}.")
+}
+
+/// Grants of people who left end in transactions of at most this many, so that other writers wait little.
+const LEAVERS_GRANTS_PER_TRANSACTION: i64 = 100;
+
+impl Db {
+    /// Ends the grants of the people who left (see [`offboard`]) through the usual revocation (a `revoke` job each,
+    /// and an audit entry each). Called after every sync, so that one interrupted after offboarding is finished by
+    /// the next. Returns the tasks that changed.
+    pub async fn end_leavers_grants(&self, now: i64) -> Result<Vec<i64>> {
+        let (mut tasks, mut after) = (Vec::new(), 0);
+        loop {
+            let mut tx = self.begin().await?;
+            let held: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT g.id, g.task_id, u.left_reason FROM grants g JOIN users u ON u.id = g.user_id
+                 WHERE u.left_at IS NOT NULL AND g.state IN ($1, $2) AND g.id > $3 ORDER BY g.id LIMIT $4",
+            )
+            .bind(GrantState::Provisioning.as_str())
+            .bind(GrantState::Active.as_str())
+            .bind(after)
+            .bind(LEAVERS_GRANTS_PER_TRANSACTION)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some((last, _, _)) = held.last() else {
+                tx.rollback().await?;
+                return Ok(tasks);
+            };
+            after = *last;
+            for (grant_id, task_id, why) in &held {
+                let reason = left_reason(why.as_deref().unwrap_or("gone from Identity Center"));
+                let ending =
+                    Ending { actor: SYNC_ACTOR.into(), by: None, action: "grant.end_early", reason: Some(&reason) };
+                end_early(&mut tx, *grant_id, *task_id, &ending, now).await?;
+                tasks.push(*task_id);
+            }
+            tx.commit().await?;
+        }
+    }
 }
 
 /// Brings the groups in line with Identity Center's, keyed by its group id: a renamed group keeps its row (and is

@@ -124,7 +124,7 @@ impl Db {
     /// Takes up to `limit` due deliveries and leases them for `lease_secs`, as [`Db::claim_job`] does jobs: on
     /// PostgreSQL, replicas skip the rows another is claiming, so a delivery is attempted by one replica at a time.
     pub async fn claim_deliveries(&self, now: i64, lease_secs: i64, limit: i64) -> Result<Vec<DeliveryRow>> {
-        let mut tx = self.begin_claim(false).await?;
+        let (_turn, mut tx) = self.begin_claim(false).await?;
         let mut due: Vec<DeliveryRow> = sqlx::query_as(&format!(
             "SELECT id, delivery_id, webhook, event, body, attempts FROM webhook_deliveries
              WHERE state = 'pending' AND run_after <= $1 AND (locked_until IS NULL OR locked_until <= $1)

@@ -1,8 +1,9 @@
 //! The connection pool and writing transactions, the few places where SQLite and PostgreSQL differ, and the
 //! in-memory reads of the hot path.
 //!
-//! Writers run one at a time on both backends: SQLite takes the write lock up front (`BEGIN IMMEDIATE`),
-//! PostgreSQL a transaction-scoped advisory lock. Every read-then-write of the store (and the audit chain) relies on
+//! Writers run one at a time on both backends: within a process they queue before taking a connection; then
+//! SQLite takes the write lock up front (`BEGIN IMMEDIATE`), PostgreSQL a transaction-scoped advisory lock (for
+//! the other replicas). Every read-then-write of the store (and the audit chain) relies on
 //! that; only the claiming of jobs and webhook deliveries runs beside other writers on PostgreSQL, with
 //! `FOR UPDATE SKIP LOCKED`.
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Transaction};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::cache::{Cached, Generation};
 use super::rows::{EntitlementRow, UserRow};
@@ -30,6 +31,9 @@ pub struct Tx {
     /// An early end to deny the sessions of was recorded.
     pub(super) denied: bool,
     generation: Generation,
+    pub(super) backend: Backend,
+    /// Declared after `inner`, so that the next writer's turn comes after this transaction's end.
+    _turn: OwnedMutexGuard<()>,
 }
 
 impl Tx {
@@ -45,6 +49,14 @@ impl Tx {
             self.denials.changed.notify_one();
         }
         Ok(())
+    }
+}
+
+impl Tx {
+    /// Ends a transaction that wrote nothing. Dropping it would roll back too, but only when its connection is next
+    /// used: until then SQLite's write lock stays taken.
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.inner.rollback().await?)
     }
 }
 
@@ -97,6 +109,10 @@ pub struct Db {
     denials: Arc<Denials>,
     pub(super) reads: Arc<Reads>,
     pub(super) journal: Arc<cone_aws::journal::SqlJournal>,
+    /// This process's writers queue here before they take a connection. Waiting for the database's write lock
+    /// inside a connection would let writers fill the pool while the one holding the lock waits for a connection
+    /// to read a spool part: stuck until SQLite's busy timeout.
+    turns: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The hot path's reads in memory (see `cache`): a token's user and expiry, a user's active grants and what they
@@ -129,6 +145,12 @@ impl Backend {
             Backend::Sqlite => format!("json_each({param})"),
             Backend::Postgres => format!("json_array_elements_text({param}::json)"),
         }
+    }
+
+    /// A subquery of the row ids in a JSON array bound as text at `param`: one statement for any number of rows,
+    /// where a list of placeholders would need one per row and a limit.
+    pub(super) fn json_ids(self, param: &str) -> String {
+        format!("SELECT CAST(value AS BIGINT) FROM {}", self.json_values(param))
     }
 
     /// Locks the rows of `table` (a name or alias) a claim selects; a row another replica is claiming is skipped
@@ -207,6 +229,7 @@ impl Db {
             denials: Arc::default(),
             reads: Arc::default(),
             journal: Arc::new(journal),
+            turns: Arc::default(),
         })
     }
 
@@ -273,6 +296,7 @@ impl Db {
 
     /// A writing transaction; it runs alone among writers (see the module's comment).
     pub async fn begin(&self) -> Result<Tx> {
+        let turn = self.turns.clone().lock_owned().await;
         let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
@@ -284,17 +308,27 @@ impl Db {
             denials: self.denials.clone(),
             denied: false,
             generation: self.reads.generation.clone(),
+            backend: self.backend,
+            _turn: turn,
         })
     }
 
-    /// A claiming transaction: beside the writers, and on PostgreSQL taking turns with other claimants of the same
-    /// `kind` of work when `turns` (jobs: a replica must see another's lease before it picks). It changes nothing
+    /// A claiming transaction: beside the writers on PostgreSQL, taking turns with other claimants of the same
+    /// `kind` of work when `turns` (jobs: a replica must see another's lease before it picks); on SQLite, which has
+    /// one write lock, in the writers' queue (the turn is returned, to be held until the end). It changes nothing
     /// the cached reads depend on.
-    pub(super) async fn begin_claim(&self, turns: bool) -> Result<Transaction<'static, sqlx::Any>> {
+    pub(super) async fn begin_claim(
+        &self,
+        turns: bool,
+    ) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, sqlx::Any>)> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.turns.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
         let mut tx = self.pool.begin_with(self.backend.begin_statement()).await?;
         if turns && self.backend == Backend::Postgres {
             sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
         }
-        Ok(tx)
+        Ok((turn, tx))
     }
 }

@@ -25,8 +25,10 @@ pub fn spawn(s: AppState, connector: Arc<Connector>) {
 
 async fn keep(s: AppState, connector: Arc<Connector>) {
     let mut failures = 0;
+    // How closely the last policy written followed the revocations.
+    let mut said = None;
     loop {
-        let wait = match apply(&s, &connector).await {
+        let wait = match apply(&s, &connector, &mut said).await {
             Ok(wait) => {
                 failures = 0;
                 wait
@@ -46,13 +48,13 @@ async fn keep(s: AppState, connector: Arc<Connector>) {
 
 /// Makes AWS hold the policy the live denials call for, unless it does already; answers how long to sleep. The
 /// lease comes first, so that what is read and compared is not older than what another replica applied.
-async fn apply(s: &AppState, connector: &Connector) -> anyhow::Result<Duration> {
+async fn apply(s: &AppState, connector: &Connector, said: &mut Option<Precision>) -> anyhow::Result<Duration> {
     let now = s.now();
     if !s.db.lease_denial(now, LEASE_SECS).await? {
         // Another replica is changing it; look again soon.
         return Ok(Duration::from_secs(1));
     }
-    let applied = apply_leased(s, connector, now).await;
+    let applied = apply_leased(s, connector, now, said).await;
     if applied.is_err() {
         // Given back, so that the next attempt (here or on another replica) need not wait for the lease to end.
         s.db.release_denial().await?;
@@ -60,7 +62,12 @@ async fn apply(s: &AppState, connector: &Connector) -> anyhow::Result<Duration> 
     applied
 }
 
-async fn apply_leased(s: &AppState, connector: &Connector, now: i64) -> anyhow::Result<Duration> {
+async fn apply_leased(
+    s: &AppState,
+    connector: &Connector,
+    now: i64,
+    said: &mut Option<Precision>,
+) -> anyhow::Result<Duration> {
     let revoked: Vec<Revoked> =
         s.db.session_denials(now)
             .await?
@@ -84,7 +91,12 @@ async fn apply_leased(s: &AppState, connector: &Connector, now: i64) -> anyhow::
         let wanted = denial.as_ref().map(|d| Wanted { document: &d.document, accounts: &d.accounts });
         connector.keep_denial(wanted).await?;
         s.db.denial_applied(&hash, now).await?;
-        match denial.map(|d| d.precision) {
+        let precision = denial.map(|d| d.precision);
+        // The policy is rewritten as removals happen: a warning is said once, not at each rewrite.
+        let repeated = precision == *said && precision != Some(Precision::Exact);
+        *said = precision;
+        match precision {
+            _ if repeated => {}
             None => tracing::info!("no revoked role session is left to deny; the policy is removed"),
             Some(Precision::Exact) => tracing::info!(revoked = revoked.len(), "revoked role sessions denied"),
             Some(Precision::PerPerson) => tracing::warn!(

@@ -68,8 +68,13 @@ async fn sync_through(
     if stored.people.offboarded > 0 {
         tracing::info!(people = stored.people.offboarded, "offboarded the people who left Identity Center");
         announce(s, Ok(stored.people.tasks), "offboard");
+    }
+    // After every sync, so that grants an interrupted one left to end do end.
+    let ended = s.db.end_leavers_grants(s.now()).await;
+    if ended.as_ref().is_ok_and(|tasks| !tasks.is_empty()) {
         s.wake.notify_one();
     }
+    announce(s, ended, "end the grants of people who left");
     if last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval) {
         match sweep(s, &synced.instance_arn, &permission_sets, spool, synced_at).await {
             Ok(()) => *last_sweep = Some(synced_at),

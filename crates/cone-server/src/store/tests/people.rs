@@ -13,6 +13,7 @@ testing::on_both_backends!(
     a_disabled_user_leaves_and_a_newcomer_with_their_name_is_someone_else,
     renamed_users_and_groups_keep_their_rows_grants_and_members,
     a_read_that_loses_most_people_offboards_nobody,
+    leavers_offboarded_together_each_lose_their_own_and_an_interrupted_sync_ends_their_grants_later,
 );
 
 /// Production with two permission sets provisioned: AdministratorAccess (`ps-admin`) and ReadOnly (`ps-read`).
@@ -46,8 +47,8 @@ async fn audited(db: &Db, action: &str) -> Vec<AuditRow> {
 }
 
 /// alice is no longer listed: her `cone login` session, console session and API token stop working, her pending
-/// request is cancelled and her active grant ends early with a revoke job, all in the sync's transaction, and one
-/// `identity.offboard` entry says what was taken. bob keeps everything.
+/// request is cancelled (in the sync's transaction) and her active grant ends early with a revoke job (just after),
+/// and one `identity.offboard` entry says what was taken. bob keeps everything.
 async fn a_person_who_leaves_loses_every_sign_in_request_and_grant_at_once(db: Db) {
     let snap = two_entitlements(vec![user("u-alice", "alice"), user("u-bob", "bob")]);
     db.apply_snapshot("aws", &snap, 1).await.unwrap();
@@ -184,4 +185,59 @@ async fn a_read_that_loses_most_people_offboards_nobody(db: Db) {
     assert_eq!(held.len(), 2, "{held:?}");
     db.apply_snapshot("aws", &production_admin(people[..27].to_vec()), 4).await.unwrap();
     assert_eq!(audited(&db, "identity.offboard").await.len(), 3);
+}
+
+/// Two people leave in one sync: each loses exactly their own sessions and tokens (the sign-outs are one statement
+/// for all leavers), and each offboarding entry names only their own request and grant. A sync stopped after its
+/// transaction, before the grants ended, leaves them active; the next sync's pass ends them.
+async fn leavers_offboarded_together_each_lose_their_own_and_an_interrupted_sync_ends_their_grants_later(db: Db) {
+    let everyone = vec![user("u-alice", "alice"), user("u-bob", "bob"), user("u-carol", "carol")];
+    db.apply_snapshot("aws", &two_entitlements(everyone), 1).await.unwrap();
+    let alice = db.user_by_name("alice").await.unwrap().unwrap();
+    let bob = db.user_by_name("bob").await.unwrap().unwrap();
+    let carol = db.user_by_name("carol").await.unwrap().unwrap();
+    for n in 0..2 {
+        db.insert_access_token(&format!("cli-a{n}"), alice.id, 2, 10_000).await.unwrap();
+    }
+    db.insert_web_session("web-b", bob.id, 2, 10_000, None).await.unwrap();
+    db.insert_access_token("cli-c", carol.id, 2, 10_000).await.unwrap();
+    let alices = active_grant(&db, &alice, "111|ps-admin", 3).await;
+    let bobs = file_task(&db, &bob, "111|ps-read", Placement::Waiting { index: 0, group: None }, 4).await;
+
+    // The sync's transaction alone, as if the server stopped right after it.
+    let only_carol = two_entitlements(vec![user("u-carol", "carol")]);
+    let parts = futures_util::stream::iter(only_carol.parts().into_iter().map(Ok));
+    let synced = db.apply_sync("aws", &only_carol.instance_arn, Box::pin(parts), 10, 10).await.unwrap();
+    assert_eq!((synced.people.offboarded, synced.people.tasks.clone()), (2, vec![bobs]));
+    assert!(db.user_for_token("cli-a0", 11).await.unwrap().is_none());
+    assert!(db.user_for_token("cli-a1", 11).await.unwrap().is_none());
+    assert!(db.web_session_user("web-b", 11).await.unwrap().is_none());
+    assert_eq!(db.user_for_token("cli-c", 11).await.unwrap().map(|u| u.id), Some(carol.id));
+    assert_eq!(db.task(bobs).await.unwrap().unwrap().state, TaskState::Cancelled);
+    assert_eq!(grant_state(&db, alices).await, GrantState::Active.as_str());
+
+    let entries = audited(&db, "identity.offboard").await;
+    let detail_of = |who: &UserRow| -> serde_json::Value {
+        let entry = entries.iter().find(|e| e.subject == format!("user:{}", who.id)).expect("an offboarding entry");
+        serde_json::from_str(&entry.detail).unwrap()
+    };
+    let (a, b) = (detail_of(&alice), detail_of(&bob));
+    assert_eq!((a["sessions"].as_i64(), a["console_sessions"].as_i64()), (Some(2), Some(0)));
+    assert_eq!(
+        (a["cancelled_tasks"].clone(), a["ended_grants"].clone()),
+        (serde_json::json!([]), serde_json::json!([alices]))
+    );
+    assert_eq!((b["sessions"].as_i64(), b["console_sessions"].as_i64()), (Some(0), Some(1)));
+    assert_eq!(
+        (b["cancelled_tasks"].clone(), b["ended_grants"].clone()),
+        (serde_json::json!([bobs]), serde_json::json!([]))
+    );
+
+    // The next sync's pass (here, the one after it) ends what is left, once.
+    assert_eq!(db.end_leavers_grants(20).await.unwrap(), vec![alices]);
+    assert_eq!(grant_state(&db, alices).await, GrantState::Revoking.as_str());
+    let reason = db.task(alices).await.unwrap().unwrap().reason;
+    assert_eq!(reason.as_deref(), Some("Ended because its requester left: deleted in Identity Center."));
+    assert_eq!(db.end_leavers_grants(21).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(db.audit_chain_break().await.unwrap(), None);
 }
