@@ -10,6 +10,8 @@ pub use cone_core::task::{TaskKind, TaskState};
 
 /// Entitlement kind of an Identity Center permission set in one account.
 pub const KIND_AWS_PERMISSION_SET: &str = "aws_permission_set";
+/// Membership of an Identity Center group, which gives every permission set the group is assigned.
+pub const KIND_AWS_IDC_GROUP_MEMBERSHIP: &str = "aws_idc_group_membership";
 
 /// The OAuth client id the CLI uses for device authorization.
 pub const CLI_CLIENT_ID: &str = "cone-cli";
@@ -56,15 +58,18 @@ pub struct ApiError {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub app_id: String,
-    /// `<accountId>|<permissionSetArn>` for AWS permission sets.
+    /// `<accountId>|<permissionSetArn>` for AWS permission sets, `group|<groupId>` for Identity Center group
+    /// memberships.
     pub id: String,
+    /// [`KIND_AWS_PERMISSION_SET`] or [`KIND_AWS_IDC_GROUP_MEMBERSHIP`].
     pub kind: String,
-    /// A short unique name, `<account>-<role>`, which is also the AWS CLI profile name.
+    /// A short unique name: `<account>-<role>`, which is also the AWS CLI profile name, or `group-<group>`.
     pub alias: String,
-    /// The permission set name.
+    /// The permission set name, or the group name.
     pub display_name: String,
-    /// The account name.
+    /// The account name, or `Identity Center` for a group.
     pub resource_name: String,
+    /// Empty for a group.
     pub account_id: String,
     pub role_name: String,
     pub max_duration_secs: i64,
@@ -80,6 +85,24 @@ pub struct Entitlement {
     /// Its policy has emergency (break-glass) steps: `emergency: true` on a request follows them.
     #[serde(default)]
     pub emergency_access: bool,
+    /// Whether the caller may request it. A permission set outside the caller's catalog is shown anyway when a
+    /// group membership they may request gives it (`through_groups`).
+    #[serde(default = "yes")]
+    pub requestable: bool,
+    /// For a permission set: the group memberships the caller may request that would give it.
+    #[serde(default)]
+    pub through_groups: Vec<GroupRoute>,
+}
+
+/// A group membership entitlement that gives a permission set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupRoute {
+    pub app_id: String,
+    pub id: String,
+    pub alias: String,
+    /// The group's name.
+    pub display_name: String,
 }
 
 impl Entitlement {

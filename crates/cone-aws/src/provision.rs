@@ -134,6 +134,16 @@ impl Connector {
         .await
     }
 
+    /// Whether identity-store user `user_id` is a member of group `group_id` in `store` (a look).
+    pub async fn is_idc_group_member(
+        &self,
+        store: &str,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<bool, ConnectorError> {
+        Ok(self.membership_id(store, group_id, user_id).await?.is_some())
+    }
+
     /// Ends `user`'s membership of `group` (each a name or an id) in `store`.
     pub async fn remove_idc_group_member(
         &self,

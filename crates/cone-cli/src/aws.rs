@@ -235,7 +235,10 @@ async fn obtain(profile: &str) -> Result<(ConeProfile, CachedCredentials)> {
     let granted_until = match entitlement.granted_until {
         _ if !entitlement.held_through_groups.is_empty() => None,
         Some(until) if until > Utc::now() => Some(until),
-        _ => request_access(&api, &mut ui, &p, &entitlement).await?,
+        _ => {
+            let wanted = requested_for(&api, &mut ui, &p.name, entitlement.clone()).await?;
+            request_access(&api, &mut ui, &p.name, &wanted).await?
+        }
     };
     let role_name = if p.role_name.is_empty() { entitlement.role_name.clone() } else { p.role_name.clone() };
     let sso = Sso::new(&aws).await;
@@ -400,14 +403,38 @@ pub async fn logout() -> Result<()> {
     Ok(())
 }
 
-/// Files a request (unless a form is needed or one is pending) and follows it; returns the grant's end once
-/// granted, `None` when the server says the person holds the access through a group (since the listing was read),
-/// or an error carrying the message the person needs.
-async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlement) -> Result<Option<DateTime<Utc>>> {
-    let name = &p.name;
+/// What to request for the profile's permission set: itself when the person may request it, else the one Identity
+/// Center group membership that gives it. Several such groups are named for the person to choose with `cone get`.
+async fn requested_for(api: &Client, ui: &mut Ui, profile: &str, e: Entitlement) -> Result<Entitlement> {
+    if e.requestable {
+        return Ok(e);
+    }
+    match e.through_groups.as_slice() {
+        [] => bail!("\"{profile}\" is outside what you can request. Run `cone search` to see what you can request."),
+        [group] => {
+            let group_name = naming::printable(&group.display_name);
+            ui.say(&format!("\"{profile}\" comes with membership of the Identity Center group \"{group_name}\"."));
+            Ok(api.entitlement(&group.app_id, &group.id).await?)
+        }
+        several => {
+            let choices: Vec<String> =
+                several.iter().map(|g| format!("  cone get {}", naming::shell_quote(&g.alias))).collect();
+            bail!(
+                "\"{profile}\" comes with membership of any of {} Identity Center groups; request one of them, then retry:\n{}",
+                several.len(),
+                choices.join("\n")
+            )
+        }
+    }
+}
+
+/// Files a request for `e` (unless a form is needed or one is pending) and follows it; returns the grant's end
+/// once granted, `None` when the server says the person holds the access through a group (since the listing was
+/// read), or an error carrying the message the person needs. `name` is the profile asked for.
+async fn request_access(api: &Client, ui: &mut Ui, name: &str, e: &Entitlement) -> Result<Option<DateTime<Utc>>> {
     // Access an administrator withdrew is not asked for again behind the person's back: they are told who and
     // why, and ask again themselves if they still need it.
-    if let Some(last) = api.latest_task(&p.app_id, &p.entitlement_id).await?
+    if let Some(last) = api.latest_task(&e.app_id, &e.id).await?
         && let Some((by, why)) = last.withdrawal()
     {
         let (by, why) = (naming::printable(by), naming::printable(why));
@@ -422,8 +449,8 @@ async fn request_access(api: &Client, ui: &mut Ui, p: &ConeProfile, e: &Entitlem
     }
     ui.say(&format!("No active grant for \"{name}\" — submitting access request..."));
     let req = CreateTask {
-        app_id: p.app_id.clone(),
-        entitlement_id: p.entitlement_id.clone(),
+        app_id: e.app_id.clone(),
+        entitlement_id: e.id.clone(),
         justification: format!("Requested by `cone aws credentials {name}`"),
         duration_secs: None,
         form_data: BTreeMap::new(),

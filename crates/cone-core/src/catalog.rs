@@ -6,7 +6,10 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-/// Entitlements by account and permission set name; an absent field matches any.
+/// Entitlements by account and permission set name, or Identity Center group memberships by group name; an absent
+/// field matches any. A selector without `group` matches permission sets only, and one with `group` that group's
+/// membership only: a group is requestable only where a rule or policy names it, since membership of some groups
+/// (approvers, administrators) carries rights in Cone itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
@@ -14,16 +17,23 @@ pub struct Selector {
     pub account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission_set: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Selector {
-    /// Whether it matches every entitlement.
+    /// Whether it matches every permission set.
     pub fn is_any(&self) -> bool {
-        self.account.is_none() && self.permission_set.is_none()
+        self.account.is_none() && self.permission_set.is_none() && self.group.is_none()
     }
 
     pub fn matches(&self, e: &Target) -> bool {
-        self.account.as_deref().is_none_or(|a| a == e.account)
+        let kind = match (self.group.as_deref(), e.group) {
+            (None, None) => true,
+            (Some(wanted), Some(group)) => wanted == group,
+            _ => false,
+        };
+        kind && self.account.as_deref().is_none_or(|a| a == e.account)
             && self.permission_set.as_deref().is_none_or(|p| p == e.permission_set)
     }
 }
@@ -66,8 +76,18 @@ pub struct ManagementRule {
 
 /// An entitlement, by the names rules use.
 pub struct Target<'a> {
+    /// Empty for an Identity Center group, which belongs to no account.
     pub account: &'a str,
+    /// Empty for a group membership.
     pub permission_set: &'a str,
+    /// The group's name, for a group membership.
+    pub group: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    pub fn permission_set(account: &'a str, permission_set: &'a str) -> Target<'a> {
+        Target { account, permission_set, group: None }
+    }
 }
 
 /// Who is looking.
@@ -170,7 +190,7 @@ mod tests {
         let mut offered = vec![];
         for account in ["Production", "Staging"] {
             for permission_set in ["AdministratorAccess", "ReadOnlyAccess"] {
-                if c.offers(&viewer, &Target { account, permission_set }) {
+                if c.offers(&viewer, &Target::permission_set(account, permission_set)) {
                     offered.push(format!("{account}/{permission_set}"));
                 }
             }
@@ -223,5 +243,20 @@ mod tests {
         assert!(c.check().unwrap_err().contains("drop `access_profile`"));
         c.profiles.push(c.profiles[0].clone());
         assert!(c.check().unwrap_err().contains("lists \"staging\" twice"));
+    }
+
+    #[test]
+    fn a_group_is_matched_only_by_a_selector_naming_it() {
+        let dba = Target { account: "", permission_set: "", group: Some("dba-prod") };
+        let admin = Target::permission_set("Production", "AdministratorAccess");
+        let any: Selector = yaml("{}");
+        let by_group: Selector = yaml(r#"{"group": "dba-prod"}"#);
+        let other_group: Selector = yaml(r#"{"group": "approvers"}"#);
+        let by_account: Selector = yaml(r#"{"account": "Production"}"#);
+        assert!(any.matches(&admin) && !any.matches(&dba), "membership of a group is never requestable by accident");
+        assert!(by_group.matches(&dba) && !by_group.matches(&admin));
+        assert!(!other_group.matches(&dba));
+        assert!(!by_account.matches(&dba));
+        assert!(!by_group.is_any());
     }
 }

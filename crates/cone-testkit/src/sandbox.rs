@@ -291,6 +291,34 @@ impl Sandbox {
         Ok(cmd.output()?)
     }
 
+    /// `aws sso get-role-credentials` with the Identity Center token `user`'s cone cached: what AWS answers for
+    /// the role now, past every cache.
+    pub fn role_credentials(&self, user: &str, account: &str, role: &str) -> Result<Output> {
+        let token = std::fs::read_dir(self.home(user).join(".aws/sso/cache"))?
+            .filter_map(std::result::Result::ok)
+            .find_map(|e| {
+                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+                v["accessToken"].as_str().map(String::from)
+            })
+            .context("cone cached no Identity Center token")?;
+        let account_id = self.org.account_id(account).context("no such sandbox account")?;
+        self.aws(
+            user,
+            &[
+                "sso",
+                "get-role-credentials",
+                "--role-name",
+                role,
+                "--account-id",
+                account_id,
+                "--access-token",
+                &token,
+                "--region",
+                "us-east-1",
+            ],
+        )
+    }
+
     /// `aws sts get-caller-identity --profile PROFILE`, the smallest call that needs credentials.
     pub fn caller_identity(&self, user: &str, profile: &str) -> Result<Output> {
         self.aws(user, &["sts", "get-caller-identity", "--profile", profile])

@@ -109,11 +109,8 @@ impl Default for Access {
 
 impl Access {
     /// The first policy whose match covers the entitlement, or one that denies.
-    pub fn policy_for(&self, account_name: &str, permission_set: &str) -> &Policy {
-        self.policies
-            .iter()
-            .find(|p| p.matches.matches(&Target { account: account_name, permission_set }))
-            .unwrap_or(&self.no_policy)
+    pub fn policy_for(&self, target: &Target) -> &Policy {
+        self.policies.iter().find(|p| p.matches.matches(target)).unwrap_or(&self.no_policy)
     }
 
     /// The policies in the order they are matched.

@@ -1,5 +1,6 @@
 //! Configuration files and access documents, good and bad.
 
+use cone_core::catalog::Target;
 use cone_core::policy::{Approvers, Step};
 
 use super::*;
@@ -62,13 +63,21 @@ policies:
 "#,
     )
     .unwrap();
-    let steps = |account, ps| config.access.policy_for(account, ps).steps.choose(&facts(&[], 60, None), "p", &[]);
+    let steps = |account, ps| {
+        config.access.policy_for(&Target::permission_set(account, ps)).steps.choose(&facts(&[], 60, None), "p", &[])
+    };
     assert_eq!(steps("Sandbox", "AdministratorAccess"), vec![Step::Reject]);
     assert_eq!(steps("Production", "AdministratorAccess"), vec![group("approvers", 1)]);
-    assert_eq!(config.access.policy_for("Production", "DatabaseAdministrator").form.len(), 1);
+    assert_eq!(config.access.policy_for(&Target::permission_set("Production", "DatabaseAdministrator")).form.len(), 1);
     assert_eq!(steps("Production", "Other"), vec![Step::Reject]);
-    assert_eq!(config.access.policy_for("Production", "Other").name, "no matching policy");
-    assert!(config.access.policy_for("Production", "AdministratorAccess").emergency_steps.is_some());
+    assert_eq!(config.access.policy_for(&Target::permission_set("Production", "Other")).name, "no matching policy");
+    assert!(
+        config
+            .access
+            .policy_for(&Target::permission_set("Production", "AdministratorAccess"))
+            .emergency_steps
+            .is_some()
+    );
     assert_eq!(config.default_duration, 3600);
     assert_eq!(config.drift.interval, 0);
     assert!(config.drift.remove_unexplained.is_empty());
@@ -93,7 +102,7 @@ policies:
 "#,
     )
     .unwrap();
-    let p = config.access.policy_for("Production", "AdministratorAccess");
+    let p = config.access.policy_for(&Target::permission_set("Production", "AdministratorAccess"));
     let owners = &config.aws.owners;
     assert_eq!(
         p.steps.choose(&facts(&[], 7200, None), "admin", owners),
@@ -187,7 +196,7 @@ fn typed_form_fields_are_checked_at_load() {
     let fields = "[{ name: ticket, required: true, max_length: 20, description: The incident }, \
                       { name: hosts, type: integer, min: 1, max: 9 }, { name: regions, type: string_list, max_items: 3 }]";
     let config = parse(&policy(fields)).unwrap();
-    let form = &config.access.policy_for("Production", "DatabaseAdministrator").form;
+    let form = &config.access.policy_for(&Target::permission_set("Production", "DatabaseAdministrator")).form;
     assert_eq!(form[1].kind, cone_api::FieldType::Integer);
     assert_eq!(form[0].max_length, Some(20));
     let cases = [

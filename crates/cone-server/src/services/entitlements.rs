@@ -1,7 +1,9 @@
 //! What people may request and what they hold: the catalog as each user sees it, one entitlement, its holders.
 
-use cone_api::{Entitlement, EntitlementPage};
-use cone_core::catalog::{Target, Viewer};
+use std::collections::HashMap;
+
+use cone_api::{Entitlement, EntitlementPage, GroupRoute};
+use cone_core::catalog::Viewer;
 
 use super::{Page, time};
 use crate::config::Access;
@@ -37,14 +39,14 @@ impl Holdings {
 /// The entitlement as the caller sees it: its policy's limits and form, the end of the caller's active grant and
 /// the groups through which they hold it.
 fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement {
-    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
+    let policy = access.policy_for(&row.target());
     Entitlement {
         app_id: row.app_id.clone(),
         id: row.id.clone(),
-        kind: cone_api::KIND_AWS_PERMISSION_SET.into(),
+        kind: row.kind.clone(),
         alias: row.alias.clone(),
-        display_name: row.permission_set_name.clone(),
-        resource_name: row.account_name.clone(),
+        display_name: row.name().to_string(),
+        resource_name: if row.is_group() { "Identity Center".into() } else { row.account_name.clone() },
         account_id: row.account_id.clone(),
         role_name: row.permission_set_name.clone(),
         max_duration_secs: policy.max_duration,
@@ -52,6 +54,8 @@ fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement
         granted_until: held.granted_until(&row.app_id, &row.id).map(time),
         held_through_groups: held.groups(&row.app_id, &row.id),
         emergency_access: policy.emergency_steps.is_some(),
+        requestable: true,
+        through_groups: Vec::new(),
     }
 }
 
@@ -62,9 +66,39 @@ pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<E
     let held = Holdings::of(s, u).await?;
     let access = s.access();
     let groups = catalog_groups(s, &access, u).await?;
-    let rows = s.db.entitlements().await?;
-    let shown = |r: &&EntitlementRow| held.holds(&r.app_id, &r.id) || offers(&access, u, &groups, r);
-    Ok(rows.iter().filter(shown).map(|r| to_api(&access, r, &held)).collect())
+    let mut routes = routes(s, &access, u, &groups).await?;
+    let mut shown = Vec::new();
+    for r in &s.db.entitlements().await? {
+        let requestable = offers(&access, u, &groups, r);
+        let through_groups = routes.remove(&(r.app_id.clone(), r.id.clone())).unwrap_or_default();
+        // A membership held by hand is Identity Center's business, not a listing entry; one Cone granted is.
+        let holds = match r.is_group() {
+            true => held.granted_until(&r.app_id, &r.id).is_some(),
+            false => held.holds(&r.app_id, &r.id),
+        };
+        if requestable || holds || !through_groups.is_empty() {
+            shown.push(Entitlement { requestable, through_groups, ..to_api(&access, r, &held) });
+        }
+    }
+    Ok(shown)
+}
+
+/// The group memberships the user may request, by the permission set each gives: (app id, entitlement id).
+async fn routes(
+    s: &AppState,
+    access: &Access,
+    u: &UserRow,
+    groups: &[String],
+) -> anyhow::Result<HashMap<(String, String), Vec<GroupRoute>>> {
+    let mut routes: HashMap<_, Vec<GroupRoute>> = HashMap::new();
+    for (app_id, permission_set, membership) in s.db.group_routes().await? {
+        let Some(g) = s.db.entitlement(&app_id, &membership).await? else { continue };
+        if offers(access, u, groups, &g) {
+            let route = GroupRoute { app_id: g.app_id, id: g.id, alias: g.alias, display_name: g.group_name };
+            routes.entry((app_id, permission_set)).or_default().push(route);
+        }
+    }
+    Ok(routes)
 }
 
 /// A page of the user's catalog, of one `kind` when given.
@@ -88,7 +122,7 @@ async fn catalog_groups(s: &AppState, access: &Access, u: &UserRow) -> anyhow::R
 
 fn offers(access: &Access, u: &UserRow, groups: &[String], row: &EntitlementRow) -> bool {
     let viewer = Viewer { name: &u.username, groups };
-    access.catalog.offers(&viewer, &Target { account: &row.account_name, permission_set: &row.permission_set_name })
+    access.catalog.offers(&viewer, &row.target())
 }
 
 /// The entitlement if the user's catalog offers it. One outside it is reported as not found, in the same words
@@ -96,9 +130,16 @@ fn offers(access: &Access, u: &UserRow, groups: &[String], row: &EntitlementRow)
 pub(super) async fn offered(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<EntitlementRow> {
     let access = s.access();
     let groups = catalog_groups(s, &access, u).await?;
-    s.db.entitlement(app_id, id).await?.filter(|r| offers(&access, u, &groups, r)).ok_or_else(|| {
-        Error::NotFound(format!("No entitlement \"{id}\" in app \"{app_id}\" that you can request; it may have been removed or be outside your access profiles. Run `cone search` to see what you can request."))
-    })
+    s.db.entitlement(app_id, id)
+        .await?
+        .filter(|r| offers(&access, u, &groups, r))
+        .ok_or_else(|| not_offered(app_id, id))
+}
+
+fn not_offered(app_id: &str, id: &str) -> Error {
+    Error::NotFound(format!(
+        "No entitlement \"{id}\" in app \"{app_id}\" that you can request; it may have been removed or be outside your access profiles. Run `cone search` to see what you can request."
+    ))
 }
 
 pub(super) async fn load(s: &AppState, app_id: &str, id: &str) -> Result<EntitlementRow> {
@@ -107,13 +148,21 @@ pub(super) async fn load(s: &AppState, app_id: &str, id: &str) -> Result<Entitle
     })
 }
 
+/// One entitlement as the caller sees it, with the group memberships they may request that would give it. A
+/// permission set outside their catalog is shown (not requestable) when such a membership exists.
 pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) -> Result<Entitlement> {
     let held = Holdings::of(s, u).await?;
-    let row = match held.holds(app_id, id) {
-        true => load(s, app_id, id).await?,
-        false => offered(s, u, app_id, id).await?,
-    };
-    Ok(to_api(&s.access(), &row, &held))
+    let access = s.access();
+    let groups = catalog_groups(s, &access, u).await?;
+    let row = s.db.entitlement(app_id, id).await?.ok_or_else(|| not_offered(app_id, id))?;
+    let mut e = to_api(&access, &row, &held);
+    e.requestable = offers(&access, u, &groups, &row);
+    e.through_groups =
+        routes(s, &access, u, &groups).await?.remove(&(app_id.to_string(), id.to_string())).unwrap_or_default();
+    if !e.requestable && e.through_groups.is_empty() && !held.holds(app_id, id) {
+        return Err(not_offered(app_id, id));
+    }
+    Ok(e)
 }
 
 /// A page of the people who hold an entitlement.

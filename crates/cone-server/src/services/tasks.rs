@@ -42,7 +42,7 @@ pub async fn create(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task> 
     refuse_if_held_through_group(&through_groups)?;
     let row = offered(s, u, &req.app_id, &req.entitlement_id).await?;
     let access = s.access();
-    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
+    let policy = access.policy_for(&row.target());
     let now = s.now();
     let extension = match s.db.active_grant(u.id, &row.app_id, &row.id, now).await? {
         Some((grant_id, end, used)) => {
@@ -236,8 +236,9 @@ fn task_to_api(s: &AppState, t: TaskRow) -> Task {
     if t.state == TaskState::Provisioning && !s.config.aws.provisioning {
         waiting_for = Some(SYNC_ONLY.into());
     }
-    let name = match (&t.permission_set_name, &t.account_name) {
-        (Some(ps), Some(account)) => format!("{ps} on {account}"),
+    let name = match (&t.permission_set_name, &t.account_name, &t.group_name) {
+        (_, _, Some(group)) if !group.is_empty() => format!("membership of group {group}"),
+        (Some(ps), Some(account), _) => format!("{ps} on {account}"),
         _ => t.entitlement_id.clone(),
     };
     Task {
@@ -398,7 +399,7 @@ pub async fn escalate(s: &AppState, u: &UserRow, id: i64) -> Result<Task> {
     }
     let row = load(s, &t.app_id, &t.entitlement_id).await?;
     let access = s.access();
-    let policy = access.policy_for(&row.account_name, &row.permission_set_name);
+    let policy = access.policy_for(&row.target());
     let branches = emergency_branches(policy, &t.justification)?;
     let request = Request::new(t.kind.as_str(), t.duration_secs, true, &t.justification);
     let instance = start(s, u, &row, policy, branches, request).await?;
@@ -509,6 +510,7 @@ mod tests {
             grant_expires_at: None,
             permission_set_name: None,
             account_name: None,
+            group_name: None,
         }
     }
 

@@ -30,9 +30,12 @@ pub struct HolderRow {
     pub group_name: Option<String>,
 }
 
-const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id AS account_id, r.name AS account_name,
-        e.permission_set_arn, e.permission_set_name, a.instance_arn
-    FROM entitlements e JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id JOIN apps a ON a.id = e.app_id
+/// A group membership has no account (`resource_id` is empty).
+const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id AS account_id,
+        COALESCE(r.name, '') AS account_name, e.permission_set_arn, e.permission_set_name, a.instance_arn, e.kind,
+        e.group_id, e.group_name
+    FROM entitlements e LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id
+    JOIN apps a ON a.id = e.app_id
     WHERE e.present = 1";
 
 impl Db {
@@ -113,6 +116,21 @@ impl Db {
                 Part::Groups(list) => {
                     groups += list.len();
                     apply_groups(&mut tx, &list, now).await?;
+                    for g in &list {
+                        sqlx::query(
+                            "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name,
+                                 kind, group_id, group_name, present)
+                             VALUES ($1, $2, '', '', '', $3, $4, $5, 1)
+                             ON CONFLICT (app_id, id) DO UPDATE SET present = 1, group_name = excluded.group_name",
+                        )
+                        .bind(app_id)
+                        .bind(format!("group|{}", g.id))
+                        .bind(cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP)
+                        .bind(&g.id)
+                        .bind(&g.display_name)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 Part::Memberships(pairs) => {
                     for (group_id, user_id) in &pairs {
@@ -151,7 +169,10 @@ impl Db {
         let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut *tx).await?;
         let keys: Vec<(&str, &str, &str)> = rows
             .iter()
-            .map(|r| (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str()))
+            .map(|r| match r.is_group() {
+                true => ("group", r.group_name.as_str(), r.group_id.as_str()),
+                false => (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str()),
+            })
             .collect();
         for (row, alias) in rows.iter().zip(cone_core::naming::aliases(&keys)) {
             if row.alias != alias {
@@ -189,9 +210,11 @@ impl Db {
     }
 
     pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!("{ENTITLEMENT_SELECT} ORDER BY r.name, e.permission_set_name"))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "{ENTITLEMENT_SELECT} ORDER BY e.group_id <> '', r.name, e.permission_set_name, e.group_name"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
@@ -207,8 +230,14 @@ impl Db {
         // Read with the time of the read; a grant active now was active then, and only a write makes one active.
         let read = async {
             Ok(sqlx::query_as(
-                "SELECT app_id, entitlement_id, MAX(expires_at) FROM grants
-                 WHERE user_id = $1 AND state = 'active' AND expires_at > $2 GROUP BY app_id, entitlement_id",
+                "SELECT app_id, entitlement_id, MAX(expires_at) FROM (
+                     SELECT app_id, entitlement_id, expires_at FROM grants
+                     WHERE user_id = $1 AND state = 'active' AND expires_at > $2
+                     UNION ALL
+                     SELECT a.app_id, a.entitlement_id, g.expires_at FROM grants g
+                     JOIN groups gr ON gr.idc_group_id = g.group_id JOIN group_assignments a ON a.group_id = gr.id
+                     WHERE g.user_id = $1 AND g.group_id <> '' AND g.state = 'active' AND g.expires_at > $2
+                 ) held GROUP BY app_id, entitlement_id",
             )
             .bind(user_id)
             .bind(now)
@@ -220,19 +249,39 @@ impl Db {
         Ok(grants)
     }
 
-    /// What the user holds through their Identity Center groups: (app id, entitlement id, group name), by group name.
+    /// What the user holds through their Identity Center groups: (app id, entitlement id, group name), by group
+    /// name: the groups' permission sets, and the memberships themselves. A membership a Cone grant made counts as
+    /// that grant (see `active_grants`), not as held through the group.
     pub async fn held_through_groups(&self, user_id: i64) -> Result<Vec<(String, String, String)>> {
         let read = async {
             Ok(sqlx::query_as(
-                "SELECT a.app_id, a.entitlement_id, g.name FROM group_assignments a
-                 JOIN groups g ON g.id = a.group_id JOIN group_members m ON m.group_id = a.group_id
-                 WHERE m.user_id = $1 ORDER BY g.name, a.entitlement_id",
+                "WITH member_of AS (
+                     SELECT g.id, g.name, g.idc_group_id FROM group_members m JOIN groups g ON g.id = m.group_id
+                     WHERE m.user_id = $1 AND NOT EXISTS (
+                         SELECT 1 FROM grants c WHERE c.user_id = m.user_id AND c.group_id = g.idc_group_id
+                         AND c.state IN ('provisioning', 'active', 'revoking') AND COALESCE(c.membership_found, 0) = 0))
+                 SELECT a.app_id, a.entitlement_id, g.name FROM group_assignments a JOIN member_of g ON g.id = a.group_id
+                 UNION ALL
+                 SELECT e.app_id, e.id, g.name FROM entitlements e JOIN member_of g ON g.idc_group_id = e.group_id
+                 ORDER BY 3, 2",
             )
             .bind(user_id)
             .fetch_all(&self.pool)
             .await?)
         };
         self.cached(&self.reads.through_groups, user_id, read).await
+    }
+
+    /// Which group memberships give which permission sets: (app id, permission set entitlement id, membership
+    /// entitlement id), by the groups' assignments.
+    pub async fn group_routes(&self) -> Result<Vec<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT a.app_id, a.entitlement_id, e.id FROM group_assignments a JOIN groups g ON g.id = a.group_id
+             JOIN entitlements e ON e.app_id = a.app_id AND e.group_id = g.idc_group_id AND e.present = 1
+             ORDER BY e.group_name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Up to `limit` of the people who hold an entitlement, from `offset`, by user name: through an active grant or

@@ -25,7 +25,12 @@ pub(super) async fn deny_sessions(tx: &mut Tx, grant_id: i64, now: i64) -> Resul
     sqlx::query(
         "INSERT INTO session_denials (task_id, principal_id, account_id, permission_set_name, issued_before, until_at)
          SELECT g.task_id, g.principal_id, g.account_id, e.permission_set_name, $1, $1 + e.session_secs
-         FROM grants g JOIN entitlements e ON e.app_id = g.app_id AND e.id = g.entitlement_id WHERE g.id = $2",
+         FROM grants g JOIN entitlements e ON e.app_id = g.app_id AND e.id = g.entitlement_id
+         WHERE g.id = $2 AND g.group_id = ''
+         UNION ALL
+         SELECT g.task_id, g.principal_id, e.resource_id, e.permission_set_name, $1, $1 + e.session_secs
+         FROM grants g JOIN groups gr ON gr.idc_group_id = g.group_id JOIN group_assignments a ON a.group_id = gr.id
+         JOIN entitlements e ON e.app_id = a.app_id AND e.id = a.entitlement_id WHERE g.id = $2",
     )
     .bind(now)
     .bind(grant_id)

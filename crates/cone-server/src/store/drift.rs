@@ -79,12 +79,13 @@ fn holding_states() -> String {
 
 impl Db {
     /// The grants a sweep of a sync that started at `synced_at` compares with: those that may hold an assignment,
-    /// and those ended since (`drift::compare` decides which explain what).
+    /// and those ended since (`drift::compare` decides which explain what). Group memberships hold no assignment
+    /// of their own, and are not compared.
     pub async fn drift_grants(&self, synced_at: i64) -> Result<Vec<crate::drift::GrantView>> {
         Ok(sqlx::query_as(&format!(
             "SELECT id, instance_arn, account_id, permission_set_arn, principal_id, state, starts_at, expires_at,
                  ended_at
-             FROM grants WHERE state IN {} OR (state = 'ended' AND ended_at >= $1)",
+             FROM grants WHERE group_id = '' AND (state IN {} OR (state = 'ended' AND ended_at >= $1))",
             holding_states()
         ))
         .bind(synced_at)

@@ -33,6 +33,11 @@ pub struct GrantRow {
     pub permission_set_arn: String,
     pub principal_id: String,
     pub duration_secs: i64,
+    /// The Identity Center group of a membership grant; empty for a permission set's.
+    pub group_id: String,
+    /// 1 when the person was a member already as provisioning looked (a membership Cone must not remove), 0 when
+    /// not; `None` until it has looked.
+    pub membership_found: Option<i64>,
 }
 
 /// The job kinds this server runs, as SQL text: a job of a kind it does not know (written by a newer replica
@@ -58,7 +63,8 @@ impl Db {
             "WITH busy AS MATERIALIZED (
                  SELECT COALESCE(og.account_id, od.account_id) AS account_id,
                         COALESCE(og.permission_set_arn, od.permission_set_arn) AS permission_set_arn,
-                        COALESCE(og.principal_id, od.principal_id) AS principal_id
+                        COALESCE(og.principal_id, od.principal_id) AS principal_id,
+                        COALESCE(og.group_id, '') AS group_id
                  FROM jobs o
                  LEFT JOIN grants og ON og.id = o.grant_id LEFT JOIN drift_findings od ON od.id = o.finding_id
                  WHERE o.state = 'pending' AND o.locked_until > $1)
@@ -70,7 +76,8 @@ impl Db {
                  SELECT 1 FROM busy b
                  WHERE b.account_id = COALESCE(g.account_id, f.account_id)
                    AND b.permission_set_arn = COALESCE(g.permission_set_arn, f.permission_set_arn)
-                   AND b.principal_id = COALESCE(g.principal_id, f.principal_id))
+                   AND b.principal_id = COALESCE(g.principal_id, f.principal_id)
+                   AND b.group_id = COALESCE(g.group_id, ''))
              ORDER BY j.run_after, j.id LIMIT 1{}",
             known_kinds(),
             self.backend.skip_locked("j")
@@ -92,7 +99,9 @@ impl Db {
 
     pub async fn grant(&self, id: i64) -> Result<GrantRow> {
         Ok(sqlx::query_as(
-            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs FROM grants WHERE id = $1",
+            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs, group_id,
+                 membership_found
+             FROM grants WHERE id = $1",
         )
         .bind(id)
         .fetch_one(&self.pool)
@@ -103,13 +112,14 @@ impl Db {
     pub async fn covered_by_other_grant(&self, g: &GrantRow, now: i64) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM grants WHERE id != $1 AND state = 'active' AND expires_at > $2
-             AND principal_id = $3 AND account_id = $4 AND permission_set_arn = $5",
+             AND principal_id = $3 AND account_id = $4 AND permission_set_arn = $5 AND group_id = $6",
         )
         .bind(g.id)
         .bind(now)
         .bind(&g.principal_id)
         .bind(&g.account_id)
         .bind(&g.permission_set_arn)
+        .bind(&g.group_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(n > 0)
@@ -155,11 +165,37 @@ impl Db {
                 .bind(g.id)
                 .execute(&mut *tx)
                 .await?;
-            let detail = serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other });
+            // A membership is also kept when the person was a member before Cone's grant.
+            let detail = match g.group_id.is_empty() {
+                true => serde_json::json!({ "assignment_kept_for_overlapping_grant": kept_for_other }),
+                false => serde_json::json!({ "membership_kept": kept_for_other }),
+            };
             record(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
             sessions_removed(&mut tx, g.task_id, kept_for_other, now).await?;
+            if !g.group_id.is_empty() && !kept_for_other {
+                // Cone removed the membership: the person is no member until a sync says otherwise.
+                sqlx::query(
+                    "DELETE FROM group_members WHERE user_id = (SELECT user_id FROM grants WHERE id = $1)
+                     AND group_id IN (SELECT id FROM groups WHERE idc_group_id = $2)",
+                )
+                .bind(g.id)
+                .bind(&g.group_id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// What provisioning a membership grant found before making it: whether the person was a member already.
+    pub async fn membership_looked(&self, g: &GrantRow, found: bool) -> Result<()> {
+        sqlx::query("UPDATE grants SET membership_found = $1 WHERE id = $2 AND membership_found IS NULL")
+            .bind(i64::from(found))
+            .bind(g.id)
+            .execute(&self.pool)
+            .await?;
+        self.data_changed();
         Ok(())
     }
 

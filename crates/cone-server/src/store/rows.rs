@@ -34,4 +34,28 @@ pub struct EntitlementRow {
     pub permission_set_arn: String,
     pub permission_set_name: String,
     pub instance_arn: String,
+    /// `aws_permission_set` or `aws_idc_group_membership` (`cone_api::KIND_*`).
+    pub kind: String,
+    /// The Identity Center group of a membership; empty for a permission set.
+    pub group_id: String,
+    pub group_name: String,
+}
+
+impl EntitlementRow {
+    pub fn is_group(&self) -> bool {
+        !self.group_id.is_empty()
+    }
+
+    /// The names policies and catalog rules match it by.
+    pub fn target(&self) -> cone_core::catalog::Target<'_> {
+        match self.is_group() {
+            true => cone_core::catalog::Target { account: "", permission_set: "", group: Some(&self.group_name) },
+            false => cone_core::catalog::Target::permission_set(&self.account_name, &self.permission_set_name),
+        }
+    }
+
+    /// What people call it: the group, or the permission set.
+    pub fn name(&self) -> &str {
+        if self.is_group() { &self.group_name } else { &self.permission_set_name }
+    }
 }

@@ -40,6 +40,8 @@ pub struct TaskRow {
     pub grant_expires_at: Option<i64>,
     pub permission_set_name: Option<String>,
     pub account_name: Option<String>,
+    /// For a group membership.
+    pub group_name: Option<String>,
 }
 
 /// A new grant request, already checked against its policy.
@@ -118,7 +120,7 @@ const TASK_SELECT: &str =
     "SELECT t.id, t.kind, t.emergency, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
         d.username AS decided_by, x.username AS ended_by, t.reason, t.created_at, t.updated_at,
-        g.expires_at AS grant_expires_at, e.permission_set_name, r.name AS account_name
+        g.expires_at AS grant_expires_at, e.permission_set_name, r.name AS account_name, e.group_name
     FROM tasks t JOIN users u ON u.id = t.requester_id LEFT JOIN users d ON d.id = t.decided_by
     LEFT JOIN users x ON x.id = t.ended_by
     LEFT JOIN grants g ON g.id = COALESCE(t.extends_grant_id, (SELECT id FROM grants WHERE task_id = t.id))
@@ -172,8 +174,8 @@ impl Db {
         if t.extends_grant_id.is_none() {
             sqlx::query(
                 "INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id,
-                     permission_set_arn, principal_id, duration_secs, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     permission_set_arn, principal_id, duration_secs, state, group_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(id)
             .bind(t.requester_id)
@@ -185,6 +187,7 @@ impl Db {
             .bind(t.principal_id)
             .bind(t.duration_secs)
             .bind(cone_core::grant::GrantState::Requested.as_str())
+            .bind(&t.entitlement.group_id)
             .execute(&mut *tx)
             .await?;
         }

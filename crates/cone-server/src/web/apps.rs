@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use cone_api::{ApplyConfig, FieldType, FormField};
-use cone_core::catalog::{Audience, Catalog, ManagementRule, Selector, Target};
+use cone_core::catalog::{Audience, Catalog, ManagementRule, Selector};
 use maud::{Markup, html};
 
 use super::admin::admins_only;
@@ -153,7 +153,7 @@ fn account_table(catalog: &Catalog, entitlements: &[EntitlementRow]) -> Markup {
                 thead { tr { th scope="col" { "Account" } th scope="col" { "Requestable" } th scope="col" { "Offered through" } th scope="col" { "Decided by" } } }
                 tbody {
                     @for (account, rows) in &by_account {
-                        @let decided: Vec<_> = rows.iter().map(|e| catalog.rule_for(&Target { account, permission_set: &e.permission_set_name })).collect();
+                        @let decided: Vec<_> = rows.iter().map(|e| catalog.rule_for(&e.target())).collect();
                         @let requestable = decided.iter().filter(|r| catalog.rules.is_empty() || r.is_some_and(|(_, r)| r.requestable)).count();
                         @let profiles: std::collections::BTreeSet<&str> = decided.iter().flatten().filter_map(|(_, r)| r.access_profile.as_deref()).collect();
                         @let rules: std::collections::BTreeSet<String> = decided.iter().map(|r| r.map_or("no rule".to_string(), |(i, _)| format!("rule {}", i + 1))).collect();

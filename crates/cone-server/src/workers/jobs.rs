@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cone_aws::{Assignment, Connector, Principal};
+use cone_aws::{Assignment, Connector, ConnectorError, Principal};
 use cone_core::job::JobKind;
 
 use super::{Jitter, announce, backoff, until_due};
@@ -92,13 +92,18 @@ async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
     }
 }
 
-/// Runs a grant's provision or revoke job; returns the grant's task.
+/// Runs a grant's provision or revoke job; returns the grant's task. A permission set's grant is an account
+/// assignment; a group's is a membership, which is removed only if Cone made it.
 async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<i64> {
     let grant_id =
         job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind.as_str(), job.id))?;
     let g = s.db.grant(grant_id).await?;
     if job.kind == JobKind::Provision {
-        match connector.assign(&assignment(&g)).await {
+        let made = match g.group_id.is_empty() {
+            true => connector.assign(&assignment(&g)).await,
+            false => add_member(s, connector, &g).await?,
+        };
+        match made {
             Ok(()) => s.db.provisioned(job, &g, s.now()).await?,
             Err(e) if e.is_retryable() && !job.kind.gives_up(job.attempts, MAX_PROVISION_ATTEMPTS) => {
                 tracing::warn!(job = job.id, "provisioning will be retried: {e}");
@@ -109,10 +114,14 @@ async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow:
                 s.db.provisioning_failed(job, &g, &e.to_string(), s.now()).await?
             }
         }
-    } else if s.db.covered_by_other_grant(&g, s.now()).await? {
+    } else if g.membership_found == Some(1) || s.db.covered_by_other_grant(&g, s.now()).await? {
         s.db.revoked(job, &g, true, s.now()).await?
     } else {
-        match connector.unassign(&assignment(&g)).await {
+        let removed = match g.group_id.is_empty() {
+            true => connector.unassign(&assignment(&g)).await,
+            false => remove_member(connector, &g).await,
+        };
+        match removed {
             Ok(()) => s.db.revoked(job, &g, false, s.now()).await?,
             Err(e) => {
                 tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
@@ -121,6 +130,27 @@ async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow:
         }
     }
     Ok(g.task_id)
+}
+
+/// Makes the membership a grant names. Whether the person was a member already is looked at and stored first, so
+/// that a retry after a crash between the two does not take Cone's own membership for someone else's.
+async fn add_member(s: &AppState, connector: &Connector, g: &GrantRow) -> anyhow::Result<Result<(), ConnectorError>> {
+    let store = match connector.identity_store_id().await {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e)),
+    };
+    if g.membership_found.is_none() {
+        match connector.is_idc_group_member(&store, &g.group_id, &g.principal_id).await {
+            Ok(found) => s.db.membership_looked(g, found).await?,
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop))
+}
+
+async fn remove_member(connector: &Connector, g: &GrantRow) -> Result<(), ConnectorError> {
+    let store = connector.identity_store_id().await?;
+    connector.remove_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
 }
 
 /// Assigns again what an active grant says its user has. Unlike `provision`, the grant keeps its start and end;

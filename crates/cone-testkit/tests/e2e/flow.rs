@@ -217,36 +217,11 @@ async fn expiry_removes_the_assignment() {
     let o = sb.caller_identity("alice", "sandbox-readonlyaccess").unwrap();
     assert!(assert_ok(&o, "short grant").contains("AWSReservedSSO_ReadOnlyAccess_"));
 
-    let account = sb.org.account_id("Sandbox").unwrap();
     assert_eq!(assignments(&sb, "Sandbox", "ReadOnlyAccess").await, 1);
     assignment_disappears(&sb, "Sandbox", "ReadOnlyAccess", Duration::from_secs(60)).await;
 
     // AWS (the emulator) now refuses the role, and cone knows the grant is over.
-    let token_file = std::fs::read_dir(sb.home("alice").join(".aws/sso/cache"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .find_map(|e| {
-            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
-            v["accessToken"].as_str().map(String::from)
-        })
-        .expect("cone cached an Identity Center token");
-    let o = sb
-        .aws(
-            "alice",
-            &[
-                "sso",
-                "get-role-credentials",
-                "--role-name",
-                "ReadOnlyAccess",
-                "--account-id",
-                account,
-                "--access-token",
-                &token_file,
-                "--region",
-                "us-east-1",
-            ],
-        )
-        .unwrap();
+    let o = sb.role_credentials("alice", "Sandbox", "ReadOnlyAccess").unwrap();
     assert_fails_with(&o, "role credentials after expiry", &["ForbiddenException", "No access"]);
     let o = sb.cone("alice", &["aws", "credentials", "sandbox-readonlyaccess"]).unwrap();
     let (_, err) = text(&o);

@@ -2,18 +2,37 @@
 //! AdministratorAccess in Production to a group alice is in; after a sync alice's listing says so, administrators
 //! see her among the holders with the group as the source, a request from her is refused with the group named, and
 //! `aws --profile production-administratoraccess` works through cone without a request. A user grant of the same
-//! assignment that expires leaves the group's assignment in place. Needs `cargo build --workspace` and the .venv
+//! assignment that expires leaves the group's assignment in place. A membership of a group is requested like a
+//! permission set, and taken back at its end unless it was there before. Needs `cargo build --workspace` and the .venv
 //! that `cargo xtask test` prepares.
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_identitystore::types::MemberId;
 use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
-use cone_api::{CreateTask, HolderPage};
+use cone_api::{AuditPage, CreateTask, HolderPage};
 use cone_client::{Failure, encode};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
 
-cone_testkit::on_both_stores!(access_through_a_group_needs_no_request_and_survives_a_grant);
+cone_testkit::on_both_stores!(
+    access_through_a_group_needs_no_request_and_survives_a_grant,
+    a_group_membership_is_requested_through_its_permission_set_and_taken_back,
+);
+
+/// Assigns `permission_set` in `account` to the group.
+async fn assign_to_group(sb: &Sandbox, account: &str, permission_set: &str, group: &str) {
+    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    sso.create_account_assignment()
+        .instance_arn(&sb.org.instance_arn)
+        .target_id(sb.org.account_id(account).unwrap())
+        .target_type(TargetType::AwsAccount)
+        .permission_set_arn(sb.org.permission_set_arn(permission_set).unwrap())
+        .principal_type(PrincipalType::Group)
+        .principal_id(group)
+        .send()
+        .await
+        .unwrap();
+}
 
 /// Adds `user` to a new identity-store group `name`; returns the group id.
 async fn group_with(sb: &Sandbox, name: &str, users: &[&str]) -> String {
@@ -43,17 +62,7 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
         .send()
         .await
         .unwrap();
-    let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
-    sso.create_account_assignment()
-        .instance_arn(&sb.org.instance_arn)
-        .target_id(sb.org.account_id(account).unwrap())
-        .target_type(TargetType::AwsAccount)
-        .permission_set_arn(sb.org.permission_set_arn(set).unwrap())
-        .principal_type(PrincipalType::Group)
-        .principal_id(&platform)
-        .send()
-        .await
-        .unwrap();
+    assign_to_group(&sb, account, set, &platform).await;
     // A restarted server syncs before it reports ready.
     sb.start_server().unwrap();
     for user in ["bob", "carol"] {
@@ -120,4 +129,101 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(principals().await, [platform], "the group's assignment survives a user grant ending");
+}
+
+/// The group `dba-prod` is assigned DatabaseAdministrator on Production; only its membership is requestable, for
+/// 20 s, with an approver. alice asks the AWS CLI for the permission set: cone files a request for the membership
+/// instead and says it needs approval; bob approves; her next call works; at the end the membership goes and AWS
+/// refuses the role. carol was made a member by hand while her own request waited: her membership stays.
+async fn a_group_membership_is_requested_through_its_permission_set_and_taken_back(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = "entitlement_management:\n  - match: { group: dba-prod }\n    requestable: true\n  - match: { permission_set: DatabaseAdministrator }\n    requestable: false\n  - requestable: true\n";
+    let policy = "  - name: dba-prod-members\n    match: { group: dba-prod }\n    max_duration: 20s\n    steps: [{ approval: { group: approvers } }]\n";
+    let mut sb = Sandbox::start_on(store, dir.path(), settings, policy).await.unwrap();
+    let (account, set) = ("Production", "DatabaseAdministrator");
+    let dba = group_with(&sb, "dba-prod", &[]).await;
+    assign_to_group(&sb, account, set, &dba).await;
+    sb.start_server().unwrap();
+    sb.sign_in("alice").await.unwrap();
+    for user in ["bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let client = |user: &str| sb.client(user).unwrap();
+    let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    let members = async || {
+        let out = ids.list_group_memberships().identity_store_id(&sb.org.identity_store_id).group_id(&dba).send().await;
+        let mut users: Vec<String> = out
+            .unwrap()
+            .group_memberships()
+            .iter()
+            .filter_map(|m| match m.member_id() {
+                Some(MemberId::UserId(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        users.sort();
+        users
+    };
+    let (alice, carol) = (sb.org.user_id("alice").unwrap().to_string(), sb.org.user_id("carol").unwrap().to_string());
+
+    // The group is in the catalog beside the permission sets; its permission set is not requestable by itself.
+    let membership = format!("group|{dba}");
+    let listed = client("alice").entitlements(Some(cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP)).await.unwrap();
+    let names: Vec<(&str, &str)> = listed.iter().map(|e| (e.alias.as_str(), e.id.as_str())).collect();
+    assert!(names.contains(&("group-dba-prod", membership.as_str())), "{names:?}");
+
+    let profile = "production-databaseadministrator";
+    let o = sb.caller_identity("alice", profile).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "no access yet: {err}");
+    assert!(err.contains("comes with membership of the Identity Center group \"dba-prod\""), "{err}");
+    assert!(err.contains("requires approval"), "{err}");
+    let asked = client("alice").tasks("mine", "all").await.unwrap();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(
+        (asked[0].entitlement_id.as_str(), asked[0].entitlement_name.as_str()),
+        (membership.as_str(), "membership of group dba-prod")
+    );
+
+    // carol asks too, and is made a member by hand before bob approves.
+    let request = CreateTask { app_id: "aws".into(), entitlement_id: membership.clone(), ..CreateTask::default() };
+    let carols = client("carol").create_task(&request).await.unwrap();
+    ids.create_group_membership()
+        .identity_store_id(&sb.org.identity_store_id)
+        .group_id(&dba)
+        .member_id(MemberId::UserId(carol.clone()))
+        .send()
+        .await
+        .unwrap();
+    for task in [asked[0].id, carols.id] {
+        client("bob").act(task, "approve", "").await.unwrap();
+    }
+
+    let o = sb.caller_identity("alice", profile).unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("AWSReservedSSO_DatabaseAdministrator_"), "{out}");
+    let mut both = vec![alice.clone(), carol.clone()];
+    both.sort();
+    assert_eq!(members().await, both);
+
+    // Both grants end: alice's membership, which Cone made, goes; carol's, made by hand, stays.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while members().await.contains(&alice) {
+        assert!(Instant::now() < deadline, "alice's membership outlived her grant");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let revoked = async || {
+        let page = client("carol").get::<AuditPage>("/api/v1/audit?action=grant.revoke").await.unwrap();
+        page.entries.iter().any(|e| e.subject == format!("task:{}", carols.id))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !revoked().await {
+        assert!(Instant::now() < deadline, "carol's grant did not end");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(members().await, [carol], "a membership Cone did not make survives its grant ending");
+    let o = sb.role_credentials("alice", account, set).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && (err.contains("ForbiddenException") || err.contains("No access")), "{err}");
 }

@@ -121,7 +121,12 @@ async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
     let alice = db.user_by_name("alice").await.unwrap().unwrap();
     let bob = db.user_by_name("bob").await.unwrap().unwrap();
     let held = |group: &str| ("aws".to_string(), "111|ps-admin".to_string(), group.to_string());
-    assert_eq!(db.held_through_groups(alice.id).await.unwrap(), [held("Admins"), held("Ops")]);
+    // Her memberships themselves too, as entitlements of their own.
+    let member = |group: &str, id: &str| ("aws".to_string(), format!("group|{id}"), group.to_string());
+    assert_eq!(
+        db.held_through_groups(alice.id).await.unwrap(),
+        [held("Admins"), member("Admins", "g-admins"), held("Ops"), member("Ops", "g-ops")]
+    );
     assert_eq!(db.held_through_groups(bob.id).await.unwrap(), [], "a user assignment is no group's");
     let holders = db.holders("aws", "111|ps-admin", 5, 0, 10).await.unwrap();
     let seen: Vec<_> =
@@ -132,7 +137,10 @@ async fn group_assignments_are_replaced_per_sync_and_reach_the_members(db: Db) {
     // The next sync replaces them, and the cached read follows.
     let fewer = cone_aws::Snapshot { assignments: vec![assignment(Principal::Group("g-ops".into()))], ..snap };
     db.apply_snapshot("aws", &fewer, 2).await.unwrap();
-    assert_eq!(db.held_through_groups(alice.id).await.unwrap(), [held("Ops")]);
+    assert_eq!(
+        db.held_through_groups(alice.id).await.unwrap(),
+        [member("Admins", "g-admins"), held("Ops"), member("Ops", "g-ops")]
+    );
 }
 
 /// The file's access document is recorded when it says something new, and only then, so an API version
