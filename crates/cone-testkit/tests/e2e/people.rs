@@ -264,9 +264,16 @@ async fn denial_policy(org: &aws_sdk_organizations::Client) -> Option<(String, V
     use aws_sdk_organizations::types::PolicyType;
     let listed = org.list_policies().filter(PolicyType::ServiceControlPolicy).send().await.unwrap();
     let id = listed.policies().iter().find(|p| p.name() == Some("cone-revoked-sessions"))?.id()?.to_string();
-    let policy = org.describe_policy().policy_id(&id).send().await.unwrap();
+    // The server may delete it between these calls: then it is gone.
+    let policy = match org.describe_policy().policy_id(&id).send().await {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_policy_not_found_exception()) => return None,
+        other => other.unwrap(),
+    };
     let content = policy.policy().and_then(|p| p.content()).unwrap_or_default().to_string();
-    let targets = org.list_targets_for_policy().policy_id(&id).send().await.unwrap();
+    let targets = match org.list_targets_for_policy().policy_id(&id).send().await {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_policy_not_found_exception()) => return None,
+        other => other.unwrap(),
+    };
     Some((content, targets.targets().iter().filter_map(|t| t.target_id().map(str::to_string)).collect()))
 }
 
