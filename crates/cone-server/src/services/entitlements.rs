@@ -157,8 +157,11 @@ pub async fn entitlement_for(s: &AppState, u: &UserRow, app_id: &str, id: &str) 
     let row = s.db.entitlement(app_id, id).await?.ok_or_else(|| not_offered(app_id, id))?;
     let mut e = to_api(&access, &row, &held);
     e.requestable = offers(&access, u, &groups, &row);
-    e.through_groups =
-        routes(s, &access, u, &groups).await?.remove(&(app_id.to_string(), id.to_string())).unwrap_or_default();
+    // Only a permission set is given by a group; a membership's request needs no reading of the routes.
+    if !row.is_group() {
+        let key = (app_id.to_string(), id.to_string());
+        e.through_groups = routes(s, &access, u, &groups).await?.remove(&key).unwrap_or_default();
+    }
     if !e.requestable && e.through_groups.is_empty() && !held.holds(app_id, id) {
         return Err(not_offered(app_id, id));
     }

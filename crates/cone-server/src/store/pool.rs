@@ -53,8 +53,7 @@ impl Tx {
 }
 
 impl Tx {
-    /// Ends a transaction that wrote nothing. Dropping it would roll back too, but only when its connection is next
-    /// used: until then SQLite's write lock stays taken.
+    /// Ends a transaction that wrote nothing, now, rather than leaving sqlx to roll it back after the drop.
     pub async fn rollback(self) -> Result<()> {
         Ok(self.inner.rollback().await?)
     }
