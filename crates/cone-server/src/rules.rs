@@ -30,7 +30,10 @@ pub struct Entitlement {
     pub app: String,
     pub account_id: String,
     pub account_name: String,
+    /// Empty for a group membership.
     pub permission_set: String,
+    /// The Identity Center group of a membership; empty for a permission set.
+    pub group: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +135,7 @@ mod tests {
                 account_id: "123456789012".into(),
                 account_name: "Production".into(),
                 permission_set: "AdministratorAccess".into(),
+                group: String::new(),
             },
             request: Request::new("grant", duration_secs, emergency, "incident 7"),
             now: timestamp(DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()),
@@ -163,6 +167,11 @@ mod tests {
         )
         .unwrap();
         assert!(present.holds(&facts(&[], 60, false), "p"));
+        let membership = Condition::compile("entitlement.group == 'dba-prod'", &sample).unwrap();
+        assert!(!membership.holds(&facts(&[], 60, false), "p"), "a permission set has no group");
+        let mut dba = facts(&[], 60, false);
+        dba.entitlement = Entitlement { permission_set: String::new(), group: "dba-prod".into(), ..dba.entitlement };
+        assert!(membership.holds(&dba, "p"));
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl Config {
                     account_id: "000000000000".into(),
                     account_name: p.matches.account.clone().unwrap_or_default(),
                     permission_set: p.matches.permission_set.clone().unwrap_or_default(),
+                    group: p.matches.group.clone().unwrap_or_default(),
                 },
                 request: Request { form: form.clone(), ..Request::new(kind, secs, emergency, "sample") },
                 // Any time does: samples check that conditions compile and give booleans.

@@ -31,6 +31,7 @@ fn facts(groups: &[&str], duration_secs: i64, manager: Option<&str>) -> Facts {
             account_id: "1".into(),
             account_name: "Production".into(),
             permission_set: "AdministratorAccess".into(),
+            group: String::new(),
         },
         request: Request::new("grant", duration_secs, false, ""),
         now: crate::rules::timestamp(chrono::DateTime::UNIX_EPOCH),

@@ -124,6 +124,7 @@ async fn start(
             account_id: row.account_id.clone(),
             account_name: row.account_name.clone(),
             permission_set: row.permission_set_name.clone(),
+            group: row.group_name.clone(),
         },
         request,
         now: crate::rules::timestamp(time(now)),
