@@ -12,6 +12,8 @@ pub use cone_core::task::{TaskKind, TaskState};
 pub const KIND_AWS_PERMISSION_SET: &str = "aws_permission_set";
 /// Membership of an Identity Center group, which gives every permission set the group is assigned.
 pub const KIND_AWS_IDC_GROUP_MEMBERSHIP: &str = "aws_idc_group_membership";
+/// Membership of an IAM group in one account, through an IAM user Cone creates for the person if need be.
+pub const KIND_AWS_IAM_GROUP_MEMBERSHIP: &str = "aws_iam_group_membership";
 
 /// The OAuth client id the CLI uses for device authorization.
 pub const CLI_CLIENT_ID: &str = "cone-cli";
@@ -59,17 +61,18 @@ pub struct ApiError {
 pub struct Entitlement {
     pub app_id: String,
     /// `<accountId>|<permissionSetArn>` for AWS permission sets, `group|<groupId>` for Identity Center group
-    /// memberships.
+    /// memberships, `iam-group|<accountId>|<groupName>` for IAM group memberships.
     pub id: String,
-    /// [`KIND_AWS_PERMISSION_SET`] or [`KIND_AWS_IDC_GROUP_MEMBERSHIP`].
+    /// [`KIND_AWS_PERMISSION_SET`], [`KIND_AWS_IDC_GROUP_MEMBERSHIP`] or [`KIND_AWS_IAM_GROUP_MEMBERSHIP`].
     pub kind: String,
-    /// A short unique name: `<account>-<role>`, which is also the AWS CLI profile name, or `group-<group>`.
+    /// A short unique name: `<account>-<role>`, which is also the AWS CLI profile name, `group-<group>`, or
+    /// `<account>-iam-<group>`.
     pub alias: String,
     /// The permission set name, or the group name.
     pub display_name: String,
-    /// The account name, or `Identity Center` for a group.
+    /// The account name, or `Identity Center` for an Identity Center group.
     pub resource_name: String,
-    /// Empty for a group.
+    /// Empty for an Identity Center group.
     pub account_id: String,
     pub role_name: String,
     pub max_duration_secs: i64,
@@ -497,6 +500,35 @@ pub struct IamUserPage {
     /// Whether the server syncs IAM users (`aws.sync_iam` or `aws.sync_secrets`); when false the list is empty.
     pub synced: bool,
     pub users: Vec<IamUser>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// An IAM user Cone created for a person (`aws.account_provisioning`), to hold the IAM groups they were granted
+/// (`GET /api/v1/iam/created-users`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedIamUser {
+    /// The Cone user it was created for.
+    pub username: String,
+    pub account_id: String,
+    /// The account's name in the catalog; the id when the catalog does not know the account.
+    pub account_name: String,
+    /// The IAM user's name and path.
+    pub name: String,
+    pub path: String,
+    /// `creating`, `active`, `deleting` or `deleted`.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/iam/created-users`: newest first, deleted ones included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedIamUserPage {
+    pub users: Vec<CreatedIamUser>,
     #[serde(default)]
     pub next_page_token: Option<String>,
 }

@@ -66,6 +66,8 @@ pub struct Connector {
     /// IAM clients of the member accounts whose role could be assumed, by account id: each caches its account's
     /// credentials and renews them before they expire, across syncs.
     pub(crate) members: Arc<Mutex<HashMap<String, aws_sdk_iam::Client>>>,
+    /// The account the credentials are in and its partition, from sts:GetCallerIdentity, asked once.
+    pub(crate) caller: Arc<tokio::sync::OnceCell<(String, String)>>,
     region: String,
     pub(crate) timing: Timing,
     pub(crate) limits: RateLimits,
@@ -124,6 +126,7 @@ impl Connector {
             sdk: loaded.clone(),
             member_role: member_role.to_string(),
             members: Arc::default(),
+            caller: Arc::default(),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
             timing,
             limits,

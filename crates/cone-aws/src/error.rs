@@ -91,6 +91,14 @@ pub enum ConnectorError {
     )]
     NoSuchPrincipal { operation: &'static str, what: String, message: String },
 
+    /// An IAM user of the name Cone would give a person exists and Cone did not create it.
+    #[error(
+        "IAM user `{user}` exists and Cone did not create it (it lacks the tag {tag}={owner}); Cone never uses or \
+         removes an IAM user it did not create. Rename or remove that user, or give the person's groups through \
+         Identity Center instead"
+    )]
+    NotCreatedByCone { user: String, tag: &'static str, owner: String },
+
     /// The account does not belong to an AWS Organization (or is not its management account).
     #[error(
         "{operation}: this account is not part of an AWS Organization ({code}). Cone needs the credentials \

@@ -76,22 +76,13 @@ impl Connector {
         if !features.iam && !features.secrets {
             return Ok(());
         }
-        let caller =
-            call_retried(&self.limits, &self.timing, GET_CALLER_IDENTITY, || self.sts.get_caller_identity().send())
-                .await?;
-        let (Some(own), Some(caller_arn)) = (caller.account, caller.arn) else {
-            return Err(ConnectorError::MalformedResponse {
-                operation: GET_CALLER_IDENTITY.name,
-                field: "Account or Arn",
-            });
-        };
+        let (own, partition) = self.caller().await?;
+        let partition = partition.as_str();
         let members: Vec<String> = if features.organizations {
             self.accounts().await?.into_iter().map(|a| a.id).filter(|id| *id != own).collect()
         } else {
             Vec::new()
         };
-        // `arn:<partition>:...`: member roles are in the caller's partition.
-        let partition = caller_arn.split(':').nth(1).unwrap_or("aws");
         tokio::try_join!(
             async { put(sink, Part::Iam(self.account_iam(&own, features).await?)).await },
             bounded(members, |id| async move {
@@ -122,23 +113,12 @@ impl Connector {
             tracing::warn!(account = %account_id, %reason, "skipping the IAM of a member account");
             Ok(Err(SkippedAccount { account_id: account_id.clone(), reason }))
         };
-        let cached = self.members().get(&account_id).cloned();
-        let iam = match cached {
-            Some(iam) => iam,
-            None => match assumed(&self.sdk, &self.limits, &role_arn, MEMBER_SESSION, None).await {
-                Ok(credentials) => {
-                    let sdk = self
-                        .sdk
-                        .to_builder()
-                        .credentials_provider(credentials)
-                        .identity_cache(IdentityCache::lazy().buffer_time(RENEW_EARLY).build())
-                        .build();
-                    let iam = aws_sdk_iam::Client::new(&calling(&sdk, &self.timing));
-                    self.members().insert(account_id.clone(), iam.clone());
-                    iam
-                }
-                Err(e) => return skip(format!("cannot assume {role_arn}: {}", causes(&e))),
-            },
+        let iam = match self.member_client(&role_arn, &account_id).await {
+            Ok(iam) => iam,
+            Err(ConnectorError::AssumeRoleFailed { message, .. }) => {
+                return skip(format!("cannot assume {role_arn}: {message}"));
+            }
+            Err(e) => return skip(e.to_string()),
         };
         let mut member = self.clone();
         member.iam = iam;
@@ -156,6 +136,60 @@ impl Connector {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The account the credentials are in and its partition (sts:GetCallerIdentity, once per connector).
+    pub(crate) async fn caller(&self) -> Result<(String, String), ConnectorError> {
+        let ask = || async {
+            let caller =
+                call_retried(&self.limits, &self.timing, GET_CALLER_IDENTITY, || self.sts.get_caller_identity().send())
+                    .await?;
+            let (Some(own), Some(arn)) = (caller.account, caller.arn) else {
+                return Err(ConnectorError::MalformedResponse {
+                    operation: GET_CALLER_IDENTITY.name,
+                    field: "Account or Arn",
+                });
+            };
+            // `arn:<partition>:...`: member roles are in the caller's partition.
+            let partition = arn.split(':').nth(1).unwrap_or("aws").to_string();
+            Ok((own, partition))
+        };
+        self.caller.get_or_try_init(ask).await.cloned()
+    }
+
+    /// This connector with its IAM calls going to `account_id`: itself in its own account, else through the member
+    /// account's role (`BATON_IAM_ASSUME_ROLE_NAME`), which then needs the IAM actions of what is asked of it.
+    pub async fn in_account(&self, account_id: &str) -> Result<Connector, ConnectorError> {
+        let (own, partition) = self.caller().await?;
+        let mut connector = self.clone();
+        if account_id != own {
+            let role_arn = format!("arn:{partition}:iam::{account_id}:role/{}", self.member_role);
+            connector.iam = self.member_client(&role_arn, account_id).await?;
+        }
+        Ok(connector)
+    }
+
+    /// The IAM client of member account `account_id` through `role_arn`, kept across calls.
+    async fn member_client(&self, role_arn: &str, account_id: &str) -> Result<aws_sdk_iam::Client, ConnectorError> {
+        if let Some(iam) = self.members().get(account_id).cloned() {
+            return Ok(iam);
+        }
+        let credentials = assumed(&self.sdk, &self.limits, role_arn, MEMBER_SESSION, None).await.map_err(|e| {
+            ConnectorError::AssumeRoleFailed {
+                role_arn: role_arn.to_string(),
+                with_external_id: false,
+                message: causes(&e),
+            }
+        })?;
+        let sdk = self
+            .sdk
+            .to_builder()
+            .credentials_provider(credentials)
+            .identity_cache(IdentityCache::lazy().buffer_time(RENEW_EARLY).build())
+            .build();
+        let iam = aws_sdk_iam::Client::new(&calling(&sdk, &self.timing));
+        self.members().insert(account_id.to_string(), iam.clone());
+        Ok(iam)
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, aws_sdk_iam::Client>> {

@@ -24,7 +24,7 @@ pub mod spool;
 pub use connector::Connector;
 pub use error::ConnectorError;
 pub use policy::{Features, permissions_policy, permissions_policy_with_member_role, trust_policy};
-pub use provision::{Change, NewIdcUser};
+pub use provision::{Change, NewIamUser, NewIdcUser, OWNER_TAG};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
 pub use spool::{Part, PartStream, Sink, SqlSpool, Synced};

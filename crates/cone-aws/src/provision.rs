@@ -86,6 +86,20 @@ pub struct NewIdcUser {
     pub email: Option<String>,
 }
 
+/// The tag on an IAM user Cone created for a person: its value is the person's Identity Center user id.
+pub const OWNER_TAG: &str = "cone:identity";
+
+/// An IAM user Cone creates for a person (cone-server's `aws.account_provisioning`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIamUser {
+    pub name: String,
+    /// `/cone/` or another path that starts and ends with `/`.
+    pub path: String,
+    /// The person's Identity Center user id, the value of [`OWNER_TAG`].
+    pub owner: String,
+    pub tags: Vec<(String, String)>,
+}
+
 /// One part of IAM user `$name`'s cleanup (builders of different calls share no trait): list with `$list`
 /// (`Marker`-paged, its items taken by `$items` from the answer `$out`), then delete each `$id` with `$delete`.
 macro_rules! clear_listed {
@@ -257,17 +271,7 @@ impl Connector {
     /// Creates IAM user `name` with `tags` (key, value). A user of that name that exists already counts as
     /// created; the tags are then set on it, so that either way it ends up carrying them.
     pub async fn create_iam_user(&self, name: &str, tags: &[(String, String)]) -> Result<Change, ConnectorError> {
-        let tags = tags
-            .iter()
-            .map(|(key, value)| Tag::builder().key(key).value(value).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConnectorError::Rejected {
-                operation: CREATE_IAM_USER.name,
-                status: None,
-                code: "InvalidTag".into(),
-                message: e.to_string(),
-            })?;
-        let tags = (!tags.is_empty()).then_some(tags);
+        let tags = iam_tags(tags)?;
         with_retries(&self.timing, CREATE_IAM_USER, || async {
             let request = self.iam.create_user().user_name(name).set_tags(tags.clone()).send();
             match call(&self.limits, CREATE_IAM_USER, request).await {
@@ -283,6 +287,62 @@ impl Connector {
             }
         })
         .await
+    }
+
+    /// Creates the IAM user a person gets, tagged [`OWNER_TAG`] with their id: no password, no keys. A user of that
+    /// name carrying the same tag counts as created (an earlier attempt whose answer was lost); any other is
+    /// [`ConnectorError::NotCreatedByCone`] and is left as it is.
+    pub async fn create_owned_iam_user(&self, user: &NewIamUser) -> Result<Change, ConnectorError> {
+        let mut tags = user.tags.clone();
+        tags.push((OWNER_TAG.to_string(), user.owner.clone()));
+        let tags = iam_tags(&tags)?;
+        with_retries(&self.timing, CREATE_IAM_USER, || async {
+            let request = self.iam.create_user().user_name(&user.name).path(&user.path).set_tags(tags.clone()).send();
+            match call(&self.limits, CREATE_IAM_USER, request).await {
+                Ok(_) => Ok(Change::Made),
+                Err(e) if e.is_already_exists() => {
+                    self.owned(&user.name, &user.owner).await?;
+                    Ok(Change::AlreadyInPlace)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Deletes an IAM user [`Connector::create_owned_iam_user`] made, as [`Connector::delete_iam_user`] does; one
+    /// without the owner's tag is [`ConnectorError::NotCreatedByCone`] and stays.
+    pub async fn delete_owned_iam_user(&self, name: &str, owner: &str) -> Result<Change, ConnectorError> {
+        match self.owned(name, owner).await? {
+            true => self.delete_iam_user(name).await,
+            false => Ok(Change::AlreadyInPlace),
+        }
+    }
+
+    /// Whether user `name` exists (false if not) with tag [`OWNER_TAG`] = `owner`; one without it is
+    /// [`ConnectorError::NotCreatedByCone`].
+    async fn owned(&self, name: &str, owner: &str) -> Result<bool, ConnectorError> {
+        let got =
+            call_retried(&self.limits, &self.timing, GET_IAM_USER, || self.iam.get_user().user_name(name).send()).await;
+        let Some(user) = found(got)?.and_then(|got| got.user) else {
+            return Ok(false);
+        };
+        let tagged = user.tags().iter().any(|t| t.key() == OWNER_TAG && t.value() == owner);
+        match tagged {
+            true => Ok(true),
+            false => Err(ConnectorError::NotCreatedByCone {
+                user: name.to_string(),
+                tag: OWNER_TAG,
+                owner: owner.to_string(),
+            }),
+        }
+    }
+
+    /// Whether IAM user `user` is in IAM group `group` (a user that does not exist is in none).
+    pub async fn is_iam_group_member(&self, group: &str, user: &str) -> Result<bool, ConnectorError> {
+        let groups =
+            with_retries(&self.timing, LIST_GROUPS_FOR_USER, || async { found(self.iam_groups_of(user).await) });
+        Ok(groups.await?.unwrap_or_default().iter().any(|g| g == group))
     }
 
     /// Deletes IAM user `name` after removing everything IAM requires gone first (and what would outlive the user):
@@ -551,6 +611,21 @@ impl Connector {
         });
         Ok(out.await?.group_id)
     }
+}
+
+/// `tags` as IAM takes them; none is `None`.
+fn iam_tags(tags: &[(String, String)]) -> Result<Option<Vec<Tag>>, ConnectorError> {
+    let tags = tags
+        .iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConnectorError::Rejected {
+            operation: CREATE_IAM_USER.name,
+            status: None,
+            code: "InvalidTag".into(),
+            message: e.to_string(),
+        })?;
+    Ok((!tags.is_empty()).then_some(tags))
 }
 
 /// [`Change::Made`] if the delete found its target, [`Change::AlreadyInPlace`] if it was gone.

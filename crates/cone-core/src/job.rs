@@ -11,6 +11,8 @@ pub enum JobKind {
     Reprovision,
     /// Remove an assignment no grant explains (drift repair).
     RemoveDrift,
+    /// Delete the IAM user Cone created for a person once no grant needs it (the job names the last grant that did).
+    Deprovision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,23 +24,25 @@ pub enum JobState {
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 5] =
+        [JobKind::Provision, JobKind::Revoke, JobKind::Reprovision, JobKind::RemoveDrift, JobKind::Deprovision];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Provision => "provision",
             JobKind::Revoke => "revoke",
             JobKind::Reprovision => "reprovision",
             JobKind::RemoveDrift => "remove_drift",
+            JobKind::Deprovision => "deprovision",
         }
     }
 
     pub fn parse(s: &str) -> Option<JobKind> {
-        [JobKind::Provision, JobKind::Revoke, JobKind::Reprovision, JobKind::RemoveDrift]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Whether the job may give up after `attempts`: provisioning does after `max_provision`; removing access and
-    /// repairing drift never do (a restoration stops by itself when its grant ends).
+    /// accounts, and repairing drift, never do (a restoration stops by itself when its grant ends).
     pub fn gives_up(self, attempts: i64, max_provision: i64) -> bool {
         self == JobKind::Provision && attempts >= max_provision
     }

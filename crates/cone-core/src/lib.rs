@@ -1,7 +1,8 @@
 //! Cone's pure logic: request catalogs, profile naming, `~/.aws/config` editing, policy decisions, request and form
-//! validation, the lifecycles of tasks, grants and jobs, and who is who after a sync. No I/O, no async, no clock:
+//! validation, the lifecycles of tasks, grants, jobs and the IAM users Cone creates, and who is who after a sync. No I/O, no async, no clock:
 //! time arrives as an argument.
 
+pub mod account;
 pub mod awsconfig;
 pub mod catalog;
 pub mod document;

@@ -29,6 +29,13 @@ pub fn aliases(catalog: &[(&str, &str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// The IAM user name Cone gives a person: their user name with anything IAM refuses (outside
+/// `[A-Za-z0-9+=,.@_-]`) turned into `-`, cut to IAM's 64 characters.
+pub fn iam_user_name(user_name: &str) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+    user_name.chars().map(|c| if allowed(c) { c } else { '-' }).take(64).collect()
+}
+
 /// Text from elsewhere (a reason another person typed, a name) as one line safe for a terminal: each control
 /// character, escape sequences' ESC and line breaks included, becomes a space.
 pub fn printable(text: &str) -> String {
@@ -64,6 +71,13 @@ mod tests {
     #[test]
     fn printable_text_cannot_move_the_cursor_or_start_a_line() {
         assert_eq!(printable("ok\u{1b}[2J\nfake: line\t!"), "ok [2J fake: line !");
+    }
+
+    #[test]
+    fn iam_user_names_keep_what_iam_allows() {
+        assert_eq!(iam_user_name("alice@example.com"), "alice@example.com");
+        assert_eq!(iam_user_name("Bob Smith/ops"), "Bob-Smith-ops");
+        assert_eq!(iam_user_name(&"x".repeat(80)).len(), 64);
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(operations::sync_connector))
         .routes(routes!(operations::access_keys))
         .routes(routes!(operations::iam_users))
+        .routes(routes!(operations::created_iam_users))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::create_service_token))

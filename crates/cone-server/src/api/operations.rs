@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use cone_api::{AccessKeyPage, ConnectorStatus, DriftPage, IamUserPage};
+use cone_api::{AccessKeyPage, ConnectorStatus, CreatedIamUserPage, DriftPage, IamUserPage};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -162,6 +162,24 @@ pub async fn iam_users(
 ) -> Result<Json<IamUserPage>, Error> {
     let page = Page::new(q.page_token.as_deref(), q.page_size, 100, 1000)?;
     Ok(Json(iam::users(&s, q.account.as_deref().unwrap_or_default(), page).await?))
+}
+
+/// The IAM users Cone created for people granted IAM groups (`aws.account_provisioning`), newest first, deleted
+/// ones included. Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/iam/created-users",
+    tag = "operations",
+    params(UserQuery),
+    responses((status = 200, description = "One page", body = CreatedIamUserPage), BadRequest, Unauthenticated, Forbidden, Internal)
+)]
+pub async fn created_iam_users(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> Result<Json<CreatedIamUserPage>, Error> {
+    let page = Page::new(q.page_token.as_deref(), q.page_size, 100, 1000)?;
+    Ok(Json(iam::created_users(&s, q.account.as_deref().unwrap_or_default(), page).await?))
 }
 
 #[cfg(test)]

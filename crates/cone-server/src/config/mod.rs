@@ -188,6 +188,9 @@ pub struct AwsConfig {
     /// service control policy Cone keeps in AWS Organizations, until they have run out.
     #[serde(default)]
     pub revoke_sessions: bool,
+    /// IAM users Cone creates for people granted an IAM group in an account where they have none.
+    #[serde(default)]
+    pub account_provisioning: AccountProvisioning,
     /// Whether the connector reads AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`, not in the file): then IAM is
     /// read in each member account too.
     #[serde(skip)]
@@ -196,6 +199,51 @@ pub struct AwsConfig {
 
 fn default_true() -> bool {
     true
+}
+
+/// `aws.account_provisioning`: the IAM users Cone may create, and what becomes of them when no grant needs them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountProvisioning {
+    /// Create an IAM user for a person granted an IAM group in an account where Cone made them none. Off, such a
+    /// grant fails with a message saying so.
+    #[serde(default)]
+    pub iam_users: bool,
+    #[serde(default = "default_iam_path")]
+    pub path: String,
+    /// Tags on every IAM user Cone creates, beside `cone:identity` (the person's Identity Center user id).
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// When the last grant needing the user ends: `delete` (after `delete_after`) or `keep`. A kept user has no
+    /// password, keys or groups left, so it cannot act. At offboarding the user is always deleted at once.
+    #[serde(default)]
+    pub deprovision: Deprovision,
+    #[serde(default, with = "duration")]
+    pub delete_after: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Deprovision {
+    #[default]
+    Delete,
+    Keep,
+}
+
+impl Default for AccountProvisioning {
+    fn default() -> AccountProvisioning {
+        AccountProvisioning {
+            iam_users: false,
+            path: default_iam_path(),
+            tags: Default::default(),
+            deprovision: Deprovision::Delete,
+            delete_after: 0,
+        }
+    }
+}
+
+fn default_iam_path() -> String {
+    "/cone/".into()
 }
 
 impl AwsConfig {
@@ -208,6 +256,11 @@ impl AwsConfig {
                 "false" | "0" | "no" | "off" | "" => false,
                 other => bail!("BATON_PROVISIONING is \"{other}\": set it to true (write to AWS) or false (sync only)"),
             };
+        }
+        let path = &self.account_provisioning.path;
+        // IAM's own rule for a path: from 1 to 512 characters, starting and ending with a slash.
+        if !(path.starts_with('/') && path.ends_with('/') && path.len() <= 512) {
+            bail!("aws.account_provisioning.path is \"{path}\": an IAM path starts and ends with `/`, such as /cone/");
         }
         if self.revoke_sessions && !self.provisioning {
             bail!(

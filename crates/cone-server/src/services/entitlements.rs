@@ -46,7 +46,7 @@ fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement
         kind: row.kind.clone(),
         alias: row.alias.clone(),
         display_name: row.name().to_string(),
-        resource_name: if row.is_group() { "Identity Center".into() } else { row.account_name.clone() },
+        resource_name: if row.is_idc_group() { "Identity Center".into() } else { row.account_name.clone() },
         account_id: row.account_id.clone(),
         role_name: row.permission_set_name.clone(),
         max_duration_secs: policy.max_duration,

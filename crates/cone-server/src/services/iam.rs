@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use cone_api::{AccessKey, AccessKeyPage, IamUser, IamUserPage};
+use cone_api::{AccessKey, AccessKeyPage, CreatedIamUser, CreatedIamUserPage, IamUser, IamUserPage};
 
 use super::{Page, time};
 use crate::error::{Error, Result};
@@ -79,4 +79,23 @@ pub async fn users(s: &AppState, account: &str, page: Page) -> Result<IamUserPag
         })
         .collect();
     Ok(IamUserPage { synced, users, next_page_token })
+}
+
+/// The IAM users Cone created for people in `account` (an id or catalog name; empty for all), newest first.
+pub async fn created_users(s: &AppState, account: &str, page: Page) -> Result<CreatedIamUserPage> {
+    let (rows, next_page_token) = page.cut(s.db.created_accounts(account, page.offset, page.limit()).await?);
+    let users = rows
+        .into_iter()
+        .map(|a| CreatedIamUser {
+            username: a.username,
+            account_name: a.account_name.unwrap_or_else(|| a.account_id.clone()),
+            account_id: a.account_id,
+            name: a.user_name,
+            path: a.path,
+            state: a.state.as_str().to_string(),
+            created_at: time(a.created_at),
+            deleted_at: a.deleted_at.map(time),
+        })
+        .collect();
+    Ok(CreatedIamUserPage { users, next_page_token })
 }

@@ -238,6 +238,8 @@ fn task_to_api(s: &AppState, t: TaskRow) -> Task {
         waiting_for = Some(SYNC_ONLY.into());
     }
     let name = match (&t.permission_set_name, &t.account_name, &t.group_name) {
+        // Only an IAM group belongs to an account.
+        (_, Some(account), Some(group)) if !group.is_empty() => format!("membership of IAM group {group} in {account}"),
         (_, _, Some(group)) if !group.is_empty() => format!("membership of group {group}"),
         (Some(ps), Some(account), _) => format!("{ps} on {account}"),
         _ => t.entitlement_id.clone(),

@@ -10,7 +10,7 @@ use sqlx::FromRow;
 
 use super::audit::record;
 use super::identities::{PeopleSynced, apply_groups, apply_users};
-use super::pool::Db;
+use super::pool::{Db, Tx};
 use super::rows::EntitlementRow;
 
 /// What [`Db::apply_sync`] stored beside the catalog.
@@ -38,6 +38,39 @@ const ENTITLEMENT_SELECT: &str = "SELECT e.app_id, e.id, e.alias, e.resource_id 
     JOIN apps a ON a.id = e.app_id
     WHERE e.present = 1";
 
+/// Derives every present entitlement's alias afresh: aliases depend on the whole catalog (a clash changes both
+/// names), so they are derived once per sync. IAM groups are named `<account>-iam-<group>`.
+pub(super) async fn refresh_aliases(tx: &mut Tx) -> Result<()> {
+    let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut **tx).await?;
+    let roles: Vec<String> = rows
+        .iter()
+        .map(|r| match (r.is_group(), r.is_idc_group()) {
+            (true, true) => r.group_name.clone(),
+            (true, false) => format!("iam-{}", r.group_name),
+            (false, _) => r.permission_set_name.clone(),
+        })
+        .collect();
+    let keys: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .zip(&roles)
+        .map(|(r, role)| match r.is_idc_group() {
+            true => ("group", role.as_str(), r.group_id.as_str()),
+            false => (r.account_name.as_str(), role.as_str(), r.account_id.as_str()),
+        })
+        .collect();
+    for (row, alias) in rows.iter().zip(cone_core::naming::aliases(&keys)) {
+        if row.alias != alias {
+            sqlx::query("UPDATE entitlements SET alias = $1 WHERE app_id = $2 AND id = $3")
+                .bind(&alias)
+                .bind(&row.app_id)
+                .bind(&row.id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// Replaces the catalog and identities with what a sync read, from its `parts` in [`Part::kind`] order (as
     /// [`cone_aws::SqlSpool::parts`] gives them), offboards the people who left (`identities::apply_users`), and
@@ -58,7 +91,12 @@ impl Db {
             .bind(instance_arn)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        // IAM groups are the IAM sync's (`apply_iam`).
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = $1 AND kind <> $2")
+            .bind(app_id)
+            .bind(cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM group_assignments WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
         let mut accounts = HashSet::new();
         let mut permission_sets = Vec::new();
@@ -165,25 +203,7 @@ impl Db {
                 Part::Iam(_) => {}
             }
         }
-        // Aliases depend on the whole catalog (a clash changes both names), so they are derived once per sync.
-        let rows: Vec<EntitlementRow> = sqlx::query_as(ENTITLEMENT_SELECT).fetch_all(&mut *tx).await?;
-        let keys: Vec<(&str, &str, &str)> = rows
-            .iter()
-            .map(|r| match r.is_group() {
-                true => ("group", r.group_name.as_str(), r.group_id.as_str()),
-                false => (r.account_name.as_str(), r.permission_set_name.as_str(), r.account_id.as_str()),
-            })
-            .collect();
-        for (row, alias) in rows.iter().zip(cone_core::naming::aliases(&keys)) {
-            if row.alias != alias {
-                sqlx::query("UPDATE entitlements SET alias = $1 WHERE app_id = $2 AND id = $3")
-                    .bind(&alias)
-                    .bind(&row.app_id)
-                    .bind(&row.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        refresh_aliases(&mut tx).await?;
         let detail = serde_json::json!({
             "accounts": accounts.len(), "permission_sets": permission_sets.len(),
             "users": users, "groups": groups, "group_assignments": group_assignments,
@@ -236,7 +256,8 @@ impl Db {
                      UNION ALL
                      SELECT a.app_id, a.entitlement_id, g.expires_at FROM grants g
                      JOIN groups gr ON gr.idc_group_id = g.group_id JOIN group_assignments a ON a.group_id = gr.id
-                     WHERE g.user_id = $1 AND g.group_id <> '' AND g.state = 'active' AND g.expires_at > $2
+                     WHERE g.user_id = $1 AND g.kind = 'aws_idc_group_membership' AND g.state = 'active'
+                         AND g.expires_at > $2
                  ) held GROUP BY app_id, entitlement_id",
             )
             .bind(user_id)
@@ -258,11 +279,13 @@ impl Db {
                 "WITH member_of AS (
                      SELECT g.id, g.name, g.idc_group_id FROM group_members m JOIN groups g ON g.id = m.group_id
                      WHERE m.user_id = $1 AND NOT EXISTS (
-                         SELECT 1 FROM grants c WHERE c.user_id = m.user_id AND c.group_id = g.idc_group_id
+                         SELECT 1 FROM grants c WHERE c.user_id = m.user_id AND c.kind = 'aws_idc_group_membership'
+                         AND c.group_id = g.idc_group_id
                          AND c.state IN ('provisioning', 'active', 'revoking') AND COALESCE(c.membership_found, 0) = 0))
                  SELECT a.app_id, a.entitlement_id, g.name FROM group_assignments a JOIN member_of g ON g.id = a.group_id
                  UNION ALL
                  SELECT e.app_id, e.id, g.name FROM entitlements e JOIN member_of g ON g.idc_group_id = e.group_id
+                 WHERE e.kind = 'aws_idc_group_membership'
                  ORDER BY 3, 2",
             )
             .bind(user_id)
@@ -278,6 +301,7 @@ impl Db {
         Ok(sqlx::query_as(
             "SELECT a.app_id, a.entitlement_id, e.id FROM group_assignments a JOIN groups g ON g.id = a.group_id
              JOIN entitlements e ON e.app_id = a.app_id AND e.group_id = g.idc_group_id AND e.present = 1
+                 AND e.kind = 'aws_idc_group_membership'
              ORDER BY e.group_name",
         )
         .fetch_all(&self.pool)

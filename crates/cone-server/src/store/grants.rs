@@ -28,23 +28,36 @@ pub struct JobRow {
 pub struct GrantRow {
     pub id: i64,
     pub task_id: i64,
+    pub user_id: i64,
+    /// The entitlement's kind (`cone_api::KIND_*`).
+    pub kind: String,
     pub instance_arn: String,
     pub account_id: String,
     pub permission_set_arn: String,
     pub principal_id: String,
     pub duration_secs: i64,
-    /// The Identity Center group of a membership grant; empty for a permission set's.
+    /// The group of a membership grant (an Identity Center group's id, an IAM group's name); empty for a permission
+    /// set's.
     pub group_id: String,
     /// 1 when the person was a member already as provisioning looked (a membership Cone must not remove), 0 when
     /// not; `None` until it has looked.
     pub membership_found: Option<i64>,
 }
 
+impl GrantRow {
+    pub fn is_idc_group(&self) -> bool {
+        self.kind == cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP
+    }
+
+    pub fn is_iam_group(&self) -> bool {
+        self.kind == cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP
+    }
+}
+
 /// The job kinds this server runs, as SQL text: a job of a kind it does not know (written by a newer replica
 /// sharing the database) is left to a replica that knows it.
 fn known_kinds() -> String {
-    let kinds = [JobKind::Provision, JobKind::Revoke, JobKind::Reprovision, JobKind::RemoveDrift];
-    kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ")
+    JobKind::ALL.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ")
 }
 
 impl Db {
@@ -99,8 +112,8 @@ impl Db {
 
     pub async fn grant(&self, id: i64) -> Result<GrantRow> {
         Ok(sqlx::query_as(
-            "SELECT id, task_id, instance_arn, account_id, permission_set_arn, principal_id, duration_secs, group_id,
-                 membership_found
+            "SELECT id, task_id, user_id, kind, instance_arn, account_id, permission_set_arn, principal_id,
+                 duration_secs, group_id, membership_found
              FROM grants WHERE id = $1",
         )
         .bind(id)
@@ -154,7 +167,16 @@ impl Db {
     }
 
     /// The assignment is gone (or another grant still needs it): the grant has ended.
-    pub async fn revoked(&self, job: &JobRow, g: &GrantRow, kept_for_other: bool, now: i64) -> Result<()> {
+    /// An IAM group's grant that was the last to need the IAM user Cone created queues its deletion, due
+    /// `deprovision_after` from now (`None`: the user is kept; someone who left loses it at once).
+    pub async fn revoked(
+        &self,
+        job: &JobRow,
+        g: &GrantRow,
+        kept_for_other: bool,
+        deprovision_after: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         let from = grant_state(&mut tx, g.id).await?;
         finish_job(&mut tx, job.id, JobState::Done, None, now).await?;
@@ -172,7 +194,7 @@ impl Db {
             };
             record(&mut tx, now, "worker", "grant.revoke", &format!("task:{}", g.task_id), &detail.to_string()).await?;
             sessions_removed(&mut tx, g.task_id, kept_for_other, now).await?;
-            if !g.group_id.is_empty() && !kept_for_other {
+            if g.is_idc_group() && !kept_for_other {
                 // Cone removed the membership: the person is no member until a sync says otherwise.
                 sqlx::query(
                     "DELETE FROM group_members WHERE user_id = (SELECT user_id FROM grants WHERE id = $1)
@@ -182,6 +204,9 @@ impl Db {
                 .bind(&g.group_id)
                 .execute(&mut *tx)
                 .await?;
+            }
+            if g.is_iam_group() {
+                super::accounts::unneeded_after(&mut tx, g, deprovision_after, now).await?;
             }
         }
         tx.commit().await?;
@@ -205,6 +230,10 @@ impl Db {
         super::lifecycle::move_grant(&mut tx, g.id, GrantEvent::ProvisioningFailed).await?;
         move_task(&mut tx, g.task_id, Event::ProvisioningFailed, Some(error), now).await?;
         finish_job(&mut tx, job.id, JobState::Failed, Some(error), now).await?;
+        if g.is_iam_group() {
+            // An IAM user made for this grant alone may exist (an answer lost before the retries ran out).
+            super::accounts::unneeded_after(&mut tx, g, Some(0), now).await?;
+        }
         let detail = serde_json::json!({"error": error}).to_string();
         record(&mut tx, now, "worker", "grant.fail", &format!("task:{}", g.task_id), &detail).await?;
         tx.commit().await?;

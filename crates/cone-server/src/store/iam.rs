@@ -192,6 +192,24 @@ impl Db {
             skipped.extend(iam.skipped.into_iter().map(|s| s.account_id));
         }
         skipped.sort();
+        // Each IAM group of an account in the catalog is an entitlement; one no longer read is no longer offered.
+        sqlx::query("UPDATE entitlements SET present = 0 WHERE app_id = $1 AND kind = $2")
+            .bind(app_id)
+            .bind(cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO entitlements (app_id, id, resource_id, permission_set_arn, permission_set_name, kind, group_id,
+                 group_name, present)
+             SELECT $1, 'iam-group|' || g.account_id || '|' || g.name, g.account_id, '', '', $2, g.name, g.name, 1
+             FROM iam_groups g WHERE g.account_id IN (SELECT id FROM resources WHERE app_id = $1)
+             ON CONFLICT (app_id, id) DO UPDATE SET present = 1",
+        )
+        .bind(app_id)
+        .bind(cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP)
+        .execute(&mut *tx)
+        .await?;
+        super::catalog::refresh_aliases(&mut tx).await?;
         let detail = serde_json::json!({
             "users": users, "groups": groups, "roles": roles, "access_keys": access_keys, "skipped_accounts": skipped,
         });

@@ -336,10 +336,14 @@ const LEAVERS_GRANTS_PER_TRANSACTION: i64 = 100;
 
 impl Db {
     /// Ends the grants of the people who left (see [`offboard`]) through the usual revocation (a `revoke` job each,
-    /// and an audit entry each). Called after every sync, so that one interrupted after offboarding is finished by
+    /// and an audit entry each), and queues the deletion of the IAM users Cone created for them that no ending
+    /// grant will delete (`accounts::leavers_accounts`). Called after every sync, so that one interrupted after offboarding is finished by
     /// the next. Returns the tasks that changed.
     pub async fn end_leavers_grants(&self, now: i64) -> Result<Vec<i64>> {
         let (mut tasks, mut after) = (Vec::new(), 0);
+        let mut tx = self.begin().await?;
+        super::accounts::leavers_accounts(&mut tx, now).await?;
+        tx.commit().await?;
         loop {
             let mut tx = self.begin().await?;
             let held: Vec<(i64, i64, Option<String>)> = sqlx::query_as(

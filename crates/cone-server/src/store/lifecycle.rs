@@ -1,10 +1,11 @@
-//! The writes that move tasks, grants and jobs along their lifecycles. Each starts from the state it reads, asks
+//! The writes that move tasks, grants, jobs and created accounts along their lifecycles. Each starts from the state it reads, asks
 //! `cone_core` where the event leads, and writes that: the SQL records a decision, it never makes one. An event a
 //! state does not allow changes nothing and is logged, since it means two writers disagreed about a row.
 
 use std::fmt::Debug;
 
 use anyhow::Result;
+use cone_core::account::{AccountEvent, AccountState};
 use cone_core::grant::{GrantEvent, GrantState};
 use cone_core::job::{JobKind, JobState};
 use cone_core::task::{Event, TaskState};
@@ -99,6 +100,18 @@ pub(super) async fn enqueue(
     finding_id: Option<i64>,
     now: i64,
 ) -> Result<()> {
+    enqueue_at(tx, kind, grant_id, finding_id, now, now).await
+}
+
+/// Queues a job, due at `run_after`.
+pub(super) async fn enqueue_at(
+    tx: &mut Tx,
+    kind: JobKind,
+    grant_id: Option<i64>,
+    finding_id: Option<i64>,
+    run_after: i64,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO jobs (kind, grant_id, finding_id, state, run_after, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -107,12 +120,38 @@ pub(super) async fn enqueue(
     .bind(grant_id)
     .bind(finding_id)
     .bind(JobState::Pending.as_str())
-    .bind(now)
+    .bind(run_after)
     .bind(now)
     .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Moves the account Cone created for user `user_id` in `account_id` by `event`.
+pub(super) async fn move_account(
+    tx: &mut Tx,
+    user_id: i64,
+    account_id: &str,
+    event: AccountEvent,
+    now: i64,
+) -> Result<Option<AccountState>> {
+    let from: String = sqlx::query_scalar("SELECT state FROM created_accounts WHERE user_id = $1 AND account_id = $2")
+        .bind(user_id)
+        .bind(account_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let from = AccountState::try_from(from).map_err(anyhow::Error::msg)?;
+    let Some(to) = decide("created account of user", user_id, from, event, AccountState::on) else { return Ok(None) };
+    let deleted_at = (to == AccountState::Deleted).then_some(now);
+    sqlx::query("UPDATE created_accounts SET state = $1, deleted_at = $2 WHERE user_id = $3 AND account_id = $4")
+        .bind(to.as_str())
+        .bind(deleted_at)
+        .bind(user_id)
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(to))
 }
 
 pub(super) async fn finish_job(tx: &mut Tx, job_id: i64, state: JobState, error: Option<&str>, now: i64) -> Result<()> {

@@ -3,6 +3,7 @@
 //! PostgreSQL serves several replicas. Nothing outside this module sees the pool.
 
 mod access;
+mod accounts;
 mod audit;
 mod cache;
 mod catalog;
@@ -25,6 +26,7 @@ pub mod testing;
 mod tests;
 
 pub use access::{Applied, ConfigVersionRow};
+pub use accounts::AccountNeed;
 #[cfg(test)]
 pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};

@@ -34,22 +34,32 @@ pub struct EntitlementRow {
     pub permission_set_arn: String,
     pub permission_set_name: String,
     pub instance_arn: String,
-    /// `aws_permission_set` or `aws_idc_group_membership` (`cone_api::KIND_*`).
+    /// `aws_permission_set`, `aws_idc_group_membership` or `aws_iam_group_membership` (`cone_api::KIND_*`).
     pub kind: String,
-    /// The Identity Center group of a membership; empty for a permission set.
+    /// The group of a membership: an Identity Center group's id, an IAM group's name; empty for a permission set.
     pub group_id: String,
     pub group_name: String,
 }
 
 impl EntitlementRow {
+    /// A membership of a group, of either kind.
     pub fn is_group(&self) -> bool {
         !self.group_id.is_empty()
     }
 
-    /// The names policies and catalog rules match it by.
+    /// A membership of an Identity Center group, which belongs to no account.
+    pub fn is_idc_group(&self) -> bool {
+        self.kind == cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP
+    }
+
+    /// The names policies and catalog rules match it by: an IAM group by its account too.
     pub fn target(&self) -> cone_core::catalog::Target<'_> {
         match self.is_group() {
-            true => cone_core::catalog::Target { account: "", permission_set: "", group: Some(&self.group_name) },
+            true => cone_core::catalog::Target {
+                account: &self.account_name,
+                permission_set: "",
+                group: Some(&self.group_name),
+            },
             false => cone_core::catalog::Target::permission_set(&self.account_name, &self.permission_set_name),
         }
     }

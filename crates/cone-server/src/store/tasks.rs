@@ -174,8 +174,8 @@ impl Db {
         if t.extends_grant_id.is_none() {
             sqlx::query(
                 "INSERT INTO grants (task_id, user_id, app_id, entitlement_id, instance_arn, account_id,
-                     permission_set_arn, principal_id, duration_secs, state, group_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     permission_set_arn, principal_id, duration_secs, state, group_id, kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(id)
             .bind(t.requester_id)
@@ -188,6 +188,7 @@ impl Db {
             .bind(t.duration_secs)
             .bind(cone_core::grant::GrantState::Requested.as_str())
             .bind(&t.entitlement.group_id)
+            .bind(&t.entitlement.kind)
             .execute(&mut *tx)
             .await?;
         }

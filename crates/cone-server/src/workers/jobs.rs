@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use cone_aws::{Assignment, Connector, ConnectorError, Principal};
+use cone_aws::{Assignment, Change, Connector, ConnectorError, NewIamUser, Principal};
 use cone_core::job::JobKind;
 
 use super::{Jitter, announce, backoff, until_due};
+use crate::config::Deprovision;
 use crate::drift;
 use crate::services::tasks;
 use crate::state::AppState;
-use crate::store::{GrantRow, JobRow, Repair};
+use crate::store::{AccountNeed, GrantRow, JobRow, Repair};
 
 /// Provisioning gives up after this many attempts; revocation and drift repairs never do (a restoration stops when
 /// its grant ends).
@@ -78,6 +79,7 @@ async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
         JobKind::Provision | JobKind::Revoke => grant_job(s, connector, &job).await.map(Some),
         JobKind::Reprovision => reprovision(s, connector, &job).await.map(|()| None),
         JobKind::RemoveDrift => remove_drift(s, connector, &job).await.map(|()| None),
+        JobKind::Deprovision => deprovision(s, connector, &job).await.map(|()| None),
     };
     match result {
         Ok(task_id) => {
@@ -92,6 +94,44 @@ async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
     }
 }
 
+/// Why a grant's change in AWS did not happen (yet).
+enum Failure {
+    Aws(ConnectorError),
+    /// Worth trying again later.
+    Later(String),
+    /// Trying again cannot help.
+    Refused(String),
+}
+
+impl Failure {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Failure::Aws(e) => e.is_retryable(),
+            Failure::Later(_) => true,
+            Failure::Refused(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Aws(e) => e.fmt(f),
+            Failure::Later(why) | Failure::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<ConnectorError> for Failure {
+    fn from(e: ConnectorError) -> Failure {
+        Failure::Aws(e)
+    }
+}
+
+/// What a step against AWS gives: the store's errors end the job's run (it runs again after its lease), AWS's are
+/// the job's outcome.
+type Step<T> = anyhow::Result<Result<T, Failure>>;
+
 /// Runs a grant's provision or revoke job; returns the grant's task. A permission set's grant is an account
 /// assignment; a group's is a membership, which is removed only if Cone made it.
 async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<i64> {
@@ -99,9 +139,12 @@ async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow:
         job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind.as_str(), job.id))?;
     let g = s.db.grant(grant_id).await?;
     if job.kind == JobKind::Provision {
-        let made = match g.group_id.is_empty() {
-            true => connector.assign(&assignment(&g)).await,
-            false => add_member(s, connector, &g).await?,
+        let made = if g.is_iam_group() {
+            add_iam_member(s, connector, &g).await?
+        } else if g.is_idc_group() {
+            add_member(s, connector, &g).await?
+        } else {
+            connector.assign(&assignment(&g)).await.map_err(Failure::from)
         };
         match made {
             Ok(()) => s.db.provisioned(job, &g, s.now()).await?,
@@ -114,43 +157,137 @@ async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow:
                 s.db.provisioning_failed(job, &g, &e.to_string(), s.now()).await?
             }
         }
-    } else if g.membership_found == Some(1) || s.db.covered_by_other_grant(&g, s.now()).await? {
-        s.db.revoked(job, &g, true, s.now()).await?
+        return Ok(g.task_id);
+    }
+    let kept = g.membership_found == Some(1) || s.db.covered_by_other_grant(&g, s.now()).await?;
+    let removed = if kept {
+        Ok(())
+    } else if g.is_iam_group() {
+        remove_iam_member(s, connector, &g).await?
+    } else if g.is_idc_group() {
+        remove_member(connector, &g).await.map_err(Failure::from)
     } else {
-        let removed = match g.group_id.is_empty() {
-            true => connector.unassign(&assignment(&g)).await,
-            false => remove_member(connector, &g).await,
-        };
-        match removed {
-            Ok(()) => s.db.revoked(job, &g, false, s.now()).await?,
-            Err(e) => {
-                tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
-                retry(s, job, &e.to_string()).await?
-            }
+        connector.unassign(&assignment(&g)).await.map_err(Failure::from)
+    };
+    match removed {
+        Ok(()) => s.db.revoked(job, &g, kept, deprovision_after(s), s.now()).await?,
+        Err(e) => {
+            tracing::error!(job = job.id, "revocation failed and will be retried: {e}");
+            retry(s, job, &e.to_string()).await?
         }
     }
     Ok(g.task_id)
 }
 
+/// How long after its last grant ends an IAM user Cone created is deleted; `None` keeps it.
+fn deprovision_after(s: &AppState) -> Option<i64> {
+    let settings = &s.config.aws.account_provisioning;
+    (settings.deprovision == Deprovision::Delete).then_some(settings.delete_after)
+}
+
 /// Makes the membership a grant names. Whether the person was a member already is looked at and stored first, so
 /// that a retry after a crash between the two does not take Cone's own membership for someone else's.
-async fn add_member(s: &AppState, connector: &Connector, g: &GrantRow) -> anyhow::Result<Result<(), ConnectorError>> {
+async fn add_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<()> {
     let store = match connector.identity_store_id().await {
         Ok(store) => store,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.into())),
     };
     if g.membership_found.is_none() {
         match connector.is_idc_group_member(&store, &g.group_id, &g.principal_id).await {
             Ok(found) => s.db.membership_looked(g, found).await?,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(e.into())),
         }
     }
-    Ok(connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop))
+    Ok(connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop).map_err(Failure::from))
 }
 
 async fn remove_member(connector: &Connector, g: &GrantRow) -> Result<(), ConnectorError> {
     let store = connector.identity_store_id().await?;
     connector.remove_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
+}
+
+/// Adds the person to an IAM group through the IAM user Cone created for them in its account, creating it first
+/// when there is none (recorded before IAM is asked, so a crash in between is finished, not repeated). As for an
+/// Identity Center group, an existing membership is looked for and stored before the write.
+async fn add_iam_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<()> {
+    let settings = &s.config.aws.account_provisioning;
+    let iam = match connector.in_account(&g.account_id).await {
+        Ok(iam) => iam,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let user = match s.db.account_needed(g, settings.iam_users, &settings.path, s.now()).await? {
+        AccountNeed::Use(user) => user,
+        AccountNeed::Wait => {
+            return Ok(Err(Failure::Later(format!(
+                "the IAM user Cone created for this person in account {} is being deleted; the grant is provisioned \
+                 once it is gone",
+                g.account_id
+            ))));
+        }
+        AccountNeed::NotAllowed => {
+            return Ok(Err(Failure::Refused(format!(
+                "the person has no IAM user in account {} that Cone created, and aws.account_provisioning.iam_users \
+                 is off: turn it on so that Cone creates one, or grant the group through Identity Center",
+                g.account_id
+            ))));
+        }
+        AccountNeed::Create(account) => {
+            let tags = settings.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let new = NewIamUser {
+                name: account.user_name.clone(),
+                path: account.path.clone(),
+                owner: account.owner.clone(),
+                tags,
+            };
+            match iam.create_owned_iam_user(&new).await {
+                Ok(change) => s.db.account_created(&account, change == Change::Made, s.now()).await?,
+                Err(e) => {
+                    // The name is someone else's: Cone made nothing, and keeps no record that it might have.
+                    if matches!(e, ConnectorError::NotCreatedByCone { .. }) {
+                        s.db.account_not_created(&account).await?;
+                    }
+                    return Ok(Err(e.into()));
+                }
+            }
+            account.user_name
+        }
+    };
+    if g.membership_found.is_none() {
+        match iam.is_iam_group_member(&g.group_id, &user).await {
+            Ok(found) => s.db.membership_looked(g, found).await?,
+            Err(e) => return Ok(Err(e.into())),
+        }
+    }
+    Ok(iam.add_iam_group_member(&g.group_id, &user).await.map(drop).map_err(Failure::from))
+}
+
+/// Takes the person out of the IAM group; without an IAM user of Cone's in the account there is nothing to remove.
+async fn remove_iam_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<()> {
+    let Some(account) = s.db.created_account(g.user_id, &g.account_id).await? else { return Ok(Ok(())) };
+    let removed = async {
+        let iam = connector.in_account(&g.account_id).await?;
+        iam.remove_iam_group_member(&g.group_id, &account.user_name).await
+    };
+    Ok(removed.await.map(drop).map_err(Failure::from))
+}
+
+/// Deletes the IAM user Cone created for a person once no grant needs it, with everything IAM requires gone first.
+/// A user that lost Cone's tag meanwhile is left alone, and the job keeps failing visibly.
+async fn deprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+    let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("deprovision job {} names no grant", job.id))?;
+    let g = s.db.grant(grant_id).await?;
+    let Some(account) = s.db.account_unneeded(job, &g, s.now()).await? else { return Ok(()) };
+    let deleted = async {
+        let iam = connector.in_account(&account.account_id).await?;
+        iam.delete_owned_iam_user(&account.user_name, &account.owner).await
+    };
+    match deleted.await {
+        Ok(change) => s.db.account_removed(job, &account, change == Change::Made, s.now()).await,
+        Err(e) => {
+            tracing::error!(job = job.id, "deleting the IAM user Cone created failed and will be retried: {e}");
+            retry(s, job, &e.to_string()).await
+        }
+    }
 }
 
 /// Assigns again what an active grant says its user has. Unlike `provision`, the grant keeps its start and end;

@@ -11,7 +11,7 @@ use cone_testkit::{Sandbox, Store, moto_sdk_config};
 cone_testkit::on_both_stores!(access_keys_are_synced_and_listed_to_administrators_without_their_secrets);
 
 /// An IAM client in member account `account`, through the OrganizationAccountAccessRole moto made there.
-async fn member_iam(endpoint: &str, account: &str) -> aws_sdk_iam::Client {
+pub(crate) async fn member_iam(endpoint: &str, account: &str) -> aws_sdk_iam::Client {
     let sdk = moto_sdk_config(endpoint);
     let role = format!("arn:aws:iam::{account}:role/OrganizationAccountAccessRole");
     let out =

@@ -3,7 +3,7 @@
 //! disabling are made by the fault proxy, which answers `identitystore:ListUsers` and `ListGroups` as Identity Center
 //! does after those changes (`FaultProxy::edit`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cone_api::{AuditPage, ConnectorStatus, CreateTask, CreateToken, Task, TaskState};
 use cone_client::{Client, Failure};
@@ -13,6 +13,8 @@ use cone_testkit::{Sandbox, Store, moto_sdk_config, password};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::eventually;
+
 cone_testkit::on_both_stores!(
     a_person_deleted_in_identity_center_loses_everything_after_one_sync,
     renames_keep_people_and_groups_and_a_disabled_user_leaves,
@@ -20,14 +22,6 @@ cone_testkit::on_both_stores!(
     an_early_end_denies_the_sessions_issued_before_it_until_they_run_out,
     someone_deactivated_through_scim_leaves,
 );
-
-async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 /// Asks for a sync as the administrator `admin` and waits until it has ended well.
 async fn sync(admin: &Client) {

@@ -14,6 +14,8 @@ use cone_api::{AuditPage, CreateTask, DriftFinding, DriftPage, Task, TaskState};
 use cone_client::Client;
 use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
+
+use crate::{assert_audit_intact, eventually};
 use serde_json::Value;
 
 fn assert_ok(o: &Output, what: &str) {
@@ -66,15 +68,6 @@ async fn change_assignment(
     }
 }
 
-/// Polls `check` every half second until it holds, failing with `what` after `within`.
-async fn eventually<F: AsyncFnMut() -> bool>(within: Duration, what: &str, mut check: F) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The open drift findings, as `GET /api/v1/drift` returns them.
 async fn open_drift(client: &Client) -> Vec<DriftFinding> {
     client.get::<DriftPage>("/api/v1/drift").await.unwrap().findings
@@ -88,16 +81,6 @@ fn finding_key(f: &DriftFinding) -> (String, String, String, String) {
 
 fn key(kind: &str, account: &str, permission_set: &str, user: &str) -> (String, String, String, String) {
     (kind.into(), account.into(), permission_set.into(), user.into())
-}
-
-fn assert_audit_intact(sb: &Sandbox) {
-    let o = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
-        .args(["verify-audit", "--config"])
-        .arg(sb.dir.join("cone-server.yaml"))
-        .output()
-        .unwrap();
-    assert_ok(&o, "cone-server verify-audit");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("The audit log is intact."));
 }
 
 cone_testkit::on_both_stores!(

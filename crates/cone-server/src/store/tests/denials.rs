@@ -45,7 +45,7 @@ async fn an_early_end_denies_sessions_until_the_removal_and_for_a_session_durati
     // The assignment goes at 150: a session started between 100 and 150 is denied too, for two hours from then.
     let job = db.claim_job(150, 60).await.unwrap().unwrap();
     let g = db.grant(job.grant_id.unwrap()).await.unwrap();
-    db.revoked(&job, &g, false, 150).await.unwrap();
+    db.revoked(&job, &g, false, None, 150).await.unwrap();
     assert_eq!(db.session_denials(151).await.unwrap()[0].issued_before, 150);
     assert_eq!(db.session_denials(150 + 7199).await.unwrap().len(), 1);
     assert!(db.session_denials(150 + 7200).await.unwrap().is_empty());

@@ -89,7 +89,7 @@ async fn an_assignment_made_after_its_grant_ended_is_revoked(db: Db) {
     assert_eq!((again.id, again.kind), (slow.id, cone_core::job::JobKind::Provision));
     db.provisioned(&again, &g, 81).await.unwrap();
     let revoke = db.claim_job(81, 60).await.unwrap().unwrap();
-    db.revoked(&revoke, &g, false, 82).await.unwrap();
+    db.revoked(&revoke, &g, false, None, 82).await.unwrap();
     assert_eq!(state().await, "ended");
     // Then the first run's answer comes: the assignment it made must go too.
     db.provisioned(&slow, &g, 83).await.unwrap();
