@@ -275,3 +275,58 @@ pub async fn access_keys(
     };
     Ok(page("Access keys", &v, Nav::AccessKeys, content).into_response())
 }
+
+#[derive(Deserialize)]
+pub struct CreatedQuery {
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// The IAM users Cone created for people granted IAM groups, newest first.
+pub async fn created_users(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<CreatedQuery>,
+) -> Result<Response, WebError> {
+    admins_only(&v)?;
+    let requested = Page::new(q.page_token.as_deref(), Some(100), 100, 100)?;
+    let created = iam::created_users(&s, &q.account, requested).await?;
+    let account = q.account;
+    let next = created
+        .next_page_token
+        .as_deref()
+        .map(|token| link("/console/created-users", &[("account", &account), ("page_token", token)]));
+    let settings = &s.config.aws.account_provisioning;
+    let content = html! {
+        p { "The IAM users Cone created for people granted an IAM group in an account where they had none. Each is named after its person, has no password and no access keys, carries the tag " code { (cone_aws::OWNER_TAG) } " with the person's Identity Center user id, and is deleted (with everything IAM holds for it) when no grant needs it any more and when its person leaves. Cone never uses or removes an IAM user it did not create." }
+        @if !settings.iam_users {
+            p.notice role="status" { "Creating IAM users is off; set " code { "aws.account_provisioning.iam_users: true" } " to let IAM-group grants create them." }
+        }
+        form.filters method="get" action="/console/created-users" {
+            div.field { label for="account" { "Account" } input #account name="account" value=(account) placeholder="name or id"; }
+            button type="submit" { "Filter" }
+        }
+        @if created.users.is_empty() { p { "Cone has created no IAM users here." } } @else {
+            table {
+                caption { "Created IAM users, newest first; deleted ones stay listed." }
+                thead { tr { th scope="col" { "IAM user" } th scope="col" { "Person" } th scope="col" { "Account" } th scope="col" { "State" } th scope="col" { "Created" } th scope="col" { "Deleted" } } }
+                tbody {
+                    @for u in &created.users {
+                        tr {
+                            th scope="row" { code { (u.path) (u.name) } }
+                            td { (u.username) }
+                            td { span title=(u.account_id) { (u.account_name) } }
+                            td { span class=(format!("state {}", u.state)) { (u.state) } }
+                            td { (when(u.created_at)) }
+                            td { @if let Some(t) = u.deleted_at { (when(t)) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(href) = next { p { a href=(href) { "Next page" } } }
+    };
+    Ok(page("Created IAM users", &v, Nav::CreatedUsers, content).into_response())
+}

@@ -65,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/connectors", get(admin::connectors))
         .route("/console/connectors/sync", post(admin::sync_now))
         .route("/console/access-keys", get(admin::access_keys))
+        .route("/console/created-users", get(admin::created_users))
         .route("/console/apps", get(apps::apps).post(apps::change))
         .route("/console/policies", get(policies::policies).post(policies::change))
         .route("/console/policies/history", get(policies::history))

@@ -38,13 +38,25 @@ pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, W
             section aria-labelledby=(format!("app-{app_id}")) {
                 h2 #(format!("app-{app_id}")) { "App: " (app_id) }
                 @for ((account, account_id), list) in accounts {
-                    h3 { (account) " " span.muted { "(account " (account_id) ")" } }
+                    // Identity Center groups belong to no account; IAM groups are listed under theirs.
+                    @if account_id.is_empty() {
+                        h3 { "Identity Center groups" }
+                    } @else {
+                        h3 { (account) " " span.muted { "(account " (account_id) ")" } }
+                    }
                     table {
-                        thead { tr { th scope="col" { "Permission set" } th scope="col" { "Longest grant" } th scope="col" { "Your access" } th scope="col" { span.visually-hidden { "Action" } } } }
+                        thead { tr { th scope="col" { "Access" } th scope="col" { "Longest grant" } th scope="col" { "Your access" } th scope="col" { span.visually-hidden { "Action" } } } }
                         tbody {
                             @for e in list {
                                 tr {
-                                    th scope="row" { (e.display_name) }
+                                    th scope="row" {
+                                        (e.display_name)
+                                        @match e.kind.as_str() {
+                                            cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP => { " " span.muted { "(group membership)" } }
+                                            cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP => { " " span.muted { "(IAM group membership)" } }
+                                            _ => {}
+                                        }
+                                    }
                                     td { (duration(e.max_duration_secs)) }
                                     td {
                                         @match (e.granted_until, e.held_through_groups.is_empty()) {

@@ -56,6 +56,8 @@ async fn every_endpoint_for_every_role() {
         "/api/v1/entitlement/holders?app_id=aws&entitlement_id={}",
         entitlement("Staging", "AdministratorAccess").replace('|', "%7C")
     );
+    // An Identity Center group's membership, an entitlement like the permission sets.
+    let membership = format!("/api/v1/entitlement?app_id=aws&entitlement_id=group%7C{}", sb.org.approvers_group_id);
     let comment = Some(json!({ "comment": "a note" }));
     // API tokens to revoke: one of alice's own, and a service account's.
     let laptop = CreateToken { name: "laptop".into(), expires_in_days: None };
@@ -85,6 +87,7 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/entitlements".into(), None, [401, 200, 200, 200]),
         (Method::GET, one, None, [401, 200, 200, 200]),
         (Method::GET, holders, None, [401, 403, 403, 200]),
+        (Method::GET, membership, None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/tasks?scope=mine".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/tasks?scope=approvable".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/v1/tasks?scope=all&state=live&user=alice".into(), None, [401, 403, 403, 200]),
@@ -103,6 +106,7 @@ async fn every_endpoint_for_every_role() {
         (Method::POST, "/api/v1/connectors/sync".into(), None, [401, 403, 403, 202]),
         (Method::GET, "/api/v1/iam/access-keys?status=Active".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/iam/users".into(), None, [401, 403, 403, 200]),
+        (Method::GET, "/api/v1/iam/created-users".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/config".into(), None, [401, 403, 403, 200]),
         (Method::PUT, "/api/v1/config".into(), same.clone(), [401, 403, 403, 200]),
         (Method::POST, "/api/v1/config/check".into(), same, [401, 403, 403, 200]),

@@ -11,8 +11,9 @@ use std::time::Duration;
 use aws_sdk_iam::Client as Iam;
 use cone_api::{AuditPage, CreateTask, CreatedIamUserPage, Task, TaskState};
 use cone_client::Client;
+use cone_testkit::console::Console;
 use cone_testkit::faults::{Failure, FaultProxy};
-use cone_testkit::{Sandbox, Store};
+use cone_testkit::{Sandbox, Store, password};
 
 use crate::iam::member_iam;
 use crate::{assert_audit_intact, eventually};
@@ -106,6 +107,16 @@ async fn an_iam_group_grant_creates_the_persons_iam_user_and_removes_both_at_its
         .collect();
     assert_eq!(rows, [("alice", "Production", "alice", "active")]);
     assert!(client("alice").get::<CreatedIamUserPage>("/api/v1/iam/created-users").await.is_err());
+    let mut console = Console::sign_in(&sb.server_url, "carol", &password("carol")).await.unwrap();
+    let (_, page) = console.open("/console/created-users").await.unwrap();
+    assert!(page.contains("<code>/cone/alice</code>") && page.contains("active"), "{page}");
+    // The catalog lists the IAM group under its account, and Identity Center groups apart.
+    let (_, catalog) = console.open("/console").await.unwrap();
+    let production = catalog.find("Production <span").expect("a Production section");
+    let idc = catalog.find("<h3>Identity Center groups</h3>").expect("an Identity Center groups section");
+    let deployers =
+        catalog.find("deployers <span class=\"muted\">(IAM group membership)</span>").expect("the IAM group");
+    assert!(production < deployers && (idc < production || deployers < idc), "{catalog}");
 
     // At the end (20 s), the membership goes and then the user.
     eventually(Duration::from_secs(60), "alice's IAM user is deleted after her grant ends", async || {

@@ -1,5 +1,6 @@
 //! The store on both backends: chains, claims, drift, device codes, the access document, syncs.
 
+mod accounts;
 mod denials;
 mod people;
 
