@@ -386,6 +386,10 @@ pub struct DriftFinding {
     /// The Cone username of that user, when known.
     #[serde(default)]
     pub username: Option<String>,
+    /// For a group membership Cone made (`missing`: the grant's membership is absent), the group's name; the
+    /// permission set is then empty.
+    #[serde(default)]
+    pub group: Option<String>,
     /// `missing`: the task whose grant expects the assignment.
     #[serde(default)]
     pub task_id: Option<i64>,

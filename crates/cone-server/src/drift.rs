@@ -79,6 +79,8 @@ pub struct Finding {
     pub permission_set_arn: String,
     /// The identity-store user id.
     pub principal_id: String,
+    /// A membership's group (see `grants.group_id`); empty for an assignment.
+    pub group_id: String,
     /// Missing: the grant that expects the assignment (the one ending last, when several do).
     pub grant_id: Option<i64>,
     pub remedy: Option<Remedy>,
@@ -156,6 +158,7 @@ impl<'a> Comparison<'a> {
                 account_id: a.account_id.clone(),
                 permission_set_arn: a.permission_set_arn.clone(),
                 principal_id: user.clone(),
+                group_id: String::new(),
                 grant_id: None,
                 remedy: self.removable.contains(a.permission_set_arn.as_str()).then_some(Remedy::Remove),
             });
@@ -169,6 +172,7 @@ impl<'a> Comparison<'a> {
             account_id,
             permission_set_arn,
             principal_id,
+            group_id: String::new(),
             grant_id: Some(g.id),
             remedy: Some(Remedy::Reprovision),
         });
@@ -246,6 +250,7 @@ mod tests {
 
     fn finding(kind: Kind, ps: &str, user: &str, grant_id: Option<i64>, remedy: Option<Remedy>) -> Finding {
         Finding {
+            group_id: String::new(),
             kind,
             account_id: "111".into(),
             permission_set_arn: ps.into(),

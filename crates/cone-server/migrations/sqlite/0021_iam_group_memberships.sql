@@ -18,3 +18,10 @@ CREATE TABLE created_accounts (
     deleted_at INTEGER,
     PRIMARY KEY (user_id, account_id)
 );
+-- The drift sweep over memberships Cone made: a finding about a membership names its group (an Identity Center
+-- group's id, or an IAM group's name in its account); an assignment's finding has none.
+ALTER TABLE drift_findings ADD COLUMN group_id TEXT NOT NULL DEFAULT '';
+DROP INDEX drift_findings_one_open;
+CREATE UNIQUE INDEX drift_findings_one_open
+    ON drift_findings (kind, instance_arn, account_id, permission_set_arn, principal_id, group_id)
+    WHERE resolved_at IS NULL;

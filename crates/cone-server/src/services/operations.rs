@@ -21,6 +21,7 @@ pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
                 permission_set_name: f.permission_set_name,
                 principal_id: f.principal_id,
                 username: f.username,
+                group: f.group_name,
                 task_id: f.task_id,
                 remedy: f.remedy,
                 first_seen: time(f.first_seen),

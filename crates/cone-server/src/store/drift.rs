@@ -23,6 +23,8 @@ pub struct DriftRow {
     pub permission_set_name: Option<String>,
     pub principal_id: String,
     pub username: Option<String>,
+    /// A membership's group, by name; `None` for an assignment.
+    pub group_name: Option<String>,
     pub task_id: Option<i64>,
     pub remedy: Option<String>,
     pub first_seen: i64,
@@ -36,7 +38,7 @@ impl DriftRow {
         serde_json::json!({
             "account_id": self.account_id, "account": self.account_name,
             "permission_set_arn": self.permission_set_arn, "permission_set": self.permission_set_name,
-            "principal_id": self.principal_id, "user": self.username,
+            "principal_id": self.principal_id, "user": self.username, "group": self.group_name,
             "task_id": self.task_id, "remedy": self.remedy,
         })
         .to_string()
@@ -48,6 +50,8 @@ const DRIFT_SELECT: &str = "SELECT f.id, f.kind, f.instance_arn, f.account_id,
         (SELECT permission_set_name FROM entitlements WHERE permission_set_arn = f.permission_set_arn LIMIT 1)
             AS permission_set_name,
         f.principal_id, (SELECT username FROM users WHERE idc_user_id = f.principal_id) AS username,
+        (SELECT group_name FROM entitlements WHERE f.group_id <> '' AND group_id = f.group_id
+             AND resource_id = f.account_id LIMIT 1) AS group_name,
         g.task_id, f.remedy, f.first_seen, f.last_seen, f.resolved_at
     FROM drift_findings f LEFT JOIN grants g ON g.id = f.grant_id";
 
@@ -95,11 +99,13 @@ impl Db {
 
     /// Records a sweep of `instance_arn` in one transaction: new findings are audited once, seen ones get a new
     /// `last_seen`, open ones not seen are resolved (and audited), and each finding with a remedy gets a repair job
-    /// unless one is waiting already, so a repair that ran but did not stick is tried again without piling up.
+    /// unless one is waiting already, so a repair that ran but did not stick is tried again without piling up. A sweep
+    /// of `memberships` resolves only membership findings; one of assignments, only assignment findings.
     pub async fn record_drift(
         &self,
         instance_arn: &str,
         findings: &[crate::drift::Finding],
+        memberships: bool,
         now: i64,
     ) -> Result<DriftRecord> {
         let mut tx = self.begin().await?;
@@ -110,7 +116,7 @@ impl Db {
             let open: Option<i64> = sqlx::query_scalar(
                 "UPDATE drift_findings SET last_seen = $1, grant_id = $2, remedy = $3
                  WHERE resolved_at IS NULL AND kind = $4 AND instance_arn = $5 AND account_id = $6
-                 AND permission_set_arn = $7 AND principal_id = $8 RETURNING id",
+                 AND permission_set_arn = $7 AND principal_id = $8 AND group_id = $9 RETURNING id",
             )
             .bind(now)
             .bind(f.grant_id)
@@ -120,6 +126,7 @@ impl Db {
             .bind(&f.account_id)
             .bind(&f.permission_set_arn)
             .bind(&f.principal_id)
+            .bind(&f.group_id)
             .fetch_optional(&mut *tx)
             .await?;
             let id = match open {
@@ -127,8 +134,8 @@ impl Db {
                 None => {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO drift_findings (kind, instance_arn, account_id, permission_set_arn, principal_id,
-                             grant_id, remedy, first_seen, last_seen)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                             grant_id, remedy, first_seen, last_seen, group_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                     )
                     .bind(f.kind.as_str())
                     .bind(instance_arn)
@@ -139,6 +146,7 @@ impl Db {
                     .bind(remedy)
                     .bind(now)
                     .bind(now)
+                    .bind(&f.group_id)
                     .fetch_one(&mut *tx)
                     .await?;
                     let row = drift_row(&mut *tx, id).await?;
@@ -163,7 +171,7 @@ impl Db {
         }
         let resolved: Vec<i64> = sqlx::query_scalar(&format!(
             "UPDATE drift_findings SET resolved_at = $1
-             WHERE resolved_at IS NULL AND instance_arn = $2
+             WHERE resolved_at IS NULL AND instance_arn = $2 AND (CASE WHEN group_id = '' THEN 0 ELSE 1 END) = $4
              AND id NOT IN (SELECT CAST(value AS BIGINT) FROM {})
              RETURNING id",
             self.backend.json_values("$3")
@@ -171,6 +179,7 @@ impl Db {
         .bind(now)
         .bind(instance_arn)
         .bind(serde_json::to_string(&seen)?)
+        .bind(i64::from(memberships))
         .fetch_all(&mut *tx)
         .await?;
         for id in &resolved {
@@ -180,6 +189,46 @@ impl Db {
         found.resolved = resolved.len();
         tx.commit().await?;
         Ok(found)
+    }
+
+    /// Active membership grants, active since before a sync that started at `synced_at`, whose membership Cone made
+    /// and that sync did not find: an Identity Center group's among the groups' members, an IAM group's (with `iam`,
+    /// in an account the IAM sync read) among its members. Each is a finding to restore.
+    pub async fn missing_memberships(&self, synced_at: i64, now: i64, iam: bool) -> Result<Vec<crate::drift::Finding>> {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT g.id, g.account_id, g.principal_id, g.group_id FROM grants g
+             WHERE g.state = 'active' AND g.starts_at < $1 AND g.expires_at > $2 AND g.membership_found = 0 AND (
+                 (g.kind = $3 AND NOT EXISTS (
+                     SELECT 1 FROM group_members m JOIN groups gr ON gr.id = m.group_id
+                     WHERE m.user_id = g.user_id AND gr.idc_group_id = g.group_id))
+                 OR (g.kind = $4 AND $5 = 1
+                     AND g.account_id NOT IN (SELECT account_id FROM iam_skipped_accounts) AND NOT EXISTS (
+                     SELECT 1 FROM created_accounts c
+                     JOIN iam_users u ON u.account_id = c.account_id AND u.name = c.user_name
+                     JOIN iam_group_members m ON m.account_id = u.account_id AND m.user_arn = u.arn
+                     JOIN iam_groups ig ON ig.account_id = m.account_id AND ig.arn = m.group_arn
+                     WHERE c.user_id = g.user_id AND c.account_id = g.account_id AND ig.name = g.group_id)))
+             ORDER BY g.id",
+        )
+        .bind(synced_at)
+        .bind(now)
+        .bind(cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP)
+        .bind(cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP)
+        .bind(i64::from(iam))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, account_id, principal_id, group_id)| crate::drift::Finding {
+                kind: crate::drift::Kind::Missing,
+                account_id,
+                permission_set_arn: String::new(),
+                principal_id,
+                group_id,
+                grant_id: Some(id),
+                remedy: Some(crate::drift::Remedy::Reprovision),
+            })
+            .collect())
     }
 
     pub async fn drift_finding(&self, id: i64) -> Result<DriftRow> {

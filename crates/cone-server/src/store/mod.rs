@@ -31,7 +31,7 @@ pub use accounts::AccountNeed;
 pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};
 pub use counts::Counts;
-pub use drift::Repair;
+pub use drift::{DriftRecord, Repair};
 pub use grants::{GrantRow, JobRow};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
 pub use listen::forward_changes;

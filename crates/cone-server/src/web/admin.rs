@@ -96,17 +96,22 @@ pub async fn drift(State(s): State<AppState>, v: Viewer) -> Result<Response, Web
     admins_only(&v)?;
     let findings = operations::open_drift(&s).await?.findings;
     let content = html! {
-        p { "Differences between the account assignments in IAM Identity Center and Cone's grants, found by the last sweep." }
+        p { "Differences between the account assignments in IAM Identity Center and Cone's grants, and between the group memberships Cone made and those AWS holds, found by the last sweep." }
         @if findings.is_empty() { p.notice { "No drift: every user assignment in AWS is explained by a grant." } } @else {
             table {
-                thead { tr { th scope="col" { "Kind" } th scope="col" { "User" } th scope="col" { "Account" } th scope="col" { "Permission set" } th scope="col" { "Remedy" } th scope="col" { "Seen" } } }
+                thead { tr { th scope="col" { "Kind" } th scope="col" { "User" } th scope="col" { "Account" } th scope="col" { "Permission set or group" } th scope="col" { "Remedy" } th scope="col" { "Seen" } } }
                 tbody {
                     @for f in &findings {
                         tr {
                             td { (f.kind) }
                             td { (f.username.as_deref().unwrap_or(&f.principal_id)) }
                             td { (f.account_name.as_deref().unwrap_or(&f.account_id)) }
-                            td { (f.permission_set_name.as_deref().unwrap_or(&f.permission_set_arn)) }
+                            td {
+                                @match &f.group {
+                                    Some(group) => { "group " (group) }
+                                    None => { (f.permission_set_name.as_deref().unwrap_or(&f.permission_set_arn)) }
+                                }
+                            }
                             td { (f.remedy.as_deref().unwrap_or("reported only")) }
                             td { (when(f.first_seen)) " – " (when(f.last_seen)) }
                         }

@@ -201,6 +201,11 @@ async fn add_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<(
     Ok(connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop).map_err(Failure::from))
 }
 
+async fn restore_member(connector: &Connector, g: &GrantRow) -> Result<(), ConnectorError> {
+    let store = connector.identity_store_id().await?;
+    connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
+}
+
 async fn remove_member(connector: &Connector, g: &GrantRow) -> Result<(), ConnectorError> {
     let store = connector.identity_store_id().await?;
     connector.remove_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
@@ -299,10 +304,21 @@ async fn reprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyho
         return s.db.drift_repaired(job, Repair::Skipped, s.now()).await;
     }
     let g = s.db.grant(grant_id).await?;
-    match connector.assign(&assignment(&g)).await {
+    // A membership goes back as it was first made (its look is stored already: Cone made it).
+    let restored = if g.is_iam_group() {
+        add_iam_member(s, connector, &g).await?
+    } else if g.is_idc_group() {
+        restore_member(connector, &g).await.map_err(Failure::from)
+    } else {
+        connector.assign(&assignment(&g)).await.map_err(Failure::from)
+    };
+    match restored {
         Ok(()) => s.db.drift_repaired(job, Repair::Restored, s.now()).await,
         Err(e) => {
-            tracing::error!(job = job.id, "restoring a missing assignment failed and will be retried: {e}");
+            tracing::error!(
+                job = job.id,
+                "restoring a missing assignment or membership failed and will be retried: {e}"
+            );
             retry(s, job, &e.to_string()).await
         }
     }

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use super::announce;
 use crate::drift;
 use crate::state::AppState;
+use crate::store::DriftRecord;
 
 /// The least time between the starts of two syncs.
 const MIN_SYNC_GAP: Duration = Duration::from_secs(10);
@@ -75,7 +76,8 @@ async fn sync_through(
         s.wake.notify_one();
     }
     announce(s, ended, "end the grants of people who left");
-    if last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval) {
+    let sweeping = last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval);
+    if sweeping {
         match sweep(s, &synced.instance_arn, &permission_sets, spool, synced_at).await {
             Ok(()) => *last_sweep = Some(synced_at),
             Err(e) => tracing::error!("the drift sweep failed; it runs again after the next sync: {e:#}"),
@@ -88,6 +90,12 @@ async fn sync_through(
         .await
         .context("the IAM sync (aws.sync_iam, aws.sync_secrets) failed; the Identity Center catalog is up to date")?;
     s.db.apply_iam(&s.config.aws.app_id, spool.parts(Some(Part::IAM)), s.now()).await?;
+    // Memberships after IAM, which holds the IAM groups' members.
+    if sweeping {
+        let findings = s.db.missing_memberships(synced_at, s.now(), s.config.aws.sync_iam).await?;
+        let record = s.db.record_drift(&synced.instance_arn, &findings, true, s.now()).await?;
+        report(s, &record);
+    }
     Ok(())
 }
 
@@ -137,16 +145,23 @@ async fn sweep(
         }
     }
     let findings = comparison.findings();
-    let record = s.db.record_drift(instance_arn, &findings, s.now()).await?;
+    let record = s.db.record_drift(instance_arn, &findings, false, s.now()).await?;
+    report(s, &record);
+    Ok(())
+}
+
+/// Logs what a sweep found and resolved, and wakes the workers for the repairs it queued.
+fn report(s: &AppState, record: &DriftRecord) {
     for f in &record.opened {
         tracing::warn!(
             finding = f.id,
             kind = f.kind,
             account = f.account_name.as_deref().unwrap_or(&f.account_id),
             permission_set = f.permission_set_name.as_deref().unwrap_or(&f.permission_set_arn),
+            group = f.group_name.as_deref().unwrap_or(""),
             user = f.username.as_deref().unwrap_or(&f.principal_id),
             remedy = f.remedy.as_deref().unwrap_or("none (reported only)"),
-            "drift between Identity Center and Cone's grants"
+            "drift between AWS and Cone's grants"
         );
     }
     if record.resolved > 0 {
@@ -155,5 +170,4 @@ async fn sweep(
     if record.queued > 0 {
         s.wake.notify_one();
     }
-    Ok(())
 }

@@ -13,6 +13,7 @@ use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use cone_api::{AuditPage, CreateTask, HolderPage};
 use cone_client::{Failure, encode};
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
+use reqwest::Method;
 
 cone_testkit::on_both_stores!(
     access_through_a_group_needs_no_request_and_survives_a_grant,
@@ -132,13 +133,14 @@ async fn access_through_a_group_needs_no_request_and_survives_a_grant(store: Sto
 }
 
 /// The group `dba-prod` is assigned DatabaseAdministrator on Production; only its membership is requestable, for
-/// 20 s, with an approver. alice asks the AWS CLI for the permission set: cone files a request for the membership
-/// instead and says it needs approval; bob approves; her next call works; at the end the membership goes and AWS
-/// refuses the role. carol was made a member by hand while her own request waited: her membership stays.
+/// 40 s, with an approver. alice asks the AWS CLI for the permission set: cone files a request for the membership
+/// instead and says it needs approval; bob approves; her next call works; her membership removed by hand is put
+/// back by the drift sweep; at the end the membership goes and AWS refuses the role. carol was made a member by hand
+/// while her own request waited: her membership stays.
 async fn a_group_membership_is_requested_through_its_permission_set_and_taken_back(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let settings = "entitlement_management:\n  - match: { group: dba-prod }\n    requestable: true\n  - match: { permission_set: DatabaseAdministrator }\n    requestable: false\n  - requestable: true\n";
-    let policy = "  - name: dba-prod-members\n    match: { group: dba-prod }\n    max_duration: 20s\n    steps: [{ approval: { group: approvers } }]\n";
+    let policy = "  - name: dba-prod-members\n    match: { group: dba-prod }\n    max_duration: 40s\n    steps: [{ approval: { group: approvers } }]\n";
     let mut sb = Sandbox::start_on(store, dir.path(), settings, policy).await.unwrap();
     let (account, set) = ("Production", "DatabaseAdministrator");
     let dba = group_with(&sb, "dba-prod", &[]).await;
@@ -206,6 +208,24 @@ async fn a_group_membership_is_requested_through_its_permission_set_and_taken_ba
     let mut both = vec![alice.clone(), carol.clone()];
     both.sort();
     assert_eq!(members().await, both);
+
+    // alice's membership removed by hand is drift: the next sync's sweep puts it back and reports it.
+    let store = &sb.org.identity_store_id;
+    let hers = ids.list_group_memberships().identity_store_id(store).group_id(&dba).send().await.unwrap();
+    let hers = hers.group_memberships().iter().find(|m| m.member_id() == Some(&MemberId::UserId(alice.clone())));
+    let id = hers.map(|m| m.membership_id()).unwrap().to_string();
+    ids.delete_group_membership().identity_store_id(store).membership_id(id).send().await.unwrap();
+    client("carol").call::<serde_json::Value>(Method::POST, "/api/v1/connectors/sync", None::<&()>).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !members().await.contains(&alice) {
+        assert!(Instant::now() < deadline, "alice's membership was not restored");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let audit = client("carol").get::<AuditPage>("/api/v1/audit?action=drift.*").await.unwrap();
+    let drift: Vec<(&str, &serde_json::Value)> =
+        audit.entries.iter().map(|e| (e.action.as_str(), &e.detail["group"])).collect();
+    assert!(drift.contains(&("drift.missing", &serde_json::json!("dba-prod"))), "{drift:?}");
+    assert!(drift.iter().any(|(action, _)| *action == "drift.reprovision"), "{drift:?}");
 
     // Both grants end: alice's membership, which Cone made, goes; carol's, made by hand, stays.
     let deadline = Instant::now() + Duration::from_secs(90);

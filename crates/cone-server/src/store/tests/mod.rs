@@ -20,6 +20,7 @@ testing::on_both_backends!(
     the_file_applies_when_it_changes_and_the_api_in_between,
     group_assignments_are_replaced_per_sync_and_reach_the_members,
     an_assignment_made_after_its_grant_ended_is_revoked,
+    a_membership_cone_made_that_aws_lost_is_drift_until_it_is_back,
 );
 
 pub(super) fn user(id: &str, name: &str) -> cone_aws::User {
@@ -333,12 +334,13 @@ async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
         account_id: "111".into(),
         permission_set_arn: "ps-admin".into(),
         principal_id: "u-bob".into(),
+        group_id: String::new(),
         grant_id: None,
         remedy: Some(Remedy::Remove),
     };
-    let first = db.record_drift("inst", std::slice::from_ref(&f), 10).await.unwrap();
+    let first = db.record_drift("inst", std::slice::from_ref(&f), false, 10).await.unwrap();
     assert_eq!((first.opened.len(), first.queued), (1, 1));
-    let again = db.record_drift("inst", std::slice::from_ref(&f), 20).await.unwrap();
+    let again = db.record_drift("inst", std::slice::from_ref(&f), false, 20).await.unwrap();
     assert_eq!((again.opened.len(), again.queued, again.resolved), (0, 0, 0));
     let open = db.open_drift().await.unwrap();
     assert_eq!((open.len(), open[0].first_seen, open[0].last_seen), (1, 10, 20));
@@ -347,10 +349,10 @@ async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
     let job = db.claim_job(20, 300).await.unwrap().unwrap();
     assert_eq!((job.kind.as_str(), job.grant_id, job.finding_id), ("remove_drift", None, Some(open[0].id)));
     db.drift_repaired(&job, Repair::Removed, 21).await.unwrap();
-    let back = db.record_drift("inst", std::slice::from_ref(&f), 30).await.unwrap();
+    let back = db.record_drift("inst", std::slice::from_ref(&f), false, 30).await.unwrap();
     assert_eq!((back.opened.len(), back.queued), (0, 1));
 
-    let gone = db.record_drift("inst", &[], 40).await.unwrap();
+    let gone = db.record_drift("inst", &[], false, 40).await.unwrap();
     assert_eq!(gone.resolved, 1);
     assert!(db.open_drift().await.unwrap().is_empty());
     let actions: Vec<String> =
@@ -406,11 +408,12 @@ async fn concurrent_writers_keep_one_chain_and_claim_each_job_once(db: Db) {
             account_id: "111".into(),
             permission_set_arn: "ps-admin".into(),
             principal_id: format!("u-{n}"),
+            group_id: String::new(),
             grant_id: None,
             remedy: Some(Remedy::Remove),
         })
         .collect();
-    assert_eq!(db.record_drift("inst", &findings, 10).await.unwrap().queued, 20);
+    assert_eq!(db.record_drift("inst", &findings, false, 10).await.unwrap().queued, 20);
     let claimants: Vec<_> = (0..8)
         .map(|_| {
             let db = db.clone();
@@ -431,4 +434,42 @@ async fn concurrent_writers_keep_one_chain_and_claim_each_job_once(db: Db) {
     let before = claimed.len();
     claimed.dedup();
     assert_eq!((before, claimed.len()), (20, 20), "every job claimed once");
+}
+
+/// The membership sweep: an active grant's membership (made by Cone) that a later sync does not find is a `missing`
+/// finding naming the group, with a restoration queued; an assignment sweep leaves it open, and the membership
+/// sweep that finds it again resolves it.
+async fn a_membership_cone_made_that_aws_lost_is_drift_until_it_is_back(db: Db) {
+    let group = cone_aws::Group { id: "g-dba".into(), display_name: "dba".into() };
+    let with = |members: Vec<(String, String)>| cone_aws::Snapshot {
+        groups: vec![group.clone()],
+        memberships: members,
+        ..production_admin(vec![user("u-alice", "alice")])
+    };
+    db.apply_snapshot("aws", &with(vec![]), 1).await.unwrap();
+    let alice = db.user_by_name("alice").await.unwrap().unwrap();
+    file_task(&db, &alice, "group|g-dba", Placement::Provision, 2).await;
+    let job = db.claim_job(2, 60).await.unwrap().unwrap();
+    let g = db.grant(job.grant_id.unwrap()).await.unwrap();
+    db.membership_looked(&g, false).await.unwrap();
+    db.provisioned(&job, &g, 2).await.unwrap();
+
+    db.apply_snapshot("aws", &with(vec![("g-dba".into(), "u-alice".into())]), 10).await.unwrap();
+    assert!(db.missing_memberships(10, 10, false).await.unwrap().is_empty(), "the sync found it");
+    db.apply_snapshot("aws", &with(vec![]), 20).await.unwrap();
+    let missing = db.missing_memberships(20, 20, false).await.unwrap();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    let record = db.record_drift("inst", &missing, true, 20).await.unwrap();
+    assert_eq!((record.opened.len(), record.queued), (1, 1));
+    let f = &record.opened[0];
+    assert_eq!(
+        (f.kind.as_str(), f.group_name.as_deref(), f.username.as_deref()),
+        ("missing", Some("dba"), Some("alice"))
+    );
+    let repair = db.claim_job(20, 60).await.unwrap().unwrap();
+    assert_eq!((repair.kind, repair.grant_id), (cone_core::job::JobKind::Reprovision, Some(g.id)));
+    assert_eq!(db.record_drift("inst", &[], false, 21).await.unwrap().resolved, 0, "not an assignment sweep's");
+    db.apply_snapshot("aws", &with(vec![("g-dba".into(), "u-alice".into())]), 30).await.unwrap();
+    let back = db.missing_memberships(30, 30, false).await.unwrap();
+    assert_eq!(db.record_drift("inst", &back, true, 30).await.unwrap().resolved, 1);
 }
