@@ -89,13 +89,10 @@ impl Condition {
         Ok(condition)
     }
 
-    /// Whether the condition holds. An error counts as false and is logged: a condition that cannot be evaluated
-    /// never picks its branch.
-    pub fn holds(&self, facts: &Facts, policy: &str) -> bool {
-        self.evaluate(facts).unwrap_or_else(|e| {
-            tracing::warn!(policy, condition = self.source, "a policy condition failed, so it counts as false: {e}");
-            false
-        })
+    /// Whether the condition holds, or why it cannot be told (a field the request left out, say): the caller stops
+    /// there rather than take the error for false, which would let a request steer to a later branch.
+    pub fn holds(&self, facts: &Facts) -> Result<bool, String> {
+        self.evaluate(facts).map_err(|e| format!("`{}` {e}", self.source))
     }
 
     fn evaluate(&self, facts: &Facts) -> Result<bool, String> {
@@ -146,32 +143,32 @@ mod tests {
     fn evaluates_over_the_request() {
         let sample = [facts(&[], 3600, false)];
         let long = Condition::compile("request.duration > duration('1h')", &sample).unwrap();
-        assert!(!long.holds(&facts(&[], 3600, false), "p"));
-        assert!(long.holds(&facts(&[], 7200, false), "p"));
+        assert!(!long.holds(&facts(&[], 3600, false)).unwrap());
+        assert!(long.holds(&facts(&[], 7200, false)).unwrap());
         let oncall = Condition::compile(
             "'oncall' in requester.groups && entitlement.account_name == 'Production' && !request.emergency",
             &sample,
         )
         .unwrap();
-        assert!(oncall.holds(&facts(&["oncall"], 60, false), "p"));
-        assert!(!oncall.holds(&facts(&["oncall"], 60, true), "p"));
+        assert!(oncall.holds(&facts(&["oncall"], 60, false)).unwrap());
+        assert!(!oncall.holds(&facts(&["oncall"], 60, true)).unwrap());
         let manager = Condition::compile(
             "requester.manager == 'carol' && requester.attributes.department == 'data' && now.getFullYear() > 2000",
             &sample,
         )
         .unwrap();
-        assert!(manager.holds(&facts(&[], 60, false), "p"));
+        assert!(manager.holds(&facts(&[], 60, false)).unwrap());
         let present = Condition::compile(
             "has(requester.attributes.department) && 'department' in requester.attributes && !has(request.form.x)",
             &sample,
         )
         .unwrap();
-        assert!(present.holds(&facts(&[], 60, false), "p"));
+        assert!(present.holds(&facts(&[], 60, false)).unwrap());
         let membership = Condition::compile("entitlement.group == 'dba-prod'", &sample).unwrap();
-        assert!(!membership.holds(&facts(&[], 60, false), "p"), "a permission set has no group");
+        assert!(!membership.holds(&facts(&[], 60, false)).unwrap(), "a permission set has no group");
         let mut dba = facts(&[], 60, false);
         dba.entitlement = Entitlement { permission_set: String::new(), group: "dba-prod".into(), ..dba.entitlement };
-        assert!(membership.holds(&dba, "p"));
+        assert!(membership.holds(&dba).unwrap());
     }
 
     #[test]
@@ -193,11 +190,11 @@ mod tests {
             std::slice::from_ref(&f),
         )
         .unwrap();
-        assert!(typed.holds(&f, "p"));
+        assert!(typed.holds(&f).unwrap());
     }
 
     #[test]
-    fn mistakes_fail_at_compile_time_and_errors_count_as_false() {
+    fn mistakes_fail_at_compile_time_and_errors_at_request_time_are_errors() {
         let sample = [facts(&[], 3600, false)];
         let error = |source: &str| Condition::compile(source, &sample).unwrap_err();
         assert!(error("request.duration >").contains("not a valid CEL expression"), "{}", error("request.duration >"));
@@ -207,6 +204,7 @@ mod tests {
         let attribute = Condition::compile("requester.attributes.department == 'data'", &sample).unwrap();
         let mut without = facts(&[], 60, false);
         without.requester.attributes.clear();
-        assert!(!attribute.holds(&without, "p"));
+        let e = attribute.holds(&without).unwrap_err();
+        assert!(e.starts_with("`requester.attributes.department == 'data'` fails"), "{e}");
     }
 }

@@ -100,12 +100,29 @@ impl Policy {
 }
 
 impl Branches {
-    /// The steps of the first branch whose condition holds, with owners and the manager made people.
-    pub fn choose(&self, facts: &Facts, policy: &str, owners: &[String]) -> Vec<Step> {
-        let branch = self.0.iter().find(|b| b.when.as_ref().is_none_or(|c| c.holds(facts, policy)));
+    /// The steps of the first branch whose condition holds, with owners and the manager made people. A condition
+    /// that cannot be evaluated stops the choice (fail closed), named by policy and branch, and is logged for the
+    /// policy's author.
+    pub fn choose(&self, facts: &Facts, policy: &str, owners: &[String]) -> Result<Vec<Step>, String> {
+        let mut chosen = None;
+        for (n, b) in self.0.iter().enumerate() {
+            let holds = b.when.as_ref().map_or(Ok(true), |c| c.holds(facts));
+            match holds {
+                Ok(true) => {
+                    chosen = Some(b);
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let e = format!("policy \"{policy}\", branch {}: the condition {e}", n + 1);
+                    tracing::warn!("a policy condition failed, so the request was stopped: {e}");
+                    return Err(e);
+                }
+            }
+        }
         // Unreachable while the last branch has no condition; denying keeps it safe if that ever changes.
-        let Some(branch) = branch else { return vec![Step::Reject] };
-        branch
+        let Some(branch) = chosen else { return Ok(vec![Step::Reject]) };
+        Ok(branch
             .steps
             .iter()
             .map(|s| match s {
@@ -123,7 +140,7 @@ impl Branches {
                     Step::Approval { from, count: *count }
                 }
             })
-            .collect()
+            .collect())
     }
 }
 

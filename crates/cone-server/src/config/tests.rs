@@ -65,7 +65,12 @@ policies:
     )
     .unwrap();
     let steps = |account, ps| {
-        config.access.policy_for(&Target::permission_set(account, ps)).steps.choose(&facts(&[], 60, None), "p", &[])
+        config
+            .access
+            .policy_for(&Target::permission_set(account, ps))
+            .steps
+            .choose(&facts(&[], 60, None), "p", &[])
+            .unwrap()
     };
     assert_eq!(steps("Sandbox", "AdministratorAccess"), vec![Step::Reject]);
     assert_eq!(steps("Production", "AdministratorAccess"), vec![group("approvers", 1)]);
@@ -106,21 +111,24 @@ policies:
     let p = config.access.policy_for(&Target::permission_set("Production", "AdministratorAccess"));
     let owners = &config.aws.owners;
     assert_eq!(
-        p.steps.choose(&facts(&[], 7200, None), "admin", owners),
+        p.steps.choose(&facts(&[], 7200, None), "admin", owners).unwrap(),
         vec![group("approvers", 2), Step::Wait { secs: 600 }]
     );
     let mut oncall = facts(&["oncall"], 600, Some("dave"));
     oncall.requester.attributes.insert("team".into(), "data".into());
     assert_eq!(
-        p.steps.choose(&oncall, "admin", owners),
+        p.steps.choose(&oncall, "admin", owners).unwrap(),
         vec![
             Step::Approval { from: Approvers::Manager(Some("dave".into())), count: 1 },
             Step::Approval { from: Approvers::Requester, count: 1 },
         ]
     );
-    // Without the attribute the second condition fails to evaluate, counts as false, and `otherwise` applies.
+    // Without the attribute the second condition fails to evaluate: the choice stops there, naming the policy and
+    // the branch, rather than fall through to the laxer `otherwise`.
+    let e = p.steps.choose(&facts(&["oncall"], 600, None), "admin", owners).unwrap_err();
+    assert!(e.starts_with("policy \"admin\", branch 2: the condition `'oncall' in requester.groups"), "{e}");
     assert_eq!(
-        p.steps.choose(&facts(&["oncall"], 600, None), "admin", owners),
+        p.steps.choose(&facts(&[], 600, None), "admin", owners).unwrap(),
         vec![
             Step::Approval { from: Approvers::Users(vec!["bob".into(), "carol".into()]), count: 1 },
             Step::Approval { from: Approvers::Owners(vec!["carol".into()]), count: 1 },

@@ -129,7 +129,12 @@ async fn start(
         request,
         now: crate::rules::timestamp(time(now)),
     };
-    let steps = branches.choose(&facts, &policy.name, &s.config.aws.owners);
+    let steps = branches.choose(&facts, &policy.name, &s.config.aws.owners).map_err(|e| {
+        Error::invalid(format!(
+            "This request cannot be decided, so nothing was filed: {e}. Give what the condition reads (a form field \
+             left out, say), or ask the policy's author to guard it with has(…)."
+        ))
+    })?;
     Ok(Instance::new(&u.username, now, steps))
 }
 

@@ -69,6 +69,13 @@ async fn typed_forms_are_checked_field_by_field() {
     assert_eq!(error.fields[0], ticket);
     assert_eq!(error.fields.len(), 4, "{error:?}");
 
+    // A field the condition reads, left out: the request stops there (fail closed), rather than the condition
+    // counting as false and the request falling through to a later branch.
+    let partial = r#"{"ticket": "OPS-8", "urgent": true, "hosts": 2}"#;
+    let (_, err) = output(&get(partial, &[]), "a condition that cannot be evaluated", false);
+    assert!(err.contains("cannot be decided, so nothing was filed"), "{err}");
+    assert!(err.contains("policy \"sandbox-dba-typed-form\", branch 1: the condition"), "{err}");
+
     let valid = r#"{"ticket": " OPS-7 ", "urgent": true, "hosts": 2, "regions": ["eu-west-1", "us-east-1"]}"#;
     let (out, _) = output(&get(valid, &["--wait", "-o", "json"]), "valid form", true);
     assert_eq!(json::<Got>(&out, "valid form").task().state, TaskState::Granted, "{out}");
