@@ -378,6 +378,13 @@ async function oidc(browser) {
   const session = (await mallory.context.cookies()).filter((c) => c.name === 'cone_session');
   check(session.length === 0, 'mallory holds no session');
   await shot(mallory.page, 'provider-unknown-user');
+
+  // bob's address, but the provider does not say it verified it: an address anyone could have typed in.
+  const unverified = await throughProvider(browser, 'bob-unverified', false);
+  await heading(unverified.page, 'Sign-in failed');
+  await unverified.page.getByText('has not verified your email address bob@example.com').waitFor();
+  const held = (await unverified.context.cookies()).filter((c) => c.name === 'cone_session');
+  check(held.length === 0, 'an unverified address opens no session');
 }
 
 const phases = { request, release, expire, expired, policies, oidc };

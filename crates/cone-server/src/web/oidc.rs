@@ -227,8 +227,8 @@ async fn person(s: &AppState, oidc: &Oidc, claims: &CoreIdTokenClaims) -> Result
             ),
         ));
     };
-    // An address the provider has not verified may belong to anyone who typed it in.
-    if oidc.claim == "email" && claims.email_verified() == Some(false) {
+    // An address the provider does not say it verified may belong to anyone who typed it in: absent counts as no.
+    if oidc.claim == "email" && claims.email_verified() != Some(true) {
         return Err(refused(
             StatusCode::FORBIDDEN,
             format!("{} has not verified your email address {value}; verify it there and sign in again.", oidc.name),
