@@ -306,7 +306,8 @@ fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
         }
         eprintln!("{}", serde_json::json!({ "error": error }));
     } else {
-        eprintln!("{}", settings::with_profile(&format!("{e:#}")));
+        // The message may carry what the server or AWS said: no escape sequence of theirs reaches the terminal.
+        eprintln!("{}", settings::with_profile(&cone_core::naming::printable_lines(&format!("{e:#}"))));
     }
     ExitCode::FAILURE
 }

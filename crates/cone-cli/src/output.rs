@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use cone_api::{Entitlement, Task};
-use cone_core::naming::printable;
+use cone_core::naming::{printable, printable_lines};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,7 +47,7 @@ impl Output {
 
 fn render(view: View, wide: bool) -> String {
     match view {
-        View::Line(line) => line,
+        View::Line(line) => printable_lines(&line),
         View::Fields(fields) => {
             let fields: Vec<_> = fields.into_iter().filter(|(_, _, w)| wide || !w).collect();
             let width = fields.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0) + 1;
@@ -255,6 +255,15 @@ mod tests {
         };
         assert_eq!(render(view(), false), "A    BB\nxyz  1");
         assert_eq!(render(view(), true), "A    BB  WIDE\nxyz  1   w");
+    }
+
+    #[test]
+    fn nothing_from_elsewhere_moves_the_cursor() {
+        let evil = "ok\x1b[1A\x1b[2K approved by carol\rX";
+        let line = render(View::Line(format!("Requested.\n{evil}")), false);
+        assert_eq!(line, "Requested.\nok [1A [2K approved by carol X");
+        let field = render(View::Fields(vec![("Justification", format!("{evil}\nsecond line"), false)]), false);
+        assert!(!field.contains(['\x1b', '\r']) && field.lines().count() == 1, "{field:?}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl Ui {
         if let Some(spinner) = self.spinner.take() {
             spinner.finish_and_clear();
         }
-        self.write(&format!("{line}\n"));
+        self.write(&format!("{}\n", cone_core::naming::printable_lines(line)));
     }
 
     /// Something that takes a while: a spinner with the elapsed time on a terminal, until the next message; a plain

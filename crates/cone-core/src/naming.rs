@@ -16,15 +16,16 @@ pub fn profile_name(account_name: &str, role_name: &str) -> String {
 
 /// Aliases for a catalog of `(account name, role name, account id)`, in the same order: `<account>-<role>`, and
 /// when two entries would share one, each of them gets its account id appended, so that the result does not
-/// depend on the order the catalog is listed in.
+/// depend on the order the catalog is listed in. So does a name that would be empty or `default` (an account named
+/// with punctuation only, say), which the AWS CLI would take for the profile used when none is named.
 pub fn aliases(catalog: &[(&str, &str, &str)]) -> Vec<String> {
     let base: Vec<String> = catalog.iter().map(|(account, role, _)| profile_name(account, role)).collect();
     catalog
         .iter()
         .zip(&base)
         .map(|((_, _, account_id), b)| {
-            let clash = base.iter().filter(|x| *x == b).count() > 1;
-            if clash { profile_name(&format!("{b}-{account_id}"), "") } else { b.clone() }
+            let unusable = b.is_empty() || b == "default" || base.iter().filter(|x| *x == b).count() > 1;
+            if unusable { profile_name(&format!("{b}-{account_id}"), "") } else { b.clone() }
         })
         .collect()
 }
@@ -40,6 +41,12 @@ pub fn iam_user_name(user_name: &str) -> String {
 /// character, escape sequences' ESC and line breaks included, becomes a space.
 pub fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// [`printable`] line by line: text of several lines (an error with its advice, say) keeps its line breaks, and
+/// nothing else that could move the cursor, change colours or clear the screen.
+pub fn printable_lines(text: &str) -> String {
+    text.split('\n').map(printable).collect::<Vec<_>>().join("\n")
 }
 
 /// A value safe to write after `key = ` in an INI file: one line, no control characters, no leading or trailing
@@ -71,6 +78,17 @@ mod tests {
     #[test]
     fn printable_text_cannot_move_the_cursor_or_start_a_line() {
         assert_eq!(printable("ok\u{1b}[2J\nfake: line\t!"), "ok [2J fake: line !");
+    }
+
+    #[test]
+    fn lines_stay_lines_without_escapes() {
+        assert_eq!(printable_lines("denied\x1b[2J\r\nrun: cone get x\x07"), "denied [2J \nrun: cone get x ");
+    }
+
+    #[test]
+    fn no_alias_is_empty_or_the_default_profile() {
+        let catalog = [("!!!", "Default", "111"), ("***", "", "222"), ("Prod", "ReadOnly", "333")];
+        assert_eq!(aliases(&catalog), ["default-111", "222", "prod-readonly"]);
     }
 
     #[test]

@@ -169,6 +169,34 @@ impl Backend {
     }
 }
 
+/// Makes the SQLite file (created if need be) and its WAL and shared-memory files, if any, readable by their owner
+/// only: the database holds every secret's hash and the audit log. SQLite gives the files it creates later the
+/// database file's mode.
+fn owner_only(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private = std::fs::Permissions::from_mode(0o600);
+    let fix = |path: &std::path::Path| {
+        std::fs::set_permissions(path, private.clone())
+            .with_context(|| format!("cannot make {} readable by its owner only (mode 0600)", path.display()))
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the SQLite database {}", path.display()))?;
+    fix(path)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = std::path::PathBuf::from(side);
+        if side.exists() {
+            fix(&side)?;
+        }
+    }
+    Ok(())
+}
+
 impl Db {
     /// Opens (creating it when needed) and migrates the database.
     pub async fn open(database: &Database) -> Result<Db> {
@@ -178,6 +206,7 @@ impl Db {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 }
+                owner_only(path)?;
                 let url =
                     sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(true).to_url_lossy();
                 (Backend::Sqlite, AnyConnectOptions::from_url(&url)?)

@@ -473,3 +473,23 @@ async fn a_membership_cone_made_that_aws_lost_is_drift_until_it_is_back(db: Db) 
     let back = db.missing_memberships(30, 30, false).await.unwrap();
     assert_eq!(db.record_drift("inst", &back, true, 30).await.unwrap().resolved, 1);
 }
+
+/// The SQLite database and the WAL and shared-memory files SQLite makes beside it are readable by their owner only,
+/// whatever the umask, and a file left readable by others is made private at the next start.
+#[tokio::test]
+async fn the_sqlite_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cone.db");
+    let mode = |suffix: &str| {
+        let file = dir.path().join(format!("cone.db{suffix}"));
+        std::fs::metadata(file).unwrap().permissions().mode() & 0o777
+    };
+    let db = Db::open(&crate::config::Database::Sqlite(path.clone())).await.unwrap();
+    db.set_password("alice", "x").await.unwrap();
+    assert_eq!((mode(""), mode("-wal"), mode("-shm")), (0o600, 0o600, 0o600));
+    drop(db);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _db = Db::open(&crate::config::Database::Sqlite(path)).await.unwrap();
+    assert_eq!(mode(""), 0o600);
+}
