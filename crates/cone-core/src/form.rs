@@ -169,8 +169,8 @@ fn value(f: &FormField, v: &Value) -> Result<Option<FormValue>, String> {
                     list.push(s.to_string());
                 }
             }
-            match f.max_items {
-                Some(max) if list.len() as u64 > max => Err(format!("must have at most {max} items")),
+            match f.max_items.unwrap_or(MAX_ITEMS) {
+                max if list.len() as u64 > max => Err(format!("must have at most {max} items")),
                 _ => Ok((!list.is_empty()).then_some(FormValue::List(list))),
             }
         }
@@ -178,12 +178,17 @@ fn value(f: &FormField, v: &Value) -> Result<Option<FormValue>, String> {
     }
 }
 
+/// The longest text value, and the most items of a list, of a field that sets no limit of its own: every value is
+/// stored with its task and in the audit log.
+pub const MAX_TEXT: u64 = 1000;
+pub const MAX_ITEMS: u64 = 100;
+
 /// Checks a text's length; `what` prefixes the message ("item 2 ").
 fn text(f: &FormField, s: &str, what: &str) -> Result<(), String> {
     let len = s.chars().count() as u64;
-    match (f.min_length, f.max_length) {
+    match (f.min_length, f.max_length.unwrap_or(MAX_TEXT)) {
         (Some(min), _) if len < min => Err(format!("{what}must be at least {min} characters")),
-        (_, Some(max)) if len > max => Err(format!("{what}must be at most {max} characters")),
+        (_, max) if len > max => Err(format!("{what}must be at most {max} characters")),
         _ => Ok(()),
     }
 }
@@ -214,6 +219,21 @@ mod tests {
     fn problems(v: Value) -> Vec<String> {
         let errors = validate(&form(), &data(v)).unwrap_err();
         errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+    }
+
+    #[test]
+    fn fields_without_limits_of_their_own_get_the_defaults() {
+        let fields = [field("note", FieldType::String, false), field("hosts", FieldType::StringList, false)];
+        let data = |note: usize, hosts: usize| {
+            BTreeMap::from([
+                ("note".to_string(), json!("n".repeat(note))),
+                ("hosts".to_string(), json!(vec!["h"; hosts])),
+            ])
+        };
+        assert!(validate(&fields, &data(MAX_TEXT as usize, MAX_ITEMS as usize)).is_ok());
+        let errors = validate(&fields, &data(MAX_TEXT as usize + 1, MAX_ITEMS as usize + 1)).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["must be at most 1000 characters", "must have at most 100 items"]);
     }
 
     #[test]

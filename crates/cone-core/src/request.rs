@@ -4,6 +4,24 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub Vec<String>);
 
+/// The longest justification, comment or reason Cone takes, in characters: several paragraphs, not a document.
+/// Each is kept with its task and in the audit log for good.
+pub const MAX_TEXT: usize = 2000;
+/// The most comments one task takes.
+pub const MAX_COMMENTS: i64 = 100;
+
+/// Checks the length of a text someone typed, named `what` ("justification").
+pub fn text(what: &str, text: &str) -> Result<(), Invalid> {
+    let n = text.chars().count();
+    if n > MAX_TEXT {
+        return Err(Invalid(vec![format!(
+            "The {what} is {n} characters long, more than the {MAX_TEXT} Cone takes; shorten it, and link to a \
+             document for the rest."
+        )]));
+    }
+    Ok(())
+}
+
 /// The duration to grant: the one asked for, or `default` when none was; never more than `max`.
 pub fn validate(duration_secs: Option<i64>, default_secs: i64, max_secs: i64) -> Result<i64, Invalid> {
     let duration = duration_secs.unwrap_or(default_secs.min(max_secs));
@@ -69,6 +87,18 @@ pub fn extended_end(current_end: i64, now: i64, add_secs: i64, max_secs: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_texts_are_refused_by_characters_not_bytes() {
+        assert!(text("comment", &"é".repeat(MAX_TEXT)).is_ok());
+        let e = text("justification", &"x".repeat(MAX_TEXT + 1)).unwrap_err();
+        assert_eq!(
+            e.0,
+            [
+                "The justification is 2001 characters long, more than the 2000 Cone takes; shorten it, and link to a document for the rest."
+            ]
+        );
+    }
 
     #[test]
     fn extensions_count_from_the_current_end_and_are_capped() {

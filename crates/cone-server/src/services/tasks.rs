@@ -38,6 +38,7 @@ pub async fn create(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task> 
             u.username
         )));
     }
+    typed("justification", &req.justification)?;
     let through_groups = Holdings::of(s, u).await?.groups(&req.app_id, &req.entitlement_id);
     refuse_if_held_through_group(&through_groups)?;
     let row = offered(s, u, &req.app_id, &req.entitlement_id).await?;
@@ -337,6 +338,7 @@ pub async fn asks_caller(s: &AppState, u: &UserRow, id: i64) -> Result<bool> {
 }
 
 pub async fn decide(s: &AppState, u: &UserRow, id: i64, approve: bool, comment: &str) -> Result<Task> {
+    typed("comment", comment)?;
     let t = visible_task(s, u, id).await?;
     let event = if approve { Event::Approved } else { Event::Denied };
     if t.state.on(event).is_none() {
@@ -441,8 +443,19 @@ pub async fn comment(s: &AppState, u: &UserRow, id: i64, comment: &str) -> Resul
     if comment.is_empty() {
         return Err(Error::invalid("The comment is empty."));
     }
-    s.db.comment(id, u.id, comment, s.now()).await?;
+    typed("comment", comment)?;
+    if !s.db.comment(id, u.id, comment, request::MAX_COMMENTS, s.now()).await? {
+        return Err(Error::WrongState(format!(
+            "Task {id} has {} comments, the most one task takes; say more in a linked document or a new request.",
+            request::MAX_COMMENTS
+        )));
+    }
     load_task(s, id).await
+}
+
+/// Refuses a text someone typed that is longer than Cone keeps (`request::MAX_TEXT`).
+fn typed(what: &str, text: &str) -> Result<()> {
+    request::text(what, text).map_err(|request::Invalid(problems)| Error::invalid(problems.join(" ")))
 }
 
 /// The caller's requests, those waiting for the caller's decision, or (for administrators) everyone's, narrowed by

@@ -331,12 +331,23 @@ impl Db {
         Ok(due)
     }
 
-    pub async fn comment(&self, task_id: i64, user_id: i64, comment: &str, now: i64) -> Result<()> {
+    /// Adds a comment unless the task has `max` already (false then).
+    pub async fn comment(&self, task_id: i64, user_id: i64, comment: &str, max: i64, now: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
+        let subject = format!("task:{task_id}");
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE subject = $1 AND action = 'task.comment'")
+                .bind(&subject)
+                .fetch_one(&mut *tx)
+                .await?;
+        if n >= max {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         let detail = serde_json::json!({ "comment": comment }).to_string();
-        record(&mut tx, now, &format!("user:{user_id}"), "task.comment", &format!("task:{task_id}"), &detail).await?;
+        record(&mut tx, now, &format!("user:{user_id}"), "task.comment", &subject, &detail).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The task's history from the audit log, oldest first.

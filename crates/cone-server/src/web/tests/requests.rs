@@ -258,3 +258,39 @@ async fn long_lists_of_requests_and_approvals_page_on() {
     assert!(bob.get("/console/tasks/51").await.body.contains("Approve"), "bob may decide it on its page");
     assert!(!browser.get("/console/tasks/51").await.body.contains(r#"value="approve""#), "alice may not");
 }
+
+/// What people type is bounded: a justification or comment longer than `request::MAX_TEXT` characters, or a form
+/// value past the form's (or the default) limit, is refused; a task takes `request::MAX_COMMENTS` comments, then
+/// refuses more with a 409.
+#[tokio::test]
+async fn justifications_comments_and_form_values_are_bounded() {
+    use crate::services::tasks;
+    let (s, _keep) = state(DBA).await;
+    let id = catalog(&s).await;
+    let (alice, bob) =
+        (s.db.user_by_name("alice").await.unwrap().unwrap(), s.db.user_by_name("bob").await.unwrap().unwrap());
+    let ask = |justification: String, ticket: &str| cone_api::CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: id.clone(),
+        justification,
+        form_data: [("ticket".to_string(), serde_json::json!(ticket))].into(),
+        ..cone_api::CreateTask::default()
+    };
+    let long = "x".repeat(cone_core::request::MAX_TEXT + 1);
+    let e = tasks::create(&s, &alice, ask(long.clone(), "T-1")).await.unwrap_err();
+    assert!(e.to_string().contains("2001 characters long, more than the 2000"), "{e}");
+    let hosts_field = serde_json::json!("h".repeat(11));
+    let mut too_long_ticket = ask("why".into(), "T-1");
+    too_long_ticket.form_data.insert("ticket".into(), hosts_field);
+    assert!(tasks::create(&s, &alice, too_long_ticket).await.is_err(), "the form's own max_length holds");
+    let task = tasks::create(&s, &alice, ask("why".into(), "T-1")).await.unwrap();
+
+    assert!(tasks::comment(&s, &bob, task.id, &long).await.is_err());
+    assert!(tasks::decide(&s, &bob, task.id, true, &long).await.is_err(), "a decision's comment too");
+    for n in 0..cone_core::request::MAX_COMMENTS {
+        tasks::comment(&s, &bob, task.id, &format!("note {n}")).await.unwrap();
+    }
+    let e = tasks::comment(&s, &alice, task.id, "one more").await.unwrap_err();
+    assert!(matches!(e, crate::error::Error::WrongState(_)), "{e:?}");
+    assert!(e.to_string().contains("has 100 comments, the most one task takes"), "{e}");
+}
