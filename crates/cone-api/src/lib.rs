@@ -28,6 +28,8 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     pub const FORBIDDEN: &str = "forbidden";
     pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// Too many of something at once (device sign-ins in progress, say); try again later.
+    pub const TOO_MANY: &str = "too_many";
     pub const INTERNAL: &str = "internal";
     /// The task is not in a state where the action applies (for example cancelling a granted request).
     pub const WRONG_STATE: &str = "wrong_state";

@@ -46,6 +46,9 @@ pub enum Error {
     NameTaken(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A limit on something many clients share was reached.
+    #[error("{0}")]
+    TooMany(String),
     /// Anything else: logged with its cause, answered without it.
     #[error("The server hit an internal error; its log has the details. Try again shortly.")]
     Internal(#[from] anyhow::Error),
@@ -77,6 +80,7 @@ impl Error {
             Error::StaleVersion(_) => (StatusCode::CONFLICT, codes::STALE_VERSION),
             Error::NameTaken(_) => (StatusCode::CONFLICT, codes::NAME_TAKEN),
             Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, codes::INVALID_REQUEST),
+            Error::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, codes::TOO_MANY),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
         }
     }

@@ -27,8 +27,15 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+fn password_matches(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// [`password_matches`] on a blocking thread, at most [`PASSWORD_CHECKS`] at once.
+async fn verify_password(password: &str, hash: String) -> anyhow::Result<bool> {
+    let _permit = PASSWORD_CHECKS.acquire().await?;
+    let password = password.to_string();
+    Ok(tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await?)
 }
 
 /// A hash that does not reveal the secret; lookups by it compare hashes, never secrets.
@@ -51,6 +58,10 @@ fn user_code() -> String {
     code
 }
 
+/// Device sign-ins in progress at once: far more than people sign in within a code's lifetime, few enough that a
+/// flood of starts cannot grow the table without bound.
+const MAX_DEVICE_CODES: i64 = 10_000;
+
 /// A new device sign-in for `client_id`, which must be the cone CLI's.
 pub async fn device_authorization(s: &AppState, client_id: &str) -> Result<DeviceAuthorization> {
     if client_id != cone_api::CLI_CLIENT_ID {
@@ -58,7 +69,15 @@ pub async fn device_authorization(s: &AppState, client_id: &str) -> Result<Devic
     }
     let device_code = random_token(32);
     let user_code = user_code();
-    s.db.create_device_code(&secret_hash(&device_code), &user_code, s.now() + DEVICE_CODE_TTL, POLL_INTERVAL).await?;
+    let (now, hash) = (s.now(), secret_hash(&device_code));
+    let stored =
+        s.db.create_device_code(&hash, &user_code, now + DEVICE_CODE_TTL, POLL_INTERVAL, MAX_DEVICE_CODES, now);
+    if !stored.await? {
+        return Err(Error::TooMany(format!(
+            "{MAX_DEVICE_CODES} device sign-ins are in progress, the most the server holds at once; try `cone login` \
+             again in a few minutes."
+        )));
+    }
     let uri = format!("{}/device", s.public_url);
     Ok(DeviceAuthorization {
         device_code,
@@ -111,17 +130,25 @@ pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyho
     // Verify against a dummy hash for unknown users too, so timing does not tell which user names exist.
     let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
     // Service accounts have no password; the kind is checked too, so that one never signs in this way.
-    let ok = verify_password(password, &hash)
+    let ok = verify_password(password, hash).await?
         && user.as_ref().is_some_and(|u| u.password_hash.is_some() && u.kind != USER_SERVICE && u.left_at.is_none());
-    match user.filter(|_| ok) {
-        Some(user) => Ok(SignIn::Accepted(user)),
-        None => {
-            tracing::warn!(username, "failed password sign-in");
-            s.sign_in_failures.fail(username, t);
+    match (user, ok) {
+        (Some(user), true) => Ok(SignIn::Accepted(user)),
+        (user, _) => {
+            // Only a Cone user's name is logged: a name nobody has may be a password typed in the wrong field.
+            match &user {
+                Some(u) => tracing::warn!(user = %u.username, "failed password sign-in"),
+                None => tracing::warn!("failed password sign-in with a user name nobody has"),
+            }
+            s.sign_in_failures.fail(username, user.is_some(), t);
             Ok(SignIn::Refused)
         }
     }
 }
+
+/// Password checks running at once: argon2 takes tens of milliseconds of CPU each, so a flood of sign-ins queues
+/// here, on blocking threads, instead of taking the async workers from everything else.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// argon2 hash of a random password nobody knows.
 const DUMMY_HASH: &str =
@@ -277,9 +304,9 @@ mod tests {
     #[test]
     fn passwords_verify_only_themselves() {
         let h = hash_password("s3cret").unwrap();
-        assert!(verify_password("s3cret", &h));
-        assert!(!verify_password("s3cret ", &h));
-        assert!(!verify_password("x", DUMMY_HASH));
+        assert!(password_matches("s3cret", &h));
+        assert!(!password_matches("s3cret ", &h));
+        assert!(!password_matches("x", DUMMY_HASH));
         assert!(PasswordHash::new(DUMMY_HASH).is_ok());
     }
 

@@ -137,13 +137,24 @@ pub struct NewApiToken<'a> {
 }
 
 impl Db {
+    /// Stores a new device code unless `max` unexpired ones wait already (false then); expired ones go first, so
+    /// codes nobody polled do not pile up.
     pub async fn create_device_code(
         &self,
         code_hash: &str,
         user_code: &str,
         expires_at: i64,
         interval: i64,
-    ) -> Result<()> {
+        max: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM device_codes WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_codes").fetch_one(&mut *tx).await?;
+        if waiting >= max {
+            tx.commit().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO device_codes (device_code_hash, user_code, expires_at, interval_secs) VALUES ($1, $2, $3, $4)",
         )
@@ -151,9 +162,10 @@ impl Db {
         .bind(user_code)
         .bind(expires_at)
         .bind(interval)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Approves (for `user_id`) or denies a pending, unexpired device code; false when there is none with that
@@ -173,6 +185,14 @@ impl Db {
     }
 
     pub async fn poll_device_code(&self, code_hash: &str, now: i64) -> Result<DevicePoll> {
+        // A code that does not exist is answered without waiting for the writers' turn: guessing costs a read.
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM device_codes WHERE device_code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Ok(DevicePoll::Unknown);
+        }
         let mut tx = self.begin().await?;
         let row: Option<DeviceRow> = sqlx::query_as(
             "SELECT expires_at, interval_secs, last_poll_at, user_id, denied FROM device_codes WHERE device_code_hash = $1",

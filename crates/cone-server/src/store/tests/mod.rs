@@ -364,20 +364,26 @@ async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
 async fn device_codes_are_single_use_and_rate_limited(db: Db) {
     db.set_password("alice", "hash").await.unwrap();
     let alice = db.user_by_name("alice").await.unwrap().unwrap();
-    db.create_device_code("h", "ABCD-EFGH", 100, 5).await.unwrap();
+    assert!(db.create_device_code("h", "ABCD-EFGH", 100, 5, 10, 0).await.unwrap());
     assert_eq!(db.poll_device_code("h", 10).await.unwrap(), DevicePoll::Pending);
     assert_eq!(db.poll_device_code("h", 11).await.unwrap(), DevicePoll::SlowDown);
     assert!(db.decide_device_code("ABCD-EFGH", alice.id, true, 12).await.unwrap());
     assert_eq!(db.poll_device_code("h", 20).await.unwrap(), DevicePoll::Approved(alice.id));
     assert_eq!(db.poll_device_code("h", 30).await.unwrap(), DevicePoll::Unknown);
-    db.create_device_code("old", "WXYZ-WXYZ", 100, 5).await.unwrap();
+    assert!(db.create_device_code("old", "WXYZ-WXYZ", 100, 5, 10, 30).await.unwrap());
     assert!(!db.decide_device_code("WXYZ-WXYZ", alice.id, true, 100).await.unwrap());
     assert_eq!(db.poll_device_code("old", 100).await.unwrap(), DevicePoll::Expired);
     // A denied code is told so once, and cannot be approved afterwards.
-    db.create_device_code("no", "BCDF-BCDF", 100, 5).await.unwrap();
+    assert!(db.create_device_code("no", "BCDF-BCDF", 100, 5, 10, 0).await.unwrap());
     assert!(db.decide_device_code("BCDF-BCDF", alice.id, false, 10).await.unwrap());
     assert!(!db.decide_device_code("BCDF-BCDF", alice.id, true, 11).await.unwrap());
     assert_eq!(db.poll_device_code("no", 12).await.unwrap(), DevicePoll::Denied);
+    // At most `max` codes wait at once; expired ones, never polled, go when a new one is made.
+    assert!(db.create_device_code("p1", "CCCC-CCCC", 50, 5, 2, 12).await.unwrap());
+    assert!(db.create_device_code("p2", "DDDD-DDDD", 500, 5, 2, 12).await.unwrap());
+    assert!(!db.create_device_code("p3", "FFFF-FFFF", 500, 5, 2, 12).await.unwrap(), "two wait already");
+    assert!(db.create_device_code("p3", "FFFF-FFFF", 500, 5, 2, 60).await.unwrap(), "p1 expired and went");
+    assert_eq!(db.poll_device_code("p1", 61).await.unwrap(), DevicePoll::Unknown);
 }
 
 /// Many connections at once (as several replicas would use): the audit log stays one chain, and each job is

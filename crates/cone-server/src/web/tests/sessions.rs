@@ -82,9 +82,9 @@ async fn the_device_page_signs_the_command_line_in_as_the_viewer() {
     let (s, _keep) = state("").await;
     let mut b = Browser::new(&s);
     let start = |code: &str, hash: &str| {
-        let (db, expires) = (s.db.clone(), s.now() + 600);
+        let (db, now) = (s.db.clone(), s.now());
         let (code, hash) = (code.to_string(), hash.to_string());
-        async move { db.create_device_code(&hash, &code, expires, 0).await.unwrap() }
+        async move { assert!(db.create_device_code(&hash, &code, now + 600, 0, 10, now).await.unwrap()) }
     };
     start("BCDF-GHJK", "h1").await;
     let to = b.get("/device?user_code=BCDF-GHJK").await;
