@@ -92,6 +92,18 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     if let Err(e) = workers::sync::sync_once(&state, &connector, &mut last_sweep).await {
         tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");
     }
+    if let Some(addr) = &state.config.metrics_listen {
+        let scrape = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (metrics_listen); is another server using it?"))?;
+        tracing::info!("serving /metrics on {}", scrape.local_addr()?);
+        let app = api::metrics::scrape_routes().with_state(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(scrape, app).await {
+                tracing::error!("the metrics listener stopped: {e}");
+            }
+        });
+    }
     println!("READY {public_url}");
     std::io::stdout().flush()?;
     tracing::info!("listening on {addr}");

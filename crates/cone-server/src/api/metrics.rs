@@ -1,4 +1,6 @@
-//! Operations endpoints: `/metrics` (Prometheus text format) and `/readyz`.
+//! Operations endpoints: `/metrics` (Prometheus text format) and `/readyz`. `/metrics` reads the database at each
+//! scrape, so it is not for everyone: on the main listener it takes an administrator's token, and with
+//! `metrics_listen` it is served there, without one, and not on the main listener.
 //!
 //! Request counts and latencies are recorded as requests pass; everything that lives in the database (jobs, grants,
 //! tasks, webhook deliveries) is counted when scraped, so that every replica reports the same truth and a restart
@@ -18,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use super::extract::Admin;
+use crate::error::Error;
 use crate::services::operations;
 use crate::state::AppState;
 
@@ -42,7 +46,12 @@ pub fn install() -> Result<()> {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics)).route("/readyz", get(readyz))
+    Router::new().route("/metrics", get(metrics_for_admins)).route("/readyz", get(readyz))
+}
+
+/// The routes of the `metrics_listen` listener.
+pub fn scrape_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// Middleware (as a route layer, so that the matched route template is known) counting and timing requests.
@@ -62,6 +71,13 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
         Ok(()) => (StatusCode::OK, "ok"),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
+}
+
+async fn metrics_for_admins(State(s): State<AppState>, _: Admin) -> Result<Response, Error> {
+    if let Some(addr) = &s.config.metrics_listen {
+        return Err(Error::NotFound(format!("/metrics is served on {addr} (metrics_listen), not here.")));
+    }
+    Ok(metrics(State(s)).await)
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

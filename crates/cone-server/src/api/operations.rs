@@ -43,15 +43,18 @@ pub async fn audit(
     Ok(Json(audit::page(&s, &filter, q.page_size).await?))
 }
 
-/// How this server's syncs with AWS stand.
+/// How this server's syncs with AWS stand; the last failure's details are for administrators.
 #[utoipa::path(
     get,
     path = "/api/v1/connectors",
     tag = "operations",
     responses((status = 200, description = "One entry per app", body = Vec<ConnectorStatus>), Unauthenticated, Internal)
 )]
-pub async fn connectors(State(s): State<AppState>, CurrentUser(_): CurrentUser) -> Json<Vec<ConnectorStatus>> {
-    Json(vec![operations::connector(&s)])
+pub async fn connectors(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Vec<ConnectorStatus>>, Error> {
+    Ok(Json(vec![operations::connector_seen_by(&s, &user).await?]))
 }
 
 /// Asks this server for a sync with AWS now, beside its schedule (at most one every 10 s); the connector's
@@ -193,7 +196,24 @@ mod tests {
     use crate::server::testing::{call, person, state};
     use crate::store::Db;
 
-    crate::store::testing::on_both_backends!(the_inventory_is_replaced_per_sync_filtered_paged_and_for_admins_only);
+    crate::store::testing::on_both_backends!(
+        the_inventory_is_replaced_per_sync_filtered_paged_and_for_admins_only,
+        only_administrators_read_why_a_sync_failed,
+    );
+
+    async fn only_administrators_read_why_a_sync_failed(db: Db) {
+        let s = state(db, "admins: { users: [carol] }\n");
+        let (alice, carol) = (person(&s, "alice").await, person(&s, "carol").await);
+        s.sync_status.lock().unwrap().last_error = Some("AccessDeniedException: sso:ListInstances on 111".into());
+        let (status, seen) = call(&s, Method::GET, "/api/v1/connectors", Some(&alice), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            seen[0]["last_error"],
+            "The last sync with AWS failed; administrators see why on the Connectors page."
+        );
+        let (_, seen) = call(&s, Method::GET, "/api/v1/connectors", Some(&carol), None).await;
+        assert_eq!(seen[0]["last_error"], "AccessDeniedException: sso:ListInstances on 111");
+    }
 
     const DAY: i64 = 86_400;
     const NOW: i64 = 1_750_000_000;

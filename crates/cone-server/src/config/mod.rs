@@ -29,6 +29,10 @@ pub struct Config {
     /// The URL people reach the server at (for the device sign-in page); defaults to the listening address.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Where to serve `/metrics` to scrapers without a token (a private address); without it, `/metrics` is on
+    /// `listen` for administrators' tokens only.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     pub aws: AwsConfig,
     /// Duration of a grant when the request names none, capped by the policy's maximum.
     #[serde(default = "default_duration", with = "duration")]

@@ -36,6 +36,17 @@ pub fn connector(s: &AppState) -> ConnectorStatus {
     s.sync_status()
 }
 
+/// [`connector`] as `u` may see it: AWS's own words about a failure name accounts, roles and policies, so only
+/// administrators read them.
+pub async fn connector_seen_by(s: &AppState, u: &UserRow) -> anyhow::Result<ConnectorStatus> {
+    let mut status = s.sync_status();
+    if status.last_error.is_some() && !super::auth::is_admin(s, u).await? {
+        status.last_error =
+            Some("The last sync with AWS failed; administrators see why on the Connectors page.".into());
+    }
+    Ok(status)
+}
+
 /// Asks the sync loop for a sync now and returns how the connector stands.
 pub fn ask_for_sync(s: &AppState, u: &UserRow) -> ConnectorStatus {
     tracing::info!(user = %u.username, "sync with AWS asked for");

@@ -103,6 +103,7 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/drift".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/audit?action=task.*&page_size=5".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/connectors".into(), None, [401, 200, 200, 200]),
+        (Method::GET, "/metrics".into(), None, [401, 403, 403, 200]),
         (Method::POST, "/api/v1/connectors/sync".into(), None, [401, 403, 403, 202]),
         (Method::GET, "/api/v1/iam/access-keys?status=Active".into(), None, [401, 403, 403, 200]),
         (Method::GET, "/api/v1/iam/users".into(), None, [401, 403, 403, 200]),

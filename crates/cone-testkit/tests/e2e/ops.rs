@@ -19,9 +19,21 @@ fn value(text: &str, series: &str) -> Option<f64> {
 
 async fn metrics_count_requests_by_route_template_and_report_the_database(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let (alice, carol) = (sb.api_token("alice").unwrap(), sb.api_token("carol").unwrap());
     let http = reqwest::Client::new();
     let get = async |path: &str| http.get(format!("{}{path}", sb.server_url)).send().await.unwrap();
+    let scrape = async |base: &str, token: Option<&str>| {
+        let req = http.get(format!("{base}/metrics"));
+        let req = if let Some(t) = token { req.bearer_auth(t) } else { req };
+        req.send().await.unwrap()
+    };
+    // /metrics reads the database: administrators only.
+    assert_eq!(scrape(&sb.server_url, None).await.status(), 401);
+    assert_eq!(scrape(&sb.server_url, Some(&alice)).await.status(), 403);
 
     let ready = get("/readyz").await;
     assert_eq!(ready.status(), 200);
@@ -32,7 +44,7 @@ async fn metrics_count_requests_by_route_template_and_report_the_database(store:
     }
     assert_eq!(get("/healthz").await.status(), 200);
 
-    let resp = get("/metrics").await;
+    let resp = scrape(&sb.server_url, Some(&carol)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     let series = |s: &str| value(&text, s).unwrap_or_else(|| panic!("no series `{s}` in:\n{text}"));
@@ -50,6 +62,14 @@ async fn metrics_count_requests_by_route_template_and_report_the_database(store:
     let synced = series("cone_sync_last_success_timestamp_seconds");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - 120.0..=now).contains(&synced), "last sync at {synced}, now {now}");
+
+    // With `metrics_listen`, scrapers read it there without a token, and the main listener no longer serves it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    sb.reconfigure_server(|c| format!("{c}metrics_listen: 127.0.0.1:{port}\n")).unwrap();
+    let open = scrape(&format!("http://127.0.0.1:{port}"), None).await;
+    assert_eq!(open.status(), 200);
+    assert!(open.text().await.unwrap().contains("cone_grants_active 0"));
+    assert_eq!(scrape(&sb.server_url, Some(&carol)).await.status(), 404);
 }
 
 /// An administrator's "sync now": a permission set made in AWS reaches the catalog without waiting for the
@@ -106,12 +126,15 @@ async fn an_administrator_asks_for_a_sync_and_the_catalog_follows_aws() {
 async fn a_restarted_server_resumes_the_sync_an_earlier_one_left_unfinished(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let mut sb = Sandbox::start_on(store, dir.path(), "", "").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let carol = sb.api_token("carol").unwrap();
     sb.stop_server();
     let proxy = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
     let alice = sb.org.user_id("alice").unwrap();
     proxy.fail_always("sso:ListAccountAssignmentsForPrincipal", alice, Failure::Server(500));
     let metric = async |url: &str, series: &str| {
-        let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+        let req = reqwest::Client::new().get(format!("{url}/metrics")).bearer_auth(&carol);
+        let text = req.send().await.unwrap().text().await.unwrap();
         value(&text, series)
     };
 

@@ -201,7 +201,10 @@ async fn behind_proxy(
     action: &str,
 ) -> (Sandbox, String, FaultProxy, String) {
     let mut sb = Sandbox::start_on(store, dir, "job_lease: 5s\n", policies).await.unwrap();
-    sb.cone_login("alice", &[], "alice").await.unwrap();
+    // carol, an administrator, reads /metrics.
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
     let token = sb.api_token("alice").unwrap();
     sb.stop_server();
     let proxy = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
@@ -622,7 +625,8 @@ async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: S
     // The restarted server deletes again, and moto answers that there is nothing to delete.
     assert_eq!(proxy.calls("sso:DeleteAccountAssignment"), 2, "the restarted server deletes once more");
     // Nothing is left to do: no job waits, and alice holds nothing.
-    let resp = reqwest::Client::new().get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let scrape = reqwest::Client::new().get(format!("{url}/metrics")).bearer_auth(sb.api_token("carol").unwrap());
+    let resp = scrape.send().await.unwrap().text().await.unwrap();
     assert!(!resp.lines().any(|l| l.starts_with("cone_jobs{")), "jobs still pending or failed:\n{resp}");
     assert!(resp.lines().any(|l| l == "cone_grants_active 0"), "{resp}");
     assert_audit_intact(&sb);
