@@ -80,6 +80,9 @@ fn oidc_base(region: &str) -> String {
 /// How long a browser sign-in may take, as the AWS CLI allows.
 const BROWSER_WAIT: Duration = Duration::from_secs(600);
 
+/// The scope that makes IAM Identity Center issue refresh tokens.
+const ACCOUNT_ACCESS: &str = "sso:account:access";
+
 /// The AWS CLI's registration key for a profile without sso-session and without registration scopes.
 fn registration_key(start_url: &str, region: &str) -> String {
     format!(
@@ -225,21 +228,28 @@ impl Sso {
     async fn registration(&self, browser: bool) -> Result<Registration> {
         let path =
             aws_cache_file("sso/cache", &registration_key(&self.settings.sso_start_url, &self.settings.sso_region))?;
+        // Registered with sso:account:access, for the flow at hand: without that scope IAM Identity Center issues
+        // no refresh token, and a person signed in on a headless machine would sign in again every session.
         let fits = |r: &Registration| {
             let for_browser = r.grant_types.as_ref().is_some_and(|g| g.iter().any(|t| t == "authorization_code"));
-            remaining(&r.expires_at) > RENEW_WINDOW && for_browser == browser
+            let scoped = r.scopes.as_ref().is_some_and(|s| s.iter().any(|s| s == ACCOUNT_ACCESS));
+            remaining(&r.expires_at) > RENEW_WINDOW && for_browser == browser && scoped
         };
         if let Some(reg) = read_json::<Registration>(&path).filter(fits) {
             return Ok(reg);
         }
-        let mut req = self.oidc.register_client().client_name("botocore-client-cone").client_type("public");
+        let mut req = self
+            .oidc
+            .register_client()
+            .client_name("botocore-client-cone")
+            .client_type("public")
+            .scopes(ACCOUNT_ACCESS);
         if browser {
             req = req
                 .grant_types("authorization_code")
                 .grant_types("refresh_token")
                 .redirect_uris(pkce::REDIRECT_URI)
-                .issuer_url(&self.settings.sso_start_url)
-                .scopes("sso:account:access");
+                .issuer_url(&self.settings.sso_start_url);
         }
         let out = req.send().await.map_err(|e| self.oidc_error("register a client with", e))?;
         let expires = DateTime::from_timestamp(out.client_secret_expires_at, 0).unwrap_or_else(Utc::now);
@@ -247,7 +257,7 @@ impl Sso {
             client_id: out.client_id.context("IAM Identity Center returned no client id")?,
             client_secret: out.client_secret.context("IAM Identity Center returned no client secret")?,
             expires_at: format_time(expires),
-            scopes: browser.then(|| vec!["sso:account:access".to_string()]),
+            scopes: Some(vec![ACCOUNT_ACCESS.to_string()]),
             grant_types: browser.then(|| vec!["authorization_code".to_string(), "refresh_token".to_string()]),
         };
         files::write_private(&path, &serde_json::to_vec(&reg).context("cannot encode the registration")?)?;

@@ -24,7 +24,8 @@
 //!   * `refresh_token`: rotates the refresh token; unknown, spent, revoked or another client's token is
 //!     InvalidGrant.
 //!
-//!   Refresh tokens are issued by every grant unless disabled. Any client may use the device-code and
+//!   Refresh tokens are issued by every grant to clients registered with the `sso:account:access` scope
+//!   (as AWS documents: the AWS CLI's sso-session registers with it, a legacy profile without), unless disabled. Any client may use the device-code and
 //!   refresh grants: the real service was not observed to refuse them, and AWS CLI 2.9.19 reuses a PKCE
 //!   registration for the device flow.
 //! * `GET /authorize`: the authorization-code + PKCE (S256) sign-in. An unknown client or a redirect URI

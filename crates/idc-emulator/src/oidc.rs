@@ -16,6 +16,8 @@ use crate::errors::{OidcError, OidcErrorKind};
 
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const REFRESH_TOKEN_GRANT: &str = "refresh_token";
+/// The scope a registration needs for CreateToken to issue refresh tokens.
+pub const ACCOUNT_ACCESS_SCOPE: &str = "sso:account:access";
 const AUTHORIZATION_CODE_GRANT: &str = "authorization_code";
 
 const CLIENT_SECRET_LIFETIME: TimeDelta = TimeDelta::days(90);
@@ -714,7 +716,10 @@ impl Oidc {
             access_token.clone(),
             AccessToken { session, identity: identity.clone(), expires_at: now + self.settings.token_ttl },
         );
-        let refresh_token = self.settings.issue_refresh_tokens.then(|| {
+        // As IAM Identity Center documents: only a client registered with the sso:account:access scope (the AWS
+        // CLI's sso-session, cone's registrations) is given refresh tokens.
+        let scoped = self.clients.get(client_id).is_some_and(|c| c.scopes.iter().any(|s| s == ACCOUNT_ACCESS_SCOPE));
+        let refresh_token = (self.settings.issue_refresh_tokens && scoped).then(|| {
             let token = random_token("rt-", 32);
             self.refresh_tokens
                 .insert(token.clone(), RefreshToken { session, identity, client_id: client_id.to_string() });
@@ -875,16 +880,23 @@ mod tests {
         Identity { user_id: "u-1".into(), user_name: "alice".into() }
     }
 
-    fn register(o: &mut Oidc) -> RegisterClientResponse {
+    /// A device-flow client registered with `scopes`.
+    fn register_with(o: &mut Oidc, scopes: Option<Vec<String>>) -> RegisterClientResponse {
         o.register_client(
             &RegisterClientRequest {
                 client_name: Some("botocore-client-test".into()),
                 client_type: Some("public".into()),
+                scopes,
                 ..Default::default()
             },
             t0(),
         )
         .expect("registration")
+    }
+
+    /// As the AWS CLI's sso-session and cone register: with the scope that brings refresh tokens.
+    fn register(o: &mut Oidc) -> RegisterClientResponse {
+        register_with(o, Some(vec![ACCOUNT_ACCESS_SCOPE.into()]))
     }
 
     fn start(o: &mut Oidc, c: &RegisterClientResponse) -> StartDeviceAuthorizationResponse {
@@ -1090,6 +1102,16 @@ mod tests {
         let mut bad_client = refresh(&c, &rt2);
         bad_client.client_secret = Some("wrong".into());
         assert_eq!(kind(o.create_token(&bad_client, later)), OidcErrorKind::InvalidClient);
+    }
+
+    #[test]
+    fn no_refresh_tokens_without_the_account_access_scope() {
+        let mut o = oidc(true);
+        let c = register_with(&mut o, None);
+        let d = start(&mut o, &c);
+        o.approve(&d.user_code, alice(), t0()).expect("approve");
+        let token = o.create_token(&device_poll(&c, &d), t0()).expect("token");
+        assert_eq!(token.refresh_token, None, "a legacy registration, as a profile without sso-session makes");
     }
 
     #[test]

@@ -594,6 +594,32 @@ async fn aws_sso_util_credential_process_uses_cone_token() {
     assert!(w.log().await.is_empty());
 }
 
+/// cone's device-code sign-in (`cone aws login --device-code`, for SSH sessions) registers with
+/// `sso:account:access`, so Identity Center gives it a refresh token: when the access token has expired, cone
+/// refreshes it without a new sign-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn cone_device_code_sign_in_refreshes_without_signing_in_again() {
+    let w = World::new().await;
+    let token = w.token(START_URL);
+    assert!(token["refreshToken"].is_string(), "no refresh token after a device-code sign-in: {token}");
+    w.emulator(reqwest::Method::POST, "/_emu/tokens/expire-all", None).await;
+    // Role credentials cached by the sign-in would answer without the token; they go.
+    let _ = std::fs::remove_dir_all(w.home().join(".aws/cli/cache"));
+    // The cached token must look expired to cone too.
+    let path = {
+        use sha1::Digest;
+        w.home().join(".aws/sso/cache").join(format!("{}.json", hex::encode(sha1::Sha1::digest(START_URL.as_bytes()))))
+    };
+    let mut expired = token.clone();
+    expired["expiresAt"] = "2000-01-01T00:00:00Z".into();
+    std::fs::write(&path, expired.to_string()).unwrap();
+    w.forget_log().await;
+    w.cone_credentials();
+    let log = w.log().await;
+    assert!(logged(&log, "POST /token 200"), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("/device_authorization")), "a new sign-in: {log:#?}");
+}
+
 /// `aws-sso-util login` (device code) signs cone in: its token file (without refresh token or client) is
 /// enough for cone.
 #[tokio::test(flavor = "multi_thread")]

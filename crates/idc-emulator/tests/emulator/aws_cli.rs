@@ -217,9 +217,10 @@ impl Cli {
         Ok(out.stderr)
     }
 
-    /// The whole RegisterClient response.
+    /// The whole RegisterClient response, for a client with the scope that brings refresh tokens.
     fn register_client(&self) -> Result<Value> {
-        self.ok(&["sso-oidc", "register-client", "--client-name", "idc-test", "--client-type", "public"])
+        let args = ["--client-name", "idc-test", "--client-type", "public", "--scopes", "sso:account:access"];
+        self.ok(&[&["sso-oidc", "register-client"][..], &args[..]].concat())
     }
 
     /// Registers a client; returns its id and secret.

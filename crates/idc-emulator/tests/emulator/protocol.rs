@@ -208,9 +208,16 @@ impl Emu {
         .await
     }
 
-    /// A device-flow login of `user` with a fresh client; returns the client and the token response.
+    /// A device-flow login of `user` with a fresh client registered with the scope that brings refresh tokens (as
+    /// the AWS CLI's sso-session registers); returns the client and the token response.
     async fn device_login(&self, user: &str) -> Result<((String, String), Value)> {
-        let reg = self.post("/client/register", json!({"clientName": "t", "clientType": "public"})).await?.ok()?;
+        self.device_login_with(user, json!(["sso:account:access"])).await
+    }
+
+    /// [`Emu::device_login`] with a client registered with `scopes` (`null` for none).
+    async fn device_login_with(&self, user: &str, scopes: Value) -> Result<((String, String), Value)> {
+        let registration = json!({"clientName": "t", "clientType": "public", "scopes": scopes});
+        let reg = self.post("/client/register", registration).await?.ok()?;
         let client = (str_at(&reg, "/clientId")?, str_at(&reg, "/clientSecret")?);
         let device = self
             .post(
@@ -520,6 +527,10 @@ async fn device_slow_down_expiry_revocation_and_lifetimes() -> Result<()> {
     // Lifetimes from the flags.
     let (client, token) = emu.device_login("alice").await?;
     assert_eq!(token["expiresIn"], 1200);
+    assert!(token["refreshToken"].is_string(), "{token}");
+    // A registration without sso:account:access (a legacy profile's) gets no refresh token, as from AWS.
+    let (_, legacy) = emu.device_login_with("alice", Value::Null).await?;
+    assert!(legacy["accessToken"].is_string() && legacy.get("refreshToken").is_none(), "{legacy}");
     check_credentials(emu.portal(&path, &str_at(&token, "/accessToken")?).await?, 7200)?;
 
     // Polling: pending, then slow_down when polled again at once, pending again after the interval.
