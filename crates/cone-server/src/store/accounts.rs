@@ -7,9 +7,9 @@ use cone_core::job::{JobKind, JobState};
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::grants::{GrantRow, JobRow};
 use super::lifecycle::{enqueue_at, finish_job, move_account};
 use super::pool::{Db, Tx};
+use super::rows::{GrantRow, JobRow};
 
 /// An IAM user Cone created, or is creating or deleting, for a person.
 #[derive(Debug, Clone, FromRow)]

@@ -7,9 +7,9 @@ use cone_core::job::{JobKind, JobState};
 use sqlx::{Executor, FromRow};
 
 use super::audit::record;
-use super::grants::JobRow;
 use super::lifecycle::{enqueue, finish_job, grant_state, set_grant_state};
 use super::pool::Db;
+use super::rows::JobRow;
 
 /// A drift finding with the names Cone knows for its account, permission set and user.
 #[derive(Debug, Clone, FromRow)]

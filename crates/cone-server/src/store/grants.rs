@@ -5,54 +5,12 @@ use anyhow::Result;
 use cone_core::grant::{GrantEvent, GrantState};
 use cone_core::job::{JobKind, JobState};
 use cone_core::task::Event;
-use sqlx::FromRow;
 
 use super::audit::record;
 use super::denials::{deny_sessions, sessions_removed};
 use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state, set_grant_state};
 use super::pool::{Db, Tx};
-
-#[derive(Debug, Clone, FromRow)]
-pub struct JobRow {
-    pub id: i64,
-    #[sqlx(try_from = "String")]
-    pub kind: JobKind,
-    /// Every kind but `remove_drift` is about a grant.
-    pub grant_id: Option<i64>,
-    /// `reprovision` and `remove_drift` repair a drift finding.
-    pub finding_id: Option<i64>,
-    pub attempts: i64,
-}
-
-#[derive(Debug, Clone, FromRow)]
-pub struct GrantRow {
-    pub id: i64,
-    pub task_id: i64,
-    pub user_id: i64,
-    /// The entitlement's kind (`cone_api::KIND_*`).
-    pub kind: String,
-    pub instance_arn: String,
-    pub account_id: String,
-    pub permission_set_arn: String,
-    pub principal_id: String,
-    pub duration_secs: i64,
-    /// The group of a membership grant (an Identity Center group's id, an IAM group's name); empty for a permission
-    /// set's.
-    pub group_id: String,
-    /// 1 when the person was a member already as provisioning looked (a membership Cone must not remove), 0 when
-    /// not; `None` until it has looked.
-    pub membership_found: Option<i64>,
-}
-
-impl GrantRow {
-    pub fn is_idc_group(&self) -> bool {
-        self.kind == cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP
-    }
-
-    pub fn is_iam_group(&self) -> bool {
-        self.kind == cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP
-    }
-}
+use super::rows::{GrantRow, JobRow};
 
 /// The job kinds this server runs, as SQL text: a job of a kind it does not know (written by a newer replica
 /// sharing the database) is left to a replica that knows it.

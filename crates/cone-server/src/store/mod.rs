@@ -32,14 +32,12 @@ pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};
 pub use counts::Counts;
 pub use drift::{DriftRecord, Repair};
-pub use grants::{GrantRow, JobRow};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
 pub use listen::forward_changes;
 pub use outbox::{DeliveryRow, DeliveryState, rfc3339};
 #[cfg(test)]
 pub use pool::Backend;
 pub use pool::Db;
-pub use rows::EntitlementRow;
-pub use rows::{USER_SERVICE, UserRow};
+pub use rows::{EntitlementRow, GrantRow, JobRow, USER_SERVICE, UserRow};
 pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner, TokensOf};
 pub use tasks::{Narrow, NewTask, Placement, States, TaskFilter, TaskRow};

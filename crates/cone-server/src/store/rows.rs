@@ -1,6 +1,7 @@
-//! The rows the store's in-memory reads keep (`pool::Reads`), apart from the code that reads them, so that the pool
-//! and the subjects that use it do not depend on each other.
+//! The rows the store's in-memory reads keep (`pool::Reads`), and grants and jobs as their subjects share them, apart
+//! from the code that reads them, so that the pool and the subjects that use it do not depend on each other.
 
+use cone_core::job::JobKind;
 use sqlx::FromRow;
 
 /// The kind of a service account's user row.
@@ -67,5 +68,47 @@ impl EntitlementRow {
     /// What people call it: the group, or the permission set.
     pub fn name(&self) -> &str {
         if self.is_group() { &self.group_name } else { &self.permission_set_name }
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
+    /// Every kind but `remove_drift` is about a grant.
+    pub grant_id: Option<i64>,
+    /// `reprovision` and `remove_drift` repair a drift finding.
+    pub finding_id: Option<i64>,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct GrantRow {
+    pub id: i64,
+    pub task_id: i64,
+    pub user_id: i64,
+    /// The entitlement's kind (`cone_api::KIND_*`).
+    pub kind: String,
+    pub instance_arn: String,
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub principal_id: String,
+    pub duration_secs: i64,
+    /// The group of a membership grant (an Identity Center group's id, an IAM group's name); empty for a permission
+    /// set's.
+    pub group_id: String,
+    /// 1 when the person was a member already as provisioning looked (a membership Cone must not remove), 0 when
+    /// not; `None` until it has looked.
+    pub membership_found: Option<i64>,
+}
+
+impl GrantRow {
+    pub fn is_idc_group(&self) -> bool {
+        self.kind == cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP
+    }
+
+    pub fn is_iam_group(&self) -> bool {
+        self.kind == cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP
     }
 }
