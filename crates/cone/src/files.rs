@@ -90,26 +90,25 @@ fn lock_in(dir: &Path, name: &str) -> Result<Lock> {
     }
 }
 
-/// Replaces `path` with `contents` so that readers see the old or the new file, never a mix; mode 0600.
+/// Replaces `path` with `contents` so that readers see the old or the new file, never a mix; mode 0600. The
+/// temporary file beside it is new (`O_EXCL`, random name), so nothing planted there in advance, such as a link to
+/// another file, is written through.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().context("file path has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("cone"),
-        std::process::id()
-    ));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cone");
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(dir)?;
+        tmp.write_all(contents)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::from(e).context(format!("cannot write {}", path.display()))
-    })
+    write().map_err(|e| anyhow::Error::from(e).context(format!("cannot write {}", path.display())))
 }
 
 #[cfg(test)]
@@ -126,6 +125,20 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
         assert_eq!(read_optional(&dir.path().join("missing")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_link_planted_where_the_temporary_file_used_to_be_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("token.json");
+        // The name the temporary file once had: predictable from the process id.
+        let planted = dir.path().join(format!(".token.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_private(&path, b"secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
     }
 
     #[test]

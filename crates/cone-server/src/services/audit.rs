@@ -77,29 +77,29 @@ pub async fn export(db: &Db, mut filter: AuditFilter, out: &mut impl Write) -> R
 }
 
 /// `cone-server export-audit`: to `output` (written beside it, then renamed, so a partial export never has the
-/// final name; mode 0600, as the log names people and their reasons), or to standard output.
+/// final name, from a new file of a random name; mode 0600, as the log names people and their reasons), or to
+/// standard output.
 pub async fn export_to(db: &Db, filter: AuditFilter, output: Option<&std::path::Path>) -> Result<Exported> {
     let Some(path) = output else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         return export(db, filter, &mut out).await;
     };
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = std::path::PathBuf::from(partial);
-    let file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)
-    }
-    .with_context(|| format!("cannot create {}; check that its directory exists and is writable", partial.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    let done = export(db, filter, &mut out).await.with_context(|| format!("exporting to {}", partial.display()))?;
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot finish writing {}; is the disk full?", partial.display()))?;
-    std::fs::rename(&partial, path)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), path.display()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("audit");
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}; check that it exists and is writable", dir.display()))?;
+    let shown = partial.path().display().to_string();
+    let mut out = std::io::BufWriter::new(partial);
+    let done = export(db, filter, &mut out).await.with_context(|| format!("exporting to {shown}"))?;
+    let partial =
+        out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot finish writing {shown}"))?;
+    partial.as_file().sync_all().with_context(|| format!("cannot finish writing {shown}; is the disk full?"))?;
+    partial.persist(path).with_context(|| format!("cannot rename {shown} to {}", path.display()))?;
     Ok(done)
 }
 
