@@ -39,7 +39,11 @@ pub struct SetupArgs {
 pub struct SetupResult {
     pub config_file: String,
     pub added: Vec<String>,
+    /// Cone's profiles for the same entitlements, already there.
     pub existing: Vec<String>,
+    /// Names held by a profile someone else wrote (or cone wrote for another entitlement): left as they are, so
+    /// that entitlement has no profile.
+    pub taken: Vec<String>,
     pub removed: Vec<String>,
 }
 
@@ -117,13 +121,19 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
         config_file: path.display().to_string(),
         added: Vec::new(),
         existing: Vec::new(),
+        taken: Vec::new(),
         removed: Vec::new(),
     };
     entitlements.sort_by(|a, b| a.alias.cmp(&b.alias));
     for e in &entitlements {
         let name = aws_profile_name(&e.alias);
-        if doc.has_profile(&name) {
-            result.existing.push(name);
+        if let Some(keys) = doc.profile(&name) {
+            let ours = keys.get("cone_app_id") == Some(&e.app_id) && keys.get("cone_entitlement_id") == Some(&e.id);
+            if ours {
+                result.existing.push(name)
+            } else {
+                result.taken.push(name)
+            }
             continue;
         }
         doc.add_profile(
@@ -158,6 +168,9 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
     out.show(&result, || {
         let mut lines: Vec<String> = result.added.iter().map(|n| format!("added    {n}")).collect();
         lines.extend(result.existing.iter().map(|n| format!("exists   {n}")));
+        lines.extend(
+            result.taken.iter().map(|n| format!("taken    {n} (a profile cone did not write for it; left as it is)")),
+        );
         lines.extend(result.removed.iter().map(|n| format!("removed  {n}")));
         View::Line(lines.join("\n"))
     })?;
@@ -168,6 +181,13 @@ pub async fn setup(args: SetupArgs, out: Output) -> Result<()> {
         result.removed.len(),
         path.display()
     ));
+    if !result.taken.is_empty() {
+        ui.say(&format!(
+            "{} name(s) are taken by profiles cone did not write, so those entitlements have no profile: rename \
+             yours, or use `cone get ALIAS` for them.",
+            result.taken.len()
+        ));
+    }
     if !on_path("aws") {
         ui.say("The AWS CLI is required but was not found on PATH. Install AWS CLI v2 and make sure the `aws` command is available in your shell.");
     }

@@ -776,15 +776,21 @@ async fn cone_profiles_parse_in_rust_sdk() {
 /// both kinds of profile without a warning.
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_configure_sso_config_coexists_with_cone() {
+    // One of the user's profiles has the name one of cone's would have.
     let original = format!(
-        "[default]\nregion = us-east-1\noutput = json\n\n{}{}",
+        "[default]\nregion = us-east-1\noutput = json\n\n{}{}{}",
         sso_session(),
-        session_profile("corp-dev", "111111111111")
+        session_profile("corp-dev", "111111111111"),
+        session_profile("production-readonlyaccess", "111111111111")
     );
     let w = World::with_config(&original).await;
     let config = std::fs::read_to_string(w.home().join(".aws/config")).unwrap();
     assert!(config.starts_with(&original), "cone changed what it did not write:\n{config}");
     assert!(cone_profiles(&w).iter().any(|n| n == PROFILE));
+    let o = w.cone(&["aws", "setup", "-o", "json"]);
+    let setup = parse_json(&assert_ok(&o, "cone aws setup"), "cone aws setup -o json");
+    assert_eq!(setup["taken"], serde_json::json!(["production-readonlyaccess"]), "{setup}");
+    assert!(!cone_profiles(&w).iter().any(|n| n == "production-readonlyaccess"));
 
     let o = w.v1(&["sts", "get-caller-identity", "--profile", PROFILE]);
     assert!(assert_ok(&o, "cone profile").contains(&w.staging_role_arn()));
