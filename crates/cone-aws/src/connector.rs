@@ -21,6 +21,7 @@ use crate::retry::{RequestState, Timing, wait_for, with_retries};
 use crate::scim::Scim;
 use crate::settings::DEFAULT_MEMBER_ROLE;
 use crate::spool::{Part, Parts, Sink, Synced};
+use crate::writes::AssignmentWrites;
 use crate::{Account, Assignment, AssignmentRecord, Group, PermissionSet, Principal, Snapshot, User};
 
 const LIST_INSTANCES: Op = Op::sso("ListInstances");
@@ -68,6 +69,8 @@ pub struct Connector {
     pub(crate) members: Arc<Mutex<HashMap<String, aws_sdk_iam::Client>>>,
     /// The account the credentials are in and its partition, from sts:GetCallerIdentity, asked once.
     pub(crate) caller: Arc<tokio::sync::OnceCell<(String, String)>>,
+    /// Identity Center's limits on assignment writes (`writes`).
+    writes: Arc<AssignmentWrites>,
     region: String,
     pub(crate) timing: Timing,
     pub(crate) limits: RateLimits,
@@ -127,6 +130,7 @@ impl Connector {
             member_role: member_role.to_string(),
             members: Arc::default(),
             caller: Arc::default(),
+            writes: Arc::new(AssignmentWrites::new(crate::writes::DEFAULT_OUTSTANDING)),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "(no region configured)".into()),
             timing,
             limits,
@@ -184,8 +188,17 @@ impl Connector {
         self.limits.calls()
     }
 
-    /// Creates the assignment unless it already exists, and waits until IAM Identity Center reports it done.
+    /// At most `n` account-assignment writes outstanding at once (AWS's quota is
+    /// [`DEFAULT_OUTSTANDING`](crate::DEFAULT_OUTSTANDING_ASSIGNMENT_WRITES), the default).
+    pub fn with_outstanding_writes(mut self, n: usize) -> Connector {
+        self.writes = Arc::new(AssignmentWrites::new(n));
+        self
+    }
+
+    /// Creates the assignment unless it already exists, and waits until IAM Identity Center reports it done,
+    /// within Identity Center's limits on writes (`writes`).
     pub async fn assign(&self, a: &Assignment) -> Result<(), ConnectorError> {
+        let _slot = self.writes.slot(&a.account_id, &a.permission_set_arn).await;
         let pending =
             self.start(CREATE_ASSIGNMENT, a, "assignment already exists", || self.create_unless_exists(a)).await?;
         let Some(request_id) = pending else {
@@ -216,6 +229,7 @@ impl Connector {
     }
 
     async fn delete(&self, a: &Assignment) -> Result<(), ConnectorError> {
+        let _slot = self.writes.slot(&a.account_id, &a.permission_set_arn).await;
         let pending = self.start(DELETE_ASSIGNMENT, a, "assignment already absent", || self.delete_once(a)).await?;
         let Some(request_id) = pending else {
             return Ok(());

@@ -20,6 +20,7 @@ mod retry;
 mod scim;
 mod settings;
 pub mod spool;
+mod writes;
 
 pub use connector::Connector;
 pub use error::ConnectorError;
@@ -28,6 +29,7 @@ pub use provision::{Change, NewIamUser, NewIdcUser, OWNER_TAG};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
 pub use spool::{Part, PartStream, Sink, SqlSpool, Synced};
+pub use writes::DEFAULT_OUTSTANDING as DEFAULT_OUTSTANDING_ASSIGNMENT_WRITES;
 
 use serde::{Deserialize, Serialize};
 

@@ -65,7 +65,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
              here: set BATON_GLOBAL_AWS_ORGS_ENABLED=true (the default), or remove aws.revoke_sessions"
         );
     }
-    let connector = Arc::new(settings.connect().await?);
+    let connector = Arc::new(settings.connect().await?.with_outstanding_writes(config.aws.max_assignment_writes));
     let state = AppState { clock, ..AppState::new(db, config, access, public_url.clone()) };
     let access_changed = Arc::new(Notify::new());
     tokio::spawn(store::forward_changes(

@@ -195,6 +195,10 @@ pub struct AwsConfig {
     /// IAM users Cone creates for people granted an IAM group in an account where they have none.
     #[serde(default)]
     pub account_provisioning: AccountProvisioning,
+    /// Account-assignment writes outstanding at once, per server (IAM Identity Center allows 10 per instance;
+    /// with several replicas, divide it among them).
+    #[serde(default = "default_assignment_writes")]
+    pub max_assignment_writes: usize,
     /// Whether the connector reads AWS Organizations (`BATON_GLOBAL_AWS_ORGS_ENABLED`, not in the file): then IAM is
     /// read in each member account too.
     #[serde(skip)]
@@ -203,6 +207,10 @@ pub struct AwsConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_assignment_writes() -> usize {
+    cone_aws::DEFAULT_OUTSTANDING_ASSIGNMENT_WRITES
 }
 
 /// `aws.account_provisioning`: the IAM users Cone may create, and what becomes of them when no grant needs them.
