@@ -11,11 +11,14 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 /// AWS's published quota on outstanding CreateAccountAssignment calls.
 pub const DEFAULT_OUTSTANDING: usize = 10;
 
+/// Each role's turn, by (account id, permission set ARN).
+type Roles = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
 /// The slots writes take, shared by every clone of a connector.
 #[derive(Debug)]
 pub(crate) struct AssignmentWrites {
     outstanding: Arc<Semaphore>,
-    roles: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    roles: Mutex<Roles>,
 }
 
 /// A write's place: its role's turn, then one of the outstanding operations. Dropped when the write has ended.
