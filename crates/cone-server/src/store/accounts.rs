@@ -4,7 +4,7 @@
 use anyhow::Result;
 use cone_core::account::{AccountEvent, AccountState, Need};
 use cone_core::job::{JobKind, JobState};
-use sqlx::FromRow;
+use sqlx::{Executor, FromRow};
 
 use super::audit::record;
 use super::lifecycle::{enqueue_at, finish_job, move_account};
@@ -48,9 +48,14 @@ const ACCOUNT_SELECT: &str = "SELECT c.user_id, u.username, c.account_id, r.name
 /// IAM-group grants that need the user's account: being made, held, or being taken back.
 const LIVE: &str = "('provisioning', 'active', 'revoking')";
 
-async fn account_of(tx: &mut Tx, user_id: i64, account_id: &str) -> Result<Option<CreatedAccountRow>> {
+/// The IAM user Cone made for user `user_id` in `account_id`, whatever its state.
+async fn account_of<'e>(
+    executor: impl Executor<'e, Database = sqlx::Any>,
+    user_id: i64,
+    account_id: &str,
+) -> Result<Option<CreatedAccountRow>> {
     let sql = format!("{ACCOUNT_SELECT} WHERE c.user_id = $1 AND c.account_id = $2");
-    Ok(sqlx::query_as(&sql).bind(user_id).bind(account_id).fetch_optional(&mut **tx).await?)
+    Ok(sqlx::query_as(&sql).bind(user_id).bind(account_id).fetch_optional(executor).await?)
 }
 
 /// Whether a grant of user `user_id` other than `grant_id` needs their IAM user in `account_id`.
@@ -71,7 +76,7 @@ async fn needed_elsewhere(tx: &mut Tx, user_id: i64, account_id: &str, grant_id:
 /// In the transaction that ends IAM-group grant `g`: when no other grant needs the IAM user Cone created for it,
 /// queues its deletion `after` seconds from now (at once for someone who has left; never for `None`).
 pub(super) async fn unneeded_after(tx: &mut Tx, g: &GrantRow, after: Option<i64>, now: i64) -> Result<()> {
-    let Some(account) = account_of(tx, g.user_id, &g.account_id).await? else { return Ok(()) };
+    let Some(account) = account_of(&mut **tx, g.user_id, &g.account_id).await? else { return Ok(()) };
     let left: Option<i64> =
         sqlx::query_scalar("SELECT left_at FROM users WHERE id = $1").bind(g.user_id).fetch_one(&mut **tx).await?;
     let after = if left.is_some() { Some(0) } else { after };
@@ -111,7 +116,7 @@ impl Db {
     /// named after the person, under `path`) when Cone may (`allowed`), one to use, or a deletion to wait for.
     pub async fn account_needed(&self, g: &GrantRow, allowed: bool, path: &str, now: i64) -> Result<AccountNeed> {
         let mut tx = self.begin().await?;
-        let account = account_of(&mut tx, g.user_id, &g.account_id).await?;
+        let account = account_of(&mut *tx, g.user_id, &g.account_id).await?;
         let need = match AccountState::need(account.as_ref().map(|a| a.state)) {
             Need::Use => AccountNeed::Use(account.map(|a| a.user_name).unwrap_or_default()),
             Need::Wait => AccountNeed::Wait,
@@ -147,7 +152,7 @@ impl Db {
                     // Being created when a crash interrupted: finish it.
                     Some(_) => {}
                 }
-                let created = account_of(&mut tx, g.user_id, &g.account_id).await?;
+                let created = account_of(&mut *tx, g.user_id, &g.account_id).await?;
                 created.map(AccountNeed::Create).ok_or_else(|| anyhow::anyhow!("the created account vanished"))?
             }
         };
@@ -182,7 +187,7 @@ impl Db {
     /// needs it now; otherwise the job is done and there is nothing to delete.
     pub async fn account_unneeded(&self, job: &JobRow, g: &GrantRow, now: i64) -> Result<Option<CreatedAccountRow>> {
         let mut tx = self.begin().await?;
-        let account = account_of(&mut tx, g.user_id, &g.account_id).await?;
+        let account = account_of(&mut *tx, g.user_id, &g.account_id).await?;
         let delete = match account {
             Some(a) if a.state == AccountState::Deleting => Some(a),
             Some(a) if !needed_elsewhere(&mut tx, g.user_id, &g.account_id, g.id).await? => {
@@ -223,8 +228,7 @@ impl Db {
 
     /// The IAM user Cone made for user `user_id` in `account_id`, whatever its state.
     pub async fn created_account(&self, user_id: i64, account_id: &str) -> Result<Option<CreatedAccountRow>> {
-        let sql = format!("{ACCOUNT_SELECT} WHERE c.user_id = $1 AND c.account_id = $2");
-        Ok(sqlx::query_as(&sql).bind(user_id).bind(account_id).fetch_optional(&self.pool).await?)
+        account_of(&self.pool, user_id, account_id).await
     }
 
     /// Up to `limit` of the IAM users Cone created in `account` (an id or catalog name; empty for all), from
