@@ -8,49 +8,19 @@ use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssooidc::error::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::pkce::{self, Callback};
 use crate::settings::AwsSettings;
 use crate::ui::Ui;
-use cone::cache::{aws_cache_file, format_time, parse_time, python_json_string, sha1_hex, token_path};
+use cone::cache::{
+    Registration, TokenFile, aws_cache_file, format_time, parse_time, python_json_string, sha1_hex, token_path,
+};
 use cone::files;
 use cone_core::awsconfig::ConfigFile;
 
 /// Tokens and registrations with less than this left are renewed, as the AWS CLI does.
 const RENEW_WINDOW: i64 = 15 * 60;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenFile {
-    #[serde(default)]
-    pub start_url: Option<String>,
-    #[serde(default)]
-    pub region: Option<String>,
-    pub access_token: String,
-    pub expires_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registration_expires_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Registration {
-    client_id: String,
-    client_secret: String,
-    expires_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scopes: Option<Vec<String>>,
-    /// Present for browser (authorization code) registrations only, as the AWS CLI writes them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    grant_types: Option<Vec<String>>,
-}
 
 /// How a person signs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

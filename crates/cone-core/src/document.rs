@@ -3,15 +3,22 @@
 
 /// `text` with its top-level `key:` section replaced by `section` (the whole block, starting `key:`), or with
 /// `section` appended when there is none. Comment and blank lines just before the next top-level key stay with
-/// that key. `None` when the text is not block-style YAML of one document (flow style `{...}` or `---`
-/// separators), where a section's end cannot be found by lines.
+/// that key. `None` when the text is not a block-style mapping of plain keys at column 0 (flow style `{...}`,
+/// `---` separators, an indented or quoted key, a top-level list), where a section's end cannot be found by lines.
 pub fn replace_section(text: &str, key: &str, section: &str) -> Option<String> {
     let section = if section.ends_with('\n') { section.to_string() } else { format!("{section}\n") };
     let mut lines = Vec::new();
     let mut offset = 0;
+    let mut in_mapping = false;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_end();
         if trimmed == "---" || trimmed == "..." || trimmed.starts_with('{') {
+            return None;
+        }
+        let content = !trimmed.trim_start().is_empty() && !trimmed.trim_start().starts_with('#');
+        if content && top_level_key(line).is_some() {
+            in_mapping = true;
+        } else if content && !(in_mapping && (line.starts_with([' ', '\t']) || list_item(trimmed))) {
             return None;
         }
         lines.push((offset, line));
@@ -29,6 +36,11 @@ pub fn replace_section(text: &str, key: &str, section: &str) -> Option<String> {
     }
     let at = |i: usize| lines.get(i).map_or(text.len(), |(o, _)| *o);
     Some(format!("{}{section}{}", &text[..at(start)], &text[at(end)..]))
+}
+
+/// A list item written at its key's indentation (`policies:` then `- name: all`), as YAML allows.
+fn list_item(line: &str) -> bool {
+    line == "-" || line.starts_with("- ")
 }
 
 /// The key a line starts at column 0, if it does (`name:` or `name: value`).
@@ -92,7 +104,7 @@ policies:
     }
 
     #[test]
-    fn a_missing_section_is_appended_and_flow_style_is_refused() {
+    fn a_missing_section_is_appended_and_what_lines_cannot_edit_is_refused() {
         assert_eq!(
             replace_section("policies: []", "entitlement_management", "entitlement_management: []\n").unwrap(),
             "policies: []\nentitlement_management: []\n"
@@ -100,5 +112,10 @@ policies:
         assert_eq!(replace_section("", "k", "k: 1").unwrap(), "k: 1\n");
         assert_eq!(replace_section("{policies: []}", "policies", "policies: []\n"), None);
         assert_eq!(replace_section("a: 1\n---\nb: 2\n", "a", "a: 2\n"), None);
+        // Found by fuzzing: a mapping indented as a whole, or a quoted key, would get a second section at column 0.
+        assert_eq!(replace_section(" a: 1\n", "policies", "policies: []\n"), None);
+        assert_eq!(replace_section("\"policies\": []\n", "policies", "policies: [x]\n"), None);
+        assert_eq!(replace_section("- a\n", "policies", "policies: []\n"), None);
+        assert!(replace_section("policies:\n- name: all\n  # note\n", "policies", "policies: []\n").is_some());
     }
 }

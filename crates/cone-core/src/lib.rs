@@ -5,6 +5,7 @@
 pub mod account;
 pub mod awsconfig;
 pub mod catalog;
+pub mod condition;
 pub mod document;
 pub mod duration;
 pub mod form;

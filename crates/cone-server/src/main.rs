@@ -4,13 +4,13 @@
 //!
 //! The modules form a stack, each using only those below it (the tidy test `server_layers` checks):
 //! `server` and `main` on top; `api`, `web` and `workers`; `services`; `state` and `error`; `store`; and at the
-//! bottom `config` with the pure `rules`, `drift`, `webhooks` and `throttle`.
+//! bottom `config` with the pure `drift`, `webhooks`, `throttle` and `clients`.
 
 mod api;
+mod clients;
 mod config;
 mod drift;
 mod error;
-mod rules;
 mod server;
 mod services;
 mod state;

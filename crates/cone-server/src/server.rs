@@ -2,18 +2,55 @@
 //! endpoints) on one router, and `serve`, which opens the store, starts the workers and the first sync, and listens.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
+use crate::error::Error;
 use crate::state::AppState;
 use crate::{api, config, services, store, web, workers};
 
 pub fn router(state: AppState) -> Router {
-    routes().with_state(state)
+    routes().layer(axum::middleware::from_fn_with_state(state.clone(), limit_sign_in)).with_state(state)
+}
+
+/// The endpoints anyone may call before signing in: starting and polling a device sign-in, the password form and
+/// the OpenID Connect redirects.
+fn before_sign_in(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::POST => matches!(path, "/oauth/device/code" | "/oauth/token" | "/console/login"),
+        Method::GET => path.starts_with("/console/login/oidc"),
+        _ => false,
+    }
+}
+
+/// Holds each client to its rate on the sign-in endpoints (`clients`), so that a flood from a few addresses is
+/// answered cheaply with 429 and cannot stall sign-ins, approvals and expiry for everyone else.
+async fn limit_sign_in(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if before_sign_in(req.method(), req.uri().path()) {
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let forwarded = req.headers().get_all("x-forwarded-for").into_iter().filter_map(|v| v.to_str().ok());
+        if let Some(wait) = s.clients.check(s.clients.client(peer, forwarded)) {
+            metrics::counter!("cone_sign_in_limited_total").increment(1);
+            let secs = wait.as_secs() + 1;
+            let mut answer = Error::TooMany(format!(
+                "Too many sign-in requests from your address; wait {secs} s and try again. If many people share \
+                 this address, an administrator can raise clients.sign_in_rate."
+            ))
+            .into_response();
+            answer.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            return answer;
+        }
+    }
+    next.run(req).await
 }
 
 /// Every route of the server, before it gets its state.
@@ -107,7 +144,8 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     println!("READY {public_url}");
     std::io::stdout().flush()?;
     tracing::info!("listening on {addr}");
-    let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async {
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = tokio::signal::ctrl_c().await;
     });
     // The sync loop runs beside the server rather than on a spawned task: it borrows across awaits in ways

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use cone_api::ConnectorStatus;
 use tokio::sync::{Notify, broadcast};
 
+use crate::clients::ClientLimits;
 use crate::config::{Access, Config};
 use crate::store::Db;
 use crate::throttle::Throttle;
@@ -61,12 +62,15 @@ pub struct AppState {
     /// How this process's syncs with AWS stand.
     pub sync_status: Arc<std::sync::Mutex<ConnectorStatus>>,
     pub sign_in_failures: Arc<Throttle>,
+    /// Requests to the sign-in endpoints by client, in this process.
+    pub clients: Arc<ClientLimits>,
 }
 
 impl AppState {
     /// A state for `config` (its access document in force: `access`) on `db`, before any sync.
     pub fn new(db: Db, config: Config, access: Access, public_url: String) -> AppState {
         let (app_id, provisioning) = (config.aws.app_id.clone(), config.aws.provisioning);
+        let clients = Arc::new(ClientLimits::new(&config.clients));
         AppState {
             db,
             config: Arc::new(config),
@@ -85,6 +89,7 @@ impl AppState {
                 provisioning,
             })),
             sign_in_failures: Arc::default(),
+            clients,
         }
     }
 

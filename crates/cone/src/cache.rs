@@ -54,6 +54,40 @@ pub fn token_path(start_url: &str) -> Result<std::path::PathBuf> {
     aws_cache_file("sso/cache", start_url)
 }
 
+/// A token in `~/.aws/sso/cache`, as the AWS CLI and botocore write it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenFile {
+    #[serde(default)]
+    pub start_url: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub access_token: String,
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// A client registration in `~/.aws/sso/cache`, named as the AWS CLI names it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    pub client_id: String,
+    pub client_secret: String,
+    pub expires_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Present for browser (authorization code) registrations only, as the AWS CLI writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types: Option<Vec<String>>,
+}
+
 /// `credential_process` output (Version 1).
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

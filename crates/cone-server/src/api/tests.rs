@@ -183,3 +183,46 @@ async fn malformed_input_is_a_4xx_api_error() {
     let (status, _) = call(Method::GET, "/api/v1/entitlements?page_token=9223372036854775807", None).await;
     assert_eq!(status, 200);
 }
+
+/// The sign-in endpoints hold each client to `clients.sign_in_rate` (after its burst) and answer 429 with
+/// `Retry-After`; another client, and everything after sign-in, goes on.
+#[tokio::test]
+async fn sign_in_endpoints_are_limited_per_client() {
+    let (db, _keep) = crate::store::testing::sqlite().await;
+    let s = testing::state(db, "clients: { sign_in_rate: 1, sign_in_burst: 2 }");
+    let token = testing::person(&s, "alice").await;
+    let send = |from: &'static str, method: Method, uri: &'static str| {
+        let app = router(s.clone());
+        let token = token.clone();
+        async move {
+            let peer: std::net::SocketAddr = format!("{from}:40000").parse().unwrap();
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .extension(axum::extract::ConnectInfo(peer))
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap()
+        }
+    };
+    for _ in 0..2 {
+        let r = send("192.0.2.1", Method::POST, "/oauth/device/code").await;
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    for uri in ["/oauth/device/code", "/oauth/token", "/console/login"] {
+        let r = send("192.0.2.1", Method::POST, uri).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&wait), "{wait}");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let e: ApiError = serde_json::from_slice(&body).unwrap();
+        assert!(e.message.starts_with("Too many sign-in requests from your address"), "{}", e.message);
+    }
+    let r = send("192.0.2.1", Method::GET, "/console/login/oidc").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another address has its own bucket; signed-in calls and the sign-in page itself are not limited.
+    assert_ne!(send("192.0.2.2", Method::POST, "/oauth/device/code").await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(send("192.0.2.1", Method::GET, "/api/v1/tasks").await.status(), StatusCode::OK);
+    assert_eq!(send("192.0.2.1", Method::GET, "/console/login").await.status(), StatusCode::OK);
+}

@@ -33,6 +33,9 @@ pub struct Config {
     /// `listen` for administrators' tokens only.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Rate limits per client on the sign-in endpoints, and the proxies trusted to name the client.
+    #[serde(default)]
+    pub clients: crate::clients::ClientsConfig,
     pub aws: AwsConfig,
     /// Duration of a grant when the request names none, capped by the policy's maximum.
     #[serde(default = "default_duration", with = "duration")]

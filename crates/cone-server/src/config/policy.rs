@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::{Config, duration};
-use crate::rules::{Condition, Facts, Request, Requester};
+use cone_core::condition::{Condition, Facts, Request, Requester};
 
 /// A policy as written; `steps` and `emergency_steps` are compiled by `Config::parse`.
 #[derive(Debug, Clone, Deserialize)]
@@ -187,7 +187,7 @@ impl Config {
                     manager: emergency.then(|| "sample-manager".into()),
                     attributes: attributes.clone(),
                 },
-                entitlement: crate::rules::Entitlement {
+                entitlement: cone_core::condition::Entitlement {
                     app: self.aws.app_id.clone(),
                     account_id: "000000000000".into(),
                     account_name: p.matches.account.clone().unwrap_or_default(),
@@ -196,7 +196,7 @@ impl Config {
                 },
                 request: Request { form: form.clone(), ..Request::new(kind, secs, emergency, "sample") },
                 // Any time does: samples check that conditions compile and give booleans.
-                now: crate::rules::timestamp(chrono::DateTime::UNIX_EPOCH),
+                now: cone_core::condition::timestamp(chrono::DateTime::UNIX_EPOCH),
             })
             .collect()
     }

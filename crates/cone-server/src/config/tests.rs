@@ -4,8 +4,8 @@ use cone_core::catalog::Target;
 use cone_core::policy::{Approvers, Step};
 
 use super::*;
-use crate::rules::{Facts, Request, Requester};
 use crate::webhooks::SecretSource;
+use cone_core::condition::{Facts, Request, Requester};
 
 const HEAD: &str = "database: /tmp/x.db\naws: { sso_region: us-east-1, owners: [carol] }\n";
 
@@ -26,7 +26,7 @@ fn facts(groups: &[&str], duration_secs: i64, manager: Option<&str>) -> Facts {
             manager: manager.map(String::from),
             attributes: BTreeMap::new(),
         },
-        entitlement: crate::rules::Entitlement {
+        entitlement: cone_core::condition::Entitlement {
             app: "aws".into(),
             account_id: "1".into(),
             account_name: "Production".into(),
@@ -34,7 +34,7 @@ fn facts(groups: &[&str], duration_secs: i64, manager: Option<&str>) -> Facts {
             group: String::new(),
         },
         request: Request::new("grant", duration_secs, false, ""),
-        now: crate::rules::timestamp(chrono::DateTime::UNIX_EPOCH),
+        now: cone_core::condition::timestamp(chrono::DateTime::UNIX_EPOCH),
     }
 }
 

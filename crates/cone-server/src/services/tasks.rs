@@ -13,10 +13,10 @@ use super::entitlements::{Holdings, load, offered, refuse_if_held_through_group}
 use super::{Page, time};
 use crate::config::{Branches, Policy};
 use crate::error::{Error, Result};
-use crate::rules::{Facts, Request, Requester};
 use crate::state::AppState;
 use crate::store::{EntitlementRow, NewTask, Placement, TaskFilter, TaskRow, USER_SERVICE, UserRow};
 pub use crate::store::{Narrow, States};
+use cone_core::condition::{Facts, Request, Requester};
 
 /// Whose tasks a search returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,7 @@ async fn start(
             manager: identity.and_then(|i| i.manager.clone()),
             attributes: identity.map(|i| i.attributes.clone()).unwrap_or_default(),
         },
-        entitlement: crate::rules::Entitlement {
+        entitlement: cone_core::condition::Entitlement {
             app: row.app_id.clone(),
             account_id: row.account_id.clone(),
             account_name: row.account_name.clone(),
@@ -128,7 +128,7 @@ async fn start(
             group: row.group_name.clone(),
         },
         request,
-        now: crate::rules::timestamp(time(now)),
+        now: cone_core::condition::timestamp(time(now)),
     };
     let steps = branches.choose(&facts, &policy.name, &s.config.aws.owners).map_err(|e| {
         Error::invalid(format!(

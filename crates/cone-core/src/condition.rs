@@ -44,17 +44,24 @@ pub struct Request {
     pub emergency: bool,
     pub justification: String,
     /// Typed as the form's fields are: `request.form.hosts > 3`, `request.form.urgent`.
-    pub form: cone_core::form::FormData,
+    pub form: crate::form::FormData,
 }
 
 impl Request {
     pub fn new(kind: &str, duration_secs: i64, emergency: bool, justification: &str) -> Request {
         Request {
             kind: kind.into(),
-            duration: cel_interpreter::Duration(chrono::Duration::seconds(duration_secs)),
+            // Saturates rather than panics: a duration beyond chrono's range is longer than any maximum anyway.
+            duration: cel_interpreter::Duration(
+                chrono::TimeDelta::try_seconds(duration_secs).unwrap_or(if duration_secs < 0 {
+                    chrono::TimeDelta::MIN
+                } else {
+                    chrono::TimeDelta::MAX
+                }),
+            ),
             emergency,
             justification: justification.into(),
-            form: cone_core::form::FormData::new(),
+            form: crate::form::FormData::new(),
         }
     }
 }
@@ -173,7 +180,7 @@ mod tests {
 
     #[test]
     fn form_values_arrive_typed() {
-        use cone_core::form::FormValue;
+        use crate::form::FormValue;
         let mut f = facts(&[], 60, false);
         f.request.form = [
             ("urgent", FormValue::Bool(true)),
@@ -206,5 +213,13 @@ mod tests {
         without.requester.attributes.clear();
         let e = attribute.holds(&without).unwrap_err();
         assert!(e.starts_with("`requester.attributes.department == 'data'` fails"), "{e}");
+    }
+
+    #[test]
+    fn durations_beyond_chronos_range_saturate() {
+        // Found by fuzzing: `chrono::Duration::seconds` panics past ±i64::MAX / 1000.
+        let long = Condition::compile("request.duration > duration('1h')", &[facts(&[], 60, false)]).unwrap();
+        assert!(long.holds(&facts(&[], i64::MAX, false)).unwrap());
+        assert!(!long.holds(&facts(&[], i64::MIN, false)).unwrap());
     }
 }
