@@ -67,7 +67,12 @@ pub fn aws_config(data: &[u8]) {
 /// Replacing one section of a valid access document gives a valid document with that section, and every other
 /// top-level key as it was.
 pub fn document(data: &[u8]) {
-    let (text, body) = halves(data);
+    let (mut text, body) = halves(data);
+    // Appending to a text without a final line break gives it one, which YAML reads into a block scalar (`|`)
+    // that ends the file; that is the one change the splice makes outside its section.
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
     let key = ["entitlement_management", "policies", "access_profiles"][body.len() % 3];
     let section = format!("{key}:\n{}", body.lines().map(|l| format!("  {l}\n")).collect::<String>());
     let (Ok(original), Ok(wanted)) = (yaml(&text), yaml(&section)) else { return };

@@ -16,8 +16,7 @@ pub struct Console {
 impl Console {
     /// Signs `user` in to the console of the server at `server` with their password.
     pub async fn sign_in(server: &str, user: &str, password: &str) -> Result<Console> {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let mut console = Console { server: server.trim_end_matches('/').to_string(), http, cookies: BTreeMap::new() };
+        let mut console = Console::anonymous(server)?;
         let fields = [("username", user), ("password", password), ("next", "/console")];
         let answer = console.submit("/console/login", "/console/login", &fields).await?;
         if !console.cookies.contains_key("cone_session") {
@@ -34,17 +33,33 @@ impl Console {
     /// Opens `page` and submits its form to `action` with `fields` (and the page's form token); returns the
     /// answer's status and text, refusing anything but success or a redirect.
     pub async fn submit(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Result<String> {
+        let (status, text) = self.post(page, action, fields).await?;
+        if !(status.is_success() || status.is_redirection()) {
+            bail!("the console answered {status} to {action}: {text}");
+        }
+        Ok(format!("{status}: {text}"))
+    }
+
+    /// [`Console::submit`] with the form token of `page`, whatever the answer: its status and text.
+    pub async fn post(
+        &mut self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<(reqwest::StatusCode, String)> {
         let html = self.send(self.http.get(format!("{}{page}", self.server))).await?.1;
         let needle = r#"name="csrf" value=""#;
         let at = html.find(needle).with_context(|| format!("no form on {page}"))? + needle.len();
         let token = html[at..].split('"').next().unwrap_or_default().to_string();
         let mut form: Vec<(&str, &str)> = vec![("csrf", &token)];
         form.extend_from_slice(fields);
-        let (status, text) = self.send(self.http.post(format!("{}{action}", self.server)).form(&form)).await?;
-        if !(status.is_success() || status.is_redirection()) {
-            bail!("the console answered {status} to {action}: {text}");
-        }
-        Ok(format!("{status}: {text}"))
+        self.send(self.http.post(format!("{}{action}", self.server)).form(&form)).await
+    }
+
+    /// A browser that has not signed in.
+    pub fn anonymous(server: &str) -> Result<Console> {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        Ok(Console { server: server.trim_end_matches('/').to_string(), http, cookies: BTreeMap::new() })
     }
 
     /// Opens `page` (redirects are not followed): its status and text.

@@ -154,6 +154,13 @@ impl Sandbox {
         })
     }
 
+    /// A Cone user with a password (`password(user)`) and no Identity Center user: signs in, holds no AWS access.
+    pub fn add_local_user(&self, user: &str) -> Result<()> {
+        let mut set = Command::new(target_bin("cone-server")?);
+        set.args(["set-password", "--config"]).arg(self.dir.join("cone-server.yaml")).arg(user);
+        run_with_stdin(set, &password(user))
+    }
+
     /// Stops cone-server (to show what works without it).
     pub fn stop_server(&mut self) {
         self.server = None;
