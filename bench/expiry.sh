@@ -11,6 +11,8 @@
 #   bench/expiry.sh                        SQLite, 1,000 grants, both rates
 #   GRANTS=200 RATES=1000 STORES="sqlite postgres" bench/expiry.sh
 #   SPREAD=60 RATES=20 bench/expiry.sh     1,000 grants ending over a minute, at AWS's default budget
+#   AWS_LIMITS=10 bench/expiry.sh          with Identity Center's write limits enforced in front of moto: 10
+#                                          outstanding writes, each taking WRITE_MS (1000), one per role
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +24,7 @@ for store in ${STORES:-sqlite}; do
     for rate in ${RATES:-1000 20}; do
         echo "$store, CONE_AWS_SSO_RATE=$rate:"
         CONE_AWS_SSO_RATE=$rate "$target/release/cone-bench-setup" expiry $flag --grants "${GRANTS:-1000}" \
-            --spread "${SPREAD:-0}"
+            --spread "${SPREAD:-0}" ${AWS_LIMITS:+--aws-limits "$AWS_LIMITS" --write-ms "${WRITE_MS:-1000}"}
     done
 done
 echo "load after: $(uptime)"

@@ -1,8 +1,10 @@
 //! A proxy in front of moto that injects the faults moto never produces: throttling, 5xx, conflicts and denied
 //! permissions in each protocol's error shape, account-assignment requests that stay `IN_PROGRESS` before they succeed or fail, and
 //! a listing that hands back the same `NextToken` forever. It also edits the items of a listing as Identity Center
-//! would answer after changes moto cannot make (it has no `UpdateUser`, `UpdateGroup` nor `UserStatus`). A test
-//! scripts the faults per action; everything else is forwarded to moto unchanged.
+//! would answer after changes moto cannot make (it has no `UpdateUser`, `UpdateGroup` nor `UserStatus`). It can
+//! hold Identity Center to its real limits on account-assignment writes, which moto does not have
+//! ([`FaultProxy::enforce_write_limits`]). A test scripts the faults per action; everything else is forwarded to
+//! moto unchanged.
 //!
 //! Actions are named as IAM names them (`sso:ListInstances`, `identitystore:ListUsers`, `iam:ListUsers`): the
 //! service from the request's SigV4 credential scope, the operation from the `X-Amz-Target` header for the JSON
@@ -11,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use axum::body::{Body, Bytes};
@@ -84,12 +86,20 @@ struct Script {
     edits: Vec<(String, String, String, String, Value)>,
     /// Request ids made up for requests that were not forwarded.
     made_up: u64,
+    /// Identity Center's write limits, when enforced: (outstanding operations at most, how long each takes).
+    limits: Option<(usize, Duration)>,
+    /// Writes under those limits not yet done: (account id, permission set ARN, done at).
+    in_flight: Vec<(String, String, Instant)>,
+    /// Writes refused for each limit: (too many outstanding, the role busy).
+    refused: (u64, u64),
 }
 
 struct Pending {
     /// The request's status object as the write answered it.
     status: Value,
     in_progress: u32,
+    /// Also `IN_PROGRESS` until then.
+    until: Option<Instant>,
     outcome: Outcome,
 }
 
@@ -209,6 +219,19 @@ impl FaultProxy {
         self.inner.script().calls.get(action).copied().unwrap_or(0)
     }
 
+    /// From now on, Create- and DeleteAccountAssignment meet Identity Center's limits, which moto lacks: each
+    /// takes `takes` (answered `IN_PROGRESS` until then), at most `outstanding` may be under way (past that: a
+    /// `ThrottlingException`, "There are too many requests processing", as AWS answers), and one at a time per
+    /// account and permission set, whose role each write updates (a second: a `ConflictException`).
+    pub fn enforce_write_limits(&self, outstanding: usize, takes: Duration) {
+        self.inner.script().limits = Some((outstanding, takes));
+    }
+
+    /// Writes refused under [`FaultProxy::enforce_write_limits`]: (too many outstanding, the role busy).
+    pub fn write_limit_refusals(&self) -> (u64, u64) {
+        self.inner.script().refused
+    }
+
     /// Whether every scripted failure and settle has been used.
     pub fn script_used(&self) -> bool {
         let script = self.inner.script();
@@ -254,7 +277,12 @@ async fn handle(State(p): State<Arc<Inner>>, request: Request) -> Response {
     if let Some(write) = WRITES.iter().find(|w| w.action == call.action) {
         let settle = p.script().settles.get_mut(write.action).and_then(VecDeque::pop_front);
         if let Some((in_progress, outcome)) = settle {
-            return accept(&p, write, &parts, body, in_progress, outcome).await;
+            return accept(&p, write, &parts, body, (in_progress, None), outcome).await;
+        }
+        match within_limits(&p, &body) {
+            Limits::Off => {}
+            Limits::Refused(failure, message) => return call.error_with(failure, message),
+            Limits::Until(until) => return accept(&p, write, &parts, body, (0, Some(until)), Outcome::Succeeded).await,
         }
     }
     let status_call = WRITES.iter().find(|w| w.status_action == call.action);
@@ -333,7 +361,16 @@ impl Call {
 
     /// An error in the shape this call's protocol uses.
     fn error(&self, status: u16, code: &str) -> Response {
-        let message = format!("injected by the fault proxy: {code} for {}", self.action);
+        self.respond_error(status, code, &format!("injected by the fault proxy: {code} for {}", self.action))
+    }
+
+    /// `failure` answered with AWS's own message.
+    fn error_with(&self, failure: Failure, message: &str) -> Response {
+        let (status, code) = self.error_code(failure).unwrap_or((500, "InternalServerException"));
+        self.respond_error(status, code, message)
+    }
+
+    fn respond_error(&self, status: u16, code: &str, message: &str) -> Response {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match self.json {
             true => {
@@ -351,6 +388,38 @@ impl Call {
     }
 }
 
+/// What Identity Center's write limits say about a write.
+enum Limits {
+    Off,
+    Refused(Failure, &'static str),
+    /// Accepted; under way until then.
+    Until(Instant),
+}
+
+fn within_limits(p: &Inner, body: &[u8]) -> Limits {
+    let mut script = p.script();
+    let Some((outstanding, takes)) = script.limits else { return Limits::Off };
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let role =
+        (request["TargetId"].as_str().unwrap_or_default(), request["PermissionSetArn"].as_str().unwrap_or_default());
+    let now = Instant::now();
+    script.in_flight.retain(|(_, _, done)| *done > now);
+    if script.in_flight.len() >= outstanding {
+        script.refused.0 += 1;
+        return Limits::Refused(Failure::Throttling, "There are too many requests processing. Please try again later.");
+    }
+    if script.in_flight.iter().any(|(account, ps, _)| (account.as_str(), ps.as_str()) == role) {
+        script.refused.1 += 1;
+        return Limits::Refused(
+            Failure::Conflict,
+            "Another account assignment operation on this permission set in this account is in progress.",
+        );
+    }
+    let entry = (role.0.to_string(), role.1.to_string(), now + takes);
+    script.in_flight.push(entry);
+    Limits::Until(now + takes)
+}
+
 /// Answers a scripted write `IN_PROGRESS`, and records how its status calls go on. A write that is to succeed is
 /// forwarded first, so moto makes the change (moto's own error, if any, is answered as it is); one that is to
 /// fail is not, and its status is made up from the request.
@@ -359,7 +428,7 @@ async fn accept(
     write: &Write,
     parts: &axum::http::request::Parts,
     body: Bytes,
-    in_progress: u32,
+    (in_progress, until): (u32, Option<Instant>),
     outcome: Outcome,
 ) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -388,7 +457,7 @@ async fn accept(
     status["Status"] = json!("IN_PROGRESS");
     let request_id = status["RequestId"].as_str().unwrap_or_default().to_string();
     let answer = json!({ write.status_field: status.clone() }).to_string();
-    p.script().pending.insert(request_id, Pending { status, in_progress, outcome });
+    p.script().pending.insert(request_id, Pending { status, in_progress, until, outcome });
     with_type(StatusCode::OK, "application/x-amz-json-1.1", answer)
 }
 
@@ -400,9 +469,10 @@ fn status_answer(p: &Inner, write: &Write, body: &[u8]) -> Option<Response> {
     let mut script = p.script();
     let pending = script.pending.get_mut(request_id)?;
     let mut status = pending.status.clone();
+    let under_way = pending.until.is_some_and(|until| Instant::now() < until);
     if pending.in_progress > 0 {
         pending.in_progress -= 1;
-    } else {
+    } else if !under_way {
         match &pending.outcome {
             Outcome::Succeeded => status["Status"] = json!("SUCCEEDED"),
             Outcome::Failed(reason) => {

@@ -72,6 +72,10 @@ pub struct Child {
 }
 
 impl Child {
+    pub fn id(&self) -> u32 {
+        self.inner.id()
+    }
+
     /// Starts `cmd` and waits for it to print `READY <url>` as a line on stdout; returns the child and the URL.
     pub fn spawn_ready(name: &str, mut cmd: Command, timeout: Duration) -> Result<(Child, String)> {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());

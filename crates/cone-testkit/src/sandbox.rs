@@ -161,6 +161,11 @@ impl Sandbox {
         run_with_stdin(set, &password(user))
     }
 
+    /// The process id of the running cone-server, if one runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// Stops cone-server (to show what works without it).
     pub fn stop_server(&mut self) {
         self.server = None;

@@ -201,6 +201,51 @@ async fn assign_and_unassign_converge_through_conflicts_throttling_and_in_progre
     Ok(())
 }
 
+/// The proxy holds the writes to Identity Center's limits (3 outstanding, each taking 300 ms, one per account and
+/// permission set). A connector kept to 3 outstanding writes makes 12 assignments on 6 roles at once without a
+/// refusal; one allowed 10 is refused for the outstanding limit and converges through retries, as do two
+/// connectors (two replicas, each keeping its own limits) writing the same role at once.
+#[tokio::test]
+async fn writes_within_identity_centers_limits_are_never_refused() -> Result<()> {
+    let env = Faulty::start().await?;
+    env.proxy.enforce_write_limits(3, Duration::from_millis(300));
+    let base = env.alice_readonly_staging()?;
+    let mut all = Vec::new();
+    for account in ["Staging", "Production", "Sandbox"] {
+        for set in ["ReadOnlyAccess", "AdministratorAccess"] {
+            for user in ["alice", "bob"] {
+                all.push(Assignment {
+                    account_id: env.org.account_id(account).context("account")?.to_string(),
+                    permission_set_arn: env.org.permission_set_arn(set).context("permission set")?.to_string(),
+                    principal: Principal::User(env.org.user_id(user).context("user")?.to_string()),
+                    ..base.clone()
+                });
+            }
+        }
+    }
+    let kept = env.connector().with_outstanding_writes(3);
+    let made = futures_util::future::join_all(all.iter().map(|a| kept.assign(a)));
+    finishes("assign within the limits", made).await?.into_iter().collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(env.proxy.write_limit_refusals(), (0, 0));
+    assert_eq!(env.assignments().await?.len(), all.len());
+
+    let eager = env.connector().with_outstanding_writes(10);
+    let removed = futures_util::future::join_all(all.iter().map(|a| eager.unassign(a)));
+    finishes("unassign past the limit", removed).await?.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let (outstanding, _) = env.proxy.write_limit_refusals();
+    assert!(outstanding > 0, "10 writes at once were never refused by a limit of 3");
+    assert_eq!(env.assignments().await?, vec![]);
+
+    let (one, two) = (env.connector(), env.connector());
+    let both = futures_util::future::join(one.assign(&all[0]), two.assign(&all[1]));
+    let (first, second) = finishes("two replicas on one role", both).await?;
+    first?;
+    second?;
+    assert!(env.proxy.write_limit_refusals().1 > 0, "two writes on one role at once were never refused");
+    assert_eq!(env.assignments().await?.len(), 2);
+    Ok(())
+}
+
 /// AWS made or removed the assignment but its answer was a 5xx: neither writes twice nor reports a failure. The
 /// retried creation looks first and finds the assignment; the retried deletion is told there is nothing to delete.
 #[tokio::test]

@@ -31,12 +31,40 @@ fn password_matches(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-/// [`password_matches`] on a blocking thread, at most [`PASSWORD_CHECKS`] at once.
+/// [`password_matches`] on one of the [`PASSWORD_THREADS`], at most [`PASSWORD_CHECKS`] at once.
 async fn verify_password(password: &str, hash: String) -> anyhow::Result<bool> {
     let _permit = PASSWORD_CHECKS.acquire().await?;
-    let password = password.to_string();
-    Ok(tokio::task::spawn_blocking(move || password_matches(&password, &hash)).await?)
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    PASSWORD_THREADS
+        .send((password.to_string(), hash, answer))
+        .map_err(|_| anyhow::anyhow!("the password checks stopped"))?;
+    Ok(answered.await?)
 }
+
+type Check = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// Where password checks run: threads of their own, one per [`PASSWORD_CHECKS`] permit. Each check takes 19 MiB
+/// (argon2's memory cost); on tokio's blocking pool checks landed on ever new threads, and the allocator keeps freed
+/// memory per thread, so a flood of wrong passwords left some 330 MB resident (`bench/flood.sh`). Two threads keep
+/// two such blocks.
+static PASSWORD_THREADS: std::sync::LazyLock<std::sync::mpsc::Sender<Check>> = std::sync::LazyLock::new(|| {
+    let (send, receive) = std::sync::mpsc::channel::<Check>();
+    let receive = std::sync::Arc::new(std::sync::Mutex::new(receive));
+    for n in 0..CHECKS_AT_ONCE {
+        let receive = receive.clone();
+        let spawned = std::thread::Builder::new().name(format!("password-check-{n}")).spawn(move || {
+            loop {
+                let next = receive.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                let Ok((password, hash, answer)) = next else { return };
+                let _ = answer.send(password_matches(&password, &hash));
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a password-check thread: {e}");
+        }
+    }
+    send
+});
 
 /// A hash that does not reveal the secret; lookups by it compare hashes, never secrets.
 pub fn secret_hash(secret: &str) -> String {
@@ -148,7 +176,8 @@ pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyho
 
 /// Password checks running at once: argon2 takes tens of milliseconds of CPU each, so a flood of sign-ins queues
 /// here, on blocking threads, instead of taking the async workers from everything else.
-static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CHECKS_AT_ONCE);
+const CHECKS_AT_ONCE: usize = 2;
 
 /// argon2 hash of a random password nobody knows.
 const DUMMY_HASH: &str =

@@ -8,18 +8,27 @@
 //! `cone-bench-setup expiry [--postgres] [--grants N] [--spread SECS]`: N identity-store users, each with an account
 //! assignment and an active grant for it in Cone's database, all ending at the same second, or with `--spread` one
 //! after another over SECS seconds; cone-server's calls to AWS go through a proxy here that timestamps them. Prints
-//! the latency from each grant's end to its DeleteAccountAssignment being sent, and the busiest second of calls to IAM
-//! Identity Center (the server's limit is `CONE_AWS_SSO_RATE`).
+//! the latency from each grant's end to its DeleteAccountAssignment being sent (and accepted), and the busiest second
+//! of calls to IAM Identity Center (the server's limit is `CONE_AWS_SSO_RATE`). With `--aws-limits N`, a fault proxy
+//! holds moto to Identity Center's write limits: N outstanding writes, each taking `--write-ms` (1000), one per
+//! account and permission set; it prints how many writes those limits refused.
 //!
 //! `cone-bench-setup offboard [--postgres] [--grants N]`: the same N users, grants and assignments (ending in an
 //! hour), each user with a `cone login` session too, and `aws.revoke_sessions` on; then every one of them is deleted
 //! in Identity Center and a sync is asked for. Prints, from the sync's last read of AWS, when a leaver's session was
 //! refused, when the deny policy was written and when the last DeleteAccountAssignment was sent, and the rate of
 //! Identity Center calls meanwhile.
+//!
+//! `cone-bench-setup flood [--postgres] [--rates DEVICE,POLL,PASSWORD]`: alice asks for administrator access for
+//! 20 s, bob approves, it is granted and ends; once on a quiet server, then again while this process floods the
+//! sign-in endpoints from loopback (device-code starts, token polls for made-up codes and wrong passwords for
+//! made-up names, by default 5,000, 5,000 and 1,000 a second, open loop). Prints each step's time and the server's
+//! peak memory side by side, and what the flood sent and was answered.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +38,7 @@ use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use cone_api::{CreateTask, TaskState};
+use cone_testkit::faults::FaultProxy;
 use cone_testkit::{Sandbox, Store, moto_sdk_config};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -43,6 +53,20 @@ async fn main() -> ExitCode {
         Some(None) => Err(anyhow::anyhow!("{flag} needs a whole number")),
     };
     let (grants, spread) = (number("--grants", 1000), number("--spread", 0));
+    let rates = match args.iter().position(|a| a == "--rates").map(|i| args.get(i + 1)) {
+        None => Ok([5000, 5000, 1000]),
+        Some(list) => list
+            .and_then(|l| {
+                let n: Vec<u64> = l.split(',').filter_map(|n| n.parse().ok()).collect();
+                <[u64; 3]>::try_from(n).ok()
+            })
+            .context("--rates needs three whole numbers a second: device-code starts, token polls, wrong passwords"),
+    };
+    let limits = match (number("--aws-limits", 0), number("--write-ms", 1000)) {
+        (Ok(0), _) => Ok(None),
+        (Ok(n), Ok(ms)) => Ok(Some((n as usize, Duration::from_millis(ms)))),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -58,9 +82,13 @@ async fn main() -> ExitCode {
         };
         match args.first().map(String::as_str) {
             Some("check") => check(store, dir.path()).await,
-            Some("expiry") => expiry(store, dir.path(), grants?.max(1), spread?).await,
+            Some("expiry") => expiry(store, dir.path(), grants?.max(1), spread?, limits?).await,
             Some("offboard") => offboard(store, dir.path(), grants?.max(1)).await,
-            _ => bail!("usage: cone-bench-setup check|expiry|offboard [--postgres] [--grants N] [--spread SECS]"),
+            Some("flood") => flood(store, dir.path(), rates?).await,
+            _ => bail!(
+                "usage: cone-bench-setup check|expiry|offboard|flood [--postgres] [--grants N] [--spread SECS] \
+                 [--aws-limits N [--write-ms MS]] [--rates DEVICE,POLL,PASSWORD]"
+            ),
         }
     };
     match result.await {
@@ -121,6 +149,8 @@ struct Call {
     at: u128,
     /// The JSON body's `PrincipalId`, if it has one.
     principal: Option<String>,
+    /// Whether AWS took it (a 2xx answer).
+    accepted: bool,
 }
 
 async fn forward(State(p): State<Proxy>, req: Request) -> Result<Response, String> {
@@ -130,7 +160,7 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Result<Response, Strin
     let principal = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|b| b.get("PrincipalId").and_then(Value::as_str).map(str::to_string));
-    p.calls.lock().unwrap_or_else(|e| e.into_inner()).push(Call { target, at: unix_ms(), principal });
+    let at = unix_ms();
     let url = format!("{}{}", p.moto, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let mut headers = parts.headers;
     for hop in ["host", "content-length", "connection", "transfer-encoding"] {
@@ -139,6 +169,8 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Result<Response, Strin
     let answer =
         p.http.request(parts.method, url).headers(headers).body(body).send().await.map_err(|e| e.to_string())?;
     let status = answer.status();
+    let call = Call { target, at, principal, accepted: status.is_success() };
+    p.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
     let mut headers = answer.headers().clone();
     headers.remove("transfer-encoding");
     let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
@@ -191,9 +223,10 @@ fn staging_readonly(sb: &Sandbox) -> Result<(&str, &str)> {
     Ok((account, sb.org.permission_set_arn("ReadOnlyAccess").context("no ReadOnlyAccess")?))
 }
 
-/// Restarts cone-server behind a proxy that records its calls to AWS; its sync at start brings the new users in.
-async fn behind_proxy(sb: &mut Sandbox) -> Result<(Proxy, cone_testkit::Child, String)> {
-    let proxy = Proxy { moto: sb.moto.endpoint.clone(), http: reqwest::Client::new(), calls: Arc::default() };
+/// Restarts cone-server behind a proxy that records its calls to AWS (`upstream`: moto, or a proxy in front of it);
+/// its sync at start brings the new users in.
+async fn behind_proxy(sb: &mut Sandbox, upstream: &str) -> Result<(Proxy, cone_testkit::Child, String)> {
+    let proxy = Proxy { moto: upstream.to_string(), http: reqwest::Client::new(), calls: Arc::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
@@ -248,11 +281,15 @@ fn seed_grants(sb: &Sandbox, postgres: Option<&str>, ends: u64, end: &str) -> Re
         .collect())
 }
 
-async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
+async fn expiry(store: Store, dir: &Path, n: u64, spread: u64, limits: Option<(usize, Duration)>) -> Result<()> {
     let db = postgres_url(&store);
     let mut sb = Sandbox::start_on(store, dir, "", "").await?;
     seed_users(&sb, n).await?;
-    let (proxy, _server, _) = behind_proxy(&mut sb).await?;
+    let aws = FaultProxy::start(&sb.moto.endpoint).await?;
+    if let Some((outstanding, takes)) = limits {
+        aws.enforce_write_limits(outstanding, takes);
+    }
+    let (proxy, _server, _) = behind_proxy(&mut sb, aws.endpoint()).await?;
     let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 15;
     let end = format!("{ends} + (ROW_NUMBER() OVER (ORDER BY u.id) - 1) * {spread} / {n}");
     let ends_of = seed_grants(&sb, db.as_deref(), ends, &end)?;
@@ -267,7 +304,7 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
         // Each deletion against the end of the grant of its principal.
         let done: Vec<(u128, u128)> = calls
             .iter()
-            .filter(|c| c.target.ends_with(".DeleteAccountAssignment"))
+            .filter(|c| c.target.ends_with(".DeleteAccountAssignment") && c.accepted)
             .filter_map(|c| Some((c.at, *ends_of.get(c.principal.as_deref()?)?)))
             .collect();
         if done.len() as u64 >= n {
@@ -296,6 +333,14 @@ async fn expiry(store: Store, dir: &Path, n: u64, spread: u64) -> Result<()> {
                 idc.len(),
                 std::env::var("CONE_AWS_SSO_RATE").unwrap_or_else(|_| "20, the default".into())
             );
+            if let Some((outstanding, takes)) = limits {
+                let (busy, role) = aws.write_limit_refusals();
+                println!(
+                    "expiry: Identity Center's write limits enforced ({outstanding} outstanding, {} ms each, one per \
+                     role): {busy} writes refused as too many outstanding, {role} as their role busy",
+                    takes.as_millis()
+                );
+            }
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -326,7 +371,8 @@ async fn offboard(store: Store, dir: &Path, n: u64) -> Result<()> {
     let mut sb = Sandbox::start_on(store, dir, settings, "").await?;
     sb.cone_login("carol", &[], "carol").await?;
     let users = seed_users(&sb, n).await?;
-    let (proxy, _server, url) = behind_proxy(&mut sb).await?;
+    let moto = sb.moto.endpoint.clone();
+    let (proxy, _server, url) = behind_proxy(&mut sb, &moto).await?;
     let ends = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
     let granted = seed_grants(&sb, db.as_deref(), ends, &ends.to_string())?;
     if granted.len() as u64 != n {
@@ -448,4 +494,274 @@ fn run_sql(cmd: &mut Command, sql: &str) -> Result<String> {
         bail!("seeding the grants failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// What one person's day took: alice asks for administrator access for 20 s, bob approves, it is granted, and it
+/// ends; with the server's peak memory meanwhile.
+struct Day {
+    request_ms: u128,
+    approve_ms: u128,
+    granted_ms: u128,
+    /// From the grant's end to the task showing it ended.
+    ended_ms: u128,
+    /// From the grant's end to the assignment gone from AWS (moto).
+    removed_ms: u128,
+    peak_rss_kb: u64,
+}
+
+async fn day(sb: &Sandbox, alice: &cone_client::Client, bob: &cone_client::Client, account: &str) -> Result<Day> {
+    let pid = sb.server_pid().context("the server is not running")?;
+    let peak = Arc::new(AtomicU64::new(rss_kb(pid)));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kb(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let entitlement = format!(
+        "{}|{}",
+        sb.org.account_id(account).context("no such account")?,
+        sb.org.permission_set_arn("AdministratorAccess").context("no AdministratorAccess")?
+    );
+    let ask = CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement,
+        justification: "the flood benchmark".into(),
+        duration_secs: Some(20),
+        ..CreateTask::default()
+    };
+    let started = Instant::now();
+    let task = alice.create_task(&ask).await?;
+    let request_ms = started.elapsed().as_millis();
+    let started = Instant::now();
+    bob.act(task.id, "approve", "").await?;
+    let approve_ms = started.elapsed().as_millis();
+    let mut task = until(alice, task.id, TaskState::Granted).await?;
+    let granted_ms = started.elapsed().as_millis();
+    let end = task.grant_expires_at.context("a granted task has an end")?;
+    task = until(alice, task.id, TaskState::Expired).await?;
+    let ended_ms = since(end);
+    let alice_id = sb.org.user_id("alice").context("no alice")?.to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sb.assigned_principals(account, "AdministratorAccess").await?.contains(&alice_id) {
+        if Instant::now() > deadline {
+            bail!("alice's assignment was still in AWS two minutes after task {} ended", task.id);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let removed_ms = since(end);
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await?;
+    Ok(Day { request_ms, approve_ms, granted_ms, ended_ms, removed_ms, peak_rss_kb: peak.load(Ordering::Relaxed) })
+}
+
+/// Waits (long-polling, up to two minutes) until task `id` is in `state`.
+async fn until(client: &cone_client::Client, id: i64, state: TaskState) -> Result<cone_api::Task> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut task = client.task(id, None, Duration::ZERO).await?;
+    while task.state != state {
+        if Instant::now() > deadline {
+            bail!("task {id} is {:?}, not {state:?}, after two minutes", task.state);
+        }
+        task = client.task(id, Some(task.state), Duration::from_secs(5)).await?;
+    }
+    Ok(task)
+}
+
+/// Milliseconds since `t` (0 if it is still ahead).
+fn since(t: chrono::DateTime<chrono::Utc>) -> u128 {
+    (chrono::Utc::now() - t).num_milliseconds().max(0) as u128
+}
+
+/// The resident memory of process `pid`, in kB (0 once it is gone).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap_or_default();
+    line.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)
+}
+
+/// One kind of request sent at a fixed rate (open loop), at most `IN_FLIGHT` at once; what it met.
+struct Flood {
+    name: &'static str,
+    rate: u64,
+    sent: AtomicU64,
+    /// Due but not sent: every connection was busy (the load tool's limit, not the server's answer).
+    skipped: AtomicU64,
+    failed: AtomicU64,
+    statuses: Mutex<BTreeMap<u16, u64>>,
+}
+
+const IN_FLIGHT: usize = 256;
+
+impl Flood {
+    /// Sends `request(n)` `rate` times a second until `stop`, in bursts every 10 ms.
+    async fn run(
+        self: Arc<Self>,
+        http: reqwest::Client,
+        request: impl Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder,
+        stop: Arc<AtomicBool>,
+    ) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            for _ in 0..self.rate / 100 {
+                n += 1;
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let (flood, req) = (self.clone(), request(&http, n));
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    match req.send().await {
+                        Ok(answer) => {
+                            let mut statuses = flood.statuses.lock().unwrap_or_else(|e| e.into_inner());
+                            *statuses.entry(answer.status().as_u16()).or_default() += 1;
+                        }
+                        Err(_) => {
+                            flood.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
+}
+
+async fn flood(store: Store, dir: &Path, rates: [u64; 3]) -> Result<()> {
+    let sb = Sandbox::start_on(store, dir, "", "").await?;
+    for user in ["alice", "bob"] {
+        sb.cone_login(user, &[], user).await?;
+    }
+    let (alice, bob) = (sb.client("alice")?, sb.client("bob")?);
+    eprintln!("a day without the flood");
+    let quiet = day(&sb, &alice, &bob, "Staging").await?;
+
+    // The sign-in form's token and cookie, as a browser has them, so that each wrong password reaches the check.
+    let mut console = cone_testkit::console::Console::anonymous(&sb.server_url)?;
+    let page = console.open("/console/login").await?.1;
+    let needle = r#"name="csrf" value=""#;
+    let at = page.find(needle).context("no form on the sign-in page")? + needle.len();
+    let csrf = page[at..].split('"').next().unwrap_or_default().to_string();
+    let cookie = console.cookie_header();
+    let url = sb.server_url.clone();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let floods: Vec<Arc<Flood>> = ["device-code starts", "bad token polls", "wrong passwords"]
+        .into_iter()
+        .zip(rates)
+        .map(|(name, rate)| {
+            Arc::new(Flood {
+                name,
+                rate,
+                sent: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                statuses: Mutex::default(),
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    {
+        let url = url.clone();
+        runs.push(tokio::spawn(floods[0].clone().run(
+            http.clone(),
+            move |h, _| h.post(format!("{url}/oauth/device/code")).form(&[("client_id", cone_api::CLI_CLIENT_ID)]),
+            stop.clone(),
+        )));
+    }
+    {
+        let url = url.clone();
+        runs.push(tokio::spawn(floods[1].clone().run(
+            http.clone(),
+            move |h, n| {
+                let code = format!("made-up-device-code-{n}");
+                h.post(format!("{url}/oauth/token")).form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("device_code", code.as_str()),
+                    ("client_id", cone_api::CLI_CLIENT_ID),
+                ])
+            },
+            stop.clone(),
+        )));
+    }
+    {
+        let url = url.clone();
+        runs.push(tokio::spawn(floods[2].clone().run(
+            http.clone(),
+            move |h, n| {
+                let name = format!("made-up-{n}");
+                h.post(format!("{url}/console/login")).header(reqwest::header::COOKIE, &cookie).form(&[
+                    ("csrf", csrf.as_str()),
+                    ("username", name.as_str()),
+                    ("password", "wrong"),
+                ])
+            },
+            stop.clone(),
+        )));
+    }
+    // The server's memory every 5 s of the flood, to tell a plateau from growth.
+    let pid = sb.server_pid().context("the server is not running")?;
+    let timeline = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                samples.push(rss_kb(pid) / 1024);
+            }
+            samples
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!("the same day under the flood");
+    let loud = day(&sb, &alice, &bob, "Production").await;
+    // As long again, so that memory that grows with time would show.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Relaxed);
+    for run in runs {
+        run.await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let timeline = timeline.await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kb(pid) / 1024;
+    let loud = loud?;
+    println!("flood: {:<36} {:>10} {:>10}", "", "quiet", "flooded");
+    let rows = [
+        ("alice files a request (ms)", quiet.request_ms, loud.request_ms),
+        ("bob approves it (ms)", quiet.approve_ms, loud.approve_ms),
+        ("granted, from the approval (ms)", quiet.granted_ms, loud.granted_ms),
+        ("ended, from the grant's end (ms)", quiet.ended_ms, loud.ended_ms),
+        ("assignment gone, from the end (ms)", quiet.removed_ms, loud.removed_ms),
+        ("server peak RSS (kB)", quiet.peak_rss_kb as u128, loud.peak_rss_kb as u128),
+    ];
+    for (what, q, l) in rows {
+        println!("flood: {what:<36} {q:>10} {l:>10}");
+    }
+    println!("flood: server RSS every 5 s of the flood (MB): {timeline:?}; 5 s after it: {after}");
+    for f in &floods {
+        let statuses = f.statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let answered: u64 = statuses.values().sum();
+        println!(
+            "flood: {} at {}/s offered for {secs:.0} s: {:.0}/s sent, {:.0}/s answered {statuses:?}, {} not sent \
+             (all {IN_FLIGHT} connections busy), {} failed",
+            f.name,
+            f.rate,
+            f.sent.load(Ordering::Relaxed) as f64 / secs,
+            answered as f64 / secs,
+            f.skipped.load(Ordering::Relaxed),
+            f.failed.load(Ordering::Relaxed),
+        );
+    }
+    Ok(())
 }
