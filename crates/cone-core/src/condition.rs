@@ -70,6 +70,27 @@ pub fn timestamp(t: DateTime<Utc>) -> cel_interpreter::Timestamp {
     cel_interpreter::Timestamp(t.fixed_offset())
 }
 
+/// The longest condition, and the deepest nesting of brackets in it, that are compiled.
+pub const MAX_LENGTH: usize = 4000;
+pub const MAX_NESTING: usize = 32;
+
+/// How deep `(`, `[` and `{` nest in `source`, counting those in string literals too (a longer string is refused
+/// for nothing worse than that).
+fn nesting(source: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0);
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A compiled `when` expression.
 #[derive(Debug)]
 pub struct Condition {
@@ -82,6 +103,16 @@ impl Condition {
     /// sample has and non-boolean results fail when the configuration loads. Parts a sample does not reach
     /// (the right of `||` after a true left, say) are only checked when a request reaches them.
     pub fn compile(source: &str, samples: &[Facts]) -> Result<Condition, String> {
+        // The parser recurses once per bracket: nesting in the hundreds overflows the stack and takes the whole
+        // server down, which no catch_unwind can stop (found by fuzzing).
+        let depth = nesting(source);
+        if source.chars().count() > MAX_LENGTH || depth > MAX_NESTING {
+            return Err(format!(
+                "a condition may have at most {MAX_LENGTH} characters and nest brackets at most {MAX_NESTING} deep; \
+                 this one has {} and nests {depth} deep: split it into simpler conditions",
+                source.chars().count()
+            ));
+        }
         // cel-parser 0.10 panics on some malformed input instead of returning an error; this runs at load only.
         let parsed = std::panic::catch_unwind(|| Program::compile(source));
         let invalid = |e: String| format!("`{source}` is not a valid CEL expression: {e}");
@@ -213,6 +244,16 @@ mod tests {
         without.requester.attributes.clear();
         let e = attribute.holds(&without).unwrap_err();
         assert!(e.starts_with("`requester.attributes.department == 'data'` fails"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_the_parser_sees_it() {
+        let sample = [facts(&[], 60, false)];
+        let deep = format!("{}true{}", "(".repeat(1000), ")".repeat(1000));
+        let e = Condition::compile(&deep, &sample).unwrap_err();
+        assert!(e.contains("nest brackets at most 32 deep") && e.contains("nests 1000 deep"), "{e}");
+        let fine = format!("{}true{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(Condition::compile(&fine, &sample).is_ok());
     }
 
     #[test]

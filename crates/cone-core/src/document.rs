@@ -45,9 +45,11 @@ fn list_item(line: &str) -> bool {
 
 /// The key a line starts at column 0, if it does (`name:` or `name: value`).
 fn top_level_key(line: &str) -> Option<&str> {
-    let (name, _) = line.split_once(':')?;
+    let (name, rest) = line.split_once(':')?;
     let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    (plain && !name.starts_with('-')).then_some(name)
+    // A colon ends a key only before white space: `policies:x: 1` is the key `policies:x`.
+    let ends = rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']);
+    (plain && ends && !name.starts_with('-')).then_some(name)
 }
 
 #[cfg(test)]
@@ -116,6 +118,8 @@ policies:
         assert_eq!(replace_section(" a: 1\n", "policies", "policies: []\n"), None);
         assert_eq!(replace_section("\"policies\": []\n", "policies", "policies: [x]\n"), None);
         assert_eq!(replace_section("- a\n", "policies", "policies: []\n"), None);
+        // A colon inside a plain key does not end it (found by fuzzing: the whole line was taken for `policies`).
+        assert_eq!(replace_section("policies:x: 1\n", "policies", "policies: []\n"), None);
         assert!(replace_section("policies:\n- name: all\n  # note\n", "policies", "policies: []\n").is_some());
     }
 }
