@@ -5,6 +5,14 @@ use std::path::Path;
 
 #[test]
 fn every_saved_input_passes_its_target() {
+    // The CEL parser panics on some malformed input, and `Condition::compile` catches it; those are not failures
+    // and would bury the ones that are.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.location().is_some_and(|l| l.file().contains("antlr4rust")) {
+            report(info);
+        }
+    }));
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut failures = Vec::new();
     for (name, target) in cone_fuzz::TARGETS {
