@@ -13,17 +13,13 @@
 #   SPREAD=60 RATES=20 bench/expiry.sh     1,000 grants ending over a minute, at AWS's default budget
 #   AWS_LIMITS=10 bench/expiry.sh          with Identity Center's write limits enforced in front of moto: 10
 #                                          outstanding writes, each taking WRITE_MS (1000), one per role
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
+source "$(dirname "$0")/setup-lib.sh"
 echo "load before: $(uptime)"
 for store in ${STORES:-sqlite}; do
     flag=; [[ "$store" == postgres ]] && flag=--postgres
     for rate in ${RATES:-1000 20}; do
         echo "$store, CONE_AWS_SSO_RATE=$rate:"
-        CONE_AWS_SSO_RATE=$rate "$target/release/cone-bench-setup" expiry $flag --grants "${GRANTS:-1000}" \
+        CONE_AWS_SSO_RATE=$rate "$setup" expiry $flag --grants "${GRANTS:-1000}" \
             --spread "${SPREAD:-0}" ${AWS_LIMITS:+--aws-limits "$AWS_LIMITS" --write-ms "${WRITE_MS:-1000}"}
     done
 done

@@ -7,15 +7,11 @@
 #
 #   bench/flood.sh                                  SQLite, the rates above
 #   STORES="sqlite postgres" RATES=2000,2000,500 bench/flood.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
+source "$(dirname "$0")/setup-lib.sh"
 echo "load before: $(uptime)"
 for store in ${STORES:-sqlite}; do
     flag=; [[ "$store" == postgres ]] && flag=--postgres
     echo "$store:"
-    "$target/release/cone-bench-setup" flood $flag --rates "${RATES:-5000,5000,1000}" 2>&1 | grep -E '^flood:|bench-setup'
+    "$setup" flood $flag --rates "${RATES:-5000,5000,1000}" 2>&1 | grep -E '^flood:|bench-setup'
 done
 echo "load after: $(uptime)"

@@ -7,15 +7,11 @@
 #
 #   bench/offboard.sh                                 SQLite, 1,000 leavers, AWS's default rate
 #   GRANTS=200 STORES="sqlite postgres" bench/offboard.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p cone-server -p idc-emulator -p cone -p cone-cli -p cone-testkit --bins
+source "$(dirname "$0")/setup-lib.sh"
 echo "load before: $(uptime)"
 for store in ${STORES:-sqlite}; do
     flag=; [[ "$store" == postgres ]] && flag=--postgres
     echo "$store, CONE_AWS_SSO_RATE=${CONE_AWS_SSO_RATE:-20 (the default)}:"
-    "$target/release/cone-bench-setup" offboard $flag --grants "${GRANTS:-1000}"
+    "$setup" offboard $flag --grants "${GRANTS:-1000}"
 done
 echo "load after: $(uptime)"
