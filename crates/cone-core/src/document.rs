@@ -12,9 +12,10 @@ pub fn replace_section(text: &str, key: &str, section: &str) -> Option<String> {
     let mut in_mapping = false;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_end();
-        // A carriage return alone also ends a line in YAML, where lines split here would not see it.
-        let lone_cr = line.trim_end_matches(['\r', '\n']).contains('\r');
-        if trimmed == "---" || trimmed == "..." || trimmed.starts_with('{') || lone_cr {
+        // YAML also ends a line at a lone carriage return, and (1.1, as serde_yaml reads it) at NEL and the Unicode
+        // line and paragraph separators, where lines split here would not see it.
+        let hidden_break = line.trim_end_matches(['\r', '\n']).contains(['\r', '\u{85}', '\u{2028}', '\u{2029}']);
+        if trimmed == "---" || trimmed == "..." || trimmed.starts_with('{') || hidden_break {
             return None;
         }
         let content = !trimmed.trim_start().is_empty() && !trimmed.trim_start().starts_with('#');
@@ -124,6 +125,7 @@ policies:
         assert_eq!(replace_section("policies:x: 1\n", "policies", "policies: []\n"), None);
         // Nor does a lone carriage return escape it (fuzzing again); Windows line ends are fine.
         assert_eq!(replace_section("policies:\n a\rother: 1\n", "policies", "policies: []\n"), None);
+        assert_eq!(replace_section("policies:\n a\u{2029}other: 1\n", "policies", "policies: []\n"), None);
         let crlf = replace_section("policies: []\r\nother: 1\r\n", "policies", "policies: [x]\n").unwrap();
         assert_eq!(crlf, "policies: [x]\nother: 1\r\n");
         assert!(replace_section("policies:\n- name: all\n  # note\n", "policies", "policies: []\n").is_some());
