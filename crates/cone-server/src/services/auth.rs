@@ -175,7 +175,7 @@ pub async fn authenticate(s: &AppState, username: &str, password: &str) -> anyho
 }
 
 /// Password checks running at once: argon2 takes tens of milliseconds of CPU each, so a flood of sign-ins queues
-/// here, on blocking threads, instead of taking the async workers from everything else.
+/// here for the [`PASSWORD_THREADS`] instead of taking the async workers from everything else.
 static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CHECKS_AT_ONCE);
 const CHECKS_AT_ONCE: usize = 2;
 
