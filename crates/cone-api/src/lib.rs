@@ -212,10 +212,17 @@ pub struct Task {
     pub grant_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// What happened to the task, oldest first (from the audit log).
+    /// What happened to the task lately, oldest first (from the audit log): its last
+    /// [`TASK_EVENTS_SHOWN`] events.
     #[serde(default)]
     pub events: Vec<TaskEvent>,
+    /// How many older events `events` leaves out; `GET /api/v1/tasks/{id}/events` pages through them all.
+    #[serde(default)]
+    pub earlier_events: i64,
 }
+
+/// How many of a task's latest events its answer carries.
+pub const TASK_EVENTS_SHOWN: i64 = 50;
 
 impl Task {
     /// Who withdrew the task's grant and why, when someone other than its requester ended it early.
@@ -245,6 +252,15 @@ pub struct TaskEvent {
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+}
+
+/// `GET /api/v1/tasks/{id}/events`: one page of a task's history, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskEventPage {
+    pub events: Vec<TaskEvent>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -176,8 +176,10 @@ enum SetupShow {
 
 #[derive(Subcommand)]
 enum TaskCommand {
-    /// Show a task and its history.
+    /// Show a task and its latest history.
     Get { id: i64 },
+    /// Show a task's whole history, oldest first.
+    History { id: i64 },
     /// List your requests, with --approvable those waiting for your decision, with --all everyone's
     /// (administrators; `--all --state granted` lists every active grant).
     Search {
@@ -408,6 +410,11 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                     ];
                     let tasks = api.search_tasks(&filters).await?;
                     out.show(&tasks, || output::tasks_view(&tasks))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                TaskCommand::History { id } => {
+                    let events = api.task_history(id).await?;
+                    out.show(&events, || output::events_view(&events))?;
                     return Ok(ExitCode::SUCCESS);
                 }
                 TaskCommand::Get { id } => api.task(id, None, std::time::Duration::ZERO).await?,

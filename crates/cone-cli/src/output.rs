@@ -2,7 +2,7 @@
 //! scripts. Every command's result goes through [`Output::show`], so `-o json` never prints a partial object.
 
 use anyhow::{Context, Result};
-use cone_api::{Entitlement, Task};
+use cone_api::{Entitlement, Task, TaskEvent};
 use cone_core::naming::{printable, printable_lines};
 use serde::Serialize;
 
@@ -111,11 +111,25 @@ pub fn task_view(t: &Task) -> View {
     f.push(("App", t.app_id.clone(), true));
     f.push(("Entitlement id", t.entitlement_id.clone(), true));
     f.push(("Created", time(t.created_at), true));
+    if t.earlier_events > 0 {
+        f.push(("Earlier events", format!("{} (cone task history {})", t.earlier_events, t.id), false));
+    }
     for e in &t.events {
         let comment = e.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
         f.push(("Event", format!("{} {} by {}{comment}", time(e.at), e.action, e.actor), false));
     }
     View::Fields(f)
+}
+
+pub fn events_view(events: &[TaskEvent]) -> View {
+    View::Table {
+        headers: vec!["WHEN", "ACTOR", "ACTION", "COMMENT"],
+        rows: events
+            .iter()
+            .map(|e| vec![time(e.at), e.actor.clone(), e.action.clone(), e.comment.clone().unwrap_or_default()])
+            .collect(),
+        wide_from: 4,
+    }
 }
 
 pub fn tasks_view(tasks: &[Task]) -> View {

@@ -186,6 +186,12 @@ impl Client {
         self.get(&path).await
     }
 
+    /// The whole history of task `id`, oldest first.
+    pub async fn task_history(&self, id: i64) -> Result<Vec<cone_api::TaskEvent>, Failure> {
+        let split = |p: cone_api::TaskEventPage| (p.events, p.next_page_token);
+        self.all_pages(&format!("/api/v1/tasks/{id}/events"), "page_size=200", split).await
+    }
+
     /// `approve`, `deny`, `comment` or `cancel` a task.
     pub async fn act(&self, id: i64, action: &str, comment: &str) -> Result<Task, Failure> {
         self.call(Method::POST, &format!("/api/v1/tasks/{id}/{action}"), Some(&Decision { comment: comment.into() }))

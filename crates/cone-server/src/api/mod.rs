@@ -36,6 +36,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(entitlements::holders))
         .routes(routes!(tasks::create_task, tasks::search_tasks))
         .routes(routes!(tasks::get_task))
+        .routes(routes!(tasks::task_events))
         .routes(routes!(tasks::approve_task))
         .routes(routes!(tasks::deny_task))
         .routes(routes!(tasks::comment_task))

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use cone_api::{CreateTask, Decision, DropRequest, DropResult, Task, TaskPage, TaskState, Withdrawal};
+use cone_api::{CreateTask, Decision, DropRequest, DropResult, Task, TaskEventPage, TaskPage, TaskState, Withdrawal};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -73,6 +73,36 @@ pub async fn get_task(
     // A state this server does not know differs from every task's: the answer comes at once.
     let known = q.known_state.as_deref().and_then(TaskState::parse);
     Ok(Json(tasks::watch(&s, &u, id, known, wait).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// `next_page_token` of the previous page; absent for the first.
+    #[serde(default)]
+    page_token: Option<String>,
+    /// Events per page: 50 when absent, at least 1 and at most 200.
+    #[serde(default)]
+    page_size: Option<i64>,
+}
+
+/// The whole history of a task the caller may see, oldest first, a page at a time (a task's own answer carries
+/// only its latest events).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/events",
+    tag = "tasks",
+    params(TaskId, HistoryQuery),
+    responses((status = 200, description = "One page", body = TaskEventPage), BadRequest, Unauthenticated, NotFound, Internal)
+)]
+pub async fn task_events(
+    State(s): State<AppState>,
+    CurrentUser(u): CurrentUser,
+    ApiPath(TaskId { id }): ApiPath<TaskId>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<TaskEventPage>, Error> {
+    let page = Page::new(q.page_token.as_deref(), q.page_size, 50, 200)?;
+    Ok(Json(tasks::history(&s, &u, id, page).await?))
 }
 
 /// Whose tasks a search returns.

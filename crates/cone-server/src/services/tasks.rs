@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cone_api::{CreateTask, DropResult, Task, TaskDecision, TaskEvent, TaskPage};
+use cone_api::{CreateTask, DropResult, TASK_EVENTS_SHOWN, Task, TaskDecision, TaskEvent, TaskEventPage, TaskPage};
 use cone_core::policy::{Approvers, DecisionError, Instance, Outcome, Pending, Step};
 use cone_core::request;
 use cone_core::task::{Event, TaskKind, TaskState};
@@ -14,7 +14,7 @@ use super::{Page, time};
 use crate::config::{Branches, Policy};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{EntitlementRow, NewTask, Placement, TaskFilter, TaskRow, USER_SERVICE, UserRow};
+use crate::store::{EntitlementRow, EventRow, NewTask, Placement, TaskFilter, TaskRow, USER_SERVICE, UserRow};
 pub use crate::store::{Narrow, States};
 use cone_core::condition::{Facts, Request, Requester};
 
@@ -203,22 +203,31 @@ async fn load_task(s: &AppState, id: i64) -> Result<Task> {
     with_events(s, row).await
 }
 
-/// The task with its history.
+/// The task with its latest events.
 async fn with_events(s: &AppState, t: TaskRow) -> Result<Task> {
-    let events = s.db.task_events(t.id).await?;
+    let (events, total) = s.db.latest_task_events(t.id, TASK_EVENTS_SHOWN).await?;
     let mut task = task_to_api(s, t);
-    task.events = events
-        .into_iter()
-        .map(|e| TaskEvent {
-            at: time(e.at),
-            actor: e.actor,
-            action: e.action,
-            comment: serde_json::from_str::<serde_json::Value>(&e.detail)
-                .ok()
-                .and_then(|d| d.get("comment")?.as_str().filter(|c| !c.is_empty()).map(String::from)),
-        })
-        .collect();
+    task.earlier_events = total.saturating_sub(events.len() as i64).max(0);
+    task.events = events.into_iter().map(event_to_api).collect();
     Ok(task)
+}
+
+fn event_to_api(e: EventRow) -> TaskEvent {
+    TaskEvent {
+        at: time(e.at),
+        actor: e.actor,
+        action: e.action,
+        comment: serde_json::from_str::<serde_json::Value>(&e.detail)
+            .ok()
+            .and_then(|d| d.get("comment")?.as_str().filter(|c| !c.is_empty()).map(String::from)),
+    }
+}
+
+/// One page of the history of a task the caller may see, oldest first.
+pub async fn history(s: &AppState, u: &UserRow, id: i64, page: Page) -> Result<TaskEventPage> {
+    let t = visible_task(s, u, id).await?;
+    let (events, next_page_token) = page.cut(s.db.task_events(t.id, page.offset, page.limit()).await?);
+    Ok(TaskEventPage { events: events.into_iter().map(event_to_api).collect(), next_page_token })
 }
 
 /// Whom a pending task waits for, or why the policy denied it, for people.
@@ -275,6 +284,7 @@ fn task_to_api(s: &AppState, t: TaskRow) -> Task {
         created_at: time(t.created_at),
         updated_at: time(t.updated_at),
         events: Vec::new(),
+        earlier_events: 0,
     }
 }
 

@@ -40,4 +40,4 @@ pub use pool::Backend;
 pub use pool::Db;
 pub use rows::{EntitlementRow, GrantRow, JobRow, USER_SERVICE, UserRow};
 pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner, TokensOf};
-pub use tasks::{Narrow, NewTask, Placement, States, TaskFilter, TaskRow};
+pub use tasks::{EventRow, Narrow, NewTask, Placement, States, TaskFilter, TaskRow};

@@ -116,6 +116,18 @@ pub struct EventRow {
     pub detail: String,
 }
 
+/// A task's events (`$1` is its audit subject), each with their number: counted in the same statement, so the
+/// number matches what was read.
+const EVENT_SELECT: &str = "SELECT a.at, COALESCE(u.username, 'cone') AS actor, a.action, a.detail,
+     COUNT(*) OVER () AS total FROM audit_log a LEFT JOIN users u ON a.actor = 'user:' || u.id WHERE a.subject = $1";
+
+#[derive(FromRow)]
+struct Counted {
+    #[sqlx(flatten)]
+    event: EventRow,
+    total: i64,
+}
+
 const TASK_SELECT: &str =
     "SELECT t.id, t.kind, t.emergency, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
@@ -350,15 +362,26 @@ impl Db {
         Ok(true)
     }
 
-    /// The task's history from the audit log, oldest first.
-    pub async fn task_events(&self, task_id: i64) -> Result<Vec<EventRow>> {
-        Ok(sqlx::query_as(
-            "SELECT a.at, COALESCE(u.username, 'cone') AS actor, a.action, a.detail FROM audit_log a
-             LEFT JOIN users u ON a.actor = 'user:' || u.id WHERE a.subject = $1 ORDER BY a.id",
-        )
-        .bind(format!("task:{task_id}"))
-        .fetch_all(&self.pool)
-        .await?)
+    /// `limit` events of the task's history from the audit log, oldest first, from `offset`.
+    pub async fn task_events(&self, task_id: i64, offset: i64, limit: i64) -> Result<Vec<EventRow>> {
+        let rows: Vec<Counted> = sqlx::query_as(&format!("{EVENT_SELECT} ORDER BY a.id LIMIT $2 OFFSET $3"))
+            .bind(format!("task:{task_id}"))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.event).collect())
+    }
+
+    /// The task's last `n` events, oldest first, and how many events it has in all.
+    pub async fn latest_task_events(&self, task_id: i64, n: i64) -> Result<(Vec<EventRow>, i64)> {
+        let rows: Vec<Counted> = sqlx::query_as(&format!("{EVENT_SELECT} ORDER BY a.id DESC LIMIT $2"))
+            .bind(format!("task:{task_id}"))
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
+        let total = rows.first().map_or(0, |r| r.total);
+        Ok((rows.into_iter().rev().map(|r| r.event).collect(), total))
     }
 
     /// Tasks matching `filter` and `narrow`, newest first, `limit` from `offset`.

@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use cone_api::{Task, TaskKind, TaskState};
+use cone_api::{Task, TaskEvent, TaskKind, TaskState};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -109,14 +109,11 @@ pub async fn task_page(State(s): State<AppState>, v: Viewer, Path(id): Path<i64>
         @if decides { (decision_form(&v, &t)) }
         section aria-labelledby="history" {
             h2 #history { "History" }
-            table {
-                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "What" } th scope="col" { "Comment" } } }
-                tbody {
-                    @for e in &t.events {
-                        tr { td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { (e.comment.as_deref().unwrap_or("")) } }
-                    }
-                }
+            @if t.earlier_events > 0 {
+                p { (t.earlier_events) " earlier events are not shown. "
+                    a href=(format!("/console/tasks/{id}/history")) { "See the whole history" } }
             }
+            (events_table(&t.events))
         }
         form.stack method="post" action=(format!("/console/tasks/{}/comment", t.id)) {
             (v.token_field())
@@ -127,6 +124,41 @@ pub async fn task_page(State(s): State<AppState>, v: Viewer, Path(id): Path<i64>
     };
     let nav = if t.requester == v.user.username { Nav::Requests } else { Nav::Inbox };
     Ok(page(&format!("Request {id}"), &v, nav, content).into_response())
+}
+
+fn events_table(events: &[TaskEvent]) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "What" } th scope="col" { "Comment" } } }
+            tbody {
+                @for e in events {
+                    tr { td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { (e.comment.as_deref().unwrap_or("")) } }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct HistoryPage {
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// The whole history of a request, oldest first, 100 events a page.
+pub async fn history_page(
+    State(s): State<AppState>,
+    v: Viewer,
+    Path(id): Path<i64>,
+    Query(q): Query<HistoryPage>,
+) -> Result<Response, WebError> {
+    let events = tasks::history(&s, &v.user, id, Page::new(q.page_token.as_deref(), Some(100), 100, 100)?).await?;
+    let content = html! {
+        p { a href=(format!("/console/tasks/{id}")) { "Back to request " (id) } }
+        (events_table(&events.events))
+        (next_page(&format!("/console/tasks/{id}/history"), events.next_page_token.as_deref(), "Later events"))
+    };
+    Ok(page(&format!("History of request {id}"), &v, Nav::Elsewhere, content).into_response())
 }
 
 pub async fn comment(State(s): State<AppState>, Path(id): Path<i64>, posted: Posted) -> Result<Response, WebError> {

@@ -53,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tasks/{id}/escalate", post(requester::escalate))
         .route("/console/inbox", get(approver::inbox))
         .route("/console/tasks/{id}", get(approver::task_page))
+        .route("/console/tasks/{id}/history", get(approver::history_page))
         .route("/console/tasks/{id}/decide", post(approver::decide))
         .route("/console/tasks/{id}/comment", post(approver::comment))
         .route("/console/grants", get(oversight::grants))

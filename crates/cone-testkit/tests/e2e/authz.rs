@@ -132,6 +132,7 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/tasks?scope=all&state=live&user=alice".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::POST, withdraw, reason, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, approve.clone(), Body::None, [401, 200, 200, 200, 404, 200, 404]),
+        (Method::GET, format!("{approve}/events"), Body::None, [401, 200, 200, 200, 404, 200, 404]),
         (Method::POST, format!("{approve}/comment"), comment(), [401, 200, 200, 200, 404, 200, 404]),
         // Nobody decides their own request, whatever credential they hold.
         (Method::POST, format!("{deny}/deny"), comment(), [401, 403, 200, 403, 404, 403, 404]),
@@ -246,6 +247,7 @@ async fn every_console_page_and_form_for_every_person() {
         ("/console/requests".into(), [303, 200, 200, 200, 200]),
         ("/console/inbox".into(), [303, 200, 200, 200, 200]),
         (format!("/console/tasks/{task}"), [303, 200, 200, 200, 404]),
+        (format!("/console/tasks/{task}/history"), [303, 200, 200, 200, 404]),
         ("/console/device".into(), [303, 200, 200, 200, 200]),
         ("/console/grants".into(), [303, 403, 403, 200, 403]),
         ("/console/api-tokens".into(), [303, 403, 403, 200, 403]),

@@ -361,6 +361,11 @@ async fn request_lifecycle_from_the_cli(store: Store) {
     assert_ok(&sb.cone("bob", &["task", "comment", &id, "which change?"]).unwrap(), "comment");
     let shown = assert_ok(&sb.cone("alice", &["task", "get", &id]).unwrap(), "task get");
     assert!(shown.contains("task.comment by bob: which change?"), "{shown}");
+    let events: Vec<cone_api::TaskEvent> =
+        json(&sb.cone("bob", &["task", "history", &id, "-o", "json"]).unwrap(), "task history");
+    let actions: Vec<_> = events.iter().map(|e| (e.action.as_str(), e.comment.as_deref())).collect();
+    assert_eq!(actions.first(), Some(&("task.create", None)), "oldest first: {actions:?}");
+    assert_eq!(actions.last(), Some(&("task.comment", Some("which change?"))), "{actions:?}");
     let o = sb.cone("bob", &["task", "cancel", &id]).unwrap();
     assert_fails_with(&o, "bob cancelling", &["Only alice can cancel"]);
     let cancelled: Task = json(&sb.cone("alice", &["task", "cancel", &id, "-o", "json"]).unwrap(), "cancel");

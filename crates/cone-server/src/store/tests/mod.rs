@@ -16,6 +16,7 @@ testing::on_both_backends!(
     concurrent_writers_keep_one_chain_and_claim_each_job_once,
     webhook_deliveries_are_queued_with_their_event_and_claimed_once,
     audit_entries_page_by_id_time_and_action,
+    a_tasks_events_page_oldest_first_and_the_latest_are_counted,
     a_sync_never_turns_a_service_account_into_a_person,
     the_file_applies_when_it_changes_and_the_api_in_between,
     group_assignments_are_replaced_per_sync_and_reach_the_members,
@@ -270,6 +271,22 @@ async fn audit_entries_page_by_id_time_and_action(db: Db) {
     assert_eq!(ids(action("task.*"), 10).await, [1, 2]);
     // `_` in a family is not a wildcard.
     assert_eq!(ids(action("t_sk.*"), 10).await, Vec::<i64>::new());
+}
+
+async fn a_tasks_events_page_oldest_first_and_the_latest_are_counted(db: Db) {
+    for n in 0..7 {
+        let mut tx = db.begin().await.unwrap();
+        record(&mut tx, n, "worker", "task.comment", "task:1", &format!(r#"{{"comment":"{n}"}}"#)).await.unwrap();
+        record(&mut tx, n, "worker", "task.comment", "task:2", "{}").await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let details = |rows: Vec<EventRow>| rows.into_iter().map(|r| (r.at, r.actor)).collect::<Vec<_>>();
+    let page = db.task_events(1, 2, 3).await.unwrap();
+    assert_eq!(details(page), [(2, "cone".into()), (3, "cone".into()), (4, "cone".into())]);
+    assert!(db.task_events(1, 7, 3).await.unwrap().is_empty(), "past the end");
+    let (latest, total) = db.latest_task_events(1, 3).await.unwrap();
+    assert_eq!((latest.iter().map(|r| r.at).collect::<Vec<_>>(), total), (vec![4, 5, 6], 7));
+    assert_eq!(db.latest_task_events(3, 3).await.unwrap().1, 0, "a task without events");
 }
 
 /// An Identity Center user of a service account's name is not linked to it: the account would gain that

@@ -294,3 +294,58 @@ async fn justifications_comments_and_form_values_are_bounded() {
     assert!(matches!(e, crate::error::Error::WrongState(_)), "{e:?}");
     assert!(e.to_string().contains("has 100 comments, the most one task takes"), "{e}");
 }
+
+/// A task carries its latest `TASK_EVENTS_SHOWN` events; its whole history pages from the API and the console,
+/// oldest first.
+#[tokio::test]
+async fn a_long_history_pages_oldest_first() {
+    use crate::services::{Page, tasks};
+    use cone_api::TASK_EVENTS_SHOWN;
+    let (s, _keep) = state(DBA).await;
+    let id = catalog(&s).await;
+    let (alice, bob) =
+        (s.db.user_by_name("alice").await.unwrap().unwrap(), s.db.user_by_name("bob").await.unwrap().unwrap());
+    let ask = cone_api::CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: id,
+        justification: "why".into(),
+        form_data: [("ticket".to_string(), serde_json::json!("T-1"))].into(),
+        ..cone_api::CreateTask::default()
+    };
+    let task = tasks::create(&s, &alice, ask).await.unwrap();
+    for n in 0..cone_core::request::MAX_COMMENTS {
+        tasks::comment(&s, &bob, task.id, &format!("note {n}")).await.unwrap();
+    }
+
+    let shown = tasks::get(&s, &alice, task.id).await.unwrap();
+    assert_eq!(shown.events.len() as i64, TASK_EVENTS_SHOWN);
+    assert_eq!(shown.events.last().and_then(|e| e.comment.as_deref()), Some("note 99"), "the newest come last");
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let page = Page::new(token.as_deref(), Some(30), 50, 200).unwrap();
+        let page = tasks::history(&s, &bob, task.id, page).await.unwrap();
+        assert!(page.events.len() <= 30);
+        all.extend(page.events);
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(all.len() as i64, shown.earlier_events + TASK_EVENTS_SHOWN, "every event once");
+    assert_eq!(all[0].action, "task.create");
+    let comments = |events: &[cone_api::TaskEvent]| events.iter().map(|e| e.comment.clone()).collect::<Vec<_>>();
+    assert_eq!(comments(&all[all.len() - shown.events.len()..]), comments(&shown.events));
+
+    let mut browser = Browser::new(&s);
+    browser.sign_in("bob").await;
+    let page = browser.get(&format!("/console/tasks/{}", task.id)).await;
+    let earlier = format!("{} earlier events are not shown.", shown.earlier_events);
+    assert!(page.body.contains(&earlier) && page.body.contains("/history\">See the whole history"), "{}", page.body);
+    let first = browser.get(&format!("/console/tasks/{}/history", task.id)).await;
+    assert!(first.body.contains(">note 0<") && !first.body.contains(">note 99<"), "{}", first.body);
+    let next = format!("/console/tasks/{}/history?page_token=100", task.id);
+    assert!(first.body.contains(&format!("<a href=\"{next}\">Later events</a>")), "{}", first.body);
+    let second = browser.get(&next).await;
+    assert!(second.body.contains(">note 99<") && !second.body.contains("Later events"), "{}", second.body);
+}
