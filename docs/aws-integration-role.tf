@@ -43,6 +43,12 @@ variable "member_role_name" {
   default     = "OrganizationAccountAccessRole"
 }
 
+variable "iam_user_path" {
+  description = "With sync_iam: the path of the IAM users Cone may create and delete (cone-server's aws.account_provisioning.path)"
+  type        = string
+  default     = "/cone/"
+}
+
 variable "role_name" {
   description = "Name of the integration role"
   type        = string
@@ -165,12 +171,11 @@ resource "aws_iam_role_policy" "cone_integration" {
         Action   = ["iam:GetAccountAuthorizationDetails", "iam:ListAccountAliases", "iam:ListUsers"]
         Resource = "*"
         }, {
-        # `cone-aws provision` in IAM: users and group memberships, and a user's deletion with everything IAM
-        # requires gone first.
-        Sid    = "ConeProvisionIam"
+        # IAM users Cone creates (named after people, no password, no keys) and their deletion with everything
+        # IAM requires gone first: only under var.iam_user_path (`cone-aws policy --iam-user-path`).
+        Sid    = "ConeProvisionIamUsers"
         Effect = "Allow"
         Action = [
-          "iam:AddUserToGroup",
           "iam:CreateUser",
           "iam:DeactivateMFADevice",
           "iam:DeleteAccessKey",
@@ -181,21 +186,35 @@ resource "aws_iam_role_policy" "cone_integration" {
           "iam:DeleteUser",
           "iam:DeleteUserPermissionsBoundary",
           "iam:DeleteUserPolicy",
-          "iam:DeleteVirtualMFADevice",
           "iam:DetachUserPolicy",
-          "iam:GetUser",
           "iam:ListAccessKeys",
           "iam:ListAttachedUserPolicies",
-          "iam:ListGroupsForUser",
           "iam:ListMFADevices",
           "iam:ListSSHPublicKeys",
           "iam:ListServiceSpecificCredentials",
           "iam:ListSigningCertificates",
           "iam:ListUserPolicies",
-          "iam:RemoveUserFromGroup",
           "iam:TagUser",
         ]
-        Resource = "*"
+        Resource = "arn:aws:iam::*:user${var.iam_user_path}*"
+        }, {
+        # A user of the name Cone would create is found (and left alone) wherever someone else made it.
+        Sid      = "ConeLookUpIamUsers"
+        Effect   = "Allow"
+        Action   = ["iam:GetUser", "iam:ListGroupsForUser"]
+        Resource = "arn:aws:iam::*:user/*"
+        }, {
+        # Group memberships, which IAM authorizes on the group alone.
+        Sid      = "ConeProvisionIamGroupMembers"
+        Effect   = "Allow"
+        Action   = ["iam:AddUserToGroup", "iam:RemoveUserFromGroup"]
+        Resource = "arn:aws:iam::*:group/*"
+        }, {
+        # A deleted user's virtual MFA devices, whose path their creator chose.
+        Sid      = "ConeDeleteIamVirtualMfaDevices"
+        Effect   = "Allow"
+        Action   = ["iam:DeleteVirtualMFADevice"]
+        Resource = "arn:aws:iam::*:mfa/*"
         }] : [], var.sync_secrets ? [{
         # Access-key metadata and last use. (iam:ListUsers appears in both statements when both are on.)
         Sid      = "ConeReadAccessKeyMetadata"

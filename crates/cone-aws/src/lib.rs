@@ -24,7 +24,9 @@ mod writes;
 
 pub use connector::Connector;
 pub use error::ConnectorError;
-pub use policy::{Features, permissions_policy, permissions_policy_with_member_role, trust_policy};
+pub use policy::{
+    DEFAULT_IAM_USER_PATH, Features, check_iam_path, permissions_policy, permissions_policy_for, trust_policy,
+};
 pub use provision::{Change, NewIamUser, NewIdcUser, OWNER_TAG};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};

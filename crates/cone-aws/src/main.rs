@@ -15,8 +15,8 @@ use anyhow::{Context, Result};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cone_aws::{
-    AwsSettings, Change, Connector, DEFAULT_MEMBER_ROLE, Features, NewIdcUser, permissions_policy_with_member_role,
-    trust_policy,
+    AwsSettings, Change, Connector, DEFAULT_IAM_USER_PATH, DEFAULT_MEMBER_ROLE, Features, NewIdcUser, check_iam_path,
+    permissions_policy_for, trust_policy,
 };
 
 use store::{JournalFile, SyncFile, SyncInfo, TABLES, Table, Values};
@@ -59,6 +59,11 @@ enum Command {
         /// for --iam and --secrets.
         #[arg(long = "iam-assume-role-name", env = "BATON_IAM_ASSUME_ROLE_NAME", default_value = DEFAULT_MEMBER_ROLE)]
         member_role: String,
+        /// With --provisioning --iam: the path of the IAM users Cone may create and delete (cone-server's
+        /// `aws.account_provisioning.path`, and `provision iam-user create --path`); users elsewhere are only
+        /// looked up and added to or removed from groups.
+        #[arg(long, default_value = DEFAULT_IAM_USER_PATH, value_parser = iam_path)]
+        iam_user_path: String,
     },
     /// Print the trust policy of the integration role: who may assume it, with which External ID.
     TrustPolicy {
@@ -181,6 +186,10 @@ enum IamUser {
     /// Create the user, unless it exists; tags are set either way.
     Create {
         name: String,
+        /// The user's path; `cone-aws policy --provisioning --iam` allows creating users under /cone/ only,
+        /// unless given another `--iam-user-path`.
+        #[arg(long, default_value = DEFAULT_IAM_USER_PATH, value_parser = iam_path)]
+        path: String,
         /// A tag to set, as KEY=VALUE; repeatable.
         #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
@@ -235,12 +244,10 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Policy { provisioning, orgs, iam, secrets, revoke_sessions, member_role } => {
+        Command::Policy { provisioning, orgs, iam, secrets, revoke_sessions, member_role, iam_user_path } => {
             let features = Features { provisioning, organizations: orgs, iam, secrets, revoke_sessions };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&permissions_policy_with_member_role(&features, &member_role))?
-            );
+            let policy = permissions_policy_for(&features, &member_role, &iam_user_path);
+            println!("{}", serde_json::to_string_pretty(&policy)?);
         }
         Command::TrustPolicy { principal, external_id } => {
             let policy = trust_policy(&principal, external_id.as_deref()).map_err(anyhow::Error::msg)?;
@@ -320,8 +327,8 @@ async fn provision(connector: &Connector, what: Provision) -> Result<String> {
             }
         }
         Provision::IamUser { action } => match action {
-            IamUser::Create { name, tags } => (
-                connector.create_iam_user(&name, &tags).await?,
+            IamUser::Create { name, path, tags } => (
+                connector.create_iam_user(&name, &path, &tags).await?,
                 format!("created IAM user {name}"),
                 format!("IAM user {name} already exists"),
             ),
@@ -336,6 +343,10 @@ async fn provision(connector: &Connector, what: Provision) -> Result<String> {
         Change::Made => done,
         Change::AlreadyInPlace => format!("{found}; nothing to do"),
     })
+}
+
+fn iam_path(text: &str) -> Result<String, String> {
+    check_iam_path(text).map(|()| text.to_string())
 }
 
 /// `KEY=VALUE`, the key not empty.

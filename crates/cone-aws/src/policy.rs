@@ -22,11 +22,32 @@ pub struct Features {
     pub revoke_sessions: bool,
 }
 
-/// One policy statement: actions on a resource.
+/// One policy statement: actions on a resource. [`IAM_USERS`] stands for the IAM users under the chosen path.
 struct Statement {
     sid: &'static str,
     actions: &'static [&'static str],
     resource: &'static str,
+}
+
+/// The resource of the statements that change IAM users: those under the path Cone creates them in.
+const IAM_USERS: &str = "arn:aws:iam::*:user{path}*";
+
+/// The path under which Cone creates IAM users unless told otherwise (cone-server's
+/// `aws.account_provisioning.path`).
+pub const DEFAULT_IAM_USER_PATH: &str = "/cone/";
+
+/// Refuses an IAM path that IAM would refuse (1 to 512 printable characters, starting and ending with `/`) or
+/// that would widen a policy's resource (`*` and `?` are wildcards there).
+pub fn check_iam_path(path: &str) -> Result<(), String> {
+    let printable = path.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'*' && b != b'?');
+    if path.starts_with('/') && path.ends_with('/') && path.len() <= 512 && printable {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{path}\" is not an IAM path Cone can use: give one that starts and ends with `/`, such as /cone/, \
+             of at most 512 printable characters without `*` or `?`"
+        ))
+    }
 }
 
 /// Every call `Connector::sync` makes, whatever the features.
@@ -115,12 +136,11 @@ const PROVISION_IDENTITY_STORE: Statement = Statement {
     resource: "*",
 };
 
-/// `cone-aws provision` in IAM: group membership (looked up with ListGroupsForUser), user creation with tags, and
-/// a user's full deletion with everything IAM requires gone first.
-const PROVISION_IAM: Statement = Statement {
-    sid: "ConeProvisionIam",
+/// `cone-aws provision` in IAM: creating users with tags, and a user's full deletion with everything IAM requires
+/// gone first; only users under the chosen path.
+const PROVISION_IAM_USERS: Statement = Statement {
+    sid: "ConeProvisionIamUsers",
     actions: &[
-        "iam:AddUserToGroup",
         "iam:CreateUser",
         "iam:DeactivateMFADevice",
         "iam:DeleteAccessKey",
@@ -131,21 +151,39 @@ const PROVISION_IAM: Statement = Statement {
         "iam:DeleteUser",
         "iam:DeleteUserPermissionsBoundary",
         "iam:DeleteUserPolicy",
-        "iam:DeleteVirtualMFADevice",
         "iam:DetachUserPolicy",
-        "iam:GetUser",
         "iam:ListAccessKeys",
         "iam:ListAttachedUserPolicies",
-        "iam:ListGroupsForUser",
         "iam:ListMFADevices",
         "iam:ListSSHPublicKeys",
         "iam:ListServiceSpecificCredentials",
         "iam:ListSigningCertificates",
         "iam:ListUserPolicies",
-        "iam:RemoveUserFromGroup",
         "iam:TagUser",
     ],
-    resource: "*",
+    resource: IAM_USERS,
+};
+
+/// Looking a user up by name, wherever its path: IAM user names are unique in an account, so a user of the name
+/// Cone would create is found (and left alone) even when someone else made it elsewhere.
+const PROVISION_IAM_LOOKUPS: Statement = Statement {
+    sid: "ConeLookUpIamUsers",
+    actions: &["iam:GetUser", "iam:ListGroupsForUser"],
+    resource: "arn:aws:iam::*:user/*",
+};
+
+/// Group memberships (`AddUserToGroup` and `RemoveUserFromGroup` are authorized on the group alone).
+const PROVISION_IAM_GROUPS: Statement = Statement {
+    sid: "ConeProvisionIamGroupMembers",
+    actions: &["iam:AddUserToGroup", "iam:RemoveUserFromGroup"],
+    resource: "arn:aws:iam::*:group/*",
+};
+
+/// A deleted user's virtual MFA devices, whose path their creator chose.
+const PROVISION_IAM_MFA: Statement = Statement {
+    sid: "ConeDeleteIamVirtualMfaDevices",
+    actions: &["iam:DeleteVirtualMFADevice"],
+    resource: "arn:aws:iam::*:mfa/*",
 };
 
 const ORGANIZATIONS: Statement =
@@ -182,16 +220,18 @@ const SECRETS: Statement = Statement {
 };
 
 /// The permissions policy (IAM JSON) for `features`, member accounts' role being the default
-/// [`DEFAULT_MEMBER_ROLE`].
+/// [`DEFAULT_MEMBER_ROLE`] and IAM users Cone creates under [`DEFAULT_IAM_USER_PATH`].
 pub fn permissions_policy(features: &Features) -> Value {
-    permissions_policy_with_member_role(features, DEFAULT_MEMBER_ROLE)
+    permissions_policy_for(features, DEFAULT_MEMBER_ROLE, DEFAULT_IAM_USER_PATH)
 }
 
 /// The permissions policy (IAM JSON) for `features`. An action that an earlier statement already grants
-/// on the same resource is left out of later ones, so every action appears once. With Organizations and IAM or
-/// secrets, `member_role` may be assumed in every account: the IAM sync reads each member account through it,
-/// and that role needs the IAM statements' actions (`--iam`, `--secrets`) in its own permissions policy.
-pub fn permissions_policy_with_member_role(features: &Features, member_role: &str) -> Value {
+/// on the same resource is left out of later ones, so every action appears once per resource. With Organizations
+/// and IAM or secrets, `member_role` may be assumed in every account: the IAM sync reads each member account
+/// through it, and that role needs the IAM statements' actions (`--iam`, `--secrets`) in its own permissions
+/// policy. IAM users are created and deleted only under `iam_user_path` (checked with [`check_iam_path`] first).
+pub fn permissions_policy_for(features: &Features, member_role: &str, iam_user_path: &str) -> Value {
+    let users = IAM_USERS.replace("{path}", iam_user_path);
     let chosen: Vec<&Statement> = [
         (true, &SYNC),
         (features.provisioning, &PROVISION),
@@ -202,7 +242,10 @@ pub fn permissions_policy_with_member_role(features: &Features, member_role: &st
         (features.organizations, &ORGANIZATIONS),
         (features.iam, &IAM),
         (features.secrets, &SECRETS),
-        (features.provisioning && features.iam, &PROVISION_IAM),
+        (features.provisioning && features.iam, &PROVISION_IAM_USERS),
+        (features.provisioning && features.iam, &PROVISION_IAM_LOOKUPS),
+        (features.provisioning && features.iam, &PROVISION_IAM_GROUPS),
+        (features.provisioning && features.iam, &PROVISION_IAM_MFA),
         (features.revoke_sessions, &REVOKE_SESSIONS),
     ]
     .into_iter()
@@ -212,12 +255,13 @@ pub fn permissions_policy_with_member_role(features: &Features, member_role: &st
     let mut granted: Vec<(&str, &str)> = Vec::new();
     let mut statements = Vec::new();
     for s in chosen {
-        let actions: Vec<&str> = s.actions.iter().copied().filter(|a| !granted.contains(&(s.resource, a))).collect();
+        let resource = if s.resource == IAM_USERS { users.as_str() } else { s.resource };
+        let actions: Vec<&str> = s.actions.iter().copied().filter(|a| !granted.contains(&(resource, a))).collect();
         if actions.is_empty() {
             continue;
         }
-        granted.extend(actions.iter().map(|a| (s.resource, *a)));
-        statements.push(json!({ "Sid": s.sid, "Effect": "Allow", "Action": actions, "Resource": s.resource }));
+        granted.extend(actions.iter().map(|a| (resource, *a)));
+        statements.push(json!({ "Sid": s.sid, "Effect": "Allow", "Action": actions, "Resource": resource }));
     }
     if features.organizations && (features.iam || features.secrets) {
         statements.push(json!({
@@ -360,13 +404,18 @@ mod tests {
         );
         // IAM provisioning needs both: without IAM, provisioning changes Identity Center only.
         let provisioning = added(Features { provisioning: true, ..Features::default() });
-        assert!(set(PROVISION_IAM.actions).is_disjoint(&provisioning), "{provisioning:?}");
+        let provision_iam: BTreeSet<String> =
+            [PROVISION_IAM_USERS, PROVISION_IAM_LOOKUPS, PROVISION_IAM_GROUPS, PROVISION_IAM_MFA]
+                .iter()
+                .flat_map(|s| set(s.actions))
+                .collect();
+        assert!(provision_iam.is_disjoint(&provisioning), "{provisioning:?}");
         let both: BTreeSet<String> = added(Features { provisioning: true, iam: true, ..Features::default() })
             .difference(&provisioning)
             .cloned()
             .collect();
         let iam = added(Features { iam: true, ..Features::default() });
-        assert_eq!(both, iam.union(&set(PROVISION_IAM.actions)).cloned().collect());
+        assert_eq!(both, iam.union(&provision_iam).cloned().collect());
     }
 
     #[test]
@@ -382,8 +431,45 @@ mod tests {
     }
 
     #[test]
+    fn iam_users_are_created_and_deleted_only_under_the_path() {
+        let features = Features { provisioning: true, iam: true, ..Features::default() };
+        let policy = permissions_policy_for(&features, DEFAULT_MEMBER_ROLE, "/jit/");
+        let resources = |action: &str| -> Vec<String> {
+            let statements = policy["Statement"].as_array().expect("statements");
+            let granting =
+                statements.iter().filter(|s| s["Action"].as_array().is_some_and(|a| a.contains(&json!(action))));
+            granting.map(|s| s["Resource"].as_str().expect("one resource").to_string()).collect()
+        };
+        for action in
+            ["iam:CreateUser", "iam:DeleteUser", "iam:TagUser", "iam:DeleteLoginProfile", "iam:DeleteAccessKey"]
+        {
+            assert_eq!(resources(action), ["arn:aws:iam::*:user/jit/*"], "{action}");
+        }
+        assert_eq!(resources("iam:GetUser"), ["arn:aws:iam::*:user/*"], "looked up wherever it is");
+        assert_eq!(resources("iam:AddUserToGroup"), ["arn:aws:iam::*:group/*"]);
+        assert!(!policy.to_string().contains("{path}"));
+        // Nothing changes IAM users on every resource.
+        for s in policy["Statement"].as_array().expect("statements") {
+            let changes_users = s["Action"].as_array().expect("actions").iter().any(|a| a == "iam:CreateUser");
+            assert!(!(changes_users && s["Resource"] == "*"), "{s}");
+        }
+    }
+
+    #[test]
+    fn iam_paths_that_iam_refuses_or_that_widen_the_policy_are_refused() {
+        for good in ["/", "/cone/", "/team/jit/"] {
+            assert_eq!(check_iam_path(good), Ok(()), "{good}");
+        }
+        for bad in ["", "cone/", "/cone", "/*/", "/c?ne/", "/co ne/", "/cöne/"] {
+            let e = check_iam_path(bad).expect_err(bad);
+            assert!(e.contains("such as /cone/"), "{e}");
+        }
+        assert!(check_iam_path(&format!("/{}/", "a".repeat(511))).is_err(), "longer than 512");
+    }
+
+    #[test]
     fn the_member_accounts_role_may_be_assumed_only_to_read_their_iam() {
-        let policy = |f: Features| permissions_policy_with_member_role(&f, "ConeIamReader");
+        let policy = |f: Features| permissions_policy_for(&f, "ConeIamReader", DEFAULT_IAM_USER_PATH);
         let assumes = |p: &Value| {
             p["Statement"].as_array().expect("statements").iter().any(|s| s["Action"] == json!(["sts:AssumeRole"]))
         };

@@ -268,12 +268,17 @@ impl Connector {
         .await
     }
 
-    /// Creates IAM user `name` with `tags` (key, value). A user of that name that exists already counts as
-    /// created; the tags are then set on it, so that either way it ends up carrying them.
-    pub async fn create_iam_user(&self, name: &str, tags: &[(String, String)]) -> Result<Change, ConnectorError> {
+    /// Creates IAM user `name` under `path` with `tags` (key, value). A user of that name that exists already
+    /// counts as created; the tags are then set on it, so that either way it ends up carrying them.
+    pub async fn create_iam_user(
+        &self,
+        name: &str,
+        path: &str,
+        tags: &[(String, String)],
+    ) -> Result<Change, ConnectorError> {
         let tags = iam_tags(tags)?;
         with_retries(&self.timing, CREATE_IAM_USER, || async {
-            let request = self.iam.create_user().user_name(name).set_tags(tags.clone()).send();
+            let request = self.iam.create_user().user_name(name).path(path).set_tags(tags.clone()).send();
             match call(&self.limits, CREATE_IAM_USER, request).await {
                 Ok(_) => Ok(Change::Made),
                 Err(e) if e.is_already_exists() => {

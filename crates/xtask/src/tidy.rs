@@ -141,13 +141,32 @@ fn the_published_integration_role_holds_exactly_what_cone_aws_policy_prints() {
     let permissions = tf.split("resource \"aws_iam_role_policy\"").nth(1).expect("the role's permissions policy");
     let all =
         cone_aws::Features { provisioning: true, organizations: true, iam: true, secrets: true, revoke_sessions: true };
-    let printed = actions(&cone_aws::permissions_policy(&all).to_string());
-    let published = actions(permissions);
+    let printed: BTreeSet<(String, String)> = cone_aws::permissions_policy(&all)["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| {
+            let resource = s["Resource"].as_str().expect("one resource").to_string();
+            actions(&s["Action"].to_string()).into_iter().map(move |a| (resource.clone(), a))
+        })
+        .collect();
+    // Each statement of the file: its actions on its resource, with the variables' defaults.
+    let published: BTreeSet<(String, String)> = permissions
+        .split("Sid ")
+        .skip(1)
+        .flat_map(|statement| {
+            let resource = statement.split("Resource").nth(1).and_then(|r| r.split('"').nth(1)).unwrap_or_default();
+            let resource = resource
+                .replace("${var.member_role_name}", cone_aws::DEFAULT_MEMBER_ROLE)
+                .replace("${var.iam_user_path}", cone_aws::DEFAULT_IAM_USER_PATH);
+            actions(statement).into_iter().map(move |a| (resource.clone(), a))
+        })
+        .collect();
     let missing: Vec<_> = printed.difference(&published).collect();
     let extra: Vec<_> = published.difference(&printed).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "docs/aws-integration-role.tf is out of step with `cone-aws policy --provisioning --orgs --iam --secrets --revoke-sessions`: \
+        "docs/aws-integration-role.tf is out of step with `cone-aws policy --provisioning --orgs --iam --secrets --revoke-sessions` (resource, action): \
          missing {missing:?}, not printed {extra:?}"
     );
 }

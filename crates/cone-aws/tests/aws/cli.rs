@@ -317,6 +317,12 @@ fn policies_print_as_json() -> Result<()> {
         assert!(text.contains(action), "{action} missing: {text}");
     }
     assert!(!text.contains("iam:ListAccessKeys"), "secrets were not asked for");
+    let args = ["policy", "--provisioning", "--iam", "--iam-user-path", "/jit/"];
+    let scoped = String::from_utf8(ok(cone_aws(None, &args)?).stdout)?;
+    assert!(scoped.contains("arn:aws:iam::*:user/jit/*"), "{scoped}");
+    let wide = cone_aws(None, &["policy", "--provisioning", "--iam", "--iam-user-path", "/*/"])?;
+    assert_eq!(wide.status.code(), Some(2), "a path that widens the policy is refused");
+    assert!(stderr(&wide).contains("without `*` or `?`"), "{}", stderr(&wide));
 
     let trust: serde_json::Value = serde_json::from_slice(
         &ok(cone_aws(

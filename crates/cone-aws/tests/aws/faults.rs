@@ -436,7 +436,7 @@ async fn provision_everything(env: &Faulty, connector: &Connector) -> Result<()>
         .count();
     assert_eq!(dave_users, 1, "dave was made once");
     finishes("IdC user delete", connector.delete_idc_user(store, "dave")).await??;
-    finishes("IAM user create", connector.create_iam_user("erin", &[])).await??;
+    finishes("IAM user create", connector.create_iam_user("erin", "/", &[])).await??;
     finishes("IAM group add", connector.add_iam_group_member("devs", "erin")).await??;
     let groups = iam.list_groups_for_user().user_name("erin").send().await?.groups;
     assert_eq!(groups.into_iter().map(|g| g.group_name).collect::<Vec<_>>(), vec!["devs"]);
@@ -530,10 +530,10 @@ async fn a_denied_provisioning_call_is_a_clear_error_and_not_retried() -> Result
     };
 
     env.proxy.fail("iam:CreateUser", 1, Failure::AccessDenied);
-    let err = finishes("IAM user create", connector.create_iam_user("erin", &[])).await?.expect_err("denied");
+    let err = finishes("IAM user create", connector.create_iam_user("erin", "/", &[])).await?.expect_err("denied");
     denied(err, "iam:CreateUser");
     assert!(env.proxy.script_used());
-    assert!(connector.create_iam_user("erin", &[]).await.is_ok(), "allowed again, it works");
+    assert!(connector.create_iam_user("erin", "/", &[]).await.is_ok(), "allowed again, it works");
 
     env.proxy.fail("identitystore:CreateGroupMembership", 1, Failure::AccessDenied);
     let err = finishes("IdC group add", connector.add_idc_group_member(store, "approvers", "alice")).await?;

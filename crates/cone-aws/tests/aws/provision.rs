@@ -176,8 +176,10 @@ async fn iam(env: &Env) -> Result<()> {
 
     let email = [("email".to_string(), "erin@example.com".to_string())];
     let team = [("team".to_string(), "platform".to_string())];
-    assert_eq!(c.create_iam_user("erin", &email).await?, Change::Made);
-    assert_eq!(c.create_iam_user("erin", &team).await?, Change::AlreadyInPlace);
+    assert_eq!(c.create_iam_user("erin", "/cone/", &email).await?, Change::Made);
+    assert_eq!(c.create_iam_user("erin", "/elsewhere/", &team).await?, Change::AlreadyInPlace);
+    let erin = env.iam.get_user().user_name("erin").send().await?.user.context("erin")?;
+    assert_eq!(erin.path, "/cone/", "created under the path asked for");
     let tags = env.iam.list_user_tags().user_name("erin").send().await?.tags;
     let tags: BTreeMap<String, String> = tags.into_iter().map(|t| (t.key, t.value)).collect();
     assert_eq!(tags, email.iter().chain(&team).cloned().collect(), "the tags asked for, either way");

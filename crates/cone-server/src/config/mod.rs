@@ -258,7 +258,7 @@ impl Default for AccountProvisioning {
 }
 
 fn default_iam_path() -> String {
-    "/cone/".into()
+    cone_aws::DEFAULT_IAM_USER_PATH.into()
 }
 
 impl AwsConfig {
@@ -272,10 +272,8 @@ impl AwsConfig {
                 other => bail!("BATON_PROVISIONING is \"{other}\": set it to true (write to AWS) or false (sync only)"),
             };
         }
-        let path = &self.account_provisioning.path;
-        // IAM's own rule for a path: from 1 to 512 characters, starting and ending with a slash.
-        if !(path.starts_with('/') && path.ends_with('/') && path.len() <= 512) {
-            bail!("aws.account_provisioning.path is \"{path}\": an IAM path starts and ends with `/`, such as /cone/");
+        if let Err(problem) = cone_aws::check_iam_path(&self.account_provisioning.path) {
+            bail!("aws.account_provisioning.path: {problem}");
         }
         if self.revoke_sessions && !self.provisioning {
             bail!(

@@ -341,4 +341,7 @@ fn baton_provisioning_decides_when_set_and_sync_only_refuses_what_writes_to_aws(
     assert!(e.contains("BATON_PROVISIONING is \"maybe\": set it to true"), "{e}");
     let e = aws(", revoke_sessions: true").set_provisioning(Some("false")).unwrap_err().to_string();
     assert!(e.contains("sync-only mode") && e.contains("revoke_sessions"), "{e}");
+    // The path of the IAM users Cone creates is the resource of the printed policy: no wildcard widens it.
+    let e = aws(", account_provisioning: { path: \"/*/\" }").set_provisioning(None).unwrap_err().to_string();
+    assert!(e.contains("aws.account_provisioning.path") && e.contains("without `*` or `?`"), "{e}");
 }
