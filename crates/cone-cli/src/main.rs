@@ -20,7 +20,7 @@ use output::{Format, Output, View};
 use select::Selector;
 
 #[derive(Parser)]
-#[command(name = "cone", version, about = "Just-in-time access to AWS through IAM Identity Center")]
+#[command(name = "cone", bin_name = "cone", version, about = "Just-in-time access to AWS through IAM Identity Center")]
 struct Cli {
     /// How to show results: aligned tables, tables with ids, or complete JSON.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table", env = "CONE_OUTPUT")]

@@ -1,5 +1,7 @@
-//! Messages for people. Everything goes to stderr (stdout of `aws credentials` carries only the JSON); when
-//! stderr is captured, as the AWS CLI does with a `credential_process`, messages also go to the terminal.
+//! Messages for people, on stderr (stdout of `aws credentials` carries only the JSON). When stderr is captured and a
+//! terminal is attached, as when the AWS CLI runs a `credential_process`, they go to the terminal instead: the AWS
+//! CLI prints the captured stderr after a failure, so stderr then holds the outcome alone and each message is shown
+//! once.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -23,10 +25,10 @@ impl Ui {
     }
 
     fn write(&mut self, text: &str) {
-        let _ = std::io::stderr().write_all(text.as_bytes());
-        if let Some(tty) = &mut self.tty {
-            let _ = tty.write_all(text.as_bytes());
-        }
+        let _ = match &mut self.tty {
+            Some(tty) => tty.write_all(text.as_bytes()),
+            None => std::io::stderr().write_all(text.as_bytes()),
+        };
     }
 
     /// One line of news.
@@ -38,13 +40,13 @@ impl Ui {
     }
 
     /// Something that takes a while: a spinner with the elapsed time on a terminal, until the next message; a plain
-    /// line where no person watches (and on a captured stderr, which the AWS CLI shows only at the end).
+    /// line where no person watches.
     pub fn progress(&mut self, what: &str) {
         let target = if std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
-            let _ = writeln!(std::io::stderr(), "{what}...");
             let Some(tty) = self.tty.as_ref().and_then(|t| Some((t.try_clone().ok()?, t.try_clone().ok()?))) else {
+                let _ = writeln!(std::io::stderr(), "{what}...");
                 return;
             };
             ProgressDrawTarget::term(console::Term::read_write_pair(tty.0, tty.1), 10)

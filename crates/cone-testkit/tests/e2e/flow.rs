@@ -516,6 +516,17 @@ async fn environment_exec_and_sign_out() {
         out.contains("SSO session expired. Logging in...") && out.contains("AWSReservedSSO_ReadOnlyAccess_"),
         "{out}"
     );
+    // A refused call on a terminal: cone's news appear once, live; the AWS CLI's error block holds the outcome only.
+    let line = "aws sts get-caller-identity --profile production-administratoraccess";
+    let o = sb.detached("alice", "script").unwrap().args(["-qefc", line, "/dev/null"]).output().unwrap();
+    let (stdout, stderr) = text(&o);
+    let out = stdout.replace('\r', "") + &stderr;
+    assert!(!o.status.success(), "{out}");
+    for once in ["No active grant for", "Access request submitted (task: ", "requires approval", "custom-process"] {
+        assert_eq!(out.matches(once).count(), 1, "{once:?} once in:\n{out}");
+    }
+    let block = out.split("custom-process").nth(1).unwrap_or_default();
+    assert!(block.contains("requires approval") && !block.contains("Access request submitted"), "{out}");
 
     // The seed's "Missing cone_app_id or cone_entitlement_id", for a profile an older version wrote.
     let config = home.join(".aws/config");
