@@ -70,6 +70,12 @@ pub async fn login(server: &str) -> Result<()> {
 
 /// Revokes the token at the server and forgets it. A token the server no longer knows is forgotten all the same.
 pub async fn logout() -> Result<()> {
+    if let Some(source) = crate::settings::headless_source() {
+        bail!(
+            "cone logout signs out the session of `cone login`, but this command uses the API token from {source}; \
+             revoke that token with `cone token revoke ID`, or run cone logout without it."
+        );
+    }
     let mut ui = Ui::new();
     let Ok(api) = client() else {
         ui.say("You were not signed in to Cone.");

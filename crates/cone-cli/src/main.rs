@@ -31,6 +31,10 @@ struct Cli {
     /// Never prompt; fail with a message saying which flag is missing instead.
     #[arg(long, short = 'i', global = true, env = "CONE_NON_INTERACTIVE")]
     non_interactive: bool,
+    /// Present the API token in this file (readable by you only) instead of the `cone login` session; so does
+    /// CONE_TOKEN holding the token itself. The server is CONE_SERVER_URL, else the session's.
+    #[arg(long, global = true, value_name = "FILE", env = "CONE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -284,6 +288,9 @@ fn main() -> ExitCode {
     if let Err(e) = settings::select(&cli.cone_profile) {
         return fail(&e, out);
     }
+    if let Some(path) = cli.token_file.clone() {
+        settings::use_token_file(path);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&anyhow::Error::from(e).context("cannot start the async runtime"), out),
@@ -301,7 +308,7 @@ fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
             Some(api) => (api.code.clone(), api.fields.clone()),
             None => ("error".into(), vec![]),
         };
-        let message = settings::with_profile(&format!("{e:#}"));
+        let message = settings::with_profile(&explained(e));
         let mut error = serde_json::json!({ "code": code, "message": message });
         if !fields.is_empty() {
             error["fields"] = serde_json::json!(fields);
@@ -309,9 +316,22 @@ fn fail(e: &anyhow::Error, out: Output) -> ExitCode {
         eprintln!("{}", serde_json::json!({ "error": error }));
     } else {
         // The message may carry what the server or AWS said: no escape sequence of theirs reaches the terminal.
-        eprintln!("{}", settings::with_profile(&cone_core::naming::printable_lines(&format!("{e:#}"))));
+        eprintln!("{}", settings::with_profile(&cone_core::naming::printable_lines(&explained(e))));
     }
     ExitCode::FAILURE
+}
+
+/// The error for people: a refused API token is not a session to sign in to again.
+fn explained(e: &anyhow::Error) -> String {
+    let refused =
+        matches!(e.downcast_ref::<cone_client::Failure>(), Some(cone_client::Failure::Api { status: 401, .. }));
+    match settings::headless_source() {
+        Some(source) if refused => format!(
+            "The API token from {source} was refused: it has expired or was revoked. Create a new one with \
+             `cone token create` and use that."
+        ),
+        _ => format!("{e:#}"),
+    }
 }
 
 /// A document from a file, or standard input for `-`.

@@ -1,6 +1,7 @@
 //! The selected cone profile (`-p NAME` or `CONE_PROFILE`: one Cone server and its AWS settings) and its API token
 //! (`token.json` for `default`, `token-<profile>.json` for the others).
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
@@ -40,7 +41,7 @@ pub struct Token {
     pub access_token: String,
 }
 
-fn token_path() -> Result<std::path::PathBuf> {
+fn token_path() -> Result<PathBuf> {
     let name = match profile() {
         DEFAULT_PROFILE => "token.json".to_string(),
         p => format!("token-{p}.json"),
@@ -48,10 +49,65 @@ fn token_path() -> Result<std::path::PathBuf> {
     Ok(files::cone_dir()?.join(name))
 }
 
-/// The API client of the server `cone login` signed in to, with its token.
+static TOKEN_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes the API token in `path` (`--token-file`) the one this process presents.
+pub fn use_token_file(path: PathBuf) {
+    let _ = TOKEN_FILE.set(path);
+}
+
+/// Where the API token comes from when it is not the saved session: `--token-file`, then `CONE_TOKEN`.
+pub fn headless_source() -> Option<String> {
+    match TOKEN_FILE.get() {
+        Some(path) => Some(path.display().to_string()),
+        None => std::env::var("CONE_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(|_| "CONE_TOKEN".into()),
+    }
+}
+
+/// The API client of the server `cone login` signed in to, with its token; or, for scripts, with the API token of
+/// `--token-file` or `CONE_TOKEN`, on `CONE_SERVER_URL` (else the saved session's server).
 pub fn client() -> Result<cone_client::Client> {
-    let token = Token::load()?;
+    let secret = match (TOKEN_FILE.get(), std::env::var("CONE_TOKEN")) {
+        (Some(path), _) => Some(read_token_file(path)?),
+        (None, Ok(token)) if !token.trim().is_empty() => Some(token.trim().to_string()),
+        _ => None,
+    };
+    let token = match secret {
+        None => Token::load()?,
+        Some(access_token) => {
+            let server = match std::env::var("CONE_SERVER_URL") {
+                Ok(url) if !url.trim().is_empty() => url.trim().to_string(),
+                _ => Token::load().map(|t| t.server).map_err(|_| {
+                    anyhow::anyhow!(
+                        "An API token was given but no server; set CONE_SERVER_URL to the Cone server's URL."
+                    )
+                })?,
+            };
+            Token { server, access_token }
+        }
+    };
     cone_client::Client::new(&token.server, &token.access_token)
+}
+
+/// The token in `path`: private to its owner (like an SSH key), one line, at most 4 KiB.
+fn read_token_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open the token file {shown}"))?;
+    let mode = file.metadata().with_context(|| format!("cannot read {shown}"))?.mode();
+    if mode & 0o077 != 0 {
+        bail!("The token file {shown} can be read by other users; run `chmod 600 {shown}` and try again.");
+    }
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).with_context(|| format!("cannot read the token file {shown}"))?;
+    match text.trim() {
+        "" => bail!("The token file {shown} is empty; write an API token from `cone token create` into it."),
+        token if token.contains(char::is_whitespace) => {
+            bail!("The token file {shown} holds more than one token; keep only the API token in it.")
+        }
+        token => Ok(token.to_string()),
+    }
 }
 
 impl Token {

@@ -76,6 +76,39 @@ async fn a_revoked_token_stops_working_and_a_service_token_works() {
     assert_eq!(task.state, TaskState::PendingApproval, "{task:?}");
     let inbox = svc.tasks("approvable", "all").await.unwrap();
     assert_eq!(inbox[0].id, task.id);
-    let decided = svc.act(task.id, "approve", "ok").await.unwrap();
+
+    // A script without `cone login` (its HOME has no session) approves as the service account with CONE_TOKEN.
+    let script = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = sb.detached("ci", "cone").unwrap();
+        cmd.args(args).envs(env.iter().copied());
+        cmd.output().unwrap()
+    };
+    let server = [("CONE_SERVER_URL", sb.server_url.as_str())];
+    let o = script(&[("CONE_TOKEN", &created.secret)], &["whoami"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("set CONE_SERVER_URL"), "{o:?}");
+    let headless = [server[0], ("CONE_TOKEN", &created.secret)];
+    let id = task.id.to_string();
+    let decided: cone_api::Task = json(&script(&headless, &["task", "approve", &id, "--comment", "ok", "-o", "json"]));
     assert_eq!(decided.decisions[0].by, "service:deploy-bot", "{decided:?}");
+    let o = script(&headless, &["logout"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cone token revoke"), "{o:?}");
+    assert_eq!(svc.me().await.unwrap().username, "service:deploy-bot", "logout left the token alone");
+
+    // --token-file: only a file of its owner's, holding one token; a refused token is named as such.
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{}\n", created.secret)).unwrap();
+    let path = file.to_str().unwrap();
+    let chmod = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    chmod(0o644);
+    let o = script(&server, &["--token-file", path, "whoami"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("run `chmod 600 {path}`")), "{o:?}");
+    chmod(0o600);
+    let me: cone_api::Me = json(&script(&server, &["--token-file", path, "whoami", "-o", "json"]));
+    assert_eq!(me.username, "service:deploy-bot");
+    let o = script(&[server[0], ("CONE_TOKEN", pat)], &["whoami"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("The API token from CONE_TOKEN was refused") && !said.contains("cone login"), "{said}");
 }
