@@ -105,6 +105,13 @@ async function request(browser) {
   await alice.page.getByRole('group', { name: 'Request form' }).getByLabel('ticket').waitFor();
   await shot(alice.page, 'request-form-fields');
   await alice.page.goBack();
+  // Three words find it among everything offered, and the search stays in the address.
+  await alice.page.getByRole('searchbox', { name: 'Search' }).fill('prod admin access');
+  await alice.page.getByRole('button', { name: 'Search' }).click();
+  await alice.page.getByRole('status').getByText('1 entitlement matches.').waitFor();
+  check(new URL(alice.page.url()).searchParams.get('q') === 'prod admin access', `the words in ${alice.page.url()}`);
+  check((await alice.page.getByRole('link', { name: /^Request .* on Staging$/ }).count()) === 0, 'the search leaves out the rest');
+  await shot(alice.page, 'catalog-search');
   await link.click();
   await heading(alice.page, 'Request access');
   // The server checks the form: a field it cannot read is named, and what was typed stays.

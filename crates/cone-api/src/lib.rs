@@ -15,6 +15,16 @@ pub const KIND_AWS_IDC_GROUP_MEMBERSHIP: &str = "aws_idc_group_membership";
 /// Membership of an IAM group in one account, through an IAM user Cone creates for the person if need be.
 pub const KIND_AWS_IAM_GROUP_MEMBERSHIP: &str = "aws_iam_group_membership";
 
+/// A kind of entitlement in words, for people.
+pub fn kind_words(kind: &str) -> &str {
+    match kind {
+        KIND_AWS_PERMISSION_SET => "permission set",
+        KIND_AWS_IDC_GROUP_MEMBERSHIP => "Identity Center group membership",
+        KIND_AWS_IAM_GROUP_MEMBERSHIP => "IAM group membership",
+        other => other,
+    }
+}
+
 /// The OAuth client id the CLI uses for device authorization.
 pub const CLI_CLIENT_ID: &str = "cone-cli";
 
@@ -111,6 +121,12 @@ pub struct GroupRoute {
 }
 
 impl Entitlement {
+    /// Whether every word of `query` appears, ignoring case, in its alias, name, account (name or id) or role.
+    pub fn matches(&self, query: &str) -> bool {
+        let fields = [&self.alias, &self.display_name, &self.resource_name, &self.account_id, &self.role_name];
+        cone_core::catalog::words_match(query, &fields.map(String::as_str))
+    }
+
     /// Whether the caller holds it at `now`: through an unexpired grant, or through a group.
     pub fn held_at(&self, now: DateTime<Utc>) -> bool {
         self.granted_until.is_some_and(|t| t > now) || !self.held_through_groups.is_empty()
@@ -156,6 +172,28 @@ pub struct EntitlementPage {
     pub entitlements: Vec<Entitlement>,
     #[serde(default)]
     pub next_page_token: Option<String>,
+    /// With `facets=true`: how many entitlements matching the other filters each account and each kind has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Facets>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Facets {
+    /// By account (`value` its id, empty for Identity Center groups), most entitlements first.
+    pub accounts: Vec<Facet>,
+    /// By kind (`aws_permission_set`, …), most entitlements first.
+    pub kinds: Vec<Facet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Facet {
+    /// What to filter by.
+    pub value: String,
+    /// For people: an account's name, a kind's words.
+    pub label: String,
+    pub count: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

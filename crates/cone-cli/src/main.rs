@@ -49,9 +49,18 @@ enum Command {
     Whoami,
     /// List the entitlements you can request.
     Search {
-        /// Words that all appear in the alias, role, account name or account id.
+        /// Words that all appear in the alias, role or group, account name or account id.
         #[arg(long, short = 'q')]
         query: Option<String>,
+        /// Only entitlements of this account (its id or name).
+        #[arg(long)]
+        account: Option<String>,
+        /// Only entitlements of this kind.
+        #[arg(long, value_parser = [
+            cone_api::KIND_AWS_PERMISSION_SET, cone_api::KIND_AWS_IDC_GROUP_MEMBERSHIP,
+            cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP,
+        ])]
+        kind: Option<String>,
         #[arg(long)]
         alias: Option<String>,
         /// Only entitlements of this app.
@@ -363,12 +372,18 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 ])
             })?;
         }
-        Command::Search { query, alias, app, granted, not_granted } => {
-            let mut list = settings::client()?.entitlements(None).await?;
+        Command::Search { query, account, kind, alias, app, granted, not_granted } => {
+            let filters = [
+                ("q", query.as_deref().unwrap_or_default()),
+                ("account", account.as_deref().unwrap_or_default()),
+                ("kind", kind.as_deref().unwrap_or_default()),
+            ];
+            let mut list = settings::client()?.search_entitlements(&filters).await?;
             let now = chrono::Utc::now();
             list.retain(|e| {
                 let has = e.held_at(now);
-                query.as_deref().is_none_or(|q| select::matches(e, q))
+                // Servers before searching ignore `q`; the same words are checked here.
+                query.as_deref().is_none_or(|q| e.matches(q))
                     && alias.as_deref().is_none_or(|a| e.alias.eq_ignore_ascii_case(a))
                     && app.as_deref().is_none_or(|a| e.app_id == a)
                     && (!granted || has)

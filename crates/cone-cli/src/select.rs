@@ -21,24 +21,22 @@ pub struct Selector {
     pub entitlement_id: Option<String>,
 }
 
-/// Whether `e` matches every word of `query`, ignoring case.
-pub fn matches(e: &Entitlement, query: &str) -> bool {
-    let text = format!("{} {} {} {}", e.alias, e.display_name, e.resource_name, e.account_id).to_lowercase();
-    query.split_whitespace().all(|w| text.contains(&w.to_lowercase()))
-}
-
 /// The one entitlement the selector names. Several matches are offered as a choice when a person can answer,
 /// and are an error listing them otherwise.
 pub async fn resolve(api: &Client, sel: &Selector, interactive: bool) -> Result<Entitlement> {
     if let (Some(app), Some(id)) = (&sel.app_id, &sel.entitlement_id) {
         return Ok(api.entitlement(app, id).await?);
     }
-    let all = api.entitlements(None).await?;
     let (what, mut found): (String, Vec<Entitlement>) = match (&sel.alias, &sel.query) {
         (Some(alias), _) => {
+            let all = api.entitlements(None).await?;
             (format!("alias \"{alias}\""), all.into_iter().filter(|e| e.alias.eq_ignore_ascii_case(alias)).collect())
         }
-        (None, Some(q)) => (format!("\"{q}\""), all.into_iter().filter(|e| matches(e, q)).collect()),
+        (None, Some(q)) => {
+            // The server searches; the words are checked here too, for servers that do not.
+            let found = api.search_entitlements(&[("q", q)]).await?;
+            (format!("\"{q}\""), found.into_iter().filter(|e| e.matches(q)).collect())
+        }
         (None, None) => bail!(
             "Name the entitlement: an alias (`cone get production-admin`), a query (`-q prod admin`), or --app-id with --entitlement-id. `cone search` lists them."
         ),

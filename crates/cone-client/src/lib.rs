@@ -111,7 +111,13 @@ impl Client {
 
     /// Every entitlement (of `kind`, when given), all pages.
     pub async fn entitlements(&self, kind: Option<&str>) -> Result<Vec<Entitlement>, Failure> {
-        let query = kind.map(|k| format!("kind={}", encode(k))).unwrap_or_default();
+        self.search_entitlements(&[("kind", kind.unwrap_or_default())]).await
+    }
+
+    /// Every entitlement matching the filters of `GET /api/v1/entitlements` (`q`, `account`, `kind`; empty values
+    /// are left out), all pages.
+    pub async fn search_entitlements(&self, filters: &[(&str, &str)]) -> Result<Vec<Entitlement>, Failure> {
+        let query = query(filters);
         self.all_pages("/api/v1/entitlements", &query, |p: EntitlementPage| (p.entitlements, p.next_page_token)).await
     }
 

@@ -161,6 +161,15 @@ impl Audience {
     }
 }
 
+/// Whether every word of `query` appears, ignoring case, within one of `fields`. An empty query matches all.
+pub fn words_match(query: &str, fields: &[&str]) -> bool {
+    let fields: Vec<String> = fields.iter().map(|f| f.to_lowercase()).collect();
+    query.split_whitespace().all(|word| {
+        let word = word.to_lowercase();
+        fields.iter().any(|f| f.contains(&word))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +267,16 @@ mod tests {
         assert!(!other_group.matches(&dba));
         assert!(!by_account.matches(&dba));
         assert!(!by_group.is_any());
+    }
+
+    #[test]
+    fn every_word_must_appear_within_one_field_whatever_its_case() {
+        let fields = ["production-readonlyaccess", "ReadOnlyAccess", "Production", "111111111111"];
+        assert!(words_match("", &fields), "no words, no filter");
+        assert!(words_match("prod READ 1111", &fields));
+        assert!(words_match("  read   prod ", &fields));
+        assert!(!words_match("prod admin", &fields), "every word");
+        assert!(words_match("111 production-read", &fields), "parts of ids and aliases");
+        assert!(words_match("Ärger", &["ärger"]), "beyond ASCII");
     }
 }

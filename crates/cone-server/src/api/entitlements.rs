@@ -15,9 +15,19 @@ use crate::state::AppState;
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Only entitlements of this kind (`aws_permission_set`).
+    /// Words that must all appear, ignoring case, in an entitlement's alias, name, account name or id, or role.
+    #[serde(default)]
+    q: Option<String>,
+    /// Only entitlements of this account (its id or name).
+    #[serde(default)]
+    account: Option<String>,
+    /// Only entitlements of this kind (`aws_permission_set`, `aws_idc_group_membership`,
+    /// `aws_iam_group_membership`).
     #[serde(default)]
     kind: Option<String>,
+    /// Also count the matches by account and by kind (`facets`).
+    #[serde(default)]
+    facets: Option<bool>,
     /// `next_page_token` of the previous page; absent for the first.
     #[serde(default)]
     page_token: Option<String>,
@@ -26,7 +36,7 @@ pub struct PageQuery {
     page_size: Option<usize>,
 }
 
-/// The entitlements the caller may request, and those they hold.
+/// The entitlements the caller may request, and those they hold; searched and filtered when asked.
 #[utoipa::path(
     get,
     path = "/api/v1/entitlements",
@@ -41,7 +51,8 @@ pub async fn entitlements(
 ) -> Result<Json<EntitlementPage>, Error> {
     let size = q.page_size.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let page = Page::new(q.page_token.as_deref(), size, 100, 1000)?;
-    Ok(Json(entitlements::page(&s, &u, q.kind.as_deref(), page).await?))
+    let search = entitlements::Search { words: q.q.as_deref(), account: q.account.as_deref(), kind: q.kind.as_deref() };
+    Ok(Json(entitlements::page(&s, &u, search, page, q.facets.unwrap_or(false)).await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use cone_api::{Entitlement, EntitlementPage, GroupRoute};
+use cone_api::{Entitlement, EntitlementPage, Facet, Facets, GroupRoute};
 use cone_core::catalog::Viewer;
 
 use super::{Page, time};
@@ -101,13 +101,63 @@ async fn routes(
     Ok(routes)
 }
 
-/// A page of the user's catalog, of one `kind` when given.
-pub async fn page(s: &AppState, u: &UserRow, kind: Option<&str>, page: Page) -> Result<EntitlementPage> {
-    let all: Vec<_> = entitlements_for(s, u).await?.into_iter().filter(|e| kind.is_none_or(|k| k == e.kind)).collect();
-    let start = usize::try_from(page.offset).unwrap_or(usize::MAX).min(all.len());
-    let end = start.saturating_add(usize::try_from(page.size).unwrap_or(1)).min(all.len());
-    let next_page_token = (end < all.len()).then(|| end.to_string());
-    Ok(EntitlementPage { entitlements: all.get(start..end).map(<[_]>::to_vec).unwrap_or_default(), next_page_token })
+/// What a search of the catalog keeps: every word of `words` (see [`Entitlement::matches`]), one account (its id,
+/// or its name ignoring case), one kind. Absent parts keep everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Search<'a> {
+    pub words: Option<&'a str>,
+    pub account: Option<&'a str>,
+    pub kind: Option<&'a str>,
+}
+
+impl Search<'_> {
+    fn account_matches(&self, e: &Entitlement) -> bool {
+        self.account.is_none_or(|a| a == e.account_id || a.eq_ignore_ascii_case(&e.resource_name))
+    }
+
+    fn kind_matches(&self, e: &Entitlement) -> bool {
+        self.kind.is_none_or(|k| k == e.kind)
+    }
+}
+
+/// The longest search, in characters: words enough to name any entitlement.
+const MAX_WORDS: usize = 200;
+
+/// A page of the user's catalog as `search` keeps it, with the facets when asked for: by account among the
+/// entitlements every other part keeps, and by kind likewise.
+pub async fn page(s: &AppState, u: &UserRow, search: Search<'_>, page: Page, facets: bool) -> Result<EntitlementPage> {
+    if search.words.is_some_and(|w| w.chars().count() > MAX_WORDS) {
+        return Err(Error::invalid(format!("The search is longer than {MAX_WORDS} characters; use fewer words.")));
+    }
+    let mut found = entitlements_for(s, u).await?;
+    found.retain(|e| search.words.is_none_or(|w| e.matches(w)));
+    let facets = facets.then(|| Facets {
+        accounts: count(found.iter().filter(|e| search.kind_matches(e)), |e| (&e.account_id, &e.resource_name)),
+        kinds: count(found.iter().filter(|e| search.account_matches(e)), |e| (&e.kind, cone_api::kind_words(&e.kind))),
+    });
+    found.retain(|e| search.account_matches(e) && search.kind_matches(e));
+    let start = usize::try_from(page.offset).unwrap_or(usize::MAX).min(found.len());
+    let end = start.saturating_add(usize::try_from(page.size).unwrap_or(1)).min(found.len());
+    let next_page_token = (end < found.len()).then(|| end.to_string());
+    let entitlements = found.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
+    Ok(EntitlementPage { entitlements, next_page_token, facets })
+}
+
+/// How many of `entitlements` each `(value, label)` of `key` has, most first, then by label.
+fn count<'e>(
+    entitlements: impl Iterator<Item = &'e Entitlement>,
+    key: impl Fn(&'e Entitlement) -> (&'e str, &'e str),
+) -> Vec<Facet> {
+    let mut counts: HashMap<(&str, &str), usize> = HashMap::new();
+    for e in entitlements {
+        *counts.entry(key(e)).or_default() += 1;
+    }
+    let mut facets: Vec<Facet> = counts
+        .into_iter()
+        .map(|((value, label), count)| Facet { value: value.to_string(), label: label.to_string(), count })
+        .collect();
+    facets.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.label.cmp(&b.label)));
+    facets
 }
 
 /// Every entitlement of the catalog, as stored (the administrators' Apps page).

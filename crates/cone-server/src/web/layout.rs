@@ -169,6 +169,8 @@ impl IntoResponse for WebError {
 
 /// `path?query` with the pairs encoded.
 pub fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    // An empty filter is no filter: left out, the address stays short enough to share.
+    let pairs: Vec<_> = pairs.iter().filter(|(_, value)| !value.is_empty()).collect();
     match serde_urlencoded::to_string(pairs) {
         Ok(query) if !query.is_empty() => format!("{path}?{query}"),
         _ => path.to_string(),

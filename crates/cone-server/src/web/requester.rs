@@ -22,16 +22,83 @@ use crate::state::AppState;
 /// Where a form field's value travels: `form.<name>`, apart from the request's own fields.
 const FORM_PREFIX: &str = "form.";
 
-pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {
-    let entitlements = entitlements::entitlements_for(&s, &v.user).await?;
+/// The catalog's search: its words, account and kind, kept in the page's address so that a search can be shared.
+#[derive(Deserialize)]
+pub struct CatalogQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// Entitlements a catalog page lists.
+const CATALOG_PAGE: i64 = 100;
+
+pub async fn catalog(
+    State(s): State<AppState>,
+    v: Viewer,
+    Query(q): Query<CatalogQuery>,
+) -> Result<Response, WebError> {
+    let (words, account, kind) = (q.q.trim(), q.account.trim(), q.kind.trim());
+    let search = entitlements::Search {
+        words: Some(words).filter(|w| !w.is_empty()),
+        account: Some(account).filter(|a| !a.is_empty()),
+        kind: Some(kind).filter(|k| !k.is_empty()),
+    };
+    let searching = search.words.is_some() || search.account.is_some() || search.kind.is_some();
+    let found = entitlements::page(
+        &s,
+        &v.user,
+        search,
+        Page::new(q.page_token.as_deref(), Some(CATALOG_PAGE), CATALOG_PAGE, CATALOG_PAGE)?,
+        true,
+    )
+    .await?;
+    let facets = found.facets.unwrap_or_default();
+    let matches: usize =
+        facets.kinds.iter().filter(|f| search.kind.is_none_or(|k| k == f.value)).map(|f| f.count).sum();
     let mut apps: BTreeMap<&str, BTreeMap<(&str, &str), Vec<&Entitlement>>> = BTreeMap::new();
-    for e in &entitlements {
+    for e in &found.entitlements {
         let accounts = apps.entry(e.app_id.as_str()).or_default();
         accounts.entry((e.resource_name.as_str(), e.account_id.as_str())).or_default().push(e);
     }
+    let more = found
+        .next_page_token
+        .as_deref()
+        .map(|token| link("/console", &[("q", words), ("account", account), ("kind", kind), ("page_token", token)]));
     let content = html! {
         p { "What you may request. Access is given for a limited time and removed when it ends." }
-        @if apps.is_empty() {
+        form.filters role="search" method="get" action="/console" {
+            div.field { label for="q" { "Search" } input #q type="search" name="q" value=(words) placeholder="prod admin"; }
+            div.field {
+                label for="account" { "Account" }
+                select #account name="account" {
+                    option value="" { "All accounts" }
+                    // Identity Center groups belong to no account: the kind finds them.
+                    @for f in facets.accounts.iter().filter(|f| !f.value.is_empty()) {
+                        option value=(f.value) selected[f.value == account || f.label.eq_ignore_ascii_case(account)] { (f.label) " (" (f.count) ")" }
+                    }
+                }
+            }
+            div.field {
+                label for="kind" { "Kind" }
+                select #kind name="kind" {
+                    option value="" { "All kinds" }
+                    @for f in &facets.kinds {
+                        option value=(f.value) selected[f.value == kind] { (f.label) " (" (f.count) ")" }
+                    }
+                }
+            }
+            button type="submit" { "Search" }
+        }
+        @if searching {
+            p role="status" { (matches) @if matches == 1 { " entitlement matches." } @else { " entitlements match." } " " a href="/console" { "Show everything" } }
+        }
+        @if apps.is_empty() && !searching {
             p.notice { "Nothing is offered to you yet. Ask a Cone administrator which access profiles include you." }
         }
         @for (app_id, accounts) in &apps {
@@ -79,6 +146,7 @@ pub async fn catalog(State(s): State<AppState>, v: Viewer) -> Result<Response, W
                 }
             }
         }
+        @if let Some(href) = more { p { a href=(href) { "More entitlements" } } }
     };
     Ok(page("Catalog", &v, Nav::Catalog, content).into_response())
 }

@@ -310,6 +310,18 @@ async fn request_lifecycle_from_the_cli(store: Store) {
     let table = assert_ok(&sb.cone("alice", &["search", "-q", "prod admin"]).unwrap(), "search -q");
     assert!(table.starts_with("GRANTED") && table.contains("production-administratoraccess"), "{table}");
     assert!(!table.contains(ro), "{table}");
+    let args = ["search", "--account", "sandbox", "--kind", "aws_permission_set", "-o", "json"];
+    let sandbox: Vec<Entitlement> = json(&sb.cone("alice", &args).unwrap(), "search --account");
+    assert!(!sandbox.is_empty() && sandbox.iter().all(|e| e.resource_name == "Sandbox"), "{sandbox:?}");
+    // The server searches and counts: the same words over the API, with the matches by account and kind.
+    let path = "/api/v1/entitlements?q=admin&facets=true";
+    let page: cone_api::EntitlementPage =
+        sb.client("alice").unwrap().call(cone_client::Method::GET, path, None::<&()>).await.unwrap();
+    assert!(page.entitlements.iter().all(|e| e.matches("admin")), "{page:?}");
+    let facets = page.facets.unwrap();
+    let production = facets.accounts.iter().find(|f| f.label == "Production").unwrap();
+    let in_production = page.entitlements.iter().filter(|e| e.resource_name == "Production").count();
+    assert_eq!(production.count, in_production, "{facets:?}");
     let granted: Vec<Entitlement> =
         json(&sb.cone("alice", &["search", "--granted", "-o", "json"]).unwrap(), "search --granted");
     assert_eq!(granted.len(), 0);

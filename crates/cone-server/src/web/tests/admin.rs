@@ -288,7 +288,7 @@ async fn administrators_download_the_filtered_audit_log_as_json_lines() {
     carol.sign_in("carol").await;
 
     let page = carol.get("/console/audit?action=login").await;
-    assert!(page.body.contains(r#"href="/console/audit/export?since=&amp;until=&amp;action=login""#), "{}", page.body);
+    assert!(page.body.contains(r#"href="/console/audit/export?action=login""#), "{}", page.body);
     let download = carol.get("/console/audit/export?since=&until=&action=login").await;
     assert_eq!(download.status, StatusCode::OK);
     assert_eq!(download.headers[header::CONTENT_TYPE], "application/x-ndjson");

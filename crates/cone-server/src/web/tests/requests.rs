@@ -349,3 +349,70 @@ async fn a_long_history_pages_oldest_first() {
     let second = browser.get(&next).await;
     assert!(second.body.contains(">note 99<") && !second.body.contains("Later events"), "{}", second.body);
 }
+
+/// The catalog is searched by words, account and kind, counts the matches of each account and kind, and pages on,
+/// keeping the search in every link.
+#[tokio::test]
+async fn the_catalog_finds_by_words_account_and_kind_and_pages_on() {
+    let (s, _keep) = state("").await;
+    let accounts = [("111111111111", "Production"), ("222222222222", "Staging"), ("333333333333", "Billing")];
+    let sets = (0..45).map(|n| format!("Set{n:02}")).chain(["ReadOnlyAccess".to_string()]);
+    let mut snap = snapshot();
+    snap.accounts = accounts
+        .iter()
+        .map(|(id, name)| cone_aws::Account {
+            id: id.to_string(),
+            name: name.to_string(),
+            email: String::new(),
+            status: "ACTIVE".into(),
+        })
+        .collect();
+    snap.permission_sets = sets
+        .map(|name| cone_aws::PermissionSet {
+            arn: format!("arn:aws:sso:::permissionSet/ssoins-1/{name}"),
+            name,
+            description: None,
+            session_duration: None,
+        })
+        .collect();
+    snap.provisioned = accounts
+        .iter()
+        .flat_map(|(id, _)| snap.permission_sets.iter().map(|p| (id.to_string(), p.arn.clone())))
+        .collect();
+    s.db.apply_snapshot("aws", &snap, 1).await.unwrap();
+    let mut browser = Browser::new(&s);
+    browser.sign_in("alice").await;
+    let rows = |body: &str| body.matches("<th scope=\"row\">").count();
+
+    let all = browser.get("/console").await;
+    let has = |page: &Answer, text: &str| assert!(page.body.contains(text), "{text} is not in the page");
+    assert_eq!(rows(&all.body), 100, "a page of 138");
+    has(&all, r#"<option value="111111111111">Production (46)</option>"#);
+    has(&all, r#"<option value="aws_permission_set">permission set (138)</option>"#);
+    has(&all, r#"<a href="/console?page_token=100">More entitlements</a>"#);
+
+    let found = browser.get("/console?q=billing+READ+only").await;
+    assert_eq!(rows(&found.body), 1);
+    has(&found, "1 entitlement matches.");
+    has(&found, r#"aria-label="Request ReadOnlyAccess on Billing""#);
+    has(&found, r#"value="billing READ only""#);
+
+    // An account by name or id; the counts follow the words, and the link to more keeps every filter.
+    let staging = browser.get("/console?q=set&account=staging").await;
+    has(&staging, "45 entitlements match.");
+    has(&staging, r#"<option value="222222222222" selected>Staging (45)</option>"#);
+    let by_id = browser.get("/console?q=set&account=222222222222").await;
+    assert_eq!(rows(&by_id.body), 45);
+    assert!(!by_id.body.contains("More entitlements"), "45 fit on a page");
+    let wide = browser.get("/console?q=set&kind=aws_permission_set").await;
+    has(&wide, r#"<a href="/console?q=set&amp;kind=aws_permission_set&amp;page_token=100">More entitlements</a>"#);
+    let second = browser.get("/console?q=set&kind=aws_permission_set&page_token=100").await;
+    assert_eq!(rows(&second.body), 35, "135 sets in all");
+
+    let none = browser.get("/console?kind=aws_iam_group_membership").await;
+    has(&none, "0 entitlements match.");
+    assert!(!none.body.contains("Nothing is offered"));
+    let long = browser.get(&format!("/console?q={}", "x".repeat(201))).await;
+    assert_eq!(long.status, StatusCode::BAD_REQUEST);
+    has(&long, "longer than 200 characters");
+}
