@@ -3,7 +3,8 @@ a full sync of it can make (see bench/README.md, "aws-sync", for the formula).
 
     .venv/bin/python bench/seed_org.py http://127.0.0.1:PORT
 
-Sizes come from the environment: ACCOUNTS (member accounts), PERMISSION_SETS (each provisioned to every
+With INTO_EXISTING=1 it adds to the organisation and Identity Center instance moto already holds (the sandbox's of
+`cone-bench-setup check --org`). Sizes come from the environment: ACCOUNTS (member accounts), PERMISSION_SETS (each provisioned to every
 account), USERS, IDC_GROUPS (GROUPS is taken by bash), ASSIGNMENTS. Every user is in one group, and the first BIG_GROUP users also in one large
 group, so that ListGroupMemberships pages; the first BIG_PAIR users are assigned the first permission set in the
 first account, so that ListAccountAssignments pages; the other assignments are spread at random (seeded), a tenth
@@ -65,7 +66,9 @@ def main():
     def each(f, items):
         return list(pool.map(f, items))
 
-    org.create_organization(FeatureSet="ALL")
+    # INTO_EXISTING=1 adds to an organisation moto already holds (the sandbox's), rather than starting one.
+    if os.environ.get("INTO_EXISTING") != "1":
+        org.create_organization(FeatureSet="ALL")
     accounts = each(
         lambda i: org.create_account(AccountName=f"acct-{i:04}", Email=f"acct-{i:04}@example.com")[
             "CreateAccountStatus"

@@ -1,9 +1,10 @@
 //! What people may request and what they hold: the catalog as each user sees it, one entitlement, its holders.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cone_api::{Entitlement, EntitlementPage, Facet, Facets, GroupRoute};
-use cone_core::catalog::Viewer;
+use cone_core::catalog::{Viewer, words_match};
 
 use super::{Page, time};
 use crate::config::Access;
@@ -46,7 +47,7 @@ fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement
         kind: row.kind.clone(),
         alias: row.alias.clone(),
         display_name: row.name().to_string(),
-        resource_name: if row.is_idc_group() { "Identity Center".into() } else { row.account_name.clone() },
+        resource_name: resource_name(row).to_string(),
         account_id: row.account_id.clone(),
         role_name: row.permission_set_name.clone(),
         max_duration_secs: policy.max_duration,
@@ -59,28 +60,80 @@ fn to_api(access: &Access, row: &EntitlementRow, held: &Holdings) -> Entitlement
     }
 }
 
-/// The user's catalog: the entitlements their access profiles offer (all of them when none are configured), and
-/// those they hold (by grant or through a group), so that access outliving a catalog change can still be checked
-/// and given back.
-pub async fn entitlements_for(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
-    let held = Holdings::of(s, u).await?;
-    let access = s.access();
-    let groups = catalog_groups(s, &access, u).await?;
-    let mut routes = routes(s, &access, u, &groups).await?;
-    let mut shown = Vec::new();
-    for r in &s.db.entitlements().await? {
-        let requestable = offers(&access, u, &groups, r);
-        let through_groups = routes.remove(&(r.app_id.clone(), r.id.clone())).unwrap_or_default();
-        // A membership held by hand is Identity Center's business, not a listing entry; one Cone granted is.
-        let holds = match r.is_group() {
-            true => held.granted_until(&r.app_id, &r.id).is_some(),
-            false => held.holds(&r.app_id, &r.id),
-        };
-        if requestable || holds || !through_groups.is_empty() {
-            shown.push(Entitlement { requestable, through_groups, ..to_api(&access, r, &held) });
-        }
+fn resource_name(row: &EntitlementRow) -> &str {
+    if row.is_idc_group() { "Identity Center" } else { &row.account_name }
+}
+
+/// What a search looks in: the fields [`Entitlement::matches`] reads, taken from the row.
+fn search_fields(row: &EntitlementRow) -> [&str; 5] {
+    [&row.alias, row.name(), resource_name(row), &row.account_id, &row.permission_set_name]
+}
+
+/// One entry of a user's catalog, before it is made into what the API shows.
+struct Listed<'r> {
+    row: &'r EntitlementRow,
+    requestable: bool,
+    through_groups: Vec<GroupRoute>,
+}
+
+/// The user's catalog: what their access profiles offer (everything when none are configured), what they hold (by
+/// grant or through a group), so that access outliving a catalog change can still be checked and given back, and
+/// what a group they may request gives. Made into API entitlements by [`Catalog::api`], only as needed: a catalog
+/// of thousands is searched and paged first.
+struct Catalog {
+    rows: Arc<Vec<EntitlementRow>>,
+    access: Arc<Access>,
+    held: Holdings,
+    routes: HashMap<(String, String), Vec<GroupRoute>>,
+    groups: Vec<String>,
+}
+
+impl Catalog {
+    async fn of(s: &AppState, u: &UserRow) -> anyhow::Result<Catalog> {
+        let held = Holdings::of(s, u).await?;
+        let access = s.access();
+        let groups = catalog_groups(s, &access, u).await?;
+        let routes = routes(s, &access, u, &groups).await?;
+        Ok(Catalog { rows: s.db.entitlements().await?, access, held, routes, groups })
     }
-    Ok(shown)
+
+    fn listed<'r>(&'r self, u: &UserRow) -> impl Iterator<Item = Listed<'r>> {
+        self.rows.iter().filter_map(move |r| {
+            let requestable = offers(&self.access, u, &self.groups, r);
+            let through_groups = match self.routes.is_empty() {
+                true => Vec::new(),
+                false => self.routes.get(&(r.app_id.clone(), r.id.clone())).cloned().unwrap_or_default(),
+            };
+            // A membership held by hand is Identity Center's business, not a listing entry; one Cone granted is.
+            let holds = match r.is_group() {
+                true => self.held.granted_until(&r.app_id, &r.id).is_some(),
+                false => self.held.holds(&r.app_id, &r.id),
+            };
+            (requestable || holds || !through_groups.is_empty()).then_some(Listed {
+                row: r,
+                requestable,
+                through_groups,
+            })
+        })
+    }
+
+    fn api(&self, listed: Listed<'_>) -> Entitlement {
+        let Listed { row, requestable, through_groups } = listed;
+        Entitlement { requestable, through_groups, ..to_api(&self.access, row, &self.held) }
+    }
+}
+
+/// What the user holds now: by an active grant, or through a group.
+pub async fn held_by(s: &AppState, u: &UserRow) -> anyhow::Result<Vec<Entitlement>> {
+    let catalog = Catalog::of(s, u).await?;
+    let holds = |l: &Listed<'_>| catalog.held.holds(&l.row.app_id, &l.row.id);
+    Ok(catalog.listed(u).filter(holds).map(|l| catalog.api(l)).collect())
+}
+
+/// Whether the policy of entitlement `id` has emergency steps.
+pub async fn emergency_access(s: &AppState, app_id: &str, id: &str) -> anyhow::Result<bool> {
+    let row = s.db.entitlement(app_id, id).await?;
+    Ok(row.is_some_and(|r| s.access().policy_for(&r.target()).emergency_steps.is_some()))
 }
 
 /// The group memberships the user may request, by the permission set each gives: (app id, entitlement id).
@@ -91,11 +144,11 @@ async fn routes(
     groups: &[String],
 ) -> anyhow::Result<HashMap<(String, String), Vec<GroupRoute>>> {
     let mut routes: HashMap<_, Vec<GroupRoute>> = HashMap::new();
-    for (app_id, permission_set, membership) in s.db.group_routes().await? {
-        let Some(g) = s.db.entitlement(&app_id, &membership).await? else { continue };
+    for (app_id, permission_set, membership) in s.db.group_routes().await?.iter() {
+        let Some(g) = s.db.entitlement(app_id, membership).await? else { continue };
         if offers(access, u, groups, &g) {
             let route = GroupRoute { app_id: g.app_id, id: g.id, alias: g.alias, display_name: g.group_name };
-            routes.entry((app_id, permission_set)).or_default().push(route);
+            routes.entry((app_id.clone(), permission_set.clone())).or_default().push(route);
         }
     }
     Ok(routes)
@@ -111,12 +164,12 @@ pub struct Search<'a> {
 }
 
 impl Search<'_> {
-    fn account_matches(&self, e: &Entitlement) -> bool {
-        self.account.is_none_or(|a| a == e.account_id || a.eq_ignore_ascii_case(&e.resource_name))
+    fn account_matches(&self, r: &EntitlementRow) -> bool {
+        self.account.is_none_or(|a| a == r.account_id || a.eq_ignore_ascii_case(resource_name(r)))
     }
 
-    fn kind_matches(&self, e: &Entitlement) -> bool {
-        self.kind.is_none_or(|k| k == e.kind)
+    fn kind_matches(&self, r: &EntitlementRow) -> bool {
+        self.kind.is_none_or(|k| k == r.kind)
     }
 }
 
@@ -129,28 +182,31 @@ pub async fn page(s: &AppState, u: &UserRow, search: Search<'_>, page: Page, fac
     if search.words.is_some_and(|w| w.chars().count() > MAX_WORDS) {
         return Err(Error::invalid(format!("The search is longer than {MAX_WORDS} characters; use fewer words.")));
     }
-    let mut found = entitlements_for(s, u).await?;
-    found.retain(|e| search.words.is_none_or(|w| e.matches(w)));
+    let catalog = Catalog::of(s, u).await?;
+    let words = |l: &Listed<'_>| search.words.is_none_or(|w| words_match(w, &search_fields(l.row)));
+    let mut found: Vec<Listed<'_>> = catalog.listed(u).filter(words).collect();
     let facets = facets.then(|| Facets {
-        accounts: count(found.iter().filter(|e| search.kind_matches(e)), |e| (&e.account_id, &e.resource_name)),
-        kinds: count(found.iter().filter(|e| search.account_matches(e)), |e| (&e.kind, cone_api::kind_words(&e.kind))),
+        accounts: count(found.iter().filter(|l| search.kind_matches(l.row)), |r| (&r.account_id, resource_name(r))),
+        kinds: count(found.iter().filter(|l| search.account_matches(l.row)), |r| {
+            (&r.kind, cone_api::kind_words(&r.kind))
+        }),
     });
-    found.retain(|e| search.account_matches(e) && search.kind_matches(e));
+    found.retain(|l| search.account_matches(l.row) && search.kind_matches(l.row));
     let start = usize::try_from(page.offset).unwrap_or(usize::MAX).min(found.len());
     let end = start.saturating_add(usize::try_from(page.size).unwrap_or(1)).min(found.len());
     let next_page_token = (end < found.len()).then(|| end.to_string());
-    let entitlements = found.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
+    let entitlements = found.drain(start..end).map(|l| catalog.api(l)).collect();
     Ok(EntitlementPage { entitlements, next_page_token, facets })
 }
 
-/// How many of `entitlements` each `(value, label)` of `key` has, most first, then by label.
-fn count<'e>(
-    entitlements: impl Iterator<Item = &'e Entitlement>,
-    key: impl Fn(&'e Entitlement) -> (&'e str, &'e str),
+/// How many of `listed` each `(value, label)` of `key` has, most first, then by label.
+fn count<'r>(
+    listed: impl Iterator<Item = &'r Listed<'r>>,
+    key: impl Fn(&'r EntitlementRow) -> (&'r str, &'r str),
 ) -> Vec<Facet> {
     let mut counts: HashMap<(&str, &str), usize> = HashMap::new();
-    for e in entitlements {
-        *counts.entry(key(e)).or_default() += 1;
+    for l in listed {
+        *counts.entry(key(l.row)).or_default() += 1;
     }
     let mut facets: Vec<Facet> = counts
         .into_iter()
@@ -161,7 +217,7 @@ fn count<'e>(
 }
 
 /// Every entitlement of the catalog, as stored (the administrators' Apps page).
-pub async fn all(s: &AppState) -> anyhow::Result<Vec<EntitlementRow>> {
+pub async fn all(s: &AppState) -> anyhow::Result<Arc<Vec<EntitlementRow>>> {
     s.db.entitlements().await
 }
 

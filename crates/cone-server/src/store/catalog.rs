@@ -2,6 +2,7 @@
 //! what people hold: active grants and access through groups, the hot path's cached reads.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use anyhow::Result;
 use cone_aws::{Part, PartStream, PermissionSet};
@@ -12,6 +13,9 @@ use super::audit::record;
 use super::identities::{PeopleSynced, apply_groups, apply_users};
 use super::pool::{Db, Tx};
 use super::rows::EntitlementRow;
+
+/// A group membership that gives a permission set: (app id, the permission set's entitlement id, the membership's).
+pub type GroupRouteRow = (String, String, String);
 
 /// What [`Db::apply_sync`] stored beside the catalog.
 pub struct Synced {
@@ -229,12 +233,13 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("cannot prepare the sync's spool table: {e}"))
     }
 
-    pub async fn entitlements(&self) -> Result<Vec<EntitlementRow>> {
-        Ok(sqlx::query_as(&format!(
-            "{ENTITLEMENT_SELECT} ORDER BY e.group_id <> '', r.name, e.permission_set_name, e.group_name"
-        ))
-        .fetch_all(&self.pool)
-        .await?)
+    pub async fn entitlements(&self) -> Result<Arc<Vec<EntitlementRow>>> {
+        let read = async {
+            let sql =
+                format!("{ENTITLEMENT_SELECT} ORDER BY e.group_id <> '', r.name, e.permission_set_name, e.group_name");
+            Ok(Arc::new(sqlx::query_as(&sql).fetch_all(&self.pool).await?))
+        };
+        self.cached(&self.reads.catalog, (), read).await
     }
 
     pub async fn entitlement(&self, app_id: &str, id: &str) -> Result<Option<EntitlementRow>> {
@@ -295,17 +300,20 @@ impl Db {
         self.cached(&self.reads.through_groups, user_id, read).await
     }
 
-    /// Which group memberships give which permission sets: (app id, permission set entitlement id, membership
-    /// entitlement id), by the groups' assignments.
-    pub async fn group_routes(&self) -> Result<Vec<(String, String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT a.app_id, a.entitlement_id, e.id FROM group_assignments a JOIN groups g ON g.id = a.group_id
-             JOIN entitlements e ON e.app_id = a.app_id AND e.group_id = g.idc_group_id AND e.present = 1
-                 AND e.kind = 'aws_idc_group_membership'
-             ORDER BY e.group_name",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+    /// Which group memberships give which permission sets, by the groups' assignments.
+    pub async fn group_routes(&self) -> Result<Arc<Vec<GroupRouteRow>>> {
+        let read = async {
+            let routes = sqlx::query_as(
+                "SELECT a.app_id, a.entitlement_id, e.id FROM group_assignments a JOIN groups g ON g.id = a.group_id
+                 JOIN entitlements e ON e.app_id = a.app_id AND e.group_id = g.idc_group_id AND e.present = 1
+                     AND e.kind = 'aws_idc_group_membership'
+                 ORDER BY e.group_name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Arc::new(routes))
+        };
+        self.cached(&self.reads.group_routes, (), read).await
     }
 
     /// Up to `limit` of the people who hold an entitlement, from `offset`, by user name: through an active grant or

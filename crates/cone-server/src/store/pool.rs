@@ -123,6 +123,9 @@ pub(super) struct Reads {
     pub(super) grants: Cached<i64, Vec<(String, String, i64)>>,
     pub(super) through_groups: Cached<i64, Vec<(String, String, String)>>,
     pub(super) entitlements: Cached<(String, String), Option<EntitlementRow>>,
+    /// The whole catalog and its group routes, which every catalog page and search reads.
+    pub(super) catalog: Cached<(), Arc<Vec<EntitlementRow>>>,
+    pub(super) group_routes: Cached<(), Arc<Vec<super::catalog::GroupRouteRow>>>,
 }
 
 /// Where the SQL of the two backends differs.

@@ -433,16 +433,20 @@ pub struct Done {
 }
 
 pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Query<Done>) -> Result<Response, WebError> {
-    let entitlements = entitlements::entitlements_for(&s, &v.user).await?;
+    let entitlements = entitlements::held_by(&s, &v.user).await?;
     let held: Vec<&Entitlement> = entitlements.iter().filter(|e| e.granted_until.is_some()).collect();
     let through_groups: Vec<&Entitlement> = entitlements.iter().filter(|e| !e.held_through_groups.is_empty()).collect();
-    // Requests for these may be escalated to their policy's emergency steps.
-    let breakable: std::collections::HashSet<(&str, &str)> =
-        entitlements.iter().filter(|e| e.emergency_access).map(|e| (e.app_id.as_str(), e.id.as_str())).collect();
     let requested = Page::new(done.page_token.as_deref(), Some(50), 50, 50)?;
     let offset = requested.offset;
     let page_of = tasks::search(&s, &v.user, Scope::Mine, Narrow::default(), requested).await?;
     let (tasks, next) = (page_of.tasks, page_of.next_page_token);
+    // Undecided requests whose policy has emergency steps may be escalated to them.
+    let mut breakable = std::collections::HashSet::new();
+    for t in tasks.iter().filter(|t| t.state == TaskState::PendingApproval && !t.emergency) {
+        if entitlements::emergency_access(&s, &t.app_id, &t.entitlement_id).await? {
+            breakable.insert(t.id);
+        }
+    }
     let content = html! {
         @if let Some(id) = done.submitted {
             p.notice role="status" { "Request " (id) " submitted. " (submitted_state(&tasks, id)) }
@@ -502,7 +506,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                                             (v.token_field())
                                             button.danger type="submit" aria-label=(format!("Withdraw request {}", t.id)) { "Withdraw" }
                                         }
-                                        @if !t.emergency && breakable.contains(&(t.app_id.as_str(), t.entitlement_id.as_str())) {
+                                        @if breakable.contains(&t.id) {
                                             form.inline method="post" action=(format!("/console/tasks/{}/escalate", t.id)) {
                                                 (v.token_field())
                                                 button.danger type="submit" aria-label=(format!("Escalate request {} to emergency access", t.id)) { "Escalate" }

@@ -5,7 +5,7 @@ use super::*;
 /// Production's DatabaseAdministrator, with alice, bob and carol linked to Identity Center users; returns its id.
 pub(super) async fn catalog(s: &AppState) -> String {
     s.db.apply_snapshot("aws", &snapshot(), 1).await.unwrap();
-    s.db.entitlements().await.unwrap().remove(0).id
+    s.db.entitlements().await.unwrap()[0].id.clone()
 }
 
 fn snapshot() -> cone_aws::Snapshot {
