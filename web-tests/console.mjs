@@ -191,6 +191,18 @@ async function release(browser) {
   await carol.page.getByRole('button', { name: 'Filter' }).click();
   await carol.page.getByText('Approved for the hotfix window').waitFor();
   await shot(carol.page, 'audit-log');
+  // One person's actions this week, by name, newest first.
+  const weekAgo = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString().slice(0, 10);
+  await carol.page.getByLabel('Action').fill('');
+  await carol.page.getByLabel('Person').fill('alice');
+  await carol.page.getByLabel('Since').fill(weekAgo);
+  await carol.page.getByRole('button', { name: 'Filter' }).click();
+  const who = carol.page.locator('tbody tr td:nth-child(3)');
+  await who.first().waitFor();
+  const names = await who.allInnerTexts();
+  check(names.length > 0 && names.every((n) => n === 'alice'), `only alice's actions: ${names}`);
+  check((await carol.page.getByRole('cell', { name: 'task.create' }).count()) > 0, 'her request is listed');
+  await shot(carol.page, 'audit-log-person');
   await carol.page.getByRole('link', { name: 'Drift' }).click();
   await heading(carol.page, 'Drift');
   await shot(carol.page, 'drift');

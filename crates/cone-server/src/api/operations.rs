@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use cone_api::{AccessKeyPage, ConnectorStatus, CreatedIamUserPage, DriftPage, IamUserPage};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::doc::{BadRequest, Forbidden, Internal, Unauthenticated};
 use super::extract::{Admin, ApiQuery, CurrentUser};
@@ -32,14 +32,17 @@ pub async fn drift(State(s): State<AppState>, _: Admin) -> Result<Json<DriftPage
     path = "/api/v1/audit",
     tag = "operations",
     params(AuditQuery),
-    responses((status = 200, description = "Entries in id order", body = cone_api::AuditPage), BadRequest, Unauthenticated, Forbidden, Internal)
+    responses((status = 200, description = "Entries in the order asked for", body = cone_api::AuditPage), BadRequest, Unauthenticated, Forbidden, Internal)
 )]
 pub async fn audit(
     State(s): State<AppState>,
     _: Admin,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<cone_api::AuditPage>, Error> {
-    let filter = audit::filter(q.since.as_deref(), q.until.as_deref(), q.action.as_deref(), q.page_token.as_deref())?;
+    let mut filter =
+        audit::filter(q.since.as_deref(), q.until.as_deref(), q.action.as_deref(), q.page_token.as_deref())?;
+    filter.newest_first = q.order == Some(AuditOrder::Newest);
+    let filter = audit::by_person(&s, filter, q.user.as_deref().unwrap_or_default()).await?;
     Ok(Json(audit::page(&s, &filter, q.page_size).await?))
 }
 
@@ -73,21 +76,34 @@ pub async fn sync_connector(State(s): State<AppState>, Admin(caller): Admin) -> 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Entries at or after this time (RFC 3339).
+    /// Entries at or after this time (RFC 3339, or a day such as 2025-01-31).
     #[serde(default)]
     pub since: Option<String>,
-    /// Entries before this time (RFC 3339).
+    /// Entries before this time (RFC 3339, or a day).
     #[serde(default)]
     pub until: Option<String>,
     /// One action (`grant.revoke`) or a family (`grant.*`).
     #[serde(default)]
     pub action: Option<String>,
+    /// Only what this Cone user (a user name) did.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `oldest` first (the log's order, the default) or `newest` first.
+    #[serde(default)]
+    pub order: Option<AuditOrder>,
     /// The last id of the previous page; clients treat it as opaque.
     #[serde(default)]
     pub page_token: Option<String>,
     /// Entries per page (1 to 1,000; 100 when absent).
     #[serde(default)]
     pub page_size: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOrder {
+    Oldest,
+    Newest,
 }
 
 /// `GET /api/v1/iam/access-keys`.

@@ -26,10 +26,18 @@ pub fn entry(row: AuditRow) -> AuditEntry {
     }
 }
 
-/// An RFC 3339 time (`2025-01-31T09:30:00Z`, or with an offset) as a Unix time; `what` names it in the error.
+/// An RFC 3339 time (`2025-01-31T09:30:00Z`, or with an offset), or a day (`2025-01-31`, from its midnight UTC),
+/// as a Unix time; `what` names it in the error.
 pub fn parse_time(text: &str, what: &str) -> Result<i64> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp());
+    }
     Ok(chrono::DateTime::parse_from_rfc3339(text)
-        .with_context(|| format!("{what} \"{text}\" is not an RFC 3339 time; write it like 2025-01-31T09:30:00Z"))?
+        .with_context(|| {
+            format!(
+                "{what} \"{text}\" is not a day or an RFC 3339 time; write it like 2025-01-31 or 2025-01-31T09:30:00Z"
+            )
+        })?
         .timestamp())
 }
 
@@ -129,7 +137,38 @@ pub fn filter(
     };
     let after_id = super::page_token(page_token)?;
     let action = action.filter(|a| !a.is_empty()).map(str::to_string);
-    Ok(AuditFilter { after_id, since: time(since, "since")?, until: time(until, "until")?, action })
+    Ok(AuditFilter {
+        after_id,
+        since: time(since, "since")?,
+        until: time(until, "until")?,
+        action,
+        ..AuditFilter::default()
+    })
+}
+
+/// `filter` narrowed to what Cone user `username` did (nothing to narrow when empty).
+pub async fn by_person(s: &AppState, mut filter: AuditFilter, username: &str) -> Result<AuditFilter, Error> {
+    if !username.trim().is_empty() {
+        let user = s.db.user_by_name(username.trim()).await?.ok_or_else(|| {
+            Error::invalid(format!(
+                "There is no Cone user \"{}\"; give a user name as people sign in with it.",
+                username.trim()
+            ))
+        })?;
+        filter.actor = Some(format!("user:{}", user.id));
+    }
+    Ok(filter)
+}
+
+/// The names of the people `entries` name as actor or subject (`user:ID`), by that text.
+pub async fn names(s: &AppState, entries: &[AuditEntry]) -> Result<std::collections::HashMap<String, String>, Error> {
+    let ids: Vec<i64> = entries
+        .iter()
+        .flat_map(|e| [&e.actor, &e.subject])
+        .filter_map(|who| who.strip_prefix("user:")?.parse().ok())
+        .collect();
+    let names = s.db.usernames(&ids).await?;
+    Ok(names.into_iter().map(|(id, name)| (format!("user:{id}"), name)).collect())
 }
 
 /// The entries `filter` selects as JSON Lines (the objects of `export`), read a batch at a time as the answer is

@@ -1,5 +1,7 @@
 //! The append-only, hash-chained audit log: every state change is recorded here, in the transaction that makes it.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
@@ -23,14 +25,19 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-/// Which audit entries to read: those after `after_id` (in id order), from `since` (inclusive) to `until`
-/// (exclusive), with the action `action` or, for `family.*`, any action of the family.
+/// Which audit entries to read: those past `after_id` in the order asked for, from `since` (inclusive) to `until`
+/// (exclusive), with the action `action` or, for `family.*`, any action of the family, by `actor`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// Where the previous page ended: entries after it in the order asked for (0: from the start).
     pub after_id: i64,
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub action: Option<String>,
+    /// Only what this actor (`user:ID`, `worker`, …) did.
+    pub actor: Option<String>,
+    /// Newest first rather than in the log's order.
+    pub newest_first: bool,
 }
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
@@ -93,29 +100,51 @@ impl Db {
     /// Up to `limit` audit entries matching `filter`, in id order. Callers page with `after_id` (the last id they
     /// saw), which stays right while entries are appended: ids grow in commit order, since writers run one at a time.
     pub async fn audit_entries(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
-        let (action_clause, action) = match filter.action.as_deref() {
-            None => ("", String::new()),
-            Some(a) => match a.strip_suffix(".*") {
+        // The optional conditions take the placeholders after the four every read has, in this order.
+        let mut clauses = String::new();
+        let mut values = Vec::new();
+        if let Some(a) = filter.action.as_deref() {
+            let n = 5 + values.len();
+            match a.strip_suffix(".*") {
                 // `\` escapes LIKE's wildcards, which `_` in action names would otherwise be.
-                Some(family) => (
-                    " AND action LIKE $5 ESCAPE '\\'",
-                    format!("{}.%", family.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")),
-                ),
-                None => (" AND action = $5", a.to_string()),
-            },
+                Some(family) => {
+                    clauses.push_str(&format!(" AND action LIKE ${n} ESCAPE '\\'"));
+                    values.push(format!("{}.%", family.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+                }
+                None => {
+                    clauses.push_str(&format!(" AND action = ${n}"));
+                    values.push(a.to_string());
+                }
+            }
+        }
+        if let Some(actor) = filter.actor.as_deref() {
+            clauses.push_str(&format!(" AND actor = ${}", 5 + values.len()));
+            values.push(actor.to_string());
+        }
+        let (past, order, start) = match filter.newest_first {
+            true => ("<", "DESC", if filter.after_id > 0 { filter.after_id } else { i64::MAX }),
+            false => (">", "ASC", filter.after_id),
         };
         let sql = format!(
             "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log
-             WHERE id > $1 AND at >= $2 AND at < $3{action_clause} ORDER BY id LIMIT $4"
+             WHERE id {past} $1 AND at >= $2 AND at < $3{clauses} ORDER BY id {order} LIMIT $4"
         );
         let mut query = sqlx::query_as(&sql)
-            .bind(filter.after_id)
+            .bind(start)
             .bind(filter.since.unwrap_or(i64::MIN))
             .bind(filter.until.unwrap_or(i64::MAX))
             .bind(limit);
-        if !action_clause.is_empty() {
-            query = query.bind(action);
+        for value in values {
+            query = query.bind(value);
         }
         Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// The user names of the users `ids`, for showing who did what.
+    pub async fn usernames(&self, ids: &[i64]) -> Result<HashMap<i64, String>> {
+        let ids = serde_json::to_string(ids)?;
+        let sql = format!("SELECT id, username FROM users WHERE id IN ({})", self.backend.json_ids("$1"));
+        let rows: Vec<(i64, String)> = sqlx::query_as(&sql).bind(ids).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().collect())
     }
 }

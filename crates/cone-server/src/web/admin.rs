@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Nav, Viewer, WebError, link, page, when};
@@ -24,7 +24,30 @@ pub struct AuditQuery {
     #[serde(default)]
     action: String,
     #[serde(default)]
+    user: String,
+    /// `oldest` for the log's order; newest first otherwise.
+    #[serde(default)]
+    order: String,
+    #[serde(default)]
     page_token: Option<String>,
+}
+
+impl AuditQuery {
+    /// The filters as the page's links carry them.
+    fn pairs(&self) -> [(&'static str, &str); 5] {
+        [
+            ("user", &self.user),
+            ("action", &self.action),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("order", &self.order),
+        ]
+    }
+
+    async fn filter(&self, s: &AppState, page_token: Option<&str>) -> Result<crate::store::AuditFilter, WebError> {
+        let filter = audit::filter(Some(&self.since), Some(&self.until), Some(&self.action), page_token)?;
+        Ok(audit::by_person(s, filter, &self.user).await?)
+    }
 }
 
 /// Keys older than this, or unused for this long, are flagged: the rotation period AWS's security guidance and
@@ -45,28 +68,55 @@ pub(super) fn admins_only(v: &Viewer) -> Result<(), WebError> {
 
 pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<AuditQuery>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let (since, until, action) = (q.since, q.until, q.action);
-    let download = link("/console/audit/export", &[("since", &since), ("until", &until), ("action", &action)]);
-    let filter = audit::filter(Some(&since), Some(&until), Some(&action), q.page_token.as_deref())?;
+    let download = link("/console/audit/export", &q.pairs());
+    let mut filter = q.filter(&s, q.page_token.as_deref()).await?;
+    filter.newest_first = q.order != "oldest";
     let page_of = audit::page(&s, &filter, Some(100)).await?;
+    let names = audit::names(&s, &page_of.entries).await?;
     let next = page_of.next_page_token.as_deref().map(|token| {
-        link("/console/audit", &[("since", &since), ("until", &until), ("action", &action), ("page_token", token)])
+        let mut pairs = q.pairs().to_vec();
+        pairs.push(("page_token", token));
+        link("/console/audit", &pairs)
     });
+    // A person by name, with the id the log keeps one hover away; anything else as the log has it.
+    let who = |raw: &str| -> Markup {
+        match names.get(raw) {
+            Some(name) => html! { span title=(raw) { (name) } },
+            None => html! { (raw) },
+        }
+    };
+    let subject = |raw: &str| -> Markup {
+        match raw.strip_prefix("task:") {
+            Some(id) => html! { a href=(format!("/console/tasks/{id}")) title=(raw) { "request " (id) } },
+            None => who(raw),
+        }
+    };
     let content = html! {
-        p { "Every change Cone made, oldest first. Entries are hash-chained; " code { "cone-server verify-audit" } " checks the chain." }
+        p { "Every change Cone made. Entries are hash-chained; " code { "cone-server verify-audit" } " checks the chain." }
         form.filters method="get" action="/console/audit" {
-            div.field { label for="action" { "Action" } input #action name="action" value=(action) placeholder="grant.*"; }
-            div.field { label for="since" { "Since" } input #since name="since" value=(since) placeholder="2025-01-31T00:00:00Z"; }
-            div.field { label for="until" { "Until" } input #until name="until" value=(until) placeholder="2025-02-01T00:00:00Z"; }
+            div.field { label for="user" { "Person" } input #user name="user" value=(q.user) placeholder="alice"; }
+            div.field { label for="action" { "Action" } input #action name="action" value=(q.action) placeholder="grant.*"; }
+            div.field { label for="since" { "Since" } input #since name="since" value=(q.since) placeholder="2025-01-31"; }
+            div.field { label for="until" { "Until" } input #until name="until" value=(q.until) placeholder="2025-02-01T00:00:00Z"; }
+            div.field {
+                label for="order" { "Order" }
+                select #order name="order" {
+                    option value="" { "Newest first" }
+                    option value="oldest" selected[q.order == "oldest"] { "Oldest first" }
+                }
+            }
             button type="submit" { "Filter" }
         }
-        p { a href=(download) download="cone-audit.jsonl" { "Download the matching entries as JSON Lines" } }
+        p { a href=(download) download="cone-audit.jsonl" { "Download the matching entries as JSON Lines" } " (oldest first, as the log keeps them)" }
         @if page_of.entries.is_empty() { p { "No entries match." } } @else {
             table {
-                thead { tr { th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Subject" } th scope="col" { "Detail" } } }
+                thead { tr { th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Subject" } th scope="col" { "Details" } } }
                 tbody {
                     @for e in &page_of.entries {
-                        tr { td { (e.id) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { (e.subject) } td.detail { code { (e.detail_text) } } }
+                        tr {
+                            td { (e.id) } td { (when(e.at)) } td { (who(&e.actor)) } td { code { (e.action) } } td { (subject(&e.subject)) }
+                            td.detail { (details(&e.detail)) }
+                        }
                     }
                 }
             }
@@ -74,6 +124,22 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<AuditQu
         @if let Some(href) = next { p { a href=(href) { "Next page" } } }
     };
     Ok(page("Audit log", &v, Nav::Audit, content).into_response())
+}
+
+/// An entry's details as fields: a JSON object's keys with their values (text as it is, the rest as JSON).
+fn details(detail: &serde_json::Value) -> Markup {
+    match detail.as_object() {
+        Some(fields) if !fields.is_empty() => html! {
+            dl.fields {
+                @for (key, value) in fields {
+                    dt { (key) }
+                    dd { @match value.as_str() { Some(text) => (text), None => code { (value.to_string()) } } }
+                }
+            }
+        },
+        Some(_) => html! {},
+        None => html! { code { (detail.to_string()) } },
+    }
 }
 
 /// The entries the audit page's filters select, all of them, as a JSON Lines file (the objects of
@@ -84,7 +150,7 @@ pub async fn audit_export(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let filter = audit::filter(Some(&q.since), Some(&q.until), Some(&q.action), None)?;
+    let filter = q.filter(&s, None).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/x-ndjson"),
         (header::CONTENT_DISPOSITION, "attachment; filename=\"cone-audit.jsonl\""),

@@ -725,7 +725,7 @@ async fn the_audit_log_exports_as_json_lines_that_recompute_its_chain(store: Sto
     assert!(expected.len() < lines.len() && later[..expected.len()] == expected[..], "{later:?}");
     let bad = cone_server(&sb, &["export-audit", "--since", "yesterday"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an RFC 3339 time"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a day or an RFC 3339 time"));
 
     // The API pages through the same objects, for administrators.
     // Compared as JSON values: the page's objects must be the export's, field for field.

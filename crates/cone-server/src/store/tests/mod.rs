@@ -271,6 +271,16 @@ async fn audit_entries_page_by_id_time_and_action(db: Db) {
     assert_eq!(ids(action("task.*"), 10).await, [1, 2]);
     // `_` in a family is not a wildcard.
     assert_eq!(ids(action("t_sk.*"), 10).await, Vec::<i64>::new());
+    let newest = |after_id: i64| AuditFilter { after_id, newest_first: true, ..Default::default() };
+    assert_eq!(ids(newest(0), 10).await, [4, 3, 2, 1]);
+    assert_eq!(ids(newest(3), 1).await, [2], "the page after 3, newest first");
+    let by = |actor: &str| AuditFilter { actor: Some(actor.into()), since: Some(20), ..Default::default() };
+    assert_eq!(ids(by("worker"), 10).await, [2, 3, 4]);
+    assert_eq!(ids(by("user:9"), 10).await, Vec::<i64>::new());
+    db.set_password("alice", "hash").await.unwrap();
+    let alice = db.user_by_name("alice").await.unwrap().unwrap().id;
+    let names = db.usernames(&[alice, alice + 1000]).await.unwrap();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), [(alice, "alice".to_string())]);
 }
 
 async fn a_tasks_events_page_oldest_first_and_the_latest_are_counted(db: Db) {

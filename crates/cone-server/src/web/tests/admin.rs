@@ -299,3 +299,43 @@ async fn administrators_download_the_filtered_audit_log_as_json_lines() {
     let bad = carol.get("/console/audit/export?since=yesterday").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+/// The audit page names people, links requests, shows details as fields, lists the newest first, and narrows to
+/// one person's actions; the log's own ids stay one hover away.
+#[tokio::test]
+async fn the_audit_page_names_people_newest_first_and_narrows_to_a_person() {
+    let (s, _keep) = state("admins: { users: [carol] }\n").await;
+    s.db.set_password("carol", &hash_password("pw").unwrap()).await.unwrap();
+    let id = super::requests::catalog(&s).await;
+    let alice = s.db.user_by_name("alice").await.unwrap().unwrap();
+    let ask = cone_api::CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: id,
+        justification: "rotate the keys".into(),
+        ..cone_api::CreateTask::default()
+    };
+    let task = crate::services::tasks::create(&s, &alice, ask).await.unwrap();
+    let mut carol = Browser::new(&s);
+    carol.sign_in("carol").await;
+    let ids = |body: &str| -> Vec<i64> {
+        body.split("<tr><td>").skip(1).filter_map(|row| row.split("</td>").next()?.parse().ok()).collect()
+    };
+
+    let newest = carol.get("/console/audit").await;
+    let shown = ids(&newest.body);
+    assert!(shown.len() >= 3 && shown.windows(2).all(|w| w[0] > w[1]), "newest first: {shown:?}");
+    let alice_id = format!(r#"<span title="user:{}">alice</span>"#, alice.id);
+    assert!(newest.body.contains(&alice_id), "{}", newest.body);
+    let request = format!(r#"<a href="/console/tasks/{0}" title="task:{0}">request {0}</a>"#, task.id);
+    assert!(newest.body.contains(&request), "{}", newest.body);
+    assert!(newest.body.contains("<dt>justification</dt><dd>rotate the keys</dd>"), "{}", newest.body);
+
+    let oldest = ids(&carol.get("/console/audit?order=oldest").await.body);
+    assert!(oldest.windows(2).all(|w| w[0] < w[1]), "{oldest:?}");
+    let hers = carol.get("/console/audit?user=alice&since=2000-01-01").await;
+    assert!(!ids(&hers.body).is_empty() && !hers.body.contains(">carol</span>"), "{}", hers.body);
+    assert_eq!(hers.body.matches(&alice_id).count(), ids(&hers.body).len(), "every row is alice's");
+    let nobody = carol.get("/console/audit?user=nobody").await;
+    assert_eq!(nobody.status, StatusCode::BAD_REQUEST);
+    assert!(nobody.body.contains("There is no Cone user"), "{}", nobody.body);
+}

@@ -173,7 +173,7 @@ async fn sessions_end_when_signed_out_or_expired_and_are_audited(db: crate::stor
     assert_eq!(left, ["h2", "h3"]);
     db.delete_web_session("h2", alice.id, 400).await.unwrap();
     assert!(db.web_session_user("h2", 400).await.unwrap().is_none());
-    let filter = crate::store::AuditFilter { after_id: 0, since: None, until: None, action: None };
+    let filter = crate::store::AuditFilter::default();
     let actions: Vec<String> = db
         .audit_entries(&filter, 10)
         .await
