@@ -209,10 +209,10 @@ enum TaskCommand {
         /// Only this requester's tasks.
         #[arg(long, default_value = "")]
         user: String,
-        /// Only tasks on this account (its id or name).
+        /// Only tasks on this account (its id, or its name in any case).
         #[arg(long, default_value = "")]
         account: String,
-        /// Only tasks on this permission set (its name).
+        /// Only tasks on this permission set (its name, in any case).
         #[arg(long, default_value = "")]
         permission_set: String,
     },

@@ -165,10 +165,10 @@ pub struct SearchQuery {
     /// Only this requester's tasks (a user name).
     #[serde(default)]
     user: Option<String>,
-    /// Only tasks on this account (its id or name).
+    /// Only tasks on this account (its id, or its name in any case).
     #[serde(default)]
     account: Option<String>,
-    /// Only tasks on this permission set (its name).
+    /// Only tasks on this permission set (its name, in any case).
     #[serde(default)]
     permission_set: Option<String>,
     /// Only tasks on this entitlement (with `app_id`).

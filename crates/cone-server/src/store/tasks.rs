@@ -100,8 +100,9 @@ pub struct Narrow<'a> {
     pub states: Option<States>,
     /// The requester's user name.
     pub user: Option<&'a str>,
-    /// The account's id or name.
+    /// The account's id, or its name in any case.
     pub account: Option<&'a str>,
+    /// The permission set's name, in any case.
     pub permission_set: Option<&'a str>,
     /// `(app id, entitlement id)`.
     pub entitlement: Option<(&'a str, &'a str)>,
@@ -434,10 +435,12 @@ impl Db {
         }
         if let Some(account) = narrow.account {
             let p = next(Arg::Text(account), &mut args);
-            conditions.push(format!("(e.resource_id = {p} OR r.name = {p})"));
+            // Names as people type them: in any case.
+            conditions.push(format!("(e.resource_id = {p} OR LOWER(r.name) = LOWER({p}))"));
         }
         if let Some(permission_set) = narrow.permission_set {
-            conditions.push(format!("e.permission_set_name = {}", next(Arg::Text(permission_set), &mut args)));
+            let p = next(Arg::Text(permission_set), &mut args);
+            conditions.push(format!("LOWER(e.permission_set_name) = LOWER({p})"));
         }
         if let Some((app_id, entitlement_id)) = narrow.entitlement {
             let app = next(Arg::Text(app_id), &mut args);

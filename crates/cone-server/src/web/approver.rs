@@ -9,11 +9,12 @@ use cone_api::{Task, TaskEvent, TaskKind, TaskState};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{Nav, Viewer, WebError, next_page, page, when};
+use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
+use super::oversight::Who;
 use super::requester::{details, state};
 use super::session::Posted;
 use crate::services::Page;
-use crate::services::tasks::{self, Narrow, Scope, States};
+use crate::services::tasks::{self, Scope, States};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -22,6 +23,8 @@ pub struct Decided {
     approved: Option<i64>,
     #[serde(default)]
     denied: Option<i64>,
+    #[serde(flatten)]
+    who: Who,
     #[serde(default)]
     page_token: Option<String>,
 }
@@ -31,17 +34,26 @@ pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Deci
         &s,
         &v.user,
         Scope::Approvable,
-        Narrow { states: Some(States::Open), ..Narrow::default() },
+        done.who.narrow(Some(States::Open)),
         Page::new(done.page_token.as_deref(), Some(100), 100, 100)?,
     )
     .await?;
-    let next = page_of.next_page_token;
+    let next = page_of.next_page_token.as_deref().map(|token| {
+        let mut pairs = done.who.pairs();
+        pairs.push(("page_token", token));
+        link("/console/inbox", &pairs)
+    });
+    let filtered = done.who.pairs().iter().any(|(_, value)| !value.trim().is_empty());
     let waiting: Vec<_> = page_of.tasks.into_iter().filter(|t| t.state == TaskState::PendingApproval).collect();
     let content = html! {
         @if let Some(id) = done.approved { p.notice role="status" { "You approved request " (id) "." } }
         @if let Some(id) = done.denied { p.notice role="status" { "You denied request " (id) "." } }
+        form.filters method="get" action="/console/inbox" {
+            (done.who.fields())
+            button type="submit" { "Filter" }
+        }
         @if waiting.is_empty() && next.is_none() {
-            p { "No request waits for your decision." }
+            p { @if filtered { "No request that matches waits for your decision." } @else { "No request waits for your decision." } }
         }
         @for t in &waiting {
             article.task aria-labelledby=(format!("task-{}-title", t.id)) {
@@ -50,7 +62,7 @@ pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Deci
                 (decision_form(&v, t))
             }
         }
-        (next_page("/console/inbox", next.as_deref(), "More requests"))
+        @if let Some(href) = next { p { a href=(href) { "More requests" } } }
     };
     Ok(page("Approvals", &v, Nav::Inbox, content).into_response())
 }

@@ -15,15 +15,48 @@ use crate::services::tasks::{self, Narrow, Scope, States};
 use crate::services::{Page, auth, tokens};
 use crate::state::AppState;
 
+/// Whose requests, on which account and permission set, as a form and its links send them; empty means any.
+#[derive(Deserialize)]
+pub struct Who {
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub permission_set: String,
+}
+
+impl Who {
+    /// These filters, over the tasks in `states`.
+    pub fn narrow(&self, states: Option<States>) -> Narrow<'_> {
+        Narrow {
+            states,
+            user: some(&self.user),
+            account: some(&self.account),
+            permission_set: some(&self.permission_set),
+            entitlement: None,
+        }
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![("user", &self.user), ("account", &self.account), ("permission_set", &self.permission_set)]
+    }
+
+    /// The form's fields for them.
+    pub fn fields(&self) -> Markup {
+        html! {
+            div.field { label for="user" { "Requester" } input #user name="user" value=(self.user) placeholder="alice"; }
+            div.field { label for="account" { "Account" } input #account name="account" value=(self.account) placeholder="production or 111111111111"; }
+            div.field { label for="permission_set" { "Permission set" } input #permission_set name="permission_set" value=(self.permission_set) placeholder="AdministratorAccess"; }
+        }
+    }
+}
+
 /// The page's filters, as its form and links send them; empty means any.
 #[derive(Deserialize)]
 pub struct GrantsQuery {
-    #[serde(default)]
-    user: String,
-    #[serde(default)]
-    account: String,
-    #[serde(default)]
-    permission_set: String,
+    #[serde(flatten)]
+    who: Who,
     /// `live` (the default: open requests and active grants), `all`, or one state.
     #[serde(default)]
     state: String,
@@ -59,25 +92,13 @@ fn some(s: &str) -> Option<&str> {
 
 pub async fn grants(State(s): State<AppState>, v: Viewer, Query(q): Query<GrantsQuery>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let narrow = Narrow {
-        states: states(&q.state),
-        user: some(&q.user),
-        account: some(&q.account),
-        permission_set: some(&q.permission_set),
-        entitlement: None,
-    };
+    let narrow = q.who.narrow(states(&q.state));
     let page_of =
         tasks::search(&s, &v.user, Scope::All, narrow, Page::new(q.page_token.as_deref(), Some(100), 100, 100)?)
             .await?;
-    let filters = [
-        ("user", q.user.as_str()),
-        ("account", &q.account),
-        ("permission_set", &q.permission_set),
-        ("state", &q.state),
-    ];
     let next = page_of.next_page_token.as_deref().map(|token| {
-        let mut pairs = filters.to_vec();
-        pairs.push(("page_token", token));
+        let mut pairs = q.who.pairs();
+        pairs.extend([("state", q.state.as_str()), ("page_token", token)]);
         link("/console/grants", &pairs)
     });
     let content = html! {
@@ -85,9 +106,7 @@ pub async fn grants(State(s): State<AppState>, v: Viewer, Query(q): Query<Grants
         @if let Some(who) = &q.signed_out { p.notice role="status" { (who) " was signed out everywhere." } }
         p { "Everyone's requests and grants. Withdrawing a grant ends it now; its requester is shown who withdrew it and why." }
         form.filters method="get" action="/console/grants" {
-            div.field { label for="user" { "Requester" } input #user name="user" value=(q.user) placeholder="alice"; }
-            div.field { label for="account" { "Account" } input #account name="account" value=(q.account) placeholder="production or 111111111111"; }
-            div.field { label for="permission_set" { "Permission set" } input #permission_set name="permission_set" value=(q.permission_set) placeholder="AdministratorAccess"; }
+            (q.who.fields())
             div.field {
                 label for="state" { "Showing" }
                 select #state name="state" {

@@ -147,6 +147,8 @@ async fn the_request_form_names_each_bad_field_and_a_requester_cannot_decide() {
     let approve = [("csrf", bobs.as_str()), ("decision", "approve"), ("comment", "ok for OPS-1")];
     let done = bob.post("/console/tasks/1/decide", &approve).await;
     assert_eq!((done.status, done.location()), (StatusCode::SEE_OTHER, "/console/inbox?approved=1"));
+    let approved = bob.get("/console/inbox?approved=1").await;
+    assert!(approved.body.contains("You approved request 1."), "{} {}", approved.status, approved.body);
     let task = s.db.task(1).await.unwrap().unwrap();
     assert_eq!(task.state.as_str(), "provisioning");
     // The request's page shows the decision, and both may comment there.
@@ -255,6 +257,11 @@ async fn long_lists_of_requests_and_approvals_page_on() {
     bob.sign_in("bob").await;
     let inbox = bob.get("/console/inbox").await;
     assert!(inbox.body.contains("Request 51: ") && !inbox.body.contains("More requests"), "{}", inbox.body);
+    // Approvers narrow their list by requester, account and permission set.
+    let alices = bob.get("/console/inbox?user=alice&account=production&permission_set=DatabaseAdministrator").await;
+    assert!(alices.body.contains("Request 51: ") && alices.body.contains(r#"value="production""#), "{}", alices.body);
+    let carols = bob.get("/console/inbox?user=carol").await;
+    assert!(carols.body.contains("No request that matches waits for your decision."), "{}", carols.body);
     assert!(bob.get("/console/tasks/51").await.body.contains("Approve"), "bob may decide it on its page");
     assert!(!browser.get("/console/tasks/51").await.body.contains(r#"value="approve""#), "alice may not");
 }
