@@ -1,9 +1,8 @@
 //! Naming an entitlement on the command line: an alias, a search query, or app and entitlement ids.
 
-use std::io::BufRead;
-
 use anyhow::{Context, Result, bail};
 use cone_api::Entitlement;
+use cone_core::naming::printable;
 
 use crate::ui::Ui;
 use cone_client::Client;
@@ -45,26 +44,29 @@ pub async fn resolve(api: &Client, sel: &Selector, interactive: bool) -> Result<
         0 => bail!("No entitlement matches {what}; list what you can request with `cone search`."),
         1 => Ok(found.remove(0)),
         n => {
-            let mut ui = Ui::new();
-            if !interactive || !ui.has_terminal() {
+            let ui = Ui::new();
+            let Some(term) = ui.terminal().filter(|_| interactive) else {
                 let names: Vec<&str> = found.iter().map(|e| e.alias.as_str()).take(10).collect();
                 bail!(
                     "{n} entitlements match {what} ({}{}); name one by its alias.",
                     names.join(", "),
                     if n > 10 { ", …" } else { "" }
                 );
+            };
+            let labels: Vec<String> = found
+                .iter()
+                .map(|e| printable(&format!("{}  ({} on {})", e.alias, e.display_name, e.resource_name)))
+                .collect();
+            let picked = dialoguer::FuzzySelect::new()
+                .with_prompt(format!("{n} entitlements match {what}: type to narrow, Enter to choose, Esc to stop"))
+                .items(&labels)
+                .default(0)
+                .interact_on_opt(&term)
+                .context("cannot read your choice from the terminal; name the entitlement by its alias")?;
+            match picked {
+                Some(i) => Ok(found.remove(i)),
+                None => bail!("Nothing was chosen; name the entitlement by its alias (`cone search` lists them)."),
             }
-            for (i, e) in found.iter().enumerate() {
-                ui.say(&format!("{:>3}) {}  ({} on {})", i + 1, e.alias, e.display_name, e.resource_name));
-            }
-            ui.say(&format!("Which one? [1-{n}]"));
-            let line =
-                std::io::stdin().lock().lines().next().context("no answer; name the entitlement by its alias")??;
-            let pick: usize =
-                line.trim().parse().ok().filter(|p| (1..=n).contains(p)).with_context(|| {
-                    format!("\"{}\" is not a number from 1 to {n}; run the command again", line.trim())
-                })?;
-            Ok(found.remove(pick - 1))
         }
     }
 }

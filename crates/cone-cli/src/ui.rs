@@ -39,18 +39,28 @@ impl Ui {
         self.write(&format!("{}\n", cone_core::naming::printable_lines(line)));
     }
 
+    /// Whether a person can answer prompts: a terminal is attached.
+    pub fn has_terminal(&self) -> bool {
+        self.tty.is_some() || std::io::stderr().is_terminal()
+    }
+
+    /// The terminal a person watches and answers on: stderr when it is one, else the one attached.
+    pub fn terminal(&self) -> Option<console::Term> {
+        if std::io::stderr().is_terminal() {
+            return Some(console::Term::stderr());
+        }
+        let tty = self.tty.as_ref()?;
+        Some(console::Term::read_write_pair(tty.try_clone().ok()?, tty.try_clone().ok()?))
+    }
+
     /// Something that takes a while: a spinner with the elapsed time on a terminal, until the next message; a plain
     /// line where no person watches.
     pub fn progress(&mut self, what: &str) {
-        let target = if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            let Some(tty) = self.tty.as_ref().and_then(|t| Some((t.try_clone().ok()?, t.try_clone().ok()?))) else {
-                let _ = writeln!(std::io::stderr(), "{what}...");
-                return;
-            };
-            ProgressDrawTarget::term(console::Term::read_write_pair(tty.0, tty.1), 10)
+        let Some(term) = self.terminal() else {
+            let _ = writeln!(std::io::stderr(), "{what}...");
+            return;
         };
+        let target = ProgressDrawTarget::term(term, 20);
         let style =
             ProgressStyle::with_template("{spinner} {msg}... {elapsed}").unwrap_or(ProgressStyle::default_spinner());
         let spinner = ProgressBar::with_draw_target(None, target).with_style(style).with_message(what.to_string());
@@ -58,10 +68,5 @@ impl Ui {
         if let Some(old) = self.spinner.replace(spinner) {
             old.finish_and_clear();
         }
-    }
-
-    /// Whether a person can answer prompts: a terminal is attached.
-    pub fn has_terminal(&self) -> bool {
-        self.tty.is_some() || std::io::stderr().is_terminal()
     }
 }

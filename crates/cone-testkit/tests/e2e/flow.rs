@@ -540,6 +540,18 @@ async fn environment_exec_and_sign_out() {
     let block = out.split("custom-process").nth(1).unwrap_or_default();
     assert!(block.contains("requires approval") && !block.contains("Access request submitted"), "{out}");
 
+    // Several matches on a terminal: a fuzzy picker; typing narrows to one, Enter takes it. Without a terminal,
+    // or with -i, the matches are listed in an error instead.
+    let o = sb.cone("alice", &["get", "-q", "readonly", "-j", "read"]).unwrap();
+    assert_fails_with(&o, "several matches without a terminal", &["entitlements match \"readonly\"", "by its alias"]);
+    // The list starts with Production's (the catalog's order), so what is typed decides.
+    let typed = "(sleep 2; printf 'sandb'; sleep 1; printf '\\r'; sleep 1) | script -qefc 'cone get -q readonly -j read --wait' /dev/null";
+    let o = sb.detached("alice", "sh").unwrap().args(["-c", typed]).output().unwrap();
+    let out = text(&o).0.replace('\r', "");
+    assert!(o.status.success() && out.contains("entitlements match \"readonly\""), "{out}");
+    assert_eq!(sb.cone("alice", &["has", "sandbox-readonlyaccess"]).unwrap().status.code(), Some(0), "{out}");
+    assert_eq!(sb.cone("alice", &["has", "production-readonlyaccess"]).unwrap().status.code(), Some(2), "{out}");
+
     // The seed's "Missing cone_app_id or cone_entitlement_id", for a profile an older version wrote.
     let config = home.join(".aws/config");
     let old = std::fs::read_to_string(&config).unwrap()
