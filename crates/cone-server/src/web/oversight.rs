@@ -46,6 +46,13 @@ impl Who {
     pub fn fields(&self) -> Markup {
         html! {
             div.field { label for="user" { "Requester" } input #user name="user" value=(self.user) placeholder="alice"; }
+            (self.target_fields())
+        }
+    }
+
+    /// The form's fields for the account and permission set alone.
+    pub fn target_fields(&self) -> Markup {
+        html! {
             div.field { label for="account" { "Account" } input #account name="account" value=(self.account) placeholder="production or 111111111111"; }
             div.field { label for="permission_set" { "Permission set" } input #permission_set name="permission_set" value=(self.permission_set) placeholder="AdministratorAccess"; }
         }

@@ -11,12 +11,13 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
+use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::oversight::Who;
 use super::session::Posted;
 use crate::error::Error;
 use crate::services::Page;
 use crate::services::entitlements::{self, group_names};
-use crate::services::tasks::{self, Narrow, Scope};
+use crate::services::tasks::{self, Narrow, Scope, States};
 use crate::state::AppState;
 
 /// Where a form field's value travels: `form.<name>`, apart from the request's own fields.
@@ -420,6 +421,12 @@ pub async fn escalate(State(s): State<AppState>, Path(id): Path<i64>, posted: Po
 
 #[derive(Deserialize)]
 pub struct Done {
+    /// The requests list's filters: account and permission set (the requester is the viewer), and `open` or
+    /// `closed` (all when empty).
+    #[serde(flatten)]
+    who: Who,
+    #[serde(default)]
+    state: String,
     #[serde(default)]
     page_token: Option<String>,
     #[serde(default)]
@@ -438,8 +445,21 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
     let through_groups: Vec<&Entitlement> = entitlements.iter().filter(|e| !e.held_through_groups.is_empty()).collect();
     let requested = Page::new(done.page_token.as_deref(), Some(50), 50, 50)?;
     let offset = requested.offset;
-    let page_of = tasks::search(&s, &v.user, Scope::Mine, Narrow::default(), requested).await?;
+    let states = match done.state.as_str() {
+        "open" => Some(States::Open),
+        "closed" => Some(States::Closed),
+        _ => None,
+    };
+    let narrow = Narrow { user: None, ..done.who.narrow(states) };
+    let filtered = narrow.states.is_some() || narrow.account.is_some() || narrow.permission_set.is_some();
+    let page_of = tasks::search(&s, &v.user, Scope::Mine, narrow, requested).await?;
     let (tasks, next) = (page_of.tasks, page_of.next_page_token);
+    let older = next.as_deref().map(|token| {
+        let (account, permission_set) = (done.who.account.as_str(), done.who.permission_set.as_str());
+        let pairs =
+            [("account", account), ("permission_set", permission_set), ("state", &done.state), ("page_token", token)];
+        link("/console/requests", &pairs)
+    });
     // Undecided requests whose policy has emergency steps may be escalated to them.
     let mut breakable = std::collections::HashSet::new();
     for t in tasks.iter().filter(|t| t.state == TaskState::PendingApproval && !t.emergency) {
@@ -485,8 +505,20 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
         }
         section aria-labelledby="requests" {
             h2 #requests { "Requests" }
+            form.filters method="get" action="/console/requests" {
+                (done.who.target_fields())
+                div.field {
+                    label for="state" { "Showing" }
+                    select #state name="state" {
+                        option value="" { "All" }
+                        option value="open" selected[done.state == "open"] { "Open requests" }
+                        option value="closed" selected[done.state == "closed"] { "Decided and ended" }
+                    }
+                }
+                button type="submit" { "Filter" }
+            }
             @if tasks.is_empty() && offset == 0 {
-                p { "You have made no requests yet." }
+                p { @if filtered { "None of your requests match." } @else { "You have made no requests yet." } }
             } @else {
                 table {
                     thead { tr { th scope="col" { "#" } th scope="col" { "Access" } th scope="col" { "State" } th scope="col" { "Duration" } th scope="col" { "Requested" } th scope="col" { "Details" } } }
@@ -519,7 +551,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                     }
                 }
             }
-            (next_page("/console/requests", next.as_deref(), "Older requests"))
+            @if let Some(href) = older { p { a href=(href) { "Older requests" } } }
         }
     };
     Ok(page("My requests and access", &v, Nav::Requests, content).into_response())

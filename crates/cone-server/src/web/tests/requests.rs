@@ -251,6 +251,14 @@ async fn long_lists_of_requests_and_approvals_page_on() {
     assert!(first.body.contains(r#"<a href="/console/requests?page_token=50">Older requests</a>"#), "{}", first.body);
     let second = browser.get("/console/requests?page_token=50").await;
     assert!(second.body.contains(r#"aria-label="Request 1""#) && !second.body.contains("Older requests"));
+    // Filtered: the one open request; the 50 withdrawn ones page on, keeping the filter.
+    let open = browser.get("/console/requests?state=open&account=production").await;
+    assert!(open.body.contains(r#"aria-label="Request 51""#) && !open.body.contains(r#"aria-label="Request 50""#));
+    let closed = browser.get("/console/requests?state=closed&permission_set=databaseadministrator").await;
+    assert!(!closed.body.contains(r#"aria-label="Request 51""#) && closed.body.contains(r#"aria-label="Request 50""#));
+    assert!(!closed.body.contains("Older requests"), "50 fit on a page");
+    let none = browser.get("/console/requests?account=staging").await;
+    assert!(none.body.contains("None of your requests match."), "{}", none.body);
 
     // bob's one waiting request is on his first page, with no further page.
     let mut bob = Browser::new(&s);
