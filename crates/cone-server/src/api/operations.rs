@@ -90,6 +90,7 @@ pub struct AuditQuery {
     pub user: Option<String>,
     /// `oldest` first (the log's order, the default) or `newest` first.
     #[serde(default)]
+    #[param(inline)]
     pub order: Option<AuditOrder>,
     /// The last id of the previous page; clients treat it as opaque.
     #[serde(default)]
@@ -350,6 +351,24 @@ mod tests {
         db.apply_iam_snapshot("aws", &IamSnapshot::default(), NOW).await.unwrap();
         let filter = crate::store::AuditFilter { action: Some("iam.sync".into()), ..Default::default() };
         assert_eq!(db.audit_entries(&filter, 10).await.unwrap().len(), 5, "nothing stored or forgotten, no entry");
+        // The audit API newest first, and narrowed to a person.
+        let audit_ids = |page: &Value| -> Vec<i64> {
+            page["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect()
+        };
+        let (_, newest) = get("/api/v1/audit?action=iam.sync&order=newest&page_size=3", &carol).await;
+        let (_, oldest) = get("/api/v1/audit?action=iam.sync&page_size=5", &carol).await;
+        let mut reversed = audit_ids(&oldest);
+        reversed.reverse();
+        assert_eq!(audit_ids(&newest), reversed[..3], "{newest}");
+        let next = newest["next_page_token"].as_str().unwrap();
+        let (_, rest) = get(&format!("/api/v1/audit?action=iam.sync&order=newest&page_token={next}"), &carol).await;
+        assert_eq!(audit_ids(&rest), reversed[3..], "{rest}");
+        let (_, hers) = get("/api/v1/audit?user=alice", &carol).await;
+        let actions: Vec<&str> =
+            hers["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["login"], "her sign-in alone, not the syncs: {hers}");
+        let (status, error) = get("/api/v1/audit?user=nobody", &carol).await;
+        assert!(status == 400 && error["message"].as_str().unwrap().contains("no Cone user"), "{error}");
 
         // With the inventory off, the API says so rather than show what an older sync left.
         db.apply_iam_snapshot("aws", &fewer, NOW).await.unwrap();

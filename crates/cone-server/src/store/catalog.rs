@@ -12,10 +12,7 @@ use sqlx::FromRow;
 use super::audit::record;
 use super::identities::{PeopleSynced, apply_groups, apply_users};
 use super::pool::{Db, Tx};
-use super::rows::EntitlementRow;
-
-/// A group membership that gives a permission set: (app id, the permission set's entitlement id, the membership's).
-pub type GroupRouteRow = (String, String, String);
+use super::rows::{EntitlementRow, GroupRouteRow};
 
 /// What [`Db::apply_sync`] stored beside the catalog.
 pub struct Synced {

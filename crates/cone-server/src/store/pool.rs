@@ -125,7 +125,7 @@ pub(super) struct Reads {
     pub(super) entitlements: Cached<(String, String), Option<EntitlementRow>>,
     /// The whole catalog and its group routes, which every catalog page and search reads.
     pub(super) catalog: Cached<(), Arc<Vec<EntitlementRow>>>,
-    pub(super) group_routes: Cached<(), Arc<Vec<super::catalog::GroupRouteRow>>>,
+    pub(super) group_routes: Cached<(), Arc<Vec<super::rows::GroupRouteRow>>>,
 }
 
 /// Where the SQL of the two backends differs.

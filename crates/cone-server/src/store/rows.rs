@@ -112,3 +112,6 @@ impl GrantRow {
         self.kind == cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP
     }
 }
+
+/// A group membership that gives a permission set: (app id, the permission set's entitlement id, the membership's).
+pub type GroupRouteRow = (String, String, String);

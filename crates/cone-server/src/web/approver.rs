@@ -9,8 +9,8 @@ use cone_api::{Task, TaskEvent, TaskKind, TaskState};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::filters::Who;
 use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
-use super::oversight::Who;
 use super::requester::{details, state};
 use super::session::Posted;
 use crate::services::Page;

@@ -13,6 +13,7 @@ mod admin;
 mod approver;
 mod apps;
 pub mod device;
+mod filters;
 mod layout;
 mod oidc;
 mod oversight;

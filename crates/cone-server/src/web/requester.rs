@@ -11,8 +11,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::filters::Who;
 use super::layout::{Nav, Viewer, WebError, link, page, when};
-use super::oversight::Who;
 use super::session::Posted;
 use crate::error::Error;
 use crate::services::Page;
