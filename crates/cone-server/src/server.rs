@@ -145,8 +145,11 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     std::io::stdout().flush()?;
     tracing::info!("listening on {addr}");
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stopping = state.stopping.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop_signal().await;
+        tracing::info!("asked to stop: answering the requests in flight, then exiting");
+        stopping.send_replace(true);
     });
     // The sync loop runs beside the server rather than on a spawned task: it borrows across awaits in ways
     // that need not be `Send`.
@@ -155,6 +158,23 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
         () = workers::sync::sync_periodically(state, connector, last_sweep) => {}
     }
     Ok(())
+}
+
+/// SIGTERM (how Kubernetes, systemd and `docker stop` ask a process to stop) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}); stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// An application state and a way to call the router, for tests.

@@ -64,6 +64,8 @@ pub struct AppState {
     pub sign_in_failures: Arc<Throttle>,
     /// Requests to the sign-in endpoints by client, in this process.
     pub clients: Arc<ClientLimits>,
+    /// True once the process is asked to stop: long polls answer at once so that it drains quickly.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -90,7 +92,14 @@ impl AppState {
             })),
             sign_in_failures: Arc::default(),
             clients,
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Resolves once the process is asked to stop (at once if it has been).
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
     }
 
     /// The catalog and policies in force. A request holds the ones it started with, whatever changes meanwhile.

@@ -76,6 +76,25 @@ impl Child {
         self.inner.id()
     }
 
+    /// Asks it to stop with SIGTERM, as Kubernetes and systemd do, and waits up to `timeout` for it to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let pid = libc::pid_t::try_from(self.inner.id()).context("a process id beyond pid_t")?;
+        // SAFETY: kill only sends a signal, to a child this handle has not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!("cannot send SIGTERM to {pid}: {}", std::io::Error::last_os_error());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.inner.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process {pid} was still running {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts `cmd` and waits for it to print `READY <url>` as a line on stdout; returns the child and the URL.
     pub fn spawn_ready(name: &str, mut cmd: Command, timeout: Duration) -> Result<(Child, String)> {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());

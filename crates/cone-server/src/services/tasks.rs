@@ -334,6 +334,8 @@ pub async fn watch(s: &AppState, u: &UserRow, id: i64, known_state: Option<TaskS
         tokio::select! {
             _ = changes.recv() => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            // A stopping server answers with the task as it is; the client asks again, of another replica.
+            () = s.stopped() => return with_events(s, visible_task(s, u, id).await?).await,
         }
     }
 }

@@ -754,3 +754,36 @@ async fn the_audit_log_exports_as_json_lines_that_recompute_its_chain(store: Sto
     assert!(matches!(bad, Err(cone_client::Failure::Api { status: 400, .. })), "{bad:?}");
     assert_audit_intact(&sb);
 }
+
+/// SIGTERM, as Kubernetes and systemd stop a process: a long poll in flight is answered at once, with the task as
+/// it is, and the server exits cleanly well within a pod's 30-second grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_answers_long_polls_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(dir.path(), "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+    let (mut replica, url) = sb.spawn_replica(&sb.moto.endpoint).unwrap();
+    let client = Client::new(&url, &token).unwrap();
+    let pending = client.create_task(&ask(&sb, "Production", "AdministratorAccess", "deploy")).await.unwrap();
+    assert_eq!(pending.state, TaskState::PendingApproval);
+
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let task = client.task(pending.id, Some(TaskState::PendingApproval), Duration::from_secs(60)).await;
+        (task, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = Instant::now();
+    let status = tokio::task::spawn_blocking(move || replica.terminate(Duration::from_secs(20)).map(|s| (s, replica)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.0.success(), "exit after SIGTERM: {:?}", status.0);
+    let (task, waited) = poll.await.unwrap();
+    let task = task.expect("the long poll is answered, not cut off");
+    assert_eq!(task.state, TaskState::PendingApproval);
+    assert!(waited < Duration::from_secs(30), "the long poll waited {waited:?}");
+    eprintln!("stopped {:?} after SIGTERM; the long poll had waited {waited:?}", stopped.elapsed());
+    assert!(Client::new(&url, &token).unwrap().me().await.is_err(), "nothing listens after the exit");
+}
