@@ -56,21 +56,25 @@ pub fn use_token_file(path: PathBuf) {
     let _ = TOKEN_FILE.set(path);
 }
 
+/// The API token in `CONE_TOKEN`, when set.
+fn env_token() -> Option<String> {
+    std::env::var("CONE_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 /// Where the API token comes from when it is not the saved session: `--token-file`, then `CONE_TOKEN`.
 pub fn headless_source() -> Option<String> {
     match TOKEN_FILE.get() {
         Some(path) => Some(path.display().to_string()),
-        None => std::env::var("CONE_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(|_| "CONE_TOKEN".into()),
+        None => env_token().map(|_| "CONE_TOKEN".into()),
     }
 }
 
 /// The API client of the server `cone login` signed in to, with its token; or, for scripts, with the API token of
 /// `--token-file` or `CONE_TOKEN`, on `CONE_SERVER_URL` (else the saved session's server).
 pub fn client() -> Result<cone_client::Client> {
-    let secret = match (TOKEN_FILE.get(), std::env::var("CONE_TOKEN")) {
-        (Some(path), _) => Some(read_token_file(path)?),
-        (None, Ok(token)) if !token.trim().is_empty() => Some(token.trim().to_string()),
-        _ => None,
+    let secret = match TOKEN_FILE.get() {
+        Some(path) => Some(read_token_file(path)?),
+        None => env_token(),
     };
     let token = match secret {
         None => Token::load()?,

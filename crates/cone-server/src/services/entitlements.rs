@@ -73,7 +73,7 @@ fn search_fields(row: &EntitlementRow) -> [&str; 5] {
 struct Listed<'r> {
     row: &'r EntitlementRow,
     requestable: bool,
-    through_groups: Vec<GroupRoute>,
+    through_groups: &'r [GroupRoute],
 }
 
 /// The user's catalog: what their access profiles offer (everything when none are configured), what they hold (by
@@ -100,9 +100,10 @@ impl Catalog {
     fn listed<'r>(&'r self, u: &UserRow) -> impl Iterator<Item = Listed<'r>> {
         self.rows.iter().filter_map(move |r| {
             let requestable = offers(&self.access, u, &self.groups, r);
+            // Most catalogs have no group routes: no key is built for them.
             let through_groups = match self.routes.is_empty() {
-                true => Vec::new(),
-                false => self.routes.get(&(r.app_id.clone(), r.id.clone())).cloned().unwrap_or_default(),
+                true => &[][..],
+                false => self.routes.get(&(r.app_id.clone(), r.id.clone())).map_or(&[][..], Vec::as_slice),
             };
             // A membership held by hand is Identity Center's business, not a listing entry; one Cone granted is.
             let holds = match r.is_group() {
@@ -119,7 +120,7 @@ impl Catalog {
 
     fn api(&self, listed: Listed<'_>) -> Entitlement {
         let Listed { row, requestable, through_groups } = listed;
-        Entitlement { requestable, through_groups, ..to_api(&self.access, row, &self.held) }
+        Entitlement { requestable, through_groups: through_groups.to_vec(), ..to_api(&self.access, row, &self.held) }
     }
 }
 

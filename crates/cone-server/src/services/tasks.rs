@@ -328,14 +328,15 @@ pub async fn watch(s: &AppState, u: &UserRow, id: i64, known_state: Option<TaskS
     let mut changes = s.task_changes.subscribe();
     loop {
         let t = visible_task(s, u, id).await?;
-        if known_state.is_none_or(|k| k != t.state) || tokio::time::Instant::now() >= deadline {
+        // A stopping server answers with the task as it is; the client asks again, of another replica.
+        let stopping = *s.stopping.borrow();
+        if known_state.is_none_or(|k| k != t.state) || tokio::time::Instant::now() >= deadline || stopping {
             return with_events(s, t).await;
         }
         tokio::select! {
             _ = changes.recv() => {}
             _ = tokio::time::sleep_until(deadline) => {}
-            // A stopping server answers with the task as it is; the client asks again, of another replica.
-            () = s.stopped() => return with_events(s, visible_task(s, u, id).await?).await,
+            () = s.stopped() => {}
         }
     }
 }

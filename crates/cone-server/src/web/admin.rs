@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
 use super::session::Posted;
 use crate::services::{Page, audit, iam, operations};
 use crate::state::AppState;
@@ -73,11 +73,6 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<AuditQu
     filter.newest_first = q.order != "oldest";
     let page_of = audit::page(&s, &filter, Some(100)).await?;
     let names = audit::names(&s, &page_of.entries).await?;
-    let next = page_of.next_page_token.as_deref().map(|token| {
-        let mut pairs = q.pairs().to_vec();
-        pairs.push(("page_token", token));
-        link("/console/audit", &pairs)
-    });
     // A person by name, with the id the log keeps one hover away; anything else as the log has it.
     let who = |raw: &str| -> Markup {
         match names.get(raw) {
@@ -121,7 +116,7 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<AuditQu
                 }
             }
         }
-        @if let Some(href) = next { p { a href=(href) { "Next page" } } }
+        (next_page("/console/audit", &q.pairs(), page_of.next_page_token.as_deref(), "Next page"))
     };
     Ok(page("Audit log", &v, Nav::Audit, content).into_response())
 }
@@ -283,12 +278,6 @@ pub async fn access_keys(
     let filter = AccessKeyFilter { account: q.account, user_name: q.user, status: q.status };
     let keys = iam::access_keys(&s, &filter, requested).await?;
     let (account, user, status) = (filter.account, filter.user_name, filter.status);
-    let next = keys.next_page_token.as_deref().map(|token| {
-        link(
-            "/console/access-keys",
-            &[("account", &account), ("user", &user), ("status", &status), ("page_token", token)],
-        )
-    });
     let content = html! {
         p { "The IAM users' access keys in the connector's AWS account and, with Organizations, in each member account, as the last sync read them. Metadata only: AWS never returns a secret key after its creation, and Cone stores none." }
         @if !keys.synced {
@@ -341,7 +330,7 @@ pub async fn access_keys(
                     }
                 }
             }
-            @if let Some(href) = next { p { a href=(href) { "Next page" } } }
+            (next_page("/console/access-keys", &[("account", &account), ("user", &user), ("status", &status)], keys.next_page_token.as_deref(), "Next page"))
         }
     };
     Ok(page("Access keys", &v, Nav::AccessKeys, content).into_response())
@@ -365,10 +354,6 @@ pub async fn created_users(
     let requested = Page::new(q.page_token.as_deref(), Some(100), 100, 100)?;
     let created = iam::created_users(&s, &q.account, requested).await?;
     let account = q.account;
-    let next = created
-        .next_page_token
-        .as_deref()
-        .map(|token| link("/console/created-users", &[("account", &account), ("page_token", token)]));
     let settings = &s.config.aws.account_provisioning;
     let content = html! {
         p { "The IAM users Cone created for people granted an IAM group in an account where they had none. Each is named after its person, has no password and no access keys, carries the tag " code { (cone_aws::OWNER_TAG) } " with the person's Identity Center user id, and is deleted (with everything IAM holds for it) when no grant needs it any more and when its person leaves. Cone never uses or removes an IAM user it did not create." }
@@ -397,7 +382,7 @@ pub async fn created_users(
                 }
             }
         }
-        @if let Some(href) = next { p { a href=(href) { "Next page" } } }
+        (next_page("/console/created-users", &[("account", &account)], created.next_page_token.as_deref(), "Next page"))
     };
     Ok(page("Created IAM users", &v, Nav::CreatedUsers, content).into_response())
 }

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::filters::Who;
-use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
+use super::layout::{Nav, Viewer, WebError, next_page, page, when};
 use super::requester::{details, state};
 use super::session::Posted;
 use crate::services::Page;
@@ -38,11 +38,7 @@ pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Deci
         Page::new(done.page_token.as_deref(), Some(100), 100, 100)?,
     )
     .await?;
-    let next = page_of.next_page_token.as_deref().map(|token| {
-        let mut pairs = done.who.pairs();
-        pairs.push(("page_token", token));
-        link("/console/inbox", &pairs)
-    });
+    let next = page_of.next_page_token;
     let filtered = done.who.pairs().iter().any(|(_, value)| !value.trim().is_empty());
     let waiting: Vec<_> = page_of.tasks.into_iter().filter(|t| t.state == TaskState::PendingApproval).collect();
     let content = html! {
@@ -62,7 +58,7 @@ pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(done): Query<Deci
                 (decision_form(&v, t))
             }
         }
-        @if let Some(href) = next { p { a href=(href) { "More requests" } } }
+        (next_page("/console/inbox", &done.who.pairs(), next.as_deref(), "More requests"))
     };
     Ok(page("Approvals", &v, Nav::Inbox, content).into_response())
 }
@@ -168,7 +164,7 @@ pub async fn history_page(
     let content = html! {
         p { a href=(format!("/console/tasks/{id}")) { "Back to request " (id) } }
         (events_table(&events.events))
-        (next_page(&format!("/console/tasks/{id}/history"), events.next_page_token.as_deref(), "Later events"))
+        (next_page(&format!("/console/tasks/{id}/history"), &[], events.next_page_token.as_deref(), "Later events"))
     };
     Ok(page(&format!("History of request {id}"), &v, Nav::Elsewhere, content).into_response())
 }

@@ -178,8 +178,9 @@ pub fn link(path: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// A link to the next page of a list at `path`, when there is one.
-pub fn next_page(path: &str, token: Option<&str>, label: &str) -> maud::Markup {
-    html! { @if let Some(token) = token { p { a href=(link(path, &[("page_token", token)])) { (label) } } } }
+pub fn next_page(path: &str, filters: &[(&str, &str)], token: Option<&str>, label: &str) -> maud::Markup {
+    let href = |token| link(path, &[filters, &[("page_token", token)]].concat());
+    html! { @if let Some(token) = token { p { a href=(href(token)) { (label) } } } }
 }
 
 /// A time for people, in UTC.

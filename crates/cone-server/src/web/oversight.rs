@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::admin::admins_only;
 use super::filters::Who;
-use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
 use super::requester::{details, state};
 use super::session::Posted;
 use crate::services::tasks::{self, Scope, States};
@@ -56,11 +56,7 @@ pub async fn grants(State(s): State<AppState>, v: Viewer, Query(q): Query<Grants
     let page_of =
         tasks::search(&s, &v.user, Scope::All, narrow, Page::new(q.page_token.as_deref(), Some(100), 100, 100)?)
             .await?;
-    let next = page_of.next_page_token.as_deref().map(|token| {
-        let mut pairs = q.who.pairs();
-        pairs.extend([("state", q.state.as_str()), ("page_token", token)]);
-        link("/console/grants", &pairs)
-    });
+    let filters = [q.who.pairs(), vec![("state", q.state.as_str())]].concat();
     let content = html! {
         @if let Some(id) = q.withdrawn { p.notice role="status" { "The grant of request " (id) " was withdrawn; its assignment is being removed." } }
         @if let Some(who) = &q.signed_out { p.notice role="status" { (who) " was signed out everywhere." } }
@@ -77,7 +73,7 @@ pub async fn grants(State(s): State<AppState>, v: Viewer, Query(q): Query<Grants
         }
         @if page_of.tasks.is_empty() { p { "No request or grant matches." } }
         @for t in &page_of.tasks { (row(&v, t)) }
-        @if let Some(href) = next { p { a href=(href) { "Next page" } } }
+        (next_page("/console/grants", &filters, page_of.next_page_token.as_deref(), "Next page"))
         section aria-labelledby="sign-out" {
             h2 #sign-out { "Sign someone out everywhere" }
             p { "Their " code { "cone login" } " sessions, console sessions and API tokens stop working at once; their grants stay." }

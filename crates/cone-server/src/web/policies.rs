@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::admin::admins_only;
-use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::layout::{Nav, Viewer, WebError, next_page, page, when};
 use super::session::Posted;
 use crate::error::Error;
 use crate::services::{Page, access};
@@ -222,9 +222,7 @@ pub async fn history(
                 }
             }
         }
-        @if let Some(token) = &page_of.next_page_token {
-            p { a href=(link("/console/policies/history", &[("page_token", token)])) { "Older versions" } }
-        }
+        (next_page("/console/policies/history", &[], page_of.next_page_token.as_deref(), "Older versions"))
     };
     Ok(page("Policy history", &v, Nav::Policies, content).into_response())
 }

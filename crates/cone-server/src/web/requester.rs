@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::filters::Who;
-use super::layout::{Nav, Viewer, WebError, link, page, when};
+use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
 use super::session::Posted;
 use crate::error::Error;
 use crate::services::Page;
@@ -67,10 +67,6 @@ pub async fn catalog(
         let accounts = apps.entry(e.app_id.as_str()).or_default();
         accounts.entry((e.resource_name.as_str(), e.account_id.as_str())).or_default().push(e);
     }
-    let more = found
-        .next_page_token
-        .as_deref()
-        .map(|token| link("/console", &[("q", words), ("account", account), ("kind", kind), ("page_token", token)]));
     let content = html! {
         p { "What you may request. Access is given for a limited time and removed when it ends." }
         form.filters role="search" method="get" action="/console" {
@@ -147,7 +143,7 @@ pub async fn catalog(
                 }
             }
         }
-        @if let Some(href) = more { p { a href=(href) { "More entitlements" } } }
+        (next_page("/console", &[("q", words), ("account", account), ("kind", kind)], found.next_page_token.as_deref(), "More entitlements"))
     };
     Ok(page("Catalog", &v, Nav::Catalog, content).into_response())
 }
@@ -454,12 +450,6 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
     let filtered = narrow.states.is_some() || narrow.account.is_some() || narrow.permission_set.is_some();
     let page_of = tasks::search(&s, &v.user, Scope::Mine, narrow, requested).await?;
     let (tasks, next) = (page_of.tasks, page_of.next_page_token);
-    let older = next.as_deref().map(|token| {
-        let (account, permission_set) = (done.who.account.as_str(), done.who.permission_set.as_str());
-        let pairs =
-            [("account", account), ("permission_set", permission_set), ("state", &done.state), ("page_token", token)];
-        link("/console/requests", &pairs)
-    });
     // Undecided requests whose policy has emergency steps may be escalated to them.
     let mut breakable = std::collections::HashSet::new();
     for t in tasks.iter().filter(|t| t.state == TaskState::PendingApproval && !t.emergency) {
@@ -551,7 +541,7 @@ pub async fn my_requests(State(s): State<AppState>, v: Viewer, Query(done): Quer
                     }
                 }
             }
-            @if let Some(href) = older { p { a href=(href) { "Older requests" } } }
+            (next_page("/console/requests", &[("account", &done.who.account), ("permission_set", &done.who.permission_set), ("state", &done.state)], next.as_deref(), "Older requests"))
         }
     };
     Ok(page("My requests and access", &v, Nav::Requests, content).into_response())
