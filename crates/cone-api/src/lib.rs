@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use cone_core::form::{FieldError, FieldType, FormField};
+pub use cone_core::notify::{Channel, Kind as NotificationKind, Preferences};
 pub use cone_core::task::{TaskKind, TaskState};
 
 /// Entitlement kind of an Identity Center permission set in one account.
@@ -743,4 +744,62 @@ pub struct ConfigSummary {
     pub policies: Vec<String>,
     pub access_profiles: Vec<String>,
     pub entitlement_management_rules: usize,
+}
+
+/// The caller's notification settings: what they chose, and what Cone can use to reach them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationSettings {
+    pub preferences: Preferences,
+    /// The channels the server is configured with that can reach the caller (an email address is needed).
+    pub available: Vec<Channel>,
+    /// The address messages go to, from the identity provider ("" when none is known).
+    pub email: String,
+}
+
+/// A notification as administrators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Notification {
+    pub id: i64,
+    /// Whom it is for (a user name).
+    pub user: String,
+    pub channel: Channel,
+    pub kind: NotificationKind,
+    pub task_id: Option<i64>,
+    /// `pending`, `sent` or `failed` (given up).
+    pub state: String,
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it is (or was) due: a digest item waits for its hour, a failed attempt for its retry.
+    pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of notifications, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationList {
+    pub notifications: Vec<Notification>,
+    pub next_page_token: Option<String>,
+}
+
+/// A test message to send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestNotification {
+    /// Whom to send it to (a user name); the caller when absent.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// What a test send queued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TestNotificationQueued {
+    pub user: String,
+    /// The channels it goes out on; empty when none reaches the person.
+    pub channels: Vec<Channel>,
 }

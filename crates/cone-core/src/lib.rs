@@ -1,5 +1,5 @@
 //! Cone's pure logic: request catalogs, profile naming, `~/.aws/config` editing, policy decisions, request and form
-//! validation, the lifecycles of tasks, grants, jobs and the IAM users Cone creates, and who is who after a sync. No I/O, no async, no clock:
+//! validation, the lifecycles of tasks, grants, jobs and the IAM users Cone creates, who is who after a sync, and who is told what. No I/O, no async, no clock:
 //! time arrives as an argument.
 
 pub mod account;
@@ -13,6 +13,7 @@ pub mod grant;
 pub mod identity;
 pub mod job;
 pub mod naming;
+pub mod notify;
 pub mod policy;
 pub mod request;
 pub mod sessions;

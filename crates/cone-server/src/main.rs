@@ -11,6 +11,7 @@ mod clients;
 mod config;
 mod drift;
 mod error;
+mod notify;
 mod server;
 mod services;
 mod state;

@@ -75,6 +75,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     api::metrics::install()?;
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
     let sender = Arc::new(workers::delivery::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
+    let channels = workers::notify::Channels::new(&config.notifications, |name| std::env::var(name).ok())?;
     // The identity provider's client secret is read again at each sign-in; reading it now stops a start without it.
     if let Some(oidc) = &config.oidc {
         oidc.secret.read("oidc", |name| std::env::var(name).ok())?;
@@ -122,6 +123,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     }
     workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
     workers::delivery::spawn(state.clone(), sender);
+    workers::notify::spawn(state.clone(), Arc::new(channels.with_console(&public_url)));
     if state.config.aws.revoke_sessions {
         workers::denials::spawn(state.clone(), connector.clone());
     }

@@ -10,7 +10,8 @@ use std::process::{Command, ExitCode};
 /// What the tests and the sandbox need from PyPI, installed into `.venv` (git-ignored). boto3 is pinned to the
 /// release that matches awscli's botocore; aws-sso-util (and the library doing its work) are pinned for the
 /// interop tests (`crates/cone-testkit/tests/e2e/interop.rs`); schemathesis fuzzes the API from its OpenAPI
-/// document (`crates/cone-testkit/tests/e2e/openapi.rs`).
+/// document (`crates/cone-testkit/tests/e2e/openapi.rs`); aiosmtpd is the SMTP server notifications are sent to
+/// (`crates/cone-testkit/python/smtp_server.py`).
 const PYTHON_PACKAGES: &[&str] = &[
     "moto[server]==5.2.1",
     "awscli==1.45.11",
@@ -18,10 +19,11 @@ const PYTHON_PACKAGES: &[&str] = &[
     "aws-sso-util==4.33.0",
     "aws-sso-lib==1.14.0",
     "schemathesis==4.32.5",
+    "aiosmtpd==1.4.6",
 ];
 
 /// The programs the packages above install; a `.venv` missing one is installed again.
-const PYTHON_PROGRAMS: &[&str] = &["moto_server", "aws", "aws-sso-util", "schemathesis"];
+const PYTHON_PROGRAMS: &[&str] = &["moto_server", "aws", "aws-sso-util", "schemathesis", "aiosmtpd"];
 
 /// The AWS CLI v2 the interop tests drive: Debian bookworm's package. Its endpoints are redirected with
 /// `AWS_DATA_PATH` (it predates `AWS_ENDPOINT_URL_*`), so another version may not work with the tests.

@@ -24,6 +24,7 @@ Every error is an `ApiError` with a stable `code` and a `message` that says what
         (name = "operations", description = "The server's state: syncs with AWS, drift, the audit log, the IAM \
 inventory."),
         (name = "tokens", description = "Personal and service API tokens."),
+        (name = "notifications", description = "What Cone tells people by email, and their preferences."),
         (name = "configuration", description = "The access document (access profiles, entitlement management, \
 policies) and its versions."),
         (name = "meta", description = "This document."),

@@ -6,6 +6,7 @@ pub mod doc;
 mod entitlements;
 pub mod extract;
 pub mod metrics;
+mod notifications;
 mod operations;
 pub mod session;
 mod tasks;
@@ -55,6 +56,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::create_service_token))
         .routes(routes!(tokens::sign_out_user))
+        .routes(routes!(notifications::preferences, notifications::set_preferences))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::test))
         .routes(routes!(config::current, config::apply))
         .routes(routes!(config::check_document))
         .routes(routes!(config::versions))

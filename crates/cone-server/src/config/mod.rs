@@ -1,6 +1,7 @@
 //! The server's YAML configuration: where it listens, where it stores, the access document (`policy`) and the
 //! settings that name secrets (`secrets`).
 
+mod notifications;
 mod policy;
 mod secrets;
 #[cfg(test)]
@@ -14,6 +15,8 @@ use cone_core::catalog::{AccessProfile, Catalog, ManagementRule, Target};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+pub use notifications::{Email, Notifications, Tls};
+use notifications::NotificationsConfig;
 use policy::PolicyConfig;
 pub use policy::{Branches, Policy};
 pub use secrets::{Oidc, UserField, Webhook};
@@ -78,6 +81,11 @@ pub struct Config {
     oidc_config: Option<OidcConfig>,
     #[serde(skip)]
     pub oidc: Option<Oidc>,
+    /// Email to people about their requests and grants (`docs/notifications.md`).
+    #[serde(default, rename = "notifications")]
+    notifications_config: NotificationsConfig,
+    #[serde(skip)]
+    pub notifications: Notifications,
 }
 
 /// The sections of the configuration that say who may request what and how it is decided. They form the access
@@ -392,6 +400,7 @@ impl Config {
             bail!("two webhooks are named \"{}\"; names must be unique", w.name);
         }
         config.oidc = config.oidc_config.take().map(OidcConfig::compile).transpose()?;
+        config.notifications = std::mem::take(&mut config.notifications_config).compile()?;
         Ok(config)
     }
 

@@ -53,6 +53,7 @@ impl WebhookConfig {
             .with_context(|| format!("webhook \"{name}\": `url` must be an http:// or https:// URL"))?;
         let secret = secret_source(
             &format!("webhook \"{name}\""),
+            "secret",
             name.as_str(),
             self.secret.is_some(),
             self.secret_env,
@@ -74,11 +75,12 @@ impl WebhookConfig {
     }
 }
 
-/// Where the secret of `owner` (as messages name it) comes from: exactly one of an environment variable and a file.
-/// A secret written inline (`inline`) is refused, since configuration files often live in git; `file_stem` names
-/// the example file.
-fn secret_source(
+/// Where the secret of `owner` (as messages name it) comes from: exactly one of the environment variable
+/// `{field}_env` names and the file `{field}_file` names. A secret written inline (`inline`) is refused, since
+/// configuration files often live in git; `file_stem` names the example file.
+pub(super) fn secret_source(
     owner: &str,
+    field: &str,
     file_stem: &str,
     inline: bool,
     env: Option<String>,
@@ -86,12 +88,13 @@ fn secret_source(
 ) -> Result<SecretSource> {
     match (inline, env, file) {
         (true, _, _) => bail!(
-            "{owner}: the secret may not be written in the configuration; put it in a file \
-             (`secret_file: /etc/cone/{file_stem}.secret`, mode 0600) or an environment variable (`secret_env: NAME`)"
+            "{owner}: the {} may not be written in the configuration; put it in a file \
+             (`{field}_file: /etc/cone/{file_stem}.secret`, mode 0600) or an environment variable (`{field}_env: NAME`)",
+            field.replace('_', " ")
         ),
         (false, Some(var), None) if !var.is_empty() => Ok(SecretSource::Env(var)),
         (false, None, Some(path)) => Ok(SecretSource::File(path)),
-        _ => bail!("{owner}: give exactly one of `secret_env` and `secret_file`"),
+        _ => bail!("{owner}: give exactly one of `{field}_env` and `{field}_file`"),
     }
 }
 
@@ -156,7 +159,7 @@ impl OidcConfig {
             bail!("oidc: `client_id` is empty; use the client id the provider gave Cone");
         }
         let inline = self.client_secret.is_some() || self.secret.is_some();
-        let secret = secret_source("oidc", "oidc", inline, self.secret_env, self.secret_file)?;
+        let secret = secret_source("oidc", "secret", "oidc", inline, self.secret_env, self.secret_file)?;
         if !OIDC_CLAIMS.contains(&self.claim.as_str()) {
             bail!(
                 "oidc: `claim: {}` is not one Cone reads; name the ID token claim that identifies people, one of {}",

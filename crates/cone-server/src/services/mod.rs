@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod entitlements;
 pub mod iam;
+pub mod notifications;
 pub mod operations;
 pub mod tasks;
 pub mod tokens;

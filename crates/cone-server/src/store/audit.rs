@@ -61,6 +61,9 @@ pub async fn record(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &s
     .bind(&hash)
     .fetch_one(&mut **tx)
     .await?;
+    if !cone_core::notify::told(action, true).is_empty() || !cone_core::notify::told(action, false).is_empty() {
+        tx.notified = true;
+    }
     let outbox = tx.outbox.clone();
     let webhooks = outbox.subscribers(action);
     if !webhooks.is_empty() {

@@ -15,6 +15,7 @@ mod iam;
 mod identities;
 mod lifecycle;
 mod listen;
+mod notifications;
 mod outbox;
 mod pool;
 mod rows;
@@ -34,6 +35,7 @@ pub use counts::Counts;
 pub use drift::{DriftRecord, Repair};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
 pub use listen::forward_changes;
+pub use notifications::{Audiences, NotificationRow};
 pub use outbox::{DeliveryRow, DeliveryState, rfc3339};
 #[cfg(test)]
 pub use pool::Backend;

@@ -27,6 +27,8 @@ pub struct Tx {
     inner: Transaction<'static, sqlx::Any>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) queued: bool,
+    /// Something to notify people of was recorded or queued.
+    pub(super) notified: bool,
     pub(super) denials: Arc<Denials>,
     /// An early end to deny the sessions of was recorded.
     pub(super) denied: bool,
@@ -44,6 +46,9 @@ impl Tx {
         self.generation.advance();
         if self.queued {
             self.outbox.queued.notify_one();
+        }
+        if self.notified {
+            self.outbox.news.notify_one();
         }
         if self.denied {
             self.denials.changed.notify_one();
@@ -78,6 +83,8 @@ impl DerefMut for Tx {
 pub struct Outbox {
     routes: Vec<(String, Vec<String>)>,
     pub(super) queued: Notify,
+    /// Wakes the notifier.
+    pub(super) news: Notify,
 }
 
 impl Outbox {
@@ -267,7 +274,7 @@ impl Db {
     /// From now on, task and grant events recorded through this handle (and its clones) queue a delivery for each
     /// of these webhooks (name, event patterns) that subscribes to them.
     pub fn with_webhooks(mut self, routes: Vec<(String, Vec<String>)>) -> Db {
-        self.outbox = Arc::new(Outbox { routes, queued: Notify::new() });
+        self.outbox = Arc::new(Outbox { routes, ..Outbox::default() });
         self
     }
 
@@ -280,6 +287,11 @@ impl Db {
     /// Notified when a committed transaction recorded sessions to deny.
     pub fn denials_changed(&self) -> &Notify {
         &self.denials.changed
+    }
+
+    /// Notified when a committed transaction recorded an event people may be told of, or queued a notification.
+    pub fn news(&self) -> &Notify {
+        &self.outbox.news
     }
 
     /// Notified when a committed transaction queued webhook deliveries.
@@ -336,6 +348,7 @@ impl Db {
             inner: tx,
             outbox: self.outbox.clone(),
             queued: false,
+            notified: false,
             denials: self.denials.clone(),
             denied: false,
             generation: self.reads.generation.clone(),

@@ -129,7 +129,7 @@ struct Counted {
     total: i64,
 }
 
-const TASK_SELECT: &str =
+pub(super) const TASK_SELECT: &str =
     "SELECT t.id, t.kind, t.emergency, t.requester_id, u.username AS requester, t.app_id, t.entitlement_id, t.state,
         t.justification, t.duration_secs, t.steps_json, t.step_index, t.waiting_for_group,
         d.username AS decided_by, x.username AS ended_by, t.reason, t.created_at, t.updated_at,

@@ -1,11 +1,12 @@
 //! Background work, each part recorded in the store before and after it runs, so that a crash or restart picks up
 //! where it stopped: `jobs` (provisioning, revocation, expiry, drift repairs), `sync` (the catalog from AWS, the
-//! drift sweep, the IAM inventory), `delivery` (webhooks) and `denials` (the policy that ends revoked role
+//! drift sweep, the IAM inventory), `delivery` (webhooks), `notify` (email to people) and `denials` (the policy that ends revoked role
 //! sessions).
 
 pub mod delivery;
 pub mod denials;
 pub mod jobs;
+pub mod notify;
 pub mod sync;
 
 use std::time::Duration;

@@ -11,6 +11,7 @@ mod groups;
 mod iam;
 mod iam_groups;
 mod interop;
+mod notify;
 mod openapi;
 mod ops;
 mod people;

@@ -1,0 +1,273 @@
+//! What notifications say: the facts one carries, and its message for each kind (a subject, plain text and HTML),
+//! alone or gathered in an approver's digest. No I/O. Every value from elsewhere is made printable (no control
+//! characters); HTML escapes it.
+
+use cone_core::naming::printable;
+use cone_core::notify::Kind;
+use maud::{Markup, html};
+use serde::{Deserialize, Serialize};
+
+/// What a message tells, fixed when the notification is made so that every attempt says the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// The audit action, or `grant.ending` for a warning.
+    pub event: String,
+    pub task_id: Option<i64>,
+    /// The requester's user name.
+    pub requester: String,
+    /// Who caused the event (a user name), or `cone`.
+    pub actor: String,
+    /// The access, as people say it: `AdministratorAccess on Production`.
+    pub access: String,
+    /// The entitlement's alias, for `cone get`.
+    pub alias: String,
+    pub justification: String,
+    pub duration_secs: i64,
+    /// The grant's end, if it has one.
+    pub ends_at: Option<i64>,
+    /// A reason or error the event carries.
+    pub reason: String,
+}
+
+/// One message, ready for a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The message telling `recipient` of `kind`; links point into the console at `console` (no trailing slash).
+pub fn message(kind: Kind, f: &Facts, recipient: &str, console: &str) -> Message {
+    let lines = Lines::of(kind, f, recipient, console);
+    let html = page(&lines.subject, html! {
+        @for line in &lines.body { p { (line) } }
+        @if let Some(command) = &lines.command { p { code { (command) } } }
+        @if let Some((label, url)) = &lines.link { p { a href=(url) { (label) } } }
+    });
+    Message { text: lines.text(), subject: lines.subject, html }
+}
+
+/// One message gathering the requests `recipient` is asked to decide (their hourly digest).
+pub fn digest(items: &[Facts], console: &str) -> Message {
+    let subject = match items.len() {
+        1 => "1 request waits for your decision".to_string(),
+        n => format!("{n} requests wait for your decision"),
+    };
+    let line = |f: &Facts| format!("{} asks for {} ({})", clean(&f.requester), clean(&f.access), reason_of(f));
+    let link = |f: &Facts| f.task_id.map(|id| format!("{console}/console/tasks/{id}")).unwrap_or_default();
+    let mut text = format!("{subject}:\n\n");
+    for f in items {
+        text.push_str(&format!("- {}\n  {}\n", line(f), link(f)));
+    }
+    text.push_str(&format!("\nAll of them: {console}/console/approvals\n"));
+    let html = page(&subject, html! {
+        ul { @for f in items { li { a href=(link(f)) { (line(f)) } } } }
+        p { a href={ (console) "/console/approvals" } { "All requests waiting for you" } }
+    });
+    Message { subject, text, html }
+}
+
+/// A message's parts before they become text and HTML.
+struct Lines {
+    subject: String,
+    body: Vec<String>,
+    /// A command to run, shown apart.
+    command: Option<String>,
+    link: Option<(String, String)>,
+}
+
+impl Lines {
+    fn of(kind: Kind, f: &Facts, recipient: &str, console: &str) -> Lines {
+        let (requester, actor, access) = (clean(&f.requester), clean(&f.actor), clean(&f.access));
+        let task = f.task_id.map(|id| (format!("Request {id}"), format!("{console}/console/tasks/{id}")));
+        let yours = recipient == f.requester;
+        let whose = if yours { "your".to_string() } else { format!("{requester}'s") };
+        let until = f.ends_at.map(|t| format!(" until {}", when(t))).unwrap_or_default();
+        let mut command = None;
+        let (subject, body) = match kind {
+            Kind::ApprovalNeeded => {
+                command = f.task_id.map(|id| format!("cone task approve {id}"));
+                (
+                    format!("{requester} asks for {access}"),
+                    vec![
+                        format!(
+                            "{requester} asks for {access} for {}.",
+                            cone_core::duration::format(f.duration_secs)
+                        ),
+                        format!("Reason: {}", reason_of(f)),
+                        "Approve it from the console or with:".into(),
+                    ],
+                )
+            }
+            Kind::Decided => {
+                let (word, by) = match f.event.as_str() {
+                    "task.approve" => ("approved", format!(" by {actor}")),
+                    "task.deny" => ("denied", format!(" by {actor}")),
+                    "task.cancel" => ("cancelled", format!(" by {actor}")),
+                    _ => ("closed", ": nobody decided it in time".to_string()),
+                };
+                let mut body = vec![format!("Your request for {access} was {word}{by}.")];
+                if !f.reason.is_empty() {
+                    body.push(format!("They said: {}", clean(&f.reason)));
+                }
+                (format!("Request for {access} {word}"), body)
+            }
+            Kind::Granted => {
+                command = Some(format!("cone get {} --extend", clean(&f.alias)));
+                let verb = if f.event == "grant.extend" { "extended" } else { "granted" };
+                (
+                    format!("{access} {verb}{until}"),
+                    vec![format!("You have {access}{until}."), "For more time later, run:".into()],
+                )
+            }
+            Kind::Failed => (
+                format!("Cone could not give {access}"),
+                vec![
+                    format!("Cone could not make {whose} access to {access}: {}", clean(&f.reason)),
+                    "Administrators see why on the request's page; a new request tries again.".into(),
+                ],
+            ),
+            Kind::Expiring => {
+                command = Some(format!("cone get {} --extend", clean(&f.alias)));
+                let at = f.ends_at.map(|t| format!(" at {}", when(t))).unwrap_or_default();
+                (
+                    format!("{access} ends{at}"),
+                    vec![format!("Your access to {access} ends{at}."), "To keep it longer, run:".into()],
+                )
+            }
+            Kind::Ended => {
+                let how = match f.event.as_str() {
+                    "grant.withdraw" => format!("was withdrawn by {actor}"),
+                    "grant.end_early" => "ended early".to_string(),
+                    _ => "ended at its time".to_string(),
+                };
+                let mut body = vec![format!("Your access to {access} {how}.")];
+                if !f.reason.is_empty() {
+                    body.push(format!("Reason: {}", clean(&f.reason)));
+                }
+                (format!("{access} ended"), body)
+            }
+            Kind::Drift => {
+                let what = if f.event == "drift.remove" { "removed" } else { "restored" };
+                (
+                    format!("Cone {what} an assignment in AWS"),
+                    vec![format!("Cone {what} {access}, which AWS and Cone's grants disagreed on.")],
+                )
+            }
+            Kind::Test => (
+                "A test message from Cone".to_string(),
+                vec![format!("{actor} sent this to check that Cone's messages reach you. Nothing else happened.")],
+            ),
+        };
+        let link = match kind {
+            Kind::Drift => Some(("The drift report".to_string(), format!("{console}/console/drift"))),
+            Kind::Test => None,
+            _ => task,
+        };
+        Lines { subject, body, command, link }
+    }
+
+    fn text(&self) -> String {
+        let mut text = self.body.join("\n");
+        if let Some(command) = &self.command {
+            text.push_str(&format!("\n\n    {command}\n"));
+        }
+        if let Some((label, url)) = &self.link {
+            text.push_str(&format!("\n{label}: {url}\n"));
+        }
+        text
+    }
+}
+
+/// Where people choose what Cone tells them.
+pub fn preferences_url(console: &str) -> String {
+    format!("{console}/console/notifications")
+}
+
+fn page(title: &str, body: Markup) -> String {
+    html! {
+        (maud::DOCTYPE)
+        html { head { meta charset="utf-8"; title { (title) } } body { (body) } }
+    }
+    .into_string()
+}
+
+fn reason_of(f: &Facts) -> String {
+    if f.justification.is_empty() { "none given".into() } else { clean(&f.justification) }
+}
+
+/// Text from elsewhere as one line of at most 500 characters.
+fn clean(text: &str) -> String {
+    let one = printable(text);
+    match one.char_indices().nth(500) {
+        Some((cut, _)) => format!("{}…", &one[..cut]),
+        None => one,
+    }
+}
+
+/// A Unix time for people: `2025-01-31 09:30 UTC`.
+pub fn when(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        Facts {
+            event: "task.create".into(),
+            task_id: Some(7),
+            requester: "alice".into(),
+            actor: "alice".into(),
+            access: "AdministratorAccess on Production".into(),
+            alias: "production-admin".into(),
+            justification: "INC-1\u{1b}[2J <b>now</b>".into(),
+            duration_secs: 3600,
+            ends_at: Some(1_767_260_400),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_approver_reads_who_asks_for_what_why_and_how_to_approve() {
+        let m = message(Kind::ApprovalNeeded, &facts(), "bob", "https://cone.example");
+        assert_eq!(m.subject, "alice asks for AdministratorAccess on Production");
+        assert!(m.text.contains("for 1h."), "{}", m.text);
+        assert!(m.text.contains("cone task approve 7"));
+        assert!(m.text.contains("https://cone.example/console/tasks/7"));
+        assert!(!m.text.contains('\u{1b}'), "no escape sequences reach a mail reader's terminal");
+        assert!(m.html.contains("&lt;b&gt;now&lt;/b&gt;"), "HTML escapes what people typed: {}", m.html);
+    }
+
+    #[test]
+    fn requesters_read_their_news_and_the_next_command() {
+        let mut f = facts();
+        f.event = "grant.ending".into();
+        let m = message(Kind::Expiring, &f, "alice", "https://c");
+        assert_eq!(m.subject, "AdministratorAccess on Production ends at 2026-01-01 09:40 UTC");
+        assert!(m.text.contains("cone get production-admin --extend"));
+        f.event = "task.deny".into();
+        f.actor = "bob".into();
+        f.reason = "not during the freeze".into();
+        let m = message(Kind::Decided, &f, "alice", "https://c");
+        assert_eq!(m.subject, "Request for AdministratorAccess on Production denied");
+        assert!(m.text.contains("denied by bob.\nThey said: not during the freeze"), "{}", m.text);
+        f.event = "grant.fail".into();
+        f.reason = "AccessDenied".into();
+        assert!(message(Kind::Failed, &f, "carol", "https://c").text.contains("alice's access"));
+        assert!(message(Kind::Failed, &f, "alice", "https://c").text.contains("your access"));
+    }
+
+    #[test]
+    fn a_digest_lists_every_request_with_its_link() {
+        let mut second = facts();
+        second.task_id = Some(8);
+        second.requester = "dave".into();
+        let m = digest(&[facts(), second], "https://c");
+        assert_eq!(m.subject, "2 requests wait for your decision");
+        assert!(m.text.contains("https://c/console/tasks/7") && m.text.contains("https://c/console/tasks/8"));
+        assert!(m.text.contains("dave asks for"));
+    }
+}
