@@ -4,6 +4,7 @@
 mod aws;
 mod get;
 mod login;
+mod notifications;
 mod output;
 mod pkce;
 mod select;
@@ -119,6 +120,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// What Cone tells you by email, and (administrators) what it sent.
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationsCommand,
     },
     /// The access document: access profiles, entitlement management and policies (administrators).
     Policy {
@@ -240,6 +246,42 @@ enum TaskCommand {
     Cancel { id: i64 },
     /// Move your undecided request to its policy's emergency steps (break-glass).
     Escalate { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// Show your preferences and the channels that reach you.
+    Show,
+    /// Change your preferences; what you leave out stays as it is.
+    Set {
+        /// The channels to use (`email`), or `all` for every channel that reaches you.
+        #[arg(long, value_delimiter = ',')]
+        channels: Option<Vec<String>>,
+        /// Kinds never to send, such as `granted,expiring` (of approval_needed, decided, granted, failed,
+        /// expiring, ended, drift); `none` to mute nothing.
+        #[arg(long, value_delimiter = ',')]
+        mute: Option<Vec<String>>,
+        /// Requests to approve as one message an hour (`on`) or each at once (`off`).
+        #[arg(long)]
+        digest: Option<Toggle>,
+    },
+    /// Send a test message to yourself, or (administrators) to someone else.
+    Test { user: Option<String> },
+    /// Every notification, newest first, with its state and last error (administrators).
+    List {
+        /// Only `pending`, `sent` or `failed` ones.
+        #[arg(long)]
+        state: Option<String>,
+        /// Where the previous page ended (its last line says).
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Toggle {
+    On,
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -501,6 +543,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Notifications { command } => notifications::run(settings::client()?, command, out).await?,
         Command::Policy { command } => {
             let api = settings::client()?;
             match command {

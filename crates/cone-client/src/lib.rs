@@ -225,6 +225,32 @@ impl Client {
         self.get(if all { "/api/v1/tokens?all=true" } else { "/api/v1/tokens" }).await
     }
 
+    pub async fn notification_settings(&self) -> Result<cone_api::NotificationSettings, Failure> {
+        self.get("/api/v1/notifications/preferences").await
+    }
+
+    pub async fn set_notification_preferences(
+        &self,
+        p: &cone_api::Preferences,
+    ) -> Result<cone_api::NotificationSettings, Failure> {
+        self.call(Method::PUT, "/api/v1/notifications/preferences", Some(p)).await
+    }
+
+    /// Notifications, newest first, in `state` when given (administrators).
+    pub async fn notifications(
+        &self,
+        state: Option<&str>,
+        page_token: Option<&str>,
+    ) -> Result<cone_api::NotificationList, Failure> {
+        let pairs = [("state", state.unwrap_or_default()), ("page_token", page_token.unwrap_or_default())];
+        self.get(&format!("/api/v1/notifications?{}", query(&pairs))).await
+    }
+
+    pub async fn test_notification(&self, user: Option<&str>) -> Result<cone_api::TestNotificationQueued, Failure> {
+        let req = cone_api::TestNotification { user: user.map(str::to_string) };
+        self.call(Method::POST, "/api/v1/notifications/test", Some(&req)).await
+    }
+
     pub async fn revoke_token(&self, id: i64) -> Result<cone_api::ApiToken, Failure> {
         self.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), None::<&()>).await
     }

@@ -240,7 +240,10 @@ mod tests {
             ],
         );
         let first = asked(&i, 10).unwrap();
-        assert_eq!((first.step, first.names.clone(), first.group.clone()), (0, vec!["bob".into(), "alice".into()], None));
+        assert_eq!(
+            (first.step, first.names.clone(), first.group.clone()),
+            (0, vec!["bob".into(), "alice".into()], None)
+        );
         assert_eq!(first.except, ["alice"]);
         i.decisions.push(Decision { step: 0, by: "bob".into(), approve: true, at: 5 });
         let second = asked(&i, 10).unwrap();

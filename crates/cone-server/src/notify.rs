@@ -40,11 +40,14 @@ pub struct Message {
 /// The message telling `recipient` of `kind`; links point into the console at `console` (no trailing slash).
 pub fn message(kind: Kind, f: &Facts, recipient: &str, console: &str) -> Message {
     let lines = Lines::of(kind, f, recipient, console);
-    let html = page(&lines.subject, html! {
-        @for line in &lines.body { p { (line) } }
-        @if let Some(command) = &lines.command { p { code { (command) } } }
-        @if let Some((label, url)) = &lines.link { p { a href=(url) { (label) } } }
-    });
+    let html = page(
+        &lines.subject,
+        html! {
+            @for line in &lines.body { p { (line) } }
+            @if let Some(command) = &lines.command { p { code { (command) } } }
+            @if let Some((label, url)) = &lines.link { p { a href=(url) { (label) } } }
+        },
+    );
     Message { text: lines.text(), subject: lines.subject, html }
 }
 
@@ -61,10 +64,13 @@ pub fn digest(items: &[Facts], console: &str) -> Message {
         text.push_str(&format!("- {}\n  {}\n", line(f), link(f)));
     }
     text.push_str(&format!("\nAll of them: {console}/console/approvals\n"));
-    let html = page(&subject, html! {
-        ul { @for f in items { li { a href=(link(f)) { (line(f)) } } } }
-        p { a href={ (console) "/console/approvals" } { "All requests waiting for you" } }
-    });
+    let html = page(
+        &subject,
+        html! {
+            ul { @for f in items { li { a href=(link(f)) { (line(f)) } } } }
+            p { a href={ (console) "/console/approvals" } { "All requests waiting for you" } }
+        },
+    );
     Message { subject, text, html }
 }
 
@@ -91,10 +97,7 @@ impl Lines {
                 (
                     format!("{requester} asks for {access}"),
                     vec![
-                        format!(
-                            "{requester} asks for {access} for {}.",
-                            cone_core::duration::format(f.duration_secs)
-                        ),
+                        format!("{requester} asks for {access} for {}.", cone_core::duration::format(f.duration_secs)),
                         format!("Reason: {}", reason_of(f)),
                         "Approve it from the console or with:".into(),
                     ],

@@ -55,14 +55,7 @@ impl Smtp {
             .stderr(Stdio::inherit());
         let (child, addr) = Child::spawn_ready("aiosmtpd", cmd, Duration::from_secs(30))?;
         let (host, port) = addr.rsplit_once(':').context("the SMTP server's address")?;
-        Ok(Smtp {
-            _child: child,
-            dir: dir.to_path_buf(),
-            host: host.into(),
-            port: port.parse()?,
-            user,
-            password,
-        })
+        Ok(Smtp { _child: child, dir: dir.to_path_buf(), host: host.into(), port: port.parse()?, user, password })
     }
 
     /// The `notifications.email` settings that send here, with the password in a 0600 file under the directory.
@@ -90,7 +83,7 @@ impl Smtp {
         names.sort();
         names
             .iter()
-            .map(|p| Ok(serde_json::from_slice(&std::fs::read(p)?).with_context(|| format!("{}", p.display()))?))
+            .map(|p| serde_json::from_slice(&std::fs::read(p)?).with_context(|| format!("{}", p.display())))
             .collect()
     }
 
@@ -98,8 +91,10 @@ impl Smtp {
     pub fn wait_for(&self, to: &str, subject: &str, timeout: Duration) -> Result<Mail> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(m) =
-                self.messages()?.into_iter().find(|m| m.rcpt_tos.iter().any(|r| r == to) && m.subject().contains(subject))
+            if let Some(m) = self
+                .messages()?
+                .into_iter()
+                .find(|m| m.rcpt_tos.iter().any(|r| r == to) && m.subject().contains(subject))
             {
                 return Ok(m);
             }

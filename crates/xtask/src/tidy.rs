@@ -174,7 +174,7 @@ fn the_published_integration_role_holds_exactly_what_cone_aws_policy_prints() {
 /// cone-server's top-level modules, bottom layer first. A module may use those of lower layers and its own
 /// submodules, nothing beside or above it; `main.rs` (the crate root) wires them all.
 const SERVER_LAYERS: &[&[&str]] = &[
-    &["drift", "webhooks", "throttle", "clients"],
+    &["drift", "webhooks", "notify", "throttle", "clients"],
     &["config"],
     &["store"],
     &["state", "error"],

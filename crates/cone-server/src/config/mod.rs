@@ -15,8 +15,8 @@ use cone_core::catalog::{AccessProfile, Catalog, ManagementRule, Target};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-pub use notifications::{Email, Notifications, Tls};
 use notifications::NotificationsConfig;
+pub use notifications::{Email, Notifications, Tls};
 use policy::PolicyConfig;
 pub use policy::{Branches, Policy};
 pub use secrets::{Oidc, UserField, Webhook};

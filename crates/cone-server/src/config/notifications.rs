@@ -10,13 +10,19 @@ use super::duration;
 use super::secrets::secret_source;
 use crate::webhooks::SecretSource;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NotificationsConfig {
     #[serde(default = "default_expiry_warning", with = "duration")]
     expiry_warning: i64,
     #[serde(default)]
     email: Option<EmailConfig>,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> NotificationsConfig {
+        NotificationsConfig { expiry_warning: default_expiry_warning(), email: None }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,9 +123,7 @@ impl EmailConfig {
             (None, false) => None,
         };
         if login.is_some() && self.tls == Tls::None {
-            bail!(
-                "notifications.email: a password is never sent without TLS; use `tls: starttls` or `tls: implicit`"
-            );
+            bail!("notifications.email: a password is never sent without TLS; use `tls: starttls` or `tls: implicit`");
         }
         let port = self.port.unwrap_or(match self.tls {
             Tls::Starttls => 587,

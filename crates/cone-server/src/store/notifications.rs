@@ -10,9 +10,9 @@ use cone_core::task::TaskState;
 use sqlx::FromRow;
 
 use super::audit::record;
-use crate::notify::Facts;
 use super::pool::{Db, Tx};
 use super::tasks::{TASK_SELECT, TaskRow};
+use crate::notify::Facts;
 
 /// How many audit entries one pass of the notifier turns into notifications.
 const EVENTS_BATCH: i64 = 200;
@@ -295,12 +295,7 @@ impl Db {
 
     /// What `user_id` chose (the defaults when they chose nothing).
     pub async fn preferences(&self, user_id: i64) -> Result<Preferences> {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT preferences FROM notification_preferences WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(stored.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default())
+        read_preferences(&self.pool, user_id).await
     }
 
     pub async fn set_preferences(&self, user_id: i64, p: &Preferences, now: i64) -> Result<()> {
@@ -349,7 +344,8 @@ async fn notify_of(
     };
     let Some(task) = task_row(tx, task_id).await? else { return Ok(()) };
     let instance: Option<Instance> = serde_json::from_str(&task.steps_json).ok();
-    let asked = instance.as_ref().and_then(|i| notify::asked(i, now)).filter(|_| task.state == TaskState::PendingApproval);
+    let asked =
+        instance.as_ref().and_then(|i| notify::asked(i, now)).filter(|_| task.state == TaskState::PendingApproval);
     let actor = match e.actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok()) {
         Some(id) => username(tx, id).await?,
         None => "cone".to_string(),
@@ -399,13 +395,8 @@ async fn queue(
     let mut made = 0;
     let mut seen = std::collections::HashSet::new();
     for p in people.iter().filter(|p| seen.insert(p.id)) {
-        if !prefs.contains_key(&p.id) {
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT preferences FROM notification_preferences WHERE user_id = $1")
-                    .bind(p.id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            prefs.insert(p.id, stored.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default());
+        if let std::collections::hash_map::Entry::Vacant(v) = prefs.entry(p.id) {
+            v.insert(read_preferences(&mut **tx, p.id).await?);
         }
         let pref = &prefs[&p.id];
         // Both channels find people by their email address.
@@ -439,6 +430,16 @@ async fn queue(
         tx.notified = true;
     }
     Ok(made)
+}
+
+/// What `user_id` chose; the defaults when nothing (or nothing readable) is stored.
+async fn read_preferences<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Any>, user_id: i64) -> Result<Preferences> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT preferences FROM notification_preferences WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(stored.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default())
 }
 
 async fn task_facts(tx: &mut Tx, t: &TaskRow, event: &str, actor: &str, reason: &str) -> Result<Facts> {

@@ -51,7 +51,6 @@ impl Channels {
         self.console = url.trim_end_matches('/').to_string();
         self
     }
-
 }
 
 pub fn spawn(s: AppState, channels: Arc<Channels>) {
@@ -135,7 +134,13 @@ async fn record(db: &Db, items: &[NotificationRow], sent: Result<Option<String>>
                 db.record_notification(&ids, "failed", Some(&error), None, now, now).await
             } else {
                 let delay = backoff(attempts, BACKOFF_CAP, Jitter::Equal);
-                tracing::warn!(notification = id, user, channel, attempts, "notification not sent, retrying in {delay} s: {error}");
+                tracing::warn!(
+                    notification = id,
+                    user,
+                    channel,
+                    attempts,
+                    "notification not sent, retrying in {delay} s: {error}"
+                );
                 db.record_notification(&ids, "pending", Some(&error), None, now + delay, now).await
             }
         }

@@ -155,6 +155,13 @@ async fn every_endpoint_for_every_role() {
         (Method::POST, "/api/v1/config/check".into(), same(), [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, "/api/v1/config/versions".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, format!("/api/v1/config/versions/{}", in_force.version), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        // Everyone keeps their own preferences and may test their own channels; administrators see every
+        // notification and test anyone's.
+        (Method::GET, "/api/v1/notifications/preferences".into(), Body::None, [401, 200, 200, 200, 200, 200, 200]),
+        (Method::PUT, "/api/v1/notifications/preferences".into(), Body::Json(json!({ "digest": true })), [401, 200, 200, 200, 200, 200, 200]),
+        (Method::GET, "/api/v1/notifications".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        (Method::POST, "/api/v1/notifications/test".into(), Body::Json(json!({})), [401, 202, 202, 202, 202, 202, 202]),
+        (Method::POST, "/api/v1/notifications/test".into(), Body::Json(json!({ "user": "bob" })), [401, 403, 202, 202, 403, 403, 403]),
         // Tokens are made from a `cone login` session only: not from another token.
         (Method::POST, "/api/v1/tokens".into(), Body::Json(json!({ "name": "matrix-2" })), [401, 201, 201, 201, 201, 403, 403]),
         (Method::GET, "/api/v1/tokens".into(), Body::None, [401, 200, 200, 200, 200, 200, 200]),

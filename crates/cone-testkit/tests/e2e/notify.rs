@@ -55,8 +55,30 @@ async fn people_are_told_by_email_once_each(store: Store) {
     assert!(ending.text.unwrap().contains("cone get production-administratoraccess --extend"));
     let o = sb.caller_identity("alice", "production-administratoraccess").unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let to_bob = |smtp: &Smtp| smtp.messages().unwrap().into_iter().filter(|m| m.rcpt_tos == ["bob@example.com"]).count();
+    let to_bob =
+        |smtp: &Smtp| smtp.messages().unwrap().into_iter().filter(|m| m.rcpt_tos == ["bob@example.com"]).count();
     assert_eq!(to_bob(&smtp), 1, "bob was told of the request only");
+
+    // The CLI: alice mutes what she does not want; carol (an administrator) tests alice's channel and lists what
+    // was sent.
+    let o =
+        sb.cone("alice", &["notifications", "set", "--mute", "ended,drift", "--digest", "off", "-o", "json"]).unwrap();
+    let settings: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+    assert_eq!(settings["preferences"]["muted"], serde_json::json!(["ended", "drift"]));
+    assert_eq!(settings["available"], serde_json::json!(["email"]));
+    let o = sb.cone("alice", &["notifications", "set", "--mute", "sometimes"]).unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("Unknown kind \"sometimes\""), "{}", stderr(&o));
+    sb.sign_in("carol").await.unwrap();
+    let o = sb.cone("carol", &["notifications", "test", "alice"]).unwrap();
+    assert!(stderr(&o).is_empty() && String::from_utf8_lossy(&o.stdout).contains("on its way by email"));
+    smtp.wait_for("alice@example.com", "A test message from Cone", WAIT).unwrap();
+    let o = sb.cone("carol", &["notifications", "list", "--state", "sent", "-o", "json"]).unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+    let kinds: Vec<&str> =
+        sent["notifications"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["test", "expiring", "granted", "decided", "approval_needed"], "newest first");
+    let o = sb.cone("bob", &["notifications", "list"]).unwrap();
+    assert!(stderr(&o).contains("Only Cone administrators"), "{}", stderr(&o));
 
     // The SMTP server goes away; alice's next request is recorded, and its message waits. The server is killed
     // (SIGKILL) before it could send it, and comes back pointed at a new SMTP server: bob gets it once.
@@ -80,4 +102,6 @@ async fn people_are_told_by_email_once_each(store: Store) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let all = smtp.messages().unwrap();
     assert_eq!(all.len(), 1, "one message after the restart, nothing sent before it again: {all:?}");
+    let pending = sb.client("carol").unwrap().notifications(Some("pending"), None).await.unwrap();
+    assert!(pending.notifications.is_empty(), "{pending:?}");
 }
