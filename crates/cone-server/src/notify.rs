@@ -63,12 +63,12 @@ pub fn digest(items: &[Facts], console: &str) -> Message {
     for f in items {
         text.push_str(&format!("- {}\n  {}\n", line(f), link(f)));
     }
-    text.push_str(&format!("\nAll of them: {console}/console/approvals\n"));
+    text.push_str(&format!("\nAll of them: {console}/console/inbox\n"));
     let html = page(
         &subject,
         html! {
             ul { @for f in items { li { a href=(link(f)) { (line(f)) } } } }
-            p { a href={ (console) "/console/approvals" } { "All requests waiting for you" } }
+            p { a href={ (console) "/console/inbox" } { "All requests waiting for you" } }
         },
     );
     Message { subject, text, html }

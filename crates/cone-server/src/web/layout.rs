@@ -43,6 +43,7 @@ pub enum Nav {
     Apps,
     Grants,
     Tokens,
+    Notifications,
     /// A page outside the navigation, such as the device page.
     Elsewhere,
 }
@@ -79,6 +80,7 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
         (Nav::Catalog, "/console", "Catalog"),
         (Nav::Requests, "/console/requests", "My requests"),
         (Nav::Inbox, "/console/inbox", "Approvals"),
+        (Nav::Notifications, "/console/notifications", "Notifications"),
     ];
     if viewer.admin {
         items.extend([

@@ -15,6 +15,7 @@ mod apps;
 pub mod device;
 mod filters;
 mod layout;
+mod notifications;
 mod oidc;
 mod oversight;
 mod policies;
@@ -61,6 +62,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tasks/{id}/withdraw-grant", post(oversight::withdraw))
         .route("/console/sign-out", post(oversight::sign_out))
         .route("/console/api-tokens", get(oversight::api_tokens))
+        .route("/console/notifications", get(notifications::notifications_page).post(notifications::save))
+        .route("/console/notifications/test", post(notifications::test))
         .route("/console/audit", get(admin::audit))
         .route("/console/audit/export", get(admin::audit_export))
         .route("/console/drift", get(admin::drift))

@@ -256,6 +256,7 @@ async fn every_console_page_and_form_for_every_person() {
         (format!("/console/tasks/{task}"), [303, 200, 200, 200, 404]),
         (format!("/console/tasks/{task}/history"), [303, 200, 200, 200, 404]),
         ("/console/device".into(), [303, 200, 200, 200, 200]),
+        ("/console/notifications".into(), [303, 200, 200, 200, 200]),
         ("/console/grants".into(), [303, 403, 403, 200, 403]),
         ("/console/api-tokens".into(), [303, 403, 403, 200, 403]),
         ("/console/audit".into(), [303, 403, 403, 200, 403]),

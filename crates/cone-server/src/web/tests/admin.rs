@@ -339,3 +339,51 @@ async fn the_audit_page_names_people_newest_first_and_narrows_to_a_person() {
     assert_eq!(nobody.status, StatusCode::BAD_REQUEST);
     assert!(nobody.body.contains("There is no Cone user"), "{}", nobody.body);
 }
+
+#[tokio::test]
+async fn people_choose_what_they_are_told_and_administrators_see_what_was_sent() {
+    let email = "notifications:\n  email: { from: cone@example.com, host: 127.0.0.1, tls: none }\n";
+    let (s, _keep) = state(&format!("admins: {{ users: [carol] }}\n{email}")).await;
+    s.db.set_password("carol", &hash_password("pw").unwrap()).await.unwrap();
+    catalog(&s).await;
+    let mut alice = Browser::new(&s);
+    alice.sign_in("alice").await;
+
+    // alice has no address in this catalog: nothing reaches her, and the page says so.
+    let page = alice.get("/console/notifications").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Cone knows no email address for you."), "{}", page.body);
+    assert!(!page.body.contains("Every notification"), "only administrators see the list");
+    let form = [
+        ("csrf", page.token()),
+        ("mute-granted", "on".into()),
+        ("mute-expiring", "on".into()),
+        ("digest", "on".into()),
+    ];
+    let saved = alice.post("/console/notifications", &pairs(&form)).await;
+    assert_eq!(saved.location(), "/console/notifications?done=saved");
+    let alice_row = s.db.user_by_name("alice").await.unwrap().unwrap();
+    let p = s.db.preferences(alice_row.id).await.unwrap();
+    assert_eq!(p.muted, [cone_api::NotificationKind::Granted, cone_api::NotificationKind::Expiring]);
+    assert!(p.digest && p.channels.is_none(), "{p:?}");
+    let page = alice.get("/console/notifications?done=saved").await;
+    assert!(page.body.contains("Your preferences are saved."));
+    assert!(page.body.contains(r#"id="mute-granted" type="checkbox" name="mute-granted" value="on" checked>"#));
+    let tested = alice.post("/console/notifications/test", &[("csrf", &page.token())]).await;
+    assert_eq!(tested.location(), "/console/notifications?done=none");
+
+    // carol has an address: her test goes out by email and she sees it listed, pending until the worker sends it.
+    sqlx::query("UPDATE users SET email = 'carol@example.com' WHERE username = 'carol'")
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    let mut carol = Browser::new(&s);
+    carol.sign_in("carol").await;
+    let page = carol.get("/console/notifications").await;
+    let tested = carol.post("/console/notifications/test", &[("csrf", &page.token())]).await;
+    assert_eq!(tested.location(), "/console/notifications?done=email");
+    let page = carol.get("/console/notifications?state=pending").await;
+    assert!(page.body.contains("Every notification") && page.body.contains("<td>test</td>"), "{}", page.body);
+    let page = carol.get("/console/notifications?state=sent").await;
+    assert!(page.body.contains("No notification matches."));
+}
