@@ -51,6 +51,47 @@ pub fn message(kind: Kind, f: &Facts, recipient: &str, console: &str) -> Message
     Message { text: lines.text(), subject: lines.subject, html }
 }
 
+/// The same message for Slack: its fallback text and Block Kit blocks. A request to approve carries Approve and
+/// Deny buttons, whose value is the task's id; Slack posts the click to the interactivity endpoint.
+pub fn slack(kind: Kind, f: &Facts, recipient: &str, console: &str) -> (String, serde_json::Value) {
+    let lines = Lines::of(kind, f, recipient, console);
+    let mut text = format!("*{}*\n{}", mrkdwn(&lines.subject), mrkdwn(&lines.body.join("\n")));
+    if let Some(command) = &lines.command {
+        text.push_str(&format!("\n`{}`", mrkdwn(command)));
+    }
+    let mut blocks = vec![serde_json::json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
+    let mut buttons = Vec::new();
+    if let (Kind::ApprovalNeeded, Some(id)) = (kind, f.task_id) {
+        for (action, label, style) in [("approve", "Approve", "primary"), ("deny", "Deny", "danger")] {
+            buttons.push(serde_json::json!({
+                "type": "button", "action_id": action, "value": id.to_string(), "style": style,
+                "text": { "type": "plain_text", "text": label },
+            }));
+        }
+    }
+    if let Some((label, url)) = &lines.link {
+        buttons.push(serde_json::json!({
+            "type": "button", "action_id": "open", "url": url, "text": { "type": "plain_text", "text": label },
+        }));
+    }
+    if !buttons.is_empty() {
+        blocks.push(serde_json::json!({ "type": "actions", "block_id": "cone", "elements": buttons }));
+    }
+    (lines.subject, serde_json::Value::Array(blocks))
+}
+
+/// Plain text as Slack blocks: what a decided request's message becomes (the news in place of the buttons), and a
+/// digest.
+pub fn slack_section(text: &str) -> serde_json::Value {
+    serde_json::json!([{ "type": "section", "text": { "type": "mrkdwn", "text": mrkdwn(text) } }])
+}
+
+/// Text for Slack's mrkdwn: `&`, `<` and `>` escaped as Slack asks, so that nobody's words become a link or a
+/// mention.
+fn mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// One message gathering the requests `recipient` is asked to decide (their hourly digest).
 pub fn digest(items: &[Facts], console: &str) -> Message {
     let subject = match items.len() {
@@ -261,6 +302,22 @@ mod tests {
         f.reason = "AccessDenied".into();
         assert!(message(Kind::Failed, &f, "carol", "https://c").text.contains("alice's access"));
         assert!(message(Kind::Failed, &f, "alice", "https://c").text.contains("your access"));
+    }
+
+    #[test]
+    fn a_slack_request_carries_buttons_and_escapes_what_people_typed() {
+        let mut f = facts();
+        f.justification = "<!channel> & <https://evil|click>".into();
+        let (text, blocks) = slack(Kind::ApprovalNeeded, &f, "bob", "https://c");
+        assert_eq!(text, "alice asks for AdministratorAccess on Production");
+        let section = blocks[0]["text"]["text"].as_str().unwrap();
+        assert!(section.contains("&lt;!channel&gt; &amp; &lt;https://evil|click&gt;"), "{section}");
+        let buttons = &blocks[1]["elements"];
+        assert_eq!((buttons[0]["action_id"].as_str(), buttons[0]["value"].as_str()), (Some("approve"), Some("7")));
+        assert_eq!((buttons[1]["action_id"].as_str(), buttons[1]["value"].as_str()), (Some("deny"), Some("7")));
+        assert_eq!(buttons[2]["url"], "https://c/console/tasks/7");
+        let (_, granted) = slack(Kind::Granted, &f, "alice", "https://c");
+        assert_eq!(granted[1]["elements"].as_array().unwrap().len(), 1, "no decision to make: only the link");
     }
 
     #[test]

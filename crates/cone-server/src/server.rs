@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 use crate::error::Error;
-use crate::state::AppState;
+use crate::state::{AppState, SlackApp};
 use crate::{api, config, services, store, web, workers};
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +61,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/oauth/device/code", post(api::session::device_authorization))
         .route("/oauth/token", post(api::session::token))
         .route("/device", get(web::device::verification_uri))
+        .route(
+            "/slack/interactivity",
+            post(api::slack::interactivity).layer(axum::extract::DefaultBodyLimit::max(api::slack::BODY_LIMIT)),
+        )
         .merge(api)
         .merge(api::metrics::routes())
         .merge(web::routes())
@@ -76,6 +80,8 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
     let sender = Arc::new(workers::delivery::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
     let channels = workers::notify::Channels::new(&config.notifications, |name| std::env::var(name).ok())?;
+    let slack = config.notifications.slack.as_ref().map(|c| SlackApp::new(c, |name| std::env::var(name).ok()));
+    let slack = slack.transpose()?.map(Arc::new);
     // The identity provider's client secret is read again at each sign-in; reading it now stops a start without it.
     if let Some(oidc) = &config.oidc {
         oidc.secret.read("oidc", |name| std::env::var(name).ok())?;
@@ -104,7 +110,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
         );
     }
     let connector = Arc::new(settings.connect().await?.with_outstanding_writes(config.aws.max_assignment_writes));
-    let state = AppState { clock, ..AppState::new(db, config, access, public_url.clone()) };
+    let state = AppState { clock, slack, ..AppState::new(db, config, access, public_url.clone()) };
     let access_changed = Arc::new(Notify::new());
     tokio::spawn(store::forward_changes(
         state.db.clone(),
@@ -123,7 +129,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     }
     workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
     workers::delivery::spawn(state.clone(), sender);
-    workers::notify::spawn(state.clone(), Arc::new(channels.with_console(&public_url)));
+    workers::notify::spawn(state.clone(), Arc::new(channels.with_console(&public_url).with_slack(state.slack.clone())));
     if state.config.aws.revoke_sessions {
         workers::denials::spawn(state.clone(), connector.clone());
     }

@@ -66,6 +66,25 @@ pub struct AppState {
     pub clients: Arc<ClientLimits>,
     /// True once the process is asked to stop: long polls answer at once so that it drains quickly.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The Slack app, when `notifications.slack` is configured.
+    pub slack: Option<Arc<SlackApp>>,
+}
+
+/// A Slack app: its bot, and the secret that proves a request came from Slack.
+pub struct SlackApp {
+    pub bot: cone_slack::Slack,
+    pub signing_secret: crate::webhooks::Secret,
+}
+
+impl SlackApp {
+    /// Reads the app's secrets (through `env` for environment variables), so that a missing one stops the start.
+    pub fn new(c: &crate::config::Slack, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<SlackApp> {
+        let token = c.bot_token.read("notifications.slack bot_token", &env)?;
+        let token = String::from_utf8(token.reveal().to_vec())
+            .map_err(|_| anyhow::anyhow!("notifications.slack: the bot token is not text; it starts with xoxb-"))?;
+        let signing_secret = c.signing_secret.read("notifications.slack signing_secret", &env)?;
+        Ok(SlackApp { bot: cone_slack::Slack::new(&c.api_url, token)?, signing_secret })
+    }
 }
 
 impl AppState {
@@ -93,6 +112,7 @@ impl AppState {
             sign_in_failures: Arc::default(),
             clients,
             stopping: tokio::sync::watch::Sender::new(false),
+            slack: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod postgres;
 pub use postgres::Postgres;
 
 mod seed;
+pub mod slack;
 pub mod smtp;
 pub use seed::{SandboxOrg, moto_sdk_config, seed_sandbox};
 

@@ -9,6 +9,7 @@ pub mod metrics;
 mod notifications;
 mod operations;
 pub mod session;
+pub mod slack;
 mod tasks;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use notifications::NotificationsConfig;
-pub use notifications::{Email, Notifications, Tls};
+pub use notifications::{Email, Notifications, Slack, Tls};
 use policy::PolicyConfig;
 pub use policy::{Branches, Policy};
 pub use secrets::{Oidc, UserField, Webhook};

@@ -17,12 +17,34 @@ pub(super) struct NotificationsConfig {
     expiry_warning: i64,
     #[serde(default)]
     email: Option<EmailConfig>,
+    #[serde(default)]
+    slack: Option<SlackConfig>,
 }
 
 impl Default for NotificationsConfig {
     fn default() -> NotificationsConfig {
-        NotificationsConfig { expiry_warning: default_expiry_warning(), email: None }
+        NotificationsConfig { expiry_warning: default_expiry_warning(), email: None, slack: None }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlackConfig {
+    #[serde(default)]
+    bot_token_env: Option<String>,
+    #[serde(default)]
+    bot_token_file: Option<PathBuf>,
+    #[serde(default)]
+    bot_token: Option<Value>,
+    #[serde(default)]
+    signing_secret_env: Option<String>,
+    #[serde(default)]
+    signing_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    signing_secret: Option<Value>,
+    /// Slack's Web API; another address only for a stand-in.
+    #[serde(default = "default_slack_api")]
+    api_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,12 +90,21 @@ pub struct Notifications {
     /// Seconds before a grant's end its holder is warned.
     pub expiry_warning: i64,
     pub email: Option<Email>,
+    pub slack: Option<Slack>,
 }
 
 impl Default for Notifications {
     fn default() -> Notifications {
-        Notifications { expiry_warning: default_expiry_warning(), email: None }
+        Notifications { expiry_warning: default_expiry_warning(), email: None, slack: None }
     }
+}
+
+/// A Slack app: its bot token posts, its signing secret proves Slack's requests. Both are read at start.
+#[derive(Debug, Clone)]
+pub struct Slack {
+    pub bot_token: SecretSource,
+    pub signing_secret: SecretSource,
+    pub api_url: String,
 }
 
 /// Email through an SMTP server. The password is read when the server starts (`workers::notify`).
@@ -94,7 +125,8 @@ impl NotificationsConfig {
             bail!("notifications: `expiry_warning` must be between 1m and 7d");
         }
         let email = self.email.map(EmailConfig::compile).transpose()?;
-        Ok(Notifications { expiry_warning: self.expiry_warning, email })
+        let slack = self.slack.map(SlackConfig::compile).transpose()?;
+        Ok(Notifications { expiry_warning: self.expiry_warning, email, slack })
     }
 }
 
@@ -132,6 +164,37 @@ impl EmailConfig {
         });
         Ok(Email { from, host: self.host, port, tls: self.tls, login, ca_file: self.ca_file })
     }
+}
+
+impl SlackConfig {
+    fn compile(self) -> Result<Slack> {
+        let owner = "notifications.slack";
+        let bot_token = secret_source(
+            owner,
+            "bot_token",
+            "slack-bot",
+            self.bot_token.is_some(),
+            self.bot_token_env,
+            self.bot_token_file,
+        )?;
+        let signing_secret = secret_source(
+            owner,
+            "signing_secret",
+            "slack-signing",
+            self.signing_secret.is_some(),
+            self.signing_secret_env,
+            self.signing_secret_file,
+        )?;
+        let url = reqwest::Url::parse(&self.api_url).ok().filter(|u| ["http", "https"].contains(&u.scheme()));
+        if url.is_none() {
+            bail!("{owner}: `api_url: {}` is not an http(s) URL; leave it out for Slack itself", self.api_url);
+        }
+        Ok(Slack { bot_token, signing_secret, api_url: self.api_url })
+    }
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api/".into()
 }
 
 fn default_expiry_warning() -> i64 {

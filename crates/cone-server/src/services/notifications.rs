@@ -12,7 +12,13 @@ use crate::store::{Audiences, UserRow};
 /// Who may be told, and on what, as the configuration says.
 pub fn audiences(s: &AppState) -> Audiences {
     Audiences {
-        channels: s.config.notifications.email.iter().map(|_| Channel::Email).collect(),
+        channels: [
+            s.config.notifications.email.as_ref().map(|_| Channel::Email),
+            s.config.notifications.slack.as_ref().map(|_| Channel::Slack),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         admin_users: s.config.admins.users.clone(),
         admin_groups: s.config.admins.groups.clone(),
     }

@@ -1,5 +1,6 @@
 //! Notifications: turns recorded events and coming grant ends into notifications (the store's
-//! `make_notifications`, `warn_of_ends`), then sends what is due on each channel, retried with backoff and given up
+//! `make_notifications`, `warn_of_ends`), then sends what is due on each channel (email through SMTP, Slack as a
+//! direct message from the app's bot), retried with backoff and given up
 //! after [`MAX_ATTEMPTS`]. An approver's digest items due together go as one message. Logs name the notification
 //! and the person, never an address, a password or a message's text.
 
@@ -17,8 +18,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Jitter, backoff, until_due};
 use crate::config::{Email, Tls};
-use crate::notify::{Facts, Message, digest, message, preferences_url};
-use crate::state::AppState;
+use crate::notify::{Facts, Message, digest, message, preferences_url, slack, slack_section};
+use crate::state::{AppState, SlackApp};
 use crate::store::{Audiences, Db, NotificationRow};
 
 /// How many notifications one pass sends at most.
@@ -35,6 +36,7 @@ const RETENTION: i64 = 30 * 24 * 3600;
 /// The channels configured, ready to send.
 pub struct Channels {
     email: Option<Mailer>,
+    slack: Option<Arc<SlackApp>>,
     /// The console's address, for links.
     console: String,
 }
@@ -43,7 +45,13 @@ impl Channels {
     /// Reads every channel's secret, so that a missing one stops the server at start.
     pub fn new(config: &crate::config::Notifications, env: impl Fn(&str) -> Option<String>) -> Result<Channels> {
         let email = config.email.as_ref().map(|e| Mailer::new(e, &env)).transpose()?;
-        Ok(Channels { email, console: String::new() })
+        Ok(Channels { email, slack: None, console: String::new() })
+    }
+
+    /// Slack messages go through this app.
+    pub fn with_slack(mut self, slack: Option<Arc<SlackApp>>) -> Channels {
+        self.slack = slack;
+        self
     }
 
     /// Links in messages point into the console at `url`.
@@ -129,7 +137,9 @@ async fn record(db: &Db, items: &[NotificationRow], sent: Result<Option<String>>
         Ok(reference) => db.record_notification(&ids, "sent", None, reference.as_deref(), now, now).await,
         Err(e) => {
             let error = format!("{e:#}");
-            if attempts >= MAX_ATTEMPTS {
+            // Slack's answers say when trying again cannot help (a wrong token, a person not in Slack).
+            let hopeless = e.downcast_ref::<cone_slack::Error>().is_some_and(|e| !e.transient());
+            if attempts >= MAX_ATTEMPTS || hopeless {
                 tracing::error!(notification = id, user, channel, attempts, "notification given up: {error}");
                 db.record_notification(&ids, "failed", Some(&error), None, now, now).await
             } else {
@@ -152,17 +162,34 @@ impl Channels {
     /// calls the message.
     async fn send(&self, items: &[NotificationRow]) -> Result<Option<String>> {
         let first = &items[0];
-        let m = if first.digest == 1 {
-            digest(&items.iter().map(NotificationRow::facts).collect::<Vec<Facts>>(), &self.console)
-        } else {
-            message(first.kind.0, &first.facts(), &first.username, &self.console)
-        };
+        let facts = || items.iter().map(NotificationRow::facts).collect::<Vec<Facts>>();
         match first.channel.0 {
             Channel::Email => {
+                let m = if first.digest == 1 {
+                    digest(&facts(), &self.console)
+                } else {
+                    message(first.kind.0, &first.facts(), &first.username, &self.console)
+                };
                 let mailer = self.email.as_ref().context("email is no longer configured")?;
                 mailer.send(first, &m, &self.console).await.map(|()| None)
             }
-            Channel::Slack => anyhow::bail!("Slack is not configured"),
+            Channel::Slack => {
+                let app = self.slack.as_ref().context("Slack is no longer configured")?;
+                let (text, blocks) = if first.digest == 1 {
+                    let m = digest(&facts(), &self.console);
+                    (m.subject, slack_section(&m.text))
+                } else {
+                    slack(first.kind.0, &first.facts(), &first.username, &self.console)
+                };
+                // A direct message from the bot to the person Slack knows by this address.
+                let Some(person) = app.bot.lookup_by_email(&first.email).await? else {
+                    return Err(
+                        cone_slack::Error::Slack(format!("users_not_found ({} is not in Slack)", first.email)).into()
+                    );
+                };
+                let posted = app.bot.post(&person, None, &text, Some(&blocks)).await?;
+                Ok(Some(format!("{} {}", posted.channel, posted.ts)))
+            }
         }
     }
 }

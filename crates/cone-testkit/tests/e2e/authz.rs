@@ -162,6 +162,8 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/notifications".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::POST, "/api/v1/notifications/test".into(), Body::Json(json!({})), [401, 202, 202, 202, 202, 202, 202]),
         (Method::POST, "/api/v1/notifications/test".into(), Body::Json(json!({ "user": "bob" })), [401, 403, 202, 202, 403, 403, 403]),
+        // Slack's endpoint answers only where Slack is configured, and only Slack's signature (never a token).
+        (Method::POST, "/slack/interactivity".into(), Body::Json(json!({})), [404, 404, 404, 404, 404, 404, 404]),
         // Tokens are made from a `cone login` session only: not from another token.
         (Method::POST, "/api/v1/tokens".into(), Body::Json(json!({ "name": "matrix-2" })), [401, 201, 201, 201, 201, 403, 403]),
         (Method::GET, "/api/v1/tokens".into(), Body::None, [401, 200, 200, 200, 200, 200, 200]),
