@@ -93,7 +93,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
 async fn render(s: &AppState) -> Result<String> {
     let counts = operations::counts(s).await?;
     let sync = operations::connector(s);
-    let (jobs, tasks, grants, deliveries) = (counts.jobs, counts.tasks, counts.active_grants, counts.deliveries);
+    let (jobs, tasks, grants) = (counts.jobs, counts.tasks, counts.active_grants);
+    let deliveries = counts.deliveries;
 
     let mut out = HANDLE.get().map(PrometheusHandle::render).unwrap_or_default();
     let mut gauge = |name: &str, help: &str, values: &[(String, i64)]| {
@@ -110,6 +111,9 @@ async fn render(s: &AppState) -> Result<String> {
     let deliveries: Vec<_> =
         deliveries.into_iter().map(|(w, st, n)| (format!("{{webhook=\"{w}\",state=\"{st}\"}}"), n)).collect();
     gauge("cone_webhook_deliveries", "Webhook deliveries waiting to be sent or given up, by webhook.", &deliveries);
+    let notifications: Vec<_> =
+        counts.notifications.into_iter().map(|(c, st, n)| (format!("{{channel=\"{c}\",state=\"{st}\"}}"), n)).collect();
+    gauge("cone_notifications", "Notifications waiting to be sent or given up, by channel.", &notifications);
     let ok = i64::from(sync.state == cone_api::CONNECTOR_CONNECTED);
     gauge("cone_sync_ok", "1 when this process's last sync with AWS succeeded.", &[(String::new(), ok)]);
     let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| vec![(String::new(), t.timestamp())]);

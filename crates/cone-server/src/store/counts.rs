@@ -13,10 +13,12 @@ pub struct Counts {
     pub active_grants: i64,
     /// (webhook, state, count) of pending and failed deliveries.
     pub deliveries: Vec<(String, String, i64)>,
+    /// (channel, state, count) of pending and failed notifications.
+    pub notifications: Vec<(String, String, i64)>,
 }
 
 impl Db {
-    /// Four small aggregate queries, read at each scrape so that every replica reports the same numbers.
+    /// Five small aggregate queries, read at each scrape so that every replica reports the same numbers.
     pub async fn counts(&self, now: i64) -> Result<Counts> {
         let jobs = sqlx::query_as(
             "SELECT kind, state, COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') GROUP BY kind, state",
@@ -35,7 +37,13 @@ impl Db {
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(Counts { jobs, tasks, active_grants, deliveries })
+        let notifications = sqlx::query_as(
+            "SELECT channel, state, COUNT(*) FROM notifications WHERE state IN ('pending', 'failed')
+             GROUP BY channel, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Counts { jobs, tasks, active_grants, deliveries, notifications })
     }
 
     /// A trivial query: the database answers.

@@ -133,16 +133,24 @@ async fn record(db: &Db, items: &[NotificationRow], sent: Result<Option<String>>
     let ids: Vec<i64> = items.iter().map(|n| n.id).collect();
     let first = &items[0];
     let (id, user, channel, attempts) = (first.id, first.username.as_str(), first.channel.0.as_str(), first.attempts);
+    let count = |outcome: &'static str| {
+        metrics::counter!("cone_notifications_total", "channel" => channel, "outcome" => outcome).increment(1);
+    };
     match sent {
-        Ok(reference) => db.record_notification(&ids, "sent", None, reference.as_deref(), now, now).await,
+        Ok(reference) => {
+            count("sent");
+            db.record_notification(&ids, "sent", None, reference.as_deref(), now, now).await
+        }
         Err(e) => {
             let error = format!("{e:#}");
             // Slack's answers say when trying again cannot help (a wrong token, a person not in Slack).
             let hopeless = e.downcast_ref::<cone_slack::Error>().is_some_and(|e| !e.transient());
             if attempts >= MAX_ATTEMPTS || hopeless {
+                count("given_up");
                 tracing::error!(notification = id, user, channel, attempts, "notification given up: {error}");
                 db.record_notification(&ids, "failed", Some(&error), None, now, now).await
             } else {
+                count("retried");
                 let delay = backoff(attempts, BACKOFF_CAP, Jitter::Equal);
                 tracing::warn!(
                     notification = id,
