@@ -17,6 +17,7 @@ import ssl
 import sys
 import logging
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -80,6 +81,7 @@ class Store:
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         part = lambda kind: message.get_body(preferencelist=(kind,))
         parsed = {
+            "received_at_ms": int(time.time() * 1000),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "tls": session.ssl is not None,

@@ -22,6 +22,8 @@ pub struct Smtp {
 /// A message the server accepted.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Mail {
+    /// When the server accepted it (Unix ms).
+    pub received_at_ms: u128,
     pub mail_from: String,
     pub rcpt_tos: Vec<String>,
     /// Whether it came over TLS, and after AUTH.

@@ -19,6 +19,10 @@
 //! refused, when the deny policy was written and when the last DeleteAccountAssignment was sent, and the rate of
 //! Identity Center calls meanwhile.
 //!
+//! `cone-bench-setup notify [--postgres] [--grants N]`: N people each file a request bob must approve, all at once,
+//! with email through a real SMTP server (aiosmtpd, STARTTLS and AUTH). Prints the messages delivered a second and
+//! the latency from each request's filing to the SMTP server accepting bob's email about it.
+//!
 //! `cone-bench-setup flood [--postgres] [--rates DEVICE,POLL,PASSWORD]`: alice asks for administrator access for
 //! 20 s, bob approves, it is granted and ends; once on a quiet server, then again while this process floods the
 //! sign-in endpoints from loopback (device-code starts, token polls for made-up codes and wrong passwords for
@@ -85,8 +89,9 @@ async fn main() -> ExitCode {
             Some("expiry") => expiry(store, dir.path(), grants?.max(1), spread?, limits?).await,
             Some("offboard") => offboard(store, dir.path(), grants?.max(1)).await,
             Some("flood") => flood(store, dir.path(), rates?).await,
+            Some("notify") => notify(store, dir.path(), grants?.max(1)).await,
             _ => bail!(
-                "usage: cone-bench-setup check [--org]|expiry|offboard|flood [--postgres] [--grants N] [--spread SECS] \
+                "usage: cone-bench-setup check [--org]|expiry|offboard|flood|notify [--postgres] [--grants N] [--spread SECS] \
                  [--aws-limits N [--write-ms MS]] [--rates DEVICE,POLL,PASSWORD]"
             ),
         }
@@ -232,11 +237,16 @@ fn unix_ms() -> u128 {
 
 /// N identity-store users in moto, each with an assignment on Staging ReadOnlyAccess: their user ids.
 async fn seed_users(sb: &Sandbox, n: u64) -> Result<Vec<String>> {
+    seed_people(sb, n, true).await
+}
+
+/// N identity-store users `bench-00000`…, each with an assignment on Staging ReadOnlyAccess when `assign`.
+async fn seed_people(sb: &Sandbox, n: u64, assign: bool) -> Result<Vec<String>> {
     let sdk = moto_sdk_config(&sb.moto.endpoint);
     let ids = aws_sdk_identitystore::Client::new(&sdk);
     let sso = aws_sdk_ssoadmin::Client::new(&sdk);
     let (account, ps) = staging_readonly(sb)?;
-    eprintln!("creating {n} users and their assignments in moto");
+    eprintln!("creating {n} users in moto");
     let mut created = Vec::new();
     for i in 0..n {
         let name = format!("bench-{i:05}");
@@ -249,6 +259,10 @@ async fn seed_users(sb: &Sandbox, n: u64) -> Result<Vec<String>> {
             .send()
             .await
             .with_context(|| format!("CreateUser {name}"))?;
+        if !assign {
+            created.push(user.user_id);
+            continue;
+        }
         sso.create_account_assignment()
             .instance_arn(&sb.org.instance_arn)
             .target_id(account)
@@ -325,6 +339,95 @@ fn seed_grants(sb: &Sandbox, postgres: Option<&str>, ends: u64, end: &str) -> Re
             Some((principal.to_string(), end.trim().parse::<u128>().ok()? * 1000))
         })
         .collect())
+}
+
+/// A `cone login` session for each `bench-` user, as its hash is stored: `bench-session-00000`, ….
+fn sessions(sb: &Sandbox, postgres: Option<&str>, n: u64, now: u64) -> Result<()> {
+    let sql: String = (0..n)
+        .map(|i| {
+            let hash = hex::encode(Sha256::digest(format!("bench-session-{i:05}")));
+            format!(
+                "INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at)
+                 SELECT '{hash}', id, {now}, {now} + 86400 FROM users WHERE username = 'bench-{i:05}';\n"
+            )
+        })
+        .collect();
+    database(sb, postgres, &sql).map(drop)
+}
+
+/// N people each file a request that bob must approve, all at once; bob's email for each is read back from the
+/// SMTP server. Prints how fast the messages went out and the latency from each request's filing to its message.
+async fn notify(store: Store, dir: &Path, n: u64) -> Result<()> {
+    let db = postgres_url(&store);
+    let smtp = cone_testkit::smtp::Smtp::start(&dir.join("smtp"))?;
+    let policy = "  - name: bench-needs-bob\n    match: { permission_set: ReadOnlyAccess }\n    max_duration: 8h\n    \
+                  steps: [{ approval: { users: [bob] } }]\n";
+    let mut sb = Sandbox::start_on(store, &dir.join("sb"), &smtp.settings("15m")?, policy).await?;
+    seed_people(&sb, n, false).await?;
+    // The start's sync imports them.
+    sb.start_server()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    sessions(&sb, db.as_deref(), n, now)?;
+    let (account, ps) = staging_readonly(&sb)?;
+    let entitlement_id = format!("{account}|{ps}");
+    let clients: Vec<cone_client::Client> = (0..n)
+        .map(|i| cone_client::Client::new(&sb.server_url, &format!("bench-session-{i:05}")))
+        .collect::<Result<_>>()?;
+    eprintln!("{n} requests at once");
+    let started = unix_ms();
+    let mut filing = tokio::task::JoinSet::new();
+    for c in clients {
+        let ask = CreateTask {
+            app_id: "aws".into(),
+            entitlement_id: entitlement_id.clone(),
+            justification: "benchmark".into(),
+            duration_secs: None,
+            form_data: Default::default(),
+            emergency: false,
+        };
+        filing.spawn(async move { c.create_task(&ask).await.map(|t| (t.id, unix_ms())) });
+    }
+    let mut filed = HashMap::new();
+    while let Some(done) = filing.join_next().await {
+        let (id, at) = done??;
+        filed.insert(id, at);
+    }
+    let all_filed = unix_ms();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mails = loop {
+        let mails: Vec<_> = smtp.messages()?.into_iter().filter(|m| m.rcpt_tos == ["bob@example.com"]).collect();
+        if mails.len() >= filed.len() || Instant::now() > deadline {
+            break mails;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut latencies: Vec<u128> = mails
+        .iter()
+        .filter_map(|m| {
+            let text = m.text.as_deref()?;
+            let id: i64 = text.split("cone task approve ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+            Some(m.received_at_ms.saturating_sub(*filed.get(&id)?))
+        })
+        .collect();
+    latencies.sort_unstable();
+    let last = mails.iter().map(|m| m.received_at_ms).max().unwrap_or(started);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied();
+    println!(
+        "{} requests filed in {} ms; {} emails to bob (one each: {}), the last {} ms after the first filing",
+        filed.len(),
+        all_filed - started,
+        mails.len(),
+        latencies.len() == filed.len(),
+        last - started
+    );
+    println!(
+        "  delivered {:.0} a second; filing to SMTP acceptance p50 {:?} ms, p99 {:?} ms, max {:?} ms",
+        mails.len() as f64 * 1000.0 / (last - started).max(1) as f64,
+        pct(0.5).unwrap_or_default(),
+        pct(0.99).unwrap_or_default(),
+        latencies.last().copied().unwrap_or_default()
+    );
+    Ok(())
 }
 
 async fn expiry(store: Store, dir: &Path, n: u64, spread: u64, limits: Option<(usize, Duration)>) -> Result<()> {
@@ -424,18 +527,7 @@ async fn offboard(store: Store, dir: &Path, n: u64) -> Result<()> {
     if granted.len() as u64 != n {
         bail!("seeded {} active grants instead of {n}; did the sync import the users?", granted.len());
     }
-    // A `cone login` session for each, as its hash is stored.
-    let now = ends - 3600;
-    let sessions: String = (0..n)
-        .map(|i| {
-            let hash = hex::encode(Sha256::digest(format!("bench-session-{i:05}")));
-            format!(
-                "INSERT INTO access_tokens (token_hash, user_id, created_at, expires_at)
-                 SELECT '{hash}', id, {now}, {now} + 86400 FROM users WHERE username = 'bench-{i:05}';\n"
-            )
-        })
-        .collect();
-    database(&sb, db.as_deref(), &sessions)?;
+    sessions(&sb, db.as_deref(), n, ends - 3600)?;
     let last = cone_client::Client::new(&url, &format!("bench-session-{:05}", n - 1))?;
     last.me().await.context("a bench user's session does not work before the sync")?;
 
