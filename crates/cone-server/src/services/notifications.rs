@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{Audiences, UserRow};
 
+/// Test messages a person may be sent an hour, so that nobody's inbox (or the SMTP server) is flooded by them.
+const TESTS_PER_HOUR: i64 = 10;
+
 /// Who may be told, and on what, as the configuration says.
 pub fn audiences(s: &AppState) -> Audiences {
     Audiences {
@@ -78,6 +81,12 @@ pub async fn test(s: &AppState, caller: &Caller, user: Option<&str>) -> Result<T
                 .ok_or_else(|| Error::NotFound(format!("No user is named \"{name}\"; check the spelling.")))?
         }
     };
+    if s.db.tests_since(to.id, s.now() - 3600).await? >= TESTS_PER_HOUR {
+        return Err(Error::TooMany(format!(
+            "{} was sent {TESTS_PER_HOUR} test messages in the last hour; `cone notifications list` shows how they went.",
+            to.username
+        )));
+    }
     let channels = s.db.test_notification(&audiences(s), caller.user.id, to.id, s.now()).await?;
     Ok(TestNotificationQueued { user: to.username, channels })
 }
@@ -217,5 +226,10 @@ mod tests {
         assert_eq!(sent.channels, [Channel::Email]);
         let refused = test(&s, &caller(&bob), Some("alice")).await;
         assert!(matches!(refused, Err(Error::Forbidden(_))), "only administrators test others");
+        for _ in 1..TESTS_PER_HOUR {
+            test(&s, &caller(&carol), Some("alice")).await.unwrap();
+        }
+        let flood = test(&s, &caller(&carol), Some("alice")).await;
+        assert!(matches!(flood, Err(Error::TooMany(_))), "at most {TESTS_PER_HOUR} an hour: {flood:?}");
     }
 }

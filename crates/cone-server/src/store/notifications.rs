@@ -177,6 +177,17 @@ impl Db {
         .await?)
     }
 
+    /// How many test messages were made for `user_id` since `since`.
+    pub async fn tests_since(&self, user_id: i64, since: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT key) FROM notifications WHERE user_id = $1 AND kind = 'test' AND created_at >= $2",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Queues a test message to `user_id` on every channel that reaches them, and audits it; returns the channels.
     pub async fn test_notification(&self, to: &Audiences, by: i64, user_id: i64, now: i64) -> Result<Vec<Channel>> {
         let mut tx = self.begin().await?;

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use cone_core::notify::Channel;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls as SmtpTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -202,9 +203,15 @@ impl Channels {
     }
 }
 
+/// SMTP connections kept open, and so the most messages sent at once: lettre's pool opens a new connection for each
+/// send beyond those idle, and a connection's STARTTLS and AUTH cost more than a message.
+const SMTP_CONNECTIONS: usize = 10;
+
 /// Email through the configured SMTP server.
 struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// One permit per pooled connection.
+    connections: tokio::sync::Semaphore,
     from: Mailbox,
     host: String,
 }
@@ -230,14 +237,20 @@ impl Mailer {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.host.clone())
             .port(e.port)
             .tls(tls)
-            .timeout(Some(Duration::from_secs(20)));
+            .timeout(Some(Duration::from_secs(20)))
+            .pool_config(PoolConfig::new().max_size(SMTP_CONNECTIONS as u32));
         if let Some((user, source)) = &e.login {
             let password = source.read("notifications.email", env)?;
             let password = String::from_utf8(password.reveal().to_vec())
                 .context("notifications.email: the SMTP password is not UTF-8 text")?;
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
-        Ok(Mailer { transport: builder.build(), from: e.from.clone(), host: e.host.clone() })
+        Ok(Mailer {
+            transport: builder.build(),
+            connections: tokio::sync::Semaphore::new(SMTP_CONNECTIONS),
+            from: e.from.clone(),
+            host: e.host.clone(),
+        })
     }
 
     /// Sends `m` to `n`'s person: text and HTML alternatives, a Message-ID that stays the same on every attempt (so
@@ -253,6 +266,7 @@ impl Mailer {
             .header(ListUnsubscribe(format!("<{}>", preferences_url(console))))
             .multipart(MultiPart::alternative_plain_html(format!("{}{footer}", m.text), m.html.clone()))
             .context("cannot build the email")?;
+        let _connection = self.connections.acquire().await.context("the mailer is closing")?;
         self.transport.send(email).await.map_err(|e| anyhow::anyhow!("the SMTP server refused or failed: {e}"))?;
         Ok(())
     }
