@@ -107,34 +107,19 @@ mod tests {
 
     /// Production's AdministratorAccess; alice, bob and carol with addresses, dave without; all but carol approve.
     fn snapshot() -> cone_aws::Snapshot {
-        let user = |name: &str, email: bool| cone_aws::User {
-            id: format!("idc-{name}"),
-            user_name: name.into(),
-            display_name: name.into(),
+        let person = |name: &str, email: bool| cone_aws::User {
             email: email.then(|| format!("{name}@example.com")),
-            enabled: true,
+            ..crate::store::testing::user(&format!("idc-{name}"), name)
         };
         cone_aws::Snapshot {
-            resumed: None,
-            instance_arn: "inst".into(),
-            identity_store_id: "d-1".into(),
-            accounts: vec![cone_aws::Account {
-                id: "111".into(),
-                name: "Production".into(),
-                email: String::new(),
-                status: "ACTIVE".into(),
-            }],
-            permission_sets: vec![cone_aws::PermissionSet {
-                arn: "ps-admin".into(),
-                name: "AdministratorAccess".into(),
-                description: None,
-                session_duration: None,
-            }],
-            provisioned: vec![("111".into(), "ps-admin".into())],
-            users: vec![user("alice", true), user("bob", true), user("carol", true), user("dave", false)],
             groups: vec![cone_aws::Group { id: "g-1".into(), display_name: "approvers".into() }],
             memberships: ["alice", "bob", "dave"].map(|u| ("g-1".into(), format!("idc-{u}"))).into(),
-            assignments: vec![],
+            ..crate::store::testing::production_admin(vec![
+                person("alice", true),
+                person("bob", true),
+                person("carol", true),
+                person("dave", false),
+            ])
         }
     }
 

@@ -22,6 +22,36 @@ pub async fn postgres(test: &str) -> Option<(Db, Keep)> {
     Some((db, Box::new(pg)))
 }
 
+pub fn user(id: &str, name: &str) -> cone_aws::User {
+    cone_aws::User { id: id.into(), user_name: name.into(), display_name: name.into(), email: None, enabled: true }
+}
+
+/// A sync of one account, Production (111), where AdministratorAccess (`ps-admin`) is provisioned, with `users`.
+pub fn production_admin(users: Vec<cone_aws::User>) -> cone_aws::Snapshot {
+    cone_aws::Snapshot {
+        resumed: None,
+        instance_arn: "inst".into(),
+        identity_store_id: "d-1".into(),
+        accounts: vec![cone_aws::Account {
+            id: "111".into(),
+            name: "Production".into(),
+            email: String::new(),
+            status: "ACTIVE".into(),
+        }],
+        permission_sets: vec![cone_aws::PermissionSet {
+            arn: "ps-admin".into(),
+            name: "AdministratorAccess".into(),
+            description: None,
+            session_duration: None,
+        }],
+        provisioned: vec![("111".into(), "ps-admin".into())],
+        users,
+        groups: vec![],
+        memberships: vec![],
+        assignments: vec![],
+    }
+}
+
 /// Runs each `async fn NAME(db: Db)` as a test on SQLite (`sqlite::NAME`) and on PostgreSQL (`postgres::NAME`).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {

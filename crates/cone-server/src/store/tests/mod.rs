@@ -24,35 +24,7 @@ testing::on_both_backends!(
     a_membership_cone_made_that_aws_lost_is_drift_until_it_is_back,
 );
 
-pub(super) fn user(id: &str, name: &str) -> cone_aws::User {
-    cone_aws::User { id: id.into(), user_name: name.into(), display_name: name.into(), email: None, enabled: true }
-}
-
-/// A sync of one account, Production (111), where AdministratorAccess (`ps-admin`) is provisioned, with `users`.
-pub(super) fn production_admin(users: Vec<cone_aws::User>) -> cone_aws::Snapshot {
-    cone_aws::Snapshot {
-        resumed: None,
-        instance_arn: "inst".into(),
-        identity_store_id: "d-1".into(),
-        accounts: vec![cone_aws::Account {
-            id: "111".into(),
-            name: "Production".into(),
-            email: String::new(),
-            status: "ACTIVE".into(),
-        }],
-        permission_sets: vec![cone_aws::PermissionSet {
-            arn: "ps-admin".into(),
-            name: "AdministratorAccess".into(),
-            description: None,
-            session_duration: None,
-        }],
-        provisioned: vec![("111".into(), "ps-admin".into())],
-        users,
-        groups: vec![],
-        memberships: vec![],
-        assignments: vec![],
-    }
-}
+pub(super) use crate::store::testing::{production_admin, user};
 
 /// Files an hour's request of `user` for `entitlement`, placed at `placement`; returns the task id.
 pub(super) async fn file_task(db: &Db, user: &UserRow, entitlement: &str, placement: Placement<'_>, now: i64) -> i64 {
