@@ -184,7 +184,8 @@ pub fn step_key(task_id: i64, started_at: i64, step: i64) -> String {
     format!("task:{task_id}:{started_at}:step:{step}")
 }
 
-/// The key of the warning that grant `grant_id` ends at `ends_at`; an extension moves the end, and warns again.
+/// The key of the warning that grant `grant_id` ends at `ends_at`; an extension moves the end, and warns again. The
+/// server's store spells it in SQL too, to skip grants warned already.
 pub fn expiry_key(grant_id: i64, ends_at: i64) -> String {
     format!("grant:{grant_id}:ends:{ends_at}")
 }

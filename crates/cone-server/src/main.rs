@@ -1,5 +1,5 @@
 //! `cone-server`: the control plane. `serve` runs the API, the sign-in page, the web console and the workers;
-//! `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
+//! `config check` reads a configuration as `serve` would, without starting; `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
 //! hash chain and `export-audit` writes the log as JSON Lines.
 //!
 //! The modules form a stack, each using only those below it (the tidy test `server_layers` checks):
@@ -41,6 +41,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check a configuration without starting: the file whole, the secrets it names, and the `BATON_*` settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Set a local user's password, read from the first line of standard input.
     SetPassword {
         #[arg(long, short)]
@@ -65,6 +70,16 @@ enum Command {
         /// Write here (replaced when complete, mode 0600) instead of to standard output.
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Read the configuration and every secret it names, as `serve` would, and say what it sets up; exits 1 with
+    /// the first mistake. Opens no database and calls nothing.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -130,5 +145,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Serve { config } => server::serve(&config).await,
+        Command::Config { command: ConfigCommand::Check { config } } => {
+            println!("{}", server::check(&config)?);
+            Ok(())
+        }
     }
 }

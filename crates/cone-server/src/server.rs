@@ -73,19 +73,76 @@ pub(crate) fn routes() -> Router<AppState> {
         .route_layer(axum::middleware::from_fn(api::metrics::track))
 }
 
-pub async fn serve(file: &std::path::Path) -> Result<()> {
+/// What the configuration file and the environment give, before anything is opened: checked whole, with every
+/// secret they name read, so that a mistake stops the start (or `config check`) rather than a later request.
+struct Prepared {
+    config: config::Config,
+    sender: workers::delivery::Sender,
+    channels: workers::notify::Channels,
+    slack: Option<Arc<SlackApp>>,
+    settings: cone_aws::AwsSettings,
+}
+
+fn prepare(file: &std::path::Path) -> Result<Prepared> {
+    let env = |name: &str| std::env::var(name).ok();
     let mut config = config::Config::load(file)?;
-    config.aws.set_provisioning(std::env::var("BATON_PROVISIONING").ok().as_deref())?;
-    api::metrics::install()?;
+    config.aws.set_provisioning(env("BATON_PROVISIONING").as_deref())?;
     // Secrets first: a webhook whose secret cannot be read stops the start, before anything is recorded for it.
-    let sender = Arc::new(workers::delivery::Sender::new(&config.webhooks, |name| std::env::var(name).ok())?);
-    let channels = workers::notify::Channels::new(&config.notifications, |name| std::env::var(name).ok())?;
-    let slack = config.notifications.slack.as_ref().map(|c| SlackApp::new(c, |name| std::env::var(name).ok()));
-    let slack = slack.transpose()?.map(Arc::new);
+    let sender = workers::delivery::Sender::new(&config.webhooks, env)?;
+    let channels = workers::notify::Channels::new(&config.notifications, env)?;
+    let slack = config.notifications.slack.as_ref().map(|c| SlackApp::new(c, env)).transpose()?.map(Arc::new);
     // The identity provider's client secret is read again at each sign-in; reading it now stops a start without it.
     if let Some(oidc) = &config.oidc {
-        oidc.secret.read("oidc", |name| std::env::var(name).ok())?;
+        oidc.secret.read("oidc", env)?;
     }
+    let settings =
+        cone_aws::AwsSettings { sso_region: config.aws.sso_region.clone(), ..cone_aws::AwsSettings::from_env()? };
+    settings.validate()?;
+    // A baton-aws deployment turns these on in the environment; either there or in the file turns them on.
+    config.aws.sync_iam |= settings.sync_iam;
+    config.aws.sync_secrets |= settings.sync_secrets;
+    config.aws.organizations = settings.orgs_enabled;
+    if config.aws.revoke_sessions && !config.aws.organizations {
+        anyhow::bail!(
+            "aws.revoke_sessions keeps a service control policy in AWS Organizations, which the connector does not use \
+             here: set BATON_GLOBAL_AWS_ORGS_ENABLED=true (the default), or remove aws.revoke_sessions"
+        );
+    }
+    Ok(Prepared { config, sender, channels, slack, settings })
+}
+
+/// `cone-server config check`: what `serve` would start with, said in a few lines; nothing is opened or started.
+pub fn check(file: &std::path::Path) -> Result<String> {
+    let Prepared { config, settings, .. } = prepare(file)?;
+    let names = |list: Vec<String>| if list.is_empty() { "none".to_string() } else { list.join(", ") };
+    let n = &config.notifications;
+    let mut channels: Vec<String> = n.email.iter().map(|e| format!("email through {}:{}", e.host, e.port)).collect();
+    channels.extend(n.slack.iter().map(|_| "Slack".to_string()));
+    Ok(format!(
+        "{} is valid, and every secret it names was read.\n\
+         Store: {}.\n\
+         Policies: {}.\n\
+         Access profiles: {}.\n\
+         Webhooks: {}.\n\
+         Notifications: {}.\n\
+         Console sign-in: passwords{}.\n\
+         AWS: Identity Center in {}; {}.",
+        file.display(),
+        config.database,
+        names(config.access.policies().iter().map(|p| p.name.clone()).collect()),
+        names(config.access.catalog.profiles.iter().map(|p| p.name.clone()).collect()),
+        names(config.webhooks.iter().map(|w| w.name.clone()).collect()),
+        names(channels),
+        config.oidc.as_ref().map(|o| format!(" and {}", o.name)).unwrap_or_default(),
+        settings.sso_region,
+        if config.aws.provisioning { "provisioning on" } else { "sync only (provisioning off)" },
+    ))
+}
+
+pub async fn serve(file: &std::path::Path) -> Result<()> {
+    let Prepared { config, sender, channels, slack, settings } = prepare(file)?;
+    let sender = Arc::new(sender);
+    api::metrics::install()?;
     let routes = config.webhooks.iter().map(|w| (w.name.clone(), w.events.clone())).collect();
     let db =
         store::Db::open(&config.database).await?.with_webhooks(routes).with_session_denials(config.aws.revoke_sessions);
@@ -97,18 +154,6 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     let addr = listener.local_addr()?;
     let public_url =
         config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
-    let settings =
-        cone_aws::AwsSettings { sso_region: config.aws.sso_region.clone(), ..cone_aws::AwsSettings::from_env()? };
-    // A baton-aws deployment turns these on in the environment; either there or in the file turns them on.
-    config.aws.sync_iam |= settings.sync_iam;
-    config.aws.sync_secrets |= settings.sync_secrets;
-    config.aws.organizations = settings.orgs_enabled;
-    if config.aws.revoke_sessions && !config.aws.organizations {
-        anyhow::bail!(
-            "aws.revoke_sessions keeps a service control policy in AWS Organizations, which the connector does not use \
-             here: set BATON_GLOBAL_AWS_ORGS_ENABLED=true (the default), or remove aws.revoke_sessions"
-        );
-    }
     let connector = Arc::new(settings.connect().await?.with_outstanding_writes(config.aws.max_assignment_writes));
     let state = AppState { clock, slack, ..AppState::new(db, config, access, public_url.clone()) };
     let access_changed = Arc::new(Notify::new());

@@ -83,6 +83,12 @@ impl SecretSource {
     /// Reads the secret of `owner` (`webhook "chat"`, as messages name it); `env` looks up environment variables. A
     /// file's trailing newline is not part of it.
     pub fn read(&self, owner: &str, env: impl Fn(&str) -> Option<String>) -> Result<Secret> {
+        self.read_at_least(owner, env, MIN_SECRET_LEN)
+    }
+
+    /// [`SecretSource::read`] with another minimum length: a password another system chose (SMTP's) need only be
+    /// there.
+    pub fn read_at_least(&self, owner: &str, env: impl Fn(&str) -> Option<String>, min: usize) -> Result<Secret> {
         let secret = match self {
             SecretSource::Env(name) => env(name).with_context(|| {
                 format!(
@@ -102,10 +108,10 @@ impl SecretSource {
             }
         };
         let secret = secret.trim_end_matches(['\r', '\n']);
-        if secret.len() < MIN_SECRET_LEN {
+        if secret.len() < min {
             bail!(
-                "{owner}: its secret has {} bytes; use at least {MIN_SECRET_LEN} random ones (for \
-                 example the output of `openssl rand -hex 32`)",
+                "{owner}: its secret has {} bytes; use at least {min} random ones (for example the output of \
+                 `openssl rand -hex 32`)",
                 secret.len()
             );
         }

@@ -140,9 +140,12 @@ impl Db {
     /// Warns the holders of active grants that end within `before` seconds, once per grant and end (an extension
     /// warns again). Returns how many warnings it made.
     pub async fn warn_of_ends(&self, to: &Audiences, before: i64, now: i64) -> Result<usize> {
+        // Those warned already, and people without an address, are left out: this runs at every pass.
         let due: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT g.id, g.expires_at, g.task_id FROM grants g
-             WHERE g.state = 'active' AND g.expires_at > $1 AND g.expires_at <= $2",
+            "SELECT g.id, g.expires_at, g.task_id FROM grants g JOIN users u ON u.id = g.user_id
+             WHERE g.state = 'active' AND g.expires_at > $1 AND g.expires_at <= $2 AND u.email <> ''
+                 AND NOT EXISTS (SELECT 1 FROM notifications n
+                     WHERE n.user_id = g.user_id AND n.key = 'grant:' || g.id || ':ends:' || g.expires_at)",
         )
         .bind(now)
         .bind(now + before)

@@ -240,7 +240,7 @@ impl Mailer {
             .timeout(Some(Duration::from_secs(20)))
             .pool_config(PoolConfig::new().max_size(SMTP_CONNECTIONS as u32));
         if let Some((user, source)) = &e.login {
-            let password = source.read("notifications.email", env)?;
+            let password = source.read_at_least("notifications.email", env, 1)?;
             let password = String::from_utf8(password.reveal().to_vec())
                 .context("notifications.email: the SMTP password is not UTF-8 text")?;
             builder = builder.credentials(Credentials::new(user.clone(), password));

@@ -787,3 +787,58 @@ async fn sigterm_answers_long_polls_and_exits_cleanly() {
     eprintln!("stopped {:?} after SIGTERM; the long poll had waited {waited:?}", stopped.elapsed());
     assert!(Client::new(&url, &token).unwrap().me().await.is_err(), "nothing listens after the exit");
 }
+
+/// `cone-server config check` reads a configuration and its secrets as `serve` would, and starts nothing.
+#[test]
+fn config_check_says_what_a_file_sets_up_or_its_first_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let o = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+            .args(["config", "check", "--config"])
+            .arg(&file)
+            .env_remove("SMTP_PASSWORD")
+            .output()
+            .unwrap();
+        let (out, err) =
+            (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+        (o.status.success(), out, err)
+    };
+    let db = dir.path().join("never-made.db");
+    let base = format!(
+        "database: {}\naws: {{ sso_region: eu-west-1 }}\npolicies:\n  - name: readonly\n    match: {{ permission_set: ReadOnlyAccess }}\n    max_duration: 1h\n    steps: [accept]\n",
+        db.display()
+    );
+    let secret = dir.path().join("smtp.secret");
+    // A short password, as a mail provider may give: only secrets Cone signs with need 16 bytes.
+    std::fs::write(&secret, "pw").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let email = |password: &str| {
+        format!(
+            "notifications:\n  email: {{ from: cone@example.com, host: smtp.example.com, username: cone, {password} }}\n"
+        )
+    };
+
+    let (ok, out, err) =
+        check("good.yaml", &format!("{base}{}", email(&format!("password_file: {}", secret.display()))));
+    assert!(ok, "{err}");
+    for line in [
+        "is valid, and every secret it names was read.",
+        "Policies: readonly.",
+        "Webhooks: none.",
+        "Notifications: email through smtp.example.com:587.",
+        "AWS: Identity Center in eu-west-1; provisioning on.",
+    ] {
+        assert!(out.contains(line), "no {line:?} in {out}");
+    }
+    assert!(!db.exists(), "nothing is opened");
+
+    let (ok, _, err) = check("missing.yaml", &format!("{base}{}", email("password_env: SMTP_PASSWORD")));
+    assert!(!ok && err.contains("SMTP_PASSWORD") && err.contains("is not set"), "{err}");
+    let (ok, _, err) = check("inline.yaml", &format!("{base}{}", email("password: hunter2")));
+    assert!(!ok && err.contains("may not be written in the configuration"), "{err}");
+    assert!(!err.contains("hunter2"), "the secret is never repeated: {err}");
+    let (ok, _, err) = check("typo.yaml", &base.replace("max_duration", "max_durration"));
+    assert!(!ok && err.contains("max_durration"), "{err}");
+}
