@@ -1,10 +1,11 @@
 //! `cone-server`: the control plane. `serve` runs the API, the sign-in page, the web console and the workers;
-//! `config check` reads a configuration as `serve` would, without starting; `set-password` gives a local user a password (read from standard input); `verify-audit` checks the audit log's
-//! hash chain and `export-audit` writes the log as JSON Lines.
+//! `config check` reads a configuration as `serve` would, without starting; `set-password` gives a local user a
+//! password (read from standard input); `verify-audit` checks the audit log's hash chain and `export-audit` writes
+//! the log as JSON Lines.
 //!
 //! The modules form a stack, each using only those below it (the tidy test `server_layers` checks):
 //! `server` and `main` on top; `api`, `web` and `workers`; `services`; `state` and `error`; `store`; and at the
-//! bottom `config` with the pure `drift`, `webhooks`, `throttle` and `clients`.
+//! bottom `config` with the pure `drift`, `webhooks`, `notify`, `throttle` and `clients`.
 
 mod api;
 mod clients;
