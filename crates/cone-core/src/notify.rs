@@ -58,6 +58,14 @@ impl Kind {
     }
 }
 
+/// The text stored for a kind; anything else is refused when read back.
+impl TryFrom<String> for Kind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Kind, String> {
+        Kind::parse(&s).ok_or_else(|| format!("unknown notification kind \"{s}\""))
+    }
+}
+
 /// Where a notification goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -79,6 +87,13 @@ impl Channel {
 
     pub fn parse(s: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl TryFrom<String> for Channel {
+    type Error = String;
+    fn try_from(s: String) -> Result<Channel, String> {
+        Channel::parse(&s).ok_or_else(|| format!("unknown notification channel \"{s}\""))
     }
 }
 

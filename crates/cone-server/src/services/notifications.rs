@@ -55,8 +55,8 @@ pub async fn list(s: &AppState, caller: &Caller, state: Option<&str>, page: Page
         .map(|n| Notification {
             id: n.id,
             user: n.username,
-            channel: n.channel.0,
-            kind: n.kind.0,
+            channel: n.channel,
+            kind: n.kind,
             task_id: n.task_id,
             state: n.state,
             attempts: n.attempts,

@@ -34,9 +34,9 @@ pub struct NotificationRow {
     pub username: String,
     pub email: String,
     #[sqlx(try_from = "String")]
-    pub channel: ChannelName,
+    pub channel: Channel,
     #[sqlx(try_from = "String")]
-    pub kind: KindName,
+    pub kind: Kind,
     pub body: String,
     /// 1: one item of a digest.
     pub digest: i64,
@@ -50,37 +50,15 @@ impl NotificationRow {
     }
 }
 
-/// A stored channel name, read as a [`Channel`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelName(pub Channel);
-
-impl TryFrom<String> for ChannelName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Channel::parse(&s).map(ChannelName).ok_or_else(|| format!("unknown notification channel {s:?}"))
-    }
-}
-
-/// A stored notification kind, read as a [`Kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KindName(pub Kind);
-
-impl TryFrom<String> for KindName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Kind::parse(&s).map(KindName).ok_or_else(|| format!("unknown notification kind {s:?}"))
-    }
-}
-
 /// A notification as administrators list them.
 #[derive(Debug, Clone, FromRow)]
 pub struct NotificationEntry {
     pub id: i64,
     pub username: String,
     #[sqlx(try_from = "String")]
-    pub channel: ChannelName,
+    pub channel: Channel,
     #[sqlx(try_from = "String")]
-    pub kind: KindName,
+    pub kind: Kind,
     pub task_id: Option<i64>,
     pub state: String,
     pub attempts: i64,

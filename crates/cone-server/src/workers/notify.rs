@@ -109,7 +109,7 @@ pub async fn send_due(db: &Db, channels: &Arc<Channels>, now: i64) -> Result<usi
     // One message per notification, but a person's digest items on one channel together.
     let mut messages: BTreeMap<(i64, i64, &'static str), Vec<NotificationRow>> = BTreeMap::new();
     for n in batch {
-        let key = if n.digest == 1 { (n.user_id, 0, n.channel.0.as_str()) } else { (n.user_id, n.id, "") };
+        let key = if n.digest == 1 { (n.user_id, 0, n.channel.as_str()) } else { (n.user_id, n.id, "") };
         messages.entry(key).or_default().push(n);
     }
     let mut sends = tokio::task::JoinSet::new();
@@ -133,7 +133,7 @@ pub async fn send_due(db: &Db, channels: &Arc<Channels>, now: i64) -> Result<usi
 async fn record(db: &Db, items: &[NotificationRow], sent: Result<Option<String>>, now: i64) -> Result<()> {
     let ids: Vec<i64> = items.iter().map(|n| n.id).collect();
     let first = &items[0];
-    let (id, user, channel, attempts) = (first.id, first.username.as_str(), first.channel.0.as_str(), first.attempts);
+    let (id, user, channel, attempts) = (first.id, first.username.as_str(), first.channel.as_str(), first.attempts);
     let count = |outcome: &'static str| {
         metrics::counter!("cone_notifications_total", "channel" => channel, "outcome" => outcome).increment(1);
     };
@@ -172,12 +172,12 @@ impl Channels {
     async fn send(&self, items: &[NotificationRow]) -> Result<Option<String>> {
         let first = &items[0];
         let facts = || items.iter().map(NotificationRow::facts).collect::<Vec<Facts>>();
-        match first.channel.0 {
+        match first.channel {
             Channel::Email => {
                 let m = if first.digest == 1 {
                     digest(&facts(), &self.console)
                 } else {
-                    message(first.kind.0, &first.facts(), &first.username, &self.console)
+                    message(first.kind, &first.facts(), &first.username, &self.console)
                 };
                 let mailer = self.email.as_ref().context("email is no longer configured")?;
                 mailer.send(first, &m, &self.console).await.map(|()| None)
@@ -188,7 +188,7 @@ impl Channels {
                     let m = digest(&facts(), &self.console);
                     (m.subject, slack_section(&m.text))
                 } else {
-                    slack(first.kind.0, &first.facts(), &first.username, &self.console)
+                    slack(first.kind, &first.facts(), &first.username, &self.console)
                 };
                 // A direct message from the bot to the person Slack knows by this address.
                 let Some(person) = app.bot.lookup_by_email(&first.email).await? else {
