@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cone_core::form::{FieldError, FieldType, FormField};
 pub use cone_core::notify::{Channel, Kind as NotificationKind, Preferences};
+pub use cone_core::review::{ItemKind as ReviewItemKind, ItemState as ReviewItemState};
 pub use cone_core::task::{TaskKind, TaskState};
 
 /// Entitlement kind of an Identity Center permission set in one account.
@@ -802,4 +803,208 @@ pub struct TestNotificationQueued {
     pub user: String,
     /// The channels it goes out on; empty when none reaches the person.
     pub channels: Vec<Channel>,
+}
+
+/// Which access a review campaign covers. Each list narrows it; an empty list does not.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReviewScope {
+    /// Accounts by name or id.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Permission sets by name.
+    #[serde(default)]
+    pub permission_sets: Vec<String>,
+    /// Identity Center groups by name: only memberships of these.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub kinds: Vec<ReviewItemKind>,
+}
+
+/// Who reviews each person's access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewersFrom {
+    /// The person's manager (`identities.users[].manager` in the configuration).
+    Manager,
+    /// The app's owners (`aws.owners`).
+    Owners,
+    /// Any member of `group`.
+    Group,
+    /// Any of `users`.
+    Users,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Reviewers {
+    pub from: ReviewersFrom,
+    /// The group, for `from: group`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The people, for `from: users`.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Who reviews an item nobody else may: the first of them who is not its person.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+/// A campaign to create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewReviewCampaign {
+    pub name: String,
+    /// When decisions are due.
+    pub due: DateTime<Utc>,
+    #[serde(default)]
+    pub scope: ReviewScope,
+    pub reviewers: Reviewers,
+}
+
+/// A reviewer's share of a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewerProgress {
+    pub reviewer: String,
+    /// Items they may decide that nobody has.
+    pub left: i64,
+    pub items: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewCampaign {
+    pub id: i64,
+    pub name: String,
+    /// `open`, or `closed` (decisions are final).
+    pub state: String,
+    pub due: DateTime<Utc>,
+    /// Open past its due time with items left.
+    pub overdue: bool,
+    pub scope: ReviewScope,
+    pub reviewers: Reviewers,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub items: i64,
+    /// Items nobody decided yet.
+    pub pending: i64,
+    /// Revocations whose removal from AWS is not done yet.
+    pub revoking: i64,
+    /// Per reviewer, most left first (only in a single campaign's answer).
+    #[serde(default)]
+    pub progress: Vec<ReviewerProgress>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewCampaignList {
+    pub campaigns: Vec<ReviewCampaign>,
+    pub next_page_token: Option<String>,
+}
+
+/// How the removal of revoked access went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewRemoval {
+    /// `pending` (under way, retried until done) or `done`.
+    pub state: String,
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// AWS's id of the deletion request, where the API gives one (account assignments).
+    pub request_id: Option<String>,
+}
+
+/// One person's access under review, as the campaign found it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewItem {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub campaign: String,
+    pub kind: ReviewItemKind,
+    /// Whose access (a user name).
+    pub user: String,
+    pub display_name: String,
+    pub account_id: String,
+    pub account: String,
+    pub permission_set: String,
+    /// The Identity Center group of a membership.
+    pub group: String,
+    /// What the access gives, in words.
+    pub reaches: String,
+    /// The request a grant came from.
+    pub task_id: Option<i64>,
+    pub state: ReviewItemState,
+    /// Who may decide it.
+    pub reviewers: Vec<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub comment: Option<String>,
+    pub removal: Option<ReviewRemoval>,
+    /// When a sync found the access gone before anyone revoked it.
+    pub gone_at: Option<DateTime<Utc>>,
+    /// The hash of the decision's audit entry (`cone-server export-audit` has it).
+    pub decision_audit_hash: Option<String>,
+    /// The hash of the audit entry of the removal.
+    pub removal_audit_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewItemPage {
+    pub items: Vec<ReviewItem>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// The access may stay.
+    Certify,
+    /// The access goes: it is removed from AWS at once.
+    Revoke,
+}
+
+/// A reviewer's decision on one or more items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDecide {
+    pub items: Vec<i64>,
+    pub decision: ReviewDecision,
+    /// Why; required to revoke.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// An item a decision was not written to, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewRefused {
+    pub item: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewDecided {
+    pub decided: Vec<ReviewItem>,
+    pub refused: Vec<ReviewRefused>,
+}
+
+/// Who decides an item from now on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReviewReassign {
+    pub reviewer: String,
 }

@@ -199,9 +199,9 @@ impl Connector {
     /// within Identity Center's limits on writes (`writes`).
     pub async fn assign(&self, a: &Assignment) -> Result<(), ConnectorError> {
         let _slot = self.writes.slot(&a.account_id, &a.permission_set_arn).await;
-        let pending =
+        let started =
             self.start(CREATE_ASSIGNMENT, a, "assignment already exists", || self.create_unless_exists(a)).await?;
-        let Some(request_id) = pending else {
+        let Some((request_id, true)) = started else {
             return Ok(());
         };
         wait_for(&self.timing, CREATE_ASSIGNMENT.name, CREATION_STATUS, &request_id, || {
@@ -210,13 +210,13 @@ impl Connector {
         .await
     }
 
-    /// Deletes the assignment and waits until IAM Identity Center reports it gone. An assignment that does
-    /// not exist counts as removed.
+    /// Deletes the assignment and waits until IAM Identity Center reports it gone; returns the deletion request's
+    /// id, `None` when there was nothing to delete. An assignment that does not exist counts as removed.
     ///
     /// Deletes first and looks only if the deletion fails: a grant's assignment is nearly always there, so looking
     /// first would spend a call per revocation (half of them, when many grants end together) on the rare case.
     /// Deleting what is not there is answered ResourceNotFound (moto) or ends FAILED (AWS, for one).
-    pub async fn unassign(&self, a: &Assignment) -> Result<(), ConnectorError> {
+    pub async fn unassign(&self, a: &Assignment) -> Result<Option<String>, ConnectorError> {
         let failure = match self.delete(a).await {
             Err(e @ ConnectorError::OperationFailed { .. }) => e,
             done => return done,
@@ -225,31 +225,34 @@ impl Connector {
             return Err(failure);
         }
         tracing::debug!(?a, %failure, "assignment already absent");
-        Ok(())
+        Ok(None)
     }
 
-    async fn delete(&self, a: &Assignment) -> Result<(), ConnectorError> {
+    async fn delete(&self, a: &Assignment) -> Result<Option<String>, ConnectorError> {
         let _slot = self.writes.slot(&a.account_id, &a.permission_set_arn).await;
-        let pending = self.start(DELETE_ASSIGNMENT, a, "assignment already absent", || self.delete_once(a)).await?;
-        let Some(request_id) = pending else {
-            return Ok(());
+        let started = self.start(DELETE_ASSIGNMENT, a, "assignment already absent", || self.delete_once(a)).await?;
+        let Some((request_id, pending)) = started else {
+            return Ok(None);
         };
-        wait_for(&self.timing, DELETE_ASSIGNMENT.name, DELETION_STATUS, &request_id, || {
-            self.deletion_progress(&a.instance_arn, &request_id)
-        })
-        .await
+        if pending {
+            wait_for(&self.timing, DELETE_ASSIGNMENT.name, DELETION_STATUS, &request_id, || {
+                self.deletion_progress(&a.instance_arn, &request_id)
+            })
+            .await?;
+        }
+        Ok(Some(request_id))
     }
 
-    /// Runs `step` (one create or delete, retried while it fails transiently) and tells what is left to
-    /// wait for: the request id while IAM Identity Center is still at it, `None` when `step` had nothing to
-    /// do (logged as `settled`) or the request finished at once.
+    /// Runs `step` (one create or delete, retried while it fails transiently) and tells what it started: the
+    /// request's id, and whether IAM Identity Center is still at it; `None` when `step` had nothing to do (logged
+    /// as `settled`).
     async fn start<F, Fut>(
         &self,
         op: Op,
         a: &Assignment,
         settled: &str,
         step: F,
-    ) -> Result<Option<String>, ConnectorError>
+    ) -> Result<Option<(String, bool)>, ConnectorError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<Started>, ConnectorError>>,
@@ -259,11 +262,11 @@ impl Connector {
             return Ok(None);
         };
         match progress {
-            RequestState::Succeeded => Ok(None),
+            RequestState::Succeeded => Ok(Some((request_id, false))),
             RequestState::Failed(reason) => {
                 Err(ConnectorError::OperationFailed { operation: op.name, request_id, reason })
             }
-            RequestState::InProgress => Ok(Some(request_id)),
+            RequestState::InProgress => Ok(Some((request_id, true))),
         }
     }
 

@@ -7,6 +7,7 @@ mod login;
 mod notifications;
 mod output;
 mod pkce;
+mod review;
 mod select;
 mod settings;
 mod sso;
@@ -125,6 +126,11 @@ enum Command {
     Notifications {
         #[command(subcommand)]
         command: NotificationsCommand,
+    },
+    /// User access reviews: decide the items given to you; create and close campaigns (administrators).
+    Review {
+        #[command(subcommand)]
+        command: review::ReviewCommand,
     },
     /// The access document: access profiles, entitlement management and policies (administrators).
     Policy {
@@ -544,6 +550,7 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             }
         }
         Command::Notifications { command } => notifications::run(settings::client()?, command, out).await?,
+        Command::Review { command } => review::run(settings::client()?, command, out).await?,
         Command::Policy { command } => {
             let api = settings::client()?;
             match command {

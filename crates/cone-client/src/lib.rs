@@ -69,6 +69,22 @@ impl Client {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, Failure> {
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("the Cone server at {} sent an answer cone does not understand; are cone and the server the same version?", self.base))
+            .map_err(Failure::Other)
+    }
+
+    /// `GET path`, answered as text (a report, say).
+    pub async fn get_text(&self, path: &str) -> Result<String, Failure> {
+        let bytes = self.send(Method::GET, path, None::<&()>).await?;
+        String::from_utf8(bytes)
+            .with_context(|| format!("the Cone server at {} sent text that is not UTF-8", self.base))
+            .map_err(Failure::Other)
+    }
+
+    /// The body of a successful answer, or the server's error.
+    async fn send(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> Result<Vec<u8>, Failure> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -83,9 +99,7 @@ impl Client {
             .await
             .with_context(|| format!("the Cone server at {} closed the connection; try again", self.base))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .with_context(|| format!("the Cone server at {} sent an answer cone does not understand; are cone and the server the same version?", self.base))
-                .map_err(Failure::Other);
+            return Ok(Vec::from(bytes));
         }
         match serde_json::from_slice::<ApiError>(&bytes) {
             Ok(error) => Err(Failure::Api { status: status.as_u16(), error }),
@@ -273,6 +287,53 @@ impl Client {
     pub async fn config_versions(&self) -> Result<Vec<cone_api::ConfigVersion>, Failure> {
         let split = |p: cone_api::ConfigVersionPage| (p.versions, p.next_page_token);
         self.all_pages("/api/v1/config/versions", "page_size=100", split).await
+    }
+
+    pub async fn create_review_campaign(
+        &self,
+        req: &cone_api::NewReviewCampaign,
+    ) -> Result<cone_api::ReviewCampaign, Failure> {
+        self.call(Method::POST, "/api/v1/reviews/campaigns", Some(req)).await
+    }
+
+    /// Every review campaign, newest first (administrators).
+    pub async fn review_campaigns(&self) -> Result<Vec<cone_api::ReviewCampaign>, Failure> {
+        let split = |p: cone_api::ReviewCampaignList| (p.campaigns, p.next_page_token);
+        self.all_pages("/api/v1/reviews/campaigns", "page_size=100", split).await
+    }
+
+    pub async fn review_campaign(&self, id: i64) -> Result<cone_api::ReviewCampaign, Failure> {
+        self.get(&format!("/api/v1/reviews/campaigns/{id}")).await
+    }
+
+    pub async fn close_review_campaign(&self, id: i64) -> Result<cone_api::ReviewCampaign, Failure> {
+        self.call(Method::POST, &format!("/api/v1/reviews/campaigns/{id}/close"), None::<&()>).await
+    }
+
+    /// A campaign's report, `csv` or `jsonl` (administrators).
+    pub async fn review_report(&self, id: i64, format: &str) -> Result<String, Failure> {
+        self.get_text(&format!("/api/v1/reviews/campaigns/{id}/report?format={}", encode(format))).await
+    }
+
+    /// Every review item matching the filters of `GET /api/v1/reviews/items` (`campaign`, `user`, `state`, `q`,
+    /// `by`, `all`; empty values are left out).
+    pub async fn review_items(&self, filters: &[(&str, &str)]) -> Result<Vec<cone_api::ReviewItem>, Failure> {
+        let query = query(filters);
+        self.all_pages("/api/v1/reviews/items", &query, |p: cone_api::ReviewItemPage| (p.items, p.next_page_token))
+            .await
+    }
+
+    pub async fn review_item(&self, id: i64) -> Result<cone_api::ReviewItem, Failure> {
+        self.get(&format!("/api/v1/reviews/items/{id}")).await
+    }
+
+    pub async fn decide_review(&self, req: &cone_api::ReviewDecide) -> Result<cone_api::ReviewDecided, Failure> {
+        self.call(Method::POST, "/api/v1/reviews/decisions", Some(req)).await
+    }
+
+    pub async fn reassign_review(&self, id: i64, reviewer: &str) -> Result<cone_api::ReviewItem, Failure> {
+        let req = cone_api::ReviewReassign { reviewer: reviewer.to_string() };
+        self.call(Method::POST, &format!("/api/v1/reviews/items/{id}/reassign"), Some(&req)).await
     }
 
     /// Makes the server forget this session's token.

@@ -13,6 +13,8 @@ pub enum JobKind {
     RemoveDrift,
     /// Delete the IAM user Cone created for a person once no grant needs it (the job names the last grant that did).
     Deprovision,
+    /// Remove the access an access review revoked (the job names the review item).
+    ReviewRevoke,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +26,14 @@ pub enum JobState {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] =
-        [JobKind::Provision, JobKind::Revoke, JobKind::Reprovision, JobKind::RemoveDrift, JobKind::Deprovision];
+    pub const ALL: [JobKind; 6] = [
+        JobKind::Provision,
+        JobKind::Revoke,
+        JobKind::Reprovision,
+        JobKind::RemoveDrift,
+        JobKind::Deprovision,
+        JobKind::ReviewRevoke,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +42,7 @@ impl JobKind {
             JobKind::Reprovision => "reprovision",
             JobKind::RemoveDrift => "remove_drift",
             JobKind::Deprovision => "deprovision",
+            JobKind::ReviewRevoke => "review_revoke",
         }
     }
 
@@ -41,8 +50,8 @@ impl JobKind {
         JobKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// Whether the job may give up after `attempts`: provisioning does after `max_provision`; removing access and
-    /// accounts, and repairing drift, never do (a restoration stops by itself when its grant ends).
+    /// Whether the job may give up after `attempts`: provisioning does after `max_provision`; removing access
+    /// (a grant's or a review's) and accounts, and repairing drift, never do (a restoration stops by itself when its grant ends).
     pub fn gives_up(self, attempts: i64, max_provision: i64) -> bool {
         self == JobKind::Provision && attempts >= max_provision
     }
@@ -72,7 +81,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_only_provisioning_gives_up() {
-        for k in [JobKind::Provision, JobKind::Revoke, JobKind::Reprovision, JobKind::RemoveDrift] {
+        for k in JobKind::ALL {
             assert_eq!(JobKind::parse(k.as_str()), Some(k));
             assert!(!k.gives_up(7, 8));
             assert_eq!(k.gives_up(8, 8), k == JobKind::Provision);

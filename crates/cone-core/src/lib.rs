@@ -1,5 +1,5 @@
 //! Cone's pure logic: request catalogs, profile naming, `~/.aws/config` editing, policy decisions, request and form
-//! validation, the lifecycles of tasks, grants, jobs and the IAM users Cone creates, who is who after a sync, and who is told what. No I/O, no async, no clock:
+//! validation, the lifecycles of tasks, grants, jobs and the IAM users Cone creates, who is who after a sync, who is told what, and who reviews what access. No I/O, no async, no clock:
 //! time arrives as an argument.
 
 pub mod account;
@@ -16,5 +16,6 @@ pub mod naming;
 pub mod notify;
 pub mod policy;
 pub mod request;
+pub mod review;
 pub mod sessions;
 pub mod task;

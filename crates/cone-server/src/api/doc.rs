@@ -25,6 +25,7 @@ Every error is an `ApiError` with a stable `code` and a `message` that says what
 inventory."),
         (name = "tokens", description = "Personal and service API tokens."),
         (name = "notifications", description = "What Cone tells people by email, and their preferences."),
+        (name = "reviews", description = "User access reviews: campaigns, reviewers' decisions, the report."),
         (name = "configuration", description = "The access document (access profiles, entitlement management, \
 policies) and its versions."),
         (name = "meta", description = "This document."),

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod metrics;
 mod notifications;
 mod operations;
+mod reviews;
 pub mod session;
 pub mod slack;
 mod tasks;
@@ -60,6 +61,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(notifications::preferences, notifications::set_preferences))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::test))
+        .routes(routes!(reviews::create_campaign, reviews::campaigns))
+        .routes(routes!(reviews::campaign))
+        .routes(routes!(reviews::close_campaign))
+        .routes(routes!(reviews::report))
+        .routes(routes!(reviews::items))
+        .routes(routes!(reviews::item))
+        .routes(routes!(reviews::decide))
+        .routes(routes!(reviews::reassign))
         .routes(routes!(config::current, config::apply))
         .routes(routes!(config::check_document))
         .routes(routes!(config::versions))

@@ -9,6 +9,7 @@ pub mod entitlements;
 pub mod iam;
 pub mod notifications;
 pub mod operations;
+pub mod reviews;
 pub mod slack;
 pub mod tasks;
 pub mod tokens;

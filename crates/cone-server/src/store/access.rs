@@ -125,5 +125,5 @@ async fn insert_config_version(
     .await?;
     let actor = author_id.map_or("file".to_string(), |a| format!("user:{a}"));
     let detail = serde_json::json!({ "digest": digest, "comment": comment }).to_string();
-    record(tx, now, &actor, "config.apply", &format!("config:{id}"), &detail).await
+    record(tx, now, &actor, "config.apply", &format!("config:{id}"), &detail).await.map(drop)
 }

@@ -42,8 +42,8 @@ pub struct AuditFilter {
 
 /// Appends to the hash-chained audit log: each entry's hash covers its content and the previous entry's hash, so
 /// any edit or deletion breaks the chain. A task or grant event also queues a delivery for each webhook subscribed
-/// to it, in the same transaction: sent if and only if the change commits.
-pub async fn record(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<()> {
+/// to it, in the same transaction: sent if and only if the change commits. Returns the entry's id.
+pub async fn record(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> Result<i64> {
     let prev: Option<String> =
         sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut **tx).await?;
     let prev = prev.unwrap_or_default();
@@ -69,7 +69,7 @@ pub async fn record(tx: &mut Tx, at: i64, actor: &str, action: &str, subject: &s
     if !webhooks.is_empty() {
         outbox::queue(tx, &Event { id, at, actor, action, subject, detail }, &webhooks).await?;
     }
-    Ok(())
+    Ok(id)
 }
 
 pub fn audit_hash(prev: &str, at: i64, actor: &str, action: &str, subject: &str, detail: &str) -> String {

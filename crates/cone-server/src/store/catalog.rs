@@ -98,7 +98,9 @@ impl Db {
             .bind(cone_api::KIND_AWS_IAM_GROUP_MEMBERSHIP)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM group_assignments WHERE app_id = $1").bind(app_id).execute(&mut *tx).await?;
+        for table in ["group_assignments", "user_assignments"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE app_id = $1")).bind(app_id).execute(&mut *tx).await?;
+        }
         let mut accounts = HashSet::new();
         let mut permission_sets = Vec::new();
         let (mut users, mut groups, mut group_assignments) = (0, 0, 0);
@@ -187,17 +189,28 @@ impl Db {
                 }
                 Part::Assignments(list) => {
                     for a in &list {
-                        let cone_aws::Principal::Group(group_id) = &a.principal else { continue };
-                        group_assignments += 1;
-                        sqlx::query(
-                            "INSERT INTO group_assignments (app_id, entitlement_id, group_id)
-                             SELECT $1, $2, id FROM groups WHERE idc_group_id = $3 ON CONFLICT DO NOTHING",
-                        )
-                        .bind(app_id)
-                        .bind(format!("{}|{}", a.account_id, a.permission_set_arn))
-                        .bind(group_id)
-                        .execute(&mut *tx)
-                        .await?;
+                        // A user's own assignments are kept for access reviews.
+                        let (sql, principal) = match &a.principal {
+                            cone_aws::Principal::Group(id) => {
+                                group_assignments += 1;
+                                (
+                                    "INSERT INTO group_assignments (app_id, entitlement_id, group_id)
+                                  SELECT $1, $2, id FROM groups WHERE idc_group_id = $3 ON CONFLICT DO NOTHING",
+                                    id,
+                                )
+                            }
+                            cone_aws::Principal::User(id) => (
+                                "INSERT INTO user_assignments (app_id, entitlement_id, user_id)
+                                 SELECT $1, $2, id FROM users WHERE idc_user_id = $3 ON CONFLICT DO NOTHING",
+                                id,
+                            ),
+                        };
+                        sqlx::query(sql)
+                            .bind(app_id)
+                            .bind(format!("{}|{}", a.account_id, a.permission_set_arn))
+                            .bind(principal)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                 }
                 // Stored by `apply_iam`.

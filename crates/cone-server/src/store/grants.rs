@@ -32,23 +32,26 @@ impl Db {
         let (_turn, mut tx) = self.begin_claim(true).await?;
         let job: Option<JobRow> = sqlx::query_as(&format!(
             "WITH busy AS MATERIALIZED (
-                 SELECT COALESCE(og.account_id, od.account_id) AS account_id,
-                        COALESCE(og.permission_set_arn, od.permission_set_arn) AS permission_set_arn,
-                        COALESCE(og.principal_id, od.principal_id) AS principal_id,
-                        COALESCE(og.group_id, '') AS group_id
+                 SELECT COALESCE(og.account_id, od.account_id, oi.account_id) AS account_id,
+                        COALESCE(og.permission_set_arn, od.permission_set_arn, oi.permission_set_arn)
+                            AS permission_set_arn,
+                        COALESCE(og.principal_id, od.principal_id, oi.principal_id) AS principal_id,
+                        COALESCE(og.group_id, oi.group_id, '') AS group_id
                  FROM jobs o
                  LEFT JOIN grants og ON og.id = o.grant_id LEFT JOIN drift_findings od ON od.id = o.finding_id
+                 LEFT JOIN review_items oi ON oi.id = o.item_id
                  WHERE o.state = 'pending' AND o.locked_until > $1)
-             SELECT j.id, j.kind, j.grant_id, j.finding_id, j.attempts FROM jobs j
+             SELECT j.id, j.kind, j.grant_id, j.finding_id, j.item_id, j.attempts FROM jobs j
              LEFT JOIN grants g ON g.id = j.grant_id LEFT JOIN drift_findings f ON f.id = j.finding_id
+             LEFT JOIN review_items i ON i.id = j.item_id
              WHERE j.state = 'pending' AND j.kind IN ({}) AND j.run_after <= $1
                AND (j.locked_until IS NULL OR j.locked_until <= $1)
                AND NOT EXISTS (
                  SELECT 1 FROM busy b
-                 WHERE b.account_id = COALESCE(g.account_id, f.account_id)
-                   AND b.permission_set_arn = COALESCE(g.permission_set_arn, f.permission_set_arn)
-                   AND b.principal_id = COALESCE(g.principal_id, f.principal_id)
-                   AND b.group_id = COALESCE(g.group_id, ''))
+                 WHERE b.account_id = COALESCE(g.account_id, f.account_id, i.account_id)
+                   AND b.permission_set_arn = COALESCE(g.permission_set_arn, f.permission_set_arn, i.permission_set_arn)
+                   AND b.principal_id = COALESCE(g.principal_id, f.principal_id, i.principal_id)
+                   AND b.group_id = COALESCE(g.group_id, i.group_id, ''))
              ORDER BY j.run_after, j.id LIMIT 1{}",
             known_kinds(),
             self.backend.skip_locked("j")
@@ -166,6 +169,7 @@ impl Db {
             if g.is_iam_group() {
                 super::accounts::unneeded_after(&mut tx, g, deprovision_after, now).await?;
             }
+            super::reviews::ended_with_grant(&mut tx, g.id, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -328,7 +332,7 @@ pub(super) async fn extend(tx: &mut Tx, task_id: i64, grant_id: i64, add: i64, m
         .execute(&mut **tx)
         .await?;
     move_task(tx, task_id, Event::Provisioned, None, now).await?;
-    record(tx, now, "worker", "grant.extend", &format!("task:{task_id}"), "{}").await
+    record(tx, now, "worker", "grant.extend", &format!("task:{task_id}"), "{}").await.map(drop)
 }
 
 /// Its holder gives a grant back: an active one's assignment is removed now, a provisioning one's once made.
@@ -385,5 +389,5 @@ pub(super) async fn end_early(tx: &mut Tx, grant_id: i64, task_id: i64, ending: 
         Some(reason) => serde_json::json!({ "reason": reason }).to_string(),
         None => "{}".to_string(),
     };
-    record(tx, now, &ending.actor, ending.action, &format!("task:{task_id}"), &detail).await
+    record(tx, now, &ending.actor, ending.action, &format!("task:{task_id}"), &detail).await.map(drop)
 }

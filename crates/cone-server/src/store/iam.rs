@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::pool::{Db, Tx};
+use super::pool::{Cell, Db, Tx, insert_rows};
 
 /// An access key with its user's name, as stored (times are Unix seconds).
 #[derive(Debug, Clone, FromRow)]
@@ -46,29 +46,6 @@ pub struct IamUserRow {
     pub access_keys: i64,
 }
 
-/// A value of a row [`insert_rows`] writes.
-enum Cell<'a> {
-    Text(Option<&'a str>),
-    Time(Option<i64>),
-}
-
-/// Inserts `rows` into `table`'s `columns`, one statement per row.
-async fn insert_rows(tx: &mut Tx, table: &str, columns: &[&str], rows: Vec<Vec<Cell<'_>>>) -> Result<()> {
-    let params: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-    let sql = format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), params.join(", "));
-    for row in rows {
-        let mut query = sqlx::query(&sql);
-        for cell in row {
-            query = match cell {
-                Cell::Text(t) => query.bind(t),
-                Cell::Time(t) => query.bind(t),
-            };
-        }
-        query.execute(&mut **tx).await.with_context(|| format!("storing a row of {table}"))?;
-    }
-    Ok(())
-}
-
 /// An RFC 3339 time from AWS as Unix seconds.
 fn unix(text: &str) -> Result<i64> {
     Ok(chrono::DateTime::parse_from_rfc3339(text)
@@ -98,7 +75,7 @@ fn account(arn: &str) -> Cell<'_> {
 
 /// Inserts one account's IAM (see [`Db::apply_iam`]).
 async fn insert_iam(tx: &mut Tx, iam: &cone_aws::IamSnapshot) -> Result<()> {
-    use Cell::{Text, Time};
+    use Cell::{Int, Text};
     let mut rows = Vec::new();
     for u in &iam.users {
         let (created, used) = (unix(&u.created)?, unix_opt(&u.password_last_used)?);
@@ -107,15 +84,15 @@ async fn insert_iam(tx: &mut Tx, iam: &cone_aws::IamSnapshot) -> Result<()> {
             Text(Some(&u.arn)),
             Text(Some(&u.id)),
             Text(Some(&u.name)),
-            Time(Some(created)),
-            Time(used),
+            Int(Some(created)),
+            Int(used),
         ]);
     }
     let columns = ["account_id", "arn", "id", "name", "created_at", "password_last_used_at"];
     insert_rows(tx, "iam_users", &columns, rows).await?;
     let mut rows = Vec::new();
     for g in &iam.groups {
-        let created = Time(Some(unix(&g.created)?));
+        let created = Int(Some(unix(&g.created)?));
         rows.push(vec![account(&g.arn), Text(Some(&g.arn)), Text(Some(&g.id)), Text(Some(&g.name)), created]);
     }
     insert_rows(tx, "iam_groups", &["account_id", "arn", "id", "name", "created_at"], rows).await?;
@@ -129,8 +106,8 @@ async fn insert_iam(tx: &mut Tx, iam: &cone_aws::IamSnapshot) -> Result<()> {
             Text(Some(&r.arn)),
             Text(Some(&r.id)),
             Text(Some(&r.name)),
-            Time(Some(created)),
-            Time(used),
+            Int(Some(created)),
+            Int(used),
         ]);
     }
     let columns = ["account_id", "arn", "id", "name", "created_at", "last_used_at"];
@@ -149,8 +126,8 @@ async fn insert_iam(tx: &mut Tx, iam: &cone_aws::IamSnapshot) -> Result<()> {
             Text(Some(&k.id)),
             Text(Some(&k.user_arn)),
             Text(Some(&k.status)),
-            Time(Some(unix(&k.created)?)),
-            Time(unix_opt(&k.last_used)?),
+            Int(Some(unix(&k.created)?)),
+            Int(unix_opt(&k.last_used)?),
             Text(k.last_used_service.as_deref()),
             Text(k.last_used_region.as_deref()),
         ]);

@@ -1,4 +1,4 @@
-//! The writes that move tasks, grants, jobs and created accounts along their lifecycles. Each starts from the state it reads, asks
+//! The writes that move tasks, grants, jobs, created accounts and review items along their lifecycles. Each starts from the state it reads, asks
 //! `cone_core` where the event leads, and writes that: the SQL records a decision, it never makes one. An event a
 //! state does not allow changes nothing and is logged, since it means two writers disagreed about a row.
 
@@ -8,6 +8,7 @@ use anyhow::Result;
 use cone_core::account::{AccountEvent, AccountState};
 use cone_core::grant::{GrantEvent, GrantState};
 use cone_core::job::{JobKind, JobState};
+use cone_core::review::{ItemEvent, ItemState};
 use cone_core::task::{Event, TaskState};
 
 use super::pool::Tx;
@@ -112,20 +113,50 @@ pub(super) async fn enqueue_at(
     run_after: i64,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO jobs (kind, grant_id, finding_id, state, run_after, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    insert_job(tx, kind, (grant_id, finding_id, None), run_after, now).await.map(drop)
+}
+
+/// Queues the removal of what review item `item_id` revoked, due now; returns the job's id.
+pub(super) async fn enqueue_review(tx: &mut Tx, item_id: i64, now: i64) -> Result<i64> {
+    insert_job(tx, JobKind::ReviewRevoke, (None, None, Some(item_id)), now, now).await
+}
+
+/// Inserts a pending job about a grant, a drift finding or a review item.
+async fn insert_job(
+    tx: &mut Tx,
+    kind: JobKind,
+    (grant_id, finding_id, item_id): (Option<i64>, Option<i64>, Option<i64>),
+    run_after: i64,
+    now: i64,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO jobs (kind, grant_id, finding_id, item_id, state, run_after, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(kind.as_str())
     .bind(grant_id)
     .bind(finding_id)
+    .bind(item_id)
     .bind(JobState::Pending.as_str())
     .bind(run_after)
     .bind(now)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Moves review item `item_id` by `event`; `None`, logged, when its state does not allow it.
+pub(super) async fn move_item(tx: &mut Tx, item_id: i64, event: ItemEvent) -> Result<Option<ItemState>> {
+    let from: String =
+        sqlx::query_scalar("SELECT state FROM review_items WHERE id = $1").bind(item_id).fetch_one(&mut **tx).await?;
+    let from = ItemState::try_from(from).map_err(anyhow::Error::msg)?;
+    let Some(to) = decide("review item", item_id, from, event, ItemState::on) else { return Ok(None) };
+    sqlx::query("UPDATE review_items SET state = $1 WHERE id = $2")
+        .bind(to.as_str())
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(to))
 }
 
 /// Moves the account Cone created for user `user_id` in `account_id` by `event`.

@@ -376,3 +376,37 @@ impl Db {
         Ok((turn, tx))
     }
 }
+
+/// A value of a row [`insert_rows`] writes.
+pub(super) enum Cell<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+}
+
+/// Inserts `rows` into `table`'s `columns`, many rows a statement: a campaign's snapshot is tens of thousands of
+/// rows, and one round trip each is seconds on PostgreSQL. (sqlx's `QueryBuilder` writes `?` placeholders for
+/// `Any`, which PostgreSQL refuses, hence the placeholders written here.)
+pub(super) async fn insert_rows(tx: &mut Tx, table: &str, columns: &[&str], rows: Vec<Vec<Cell<'_>>>) -> Result<()> {
+    // Below SQLite's (32,766) and PostgreSQL's (65,535) limits on parameters per statement.
+    let per_statement = (30_000 / columns.len().max(1)).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Cell<'_>>> = rows.by_ref().take(per_statement).collect();
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let params: Vec<String> = (1..=columns.len()).map(|c| format!("${}", r * columns.len() + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), tuples.join(", "));
+        let mut query = sqlx::query(&sql);
+        for cell in chunk.into_iter().flatten() {
+            query = match cell {
+                Cell::Text(t) => query.bind(t),
+                Cell::Int(t) => query.bind(t),
+            };
+        }
+        query.execute(&mut **tx).await.with_context(|| format!("storing rows of {table}"))?;
+    }
+    Ok(())
+}

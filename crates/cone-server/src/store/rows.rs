@@ -76,10 +76,12 @@ pub struct JobRow {
     pub id: i64,
     #[sqlx(try_from = "String")]
     pub kind: JobKind,
-    /// Every kind but `remove_drift` is about a grant.
+    /// Every kind but `remove_drift` and `review_revoke` is about a grant.
     pub grant_id: Option<i64>,
     /// `reprovision` and `remove_drift` repair a drift finding.
     pub finding_id: Option<i64>,
+    /// `review_revoke` removes what a review item revoked.
+    pub item_id: Option<i64>,
     pub attempts: i64,
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use cone_aws::{Assignment, Change, Connector, ConnectorError, NewIamUser, Principal};
 use cone_core::job::JobKind;
+use cone_core::review::ItemKind;
 
 use super::{Jitter, announce, backoff, until_due};
 use crate::config::Deprovision;
@@ -80,6 +81,7 @@ async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
         JobKind::Reprovision => reprovision(s, connector, &job).await.map(|()| None),
         JobKind::RemoveDrift => remove_drift(s, connector, &job).await.map(|()| None),
         JobKind::Deprovision => deprovision(s, connector, &job).await.map(|()| None),
+        JobKind::ReviewRevoke => review_revoke(s, connector, &job).await.map(|()| None),
     };
     match result {
         Ok(task_id) => {
@@ -167,7 +169,7 @@ async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow:
     } else if g.is_idc_group() {
         remove_member(connector, &g).await.map_err(Failure::from)
     } else {
-        connector.unassign(&assignment(&g)).await.map_err(Failure::from)
+        connector.unassign(&assignment(&g)).await.map(drop).map_err(Failure::from)
     };
     match removed {
         Ok(()) => s.db.revoked(job, &g, kept, deprovision_after(s), s.now()).await?,
@@ -343,9 +345,38 @@ async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyh
         principal: Principal::User(f.principal_id.clone()),
     };
     match connector.unassign(&unexplained).await {
-        Ok(()) => s.db.drift_repaired(job, Repair::Removed, s.now()).await,
+        Ok(_) => s.db.drift_repaired(job, Repair::Removed, s.now()).await,
         Err(e) => {
             tracing::error!(job = job.id, "removing an unexplained assignment failed and will be retried: {e}");
+            retry(s, job, &e.to_string()).await
+        }
+    }
+}
+
+/// Removes what an access review revoked: a person's own assignment, or their membership of an Identity Center
+/// group (a grant is revoked by its own job). Retried until it is done; each failure is on the item for all to see.
+async fn review_revoke(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+    let item_id = job.item_id.ok_or_else(|| anyhow::anyhow!("review_revoke job {} names no item", job.id))?;
+    let (kind, instance_arn, account_id, permission_set_arn, principal, group) = s.db.review_target(item_id).await?;
+    let removed = match kind {
+        ItemKind::Assignment => {
+            let a = Assignment { instance_arn, account_id, permission_set_arn, principal: Principal::User(principal) };
+            connector.unassign(&a).await
+        }
+        ItemKind::GroupMembership => match connector.identity_store_id().await {
+            Ok(store) => connector.remove_idc_group_member(&store, &group, &principal).await.map(|_| None),
+            Err(e) => Err(e),
+        },
+        ItemKind::Grant => anyhow::bail!("review_revoke job {} names a grant's item, which its grant revokes", job.id),
+    };
+    match removed {
+        Ok(request_id) => s.db.review_removed(job, item_id, request_id.as_deref(), s.now()).await,
+        Err(e) => {
+            tracing::error!(
+                job = job.id,
+                item = item_id,
+                "removing access revoked in a review failed and will be retried: {e}"
+            );
             retry(s, job, &e.to_string()).await
         }
     }

@@ -76,6 +76,13 @@ async fn sync_through(
         s.wake.notify_one();
     }
     announce(s, ended, "end the grants of people who left");
+    match s.db.review_items_gone(s.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(items = n, "access under review is gone from AWS; its items say so"),
+        Err(e) => {
+            tracing::error!("cannot mark the review items whose access is gone; the next sync tries again: {e:#}")
+        }
+    }
     let sweeping = last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval);
     if sweeping {
         match sweep(s, &synced.instance_arn, &permission_sets, spool, synced_at).await {

@@ -22,21 +22,26 @@ cone_testkit::on_both_stores!(
 
 /// Assigns `permission_set` in `account` to the group.
 async fn assign_to_group(sb: &Sandbox, account: &str, permission_set: &str, group: &str) {
+    assign_to(sb, account, permission_set, PrincipalType::Group, group).await
+}
+
+/// Assigns `permission_set` in `account` to a principal, by hand in moto, as an administrator would outside Cone.
+pub(crate) async fn assign_to(sb: &Sandbox, account: &str, permission_set: &str, kind: PrincipalType, id: &str) {
     let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint));
     sso.create_account_assignment()
         .instance_arn(&sb.org.instance_arn)
         .target_id(sb.org.account_id(account).unwrap())
         .target_type(TargetType::AwsAccount)
         .permission_set_arn(sb.org.permission_set_arn(permission_set).unwrap())
-        .principal_type(PrincipalType::Group)
-        .principal_id(group)
+        .principal_type(kind)
+        .principal_id(id)
         .send()
         .await
         .unwrap();
 }
 
 /// Adds `user` to a new identity-store group `name`; returns the group id.
-async fn group_with(sb: &Sandbox, name: &str, users: &[&str]) -> String {
+pub(crate) async fn group_with(sb: &Sandbox, name: &str, users: &[&str]) -> String {
     let ids = aws_sdk_identitystore::Client::new(&moto_sdk_config(&sb.moto.endpoint));
     let store = &sb.org.identity_store_id;
     let group = ids.create_group().identity_store_id(store).display_name(name).send().await.unwrap().group_id;

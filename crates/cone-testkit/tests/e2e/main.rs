@@ -16,6 +16,7 @@ mod openapi;
 mod ops;
 mod people;
 mod policy;
+mod reviews;
 mod server;
 mod tokens;
 mod web;

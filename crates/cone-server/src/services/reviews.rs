@@ -1,0 +1,447 @@
+//! User access reviews: administrators create campaigns over the access in force and close them; reviewers certify
+//! or revoke the items given to them; the report is the evidence. Who reviews what, and which access a scope covers,
+//! is `cone_core::review`'s; revocations are removed by the job workers.
+
+use std::collections::HashMap;
+
+use cone_api::{
+    NewReviewCampaign, ReviewCampaign, ReviewCampaignList, ReviewDecide, ReviewDecided, ReviewDecision, ReviewItem,
+    ReviewItemPage, ReviewRefused, ReviewRemoval, ReviewScope, ReviewerProgress, Reviewers, ReviewersFrom,
+};
+use cone_core::review::{ItemEvent, ItemKind, ItemState, Reach, Scope, reviewers_for};
+
+use super::auth::{Caller, is_admin, require_admin};
+use super::{Page, time};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{AccessRow, CampaignRow, ItemFilter, ItemRow, NewCampaign, NewItem, Refusal};
+
+/// Items one campaign may hold: a whole organisation's access, with room to spare.
+const MAX_ITEMS: usize = 200_000;
+/// Entries in each of a scope's lists, and people named as reviewers.
+const MAX_NAMES: usize = 500;
+/// Items one decision may cover.
+pub const MAX_DECIDE: usize = 1000;
+/// Characters in a comment or a campaign's name.
+const MAX_COMMENT: usize = 2000;
+const MAX_NAME: usize = 200;
+
+/// Which items a reviewer or an administrator lists.
+#[derive(Debug, Clone, Default)]
+pub struct ItemQuery {
+    pub campaign: Option<i64>,
+    pub user: Option<String>,
+    pub state: Option<ItemState>,
+    /// Words to find in the person's name, the account, the permission set or the group.
+    pub q: Option<String>,
+    pub by_entitlement: bool,
+    /// Every item rather than the caller's to decide (administrators only).
+    pub all: bool,
+}
+
+pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Result<ReviewCampaign> {
+    require_admin(s, &caller.user).await?;
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!("Give the campaign a name of 1 to {MAX_NAME} characters on one line.")));
+    }
+    if req.due.timestamp() <= s.now() {
+        return Err(Error::invalid("The due time has passed; give one in the future."));
+    }
+    let r = &req.reviewers;
+    let lists = [&req.scope.accounts, &req.scope.permission_sets, &req.scope.groups, &r.users, &r.fallback];
+    if lists.iter().any(|l| l.len() > MAX_NAMES) {
+        return Err(Error::invalid(format!("Name at most {MAX_NAMES} entries in each list.")));
+    }
+    let people = s.db.user_ids_by_name().await?;
+    for who in r.users.iter().chain(&r.fallback) {
+        if !people.contains_key(who) {
+            return Err(Error::invalid(format!("There is no active Cone user \"{who}\" to review; check the name.")));
+        }
+    }
+    let group_members = match (r.from, r.group.as_deref()) {
+        (ReviewersFrom::Group, Some(g)) => s.db.group_member_names(g).await?,
+        (ReviewersFrom::Group, None) => return Err(Error::invalid("Reviewers from a group: name the group.")),
+        (ReviewersFrom::Users, _) if r.users.is_empty() => {
+            return Err(Error::invalid("Reviewers from users: name at least one."));
+        }
+        _ => Vec::new(),
+    };
+    let candidates = |subject: &str| -> Vec<String> {
+        match r.from {
+            ReviewersFrom::Manager => {
+                let identity = s.config.identities.users.iter().find(|u| u.name == subject);
+                identity.and_then(|i| i.manager.clone()).into_iter().collect()
+            }
+            ReviewersFrom::Owners => s.config.aws.owners.clone(),
+            ReviewersFrom::Group => group_members.clone(),
+            ReviewersFrom::Users => r.users.clone(),
+        }
+    };
+    let scope = scope(&req.scope);
+    let (access, reaches) = s.db.access_in_force(s.now()).await?;
+    let mut by_group: HashMap<&str, Vec<Reach>> = HashMap::new();
+    for g in &reaches {
+        by_group.entry(&g.group_id).or_default().push(Reach {
+            account_id: g.account_id.clone(),
+            account: g.account_name.clone(),
+            permission_set: g.permission_set_name.clone(),
+        });
+    }
+    let mut items = Vec::new();
+    for a in access {
+        let reach = match (a.group_id.is_empty(), by_group.get(a.group_id.as_str())) {
+            (true, _) => vec![own_reach(&a)],
+            (false, Some(group)) if a.account_id.is_empty() => group.clone(),
+            // An IAM group's grant reaches its account.
+            (false, _) if !a.account_id.is_empty() => vec![own_reach(&a)],
+            (false, _) => Vec::new(),
+        };
+        let group = (!a.group_name.is_empty()).then_some(a.group_name.as_str());
+        if !scope.includes(a.kind, group, &reach) {
+            continue;
+        }
+        // People the rule names but Cone does not know (a manager who left, say) cannot decide: the fallback does.
+        let known: Vec<String> = candidates(&a.username).into_iter().filter(|c| people.contains_key(c)).collect();
+        let reviewers = reviewers_for(&a.username, &known, &r.fallback).map_err(|e| Error::invalid(capital(&e)))?;
+        let reviewers = reviewers.iter().filter_map(|name| people.get(name).copied()).collect();
+        items.push(NewItem { reaches: words(&a, &reach), access: a, reviewers });
+        if items.len() > MAX_ITEMS {
+            return Err(Error::invalid(format!("The scope covers over {MAX_ITEMS} items; narrow it.")));
+        }
+    }
+    if items.is_empty() {
+        return Err(Error::invalid(
+            "The scope covers no access the last sync found; check the names, or sync first (cone sync).",
+        ));
+    }
+    let new = NewCampaign {
+        name,
+        scope: &serde_json::to_string(&req.scope).map_err(anyhow::Error::from)?,
+        reviewers: &serde_json::to_string(&req.reviewers).map_err(anyhow::Error::from)?,
+        due_at: req.due.timestamp(),
+        created_by: caller.user.id,
+    };
+    let id = s.db.create_campaign(&new, items, s.now()).await?;
+    campaign(s, caller, id).await
+}
+
+fn scope(s: &ReviewScope) -> Scope {
+    Scope {
+        accounts: s.accounts.clone(),
+        permission_sets: s.permission_sets.clone(),
+        groups: s.groups.clone(),
+        kinds: s.kinds.clone(),
+    }
+}
+
+fn own_reach(a: &AccessRow) -> Reach {
+    Reach {
+        account_id: a.account_id.clone(),
+        account: a.account_name.clone(),
+        permission_set: a.permission_set_name.clone(),
+    }
+}
+
+/// What the access gives, in words: "AdministratorAccess on Production", a group's assignments.
+fn words(a: &AccessRow, reach: &[Reach]) -> String {
+    let said: Vec<String> = reach
+        .iter()
+        .map(|r| match r.permission_set.is_empty() {
+            true => format!("IAM group {} in {}", a.group_name, r.account),
+            false => format!("{} on {}", r.permission_set, r.account),
+        })
+        .collect();
+    // An Identity Center group belongs to no account: its membership gives what the group is assigned.
+    match (a.group_id.is_empty() || !a.account_id.is_empty(), said.is_empty()) {
+        (true, _) => said.join("; "),
+        (false, true) => format!("membership of {} (assigned nothing)", a.group_name),
+        (false, false) => format!("membership of {}: {}", a.group_name, said.join("; ")),
+    }
+}
+
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect::<String>() + ".").unwrap_or_default()
+}
+
+pub async fn campaigns(s: &AppState, caller: &Caller, page: Page) -> Result<ReviewCampaignList> {
+    require_admin(s, &caller.user).await?;
+    let rows = s.db.campaigns(page.offset, page.limit()).await?;
+    let (rows, next_page_token) = page.cut(rows);
+    let campaigns = rows.into_iter().map(|c| campaign_view(s, c, Vec::new())).collect::<Result<_>>()?;
+    Ok(ReviewCampaignList { campaigns, next_page_token })
+}
+
+pub async fn campaign(s: &AppState, caller: &Caller, id: i64) -> Result<ReviewCampaign> {
+    require_admin(s, &caller.user).await?;
+    let row = found_campaign(s, id).await?;
+    let progress = s.db.campaign_progress(id).await?;
+    campaign_view(s, row, progress)
+}
+
+async fn found_campaign(s: &AppState, id: i64) -> Result<CampaignRow> {
+    s.db.campaign(id).await?.ok_or_else(|| {
+        Error::NotFound(format!("There is no review campaign {id}; `cone review campaign list` lists them."))
+    })
+}
+
+fn campaign_view(s: &AppState, c: CampaignRow, progress: Vec<(String, i64, i64)>) -> Result<ReviewCampaign> {
+    let scope: ReviewScope = serde_json::from_str(&c.scope).map_err(anyhow::Error::from)?;
+    let reviewers: Reviewers = serde_json::from_str(&c.reviewers).map_err(anyhow::Error::from)?;
+    Ok(ReviewCampaign {
+        id: c.id,
+        overdue: c.state == "open" && c.pending > 0 && c.due_at < s.now(),
+        name: c.name,
+        state: c.state,
+        due: time(c.due_at),
+        scope,
+        reviewers,
+        created_by: c.created_by,
+        created_at: time(c.created_at),
+        closed_at: c.closed_at.map(time),
+        items: c.items,
+        pending: c.pending,
+        revoking: c.revoking,
+        progress: progress
+            .into_iter()
+            .map(|(reviewer, left, items)| ReviewerProgress { reviewer, left, items })
+            .collect(),
+    })
+}
+
+/// Closes a campaign: its decisions become final, and its report is the record of them.
+pub async fn close(s: &AppState, caller: &Caller, id: i64) -> Result<ReviewCampaign> {
+    require_admin(s, &caller.user).await?;
+    found_campaign(s, id).await?;
+    if !s.db.close_campaign(id, caller.user.id, s.now()).await? {
+        return Err(Error::WrongState(format!("Review campaign {id} is closed already.")));
+    }
+    campaign(s, caller, id).await
+}
+
+/// The items the caller may decide (or, for an administrator asking for `all`, every item), by person or by
+/// entitlement.
+pub async fn items(s: &AppState, caller: &Caller, q: &ItemQuery, page: Page) -> Result<ReviewItemPage> {
+    if q.all {
+        require_admin(s, &caller.user).await?;
+    }
+    let filter = ItemFilter {
+        campaign: q.campaign,
+        reviewer: (!q.all).then_some(caller.user.id),
+        user: q.user.clone(),
+        state: q.state,
+        words: q.q.as_deref().unwrap_or("").split_whitespace().take(8).map(str::to_string).collect(),
+        by_entitlement: q.by_entitlement,
+    };
+    let rows = s.db.review_items(&filter, page.offset, page.limit()).await?;
+    let (rows, next_page_token) = page.cut(rows);
+    Ok(ReviewItemPage { items: views(s, rows).await?, next_page_token })
+}
+
+/// One item, for its reviewers, its person and administrators.
+pub async fn item(s: &AppState, caller: &Caller, id: i64) -> Result<ReviewItem> {
+    let view = found_item(s, id).await?;
+    let me = &caller.user.username;
+    if view.user != *me && !view.reviewers.contains(me) && !is_admin(s, &caller.user).await? {
+        return Err(Error::Forbidden(format!("You are not a reviewer of item {id}.")));
+    }
+    Ok(view)
+}
+
+async fn found_item(s: &AppState, id: i64) -> Result<ReviewItem> {
+    let row = s.db.review_item(id).await?.ok_or_else(|| Error::NotFound(format!("There is no review item {id}.")))?;
+    let mut views = views(s, vec![row]).await?;
+    views.pop().ok_or_else(|| Error::NotFound(format!("There is no review item {id}.")))
+}
+
+async fn views(s: &AppState, rows: Vec<ItemRow>) -> Result<Vec<ReviewItem>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut reviewers: HashMap<i64, Vec<String>> = HashMap::new();
+    for (item, name) in s.db.item_reviewers(&ids).await? {
+        reviewers.entry(item).or_default().push(name);
+    }
+    rows.into_iter()
+        .map(|r| {
+            let names = reviewers.remove(&r.id).unwrap_or_default();
+            view(r, names)
+        })
+        .collect()
+}
+
+fn view(r: ItemRow, reviewers: Vec<String>) -> Result<ReviewItem> {
+    let removal = r.job_state.map(|state| ReviewRemoval {
+        state,
+        attempts: r.job_attempts.unwrap_or(0),
+        last_error: r.job_error,
+        request_id: r.request_id,
+    });
+    Ok(ReviewItem {
+        id: r.id,
+        campaign_id: r.campaign_id,
+        campaign: r.campaign_name,
+        kind: ItemKind::try_from(r.kind).map_err(anyhow::Error::msg)?,
+        user: r.username,
+        display_name: r.display_name,
+        account_id: r.account_id,
+        account: r.account_name,
+        permission_set: r.permission_set_name,
+        group: r.group_name,
+        reaches: r.reaches,
+        task_id: r.task_id,
+        state: ItemState::try_from(r.state).map_err(anyhow::Error::msg)?,
+        reviewers,
+        decided_by: r.decided_by,
+        decided_at: r.decided_at.map(time),
+        comment: r.comment,
+        removal,
+        gone_at: r.gone_at.map(time),
+        decision_audit_hash: r.decision_hash,
+        removal_audit_hash: r.removal_hash,
+    })
+}
+
+/// Certifies or revokes items the caller may decide; each is decided on its own, and those that cannot be are
+/// named with the reason. A revocation starts its removal at once.
+pub async fn decide(s: &AppState, caller: &Caller, req: &ReviewDecide) -> Result<ReviewDecided> {
+    if req.items.is_empty() || req.items.len() > MAX_DECIDE {
+        return Err(Error::invalid(format!("Name 1 to {MAX_DECIDE} items to decide.")));
+    }
+    let comment = req.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT) {
+        return Err(Error::invalid(format!("A comment has at most {MAX_COMMENT} characters.")));
+    }
+    let event = match req.decision {
+        ReviewDecision::Certify => ItemEvent::Certify,
+        ReviewDecision::Revoke if comment.is_none() => {
+            return Err(Error::invalid("Say why the access goes: a revocation needs a comment (-c/--comment)."));
+        }
+        ReviewDecision::Revoke => ItemEvent::Revoke,
+    };
+    let (mut decided, mut refused) = (Vec::new(), Vec::new());
+    for &id in &req.items {
+        match s.db.decide_item(id, caller.user.id, event, comment, s.now()).await? {
+            Ok(_) => decided.push(found_item(s, id).await?),
+            Err(why) => refused.push(ReviewRefused { item: id, message: refusal(id, &why) }),
+        }
+    }
+    if event == ItemEvent::Revoke && !decided.is_empty() {
+        s.wake.notify_one();
+    }
+    Ok(ReviewDecided { decided, refused })
+}
+
+fn refusal(id: i64, why: &Refusal) -> String {
+    match why {
+        Refusal::NoSuchItem => format!("There is no review item {id}."),
+        Refusal::Closed => format!("Item {id}'s campaign is closed; its decisions are final."),
+        Refusal::NotReviewer => {
+            format!("You are not a reviewer of item {id}; an administrator can reassign it to you.")
+        }
+        Refusal::OwnAccess => format!("Item {id} is your own access, which someone else must review."),
+        Refusal::State(ItemState::Revoking | ItemState::Revoked) => {
+            format!("Item {id} was revoked already; a revocation is final.")
+        }
+        Refusal::State(ItemState::Gone) => format!("Item {id}'s access is gone from AWS already; nothing to decide."),
+        Refusal::State(ItemState::Certified) => format!("Item {id} is certified already."),
+        Refusal::State(ItemState::Pending) => format!("Item {id} cannot take that decision."),
+    }
+}
+
+/// Gives an undecided item to `reviewer` alone. Administrators only.
+pub async fn reassign(s: &AppState, caller: &Caller, id: i64, reviewer: &str) -> Result<ReviewItem> {
+    require_admin(s, &caller.user).await?;
+    let to = s.db.user_ids_by_name().await?.get(reviewer).copied();
+    let to =
+        to.ok_or_else(|| Error::invalid(format!("There is no active Cone user \"{reviewer}\"; check the name.")))?;
+    match s.db.reassign_item(id, to, caller.user.id, s.now()).await? {
+        Ok(()) => found_item(s, id).await,
+        Err(Refusal::NoSuchItem) => Err(Error::NotFound(refusal(id, &Refusal::NoSuchItem))),
+        Err(Refusal::OwnAccess) => {
+            Err(Error::invalid(format!("Item {id} is {reviewer}'s own access; choose someone else.")))
+        }
+        Err(why) => Err(Error::WrongState(refusal(id, &why))),
+    }
+}
+
+/// A report's formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    JsonLines,
+}
+
+/// Every item of a campaign with its decision, reviewer, comment, the removal's outcome and the hashes of its audit
+/// entries, as CSV or JSON Lines. Administrators only.
+pub async fn report(s: &AppState, caller: &Caller, id: i64, format: Format) -> Result<String> {
+    require_admin(s, &caller.user).await?;
+    let c = found_campaign(s, id).await?;
+    let filter = ItemFilter { campaign: Some(id), ..ItemFilter::default() };
+    let items = views(s, s.db.review_items(&filter, 0, i64::MAX).await?).await?;
+    match format {
+        Format::JsonLines => {
+            let mut out = String::new();
+            for i in &items {
+                out.push_str(&serde_json::to_string(i).map_err(anyhow::Error::from)?);
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Format::Csv => csv(&c, &items),
+    }
+}
+
+fn csv(c: &CampaignRow, items: &[ReviewItem]) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "campaign",
+        "campaign_state",
+        "item",
+        "kind",
+        "user",
+        "account_id",
+        "account",
+        "permission_set",
+        "group",
+        "reaches",
+        "reviewers",
+        "state",
+        "decided_by",
+        "decided_at",
+        "comment",
+        "removal",
+        "request_id",
+        "gone_at",
+        "decision_audit_hash",
+        "removal_audit_hash",
+    ];
+    w.write_record(header).map_err(anyhow::Error::from)?;
+    let at = |t: &Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    for i in items {
+        let record = [
+            c.name.clone(),
+            c.state.clone(),
+            i.id.to_string(),
+            i.kind.as_str().to_string(),
+            i.user.clone(),
+            i.account_id.clone(),
+            i.account.clone(),
+            i.permission_set.clone(),
+            i.group.clone(),
+            i.reaches.clone(),
+            i.reviewers.join(" "),
+            i.state.as_str().to_string(),
+            i.decided_by.clone().unwrap_or_default(),
+            at(&i.decided_at),
+            i.comment.clone().unwrap_or_default(),
+            i.removal.as_ref().map(|r| r.state.clone()).unwrap_or_default(),
+            i.removal.as_ref().and_then(|r| r.request_id.clone()).unwrap_or_default(),
+            at(&i.gone_at),
+            i.decision_audit_hash.clone().unwrap_or_default(),
+            i.removal_audit_hash.clone().unwrap_or_default(),
+        ];
+        w.write_record(record.iter().map(|v| cone_core::review::csv_safe(v))).map_err(anyhow::Error::from)?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("cannot write the report: {e}"))?;
+    Ok(String::from_utf8(bytes).map_err(anyhow::Error::from)?)
+}

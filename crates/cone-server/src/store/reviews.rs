@@ -1,0 +1,645 @@
+//! User access reviews: the access in force as the last sync read it, campaigns snapshotting it into items, the
+//! reviewers' decisions, and revocations carried out by jobs (a grant's by its own revoke job). Every decision and
+//! removal is audited, and an item keeps the id of its audit entries so that a report can be checked against the log.
+
+use anyhow::Result;
+use cone_core::job::JobState;
+use cone_core::review::{ItemEvent, ItemKind, ItemState};
+use sqlx::FromRow;
+
+use super::audit::record;
+use super::grants::{Ending, end_early};
+use super::lifecycle::{enqueue_review, finish_job, move_item};
+use super::pool::{Cell, Db, Tx, insert_rows};
+use super::rows::JobRow;
+
+/// A person's access as it stands: a direct assignment, a standing group membership, or an active grant.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccessRow {
+    #[sqlx(try_from = "String")]
+    pub kind: ItemKind,
+    pub user_id: i64,
+    pub username: String,
+    pub principal_id: String,
+    pub app_id: String,
+    pub entitlement_id: String,
+    pub instance_arn: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set_arn: String,
+    pub permission_set_name: String,
+    pub group_id: String,
+    pub group_name: String,
+    pub grant_id: Option<i64>,
+}
+
+/// An account and permission set an Identity Center group is assigned.
+#[derive(Debug, Clone, FromRow)]
+pub struct GroupReachRow {
+    pub group_id: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set_name: String,
+}
+
+/// A campaign to create.
+pub struct NewCampaign<'a> {
+    pub name: &'a str,
+    pub scope: &'a str,
+    pub reviewers: &'a str,
+    pub due_at: i64,
+    pub created_by: i64,
+}
+
+/// An item of a new campaign: the access, what it reaches in words, and who may decide it.
+pub struct NewItem {
+    pub access: AccessRow,
+    pub reaches: String,
+    pub reviewers: Vec<i64>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CampaignRow {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub reviewers: String,
+    pub due_at: i64,
+    pub state: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub closed_at: Option<i64>,
+    pub items: i64,
+    /// Items nobody decided yet.
+    pub pending: i64,
+    /// Revocations whose removal is not done yet.
+    pub revoking: i64,
+}
+
+/// An item with the names of the people it involves, how its removal went, and its audit entries' hashes.
+#[derive(Debug, Clone, FromRow)]
+pub struct ItemRow {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub campaign_name: String,
+    pub kind: String,
+    pub username: String,
+    pub display_name: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub permission_set_name: String,
+    pub group_name: String,
+    pub reaches: String,
+    pub task_id: Option<i64>,
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub comment: Option<String>,
+    pub job_state: Option<String>,
+    pub job_error: Option<String>,
+    pub job_attempts: Option<i64>,
+    pub request_id: Option<String>,
+    pub gone_at: Option<i64>,
+    pub decision_hash: Option<String>,
+    pub removal_hash: Option<String>,
+}
+
+/// Which items to list.
+#[derive(Debug, Clone, Default)]
+pub struct ItemFilter {
+    pub campaign: Option<i64>,
+    /// Only items this person may decide.
+    pub reviewer: Option<i64>,
+    /// Only items about this person (user name).
+    pub user: Option<String>,
+    pub state: Option<ItemState>,
+    /// Words each found in the person's name, the account, the permission set or the group.
+    pub words: Vec<String>,
+    /// Ordered by entitlement (account, permission set, group) rather than by person.
+    pub by_entitlement: bool,
+}
+
+/// Why a decision was not written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuchItem,
+    Closed,
+    NotReviewer,
+    OwnAccess,
+    /// The item's state does not allow it (already revoked, gone, or certified twice).
+    State(ItemState),
+}
+
+/// What a decision on an item checks.
+#[derive(FromRow)]
+struct Deciding {
+    subject: i64,
+    campaign_state: String,
+    campaign_id: i64,
+    kind: String,
+    grant_id: Option<i64>,
+    /// 1 when the decider is among the item's reviewers.
+    reviewer: i64,
+    state: String,
+}
+
+const ITEM_SELECT: &str = "SELECT i.id, i.campaign_id, c.name AS campaign_name, i.kind, u.username,
+        u.display_name, i.account_id, i.account_name, i.permission_set_name, i.group_name, i.reaches, g.task_id,
+        i.state, d.username AS decided_by, i.decided_at, i.comment, j.state AS job_state,
+        j.last_error AS job_error, j.attempts AS job_attempts, i.request_id, i.gone_at,
+        ad.hash AS decision_hash, ar.hash AS removal_hash
+    FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id JOIN users u ON u.id = i.user_id
+    LEFT JOIN users d ON d.id = i.decided_by LEFT JOIN grants g ON g.id = i.grant_id
+    LEFT JOIN jobs j ON j.id = COALESCE(i.job_id,
+        (SELECT MAX(r.id) FROM jobs r WHERE i.grant_id IS NOT NULL AND r.grant_id = i.grant_id AND r.kind = 'revoke'))
+    LEFT JOIN audit_log ad ON ad.id = i.decision_audit_id LEFT JOIN audit_log ar ON ar.id = i.removed_audit_id";
+
+const CAMPAIGN_SELECT: &str = "SELECT c.id, c.name, c.scope, c.reviewers, c.due_at, c.state, u.username AS created_by,
+        c.created_at, c.closed_at,
+        (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id) AS items,
+        (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id AND i.state = 'pending') AS pending,
+        (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id AND i.state = 'revoking') AS revoking
+    FROM review_campaigns c JOIN users u ON u.id = c.created_by";
+
+/// SQL text of the states `event` applies to.
+fn states_before(event: ItemEvent) -> String {
+    ItemState::before(event).iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+impl Db {
+    /// Everything people hold in AWS as Cone knows it: direct assignments and standing memberships as the last sync
+    /// read them (leaving out those a Cone grant made or explains, which are reviewed as that grant), and active
+    /// grants; with what each Identity Center group is assigned.
+    pub async fn access_in_force(&self, now: i64) -> Result<(Vec<AccessRow>, Vec<GroupReachRow>)> {
+        let access = sqlx::query_as(
+            "SELECT 'assignment' AS kind, u.id AS user_id, u.username, u.idc_user_id AS principal_id, e.app_id,
+                 e.id AS entitlement_id, a.instance_arn, e.resource_id AS account_id,
+                 COALESCE(r.name, e.resource_id) AS account_name, e.permission_set_arn, e.permission_set_name,
+                 '' AS group_id, '' AS group_name, CAST(NULL AS BIGINT) AS grant_id
+             FROM user_assignments ua JOIN users u ON u.id = ua.user_id
+             JOIN entitlements e ON e.app_id = ua.app_id AND e.id = ua.entitlement_id JOIN apps a ON a.id = e.app_id
+             LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id
+             WHERE u.left_at IS NULL AND u.idc_user_id IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM grants g WHERE g.user_id = u.id AND g.app_id = e.app_id AND g.entitlement_id = e.id
+                 AND g.state IN ('provisioning', 'active', 'revoking'))
+             UNION ALL
+             SELECT 'group_membership', u.id, u.username, u.idc_user_id, e.app_id, e.id, a.instance_arn, '', '', '',
+                 '', e.group_id, e.group_name, CAST(NULL AS BIGINT)
+             FROM group_members m JOIN groups gr ON gr.id = m.group_id JOIN users u ON u.id = m.user_id
+             JOIN entitlements e ON e.kind = 'aws_idc_group_membership' AND e.group_id = gr.idc_group_id
+             JOIN apps a ON a.id = e.app_id
+             WHERE u.left_at IS NULL AND u.idc_user_id IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM grants c WHERE c.user_id = u.id AND c.kind = 'aws_idc_group_membership'
+                 AND c.group_id = gr.idc_group_id AND c.state IN ('provisioning', 'active', 'revoking')
+                 AND COALESCE(c.membership_found, 0) = 0)
+             UNION ALL
+             SELECT 'grant', u.id, u.username, g.principal_id, g.app_id, g.entitlement_id, g.instance_arn,
+                 g.account_id, COALESCE(r.name, g.account_id), g.permission_set_arn, COALESCE(e.permission_set_name, ''),
+                 g.group_id, COALESCE(e.group_name, g.group_id), g.id
+             FROM grants g JOIN users u ON u.id = g.user_id
+             LEFT JOIN entitlements e ON e.app_id = g.app_id AND e.id = g.entitlement_id
+             LEFT JOIN resources r ON r.app_id = g.app_id AND r.id = g.account_id
+             WHERE g.state = 'active' AND g.expires_at > $1
+             ORDER BY 3, 1, 5, 6",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let reaches = sqlx::query_as(
+            "SELECT gr.idc_group_id AS group_id, e.resource_id AS account_id,
+                 COALESCE(r.name, e.resource_id) AS account_name, e.permission_set_name
+             FROM group_assignments a JOIN groups gr ON gr.id = a.group_id
+             JOIN entitlements e ON e.app_id = a.app_id AND e.id = a.entitlement_id
+             LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id
+             ORDER BY 1, 3, 4",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((access, reaches))
+    }
+
+    /// Every person who has not left, by user name.
+    pub async fn user_ids_by_name(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT username, id FROM users WHERE left_at IS NULL").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The user names of the members of the Cone group `name`.
+    pub async fn group_member_names(&self, name: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT u.username FROM group_members m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id
+             WHERE g.name = $1 AND u.left_at IS NULL ORDER BY u.username",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Creates a campaign with its items and their reviewers, in one transaction; returns its id.
+    pub async fn create_campaign(&self, c: &NewCampaign<'_>, items: Vec<NewItem>, now: i64) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO review_campaigns (name, scope, reviewers, due_at, state, created_by, created_at)
+             VALUES ($1, $2, $3, $4, 'open', $5, $6) RETURNING id",
+        )
+        .bind(c.name)
+        .bind(c.scope)
+        .bind(c.reviewers)
+        .bind(c.due_at)
+        .bind(c.created_by)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Ids are given here, under the writers' lock, so that the reviewers' rows can name their items without a
+        // round trip per item.
+        let first: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM review_items").fetch_one(&mut *tx).await?;
+        let count = items.len();
+        let mut rows = Vec::with_capacity(count);
+        let mut reviewers = Vec::with_capacity(count);
+        for (n, item) in items.iter().enumerate() {
+            let item_id = first + n as i64;
+            let a = &item.access;
+            use Cell::{Int, Text};
+            rows.push(vec![
+                Int(Some(item_id)),
+                Int(Some(id)),
+                Text(Some(a.kind.as_str())),
+                Int(Some(a.user_id)),
+                Text(Some(&a.principal_id)),
+                Text(Some(&a.app_id)),
+                Text(Some(&a.entitlement_id)),
+                Text(Some(&a.instance_arn)),
+                Text(Some(&a.account_id)),
+                Text(Some(&a.account_name)),
+                Text(Some(&a.permission_set_arn)),
+                Text(Some(&a.permission_set_name)),
+                Text(Some(&a.group_id)),
+                Text(Some(&a.group_name)),
+                Text(Some(&item.reaches)),
+                Int(a.grant_id),
+                Text(Some(ItemState::Pending.as_str())),
+            ]);
+            reviewers.extend(item.reviewers.iter().map(|r| vec![Int(Some(item_id)), Int(Some(*r))]));
+        }
+        let columns = [
+            "id",
+            "campaign_id",
+            "kind",
+            "user_id",
+            "principal_id",
+            "app_id",
+            "entitlement_id",
+            "instance_arn",
+            "account_id",
+            "account_name",
+            "permission_set_arn",
+            "permission_set_name",
+            "group_id",
+            "group_name",
+            "reaches",
+            "grant_id",
+            "state",
+        ];
+        insert_rows(&mut tx, "review_items", &columns, rows).await?;
+        insert_rows(&mut tx, "review_reviewers", &["item_id", "user_id"], reviewers).await?;
+        let detail = serde_json::json!({ "name": c.name, "items": count, "due_at": c.due_at });
+        record(
+            &mut tx,
+            now,
+            &format!("user:{}", c.created_by),
+            "review.campaign_create",
+            &campaign(id),
+            &detail.to_string(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Campaigns, newest first.
+    pub async fn campaigns(&self, offset: i64, limit: i64) -> Result<Vec<CampaignRow>> {
+        let sql = format!("{CAMPAIGN_SELECT} ORDER BY c.id DESC LIMIT $1 OFFSET $2");
+        Ok(sqlx::query_as(&sql).bind(limit).bind(offset).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn campaign(&self, id: i64) -> Result<Option<CampaignRow>> {
+        let sql = format!("{CAMPAIGN_SELECT} WHERE c.id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Per reviewer of a campaign: (user name, items left, items in all), by most left.
+    pub async fn campaign_progress(&self, id: i64) -> Result<Vec<(String, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT u.username, SUM(CASE WHEN i.state = 'pending' THEN 1 ELSE 0 END), COUNT(*)
+             FROM review_reviewers r JOIN review_items i ON i.id = r.item_id JOIN users u ON u.id = r.user_id
+             WHERE i.campaign_id = $1 GROUP BY u.username ORDER BY 2 DESC, 1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` items from `offset`, as `filter` says.
+    pub async fn review_items(&self, filter: &ItemFilter, offset: i64, limit: i64) -> Result<Vec<ItemRow>> {
+        let mut clauses = vec!["1 = 1".to_string()];
+        let mut args: Vec<String> = Vec::new();
+        let mut param = |value: String| {
+            args.push(value);
+            format!("${}", args.len())
+        };
+        if let Some(c) = filter.campaign {
+            clauses.push(format!("i.campaign_id = CAST({} AS BIGINT)", param(c.to_string())));
+        }
+        if let Some(r) = filter.reviewer {
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM review_reviewers v WHERE v.item_id = i.id AND v.user_id = CAST({} AS BIGINT))",
+                param(r.to_string())
+            ));
+        }
+        if let Some(u) = &filter.user {
+            clauses.push(format!("u.username = {}", param(u.clone())));
+        }
+        if let Some(st) = filter.state {
+            clauses.push(format!("i.state = {}", param(st.as_str().to_string())));
+        }
+        for w in &filter.words {
+            let p = param(format!("%{}%", w.to_lowercase().replace(['%', '_'], "")));
+            clauses.push(format!(
+                "(LOWER(u.username) LIKE {p} OR LOWER(u.display_name) LIKE {p} OR LOWER(i.account_name) LIKE {p}
+                  OR i.account_id LIKE {p} OR LOWER(i.permission_set_name) LIKE {p} OR LOWER(i.group_name) LIKE {p})"
+            ));
+        }
+        let order = match filter.by_entitlement {
+            true => "i.account_name, i.permission_set_name, i.group_name, u.username, i.id",
+            false => "u.username, i.kind, i.account_name, i.permission_set_name, i.group_name, i.id",
+        };
+        let (l, o) = (param(limit.to_string()), param(offset.to_string()));
+        let sql = format!(
+            "{ITEM_SELECT} WHERE {} ORDER BY {order} LIMIT CAST({l} AS BIGINT) OFFSET CAST({o} AS BIGINT)",
+            clauses.join(" AND ")
+        );
+        let mut query = sqlx::query_as(&sql);
+        for a in args {
+            query = query.bind(a);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    pub async fn review_item(&self, id: i64) -> Result<Option<ItemRow>> {
+        let sql = format!("{ITEM_SELECT} WHERE i.id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// The user names of those who may decide each of `ids`: (item id, user name).
+    pub async fn item_reviewers(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let sql = format!(
+            "SELECT r.item_id, u.username FROM review_reviewers r JOIN users u ON u.id = r.user_id
+             WHERE r.item_id IN ({}) ORDER BY r.item_id, u.username",
+            self.backend.json_ids("$1")
+        );
+        Ok(sqlx::query_as(&sql).bind(serde_json::to_string(ids)?).fetch_all(&self.pool).await?)
+    }
+
+    /// Records `by`'s decision on an item: a certification, or a revocation, whose removal starts in the same
+    /// transaction (a job; for a grant, the grant ends as an administrator's withdrawal does). Returns the
+    /// item's new state.
+    pub async fn decide_item(
+        &self,
+        item_id: i64,
+        by: i64,
+        event: ItemEvent,
+        comment: Option<&str>,
+        now: i64,
+    ) -> Result<Result<ItemState, Refusal>> {
+        let mut tx = self.begin().await?;
+        let row: Option<Deciding> = sqlx::query_as(
+            "SELECT i.user_id AS subject, c.state AS campaign_state, i.campaign_id, i.kind, i.grant_id,
+                 (SELECT COUNT(*) FROM review_reviewers r WHERE r.item_id = i.id AND r.user_id = $2) AS reviewer,
+                 i.state
+             FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id WHERE i.id = $1",
+        )
+        .bind(item_id)
+        .bind(by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(Deciding { subject, campaign_state, campaign_id, kind, grant_id, reviewer, state }) = row else {
+            return Ok(Err(Refusal::NoSuchItem));
+        };
+        if subject == by {
+            return Ok(Err(Refusal::OwnAccess));
+        }
+        if reviewer == 0 {
+            return Ok(Err(Refusal::NotReviewer));
+        }
+        if campaign_state != "open" {
+            return Ok(Err(Refusal::Closed));
+        }
+        // Asked first, so that a decision the item cannot take is an answer, not a disagreement between writers.
+        let state = ItemState::try_from(state).map_err(anyhow::Error::msg)?;
+        if state.on(event).is_none() {
+            return Ok(Err(Refusal::State(state)));
+        }
+        let Some(to) = move_item(&mut tx, item_id, event).await? else { return Ok(Err(Refusal::State(state))) };
+        let action = if event == ItemEvent::Revoke { "review.revoke" } else { "review.certify" };
+        let detail = serde_json::json!({ "campaign_id": campaign_id, "comment": comment }).to_string();
+        let audit_id = record(&mut tx, now, &format!("user:{by}"), action, &item(item_id), &detail).await?;
+        sqlx::query(
+            "UPDATE review_items SET decided_by = $1, decided_at = $2, comment = $3, decision_audit_id = $4 WHERE id = $5",
+        )
+        .bind(by)
+        .bind(now)
+        .bind(comment)
+        .bind(audit_id)
+        .bind(item_id)
+        .execute(&mut *tx)
+        .await?;
+        if event == ItemEvent::Revoke {
+            match (ItemKind::try_from(kind).map_err(anyhow::Error::msg)?, grant_id) {
+                (ItemKind::Grant, Some(grant_id)) => revoke_grant(&mut tx, item_id, grant_id, by, now).await?,
+                _ => {
+                    let job = enqueue_review(&mut tx, item_id, now).await?;
+                    sqlx::query("UPDATE review_items SET job_id = $1 WHERE id = $2")
+                        .bind(job)
+                        .bind(item_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(to))
+    }
+
+    /// Gives an item to `to` alone to decide.
+    pub async fn reassign_item(&self, item_id: i64, to: i64, by: i64, now: i64) -> Result<Result<(), Refusal>> {
+        let mut tx = self.begin().await?;
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT i.user_id, c.state, i.state FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id
+             WHERE i.id = $1",
+        )
+        .bind(item_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((subject, campaign_state, state)) = row else { return Ok(Err(Refusal::NoSuchItem)) };
+        if subject == to {
+            return Ok(Err(Refusal::OwnAccess));
+        }
+        if campaign_state != "open" {
+            return Ok(Err(Refusal::Closed));
+        }
+        let state = ItemState::try_from(state).map_err(anyhow::Error::msg)?;
+        if !state.is_open() {
+            return Ok(Err(Refusal::State(state)));
+        }
+        sqlx::query("DELETE FROM review_reviewers WHERE item_id = $1").bind(item_id).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO review_reviewers (item_id, user_id) VALUES ($1, $2)")
+            .bind(item_id)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        let detail = serde_json::json!({ "reviewer": format!("user:{to}") }).to_string();
+        record(&mut tx, now, &format!("user:{by}"), "review.reassign", &item(item_id), &detail).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Closes an open campaign: its decisions are final. `false` when it was not open.
+    pub async fn close_campaign(&self, id: i64, by: i64, now: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let closed = sqlx::query(
+            "UPDATE review_campaigns SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'open'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if closed {
+            let counts: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT state, COUNT(*) FROM review_items WHERE campaign_id = $1 GROUP BY state ORDER BY state",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let detail = serde_json::Value::Object(counts.into_iter().map(|(s, n)| (s, n.into())).collect());
+            record(&mut tx, now, &format!("user:{by}"), "review.campaign_close", &campaign(id), &detail.to_string())
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(closed)
+    }
+
+    /// What a review job removes: (kind, instance, account, permission set, principal, group).
+    pub async fn review_target(&self, item_id: i64) -> Result<(ItemKind, String, String, String, String, String)> {
+        let (kind, instance, account, set, principal, group): (String, String, String, String, String, String) =
+            sqlx::query_as(
+                "SELECT kind, instance_arn, account_id, permission_set_arn, principal_id, group_id
+                 FROM review_items WHERE id = $1",
+            )
+            .bind(item_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((ItemKind::try_from(kind).map_err(anyhow::Error::msg)?, instance, account, set, principal, group))
+    }
+
+    /// A review job's removal is done, with AWS's id of the request when it gave one.
+    pub async fn review_removed(&self, job: &JobRow, item_id: i64, request_id: Option<&str>, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        finish_job(&mut tx, job.id, JobState::Done, None, now).await?;
+        sqlx::query("UPDATE review_items SET request_id = $1 WHERE id = $2")
+            .bind(request_id)
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+        removed(&mut tx, item_id, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks the undecided and certified items of open campaigns whose access a sync no longer finds as gone.
+    pub async fn review_items_gone(&self, now: i64) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT i.id FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id
+             WHERE c.state = 'open' AND i.state IN ({}) AND CASE i.kind
+                 WHEN 'assignment' THEN NOT EXISTS (SELECT 1 FROM user_assignments a
+                     WHERE a.app_id = i.app_id AND a.entitlement_id = i.entitlement_id AND a.user_id = i.user_id)
+                 WHEN 'group_membership' THEN NOT EXISTS (SELECT 1 FROM group_members m
+                     JOIN groups g ON g.id = m.group_id WHERE g.idc_group_id = i.group_id AND m.user_id = i.user_id)
+                 ELSE NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = i.grant_id AND g.state = 'active'
+                     AND g.expires_at > $1) END",
+            states_before(ItemEvent::Vanished)
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            move_item(&mut tx, *id, ItemEvent::Vanished).await?;
+            sqlx::query("UPDATE review_items SET gone_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            record(&mut tx, now, "connector:aws", "review.gone", &item(*id), "{}").await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len())
+    }
+}
+
+fn campaign(id: i64) -> String {
+    format!("review_campaign:{id}")
+}
+
+fn item(id: i64) -> String {
+    format!("review_item:{id}")
+}
+
+/// Ends a grant a reviewer revoked, as an administrator's withdrawal does; a grant already ended counts as removed.
+async fn revoke_grant(tx: &mut Tx, item_id: i64, grant_id: i64, by: i64, now: i64) -> Result<()> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT task_id FROM grants WHERE id = $1 AND (state = 'provisioning' OR (state = 'active' AND expires_at > $2))",
+    )
+    .bind(grant_id)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match live {
+        Some(task_id) => {
+            let reason = "revoked in an access review";
+            let ending =
+                Ending { actor: format!("user:{by}"), by: Some(by), action: "grant.withdraw", reason: Some(reason) };
+            end_early(tx, grant_id, task_id, &ending, now).await
+        }
+        None => removed(tx, item_id, now).await,
+    }
+}
+
+/// The item's revoked access is gone from AWS: audited, with the entry kept on the item.
+async fn removed(tx: &mut Tx, item_id: i64, now: i64) -> Result<()> {
+    if move_item(tx, item_id, ItemEvent::Removed).await?.is_none() {
+        return Ok(());
+    }
+    let audit_id = record(tx, now, "connector:aws", "review.removed", &item(item_id), "{}").await?;
+    sqlx::query("UPDATE review_items SET removed_audit_id = $1 WHERE id = $2")
+        .bind(audit_id)
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A grant's revocation is done: the review items that revoked it are too.
+pub(super) async fn ended_with_grant(tx: &mut Tx, grant_id: i64, now: i64) -> Result<()> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM review_items WHERE grant_id = $1 AND state = 'revoking'")
+        .bind(grant_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for id in ids {
+        removed(tx, id, now).await?;
+    }
+    Ok(())
+}

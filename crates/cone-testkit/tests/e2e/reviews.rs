@@ -1,0 +1,204 @@
+//! User access reviews end to end on SQLite and on PostgreSQL, against moto: a campaign over Production snapshots a
+//! standing assignment made by hand in Identity Center, a membership of a group assigned there and Cone grants;
+//! nobody decides their own access; the revoked assignment, membership and grant are removed from moto while the
+//! certified grant stays; the report lists every item with its outcome, and its hashes are the audit log's.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_sdk_ssoadmin::types::PrincipalType;
+use cone_api::{CreateTask, ReviewDecide, ReviewDecision, ReviewItem, ReviewItemKind, ReviewItemState, TaskState};
+use cone_client::Failure;
+use cone_testkit::{Sandbox, Store, moto_sdk_config};
+
+use super::groups::{assign_to, group_with};
+use super::{assert_audit_intact, eventually};
+
+cone_testkit::on_both_stores!(a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_logs);
+
+/// carol manages alice and bob.
+const SETTINGS: &str =
+    "identities:\n  users:\n    - { name: alice, manager: carol }\n    - { name: bob, manager: carol }\n";
+
+fn ok(o: &std::process::Output, what: &str) -> String {
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{what} failed\nstdout: {out}\nstderr: {err}");
+    out.into_owned()
+}
+
+async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_logs(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start_on(store, dir.path(), SETTINGS, "").await.unwrap();
+    let (alice, bob) = (sb.org.user_id("alice").unwrap().to_string(), sb.org.user_id("bob").unwrap().to_string());
+    // By hand in Identity Center: alice's standing ReadOnlyAccess, and her membership of a group assigned
+    // DatabaseAdministrator, both on Production.
+    assign_to(&sb, "Production", "ReadOnlyAccess", PrincipalType::User, &alice).await;
+    let dba = group_with(&sb, "dba-prod", &["alice"]).await;
+    assign_to(&sb, "Production", "DatabaseAdministrator", PrincipalType::Group, &dba).await;
+    // A restarted server syncs before it reports ready.
+    sb.start_server().unwrap();
+    for user in ["alice", "bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let client = |user: &str| sb.client(user).unwrap();
+
+    // bob's two grants on Production, each accepted by its policy.
+    let production = sb.org.account_id("Production").unwrap();
+    let request = |set: &str| CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: format!("{production}|{}", sb.org.permission_set_arn(set).unwrap()),
+        duration_secs: Some(3600),
+        form_data: match set {
+            "DatabaseAdministrator" => [("ticket".to_string(), serde_json::json!("OPS-1"))].into(),
+            _ => Default::default(),
+        },
+        ..CreateTask::default()
+    };
+    let readonly = client("bob").create_task(&request("ReadOnlyAccess")).await.unwrap().id;
+    let database = client("bob").create_task(&request("DatabaseAdministrator")).await.unwrap().id;
+    eventually(Duration::from_secs(60), "bob's grants are active", async || {
+        let mut granted = true;
+        for id in [readonly, database] {
+            granted &= client("bob").task(id, None, Duration::ZERO).await.unwrap().state == TaskState::Granted;
+        }
+        granted
+    })
+    .await;
+
+    // carol (an administrator) opens a campaign over Production, reviewed by each person's manager.
+    let args = [
+        "review",
+        "campaign",
+        "create",
+        "Production, Q4",
+        "--account",
+        "production",
+        "--due",
+        "7d",
+        "--reviewers",
+        "manager",
+        "--fallback",
+        "bob",
+        "-o",
+        "json",
+    ];
+    let campaign: cone_api::ReviewCampaign =
+        serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create")).unwrap();
+    assert_eq!((campaign.items, campaign.pending, campaign.state.as_str()), (4, 4, "open"), "{campaign:?}");
+    let items = client("carol").review_items(&[("campaign", &campaign.id.to_string())]).await.unwrap();
+    let seen: Vec<(&str, ReviewItemKind, &str)> =
+        items.iter().map(|i| (i.user.as_str(), i.kind, i.reaches.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("alice", ReviewItemKind::Assignment, "ReadOnlyAccess on Production"),
+            ("alice", ReviewItemKind::GroupMembership, "membership of dba-prod: DatabaseAdministrator on Production"),
+            ("bob", ReviewItemKind::Grant, "DatabaseAdministrator on Production"),
+            ("bob", ReviewItemKind::Grant, "ReadOnlyAccess on Production"),
+        ]
+    );
+    assert!(items.iter().all(|i| i.reviewers == ["carol"] && i.state == ReviewItemState::Pending), "{items:?}");
+    let item = |user: &str, reaches: &str| -> ReviewItem {
+        items.iter().find(|i| i.user == user && i.reaches.starts_with(reaches)).unwrap().clone()
+    };
+    let (standing, membership) = (item("alice", "ReadOnly"), item("alice", "membership"));
+    let (bob_readonly, bob_database) = (item("bob", "ReadOnly"), item("bob", "Database"));
+    assert_eq!(bob_readonly.task_id, Some(readonly));
+
+    // Nobody reviews their own access: not even when an administrator tries to give it to them.
+    let reassign = client("carol").reassign_review(standing.id, "alice").await;
+    assert!(
+        matches!(&reassign, Err(Failure::Api { status: 400, error }) if error.message.contains("alice's own access")),
+        "{reassign:?}"
+    );
+    client("carol").reassign_review(bob_readonly.id, "alice").await.unwrap();
+    let decide = |items: Vec<i64>, decision, comment: Option<&str>| ReviewDecide {
+        items,
+        decision,
+        comment: comment.map(str::to_string),
+    };
+    let own = client("alice").decide_review(&decide(vec![standing.id], ReviewDecision::Certify, None)).await.unwrap();
+    assert!(own.decided.is_empty() && own.refused[0].message.contains("your own access"), "{own:?}");
+    let stranger =
+        client("bob").decide_review(&decide(vec![membership.id], ReviewDecision::Certify, None)).await.unwrap();
+    assert!(stranger.refused[0].message.contains("not a reviewer"), "{stranger:?}");
+    let mine = ok(&sb.cone("alice", &["review", "list"]).unwrap(), "alice's review list");
+    assert!(
+        mine.contains("bob") && mine.contains("ReadOnlyAccess on Production") && !mine.contains("dba-prod"),
+        "{mine}"
+    );
+    ok(&sb.cone("alice", &["review", "certify", &bob_readonly.id.to_string()]).unwrap(), "alice certifies");
+
+    // A revocation needs a reason; with one, carol revokes three items at once.
+    let bare = client("carol").decide_review(&decide(vec![standing.id], ReviewDecision::Revoke, None)).await;
+    assert!(matches!(&bare, Err(Failure::Api { status: 400, .. })), "{bare:?}");
+    let ids = [standing.id, membership.id, bob_database.id].map(|i| i.to_string());
+    let args = ["review", "revoke", &ids[0], &ids[1], &ids[2], "-c", "no longer needed"];
+    let said = ok(&sb.cone("carol", &args).unwrap(), "carol revokes");
+    assert_eq!(said.matches("Revoked (removal under way)").count(), 3, "{said}");
+    eventually(Duration::from_secs(60), "the revoked access is removed", async || {
+        let all = client("carol").review_items(&[("campaign", &campaign.id.to_string()), ("all", "true")]).await;
+        all.unwrap().iter().filter(|i| i.state == ReviewItemState::Revoked).count() == 3
+    })
+    .await;
+
+    // Gone from moto: alice's assignment and membership, bob's DatabaseAdministrator; the group keeps its
+    // assignment, and bob's certified grant stays.
+    assert!(!sb.assigned_principals("Production", "ReadOnlyAccess").await.unwrap().contains(&alice));
+    assert!(sb.assigned_principals("Production", "ReadOnlyAccess").await.unwrap().contains(&bob));
+    assert_eq!(sb.assigned_principals("Production", "DatabaseAdministrator").await.unwrap(), [dba.as_str()]);
+    let ids_client = aws_sdk_identitystore::Client::new(&moto_sdk_config(&sb.moto.endpoint));
+    let members =
+        ids_client.list_group_memberships().identity_store_id(&sb.org.identity_store_id).group_id(&dba).send().await;
+    assert!(members.unwrap().group_memberships.is_empty(), "alice's membership of dba-prod is removed");
+    assert_eq!(client("bob").task(database, None, Duration::ZERO).await.unwrap().state, TaskState::Released);
+    let revoked = client("carol").review_item(standing.id).await.unwrap();
+    let removal = revoked.removal.unwrap();
+    assert_eq!(removal.state, "done");
+    assert!(removal.request_id.is_some_and(|r| !r.is_empty()), "the assignment's deletion request is named");
+    let again = client("carol").decide_review(&decide(vec![standing.id], ReviewDecision::Certify, None)).await.unwrap();
+    assert!(again.refused[0].message.contains("revoked already"), "{again:?}");
+
+    // Closed, the report lists every item with its outcome; its hashes are those of the audit log.
+    ok(&sb.cone("carol", &["review", "campaign", "close", &campaign.id.to_string()]).unwrap(), "close");
+    let report_file = dir.path().join("report.jsonl");
+    let args = ["review", "campaign", "report", &campaign.id.to_string(), "--format", "jsonl", "--file"];
+    ok(&sb.cone("carol", &[&args[..], &[report_file.to_str().unwrap()]].concat()).unwrap(), "report");
+    let lines: Vec<ReviewItem> =
+        std::fs::read_to_string(&report_file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let outcomes: HashSet<(&str, ReviewItemState, Option<&str>)> =
+        lines.iter().map(|i| (i.user.as_str(), i.state, i.decided_by.as_deref())).collect();
+    assert_eq!(
+        outcomes,
+        HashSet::from([
+            ("alice", ReviewItemState::Revoked, Some("carol")),
+            ("bob", ReviewItemState::Revoked, Some("carol")),
+            ("bob", ReviewItemState::Certified, Some("alice")),
+        ])
+    );
+    assert_eq!(lines.len(), 4);
+    let export = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+        .args(["export-audit", "--config"])
+        .arg(sb.dir.join("cone-server.yaml"))
+        .output()
+        .unwrap();
+    let audit: Vec<serde_json::Value> =
+        ok(&export, "export-audit").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hashes: HashSet<&str> = audit.iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    for line in &lines {
+        assert!(hashes.contains(line.decision_audit_hash.as_deref().unwrap()), "{line:?}");
+        if line.state == ReviewItemState::Revoked {
+            assert!(hashes.contains(line.removal_audit_hash.as_deref().unwrap()), "{line:?}");
+        }
+    }
+    let actions: HashSet<&str> = audit.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in
+        ["review.campaign_create", "review.certify", "review.revoke", "review.removed", "review.campaign_close"]
+    {
+        assert!(actions.contains(action), "{action} in {actions:?}");
+    }
+    let csv = ok(&sb.cone("carol", &["review", "campaign", "report", &campaign.id.to_string()]).unwrap(), "csv");
+    assert_eq!(csv.lines().count(), 5, "a header and four items: {csv}");
+    assert!(csv.starts_with("campaign,campaign_state,item,kind,user,") && csv.contains("no longer needed"), "{csv}");
+    assert_audit_intact(&sb);
+}
