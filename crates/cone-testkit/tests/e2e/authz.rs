@@ -104,6 +104,27 @@ async fn every_endpoint_for_every_role() {
     };
     let withdraw = format!("/api/v1/tasks/{}/withdraw", alice.create_task(&ask).await.unwrap().id);
     let reason = Body::Json(json!({ "reason": "matrix" }));
+    // An access review of alice's grant on Staging (read-only access is given at once), which bob reviews.
+    let ask = CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement("Staging", "ReadOnlyAccess"),
+        justification: "matrix".into(),
+        ..CreateTask::default()
+    };
+    let staging = alice.create_task(&ask).await.unwrap().id;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while alice.task(staging, None, std::time::Duration::ZERO).await.unwrap().state != cone_api::TaskState::Granted {
+        assert!(std::time::Instant::now() < deadline, "alice's grant on Staging was not given");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let review = || {
+        json!({ "name": "matrix", "due": "2099-01-01T00:00:00Z", "scope": { "accounts": ["Staging"] },
+                "reviewers": { "from": "users", "users": ["bob"], "fallback": ["carol"] } })
+    };
+    let campaign: cone_api::ReviewCampaign =
+        carol.call(Method::POST, "/api/v1/reviews/campaigns", Some(&review())).await.unwrap();
+    let campaign = format!("/api/v1/reviews/campaigns/{}", campaign.id);
+    let item = carol.review_items(&[("all", "true")]).await.unwrap()[0].id;
     let device = Body::Form(vec![("client_id", cone_api::CLI_CLIENT_ID.into())]);
     let poll = Body::Form(vec![
         ("grant_type", "urn:ietf:params:oauth:grant-type:device_code".into()),
@@ -162,6 +183,18 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/notifications".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::POST, "/api/v1/notifications/test".into(), Body::Json(json!({})), [401, 202, 202, 202, 202, 202, 202]),
         (Method::POST, "/api/v1/notifications/test".into(), Body::Json(json!({ "user": "bob" })), [401, 403, 202, 202, 403, 403, 403]),
+        // Administrators run campaigns; reviewers see and decide their items (a refusal, such as alice's of her own
+        // item, is listed in the answer); an item is seen by its person, its reviewers and administrators.
+        (Method::POST, "/api/v1/reviews/campaigns".into(), Body::Json(review()), [401, 403, 403, 201, 403, 403, 403]),
+        (Method::GET, "/api/v1/reviews/campaigns".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        (Method::GET, campaign.clone(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        (Method::GET, format!("{campaign}/report?format=jsonl"), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        (Method::GET, "/api/v1/reviews/items".into(), Body::None, [401, 200, 200, 200, 200, 200, 200]),
+        (Method::GET, "/api/v1/reviews/items?all=true".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        (Method::GET, format!("/api/v1/reviews/items/{item}"), Body::None, [401, 200, 200, 200, 403, 200, 403]),
+        (Method::POST, format!("/api/v1/reviews/items/{item}/reassign"), Body::Json(json!({ "reviewer": "bob" })), [401, 403, 403, 200, 403, 403, 403]),
+        (Method::POST, "/api/v1/reviews/decisions".into(), Body::Json(json!({ "items": [item], "decision": "certify" })), [401, 200, 200, 200, 200, 200, 200]),
+        (Method::POST, format!("{campaign}/close"), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         // Slack's endpoint answers only where Slack is configured, and only Slack's signature (never a token).
         (Method::POST, "/slack/interactivity".into(), Body::Json(json!({})), [404, 404, 404, 404, 404, 404, 404]),
         // Tokens are made from a `cone login` session only: not from another token.

@@ -1,7 +1,7 @@
 //! User access reviews end to end on SQLite and on PostgreSQL, against moto: a campaign over Production snapshots a
 //! standing assignment made by hand in Identity Center, a membership of a group assigned there and Cone grants;
 //! nobody decides their own access; the revoked assignment, membership and grant are removed from moto while the
-//! certified grant stays; the report lists every item with its outcome, and its hashes are the audit log's.
+//! certified grant stays; an assignment removed by hand meanwhile is marked gone; the report lists every item with its outcome, and its hashes are the audit log's.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -33,6 +33,8 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
     // By hand in Identity Center: alice's standing ReadOnlyAccess, and her membership of a group assigned
     // DatabaseAdministrator, both on Production.
     assign_to(&sb, "Production", "ReadOnlyAccess", PrincipalType::User, &alice).await;
+    // And AdministratorAccess, which someone removes by hand while the review is open.
+    assign_to(&sb, "Production", "AdministratorAccess", PrincipalType::User, &alice).await;
     let dba = group_with(&sb, "dba-prod", &["alice"]).await;
     assign_to(&sb, "Production", "DatabaseAdministrator", PrincipalType::Group, &dba).await;
     // A restarted server syncs before it reports ready.
@@ -84,13 +86,14 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
     ];
     let campaign: cone_api::ReviewCampaign =
         serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create")).unwrap();
-    assert_eq!((campaign.items, campaign.pending, campaign.state.as_str()), (4, 4, "open"), "{campaign:?}");
+    assert_eq!((campaign.items, campaign.pending, campaign.state.as_str()), (5, 5, "open"), "{campaign:?}");
     let items = client("carol").review_items(&[("campaign", &campaign.id.to_string())]).await.unwrap();
     let seen: Vec<(&str, ReviewItemKind, &str)> =
         items.iter().map(|i| (i.user.as_str(), i.kind, i.reaches.as_str())).collect();
     assert_eq!(
         seen,
         [
+            ("alice", ReviewItemKind::Assignment, "AdministratorAccess on Production"),
             ("alice", ReviewItemKind::Assignment, "ReadOnlyAccess on Production"),
             ("alice", ReviewItemKind::GroupMembership, "membership of dba-prod: DatabaseAdministrator on Production"),
             ("bob", ReviewItemKind::Grant, "DatabaseAdministrator on Production"),
@@ -159,6 +162,27 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
     let again = client("carol").decide_review(&decide(vec![standing.id], ReviewDecision::Certify, None)).await.unwrap();
     assert!(again.refused[0].message.contains("revoked already"), "{again:?}");
 
+    // Access removed outside the review while it is open is marked as such at the next sync.
+    let admin = item("alice", "AdministratorAccess");
+    aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&sb.moto.endpoint))
+        .delete_account_assignment()
+        .instance_arn(&sb.org.instance_arn)
+        .target_id(production)
+        .target_type(aws_sdk_ssoadmin::types::TargetType::AwsAccount)
+        .permission_set_arn(sb.org.permission_set_arn("AdministratorAccess").unwrap())
+        .principal_type(PrincipalType::User)
+        .principal_id(&alice)
+        .send()
+        .await
+        .unwrap();
+    let carol = client("carol");
+    let sync = carol.call::<serde_json::Value>(reqwest::Method::POST, "/api/v1/connectors/sync", None::<&()>);
+    sync.await.unwrap();
+    eventually(Duration::from_secs(60), "the item of the assignment removed by hand is gone", async || {
+        client("carol").review_item(admin.id).await.unwrap().state == ReviewItemState::Gone
+    })
+    .await;
+
     // Closed, the report lists every item with its outcome; its hashes are those of the audit log.
     ok(&sb.cone("carol", &["review", "campaign", "close", &campaign.id.to_string()]).unwrap(), "close");
     let report_file = dir.path().join("report.jsonl");
@@ -174,9 +198,10 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
             ("alice", ReviewItemState::Revoked, Some("carol")),
             ("bob", ReviewItemState::Revoked, Some("carol")),
             ("bob", ReviewItemState::Certified, Some("alice")),
+            ("alice", ReviewItemState::Gone, None),
         ])
     );
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
     let export = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
         .args(["export-audit", "--config"])
         .arg(sb.dir.join("cone-server.yaml"))
@@ -185,20 +210,26 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
     let audit: Vec<serde_json::Value> =
         ok(&export, "export-audit").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let hashes: HashSet<&str> = audit.iter().map(|e| e["hash"].as_str().unwrap()).collect();
-    for line in &lines {
+    for line in lines.iter().filter(|l| l.state != ReviewItemState::Gone) {
         assert!(hashes.contains(line.decision_audit_hash.as_deref().unwrap()), "{line:?}");
         if line.state == ReviewItemState::Revoked {
             assert!(hashes.contains(line.removal_audit_hash.as_deref().unwrap()), "{line:?}");
         }
     }
     let actions: HashSet<&str> = audit.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for action in
-        ["review.campaign_create", "review.certify", "review.revoke", "review.removed", "review.campaign_close"]
-    {
+    let review_actions = [
+        "review.campaign_create",
+        "review.certify",
+        "review.revoke",
+        "review.removed",
+        "review.gone",
+        "review.campaign_close",
+    ];
+    for action in review_actions {
         assert!(actions.contains(action), "{action} in {actions:?}");
     }
     let csv = ok(&sb.cone("carol", &["review", "campaign", "report", &campaign.id.to_string()]).unwrap(), "csv");
-    assert_eq!(csv.lines().count(), 5, "a header and four items: {csv}");
+    assert_eq!(csv.lines().count(), 6, "a header and five items: {csv}");
     assert!(csv.starts_with("campaign,campaign_state,item,kind,user,") && csv.contains("no longer needed"), "{csv}");
     assert_audit_intact(&sb);
 }
