@@ -11,6 +11,9 @@
 //                              in the history and the connector connected, sets the default entitlement-management
 //                              rule on the Apps page; alice's request form offers 30 minutes at
 //                              most, and the administrators' pages are closed to her
+//   node console.mjs review    carol, alice's and bob's manager, certifies bob's grant and revokes alice's standing
+//                              assignment on the Reviews page (CONE_CAMPAIGN, made by the Rust test); as an
+//                              administrator she follows the campaign, closes it and downloads its report
 //   node console.mjs oidc      alice signs in through the OpenID Connect provider (OIDC_NAME; oidc-provider.mjs) and
 //                              approves `cone login`'s code (CONE_USER_CODE) on the device page; mallory, whom Cone
 //                              does not know, is refused
@@ -19,7 +22,7 @@
 // CONE_STATE (a folder for the browser state kept between the two), CONE_PASSWORD_<USER> for alice, bob and carol.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const base = need('CONE_URL');
@@ -406,7 +409,69 @@ async function oidc(browser) {
   check(held.length === 0, 'an unverified address opens no session');
 }
 
-const phases = { request, release, expire, expired, policies, oidc };
+async function review(browser) {
+  const campaign = need('CONE_CAMPAIGN');
+  const carol = await signIn(browser, 'carol', false);
+  const { page } = carol;
+  await page.getByRole('link', { name: 'Reviews' }).click();
+  await heading(page, 'Access reviews');
+  const bobsGrant = page.getByRole('checkbox', { name: 'Select bob: ReadOnlyAccess on Production' });
+  const alicesAssignment = page.getByRole('checkbox', { name: 'Select alice: AdministratorAccess on Production' });
+  await bobsGrant.waitFor();
+  await shot(page, 'reviews-inbox');
+  // A revocation needs a reason: without one nothing is decided and the page says why.
+  await alicesAssignment.check();
+  await page.getByRole('button', { name: 'Revoke selected' }).click();
+  await heading(page, 'Cannot do that');
+  await page.getByText('a revocation needs a comment').waitFor();
+  await page.goto(`${base}/console/reviews`);
+  // Filtered to one person, then decided.
+  await page.getByLabel('Person').fill('bob');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  check(new URL(page.url()).searchParams.get('user') === 'bob', `the filter in ${page.url()}`);
+  check((await alicesAssignment.count()) === 0, 'the filter leaves out alice');
+  await bobsGrant.check();
+  await page.getByRole('button', { name: 'Certify selected' }).click();
+  await page.getByRole('status').getByText('1 item(s) decided.').waitFor();
+  await page.goto(`${base}/console/reviews`);
+  await alicesAssignment.check();
+  await page.getByLabel('Comment').fill('Standing admin access is not allowed');
+  await page.getByRole('button', { name: 'Revoke selected' }).click();
+  await page.getByRole('status').getByText('1 item(s) decided.').waitFor();
+  await page.getByText('Nothing to review.').waitFor();
+  await shot(page, 'reviews-decided');
+
+  // The administrator's side: the campaign's progress and items, closing it, and its report.
+  await page.getByRole('link', { name: 'Campaigns' }).click();
+  await heading(page, 'Review campaigns');
+  await shot(page, 'review-campaigns');
+  await page.getByRole('link', { name: 'Production review' }).click();
+  await heading(page, 'Review campaign: Production review');
+  await page.getByRole('cell', { name: 'Standing admin access is not allowed' }).waitFor();
+  await page.getByRole('button', { name: 'Close the campaign' }).click();
+  await page.getByText('closed on ').waitFor();
+  await shot(page, 'review-campaign-closed');
+  await page.emulateMedia({ media: 'print' });
+  check(!(await page.getByRole('navigation', { name: 'Console' }).isVisible()), 'the navigation is not printed');
+  await shot(page, 'review-campaign-print');
+  await page.emulateMedia({ media: 'screen' });
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('link', { name: 'Download the report (CSV)' }).click(),
+  ]);
+  // Chromium reports the navigation that became the download as aborted; that is the download, not a failure.
+  const aborted = complaints.indexOf(`${download.url()}: net::ERR_ABORTED`);
+  if (aborted >= 0) complaints.splice(aborted, 1);
+  check(download.suggestedFilename() === `cone-review-${campaign}.csv`, `the report's name: ${download.suggestedFilename()}`);
+  const file = join(state, 'report.csv');
+  await download.saveAs(file);
+  const text = readFileSync(file, 'utf8');
+  check(text.startsWith('campaign,campaign_state,item,'), `the report's header: ${text.slice(0, 80)}`);
+  check(text.includes('Standing admin access is not allowed') && text.includes('closed'), `the report: ${text}`);
+  console.log(JSON.stringify({ report: file }));
+}
+
+const phases = { request, release, expire, expired, policies, review, oidc };
 const phase = phases[process.argv[2]];
 if (!phase) throw new Error(`usage: node console.mjs ${Object.keys(phases).join('|')}`);
 const browser = await chromium.launch({

@@ -132,15 +132,13 @@ pub async fn report(
     ApiPath(Id { id }): ApiPath<Id>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, Error> {
-    let (format, content_type, extension) = match q.format.as_deref() {
-        None | Some("csv") => (Format::Csv, "text/csv; charset=utf-8", "csv"),
-        Some("jsonl") => (Format::JsonLines, "application/jsonl", "jsonl"),
-        Some(other) => return Err(Error::invalid(format!("Unknown format \"{other}\"; use csv or jsonl."))),
-    };
+    let format = Format::parse(q.format.as_deref())?;
     let body = reviews::report(&s, &caller, id, format).await?;
-    let disposition = format!("attachment; filename=\"cone-review-{id}.{extension}\"");
-    Ok(([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
-        .into_response())
+    let headers = [
+        (header::CONTENT_TYPE, format.content_type().to_string()),
+        (header::CONTENT_DISPOSITION, format.attachment(id)),
+    ];
+    Ok((headers, body).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]

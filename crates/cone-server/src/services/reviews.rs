@@ -371,6 +371,30 @@ pub enum Format {
     JsonLines,
 }
 
+impl Format {
+    /// `csv` (also when absent) or `jsonl`.
+    pub fn parse(name: Option<&str>) -> Result<Format> {
+        match name {
+            None | Some("" | "csv") => Ok(Format::Csv),
+            Some("jsonl") => Ok(Format::JsonLines),
+            Some(other) => Err(Error::invalid(format!("Unknown format \"{other}\"; use csv or jsonl."))),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::JsonLines => "application/jsonl",
+        }
+    }
+
+    /// The `Content-Disposition` of campaign `id`'s report in this format.
+    pub fn attachment(self, id: i64) -> String {
+        let extension = if self == Format::Csv { "csv" } else { "jsonl" };
+        format!("attachment; filename=\"cone-review-{id}.{extension}\"")
+    }
+}
+
 /// Every item of a campaign with its decision, reviewer, comment, the removal's outcome and the hashes of its audit
 /// entries, as CSV or JSON Lines. Administrators only.
 pub async fn report(s: &AppState, caller: &Caller, id: i64, format: Format) -> Result<String> {

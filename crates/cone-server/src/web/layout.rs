@@ -44,6 +44,7 @@ pub enum Nav {
     Grants,
     Tokens,
     Notifications,
+    Reviews,
     /// A page outside the navigation, such as the device page.
     Elsewhere,
 }
@@ -80,6 +81,7 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
         (Nav::Catalog, "/console", "Catalog"),
         (Nav::Requests, "/console/requests", "My requests"),
         (Nav::Inbox, "/console/inbox", "Approvals"),
+        (Nav::Reviews, "/console/reviews", "Reviews"),
         (Nav::Notifications, "/console/notifications", "Notifications"),
     ];
     if viewer.admin {

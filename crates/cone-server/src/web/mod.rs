@@ -1,6 +1,6 @@
 //! The web console: server-rendered pages for requesters (catalog, request form, their requests and grants),
-//! approvers (inbox), both (a request's page with its history and comments) and administrators (everyone's grants, to
-//! withdraw; the access document with its history, connectors, audit log, drift, access keys, API tokens), signed in with a local password or through an
+//! approvers (inbox), reviewers (access reviews), both (a request's page with its history and comments) and administrators (everyone's grants, to
+//! withdraw; review campaigns; the access document with its history, connectors, audit log, drift, access keys, API tokens), signed in with a local password or through an
 //! OpenID Connect provider.
 //!
 //! Pages are built with `maud`, which escapes every value unless told otherwise, styled by one embedded
@@ -20,6 +20,7 @@ mod oidc;
 mod oversight;
 mod policies;
 mod requester;
+mod reviews;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -64,6 +65,12 @@ pub fn routes() -> Router<AppState> {
         .route("/console/api-tokens", get(oversight::api_tokens))
         .route("/console/notifications", get(notifications::notifications_page).post(notifications::save))
         .route("/console/notifications/test", post(notifications::test))
+        .route("/console/reviews", get(reviews::inbox))
+        .route("/console/reviews/decide", post(reviews::decide))
+        .route("/console/reviews/campaigns", get(reviews::campaigns).post(reviews::create))
+        .route("/console/reviews/campaigns/{id}", get(reviews::campaign))
+        .route("/console/reviews/campaigns/{id}/close", post(reviews::close))
+        .route("/console/reviews/campaigns/{id}/report", get(reviews::report))
         .route("/console/audit", get(admin::audit))
         .route("/console/audit/export", get(admin::audit_export))
         .route("/console/drift", get(admin::drift))

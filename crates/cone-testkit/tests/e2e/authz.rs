@@ -292,6 +292,10 @@ async fn every_console_page_and_form_for_every_person() {
         (format!("/console/tasks/{task}/history"), [303, 200, 200, 200, 404]),
         ("/console/device".into(), [303, 200, 200, 200, 200]),
         ("/console/notifications".into(), [303, 200, 200, 200, 200]),
+        ("/console/reviews".into(), [303, 200, 200, 200, 200]),
+        ("/console/reviews/campaigns".into(), [303, 403, 403, 200, 403]),
+        ("/console/reviews/campaigns/1".into(), [303, 403, 403, 404, 403]),
+        ("/console/reviews/campaigns/1/report".into(), [303, 403, 403, 404, 403]),
         ("/console/grants".into(), [303, 403, 403, 200, 403]),
         ("/console/api-tokens".into(), [303, 403, 403, 200, 403]),
         ("/console/audit".into(), [303, 403, 403, 200, 403]),
@@ -333,6 +337,10 @@ async fn every_console_page_and_form_for_every_person() {
         (2, "/console/sign-out".into(), &[("user", "alice")], 403),
         (1, "/console/apps".into(), &[("account", "Staging"), ("requestable", "false")], 403),
         (2, "/console/policies".into(), &[("document", "policies: []")], 403),
+        (1, "/console/reviews/campaigns".into(), &[("name", "x"), ("due", "2099-01-01")], 403),
+        (2, "/console/reviews/campaigns/1/close".into(), &[], 403),
+        // A decision on items one does not review decides nothing and says why on the page it leads back to.
+        (4, "/console/reviews/decide".into(), &[("decision", "certify"), ("item-1", "on")], 303),
     ];
     for (who, action, fields, status) in &refused {
         let (got, text) = people[*who].post("/console", action, fields).await.unwrap();

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aws_sdk_ssoadmin::types::PrincipalType;
+use cone_api::{CreateTask, NewReviewCampaign, ReviewItem, ReviewScope, Reviewers, ReviewersFrom, TaskState};
 use cone_testkit::{Child, Sandbox, moto_sdk_config, password, workspace_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -156,6 +158,63 @@ async fn an_administrator_changes_a_policy_and_people_sign_in_through_an_identit
         "provider-signed-in",
         "device-approved",
     ] {
+        assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
+    }
+}
+
+/// An access review in Chromium: carol, alice's and bob's manager, certifies bob's grant and revokes alice's standing
+/// AdministratorAccess on Production (made by hand in Identity Center), which then leaves AWS; as an administrator she
+/// closes the campaign and downloads its report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_decides_in_the_browser_and_an_administrator_downloads_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings =
+        "identities:\n  users:\n    - { name: alice, manager: carol }\n    - { name: bob, manager: carol }\n";
+    let mut sb = Sandbox::start_with(dir.path(), settings, "").await.unwrap();
+    let shots: PathBuf = workspace_root().join("target/web-screenshots");
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    super::groups::assign_to(&sb, "Production", "AdministratorAccess", PrincipalType::User, &alice).await;
+    sb.start_server().unwrap();
+    for user in ["bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let (bob, carol) = (sb.client("bob").unwrap(), sb.client("carol").unwrap());
+    let ask = CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: format!(
+            "{}|{}",
+            sb.org.account_id("Production").unwrap(),
+            sb.org.permission_set_arn("ReadOnlyAccess").unwrap()
+        ),
+        ..CreateTask::default()
+    };
+    let task = bob.create_task(&ask).await.unwrap().id;
+    super::eventually(Duration::from_secs(30), "bob's grant is active", async || {
+        bob.task(task, None, Duration::ZERO).await.unwrap().state == TaskState::Granted
+    })
+    .await;
+    let campaign = NewReviewCampaign {
+        name: "Production review".into(),
+        due: chrono::Utc::now() + chrono::Duration::days(7),
+        scope: ReviewScope { accounts: vec!["Production".into()], ..ReviewScope::default() },
+        reviewers: Reviewers { from: ReviewersFrom::Manager, group: None, users: Vec::new(), fallback: Vec::new() },
+    };
+    let campaign = carol.create_review_campaign(&campaign).await.unwrap();
+    assert_eq!(campaign.items, 2, "{campaign:?}");
+
+    let out = browser_with(&sb, "review", &shots, &[("CONE_CAMPAIGN", &campaign.id.to_string())]);
+    assert!(out.contains("\"report\":"), "{out}");
+    assert_unassigned_soon(&sb, "the assignment revoked in the browser is still in AWS").await;
+    let bob_id = sb.org.user_id("bob").unwrap().to_string();
+    assert!(sb.assigned_principals("Production", "ReadOnlyAccess").await.unwrap().contains(&bob_id));
+    let report = carol.review_report(campaign.id, "jsonl").await.unwrap();
+    let states: Vec<String> = report
+        .lines()
+        .map(|l| serde_json::from_str::<ReviewItem>(l).unwrap())
+        .map(|i| format!("{} {}", i.user, i.state.as_str()))
+        .collect();
+    assert_eq!(states, ["alice revoked", "bob certified"]);
+    for page in ["reviews-inbox", "reviews-decided", "review-campaign-closed", "review-campaign-print"] {
         assert!(shots.join(format!("{page}.png")).is_file(), "no screenshot of {page}");
     }
 }
