@@ -29,20 +29,8 @@ else
     # shellcheck disable=SC2119 # no arguments: SQLite
     start_setup
 fi
-base=$(field URL)
-# The console reads the cookie, the API the bearer token.
-printf 'wrk.headers["Cookie"] = "%s"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$(field COOKIE)" "$(field TOKEN)" \
-    > "$work/cookie.lua"
+auth_script
 for page in "${pages[@]}"; do
-    # Every answer must be the page itself, not the sign-in page it redirects to.
-    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $(field COOKIE)" -H "Authorization: Bearer $(field TOKEN)" "$base$page")
-    [[ "$status" == 200 ]] || { echo "$page answered $status, not 200" >&2; exit 1; }
-    wrk -t2 -c16 -d3s -s "$work/cookie.lua" "$base$page" > /dev/null
-    wrk -t2 -c16 -d"${DURATION:-10s}" --latency -s "$work/cookie.lua" "$base$page" > "$work/wrk.out"
-    grep -q 'Non-2xx' "$work/wrk.out" && { cat "$work/wrk.out" >&2; echo "$page: some answers were not 2xx" >&2; exit 1; }
-    awk -v label="$page" '
-        /^ +50%/ {p50 = $2} /^ +99%/ {p99 = $2} /^Requests\/sec/ {rps = $2}
-        END {printf "%-40s %6.0f req/s, p50 %s, p99 %s\n", label, rps, p50, p99}
-    ' "$work/wrk.out"
+    measure "$page"
 done
 echo "load after: $(uptime)"

@@ -264,7 +264,7 @@ enum NotificationsCommand {
         #[arg(long, value_delimiter = ',')]
         channels: Option<Vec<String>>,
         /// Kinds never to send, such as `granted,expiring` (of approval_needed, decided, granted, failed,
-        /// expiring, ended, drift); `none` to mute nothing.
+        /// expiring, ended, drift, review_needed); `none` to mute nothing.
         #[arg(long, value_delimiter = ',')]
         mute: Option<Vec<String>>,
         /// Requests to approve as one message an hour (`on`) or each at once (`off`).

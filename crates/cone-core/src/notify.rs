@@ -24,12 +24,14 @@ pub enum Kind {
     Ended,
     /// Cone repaired drift in AWS (administrators).
     Drift,
+    /// Access waits for this person's review: a new campaign gave them items, or its due time nears.
+    ReviewNeeded,
     /// An administrator's test message.
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::ApprovalNeeded,
         Kind::Decided,
         Kind::Granted,
@@ -37,6 +39,7 @@ impl Kind {
         Kind::Expiring,
         Kind::Ended,
         Kind::Drift,
+        Kind::ReviewNeeded,
         Kind::Test,
     ];
 
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Expiring => "expiring",
             Kind::Ended => "ended",
             Kind::Drift => "drift",
+            Kind::ReviewNeeded => "review_needed",
             Kind::Test => "test",
         }
     }
@@ -106,6 +110,13 @@ pub enum Audience {
     Requester,
     /// Cone's administrators.
     Admins,
+    /// Those an access review campaign gives items to decide.
+    Reviewers,
+}
+
+/// The key of the reminder that campaign `campaign_id` is due soon, made once per reviewer.
+pub fn review_reminder_key(campaign_id: i64) -> String {
+    format!("review:{campaign_id}:reminder")
 }
 
 /// Who is told of the audit event `action`, and as what. `waiting` says whether the event's task now waits for an
@@ -121,6 +132,7 @@ pub fn told(action: &str, waiting: bool) -> Vec<(Audience, Kind)> {
         "grant.fail" => vec![(Requester, Kind::Failed), (Admins, Kind::Failed)],
         "grant.expire" | "grant.end_early" | "grant.withdraw" => vec![(Requester, Kind::Ended)],
         "drift.reprovision" | "drift.remove" => vec![(Admins, Kind::Drift)],
+        "review.campaign_create" => vec![(Reviewers, Kind::ReviewNeeded)],
         _ => Vec::new(),
     }
 }
@@ -219,6 +231,8 @@ mod tests {
         assert_eq!(told("grant.fail", false), [(Audience::Requester, Kind::Failed), (Audience::Admins, Kind::Failed)]);
         assert!(told("task.comment", true).is_empty());
         assert!(told("token.create", false).is_empty());
+        assert_eq!(told("review.campaign_create", false), [(Audience::Reviewers, Kind::ReviewNeeded)]);
+        assert!(told("review.certify", false).is_empty(), "a decision tells nobody");
     }
 
     #[test]

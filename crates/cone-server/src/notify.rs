@@ -27,6 +27,12 @@ pub struct Facts {
     pub ends_at: Option<i64>,
     /// A reason or error the event carries.
     pub reason: String,
+    /// An access review's campaign: its id (its name is `access`, its due time `ends_at`) and the items the
+    /// recipient has left to decide in it.
+    #[serde(default)]
+    pub campaign_id: Option<i64>,
+    #[serde(default)]
+    pub items: i64,
 }
 
 /// One message, ready for a channel.
@@ -199,6 +205,25 @@ impl Lines {
                     vec![format!("Cone {what} {access}, which AWS and Cone's grants disagreed on.")],
                 )
             }
+            Kind::ReviewNeeded => {
+                command = f.campaign_id.map(|id| format!("cone review list --campaign {id}"));
+                let due = f.ends_at.map(when).unwrap_or_default();
+                let items = match f.items {
+                    1 => "1 item".to_string(),
+                    n => format!("{n} items"),
+                };
+                let (subject, first) = match f.event.as_str() {
+                    "review.reminder" => (
+                        format!("The access review {access} is due {due}"),
+                        format!("{items} of the access review {access} still wait for your decision; it is due {due}."),
+                    ),
+                    _ => (
+                        format!("Access review: {access}"),
+                        format!("{actor} opened the access review {access}: {items} wait for your decision by {due}."),
+                    ),
+                };
+                (subject, vec![first, "Certify what may stay and revoke what must go, in the console or with:".into()])
+            }
             Kind::Test => (
                 "A test message from Cone".to_string(),
                 vec![format!("{actor} sent this to check that Cone's messages reach you. Nothing else happened.")],
@@ -206,6 +231,9 @@ impl Lines {
         };
         let link = match kind {
             Kind::Drift => Some(("The drift report".to_string(), format!("{console}/console/drift"))),
+            Kind::ReviewNeeded => f
+                .campaign_id
+                .map(|id| ("Your items to review".to_string(), format!("{console}/console/reviews?campaign={id}"))),
             Kind::Test => None,
             _ => task,
         };
@@ -271,7 +299,31 @@ mod tests {
             duration_secs: 3600,
             ends_at: Some(1_767_260_400),
             reason: String::new(),
+            ..Facts::default()
         }
+    }
+
+    #[test]
+    fn a_reviewer_reads_how_many_items_wait_by_when_and_where() {
+        let f = Facts {
+            event: "review.campaign_create".into(),
+            actor: "carol".into(),
+            access: "\"Production, Q4\"".into(),
+            ends_at: Some(1_767_225_599),
+            campaign_id: Some(3),
+            items: 12,
+            ..Facts::default()
+        };
+        let m = message(Kind::ReviewNeeded, &f, "bob", "https://c");
+        assert_eq!(m.subject, "Access review: \"Production, Q4\"");
+        assert!(m.text.contains("carol opened the access review \"Production, Q4\": 12 items wait for your decision by 2025-12-31 23:59 UTC."), "{}", m.text);
+        assert!(
+            m.text.contains("cone review list --campaign 3") && m.text.contains("https://c/console/reviews?campaign=3")
+        );
+        let reminder = Facts { event: "review.reminder".into(), items: 1, ..f };
+        let m = message(Kind::ReviewNeeded, &reminder, "bob", "https://c");
+        assert_eq!(m.subject, "The access review \"Production, Q4\" is due 2025-12-31 23:59 UTC");
+        assert!(m.text.starts_with("1 item of the access review"), "{}", m.text);
     }
 
     #[test]

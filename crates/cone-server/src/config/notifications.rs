@@ -1,4 +1,4 @@
-//! `notifications:`: when grants are warned of, and the channels (email through SMTP) people are told on.
+//! `notifications:`: when grants are warned of and reviewers reminded, and the channels (email through SMTP) people are told on.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ use crate::webhooks::SecretSource;
 pub(super) struct NotificationsConfig {
     #[serde(default = "default_expiry_warning", with = "duration")]
     expiry_warning: i64,
+    #[serde(default = "default_review_reminder", with = "duration")]
+    review_reminder: i64,
     #[serde(default)]
     email: Option<EmailConfig>,
     #[serde(default)]
@@ -23,7 +25,12 @@ pub(super) struct NotificationsConfig {
 
 impl Default for NotificationsConfig {
     fn default() -> NotificationsConfig {
-        NotificationsConfig { expiry_warning: default_expiry_warning(), email: None, slack: None }
+        NotificationsConfig {
+            expiry_warning: default_expiry_warning(),
+            review_reminder: default_review_reminder(),
+            email: None,
+            slack: None,
+        }
     }
 }
 
@@ -89,13 +96,20 @@ pub enum Tls {
 pub struct Notifications {
     /// Seconds before a grant's end its holder is warned.
     pub expiry_warning: i64,
+    /// Seconds before a review campaign is due its reviewers with items left are reminded.
+    pub review_reminder: i64,
     pub email: Option<Email>,
     pub slack: Option<Slack>,
 }
 
 impl Default for Notifications {
     fn default() -> Notifications {
-        Notifications { expiry_warning: default_expiry_warning(), email: None, slack: None }
+        Notifications {
+            expiry_warning: default_expiry_warning(),
+            review_reminder: default_review_reminder(),
+            email: None,
+            slack: None,
+        }
     }
 }
 
@@ -124,9 +138,12 @@ impl NotificationsConfig {
         if !(60..=7 * 24 * 3600).contains(&self.expiry_warning) {
             bail!("notifications: `expiry_warning` must be between 1m and 7d");
         }
+        if !(3600..=30 * 24 * 3600).contains(&self.review_reminder) {
+            bail!("notifications: `review_reminder` must be between 1h and 30d");
+        }
         let email = self.email.map(EmailConfig::compile).transpose()?;
         let slack = self.slack.map(SlackConfig::compile).transpose()?;
-        Ok(Notifications { expiry_warning: self.expiry_warning, email, slack })
+        Ok(Notifications { expiry_warning: self.expiry_warning, review_reminder: self.review_reminder, email, slack })
     }
 }
 
@@ -199,4 +216,8 @@ fn default_slack_api() -> String {
 
 fn default_expiry_warning() -> i64 {
     15 * 60
+}
+
+fn default_review_reminder() -> i64 {
+    24 * 3600
 }

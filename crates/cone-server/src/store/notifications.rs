@@ -147,12 +147,39 @@ impl Db {
         Ok(made)
     }
 
-    /// When the next grant's warning is due, if one is to come.
-    pub async fn next_warning_due(&self, before: i64, now: i64) -> Result<Option<i64>> {
+    /// Reminds the reviewers with items left in open campaigns due within `before` seconds, once per campaign.
+    /// Returns how many reminders it made.
+    pub async fn remind_reviewers(&self, to: &Audiences, before: i64, now: i64) -> Result<usize> {
+        let due: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM review_campaigns WHERE state = 'open' AND due_at > $1 AND due_at <= $2")
+                .bind(now)
+                .bind(now + before)
+                .fetch_all(&self.pool)
+                .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut prefs = HashMap::new();
+        let mut made = 0;
+        for campaign in due {
+            let key = notify::review_reminder_key(campaign);
+            made += tell_reviewers(&mut tx, to, campaign, "review.reminder", "cone", &key, now, &mut prefs).await?;
+        }
+        tx.commit().await?;
+        Ok(made)
+    }
+
+    /// When the next grant's warning or reviewers' reminder is due, if one is to come.
+    pub async fn next_warning_due(&self, before: i64, remind: i64, now: i64) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(expires_at) - $1 FROM grants WHERE state = 'active' AND expires_at - $1 > $2",
+            "SELECT MIN(t) FROM (
+                 SELECT MIN(expires_at) - $1 AS t FROM grants WHERE state = 'active' AND expires_at - $1 > $3
+                 UNION ALL
+                 SELECT MIN(due_at) - $2 FROM review_campaigns WHERE state = 'open' AND due_at - $2 > $3) due",
         )
         .bind(before)
+        .bind(remind)
         .bind(now)
         .fetch_one(&self.pool)
         .await?)
@@ -315,6 +342,16 @@ async fn notify_of(
     now: i64,
     prefs: &mut HashMap<i64, Preferences>,
 ) -> Result<()> {
+    if let Some(campaign) = e.subject.strip_prefix("review_campaign:").and_then(|n| n.parse::<i64>().ok()) {
+        if notify::told(&e.action, false).iter().any(|(a, _)| *a == Audience::Reviewers) {
+            let actor = match e.actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok()) {
+                Some(id) => username(tx, id).await?,
+                None => "cone".to_string(),
+            };
+            tell_reviewers(tx, to, campaign, &e.action, &actor, &format!("audit:{}", e.id), now, prefs).await?;
+        }
+        return Ok(());
+    }
     let Some(task_id) = e.subject.strip_prefix("task:").and_then(|n| n.parse::<i64>().ok()) else {
         // Drift repairs name their finding; only administrators hear of them.
         if !notify::told(&e.action, false).iter().any(|(a, _)| *a == Audience::Admins) {
@@ -361,12 +398,66 @@ async fn notify_of(
                 let started_at = instance.as_ref().map_or(0, |i| i.started_at);
                 (people, notify::step_key(task_id, started_at, asked.step as i64))
             }
+            // A task's events concern no campaign.
+            Audience::Reviewers => continue,
         };
         // Nobody is told what they did themselves.
         people.retain(|p| p.username != actor);
         queue(tx, to, &people, kind, &key, Some(task_id), &facts, now, prefs).await?;
     }
     Ok(())
+}
+
+/// Tells each reviewer of `campaign` with items left how many (event `review.campaign_create` or
+/// `review.reminder`), once per `key`; returns how many notifications it made.
+#[allow(clippy::too_many_arguments)]
+async fn tell_reviewers(
+    tx: &mut Tx,
+    to: &Audiences,
+    campaign: i64,
+    event: &str,
+    actor: &str,
+    key: &str,
+    now: i64,
+    prefs: &mut HashMap<i64, Preferences>,
+) -> Result<usize> {
+    let Some((name, due_at)): Option<(String, i64)> =
+        sqlx::query_as("SELECT name, due_at FROM review_campaigns WHERE id = $1 AND state = 'open'")
+            .bind(campaign)
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(0);
+    };
+    let left: Vec<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.email, COUNT(*) FROM review_reviewers r
+         JOIN review_items i ON i.id = r.item_id JOIN users u ON u.id = r.user_id
+         WHERE i.campaign_id = $1 AND i.state = 'pending' AND u.left_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.key = $2 AND n.user_id = u.id)
+         GROUP BY u.id, u.username, u.email ORDER BY u.username",
+    )
+    .bind(campaign)
+    .bind(key)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut made = 0;
+    for (id, username, email, items) in left {
+        if username == actor {
+            continue;
+        }
+        let facts = Facts {
+            event: event.into(),
+            actor: actor.into(),
+            access: format!("\"{name}\""),
+            ends_at: Some(due_at),
+            campaign_id: Some(campaign),
+            items,
+            ..Facts::default()
+        };
+        let person = [Person { id, username, email }];
+        made += queue(tx, to, &person, Kind::ReviewNeeded, key, None, &facts, now, prefs).await?;
+    }
+    Ok(made)
 }
 
 /// Queues `kind` for each of `people` on each channel their preferences and addresses allow; a notification with
@@ -457,6 +548,7 @@ async fn task_facts(tx: &mut Tx, t: &TaskRow, event: &str, actor: &str, reason: 
         duration_secs: t.duration_secs,
         ends_at: t.grant_expires_at,
         reason: reason.into(),
+        ..Facts::default()
     })
 }
 

@@ -35,6 +35,7 @@ fn meaning(kind: NotificationKind) -> &'static str {
         NotificationKind::Expiring => "Your access ends soon",
         NotificationKind::Ended => "Your access ended before or at its time",
         NotificationKind::Drift => "Cone repaired drift in AWS (administrators)",
+        NotificationKind::ReviewNeeded => "Access waits for your review, or a review you have items in is due soon",
         NotificationKind::Test => "Test messages",
     }
 }

@@ -1,5 +1,5 @@
-//! Notifications: turns recorded events and coming grant ends into notifications (the store's
-//! `make_notifications`, `warn_of_ends`), then sends what is due on each channel (email through SMTP, Slack as a
+//! Notifications: turns recorded events, coming grant ends and review campaigns coming due into notifications (the
+//! store's `make_notifications`, `warn_of_ends`, `remind_reviewers`), then sends what is due on each channel (email through SMTP, Slack as a
 //! direct message from the app's bot), retried with backoff and given up
 //! after [`MAX_ATTEMPTS`]. An approver's digest items due together go as one message. Logs name the notification
 //! and the person, never an address, a password or a message's text.
@@ -82,7 +82,7 @@ async fn notify(s: AppState, channels: Arc<Channels>) {
         }
         let next = async {
             let sends = s.db.next_notification_due().await?;
-            let warnings = s.db.next_warning_due(before, s.now()).await?;
+            let warnings = s.db.next_warning_due(before, s.config.notifications.review_reminder, s.now()).await?;
             Ok(sends.into_iter().chain(warnings).min())
         };
         let wait = until_due(&s, next.await, "when the next notification is due");
@@ -97,6 +97,7 @@ async fn notify(s: AppState, channels: Arc<Channels>) {
 pub async fn notify_once(s: &AppState, channels: &Arc<Channels>, to: &Audiences) -> Result<()> {
     while s.db.make_notifications(to, s.now()).await? > 0 {}
     s.db.warn_of_ends(to, s.config.notifications.expiry_warning, s.now()).await?;
+    s.db.remind_reviewers(to, s.config.notifications.review_reminder, s.now()).await?;
     while send_due(&s.db, channels, s.now()).await? as i64 == BATCH {}
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Setup for the server benchmarks in `bench/` (build it with `--release`, so that the cone-server it starts, found
 //! next to it, is a release build too).
 //!
-//! `cone-bench-setup check [--postgres]`: a sandbox where alice is signed in to Cone and holds an active grant on
-//! Staging ReadOnlyAccess. Prints `URL`, `TOKEN`, `COOKIE` (alice's console session), `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
+//! `cone-bench-setup check [--postgres] [--org] [--campaigns N]`: a sandbox where alice is signed in to Cone and holds
+//! an active grant on Staging ReadOnlyAccess; with `--org`, `bench/seed_org.py`'s organisation too; with `--campaigns`,
+//! N access reviews of everything, each item alice's to review, each creation timed (`CAMPAIGN` lines). Prints `URL`, `TOKEN`, `COOKIE` (alice's console session), `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
 //! until interrupted (SIGINT), for a load tool to drive the grant check.
 //!
 //! `cone-bench-setup expiry [--postgres] [--grants N] [--spread SECS]`: N identity-store users, each with an account
@@ -85,7 +86,9 @@ async fn main() -> ExitCode {
             Store::Sqlite
         };
         match args.first().map(String::as_str) {
-            Some("check") => check(store, dir.path(), args.iter().any(|a| a == "--org")).await,
+            Some("check") => {
+                check(store, dir.path(), args.iter().any(|a| a == "--org"), number("--campaigns", 0)?).await
+            }
             Some("expiry") => expiry(store, dir.path(), grants?.max(1), spread?, limits?).await,
             Some("offboard") => offboard(store, dir.path(), grants?.max(1)).await,
             Some("flood") => flood(store, dir.path(), rates?).await,
@@ -105,9 +108,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn check(store: Store, dir: &Path, org: bool) -> Result<()> {
+async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()> {
     let mut sb = Sandbox::start_on(store, dir, "", "").await?;
     sb.cone_login("alice", &[], "alice").await?;
+    if campaigns > 0 {
+        sb.cone_login("carol", &[], "carol").await?;
+    }
     let token = sb.api_token("alice")?;
     // With --org, a server of the organisation's size, on its own port; the sandbox's is stopped.
     let (url, _server) = match org {
@@ -138,6 +144,24 @@ async fn check(store: Store, dir: &Path, org: bool) -> Result<()> {
         task = client.task(task.id, Some(task.state), Duration::from_secs(10)).await?;
     }
     let (app, id) = (ent.app_id, ent.id);
+    // Access reviews of everything, each item alice's to decide (but her own, which carol reviews).
+    let admin = cone_client::Client::new(&url, &sb.api_token("carol").unwrap_or_default())?;
+    for n in 1..=campaigns {
+        let campaign = cone_api::NewReviewCampaign {
+            name: format!("benchmark {n}"),
+            due: chrono::Utc::now() + chrono::Duration::days(14),
+            scope: cone_api::ReviewScope::default(),
+            reviewers: cone_api::Reviewers {
+                from: cone_api::ReviewersFrom::Users,
+                group: None,
+                users: vec!["alice".into()],
+                fallback: vec!["carol".into()],
+            },
+        };
+        let started = Instant::now();
+        let made = admin.create_review_campaign(&campaign).await?;
+        println!("CAMPAIGN {} {} items in {:.2} s", made.id, made.items, started.elapsed().as_secs_f64());
+    }
     let console = cone_testkit::console::Console::sign_in(&url, "alice", &cone_testkit::password("alice")).await?;
     let cookie = console.cookie_header();
     println!("URL {url}\nTOKEN {token}\nCOOKIE {cookie}\nAPP_ID {app}\nENTITLEMENT_ID {id}\nREADY");

@@ -3,6 +3,7 @@
 mod accounts;
 mod denials;
 mod people;
+mod reviews;
 
 use std::time::Duration;
 

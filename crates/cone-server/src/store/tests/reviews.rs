@@ -1,0 +1,94 @@
+//! Access reviews in the store, on both backends: the access in force leaves out what a grant explains, a campaign's
+//! items and reviewers are written at once, nobody decides their own item, an item whose access a sync no longer
+//! finds is gone, and reviewers are told of a new campaign and reminded once before it is due.
+
+use cone_core::notify::{Channel, Kind};
+use cone_core::review::{ItemEvent, ItemKind, ItemState};
+
+use super::{production_admin, user};
+use crate::store::testing;
+use crate::store::*;
+
+testing::on_both_backends!(a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers);
+
+const ADMIN: &str = "111|ps-admin";
+
+/// alice (with AdministratorAccess on Production assigned to her directly, when `assigned`) and bob, both with an
+/// address.
+async fn synced(db: &Db, assigned: bool, now: i64) {
+    let mut snap =
+        production_admin(vec![user("u-alice", "alice"), user("u-bob", "bob")].into_iter().map(with_email).collect());
+    if assigned {
+        snap.assignments = vec![cone_aws::AssignmentRecord {
+            account_id: "111".into(),
+            permission_set_arn: "ps-admin".into(),
+            principal: cone_aws::Principal::User("u-alice".into()),
+        }];
+    }
+    db.apply_snapshot("aws", &snap, now).await.unwrap();
+}
+
+fn with_email(mut u: cone_aws::User) -> cone_aws::User {
+    u.email = Some(format!("{}@example.com", u.user_name));
+    u
+}
+
+async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db: Db) {
+    synced(&db, true, 10).await;
+    let (access, _) = db.access_in_force(20).await.unwrap();
+    let seen: Vec<(ItemKind, &str, &str)> =
+        access.iter().map(|a| (a.kind, a.username.as_str(), a.entitlement_id.as_str())).collect();
+    assert_eq!(seen, [(ItemKind::Assignment, "alice", ADMIN)]);
+    let alice = db.user_by_name("alice").await.unwrap().unwrap();
+    let bob = db.user_by_name("bob").await.unwrap().unwrap();
+    let day = 86_400;
+    let campaign = NewCampaign { name: "Q4", scope: "{}", reviewers: "{}", due_at: 20 + 7 * day, created_by: alice.id };
+    let items = access.into_iter().map(|a| NewItem { access: a, reaches: "x".into(), reviewers: vec![bob.id] });
+    let id = db.create_campaign(&campaign, items.collect(), 20).await.unwrap();
+    let item = db.review_items(&ItemFilter::default(), 0, 10).await.unwrap().remove(0);
+
+    // bob hears of it; alice, who opened it (and whose access it is), does not.
+    let to = Audiences { channels: vec![Channel::Email], admin_users: vec![], admin_groups: vec![] };
+    db.make_notifications(&to, 30).await.unwrap();
+    let told = |all: Vec<crate::store::notifications::NotificationEntry>| -> Vec<(String, Kind)> {
+        all.into_iter().map(|n| (n.username, n.kind)).collect()
+    };
+    assert_eq!(told(db.notifications(None, 0, 10).await.unwrap()), [("bob".to_string(), Kind::ReviewNeeded)]);
+
+    // Nobody decides their own item; a reviewer's certification is audited and kept.
+    assert_eq!(db.decide_item(item.id, alice.id, ItemEvent::Certify, None, 40).await.unwrap(), Err(Refusal::OwnAccess));
+    assert_eq!(db.decide_item(item.id, bob.id, ItemEvent::Certify, None, 40).await.unwrap(), Ok(ItemState::Certified));
+    let again = db.decide_item(item.id, bob.id, ItemEvent::Certify, None, 41).await.unwrap();
+    assert_eq!(again, Err(Refusal::State(ItemState::Certified)));
+    let decided = db.review_item(item.id).await.unwrap().unwrap();
+    assert_eq!((decided.decided_by.as_deref(), decided.decision_hash.is_some()), (Some("bob"), true));
+
+    // A day before it is due bob is reminded, once; with nothing left to decide, nobody is.
+    let remind = day;
+    assert_eq!(db.next_warning_due(60, remind, 50).await.unwrap(), Some(20 + 6 * day));
+    synced(&db, true, 60).await;
+    let first = ItemFilter { campaign: Some(id), ..ItemFilter::default() };
+    assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day).await.unwrap(), 0, "bob decided everything");
+    let second = NewItem {
+        access: db.access_in_force(70).await.unwrap().0.remove(0),
+        reaches: "x".into(),
+        reviewers: vec![bob.id],
+    };
+    let other = NewCampaign { name: "Q4 again", due_at: 20 + 7 * day, ..campaign };
+    db.create_campaign(&other, vec![second], 70).await.unwrap();
+    assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day).await.unwrap(), 1);
+    assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day + 60).await.unwrap(), 0, "once");
+
+    // Removed from AWS meanwhile: the certified item and the undecided one are gone at the next sync.
+    synced(&db, false, 100).await;
+    assert_eq!(db.review_items_gone(110).await.unwrap(), 2);
+    let states: Vec<String> =
+        db.review_items(&ItemFilter::default(), 0, 10).await.unwrap().into_iter().map(|i| i.state).collect();
+    assert_eq!(states, ["gone", "gone"]);
+    assert_eq!(db.review_items_gone(120).await.unwrap(), 0);
+    assert_eq!(db.review_items(&first, 0, 10).await.unwrap().len(), 1);
+    assert!(db.close_campaign(id, bob.id, 130).await.unwrap());
+    assert!(!db.close_campaign(id, bob.id, 131).await.unwrap(), "closed once");
+    let closed = db.decide_item(item.id, bob.id, ItemEvent::Revoke, Some("late"), 140).await.unwrap();
+    assert_eq!(closed, Err(Refusal::Closed));
+}
