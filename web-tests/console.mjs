@@ -423,7 +423,7 @@ async function review(browser) {
   await alicesAssignment.check();
   await page.getByRole('button', { name: 'Revoke selected' }).click();
   await heading(page, 'Cannot do that');
-  await page.getByText('a revocation needs a comment').waitFor();
+  await page.getByText('A revocation needs a comment').waitFor();
   await page.goto(`${base}/console/reviews`);
   // Filtered to one person, then decided.
   await page.getByLabel('Person').fill('bob');

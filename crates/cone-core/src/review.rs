@@ -170,12 +170,9 @@ pub enum Reviewers {
 /// leaves nobody, the first fallback reviewer who is not the subject. `candidates` are the people the rule
 /// names, as the caller resolved them (the manager, the owners, the group's members, the users).
 pub fn reviewers_for(subject: &str, candidates: &[String], fallback: &[String]) -> Result<Vec<String>, String> {
-    let mut chosen: Vec<String> = Vec::new();
-    for c in candidates {
-        if c != subject && !chosen.contains(c) {
-            chosen.push(c.clone());
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let mut chosen: Vec<String> =
+        candidates.iter().filter(|c| *c != subject && seen.insert(c.as_str())).cloned().collect();
     if chosen.is_empty()
         && let Some(f) = fallback.iter().find(|f| *f != subject)
     {

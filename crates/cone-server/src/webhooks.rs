@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The events a webhook may subscribe to: every audit action about a task or its grant.
+/// The events a webhook may subscribe to: every audit action about a task or its grant, and about access reviews.
 pub const EVENTS: &[&str] = &[
     "task.create",
     "task.approve",
@@ -26,10 +26,17 @@ pub const EVENTS: &[&str] = &[
     "grant.withdraw",
     "grant.revoke",
     "grant.fail",
+    "review.campaign_create",
+    "review.certify",
+    "review.revoke",
+    "review.reassign",
+    "review.removed",
+    "review.gone",
+    "review.campaign_close",
 ];
 
 /// The families `family.*` may name.
-const FAMILIES: &[&str] = &["task", "grant"];
+const FAMILIES: &[&str] = &["task", "grant", "review"];
 
 pub const HEADER_ID: &str = "Cone-Webhook-Id";
 pub const HEADER_EVENT: &str = "Cone-Webhook-Event";
@@ -40,12 +47,13 @@ pub const HEADER_ATTEMPT: &str = "Cone-Webhook-Attempt";
 /// Secrets shorter than this are refused: the signature is only as strong as the secret.
 const MIN_SECRET_LEN: usize = 16;
 
-/// Whether `pattern` is something a webhook's `events` may list: `*`, `task.*`, `grant.*` or one event.
+/// Whether `pattern` is something a webhook's `events` may list: `*`, `task.*`, `grant.*`, `review.*` or one event.
 pub fn valid_pattern(pattern: &str) -> bool {
     pattern == "*" || pattern.strip_suffix(".*").is_some_and(|f| FAMILIES.contains(&f)) || EVENTS.contains(&pattern)
 }
 
-/// Whether the audit action `event` is one that `pattern` subscribes to. Only task and grant events are ever sent.
+/// Whether the audit action `event` is one that `pattern` subscribes to. Only task, grant and review events are ever
+/// sent.
 pub fn matches(pattern: &str, event: &str) -> bool {
     let family = event.split_once('.').map(|(f, _)| f);
     if !family.is_some_and(|f| FAMILIES.contains(&f)) {
@@ -173,8 +181,8 @@ mod tests {
     }
 
     #[test]
-    fn patterns_name_task_and_grant_events_only() {
-        for ok in ["*", "task.*", "grant.*", "grant.revoke", "task.wait_ended"] {
+    fn patterns_name_task_grant_and_review_events_only() {
+        for ok in ["*", "task.*", "grant.*", "grant.revoke", "task.wait_ended", "review.*", "review.removed"] {
             assert!(valid_pattern(ok), "{ok}");
         }
         for bad in ["drift.*", "login", "grant.revoked", "task", "*.*", "grant.**", ""] {
@@ -185,6 +193,7 @@ mod tests {
         assert!(matches("grant.*", "grant.revoke") && !matches("grant.*", "task.create"));
         assert!(matches("task.comment", "task.comment") && !matches("task.comment", "task.create"));
         assert!(!matches("task.*", "taskx.create"));
+        assert!(matches("review.*", "review.revoke") && matches("*", "review.gone"));
     }
 
     #[test]

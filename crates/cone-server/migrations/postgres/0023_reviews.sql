@@ -63,3 +63,5 @@ ALTER TABLE jobs ADD COLUMN item_id BIGINT REFERENCES review_items(id);
 ALTER TABLE jobs DROP CONSTRAINT jobs_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_check CHECK (CASE kind WHEN 'remove_drift' THEN finding_id IS NOT NULL
     WHEN 'review_revoke' THEN item_id IS NOT NULL ELSE grant_id IS NOT NULL END);
+-- A grant's revoke job, as a review item revoking the grant shows it.
+CREATE INDEX jobs_by_grant ON jobs (grant_id, kind);

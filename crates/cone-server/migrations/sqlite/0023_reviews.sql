@@ -84,3 +84,5 @@ DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
 CREATE INDEX jobs_due ON jobs (state, run_after);
 CREATE INDEX jobs_by_finding ON jobs (finding_id, state);
+-- A grant's revoke job, as a review item revoking the grant shows it.
+CREATE INDEX jobs_by_grant ON jobs (grant_id, kind);

@@ -20,6 +20,10 @@ use crate::store::{AccessRow, CampaignRow, ItemFilter, ItemRow, NewCampaign, New
 const MAX_ITEMS: usize = 200_000;
 /// Entries in each of a scope's lists, and people named as reviewers.
 const MAX_NAMES: usize = 500;
+/// People who may decide one item: each is a row per item.
+const MAX_REVIEWERS: usize = 100;
+/// Items by reviewer in one campaign.
+const MAX_ROWS: usize = 2_000_000;
 /// Items one decision may cover.
 pub const MAX_DECIDE: usize = 1000;
 /// Characters in a comment or a campaign's name.
@@ -53,6 +57,9 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
     if lists.iter().any(|l| l.len() > MAX_NAMES) {
         return Err(Error::invalid(format!("Name at most {MAX_NAMES} entries in each list.")));
     }
+    if r.users.len() > MAX_REVIEWERS {
+        return Err(Error::invalid(format!("Name at most {MAX_REVIEWERS} reviewers.")));
+    }
     let people = s.db.user_ids_by_name().await?;
     for who in r.users.iter().chain(&r.fallback) {
         if !people.contains_key(who) {
@@ -60,7 +67,20 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
         }
     }
     let group_members = match (r.from, r.group.as_deref()) {
-        (ReviewersFrom::Group, Some(g)) => s.db.group_member_names(g).await?,
+        (ReviewersFrom::Group, Some(g)) => {
+            let members = s.db.group_member_names(g).await?;
+            if members.is_empty() {
+                return Err(Error::invalid(format!(
+                    "The group \"{g}\" has no members Cone knows; check its name, or sync first (cone sync)."
+                )));
+            }
+            if members.len() > MAX_REVIEWERS {
+                return Err(Error::invalid(format!(
+                    "The group \"{g}\" has over {MAX_REVIEWERS} members; name a smaller group of reviewers."
+                )));
+            }
+            members
+        }
         (ReviewersFrom::Group, None) => return Err(Error::invalid("Reviewers from a group: name the group.")),
         (ReviewersFrom::Users, _) if r.users.is_empty() => {
             return Err(Error::invalid("Reviewers from users: name at least one."));
@@ -88,7 +108,7 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
             permission_set: g.permission_set_name.clone(),
         });
     }
-    let mut items = Vec::new();
+    let (mut items, mut rows) = (Vec::new(), 0);
     for a in access {
         let reach = match (a.group_id.is_empty(), by_group.get(a.group_id.as_str())) {
             (true, _) => vec![own_reach(&a)],
@@ -104,10 +124,14 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
         // People the rule names but Cone does not know (a manager who left, say) cannot decide: the fallback does.
         let known: Vec<String> = candidates(&a.username).into_iter().filter(|c| people.contains_key(c)).collect();
         let reviewers = reviewers_for(&a.username, &known, &r.fallback).map_err(|e| Error::invalid(capital(&e)))?;
-        let reviewers = reviewers.iter().filter_map(|name| people.get(name).copied()).collect();
+        let reviewers: Vec<i64> = reviewers.iter().filter_map(|name| people.get(name).copied()).collect();
+        rows += reviewers.len();
         items.push(NewItem { reaches: words(&a, &reach), access: a, reviewers });
-        if items.len() > MAX_ITEMS {
-            return Err(Error::invalid(format!("The scope covers over {MAX_ITEMS} items; narrow it.")));
+        if items.len() > MAX_ITEMS || rows > MAX_ROWS {
+            return Err(Error::invalid(format!(
+                "The scope covers over {MAX_ITEMS} items, or over {MAX_ROWS} items by reviewer; narrow it, or name \
+                 fewer reviewers."
+            )));
         }
     }
     if items.is_empty() {
@@ -314,7 +338,9 @@ pub async fn decide(s: &AppState, caller: &Caller, req: &ReviewDecide) -> Result
     let event = match req.decision {
         ReviewDecision::Certify => ItemEvent::Certify,
         ReviewDecision::Revoke if comment.is_none() => {
-            return Err(Error::invalid("Say why the access goes: a revocation needs a comment (-c/--comment)."));
+            return Err(Error::invalid(
+                "A revocation needs a comment saying why the access goes; add one and revoke again.",
+            ));
         }
         ReviewDecision::Revoke => ItemEvent::Revoke,
     };

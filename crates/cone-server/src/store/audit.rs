@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use super::outbox::{self, Event};
-use super::pool::{Db, Tx};
+use super::pool::{Db, Tx, like_literal};
 
 /// How many audit entries a reader of the whole log holds at once.
 pub const AUDIT_BATCH: i64 = 1000;
@@ -112,7 +112,7 @@ impl Db {
                 // `\` escapes LIKE's wildcards, which `_` in action names would otherwise be.
                 Some(family) => {
                     clauses.push_str(&format!(" AND action LIKE ${n} ESCAPE '\\'"));
-                    values.push(format!("{}.%", family.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+                    values.push(format!("{}.%", like_literal(family)));
                 }
                 None => {
                     clauses.push_str(&format!(" AND action = ${n}"));

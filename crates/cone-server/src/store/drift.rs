@@ -76,7 +76,7 @@ pub enum Repair {
 }
 
 /// Grant states in which the grant's assignment exists or may exist, as SQL text.
-fn holding_states() -> String {
+pub(super) fn holding_states() -> String {
     let states: Vec<String> = GrantState::HOLDING.iter().map(|s| format!("'{}'", s.as_str())).collect();
     format!("({})", states.join(", "))
 }

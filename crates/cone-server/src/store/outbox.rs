@@ -91,8 +91,8 @@ pub(super) async fn queue(tx: &mut Tx, e: &Event<'_>, webhooks: &[&str]) -> Resu
     for webhook in webhooks {
         let delivery_id = uuid::Uuid::new_v4().to_string();
         let body = serde_json::json!({
-            "id": delivery_id, "event": e.action, "audit_id": e.id, "at": rfc3339(e.at), "task_id": task_id,
-            "actor": actor, "task": task, "detail": detail,
+            "id": delivery_id, "event": e.action, "audit_id": e.id, "at": rfc3339(e.at), "subject": e.subject,
+            "task_id": task_id, "actor": actor, "task": task, "detail": detail,
         })
         .to_string();
         sqlx::query(

@@ -387,8 +387,9 @@ pub(super) enum Cell<'a> {
 /// rows, and one round trip each is seconds on PostgreSQL. (sqlx's `QueryBuilder` writes `?` placeholders for
 /// `Any`, which PostgreSQL refuses, hence the placeholders written here.)
 pub(super) async fn insert_rows(tx: &mut Tx, table: &str, columns: &[&str], rows: Vec<Vec<Cell<'_>>>) -> Result<()> {
-    // Below SQLite's (32,766) and PostgreSQL's (65,535) limits on parameters per statement.
-    let per_statement = (30_000 / columns.len().max(1)).max(1);
+    // About 500 parameters a statement: on SQLite a statement costs more than its size (20,000 rows of 17 columns
+    // took 15 s in statements of 30,000 parameters, 0.4 s in statements of 500); PostgreSQL hardly minds.
+    let per_statement = (500 / columns.len().max(1)).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Cell<'_>>> = rows.by_ref().take(per_statement).collect();
@@ -409,4 +410,10 @@ pub(super) async fn insert_rows(tx: &mut Tx, table: &str, columns: &[&str], rows
         query.execute(&mut **tx).await.with_context(|| format!("storing rows of {table}"))?;
     }
     Ok(())
+}
+
+/// `text` as a `LIKE` pattern that matches it literally, for statements that say `ESCAPE '\'`: `_` and `%` in names
+/// would otherwise be wildcards.
+pub(super) fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

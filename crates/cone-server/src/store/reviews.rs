@@ -3,14 +3,16 @@
 //! removal is audited, and an item keeps the id of its audit entries so that a report can be checked against the log.
 
 use anyhow::Result;
+use cone_core::grant::{GrantEvent, GrantState};
 use cone_core::job::JobState;
 use cone_core::review::{ItemEvent, ItemKind, ItemState};
 use sqlx::FromRow;
 
 use super::audit::record;
+use super::drift::holding_states;
 use super::grants::{Ending, end_early};
-use super::lifecycle::{enqueue_review, finish_job, move_item};
-use super::pool::{Cell, Db, Tx, insert_rows};
+use super::lifecycle::{enqueue_review, finish_job, grant_state, move_item};
+use super::pool::{Backend, Cell, Db, Tx, insert_rows, like_literal};
 use super::rows::JobRow;
 
 /// A person's access as it stands: a direct assignment, a standing group membership, or an active grant.
@@ -115,7 +117,8 @@ pub struct ItemFilter {
     pub state: Option<ItemState>,
     /// Words each found in the person's name, the account, the permission set or the group.
     pub words: Vec<String>,
-    /// Ordered by entitlement (account, permission set, group) rather than by person.
+    /// Ordered by entitlement (account, permission set, group) rather than by person (by campaign, then as the
+    /// snapshot numbered them: by person).
     pub by_entitlement: bool,
 }
 
@@ -135,7 +138,6 @@ pub enum Refusal {
 struct Deciding {
     subject: i64,
     campaign_state: String,
-    campaign_id: i64,
     kind: String,
     grant_id: Option<i64>,
     /// 1 when the decider is among the item's reviewers.
@@ -143,12 +145,15 @@ struct Deciding {
     state: String,
 }
 
-const ITEM_SELECT: &str = "SELECT i.id, i.campaign_id, c.name AS campaign_name, i.kind, u.username,
+/// An item's columns; `i` is the item, joined by [`ITEM_JOINS`].
+const ITEM_COLUMNS: &str = "SELECT i.id, i.campaign_id, c.name AS campaign_name, i.kind, u.username,
         u.display_name, i.account_id, i.account_name, i.permission_set_name, i.group_name, i.reaches, g.task_id,
         i.state, d.username AS decided_by, i.decided_at, i.comment, j.state AS job_state,
         j.last_error AS job_error, j.attempts AS job_attempts, i.request_id, i.gone_at,
-        ad.hash AS decision_hash, ar.hash AS removal_hash
-    FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id JOIN users u ON u.id = i.user_id
+        ad.hash AS decision_hash, ar.hash AS removal_hash";
+
+/// What an item's row joins: its campaign, people, grant, removal job and audit entries.
+const ITEM_JOINS: &str = "JOIN review_campaigns c ON c.id = i.campaign_id JOIN users u ON u.id = i.user_id
     LEFT JOIN users d ON d.id = i.decided_by LEFT JOIN grants g ON g.id = i.grant_id
     LEFT JOIN jobs j ON j.id = COALESCE(i.job_id,
         (SELECT MAX(r.id) FROM jobs r WHERE i.grant_id IS NOT NULL AND r.grant_id = i.grant_id AND r.kind = 'revoke'))
@@ -171,7 +176,8 @@ impl Db {
     /// read them (leaving out those a Cone grant made or explains, which are reviewed as that grant), and active
     /// grants; with what each Identity Center group is assigned.
     pub async fn access_in_force(&self, now: i64) -> Result<(Vec<AccessRow>, Vec<GroupReachRow>)> {
-        let access = sqlx::query_as(
+        let holding = holding_states();
+        let access = sqlx::query_as(&format!(
             "SELECT 'assignment' AS kind, u.id AS user_id, u.username, u.idc_user_id AS principal_id, e.app_id,
                  e.id AS entitlement_id, a.instance_arn, e.resource_id AS account_id,
                  COALESCE(r.name, e.resource_id) AS account_name, e.permission_set_arn, e.permission_set_name,
@@ -181,7 +187,7 @@ impl Db {
              LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id
              WHERE u.left_at IS NULL AND u.idc_user_id IS NOT NULL AND NOT EXISTS (
                  SELECT 1 FROM grants g WHERE g.user_id = u.id AND g.app_id = e.app_id AND g.entitlement_id = e.id
-                 AND g.state IN ('provisioning', 'active', 'revoking'))
+                 AND g.state IN {holding})
              UNION ALL
              SELECT 'group_membership', u.id, u.username, u.idc_user_id, e.app_id, e.id, a.instance_arn, '', '', '',
                  '', e.group_id, e.group_name, CAST(NULL AS BIGINT)
@@ -190,7 +196,7 @@ impl Db {
              JOIN apps a ON a.id = e.app_id
              WHERE u.left_at IS NULL AND u.idc_user_id IS NOT NULL AND NOT EXISTS (
                  SELECT 1 FROM grants c WHERE c.user_id = u.id AND c.kind = 'aws_idc_group_membership'
-                 AND c.group_id = gr.idc_group_id AND c.state IN ('provisioning', 'active', 'revoking')
+                 AND c.group_id = gr.idc_group_id AND c.state IN {holding}
                  AND COALESCE(c.membership_found, 0) = 0)
              UNION ALL
              SELECT 'grant', u.id, u.username, g.principal_id, g.app_id, g.entitlement_id, g.instance_arn,
@@ -200,8 +206,8 @@ impl Db {
              LEFT JOIN entitlements e ON e.app_id = g.app_id AND e.id = g.entitlement_id
              LEFT JOIN resources r ON r.app_id = g.app_id AND r.id = g.account_id
              WHERE g.state = 'active' AND g.expires_at > $1
-             ORDER BY 3, 1, 5, 6",
-        )
+             ORDER BY 3, 1, 9, 11, 13, 6"
+        ))
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
@@ -315,6 +321,11 @@ impl Db {
         )
         .await?;
         tx.commit().await?;
+        // PostgreSQL plans by statistics its autovacuum brings up to date within minutes; a campaign can double the
+        // tables at once, and reviewers open their pages at once.
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE review_items, review_reviewers").execute(&self.pool).await?;
+        }
         Ok(id)
     }
 
@@ -349,14 +360,19 @@ impl Db {
             args.push(value);
             format!("${}", args.len())
         };
+        let number = |p: String| format!("CAST({p} AS BIGINT)");
+        // The page's ids first, then their rows: an item's row joins six tables, which only the page's need. A
+        // campaign's items are numbered by person, then by names (`access_in_force`'s order), so by person is by id, which a
+        // reviewer's rows (`review_reviewers`, keyed by person and item) and a campaign's index give without a sort.
+        let (from, key) = match filter.reviewer {
+            Some(r) => {
+                clauses.push(format!("v.user_id = {}", number(param(r.to_string()))));
+                ("review_reviewers v JOIN review_items i ON i.id = v.item_id", "v.item_id")
+            }
+            None => ("review_items i", "i.id"),
+        };
         if let Some(c) = filter.campaign {
-            clauses.push(format!("i.campaign_id = CAST({} AS BIGINT)", param(c.to_string())));
-        }
-        if let Some(r) = filter.reviewer {
-            clauses.push(format!(
-                "EXISTS (SELECT 1 FROM review_reviewers v WHERE v.item_id = i.id AND v.user_id = CAST({} AS BIGINT))",
-                param(r.to_string())
-            ));
+            clauses.push(format!("i.campaign_id = {}", number(param(c.to_string()))));
         }
         if let Some(u) = &filter.user {
             clauses.push(format!("u.username = {}", param(u.clone())));
@@ -365,19 +381,32 @@ impl Db {
             clauses.push(format!("i.state = {}", param(st.as_str().to_string())));
         }
         for w in &filter.words {
-            let p = param(format!("%{}%", w.to_lowercase().replace(['%', '_'], "")));
-            clauses.push(format!(
-                "(LOWER(u.username) LIKE {p} OR LOWER(u.display_name) LIKE {p} OR LOWER(i.account_name) LIKE {p}
-                  OR i.account_id LIKE {p} OR LOWER(i.permission_set_name) LIKE {p} OR LOWER(i.group_name) LIKE {p})"
-            ));
+            // LOWER folds ASCII on SQLite, every letter on PostgreSQL; names in AWS are ASCII.
+            let p = param(format!("%{}%", like_literal(&w.to_lowercase())));
+            let like = |column: &str| format!("LOWER({column}) LIKE {p} ESCAPE '\\'");
+            let columns = [
+                "u.username",
+                "u.display_name",
+                "i.account_name",
+                "i.account_id",
+                "i.permission_set_name",
+                "i.group_name",
+            ];
+            clauses.push(format!("({})", columns.map(like).join(" OR ")));
         }
-        let order = match filter.by_entitlement {
-            true => "i.account_name, i.permission_set_name, i.group_name, u.username, i.id",
-            false => "u.username, i.kind, i.account_name, i.permission_set_name, i.group_name, i.id",
+        let by_entitlement = "i.account_name, i.permission_set_name, i.group_name, i.id";
+        let (inner_order, order) = match filter.by_entitlement {
+            true => (by_entitlement, by_entitlement),
+            false => (key, "i.id"),
         };
-        let (l, o) = (param(limit.to_string()), param(offset.to_string()));
+        let (l, o) = (number(param(limit.to_string())), number(param(offset.to_string())));
+        // The page leads the join, so that the planner knows it is short (PostgreSQL otherwise joined every item).
         let sql = format!(
-            "{ITEM_SELECT} WHERE {} ORDER BY {order} LIMIT CAST({l} AS BIGINT) OFFSET CAST({o} AS BIGINT)",
+            "{ITEM_COLUMNS} FROM (
+                 SELECT i.id FROM {from} JOIN users u ON u.id = i.user_id WHERE {}
+                 ORDER BY {inner_order} LIMIT {l} OFFSET {o}) page
+             JOIN review_items i ON i.id = page.id {ITEM_JOINS}
+             ORDER BY {order}",
             clauses.join(" AND ")
         );
         let mut query = sqlx::query_as(&sql);
@@ -388,7 +417,7 @@ impl Db {
     }
 
     pub async fn review_item(&self, id: i64) -> Result<Option<ItemRow>> {
-        let sql = format!("{ITEM_SELECT} WHERE i.id = $1");
+        let sql = format!("{ITEM_COLUMNS} FROM review_items i {ITEM_JOINS} WHERE i.id = $1");
         Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
     }
 
@@ -415,7 +444,7 @@ impl Db {
     ) -> Result<Result<ItemState, Refusal>> {
         let mut tx = self.begin().await?;
         let row: Option<Deciding> = sqlx::query_as(
-            "SELECT i.user_id AS subject, c.state AS campaign_state, i.campaign_id, i.kind, i.grant_id,
+            "SELECT i.user_id AS subject, c.state AS campaign_state, i.kind, i.grant_id,
                  (SELECT COUNT(*) FROM review_reviewers r WHERE r.item_id = i.id AND r.user_id = $2) AS reviewer,
                  i.state
              FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id WHERE i.id = $1",
@@ -424,7 +453,7 @@ impl Db {
         .bind(by)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(Deciding { subject, campaign_state, campaign_id, kind, grant_id, reviewer, state }) = row else {
+        let Some(Deciding { subject, campaign_state, kind, grant_id, reviewer, state }) = row else {
             return Ok(Err(Refusal::NoSuchItem));
         };
         if subject == by {
@@ -443,7 +472,7 @@ impl Db {
         }
         let Some(to) = move_item(&mut tx, item_id, event).await? else { return Ok(Err(Refusal::State(state))) };
         let action = if event == ItemEvent::Revoke { "review.revoke" } else { "review.certify" };
-        let detail = serde_json::json!({ "campaign_id": campaign_id, "comment": comment }).to_string();
+        let detail = item_detail(&mut tx, item_id, serde_json::json!({ "comment": comment })).await?;
         let audit_id = record(&mut tx, now, &format!("user:{by}"), action, &item(item_id), &detail).await?;
         sqlx::query(
             "UPDATE review_items SET decided_by = $1, decided_at = $2, comment = $3, decision_audit_id = $4 WHERE id = $5",
@@ -499,7 +528,9 @@ impl Db {
             .bind(to)
             .execute(&mut *tx)
             .await?;
-        let detail = serde_json::json!({ "reviewer": format!("user:{to}") }).to_string();
+        let reviewer: String =
+            sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(to).fetch_one(&mut *tx).await?;
+        let detail = item_detail(&mut tx, item_id, serde_json::json!({ "reviewer": reviewer })).await?;
         record(&mut tx, now, &format!("user:{by}"), "review.reassign", &item(item_id), &detail).await?;
         tx.commit().await?;
         Ok(Ok(()))
@@ -545,6 +576,20 @@ impl Db {
         Ok((ItemKind::try_from(kind).map_err(anyhow::Error::msg)?, instance, account, set, principal, group))
     }
 
+    /// The request of a Cone grant that now also gives what review item `item_id` revoked, if one does: removing it
+    /// would take that grant's access away, so the removal waits for the grant to end.
+    pub async fn review_access_granted(&self, item_id: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT g.task_id FROM review_items i JOIN grants g ON g.user_id = i.user_id AND g.app_id = i.app_id
+                 AND g.entitlement_id = i.entitlement_id
+             WHERE i.id = $1 AND g.state IN {} ORDER BY g.id LIMIT 1",
+            holding_states()
+        ))
+        .bind(item_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// A review job's removal is done, with AWS's id of the request when it gave one.
     pub async fn review_removed(&self, job: &JobRow, item_id: i64, request_id: Option<&str>, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
@@ -583,11 +628,29 @@ impl Db {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            record(&mut tx, now, "connector:aws", "review.gone", &item(*id), "{}").await?;
+            let detail = item_detail(&mut tx, *id, serde_json::json!({})).await?;
+            record(&mut tx, now, "connector:aws", "review.gone", &item(*id), &detail).await?;
         }
         tx.commit().await?;
         Ok(ids.len())
     }
+}
+
+/// An item's audit detail: its campaign, whose access and what it gives, with `extra`'s fields, so that the log (and
+/// a webhook) says what was decided without a second lookup.
+async fn item_detail(tx: &mut Tx, item_id: i64, extra: serde_json::Value) -> Result<String> {
+    let (campaign_id, kind, user, access): (i64, String, String, String) = sqlx::query_as(
+        "SELECT i.campaign_id, i.kind, u.username, i.reaches FROM review_items i JOIN users u ON u.id = i.user_id
+         WHERE i.id = $1",
+    )
+    .bind(item_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut detail = serde_json::json!({ "campaign_id": campaign_id, "kind": kind, "user": user, "access": access });
+    if let (Some(all), serde_json::Value::Object(more)) = (detail.as_object_mut(), extra) {
+        all.extend(more);
+    }
+    Ok(detail.to_string())
 }
 
 fn campaign(id: i64) -> String {
@@ -598,24 +661,22 @@ fn item(id: i64) -> String {
     format!("review_item:{id}")
 }
 
-/// Ends a grant a reviewer revoked, as an administrator's withdrawal does; a grant already ended counts as removed.
+/// Ends a grant a reviewer revoked, as an administrator's withdrawal does. A grant already on its way out is left to
+/// its revoke job, which finishes the item (`ended_with_grant`); one that holds nothing any more counts as removed.
 async fn revoke_grant(tx: &mut Tx, item_id: i64, grant_id: i64, by: i64, now: i64) -> Result<()> {
-    let live: Option<i64> = sqlx::query_scalar(
-        "SELECT task_id FROM grants WHERE id = $1 AND (state = 'provisioning' OR (state = 'active' AND expires_at > $2))",
-    )
-    .bind(grant_id)
-    .bind(now)
-    .fetch_optional(&mut **tx)
-    .await?;
-    match live {
-        Some(task_id) => {
-            let reason = "revoked in an access review";
-            let ending =
-                Ending { actor: format!("user:{by}"), by: Some(by), action: "grant.withdraw", reason: Some(reason) };
-            end_early(tx, grant_id, task_id, &ending, now).await
-        }
-        None => removed(tx, item_id, now).await,
+    let state = grant_state(tx, grant_id).await?;
+    if state.on(GrantEvent::Released).is_some() {
+        let task_id: i64 =
+            sqlx::query_scalar("SELECT task_id FROM grants WHERE id = $1").bind(grant_id).fetch_one(&mut **tx).await?;
+        let reason = "revoked in an access review";
+        let ending =
+            Ending { actor: format!("user:{by}"), by: Some(by), action: "grant.withdraw", reason: Some(reason) };
+        return end_early(tx, grant_id, task_id, &ending, now).await;
     }
+    if GrantState::HOLDING.contains(&state) {
+        return Ok(());
+    }
+    removed(tx, item_id, now).await
 }
 
 /// The item's revoked access is gone from AWS: audited, with the entry kept on the item.
@@ -623,7 +684,12 @@ async fn removed(tx: &mut Tx, item_id: i64, now: i64) -> Result<()> {
     if move_item(tx, item_id, ItemEvent::Removed).await?.is_none() {
         return Ok(());
     }
-    let audit_id = record(tx, now, "connector:aws", "review.removed", &item(item_id), "{}").await?;
+    let request_id: Option<String> = sqlx::query_scalar("SELECT request_id FROM review_items WHERE id = $1")
+        .bind(item_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let detail = item_detail(tx, item_id, serde_json::json!({ "request_id": request_id })).await?;
+    let audit_id = record(tx, now, "connector:aws", "review.removed", &item(item_id), &detail).await?;
     sqlx::query("UPDATE review_items SET removed_audit_id = $1 WHERE id = $2")
         .bind(audit_id)
         .bind(item_id)

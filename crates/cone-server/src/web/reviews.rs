@@ -40,13 +40,11 @@ pub struct ItemsQuery {
     by: String,
     #[serde(default)]
     page_token: Option<String>,
-    /// After a decision: how many were decided, how many not, and the first reason.
+    /// After a decision: how many were decided, and the items that were not (numbers, comma-separated).
     #[serde(default)]
     decided: Option<usize>,
     #[serde(default)]
-    refused: Option<usize>,
-    #[serde(default)]
-    why: String,
+    refused: String,
 }
 
 impl ItemsQuery {
@@ -138,9 +136,14 @@ fn filters(q: &ItemsQuery, action: &str) -> Markup {
 pub async fn inbox(State(s): State<AppState>, v: Viewer, Query(q): Query<ItemsQuery>) -> Result<Response, WebError> {
     let page_of = Page::new(q.page_token.as_deref(), Some(100), 100, 100)?;
     let list = reviews::items(&s, &caller(&v), &q.query(false)?, page_of).await?;
+    // Numbers only: the address cannot put words on the page.
+    let refused: Vec<i64> = q.refused.split(',').filter_map(|n| n.trim().parse().ok()).take(20).collect();
+    let refused: Vec<String> = refused.iter().map(i64::to_string).collect();
     let content = html! {
         @if let Some(n) = q.decided { p.notice role="status" { (n) " item(s) decided." } }
-        @if let Some(n) = q.refused.filter(|n| *n > 0) { p.notice role="alert" { (n) " item(s) not decided: " (q.why) } }
+        @if !refused.is_empty() {
+            p.notice role="alert" { "Not decided: item(s) " (refused.join(", ")) ". You may not decide them: your own access, not given to you, decided already, or in a closed campaign; open one to see." }
+        }
         @if v.admin { p { a href="/console/reviews/campaigns" { "Campaigns" } } }
         p { "The access given to you to review. Certify what may stay; revoke what must go, with a reason: Cone removes it from AWS at once." }
         (filters(&q, "/console/reviews"))
@@ -216,12 +219,14 @@ pub async fn decide(State(s): State<AppState>, posted: Posted) -> Result<Respons
     }
     let comment = Some(posted.get("comment").to_string());
     let done = reviews::decide(&s, &caller(&posted.viewer), &ReviewDecide { items, decision, comment }).await?;
-    // Back to the same filters, on the viewer's own console only.
-    let back = Some(posted.get("back")).filter(|b| b.starts_with("/console/reviews")).unwrap_or("/console/reviews");
-    let (decided, refused) = (done.decided.len().to_string(), done.refused.len().to_string());
-    let why = done.refused.first().map(|r| r.message.as_str()).unwrap_or_default();
+    // Back to the same filters, on the viewer's own console only, as an address a header can carry.
+    let back = Some(posted.get("back"))
+        .filter(|b| b.starts_with("/console/reviews") && b.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("/console/reviews");
+    let decided = done.decided.len().to_string();
+    let refused: Vec<String> = done.refused.iter().map(|r| r.item.to_string()).collect();
     let sep = if back.contains('?') { "&" } else { "?" };
-    let query = link("", &[("decided", &decided), ("refused", &refused), ("why", why)]);
+    let query = link("", &[("decided", &decided), ("refused", &refused.join(","))]);
     Ok(Redirect::to(&format!("{back}{sep}{}", query.trim_start_matches('?'))).into_response())
 }
 

@@ -354,9 +354,14 @@ async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyh
 }
 
 /// Removes what an access review revoked: a person's own assignment, or their membership of an Identity Center
-/// group (a grant is revoked by its own job). Retried until it is done; each failure is on the item for all to see.
+/// group (a grant is revoked by its own job), once no Cone grant gives the same access. Retried until it is done;
+/// each failure, and each wait, is on the item for all to see.
 async fn review_revoke(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
     let item_id = job.item_id.ok_or_else(|| anyhow::anyhow!("review_revoke job {} names no item", job.id))?;
+    if let Some(task) = s.db.review_access_granted(item_id).await? {
+        let why = format!("a Cone grant (request {task}) also gives this access; it is removed once that grant ends");
+        return retry(s, job, &why).await;
+    }
     let (kind, instance_arn, account_id, permission_set_arn, principal, group) = s.db.review_target(item_id).await?;
     let removed = match kind {
         ItemKind::Assignment => {
