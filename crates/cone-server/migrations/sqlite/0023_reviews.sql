@@ -38,6 +38,7 @@ CREATE TABLE review_items (
     group_id TEXT NOT NULL,           -- the Identity Center group of a membership, else ''
     group_name TEXT NOT NULL,
     reaches TEXT NOT NULL,            -- what it gives, in words ("DatabaseAdministrator on Production, …")
+    search TEXT NOT NULL,             -- the names a reviewer's words are looked for in, in lower case
     grant_id INTEGER REFERENCES grants(id),
     state TEXT NOT NULL,              -- cone_core::review::ItemState
     decided_by INTEGER REFERENCES users(id),
@@ -51,6 +52,9 @@ CREATE TABLE review_items (
 );
 CREATE INDEX review_items_campaign ON review_items (campaign_id, state, id);
 CREATE INDEX review_items_grant ON review_items (grant_id);
+-- A campaign's items by entitlement, as reviewers may list them.
+CREATE INDEX review_items_by_entitlement
+    ON review_items (campaign_id, account_name, permission_set_name, group_name, id);
 CREATE TABLE review_reviewers (
     item_id INTEGER NOT NULL REFERENCES review_items(id),
     user_id INTEGER NOT NULL REFERENCES users(id),

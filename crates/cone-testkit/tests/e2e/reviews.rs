@@ -105,6 +105,13 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
         items.iter().find(|i| i.user == user && i.reaches.starts_with(reaches)).unwrap().clone()
     };
     let (standing, membership) = (item("alice", "ReadOnly"), item("alice", "membership"));
+    // Words find an item among all (`_` is no wildcard), and by entitlement orders by account and permission set.
+    let found = client("carol").review_items(&[("q", "DBA-prod anders"), ("state", "pending")]).await.unwrap();
+    assert_eq!(found.iter().map(|i| i.id).collect::<Vec<_>>(), [membership.id]);
+    assert!(client("carol").review_items(&[("q", "alice_")]).await.unwrap().is_empty());
+    let by_entitlement = client("carol").review_items(&[("by", "entitlement")]).await.unwrap();
+    let sets: Vec<&str> = by_entitlement.iter().map(|i| i.permission_set.as_str()).collect();
+    assert_eq!(sets, ["", "AdministratorAccess", "DatabaseAdministrator", "ReadOnlyAccess", "ReadOnlyAccess"]);
     let (bob_readonly, bob_database) = (item("bob", "ReadOnly"), item("bob", "Database"));
     assert_eq!(bob_readonly.task_id, Some(readonly));
 
