@@ -169,7 +169,7 @@ impl Db {
             if g.is_iam_group() {
                 super::accounts::unneeded_after(&mut tx, g, deprovision_after, now).await?;
             }
-            super::reviews::ended_with_grant(&mut tx, g.id, now).await?;
+            super::lifecycle::ended_with_grant(&mut tx, g.id, now).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -11,7 +11,7 @@ use sqlx::FromRow;
 use super::audit::record;
 use super::drift::holding_states;
 use super::grants::{Ending, end_early};
-use super::lifecycle::{enqueue_review, finish_job, grant_state, move_item};
+use super::lifecycle::{enqueue_review, finish_job, grant_state, item, item_detail, move_item, removed};
 use super::pool::{Backend, Cell, Db, Tx, insert_rows, like_literal};
 use super::rows::JobRow;
 
@@ -650,29 +650,8 @@ impl Db {
     }
 }
 
-/// An item's audit detail: its campaign, whose access and what it gives, with `extra`'s fields, so that the log (and
-/// a webhook) says what was decided without a second lookup.
-async fn item_detail(tx: &mut Tx, item_id: i64, extra: serde_json::Value) -> Result<String> {
-    let (campaign_id, kind, user, access): (i64, String, String, String) = sqlx::query_as(
-        "SELECT i.campaign_id, i.kind, u.username, i.reaches FROM review_items i JOIN users u ON u.id = i.user_id
-         WHERE i.id = $1",
-    )
-    .bind(item_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let mut detail = serde_json::json!({ "campaign_id": campaign_id, "kind": kind, "user": user, "access": access });
-    if let (Some(all), serde_json::Value::Object(more)) = (detail.as_object_mut(), extra) {
-        all.extend(more);
-    }
-    Ok(detail.to_string())
-}
-
 fn campaign(id: i64) -> String {
     format!("review_campaign:{id}")
-}
-
-fn item(id: i64) -> String {
-    format!("review_item:{id}")
 }
 
 /// Ends a grant a reviewer revoked, as an administrator's withdrawal does. A grant already on its way out is left to
@@ -691,35 +670,4 @@ async fn revoke_grant(tx: &mut Tx, item_id: i64, grant_id: i64, by: i64, now: i6
         return Ok(());
     }
     removed(tx, item_id, now).await
-}
-
-/// The item's revoked access is gone from AWS: audited, with the entry kept on the item.
-async fn removed(tx: &mut Tx, item_id: i64, now: i64) -> Result<()> {
-    if move_item(tx, item_id, ItemEvent::Removed).await?.is_none() {
-        return Ok(());
-    }
-    let request_id: Option<String> = sqlx::query_scalar("SELECT request_id FROM review_items WHERE id = $1")
-        .bind(item_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let detail = item_detail(tx, item_id, serde_json::json!({ "request_id": request_id })).await?;
-    let audit_id = record(tx, now, "connector:aws", "review.removed", &item(item_id), &detail).await?;
-    sqlx::query("UPDATE review_items SET removed_audit_id = $1 WHERE id = $2")
-        .bind(audit_id)
-        .bind(item_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// A grant's revocation is done: the review items that revoked it are too.
-pub(super) async fn ended_with_grant(tx: &mut Tx, grant_id: i64, now: i64) -> Result<()> {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM review_items WHERE grant_id = $1 AND state = 'revoking'")
-        .bind(grant_id)
-        .fetch_all(&mut **tx)
-        .await?;
-    for id in ids {
-        removed(tx, id, now).await?;
-    }
-    Ok(())
 }
