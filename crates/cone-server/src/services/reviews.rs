@@ -71,7 +71,8 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
             let members = s.db.group_member_names(g).await?;
             if members.is_empty() {
                 return Err(Error::invalid(format!(
-                    "The group \"{g}\" has no members Cone knows; check its name, or sync first (cone sync)."
+                    "The group \"{g}\" has no members Cone knows; check its name, or sync first (Sync now, on the \
+                     console's Connectors page)."
                 )));
             }
             if members.len() > MAX_REVIEWERS {
@@ -136,7 +137,8 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
     }
     if items.is_empty() {
         return Err(Error::invalid(
-            "The scope covers no access the last sync found; check the names, or sync first (cone sync).",
+            "The scope covers no access the last sync found; check the names, or sync first (Sync now, on the \
+             console's Connectors page).",
         ));
     }
     let new = NewCampaign {

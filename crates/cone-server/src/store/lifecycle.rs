@@ -1,6 +1,7 @@
-//! The writes that move tasks, grants, jobs, created accounts and review items along their lifecycles. Each starts from the state it reads, asks
-//! `cone_core` where the event leads, and writes that: the SQL records a decision, it never makes one. An event a
-//! state does not allow changes nothing and is logged, since it means two writers disagreed about a row.
+//! The writes that move tasks, grants, jobs, created accounts and review items along their lifecycles. Each starts
+//! from the state it reads, asks `cone_core` where the event leads, and writes that: the SQL records a decision, it
+//! never makes one. An event a state does not allow changes nothing and is logged, since it means two writers
+//! disagreed about a row. A review item's removal is audited here too, since a grant's end may finish it.
 
 use std::fmt::Debug;
 

@@ -1,15 +1,20 @@
 //! Access reviews in the store, on both backends: the access in force leaves out what a grant explains, a campaign's
 //! items and reviewers are written at once, nobody decides their own item, an item whose access a sync no longer
-//! finds is gone, and reviewers are told of a new campaign and reminded once before it is due.
+//! finds is gone, reviewers are told of a new campaign and reminded once before it is due, a revoked grant that is
+//! already ending is finished by its own revocation, and a revoked assignment waits while a grant gives the same.
 
 use cone_core::notify::{Channel, Kind};
 use cone_core::review::{ItemEvent, ItemKind, ItemState};
 
-use super::{production_admin, user};
+use super::{file_task, production_admin, user};
 use crate::store::testing;
 use crate::store::*;
 
-testing::on_both_backends!(a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers);
+testing::on_both_backends!(
+    a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers,
+    a_revoked_grant_already_ending_is_removed_by_its_own_revocation,
+    a_revoked_assignment_waits_while_a_grant_gives_the_same_access,
+);
 
 const ADMIN: &str = "111|ps-admin";
 
@@ -91,4 +96,63 @@ async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db
     assert!(!db.close_campaign(id, bob.id, 131).await.unwrap(), "closed once");
     let closed = db.decide_item(item.id, bob.id, ItemEvent::Revoke, Some("late"), 140).await.unwrap();
     assert_eq!(closed, Err(Refusal::Closed));
+}
+
+/// A campaign of everything in force at `now`, each item bob's to decide; returns its items.
+async fn campaign_of_all(db: &Db, bob: &UserRow, now: i64) -> Vec<ItemRow> {
+    let access = db.access_in_force(now).await.unwrap().0;
+    let items = access.into_iter().map(|a| NewItem { access: a, reaches: "x".into(), reviewers: vec![bob.id] });
+    let c = NewCampaign { name: "all", scope: "{}", reviewers: "{}", due_at: now + 86_400, created_by: bob.id };
+    let id = db.create_campaign(&c, items.collect(), now).await.unwrap();
+    db.review_items(&ItemFilter { campaign: Some(id), ..ItemFilter::default() }, 0, 10).await.unwrap()
+}
+
+/// alice's grant of AdministratorAccess, provisioned at `now`.
+async fn granted(db: &Db, alice: &UserRow, now: i64) -> (i64, GrantRow) {
+    let task = file_task(db, alice, ADMIN, Placement::Provision, now).await;
+    let job = db.claim_job(now, 60).await.unwrap().unwrap();
+    let g = db.grant(job.grant_id.unwrap()).await.unwrap();
+    db.provisioned(&job, &g, now).await.unwrap();
+    (task, g)
+}
+
+async fn a_revoked_grant_already_ending_is_removed_by_its_own_revocation(db: Db) {
+    synced(&db, false, 10).await;
+    let (alice, bob) =
+        (db.user_by_name("alice").await.unwrap().unwrap(), db.user_by_name("bob").await.unwrap().unwrap());
+    let (_, g) = granted(&db, &alice, 20).await;
+    let item = campaign_of_all(&db, &bob, 30).await.remove(0);
+    assert_eq!(item.kind, "grant");
+    // alice gives it back; bob's revocation then waits for that removal rather than claiming it happened.
+    db.drop_access(alice.id, "aws", ADMIN, 40).await.unwrap();
+    assert_eq!(
+        db.decide_item(item.id, bob.id, ItemEvent::Revoke, Some("gone"), 50).await.unwrap(),
+        Ok(ItemState::Revoking)
+    );
+    assert_eq!(db.review_item(item.id).await.unwrap().unwrap().removal_hash, None);
+    let revoke = db.claim_job(60, 60).await.unwrap().unwrap();
+    db.revoked(&revoke, &g, false, None, 60).await.unwrap();
+    let done = db.review_item(item.id).await.unwrap().unwrap();
+    assert_eq!((done.state.as_str(), done.removal_hash.is_some()), ("revoked", true));
+}
+
+async fn a_revoked_assignment_waits_while_a_grant_gives_the_same_access(db: Db) {
+    synced(&db, true, 10).await;
+    let (alice, bob) =
+        (db.user_by_name("alice").await.unwrap().unwrap(), db.user_by_name("bob").await.unwrap().unwrap());
+    let item = campaign_of_all(&db, &bob, 20).await.remove(0);
+    assert_eq!(item.kind, "assignment");
+    // After the snapshot alice is granted the same permission set: her standing assignment now serves that grant.
+    let (task, g) = granted(&db, &alice, 30).await;
+    db.decide_item(item.id, bob.id, ItemEvent::Revoke, Some("standing"), 40).await.unwrap().unwrap();
+    let removal = db.claim_job(50, 60).await.unwrap().unwrap();
+    assert_eq!(removal.kind, cone_core::job::JobKind::ReviewRevoke);
+    assert_eq!(db.review_access_granted(item.id).await.unwrap(), Some(task), "the removal waits");
+    db.retry_job(&removal, "a grant gives it", 400, 50).await.unwrap();
+    db.withdraw_grant(task, bob.id, "done", 60).await.unwrap();
+    let revoke = db.claim_job(60, 60).await.unwrap().unwrap();
+    assert_eq!(revoke.grant_id, Some(g.id));
+    db.revoked(&revoke, &g, false, None, 61).await.unwrap();
+    assert_eq!(db.review_access_granted(item.id).await.unwrap(), None, "the grant ended; the removal may go ahead");
+    assert_eq!(db.claim_job(400, 60).await.unwrap().unwrap().id, removal.id);
 }
