@@ -180,7 +180,7 @@ pub fn reviewers_for(subject: &str, candidates: &[String], fallback: &[String]) 
     }
     if chosen.is_empty() {
         return Err(format!(
-            "nobody but {subject} could review {subject}'s access; name a fallback reviewer other than {subject}"
+            "Nobody but {subject} could review {subject}'s access; name a fallback reviewer other than {subject}."
         ));
     }
     Ok(chosen)

@@ -124,7 +124,7 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
         }
         // People the rule names but Cone does not know (a manager who left, say) cannot decide: the fallback does.
         let known: Vec<String> = candidates(&a.username).into_iter().filter(|c| people.contains_key(c)).collect();
-        let reviewers = reviewers_for(&a.username, &known, &r.fallback).map_err(|e| Error::invalid(capital(&e)))?;
+        let reviewers = reviewers_for(&a.username, &known, &r.fallback).map_err(Error::invalid)?;
         let reviewers: Vec<i64> = reviewers.iter().filter_map(|name| people.get(name).copied()).collect();
         rows += reviewers.len();
         items.push(NewItem { reaches: words(&a, &reach), access: a, reviewers });
@@ -184,11 +184,6 @@ fn words(a: &AccessRow, reach: &[Reach]) -> String {
         (false, true) => format!("membership of {} (assigned nothing)", a.group_name),
         (false, false) => format!("membership of {}: {}", a.group_name, said.join("; ")),
     }
-}
-
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect::<String>() + ".").unwrap_or_default()
 }
 
 pub async fn campaigns(s: &AppState, caller: &Caller, page: Page) -> Result<ReviewCampaignList> {

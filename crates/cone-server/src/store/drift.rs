@@ -2,12 +2,12 @@
 //! resolved, and the repair jobs they queue.
 
 use anyhow::{Context, Result};
-use cone_core::grant::{GrantEvent, GrantState};
+use cone_core::grant::GrantEvent;
 use cone_core::job::{JobKind, JobState};
 use sqlx::{Executor, FromRow};
 
 use super::audit::record;
-use super::lifecycle::{enqueue, finish_job, grant_state, set_grant_state};
+use super::lifecycle::{enqueue, finish_job, grant_state, holding_states, set_grant_state};
 use super::pool::Db;
 use super::rows::JobRow;
 
@@ -73,12 +73,6 @@ pub enum Repair {
     Removed,
     /// The job's grant has its assignment again.
     Restored,
-}
-
-/// Grant states in which the grant's assignment exists or may exist, as SQL text.
-pub(super) fn holding_states() -> String {
-    let states: Vec<String> = GrantState::HOLDING.iter().map(|s| format!("'{}'", s.as_str())).collect();
-    format!("({})", states.join(", "))
 }
 
 impl Db {

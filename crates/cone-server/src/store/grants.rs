@@ -9,13 +9,13 @@ use cone_core::task::Event;
 use super::audit::record;
 use super::denials::{deny_sessions, sessions_removed};
 use super::lifecycle::{enqueue, finish_job, grant_state, move_task, next_grant_state, set_grant_state};
-use super::pool::{Db, Tx};
+use super::pool::{Db, Tx, sql_list};
 use super::rows::{GrantRow, JobRow};
 
 /// The job kinds this server runs, as SQL text: a job of a kind it does not know (written by a newer replica
 /// sharing the database) is left to a replica that knows it.
 fn known_kinds() -> String {
-    JobKind::ALL.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ")
+    sql_list(JobKind::ALL.map(JobKind::as_str))
 }
 
 impl Db {
@@ -44,7 +44,7 @@ impl Db {
              SELECT j.id, j.kind, j.grant_id, j.finding_id, j.item_id, j.attempts FROM jobs j
              LEFT JOIN grants g ON g.id = j.grant_id LEFT JOIN drift_findings f ON f.id = j.finding_id
              LEFT JOIN review_items i ON i.id = j.item_id
-             WHERE j.state = 'pending' AND j.kind IN ({}) AND j.run_after <= $1
+             WHERE j.state = 'pending' AND j.kind IN {} AND j.run_after <= $1
                AND (j.locked_until IS NULL OR j.locked_until <= $1)
                AND NOT EXISTS (
                  SELECT 1 FROM busy b

@@ -13,7 +13,7 @@ use cone_core::review::{ItemEvent, ItemState};
 use cone_core::task::{Event, TaskState};
 
 use super::audit::record;
-use super::pool::Tx;
+use super::pool::{Tx, sql_list};
 
 /// Where `event` leads from `from`, as `on` decides; `None`, logged, when it does not apply.
 fn decide<S: Copy + Debug, E: Copy + Debug>(
@@ -59,6 +59,11 @@ pub(super) async fn move_task(
         .execute(&mut **tx)
         .await?;
     Ok(Some(to))
+}
+
+/// Grant states in which the grant's assignment exists or may exist, as an SQL list.
+pub(super) fn holding_states() -> String {
+    sql_list(GrantState::HOLDING.map(GrantState::as_str))
 }
 
 pub(super) async fn grant_state(tx: &mut Tx, grant_id: i64) -> Result<GrantState> {

@@ -412,6 +412,13 @@ pub(super) async fn insert_rows(tx: &mut Tx, table: &str, columns: &[&str], rows
     Ok(())
 }
 
+/// Names as an SQL list, `('a', 'b')`, for `IN`: the states and kinds a statement may meet, spelled from
+/// `cone_core`'s names, never from input.
+pub(super) fn sql_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.into_iter().map(|n| format!("'{n}'")).collect();
+    format!("({})", quoted.join(", "))
+}
+
 /// `text` as a `LIKE` pattern that matches it literally, for statements that say `ESCAPE '\'`: `_` and `%` in names
 /// would otherwise be wildcards.
 pub(super) fn like_literal(text: &str) -> String {

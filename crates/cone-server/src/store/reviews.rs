@@ -9,10 +9,11 @@ use cone_core::review::{ItemEvent, ItemKind, ItemState};
 use sqlx::FromRow;
 
 use super::audit::record;
-use super::drift::holding_states;
 use super::grants::{Ending, end_early};
-use super::lifecycle::{enqueue_review, finish_job, grant_state, item, item_detail, move_item, removed};
-use super::pool::{Backend, Cell, Db, Tx, insert_rows, like_literal};
+use super::lifecycle::{
+    enqueue_review, finish_job, grant_state, holding_states, item, item_detail, move_item, removed,
+};
+use super::pool::{Backend, Cell, Db, Tx, insert_rows, like_literal, sql_list};
 use super::rows::JobRow;
 
 /// A person's access as it stands: a direct assignment, a standing group membership, or an active grant.
@@ -166,11 +167,6 @@ const CAMPAIGN_SELECT: &str = "SELECT c.id, c.name, c.scope, c.reviewers, c.due_
         (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id AND i.state = 'pending') AS pending,
         (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id AND i.state = 'revoking') AS revoking
     FROM review_campaigns c JOIN users u ON u.id = c.created_by";
-
-/// SQL text of the states `event` applies to.
-fn states_before(event: ItemEvent) -> String {
-    ItemState::before(event).iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
-}
 
 impl Db {
     /// Everything people hold in AWS as Cone knows it: direct assignments and standing memberships as the last sync
@@ -623,14 +619,14 @@ impl Db {
         let mut tx = self.begin().await?;
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT i.id FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id
-             WHERE c.state = 'open' AND i.state IN ({}) AND CASE i.kind
+             WHERE c.state = 'open' AND i.state IN {} AND CASE i.kind
                  WHEN 'assignment' THEN NOT EXISTS (SELECT 1 FROM user_assignments a
                      WHERE a.app_id = i.app_id AND a.entitlement_id = i.entitlement_id AND a.user_id = i.user_id)
                  WHEN 'group_membership' THEN NOT EXISTS (SELECT 1 FROM group_members m
                      JOIN groups g ON g.id = m.group_id WHERE g.idc_group_id = i.group_id AND m.user_id = i.user_id)
                  ELSE NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = i.grant_id AND g.state = 'active'
                      AND g.expires_at > $1) END",
-            states_before(ItemEvent::Vanished)
+            sql_list(ItemState::before(ItemEvent::Vanished).into_iter().map(ItemState::as_str))
         ))
         .bind(now)
         .fetch_all(&mut *tx)
