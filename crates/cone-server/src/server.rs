@@ -172,7 +172,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
              writes to AWS; approved requests wait as provisioning"
         );
     }
-    workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
+    let jobs = workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
     workers::delivery::spawn(state.clone(), sender);
     workers::notify::spawn(state.clone(), Arc::new(channels.with_console(&public_url).with_slack(state.slack.clone())));
     if state.config.aws.revoke_sessions {
@@ -210,6 +210,11 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
         result = server => result?,
         () = workers::sync::sync_periodically(state, connector, last_sweep) => {}
     }
+    // The jobs in flight finish, or are given back, within `stop_grace`.
+    if let Err(e) = jobs.await {
+        tracing::error!("the jobs worker stopped abnormally; its jobs run again when their leases end: {e}");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -52,6 +52,11 @@ pub struct Config {
     /// crashed worker's provisioning or revocation waits. It must exceed the longest AWS call of a job.
     #[serde(default = "default_job_lease", with = "duration")]
     pub job_lease: i64,
+    /// How long a server asked to stop (SIGTERM, Ctrl-C) lets its jobs in flight finish. Jobs still running then are
+    /// given back for the next server or another replica to take at once. Keep it under the grace period of what
+    /// stops the server (Kubernetes gives 30 s, systemd 90 s).
+    #[serde(default = "default_stop_grace", with = "duration")]
+    pub stop_grace: i64,
     #[serde(default)]
     pub identities: Identities,
     /// Who administers Cone: the drift report and every task. Nobody, unless listed.
@@ -445,6 +450,9 @@ fn default_duration() -> i64 {
 }
 fn default_pending_timeout() -> i64 {
     24 * 3600
+}
+fn default_stop_grace() -> i64 {
+    20
 }
 fn default_job_lease() -> i64 {
     300

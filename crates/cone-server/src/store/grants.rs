@@ -215,6 +215,22 @@ impl Db {
         Ok(())
     }
 
+    /// Gives back jobs a stopping server claimed but did not finish, so that the next server (or another replica)
+    /// takes them at once rather than after their lease; the unfinished attempt is not counted.
+    pub async fn release_jobs(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        sqlx::query(&format!(
+            "UPDATE jobs SET locked_until = NULL, attempts = attempts - 1 WHERE state = 'pending' AND id IN ({})",
+            ids.join(", ")
+        ))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Ends every grant whose time is up and queues the removal of its assignment, in one transaction so that a
     /// crash between the two cannot lose the revocation. Returns the affected task ids.
     pub async fn expire_due_grants(&self, now: i64) -> Result<Vec<i64>> {

@@ -24,25 +24,29 @@ const JOBS_IN_FLIGHT: usize = 16;
 /// A failed job waits at most this long (seconds) before its next attempt.
 const JOB_BACKOFF_CAP: i64 = 300;
 
-/// Starts the loop; without a connector (sync-only mode) it decides (expiry, time-outs, waits) but runs no job.
-pub fn spawn(s: AppState, connector: Option<Arc<Connector>>) {
-    tokio::spawn(reconcile(s, connector));
+/// Starts the loop; without a connector (sync-only mode) it decides (expiry, time-outs, waits) but runs no job. The
+/// handle resolves once the loop has drained after the server was asked to stop.
+pub fn spawn(s: AppState, connector: Option<Arc<Connector>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(reconcile(s, connector))
 }
 
 /// Expires due grants and starts due jobs, then sleeps until a job finishes, the next due moment, or a wake-up.
+/// Once the server is asked to stop, it claims nothing more and drains.
 async fn reconcile(s: AppState, connector: Option<Arc<Connector>>) {
-    let mut running = tokio::task::JoinSet::new();
-    loop {
+    let mut running = Running::default();
+    let mut stopping = s.stopping.subscribe();
+    while !*stopping.borrow() {
         announce(&s, s.db.expire_due_grants(s.now()).await, "expire grants");
         announce(&s, s.db.time_out_pending(s.now() - s.config.pending_timeout, s.now()).await, "time out requests");
         announce(&s, tasks::end_waits(&s).await, "end policy waits");
         while let Some(connector) = &connector
-            && running.len() < JOBS_IN_FLIGHT
+            && running.set.len() < JOBS_IN_FLIGHT
         {
             match s.db.claim_job(s.now(), s.config.job_lease).await {
                 Ok(Some(job)) => {
-                    let (s, connector) = (s.clone(), connector.clone());
-                    running.spawn(async move { run_job(&s, &connector, job).await });
+                    let (s, connector, id) = (s.clone(), connector.clone(), job.id);
+                    let task = running.set.spawn(async move { run_job(&s, &connector, job).await });
+                    running.jobs.insert(task.id(), id);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -55,13 +59,53 @@ async fn reconcile(s: AppState, connector: Option<Arc<Connector>>) {
             until_due(&s, s.db.next_due(s.config.pending_timeout, connector.is_some()).await, "the next due time");
         tokio::select! {
             // A finished job frees a place, and may unblock a job on the same assignment.
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Err(e) = done {
-                    tracing::error!("a job stopped abnormally; it will run again when its lease ends: {e}");
-                }
-            }
+            Some(done) = running.set.join_next_with_id(), if !running.set.is_empty() => running.finished(done),
             _ = s.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
+            _ = stopping.changed() => {}
+        }
+    }
+    running.drain(&s).await;
+}
+
+/// The jobs this server runs, by their tokio task.
+#[derive(Default)]
+struct Running {
+    set: tokio::task::JoinSet<()>,
+    jobs: std::collections::HashMap<tokio::task::Id, i64>,
+}
+
+impl Running {
+    fn finished(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = done.as_ref().map_or_else(tokio::task::JoinError::id, |(id, ())| *id);
+        self.jobs.remove(&id);
+        if let Err(e) = done {
+            tracing::error!("a job stopped abnormally; it will run again when its lease ends: {e}");
+        }
+    }
+
+    /// Lets the jobs in flight finish for `stop_grace`, then stops the rest and gives them back: a job cut off
+    /// in the middle runs again from its start, which every job allows (each looks at AWS before it writes).
+    async fn drain(mut self, s: &AppState) {
+        let grace = std::time::Duration::from_secs(s.config.stop_grace.unsigned_abs());
+        let finishing = async {
+            while let Some(done) = self.set.join_next_with_id().await {
+                self.finished(done);
+            }
+        };
+        if tokio::time::timeout(grace, finishing).await.is_ok() {
+            return;
+        }
+        self.set.abort_all();
+        while let Some(done) = self.set.join_next_with_id().await {
+            if done.as_ref().is_ok() {
+                self.finished(done);
+            }
+        }
+        let unfinished: Vec<i64> = self.jobs.into_values().collect();
+        tracing::warn!(jobs = ?unfinished, "stopping: giving back the jobs that did not finish within stop_grace");
+        if let Err(e) = s.db.release_jobs(&unfinished).await {
+            tracing::error!("cannot give back the unfinished jobs; they run again when their lease ends: {e:#}");
         }
     }
 }

@@ -90,6 +90,7 @@ cone_testkit::on_both_stores!(
     webhooks_carry_each_task_and_grant_event_once_signed_and_retried,
     a_server_killed_while_aws_provisions_grants_once_after_restart,
     a_server_killed_while_aws_revokes_ends_the_grant_after_restart,
+    sigterm_during_provisioning_gives_the_job_back_and_the_restart_grants_once,
     the_audit_log_exports_as_json_lines_that_recompute_its_chain,
 );
 
@@ -191,16 +192,20 @@ async fn a_grant_that_expired_while_the_server_was_down_is_revoked_at_start(stor
     assert_audit_intact(&sb);
 }
 
-/// A sandbox (jobs leased for 5 s) where alice is signed in, its server stopped, and a fault proxy in front of moto
-/// that forwards the first `action` call (such as `sso:CreateAccountAssignment`) and never answers it: servers
-/// spawned on the returned endpoint reach AWS through it.
+/// Jobs leased for 5 s: a killed server's job is taken over soon.
+const LEASE_5S: &str = "job_lease: 5s\n";
+
+/// A sandbox (with the server settings `server`) where alice is signed in, its server stopped, and a fault proxy in
+/// front of moto that forwards the first `action` call (such as `sso:CreateAccountAssignment`) and never answers it:
+/// servers spawned on the returned endpoint reach AWS through it.
 async fn behind_proxy(
     store: Store,
     dir: &std::path::Path,
+    server: &str,
     policies: &str,
     action: &str,
 ) -> (Sandbox, String, FaultProxy, String) {
-    let mut sb = Sandbox::start_on(store, dir, "job_lease: 5s\n", policies).await.unwrap();
+    let mut sb = Sandbox::start_on(store, dir, server, policies).await.unwrap();
     // carol, an administrator, reads /metrics.
     for user in ["alice", "carol"] {
         sb.cone_login(user, &[], user).await.unwrap();
@@ -252,7 +257,7 @@ async fn replicas_share_the_jobs_and_take_over_a_killed_replicas_job_once() {
         "    max_duration: 20s\n",
         "    steps: [accept]\n",
     );
-    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), short, "sso:CreateAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), LEASE_5S, short, "sso:CreateAccountAssignment").await;
     let (first, first_url) = sb.spawn_replica(&aws).unwrap();
     let request = ask(&sb, "Staging", "ReadOnlyAccess", "replicas");
     let id = Client::new(&first_url, &token).unwrap().create_task(&request).await.unwrap().id;
@@ -554,7 +559,7 @@ async fn webhooks_carry_each_task_and_grant_event_once_signed_and_retried(store:
 /// asking AWS to create it again.
 async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "sso:CreateAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), LEASE_5S, "", "sso:CreateAccountAssignment").await;
     let (server, url) = sb.spawn_replica(&aws).unwrap();
 
     let id = request(&sb, &url, &token, "Staging").await;
@@ -584,13 +589,49 @@ async fn a_server_killed_while_aws_provisions_grants_once_after_restart(store: S
     assert_audit_intact(&sb);
 }
 
+/// SIGTERM while AWS makes a grant's assignment (its answer held): the server lets the job run for `stop_grace`,
+/// gives it back and exits. The restarted server takes the job at once rather than after its 10-minute lease, finds
+/// the assignment and grants, without asking AWS to create it again.
+async fn sigterm_during_provisioning_gives_the_job_back_and_the_restart_grants_once(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = "job_lease: 10m\nstop_grace: 2s\n";
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), server, "", "sso:CreateAccountAssignment").await;
+    let (mut server, url) = sb.spawn_replica(&aws).unwrap();
+
+    let id = request(&sb, &url, &token, "Staging").await;
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    eventually(Duration::from_secs(30), "AWS made the assignment and its answer is held", async || {
+        proxy.script_used() && principals(&sb, "Staging", "ReadOnlyAccess").await == [alice.clone()]
+    })
+    .await;
+    let stopped = Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(20)).map(|s| (s, server)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.0.success(), "exit after SIGTERM: {:?}", status.0);
+    eprintln!("exited {:?} after SIGTERM with a job in flight (stop_grace 2 s)", stopped.elapsed());
+
+    let (_restarted, url) = sb.spawn_replica(&aws).unwrap();
+    let started = Instant::now();
+    eventually(Duration::from_secs(30), "the restarted server takes the job at once and grants", async || {
+        task(&url, &token, id).await.state == TaskState::Granted
+    })
+    .await;
+    eprintln!("granted {:?} after the restarted server was ready", started.elapsed());
+    assert_eq!(principals(&sb, "Staging", "ReadOnlyAccess").await, [alice]);
+    assert_eq!(proxy.calls("sso:CreateAccountAssignment"), 1, "the assignment is created once");
+    assert_eq!(events(&task(&url, &token, id).await, "grant.activate"), 1);
+    assert_audit_intact(&sb);
+}
+
 /// A released grant's revocation: AWS deleted the assignment, but the server is killed (SIGKILL) before it hears
 /// so, with the grant still `revoking`. The restarted server takes the revoke job over once its lease ends, is told
 /// there is nothing left to delete, and ends the grant: nothing is lost, nothing is recorded twice, and the audit
 /// chain holds.
 async fn a_server_killed_while_aws_revokes_ends_the_grant_after_restart(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), "", "sso:DeleteAccountAssignment").await;
+    let (sb, token, proxy, aws) = behind_proxy(store, dir.path(), LEASE_5S, "", "sso:DeleteAccountAssignment").await;
     let (server, url) = sb.spawn_replica(&aws).unwrap();
 
     let id = request(&sb, &url, &token, "Staging").await;
