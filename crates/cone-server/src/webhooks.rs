@@ -100,7 +100,7 @@ impl SecretSource {
         let secret = match self {
             SecretSource::Env(name) => env(name).with_context(|| {
                 format!(
-                    "{owner}: the environment variable {name} (its `secret_env`) is not set; set it to the secret \
+                    "{owner}: the environment variable {name} is not set; set it to the secret \
                      before starting cone-server"
                 )
             })?,
@@ -108,7 +108,7 @@ impl SecretSource {
                 warn_if_readable_by_others(owner, path);
                 std::fs::read_to_string(path).with_context(|| {
                     format!(
-                        "{owner}: cannot read its secret from {} (`secret_file`); check that the file exists and that \
+                        "{owner}: cannot read its secret from {}; check that the file exists and that \
                          cone-server may read it",
                         path.display()
                     )

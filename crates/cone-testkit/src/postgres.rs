@@ -66,6 +66,21 @@ impl Postgres {
         Ok(Some(pg))
     }
 
+    /// A superuser `user` who must sign in with `password` over TCP (everyone else is still trusted); returns the URL
+    /// of the `postgres` database as that user, without the password.
+    pub fn password_user(&self, user: &str, password: &str) -> Result<String> {
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).context("reading pg_hba.conf")?;
+        std::fs::write(&hba, format!("host all {user} 127.0.0.1/32 scram-sha-256\n{rules}"))?;
+        let bin = bindir().context("PostgreSQL's programs are gone")?;
+        let sql = format!("CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'; SELECT pg_reload_conf();");
+        let out = Command::new(bin.join("psql")).args([self.url.as_str(), "-qAt", "-c", &sql]).output()?;
+        if !out.status.success() {
+            bail!("psql failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(self.url.replacen("postgres@", &format!("{user}@"), 1))
+    }
+
     /// The listening socket opens before the server accepts sessions.
     fn wait_ready(&self, pg_isready: &Path, port: u16) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -29,6 +29,12 @@ pub struct Config {
     pub listen: String,
     /// A SQLite database file, or a `postgres://` URL.
     pub database: Database,
+    /// The PostgreSQL password, kept out of the URL: the environment variable that holds it.
+    #[serde(default)]
+    database_password_env: Option<String>,
+    /// The PostgreSQL password, kept out of the URL: the file that holds it (such as a mounted Kubernetes Secret).
+    #[serde(default)]
+    database_password_file: Option<PathBuf>,
     /// The URL people reach the server at (for the device sign-in page); defaults to the listening address.
     #[serde(default)]
     pub public_url: Option<String>,
@@ -374,7 +380,38 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("{} is not a valid cone-server configuration", path.display()))
+        let mut config = Config::parse(&text)
+            .with_context(|| format!("{} is not a valid cone-server configuration", path.display()))?;
+        config.read_database_password(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Puts the password that `database_password_env` or `database_password_file` names into the PostgreSQL URL.
+    fn read_database_password(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let (var, file) = (self.database_password_env.take(), self.database_password_file.take());
+        if var.is_none() && file.is_none() {
+            return Ok(());
+        }
+        let Database::Postgres { url, .. } = &mut self.database else {
+            bail!(
+                "`database_password_env` and `database_password_file` are for PostgreSQL; a SQLite file has no password"
+            );
+        };
+        let source = secrets::secret_source("database", "database_password", "database-password", false, var, file)?;
+        let password = source.read_at_least("database", env, 1)?;
+        let password = std::str::from_utf8(password.reveal())
+            .map_err(|_| anyhow!("database: the password is not UTF-8 text; PostgreSQL passwords here must be"))?;
+        let mut parsed = reqwest::Url::parse(url).context("`database` is not a valid PostgreSQL URL")?;
+        if parsed.password().is_some() {
+            bail!(
+                "`database` has a password in its URL and `database_password_env` or `database_password_file` names                  another; remove the one in the URL"
+            );
+        }
+        parsed
+            .set_password(Some(password))
+            .map_err(|()| anyhow!("`database` must name a user (postgres://USER@HOST/DATABASE) to take a password"))?;
+        *url = parsed.into();
+        Ok(())
     }
 
     pub fn parse(text: &str) -> Result<Config> {

@@ -227,8 +227,8 @@ impl Db {
         let probe = sqlx::AnyConnection::connect_with(&options).await.with_context(|| match database {
             Database::Sqlite(path) => format!("cannot open the SQLite database {}", path.display()),
             Database::Postgres { .. } => format!(
-                "cannot connect to {database}; check that PostgreSQL runs there and that the user, password and \
-                 database name in `database:` are right"
+                "cannot connect to {database}; check that PostgreSQL runs there and that the user, database name \
+                 in `database:` and the password (there or where `database_password_env` or `_file` names) are right"
             ),
         })?;
         probe.close().await?;

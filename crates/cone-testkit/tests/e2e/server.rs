@@ -829,6 +829,43 @@ async fn sigterm_answers_long_polls_and_exits_cleanly() {
     assert!(Client::new(&url, &token).unwrap().me().await.is_err(), "nothing listens after the exit");
 }
 
+/// The PostgreSQL password kept out of the URL, in a file or the environment: cone-server signs in with it, and
+/// says what to fix when PostgreSQL refuses it.
+#[test]
+fn the_postgresql_password_comes_from_a_file_or_the_environment() {
+    let Some(pg) = cone_testkit::Postgres::start().unwrap() else {
+        eprintln!("SKIP the_postgresql_password_comes_from_a_file_or_the_environment: PostgreSQL is not installed");
+        return;
+    };
+    let url = pg.password_user("cone", "a-long-password%/@").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("db-password");
+    std::fs::write(&secret, "a-long-password%/@\n").unwrap();
+    let verify = |source: &str, env: &str| {
+        let file = dir.path().join("cone-server.yaml");
+        std::fs::write(&file, format!("database: {url}\n{source}\naws: {{ sso_region: us-east-1 }}\n")).unwrap();
+        std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+            .args(["verify-audit", "--config"])
+            .arg(&file)
+            .env("CONE_DB_PASSWORD", env)
+            .output()
+            .unwrap()
+    };
+    let from_file = verify(&format!("database_password_file: {}", secret.display()), "");
+    assert_ok(&from_file, "the password from a file");
+    assert!(String::from_utf8_lossy(&from_file.stderr).contains("The audit log is intact."));
+    assert_ok(&verify("database_password_env: CONE_DB_PASSWORD", "a-long-password%/@"), "the password from the env");
+
+    let wrong = verify("database_password_env: CONE_DB_PASSWORD", "not-the-password");
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("password authentication failed for user \"cone\""), "{said}");
+    assert!(!said.contains("not-the-password"), "the password is never shown: {said}");
+    let both = verify(&format!("database_password_env: X\ndatabase_password_file: {}", secret.display()), "");
+    let said = String::from_utf8_lossy(&both.stderr);
+    assert!(said.contains("give exactly one of `database_password_env` and `database_password_file`"), "{said}");
+}
+
 /// `cone-server config check` reads a configuration and its secrets as `serve` would, and starts nothing.
 #[test]
 fn config_check_says_what_a_file_sets_up_or_its_first_mistake() {
