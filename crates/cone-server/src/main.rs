@@ -31,8 +31,18 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "cone-server", version, about = "Cone control plane: just-in-time access to AWS")]
 struct Cli {
+    /// How log lines on standard error are written: `text` for people, `json` (one object a line) for a log
+    /// collector. Which lines: `CONE_LOG` (such as `info`, or `info,request=off` without the request log).
+    #[arg(long, global = true, value_enum, env = "CONE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -86,11 +96,15 @@ enum ConfigCommand {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CONE_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    if let Err(e) = run(cli).await {
         eprintln!("cone-server: {e:#}");
         std::process::exit(1);
     }

@@ -141,7 +141,7 @@ impl Sandbox {
             ),
         )?;
         set_passwords(&config)?;
-        let (server, server_url) = spawn_server(&config, &moto.endpoint, &[])?;
+        let (server, server_url) = spawn_server(&config, &moto.endpoint, &[], None)?;
         Ok(Sandbox {
             dir,
             org,
@@ -206,7 +206,12 @@ impl Sandbox {
 
     /// [`Sandbox::spawn_replica`] with these environment variables too.
     pub fn spawn_replica_with(&self, aws_endpoint: &str, env: &[(&str, &str)]) -> Result<(Child, String)> {
-        spawn_server(&self.dir.join("cone-server.yaml"), aws_endpoint, env)
+        spawn_server(&self.dir.join("cone-server.yaml"), aws_endpoint, env, None)
+    }
+
+    /// [`Sandbox::spawn_replica_with`], its log (standard error) written to `log`.
+    pub fn spawn_replica_logging(&self, env: &[(&str, &str)], log: std::fs::File) -> Result<(Child, String)> {
+        spawn_server(&self.dir.join("cone-server.yaml"), &self.moto.endpoint, env, Some(log))
     }
 
     /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
@@ -420,10 +425,18 @@ fn set_passwords(config: &Path) -> Result<()> {
 
 /// `cone-server serve` on `config`, with moto (or a proxy to it) at `aws_endpoint` as its AWS; returns it once it
 /// reports READY, with its URL.
-fn spawn_server(config: &Path, aws_endpoint: &str, env: &[(&str, &str)]) -> Result<(Child, String)> {
+fn spawn_server(
+    config: &Path,
+    aws_endpoint: &str,
+    env: &[(&str, &str)],
+    log: Option<std::fs::File>,
+) -> Result<(Child, String)> {
     let mut srv = Command::new(target_bin("cone-server")?);
     srv.args(["serve", "--config"]).arg(config).envs(aws_env(aws_endpoint)).env("CONE_LOG", "warn");
     srv.envs(env.iter().copied());
+    if let Some(log) = log {
+        srv.stderr(log);
+    }
     Child::spawn_ready("cone-server", srv, Duration::from_secs(60))
 }
 

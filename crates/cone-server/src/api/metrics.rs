@@ -54,7 +54,8 @@ pub fn scrape_routes() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-/// Middleware (as a route layer, so that the matched route template is known) counting and timing requests.
+/// Middleware (as a route layer, so that the matched route template is known) counting, timing and logging requests
+/// (target `request`: `CONE_LOG=info,request=off` silences them).
 pub async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
@@ -63,6 +64,10 @@ pub async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
         [("method", method), ("route", path.as_str().to_owned()), ("status", resp.status().as_u16().to_string())];
     metrics::counter!(REQUESTS, &labels).increment(1);
     metrics::histogram!(DURATION, &labels).record(started.elapsed().as_secs_f64());
+    // The route's template, never the path or query (which may hold a code or a token).
+    let [(_, method), (_, route), (_, status)] = &labels;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "request", method = %method, route = %route, status = %status, ms, "request");
     resp
 }
 

@@ -72,6 +72,40 @@ async fn metrics_count_requests_by_route_template_and_report_the_database(store:
     assert_eq!(scrape(&sb.server_url, Some(&carol)).await.status(), 404);
 }
 
+/// `CONE_LOG_FORMAT=json` (`--log-format json`): every log line is a JSON object, and each request is logged with
+/// its method, route template, status and time, never its path, query or token.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_a_request_log_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::start(dir.path(), "").await.unwrap();
+    sb.cone_login("alice", &[], "alice").await.unwrap();
+    let token = sb.api_token("alice").unwrap();
+    sb.stop_server();
+    let log_path = dir.path().join("server.log");
+    let env = [("CONE_LOG_FORMAT", "json"), ("CONE_LOG", "info")];
+    let (server, url) = sb.spawn_replica_logging(&env, std::fs::File::create(&log_path).unwrap()).unwrap();
+    let http = reqwest::Client::new();
+    let me = http.get(format!("{url}/api/v1/me?code=ABCD-EFGH")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(http.get(format!("{url}/api/v1/tasks/42")).send().await.unwrap().status(), 401);
+    drop(server);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    let requests: Vec<_> = lines.iter().filter(|l| l["target"] == "request").collect();
+    let logged = |route: &str, status: &str| {
+        requests.iter().find(|l| l["route"] == route && l["status"] == status && l["method"] == "GET")
+    };
+    let me = logged("/api/v1/me", "200").unwrap_or_else(|| panic!("no request line for /api/v1/me in:\n{log}"));
+    assert!(me["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{me}");
+    assert!(logged("/api/v1/tasks/{id}", "401").is_some(), "{log}");
+    assert!(lines.iter().any(|l| l["level"] == "INFO" && l["message"].as_str().is_some()), "{log}");
+    for secret in [token.as_str(), "ABCD-EFGH", "/api/v1/tasks/42"] {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
+}
+
 /// An administrator's "sync now": a permission set made in AWS reaches the catalog without waiting for the
 /// hourly schedule; the others may not ask.
 #[tokio::test(flavor = "multi_thread")]
