@@ -1,6 +1,7 @@
-//! `cargo xtask sandbox [--demo]` and `cargo xtask test`: the two commands of the README. The tidy tests (`tidy`)
-//! check the repository itself.
+//! `cargo xtask sandbox [--demo]`, `cargo xtask test` and `cargo xtask dist`: the commands of the README. The tidy
+//! tests (`tidy`) check the repository itself.
 
+mod dist;
 #[cfg(test)]
 mod tidy;
 
@@ -11,7 +12,8 @@ use std::process::{Command, ExitCode};
 /// release that matches awscli's botocore; aws-sso-util (and the library doing its work) are pinned for the
 /// interop tests (`crates/cone-testkit/tests/e2e/interop.rs`); schemathesis fuzzes the API from its OpenAPI
 /// document (`crates/cone-testkit/tests/e2e/openapi.rs`); aiosmtpd is the SMTP server notifications are sent to
-/// (`crates/cone-testkit/python/smtp_server.py`).
+/// (`crates/cone-testkit/python/smtp_server.py`); kubernetes-validate checks `deploy/kubernetes` against the
+/// Kubernetes schemas it carries (`crates/cone-testkit/tests/e2e/deploy.rs`).
 const PYTHON_PACKAGES: &[&str] = &[
     "moto[server]==5.2.1",
     "awscli==1.45.11",
@@ -20,10 +22,12 @@ const PYTHON_PACKAGES: &[&str] = &[
     "aws-sso-lib==1.14.0",
     "schemathesis==4.32.5",
     "aiosmtpd==1.4.6",
+    "kubernetes-validate==1.37.0",
 ];
 
 /// The programs the packages above install; a `.venv` missing one is installed again.
-const PYTHON_PROGRAMS: &[&str] = &["moto_server", "aws", "aws-sso-util", "schemathesis", "aiosmtpd"];
+const PYTHON_PROGRAMS: &[&str] =
+    &["moto_server", "aws", "aws-sso-util", "schemathesis", "aiosmtpd", "kubernetes-validate"];
 
 /// The AWS CLI v2 the interop tests drive: Debian bookworm's package. Its endpoints are redirected with
 /// `AWS_DATA_PATH` (it predates `AWS_ENDPOINT_URL_*`), so another version may not work with the tests.
@@ -35,7 +39,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("sandbox") => sandbox(args.iter().any(|a| a == "--demo")),
         Some("test") => test(),
-        _ => Err("usage: cargo xtask sandbox [--demo] | cargo xtask test".to_string()),
+        Some("dist") => release(),
+        _ => Err("usage: cargo xtask sandbox [--demo] | cargo xtask test | cargo xtask dist".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +123,14 @@ fn ensure_postgresql() -> Result<(), String> {
     if installed { Ok(()) } else { apt_install("postgresql", "for the server tests on PostgreSQL") }
 }
 
+/// `systemd-analyze verify` checks the systemd unit in `deploy/systemd`.
+fn ensure_systemd_analyze() -> Result<(), String> {
+    if Path::new("/usr/bin/systemd-analyze").exists() {
+        return Ok(());
+    }
+    apt_install("systemd", "(systemd-analyze) to check the systemd unit")
+}
+
 fn aws_cli_v2_version() -> Option<String> {
     let out = Command::new(AWS_CLI_V2).arg("--version").output().ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -186,11 +199,29 @@ fn sandbox(demo: bool) -> Result<(), String> {
     run(cmd, "the sandbox")
 }
 
+/// Builds the release binaries and packs them (`dist`) into the target directory's `dist/`.
+fn release() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--locked", "--workspace"]);
+    for bin in dist::BINARIES {
+        cmd.args(["--bin", bin]);
+    }
+    run(cmd, "cargo build --release")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let out = target.join("dist");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let tarball =
+        dist::package(&root(), &target.join("release"), &out, env!("CARGO_PKG_VERSION"), &dist::host_triple()?)?;
+    println!("{}", tarball.display());
+    Ok(())
+}
+
 fn test() -> Result<(), String> {
     ensure_python_env()?;
     ensure_aws_cli_v2()?;
     ensure_postgresql()?;
     ensure_browser_test()?;
+    ensure_systemd_analyze()?;
     build(true)?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);

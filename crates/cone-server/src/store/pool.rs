@@ -254,7 +254,13 @@ impl Db {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        migrator.run(&pool).await.with_context(|| format!("cannot apply the migrations to {database}"))?;
+        migrator.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(version) => anyhow::anyhow!(
+                "{database} was upgraded by a newer cone-server (its migration {version} is unknown to this one): run \
+                 that version again, or restore the backup taken before the upgrade (docs/operations.md)"
+            ),
+            e => anyhow::Error::new(e).context(format!("cannot apply the migrations to {database}")),
+        })?;
         // The sync's journal is the connector's table, made by its own code: beside the data it feeds and shared by
         // the replicas, so that a sync interrupted on one resumes on whichever syncs next.
         let journal = cone_aws::journal::SqlJournal::open(pool.clone(), "sync_journal")

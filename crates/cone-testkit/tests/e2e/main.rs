@@ -5,6 +5,7 @@
 
 mod authz;
 mod config;
+mod deploy;
 mod flow;
 mod forms;
 mod groups;

@@ -866,6 +866,40 @@ fn the_postgresql_password_comes_from_a_file_or_the_environment() {
     assert!(said.contains("give exactly one of `database_password_env` and `database_password_file`"), "{said}");
 }
 
+/// A server older than its database (a downgrade) refuses it and says what to do, rather than running on tables it
+/// does not know.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_server_refuses_a_database_a_newer_one_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cone.db");
+    let config = dir.path().join("cone-server.yaml");
+    std::fs::write(&config, format!("database: {}\naws: {{ sso_region: us-east-1 }}\n", db.display())).unwrap();
+    let verify = || {
+        std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+            .args(["verify-audit", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    assert_ok(&verify(), "a new database");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time)
+         VALUES (99999, 'from a later release', CURRENT_TIMESTAMP, 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let o = verify();
+    assert!(!o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("was upgraded by a newer cone-server (its migration 99999 is unknown to this one)"),
+        "{said}"
+    );
+}
+
 /// `cone-server config check` reads a configuration and its secrets as `serve` would, and starts nothing.
 #[test]
 fn config_check_says_what_a_file_sets_up_or_its_first_mistake() {
