@@ -368,6 +368,34 @@ pub struct ConnectorStatus {
     /// `aws.provisioning: false`), it syncs and decides, and approved requests wait as `provisioning`.
     #[serde(default = "yes")]
     pub provisioning: bool,
+    /// `embedded` (the connector runs in the server) or `external` (`cone-aws serve` processes take the work).
+    #[serde(default)]
+    pub mode: String,
+    /// External connector processes heard from in the last 10 minutes, the latest first.
+    #[serde(default)]
+    pub hosts: Vec<ConnectorHost>,
+}
+
+/// A connector process in service mode, as it last reported itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectorHost {
+    /// Its BATON_HOST_ID.
+    pub host_id: String,
+    pub version: String,
+    /// The client id of the credentials it connected with.
+    pub client_id: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_contact_at: DateTime<Utc>,
+}
+
+/// New credentials for the connector in service mode (`BATON_CLIENT_ID`, `BATON_CLIENT_SECRET`). The secret is
+/// shown only in this answer; the credentials before stop working at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectorCredentials {
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 fn yes() -> bool {

@@ -153,6 +153,11 @@ pub enum ConnectorError {
     )]
     PaginationLoop { operation: &'static str, token: String },
 
+    /// A call run by a connector in service mode (`cone-aws serve`) failed there, or did not reach one; the message
+    /// is the connector's own.
+    #[error("{message}")]
+    Remote { message: String, retryable: bool, not_created_by_cone: bool },
+
     /// A response lacked a field the connector relies on.
     #[error("{operation} returned a response without {field}; the API may have changed or the endpoint is not AWS")]
     MalformedResponse { operation: &'static str, field: &'static str },
@@ -194,7 +199,21 @@ impl ConnectorError {
     /// True when the same call may succeed if tried again later (throttling, conflicts, 5xx, transport
     /// failures, retries that ran out on those, and waiting that timed out before AWS finished).
     pub fn is_retryable(&self) -> bool {
-        self.is_transient() || matches!(self, ConnectorError::Timeout { .. } | ConnectorError::GaveUp { .. })
+        self.is_transient()
+            || matches!(
+                self,
+                ConnectorError::Timeout { .. }
+                    | ConnectorError::GaveUp { .. }
+                    | ConnectorError::Remote { retryable: true, .. }
+            )
+    }
+
+    /// The IAM user a person would get exists, and Cone did not create it.
+    pub fn is_not_created_by_cone(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::NotCreatedByCone { .. } | ConnectorError::Remote { not_created_by_cone: true, .. }
+        )
     }
 
     /// Failures worth retrying at once with backoff inside the connector.

@@ -124,7 +124,7 @@ impl Journal for SqlJournal {
 }
 
 /// What a sync took from its journal rather than from AWS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Resumed {
     /// Units taken from the journal.
     pub units: usize,

@@ -16,6 +16,7 @@ mod paging;
 mod policy;
 mod provision;
 mod ratelimit;
+pub mod remote;
 mod retry;
 mod scim;
 mod settings;
@@ -43,7 +44,7 @@ pub enum Principal {
 }
 
 /// "This principal may use this permission set in this account."
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Assignment {
     pub instance_arn: String,
     pub account_id: String,

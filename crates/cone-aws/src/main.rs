@@ -5,6 +5,7 @@
 //! Exit status: 0 on success (and for `diff`, when the files hold the same rows), 1 when `diff` finds
 //! differences, 2 on any error — as diff(1) does.
 
+mod serve;
 mod store;
 
 use std::collections::BTreeSet;
@@ -98,6 +99,9 @@ enum Command {
     },
     /// Print the rows added and removed per table between two sync files; exit 1 if there are any.
     Diff { old: PathBuf, new: PathBuf },
+    /// Run as a service: take syncs and AWS calls from a cone-server (`aws.connector: external`) by long poll, with
+    /// the credentials an administrator issued, until SIGTERM. Holds the AWS credentials; the server needs none.
+    Serve(serve::Serve),
     /// Create and delete users and group memberships in the identity store or IAM. Each change is idempotent:
     /// what is already as asked is reported and left alone. Needs BATON_PROVISIONING.
     Provision {
@@ -263,6 +267,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
         }
         Command::Diff { old, new } => return diff(&old, &new).await,
+        Command::Serve(args) => serve::serve(args).await?,
         Command::Provision { provisioning, aws, what } => {
             if !provisioning {
                 anyhow::bail!(

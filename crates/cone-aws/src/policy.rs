@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::settings::{DEFAULT_MEMBER_ROLE, parse_external_id};
 
 /// What the integration role is for, beyond the always-needed IAM Identity Center sync.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Features {
     /// Create and delete account assignments (Cone's grants and revocations), and identity-store users and group
     /// memberships (`cone-aws provision`); with `iam`, IAM users and group memberships too.

@@ -67,7 +67,7 @@ const DELETE_BOUNDARY: Op = Op::iam("DeleteUserPermissionsBoundary");
 const DELETE_IAM_USER: Op = Op::iam("DeleteUser");
 
 /// What a provisioning call found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Change {
     /// The connector changed AWS.
     Made,
@@ -90,7 +90,7 @@ pub struct NewIdcUser {
 pub const OWNER_TAG: &str = "cone:identity";
 
 /// An IAM user Cone creates for a person (cone-server's `aws.account_provisioning`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewIamUser {
     pub name: String,
     /// `/cone/` or another path that starts and ends with `/`.

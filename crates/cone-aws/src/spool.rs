@@ -67,7 +67,7 @@ pub trait Sink: Send + Sync {
 }
 
 /// What a sync put into its sink, besides the parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Synced {
     /// Set when the sync resumed from a journal: some of what it put was read by an earlier, interrupted sync.
     pub resumed: Option<Resumed>,
@@ -185,6 +185,39 @@ impl SqlSpool {
             select: format!("SELECT body FROM {table} WHERE run = $1 AND kind >= $2 AND kind <= $3 ORDER BY kind, seq"),
             delete: format!("DELETE FROM {table} WHERE run = $1"),
         })
+    }
+
+    /// The run's name: what [`SqlSpool::join`] takes.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// The spool of a run another process started (a sync whose parts a connector in service mode sends), to put
+    /// parts into with [`SqlSpool::put_numbered`].
+    pub fn join(pool: AnyPool, table: &str, run: &str) -> SqlSpool {
+        SqlSpool {
+            pool,
+            run: run.to_string(),
+            seq: AtomicI64::new(0),
+            insert: format!(
+                "INSERT INTO {table} (run, kind, seq, body, written_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+            ),
+            select: format!("SELECT body FROM {table} WHERE run = $1 AND kind >= $2 AND kind <= $3 ORDER BY kind, seq"),
+            delete: format!("DELETE FROM {table} WHERE run = $1"),
+        }
+    }
+
+    /// Puts the part numbered `seq` by its sender; a part sent again under the same number is kept once.
+    pub async fn put_numbered(&self, seq: i64, part: &Part) -> Result<(), SinkError> {
+        sqlx::query(&self.insert)
+            .bind(&self.run)
+            .bind(part.kind())
+            .bind(seq)
+            .bind(serde_json::to_string(part)?)
+            .bind(chrono::Utc::now().timestamp())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// This run's parts in [`Part::kind`] order, or only those of kind `only`, read one at a time.

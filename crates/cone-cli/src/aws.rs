@@ -593,6 +593,8 @@ mod tests {
             last_attempt_at: at,
             last_error: error.map(str::to_string),
             provisioning: true,
+            mode: "embedded".into(),
+            hosts: Vec::new(),
         }
     }
 

@@ -95,6 +95,7 @@ fn prepare(file: &std::path::Path) -> Result<Prepared> {
     if let Some(oidc) = &config.oidc {
         oidc.secret.read("oidc", env)?;
     }
+    refuse_connector_variables(&config, |name| std::env::var_os(name).is_some())?;
     let settings =
         cone_aws::AwsSettings { sso_region: config.aws.sso_region.clone(), ..cone_aws::AwsSettings::from_env()? };
     settings.validate()?;
@@ -102,6 +103,12 @@ fn prepare(file: &std::path::Path) -> Result<Prepared> {
     config.aws.sync_iam |= settings.sync_iam;
     config.aws.sync_secrets |= settings.sync_secrets;
     config.aws.organizations = settings.orgs_enabled;
+    if config.aws.revoke_sessions && config.aws.connector == config::ConnectorMode::External {
+        anyhow::bail!(
+            "aws.revoke_sessions is not available with an external connector yet: remove it, or run the connector \
+             embedded (aws.connector: embedded)"
+        );
+    }
     if config.aws.revoke_sessions && !config.aws.organizations {
         anyhow::bail!(
             "aws.revoke_sessions keeps a service control policy in AWS Organizations, which the connector does not use \
@@ -109,6 +116,43 @@ fn prepare(file: &std::path::Path) -> Result<Prepared> {
         );
     }
     Ok(Prepared { config, sender, channels, slack, settings })
+}
+
+/// The `BATON_*` variables that belong to the external connector (`cone-aws serve`): set for cone-server, they
+/// would be ignored, so they are refused. With an external connector, every AWS setting is the connector's, and
+/// only `BATON_PROVISIONING` (whether this server hands out writes at all) is the server's.
+fn refuse_connector_variables(config: &config::Config, set: impl Fn(&str) -> bool) -> Result<()> {
+    const CONNECTOR_ONLY: [&str; 3] = ["BATON_CLIENT_ID", "BATON_CLIENT_SECRET", "BATON_HOST_ID"];
+    const AWS: [&str; 12] = [
+        "BATON_ROLE_ARN",
+        "BATON_EXTERNAL_ID",
+        "BATON_GLOBAL_AWS_SSO_REGION",
+        "BATON_GLOBAL_AWS_SSO_ENABLED",
+        "BATON_GLOBAL_AWS_ORGS_ENABLED",
+        "BATON_IAM_ASSUME_ROLE_NAME",
+        "BATON_SCIM_ENABLED",
+        "BATON_SCIM_ENDPOINT",
+        "BATON_SCIM_TOKEN",
+        "BATON_SYNC_IAM",
+        "BATON_SYNC_SECRETS",
+        "CONE_AWS_SYNC_IAM",
+    ];
+    if let Some(name) = CONNECTOR_ONLY.into_iter().find(|n| set(n)) {
+        anyhow::bail!(
+            "{name} is set for cone-server, which does not use it: it is the external connector's. Set it for \
+             `cone-aws serve` (with aws.connector: external here) and remove it from cone-server's environment"
+        );
+    }
+    if config.aws.connector == config::ConnectorMode::External
+        && let Some(name) = AWS.into_iter().find(|n| set(n))
+    {
+        anyhow::bail!(
+            "{name} is set for cone-server, but with aws.connector: external the connector (`cone-aws serve`) calls \
+             AWS: set it there, and remove it here (the server's own settings are aws.sync_iam, aws.sync_secrets and \
+             BATON_PROVISIONING)"
+        );
+    }
+    Ok(())
 }
 
 /// `cone-server config check`: what `serve` would start with, said in a few lines; nothing is opened or started.
@@ -126,7 +170,7 @@ pub fn check(file: &std::path::Path) -> Result<String> {
          Webhooks: {}.\n\
          Notifications: {}.\n\
          Console sign-in: passwords{}.\n\
-         AWS: Identity Center in {}; {}.",
+         AWS: {}; {}.",
         file.display(),
         config.database,
         names(config.access.policies().iter().map(|p| p.name.clone()).collect()),
@@ -134,7 +178,11 @@ pub fn check(file: &std::path::Path) -> Result<String> {
         names(config.webhooks.iter().map(|w| w.name.clone()).collect()),
         names(channels),
         config.oidc.as_ref().map(|o| format!(" and {}", o.name)).unwrap_or_default(),
-        settings.sso_region,
+        match config.aws.connector {
+            config::ConnectorMode::Embedded =>
+                format!("Identity Center in {}, called from this server", settings.sso_region),
+            config::ConnectorMode::External => "through the external connector (cone-aws serve)".to_string(),
+        },
         if config.aws.provisioning { "provisioning on" } else { "sync only (provisioning off)" },
     ))
 }
@@ -154,8 +202,22 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     let addr = listener.local_addr()?;
     let public_url =
         config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
-    let connector = Arc::new(settings.connect().await?.with_outstanding_writes(config.aws.max_assignment_writes));
+    let embedded = match config.aws.connector {
+        config::ConnectorMode::Embedded => {
+            Some(Arc::new(settings.connect().await?.with_outstanding_writes(config.aws.max_assignment_writes)))
+        }
+        config::ConnectorMode::External => None,
+    };
     let state = AppState { clock, slack, ..AppState::new(db, config, access, public_url.clone()) };
+    let connector = match &embedded {
+        Some(c) => workers::aws::Aws::Embedded(c.clone()),
+        None => {
+            tracing::info!(
+                "the connector is external: cone-aws serve takes the syncs and the jobs' AWS calls from here"
+            );
+            workers::aws::Aws::External(state.clone())
+        }
+    };
     let access_changed = Arc::new(Notify::new());
     tokio::spawn(store::forward_changes(
         state.db.clone(),
@@ -175,11 +237,15 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     let jobs = workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
     workers::delivery::spawn(state.clone(), sender);
     workers::notify::spawn(state.clone(), Arc::new(channels.with_console(&public_url).with_slack(state.slack.clone())));
-    if state.config.aws.revoke_sessions {
-        workers::denials::spawn(state.clone(), connector.clone());
+    if let Some(embedded) = embedded.clone().filter(|_| state.config.aws.revoke_sessions) {
+        workers::denials::spawn(state.clone(), embedded);
     }
+    // The embedded connector syncs before the server answers; an external one syncs once it connects, which
+    // may be after this server starts.
     let mut last_sweep = None;
-    if let Err(e) = workers::sync::sync_once(&state, &connector, &mut last_sweep).await {
+    if embedded.is_some()
+        && let Err(e) = workers::sync::sync_once(&state, &connector, &mut last_sweep).await
+    {
         tracing::error!("initial sync with AWS failed; serving what the database holds and retrying later: {e:#}");
     }
     if let Some(addr) = &state.config.metrics_listen {
@@ -208,7 +274,7 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     // that need not be `Send`.
     tokio::select! {
         result = server => result?,
-        () = workers::sync::sync_periodically(state, connector, last_sweep) => {}
+        () = workers::sync::sync_periodically(state, connector, last_sweep, embedded.is_none()) => {}
     }
     // The jobs in flight finish, or are given back, within `stop_grace`.
     if let Err(e) = jobs.await {

@@ -91,6 +91,10 @@ impl AppState {
     /// A state for `config` (its access document in force: `access`) on `db`, before any sync.
     pub fn new(db: Db, config: Config, access: Access, public_url: String) -> AppState {
         let (app_id, provisioning) = (config.aws.app_id.clone(), config.aws.provisioning);
+        let mode = match config.aws.connector {
+            crate::config::ConnectorMode::Embedded => "embedded",
+            crate::config::ConnectorMode::External => "external",
+        };
         let clients = Arc::new(ClientLimits::new(&config.clients));
         AppState {
             db,
@@ -108,6 +112,8 @@ impl AppState {
                 last_attempt_at: None,
                 last_error: None,
                 provisioning,
+                mode: mode.into(),
+                hosts: Vec::new(),
             })),
             sign_in_failures: Arc::default(),
             clients,

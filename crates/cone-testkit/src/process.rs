@@ -72,8 +72,19 @@ pub struct Child {
 }
 
 impl Child {
+    /// Starts `cmd` and returns at once.
+    pub fn spawn(name: &str, mut cmd: Command) -> Result<Child> {
+        cmd.stdin(Stdio::null());
+        Ok(Child { inner: cmd.spawn().with_context(|| format!("starting {name}"))? })
+    }
+
     pub fn id(&self) -> u32 {
         self.inner.id()
+    }
+
+    /// Whether it exited, and how.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.inner.try_wait()?)
     }
 
     /// Asks it to stop with SIGTERM, as Kubernetes and systemd do, and waits up to `timeout` for it to exit.

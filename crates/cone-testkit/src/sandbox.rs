@@ -141,7 +141,7 @@ impl Sandbox {
             ),
         )?;
         set_passwords(&config)?;
-        let (server, server_url) = spawn_server(&config, &moto.endpoint, &[], None)?;
+        let (server, server_url) = spawn_server(&config, Some(&moto.endpoint), &[], None)?;
         Ok(Sandbox {
             dir,
             org,
@@ -206,12 +206,39 @@ impl Sandbox {
 
     /// [`Sandbox::spawn_replica`] with these environment variables too.
     pub fn spawn_replica_with(&self, aws_endpoint: &str, env: &[(&str, &str)]) -> Result<(Child, String)> {
-        spawn_server(&self.dir.join("cone-server.yaml"), aws_endpoint, env, None)
+        spawn_server(&self.dir.join("cone-server.yaml"), Some(aws_endpoint), env, None)
     }
 
     /// [`Sandbox::spawn_replica_with`], its log (standard error) written to `log`.
     pub fn spawn_replica_logging(&self, env: &[(&str, &str)], log: std::fs::File) -> Result<(Child, String)> {
-        spawn_server(&self.dir.join("cone-server.yaml"), &self.moto.endpoint, env, Some(log))
+        spawn_server(&self.dir.join("cone-server.yaml"), Some(&self.moto.endpoint), env, Some(log))
+    }
+
+    /// cone-server with no `AWS_*` or `BATON_*` variable in its environment at all, as beside an external
+    /// connector.
+    pub fn spawn_replica_without_aws(&self) -> Result<(Child, String)> {
+        spawn_server(&self.dir.join("cone-server.yaml"), None, &[], None)
+    }
+
+    /// `cone-aws serve` taking work from the server at `server_url` with the connector credentials given, and
+    /// calling AWS (moto) at `aws_endpoint`; `env` adds to or overrides its `BATON_*` settings.
+    pub fn spawn_connector(
+        &self,
+        server_url: &str,
+        (client_id, secret): (&str, &str),
+        aws_endpoint: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Child> {
+        let mut cmd = Command::new(target_bin("cone-aws")?);
+        cmd.arg("serve").envs(aws_env(aws_endpoint)).env("RUST_LOG", "warn");
+        cmd.envs([
+            ("CONE_SERVER_URL", server_url),
+            ("BATON_CLIENT_ID", client_id),
+            ("BATON_CLIENT_SECRET", secret),
+            ("BATON_PROVISIONING", "true"),
+        ]);
+        cmd.envs(env.iter().copied());
+        Child::spawn("cone-aws serve", cmd)
     }
 
     /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
@@ -427,12 +454,22 @@ fn set_passwords(config: &Path) -> Result<()> {
 /// reports READY, with its URL.
 fn spawn_server(
     config: &Path,
-    aws_endpoint: &str,
+    aws_endpoint: Option<&str>,
     env: &[(&str, &str)],
     log: Option<std::fs::File>,
 ) -> Result<(Child, String)> {
     let mut srv = Command::new(target_bin("cone-server")?);
-    srv.args(["serve", "--config"]).arg(config).envs(aws_env(aws_endpoint)).env("CONE_LOG", "warn");
+    srv.args(["serve", "--config"]).arg(config).env("CONE_LOG", "warn");
+    match aws_endpoint {
+        Some(endpoint) => {
+            srv.envs(aws_env(endpoint));
+        }
+        None => {
+            for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("AWS_") || n.starts_with("BATON_")) {
+                srv.env_remove(name);
+            }
+        }
+    }
     srv.envs(env.iter().copied());
     if let Some(log) = log {
         srv.stderr(log);

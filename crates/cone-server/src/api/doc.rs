@@ -28,6 +28,9 @@ inventory."),
         (name = "reviews", description = "User access reviews: campaigns, reviewers' decisions, the report."),
         (name = "configuration", description = "The access document (access profiles, entitlement management, \
 policies) and its versions."),
+        (name = "connector", description = "What a connector in service mode (`cone-aws serve`) calls: the next \
+call to run, its lease, a sync's parts and the answer. Between cone-aws and cone-server of one version; the bodies \
+are cone-aws's (`cone_aws::remote`)."),
         (name = "meta", description = "This document."),
     )
 )]
@@ -42,6 +45,13 @@ impl utoipa::Modify for BearerAuth {
         scheme.description =
             Some("A token from `cone login` (the device sign-in at /oauth/device/code and /oauth/token).".to_string());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let mut basic = Http::new(HttpAuthScheme::Basic);
+        basic.description = Some(
+            "The connector's credentials in service mode: BATON_CLIENT_ID and BATON_CLIENT_SECRET, issued at \
+             /api/v1/connectors/credentials."
+                .to_string(),
+        );
+        components.add_security_scheme("connector", SecurityScheme::Http(basic));
     }
 }
 

@@ -2,6 +2,7 @@
 //! OpenAPI document are built from one list ([`routes`]), so that a route and its description cannot part.
 
 mod config;
+pub mod connector;
 pub mod doc;
 mod entitlements;
 pub mod extract;
@@ -51,6 +52,11 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(operations::audit))
         .routes(routes!(operations::connectors))
         .routes(routes!(operations::sync_connector))
+        .routes(routes!(connector::rotate_credentials, connector::revoke_credentials))
+        .routes(routes!(connector::next))
+        .routes(routes!(connector::lease))
+        .routes(routes!(connector::part))
+        .routes(routes!(connector::answer))
         .routes(routes!(operations::access_keys))
         .routes(routes!(operations::iam_users))
         .routes(routes!(operations::created_iam_users))

@@ -191,6 +191,10 @@ impl std::fmt::Display for Database {
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     pub sso_region: String,
+    /// Where the connector runs: `embedded` in this process, with AWS credentials here; or `external`, a
+    /// `cone-aws serve` process elsewhere that holds them and takes the work from here (docs/aws-connector.md).
+    #[serde(default)]
+    pub connector: ConnectorMode,
     #[serde(default = "default_app_id")]
     pub app_id: String,
     #[serde(default = "default_sync_interval")]
@@ -229,6 +233,15 @@ pub struct AwsConfig {
 
 fn default_true() -> bool {
     true
+}
+
+/// `aws.connector`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorMode {
+    #[default]
+    Embedded,
+    External,
 }
 
 fn default_assignment_writes() -> usize {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod connector;
 pub mod entitlements;
 pub mod iam;
 pub mod notifications;

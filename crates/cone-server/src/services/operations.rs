@@ -40,12 +40,34 @@ pub fn connector(s: &AppState) -> ConnectorStatus {
 /// administrators read them.
 pub async fn connector_seen_by(s: &AppState, u: &UserRow) -> anyhow::Result<ConnectorStatus> {
     let mut status = s.sync_status();
-    if status.last_error.is_some() && !super::auth::is_admin(s, u).await? {
-        status.last_error =
-            Some("The last sync with AWS failed; administrators see why on the Connectors page.".into());
+    if !super::auth::is_admin(s, u).await? {
+        if status.last_error.is_some() {
+            status.last_error =
+                Some("The last sync with AWS failed; administrators see why on the Connectors page.".into());
+        }
+        return Ok(status);
     }
+    status.hosts = connector_hosts(s).await?;
     Ok(status)
 }
+
+/// The external connector's processes heard from lately (an embedded connector has none).
+pub async fn connector_hosts(s: &AppState) -> anyhow::Result<Vec<cone_api::ConnectorHost>> {
+    let hosts = s.db.connector_hosts(s.now() - HOSTS_SHOWN_FOR).await?;
+    Ok(hosts
+        .into_iter()
+        .map(|h| cone_api::ConnectorHost {
+            host_id: h.host_id,
+            version: h.version,
+            client_id: h.client_id,
+            first_seen_at: time(h.first_seen_at),
+            last_contact_at: time(h.last_contact_at),
+        })
+        .collect())
+}
+
+/// How long a connector host stays listed after its last contact.
+const HOSTS_SHOWN_FOR: i64 = 600;
 
 /// Asks the sync loop for a sync now and returns how the connector stands.
 pub fn ask_for_sync(s: &AppState, u: &UserRow) -> ConnectorStatus {

@@ -10,7 +10,8 @@ use crate::config::Database;
 
 /// On PostgreSQL, other replicas' changes: a changed task is forwarded to this process's long-polling clients
 /// (`cone_task`), a change behind the cached reads advances `db`'s generation (`cone_cache`), and a new version of
-/// the access document notifies `access` (`cone_config`).
+/// the access document notifies `access` (`cone_config`), and a connector call queued or answered wakes this
+/// process's long-polling connectors or waiting workers (`cone_call`).
 pub async fn forward_changes(
     db: Db,
     database: Database,
@@ -21,11 +22,13 @@ pub async fn forward_changes(
     let missed = || {
         db.data_changed();
         access.notify_one();
+        db.calls_queued().notify_waiters();
+        db.calls_answered().notify_waiters();
     };
     loop {
         let listening = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
-            listener.listen_all(["cone_task", "cone_cache", "cone_config"]).await?;
+            listener.listen_all(["cone_task", "cone_cache", "cone_config", "cone_call"]).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = match listening.await {
@@ -42,6 +45,8 @@ pub async fn forward_changes(
             match listener.recv().await {
                 Ok(n) if n.channel() == "cone_cache" => db.data_changed(),
                 Ok(n) if n.channel() == "cone_config" => access.notify_one(),
+                Ok(n) if n.channel() == "cone_call" && n.payload() == "queued" => db.calls_queued().notify_waiters(),
+                Ok(n) if n.channel() == "cone_call" => db.calls_answered().notify_waiters(),
                 Ok(n) => {
                     if let Ok(id) = n.payload().parse() {
                         let _ = changes.send(id);

@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod cache;
 mod catalog;
+mod connector;
 mod counts;
 mod denials;
 mod drift;
@@ -32,6 +33,7 @@ pub use accounts::AccountNeed;
 #[cfg(test)]
 pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};
+pub use connector::ClaimedCall;
 pub use counts::Counts;
 pub use drift::{DriftRecord, Repair};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};

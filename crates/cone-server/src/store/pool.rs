@@ -106,6 +106,14 @@ pub struct Denials {
     pub(super) changed: Notify,
 }
 
+/// How the connector's calls are waited for (`connector`): queued ones by the hosts' long polls, answered ones by
+/// the workers that queued them. Waiters enable their `Notified` before they look at the table.
+#[derive(Default)]
+pub struct CallSignals {
+    pub(super) queued: Notify,
+    pub(super) answered: Notify,
+}
+
 /// The store. Its pool is its own: every statement of the server is in this module.
 #[derive(Clone)]
 pub struct Db {
@@ -113,6 +121,7 @@ pub struct Db {
     pub(super) backend: Backend,
     outbox: Arc<Outbox>,
     denials: Arc<Denials>,
+    pub(super) calls: Arc<CallSignals>,
     pub(super) reads: Arc<Reads>,
     pub(super) journal: Arc<cone_aws::journal::SqlJournal>,
     /// This process's writers queue here before they take a connection. Waiting for the database's write lock
@@ -271,6 +280,7 @@ impl Db {
             backend,
             outbox: Arc::default(),
             denials: Arc::default(),
+            calls: Arc::default(),
             reads: Arc::default(),
             journal: Arc::new(journal),
             turns: Arc::default(),

@@ -1,12 +1,11 @@
 //! Provisioning and revocation jobs, grant expiry, undecided requests timing out, policy waits ending, and drift
 //! repairs: one loop per process, running up to 16 jobs at once.
 
-use std::sync::Arc;
-
-use cone_aws::{Assignment, Change, Connector, ConnectorError, NewIamUser, Principal};
+use cone_aws::{Assignment, Change, ConnectorError, NewIamUser, Principal};
 use cone_core::job::JobKind;
 use cone_core::review::ItemKind;
 
+use super::aws::Aws;
 use super::{Jitter, announce, backoff, until_due};
 use crate::config::Deprovision;
 use crate::drift;
@@ -26,13 +25,13 @@ const JOB_BACKOFF_CAP: i64 = 300;
 
 /// Starts the loop; without a connector (sync-only mode) it decides (expiry, time-outs, waits) but runs no job. The
 /// handle resolves once the loop has drained after the server was asked to stop.
-pub fn spawn(s: AppState, connector: Option<Arc<Connector>>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(s: AppState, connector: Option<Aws>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(reconcile(s, connector))
 }
 
 /// Expires due grants and starts due jobs, then sleeps until a job finishes, the next due moment, or a wake-up.
 /// Once the server is asked to stop, it claims nothing more and drains.
-async fn reconcile(s: AppState, connector: Option<Arc<Connector>>) {
+async fn reconcile(s: AppState, connector: Option<Aws>) {
     let mut running = Running::default();
     let mut stopping = s.stopping.subscribe();
     while !*stopping.borrow() {
@@ -119,7 +118,7 @@ fn assignment(g: &GrantRow) -> Assignment {
     }
 }
 
-async fn run_job(s: &AppState, connector: &Connector, job: JobRow) {
+async fn run_job(s: &AppState, connector: &Aws, job: JobRow) {
     let result = match job.kind {
         JobKind::Provision | JobKind::Revoke => grant_job(s, connector, &job).await.map(Some),
         JobKind::Reprovision => reprovision(s, connector, &job).await.map(|()| None),
@@ -180,7 +179,7 @@ type Step<T> = anyhow::Result<Result<T, Failure>>;
 
 /// Runs a grant's provision or revoke job; returns the grant's task. A permission set's grant is an account
 /// assignment; a group's is a membership, which is removed only if Cone made it.
-async fn grant_job(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<i64> {
+async fn grant_job(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<i64> {
     let grant_id =
         job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind.as_str(), job.id))?;
     let g = s.db.grant(grant_id).await?;
@@ -233,7 +232,7 @@ fn deprovision_after(s: &AppState) -> Option<i64> {
 
 /// Makes the membership a grant names. Whether the person was a member already is looked at and stored first, so
 /// that a retry after a crash between the two does not take Cone's own membership for someone else's.
-async fn add_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<()> {
+async fn add_member(s: &AppState, connector: &Aws, g: &GrantRow) -> Step<()> {
     let store = match connector.identity_store_id().await {
         Ok(store) => store,
         Err(e) => return Ok(Err(e.into())),
@@ -247,12 +246,12 @@ async fn add_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<(
     Ok(connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop).map_err(Failure::from))
 }
 
-async fn restore_member(connector: &Connector, g: &GrantRow) -> Result<(), ConnectorError> {
+async fn restore_member(connector: &Aws, g: &GrantRow) -> Result<(), ConnectorError> {
     let store = connector.identity_store_id().await?;
     connector.add_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
 }
 
-async fn remove_member(connector: &Connector, g: &GrantRow) -> Result<(), ConnectorError> {
+async fn remove_member(connector: &Aws, g: &GrantRow) -> Result<(), ConnectorError> {
     let store = connector.identity_store_id().await?;
     connector.remove_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
 }
@@ -260,12 +259,8 @@ async fn remove_member(connector: &Connector, g: &GrantRow) -> Result<(), Connec
 /// Adds the person to an IAM group through the IAM user Cone created for them in its account, creating it first
 /// when there is none (recorded before IAM is asked, so a crash in between is finished, not repeated). As for an
 /// Identity Center group, an existing membership is looked for and stored before the write.
-async fn add_iam_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<()> {
+async fn add_iam_member(s: &AppState, connector: &Aws, g: &GrantRow) -> Step<()> {
     let settings = &s.config.aws.account_provisioning;
-    let iam = match connector.in_account(&g.account_id).await {
-        Ok(iam) => iam,
-        Err(e) => return Ok(Err(e.into())),
-    };
     let user = match s.db.account_needed(g, settings.iam_users, &settings.path, s.now()).await? {
         AccountNeed::Use(user) => user,
         AccountNeed::Wait => {
@@ -290,11 +285,11 @@ async fn add_iam_member(s: &AppState, connector: &Connector, g: &GrantRow) -> St
                 owner: account.owner.clone(),
                 tags,
             };
-            match iam.create_owned_iam_user(&new).await {
+            match connector.create_owned_iam_user(&g.account_id, &new).await {
                 Ok(change) => s.db.account_created(&account, change == Change::Made, s.now()).await?,
                 Err(e) => {
                     // The name is someone else's: Cone made nothing, and keeps no record that it might have.
-                    if matches!(e, ConnectorError::NotCreatedByCone { .. }) {
+                    if e.is_not_created_by_cone() {
                         s.db.account_not_created(&account).await?;
                     }
                     return Ok(Err(e.into()));
@@ -304,35 +299,28 @@ async fn add_iam_member(s: &AppState, connector: &Connector, g: &GrantRow) -> St
         }
     };
     if g.membership_found.is_none() {
-        match iam.is_iam_group_member(&g.group_id, &user).await {
+        match connector.is_iam_group_member(&g.account_id, &g.group_id, &user).await {
             Ok(found) => s.db.membership_looked(g, found).await?,
             Err(e) => return Ok(Err(e.into())),
         }
     }
-    Ok(iam.add_iam_group_member(&g.group_id, &user).await.map(drop).map_err(Failure::from))
+    Ok(connector.add_iam_group_member(&g.account_id, &g.group_id, &user).await.map(drop).map_err(Failure::from))
 }
 
 /// Takes the person out of the IAM group; without an IAM user of Cone's in the account there is nothing to remove.
-async fn remove_iam_member(s: &AppState, connector: &Connector, g: &GrantRow) -> Step<()> {
+async fn remove_iam_member(s: &AppState, connector: &Aws, g: &GrantRow) -> Step<()> {
     let Some(account) = s.db.created_account(g.user_id, &g.account_id).await? else { return Ok(Ok(())) };
-    let removed = async {
-        let iam = connector.in_account(&g.account_id).await?;
-        iam.remove_iam_group_member(&g.group_id, &account.user_name).await
-    };
-    Ok(removed.await.map(drop).map_err(Failure::from))
+    let removed = connector.remove_iam_group_member(&g.account_id, &g.group_id, &account.user_name).await;
+    Ok(removed.map(drop).map_err(Failure::from))
 }
 
 /// Deletes the IAM user Cone created for a person once no grant needs it, with everything IAM requires gone first.
 /// A user that lost Cone's tag meanwhile is left alone, and the job keeps failing visibly.
-async fn deprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+async fn deprovision(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<()> {
     let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("deprovision job {} names no grant", job.id))?;
     let g = s.db.grant(grant_id).await?;
     let Some(account) = s.db.account_unneeded(job, &g, s.now()).await? else { return Ok(()) };
-    let deleted = async {
-        let iam = connector.in_account(&account.account_id).await?;
-        iam.delete_owned_iam_user(&account.user_name, &account.owner).await
-    };
-    match deleted.await {
+    match connector.delete_owned_iam_user(&account.account_id, &account.user_name, &account.owner).await {
         Ok(change) => s.db.account_removed(job, &account, change == Change::Made, s.now()).await,
         Err(e) => {
             tracing::error!(job = job.id, "deleting the IAM user Cone created failed and will be retried: {e}");
@@ -343,7 +331,7 @@ async fn deprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyho
 
 /// Assigns again what an active grant says its user has. Unlike `provision`, the grant keeps its start and end;
 /// the job stops once the grant is no longer active (its revocation takes over).
-async fn reprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+async fn reprovision(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<()> {
     let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("reprovision job {} names no grant", job.id))?;
     if !s.db.grant_active(grant_id, s.now()).await? {
         tracing::info!(job = job.id, "the grant is no longer active; its missing assignment stays missing");
@@ -372,7 +360,7 @@ async fn reprovision(s: &AppState, connector: &Connector, job: &JobRow) -> anyho
 
 /// Removes an unexplained assignment, unless the finding was resolved or reported only meanwhile, or a grant now
 /// explains the assignment.
-async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+async fn remove_drift(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<()> {
     let finding_id = job.finding_id.ok_or_else(|| anyhow::anyhow!("remove_drift job {} names no finding", job.id))?;
     let f = s.db.drift_finding(finding_id).await?;
     if f.resolved_at.is_some() || f.remedy.as_deref() != Some(drift::Remedy::Remove.as_str()) {
@@ -400,7 +388,7 @@ async fn remove_drift(s: &AppState, connector: &Connector, job: &JobRow) -> anyh
 /// Removes what an access review revoked: a person's own assignment, or their membership of an Identity Center
 /// group (a grant is revoked by its own job), once no Cone grant gives the same access. Retried until it is done;
 /// each failure, and each wait, is on the item for all to see.
-async fn review_revoke(s: &AppState, connector: &Connector, job: &JobRow) -> anyhow::Result<()> {
+async fn review_revoke(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<()> {
     let item_id = job.item_id.ok_or_else(|| anyhow::anyhow!("review_revoke job {} names no item", job.id))?;
     if let Some(task) = s.db.review_access_granted(item_id).await? {
         let why = format!("a Cone grant (request {task}) also gives this access; it is removed once that grant ends");

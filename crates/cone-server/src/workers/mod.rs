@@ -3,6 +3,7 @@
 //! drift sweep, the IAM inventory), `delivery` (webhooks), `notify` (email to people) and `denials` (the policy that ends revoked role
 //! sessions).
 
+pub mod aws;
 pub mod delivery;
 pub mod denials;
 pub mod jobs;

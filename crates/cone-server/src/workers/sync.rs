@@ -1,14 +1,14 @@
 //! The catalog from AWS on a schedule and when an administrator asks, then the drift sweep, then the IAM
 //! inventory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cone_aws::{Connector, Part, PermissionSet, SqlSpool};
+use cone_aws::{Part, PermissionSet, SqlSpool};
 use futures_util::StreamExt;
 
 use super::announce;
+use super::aws::Aws;
 use crate::drift;
 use crate::state::AppState;
 use crate::store::DriftRecord;
@@ -19,7 +19,7 @@ const MIN_SYNC_GAP: Duration = Duration::from_secs(10);
 /// Syncs the catalog from AWS, then sweeps for drift when the last sweep (at `last_sweep`, the start of its sync)
 /// is `drift.interval` old, then syncs IAM as `aws.sync_iam` and `aws.sync_secrets` ask. A failed sweep is logged
 /// and tried again after the next sync.
-pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
+pub async fn sync_once(s: &AppState, connector: &Aws, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
     let started = s.clock.utc();
     let result = sync_and_sweep(s, connector, last_sweep).await;
     let mut status = s.sync_status.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -38,7 +38,7 @@ pub async fn sync_once(s: &AppState, connector: &Connector, last_sweep: &mut Opt
     result
 }
 
-async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
+async fn sync_and_sweep(s: &AppState, connector: &Aws, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
     let spool = s.db.sync_spool().await?;
     let result = sync_through(s, connector, &spool, last_sweep).await;
     // Stored or not, this run's parts are of no further use: an interrupted sync resumes from the journal.
@@ -50,12 +50,12 @@ async fn sync_and_sweep(s: &AppState, connector: &Connector, last_sweep: &mut Op
 
 async fn sync_through(
     s: &AppState,
-    connector: &Connector,
+    connector: &Aws,
     spool: &SqlSpool,
     last_sweep: &mut Option<i64>,
 ) -> anyhow::Result<()> {
     let mut synced_at = s.now();
-    let synced = connector.sync_into(s.db.sync_journal(), spool).await?;
+    let synced = connector.sync_into(s, spool).await?;
     if let Some(r) = synced.resumed {
         tracing::info!(units = r.units, read = r.read, "resumed the sync an earlier one left unfinished");
         metrics::counter!("cone_sync_resumed_units_total").increment(r.units as u64);
@@ -109,17 +109,21 @@ async fn sync_through(
 /// Syncs every `aws.sync_interval_secs`, or every `drift.interval` when that is shorter, and never more often
 /// than every 10 s (each sync reads all of Identity Center, within its API rate limits); and when an administrator
 /// asks (`AppState::sync_now`), at once or 10 s after the last ended. Asking again meanwhile asks for that one sync.
-pub async fn sync_periodically(s: AppState, connector: Arc<Connector>, mut last_sweep: Option<i64>) {
+/// With `now`, the first sync starts at once.
+pub async fn sync_periodically(s: AppState, connector: Aws, mut last_sweep: Option<i64>, now: bool) {
     let mut every = s.config.aws.sync_interval_secs;
     if s.config.drift.interval > 0 {
         every = every.min(s.config.drift.interval.unsigned_abs());
     }
     let every = Duration::from_secs(every.max(10));
+    let mut first = now;
     loop {
         let gap = tokio::time::sleep(MIN_SYNC_GAP);
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = async { s.sync_now.notified().await; gap.await } => {}
+        if !std::mem::take(&mut first) {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = async { s.sync_now.notified().await; gap.await } => {}
+            }
         }
         if let Err(e) = sync_once(&s, &connector, &mut last_sweep).await {
             tracing::warn!("sync with AWS failed, will retry in {every:?}: {e:#}");

@@ -168,6 +168,11 @@ async fn every_endpoint_for_every_role() {
         (Method::GET, "/api/v1/connectors".into(), Body::None, [401, 200, 200, 200, 200, 200, 200]),
         (Method::GET, "/metrics".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::POST, "/api/v1/connectors/sync".into(), Body::None, [401, 403, 403, 202, 403, 403, 403]),
+        (Method::POST, "/api/v1/connectors/credentials".into(), Body::None, [401, 403, 403, 201, 403, 403, 403]),
+        (Method::DELETE, "/api/v1/connectors/credentials".into(), Body::None, [401, 403, 403, 204, 403, 403, 403]),
+        // The connector's own routes take its credentials (HTTP Basic), never a person's token.
+        (Method::POST, "/api/v1/connector/calls/next".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
+        (Method::POST, "/api/v1/connector/calls/1/answer".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
         (Method::GET, "/api/v1/iam/access-keys?status=Active".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, "/api/v1/iam/users".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, "/api/v1/iam/created-users".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),

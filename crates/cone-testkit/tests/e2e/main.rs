@@ -5,6 +5,7 @@
 
 mod authz;
 mod config;
+mod connector;
 mod deploy;
 mod flow;
 mod forms;

@@ -1,0 +1,255 @@
+//! The connector in service mode: its credentials (hashed; one in force at a time), the hosts that connected, and
+//! the calls handed to them. A call is queued by the worker that needs it, claimed by one host for a lease that the
+//! host renews while it runs, answered, and read (and deleted) by the worker; a lease that runs out puts the call
+//! back for another host.
+
+use anyhow::Result;
+use sqlx::FromRow;
+
+use super::audit::record;
+use super::pool::Db;
+
+/// A connector process as it last reported itself.
+#[derive(Debug, Clone, FromRow)]
+pub struct HostRow {
+    pub host_id: String,
+    pub client_id: String,
+    pub version: String,
+    pub first_seen_at: i64,
+    pub last_contact_at: i64,
+}
+
+/// A call a host claimed: its id and the call as JSON.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClaimedCall {
+    pub id: i64,
+    pub call: String,
+}
+
+/// Queued calls older than this are withdrawn by their caller; rows older than this whose caller never came back
+/// (a crashed server) are removed.
+const FORGOTTEN_AFTER: i64 = 24 * 3600;
+
+impl Db {
+    /// Issues new connector credentials, revoking those before; audited.
+    pub async fn rotate_connector_credentials(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        by: i64,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "UPDATE connector_credentials SET revoked_at = $1 WHERE revoked_at IS NULL RETURNING client_id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO connector_credentials (client_id, secret_hash, created_by, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(client_id)
+        .bind(secret_hash)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "client_id": client_id, "revoked": revoked }).to_string();
+        record(&mut tx, now, &format!("user:{by}"), "connector.credentials_rotate", "aws", &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes the connector credentials in force, if any; audited. Returns the client id revoked.
+    pub async fn revoke_connector_credentials(&self, by: i64, now: i64) -> Result<Option<String>> {
+        let mut tx = self.begin().await?;
+        let revoked: Option<String> = sqlx::query_scalar(
+            "UPDATE connector_credentials SET revoked_at = $1 WHERE revoked_at IS NULL RETURNING client_id",
+        )
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(client_id) = &revoked {
+            let detail = serde_json::json!({ "client_id": client_id }).to_string();
+            record(&mut tx, now, &format!("user:{by}"), "connector.credentials_revoke", "aws", &detail).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// The hash of the secret of `client_id`, if those credentials are in force.
+    pub async fn connector_secret_hash(&self, client_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT secret_hash FROM connector_credentials WHERE client_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// A connector was refused: audited, with what it presented (never its secret).
+    pub async fn connector_refused(&self, client_id: &str, host_id: &str, why: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let detail = serde_json::json!({ "client_id": client_id, "host_id": host_id, "reason": why }).to_string();
+        record(&mut tx, now, "connector:aws", "connector.auth_failed", "aws", &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that `host_id` was heard from.
+    pub async fn connector_contact(&self, host_id: &str, client_id: &str, version: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connector_hosts (host_id, client_id, version, first_seen_at, last_contact_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (host_id) DO UPDATE SET client_id = excluded.client_id, version = excluded.version,
+                 last_contact_at = excluded.last_contact_at",
+        )
+        .bind(host_id)
+        .bind(client_id)
+        .bind(version)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The connector hosts heard from since `since`, the latest first.
+    pub async fn connector_hosts(&self, since: i64) -> Result<Vec<HostRow>> {
+        Ok(sqlx::query_as(
+            "SELECT host_id, client_id, version, first_seen_at, last_contact_at FROM connector_hosts
+             WHERE last_contact_at >= $1 ORDER BY last_contact_at DESC, host_id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Queues a call (and, for a sync, the spool run its parts go to); returns its id.
+    pub async fn queue_call(&self, call: &str, spool: Option<&str>, now: i64) -> Result<i64> {
+        sqlx::query("DELETE FROM connector_calls WHERE created_at < $1")
+            .bind(now - FORGOTTEN_AFTER)
+            .execute(&self.pool)
+            .await?;
+        let id = sqlx::query_scalar(
+            "INSERT INTO connector_calls (call, spool, state, created_at) VALUES ($1, $2, 'queued', $3) RETURNING id",
+        )
+        .bind(call)
+        .bind(spool)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        self.calls.queued.notify_waiters();
+        Ok(id)
+    }
+
+    /// Claims the oldest call that is queued or whose lease ran out, for `host_id`, until `now + lease`.
+    pub async fn claim_call(&self, host_id: &str, now: i64, lease: i64) -> Result<Option<ClaimedCall>> {
+        let (_turn, mut tx) = self.begin_claim(true).await?;
+        let call: Option<ClaimedCall> = sqlx::query_as(&format!(
+            "SELECT id, call FROM connector_calls
+             WHERE state = 'queued' OR (state = 'claimed' AND lease_until <= $1) ORDER BY id LIMIT 1{}",
+            self.backend.skip_locked("connector_calls")
+        ))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(c) = &call {
+            sqlx::query("UPDATE connector_calls SET state = 'claimed', host_id = $1, lease_until = $2 WHERE id = $3")
+                .bind(host_id)
+                .bind(now + lease)
+                .bind(c.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(call)
+    }
+
+    /// When the first lease on a claimed call runs out, if any call is claimed.
+    pub async fn next_lease_end(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(lease_until) FROM connector_calls WHERE state = 'claimed'")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Renews the lease of a call `host_id` holds, and gives its spool run (`Some(None)` for a call without one);
+    /// `None` when the host no longer holds it (its lease ran out, or it was answered or withdrawn).
+    pub async fn renew_call(&self, id: i64, host_id: &str, now: i64, lease: i64) -> Result<Option<Option<String>>> {
+        let spool: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE connector_calls SET lease_until = $1
+             WHERE id = $2 AND state = 'claimed' AND host_id = $3 AND lease_until > $4 RETURNING spool",
+        )
+        .bind(now + lease)
+        .bind(id)
+        .bind(host_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(spool)
+    }
+
+    /// Records the answer of a call `host_id` holds; `false` when it no longer holds it.
+    pub async fn answer_call(&self, id: i64, host_id: &str, answer: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connector_calls SET state = 'done', answer = $1, done_at = $2, lease_until = NULL
+             WHERE id = $3 AND state = 'claimed' AND host_id = $4",
+        )
+        .bind(answer)
+        .bind(now)
+        .bind(id)
+        .bind(host_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.calls.answered.notify_waiters();
+        Ok(true)
+    }
+
+    /// The answer of a call, once there is one; the call is then deleted. `Ok(None)` while it waits or runs.
+    pub async fn take_answer(&self, id: i64) -> Result<Option<String>> {
+        let answer: Option<Option<String>> =
+            sqlx::query_scalar("SELECT answer FROM connector_calls WHERE id = $1 AND state = 'done'")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if answer.is_some() {
+            sqlx::query("DELETE FROM connector_calls WHERE id = $1").bind(id).execute(&self.pool).await?;
+        }
+        Ok(answer.flatten())
+    }
+
+    /// Withdraws a call no host holds (never claimed, or its lease ran out); `false` when a host holds it (its
+    /// answer is then awaited) or answered it.
+    pub async fn withdraw_call(&self, id: i64, now: i64) -> Result<bool> {
+        let gone = sqlx::query(
+            "DELETE FROM connector_calls
+             WHERE id = $1 AND (state = 'queued' OR (state = 'claimed' AND lease_until <= $2))",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(gone.rows_affected() == 1)
+    }
+
+    /// Puts a part a host's sync sent into the spool run of the call.
+    pub async fn spool_part(&self, run: &str, seq: i64, part: &cone_aws::Part) -> Result<()> {
+        cone_aws::SqlSpool::join(self.pool.clone(), "sync_spool", run)
+            .put_numbered(seq, part)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot store a part of the connector's sync: {e}"))
+    }
+
+    /// Notified when this process queued a call, or heard that another replica did.
+    pub fn calls_queued(&self) -> &tokio::sync::Notify {
+        &self.calls.queued
+    }
+
+    /// Notified when this process recorded an answer, or heard that another replica did.
+    pub fn calls_answered(&self) -> &tokio::sync::Notify {
+        &self.calls.answered
+    }
+}

@@ -1,0 +1,159 @@
+//! The connector as a service of its own (`cone-aws serve`, `aws.connector: external`): cone-server runs with no
+//! AWS or `BATON_*` variable at all, and a separate connector process, set up with `BATON_*` settings only (and
+//! moto's endpoint), syncs and runs the grants' AWS calls; credentials issued by an administrator, a wrong secret
+//! refused and audited, and a connector killed mid-call replaced by another that finishes the job once.
+
+use std::time::{Duration, Instant};
+
+use cone_api::{AuditPage, ConnectorCredentials, ConnectorStatus, TaskState};
+use cone_client::Client;
+use cone_testkit::faults::{Failure, FaultProxy};
+use cone_testkit::{Child, Sandbox, Store};
+
+use crate::{assert_audit_intact, eventually};
+
+cone_testkit::on_both_stores!(
+    an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws_credentials,
+    a_connector_killed_mid_call_leaves_it_to_another_which_finishes_it_once,
+);
+
+/// A sandbox whose users alice and carol (an administrator) are signed in; carol issued connector credentials, and
+/// the server was restarted on the same address with `aws.connector: external` and no AWS variables (`server`
+/// adds settings).
+async fn external(store: Store, dir: &std::path::Path, server: &str) -> (Sandbox, Child, ConnectorCredentials) {
+    let mut sb = Sandbox::start_on(store, dir, server, "").await.unwrap();
+    sb.sign_in("alice").await.unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let http = reqwest::Client::new();
+    let rotate =
+        |token: String| http.post(format!("{}/api/v1/connectors/credentials", sb.server_url)).bearer_auth(token).send();
+    assert_eq!(rotate(sb.api_token("alice").unwrap()).await.unwrap().status(), 403, "administrators only");
+    let issued = rotate(sb.api_token("carol").unwrap()).await.unwrap();
+    assert_eq!(issued.status(), 201);
+    let credentials: ConnectorCredentials = issued.json().await.unwrap();
+
+    // The same address, so that alice's cone keeps reaching it.
+    let port = sb.server_url.rsplit(':').next().unwrap().to_string();
+    sb.stop_server();
+    let config = sb.dir.join("cone-server.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("listen: 127.0.0.1:0\n", &format!("listen: 127.0.0.1:{port}\n"));
+    let text =
+        text.replace("aws:\n  sso_region: us-east-1\n", "aws:\n  sso_region: us-east-1\n  connector: external\n");
+    std::fs::write(&config, text).unwrap();
+    let (server, url) = sb.spawn_replica_without_aws().unwrap();
+    assert_eq!(url, sb.server_url);
+    (sb, server, credentials)
+}
+
+/// How the connectors stand, as carol sees them.
+async fn connector_status(sb: &Sandbox) -> ConnectorStatus {
+    sb.client("carol").unwrap().connectors().await.unwrap().remove(0)
+}
+
+/// alice's ReadOnlyAccess on Staging, through the real `aws` CLI and cone: the call's output.
+fn staging_identity(sb: &Sandbox) -> std::process::Output {
+    sb.caller_identity("alice", "staging-readonlyaccess").unwrap()
+}
+
+async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws_credentials(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, _server, credentials) = external(store, dir.path(), "").await;
+    let id = credentials.client_id.as_str();
+    let started = chrono::Utc::now();
+
+    // A wrong secret: refused, audited with what it presented, and the connector stops saying why.
+    let mut intruder = sb
+        .spawn_connector(&sb.server_url, (id, "not-the-secret"), &sb.moto.endpoint, &[("BATON_HOST_ID", "intruder")])
+        .unwrap();
+    let status = loop {
+        if let Some(status) = intruder.exited().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success());
+    let audit: AuditPage = sb.client("carol").unwrap().get("/api/v1/audit?action=connector.auth_failed").await.unwrap();
+    let refused = audit.entries.iter().find(|e| e.action == "connector.auth_failed").expect("the refusal is audited");
+    let detail = refused.detail.to_string();
+    assert!(detail.contains("wrong client secret") && detail.contains("intruder:"), "{detail}");
+    assert!(!detail.contains("not-the-secret"), "{detail}");
+
+    // The connector, with its own AWS credentials (the default chain, then the integration role by BATON_ROLE_ARN
+    // and BATON_EXTERNAL_ID): it syncs, and the server lists it.
+    let role = format!("arn:aws:iam::{}:role/cone-connector", sb.org.management_account_id);
+    let settings = [("BATON_HOST_ID", "e2e"), ("BATON_ROLE_ARN", role.as_str()), ("BATON_EXTERNAL_ID", "cone-e2e")];
+    let _connector =
+        sb.spawn_connector(&sb.server_url, (id, &credentials.client_secret), &sb.moto.endpoint, &settings).unwrap();
+    eventually(Duration::from_secs(60), "the connector syncs and is listed", async || {
+        let c = connector_status(&sb).await;
+        c.mode == "external"
+            && c.state == "connected"
+            && c.last_success_at.is_some_and(|t| t >= started)
+            && c.hosts.iter().any(|h| h.host_id.starts_with("e2e:") && h.client_id == id)
+    })
+    .await;
+
+    // The whole JIT flow through the real AWS CLI: the grant's assignment is made by the connector.
+    let o = staging_identity(&sb);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("AWSReservedSSO_ReadOnlyAccess_"), "{out}");
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    assert_eq!(sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap(), [alice]);
+
+    // Released: the connector removes the assignment.
+    let o = sb.cone("alice", &["drop", "staging-readonlyaccess"]).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    eventually(Duration::from_secs(30), "the connector removes the assignment", async || {
+        sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().is_empty()
+    })
+    .await;
+    assert_audit_intact(&sb);
+}
+
+/// Two connectors: the first is killed (SIGKILL) after AWS made the assignment but before it answered; its lease runs
+/// out, the second takes the call, finds the assignment and answers, and the grant is active. AWS was asked to make
+/// the assignment once.
+async fn a_connector_killed_mid_call_leaves_it_to_another_which_finishes_it_once(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, _server, credentials) = external(store, dir.path(), "job_lease: 15s\n").await;
+    let secret = (credentials.client_id.as_str(), credentials.client_secret.as_str());
+    let proxy = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    proxy.fail_after_acting("sso:CreateAccountAssignment", 1, Failure::Silence);
+    let first = sb.spawn_connector(&sb.server_url, secret, proxy.endpoint(), &[("BATON_HOST_ID", "first")]).unwrap();
+    eventually(Duration::from_secs(60), "the first connector syncs", async || {
+        connector_status(&sb).await.state == "connected"
+    })
+    .await;
+
+    let alice = Client::new(&sb.server_url, &sb.api_token("alice").unwrap()).unwrap();
+    let entitlement =
+        format!("{}|{}", sb.org.account_id("Staging").unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+    let request = cone_api::CreateTask {
+        app_id: "aws".into(),
+        entitlement_id: entitlement,
+        justification: "connector killed".into(),
+        ..cone_api::CreateTask::default()
+    };
+    let id = alice.create_task(&request).await.unwrap().id;
+    let alice_id = sb.org.user_id("alice").unwrap().to_string();
+    eventually(Duration::from_secs(30), "AWS made the assignment and its answer is held", async || {
+        proxy.script_used() && sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap() == [alice_id.clone()]
+    })
+    .await;
+    drop(first);
+    assert_eq!(alice.task(id, None, Duration::ZERO).await.unwrap().state, TaskState::Provisioning);
+
+    let _second = sb.spawn_connector(&sb.server_url, secret, proxy.endpoint(), &[("BATON_HOST_ID", "second")]).unwrap();
+    let started = Instant::now();
+    eventually(Duration::from_secs(30), "the second connector finishes the call", async || {
+        alice.task(id, None, Duration::ZERO).await.unwrap().state == TaskState::Granted
+    })
+    .await;
+    eprintln!("granted {:?} after the second connector started", started.elapsed());
+    assert_eq!(proxy.calls("sso:CreateAccountAssignment"), 1, "the assignment is made once");
+    let task = alice.task(id, None, Duration::ZERO).await.unwrap();
+    assert_eq!(task.events.iter().filter(|e| e.action == "grant.activate").count(), 1);
+    assert_audit_intact(&sb);
+}
