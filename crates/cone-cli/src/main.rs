@@ -117,6 +117,11 @@ enum Command {
         #[command(subcommand)]
         command: TaskCommand,
     },
+    /// The connector to AWS: how its syncs stand, and (administrators) the credentials of `cone-aws serve`.
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// API tokens for scripts: personal ones, and service accounts' (administrators).
     Token {
         #[command(subcommand)]
@@ -288,6 +293,17 @@ enum NotificationsCommand {
 enum Toggle {
     On,
     Off,
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// How the server's syncs with AWS stand, and (administrators) the connector processes heard from.
+    Status,
+    /// Issue new credentials for `cone-aws serve` (BATON_CLIENT_ID, BATON_CLIENT_SECRET); those before stop working
+    /// at once. The secret is shown once. Administrators only.
+    Rotate,
+    /// Revoke the connector's credentials: no `cone-aws serve` may connect until new ones are issued.
+    Revoke,
 }
 
 #[derive(Subcommand)]
@@ -509,6 +525,36 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
                 TaskCommand::Withdraw { id, reason } => api.withdraw(id, &reason).await?,
             };
             out.show(&task, || output::task_view(&task))?;
+        }
+        Command::Connector { command } => {
+            let api = settings::client()?;
+            match command {
+                ConnectorCommand::Status => {
+                    let all = api.connectors().await?;
+                    out.show(&all, || output::connectors_view(&all))?;
+                }
+                ConnectorCommand::Rotate => {
+                    let issued = api.rotate_connector_credentials().await?;
+                    out.show(&issued, || {
+                        View::Line(format!(
+                            "BATON_CLIENT_ID={}\nBATON_CLIENT_SECRET={}",
+                            issued.client_id, issued.client_secret
+                        ))
+                    })?;
+                    if !out.json() {
+                        eprintln!(
+                            "Give these to cone-aws serve (a Kubernetes Secret, a systemd credential); the secret \
+                             cannot be shown again. Connectors using the credentials before are refused from now on."
+                        );
+                    }
+                }
+                ConnectorCommand::Revoke => {
+                    api.revoke_connector_credentials().await?;
+                    eprintln!(
+                        "Revoked: no cone-aws serve may connect until `cone connector rotate` issues new credentials."
+                    );
+                }
+            }
         }
         Command::Token { command } => {
             let api = settings::client()?;

@@ -197,6 +197,26 @@ pub fn new_token_view(n: &cone_api::NewToken) -> View {
     View::Fields(f)
 }
 
+/// The connector's state, then (for administrators) its processes in service mode, one line each.
+pub fn connectors_view(all: &[cone_api::ConnectorStatus]) -> View {
+    let Some(c) = all.first() else { return View::Line("The server reports no connector.".into()) };
+    let mut lines = vec![format!(
+        "{} connector ({}): {}; last sync {}{}.",
+        c.app_id,
+        if c.mode.is_empty() { "embedded" } else { c.mode.as_str() },
+        c.state,
+        c.last_success_at.map(time).unwrap_or_else(|| "never".into()),
+        if c.provisioning { "" } else { "; sync only (provisioning off)" },
+    )];
+    lines.extend(c.last_error.iter().map(|e| format!("Last error: {e}")));
+    lines.extend(
+        c.hosts.iter().map(|h| {
+            format!("Host {} (cone-aws {}), last heard from {}.", h.host_id, h.version, time(h.last_contact_at))
+        }),
+    );
+    View::Line(lines.join("\n"))
+}
+
 pub fn tokens_view(tokens: &[cone_api::ApiToken]) -> View {
     if tokens.is_empty() {
         return View::Line("No API tokens; create one with `cone token create NAME`.".into());

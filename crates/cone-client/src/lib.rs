@@ -336,6 +336,16 @@ impl Client {
         self.call(Method::POST, &format!("/api/v1/reviews/items/{id}/reassign"), Some(&req)).await
     }
 
+    /// New credentials for the connector in service mode; those before stop working (administrators).
+    pub async fn rotate_connector_credentials(&self) -> Result<cone_api::ConnectorCredentials, Failure> {
+        self.call(Method::POST, "/api/v1/connectors/credentials", None::<&()>).await
+    }
+
+    /// Revokes the connector's credentials (administrators).
+    pub async fn revoke_connector_credentials(&self) -> Result<(), Failure> {
+        self.send(Method::DELETE, "/api/v1/connectors/credentials", None::<&()>).await.map(drop)
+    }
+
     /// Makes the server forget this session's token.
     pub async fn logout(&self) -> Result<(), Failure> {
         self.call::<serde_json::Value>(Method::POST, "/api/v1/logout", None::<&()>).await.map(|_| ())

@@ -24,13 +24,11 @@ async fn external(store: Store, dir: &std::path::Path, server: &str) -> (Sandbox
     let mut sb = Sandbox::start_on(store, dir, server, "").await.unwrap();
     sb.sign_in("alice").await.unwrap();
     sb.cone_login("carol", &[], "carol").await.unwrap();
-    let http = reqwest::Client::new();
-    let rotate =
-        |token: String| http.post(format!("{}/api/v1/connectors/credentials", sb.server_url)).bearer_auth(token).send();
-    assert_eq!(rotate(sb.api_token("alice").unwrap()).await.unwrap().status(), 403, "administrators only");
-    let issued = rotate(sb.api_token("carol").unwrap()).await.unwrap();
-    assert_eq!(issued.status(), 201);
-    let credentials: ConnectorCredentials = issued.json().await.unwrap();
+    let refused = sb.cone("alice", &["connector", "rotate"]).unwrap();
+    assert!(!refused.status.success(), "administrators only");
+    let issued = sb.cone("carol", &["connector", "rotate", "-o", "json"]).unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let credentials: ConnectorCredentials = serde_json::from_slice(&issued.stdout).unwrap();
 
     // The same address, so that alice's cone keeps reaching it.
     let port = sb.server_url.rsplit(':').next().unwrap().to_string();
@@ -83,7 +81,7 @@ async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws
     // and BATON_EXTERNAL_ID): it syncs, and the server lists it.
     let role = format!("arn:aws:iam::{}:role/cone-connector", sb.org.management_account_id);
     let settings = [("BATON_HOST_ID", "e2e"), ("BATON_ROLE_ARN", role.as_str()), ("BATON_EXTERNAL_ID", "cone-e2e")];
-    let _connector =
+    let mut connector =
         sb.spawn_connector(&sb.server_url, (id, &credentials.client_secret), &sb.moto.endpoint, &settings).unwrap();
     eventually(Duration::from_secs(60), "the connector syncs and is listed", async || {
         let c = connector_status(&sb).await;
@@ -93,6 +91,9 @@ async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws
             && c.hosts.iter().any(|h| h.host_id.starts_with("e2e:") && h.client_id == id)
     })
     .await;
+    let status = sb.cone("carol", &["connector", "status"]).unwrap();
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(said.contains("aws connector (external): connected") && said.contains("Host e2e:"), "{said}");
 
     // The whole JIT flow through the real AWS CLI: the grant's assignment is made by the connector.
     let o = staging_identity(&sb);
@@ -109,6 +110,15 @@ async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws
         sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().is_empty()
     })
     .await;
+
+    // Revoked credentials: the connector is refused at its next request, and stops.
+    let revoked = sb.cone("carol", &["connector", "revoke"]).unwrap();
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while connector.exited().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the connector still runs with revoked credentials");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_audit_intact(&sb);
 }
 
