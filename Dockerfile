@@ -30,7 +30,7 @@ FROM ${BINARIES} AS binaries
 FROM ${BASE} AS runtime
 # The AWS SDK trusts the system's certificate authorities; glibc and libgcc_s, all the binaries link, are in the base.
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends ca-certificates \
+    && DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends ca-certificates \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 cone \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin cone

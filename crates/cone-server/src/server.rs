@@ -301,6 +301,32 @@ async fn stop_signal() {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::refuse_connector_variables;
+    use crate::config::Config;
+
+    fn refused(connector: &str, set: &[&str]) -> Option<String> {
+        let config =
+            Config::parse(&format!("database: /unused.db\naws: {{ sso_region: us-east-1, connector: {connector} }}\n"))
+                .unwrap();
+        refuse_connector_variables(&config, |name| set.contains(&name)).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_connectors_variables_are_refused_rather_than_ignored() {
+        for connector in ["embedded", "external"] {
+            let said = refused(connector, &["BATON_CLIENT_SECRET"]).unwrap();
+            assert!(said.starts_with("BATON_CLIENT_SECRET is set for cone-server, which does not use it"), "{said}");
+            assert_eq!(refused(connector, &["BATON_PROVISIONING"]), None, "the server's own");
+        }
+        // Embedded, the server is the connector and reads the AWS settings; external, they are the connector's.
+        assert_eq!(refused("embedded", &["BATON_ROLE_ARN", "BATON_SCIM_TOKEN"]), None);
+        let said = refused("external", &["BATON_SCIM_TOKEN"]).unwrap();
+        assert!(said.contains("with aws.connector: external the connector (`cone-aws serve`) calls AWS"), "{said}");
+    }
+}
+
 /// An application state and a way to call the router, for tests.
 #[cfg(test)]
 pub(crate) mod testing {

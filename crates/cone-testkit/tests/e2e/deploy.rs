@@ -1,6 +1,6 @@
 //! What `deploy/` ships: the Kubernetes manifests valid against the Kubernetes schemas (`kubernetes-validate`, from
-//! the .venv), consistent with each other, and carrying a configuration `cone-server config check` accepts; the
-//! systemd unit clean under `systemd-analyze verify`.
+//! the .venv), consistent with each other, carrying a configuration `cone-server config check` accepts and only
+//! settings `cone-aws serve` takes; the systemd units clean under `systemd-analyze verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,30 +83,58 @@ fn the_kubernetes_manifests_validate_and_carry_a_configuration_that_checks() {
     let said = String::from_utf8_lossy(&filled.stdout);
     assert!(filled.status.success(), "{said}{}", String::from_utf8_lossy(&filled.stderr));
     assert!(said.contains("Store: the PostgreSQL database cone on cone-postgres:5432 as cone."), "{said}");
+    assert!(said.contains("AWS: through the external connector (cone-aws serve)"), "{said}");
+
+    // Every variable the connector is given, set or shown commented out, is one `cone-aws serve` reads.
+    let help = Command::new(cone_testkit::target_bin("cone-aws").unwrap()).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let connector = yaml(&dir.join("connector-deployment.yaml"));
+    let env = &connector["spec"]["template"]["spec"]["containers"][0]["env"];
+    let mut names: Vec<String> =
+        env.as_sequence().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    let secret = std::fs::read_to_string(dir.join("connector-secret.yaml")).unwrap();
+    names.extend(secret.lines().filter_map(|l| {
+        let l = l.trim().trim_start_matches("# ");
+        l.starts_with("BATON_").then(|| l.split(':').next().unwrap_or_default().to_string())
+    }));
+    for name in names.iter().filter(|n| !n.starts_with("AWS_") && *n != "RUST_LOG") {
+        assert!(help.contains(&format!("[env: {name}")), "cone-aws serve does not read {name}:\n{help}");
+    }
+    assert!(names.iter().any(|n| n == "BATON_SCIM_TOKEN") && names.iter().any(|n| n == "BATON_CLIENT_SECRET"));
 }
 
 #[test]
-fn the_systemd_unit_verifies_clean() {
+fn the_systemd_units_verify_clean() {
     let Some(analyze) = which("systemd-analyze") else {
         eprintln!(
-            "SKIP the_systemd_unit_verifies_clean: systemd-analyze is not installed (cargo xtask test installs it)"
+            "SKIP the_systemd_units_verify_clean: systemd-analyze is not installed (cargo xtask test installs it)"
         );
         return;
     };
-    let unit = std::fs::read_to_string(deploy("systemd/cone-server.service")).unwrap();
-    let server = cone_testkit::target_bin("cone-server").unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/cone-server serve --config /etc/cone/cone-server.yaml\n"));
-    // Where this build's binary is, so that systemd finds the command it would run.
     let tmp = tempfile::tempdir().unwrap();
-    let local = tmp.path().join("cone-server.service");
-    std::fs::write(&local, unit.replace("/usr/local/bin/cone-server", server.to_str().unwrap())).unwrap();
-    let o = Command::new(analyze).arg("verify").arg(&local).output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{said}");
-    // Unknown keys and bad values are only warned of: none may be.
-    assert_eq!(said, "", "systemd-analyze verify warns");
-    for setting in ["DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n"] {
-        assert!(unit.contains(setting), "the unit lacks {setting}");
+    for (unit, binary, start) in [
+        ("cone-server.service", "cone-server", "serve --config /etc/cone/cone-server.yaml"),
+        ("cone-connector.service", "cone-aws", "serve"),
+    ] {
+        let text = std::fs::read_to_string(deploy(&format!("systemd/{unit}"))).unwrap();
+        let installed = format!("/usr/local/bin/{binary}");
+        assert!(text.contains(&format!("ExecStart={installed} {start}\n")), "{unit}");
+        // Where this build's binary is, so that systemd finds the command it would run; and an environment file.
+        let local = tmp.path().join(unit);
+        let env = tmp.path().join("connector.env");
+        std::fs::write(&env, "").unwrap();
+        let text_here = text
+            .replace(&installed, cone_testkit::target_bin(binary).unwrap().to_str().unwrap())
+            .replace("/etc/cone/connector.env", env.to_str().unwrap());
+        std::fs::write(&local, text_here).unwrap();
+        let o = Command::new(&analyze).arg("verify").arg(&local).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{unit}: {said}");
+        // Unknown keys and bad values are only warned of: none may be.
+        assert_eq!(said, "", "systemd-analyze verify warns about {unit}");
+        for setting in ["DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n"] {
+            assert!(text.contains(setting), "{unit} lacks {setting}");
+        }
     }
 }
 
