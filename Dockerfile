@@ -4,14 +4,17 @@
 #   docker build --target server -t cone-server .
 #
 # From binaries already built on Debian bookworm, without the Rust stage: put them in bin/ and add
-# `--build-arg BINARIES=prebuilt`. Every target runs as 10001:10001 and writes nothing to its root filesystem, so it
-# runs with a read-only one (readOnlyRootFilesystem in deploy/kubernetes).
+# `--build-arg BINARIES=prebuilt`. Podman 4.3 (Buildah 1.28, Debian bookworm's) ignores BINARIES' default when it
+# decides which stages to build, and so skips `build`: there, pass `--build-arg BINARIES=build` as well.
+# Every target runs as 10001:10001 and writes nothing to its root filesystem, so it runs with a read-only one
+# (readOnlyRootFilesystem in deploy/kubernetes).
 
-ARG BASE=debian:bookworm-slim
+# Fully qualified: Podman resolves no short names unless registries.conf names a registry to search.
+ARG BASE=docker.io/library/debian:bookworm-slim
 ARG BINARIES=build
 
 # The same Debian release as the runtime base: the binaries link the glibc they were built against.
-FROM rust:1.95-bookworm AS build
+FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # The cache mounts keep downloaded crates and compiled dependencies between builds; target/ being a cache mount, the
@@ -28,7 +31,7 @@ COPY bin/ /out/
 FROM ${BINARIES} AS binaries
 
 FROM ${BASE} AS runtime
-# The AWS SDK trusts the system's certificate authorities; glibc and libgcc_s, all the binaries link, are in the base.
+# The AWS SDK trusts the system's certificate authorities. The binaries link only glibc and libgcc_s, which it has.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends ca-certificates \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \

@@ -197,14 +197,38 @@ fn connector_state(state: &str) -> &'static str {
 pub struct Asked {
     #[serde(default)]
     asked: bool,
+    #[serde(default)]
+    revoked: bool,
 }
 
 pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<Asked>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let c = operations::connector(&s);
+    connectors_page(&s, &v, q.asked, q.revoked.then_some(CredentialsShown::Revoked)).await
+}
+
+/// What the Connectors page says of the connector's credentials after an administrator changed them.
+enum CredentialsShown {
+    Issued(cone_api::ConnectorCredentials),
+    Revoked,
+}
+
+async fn connectors_page(
+    s: &AppState,
+    v: &Viewer,
+    asked: bool,
+    credentials: Option<CredentialsShown>,
+) -> Result<Response, WebError> {
+    let c = operations::connector(s);
+    let hosts = operations::connector_hosts(s).await?;
+    let external = s.config.aws.connector == crate::config::ConnectorMode::External;
     let never = || html! { span.muted { "never" } };
     let content = html! {
         p { "How this server's syncs with AWS stand (each replica syncs, and reports, on its own). A sync reads the accounts, permission sets, users and groups of IAM Identity Center into the catalog." }
+        @if external {
+            p { "The connector is external: " code { "cone-aws serve" } " processes hold the AWS credentials and take the syncs and AWS calls from here." }
+        } @else {
+            p { "The connector is embedded: this server calls AWS itself, with its own credentials." }
+        }
         table {
             thead { tr { th scope="col" { "App" } th scope="col" { "State" } th scope="col" { "Last success" } th scope="col" { "Last attempt" } th scope="col" { "Last error" } } }
             tbody {
@@ -223,10 +247,48 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<As
                 "Set " code { "BATON_PROVISIONING=true" } " (or remove " code { "aws.provisioning: false" } ") and restart it to make their assignments."
             }
         }
-        @if q.asked { p.notice role="status" { "A sync was asked for; it starts within 10 seconds of the last. Reload to see its outcome." } }
+        @if asked { p.notice role="status" { "A sync was asked for; it starts within 10 seconds of the last. Reload to see its outcome." } }
         form.inline method="post" action="/console/connectors/sync" {
             (v.token_field())
             button type="submit" { "Sync now" }
+        }
+        h2 { "Connector processes" }
+        @if hosts.is_empty() {
+            p.muted { "No " code { "cone-aws serve" } " has connected in the last 10 minutes." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Host" } th scope="col" { "Version" } th scope="col" { "Client id" } th scope="col" { "First seen" } th scope="col" { "Last contact" } } }
+                tbody {
+                    @for h in &hosts {
+                        tr {
+                            th scope="row" { code { (h.host_id) } }
+                            td { (h.version) }
+                            td { code { (h.client_id) } }
+                            td { (when(h.first_seen_at)) }
+                            td { (when(h.last_contact_at)) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Credentials of cone-aws serve" }
+        @match &credentials {
+            Some(CredentialsShown::Issued(c)) => {
+                p.notice role="status" { "New credentials: copy the secret now, it cannot be shown again. Connectors using the credentials before are refused from now on." }
+                pre { "BATON_CLIENT_ID=" (c.client_id) "\nBATON_CLIENT_SECRET=" (c.client_secret) }
+            }
+            Some(CredentialsShown::Revoked) => {
+                p.notice role="status" { "Revoked: no connector may connect until new credentials are issued." }
+            }
+            None => {}
+        }
+        form.inline method="post" action="/console/connectors/credentials" {
+            (v.token_field())
+            button type="submit" { "Issue new credentials" }
+        }
+        form.inline method="post" action="/console/connectors/credentials/revoke" {
+            (v.token_field())
+            button type="submit" { "Revoke credentials" }
         }
         @if c.state == cone_api::CONNECTOR_ERROR {
             p.error role="alert" {
@@ -235,7 +297,21 @@ pub async fn connectors(State(s): State<AppState>, v: Viewer, Query(q): Query<As
             }
         }
     };
-    Ok(page("Connectors", &v, Nav::Connectors, content).into_response())
+    Ok(page("Connectors", v, Nav::Connectors, content).into_response())
+}
+
+/// The Connectors page's "Issue new credentials": the page again, with the secret shown this once.
+pub async fn rotate_credentials(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
+    admins_only(&posted.viewer)?;
+    let issued = crate::services::connector::rotate(&s, &posted.viewer.user).await?;
+    connectors_page(&s, &posted.viewer, false, Some(CredentialsShown::Issued(issued))).await
+}
+
+/// The Connectors page's "Revoke credentials".
+pub async fn revoke_credentials(State(s): State<AppState>, posted: Posted) -> Result<Response, WebError> {
+    admins_only(&posted.viewer)?;
+    crate::services::connector::revoke(&s, &posted.viewer.user).await?;
+    Ok(Redirect::to("/console/connectors?revoked=true").into_response())
 }
 
 /// The Connectors page's "Sync now".

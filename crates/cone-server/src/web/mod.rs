@@ -76,6 +76,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/drift", get(admin::drift))
         .route("/console/connectors", get(admin::connectors))
         .route("/console/connectors/sync", post(admin::sync_now))
+        .route("/console/connectors/credentials", post(admin::rotate_credentials))
+        .route("/console/connectors/credentials/revoke", post(admin::revoke_credentials))
         .route("/console/access-keys", get(admin::access_keys))
         .route("/console/created-users", get(admin::created_users))
         .route("/console/apps", get(apps::apps).post(apps::change))

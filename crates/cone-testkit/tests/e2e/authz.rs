@@ -339,6 +339,8 @@ async fn every_console_page_and_form_for_every_person() {
         (2, format!("/console/tasks/{task}/withdraw"), &[], 403),
         (2, format!("/console/tasks/{task}/withdraw-grant"), &[("reason", "x")], 403),
         (1, "/console/connectors/sync".into(), &[], 403),
+        (2, "/console/connectors/credentials".into(), &[], 403),
+        (1, "/console/connectors/credentials/revoke".into(), &[], 403),
         (2, "/console/sign-out".into(), &[("user", "alice")], 403),
         (1, "/console/apps".into(), &[("account", "Staging"), ("requestable", "false")], 403),
         (2, "/console/policies".into(), &[("document", "policies: []")], 403),

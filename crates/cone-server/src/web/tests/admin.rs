@@ -134,6 +134,38 @@ async fn the_connectors_page_says_syncing_then_connected_or_the_error() {
     assert!(bob.get("/console/connectors").await.body.contains("Connected</span>"));
 }
 
+/// An administrator issues the credentials of `cone-aws serve` on the Connectors page (the secret shown once,
+/// stored only hashed), sees the connector processes heard from, and revokes the credentials.
+#[tokio::test]
+async fn administrators_issue_and_revoke_the_connectors_credentials_on_its_page() {
+    let (s, _keep) = state("admins: { users: [bob] }\n").await;
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    let page = bob.get("/console/connectors").await;
+    assert!(page.body.contains("No <code>cone-aws serve</code> has connected"), "{}", page.body);
+    let issued = bob.post("/console/connectors/credentials", &[("csrf", &page.token())]).await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let line = |key: &str| {
+        let at = issued.body.find(&format!("{key}=")).unwrap_or_else(|| panic!("no {key} in {}", issued.body));
+        issued.body[at + key.len() + 1..].split(['\n', '<']).next().unwrap().to_string()
+    };
+    let (id, secret) = (line("BATON_CLIENT_ID"), line("BATON_CLIENT_SECRET"));
+    assert!(id.starts_with("cone-connector-") && secret.len() == 64, "{id} {secret}");
+    let stored = s.db.connector_secret_hash(&id).await.unwrap().unwrap();
+    assert_eq!(stored, crate::services::auth::secret_hash(&secret));
+    assert!(!stored.contains(&secret));
+
+    crate::services::connector::authenticate(&s, &id, &secret, "pod-1:0a1b", "0.1.0", || false).await.unwrap();
+    let page = bob.get("/console/connectors").await;
+    assert!(page.body.contains("<code>pod-1:0a1b</code>") && !page.body.contains(&secret), "{}", page.body);
+
+    let revoked = bob.post("/console/connectors/credentials/revoke", &[("csrf", &page.token())]).await;
+    assert_eq!(revoked.location(), "/console/connectors?revoked=true");
+    assert!(bob.get(revoked.location()).await.body.contains("Revoked: no connector may connect"));
+    let refused = crate::services::connector::authenticate(&s, &id, &secret, "pod-1:0a1b", "0.1.0", || false).await;
+    assert!(matches!(refused, Err(crate::error::Error::Unauthenticated(_))));
+}
+
 #[tokio::test]
 async fn the_access_keys_page_flags_old_and_unused_keys_and_says_when_the_sync_is_off() {
     let (off, _keep) = state("admins: { users: [bob] }\n").await;
