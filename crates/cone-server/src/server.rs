@@ -265,6 +265,13 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     tracing::info!("listening on {addr}");
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stopping = state.stopping.clone();
+    // Without TCP_NODELAY an answer written in two pieces waits for the client's delayed ACK (40 ms on Linux): a
+    // connector's long poll and answer would each pay it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("cannot set TCP_NODELAY on a connection: {e}");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop_signal().await;
         tracing::info!("asked to stop: answering the requests in flight, then exiting");

@@ -143,27 +143,21 @@ impl Db {
         Ok(id)
     }
 
-    /// Claims the oldest call that is queued or whose lease ran out, for `host_id`, until `now + lease`.
+    /// Claims the oldest call that is queued or whose lease ran out, for `host_id`, until `now + lease`: one
+    /// statement, its pick skipping rows another replica is claiming at the same moment.
     pub async fn claim_call(&self, host_id: &str, now: i64, lease: i64) -> Result<Option<ClaimedCall>> {
-        let (_turn, mut tx) = self.begin_claim(true).await?;
-        let call: Option<ClaimedCall> = sqlx::query_as(&format!(
-            "SELECT id, call FROM connector_calls
-             WHERE state = 'queued' OR (state = 'claimed' AND lease_until <= $1) ORDER BY id LIMIT 1{}",
+        Ok(sqlx::query_as(&format!(
+            "UPDATE connector_calls SET state = 'claimed', host_id = $1, lease_until = $2
+             WHERE id = (SELECT id FROM connector_calls
+                         WHERE state = 'queued' OR (state = 'claimed' AND lease_until <= $3) ORDER BY id LIMIT 1{})
+             RETURNING id, call",
             self.backend.skip_locked("connector_calls")
         ))
+        .bind(host_id)
+        .bind(now + lease)
         .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(c) = &call {
-            sqlx::query("UPDATE connector_calls SET state = 'claimed', host_id = $1, lease_until = $2 WHERE id = $3")
-                .bind(host_id)
-                .bind(now + lease)
-                .bind(c.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(call)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// When the first lease on a claimed call runs out, if any call is claimed.
@@ -211,13 +205,10 @@ impl Db {
     /// The answer of a call, once there is one; the call is then deleted. `Ok(None)` while it waits or runs.
     pub async fn take_answer(&self, id: i64) -> Result<Option<String>> {
         let answer: Option<Option<String>> =
-            sqlx::query_scalar("SELECT answer FROM connector_calls WHERE id = $1 AND state = 'done'")
+            sqlx::query_scalar("DELETE FROM connector_calls WHERE id = $1 AND state = 'done' RETURNING answer")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        if answer.is_some() {
-            sqlx::query("DELETE FROM connector_calls WHERE id = $1").bind(id).execute(&self.pool).await?;
-        }
         Ok(answer.flatten())
     }
 

@@ -29,6 +29,11 @@
 //! sign-in endpoints from loopback (device-code starts, token polls for made-up codes and wrong passwords for
 //! made-up names, by default 5,000, 5,000 and 1,000 a second, open loop). Prints each step's time and the server's
 //! peak memory side by side, and what the flood sent and was answered.
+//!
+//! `cone-bench-setup connector [--postgres] [--rounds N]`: alice's auto-approved request, from filing to granted (the
+//! credentials can then be fetched), N times with the embedded connector, then N times with `cone-aws serve` on the
+//! same sandbox (the server restarted with `aws.connector: external` and no AWS variables); each grant is released and
+//! its revocation waited for before the next round. Prints each mode's times and their ratio.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -93,8 +98,9 @@ async fn main() -> ExitCode {
             Some("offboard") => offboard(store, dir.path(), grants?.max(1)).await,
             Some("flood") => flood(store, dir.path(), rates?).await,
             Some("notify") => notify(store, dir.path(), grants?.max(1)).await,
+            Some("connector") => connector(store, dir.path(), number("--rounds", 30)?.max(1)).await,
             _ => bail!(
-                "usage: cone-bench-setup check [--org]|expiry|offboard|flood|notify [--postgres] [--grants N] [--spread SECS] \
+                "usage: cone-bench-setup check [--org]|expiry|offboard|flood|notify|connector [--postgres] [--rounds N] [--grants N] [--spread SECS] \
                  [--aws-limits N [--write-ms MS]] [--rates DEVICE,POLL,PASSWORD]"
             ),
         }
@@ -719,6 +725,84 @@ async fn day(sb: &Sandbox, alice: &cone_client::Client, bob: &cone_client::Clien
     sampling.store(false, Ordering::Relaxed);
     sampler.await?;
     Ok(Day { request_ms, approve_ms, granted_ms, ended_ms, removed_ms, peak_rss_kb: peak.load(Ordering::Relaxed) })
+}
+
+async fn connector(store: Store, dir: &Path, rounds: u64) -> Result<()> {
+    let mut sb = Sandbox::start_on(store, dir, "", "").await?;
+    for user in ["alice", "carol"] {
+        sb.cone_login(user, &[], user).await?;
+    }
+    let alice = cone_client::Client::new(&sb.server_url, &sb.api_token("alice")?)?;
+    let embedded = grant_rounds(&sb, &alice, rounds).await?;
+    let carol = cone_client::Client::new(&sb.server_url, &sb.api_token("carol")?)?;
+    let credentials = carol.rotate_connector_credentials().await?;
+
+    // The same server on the same address, now with an external connector and no AWS variables.
+    let port = sb.server_url.rsplit(':').next().context("the server's URL has no port")?.to_string();
+    sb.stop_server();
+    let config = sb.dir.join("cone-server.yaml");
+    let text = std::fs::read_to_string(&config)?
+        .replace("listen: 127.0.0.1:0\n", &format!("listen: 127.0.0.1:{port}\n"))
+        .replace("aws:\n  sso_region: us-east-1\n", "aws:\n  sso_region: us-east-1\n  connector: external\n");
+    std::fs::write(&config, text)?;
+    let (_server, url) = sb.spawn_replica_without_aws()?;
+    let secret = (credentials.client_id.as_str(), credentials.client_secret.as_str());
+    let _connector = sb.spawn_connector(&url, secret, &sb.moto.endpoint, &[("BATON_HOST_ID", "bench")])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while carol.connectors().await?.first().is_none_or(|c| c.hosts.is_empty() || c.state != "connected") {
+        if Instant::now() > deadline {
+            bail!("the external connector did not sync within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let external = grant_rounds(&sb, &alice, rounds).await?;
+
+    let show = |name: &str, times: &[Duration]| {
+        let ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        println!("{name:<9} rounds {} p50 {:.1} ms p90 {:.1} ms max {:.1} ms", ms.len(), at(0.5), at(0.9), at(1.0));
+        at(0.5)
+    };
+    let (e, x) = (show("embedded", &embedded), show("external", &external));
+    println!("external/embedded p50 {:.2}x", x / e);
+    Ok(())
+}
+
+/// Alice's auto-approved request for Staging ReadOnlyAccess, `rounds` times (after one round not counted): the time
+/// from filing to granted, sorted. Each grant is released and its revocation waited for, and the rounds are spaced.
+async fn grant_rounds(sb: &Sandbox, alice: &cone_client::Client, rounds: u64) -> Result<Vec<Duration>> {
+    let entitlement = format!(
+        "{}|{}",
+        sb.org.account_id("Staging").context("no Staging")?,
+        sb.org.permission_set_arn("ReadOnlyAccess").context("no ReadOnlyAccess")?
+    );
+    let request = CreateTask { app_id: "aws".into(), entitlement_id: entitlement.clone(), ..CreateTask::default() };
+    // A sync just ran (at the server's start, or the connector's): its calls spent the connector's rate budget,
+    // which refills within a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut times = Vec::new();
+    for round in 0..=rounds {
+        let started = Instant::now();
+        let task =
+            alice.create_task(&CreateTask { justification: format!("round {round}"), ..request.clone() }).await?;
+        until(alice, task.id, TaskState::Granted).await?;
+        if round > 0 {
+            times.push(started.elapsed());
+        }
+        alice.drop_access("aws", &entitlement).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !alice.task(task.id, None, Duration::ZERO).await?.events.iter().any(|e| e.action == "grant.revoke") {
+            if Instant::now() > deadline {
+                bail!("round {round}'s grant was not revoked within a minute");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A round makes about six Identity Center calls; at the default 20 a second, half a second apart keeps the
+        // rate limit from binding, so each round meets the connector as a lone request would.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    times.sort();
+    Ok(times)
 }
 
 /// Waits (long-polling, up to two minutes) until task `id` is in `state`.

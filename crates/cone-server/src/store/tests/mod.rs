@@ -1,6 +1,7 @@
 //! The store on both backends: chains, claims, drift, device codes, the access document, syncs.
 
 mod accounts;
+mod connector;
 mod denials;
 mod people;
 mod reviews;
