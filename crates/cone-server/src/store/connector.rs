@@ -26,9 +26,10 @@ pub struct ClaimedCall {
     pub call: String,
 }
 
-/// Queued calls older than this are withdrawn by their caller; rows older than this whose caller never came back
-/// (a crashed server) are removed.
+/// Calls older than this whose caller never came back for them (a crashed server) are removed.
 const FORGOTTEN_AFTER: i64 = 24 * 3600;
+/// How often a host's contact is written down, at most.
+const CONTACT_EVERY: i64 = 10;
 
 impl Db {
     /// Issues new connector credentials, revoking those before; audited.
@@ -97,8 +98,17 @@ impl Db {
         Ok(())
     }
 
-    /// Records that `host_id` was heard from.
+    /// Records that `host_id` was heard from, at most every [`CONTACT_EVERY`] seconds per process.
     pub async fn connector_contact(&self, host_id: &str, client_id: &str, version: &str, now: i64) -> Result<()> {
+        {
+            let mut seen = self.calls.contacts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.get(host_id).is_some_and(|at| now - at < CONTACT_EVERY) {
+                return Ok(());
+            }
+            // Hosts come and go (each process has its own id): forget those not heard from lately.
+            seen.retain(|_, at| now - *at < FORGOTTEN_AFTER);
+            seen.insert(host_id.to_string(), now);
+        }
         sqlx::query(
             "INSERT INTO connector_hosts (host_id, client_id, version, first_seen_at, last_contact_at)
              VALUES ($1, $2, $3, $4, $4)
@@ -125,12 +135,17 @@ impl Db {
         .await?)
     }
 
-    /// Queues a call (and, for a sync, the spool run its parts go to); returns its id.
-    pub async fn queue_call(&self, call: &str, spool: Option<&str>, now: i64) -> Result<i64> {
+    /// Removes the calls whose caller never came back for them.
+    pub async fn forget_calls(&self, now: i64) -> Result<()> {
         sqlx::query("DELETE FROM connector_calls WHERE created_at < $1")
             .bind(now - FORGOTTEN_AFTER)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Queues a call (and, for a sync, the spool run its parts go to); returns its id.
+    pub async fn queue_call(&self, call: &str, spool: Option<&str>, now: i64) -> Result<i64> {
         let id = sqlx::query_scalar(
             "INSERT INTO connector_calls (call, spool, state, created_at) VALUES ($1, $2, 'queued', $3) RETURNING id",
         )

@@ -112,6 +112,9 @@ pub struct Denials {
 pub struct CallSignals {
     pub(super) queued: Notify,
     pub(super) answered: Notify,
+    /// When this process last recorded each connector host's contact: recorded again only after a while, so that a
+    /// busy connector's every request is not a write.
+    pub(super) contacts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// The store. Its pool is its own: every statement of the server is in this module.

@@ -39,6 +39,9 @@ pub async fn sync_once(s: &AppState, connector: &Aws, last_sweep: &mut Option<i6
 }
 
 async fn sync_and_sweep(s: &AppState, connector: &Aws, last_sweep: &mut Option<i64>) -> anyhow::Result<()> {
+    if let Err(e) = s.db.forget_calls(s.now()).await {
+        tracing::warn!("cannot remove connector calls nobody came back for; the next sync tries again: {e:#}");
+    }
     let spool = s.db.sync_spool().await?;
     let result = sync_through(s, connector, &spool, last_sweep).await;
     // Stored or not, this run's parts are of no further use: an interrupted sync resumes from the journal.
