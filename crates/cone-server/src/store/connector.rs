@@ -159,8 +159,20 @@ impl Db {
     }
 
     /// Claims the oldest call that is queued or whose lease ran out, for `host_id`, until `now + lease`: one
-    /// statement, its pick skipping rows another replica is claiming at the same moment.
+    /// statement, its pick skipping rows another replica is claiming at the same moment. A read comes first, so
+    /// that a long poll finding nothing takes no write lock (on SQLite, the waiting worker's writes would queue
+    /// behind it).
     pub async fn claim_call(&self, host_id: &str, now: i64, lease: i64) -> Result<Option<ClaimedCall>> {
+        let claimable: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM connector_calls
+             WHERE state = 'queued' OR (state = 'claimed' AND lease_until <= $1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if claimable.is_none() {
+            return Ok(None);
+        }
         Ok(sqlx::query_as(&format!(
             "UPDATE connector_calls SET state = 'claimed', host_id = $1, lease_until = $2
              WHERE id = (SELECT id FROM connector_calls
@@ -217,8 +229,16 @@ impl Db {
         Ok(true)
     }
 
-    /// The answer of a call, once there is one; the call is then deleted. `Ok(None)` while it waits or runs.
+    /// The answer of a call, once there is one; the call is then deleted. `Ok(None)` while it waits or runs (read
+    /// without a write lock).
     pub async fn take_answer(&self, id: i64) -> Result<Option<String>> {
+        let done: Option<i64> = sqlx::query_scalar("SELECT id FROM connector_calls WHERE id = $1 AND state = 'done'")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if done.is_none() {
+            return Ok(None);
+        }
         let answer: Option<Option<String>> =
             sqlx::query_scalar("DELETE FROM connector_calls WHERE id = $1 AND state = 'done' RETURNING answer")
                 .bind(id)

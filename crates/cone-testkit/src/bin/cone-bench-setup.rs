@@ -31,9 +31,10 @@
 //! peak memory side by side, and what the flood sent and was answered.
 //!
 //! `cone-bench-setup connector [--postgres] [--rounds N]`: alice's auto-approved request, from filing to granted (the
-//! credentials can then be fetched), N times with the embedded connector, then N times with `cone-aws serve` on the
-//! same sandbox (the server restarted with `aws.connector: external` and no AWS variables); each grant is released and
-//! its revocation waited for before the next round. Prints each mode's times and their ratio.
+//! credentials can then be fetched), about N times with the embedded connector and N times with `cone-aws serve` on
+//! the same sandbox (the server restarted with `aws.connector: external` and no AWS variables), the modes taking
+//! turns in three blocks; each grant is released and its revocation waited for before the next round. Prints each
+//! mode's times and their ratio.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -733,29 +734,45 @@ async fn connector(store: Store, dir: &Path, rounds: u64) -> Result<()> {
         sb.cone_login(user, &[], user).await?;
     }
     let alice = cone_client::Client::new(&sb.server_url, &sb.api_token("alice")?)?;
-    let embedded = grant_rounds(&sb, &alice, rounds).await?;
     let carol = cone_client::Client::new(&sb.server_url, &sb.api_token("carol")?)?;
     let credentials = carol.rotate_connector_credentials().await?;
+    let secret = (credentials.client_id.as_str(), credentials.client_secret.as_str());
 
-    // The same server on the same address, now with an external connector and no AWS variables.
+    // One server at a time on the sandbox's address, restarted between the modes: embedded (AWS variables, the
+    // configuration as the sandbox wrote it) and external (no AWS variables, `cone-aws serve` beside it). The modes
+    // take turns, a block of rounds each, so that whatever drifts during the run weighs on both alike.
     let port = sb.server_url.rsplit(':').next().context("the server's URL has no port")?.to_string();
     sb.stop_server();
     let config = sb.dir.join("cone-server.yaml");
-    let text = std::fs::read_to_string(&config)?
-        .replace("listen: 127.0.0.1:0\n", &format!("listen: 127.0.0.1:{port}\n"))
+    let embedded_config =
+        std::fs::read_to_string(&config)?.replace("listen: 127.0.0.1:0\n", &format!("listen: 127.0.0.1:{port}\n"));
+    let external_config = embedded_config
         .replace("aws:\n  sso_region: us-east-1\n", "aws:\n  sso_region: us-east-1\n  connector: external\n");
-    std::fs::write(&config, text)?;
-    let (_server, url) = sb.spawn_replica_without_aws()?;
-    let secret = (credentials.client_id.as_str(), credentials.client_secret.as_str());
-    let _connector = sb.spawn_connector(&url, secret, &sb.moto.endpoint, &[("BATON_HOST_ID", "bench")])?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while carol.connectors().await?.first().is_none_or(|c| c.hosts.is_empty() || c.state != "connected") {
-        if Instant::now() > deadline {
-            bail!("the external connector did not sync within a minute");
+    let _connector = sb.spawn_connector(&sb.server_url, secret, &sb.moto.endpoint, &[("BATON_HOST_ID", "bench")])?;
+    let (mut embedded, mut external) = (Vec::new(), Vec::new());
+    const BLOCKS: u64 = 3;
+    for _ in 0..BLOCKS {
+        for (external_mode, times) in [(false, &mut embedded), (true, &mut external)] {
+            std::fs::write(&config, if external_mode { &external_config } else { &embedded_config })?;
+            let (_server, _) =
+                if external_mode { sb.spawn_replica_without_aws()? } else { sb.spawn_replica(&sb.moto.endpoint)? };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while carol
+                .connectors()
+                .await?
+                .first()
+                .is_none_or(|c| c.state != "connected" || (external_mode && c.hosts.is_empty()))
+            {
+                if Instant::now() > deadline {
+                    bail!("the server (external connector: {external_mode}) did not sync within a minute");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            times.extend(grant_rounds(&sb, &alice, rounds.div_ceil(BLOCKS)).await?);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let external = grant_rounds(&sb, &alice, rounds).await?;
+    embedded.sort();
+    external.sort();
 
     let show = |name: &str, times: &[Duration]| {
         let ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
@@ -769,7 +786,7 @@ async fn connector(store: Store, dir: &Path, rounds: u64) -> Result<()> {
 }
 
 /// Alice's auto-approved request for Staging ReadOnlyAccess, `rounds` times (after one round not counted): the time
-/// from filing to granted, sorted. Each grant is released and its revocation waited for, and the rounds are spaced.
+/// from filing to granted. Each grant is released and its revocation waited for, and the rounds are spaced.
 async fn grant_rounds(sb: &Sandbox, alice: &cone_client::Client, rounds: u64) -> Result<Vec<Duration>> {
     let entitlement = format!(
         "{}|{}",
@@ -801,7 +818,6 @@ async fn grant_rounds(sb: &Sandbox, alice: &cone_client::Client, rounds: u64) ->
         // rate limit from binding, so each round meets the connector as a lone request would.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    times.sort();
     Ok(times)
 }
 
