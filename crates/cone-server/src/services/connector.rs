@@ -36,10 +36,13 @@ fn unreachable(message: String) -> ConnectorError {
 /// Runs `call` on a connector host and waits for its answer; a sync's parts go to the spool run `spool`.
 pub async fn call(s: &AppState, call: &Call, spool: Option<&str>) -> Result<Value, ConnectorError> {
     let body = serde_json::to_string(call).map_err(|e| unreachable(format!("cannot write the call down: {e}")))?;
-    let id =
+    let mut queued =
         s.db.queue_call(&body, spool, s.now())
             .await
             .map_err(|e| unreachable(format!("cannot queue the call for the connector: {e:#}")))?;
+    let id = queued.id;
+    // Handed over in memory when the host answers through this process; otherwise written down and announced.
+    let mut handed_over = true;
     let deadline = (!call.is_sync()).then(|| Instant::now() + QUEUE_WAIT);
     let lease = Duration::from_secs(call_lease(s).unsigned_abs());
     loop {
@@ -63,6 +66,10 @@ pub async fn call(s: &AppState, call: &Call, spool: Option<&str>) -> Result<Valu
         // Past the deadline, the holder's lease is looked at again once it may have run out.
         let wake = deadline.filter(|d| Instant::now() < *d).unwrap_or_else(|| Instant::now() + lease);
         tokio::select! {
+            answer = &mut queued.answer, if handed_over => match answer {
+                Ok(answer) => return read_answer(&answer),
+                Err(_) => handed_over = false,
+            },
             () = &mut answered => {}
             () = tokio::time::sleep_until(wake) => {}
         }

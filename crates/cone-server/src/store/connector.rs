@@ -19,6 +19,20 @@ pub struct HostRow {
     pub last_contact_at: i64,
 }
 
+/// A call this process queued: its id, and its answer when a host's answer reaches this process. Dropped, the call
+/// is no longer waited on here.
+pub struct Queued {
+    pub id: i64,
+    pub answer: tokio::sync::oneshot::Receiver<String>,
+    calls: std::sync::Arc<super::pool::CallSignals>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.calls.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.id);
+    }
+}
+
 /// A call a host claimed: its id and the call as JSON.
 #[derive(Debug, Clone, FromRow)]
 pub struct ClaimedCall {
@@ -144,8 +158,8 @@ impl Db {
         Ok(())
     }
 
-    /// Queues a call (and, for a sync, the spool run its parts go to); returns its id.
-    pub async fn queue_call(&self, call: &str, spool: Option<&str>, now: i64) -> Result<i64> {
+    /// Queues a call (and, for a sync, the spool run its parts go to).
+    pub async fn queue_call(&self, call: &str, spool: Option<&str>, now: i64) -> Result<Queued> {
         let id = sqlx::query_scalar(
             "INSERT INTO connector_calls (call, spool, state, created_at) VALUES ($1, $2, 'queued', $3) RETURNING id",
         )
@@ -154,8 +168,10 @@ impl Db {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
+        let (tx, answer) = tokio::sync::oneshot::channel();
+        self.calls.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, tx);
         self.calls.queued.notify_waiters();
-        Ok(id)
+        Ok(Queued { id, answer, calls: self.calls.clone() })
     }
 
     /// Claims the oldest call that is queued or whose lease ran out, for `host_id`, until `now + lease`: one
@@ -210,8 +226,27 @@ impl Db {
         Ok(spool)
     }
 
-    /// Records the answer of a call `host_id` holds; `false` when it no longer holds it.
+    /// Records the answer of a call `host_id` holds; `false` when it no longer holds it. When the call's caller waits
+    /// in this process, the answer is handed to it and the call deleted in one statement.
     pub async fn answer_call(&self, id: i64, host_id: &str, answer: &str, now: i64) -> Result<bool> {
+        let waiter = self.calls.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        if let Some(waiter) = waiter {
+            let held = sqlx::query("DELETE FROM connector_calls WHERE id = $1 AND state = 'claimed' AND host_id = $2")
+                .bind(id)
+                .bind(host_id)
+                .execute(&self.pool)
+                .await;
+            if held.as_ref().is_ok_and(|done| done.rows_affected() == 1) {
+                let _ = waiter.send(answer.to_string());
+                return Ok(true);
+            }
+            // Not this host's answer to give (or the store failed): the caller waits on.
+            if !waiter.is_closed() {
+                self.calls.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, waiter);
+            }
+            held?;
+            return Ok(false);
+        }
         let done = sqlx::query(
             "UPDATE connector_calls SET state = 'done', answer = $1, done_at = $2, lease_until = NULL
              WHERE id = $3 AND state = 'claimed' AND host_id = $4",

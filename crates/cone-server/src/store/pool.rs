@@ -115,6 +115,9 @@ pub struct CallSignals {
     /// When this process last recorded each connector host's contact: recorded again only after a while, so that a
     /// busy connector's every request is not a write.
     pub(super) contacts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The calls this process queued and waits on: a host's answer reaching this process is handed over here,
+    /// without being written down for another replica to read.
+    pub(super) waiting: std::sync::Mutex<std::collections::HashMap<i64, tokio::sync::oneshot::Sender<String>>>,
 }
 
 /// The store. Its pool is its own: every statement of the server is in this module.
