@@ -167,3 +167,53 @@ async fn a_connector_killed_mid_call_leaves_it_to_another_which_finishes_it_once
     assert_eq!(task.events.iter().filter(|e| e.action == "grant.activate").count(), 1);
     assert_audit_intact(&sb);
 }
+
+/// Two replicas on one PostgreSQL and a connector polling each: requests filed on either replica are granted, each
+/// call answered through whichever replica its connector polls (the answer reaching the waiting worker through
+/// PostgreSQL's notifications when that is the other replica).
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_and_connectors_share_the_calls() {
+    let Some(store) = Store::postgres("replicas_and_connectors_share_the_calls").unwrap() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, _first, credentials) = external(store, dir.path(), "").await;
+    // The second replica listens elsewhere: the configuration on a free port for its start only.
+    let config = sb.dir.join("cone-server.yaml");
+    let pinned = std::fs::read_to_string(&config).unwrap();
+    let port = sb.server_url.rsplit(':').next().unwrap();
+    std::fs::write(&config, pinned.replace(&format!("listen: 127.0.0.1:{port}"), "listen: 127.0.0.1:0")).unwrap();
+    let (_second, second_url) = sb.spawn_replica_without_aws().unwrap();
+    std::fs::write(&config, pinned).unwrap();
+
+    let secret = (credentials.client_id.as_str(), credentials.client_secret.as_str());
+    let _a = sb.spawn_connector(&sb.server_url, secret, &sb.moto.endpoint, &[("BATON_HOST_ID", "a")]).unwrap();
+    let _b = sb.spawn_connector(&second_url, secret, &sb.moto.endpoint, &[("BATON_HOST_ID", "b")]).unwrap();
+    eventually(Duration::from_secs(60), "both connectors are heard from and a sync is done", async || {
+        let c = connector_status(&sb).await;
+        c.state == "connected" && c.hosts.len() >= 2
+    })
+    .await;
+
+    let token = sb.api_token("alice").unwrap();
+    let replicas = [Client::new(&sb.server_url, &token).unwrap(), Client::new(&second_url, &token).unwrap()];
+    let mut tasks = Vec::new();
+    for (n, account) in ["Staging", "Production", "Sandbox"].into_iter().enumerate() {
+        let entitlement =
+            format!("{}|{}", sb.org.account_id(account).unwrap(), sb.org.permission_set_arn("ReadOnlyAccess").unwrap());
+        let request = cone_api::CreateTask {
+            app_id: "aws".into(),
+            entitlement_id: entitlement,
+            justification: "replicas".into(),
+            ..cone_api::CreateTask::default()
+        };
+        tasks.push((account, replicas[n % 2].create_task(&request).await.unwrap().id));
+    }
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    for (account, id) in tasks {
+        eventually(Duration::from_secs(30), "each request is granted", async || {
+            replicas[0].task(id, None, Duration::ZERO).await.unwrap().state == TaskState::Granted
+        })
+        .await;
+        assert_eq!(sb.assigned_principals(account, "ReadOnlyAccess").await.unwrap(), [alice.clone()], "{account}");
+    }
+    assert_audit_intact(&sb);
+}
