@@ -105,23 +105,30 @@ enum Command {
     /// Create and delete users and group memberships in the identity store or IAM. Each change is idempotent:
     /// what is already as asked is reported and left alone. Needs BATON_PROVISIONING.
     Provision {
-        /// Allow changes to AWS, as baton-aws's setting of the same name does; without it, nothing is changed.
-        /// `--provisioning` alone is `--provisioning=true`.
-        #[arg(
-            long,
-            env = "BATON_PROVISIONING",
-            default_value = "false",
-            num_args = 0..=1,
-            require_equals = true,
-            default_missing_value = "true",
-            value_parser = BoolishValueParser::new()
-        )]
-        provisioning: bool,
+        #[command(flatten)]
+        provisioning: Provisioning,
         #[command(flatten)]
         aws: AwsSettings,
         #[command(subcommand)]
         what: Provision,
     },
+}
+
+/// `--provisioning` / `BATON_PROVISIONING`, as `provision` and `serve` take it.
+#[derive(Args)]
+pub struct Provisioning {
+    /// Allow changes to AWS, as baton-aws's setting of the same name does; without it, nothing is changed (`serve`
+    /// still syncs, and refuses the server's writes saying why). `--provisioning` alone is `--provisioning=true`.
+    #[arg(
+        long,
+        env = "BATON_PROVISIONING",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub provisioning: bool,
 }
 
 #[derive(Subcommand)]
@@ -269,7 +276,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Diff { old, new } => return diff(&old, &new).await,
         Command::Serve(args) => serve::serve(args).await?,
         Command::Provision { provisioning, aws, what } => {
-            if !provisioning {
+            if !provisioning.provisioning {
                 anyhow::bail!(
                     "provisioning is not enabled, so nothing was changed. Set BATON_PROVISIONING=true (or pass \
                      --provisioning) to let cone-aws change AWS; the role then needs `cone-aws policy --provisioning \

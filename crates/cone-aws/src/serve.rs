@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use clap::builder::BoolishValueParser;
 use cone_aws::remote::{Answer, Call, Claimed, Failure, PartPost};
 use cone_aws::spool::SinkError;
 use cone_aws::{AwsSettings, Connector, Part, Sink};
@@ -41,18 +40,8 @@ pub struct Serve {
     /// suffix).
     #[arg(long, env = "BATON_HOST_ID", default_value = "cone-aws")]
     host_id: String,
-    /// Allow changes to AWS (grants, revocations, memberships, IAM users). Without it the connector only syncs, and
-    /// refuses the server's writes with a message saying why.
-    #[arg(
-        long,
-        env = "BATON_PROVISIONING",
-        default_value = "false",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_parser = BoolishValueParser::new()
-    )]
-    provisioning: bool,
+    #[command(flatten)]
+    provisioning: crate::Provisioning,
     #[command(flatten)]
     aws: AwsSettings,
 }
@@ -189,7 +178,8 @@ async fn serve_here(args: Serve) -> Result<()> {
         client_secret: args.client_secret,
         host: format!("{}:{instance:08x}", args.host_id),
     });
-    tracing::info!(server = %link.base, host = %link.host, provisioning = args.provisioning, "taking work from the server");
+    let provisioning = args.provisioning.provisioning;
+    tracing::info!(server = %link.base, host = %link.host, provisioning, "taking work from the server");
     let mut running = tokio::task::JoinSet::new();
     let mut failures = 0u32;
     let stop = stop_signal();
@@ -210,7 +200,7 @@ async fn serve_here(args: Serve) -> Result<()> {
             Ok(Some(claimed)) => {
                 failures = 0;
                 let (link, connector) = (link.clone(), connector.clone());
-                running.spawn_local(run(link, connector, claimed, args.provisioning));
+                running.spawn_local(run(link, connector, claimed, provisioning));
             }
             Ok(None) => failures = 0,
             Err(Trouble::Refused(why)) => bail!("the server refused this connector's credentials: {why}"),
