@@ -58,7 +58,7 @@ struct Link {
 
 /// Why a request to the server failed.
 enum Trouble {
-    /// The credentials were refused: trying again cannot help.
+    /// The server refused the credentials or the request: trying again cannot help.
     Refused(String),
     /// The server no longer hands this call to this host.
     NotHeld,
@@ -80,7 +80,11 @@ impl Link {
         let resp = req.send().await.map_err(|e| Trouble::Other(e.into()))?;
         match resp.status() {
             s if s.is_success() => Ok(resp),
-            StatusCode::UNAUTHORIZED => Err(Trouble::Refused(resp.text().await.unwrap_or_default())),
+            // Refused credentials, or a request this server does not take (a host id too long, another version's
+            // protocol): asking again cannot help.
+            StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND => {
+                Err(Trouble::Refused(resp.text().await.unwrap_or_default()))
+            }
             StatusCode::CONFLICT => Err(Trouble::NotHeld),
             s => {
                 let text = resp.text().await.unwrap_or_default();
@@ -203,7 +207,7 @@ async fn serve_here(args: Serve) -> Result<()> {
                 running.spawn_local(run(link, connector, claimed, provisioning));
             }
             Ok(None) => failures = 0,
-            Err(Trouble::Refused(why)) => bail!("the server refused this connector's credentials: {why}"),
+            Err(Trouble::Refused(why)) => bail!("the server refused this connector: {why}"),
             Err(Trouble::NotHeld) => {}
             Err(Trouble::Other(e)) => {
                 failures += 1;
