@@ -213,7 +213,11 @@ async fn replicas_and_connectors_share_the_calls() {
             replicas[0].task(id, None, Duration::ZERO).await.unwrap().state == TaskState::Granted
         })
         .await;
-        assert_eq!(sb.assigned_principals(account, "ReadOnlyAccess").await.unwrap(), [alice.clone()], "{account}");
+        assert_eq!(
+            sb.assigned_principals(account, "ReadOnlyAccess").await.unwrap(),
+            std::slice::from_ref(&alice),
+            "{account}"
+        );
     }
     assert_audit_intact(&sb);
 }
