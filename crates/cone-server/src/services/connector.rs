@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cone_aws::ConnectorError;
-use cone_aws::remote::{Answer, Call, Failure, PartPost};
+use cone_aws::remote::{Answer, Call, PartPost};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
@@ -77,16 +77,8 @@ pub async fn call(s: &AppState, call: &Call, spool: Option<&str>) -> Result<Valu
 }
 
 fn read_answer(answer: &str) -> Result<Value, ConnectorError> {
-    match serde_json::from_str::<Result<Value, Failure>>(answer) {
-        Ok(answer) => answer.map_err(ConnectorError::from),
-        Err(e) => Err(ConnectorError::Remote {
-            message: format!(
-                "the connector's answer could not be read ({e}); run the same version of cone-aws as of cone-server"
-            ),
-            retryable: false,
-            not_created_by_cone: false,
-        }),
-    }
+    // Unreadable text decodes as nothing, which `decode` refuses in the same words as any unreadable answer.
+    cone_aws::remote::decode::<Answer>(serde_json::from_str(answer).unwrap_or_default())?.map_err(ConnectorError::from)
 }
 
 /// The next call for `host`, waiting up to [`LONG_POLL`] for one; `None` when there is none or the server is
