@@ -940,7 +940,7 @@ fn config_check_says_what_a_file_sets_up_or_its_first_mistake() {
         "Policies: readonly.",
         "Webhooks: none.",
         "Notifications: email through smtp.example.com:587.",
-        "AWS: Identity Center in eu-west-1; provisioning on.",
+        "AWS: Identity Center in eu-west-1, called from this server; provisioning on.",
     ] {
         assert!(out.contains(line), "no {line:?} in {out}");
     }
