@@ -38,6 +38,9 @@ async fn schemathesis_finds_no_failure(store: Store) {
         .args(["--request-timeout", "20"])
         // Signing out would end the run's session; the sign-out itself is checked in authz.rs.
         .args(["--exclude-path", "/api/v1/logout"])
+        // The connector's routes take its credentials (HTTP Basic), which the run has not: every call would be the
+        // 401 that authz.rs checks, and connector.rs drives them with a real connector.
+        .args(["--exclude-tag", "connector"])
         .env("NO_COLOR", "1");
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("running schemathesis");
