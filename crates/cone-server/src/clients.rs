@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The `clients` section of the configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientsConfig {
     /// Requests a second each client may make to the sign-in endpoints, on average.
@@ -27,6 +27,7 @@ pub struct ClientsConfig {
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client. Without them, the
     /// client is the address the connection comes from, and a proxy in front of the server shares one bucket.
     #[serde(default, deserialize_with = "networks")]
+    #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<IpNet>,
 }
 

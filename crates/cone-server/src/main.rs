@@ -22,7 +22,7 @@ mod web;
 mod webhooks;
 mod workers;
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a configuration without starting: the file whole, the secrets it names, and the `BATON_*` settings.
+    /// Check a configuration without starting, or describe the configuration file.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -92,6 +92,10 @@ enum ConfigCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the configuration file's JSON Schema, for editors that check YAML as it is written.
+    Schema,
+    /// Print the configuration reference in Markdown (docs/configuration.md).
+    Reference,
 }
 
 #[tokio::main]
@@ -164,5 +168,12 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", server::check(&config)?);
             Ok(())
         }
+        Command::Config { command: ConfigCommand::Schema } => print(&format!("{:#}\n", config::reference::schema())),
+        Command::Config { command: ConfigCommand::Reference } => print(&config::reference::markdown()),
     }
+}
+
+/// Writes to standard output, which may be a closed pipe (`| head`): an error, not a panic.
+fn print(text: &str) -> Result<()> {
+    std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write to standard output")
 }

@@ -3,6 +3,7 @@
 
 mod notifications;
 mod policy;
+pub mod reference;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use cone_core::catalog::{AccessProfile, Catalog, ManagementRule, Target};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use notifications::NotificationsConfig;
@@ -22,9 +24,11 @@ pub use policy::{Branches, Policy};
 pub use secrets::{Oidc, UserField, Webhook};
 use secrets::{OidcConfig, WebhookConfig};
 
-#[derive(Debug, Deserialize)]
+/// The settings of the file's top level; each section below is a key of it.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The address and port the API, the sign-in page and the console listen on.
     #[serde(default = "default_listen")]
     pub listen: String,
     /// A SQLite database file, or a `postgres://` URL.
@@ -45,36 +49,50 @@ pub struct Config {
     /// Rate limits per client on the sign-in endpoints, and the proxies trusted to name the client.
     #[serde(default)]
     pub clients: crate::clients::ClientsConfig,
+    /// Identity Center, the connector, and what is synced from and written to AWS.
     pub aws: AwsConfig,
     /// Duration of a grant when the request names none, capped by the policy's maximum.
     #[serde(default = "default_duration", with = "duration")]
+    #[schemars(with = "Duration")]
     pub default_duration: i64,
     /// Requests nobody decides within this time are closed as timed out.
     #[serde(default = "default_pending_timeout", with = "duration")]
+    #[schemars(with = "Duration")]
     pub pending_timeout: i64,
+    /// Comparing what AWS holds with what Cone granted.
     #[serde(default)]
     pub drift: DriftConfig,
     /// How long a worker holds a job it claimed before another worker (or replica) may take it over: the time a
     /// crashed worker's provisioning or revocation waits. It must exceed the longest AWS call of a job.
     #[serde(default = "default_job_lease", with = "duration")]
+    #[schemars(with = "Duration")]
     pub job_lease: i64,
     /// How long a server asked to stop (SIGTERM, Ctrl-C) lets its jobs in flight finish. Jobs still running then are
     /// given back for the next server or another replica to take at once. Keep it under the grace period of what
     /// stops the server (Kubernetes gives 30 s, systemd 90 s).
     #[serde(default = "default_stop_grace", with = "duration")]
+    #[schemars(with = "Duration")]
     pub stop_grace: i64,
+    /// People data Identity Center lacks, for policies, and how many people one sync may offboard.
     #[serde(default)]
     pub identities: Identities,
     /// Who administers Cone: the drift report and every task. Nobody, unless listed.
     #[serde(default)]
     pub admins: Admins,
-    /// The access sections ([`ACCESS_SECTIONS`]), read as they are written to become the file's access document;
-    /// [`Config::parse`] checks them typed.
+    // The access sections ([`ACCESS_SECTIONS`]), read as they are written to become the file's access document;
+    // [`Config::parse`] checks them typed.
+    /// Who sees and may request which entitlements (docs/policies.md). Part of the access document, which
+    /// administrators may also change while servers run.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     access_profiles: Option<Value>,
+    /// Which entitlements may be requested at all, and the access profile offering them (docs/policies.md).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     entitlement_management: Option<Value>,
+    /// How requests are decided: approvals, durations, forms (docs/policies.md).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     policies: Option<Value>,
     /// The file's access sections as a document of their own, as the database keeps it ("" when the file has none).
     #[serde(skip)]
@@ -82,7 +100,7 @@ pub struct Config {
     /// What the file's access document says, compiled.
     #[serde(skip)]
     pub access: Access,
-    /// Outgoing webhooks for task and grant events (`docs/webhooks.md`).
+    /// Outgoing webhooks for task, grant and review events (docs/webhooks.md), one entry each.
     #[serde(default, rename = "webhooks")]
     webhook_configs: Vec<WebhookConfig>,
     #[serde(skip)]
@@ -92,7 +110,7 @@ pub struct Config {
     oidc_config: Option<OidcConfig>,
     #[serde(skip)]
     pub oidc: Option<Oidc>,
-    /// Email to people about their requests and grants (`docs/notifications.md`).
+    /// Telling people about their requests, grants and reviews, by email and Slack (docs/notifications.md).
     #[serde(default, rename = "notifications")]
     notifications_config: NotificationsConfig,
     #[serde(skip)]
@@ -146,7 +164,7 @@ impl Access {
 }
 
 /// Where the server stores: SQLite (embedded, one server) or PostgreSQL (one or more replicas).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(try_from = "String")]
 pub enum Database {
     Sqlite(PathBuf),
@@ -187,16 +205,18 @@ impl std::fmt::Display for Database {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
+    /// The region of the IAM Identity Center instance.
     pub sso_region: String,
-    /// Where the connector runs: `embedded` in this process, with AWS credentials here; or `external`, a
-    /// `cone-aws serve` process elsewhere that holds them and takes the work from here (docs/aws-connector.md).
+    /// Where the connector, which calls AWS, runs (docs/aws-connector.md).
     #[serde(default)]
     pub connector: ConnectorMode,
+    /// The app's id in Cone's catalog, which policies and access profiles name.
     #[serde(default = "default_app_id")]
     pub app_id: String,
+    /// Seconds between two syncs of the catalog and the people from AWS.
     #[serde(default = "default_sync_interval")]
     pub sync_interval_secs: u64,
     /// The app's owners (usernames), for approvals `from: owners`.
@@ -236,11 +256,13 @@ fn default_true() -> bool {
 }
 
 /// `aws.connector`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectorMode {
+    /// In the server's process, with the AWS credentials of the server.
     #[default]
     Embedded,
+    /// In `cone-aws serve` processes, which hold the AWS credentials and take their work from the server.
     External,
 }
 
@@ -249,31 +271,35 @@ fn default_assignment_writes() -> usize {
 }
 
 /// `aws.account_provisioning`: the IAM users Cone may create, and what becomes of them when no grant needs them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountProvisioning {
     /// Create an IAM user for a person granted an IAM group in an account where Cone made them none. Off, such a
     /// grant fails with a message saying so.
     #[serde(default)]
     pub iam_users: bool,
+    /// The IAM path of the users Cone creates; Cone never touches a user outside it.
     #[serde(default = "default_iam_path")]
     pub path: String,
     /// Tags on every IAM user Cone creates, beside `cone:identity` (the person's Identity Center user id).
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
-    /// When the last grant needing the user ends: `delete` (after `delete_after`) or `keep`. A kept user has no
-    /// password, keys or groups left, so it cannot act. At offboarding the user is always deleted at once.
+    /// What becomes of a user when the last grant needing it ends. At offboarding the user is always deleted at once.
     #[serde(default)]
     pub deprovision: Deprovision,
+    /// With `deprovision: delete`, how long after the last grant needing it a user is deleted; at once when absent.
     #[serde(default, with = "duration")]
+    #[schemars(with = "Option<Duration>")]
     pub delete_after: i64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Deprovision {
+    /// Delete the user, with its keys, password and memberships, after `delete_after`.
     #[default]
     Delete,
+    /// Keep the user, stripped of its password, keys and groups, so that it cannot act.
     Keep,
 }
 
@@ -328,12 +354,13 @@ impl AwsConfig {
 }
 
 /// The drift sweep: after a catalog sync, the account assignments AWS reports are compared with the grants.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftConfig {
     /// The least time between two sweeps; when shorter than `aws.sync_interval_secs`, the catalog is synced this
     /// often instead. Absent: a sweep after every sync.
     #[serde(default, with = "duration")]
+    #[schemars(with = "Option<Duration>")]
     pub interval: i64,
     /// Permission sets (by name) whose unexplained user assignments are removed; those of other permission sets
     /// are only reported. Opt-in, because an assignment made outside Cone may be on purpose.
@@ -343,9 +370,10 @@ pub struct DriftConfig {
 
 /// People data Identity Center lacks, for policies (each user's manager and free-form attributes), and how many
 /// people one sync may offboard.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Identities {
+    /// The people who have a manager or attributes, one entry each.
     #[serde(default)]
     pub users: Vec<Identity>,
     /// A sync that would offboard more than this share of the people Cone knows from Identity Center (and more than
@@ -364,11 +392,13 @@ fn default_max_offboard_percent() -> u8 {
     10
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Admins {
+    /// Usernames of administrators.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Groups whose members are administrators.
     #[serde(default)]
     pub groups: Vec<String>,
 }
@@ -379,12 +409,15 @@ impl Admins {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
+    /// The person's username.
     pub name: String,
+    /// Their manager's username, for approvals `from: manager` and access reviews.
     #[serde(default)]
     pub manager: Option<String>,
+    /// Free-form attributes policies match on (`requester.attributes.team`).
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
 }
@@ -515,10 +548,35 @@ fn default_sync_interval() -> u64 {
 }
 
 pub(super) mod duration {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         let text = String::deserialize(d)?;
         cone_core::duration::parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// For the defaults the configuration reference shows; 0 is "not set", which has no text.
+    pub fn serialize<S: Serializer>(secs: &i64, s: S) -> Result<S::Ok, S::Error> {
+        match secs {
+            0 => s.serialize_none(),
+            secs => s.serialize_str(&cone_core::duration::format(*secs)),
+        }
+    }
+}
+
+/// A duration as the configuration writes it, for the schema.
+pub(super) struct Duration;
+
+impl JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+[wdhms])+$",
+            "description": "Numbers with units w, d, h, m or s: `90s`, `15m`, `8h`, `1h30m`, `7d`."
+        })
     }
 }

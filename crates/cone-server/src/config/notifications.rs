@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -10,15 +11,22 @@ use super::duration;
 use super::secrets::secret_source;
 use crate::webhooks::SecretSource;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NotificationsConfig {
+    /// How long before a grant ends its holder is warned (1m to 7d).
     #[serde(default = "default_expiry_warning", with = "duration")]
+    #[schemars(with = "super::Duration")]
     expiry_warning: i64,
+    /// How long before a review campaign is due its reviewers with items left are reminded (1h to 30d).
     #[serde(default = "default_review_reminder", with = "duration")]
+    #[schemars(with = "super::Duration")]
     review_reminder: i64,
+    /// Email through an SMTP server; without it, nobody is emailed.
     #[serde(default)]
     email: Option<EmailConfig>,
+    /// A Slack app that tells people in direct messages and takes approvers' decisions from buttons; without it,
+    /// nothing goes to Slack.
     #[serde(default)]
     slack: Option<SlackConfig>,
 }
@@ -34,44 +42,60 @@ impl Default for NotificationsConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SlackConfig {
+    /// The environment variable holding the app's bot token (`xoxb-…`); this or `bot_token_file`.
     #[serde(default)]
     bot_token_env: Option<String>,
+    /// The file holding the app's bot token.
     #[serde(default)]
     bot_token_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message.
     #[serde(default)]
+    #[schemars(skip)]
     bot_token: Option<Value>,
+    /// The environment variable holding the app's signing secret, which proves Slack's requests; this or
+    /// `signing_secret_file`.
     #[serde(default)]
     signing_secret_env: Option<String>,
+    /// The file holding the app's signing secret.
     #[serde(default)]
     signing_secret_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message.
     #[serde(default)]
+    #[schemars(skip)]
     signing_secret: Option<Value>,
     /// Slack's Web API; another address only for a stand-in.
     #[serde(default = "default_slack_api")]
     api_url: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EmailConfig {
-    /// `Cone <cone@example.com>`.
+    /// The sender, such as `Cone <cone@example.com>`.
     from: String,
+    /// The SMTP server's host name.
     host: String,
+    /// The SMTP server's port; 587 with `tls: starttls`, 465 with `implicit`, 25 with `none` when absent.
     #[serde(default)]
     port: Option<u16>,
+    /// How the connection to the SMTP server is protected.
     #[serde(default)]
     tls: Tls,
+    /// The user to sign in to the SMTP server as, when it asks; then also `password_env` or `password_file`.
     #[serde(default)]
     username: Option<String>,
+    /// The environment variable holding the SMTP password.
     #[serde(default)]
     password_env: Option<String>,
+    /// The file holding the SMTP password.
     #[serde(default)]
     password_file: Option<PathBuf>,
     /// Only to refuse it with a clear message.
     #[serde(default)]
+    #[schemars(skip)]
     password: Option<Value>,
     /// PEM certificates to trust beside the system's (a private certificate authority).
     #[serde(default)]
@@ -79,7 +103,7 @@ struct EmailConfig {
 }
 
 /// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tls {
     /// Plain connection upgraded with STARTTLS, which must succeed (port 587).

@@ -4,25 +4,33 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use crate::webhooks::SecretSource;
 
 /// A webhook as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WebhookConfig {
+    /// Names the webhook in the database and in logs: letters, digits, `-`, `_` and `.`.
     name: String,
+    /// The http:// or https:// URL events are posted to. It is never logged, so it may hold a token.
     url: String,
+    /// The environment variable holding the secret that signs each delivery; this or `secret_file`.
     #[serde(default)]
     secret_env: Option<String>,
+    /// The file holding the secret that signs each delivery.
     #[serde(default)]
     secret_file: Option<PathBuf>,
     /// Only to refuse it with a clear message: the secret stays out of the configuration file.
     #[serde(default)]
+    #[schemars(skip)]
     secret: Option<Value>,
+    /// The events to post: `*`, `task.*`, `grant.*`, `review.*` or event names.
     events: Vec<String>,
+    /// Attempts before a delivery is given up (1 to 100); with backoff capped at an hour, 15 span about five hours.
     #[serde(default = "default_webhook_attempts")]
     max_attempts: i64,
 }
@@ -99,23 +107,32 @@ pub(super) fn secret_source(
 }
 
 /// An OpenID Connect provider as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OidcConfig {
+    /// Shown on the sign-in page: "Sign in with <name>".
     name: String,
+    /// The provider's https:// URL; discovery reads `<issuer>/.well-known/openid-configuration`.
     issuer: String,
+    /// The client id the provider gave Cone.
     client_id: String,
+    /// The environment variable holding the client secret; this or `secret_file`.
     #[serde(default)]
     secret_env: Option<String>,
+    /// The file holding the client secret, read at each sign-in so that a rotated one needs no restart.
     #[serde(default)]
     secret_file: Option<PathBuf>,
     /// Only to refuse them with a clear message: the secret stays out of the configuration file.
     #[serde(default)]
+    #[schemars(skip)]
     client_secret: Option<Value>,
     #[serde(default)]
+    #[schemars(skip)]
     secret: Option<Value>,
+    /// The ID token claim that names the person: `email`, `preferred_username` or `sub`.
     #[serde(default = "default_oidc_claim")]
     claim: String,
+    /// What of a Cone user the claim must equal; `email` when the claim is `email`, else `username`.
     #[serde(default)]
     match_user_by: Option<UserField>,
 }
@@ -124,7 +141,7 @@ pub(super) struct OidcConfig {
 pub const OIDC_CLAIMS: [&str; 3] = ["email", "preferred_username", "sub"];
 
 /// What of a Cone user the provider's claim must equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UserField {
     Email,

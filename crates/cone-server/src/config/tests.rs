@@ -345,3 +345,13 @@ fn baton_provisioning_decides_when_set_and_sync_only_refuses_what_writes_to_aws(
     let e = aws(", account_provisioning: { path: \"/*/\" }").set_provisioning(None).unwrap_err().to_string();
     assert!(e.contains("aws.account_provisioning.path") && e.contains("without `*` or `?`"), "{e}");
 }
+
+#[test]
+fn the_configuration_reference_is_up_to_date() {
+    let written = include_str!("../../../../docs/configuration.md");
+    assert!(
+        written == reference::markdown(),
+        "docs/configuration.md differs from the configuration's types: run \
+         `cargo run -q --bin cone-server -- config reference > docs/configuration.md`"
+    );
+}

@@ -3,7 +3,7 @@
 //! SQLite and on PostgreSQL (with a second replica). Needs `cargo build --workspace` and the .venv that
 //! `cargo xtask test` prepares.
 
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use cone_api::{ConfigVersion, CreateTask, TaskState};
@@ -11,6 +11,68 @@ use cone_client::Client;
 use cone_testkit::{Sandbox, Store};
 
 cone_testkit::on_both_stores!(policies_change_through_the_api_on_every_replica_until_the_file_changes);
+
+/// Checks each configuration file against the JSON Schema `cone-server config schema` prints, with the validator
+/// editors use (Python's jsonschema, from the .venv); prints `ok` or the problems, one line a file.
+const VALIDATE: &str = r#"
+import json, sys, yaml, jsonschema
+validator = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
+for path in sys.argv[2:]:
+    problems = sorted(e.message for e in validator.iter_errors(yaml.safe_load(open(path))))
+    print("ok" if not problems else "; ".join(problems))
+"#;
+
+/// The configurations people copy, README's annotated one and the Kubernetes ConfigMap's, are ones the server
+/// accepts and the schema (and so docs/configuration.md, drawn from it) describes; a mistake fails both.
+#[test]
+fn the_shipped_configurations_check_and_match_the_schema() {
+    let root = cone_testkit::workspace_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = |text: &str| text.replace("/etc/cone/", &format!("{}/", tmp.path().display()));
+    for secret in ["oidc", "chatops", "smtp", "slack-bot", "slack-signing", "secrets/password"] {
+        let file = tmp.path().join(format!("{secret}{}", if secret.contains('/') { "" } else { ".secret" }));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, "a-secret-of-some-length\n").unwrap();
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = readme[readme.find("```yaml\nlisten:").unwrap() + 8..].split_once("```").unwrap().0;
+    let configmap = std::fs::read_to_string(root.join("deploy/kubernetes/server-configmap.yaml")).unwrap();
+    let configmap: serde_yaml_ng::Value = serde_yaml_ng::from_str(&configmap).unwrap();
+    let configmap = configmap["data"]["cone-server.yaml"].as_str().unwrap();
+    let cases = [
+        ("README", local(readme), true),
+        ("ConfigMap", local(configmap), true),
+        ("misspelt key", local(&readme.replace("  sso_region:", "  sso_regoin:")), false),
+        ("bad duration", local(&format!("{readme}stop_grace: soon\n")), false),
+    ];
+
+    let server = cone_testkit::target_bin("cone-server").unwrap();
+    let schema = Command::new(&server).args(["config", "schema"]).output().unwrap();
+    assert!(schema.status.success());
+    std::fs::write(tmp.path().join("schema.json"), &schema.stdout).unwrap();
+    let mut files = vec![];
+    for (name, text, good) in &cases {
+        let file = tmp.path().join(format!("{}.yaml", name.replace(' ', "-")));
+        std::fs::write(&file, text).unwrap();
+        let check = Command::new(&server).args(["config", "check", "--config"]).arg(&file).output().unwrap();
+        let said = String::from_utf8_lossy(&check.stderr);
+        assert_eq!(check.status.success(), *good, "{name}: `cone-server config check` said {said}");
+        assert!(*good || said.contains("sso_regoin") || said.contains("`soon` is not a duration"), "{name}: {said}");
+        files.push(file);
+    }
+    let python = cone_testkit::venv_bin("python").unwrap();
+    let o =
+        Command::new(python).args(["-c", VALIDATE]).arg(tmp.path().join("schema.json")).args(&files).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let verdicts = String::from_utf8_lossy(&o.stdout);
+    for ((name, _, good), verdict) in cases.iter().zip(verdicts.lines()) {
+        assert_eq!(verdict == "ok", *good, "{name}: the schema says {verdict}");
+    }
+    assert!(
+        verdicts.contains("'sso_regoin' was unexpected") && verdicts.contains("'soon' does not match"),
+        "{verdicts}"
+    );
+}
 
 fn output(o: &Output, what: &str, succeeds: bool) -> String {
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
