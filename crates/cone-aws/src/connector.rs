@@ -76,7 +76,7 @@ pub struct Connector {
     pub(crate) limits: RateLimits,
     /// Read accounts from Organizations (ListAccounts); without it, accounts are the ones IAM Identity
     /// Center has permission sets provisioned to, known by id only.
-    organizations: bool,
+    pub(crate) organizations: bool,
     /// Users' `active` flag from SCIM (`BATON_SCIM_*`), beside Identity Center's `UserStatus`.
     pub(crate) scim: Option<Scim>,
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_organizations::types::PolicyType;
+use serde::{Deserialize, Serialize};
 
 use crate::connector::Connector;
 use crate::error::{ConnectorError, Op};
@@ -22,15 +23,25 @@ const LIST_TARGETS: Op = Op::organizations("ListTargetsForPolicy");
 pub const DENIAL_POLICY: &str = "cone-revoked-sessions";
 
 /// What the policy should be: its JSON text and the accounts it is attached to.
-pub struct Wanted<'a> {
-    pub document: &'a str,
-    pub accounts: &'a BTreeSet<String>,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wanted {
+    pub document: String,
+    pub accounts: BTreeSet<String>,
 }
 
 impl Connector {
     /// Makes Cone's service control policy hold `wanted`, attached to exactly its accounts; with `None`, detaches
     /// and deletes it, leaving nothing behind.
-    pub async fn keep_denial(&self, wanted: Option<Wanted<'_>>) -> Result<(), ConnectorError> {
+    pub async fn keep_denial(&self, wanted: Option<&Wanted>) -> Result<(), ConnectorError> {
+        if !self.organizations {
+            return Err(ConnectorError::InvalidSettings {
+                message:
+                    "revoking role sessions (cone-server's aws.revoke_sessions) keeps a service control policy in \
+                          AWS Organizations, which this connector does not use: set BATON_GLOBAL_AWS_ORGS_ENABLED=true \
+                          (the default) where it runs, or remove aws.revoke_sessions"
+                        .into(),
+            });
+        }
         let existing = self.denial_policy().await?;
         let Some(wanted) = wanted else {
             if let Some(id) = existing {
@@ -44,7 +55,7 @@ impl Connector {
         };
         let id = match existing {
             Some(id) => {
-                let update = || self.org.update_policy().policy_id(&id).content(wanted.document).send();
+                let update = || self.org.update_policy().policy_id(&id).content(&wanted.document).send();
                 call_retried(&self.limits, &self.timing, UPDATE_POLICY, update).await?;
                 id
             }
@@ -55,7 +66,7 @@ impl Connector {
                         .name(DENIAL_POLICY)
                         .description("Denies role sessions issued before Cone revoked them. Managed by Cone.")
                         .r#type(PolicyType::ServiceControlPolicy)
-                        .content(wanted.document)
+                        .content(&wanted.document)
                         .send()
                 };
                 let out = call_retried(&self.limits, &self.timing, CREATE_POLICY, create).await?;
@@ -79,7 +90,7 @@ impl Connector {
                 }
             }
         }
-        for target in attached.difference(wanted.accounts) {
+        for target in attached.difference(&wanted.accounts) {
             self.detach(&id, target).await?;
         }
         Ok(())

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::denial::Wanted;
 use crate::journal::Journal;
 use crate::spool::Sink;
 use crate::{Assignment, Connector, ConnectorError, Features, NewIamUser};
@@ -68,6 +69,10 @@ pub enum Call {
         user: String,
         owner: String,
     },
+    /// Makes Cone's service control policy in AWS Organizations deny what `wanted` says; `None` removes it.
+    KeepDenial {
+        wanted: Option<Wanted>,
+    },
 }
 
 impl Call {
@@ -126,6 +131,16 @@ pub struct Claimed {
 pub struct PartPost {
     pub seq: i64,
     pub part: crate::Part,
+}
+
+/// A read or write of the journal of a sync a host runs (`POST /api/v1/connector/calls/{id}/journal`), which the
+/// server keeps, so that a sync one connector left unfinished resumes where it stopped on any connector. A recall
+/// answers `[body, recorded_at]` or null, a record null.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum JournalPost {
+    Recall { unit: String, since: i64, until: i64 },
+    Record { unit: String, body: String, at: i64 },
 }
 
 /// A call's answer as the caller wants it.
@@ -205,6 +220,7 @@ impl Connector {
             Call::DeleteOwnedIamUser { account, user, owner } => {
                 encode(self.in_account(account).await?.delete_owned_iam_user(user, owner).await?)
             }
+            Call::KeepDenial { wanted } => encode(self.keep_denial(wanted.as_ref()).await?),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! with the credentials an administrator issued (`BATON_CLIENT_ID`, `BATON_CLIENT_SECRET`), runs each call against
 //! AWS, and sends back the answer, and a sync's parts as it reads them. Several may run side by side: a call is
 //! leased to one at a time, the lease renewed while it runs, so a connector that dies leaves its call to another.
+//! A sync's journal is the server's, so that a sync left unfinished resumes on whichever connector runs the next.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use cone_aws::remote::{Answer, Call, Claimed, Failure, PartPost};
+use cone_aws::journal::{Journal, JournalError};
+use cone_aws::remote::{Answer, Call, Claimed, Failure, JournalPost, PartPost};
 use cone_aws::spool::SinkError;
 use cone_aws::{AwsSettings, Connector, Part, Sink};
 use futures_util::future::BoxFuture;
@@ -154,6 +156,41 @@ impl Sink for Parts {
     }
 }
 
+/// The journal of the sync run as `call`, kept by the server.
+struct ServerJournal {
+    link: Arc<Link>,
+    call: i64,
+}
+
+impl ServerJournal {
+    async fn post(&self, post: JournalPost) -> Result<Option<(String, i64)>, JournalError> {
+        let path = format!("api/v1/connector/calls/{}/journal", self.call);
+        match self.link.post(&path, Some(&post)).await {
+            Ok(resp) => Ok(resp.json().await?),
+            Err(Trouble::NotHeld) => Err("the server gave this sync to another connector (the lease ran out)".into()),
+            Err(Trouble::Refused(why)) => Err(format!("the server refused the journal's request: {why}").into()),
+            Err(Trouble::Other(e)) => Err(format!("cannot reach the sync's journal on the server: {e:#}").into()),
+        }
+    }
+}
+
+impl Journal for ServerJournal {
+    fn recall<'a>(
+        &'a self,
+        unit: &'a str,
+        since: i64,
+        until: i64,
+    ) -> BoxFuture<'a, Result<Option<(String, i64)>, JournalError>> {
+        Box::pin(self.post(JournalPost::Recall { unit: unit.into(), since, until }))
+    }
+
+    fn record<'a>(&'a self, unit: &'a str, body: &'a str, at: i64) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(
+            async move { self.post(JournalPost::Record { unit: unit.into(), body: body.into(), at }).await.map(drop) },
+        )
+    }
+}
+
 /// Runs the connector until SIGTERM or SIGINT, or until the server refuses its credentials. The calls run on this
 /// task's thread, side by side: a sync's future cannot move between threads, and the work is waiting on AWS.
 pub async fn serve(args: Serve) -> Result<()> {
@@ -268,7 +305,8 @@ async fn execute(link: &Arc<Link>, connector: &Connector, id: i64, call: &Call, 
     }
     let done = if call.is_sync() {
         let parts = Parts { link: link.clone(), call: id, seq: AtomicI64::new(0) };
-        connector.execute_sync(call, &cone_aws::journal::NoJournal, &parts).await
+        let journal = ServerJournal { link: link.clone(), call: id };
+        connector.execute_sync(call, &journal, &parts).await
     } else {
         connector.execute(call).await
     };

@@ -103,13 +103,12 @@ fn prepare(file: &std::path::Path) -> Result<Prepared> {
     config.aws.sync_iam |= settings.sync_iam;
     config.aws.sync_secrets |= settings.sync_secrets;
     config.aws.organizations = settings.orgs_enabled;
-    if config.aws.revoke_sessions && config.aws.connector == config::ConnectorMode::External {
-        anyhow::bail!(
-            "aws.revoke_sessions is not available with an external connector yet: remove it, or run the connector \
-             embedded (aws.connector: embedded)"
-        );
-    }
-    if config.aws.revoke_sessions && !config.aws.organizations {
+    // An external connector reads BATON_GLOBAL_AWS_ORGS_ENABLED where it runs, and refuses the policy's calls
+    // without it.
+    if config.aws.revoke_sessions
+        && config.aws.connector == config::ConnectorMode::Embedded
+        && !config.aws.organizations
+    {
         anyhow::bail!(
             "aws.revoke_sessions keeps a service control policy in AWS Organizations, which the connector does not use \
              here: set BATON_GLOBAL_AWS_ORGS_ENABLED=true (the default), or remove aws.revoke_sessions"
@@ -237,8 +236,8 @@ pub async fn serve(file: &std::path::Path) -> Result<()> {
     let jobs = workers::jobs::spawn(state.clone(), state.config.aws.provisioning.then(|| connector.clone()));
     workers::delivery::spawn(state.clone(), sender);
     workers::notify::spawn(state.clone(), Arc::new(channels.with_console(&public_url).with_slack(state.slack.clone())));
-    if let Some(embedded) = embedded.clone().filter(|_| state.config.aws.revoke_sessions) {
-        workers::denials::spawn(state.clone(), embedded);
+    if state.config.aws.revoke_sessions {
+        workers::denials::spawn(state.clone(), connector.clone());
     }
     // The embedded connector syncs before the server answers; an external one syncs once it connects, which
     // may be after this server starts.

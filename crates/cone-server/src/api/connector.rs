@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use cone_aws::remote::{Claimed, PartPost};
+use cone_aws::remote::{Claimed, JournalPost, PartPost};
 
 use super::doc::{Conflict, Forbidden, Internal, NotFound, Unauthenticated};
 use super::extract::Admin;
@@ -19,8 +19,8 @@ use crate::error::Error;
 use crate::services::connector;
 use crate::state::AppState;
 
-/// A connector host whose credentials were accepted.
-pub struct ConnectorHost(String);
+/// A connector host whose credentials were accepted: its host id and client id.
+pub struct ConnectorHost(String, String);
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
@@ -45,7 +45,8 @@ impl FromRequestParts<AppState> for ConnectorHost {
         let forwarded = parts.headers.get_all("x-forwarded-for").into_iter().filter_map(|v| v.to_str().ok());
         let client = s.clients.client(peer, forwarded);
         let limited = || s.clients.check(client).is_some();
-        Ok(ConnectorHost(connector::authenticate(s, client_id, secret, host, version, limited).await?))
+        connector::authenticate(s, client_id, secret, host, version, limited).await?;
+        Ok(ConnectorHost(host.to_string(), client_id.to_string()))
     }
 }
 
@@ -63,8 +64,8 @@ impl FromRequestParts<AppState> for ConnectorHost {
         Unauthenticated, Internal
     )
 )]
-pub async fn next(State(s): State<AppState>, ConnectorHost(host): ConnectorHost) -> Result<Response, Error> {
-    match connector::next(&s, &host).await? {
+pub async fn next(State(s): State<AppState>, ConnectorHost(host, client_id): ConnectorHost) -> Result<Response, Error> {
+    match connector::next(&s, &host, &client_id).await? {
         Some(c) => {
             let call =
                 serde_json::from_str(&c.call).map_err(|e| anyhow::anyhow!("call {} is unreadable: {e}", c.id))?;
@@ -92,7 +93,7 @@ pub async fn next(State(s): State<AppState>, ConnectorHost(host): ConnectorHost)
 )]
 pub async fn lease(
     State(s): State<AppState>,
-    ConnectorHost(host): ConnectorHost,
+    ConnectorHost(host, _): ConnectorHost,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, Error> {
     connector::renew(&s, &host, id).await?;
@@ -111,12 +112,33 @@ pub async fn lease(
 )]
 pub async fn part(
     State(s): State<AppState>,
-    ConnectorHost(host): ConnectorHost,
+    ConnectorHost(host, _): ConnectorHost,
     Path(id): Path<i64>,
     Json(post): Json<PartPost>,
 ) -> Result<StatusCode, Error> {
     connector::part(&s, &host, id, &post).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads or writes the journal of a sync this host runs (`cone_aws::remote::JournalPost`), kept here so that a sync
+/// left unfinished resumes on any connector: a recall answers `[body, recorded_at]` or null, a record null. Renews
+/// the lease.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connector/calls/{id}/journal",
+    tag = "connector",
+    security(("connector" = [])),
+    params(("id" = i64, Path, description = "The sync's call")),
+    request_body = Object,
+    responses((status = 200, description = "What was recorded for the unit, or null", body = Object), Unauthenticated, Conflict, Internal)
+)]
+pub async fn journal(
+    State(s): State<AppState>,
+    ConnectorHost(host, _): ConnectorHost,
+    Path(id): Path<i64>,
+    Json(post): Json<JournalPost>,
+) -> Result<Json<Option<(String, i64)>>, Error> {
+    Ok(Json(connector::journal(&s, &host, id, &post).await?))
 }
 
 /// The answer of a call this host ran (`cone_aws::remote::Answer`: `{"Ok": value}` or `{"Err": failure}`).
@@ -131,7 +153,7 @@ pub async fn part(
 )]
 pub async fn answer(
     State(s): State<AppState>,
-    ConnectorHost(host): ConnectorHost,
+    ConnectorHost(host, _): ConnectorHost,
     Path(id): Path<i64>,
     Json(answer): Json<cone_aws::remote::Answer>,
 ) -> Result<StatusCode, Error> {

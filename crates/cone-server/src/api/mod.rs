@@ -56,6 +56,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connector::next))
         .routes(routes!(connector::lease))
         .routes(routes!(connector::part))
+        .routes(routes!(connector::journal))
         .routes(routes!(connector::answer))
         .routes(routes!(operations::access_keys))
         .routes(routes!(operations::iam_users))

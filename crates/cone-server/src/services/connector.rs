@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use cone_aws::ConnectorError;
-use cone_aws::remote::{Answer, Call, PartPost};
+use cone_aws::journal::Journal;
+use cone_aws::remote::{Answer, Call, JournalPost, PartPost};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
@@ -19,9 +20,11 @@ use crate::store::{ClaimedCall, UserRow};
 /// sync waits for a host however long it takes: there is nothing else to do without one.
 const QUEUE_WAIT: Duration = Duration::from_secs(60);
 /// A host's long poll for a call is answered at the latest after this long, empty.
-pub const LONG_POLL: Duration = Duration::from_secs(20);
+const LONG_POLL: Duration = Duration::from_secs(20);
 /// The longest host id and version a connector may give.
 const MAX_NAME: usize = 200;
+/// The longest name of a sync journal's unit (they name a kind and an AWS id or two).
+const MAX_UNIT: usize = 1024;
 
 /// How long a host holds a call before another may take it, unless it renews: a third of `job_lease`, so that a
 /// call whose host died goes to another well before the job that waits on it loses its own lease.
@@ -81,9 +84,9 @@ fn read_answer(answer: &str) -> Result<Value, ConnectorError> {
     cone_aws::remote::decode::<Answer>(serde_json::from_str(answer).unwrap_or_default())?.map_err(ConnectorError::from)
 }
 
-/// The next call for `host`, waiting up to [`LONG_POLL`] for one; `None` when there is none or the server is
-/// stopping.
-pub async fn next(s: &AppState, host: &str) -> anyhow::Result<Option<ClaimedCall>> {
+/// The next call for `host`, connected with `client_id`'s credentials, waiting up to [`LONG_POLL`] for one; `None`
+/// when there is none, the server is stopping, or the credentials were revoked meanwhile.
+pub async fn next(s: &AppState, host: &str, client_id: &str) -> anyhow::Result<Option<ClaimedCall>> {
     let deadline = Instant::now() + LONG_POLL;
     loop {
         let queued = s.db.calls_queued().notified();
@@ -92,7 +95,7 @@ pub async fn next(s: &AppState, host: &str) -> anyhow::Result<Option<ClaimedCall
         if *s.stopping.borrow() {
             return Ok(None);
         }
-        if let Some(call) = s.db.claim_call(host, s.now(), call_lease(s)).await? {
+        if let Some(call) = s.db.claim_call(host, client_id, s.now(), call_lease(s)).await? {
             return Ok(Some(call));
         }
         // A lease running out puts its call back without a notification: look again then.
@@ -134,13 +137,38 @@ pub async fn part(s: &AppState, host: &str, id: i64, post: &PartPost) -> Result<
     Ok(s.db.spool_part(&run, post.seq, &post.part).await?)
 }
 
+/// Reads or writes the journal of the sync `host` runs as call `id`, renewing its lease: a recall answers what was
+/// recorded for the unit within the times asked.
+pub async fn journal(s: &AppState, host: &str, id: i64, post: &JournalPost) -> Result<Option<(String, i64)>> {
+    let unit = match post {
+        JournalPost::Recall { unit, .. } | JournalPost::Record { unit, .. } => unit,
+    };
+    if unit.is_empty() || unit.len() > MAX_UNIT {
+        return Err(Error::invalid(format!("A journal unit is named with 1 to {MAX_UNIT} characters.")));
+    }
+    match s.db.renew_call(id, host, s.now(), call_lease(s)).await? {
+        Some(Some(_)) => {}
+        Some(None) => return Err(Error::invalid(format!("Call {id} is not a sync; only a sync has a journal."))),
+        None => return Err(not_held(id)),
+    }
+    let journal = s.db.sync_journal();
+    let failed = |e| anyhow::anyhow!("the sync's journal failed: {e}");
+    match post {
+        JournalPost::Recall { unit, since, until } => Ok(journal.recall(unit, *since, *until).await.map_err(failed)?),
+        JournalPost::Record { unit, body, at } => {
+            journal.record(unit, body, *at).await.map_err(failed)?;
+            Ok(None)
+        }
+    }
+}
+
 /// Records the answer of the call `id` that `host` ran.
 pub async fn answer(s: &AppState, host: &str, id: i64, answer: &Answer) -> Result<()> {
     let text = serde_json::to_string(answer).map_err(anyhow::Error::from)?;
     if s.db.answer_call(id, host, &text, s.now()).await? { Ok(()) } else { Err(not_held(id)) }
 }
 
-/// Checks a connector's credentials and records its contact; answers its host id. A refusal is audited, at most at the sign-in rate per
+/// Checks a connector's credentials and records its contact. A refusal is audited, at most at the sign-in rate per
 /// client address, so that a flood of wrong secrets cannot flood the audit log.
 pub async fn authenticate(
     s: &AppState,
@@ -149,7 +177,7 @@ pub async fn authenticate(
     host_id: &str,
     version: &str,
     limited: impl FnOnce() -> bool,
-) -> Result<String> {
+) -> Result<()> {
     if host_id.is_empty() || host_id.len() > MAX_NAME || version.len() > MAX_NAME {
         return Err(Error::invalid(format!(
             "A connector names itself with a host id (BATON_HOST_ID) of 1 to {MAX_NAME} characters and its version."
@@ -169,7 +197,7 @@ pub async fn authenticate(
         )));
     }
     s.db.connector_contact(host_id, client_id, version, s.now()).await?;
-    Ok(host_id.to_string())
+    Ok(())
 }
 
 /// New connector credentials, revoking those before: the client id and the secret, shown only now.

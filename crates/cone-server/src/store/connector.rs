@@ -178,7 +178,15 @@ impl Db {
     /// statement, its pick skipping rows another replica is claiming at the same moment. A read comes first, so
     /// that a long poll finding nothing takes no write lock (on SQLite, the waiting worker's writes would queue
     /// behind it).
-    pub async fn claim_call(&self, host_id: &str, now: i64, lease: i64) -> Result<Option<ClaimedCall>> {
+    /// Claims the oldest call no host holds for `host_id`, as long as `client_id`'s credentials are in force: a
+    /// long poll that began before they were revoked gets nothing.
+    pub async fn claim_call(
+        &self,
+        host_id: &str,
+        client_id: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<Option<ClaimedCall>> {
         let claimable: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM connector_calls
              WHERE state = 'queued' OR (state = 'claimed' AND lease_until <= $1) LIMIT 1",
@@ -193,12 +201,14 @@ impl Db {
             "UPDATE connector_calls SET state = 'claimed', host_id = $1, lease_until = $2
              WHERE id = (SELECT id FROM connector_calls
                          WHERE state = 'queued' OR (state = 'claimed' AND lease_until <= $3) ORDER BY id LIMIT 1{})
+               AND EXISTS (SELECT 1 FROM connector_credentials WHERE client_id = $4 AND revoked_at IS NULL)
              RETURNING id, call",
             self.backend.skip_locked("connector_calls")
         ))
         .bind(host_id)
         .bind(now + lease)
         .bind(now)
+        .bind(client_id)
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use cone_aws::denial::Wanted;
 use cone_aws::remote::{Call, decode};
 use cone_aws::{Assignment, Change, Connector, ConnectorError, Features, NewIamUser, SqlSpool, Synced};
 use serde::de::DeserializeOwned;
@@ -107,5 +108,9 @@ impl Aws {
     ) -> Result<Change, ConnectorError> {
         let (account, user, owner) = (account.into(), user.into(), owner.into());
         self.run(Call::DeleteOwnedIamUser { account, user, owner }).await
+    }
+
+    pub async fn keep_denial(&self, wanted: Option<Wanted>) -> Result<(), ConnectorError> {
+        self.run(Call::KeepDenial { wanted }).await
     }
 }

@@ -1,14 +1,13 @@
 //! Keeps the service control policy that ends revoked role sessions (`aws.revoke_sessions`) as the store's
 //! denials call for: after each early end, and when a denial has run out. One replica at a time changes it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cone_aws::Connector;
 use cone_aws::denial::Wanted;
 use cone_core::sessions::{self, Precision, Revoked, SCP_MAX_CHARS};
 use sha2::{Digest, Sha256};
 
+use super::aws::Aws;
 use super::{Jitter, backoff, until_due};
 use crate::state::AppState;
 use crate::store::rfc3339;
@@ -19,11 +18,11 @@ const LEASE_SECS: i64 = 120;
 /// A failed change waits at most this long before the next attempt.
 const BACKOFF_CAP: i64 = 60;
 
-pub fn spawn(s: AppState, connector: Arc<Connector>) {
+pub fn spawn(s: AppState, connector: Aws) {
     tokio::spawn(keep(s, connector));
 }
 
-async fn keep(s: AppState, connector: Arc<Connector>) {
+async fn keep(s: AppState, connector: Aws) {
     let mut failures = 0;
     // How closely the last policy written followed the revocations.
     let mut said = None;
@@ -48,7 +47,7 @@ async fn keep(s: AppState, connector: Arc<Connector>) {
 
 /// Makes AWS hold the policy the live denials call for, unless it does already; answers how long to sleep. The
 /// lease comes first, so that what is read and compared is not older than what another replica applied.
-async fn apply(s: &AppState, connector: &Connector, said: &mut Option<Precision>) -> anyhow::Result<Duration> {
+async fn apply(s: &AppState, connector: &Aws, said: &mut Option<Precision>) -> anyhow::Result<Duration> {
     let now = s.now();
     if !s.db.lease_denial(now, LEASE_SECS).await? {
         // Another replica is changing it; look again soon.
@@ -64,7 +63,7 @@ async fn apply(s: &AppState, connector: &Connector, said: &mut Option<Precision>
 
 async fn apply_leased(
     s: &AppState,
-    connector: &Connector,
+    connector: &Aws,
     now: i64,
     said: &mut Option<Precision>,
 ) -> anyhow::Result<Duration> {
@@ -88,7 +87,7 @@ async fn apply_leased(
     if hash == s.db.applied_denial().await? {
         s.db.release_denial().await?;
     } else {
-        let wanted = denial.as_ref().map(|d| Wanted { document: &d.document, accounts: &d.accounts });
+        let wanted = denial.as_ref().map(|d| Wanted { document: d.document.clone(), accounts: d.accounts.clone() });
         connector.keep_denial(wanted).await?;
         s.db.denial_applied(&hash, now).await?;
         let precision = denial.map(|d| d.precision);

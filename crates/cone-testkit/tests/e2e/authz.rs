@@ -173,6 +173,9 @@ async fn every_endpoint_for_every_role() {
         // The connector's own routes take its credentials (HTTP Basic), never a person's token.
         (Method::POST, "/api/v1/connector/calls/next".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
         (Method::POST, "/api/v1/connector/calls/1/answer".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
+        (Method::POST, "/api/v1/connector/calls/1/lease".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
+        (Method::POST, "/api/v1/connector/calls/1/parts".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
+        (Method::POST, "/api/v1/connector/calls/1/journal".into(), Body::None, [401, 401, 401, 401, 401, 401, 401]),
         (Method::GET, "/api/v1/iam/access-keys?status=Active".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, "/api/v1/iam/users".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, "/api/v1/iam/created-users".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),

@@ -1,7 +1,8 @@
 //! The connector as a service of its own (`cone-aws serve`, `aws.connector: external`): cone-server runs with no
 //! AWS or `BATON_*` variable at all, and a separate connector process, set up with `BATON_*` settings only (and
 //! moto's endpoint), syncs and runs the grants' AWS calls; credentials issued by an administrator, a wrong secret
-//! refused and audited, and a connector killed mid-call replaced by another that finishes the job once.
+//! refused and audited, revoked sessions denied through the connector, a connector killed mid-call replaced by
+//! another that finishes the job once, and a sync left unfinished resumed by another connector.
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,12 @@ use cone_client::Client;
 use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Child, Sandbox, Store};
 
-use crate::{assert_audit_intact, eventually};
+use crate::{assert_audit_intact, denial_policy, eventually, value};
 
 cone_testkit::on_both_stores!(
     an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws_credentials,
     a_connector_killed_mid_call_leaves_it_to_another_which_finishes_it_once,
+    a_sync_one_connector_left_unfinished_resumes_on_another,
 );
 
 /// A sandbox whose users alice and carol (an administrator) are signed in; carol issued connector credentials, and
@@ -56,7 +58,7 @@ fn staging_identity(sb: &Sandbox) -> std::process::Output {
 
 async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws_credentials(store: Store) {
     let dir = tempfile::tempdir().unwrap();
-    let (sb, _server, credentials) = external(store, dir.path(), "").await;
+    let (sb, _server, credentials) = external(store, dir.path(), "  revoke_sessions: true\n").await;
     let id = credentials.client_id.as_str();
     let started = chrono::Utc::now();
 
@@ -101,15 +103,27 @@ async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("AWSReservedSSO_ReadOnlyAccess_"), "{out}");
     let alice = sb.org.user_id("alice").unwrap().to_string();
-    assert_eq!(sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap(), [alice]);
+    assert_eq!(sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap(), std::slice::from_ref(&alice));
 
-    // Released: the connector removes the assignment.
+    // Released: the connector removes the assignment, and (aws.revoke_sessions) puts the deny policy for the
+    // sessions issued before into AWS Organizations, attached to the account.
     let o = sb.cone("alice", &["drop", "staging-readonlyaccess"]).unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     eventually(Duration::from_secs(30), "the connector removes the assignment", async || {
         sb.assigned_principals("Staging", "ReadOnlyAccess").await.unwrap().is_empty()
     })
     .await;
+    let org = aws_sdk_organizations::Client::new(&cone_testkit::moto_sdk_config(&sb.moto.endpoint));
+    let staging = sb.org.account_id("Staging").unwrap().to_string();
+    let mut seen = None;
+    eventually(Duration::from_secs(30), "the connector puts the deny policy in place", async || {
+        seen = denial_policy(&org).await;
+        seen.as_ref().is_some_and(|(_, targets)| !targets.is_empty())
+    })
+    .await;
+    let (content, targets) = seen.unwrap();
+    assert_eq!(targets, [staging]);
+    assert!(content.contains(&alice) && content.contains("AWSReservedSSO_ReadOnlyAccess_"), "{content}");
 
     // Revoked credentials: the connector is refused at its next request, and stops.
     let revoked = sb.cone("carol", &["connector", "revoke"]).unwrap();
@@ -220,4 +234,46 @@ async fn replicas_and_connectors_share_the_calls() {
         );
     }
     assert_audit_intact(&sb);
+}
+
+/// A connector whose sync stops part-way (reading alice's assignments always fails) leaves what it read in the
+/// server's journal; the next connector's sync, asked for by an administrator, takes that from the journal instead
+/// of asking AWS again.
+async fn a_sync_one_connector_left_unfinished_resumes_on_another(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sb, _server, credentials) = external(store, dir.path(), "").await;
+    let secret = (credentials.client_id.as_str(), credentials.client_secret.as_str());
+    let carol = sb.api_token("carol").unwrap();
+    let metric = async |series: &str| {
+        let req = reqwest::Client::new().get(format!("{}/metrics", sb.server_url)).bearer_auth(&carol);
+        value(&req.send().await.unwrap().text().await.unwrap(), series)
+    };
+    let failing = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    failing.fail_always(
+        "sso:ListAccountAssignmentsForPrincipal",
+        sb.org.user_id("alice").unwrap(),
+        Failure::Server(500),
+    );
+    let first = sb.spawn_connector(&sb.server_url, secret, failing.endpoint(), &[("BATON_HOST_ID", "first")]).unwrap();
+    eventually(Duration::from_secs(90), "the first connector's sync fails", async || {
+        connector_status(&sb).await.last_error.is_some()
+    })
+    .await;
+    assert_eq!(metric("cone_sync_ok").await, Some(0.0));
+    assert!(failing.calls("identitystore:ListGroupMemberships") > 0);
+    drop(first);
+
+    let clean = FaultProxy::start(&sb.moto.endpoint).await.unwrap();
+    let _second = sb.spawn_connector(&sb.server_url, secret, clean.endpoint(), &[("BATON_HOST_ID", "second")]).unwrap();
+    let sync = "/api/v1/connectors/sync";
+    sb.client("carol").unwrap().call::<serde_json::Value>(reqwest::Method::POST, sync, None::<&()>).await.unwrap();
+    eventually(Duration::from_secs(60), "the second connector's sync succeeds", async || {
+        metric("cone_sync_ok").await == Some(1.0)
+    })
+    .await;
+    let taken = metric("cone_sync_resumed_units_total").await.unwrap_or_default();
+    assert!(taken > 0.0, "the second connector's sync took nothing from the journal");
+    assert_eq!(clean.calls("identitystore:ListGroupMemberships"), 0);
+    assert_eq!(clean.calls("sso:DescribePermissionSet"), 0);
+    assert!(clean.calls("sso:ListAccountAssignmentsForPrincipal") >= 1);
 }

@@ -47,3 +47,26 @@ fn assert_audit_intact(sb: &Sandbox) {
     assert!(o.status.success(), "cone-server verify-audit: {err}");
     assert!(err.contains("The audit log is intact."), "{err}");
 }
+
+/// Cone's service control policy in moto, if it exists: its text and the accounts it is attached to.
+async fn denial_policy(org: &aws_sdk_organizations::Client) -> Option<(String, Vec<String>)> {
+    use aws_sdk_organizations::types::PolicyType;
+    let listed = org.list_policies().filter(PolicyType::ServiceControlPolicy).send().await.unwrap();
+    let id = listed.policies().iter().find(|p| p.name() == Some("cone-revoked-sessions"))?.id()?.to_string();
+    // The server may delete it between these calls: then it is gone.
+    let policy = match org.describe_policy().policy_id(&id).send().await {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_policy_not_found_exception()) => return None,
+        other => other.unwrap(),
+    };
+    let content = policy.policy().and_then(|p| p.content()).unwrap_or_default().to_string();
+    let targets = match org.list_targets_for_policy().policy_id(&id).send().await {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_policy_not_found_exception()) => return None,
+        other => other.unwrap(),
+    };
+    Some((content, targets.targets().iter().filter_map(|t| t.target_id().map(str::to_string)).collect()))
+}
+
+/// The value of the `/metrics` series printed exactly as `series` (name and labels), if there is one.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -6,16 +6,13 @@ use cone_client::{Client, Method};
 use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Sandbox, Store};
 
+use crate::value;
+
 cone_testkit::on_both_stores!(
     metrics_count_requests_by_route_template_and_report_the_database,
     a_restarted_server_resumes_the_sync_an_earlier_one_left_unfinished,
     without_provisioning_the_server_decides_but_never_writes_to_aws,
 );
-
-/// The value of the series printed exactly as `series` (name and labels), if there is one.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 async fn metrics_count_requests_by_route_template_and_report_the_database(store: Store) {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use cone_testkit::{Sandbox, Store, moto_sdk_config, password};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::eventually;
+use crate::{denial_policy, eventually};
 
 cone_testkit::on_both_stores!(
     a_person_deleted_in_identity_center_loses_everything_after_one_sync,
@@ -251,24 +251,6 @@ async fn administrators_withdraw_grants_and_sign_people_out(store: Store) {
     assert!(matches!(token.me().await, Err(Failure::Api { status: 401, .. })), "alice's API token still works");
     let signed_out = carol.get::<AuditPage>("/api/v1/audit?action=identity.sign_out").await.unwrap().entries;
     assert_eq!(signed_out.len(), 1, "{signed_out:?}");
-}
-
-/// Cone's service control policy in moto, if it exists: its text and the accounts it is attached to.
-async fn denial_policy(org: &aws_sdk_organizations::Client) -> Option<(String, Vec<String>)> {
-    use aws_sdk_organizations::types::PolicyType;
-    let listed = org.list_policies().filter(PolicyType::ServiceControlPolicy).send().await.unwrap();
-    let id = listed.policies().iter().find(|p| p.name() == Some("cone-revoked-sessions"))?.id()?.to_string();
-    // The server may delete it between these calls: then it is gone.
-    let policy = match org.describe_policy().policy_id(&id).send().await {
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_policy_not_found_exception()) => return None,
-        other => other.unwrap(),
-    };
-    let content = policy.policy().and_then(|p| p.content()).unwrap_or_default().to_string();
-    let targets = match org.list_targets_for_policy().policy_id(&id).send().await {
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_policy_not_found_exception()) => return None,
-        other => other.unwrap(),
-    };
-    Some((content, targets.targets().iter().filter_map(|t| t.target_id().map(str::to_string)).collect()))
 }
 
 /// With `aws.revoke_sessions`, alice giving her access back (`cone drop`) removes the credentials cone cached and

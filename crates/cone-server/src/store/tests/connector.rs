@@ -1,7 +1,7 @@
 //! The connector's calls in the store, on both backends: each claimed by one host at a time (also when two claim at
-//! once), renewed and answered only by its holder, put back when its lease runs out, withdrawn only when no host
-//! holds it; its answer handed over in memory to a caller waiting in this process, or written down for one that
-//! waits elsewhere and read once.
+//! once) and never by a host whose credentials were revoked, renewed and answered only by its holder, put back when
+//! its lease runs out, withdrawn only when no host holds it; its answer handed over in memory to a caller waiting in
+//! this process, or written down for one that waits elsewhere and read once.
 
 use crate::store::testing;
 use crate::store::*;
@@ -9,6 +9,9 @@ use crate::store::*;
 testing::on_both_backends!(a_call_is_held_by_one_host_at_a_time_and_answered_once);
 
 async fn a_call_is_held_by_one_host_at_a_time_and_answered_once(db: Db) {
+    db.apply_snapshot("aws", &testing::production_admin(vec![testing::user("u-carol", "carol")]), 1).await.unwrap();
+    let carol = db.user_by_name("carol").await.unwrap().unwrap();
+    db.rotate_connector_credentials("k", "hash", carol.id, 1).await.unwrap();
     let mut first = db.queue_call(r#"{"op":"identity_store_id"}"#, None, 100).await.unwrap();
     let second = db.queue_call(r#"{"op":"sync"}"#, Some("run-1"), 100).await.unwrap();
     let (first_id, second_id) = (first.id, second.id);
@@ -16,12 +19,12 @@ async fn a_call_is_held_by_one_host_at_a_time_and_answered_once(db: Db) {
     drop(second);
 
     // Two hosts claiming at once get the two calls, oldest first, never the same one.
-    let (a, b) = tokio::join!(db.claim_call("a", 101, 10), db.claim_call("b", 101, 10));
+    let (a, b) = tokio::join!(db.claim_call("a", "k", 101, 10), db.claim_call("b", "k", 101, 10));
     let (a, b) = (a.unwrap().unwrap().id, b.unwrap().unwrap().id);
     let mut got = [a, b];
     got.sort();
     assert_eq!(got, [first_id, second_id]);
-    assert!(db.claim_call("c", 101, 10).await.unwrap().is_none(), "nothing left to claim");
+    assert!(db.claim_call("c", "k", 101, 10).await.unwrap().is_none(), "nothing left to claim");
     let (first_holder, second_holder) = if a == first_id { ("a", "b") } else { ("b", "a") };
 
     // Only the holder renews, and learns the spool run of a sync.
@@ -31,7 +34,7 @@ async fn a_call_is_held_by_one_host_at_a_time_and_answered_once(db: Db) {
     assert_eq!(db.next_lease_end().await.unwrap(), Some(111));
 
     // The first call's lease runs out: another host takes it, and the first holder's answer no longer counts.
-    assert_eq!(db.claim_call("c", 111, 10).await.unwrap().unwrap().id, first_id);
+    assert_eq!(db.claim_call("c", "k", 111, 10).await.unwrap().unwrap().id, first_id);
     assert!(!db.answer_call(first_id, first_holder, r#"{"Ok":"late"}"#, 112).await.unwrap());
     assert!(first.answer.try_recv().is_err(), "the stale answer is not handed over");
     assert!(db.answer_call(first_id, "c", r#"{"Ok":"d-1"}"#, 112).await.unwrap());
@@ -45,10 +48,17 @@ async fn a_call_is_held_by_one_host_at_a_time_and_answered_once(db: Db) {
 
     // A call whose holder died and that nobody took again is withdrawn; one never claimed too.
     let third = db.queue_call(r#"{"op":"identity_store_id"}"#, None, 120).await.unwrap();
-    assert_eq!(db.claim_call("a", 120, 10).await.unwrap().unwrap().id, third.id);
+    assert_eq!(db.claim_call("a", "k", 120, 10).await.unwrap().unwrap().id, third.id);
     assert!(!db.withdraw_call(third.id, 125).await.unwrap());
     assert!(db.withdraw_call(third.id, 130).await.unwrap());
     let fourth = db.queue_call(r#"{"op":"identity_store_id"}"#, None, 131).await.unwrap();
     assert!(db.withdraw_call(fourth.id, 131).await.unwrap());
-    assert!(db.claim_call("a", 132, 10).await.unwrap().is_none());
+    assert!(db.claim_call("a", "k", 132, 10).await.unwrap().is_none());
+
+    // Credentials revoked while a host waits for a call: it is handed none, and the call waits for another.
+    let fifth = db.queue_call(r#"{"op":"identity_store_id"}"#, None, 140).await.unwrap();
+    db.revoke_connector_credentials(carol.id, 141).await.unwrap();
+    assert!(db.claim_call("a", "k", 141, 10).await.unwrap().is_none(), "revoked credentials claim nothing");
+    db.rotate_connector_credentials("k2", "hash", carol.id, 142).await.unwrap();
+    assert_eq!(db.claim_call("b", "k2", 142, 10).await.unwrap().unwrap().id, fifth.id);
 }
