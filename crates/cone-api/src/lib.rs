@@ -510,11 +510,16 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-/// `GET /api/v1/audit`: entries in id order, and the token of the next page when there is one.
+/// `GET /api/v1/audit`: entries in the order asked for, the names of the people they name, and the token of the
+/// next page when there is one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
+    /// The user name of each person the entries name as actor or subject, by that text (`"user:3": "alice"`); the
+    /// entries keep the stable id, which is what the hash covers.
+    #[serde(default)]
+    pub names: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub next_page_token: Option<String>,
 }

@@ -367,6 +367,10 @@ mod tests {
         let actions: Vec<&str> =
             hers["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
         assert_eq!(actions, ["login"], "her sign-in alone, not the syncs: {hers}");
+        // Her entry names her by the id the hash covers, and the page says whose id that is.
+        let actor = hers["entries"][0]["actor"].as_str().unwrap();
+        assert!(actor.starts_with("user:"), "{hers}");
+        assert_eq!(hers["names"][actor], "alice", "{hers}");
         let (status, error) = get("/api/v1/audit?user=nobody", &carol).await;
         assert!(status == 400 && error["message"].as_str().unwrap().contains("no Cone user"), "{error}");
 

@@ -118,7 +118,9 @@ pub async fn page(s: &AppState, filter: &AuditFilter, size: Option<i64>) -> Resu
     let more = rows.len() as i64 > size;
     rows.truncate(size as usize);
     let next_page_token = more.then(|| rows.last().map(|r| r.id.to_string())).flatten();
-    Ok(AuditPage { entries: rows.into_iter().map(entry).collect(), next_page_token })
+    let entries: Vec<AuditEntry> = rows.into_iter().map(entry).collect();
+    let names = names(s, &entries).await?;
+    Ok(AuditPage { entries, names, next_page_token })
 }
 
 /// The entries a client asks for: from `since` to `until` (RFC 3339 times), with `action` (one, or a family
@@ -161,7 +163,7 @@ pub async fn by_person(s: &AppState, mut filter: AuditFilter, username: &str) ->
 }
 
 /// The names of the people `entries` name as actor or subject (`user:ID`), by that text.
-pub async fn names(s: &AppState, entries: &[AuditEntry]) -> Result<std::collections::HashMap<String, String>, Error> {
+async fn names(s: &AppState, entries: &[AuditEntry]) -> Result<std::collections::BTreeMap<String, String>, Error> {
     let ids: Vec<i64> = entries
         .iter()
         .flat_map(|e| [&e.actor, &e.subject])

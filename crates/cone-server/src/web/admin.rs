@@ -72,7 +72,7 @@ pub async fn audit(State(s): State<AppState>, v: Viewer, Query(q): Query<AuditQu
     let mut filter = q.filter(&s, q.page_token.as_deref()).await?;
     filter.newest_first = q.order != "oldest";
     let page_of = audit::page(&s, &filter, Some(100)).await?;
-    let names = audit::names(&s, &page_of.entries).await?;
+    let names = &page_of.names;
     // A person by name, with the id the log keeps one hover away; anything else as the log has it.
     let who = |raw: &str| -> Markup {
         match names.get(raw) {
