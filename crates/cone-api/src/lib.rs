@@ -453,6 +453,9 @@ pub struct OAuthError {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DriftPage {
     pub findings: Vec<DriftFinding>,
+    /// Pass it back as `page_token` for the next page; absent on the last.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,17 +13,54 @@ use super::extract::{Admin, ApiQuery, CurrentUser};
 use crate::error::Error;
 use crate::services::{Page, audit, iam, operations};
 use crate::state::AppState;
-use crate::store::AccessKeyFilter;
+use crate::store::{AccessKeyFilter, DriftFilter};
 
-/// Open drift findings: differences between Identity Center's assignments and Cone's grants. Administrators only.
+/// Open drift findings, oldest first: differences between Identity Center's assignments and Cone's grants.
+/// Administrators only.
 #[utoipa::path(
     get,
     path = "/api/v1/drift",
     tag = "operations",
-    responses((status = 200, description = "The open findings", body = DriftPage), Unauthenticated, Forbidden, Internal)
+    params(DriftQuery),
+    responses((status = 200, description = "A page of the open findings", body = DriftPage), BadRequest, Unauthenticated, Forbidden, Internal)
 )]
-pub async fn drift(State(s): State<AppState>, _: Admin) -> Result<Json<DriftPage>, Error> {
-    Ok(Json(operations::open_drift(&s).await?))
+pub async fn drift(
+    State(s): State<AppState>,
+    _: Admin,
+    ApiQuery(q): ApiQuery<DriftQuery>,
+) -> Result<Json<DriftPage>, Error> {
+    let page = Page::new(q.page_token.as_deref(), q.page_size, 100, 1000)?;
+    let filter = DriftFilter {
+        kind: q.kind.unwrap_or_default(),
+        user: q.user.unwrap_or_default(),
+        account: q.account.unwrap_or_default(),
+        target: q.permission_set.unwrap_or_default(),
+    };
+    Ok(Json(operations::open_drift(&s, &filter, page).await?))
+}
+
+/// `GET /api/v1/drift`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DriftQuery {
+    /// Only findings of this kind: `unexplained` or `missing`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only the findings about this Cone user (by user name).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only those in this AWS account (by id, or by name in any case).
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Only those of this permission set or group (by name, in any case).
+    #[serde(default)]
+    pub permission_set: Option<String>,
+    /// `next_page_token` of the previous page; absent for the first.
+    #[serde(default)]
+    pub page_token: Option<String>,
+    /// Findings per page: 100 when absent, at least 1 and at most 1000.
+    #[serde(default)]
+    pub page_size: Option<i64>,
 }
 
 /// The audit log, a page at a time, for administrators.

@@ -2,33 +2,36 @@
 
 use cone_api::{ConnectorStatus, DriftFinding, DriftPage};
 
-use super::time;
+use super::{Page, time};
+use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{Counts, UserRow};
+use crate::store::{Counts, DriftFilter, UserRow};
 
-/// The open drift findings, oldest first.
-pub async fn open_drift(s: &AppState) -> anyhow::Result<DriftPage> {
-    let findings =
-        s.db.open_drift()
-            .await?
-            .into_iter()
-            .map(|f| DriftFinding {
-                id: f.id,
-                kind: f.kind,
-                account_id: f.account_id,
-                account_name: f.account_name,
-                permission_set_arn: f.permission_set_arn,
-                permission_set_name: f.permission_set_name,
-                principal_id: f.principal_id,
-                username: f.username,
-                group: f.group_name,
-                task_id: f.task_id,
-                remedy: f.remedy,
-                first_seen: time(f.first_seen),
-                last_seen: time(f.last_seen),
-            })
-            .collect();
-    Ok(DriftPage { findings })
+/// The open drift findings `filter` selects, oldest first, a page at a time.
+pub async fn open_drift(s: &AppState, filter: &DriftFilter, page: Page) -> Result<DriftPage> {
+    if !matches!(filter.kind.trim(), "" | "unexplained" | "missing") {
+        return Err(Error::invalid("kind must be unexplained or missing, or absent for both."));
+    }
+    let (rows, next_page_token) = page.cut(s.db.open_drift(filter, page.offset, page.limit()).await?);
+    let findings = rows
+        .into_iter()
+        .map(|f| DriftFinding {
+            id: f.id,
+            kind: f.kind,
+            account_id: f.account_id,
+            account_name: f.account_name,
+            permission_set_arn: f.permission_set_arn,
+            permission_set_name: f.permission_set_name,
+            principal_id: f.principal_id,
+            username: f.username,
+            group: f.group_name,
+            task_id: f.task_id,
+            remedy: f.remedy,
+            first_seen: time(f.first_seen),
+            last_seen: time(f.last_seen),
+        })
+        .collect();
+    Ok(DriftPage { findings, next_page_token })
 }
 
 /// How this process's syncs with AWS stand.

@@ -55,6 +55,19 @@ const DRIFT_SELECT: &str = "SELECT f.id, f.kind, f.instance_arn, f.account_id,
         g.task_id, f.remedy, f.first_seen, f.last_seen, f.resolved_at
     FROM drift_findings f LEFT JOIN grants g ON g.id = f.grant_id";
 
+/// Which open findings to list; empty fields match any.
+#[derive(Debug, Clone, Default)]
+pub struct DriftFilter {
+    /// `unexplained` or `missing`.
+    pub kind: String,
+    /// The Cone user name of the person.
+    pub user: String,
+    /// An account id, or its name in the catalog.
+    pub account: String,
+    /// A permission set's or a group's name.
+    pub target: String,
+}
+
 /// What recording a sweep changed.
 #[derive(Default)]
 pub struct DriftRecord {
@@ -230,10 +243,23 @@ impl Db {
     }
 
     /// Open findings, oldest first.
-    pub async fn open_drift(&self) -> Result<Vec<DriftRow>> {
-        Ok(sqlx::query_as(&format!("{DRIFT_SELECT} WHERE f.resolved_at IS NULL ORDER BY f.id"))
-            .fetch_all(&self.pool)
-            .await?)
+    pub async fn open_drift(&self, filter: &DriftFilter, offset: i64, limit: i64) -> Result<Vec<DriftRow>> {
+        // Names as people type them, in any case; an empty filter matches everything.
+        Ok(sqlx::query_as(&format!(
+            "SELECT * FROM ({DRIFT_SELECT} WHERE f.resolved_at IS NULL) d
+             WHERE ($1 = '' OR d.kind = $1) AND ($2 = '' OR d.username = $2)
+                 AND ($3 = '' OR d.account_id = $3 OR LOWER(d.account_name) = LOWER($3))
+                 AND ($4 = '' OR LOWER(d.permission_set_name) = LOWER($4) OR LOWER(d.group_name) = LOWER($4))
+             ORDER BY d.id LIMIT $5 OFFSET $6"
+        ))
+        .bind(filter.kind.trim())
+        .bind(filter.user.trim())
+        .bind(filter.account.trim())
+        .bind(filter.target.trim())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// A grant now holds (or is making, or removing) the finding's assignment.

@@ -35,7 +35,7 @@ pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};
 pub use connector::ClaimedCall;
 pub use counts::Counts;
-pub use drift::{DriftRecord, Repair};
+pub use drift::{DriftFilter, DriftRecord, Repair};
 pub use iam::{AccessKeyFilter, AccessKeyRow, IamUserRow};
 pub use listen::forward_changes;
 pub use notifications::{Audiences, NotificationRow};

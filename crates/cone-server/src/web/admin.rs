@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::filters::Who;
 use super::layout::{Nav, Viewer, WebError, link, next_page, page, when};
 use super::session::Posted;
 use crate::services::{Page, audit, iam, operations};
 use crate::state::AppState;
-use crate::store::AccessKeyFilter;
+use crate::store::{AccessKeyFilter, DriftFilter};
 
 /// The audit page's filters, as its form and links send them.
 #[derive(Deserialize)]
@@ -153,12 +154,45 @@ pub async fn audit_export(
     Ok((headers, Body::from_stream(audit::stream(&s, filter))).into_response())
 }
 
-pub async fn drift(State(s): State<AppState>, v: Viewer) -> Result<Response, WebError> {
+#[derive(Deserialize)]
+pub struct DriftQuery {
+    #[serde(default)]
+    kind: String,
+    #[serde(flatten)]
+    who: Who,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+pub async fn drift(State(s): State<AppState>, v: Viewer, Query(q): Query<DriftQuery>) -> Result<Response, WebError> {
     admins_only(&v)?;
-    let findings = operations::open_drift(&s).await?.findings;
+    let requested = Page::new(q.page_token.as_deref(), Some(100), 100, 100)?;
+    let filter = DriftFilter {
+        kind: q.kind.clone(),
+        user: q.who.user.clone(),
+        account: q.who.account.clone(),
+        target: q.who.permission_set.clone(),
+    };
+    let drift = operations::open_drift(&s, &filter, requested).await?;
+    let findings = drift.findings;
+    let filtered = [&filter.kind, &filter.user, &filter.account, &filter.target].iter().any(|f| !f.trim().is_empty());
     let content = html! {
         p { "Differences between the account assignments in IAM Identity Center and Cone's grants, and between the group memberships Cone made and those AWS holds, found by the last sweep." }
-        @if findings.is_empty() { p.notice { "No drift: every user assignment in AWS is explained by a grant." } } @else {
+        form.filters method="get" action="/console/drift" {
+            div.field {
+                label for="kind" { "Kind" }
+                select #kind name="kind" {
+                    @for (value, label) in [("", "Any"), ("unexplained", "Unexplained"), ("missing", "Missing")] {
+                        option value=(value) selected[q.kind == value] { (label) }
+                    }
+                }
+            }
+            div.field { label for="user" { "User" } input #user name="user" value=(q.who.user) placeholder="alice"; }
+            (q.who.target_fields())
+            button type="submit" { "Filter" }
+        }
+        @if findings.is_empty() && filtered { p { "No open finding matches." } }
+        @else if findings.is_empty() { p.notice { "No drift: every user assignment in AWS is explained by a grant." } } @else {
             table {
                 thead { tr { th scope="col" { "Kind" } th scope="col" { "User" } th scope="col" { "Account" } th scope="col" { "Permission set or group" } th scope="col" { "Remedy" } th scope="col" { "Seen" } } }
                 tbody {
@@ -180,6 +214,7 @@ pub async fn drift(State(s): State<AppState>, v: Viewer) -> Result<Response, Web
                 }
             }
         }
+        (next_page("/console/drift", &[&[("kind", q.kind.as_str())], q.who.pairs().as_slice()].concat(), drift.next_page_token.as_deref(), "Next page"))
     };
     Ok(page("Drift", &v, Nav::Drift, content).into_response())
 }

@@ -150,6 +150,15 @@ async fn drift_is_reported_removed_when_opted_in_and_restored_for_active_grants(
         open.len() == 1 && finding_key(&open[0]) == expected[1] && open[0].last_seen != open[0].first_seen
     })
     .await;
+    // Narrowed as an administrator looking for one person, account or permission set would, names in any case.
+    let narrowed = async |query: &str| -> Vec<(String, String, String, String)> {
+        let page = carol.get::<DriftPage>(&format!("/api/v1/drift?{query}")).await.unwrap();
+        page.findings.iter().map(finding_key).collect()
+    };
+    assert_eq!(narrowed("user=bob&account=staging&permission_set=administratoraccess").await, [expected[1].clone()]);
+    assert!(narrowed("kind=missing").await.is_empty());
+    assert!(narrowed("user=alice").await.is_empty());
+    assert!(narrowed("account=production").await.is_empty());
     assert_audit_intact(&sb);
 }
 

@@ -14,6 +14,7 @@ use crate::store::DeliveryState::{Delivered, Failed, Pending};
 testing::on_both_backends!(
     audit_log_is_chained_and_append_only,
     drift_is_audited_once_repaired_until_it_sticks_and_resolved,
+    open_drift_narrows_by_kind_person_account_and_permission_set_and_pages,
     device_codes_are_single_use_and_rate_limited,
     concurrent_writers_keep_one_chain_and_claim_each_job_once,
     webhook_deliveries_are_queued_with_their_event_and_claimed_once,
@@ -328,6 +329,42 @@ async fn audit_log_is_chained_and_append_only(db: Db) {
     assert_eq!(db.audit_chain_break().await.unwrap(), Some(2));
 }
 
+async fn open_drift_narrows_by_kind_person_account_and_permission_set_and_pages(db: Db) {
+    use crate::drift::{Finding, Kind};
+    let users = vec![testing::user("u-alice", "alice"), testing::user("u-bob", "bob")];
+    db.apply_snapshot("aws", &testing::production_admin(users), 1).await.unwrap();
+    let finding = |kind, account: &str, principal: &str| Finding {
+        kind,
+        account_id: account.into(),
+        permission_set_arn: "ps-admin".into(),
+        principal_id: principal.into(),
+        group_id: String::new(),
+        grant_id: None,
+        remedy: None,
+    };
+    let findings = [
+        finding(Kind::Unexplained, "111", "u-alice"),
+        finding(Kind::Unexplained, "111", "u-bob"),
+        finding(Kind::Unexplained, "222", "u-bob"),
+    ];
+    db.record_drift("inst", &findings, false, 10).await.unwrap();
+    let listed = async |kind: &str, user: &str, account: &str, target: &str, offset, limit| -> Vec<(String, String)> {
+        let filter =
+            DriftFilter { kind: kind.into(), user: user.into(), account: account.into(), target: target.into() };
+        let rows = db.open_drift(&filter, offset, limit).await.unwrap();
+        rows.into_iter().map(|r| (r.account_id, r.username.unwrap_or_default())).collect()
+    };
+    let pair = |a: &str, u: &str| (a.to_string(), u.to_string());
+    assert_eq!(listed("", "", "", "", 0, 10).await.len(), 3);
+    assert_eq!(listed("", "bob", "", "", 0, 10).await, [pair("111", "bob"), pair("222", "bob")]);
+    assert_eq!(listed("", "", "production", "", 0, 10).await, [pair("111", "alice"), pair("111", "bob")]);
+    assert_eq!(listed("", "", "222", "administratoraccess", 0, 10).await, [pair("222", "bob")]);
+    assert!(listed("missing", "", "", "", 0, 10).await.is_empty());
+    assert!(listed("", "", "", "ReadOnlyAccess", 0, 10).await.is_empty());
+    // Pages follow the findings' order.
+    assert_eq!(listed("", "", "", "", 1, 1).await, [pair("111", "bob")]);
+}
+
 async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
     use crate::drift::{Finding, Kind, Remedy};
     let f = Finding {
@@ -343,7 +380,7 @@ async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
     assert_eq!((first.opened.len(), first.queued), (1, 1));
     let again = db.record_drift("inst", std::slice::from_ref(&f), false, 20).await.unwrap();
     assert_eq!((again.opened.len(), again.queued, again.resolved), (0, 0, 0));
-    let open = db.open_drift().await.unwrap();
+    let open = db.open_drift(&DriftFilter::default(), 0, 100).await.unwrap();
     assert_eq!((open.len(), open[0].first_seen, open[0].last_seen), (1, 10, 20));
 
     // The removal ran, but someone assigned it again before the next sweep: one more removal, no new finding.
@@ -355,7 +392,7 @@ async fn drift_is_audited_once_repaired_until_it_sticks_and_resolved(db: Db) {
 
     let gone = db.record_drift("inst", &[], false, 40).await.unwrap();
     assert_eq!(gone.resolved, 1);
-    assert!(db.open_drift().await.unwrap().is_empty());
+    assert!(db.open_drift(&DriftFilter::default(), 0, 100).await.unwrap().is_empty());
     let actions: Vec<String> =
         sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id").fetch_all(&db.pool).await.unwrap();
     assert_eq!(actions, ["drift.unexplained", "drift.remove", "drift.resolved"]);

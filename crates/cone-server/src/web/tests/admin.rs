@@ -225,6 +225,34 @@ async fn the_access_keys_page_flags_old_and_unused_keys_and_says_when_the_sync_i
     assert!(!alice.get("/console").await.body.contains("/console/access-keys"), "no link for requesters");
 }
 
+#[tokio::test]
+async fn the_drift_page_narrows_by_kind_person_account_and_permission_set() {
+    use crate::drift::{Finding, Kind};
+    let (s, _keep) = state("admins: { users: [bob] }\n").await;
+    let mut bob = Browser::new(&s);
+    bob.sign_in("bob").await;
+    assert!(bob.get("/console/drift").await.body.contains("No drift"));
+    let finding = |account: &str| Finding {
+        kind: Kind::Unexplained,
+        account_id: account.into(),
+        permission_set_arn: "ps-admin".into(),
+        principal_id: "u-alice".into(),
+        group_id: String::new(),
+        grant_id: None,
+        remedy: None,
+    };
+    s.db.record_drift("inst", &[finding("111"), finding("222")], false, s.now()).await.unwrap();
+    let rows = |body: &str| body.split("<tr>").skip(2).count();
+    assert_eq!(rows(&bob.get("/console/drift").await.body), 2);
+    let narrowed = bob.get("/console/drift?kind=unexplained&user=&account=111&permission_set=").await;
+    assert_eq!(rows(&narrowed.body), 1, "{}", narrowed.body);
+    assert!(narrowed.body.contains(r#"<option value="unexplained" selected>"#), "the filter stays chosen");
+    assert!(narrowed.body.contains(r#"value="111""#));
+    let none = bob.get("/console/drift?kind=missing").await;
+    assert!(none.body.contains("No open finding matches."), "{}", none.body);
+    assert_eq!(bob.get("/console/drift?kind=odd").await.status, StatusCode::BAD_REQUEST);
+}
+
 /// Seed 001's step 2 on the Apps page: the default rule is switched to an access profile, which is recorded as a
 /// new version with only `entitlement_management` rewritten; the page shows accounts, profiles and forms.
 #[tokio::test]
