@@ -182,7 +182,13 @@ enum AwsCommand {
     Env { profile: String },
     /// Open the AWS console as a profile's role (requesting access when needed).
     Console {
-        profile: String,
+        /// The profile, as `cone aws setup` named it (the entitlement's alias).
+        #[arg(required_unless_present = "query")]
+        profile: Option<String>,
+        /// Words that all appear in the entitlement (as `cone get -q`); several matches are offered as a choice on a
+        /// terminal.
+        #[arg(long, short = 'q', conflicts_with = "profile")]
+        query: Option<String>,
         /// Where in the console to land (default: the console home in the profile's region).
         #[arg(long)]
         destination: Option<String>,
@@ -487,7 +493,14 @@ async fn run(cli: Cli, out: Output) -> Result<ExitCode> {
             AwsCommand::Credentials { profile } => aws::credentials(&profile).await?,
             AwsCommand::Env { profile } => aws::env(&profile, out.json()).await?,
             AwsCommand::Exec { profile, command } => aws::exec(&profile, &command).await?,
-            AwsCommand::Console { profile, destination, print } => {
+            AwsCommand::Console { profile, query, destination, print } => {
+                let profile = match profile {
+                    Some(profile) => profile,
+                    None => {
+                        let by_words = Selector { query, ..Selector::default() };
+                        select::resolve(&settings::client()?, &by_words, interactive).await?.alias
+                    }
+                };
                 aws::console(&profile, destination, print, out).await?
             }
         },

@@ -462,6 +462,18 @@ async fn environment_exec_and_sign_out() {
     let resp = no_redirects.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers()["location"], "https://us-east-1.console.aws.amazon.com/console/home?region=us-east-1");
+    // Found by words instead of the profile's name: the same role's console.
+    let mut console = sb.detached("alice", "cone").unwrap();
+    let o = console
+        .args(["aws", "console", "-q", "staging readonly", "--print", "-o", "json"])
+        .env("CONE_SIGNIN_URL", &sb.emulator_url)
+        .output()
+        .unwrap();
+    let found = json::<Value>(&o, "aws console -q")["url"].as_str().unwrap().to_string();
+    assert!(found.starts_with(&format!("{}/federation?Action=login", sb.emulator_url)), "{found}");
+    let mut console = sb.detached("alice", "cone").unwrap();
+    let o = console.args(["aws", "console", "-q", "readonly", "--print"]).output().unwrap();
+    assert_fails_with(&o, "aws console -q with several matches off a terminal", &["entitlements match \"readonly\""]);
 
     // Signing out of Identity Center removes its token and every cached role credential.
     let home = sb.home("alice");
