@@ -14,6 +14,10 @@
 //   node console.mjs review    carol, alice's and bob's manager, certifies bob's grant and revokes alice's standing
 //                              assignment on the Reviews page (CONE_CAMPAIGN, made by the Rust test); as an
 //                              administrator she follows the campaign, closes it and downloads its report
+//   node console.mjs org       at the size of an organisation (bench/seed_org.py: 200 accounts × 20 permission sets,
+//                              2,000 people): alice finds ps-07 on acct-0150 by three words in the catalog, requests
+//                              it and sees it active; carol narrows the audit log to alice's actions this week and
+//                              sees her by name; prints {"task": N}
 //   node console.mjs oidc      alice signs in through the OpenID Connect provider (OIDC_NAME; oidc-provider.mjs) and
 //                              approves `cone login`'s code (CONE_USER_CODE) on the device page; mallory, whom Cone
 //                              does not know, is refused
@@ -174,6 +178,41 @@ async function request(browser) {
   await alice.page.getByText('(extension)').waitFor();
   await shot(alice.page, 'my-requests-extension');
   await alice.context.storageState({ path: join(state, 'alice.json') });
+  console.log(JSON.stringify({ task }));
+}
+
+async function org(browser) {
+  const entitlement = 'ps-07 on acct-0150';
+  const alice = await signIn(browser, 'alice', false);
+  await alice.page.getByRole('searchbox', { name: 'Search' }).fill('acct 0150 ps-07');
+  await alice.page.getByRole('button', { name: 'Search' }).click();
+  await alice.page.getByRole('status').getByText('1 entitlement matches.').waitFor();
+  await shot(alice.page, 'org-catalog-search');
+  await alice.page.getByRole('link', { name: `Request ${entitlement}` }).click();
+  await heading(alice.page, 'Request access');
+  await alice.page.getByLabel('Duration').fill('30m');
+  await alice.page.getByLabel('Justification').fill('Look into the billing alarm');
+  await alice.page.getByRole('button', { name: 'Submit request' }).click();
+  await heading(alice.page, 'My requests and access');
+  const task = Number(new URL(alice.page.url()).searchParams.get('submitted'));
+  check(task > 0, `a task id in ${alice.page.url()}`);
+  const active = alice.page.getByRole('region', { name: 'Active access' }).getByRole('rowheader', { name: entitlement });
+  await reloadUntil(alice.page, `${base}/console/requests`, active);
+  await shot(alice.page, 'org-my-requests');
+
+  const carol = await signIn(browser, 'carol', false);
+  await carol.page.getByRole('link', { name: 'Audit log' }).click();
+  await heading(carol.page, 'Audit log');
+  const weekAgo = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString().slice(0, 10);
+  await carol.page.getByLabel('Person').fill('alice');
+  await carol.page.getByLabel('Since').fill(weekAgo);
+  await carol.page.getByRole('button', { name: 'Filter' }).click();
+  const who = carol.page.locator('tbody tr td:nth-child(3)');
+  await who.first().waitFor();
+  const names = await who.allInnerTexts();
+  check(names.length > 0 && names.every((n) => n === 'alice'), `only alice's actions, by name: ${names}`);
+  check((await carol.page.getByRole('cell', { name: 'task.create' }).count()) > 0, 'her request is listed');
+  await shot(carol.page, 'org-audit-log-person');
   console.log(JSON.stringify({ task }));
 }
 
@@ -471,7 +510,7 @@ async function review(browser) {
   console.log(JSON.stringify({ report: file }));
 }
 
-const phases = { request, release, expire, expired, policies, review, oidc };
+const phases = { request, release, expire, expired, policies, review, oidc, org };
 const phase = phases[process.argv[2]];
 if (!phase) throw new Error(`usage: node console.mjs ${Object.keys(phases).join('|')}`);
 const browser = await chromium.launch({

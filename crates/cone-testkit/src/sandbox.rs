@@ -241,6 +241,46 @@ impl Sandbox {
         Child::spawn("cone-aws serve", cmd)
     }
 
+    /// Adds `bench/seed_org.py`'s organisation (ACCOUNTS, PERMISSION_SETS, USERS from the environment; 200, 20 and
+    /// 2,000 by default) to the sandbox's moto, and restarts cone-server with room in its AWS rate limits, so that its
+    /// first sync brings it all in: the server and its URL, once alice's catalog holds every account's permission sets.
+    pub async fn seed_org(&mut self) -> Result<(Child, String)> {
+        let script = crate::workspace_root().join("bench/seed_org.py");
+        eprintln!("seeding the organisation into moto (minutes)");
+        let seeded = Command::new(venv_bin("python")?)
+            .arg(&script)
+            .arg(&self.moto.endpoint)
+            .env("INTO_EXISTING", "1")
+            .output()
+            .context("running bench/seed_org.py")?;
+        if !seeded.status.success() {
+            bail!("bench/seed_org.py failed: {}", String::from_utf8_lossy(&seeded.stderr));
+        }
+        let sizes: serde_json::Value =
+            serde_json::from_slice(&seeded.stdout).context("bench/seed_org.py printed no JSON")?;
+        // The seeded member accounts' permission sets (the management account's count too, where moto provisions them).
+        let members = sizes["sizes"]["accounts"].as_u64().unwrap_or(1).saturating_sub(1);
+        let pairs = members * sizes["sizes"]["permission_sets"].as_u64().unwrap_or(0);
+        eprintln!("seeded {}; syncing", sizes["sizes"]);
+        self.stop_server();
+        let fast = [("CONE_AWS_SSO_RATE", "1000"), ("CONE_AWS_ORGS_RATE", "1000")];
+        let (server, url) = self.spawn_replica_with(&self.moto.endpoint.clone(), &fast)?;
+        let client = cone_client::Client::new(&url, &self.api_token("alice")?)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(900);
+        loop {
+            let kinds = client.search_entitlements(&[("kind", cone_api::KIND_AWS_PERMISSION_SET)]).await;
+            let n = kinds.map(|all| all.len() as u64).unwrap_or(0);
+            if n >= pairs {
+                eprintln!("the catalog holds {n} permission sets by account");
+                return Ok((server, url));
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the catalog held {n} of {pairs} entitlements after 15 minutes of syncing");
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+
     /// The principal ids (users and groups) assigned `permission_set` in `account`, as moto holds them.
     pub async fn assigned_principals(&self, account: &str, permission_set: &str) -> Result<Vec<String>> {
         let sso = aws_sdk_ssoadmin::Client::new(&moto_sdk_config(&self.moto.endpoint));

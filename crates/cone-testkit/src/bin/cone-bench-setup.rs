@@ -125,7 +125,7 @@ async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()
     // With --org, a server of the organisation's size, on its own port; the sandbox's is stopped.
     let (url, _server) = match org {
         true => {
-            let (server, url) = seed_org(&mut sb).await?;
+            let (server, url) = sb.seed_org().await?;
             (url, Some(server))
         }
         false => (sb.server_url.clone(), None),
@@ -174,45 +174,6 @@ async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()
     println!("URL {url}\nTOKEN {token}\nCOOKIE {cookie}\nAPP_ID {app}\nENTITLEMENT_ID {id}\nREADY");
     tokio::signal::ctrl_c().await.context("waiting for an interrupt")?;
     Ok(())
-}
-
-/// Adds `bench/seed_org.py`'s organisation (ACCOUNTS, PERMISSION_SETS, USERS from the environment; 200, 20 and
-/// 2,000 by default) to the sandbox's moto, and restarts cone-server with room in its AWS rate limits, so that its
-/// first sync brings it all in: the server and its URL, once alice's catalog holds every account's permission sets.
-async fn seed_org(sb: &mut Sandbox) -> Result<(cone_testkit::Child, String)> {
-    let script = cone_testkit::workspace_root().join("bench/seed_org.py");
-    eprintln!("seeding the organisation into moto (minutes)");
-    let seeded = Command::new(cone_testkit::venv_bin("python")?)
-        .arg(&script)
-        .arg(&sb.moto.endpoint)
-        .env("INTO_EXISTING", "1")
-        .output()
-        .context("running bench/seed_org.py")?;
-    if !seeded.status.success() {
-        bail!("bench/seed_org.py failed: {}", String::from_utf8_lossy(&seeded.stderr));
-    }
-    let sizes: Value = serde_json::from_slice(&seeded.stdout).context("bench/seed_org.py printed no JSON")?;
-    // The seeded member accounts' permission sets (the management account's count too, where moto provisions them).
-    let members = sizes["sizes"]["accounts"].as_u64().unwrap_or(1).saturating_sub(1);
-    let pairs = members * sizes["sizes"]["permission_sets"].as_u64().unwrap_or(0);
-    eprintln!("seeded {}; syncing", sizes["sizes"]);
-    sb.stop_server();
-    let fast = [("CONE_AWS_SSO_RATE", "1000"), ("CONE_AWS_ORGS_RATE", "1000")];
-    let (server, url) = sb.spawn_replica_with(&sb.moto.endpoint.clone(), &fast)?;
-    let client = cone_client::Client::new(&url, &sb.api_token("alice")?)?;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let kinds = client.search_entitlements(&[("kind", cone_api::KIND_AWS_PERMISSION_SET)]).await;
-        let n = kinds.map(|all| all.len() as u64).unwrap_or(0);
-        if n >= pairs {
-            eprintln!("the catalog holds {n} permission sets by account");
-            return Ok((server, url));
-        }
-        if Instant::now() > deadline {
-            bail!("the catalog held {n} of {pairs} entitlements after 15 minutes of syncing");
-        }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
 }
 
 /// cone-server's calls to AWS as they arrive.
