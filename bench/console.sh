@@ -6,7 +6,7 @@
 #
 # ORG=1 first adds bench/seed_org.py's organisation to the sandbox (200 accounts, 20 permission sets each, 2,000
 # people; ACCOUNTS, PERMISSION_SETS and USERS change it) and also measures a catalog search and the API's catalog,
-# whole and searched.
+# whole and searched, and an administrator's lists (the audit log, drift, grants).
 #
 #   bench/console.sh
 #   ORG=1 bench/console.sh
@@ -33,4 +33,12 @@ auth_script
 for page in "${pages[@]}"; do
     measure "$page"
 done
+if [[ "${ORG:-}" == 1 ]]; then
+    # An administrator's lists: the audit log (all, and one person's), drift, every grant.
+    auth_script ADMIN_
+    for page in /console/audit "/console/audit?user=alice" /api/v1/audit?order=newest /console/drift /api/v1/drift \
+        /console/grants; do
+        measure "$page"
+    done
+fi
 echo "load after: $(uptime)"

@@ -47,18 +47,22 @@ stop_setup() {
 
 field() { sed -n "s/^$1 //p" "$work/setup.out"; }
 
-# Writes the wrk script that sends the setup's cookie and bearer token with every request.
+# Writes the wrk script that sends the setup's cookie and bearer token with every request: alice's, or with
+# `auth_script ADMIN_` carol's (an administrator's).
 auth_script() {
-    printf 'wrk.headers["Cookie"] = "%s"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$(field COOKIE)" "$(field TOKEN)" \
-        > "$work/cookie.lua"
+    who=${1:-}
+    printf 'wrk.headers["Cookie"] = "%s"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$(field "${who}COOKIE")" \
+        "$(field "${who}TOKEN")" > "$work/cookie.lua"
 }
 
-# Loads PAGE of the setup's server with 16 connections (3 s of warm-up, then DURATION, 10 s by default) and prints
-# requests/s, p50 and p99. Every answer must be the page itself (200), not the sign-in page it redirects to.
+# Loads PAGE of the setup's server with 16 connections (3 s of warm-up, then DURATION, 10 s by default) as the
+# person `auth_script` chose, and prints requests/s, p50 and p99. Every answer must be the page itself (200), not the
+# sign-in page it redirects to.
 measure() {
     local page=$1 base status
     base=$(field URL)
-    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $(field COOKIE)" -H "Authorization: Bearer $(field TOKEN)" "$base$page")
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $(field "${who:-}COOKIE")" \
+        -H "Authorization: Bearer $(field "${who:-}TOKEN")" "$base$page")
     [[ "$status" == 200 ]] || { echo "$page answered $status, not 200" >&2; exit 1; }
     wrk -t2 -c16 -d3s -s "$work/cookie.lua" "$base$page" > /dev/null
     wrk -t2 -c16 -d"${DURATION:-10s}" --latency -s "$work/cookie.lua" "$base$page" > "$work/wrk.out"

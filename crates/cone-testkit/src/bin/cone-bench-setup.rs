@@ -3,7 +3,9 @@
 //!
 //! `cone-bench-setup check [--postgres] [--org] [--campaigns N]`: a sandbox where alice is signed in to Cone and holds
 //! an active grant on Staging ReadOnlyAccess; with `--org`, `bench/seed_org.py`'s organisation too; with `--campaigns`,
-//! N access reviews of everything, each item alice's to review, each creation timed (`CAMPAIGN` lines). Prints `URL`, `TOKEN`, `COOKIE` (alice's console session), `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
+//! N access reviews of everything, each item alice's to review, each creation timed (`CAMPAIGN` lines). Prints `URL`,
+//! `TOKEN` and `COOKIE` (alice's API token and console session), `ADMIN_TOKEN` and `ADMIN_COOKIE` (carol's, an
+//! administrator), `APP_ID` and `ENTITLEMENT_ID` lines, then `READY`, and stays up
 //! until interrupted (SIGINT), for a load tool to drive the grant check.
 //!
 //! `cone-bench-setup expiry [--postgres] [--grants N] [--spread SECS]`: N identity-store users, each with an account
@@ -118,9 +120,7 @@ async fn main() -> ExitCode {
 async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()> {
     let mut sb = Sandbox::start_on(store, dir, "", "").await?;
     sb.cone_login("alice", &[], "alice").await?;
-    if campaigns > 0 {
-        sb.cone_login("carol", &[], "carol").await?;
-    }
+    sb.cone_login("carol", &[], "carol").await?;
     let token = sb.api_token("alice")?;
     // With --org, a server of the organisation's size, on its own port; the sandbox's is stopped.
     let (url, _server) = match org {
@@ -152,7 +152,8 @@ async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()
     }
     let (app, id) = (ent.app_id, ent.id);
     // Access reviews of everything, each item alice's to decide (but her own, which carol reviews).
-    let admin = cone_client::Client::new(&url, &sb.api_token("carol").unwrap_or_default())?;
+    let admin_token = sb.api_token("carol")?;
+    let admin = cone_client::Client::new(&url, &admin_token)?;
     for n in 1..=campaigns {
         let campaign = cone_api::NewReviewCampaign {
             name: format!("benchmark {n}"),
@@ -169,9 +170,13 @@ async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()
         let made = admin.create_review_campaign(&campaign).await?;
         println!("CAMPAIGN {} {} items in {:.2} s", made.id, made.items, started.elapsed().as_secs_f64());
     }
-    let console = cone_testkit::console::Console::sign_in(&url, "alice", &cone_testkit::password("alice")).await?;
-    let cookie = console.cookie_header();
-    println!("URL {url}\nTOKEN {token}\nCOOKIE {cookie}\nAPP_ID {app}\nENTITLEMENT_ID {id}\nREADY");
+    let cookie = async |user| {
+        let console = cone_testkit::console::Console::sign_in(&url, user, &cone_testkit::password(user)).await?;
+        anyhow::Ok(console.cookie_header())
+    };
+    let (alice_cookie, carol_cookie) = (cookie("alice").await?, cookie("carol").await?);
+    println!("URL {url}\nTOKEN {token}\nCOOKIE {alice_cookie}\nADMIN_TOKEN {admin_token}\nADMIN_COOKIE {carol_cookie}");
+    println!("APP_ID {app}\nENTITLEMENT_ID {id}\nREADY");
     tokio::signal::ctrl_c().await.context("waiting for an interrupt")?;
     Ok(())
 }
