@@ -110,7 +110,7 @@ pub enum Audience {
     Requester,
     /// Cone's administrators.
     Admins,
-    /// Those an access review campaign gives items to decide.
+    /// Those an access review campaign (or a reassignment, of one item) gives items to decide.
     Reviewers,
 }
 
@@ -132,7 +132,7 @@ pub fn told(action: &str, waiting: bool) -> Vec<(Audience, Kind)> {
         "grant.fail" => vec![(Requester, Kind::Failed), (Admins, Kind::Failed)],
         "grant.expire" | "grant.end_early" | "grant.withdraw" => vec![(Requester, Kind::Ended)],
         "drift.reprovision" | "drift.remove" => vec![(Admins, Kind::Drift)],
-        "review.campaign_create" => vec![(Reviewers, Kind::ReviewNeeded)],
+        "review.campaign_create" | "review.reassign" => vec![(Reviewers, Kind::ReviewNeeded)],
         _ => Vec::new(),
     }
 }
@@ -232,6 +232,7 @@ mod tests {
         assert!(told("task.comment", true).is_empty());
         assert!(told("token.create", false).is_empty());
         assert_eq!(told("review.campaign_create", false), [(Audience::Reviewers, Kind::ReviewNeeded)]);
+        assert_eq!(told("review.reassign", false), [(Audience::Reviewers, Kind::ReviewNeeded)], "the new reviewer");
         assert!(told("review.certify", false).is_empty(), "a decision tells nobody");
     }
 

@@ -217,6 +217,10 @@ impl Lines {
                         format!("The access review {access} is due {due}"),
                         format!("{items} of the access review {access} still wait for your decision; it is due {due}."),
                     ),
+                    "review.reassign" => (
+                        format!("Access review: {access}, an item for you"),
+                        format!("{actor} gave you an item of the access review {access} to decide by {due}."),
+                    ),
                     _ => (
                         format!("Access review: {access}"),
                         format!("{actor} opened the access review {access}: {items} wait for your decision by {due}."),
@@ -324,6 +328,10 @@ mod tests {
         let m = message(Kind::ReviewNeeded, &reminder, "bob", "https://c");
         assert_eq!(m.subject, "The access review \"Production, Q4\" is due 2025-12-31 23:59 UTC");
         assert!(m.text.starts_with("1 item of the access review"), "{}", m.text);
+        let reassigned = Facts { event: "review.reassign".into(), ..reminder };
+        let m = message(Kind::ReviewNeeded, &reassigned, "bob", "https://c");
+        assert_eq!(m.subject, "Access review: \"Production, Q4\", an item for you");
+        assert!(m.text.starts_with("carol gave you an item of the access review"), "{}", m.text);
     }
 
     #[test]

@@ -164,7 +164,8 @@ impl Db {
         let mut made = 0;
         for campaign in due {
             let key = notify::review_reminder_key(campaign);
-            made += tell_reviewers(&mut tx, to, campaign, "review.reminder", "cone", &key, now, &mut prefs).await?;
+            let reviews = Reviews { campaign, item: None };
+            made += tell_reviewers(&mut tx, to, reviews, "review.reminder", "cone", &key, now, &mut prefs).await?;
         }
         tx.commit().await?;
         Ok(made)
@@ -342,13 +343,12 @@ async fn notify_of(
     now: i64,
     prefs: &mut HashMap<i64, Preferences>,
 ) -> Result<()> {
-    if let Some(campaign) = e.subject.strip_prefix("review_campaign:").and_then(|n| n.parse::<i64>().ok()) {
-        if notify::told(&e.action, false).iter().any(|(a, _)| *a == Audience::Reviewers) {
-            let actor = match e.actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok()) {
-                Some(id) => username(tx, id).await?,
-                None => "cone".to_string(),
-            };
-            tell_reviewers(tx, to, campaign, &e.action, &actor, &format!("audit:{}", e.id), now, prefs).await?;
+    if e.subject.starts_with("review_") {
+        if notify::told(&e.action, false).iter().any(|(a, _)| *a == Audience::Reviewers)
+            && let Some(reviews) = reviews_of(tx, &e.subject).await?
+        {
+            let actor = actor_name(tx, &e.actor).await?;
+            tell_reviewers(tx, to, reviews, &e.action, &actor, &format!("audit:{}", e.id), now, prefs).await?;
         }
         return Ok(());
     }
@@ -375,10 +375,7 @@ async fn notify_of(
     let instance: Option<Instance> = serde_json::from_str(&task.steps_json).ok();
     let asked =
         instance.as_ref().and_then(|i| notify::asked(i, now)).filter(|_| task.state == TaskState::PendingApproval);
-    let actor = match e.actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok()) {
-        Some(id) => username(tx, id).await?,
-        None => "cone".to_string(),
-    };
+    let actor = actor_name(tx, &e.actor).await?;
     let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
     let reason = ["reason", "error", "comment"].iter().find_map(|k| detail[k].as_str()).unwrap_or_default();
     let facts = task_facts(tx, &task, &e.action, &actor, reason).await?;
@@ -408,13 +405,41 @@ async fn notify_of(
     Ok(())
 }
 
-/// Tells each reviewer of `campaign` with items left how many (event `review.campaign_create` or
-/// `review.reminder`), once per `key`; returns how many notifications it made.
+/// Who did what an audit entry records, as messages name them: a user's name, or `cone`.
+async fn actor_name(tx: &mut Tx, actor: &str) -> Result<String> {
+    match actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok()) {
+        Some(id) => username(tx, id).await,
+        None => Ok("cone".to_string()),
+    }
+}
+
+/// The review items a notification counts: a campaign's, or one of its items (given to a reviewer).
+struct Reviews {
+    campaign: i64,
+    item: Option<i64>,
+}
+
+/// The review items an entry about `subject` (`review_campaign:N` or `review_item:N`) concerns.
+async fn reviews_of(tx: &mut Tx, subject: &str) -> Result<Option<Reviews>> {
+    let number = |prefix: &str| subject.strip_prefix(prefix).and_then(|n| n.parse::<i64>().ok());
+    if let Some(campaign) = number("review_campaign:") {
+        return Ok(Some(Reviews { campaign, item: None }));
+    }
+    let Some(item) = number("review_item:") else { return Ok(None) };
+    let campaign: Option<i64> = sqlx::query_scalar("SELECT campaign_id FROM review_items WHERE id = $1")
+        .bind(item)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(campaign.map(|campaign| Reviews { campaign, item: Some(item) }))
+}
+
+/// Tells each reviewer with items of `reviews` left how many (event `review.campaign_create`, `review.reminder` or,
+/// for one item, `review.reassign`), once per `key`; returns how many notifications it made.
 #[allow(clippy::too_many_arguments)]
 async fn tell_reviewers(
     tx: &mut Tx,
     to: &Audiences,
-    campaign: i64,
+    Reviews { campaign, item }: Reviews,
     event: &str,
     actor: &str,
     key: &str,
@@ -432,12 +457,13 @@ async fn tell_reviewers(
     let left: Vec<(i64, String, String, i64)> = sqlx::query_as(
         "SELECT u.id, u.username, u.email, COUNT(*) FROM review_reviewers r
          JOIN review_items i ON i.id = r.item_id JOIN users u ON u.id = r.user_id
-         WHERE i.campaign_id = $1 AND i.state = 'pending' AND u.left_at IS NULL
+         WHERE i.campaign_id = $1 AND ($3 = 0 OR i.id = $3) AND i.state = 'pending' AND u.left_at IS NULL
              AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.key = $2 AND n.user_id = u.id)
          GROUP BY u.id, u.username, u.email ORDER BY u.username",
     )
     .bind(campaign)
     .bind(key)
+    .bind(item.unwrap_or(0))
     .fetch_all(&mut **tx)
     .await?;
     let mut made = 0;

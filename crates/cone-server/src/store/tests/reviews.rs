@@ -1,7 +1,8 @@
 //! Access reviews in the store, on both backends: the access in force leaves out what a grant explains, a campaign's
 //! items and reviewers are written at once, nobody decides their own item, an item whose access a sync no longer
-//! finds is gone, reviewers are told of a new campaign and reminded once before it is due, a revoked grant that is
-//! already ending is finished by its own revocation, and a revoked assignment waits while a grant gives the same.
+//! finds is gone, reviewers are told of a new campaign (and of an item given to them) and reminded once before it
+//! is due, a revoked grant that is already ending is finished by its own revocation, and a revoked assignment waits
+//! while a grant gives the same.
 
 use cone_core::notify::{Channel, Kind};
 use cone_core::review::{ItemEvent, ItemKind, ItemState};
@@ -21,8 +22,7 @@ const ADMIN: &str = "111|ps-admin";
 /// alice (with AdministratorAccess on Production assigned to her directly, when `assigned`) and bob, both with an
 /// address.
 async fn synced(db: &Db, assigned: bool, now: i64) {
-    let mut snap =
-        production_admin(vec![user("u-alice", "alice"), user("u-bob", "bob")].into_iter().map(with_email).collect());
+    let mut snap = production_admin(users(["alice", "bob", "carol"]).into_iter().map(with_email).collect());
     if assigned {
         snap.assignments = vec![cone_aws::AssignmentRecord {
             account_id: "111".into(),
@@ -31,6 +31,10 @@ async fn synced(db: &Db, assigned: bool, now: i64) {
         }];
     }
     db.apply_snapshot("aws", &snap, now).await.unwrap();
+}
+
+fn users<const N: usize>(names: [&str; N]) -> Vec<cone_aws::User> {
+    names.iter().map(|n| user(&format!("u-{n}"), n)).collect()
 }
 
 fn with_email(mut u: cone_aws::User) -> cone_aws::User {
@@ -80,9 +84,21 @@ async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db
         reviewers: vec![bob.id],
     };
     let other = NewCampaign { name: "Q4 again", due_at: 20 + 7 * day, ..campaign };
-    db.create_campaign(&other, vec![second], 70).await.unwrap();
+    let other_id = db.create_campaign(&other, vec![second], 70).await.unwrap();
     assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day).await.unwrap(), 1);
     assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day + 60).await.unwrap(), 0, "once");
+    // Given to carol, the item waits for her, and she hears of it once; bob hears nothing more.
+    let carol = db.user_by_name("carol").await.unwrap().unwrap();
+    let again = ItemFilter { campaign: Some(other_id), ..ItemFilter::default() };
+    let moved = db.review_items(&again, 0, 10).await.unwrap().remove(0);
+    db.make_notifications(&to, 74).await.unwrap();
+    let before = db.notifications(None, 0, 100).await.unwrap().len();
+    assert_eq!(db.reassign_item(moved.id, carol.id, alice.id, 75).await.unwrap(), Ok(()));
+    db.make_notifications(&to, 76).await.unwrap();
+    db.make_notifications(&to, 77).await.unwrap();
+    let all = told(db.notifications(None, 0, 100).await.unwrap());
+    assert_eq!(all.len(), before + 1, "{all:?}");
+    assert_eq!(all.iter().filter(|n| *n == &("carol".to_string(), Kind::ReviewNeeded)).count(), 1, "{all:?}");
 
     // Removed from AWS meanwhile: the certified item and the undecided one are gone at the next sync.
     synced(&db, false, 100).await;
