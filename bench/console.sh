@@ -30,6 +30,7 @@ else
     start_setup
 fi
 auth_script
+warm_up /console
 for page in "${pages[@]}"; do
     measure "$page"
 done

@@ -189,13 +189,7 @@ async function org(browser) {
   await alice.page.getByRole('status').getByText('1 entitlement matches.').waitFor();
   await shot(alice.page, 'org-catalog-search');
   await alice.page.getByRole('link', { name: `Request ${entitlement}` }).click();
-  await heading(alice.page, 'Request access');
-  await alice.page.getByLabel('Duration').fill('30m');
-  await alice.page.getByLabel('Justification').fill('Look into the billing alarm');
-  await alice.page.getByRole('button', { name: 'Submit request' }).click();
-  await heading(alice.page, 'My requests and access');
-  const task = Number(new URL(alice.page.url()).searchParams.get('submitted'));
-  check(task > 0, `a task id in ${alice.page.url()}`);
+  const task = await submitRequest(alice.page, '30m', 'Look into the billing alarm');
   const active = alice.page.getByRole('region', { name: 'Active access' }).getByRole('rowheader', { name: entitlement });
   await reloadUntil(alice.page, `${base}/console/requests`, active);
   await shot(alice.page, 'org-my-requests');
@@ -203,16 +197,7 @@ async function org(browser) {
   const carol = await signIn(browser, 'carol', false);
   await carol.page.getByRole('link', { name: 'Audit log' }).click();
   await heading(carol.page, 'Audit log');
-  const weekAgo = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString().slice(0, 10);
-  await carol.page.getByLabel('Person').fill('alice');
-  await carol.page.getByLabel('Since').fill(weekAgo);
-  await carol.page.getByRole('button', { name: 'Filter' }).click();
-  const who = carol.page.locator('tbody tr td:nth-child(3)');
-  await who.first().waitFor();
-  const names = await who.allInnerTexts();
-  check(names.length > 0 && names.every((n) => n === 'alice'), `only alice's actions, by name: ${names}`);
-  check((await carol.page.getByRole('cell', { name: 'task.create' }).count()) > 0, 'her request is listed');
-  await shot(carol.page, 'org-audit-log-person');
+  await alicesWeek(carol.page, 'org-audit-log-person');
   console.log(JSON.stringify({ task }));
 }
 
@@ -233,18 +218,8 @@ async function release(browser) {
   await carol.page.getByRole('button', { name: 'Filter' }).click();
   await carol.page.getByText('Approved for the hotfix window').waitFor();
   await shot(carol.page, 'audit-log');
-  // One person's actions this week, by name, newest first.
-  const weekAgo = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString().slice(0, 10);
   await carol.page.getByLabel('Action').fill('');
-  await carol.page.getByLabel('Person').fill('alice');
-  await carol.page.getByLabel('Since').fill(weekAgo);
-  await carol.page.getByRole('button', { name: 'Filter' }).click();
-  const who = carol.page.locator('tbody tr td:nth-child(3)');
-  await who.first().waitFor();
-  const names = await who.allInnerTexts();
-  check(names.length > 0 && names.every((n) => n === 'alice'), `only alice's actions: ${names}`);
-  check((await carol.page.getByRole('cell', { name: 'task.create' }).count()) > 0, 'her request is listed');
-  await shot(carol.page, 'audit-log-person');
+  await alicesWeek(carol.page, 'audit-log-person');
   await carol.page.getByRole('link', { name: 'Drift' }).click();
   await heading(carol.page, 'Drift');
   await shot(carol.page, 'drift');
@@ -264,13 +239,7 @@ async function release(browser) {
 async function expire(browser) {
   const alice = await signIn(browser, 'alice', false);
   await (await catalogOffers(alice.page, `Request ${ENTITLEMENT}`)).click();
-  await heading(alice.page, 'Request access');
-  await alice.page.getByLabel('Duration').fill('40s');
-  await alice.page.getByLabel('Justification').fill('Rotate the certificate');
-  await alice.page.getByRole('button', { name: 'Submit request' }).click();
-  await heading(alice.page, 'My requests and access');
-  const task = Number(new URL(alice.page.url()).searchParams.get('submitted'));
-  check(task > 0, `a task id in ${alice.page.url()}`);
+  const task = await submitRequest(alice.page, '40s', 'Rotate the certificate');
 
   const bob = await signIn(browser, 'bob', false);
   await bob.page.goto(`${base}/console/inbox`);
@@ -301,6 +270,32 @@ async function lastTask(page) {
   await page.goto(`${base}/console/requests`);
   const link = page.getByRole('link', { name: /^Request \d+$/ }).first();
   return Number((await link.textContent()).replace('Request ', ''));
+}
+
+/// Fills the request form the page shows and submits it; answers the new task's id.
+async function submitRequest(page, duration, justification) {
+  await heading(page, 'Request access');
+  await page.getByLabel('Duration').fill(duration);
+  await page.getByLabel('Justification').fill(justification);
+  await page.getByRole('button', { name: 'Submit request' }).click();
+  await heading(page, 'My requests and access');
+  const task = Number(new URL(page.url()).searchParams.get('submitted'));
+  check(task > 0, `a task id in ${page.url()}`);
+  return task;
+}
+
+/// On the audit log: alice's actions since a week ago, each shown by her name, her request among them.
+async function alicesWeek(page, screenshot) {
+  const weekAgo = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString().slice(0, 10);
+  await page.getByLabel('Person').fill('alice');
+  await page.getByLabel('Since').fill(weekAgo);
+  await page.getByRole('button', { name: 'Filter' }).click();
+  const who = page.locator('tbody tr td:nth-child(3)');
+  await who.first().waitFor();
+  const names = await who.allInnerTexts();
+  check(names.length > 0 && names.every((n) => n === 'alice'), `only alice's actions, by name: ${names}`);
+  check((await page.getByRole('cell', { name: 'task.create' }).count()) > 0, 'her request is listed');
+  await shot(page, screenshot);
 }
 
 /// Loads `url` until `locator` shows, for up to a minute (the server's workers act in the background).

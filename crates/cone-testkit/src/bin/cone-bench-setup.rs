@@ -126,7 +126,6 @@ async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()
     let (url, _server) = match org {
         true => {
             let (server, url) = sb.seed_org().await?;
-            settle(server.id()).await?;
             (url, Some(server))
         }
         false => (sb.server_url.clone(), None),
@@ -179,29 +178,6 @@ async fn check(store: Store, dir: &Path, org: bool, campaigns: u64) -> Result<()
     println!("URL {url}\nTOKEN {token}\nCOOKIE {alice_cookie}\nADMIN_TOKEN {admin_token}\nADMIN_COOKIE {carol_cookie}");
     println!("APP_ID {app}\nENTITLEMENT_ID {id}\nREADY");
     tokio::signal::ctrl_c().await.context("waiting for an interrupt")?;
-    Ok(())
-}
-
-/// Waits until process `pid` has used less than a tenth of a core for two seconds running, for at most two minutes:
-/// after the organisation's first sync the server writes and reads back thousands of drift findings, and a
-/// benchmark measures the pages, not that.
-async fn settle(pid: u32) -> Result<()> {
-    // utime and stime, the 14th and 15th fields of /proc/PID/stat (after the parenthesised command name).
-    let cpu_ticks = || -> Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-        let fields: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
-        Ok(fields.iter().sum())
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut quiet, mut before) = (0, cpu_ticks()?);
-    while quiet < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = cpu_ticks()?;
-        // Ticks are hundredths of a second: 10 a second is a tenth of a core.
-        quiet = if now - before < 10 { quiet + 1 } else { 0 };
-        before = now;
-    }
     Ok(())
 }
 

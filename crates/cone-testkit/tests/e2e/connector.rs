@@ -11,7 +11,7 @@ use cone_client::Client;
 use cone_testkit::faults::{Failure, FaultProxy};
 use cone_testkit::{Child, Sandbox, Store};
 
-use crate::{assert_audit_intact, denial_policy, eventually, value};
+use crate::{assert_audit_intact, attached_denial_policy, eventually, value};
 
 cone_testkit::on_both_stores!(
     an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws_credentials,
@@ -115,13 +115,7 @@ async fn an_external_connector_syncs_grants_and_revokes_for_a_server_without_aws
     .await;
     let org = aws_sdk_organizations::Client::new(&cone_testkit::moto_sdk_config(&sb.moto.endpoint));
     let staging = sb.org.account_id("Staging").unwrap().to_string();
-    let mut seen = None;
-    eventually(Duration::from_secs(30), "the connector puts the deny policy in place", async || {
-        seen = denial_policy(&org).await;
-        seen.as_ref().is_some_and(|(_, targets)| !targets.is_empty())
-    })
-    .await;
-    let (content, targets) = seen.unwrap();
+    let (content, targets) = attached_denial_policy(&org).await;
     assert_eq!(targets, [staging]);
     assert!(content.contains(&alice) && content.contains("AWSReservedSSO_ReadOnlyAccess_"), "{content}");
 

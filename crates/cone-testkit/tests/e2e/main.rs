@@ -66,6 +66,17 @@ async fn denial_policy(org: &aws_sdk_organizations::Client) -> Option<(String, V
     Some((content, targets.targets().iter().filter_map(|t| t.target_id().map(str::to_string)).collect()))
 }
 
+/// Cone's service control policy once it is made and attached (within 30 s): its text and its accounts.
+async fn attached_denial_policy(org: &aws_sdk_organizations::Client) -> (String, Vec<String>) {
+    let mut seen = None;
+    eventually(Duration::from_secs(30), "the deny policy is in AWS Organizations, attached", async || {
+        seen = denial_policy(org).await;
+        seen.as_ref().is_some_and(|(_, targets)| !targets.is_empty())
+    })
+    .await;
+    seen.unwrap_or_default()
+}
+
 /// The value of the `/metrics` series printed exactly as `series` (name and labels), if there is one.
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())

@@ -13,7 +13,7 @@ use cone_testkit::{Sandbox, Store, moto_sdk_config, password};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::{denial_policy, eventually};
+use crate::{attached_denial_policy, denial_policy, eventually};
 
 cone_testkit::on_both_stores!(
     a_person_deleted_in_identity_center_loses_everything_after_one_sync,
@@ -288,14 +288,7 @@ async fn an_early_end_denies_the_sessions_issued_before_it_until_they_run_out(st
 
     let alice_id = sb.org.user_id("alice").unwrap().to_string();
     let staging = sb.org.account_id("Staging").unwrap().to_string();
-    let mut seen = None;
-    // The policy is made, then attached: wait for both.
-    eventually(Duration::from_secs(15), "the deny policy is in AWS Organizations, attached", async || {
-        seen = denial_policy(&org).await;
-        seen.as_ref().is_some_and(|(_, targets)| !targets.is_empty())
-    })
-    .await;
-    let (content, targets) = seen.unwrap();
+    let (content, targets) = attached_denial_policy(&org).await;
     assert_eq!(targets, std::slice::from_ref(&staging));
     let policy: serde_json::Value = serde_json::from_str(&content).unwrap();
     let statements = policy["Statement"].as_array().unwrap();
