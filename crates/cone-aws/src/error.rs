@@ -377,6 +377,23 @@ impl Op {
     }
 }
 
+/// `e` and each error beneath it, as `a: b: c`. The SDK's `DisplayErrorContext` adds the debug form of the whole
+/// error, raw HTTP response included, which does not belong in a reason shown to people.
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        // Layers often repeat what the one above said.
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        next = cause.source();
+    }
+    // Messages around it end their own sentence.
+    text.trim_end_matches('.').to_string()
+}
+
 fn is_credentials_failure(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("no credentials") || m.contains("credentials provider") || m.contains("failed to load credentials")
@@ -385,6 +402,21 @@ fn is_credentials_failure(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_reads_as_its_causes_without_the_debug_dump() {
+        // As the credential chain reports IMDS refusing a token: each layer's words once, and nothing else.
+        let refused = std::io::Error::other("request forbidden: IMDS is disabled");
+        let token = std::io::Error::other(format!("failed to load IMDS session token: {refused}"));
+        let chained = aws_credential_types::provider::error::CredentialsError::provider_error(token);
+        let said = causes(&chained);
+        assert_eq!(
+            said,
+            "an error occurred while loading credentials: failed to load IMDS session token: request forbidden: IMDS \
+             is disabled"
+        );
+        assert!(!said.contains("ProviderError {"), "{said}");
+    }
 
     #[test]
     fn classifies_codes_and_statuses() {

@@ -28,7 +28,7 @@ use aws_sdk_iam::types::EntityType;
 use serde_json::Value;
 
 use crate::connector::{bounded, calling, found, put, sorted_unique};
-use crate::error::{ConnectorError, Op};
+use crate::error::{ConnectorError, Op, causes};
 use crate::paging::{call_retried, list_all};
 use crate::settings::assumed;
 use crate::spool::{Part, Parts, Sink};
@@ -510,22 +510,6 @@ pub(crate) fn trusted_principals(document: &str) -> Result<Vec<(String, String)>
         }
     }
     Ok(found.into_iter().collect())
-}
-
-/// `e` and each error beneath it, as `a: b: c`. The SDK's `DisplayErrorContext` adds the debug form of the whole
-/// error, raw HTTP response included, which does not belong in a reason shown to people.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        // Layers often repeat what the one above said.
-        if !text.ends_with(&part) {
-            text = format!("{text}: {part}");
-        }
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

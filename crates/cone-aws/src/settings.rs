@@ -9,12 +9,11 @@ use std::sync::{Mutex, PoisonError};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
-use aws_sdk_ssoadmin::error::DisplayErrorContext;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser};
 
 use crate::Connector;
-use crate::error::ConnectorError;
+use crate::error::{ConnectorError, causes};
 use crate::ratelimit::{ApiFamily, RateLimits, Rates};
 use crate::scim::{Scim, Secret};
 
@@ -198,7 +197,7 @@ impl AwsSettings {
             credentials
                 .provide_credentials()
                 .await
-                .map_err(|e| ConnectorError::NoCredentials { message: DisplayErrorContext(&e).to_string() })?;
+                .map_err(|e| ConnectorError::NoCredentials { message: causes(&e) })?;
             return Ok(base);
         };
         let provider =
@@ -206,7 +205,7 @@ impl AwsSettings {
                 ConnectorError::AssumeRoleFailed {
                     role_arn: role_arn.clone(),
                     with_external_id: self.external_id.is_some(),
-                    message: DisplayErrorContext(&e).to_string(),
+                    message: causes(&e),
                 }
             })?;
         Ok(base.into_builder().credentials_provider(provider).build())

@@ -1,4 +1,4 @@
-//! The filters of the request lists: whose requests, on which account and permission set.
+//! The filters of the request lists and the drift report: whose, on which account and permission set.
 
 use maud::{Markup, html};
 use serde::Deserialize;
