@@ -121,8 +121,7 @@ pub async fn part(
 }
 
 /// Reads or writes the journal of a sync this host runs (`cone_aws::remote::JournalPost`), kept here so that a sync
-/// left unfinished resumes on any connector: a recall answers `[body, recorded_at]` or null, a record null. Renews
-/// the lease.
+/// left unfinished resumes on any connector: a recall answers `[body, recorded_at]` or null, a record null.
 #[utoipa::path(
     post,
     path = "/api/v1/connector/calls/{id}/journal",

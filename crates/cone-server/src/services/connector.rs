@@ -137,8 +137,9 @@ pub async fn part(s: &AppState, host: &str, id: i64, post: &PartPost) -> Result<
     Ok(s.db.spool_part(&run, post.seq, &post.part).await?)
 }
 
-/// Reads or writes the journal of the sync `host` runs as call `id`, renewing its lease: a recall answers what was
-/// recorded for the unit within the times asked.
+/// Reads or writes the journal of the sync `host` runs as call `id`: a recall answers what was recorded for the unit
+/// within the times asked. The lease is only looked at: a sync reads and records thousands of units, and the host
+/// renews its lease on its own.
 pub async fn journal(s: &AppState, host: &str, id: i64, post: &JournalPost) -> Result<Option<(String, i64)>> {
     let unit = match post {
         JournalPost::Recall { unit, .. } | JournalPost::Record { unit, .. } => unit,
@@ -146,7 +147,7 @@ pub async fn journal(s: &AppState, host: &str, id: i64, post: &JournalPost) -> R
     if unit.is_empty() || unit.len() > MAX_UNIT {
         return Err(Error::invalid(format!("A journal unit is named with 1 to {MAX_UNIT} characters.")));
     }
-    match s.db.renew_call(id, host, s.now(), call_lease(s)).await? {
+    match s.db.held_call(id, host, s.now()).await? {
         Some(Some(_)) => {}
         Some(None) => return Err(Error::invalid(format!("Call {id} is not a sync; only a sync has a journal."))),
         None => return Err(not_held(id)),

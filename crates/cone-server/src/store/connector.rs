@@ -177,9 +177,8 @@ impl Db {
     /// Claims the oldest call that is queued or whose lease ran out, for `host_id`, until `now + lease`: one
     /// statement, its pick skipping rows another replica is claiming at the same moment. A read comes first, so
     /// that a long poll finding nothing takes no write lock (on SQLite, the waiting worker's writes would queue
-    /// behind it).
-    /// Claims the oldest call no host holds for `host_id`, as long as `client_id`'s credentials are in force: a
-    /// long poll that began before they were revoked gets nothing.
+    /// behind it). Only while `client_id`'s credentials are in force: a long poll that began before they were
+    /// revoked gets nothing.
     pub async fn claim_call(
         &self,
         host_id: &str,
@@ -234,6 +233,19 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         Ok(spool)
+    }
+
+    /// The spool run of a call `host_id` holds now (`Some(None)` for a call without one), read without writing;
+    /// `None` when it does not hold it.
+    pub async fn held_call(&self, id: i64, host_id: &str, now: i64) -> Result<Option<Option<String>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT spool FROM connector_calls WHERE id = $1 AND state = 'claimed' AND host_id = $2 AND lease_until > $3",
+        )
+        .bind(id)
+        .bind(host_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Records the answer of a call `host_id` holds; `false` when it no longer holds it. When the call's caller waits

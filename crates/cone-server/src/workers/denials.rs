@@ -87,10 +87,9 @@ async fn apply_leased(
     if hash == s.db.applied_denial().await? {
         s.db.release_denial().await?;
     } else {
-        let wanted = denial.as_ref().map(|d| Wanted { document: d.document.clone(), accounts: d.accounts.clone() });
-        connector.keep_denial(wanted).await?;
+        let precision = denial.as_ref().map(|d| d.precision);
+        connector.keep_denial(denial.map(|d| Wanted { document: d.document, accounts: d.accounts })).await?;
         s.db.denial_applied(&hash, now).await?;
-        let precision = denial.map(|d| d.precision);
         // The policy is rewritten as removals happen: a warning is said once, not at each rewrite.
         let repeated = precision == *said && precision != Some(Precision::Exact);
         *said = precision;

@@ -30,6 +30,9 @@ async fn a_call_is_held_by_one_host_at_a_time_and_answered_once(db: Db) {
     // Only the holder renews, and learns the spool run of a sync.
     assert_eq!(db.renew_call(second_id, second_holder, 105, 10).await.unwrap(), Some(Some("run-1".into())));
     assert_eq!(db.renew_call(second_id, "c", 105, 10).await.unwrap(), None);
+    // Looked at without renewing: the holder's, no other host's.
+    assert_eq!(db.held_call(second_id, second_holder, 106).await.unwrap(), Some(Some("run-1".into())));
+    assert_eq!(db.held_call(second_id, "c", 106).await.unwrap(), None);
     assert!(!db.withdraw_call(first_id, 105).await.unwrap(), "a held call stays");
     assert_eq!(db.next_lease_end().await.unwrap(), Some(111));
 
