@@ -150,6 +150,7 @@ resource "aws_iam_role_policy" "cone_integration" {
           "identitystore:CreateUser",
           "identitystore:DeleteGroupMembership",
           "identitystore:DeleteUser",
+          "identitystore:DescribeUser",
           "identitystore:GetGroupId",
           "identitystore:GetGroupMembershipId",
           "identitystore:GetUserId",
@@ -195,6 +196,7 @@ resource "aws_iam_role_policy" "cone_integration" {
           "iam:ListSigningCertificates",
           "iam:ListUserPolicies",
           "iam:TagUser",
+          "iam:UpdateAccessKey",
         ]
         Resource = "arn:aws:iam::*:user${var.iam_user_path}*"
         }, {

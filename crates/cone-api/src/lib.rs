@@ -602,17 +602,20 @@ pub struct IamUserPage {
     pub next_page_token: Option<String>,
 }
 
-/// An IAM user Cone created for a person (`aws.account_provisioning`), to hold the IAM groups they were granted
-/// (`GET /api/v1/iam/created-users`).
+/// A user Cone created for a person (`aws.account_provisioning`): an IAM user to hold the IAM groups they were
+/// granted, or the Identity Center user of a person who signs in with a password (`GET /api/v1/iam/created-users`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedIamUser {
     /// The Cone user it was created for.
     pub username: String,
+    /// `iam_user`, or `idc_user` for an Identity Center user made for a person who signs in with a password.
+    pub kind: String,
+    /// Empty for an Identity Center user.
     pub account_id: String,
-    /// The account's name in the catalog; the id when the catalog does not know the account.
+    /// The account's name in the catalog (the id when the catalog does not know the account); `Identity Center`.
     pub account_name: String,
-    /// The IAM user's name and path.
+    /// The user's name, and an IAM user's path (empty for an Identity Center user).
     pub name: String,
     pub path: String,
     /// `creating`, `active`, `deleting` or `deleted`.

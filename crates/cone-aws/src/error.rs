@@ -91,13 +91,13 @@ pub enum ConnectorError {
     )]
     NoSuchPrincipal { operation: &'static str, what: String, message: String },
 
-    /// An IAM user of the name Cone would give a person exists and Cone did not create it.
+    /// A user of the name Cone would give a person (in IAM, or in Identity Center) exists and Cone did not create
+    /// it. `user` says which ("IAM user `carol`"), `mark` what it lacks, `next` what to do.
     #[error(
-        "IAM user `{user}` exists and Cone did not create it (it lacks the tag {tag}={owner}); Cone never uses or \
-         removes an IAM user it did not create. Rename or remove that user, or give the person's groups through \
-         Identity Center instead"
+        "{user} exists and Cone did not create it (it lacks {mark}); Cone never uses or removes a user it did not \
+         create. {next}"
     )]
-    NotCreatedByCone { user: String, tag: &'static str, owner: String },
+    NotCreatedByCone { user: String, mark: String, next: &'static str },
 
     /// The account does not belong to an AWS Organization (or is not its management account).
     #[error(

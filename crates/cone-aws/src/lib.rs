@@ -28,7 +28,7 @@ pub use error::ConnectorError;
 pub use policy::{
     DEFAULT_IAM_USER_PATH, Features, check_iam_path, permissions_policy, permissions_policy_for, trust_policy,
 };
-pub use provision::{Change, NewIamUser, NewIdcUser, OWNER_TAG};
+pub use provision::{Change, NewIamUser, NewIdcUser, OWNER_TAG, OWNER_USER_TYPE};
 pub use ratelimit::{ApiFamily, RateLimits, Rates};
 pub use settings::{AwsSettings, DEFAULT_MEMBER_ROLE};
 pub use spool::{Part, PartStream, Sink, SqlSpool, Synced};

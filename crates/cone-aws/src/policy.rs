@@ -119,7 +119,8 @@ const PROVISION_MANAGEMENT_LISTS: Statement = Statement {
 
 /// `cone-aws provision` in the identity store: users and group memberships, names resolved with GetUserId and
 /// GetGroupId, a membership found with GetGroupMembershipId (or ListGroupMemberships where that is not
-/// implemented), and a deleted user's memberships listed with ListGroupMembershipsForMember.
+/// implemented), a deleted user's memberships listed with ListGroupMembershipsForMember, and a user's type read
+/// with DescribeUser before Cone deletes a user it created.
 const PROVISION_IDENTITY_STORE: Statement = Statement {
     sid: "ConeProvisionIdentityStore",
     actions: &[
@@ -127,6 +128,7 @@ const PROVISION_IDENTITY_STORE: Statement = Statement {
         "identitystore:CreateUser",
         "identitystore:DeleteGroupMembership",
         "identitystore:DeleteUser",
+        "identitystore:DescribeUser",
         "identitystore:GetGroupId",
         "identitystore:GetGroupMembershipId",
         "identitystore:GetUserId",
@@ -136,8 +138,8 @@ const PROVISION_IDENTITY_STORE: Statement = Statement {
     resource: "*",
 };
 
-/// `cone-aws provision` in IAM: creating users with tags, and a user's full deletion with everything IAM requires
-/// gone first; only users under the chosen path.
+/// `cone-aws provision` in IAM: creating users with tags, a user's full deletion with everything IAM requires gone
+/// first, and disabling one kept (`UpdateAccessKey`); only users under the chosen path.
 const PROVISION_IAM_USERS: Statement = Statement {
     sid: "ConeProvisionIamUsers",
     actions: &[
@@ -160,6 +162,7 @@ const PROVISION_IAM_USERS: Statement = Statement {
         "iam:ListSigningCertificates",
         "iam:ListUserPolicies",
         "iam:TagUser",
+        "iam:UpdateAccessKey",
     ],
     resource: IAM_USERS,
 };
@@ -424,10 +427,10 @@ mod tests {
         let got = actions(&permissions_policy(&all));
         // iam:ListUsers (IAM and secrets) is granted once.
         assert!(got.contains("iam:ListUsers"));
-        // Sync 9, provisioning 5 + 11 + 1 + 2 + identity store 9 less ListGroupMemberships, Organizations 1, IAM 3,
-        // secrets 3 less ListUsers, IAM provisioning 24 less ListAccessKeys, revoking sessions 7, the member
+        // Sync 9, provisioning 5 + 11 + 1 + 2 + identity store 10 less ListGroupMemberships, Organizations 1, IAM 3,
+        // secrets 3 less ListUsers, IAM provisioning 25 less ListAccessKeys, revoking sessions 7, the member
         // accounts' role 1.
-        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 8 + 1 + 3 + 2 + 23 + 7 + 1, "{got:?}");
+        assert_eq!(got.len(), 9 + 5 + 11 + 1 + 2 + 9 + 1 + 3 + 2 + 24 + 7 + 1, "{got:?}");
     }
 
     #[test]

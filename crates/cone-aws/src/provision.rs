@@ -18,7 +18,7 @@
 
 use std::future::Future;
 
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{StatusType, Tag};
 use aws_sdk_identitystore::types::{AlternateIdentifier, Email, MemberId, Name, UniqueAttribute};
 use aws_sdk_ssoadmin::config::http::HttpResponse;
 use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
@@ -40,6 +40,7 @@ const CREATE_MEMBERSHIP: Op = Op::identitystore("CreateGroupMembership");
 const DELETE_MEMBERSHIP: Op = Op::identitystore("DeleteGroupMembership");
 const CREATE_IDC_USER: Op = Op::identitystore("CreateUser");
 const DELETE_IDC_USER: Op = Op::identitystore("DeleteUser");
+const DESCRIBE_IDC_USER: Op = Op::identitystore("DescribeUser");
 
 const LIST_GROUPS_FOR_USER: Op = Op::iam("ListGroupsForUser");
 const ADD_USER_TO_GROUP: Op = Op::iam("AddUserToGroup");
@@ -50,6 +51,7 @@ const GET_IAM_USER: Op = Op::iam("GetUser");
 const DELETE_LOGIN_PROFILE: Op = Op::iam("DeleteLoginProfile");
 const LIST_ACCESS_KEYS: Op = Op::iam("ListAccessKeys");
 const DELETE_ACCESS_KEY: Op = Op::iam("DeleteAccessKey");
+const UPDATE_ACCESS_KEY: Op = Op::iam("UpdateAccessKey");
 const LIST_SIGNING_CERTIFICATES: Op = Op::iam("ListSigningCertificates");
 const DELETE_SIGNING_CERTIFICATE: Op = Op::iam("DeleteSigningCertificate");
 const LIST_SSH_KEYS: Op = Op::iam("ListSSHPublicKeys");
@@ -76,7 +78,7 @@ pub enum Change {
 }
 
 /// An Identity Center user to create. IAM Identity Center requires the display name and both names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewIdcUser {
     pub user_name: String,
     pub display_name: String,
@@ -88,6 +90,10 @@ pub struct NewIdcUser {
 
 /// The tag on an IAM user Cone created for a person: its value is the person's Identity Center user id.
 pub const OWNER_TAG: &str = "cone:identity";
+
+/// The user type of an Identity Center user Cone created for a person who signs in to Cone with a password
+/// (identity-store users carry no tags; the user type is a free attribute that administrators see).
+pub const OWNER_USER_TYPE: &str = "cone";
 
 /// An IAM user Cone creates for a person (cone-server's `aws.account_provisioning`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -181,6 +187,28 @@ impl Connector {
 
     /// Creates the identity-store user unless one with its user name exists (which is left as it is).
     pub async fn create_idc_user(&self, store: &str, user: &NewIdcUser) -> Result<Change, ConnectorError> {
+        Ok(self.create_idc_user_typed(store, user, None).await?.0)
+    }
+
+    /// Creates the Identity Center user a person who signs in to Cone with a password gets, of user type
+    /// [`OWNER_USER_TYPE`]; answers its id. A user of that name and type counts as created (an earlier attempt
+    /// whose answer was lost); any other is [`ConnectorError::NotCreatedByCone`] and is left as it is.
+    pub async fn create_owned_idc_user(
+        &self,
+        store: &str,
+        user: &NewIdcUser,
+    ) -> Result<(Change, String), ConnectorError> {
+        self.create_idc_user_typed(store, user, Some(OWNER_USER_TYPE)).await
+    }
+
+    /// Creates an identity-store user, of `user_type` when given, unless one of that name exists (then checked to
+    /// be of that type); answers its id.
+    async fn create_idc_user_typed(
+        &self,
+        store: &str,
+        user: &NewIdcUser,
+        user_type: Option<&str>,
+    ) -> Result<(Change, String), ConnectorError> {
         let name = Name::builder()
             .given_name(&user.given_name)
             .family_name(&user.family_name)
@@ -189,8 +217,11 @@ impl Connector {
         let emails = user.email.as_ref().map(|e| vec![Email::builder().value(e).r#type("work").primary(true).build()]);
         with_retries(&self.timing, CREATE_IDC_USER, || async {
             // On AWS a user name in use is a ConflictException, retried like any conflict: this look then ends it.
-            if found(self.user_id_named(store, &user.user_name, &self.timing.once()).await)?.is_some() {
-                return Ok(Change::AlreadyInPlace);
+            if let Some(id) = found(self.user_id_named(store, &user.user_name, &self.timing.once()).await)? {
+                if user_type.is_some() {
+                    self.owned_idc_user(store, &id).await?;
+                }
+                return Ok((Change::AlreadyInPlace, id));
             }
             let request = self
                 .ids
@@ -200,11 +231,42 @@ impl Connector {
                 .display_name(&user.display_name)
                 .name(name.clone())
                 .set_emails(emails.clone())
+                .set_user_type(user_type.map(str::to_string))
                 .send();
-            call(&self.limits, CREATE_IDC_USER, request).await?;
-            Ok(Change::Made)
+            let made = call(&self.limits, CREATE_IDC_USER, request).await?;
+            Ok((Change::Made, made.user_id))
         })
         .await
+    }
+
+    /// Deletes an Identity Center user [`Connector::create_owned_idc_user`] made (`user`: an id, or a user name), as
+    /// [`Connector::delete_idc_user`] does; one of another user type is [`ConnectorError::NotCreatedByCone`] and stays.
+    pub async fn delete_owned_idc_user(&self, store: &str, user: &str) -> Result<Change, ConnectorError> {
+        let Some(user_id) = found(self.idc_user(store, user).await)? else {
+            return Ok(Change::AlreadyInPlace);
+        };
+        match self.owned_idc_user(store, &user_id).await? {
+            true => self.delete_idc_user(store, &user_id).await,
+            false => Ok(Change::AlreadyInPlace),
+        }
+    }
+
+    /// Whether identity-store user `user_id` exists (false if not) with user type [`OWNER_USER_TYPE`]; one without
+    /// it is [`ConnectorError::NotCreatedByCone`].
+    async fn owned_idc_user(&self, store: &str, user_id: &str) -> Result<bool, ConnectorError> {
+        let got = call_retried(&self.limits, &self.timing, DESCRIBE_IDC_USER, || {
+            self.ids.describe_user().identity_store_id(store).user_id(user_id).send()
+        })
+        .await;
+        let Some(user) = found(got)? else { return Ok(false) };
+        match user.user_type.as_deref() == Some(OWNER_USER_TYPE) {
+            true => Ok(true),
+            false => Err(ConnectorError::NotCreatedByCone {
+                user: format!("Identity Center user `{}`", user.user_name.unwrap_or_default()),
+                mark: format!("the user type {OWNER_USER_TYPE}"),
+                next: "The next sync links the Cone user of that name to it; request again after it.",
+            }),
+        }
     }
 
     /// Deletes identity-store user `user` (a user name or an id) and its group memberships.
@@ -324,6 +386,35 @@ impl Connector {
         }
     }
 
+    /// Keeps an IAM user [`Connector::create_owned_iam_user`] made but takes away its ways to act: its console
+    /// password is deleted and its active access keys are deactivated. One without the owner's tag is
+    /// [`ConnectorError::NotCreatedByCone`] and stays as it is.
+    pub async fn disable_owned_iam_user(&self, name: &str, owner: &str) -> Result<Change, ConnectorError> {
+        if !self.owned(name, owner).await? {
+            return Ok(Change::AlreadyInPlace);
+        }
+        let login = call_retried(&self.limits, &self.timing, DELETE_LOGIN_PROFILE, || {
+            self.iam.delete_login_profile().user_name(name).send()
+        });
+        let login = removed(login.await)?;
+        let active = self.look(
+            LIST_ACCESS_KEYS,
+            |marker| self.iam.list_access_keys().user_name(name).set_marker(marker).send(),
+            |out| {
+                let keys = out.access_key_metadata.into_iter().filter(|k| k.status == Some(StatusType::Active));
+                (keys.filter_map(|k| k.access_key_id).collect(), next_marker(out.is_truncated, out.marker))
+            },
+        );
+        let active = active.await?;
+        for id in &active {
+            call_retried(&self.limits, &self.timing, UPDATE_ACCESS_KEY, || {
+                self.iam.update_access_key().user_name(name).access_key_id(id).status(StatusType::Inactive).send()
+            })
+            .await?;
+        }
+        Ok(if login == Change::Made || !active.is_empty() { Change::Made } else { Change::AlreadyInPlace })
+    }
+
     /// Whether user `name` exists (false if not) with tag [`OWNER_TAG`] = `owner`; one without it is
     /// [`ConnectorError::NotCreatedByCone`].
     async fn owned(&self, name: &str, owner: &str) -> Result<bool, ConnectorError> {
@@ -336,9 +427,9 @@ impl Connector {
         match tagged {
             true => Ok(true),
             false => Err(ConnectorError::NotCreatedByCone {
-                user: name.to_string(),
-                tag: OWNER_TAG,
-                owner: owner.to_string(),
+                user: format!("IAM user `{name}`"),
+                mark: format!("the tag {OWNER_TAG}={owner}"),
+                next: "Rename or remove that user, or give the person's groups through Identity Center instead.",
             }),
         }
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::denial::Wanted;
 use crate::journal::Journal;
 use crate::spool::Sink;
-use crate::{Assignment, Connector, ConnectorError, Features, NewIamUser};
+use crate::{Assignment, Connector, ConnectorError, Features, NewIamUser, NewIdcUser};
 
 /// One operation of the connector. The IAM ones name the member account whose IAM they change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,20 @@ pub enum Call {
         account: String,
         user: String,
         owner: String,
+    },
+    DisableOwnedIamUser {
+        account: String,
+        user: String,
+        owner: String,
+    },
+    /// Answers the user's id and whether this call made it.
+    CreateOwnedIdcUser {
+        store: String,
+        user: NewIdcUser,
+    },
+    DeleteOwnedIdcUser {
+        store: String,
+        user: String,
     },
     /// Makes Cone's service control policy in AWS Organizations deny what `wanted` says; `None` removes it.
     KeepDenial {
@@ -220,6 +234,11 @@ impl Connector {
             Call::DeleteOwnedIamUser { account, user, owner } => {
                 encode(self.in_account(account).await?.delete_owned_iam_user(user, owner).await?)
             }
+            Call::DisableOwnedIamUser { account, user, owner } => {
+                encode(self.in_account(account).await?.disable_owned_iam_user(user, owner).await?)
+            }
+            Call::CreateOwnedIdcUser { store, user } => encode(self.create_owned_idc_user(store, user).await?),
+            Call::DeleteOwnedIdcUser { store, user } => encode(self.delete_owned_idc_user(store, user).await?),
             Call::KeepDenial { wanted } => encode(self.keep_denial(wanted.as_ref()).await?),
         }
     }
@@ -244,7 +263,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<Call>(&wire).unwrap(), call);
         assert!(call.writes() && !Call::Sync.writes() && !Call::IdentityStoreId.writes());
 
-        let e = ConnectorError::NotCreatedByCone { user: "alice".into(), tag: "cone:identity", owner: "u-1".into() };
+        let e = ConnectorError::NotCreatedByCone {
+            user: "IAM user `alice`".into(),
+            mark: "the tag cone:identity=u-1".into(),
+            next: "Rename it.",
+        };
         let back = ConnectorError::from(Failure::from(&e));
         assert_eq!(back.to_string(), e.to_string());
         assert!(back.is_not_created_by_cone() && !back.is_retryable());

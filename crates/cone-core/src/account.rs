@@ -1,8 +1,37 @@
-//! The IAM users Cone creates for people (seed 002's "automatic account provisioning and deprovisioning"): one per
-//! person and account, made when a grant first needs it and deleted when none does.
+//! The users Cone creates for people (seed 002's "automatic account provisioning and deprovisioning"): an IAM user
+//! per person and account, and an Identity Center user for a person who signs in to Cone with a password, each made
+//! when a grant first needs it and deleted when none does.
 
-/// Where a created account stands. It is recorded as `Creating` before IAM is asked to create it, so that a crash
-/// in between leaves a row that says to finish the work, never an IAM user Cone does not know it made.
+/// What Cone created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    /// An IAM user in one account, for IAM-group grants there.
+    IamUser,
+    /// An Identity Center user, for every grant of a person Identity Center did not know.
+    IdcUser,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::IamUser => "iam_user",
+            AccountKind::IdcUser => "idc_user",
+        }
+    }
+}
+
+impl TryFrom<String> for AccountKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<AccountKind, String> {
+        [AccountKind::IamUser, AccountKind::IdcUser]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown account kind `{s}`"))
+    }
+}
+
+/// Where a created account stands. It is recorded as `Creating` before AWS is asked to create it, so that a crash
+/// in between leaves a row that says to finish the work, never a user Cone does not know it made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {
     Creating,
@@ -16,11 +45,11 @@ pub enum AccountState {
 pub enum AccountEvent {
     /// A grant being provisioned needs the account.
     Needed,
-    /// IAM has the user.
+    /// AWS has the user.
     Created,
     /// No grant needs it any more, and the deprovisioning policy says to delete it.
     Unneeded,
-    /// IAM no longer has the user.
+    /// AWS no longer has the user.
     Removed,
 }
 
@@ -100,6 +129,9 @@ mod tests {
         assert_eq!(S::Active.on(E::Needed), None);
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
+        }
+        for k in [super::AccountKind::IamUser, super::AccountKind::IdcUser] {
+            assert_eq!(super::AccountKind::try_from(k.as_str().to_string()), Ok(k));
         }
     }
 }

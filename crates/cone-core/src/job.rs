@@ -15,6 +15,9 @@ pub enum JobKind {
     Deprovision,
     /// Remove the access an access review revoked (the job names the review item).
     ReviewRevoke,
+    /// Delete the Identity Center user Cone created for a person who signs in with a password, once no grant needs
+    /// it (the job names the last grant that did).
+    DeprovisionIdcUser,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +29,14 @@ pub enum JobState {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::Provision,
         JobKind::Revoke,
         JobKind::Reprovision,
         JobKind::RemoveDrift,
         JobKind::Deprovision,
         JobKind::ReviewRevoke,
+        JobKind::DeprovisionIdcUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,7 @@ impl JobKind {
             JobKind::RemoveDrift => "remove_drift",
             JobKind::Deprovision => "deprovision",
             JobKind::ReviewRevoke => "review_revoke",
+            JobKind::DeprovisionIdcUser => "deprovision_idc_user",
         }
     }
 

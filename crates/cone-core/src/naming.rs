@@ -37,6 +37,15 @@ pub fn iam_user_name(user_name: &str) -> String {
     user_name.chars().map(|c| if allowed(c) { c } else { '-' }).take(64).collect()
 }
 
+/// The given and family names Identity Center requires of a user, from a display name ("Dave van Dijk" → "Dave",
+/// "van Dijk"); a part the display name lacks is the user name.
+pub fn given_and_family(display_name: &str, user_name: &str) -> (String, String) {
+    let mut parts = display_name.trim().splitn(2, char::is_whitespace);
+    let given = parts.next().filter(|p| !p.is_empty()).unwrap_or(user_name);
+    let family = parts.next().map(str::trim).filter(|p| !p.is_empty()).unwrap_or(user_name);
+    (given.to_string(), family.to_string())
+}
+
 /// Text from elsewhere (a reason another person typed, a name) as one line safe for a terminal: each control
 /// character, escape sequences' ESC and line breaks included, becomes a space.
 pub fn printable(text: &str) -> String {
@@ -89,6 +98,14 @@ mod tests {
     fn no_alias_is_empty_or_the_default_profile() {
         let catalog = [("!!!", "Default", "111"), ("***", "", "222"), ("Prod", "ReadOnly", "333")];
         assert_eq!(aliases(&catalog), ["default-111", "222", "prod-readonly"]);
+    }
+
+    #[test]
+    fn names_for_identity_center_come_from_the_display_name_or_the_user_name() {
+        let pair = |g: &str, f: &str| (g.to_string(), f.to_string());
+        assert_eq!(given_and_family("Dave van Dijk", "dave"), pair("Dave", "van Dijk"));
+        assert_eq!(given_and_family("  Dave  ", "dave"), pair("Dave", "dave"));
+        assert_eq!(given_and_family("", "dave"), pair("dave", "dave"));
     }
 
     #[test]

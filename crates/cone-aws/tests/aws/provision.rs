@@ -5,9 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
+use aws_sdk_iam::types::StatusType;
 use aws_sdk_identitystore::types::{AlternateIdentifier, UniqueAttribute};
 use aws_smithy_types::Document;
-use cone_aws::{Assignment, Change, Connector, ConnectorError, Features, NewIdcUser, Principal, permissions_policy};
+use cone_aws::{
+    Assignment, Change, Connector, ConnectorError, Features, NewIamUser, NewIdcUser, Principal, permissions_policy,
+};
 use cone_testkit::{Moto, SandboxOrg, moto_sdk_config, seed_sandbox};
 
 /// A self-signed certificate, as UploadSigningCertificate takes one.
@@ -142,6 +145,27 @@ async fn identity_center(env: &Env) -> Result<()> {
     assert_eq!(c.delete_idc_user(store, "dave").await?, Change::AlreadyInPlace);
     assert_eq!(env.idc_user("dave").await?, None);
     assert_eq!(env.approvers().await?, vec![bob]);
+
+    // A user Cone creates for a person carries its user type, by which a retry knows it and a deletion may take it.
+    let (made, id) = c.create_owned_idc_user(store, &dave()).await?;
+    assert_eq!(made, Change::Made);
+    assert_eq!(c.create_owned_idc_user(store, &dave()).await?, (Change::AlreadyInPlace, id.clone()));
+    let user = env.ids.describe_user().identity_store_id(store).user_id(&id).send().await?;
+    assert_eq!(user.user_type.as_deref(), Some(cone_aws::OWNER_USER_TYPE));
+    assert_eq!(c.delete_owned_idc_user(store, &id).await?, Change::Made);
+    assert_eq!(c.delete_owned_idc_user(store, "dave").await?, Change::AlreadyInPlace);
+    // One made by someone else is neither taken nor deleted.
+    c.create_idc_user(store, &dave()).await?;
+    for refused in [
+        c.create_owned_idc_user(store, &dave()).await.map(drop),
+        c.delete_owned_idc_user(store, "dave").await.map(drop),
+    ] {
+        let e = refused.expect_err("not Cone's");
+        assert!(e.is_not_created_by_cone() && !e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("Identity Center user `dave` exists and Cone did not create it"), "{e}");
+    }
+    assert!(env.idc_user("dave").await?.is_some(), "left alone");
+    c.delete_idc_user(store, "dave").await?;
     Ok(())
 }
 
@@ -239,6 +263,24 @@ async fn iam(env: &Env) -> Result<()> {
     assert_eq!(policy.attachment_count, Some(0));
 
     assert_eq!(c.delete_iam_user("erin").await?, Change::AlreadyInPlace, "a missing user is deleted already");
+
+    // A user Cone made and keeps disabled (`deprovision: disable`) loses its password and keys, and stays.
+    let frank = NewIamUser { name: "frank".into(), path: "/cone/".into(), owner: "u-frank".into(), tags: vec![] };
+    assert_eq!(c.create_owned_iam_user(&frank).await?, Change::Made);
+    env.iam.create_login_profile().user_name("frank").password("Un-guessable-42").send().await?;
+    for _ in 0..2 {
+        env.iam.create_access_key().user_name("frank").send().await?;
+    }
+    assert_eq!(c.disable_owned_iam_user("frank", "u-frank").await?, Change::Made);
+    assert!(env.iam.get_login_profile().user_name("frank").send().await.is_err(), "no password");
+    let keys = env.iam.list_access_keys().user_name("frank").send().await?.access_key_metadata;
+    let statuses: Vec<_> = keys.iter().map(|k| k.status.clone()).collect();
+    assert_eq!(statuses, [Some(StatusType::Inactive), Some(StatusType::Inactive)]);
+    assert_eq!(c.disable_owned_iam_user("frank", "u-frank").await?, Change::AlreadyInPlace);
+    let e = c.disable_owned_iam_user("frank", "u-someone-else").await.expect_err("not that person's");
+    assert!(e.is_not_created_by_cone(), "{e}");
+    assert!(env.iam_user_exists("frank").await?);
+    assert_eq!(c.delete_owned_iam_user("frank", "u-frank").await?, Change::Made);
     Ok(())
 }
 

@@ -238,7 +238,8 @@ pub struct AwsConfig {
     /// service control policy Cone keeps in AWS Organizations, until they have run out.
     #[serde(default)]
     pub revoke_sessions: bool,
-    /// IAM users Cone creates for people granted an IAM group in an account where they have none.
+    /// The users Cone creates for people: IAM users for IAM groups' grants, Identity Center users for people who
+    /// sign in with a password.
     #[serde(default)]
     pub account_provisioning: AccountProvisioning,
     /// Account-assignment writes outstanding at once, per server (IAM Identity Center allows 10 per instance;
@@ -270,7 +271,8 @@ fn default_assignment_writes() -> usize {
     cone_aws::DEFAULT_OUTSTANDING_ASSIGNMENT_WRITES
 }
 
-/// `aws.account_provisioning`: the IAM users Cone may create, and what becomes of them when no grant needs them.
+/// `aws.account_provisioning`: the users Cone may create for people, and what becomes of them when no grant needs
+/// them.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountProvisioning {
@@ -278,13 +280,19 @@ pub struct AccountProvisioning {
     /// grant fails with a message saying so.
     #[serde(default)]
     pub iam_users: bool,
+    /// Create an Identity Center user (user type `cone`, no password) for a person who signs in to Cone with a
+    /// password and whom Identity Center does not know, when a grant of theirs is first made; it is deleted like an
+    /// IAM user. For the Identity Center directory as identity source; off, such a person cannot request access.
+    #[serde(default)]
+    pub identity_center_users: bool,
     /// The IAM path of the users Cone creates; Cone never touches a user outside it.
     #[serde(default = "default_iam_path")]
     pub path: String,
     /// Tags on every IAM user Cone creates, beside `cone:identity` (the person's Identity Center user id).
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
-    /// What becomes of a user when the last grant needing it ends. At offboarding the user is always deleted at once.
+    /// What becomes of a user when the last grant needing it ends. At offboarding an IAM user is always deleted at
+    /// once.
     #[serde(default)]
     pub deprovision: Deprovision,
     /// With `deprovision: delete`, how long after the last grant needing it a user is deleted; at once when absent.
@@ -299,7 +307,11 @@ pub enum Deprovision {
     /// Delete the user, with its keys, password and memberships, after `delete_after`.
     #[default]
     Delete,
-    /// Keep the user, stripped of its password, keys and groups, so that it cannot act.
+    /// Keep an IAM user but delete its console password and deactivate its access keys (Cone gives it neither;
+    /// someone may have), so that it cannot act until a grant needs it again. An Identity Center user is kept as
+    /// it is: AWS's API cannot disable one, and it holds nothing once its grants ended.
+    Disable,
+    /// Keep the user as it is (out of the groups its grants gave).
     Keep,
 }
 
@@ -307,6 +319,7 @@ impl Default for AccountProvisioning {
     fn default() -> AccountProvisioning {
         AccountProvisioning {
             iam_users: false,
+            identity_center_users: false,
             path: default_iam_path(),
             tags: Default::default(),
             deprovision: Deprovision::Delete,

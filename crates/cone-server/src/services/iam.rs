@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use cone_api::{AccessKey, AccessKeyPage, CreatedIamUser, CreatedIamUserPage, IamUser, IamUserPage};
+use cone_core::account::AccountKind;
 
 use super::{Page, time};
 use crate::error::{Error, Result};
@@ -81,14 +82,19 @@ pub async fn users(s: &AppState, account: &str, page: Page) -> Result<IamUserPag
     Ok(IamUserPage { synced, users, next_page_token })
 }
 
-/// The IAM users Cone created for people in `account` (an id or catalog name; empty for all), newest first.
+/// The users Cone created for people in `account` (an id or catalog name; empty for all, Identity Center's
+/// included), newest first.
 pub async fn created_users(s: &AppState, account: &str, page: Page) -> Result<CreatedIamUserPage> {
     let (rows, next_page_token) = page.cut(s.db.created_accounts(account, page.offset, page.limit()).await?);
     let users = rows
         .into_iter()
         .map(|a| CreatedIamUser {
             username: a.username,
-            account_name: a.account_name.unwrap_or_else(|| a.account_id.clone()),
+            kind: a.kind.as_str().to_string(),
+            account_name: match a.kind {
+                AccountKind::IdcUser => "Identity Center".into(),
+                AccountKind::IamUser => a.account_name.unwrap_or_else(|| a.account_id.clone()),
+            },
             account_id: a.account_id,
             name: a.user_name,
             path: a.path,

@@ -70,9 +70,18 @@ pub async fn create(s: &AppState, u: &UserRow, req: CreateTask) -> Result<Task> 
             (duration, cone_core::form::validate(&policy.form, &req.form_data).map_err(Error::InvalidForm)?)
         }
     };
-    let principal = u.idc_user_id.as_deref().ok_or_else(|| {
-        Error::Forbidden(format!("Your Cone user \"{}\" is not linked to an IAM Identity Center user of the same name; ask an administrator to create or sync it.", u.username))
-    })?;
+    // A person Identity Center does not know gets a user there when the grant is first made, if Cone may create one.
+    let principal = match u.idc_user_id.as_deref() {
+        Some(id) => id,
+        None if s.config.aws.account_provisioning.identity_center_users => "",
+        None => {
+            return Err(Error::Forbidden(format!(
+                "Your Cone user \"{}\" is not linked to an IAM Identity Center user of the same name; ask an \
+                 administrator to create or sync it, or to turn on aws.account_provisioning.identity_center_users.",
+                u.username
+            )));
+        }
+    };
     let kind = if extension.is_some() { TaskKind::Extend } else { TaskKind::Grant };
     let form_json = serde_json::to_string(&form).map_err(anyhow::Error::from)?;
     let request = Request { form, ..Request::new(kind.as_str(), duration, req.emergency, &req.justification) };

@@ -166,9 +166,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
-            if g.is_iam_group() {
-                super::accounts::unneeded_after(&mut tx, g, deprovision_after, now).await?;
-            }
+            super::accounts::unneeded_after(&mut tx, g, deprovision_after, now).await?;
             super::lifecycle::ended_with_grant(&mut tx, g.id, now).await?;
         }
         tx.commit().await?;
@@ -192,10 +190,8 @@ impl Db {
         super::lifecycle::move_grant(&mut tx, g.id, GrantEvent::ProvisioningFailed).await?;
         move_task(&mut tx, g.task_id, Event::ProvisioningFailed, Some(error), now).await?;
         finish_job(&mut tx, job.id, JobState::Failed, Some(error), now).await?;
-        if g.is_iam_group() {
-            // An IAM user made for this grant alone may exist (an answer lost before the retries ran out).
-            super::accounts::unneeded_after(&mut tx, g, Some(0), now).await?;
-        }
+        // A user made for this grant alone may exist (an answer lost before the retries ran out).
+        super::accounts::unneeded_after(&mut tx, g, Some(0), now).await?;
         let detail = serde_json::json!({"error": error}).to_string();
         record(&mut tx, now, "worker", "grant.fail", &format!("task:{}", g.task_id), &detail).await?;
         tx.commit().await?;

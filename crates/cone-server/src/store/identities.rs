@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
+use cone_core::account::AccountKind;
 use cone_core::grant::GrantState;
 use cone_core::identity::{Change, Departure, Known, Seen};
 use cone_core::task::TaskState;
@@ -131,6 +132,15 @@ pub(super) async fn apply_users(
         sqlx::query_as("SELECT id, username, display_name, email, idc_user_id, kind, left_at FROM users")
             .fetch_all(&mut **tx)
             .await?;
+    // Identity Center users Cone created for people who sign in with a password are Cone's to make and delete: the
+    // sync neither links, renames nor offboards by them (a sync read before Cone made or deleted one would).
+    let cone_made: HashSet<String> =
+        sqlx::query_scalar("SELECT owner FROM created_accounts WHERE kind = $1 AND owner <> ''")
+            .bind(AccountKind::IdcUser.as_str())
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
     let known: Vec<Known> = rows
         .into_iter()
         .map(|r| Known {
@@ -138,13 +148,14 @@ pub(super) async fn apply_users(
             username: r.username,
             display_name: r.display_name,
             email: r.email,
-            idc_id: r.idc_user_id,
+            idc_id: r.idc_user_id.filter(|id| !cone_made.contains(id)),
             service: r.kind == USER_SERVICE,
             left: r.left_at.is_some(),
         })
         .collect();
     let seen: Vec<Seen> = users
         .iter()
+        .filter(|u| !cone_made.contains(&u.id))
         .map(|u| Seen {
             idc_id: u.id.clone(),
             username: u.user_name.clone(),

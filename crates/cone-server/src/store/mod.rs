@@ -29,7 +29,7 @@ pub mod testing;
 mod tests;
 
 pub use access::{Applied, ConfigVersionRow};
-pub use accounts::AccountNeed;
+pub use accounts::{AccountNeed, CreatedAccountRow};
 #[cfg(test)]
 pub use audit::record;
 pub use audit::{AUDIT_BATCH, AuditFilter, AuditRow, audit_hash};

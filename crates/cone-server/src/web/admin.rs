@@ -455,7 +455,8 @@ pub struct CreatedQuery {
     page_token: Option<String>,
 }
 
-/// The IAM users Cone created for people granted IAM groups, newest first.
+/// The users Cone created for people (IAM users for IAM groups' grants, Identity Center users for people who sign in
+/// with a password), newest first.
 pub async fn created_users(
     State(s): State<AppState>,
     v: Viewer,
@@ -467,18 +468,22 @@ pub async fn created_users(
     let account = q.account;
     let settings = &s.config.aws.account_provisioning;
     let content = html! {
-        p { "The IAM users Cone created for people granted an IAM group in an account where they had none. Each is named after its person, has no password and no access keys, carries the tag " code { (cone_aws::OWNER_TAG) } " with the person's Identity Center user id, and is deleted (with everything IAM holds for it) when no grant needs it any more and when its person leaves. Cone never uses or removes an IAM user it did not create." }
+        p { "The IAM users Cone created for people granted an IAM group in an account where they had none. Each is named after its person, has no password and no access keys, carries the tag " code { (cone_aws::OWNER_TAG) } " with the person's Identity Center user id, and is deleted (with everything IAM holds for it) when no grant needs it any more and when its person leaves." }
+        p { "The Identity Center users Cone created for people who sign in to Cone with a password, when a grant of theirs was first made. Each is named as its person, has the user type " code { (cone_aws::OWNER_USER_TYPE) } " and no password, and is deleted (with its group memberships) when no grant needs it any more. Cone never uses or removes a user it did not create." }
         @if !settings.iam_users {
             p.notice role="status" { "Creating IAM users is off; set " code { "aws.account_provisioning.iam_users: true" } " to let IAM-group grants create them." }
+        }
+        @if !settings.identity_center_users {
+            p.notice role="status" { "Creating Identity Center users is off; set " code { "aws.account_provisioning.identity_center_users: true" } " to let people who sign in with a password request access." }
         }
         form.filters method="get" action="/console/created-users" {
             div.field { label for="account" { "Account" } input #account name="account" value=(account) placeholder="name or id"; }
             button type="submit" { "Filter" }
         }
-        @if created.users.is_empty() { p { "Cone has created no IAM users here." } } @else {
+        @if created.users.is_empty() { p { "Cone has created no users here." } } @else {
             table {
-                caption { "Created IAM users, newest first; deleted ones stay listed." }
-                thead { tr { th scope="col" { "IAM user" } th scope="col" { "Person" } th scope="col" { "Account" } th scope="col" { "State" } th scope="col" { "Created" } th scope="col" { "Deleted" } } }
+                caption { "Created users, newest first; deleted ones stay listed." }
+                thead { tr { th scope="col" { "User" } th scope="col" { "Person" } th scope="col" { "Account" } th scope="col" { "State" } th scope="col" { "Created" } th scope="col" { "Deleted" } } }
                 tbody {
                     @for u in &created.users {
                         tr {
@@ -495,5 +500,5 @@ pub async fn created_users(
         }
         (next_page("/console/created-users", &[("account", &account)], created.next_page_token.as_deref(), "Next page"))
     };
-    Ok(page("Created IAM users", &v, Nav::CreatedUsers, content).into_response())
+    Ok(page("Created users", &v, Nav::CreatedUsers, content).into_response())
 }

@@ -93,7 +93,7 @@ pub fn page(title: &str, viewer: &Viewer, current: Nav, content: Markup) -> Html
             (Nav::Audit, "/console/audit", "Audit log"),
             (Nav::Drift, "/console/drift", "Drift"),
             (Nav::AccessKeys, "/console/access-keys", "Access keys"),
-            (Nav::CreatedUsers, "/console/created-users", "Created IAM users"),
+            (Nav::CreatedUsers, "/console/created-users", "Created users"),
             (Nav::Tokens, "/console/api-tokens", "API tokens"),
         ]);
     }

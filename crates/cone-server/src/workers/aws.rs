@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cone_aws::denial::Wanted;
 use cone_aws::remote::{Call, decode};
-use cone_aws::{Assignment, Change, Connector, ConnectorError, Features, NewIamUser, SqlSpool, Synced};
+use cone_aws::{Assignment, Change, Connector, ConnectorError, Features, NewIamUser, NewIdcUser, SqlSpool, Synced};
 use serde::de::DeserializeOwned;
 
 use crate::services::connector;
@@ -108,6 +108,30 @@ impl Aws {
     ) -> Result<Change, ConnectorError> {
         let (account, user, owner) = (account.into(), user.into(), owner.into());
         self.run(Call::DeleteOwnedIamUser { account, user, owner }).await
+    }
+
+    pub async fn disable_owned_iam_user(
+        &self,
+        account: &str,
+        user: &str,
+        owner: &str,
+    ) -> Result<Change, ConnectorError> {
+        let (account, user, owner) = (account.into(), user.into(), owner.into());
+        self.run(Call::DisableOwnedIamUser { account, user, owner }).await
+    }
+
+    /// The user's id, and whether this call made it.
+    pub async fn create_owned_idc_user(
+        &self,
+        store: &str,
+        user: &NewIdcUser,
+    ) -> Result<(Change, String), ConnectorError> {
+        self.run(Call::CreateOwnedIdcUser { store: store.into(), user: user.clone() }).await
+    }
+
+    /// `user` is an id, or a user name when the id was never learnt.
+    pub async fn delete_owned_idc_user(&self, store: &str, user: &str) -> Result<Change, ConnectorError> {
+        self.run(Call::DeleteOwnedIdcUser { store: store.into(), user: user.into() }).await
     }
 
     pub async fn keep_denial(&self, wanted: Option<Wanted>) -> Result<(), ConnectorError> {

@@ -1,7 +1,8 @@
 //! Provisioning and revocation jobs, grant expiry, undecided requests timing out, policy waits ending, and drift
 //! repairs: one loop per process, running up to 16 jobs at once.
 
-use cone_aws::{Assignment, Change, ConnectorError, NewIamUser, Principal};
+use cone_aws::{Assignment, Change, ConnectorError, NewIamUser, NewIdcUser, Principal};
+use cone_core::account::{AccountKind, AccountState};
 use cone_core::job::JobKind;
 use cone_core::review::ItemKind;
 
@@ -11,7 +12,7 @@ use crate::config::Deprovision;
 use crate::drift;
 use crate::services::tasks;
 use crate::state::AppState;
-use crate::store::{AccountNeed, GrantRow, JobRow, Repair};
+use crate::store::{AccountNeed, CreatedAccountRow, GrantRow, JobRow, Repair};
 
 /// Provisioning gives up after this many attempts; revocation and drift repairs never do (a restoration stops when
 /// its grant ends).
@@ -123,7 +124,8 @@ async fn run_job(s: &AppState, connector: &Aws, job: JobRow) {
         JobKind::Provision | JobKind::Revoke => grant_job(s, connector, &job).await.map(Some),
         JobKind::Reprovision => reprovision(s, connector, &job).await.map(|()| None),
         JobKind::RemoveDrift => remove_drift(s, connector, &job).await.map(|()| None),
-        JobKind::Deprovision => deprovision(s, connector, &job).await.map(|()| None),
+        JobKind::Deprovision => deprovision(s, connector, &job, AccountKind::IamUser).await.map(|()| None),
+        JobKind::DeprovisionIdcUser => deprovision(s, connector, &job, AccountKind::IdcUser).await.map(|()| None),
         JobKind::ReviewRevoke => review_revoke(s, connector, &job).await.map(|()| None),
     };
     match result {
@@ -182,15 +184,20 @@ type Step<T> = anyhow::Result<Result<T, Failure>>;
 async fn grant_job(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<i64> {
     let grant_id =
         job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind.as_str(), job.id))?;
-    let g = s.db.grant(grant_id).await?;
+    let mut g = s.db.grant(grant_id).await?;
     if job.kind == JobKind::Provision {
-        let made = if g.is_iam_group() {
-            add_iam_member(s, connector, &g).await?
-        } else if g.is_idc_group() {
-            add_member(s, connector, &g).await?
-        } else {
-            connector.assign(&assignment(&g)).await.map_err(Failure::from)
-        };
+        let mut made = identity(s, connector, &g).await?;
+        if made.is_ok() {
+            // Made for the Identity Center user the person has now.
+            g = s.db.grant(grant_id).await?;
+            made = if g.is_iam_group() {
+                add_iam_member(s, connector, &g).await?
+            } else if g.is_idc_group() {
+                add_member(s, connector, &g).await?
+            } else {
+                connector.assign(&assignment(&g)).await.map_err(Failure::from)
+            };
+        }
         match made {
             Ok(()) => s.db.provisioned(job, &g, s.now()).await?,
             Err(e) if e.is_retryable() && !job.kind.gives_up(job.attempts, MAX_PROVISION_ATTEMPTS) => {
@@ -224,10 +231,14 @@ async fn grant_job(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Resul
     Ok(g.task_id)
 }
 
-/// How long after its last grant ends an IAM user Cone created is deleted; `None` keeps it.
+/// How long after its last grant ends a user Cone created is deleted (or disabled); `None` keeps it.
 fn deprovision_after(s: &AppState) -> Option<i64> {
     let settings = &s.config.aws.account_provisioning;
-    (settings.deprovision == Deprovision::Delete).then_some(settings.delete_after)
+    match settings.deprovision {
+        Deprovision::Delete => Some(settings.delete_after),
+        Deprovision::Disable => Some(0),
+        Deprovision::Keep => None,
+    }
 }
 
 /// Makes the membership a grant names. Whether the person was a member already is looked at and stored first, so
@@ -254,6 +265,69 @@ async fn restore_member(connector: &Aws, g: &GrantRow) -> Result<(), ConnectorEr
 async fn remove_member(connector: &Aws, g: &GrantRow) -> Result<(), ConnectorError> {
     let store = connector.identity_store_id().await?;
     connector.remove_idc_group_member(&store, &g.group_id, &g.principal_id).await.map(drop)
+}
+
+/// For a person Identity Center did not know, the Identity Center user Cone creates for them (recorded first, as an
+/// IAM user is); the grant is then made for it.
+async fn identity(s: &AppState, connector: &Aws, g: &GrantRow) -> Step<()> {
+    let settings = &s.config.aws.account_provisioning;
+    let Some(need) = s.db.identity_needed(g, settings.identity_center_users, s.now()).await? else { return Ok(Ok(())) };
+    let account = match need {
+        AccountNeed::Use(_) => return Ok(Ok(())),
+        AccountNeed::Wait => {
+            return Ok(Err(Failure::Later(
+                "the Identity Center user Cone created for this person is being deleted; the grant is provisioned \
+                 once it is gone, for a new one"
+                    .into(),
+            )));
+        }
+        AccountNeed::NotAllowed => {
+            return Ok(Err(Failure::Refused(
+                "the person has no Identity Center user, and aws.account_provisioning.identity_center_users is off: \
+                 turn it on so that Cone creates one, or create the user in Identity Center (the next sync links it)"
+                    .into(),
+            )));
+        }
+        AccountNeed::Create(account) => account,
+    };
+    let store = match connector.identity_store_id().await {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let person = s.db.user_by_name(&account.username).await?;
+    let (display_name, email) = person.map(|p| (p.display_name, p.email)).unwrap_or_default();
+    let display_name = if display_name.trim().is_empty() { account.user_name.clone() } else { display_name };
+    let (given_name, family_name) = cone_core::naming::given_and_family(&display_name, &account.user_name);
+    let new = NewIdcUser {
+        user_name: account.user_name.clone(),
+        display_name,
+        given_name,
+        family_name,
+        email: Some(email).filter(|e| !e.is_empty()),
+    };
+    let created = connector.create_owned_idc_user(&store, &new).await;
+    created_or_not(s, &account, created.map(|(change, id)| (change, Some(id)))).await
+}
+
+/// Records what creating `account` came to: made, found from an earlier attempt, or found to be someone else's
+/// (then Cone made nothing and keeps no record that it might have).
+async fn created_or_not(
+    s: &AppState,
+    account: &CreatedAccountRow,
+    created: Result<(Change, Option<String>), ConnectorError>,
+) -> Step<()> {
+    match created {
+        Ok((change, id)) => {
+            s.db.account_created(account, id.as_deref(), change == Change::Made, s.now()).await?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            if e.is_not_created_by_cone() {
+                s.db.account_not_created(account).await?;
+            }
+            Ok(Err(e.into()))
+        }
+    }
 }
 
 /// Adds the person to an IAM group through the IAM user Cone created for them in its account, creating it first
@@ -285,15 +359,9 @@ async fn add_iam_member(s: &AppState, connector: &Aws, g: &GrantRow) -> Step<()>
                 owner: account.owner.clone(),
                 tags,
             };
-            match connector.create_owned_iam_user(&g.account_id, &new).await {
-                Ok(change) => s.db.account_created(&account, change == Change::Made, s.now()).await?,
-                Err(e) => {
-                    // The name is someone else's: Cone made nothing, and keeps no record that it might have.
-                    if e.is_not_created_by_cone() {
-                        s.db.account_not_created(&account).await?;
-                    }
-                    return Ok(Err(e.into()));
-                }
+            let created = connector.create_owned_iam_user(&g.account_id, &new).await;
+            if let Err(e) = created_or_not(s, &account, created.map(|change| (change, None))).await? {
+                return Ok(Err(e));
             }
             account.user_name
         }
@@ -314,16 +382,48 @@ async fn remove_iam_member(s: &AppState, connector: &Aws, g: &GrantRow) -> Step<
     Ok(removed.map(drop).map_err(Failure::from))
 }
 
-/// Deletes the IAM user Cone created for a person once no grant needs it, with everything IAM requires gone first.
-/// A user that lost Cone's tag meanwhile is left alone, and the job keeps failing visibly.
-async fn deprovision(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<()> {
-    let grant_id = job.grant_id.ok_or_else(|| anyhow::anyhow!("deprovision job {} names no grant", job.id))?;
+/// Deletes the user of `kind` Cone created for a person once no grant needs it: an IAM user with everything IAM
+/// requires gone first, an Identity Center user with its group memberships. With `deprovision: disable` (unless its
+/// person left) an IAM user is disabled instead, an Identity Center user kept. A user that lost Cone's mark meanwhile
+/// is left alone, and the job keeps failing visibly.
+async fn deprovision(s: &AppState, connector: &Aws, job: &JobRow, kind: AccountKind) -> anyhow::Result<()> {
+    let grant_id =
+        job.grant_id.ok_or_else(|| anyhow::anyhow!("{} job {} names no grant", job.kind.as_str(), job.id))?;
     let g = s.db.grant(grant_id).await?;
-    let Some(account) = s.db.account_unneeded(job, &g, s.now()).await? else { return Ok(()) };
-    match connector.delete_owned_iam_user(&account.account_id, &account.user_name, &account.owner).await {
+    let delete = s.config.aws.account_provisioning.deprovision == Deprovision::Delete;
+    let Some(account) = s.db.account_unneeded(job, &g, kind, delete, s.now()).await? else { return Ok(()) };
+    if account.state != AccountState::Deleting {
+        let disabled = match kind {
+            AccountKind::IamUser => {
+                connector.disable_owned_iam_user(&account.account_id, &account.user_name, &account.owner).await
+            }
+            AccountKind::IdcUser => return s.db.account_kept(job, &account, None, s.now()).await,
+        };
+        return match disabled {
+            Ok(change) => s.db.account_kept(job, &account, Some(change == Change::Made), s.now()).await,
+            Err(e) => {
+                tracing::error!(job = job.id, "disabling an IAM user Cone created failed and will be retried: {e}");
+                retry(s, job, &e.to_string()).await
+            }
+        };
+    }
+    let deleted = match kind {
+        AccountKind::IamUser => {
+            connector.delete_owned_iam_user(&account.account_id, &account.user_name, &account.owner).await
+        }
+        // The id is unknown while a creation's answer was lost: the name then finds the user.
+        AccountKind::IdcUser => match connector.identity_store_id().await {
+            Ok(store) => {
+                let user = if account.owner.is_empty() { &account.user_name } else { &account.owner };
+                connector.delete_owned_idc_user(&store, user).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match deleted {
         Ok(change) => s.db.account_removed(job, &account, change == Change::Made, s.now()).await,
         Err(e) => {
-            tracing::error!(job = job.id, "deleting the IAM user Cone created failed and will be retried: {e}");
+            tracing::error!(job = job.id, "deleting a user Cone created failed and will be retried: {e}");
             retry(s, job, &e.to_string()).await
         }
     }

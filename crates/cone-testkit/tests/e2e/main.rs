@@ -12,6 +12,7 @@ mod forms;
 mod groups;
 mod iam;
 mod iam_groups;
+mod idc_users;
 mod interop;
 mod notify;
 mod openapi;

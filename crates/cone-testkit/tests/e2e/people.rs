@@ -24,7 +24,7 @@ cone_testkit::on_both_stores!(
 );
 
 /// Asks for a sync as the administrator `admin` and waits until it has ended well.
-async fn sync(admin: &Client) {
+pub(crate) async fn sync(admin: &Client) {
     let before = admin.connectors().await.unwrap()[0].last_success_at;
     admin.call::<ConnectorStatus>(Method::POST, "/api/v1/connectors/sync", None::<&()>).await.unwrap();
     eventually(Duration::from_secs(60), "the asked-for sync ended well", async || {

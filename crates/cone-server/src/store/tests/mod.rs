@@ -32,7 +32,8 @@ pub(super) use crate::store::testing::{production_admin, user};
 /// Files an hour's request of `user` for `entitlement`, placed at `placement`; returns the task id.
 pub(super) async fn file_task(db: &Db, user: &UserRow, entitlement: &str, placement: Placement<'_>, now: i64) -> i64 {
     let e = db.entitlement("aws", entitlement).await.unwrap().unwrap();
-    let principal = user.idc_user_id.clone().unwrap();
+    // A person Identity Center does not know files with none (Cone may create theirs).
+    let principal = user.idc_user_id.clone().unwrap_or_default();
     let task = NewTask {
         requester_id: user.id,
         entitlement: &e,
