@@ -3,7 +3,8 @@
 //! account, read through its role. alice's approved request creates `/cone/alice` there, tagged as Cone's, and adds
 //! it to the group; at the end both go. carol already has an IAM user of her name that Cone did not make: her grant
 //! fails and the user is left alone. A server killed after IAM created the user, before it heard so, finishes the
-//! grant after a restart with each change made once. Needs `cargo build --workspace` and the .venv that
+//! grant after a restart with each change made once. With `deprovision: disable`, the user outlives its last grant
+//! without the password and key someone gave it. Needs `cargo build --workspace` and the .venv that
 //! `cargo xtask test` prepares.
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::{assert_audit_intact, eventually};
 cone_testkit::on_both_stores!(
     an_iam_group_grant_creates_the_persons_iam_user_and_removes_both_at_its_end,
     a_server_killed_after_iam_created_the_user_finishes_the_grant_once,
+    a_disabled_iam_user_outlives_its_last_grant_without_password_or_keys,
 );
 
 const SETTINGS: &str = "  sync_iam: true\n  account_provisioning: { iam_users: true, tags: { team: platform } }\n";
@@ -179,5 +181,42 @@ async fn a_server_killed_after_iam_created_the_user_finishes_the_grant_once(stor
     let created: Vec<&serde_json::Value> = audit.entries.iter().map(|e| &e.detail).collect();
     assert_eq!(created.len(), 1, "{created:?}");
     assert_eq!(created[0]["found_existing"], true, "{created:?}");
+    assert_audit_intact(&sb);
+}
+
+/// With `deprovision: disable`, alice's IAM user outlives her grant: out of the group, its console password (which
+/// someone added meanwhile) deleted and its access key deactivated.
+async fn a_disabled_iam_user_outlives_its_last_grant_without_password_or_keys(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = "  sync_iam: true\n  account_provisioning: { iam_users: true, deprovision: disable }\n";
+    let mut sb = Sandbox::start_on(store, dir.path(), settings, POLICY).await.unwrap();
+    let iam = production(&sb).await;
+    sb.start_server().unwrap();
+    for user in ["alice", "bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let (alice, bob) = (sb.client("alice").unwrap(), sb.client("bob").unwrap());
+    let task = alice.create_task(&ask(&sb)).await.unwrap();
+    bob.act(task.id, "approve", "").await.unwrap();
+    eventually(Duration::from_secs(30), "alice's grant is provisioned", async || {
+        state(&alice, task.id).await.state == TaskState::Granted
+    })
+    .await;
+    iam.create_login_profile().user_name("alice").password("Un-guessable-42").send().await.unwrap();
+    iam.create_access_key().user_name("alice").send().await.unwrap();
+
+    let carol = sb.client("carol").unwrap();
+    eventually(Duration::from_secs(60), "alice's IAM user is disabled after her grant ends", async || {
+        let audit: AuditPage = carol.get("/api/v1/audit?action=account.disable").await.unwrap();
+        !audit.entries.is_empty()
+    })
+    .await;
+    let (_, _, groups) = iam_user(&iam, "alice").await.expect("the user is kept");
+    assert!(groups.is_empty(), "{groups:?}");
+    assert!(iam.get_login_profile().user_name("alice").send().await.is_err(), "no password");
+    let keys = iam.list_access_keys().user_name("alice").send().await.unwrap().access_key_metadata;
+    assert!(keys.iter().all(|k| k.status == Some(aws_sdk_iam::types::StatusType::Inactive)), "{keys:?}");
+    let created: CreatedIamUserPage = carol.get("/api/v1/iam/created-users").await.unwrap();
+    assert_eq!(created.users[0].state, "active");
     assert_audit_intact(&sb);
 }
