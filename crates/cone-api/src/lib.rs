@@ -906,6 +906,33 @@ pub struct NewReviewCampaign {
     pub reviewers: Reviewers,
 }
 
+/// An access review template of the access document (`access_reviews`), and its schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewTemplate {
+    pub name: String,
+    pub scope: ReviewScope,
+    pub reviewers: Reviewers,
+    /// Seconds reviewers have from a campaign's opening.
+    pub due_in_secs: i64,
+    /// Seconds between scheduled campaigns; absent for a template opened by hand only.
+    #[serde(default)]
+    pub every_secs: Option<i64>,
+    /// When the last campaign from it was opened.
+    #[serde(default)]
+    pub last_opened_at: Option<DateTime<Utc>>,
+    /// When the next scheduled campaign opens: after the first sync from then on.
+    #[serde(default)]
+    pub next_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/reviews/templates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewTemplateList {
+    pub templates: Vec<ReviewTemplate>,
+}
+
 /// A reviewer's share of a campaign.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -931,6 +958,9 @@ pub struct ReviewCampaign {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The access review template it was opened from (by hand or on its schedule).
+    #[serde(default)]
+    pub template: Option<String>,
     pub items: i64,
     /// Items nobody decided yet.
     pub pending: i64,

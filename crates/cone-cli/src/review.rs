@@ -74,6 +74,10 @@ pub enum CampaignCommand {
         /// A YAML file with the whole campaign (name, due, scope, reviewers) instead of the flags.
         #[arg(long, conflicts_with = "name")]
         file: Option<PathBuf>,
+        /// Open it from this template of the access document's `access_reviews` (its scope, reviewers and due
+        /// time) instead of the flags.
+        #[arg(long, conflicts_with_all = ["name", "file"])]
+        template: Option<String>,
         /// When decisions are due: a date (the end of that day, UTC), an RFC 3339 time, or a number of days
         /// such as 14d.
         #[arg(long, default_value = "14d")]
@@ -170,7 +174,13 @@ async fn decide(
 
 async fn campaign(api: &Client, command: CampaignCommand, out: Output) -> Result<()> {
     match command {
-        CampaignCommand::Create { name, file, due, account, permission_set, group, kind, reviewers, fallback } => {
+        CampaignCommand::Create { template: Some(template), .. } => {
+            let c = api.create_review_campaign_from(&template).await?;
+            out.show(&c, || campaign_view(&c))
+        }
+        CampaignCommand::Create {
+            name, file, due, account, permission_set, group, kind, reviewers, fallback, ..
+        } => {
             let req = match (file, name) {
                 (Some(file), _) => {
                     let text = std::fs::read_to_string(&file)
@@ -190,7 +200,7 @@ async fn campaign(api: &Client, command: CampaignCommand, out: Output) -> Result
                     },
                     reviewers: parse_reviewers(&reviewers, fallback)?,
                 },
-                (None, None) => bail!("give the campaign a name, or a --file that describes it"),
+                (None, None) => bail!("give the campaign a name, a --file that describes it, or a --template"),
             };
             let c = api.create_review_campaign(&req).await?;
             out.show(&c, || campaign_view(&c))
@@ -280,6 +290,9 @@ fn campaign_view(c: &ReviewCampaign) -> View {
         ("Items", format!("{} ({} undecided, {} removals under way)", c.items, c.pending, c.revoking), false),
         ("Created", format!("{} by {}", output::time(c.created_at), c.created_by), false),
     ];
+    if let Some(t) = &c.template {
+        fields.push(("Template", t.clone(), false));
+    }
     if let Some(closed) = c.closed_at {
         fields.push(("Closed", output::time(closed), false));
     }

@@ -296,6 +296,12 @@ impl Client {
         self.call(Method::POST, "/api/v1/reviews/campaigns", Some(req)).await
     }
 
+    /// Opens a campaign from the access document's review template `name` (letters, digits, `.`, `_`, `-`).
+    pub async fn create_review_campaign_from(&self, template: &str) -> Result<cone_api::ReviewCampaign, Failure> {
+        let path = format!("/api/v1/reviews/templates/{template}/campaigns");
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
     /// Every review campaign, newest first (administrators).
     pub async fn review_campaigns(&self) -> Result<Vec<cone_api::ReviewCampaign>, Failure> {
         let split = |p: cone_api::ReviewCampaignList| (p.campaigns, p.next_page_token);

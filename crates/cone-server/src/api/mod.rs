@@ -70,6 +70,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(notifications::test))
         .routes(routes!(reviews::create_campaign, reviews::campaigns))
         .routes(routes!(reviews::campaign))
+        .routes(routes!(reviews::templates))
+        .routes(routes!(reviews::create_from_template))
         .routes(routes!(reviews::close_campaign))
         .routes(routes!(reviews::report))
         .routes(routes!(reviews::items))

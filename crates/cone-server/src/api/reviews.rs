@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cone_api::{
     NewReviewCampaign, ReviewCampaign, ReviewCampaignList, ReviewDecide, ReviewDecided, ReviewItem, ReviewItemPage,
-    ReviewItemState, ReviewReassign,
+    ReviewItemState, ReviewReassign, ReviewTemplateList,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -38,6 +38,45 @@ pub async fn create_campaign(
     ApiJson(req): ApiJson<NewReviewCampaign>,
 ) -> Result<(StatusCode, Json<ReviewCampaign>), Error> {
     Ok((StatusCode::CREATED, Json(reviews::create(&s, &caller, req).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct Template {
+    /// The template's name in the access document's `access_reviews`.
+    name: String,
+}
+
+/// The access document's review templates, with when each last opened a campaign and opens the next.
+/// Administrators only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews/templates",
+    tag = "reviews",
+    responses((status = 200, body = ReviewTemplateList), Unauthenticated, Forbidden, Internal)
+)]
+pub async fn templates(State(s): State<AppState>, caller: Caller) -> Result<Json<ReviewTemplateList>, Error> {
+    Ok(Json(reviews::templates(&s, &caller).await?))
+}
+
+/// Opens a campaign from an access review template of the access document now: its scope and reviewers, due
+/// `due_in` from now, named after it and the day. Administrators only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/templates/{name}/campaigns",
+    tag = "reviews",
+    params(Template),
+    responses(
+        (status = 201, description = "The new campaign", body = ReviewCampaign),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Internal
+    )
+)]
+pub async fn create_from_template(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(Template { name }): ApiPath<Template>,
+) -> Result<(StatusCode, Json<ReviewCampaign>), Error> {
+    Ok((StatusCode::CREATED, Json(reviews::create_from_template(&s, &caller, &name).await?)))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -4,6 +4,7 @@
 mod notifications;
 mod policy;
 pub mod reference;
+mod reviews;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use notifications::NotificationsConfig;
 pub use notifications::{Email, Notifications, Slack, Tls};
 use policy::PolicyConfig;
 pub use policy::{Branches, Policy};
+pub use reviews::ReviewTemplate;
 pub use secrets::{Oidc, UserField, Webhook};
 use secrets::{OidcConfig, WebhookConfig};
 
@@ -94,6 +96,10 @@ pub struct Config {
     #[serde(default)]
     #[schemars(with = "Option<Vec<serde_json::Value>>")]
     policies: Option<Value>,
+    /// Access review templates, started by name or on a schedule (docs/reviews.md).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    access_reviews: Option<Value>,
     /// The file's access sections as a document of their own, as the database keeps it ("" when the file has none).
     #[serde(skip)]
     pub access_document: String,
@@ -119,7 +125,7 @@ pub struct Config {
 
 /// The sections of the configuration that say who may request what and how it is decided. They form the access
 /// document, which changes while servers run (`PUT /api/v1/config`) and is kept with its history in the database.
-pub const ACCESS_SECTIONS: [&str; 3] = ["access_profiles", "entitlement_management", "policies"];
+pub const ACCESS_SECTIONS: [&str; 4] = ["access_profiles", "entitlement_management", "policies", "access_reviews"];
 
 /// The access sections, typed. Unknown top-level keys are ignored here: in the server's file they are its settings,
 /// and [`Config::access`] refuses them in a document of its own.
@@ -133,6 +139,8 @@ struct AccessSections {
     entitlement_management: Vec<ManagementRule>,
     #[serde(default)]
     policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    access_reviews: Vec<ReviewTemplate>,
 }
 
 /// An access document, compiled: the catalog and the policies, and the version of the document they come from.
@@ -143,11 +151,18 @@ pub struct Access {
     pub catalog: Catalog,
     policies: Vec<Policy>,
     no_policy: Policy,
+    pub reviews: Vec<ReviewTemplate>,
 }
 
 impl Default for Access {
     fn default() -> Access {
-        Access { version: 0, catalog: Catalog::default(), policies: vec![], no_policy: Policy::none_matches() }
+        Access {
+            version: 0,
+            catalog: Catalog::default(),
+            policies: vec![],
+            no_policy: Policy::none_matches(),
+            reviews: vec![],
+        }
     }
 }
 
@@ -484,7 +499,12 @@ impl Config {
         if config.identities.max_offboard_percent > 100 {
             bail!("identities.max_offboard_percent is a share of the people Cone knows: give a number from 0 to 100");
         }
-        let sections = [config.access_profiles.take(), config.entitlement_management.take(), config.policies.take()];
+        let sections = [
+            config.access_profiles.take(),
+            config.entitlement_management.take(),
+            config.policies.take(),
+            config.access_reviews.take(),
+        ];
         let document: serde_yaml_ng::Mapping =
             ACCESS_SECTIONS.iter().zip(sections).filter_map(|(key, value)| Some((Value::from(*key), value?))).collect();
         if !document.is_empty() {
@@ -529,7 +549,8 @@ impl Config {
         let catalog = Catalog { profiles: sections.access_profiles, rules: sections.entitlement_management };
         catalog.check().map_err(|e| anyhow!(e))?;
         let policies = sections.policies.into_iter().map(|p| self.compile(p)).collect::<Result<_>>()?;
-        Ok(Access { catalog, policies, ..Access::default() })
+        reviews::check(&sections.access_reviews)?;
+        Ok(Access { catalog, policies, reviews: sections.access_reviews, ..Access::default() })
     }
 
     /// The configured identity of a user, if any.

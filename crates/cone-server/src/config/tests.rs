@@ -355,3 +355,28 @@ fn the_configuration_reference_is_up_to_date() {
          `cargo run -q --bin cone-server -- config reference > docs/configuration.md`"
     );
 }
+
+#[test]
+fn access_review_templates_are_part_of_the_access_document_and_checked() {
+    let body = "access_reviews:\n  - name: quarterly-production\n    scope: { accounts: [Production] }\n    \
+                reviewers: { from: manager, fallback: [carol] }\n    due_in: 14d\n    every: 90d\n  \
+                - name: by-hand\n    reviewers: { from: owners }\n    due_in: 7d\n";
+    let config = parse(body).unwrap();
+    let reviews = &config.access.reviews;
+    let got: Vec<(&str, i64, i64)> = reviews.iter().map(|t| (t.name.as_str(), t.due_in, t.every)).collect();
+    assert_eq!(got, [("quarterly-production", 14 * 86_400, 90 * 86_400), ("by-hand", 7 * 86_400, 0)]);
+    assert_eq!(reviews[0].scope.accounts, ["Production"]);
+    assert!(config.access_document.contains("access_reviews"), "{}", config.access_document);
+    // A document of its own carries them too.
+    assert_eq!(config.access(&config.access_document).unwrap().reviews.len(), 2);
+
+    let template = |name: &str, due_in: &str, every: &str| {
+        format!("access_reviews:\n  - {{ name: {name}, reviewers: {{ from: owners }}, due_in: {due_in}{every} }}\n")
+    };
+    let twice = format!("{}{}", template("q", "14d", ""), template("q", "7d", "").replace("access_reviews:\n", ""));
+    assert!(error(&twice).contains("names \"q\" twice"), "{}", error(&twice));
+    assert!(error(&template("\"q 1\"", "14d", "")).contains("no template name"));
+    assert!(error(&template("q", "0s", "")).contains("`0s` is not a duration"), "{}", error(&template("q", "0s", "")));
+    assert!(error(&template("q", "1h", ", every: 2h")).contains("every must be at least 1d"));
+    assert!(error(&template("q", "1h", ", scope: { acounts: [x] }")).contains("unknown field `acounts`"));
+}

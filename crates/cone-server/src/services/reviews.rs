@@ -6,12 +6,14 @@ use std::collections::HashMap;
 
 use cone_api::{
     NewReviewCampaign, ReviewCampaign, ReviewCampaignList, ReviewDecide, ReviewDecided, ReviewDecision, ReviewItem,
-    ReviewItemPage, ReviewRefused, ReviewRemoval, ReviewScope, ReviewerProgress, Reviewers, ReviewersFrom,
+    ReviewItemPage, ReviewRefused, ReviewRemoval, ReviewScope, ReviewTemplateList, ReviewerProgress, Reviewers,
+    ReviewersFrom,
 };
 use cone_core::review::{ItemEvent, ItemKind, ItemState, Reach, Scope, reviewers_for};
 
 use super::auth::{Caller, is_admin, require_admin};
 use super::{Page, time};
+use crate::config::ReviewTemplate;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{AccessRow, CampaignRow, ItemFilter, ItemRow, NewCampaign, NewItem, Refusal};
@@ -45,6 +47,89 @@ pub struct ItemQuery {
 
 pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Result<ReviewCampaign> {
     require_admin(s, &caller.user).await?;
+    let id = open(s, &req, caller.user.id, None).await?;
+    campaign(s, caller, id.ok_or_else(|| anyhow::anyhow!("a campaign opened by hand is always opened"))?).await
+}
+
+/// Opens a campaign from access review template `name` now (`access_reviews` in the access document).
+pub async fn create_from_template(s: &AppState, caller: &Caller, name: &str) -> Result<ReviewCampaign> {
+    require_admin(s, &caller.user).await?;
+    let access = s.access();
+    let t = access.reviews.iter().find(|t| t.name == name).ok_or_else(|| {
+        let names: Vec<&str> = access.reviews.iter().map(|t| t.name.as_str()).collect();
+        Error::NotFound(format!(
+            "There is no access review template \"{name}\"; the access document's access_reviews has {}.",
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        ))
+    })?;
+    let id = open(s, &from_template(s, t), caller.user.id, Some((&t.name, None))).await?;
+    campaign(s, caller, id.ok_or_else(|| anyhow::anyhow!("a campaign opened by hand is always opened"))?).await
+}
+
+/// Opens the campaigns the templates' schedules make due: one `every` after the last from each template (the first
+/// at once). Run after each sync, so that a campaign's snapshot is the newest; a template that cannot open (its
+/// scope covers nothing, say) is logged and tried again after the next. Returns the campaigns opened.
+pub async fn open_scheduled(s: &AppState) -> Result<Vec<i64>> {
+    let access = s.access();
+    let mut opened = Vec::new();
+    for t in access.reviews.iter().filter(|t| t.every > 0) {
+        let now = s.now();
+        if s.db.template_opened(&t.name).await?.is_some_and(|at| at > now - t.every) {
+            continue;
+        }
+        let by = s.db.schedule_account().await?;
+        // Checked again under the writers' lock: another replica may have opened it meanwhile.
+        match open(s, &from_template(s, t), by, Some((&t.name, Some(now - t.every)))).await {
+            Ok(Some(id)) => opened.push(id),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                template = t.name,
+                "the scheduled access review could not open; it is tried again after the next sync: {e}"
+            ),
+        }
+    }
+    Ok(opened)
+}
+
+/// The access document's review templates, with when each last opened a campaign and opens the next.
+pub async fn templates(s: &AppState, caller: &Caller) -> Result<ReviewTemplateList> {
+    require_admin(s, &caller.user).await?;
+    let mut templates = Vec::new();
+    for t in &s.access().reviews {
+        let last = s.db.template_opened(&t.name).await?;
+        let every = (t.every > 0).then_some(t.every);
+        templates.push(cone_api::ReviewTemplate {
+            name: t.name.clone(),
+            scope: t.scope.clone(),
+            reviewers: t.reviewers.clone(),
+            due_in_secs: t.due_in,
+            every_secs: every,
+            last_opened_at: last.map(time),
+            next_at: every.map(|every| time(last.map_or(s.now(), |at| at + every))),
+        });
+    }
+    Ok(ReviewTemplateList { templates })
+}
+
+/// A campaign as template `t` opens it now: named after it and the day.
+fn from_template(s: &AppState, t: &ReviewTemplate) -> NewReviewCampaign {
+    let now = s.now();
+    NewReviewCampaign {
+        name: format!("{} {}", t.name, time(now).format("%Y-%m-%d")),
+        due: time(now + t.due_in),
+        scope: t.scope.clone(),
+        reviewers: t.reviewers.clone(),
+    }
+}
+
+/// Snapshots the access `req` covers into a new campaign created by user `creator`, from `template` if any (see
+/// `NewCampaign::template`); `None` when a scheduled opening found its campaign opened already.
+async fn open(
+    s: &AppState,
+    req: &NewReviewCampaign,
+    creator: i64,
+    template: Option<(&str, Option<i64>)>,
+) -> Result<Option<i64>> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(Error::invalid(format!("Give the campaign a name of 1 to {MAX_NAME} characters on one line.")));
@@ -146,10 +231,10 @@ pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Re
         scope: &serde_json::to_string(&req.scope).map_err(anyhow::Error::from)?,
         reviewers: &serde_json::to_string(&req.reviewers).map_err(anyhow::Error::from)?,
         due_at: req.due.timestamp(),
-        created_by: caller.user.id,
+        created_by: creator,
+        template,
     };
-    let id = s.db.create_campaign(&new, items, s.now()).await?;
-    campaign(s, caller, id).await
+    Ok(s.db.create_campaign(&new, items, s.now()).await?)
 }
 
 fn scope(s: &ReviewScope) -> Scope {
@@ -221,6 +306,7 @@ fn campaign_view(s: &AppState, c: CampaignRow, progress: Vec<(String, i64, i64)>
         created_by: c.created_by,
         created_at: time(c.created_at),
         closed_at: c.closed_at.map(time),
+        template: c.template,
         items: c.items,
         pending: c.pending,
         revoking: c.revoking,

@@ -14,7 +14,7 @@ use super::lifecycle::{
     enqueue_review, finish_job, grant_state, holding_states, item, item_detail, move_item, removed,
 };
 use super::pool::{Backend, Cell, Db, Tx, insert_rows, like_literal, sql_list};
-use super::rows::JobRow;
+use super::rows::{JobRow, USER_SERVICE};
 
 /// A person's access as it stands: a direct assignment, a standing group membership, or an active grant.
 #[derive(Debug, Clone, FromRow)]
@@ -53,6 +53,9 @@ pub struct NewCampaign<'a> {
     pub reviewers: &'a str,
     pub due_at: i64,
     pub created_by: i64,
+    /// The template it is opened from, and for a scheduled opening the time before which a campaign from it
+    /// makes this one unneeded (another replica opened it).
+    pub template: Option<(&'a str, Option<i64>)>,
 }
 
 /// An item of a new campaign: the access, what it reaches in words, and who may decide it.
@@ -73,6 +76,7 @@ pub struct CampaignRow {
     pub created_by: String,
     pub created_at: i64,
     pub closed_at: Option<i64>,
+    pub template: Option<String>,
     pub items: i64,
     /// Items nobody decided yet.
     pub pending: i64,
@@ -162,7 +166,7 @@ const ITEM_JOINS: &str = "JOIN review_campaigns c ON c.id = i.campaign_id JOIN u
     LEFT JOIN audit_log ad ON ad.id = i.decision_audit_id LEFT JOIN audit_log ar ON ar.id = i.removed_audit_id";
 
 const CAMPAIGN_SELECT: &str = "SELECT c.id, c.name, c.scope, c.reviewers, c.due_at, c.state, u.username AS created_by,
-        c.created_at, c.closed_at,
+        c.created_at, c.closed_at, c.template,
         (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id) AS items,
         (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id AND i.state = 'pending') AS pending,
         (SELECT COUNT(*) FROM review_items i WHERE i.campaign_id = c.id AND i.state = 'revoking') AS revoking
@@ -240,11 +244,19 @@ impl Db {
     }
 
     /// Creates a campaign with its items and their reviewers, in one transaction; returns its id.
-    pub async fn create_campaign(&self, c: &NewCampaign<'_>, items: Vec<NewItem>, now: i64) -> Result<i64> {
+    /// Writes a campaign, its items and their reviewers; `None` when a scheduled opening found its template's
+    /// campaign opened already.
+    pub async fn create_campaign(&self, c: &NewCampaign<'_>, items: Vec<NewItem>, now: i64) -> Result<Option<i64>> {
         let mut tx = self.begin().await?;
+        if let Some((template, Some(since))) = c.template
+            && last_opened(&mut *tx, template).await?.is_some_and(|at| at > since)
+        {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO review_campaigns (name, scope, reviewers, due_at, state, created_by, created_at)
-             VALUES ($1, $2, $3, $4, 'open', $5, $6) RETURNING id",
+            "INSERT INTO review_campaigns (name, scope, reviewers, due_at, state, created_by, created_at, template)
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $7) RETURNING id",
         )
         .bind(c.name)
         .bind(c.scope)
@@ -252,6 +264,7 @@ impl Db {
         .bind(c.due_at)
         .bind(c.created_by)
         .bind(now)
+        .bind(c.template.map(|(t, _)| t))
         .fetch_one(&mut *tx)
         .await?;
         // Ids are given here, under the writers' lock, so that the reviewers' rows can name their items without a
@@ -322,7 +335,9 @@ impl Db {
         ];
         insert_rows(&mut tx, "review_items", &columns, rows).await?;
         insert_rows(&mut tx, "review_reviewers", &["item_id", "user_id"], reviewers).await?;
-        let detail = serde_json::json!({ "name": c.name, "items": count, "due_at": c.due_at });
+        let detail = serde_json::json!({
+            "name": c.name, "items": count, "due_at": c.due_at, "template": c.template.map(|(t, _)| t),
+        });
         record(
             &mut tx,
             now,
@@ -338,7 +353,26 @@ impl Db {
         if self.backend == Backend::Postgres {
             sqlx::query("ANALYZE review_items, review_reviewers").execute(&self.pool).await?;
         }
-        Ok(id)
+        Ok(Some(id))
+    }
+
+    /// When the last campaign from `template` was opened.
+    pub async fn template_opened(&self, template: &str) -> Result<Option<i64>> {
+        last_opened(&self.pool, template).await
+    }
+
+    /// The account scheduled campaigns are opened as: a service account no token or password can act as.
+    pub async fn schedule_account(&self) -> Result<i64> {
+        let name = format!("{}review-schedule", cone_api::SERVICE_ACCOUNT_PREFIX);
+        sqlx::query(
+            "INSERT INTO users (username, display_name, kind) VALUES ($1, 'Access review schedule', $2)
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&name)
+        .bind(USER_SERVICE)
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM users WHERE username = $1").bind(&name).fetch_one(&self.pool).await?)
     }
 
     /// Campaigns, newest first.
@@ -644,6 +678,17 @@ impl Db {
         tx.commit().await?;
         Ok(ids.len())
     }
+}
+
+/// When the last campaign from `template` was opened.
+async fn last_opened<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    template: &str,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT MAX(created_at) FROM review_campaigns WHERE template = $1")
+        .bind(template)
+        .fetch_one(executor)
+        .await?)
 }
 
 fn campaign(id: i64) -> String {

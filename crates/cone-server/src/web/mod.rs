@@ -71,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/reviews/campaigns/{id}", get(reviews::campaign))
         .route("/console/reviews/campaigns/{id}/close", post(reviews::close))
         .route("/console/reviews/campaigns/{id}/report", get(reviews::report))
+        .route("/console/reviews/templates/{name}", post(reviews::open_template))
         .route("/console/audit", get(admin::audit))
         .route("/console/audit/export", get(admin::audit_export))
         .route("/console/drift", get(admin::drift))

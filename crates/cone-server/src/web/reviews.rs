@@ -244,6 +244,7 @@ pub async fn campaigns(
 ) -> Result<Response, WebError> {
     admins_only(&v)?;
     let list = reviews::campaigns(&s, &caller(&v), Page::new(q.page_token.as_deref(), Some(100), 100, 100)?).await?;
+    let templates = reviews::templates(&s, &caller(&v)).await?.templates;
     let due = crate::services::time(s.now() + 14 * 86_400).format("%Y-%m-%d").to_string();
     let content = html! {
         @if list.campaigns.is_empty() { p { "No campaign yet." } } @else {
@@ -261,6 +262,33 @@ pub async fn campaigns(
             }
         }
         (next_page("/console/reviews/campaigns", &[], list.next_page_token.as_deref(), "More campaigns"))
+        section aria-labelledby="templates" {
+            h2 #templates { "Templates" }
+            @if templates.is_empty() {
+                p { "The access document has no review templates; its " code { "access_reviews" } " section keeps them, with their schedules (Policies page)." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Template" } th scope="col" { "Due in" } th scope="col" { "Schedule" } th scope="col" { "Last opened" } th scope="col" { "Next" } th scope="col" { "" } } }
+                    tbody {
+                        @for t in &templates {
+                            tr {
+                                th scope="row" { (t.name) }
+                                td { (cone_core::duration::format(t.due_in_secs)) }
+                                td { @match t.every_secs { Some(every) => { "every " (cone_core::duration::format(every)) }, None => "by hand" } }
+                                td { @if let Some(at) = t.last_opened_at { (when(at)) } @else { "never" } }
+                                td { @if let Some(at) = t.next_at { "after the first sync from " (when(at)) } }
+                                td {
+                                    form method="post" action=(format!("/console/reviews/templates/{}", t.name)) {
+                                        (v.token_field())
+                                        button type="submit" { "Open now" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         section aria-labelledby="new" {
             h2 #new { "New campaign" }
             p { "Snapshots the access in scope as the last sync found it: assignments made directly in Identity Center, group memberships, and Cone's active grants. Leave a list empty to cover everything." }
@@ -334,6 +362,16 @@ pub async fn create(State(s): State<AppState>, posted: Posted) -> Result<Respons
     Ok(Redirect::to(&format!("/console/reviews/campaigns/{}?created=1", c.id)).into_response())
 }
 
+/// Opens a campaign from a template of the access document now.
+pub async fn open_template(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    posted: Posted,
+) -> Result<Response, WebError> {
+    let c = reviews::create_from_template(&s, &caller(&posted.viewer), &name).await?;
+    Ok(Redirect::to(&format!("/console/reviews/campaigns/{}?created=1", c.id)).into_response())
+}
+
 fn state(c: &ReviewCampaign) -> &str {
     if c.overdue { "overdue" } else { &c.state }
 }
@@ -371,6 +409,7 @@ pub async fn campaign(
             dt { "Permission sets" } dd { (scope(&c.scope.permission_sets)) }
             dt { "Groups" } dd { (scope(&c.scope.groups)) }
             dt { "Created" } dd { (when(c.created_at)) " by " (c.created_by) }
+            @if let Some(t) = &c.template { dt { "Template" } dd { (t) } }
         }
         p { a href=(report("csv")) { "Download the report (CSV)" } " · " a href=(report("jsonl")) { "Download the report (JSON Lines)" } }
         @if c.state == "open" {

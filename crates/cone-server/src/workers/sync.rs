@@ -86,6 +86,12 @@ async fn sync_through(
             tracing::error!("cannot mark the review items whose access is gone; the next sync tries again: {e:#}")
         }
     }
+    // After the catalog is stored, so that a scheduled campaign snapshots this sync.
+    match crate::services::reviews::open_scheduled(s).await {
+        Ok(opened) if !opened.is_empty() => tracing::info!(campaigns = ?opened, "opened the scheduled access reviews"),
+        Ok(_) => {}
+        Err(e) => tracing::error!("cannot open the scheduled access reviews; the next sync tries again: {e}"),
+    }
     let sweeping = last_sweep.is_none_or(|t| synced_at - t >= s.config.drift.interval);
     if sweeping {
         match sweep(s, &synced.instance_arn, &permission_sets, spool, synced_at).await {

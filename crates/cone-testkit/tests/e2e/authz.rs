@@ -195,6 +195,9 @@ async fn every_endpoint_for_every_role() {
         // item, is listed in the answer); an item is seen by its person, its reviewers and administrators.
         (Method::POST, "/api/v1/reviews/campaigns".into(), Body::Json(review()), [401, 403, 403, 201, 403, 403, 403]),
         (Method::GET, "/api/v1/reviews/campaigns".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        // The sandbox's access document has no review templates: an administrator is told there is none.
+        (Method::GET, "/api/v1/reviews/templates".into(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
+        (Method::POST, "/api/v1/reviews/templates/quarterly/campaigns".into(), Body::None, [401, 403, 403, 404, 403, 403, 403]),
         (Method::GET, campaign.clone(), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, format!("{campaign}/report?format=jsonl"), Body::None, [401, 403, 403, 200, 403, 403, 403]),
         (Method::GET, "/api/v1/reviews/items".into(), Body::None, [401, 200, 200, 200, 200, 200, 200]),
@@ -349,6 +352,7 @@ async fn every_console_page_and_form_for_every_person() {
         (2, "/console/policies".into(), &[("document", "policies: []")], 403),
         (1, "/console/reviews/campaigns".into(), &[("name", "x"), ("due", "2099-01-01")], 403),
         (2, "/console/reviews/campaigns/1/close".into(), &[], 403),
+        (1, "/console/reviews/templates/quarterly".into(), &[], 403),
         // A decision on items one does not review decides nothing and says why on the page it leads back to.
         (4, "/console/reviews/decide".into(), &[("decision", "certify"), ("item-1", "on")], 303),
     ];

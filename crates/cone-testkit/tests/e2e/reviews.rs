@@ -2,6 +2,7 @@
 //! standing assignment made by hand in Identity Center, a membership of a group assigned there and Cone grants;
 //! nobody decides their own access; the revoked assignment, membership and grant are removed from moto while the
 //! certified grant stays; an assignment removed by hand meanwhile is marked gone; the report lists every item with its outcome, and its hashes are the audit log's.
+//! Templates in the access document open campaigns on their schedule, after a sync, and by hand.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,12 +10,17 @@ use std::time::Duration;
 use aws_sdk_ssoadmin::types::PrincipalType;
 use cone_api::{CreateTask, ReviewDecide, ReviewDecision, ReviewItem, ReviewItemKind, ReviewItemState, TaskState};
 use cone_client::Failure;
-use cone_testkit::{Sandbox, Store, moto_sdk_config};
+use cone_testkit::console::Console;
+use cone_testkit::{Sandbox, Store, moto_sdk_config, password};
 
 use super::groups::{assign_to, group_with};
+use super::people::sync;
 use super::{assert_audit_intact, eventually};
 
-cone_testkit::on_both_stores!(a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_logs);
+cone_testkit::on_both_stores!(
+    a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_logs,
+    templates_open_campaigns_by_hand_and_on_their_schedule,
+);
 
 /// carol manages alice and bob.
 const SETTINGS: &str =
@@ -238,5 +244,67 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
     let csv = ok(&sb.cone("carol", &["review", "campaign", "report", &campaign.id.to_string()]).unwrap(), "csv");
     assert_eq!(csv.lines().count(), 6, "a header and five items: {csv}");
     assert!(csv.starts_with("campaign,campaign_state,item,kind,user,") && csv.contains("no longer needed"), "{csv}");
+    assert_audit_intact(&sb);
+}
+
+/// Two templates: one every 90 days, one by hand. The sync after the server starts opens the scheduled one as the
+/// schedule's service account; later syncs open no other until it is due; carol opens the other by name.
+async fn templates_open_campaigns_by_hand_and_on_their_schedule(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = "access_reviews:\n  - name: quarterly-production\n    scope: { accounts: [Production] }\n    \
+                     reviewers: { from: manager, fallback: [bob] }\n    due_in: 14d\n    every: 90d\n  \
+                     - name: owners-check\n    reviewers: { from: users, users: [carol], fallback: [bob] }\n    \
+                     due_in: 7d\n";
+    let mut sb = Sandbox::start_on(store, dir.path(), &format!("{SETTINGS}{templates}"), "").await.unwrap();
+    let alice = sb.org.user_id("alice").unwrap().to_string();
+    assign_to(&sb, "Production", "ReadOnlyAccess", PrincipalType::User, &alice).await;
+    // A restarted server syncs before it reports ready: the scheduled review opens then.
+    sb.start_server().unwrap();
+    sb.cone_login("carol", &[], "carol").await.unwrap();
+    let carol = sb.client("carol").unwrap();
+    let scheduled = |list: &[cone_api::ReviewCampaign]| -> Vec<(String, Option<String>, String, i64)> {
+        list.iter().map(|c| (c.name.clone(), c.template.clone(), c.created_by.clone(), c.items)).collect()
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let opened = vec![(
+        format!("quarterly-production {today}"),
+        Some("quarterly-production".to_string()),
+        "service:review-schedule".to_string(),
+        1,
+    )];
+    eventually(Duration::from_secs(30), "the scheduled campaign opens", async || {
+        scheduled(&carol.review_campaigns().await.unwrap()) == opened
+    })
+    .await;
+    sync(&carol).await;
+    assert_eq!(scheduled(&carol.review_campaigns().await.unwrap()), opened, "not due again for 90 days");
+
+    let args = ["review", "campaign", "create", "--template", "owners-check", "-o", "json"];
+    let by_hand: cone_api::ReviewCampaign =
+        serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create --template")).unwrap();
+    assert_eq!(
+        (by_hand.template.as_deref(), by_hand.created_by.as_str(), by_hand.name),
+        (Some("owners-check"), "carol", format!("owners-check {today}"))
+    );
+    let due = by_hand.due - by_hand.created_at;
+    assert_eq!(due.num_days(), 7);
+    let o = sb.cone("carol", &["review", "campaign", "create", "--template", "yearly"]).unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && said.contains("has quarterly-production, owners-check"), "{said}");
+
+    // The API and the console list them with their schedules; the console opens one now.
+    let listed: cone_api::ReviewTemplateList = carol.get("/api/v1/reviews/templates").await.unwrap();
+    let [quarterly, owners] = &listed.templates[..] else { panic!("{listed:?}") };
+    let last = quarterly.last_opened_at.expect("opened on schedule");
+    assert_eq!(quarterly.next_at, Some(last + chrono::Duration::days(90)));
+    assert_eq!((owners.every_secs, owners.next_at, owners.due_in_secs), (None, None, 7 * 86_400));
+    let mut console = Console::sign_in(&sb.server_url, "carol", &password("carol")).await.unwrap();
+    let (_, page) = console.open("/console/reviews/campaigns").await.unwrap();
+    assert!(page.contains("quarterly-production") && page.contains("by hand"), "{page}");
+    let pages = "/console/reviews/campaigns";
+    console.submit(pages, "/console/reviews/templates/quarterly-production", &[]).await.unwrap();
+    let all = carol.review_campaigns().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!((all[0].template.as_deref(), all[0].created_by.as_str()), (Some("quarterly-production"), "carol"));
     assert_audit_intact(&sb);
 }

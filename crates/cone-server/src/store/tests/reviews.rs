@@ -51,9 +51,17 @@ async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db
     let alice = db.user_by_name("alice").await.unwrap().unwrap();
     let bob = db.user_by_name("bob").await.unwrap().unwrap();
     let day = 86_400;
-    let campaign = NewCampaign { name: "Q4", scope: "{}", reviewers: "{}", due_at: 20 + 7 * day, created_by: alice.id };
+    let campaign = NewCampaign {
+        name: "Q4",
+        scope: "{}",
+        reviewers: "{}",
+        due_at: 20 + 7 * day,
+        created_by: alice.id,
+        template: Some(("quarterly", None)),
+    };
     let items = access.into_iter().map(|a| NewItem { access: a, reaches: "x".into(), reviewers: vec![bob.id] });
-    let id = db.create_campaign(&campaign, items.collect(), 20).await.unwrap();
+    let id = db.create_campaign(&campaign, items.collect(), 20).await.unwrap().unwrap();
+    assert_eq!(db.campaign(id).await.unwrap().unwrap().template.as_deref(), Some("quarterly"));
     let item = db.review_items(&ItemFilter::default(), 0, 10).await.unwrap().remove(0);
 
     // bob hears of it; alice, who opened it (and whose access it is), does not.
@@ -83,8 +91,13 @@ async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db
         reaches: "x".into(),
         reviewers: vec![bob.id],
     };
-    let other = NewCampaign { name: "Q4 again", due_at: 20 + 7 * day, ..campaign };
-    let other_id = db.create_campaign(&other, vec![second], 70).await.unwrap();
+    // A scheduled opening that finds its template's campaign opened after the time it names opens none.
+    let other =
+        NewCampaign { name: "Q4 again", due_at: 20 + 7 * day, template: Some(("quarterly", Some(19))), ..campaign };
+    assert_eq!(db.create_campaign(&other, vec![], 70).await.unwrap(), None);
+    let other = NewCampaign { template: Some(("quarterly", Some(20))), ..other };
+    let other_id = db.create_campaign(&other, vec![second], 70).await.unwrap().unwrap();
+    assert_eq!(db.template_opened("quarterly").await.unwrap(), Some(70));
     assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day).await.unwrap(), 1);
     assert_eq!(db.remind_reviewers(&to, remind, 20 + 6 * day + 60).await.unwrap(), 0, "once");
     // Given to carol, the item waits for her, and she hears of it once; bob hears nothing more.
@@ -118,8 +131,15 @@ async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db
 async fn campaign_of_all(db: &Db, bob: &UserRow, now: i64) -> Vec<ItemRow> {
     let access = db.access_in_force(now).await.unwrap().0;
     let items = access.into_iter().map(|a| NewItem { access: a, reaches: "x".into(), reviewers: vec![bob.id] });
-    let c = NewCampaign { name: "all", scope: "{}", reviewers: "{}", due_at: now + 86_400, created_by: bob.id };
-    let id = db.create_campaign(&c, items.collect(), now).await.unwrap();
+    let c = NewCampaign {
+        name: "all",
+        scope: "{}",
+        reviewers: "{}",
+        due_at: now + 86_400,
+        created_by: bob.id,
+        template: None,
+    };
+    let id = db.create_campaign(&c, items.collect(), now).await.unwrap().unwrap();
     db.review_items(&ItemFilter { campaign: Some(id), ..ItemFilter::default() }, 0, 10).await.unwrap()
 }
 
