@@ -186,7 +186,8 @@ async function org(browser) {
   const alice = await signIn(browser, 'alice', false);
   await alice.page.getByRole('searchbox', { name: 'Search' }).fill('acct 0150 ps-07');
   await alice.page.getByRole('button', { name: 'Search' }).click();
-  await alice.page.getByRole('status').getByText('1 entitlement matches.').waitFor();
+  // An organisation's sync may hold the database's writer meanwhile, on a machine busy with other tests.
+  await alice.page.getByRole('status').getByText('1 entitlement matches.').waitFor({ timeout: 120000 });
   await shot(alice.page, 'org-catalog-search');
   await alice.page.getByRole('link', { name: `Request ${entitlement}` }).click();
   const task = await submitRequest(alice.page, '30m', 'Look into the billing alarm');

@@ -514,7 +514,8 @@ fn spawn_server(
     if let Some(log) = log {
         srv.stderr(log);
     }
-    Child::spawn_ready("cone-server", srv, Duration::from_secs(60))
+    // A server syncs before it reports ready; at an organisation's size, beside other tests, that takes minutes.
+    Child::spawn_ready("cone-server", srv, Duration::from_secs(300))
 }
 
 fn wait_ok(mut child: std::process::Child, what: &str) -> Result<()> {
