@@ -334,6 +334,13 @@ impl Db {
             "state",
         ];
         insert_rows(&mut tx, "review_items", &columns, rows).await?;
+        if self.backend == Backend::Sqlite {
+            // An FTS5 table over another table's content is told of each row written there.
+            sqlx::query("INSERT INTO review_items_fts (rowid, search) SELECT id, search FROM review_items WHERE campaign_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_rows(&mut tx, "review_reviewers", &["item_id", "user_id"], reviewers).await?;
         let detail = serde_json::json!({
             "name": c.name, "items": count, "due_at": c.due_at, "template": c.template.map(|(t, _)| t),
@@ -434,9 +441,18 @@ impl Db {
         if let Some(st) = filter.state {
             clauses.push(format!("i.state = {}", param(st.as_str().to_string())));
         }
+        // Through each backend's trigram index of the search text (migration 0027), so that a reviewer's words
+        // read the items holding them rather than every item the reviewer has.
         for w in &filter.words {
-            let p = param(format!("%{}%", like_literal(&w.to_ascii_lowercase())));
-            clauses.push(format!("i.search LIKE {p} ESCAPE '\\'"));
+            let w = w.to_ascii_lowercase();
+            clauses.push(match self.backend {
+                // FTS5 looks a GLOB up in the index, and a LIKE only without an ESCAPE; the text is in lower case.
+                Backend::Sqlite => format!(
+                    "i.id IN (SELECT rowid FROM review_items_fts WHERE review_items_fts.search GLOB {})",
+                    param(format!("*{}*", glob_literal(&w)))
+                ),
+                Backend::Postgres => format!("i.search LIKE {} ESCAPE '\\'", param(format!("%{}%", like_literal(&w)))),
+            });
         }
         let by_entitlement = "i.campaign_id, i.account_name, i.permission_set_name, i.group_name, i.id";
         let (inner_order, order) = match filter.by_entitlement {
@@ -678,6 +694,16 @@ impl Db {
         tx.commit().await?;
         Ok(ids.len())
     }
+}
+
+/// `text` as a GLOB pattern that matches it literally: its wildcards in brackets.
+fn glob_literal(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '*' | '?' | '[' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// When the last campaign from `template` was opened.

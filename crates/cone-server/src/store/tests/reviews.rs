@@ -15,6 +15,7 @@ testing::on_both_backends!(
     a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers,
     a_revoked_grant_already_ending_is_removed_by_its_own_revocation,
     a_revoked_assignment_waits_while_a_grant_gives_the_same_access,
+    a_reviewers_words_find_items_by_any_of_their_names_in_any_case,
 );
 
 const ADMIN: &str = "111|ps-admin";
@@ -191,4 +192,38 @@ async fn a_revoked_assignment_waits_while_a_grant_gives_the_same_access(db: Db) 
     db.revoked(&revoke, &g, false, None, 61).await.unwrap();
     assert_eq!(db.review_access_granted(item.id).await.unwrap(), None, "the grant ended; the removal may go ahead");
     assert_eq!(db.claim_job(400, 60).await.unwrap().unwrap().id, removal.id);
+}
+
+async fn a_reviewers_words_find_items_by_any_of_their_names_in_any_case(db: Db) {
+    synced(&db, true, 10).await;
+    let bob = db.user_by_name("bob").await.unwrap().unwrap();
+    let alices = db.access_in_force(20).await.unwrap().0.remove(0);
+    let named = |account: &str, set: &str| {
+        let access = AccessRow { account_name: account.into(), permission_set_name: set.into(), ..alices.clone() };
+        NewItem { access, reaches: "x".into(), reviewers: vec![bob.id] }
+    };
+    let items = vec![
+        named("acct-0150", "ps-07"),
+        named("acct-0151", "ps-07"),
+        named("50%_off*[x]", "Billing"),
+        named("Other", "ps-17"),
+    ];
+    let c = NewCampaign { name: "words", scope: "{}", reviewers: "{}", due_at: 99, created_by: bob.id, template: None };
+    let id = db.create_campaign(&c, items, 30).await.unwrap().unwrap();
+    let found = async |q: &str| -> Vec<String> {
+        let words = q.split_whitespace().map(str::to_string).collect();
+        let filter = ItemFilter { campaign: Some(id), reviewer: Some(bob.id), words, ..ItemFilter::default() };
+        let items = db.review_items(&filter, 0, 100).await.unwrap();
+        items.into_iter().map(|i| format!("{} {}", i.account_name, i.permission_set_name)).collect()
+    };
+    assert_eq!(found("ACCT-0150").await, ["acct-0150 ps-07"]);
+    assert_eq!(found("acct ps-07").await, ["acct-0150 ps-07", "acct-0151 ps-07"]);
+    assert_eq!(found("0150 ALICE").await, ["acct-0150 ps-07"], "the person's name too");
+    // Wildcards of either backend's patterns are plain characters in a word.
+    assert_eq!(found("%_off*[x]").await, ["50%_off*[x] Billing"]);
+    assert_eq!(found("0%").await, ["50%_off*[x] Billing"]);
+    assert_eq!(found("*").await, ["50%_off*[x] Billing"]);
+    // Words shorter than the index's trigrams are found too.
+    assert_eq!(found("7").await, ["acct-0150 ps-07", "acct-0151 ps-07", "Other ps-17"]);
+    assert!(found("nobody").await.is_empty());
 }
