@@ -418,19 +418,41 @@ impl Db {
         // campaign's items are numbered by person, then by names (`access_in_force`'s order), so by person is by id, which a
         // reviewer's rows (`review_reviewers`, keyed by person and item) and a campaign's index give without a sort.
         // By entitlement, a campaign's index gives the order and each item's reviewer is looked up.
+        // On SQLite a reviewer's words are looked up in the trigram index (migration 0027), which then leads the join
+        // (SQLite keeps a CROSS JOIN's order), so that the items holding them are read rather than every item the
+        // reviewer has. FTS5 uses its index for a GLOB, and for a LIKE only without an ESCAPE; the text is in lower
+        // case. PostgreSQL reads the text.
+        let fts = self.backend == Backend::Sqlite && !filter.words.is_empty();
+        let items = match fts {
+            true => {
+                let words = filter
+                    .words
+                    .iter()
+                    .map(|w| format!("search GLOB {}", param(format!("*{}*", glob_literal(&w.to_ascii_lowercase())))));
+                format!(
+                    "(SELECT rowid AS id FROM review_items_fts WHERE {}) f CROSS JOIN review_items i ON i.id = f.id",
+                    words.collect::<Vec<_>>().join(" AND ")
+                )
+            }
+            false => "review_items i".to_string(),
+        };
         let (from, key) = match (filter.reviewer, filter.by_entitlement) {
             (Some(r), false) => {
                 clauses.push(format!("v.user_id = {}", number(param(r.to_string()))));
-                ("review_reviewers v JOIN review_items i ON i.id = v.item_id", "v.item_id")
+                let from = match fts {
+                    true => format!("{items} JOIN review_reviewers v ON v.item_id = i.id"),
+                    false => "review_reviewers v JOIN review_items i ON i.id = v.item_id".to_string(),
+                };
+                (from, "v.item_id")
             }
             (Some(r), true) => {
                 let r = number(param(r.to_string()));
                 clauses.push(format!(
                     "EXISTS (SELECT 1 FROM review_reviewers v WHERE v.user_id = {r} AND v.item_id = i.id)"
                 ));
-                ("review_items i", "i.id")
+                (items, "i.id")
             }
-            (None, _) => ("review_items i", "i.id"),
+            (None, _) => (items, "i.id"),
         };
         if let Some(c) = filter.campaign {
             clauses.push(format!("i.campaign_id = {}", number(param(c.to_string()))));
@@ -441,18 +463,9 @@ impl Db {
         if let Some(st) = filter.state {
             clauses.push(format!("i.state = {}", param(st.as_str().to_string())));
         }
-        // Through each backend's trigram index of the search text (migration 0027), so that a reviewer's words
-        // read the items holding them rather than every item the reviewer has.
-        for w in &filter.words {
-            let w = w.to_ascii_lowercase();
-            clauses.push(match self.backend {
-                // FTS5 looks a GLOB up in the index, and a LIKE only without an ESCAPE; the text is in lower case.
-                Backend::Sqlite => format!(
-                    "i.id IN (SELECT rowid FROM review_items_fts WHERE review_items_fts.search GLOB {})",
-                    param(format!("*{}*", glob_literal(&w)))
-                ),
-                Backend::Postgres => format!("i.search LIKE {} ESCAPE '\\'", param(format!("%{}%", like_literal(&w)))),
-            });
+        for w in filter.words.iter().filter(|_| !fts) {
+            let p = param(format!("%{}%", like_literal(&w.to_ascii_lowercase())));
+            clauses.push(format!("i.search LIKE {p} ESCAPE '\\'"));
         }
         let by_entitlement = "i.campaign_id, i.account_name, i.permission_set_name, i.group_name, i.id";
         let (inner_order, order) = match filter.by_entitlement {
