@@ -185,12 +185,7 @@ async fn need(mut tx: Tx, g: &GrantRow, w: Wanted<'_>, allowed: bool, now: i64) 
                 Some(a) if a.state == AccountState::Deleted => {
                     move_account(&mut tx, g.user_id, w.account_id, AccountEvent::Needed, now).await?;
                     // The deleted user's id is no clue to the new one's.
-                    sqlx::query("UPDATE created_accounts SET owner = $1 WHERE user_id = $2 AND account_id = $3")
-                        .bind(w.owner)
-                        .bind(g.user_id)
-                        .bind(w.account_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    set_owner(&mut tx, g.user_id, w.account_id, w.owner).await?;
                 }
                 // Being created when a crash interrupted: finish it.
                 Some(_) => {}
@@ -211,6 +206,16 @@ async fn need(mut tx: Tx, g: &GrantRow, w: Wanted<'_>, allowed: bool, now: i64) 
         tx.rollback().await?;
     }
     Ok(need)
+}
+
+async fn set_owner(tx: &mut Tx, user_id: i64, account_id: &str, owner: &str) -> Result<()> {
+    sqlx::query("UPDATE created_accounts SET owner = $1 WHERE user_id = $2 AND account_id = $3")
+        .bind(owner)
+        .bind(user_id)
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// User `user_id`'s grants not yet made are made for their Identity Center user `id`.
@@ -246,7 +251,8 @@ impl Db {
     }
 
     /// The Identity Center user grant `g` needs, named as the person, when Cone creates theirs (see [`need`]);
-    /// `None` for a person Identity Center knows by itself. The grant is made for the user in use.
+    /// `None` for a person whose Identity Center user is not Cone's (one a sync linked them to, even after Cone
+    /// deleted its own). Either way the person's grants not yet made are made for the user in use.
     pub async fn identity_needed(&self, g: &GrantRow, allowed: bool, now: i64) -> Result<Option<AccountNeed>> {
         let mut tx = self.begin().await?;
         let (username, idc): (String, Option<String>) =
@@ -254,8 +260,15 @@ impl Db {
                 .bind(g.user_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        if idc.is_some() && account_of(&mut *tx, g.user_id, IDENTITY_CENTER).await?.is_none() {
+        let cone_made = account_of(&mut *tx, g.user_id, IDENTITY_CENTER).await?;
+        // A creation a crash interrupted is finished even when a sync linked the person to its user meanwhile.
+        let theirs =
+            idc.filter(|id| cone_made.as_ref().is_none_or(|a| a.state != AccountState::Creating && a.owner != *id));
+        if let Some(id) = theirs {
             tx.rollback().await?;
+            if id != g.principal_id {
+                made_for(&self.pool, g.user_id, &id).await?;
+            }
             return Ok(None);
         }
         let wanted = Wanted {
@@ -280,12 +293,7 @@ impl Db {
         let mut tx = self.begin().await?;
         let mut a = a.clone();
         if let Some(id) = id {
-            sqlx::query("UPDATE created_accounts SET owner = $1 WHERE user_id = $2 AND account_id = $3")
-                .bind(id)
-                .bind(a.user_id)
-                .bind(&a.account_id)
-                .execute(&mut *tx)
-                .await?;
+            set_owner(&mut tx, a.user_id, &a.account_id, id).await?;
             sqlx::query("UPDATE users SET idc_user_id = $1 WHERE id = $2")
                 .bind(id)
                 .bind(a.user_id)

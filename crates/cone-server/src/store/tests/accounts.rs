@@ -227,4 +227,12 @@ async fn a_password_persons_identity_center_user_is_made_for_their_grants_and_de
         .map(|e| (e.action.as_str(), serde_json::from_str::<serde_json::Value>(&e.detail).unwrap()["user_id"].clone()))
         .collect();
     assert_eq!(details, [("account.create", "u-dave".into()), ("account.delete", "u-dave".into())]);
+
+    // Meanwhile someone made dave a user by hand: Cone's creation finds it not Cone's and records nothing; a sync
+    // links dave to it, and his grants are made for it.
+    db.account_not_created(&again).await.unwrap();
+    synced(&db, vec![user("u-alice", "alice"), user("u-dave-2", "dave")], 4208).await;
+    assert_eq!(dave().await.idc_user_id.as_deref(), Some("u-dave-2"));
+    assert!(db.identity_needed(&next, true, 4209).await.unwrap().is_none());
+    assert_eq!(db.grant(next.id).await.unwrap().principal_id, "u-dave-2");
 }
