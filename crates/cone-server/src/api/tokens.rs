@@ -291,6 +291,9 @@ mod tests {
         )
         .await;
         assert!(status == 400 && message(&err).contains("deploy-bot"), "{err}");
+        let reserved = json!({ "service": "review-schedule", "name": "ci" });
+        let (status, err) = call(&s, Method::POST, "/api/v1/service-tokens", Some(&carol), Some(reserved)).await;
+        assert!(status == 400 && message(&err).contains("Cone's own"), "{err}");
 
         // The service calls the API as itself, but requests no access, makes no tokens and signs in no other way.
         let (status, me) = call(&s, Method::GET, "/api/v1/me", Some(&svc), None).await;

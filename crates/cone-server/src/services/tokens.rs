@@ -75,6 +75,11 @@ fn service_name(name: &str) -> Result<&str> {
              starting with a letter or digit), such as \"deploy-bot\"."
         )));
     }
+    if name == crate::store::REVIEW_SCHEDULE {
+        return Err(Error::invalid(format!(
+            "The service name {name:?} is Cone's own (scheduled access reviews are opened as it); choose another."
+        )));
+    }
     Ok(name)
 }
 

@@ -43,7 +43,7 @@ pub use outbox::{DeliveryRow, DeliveryState, rfc3339};
 #[cfg(test)]
 pub use pool::Backend;
 pub use pool::Db;
-pub use reviews::{AccessRow, CampaignRow, ItemFilter, ItemRow, NewCampaign, NewItem, Refusal};
+pub use reviews::{AccessRow, CampaignRow, ItemFilter, ItemRow, NewCampaign, NewItem, REVIEW_SCHEDULE, Refusal};
 pub use rows::{EntitlementRow, GrantRow, JobRow, USER_SERVICE, UserRow};
 pub use sessions::{ApiTokenRow, DevicePoll, NewApiToken, TokenOwner, TokensOf};
 pub use tasks::{EventRow, Narrow, NewTask, Placement, States, TaskFilter, TaskRow};

@@ -370,7 +370,7 @@ impl Db {
 
     /// The account scheduled campaigns are opened as: a service account no token or password can act as.
     pub async fn schedule_account(&self) -> Result<i64> {
-        let name = format!("{}review-schedule", cone_api::SERVICE_ACCOUNT_PREFIX);
+        let name = format!("{}{REVIEW_SCHEDULE}", cone_api::SERVICE_ACCOUNT_PREFIX);
         sqlx::query(
             "INSERT INTO users (username, display_name, kind) VALUES ($1, 'Access review schedule', $2)
              ON CONFLICT (username) DO NOTHING",
@@ -708,6 +708,9 @@ impl Db {
         Ok(ids.len())
     }
 }
+
+/// The service account scheduled campaigns are opened as, which no service token may be made for.
+pub const REVIEW_SCHEDULE: &str = "review-schedule";
 
 /// `text` as a GLOB pattern that matches it literally: its wildcards in brackets.
 fn glob_literal(text: &str) -> String {
