@@ -982,13 +982,17 @@ pub struct ReviewCampaignList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReviewRemoval {
-    /// `pending` (under way, retried until done) or `done`.
+    /// `pending` (under way, retried until done), `by_hand` (someone must remove it, as `by_hand` says; a sync that
+    /// no longer finds the access makes it done) or `done`.
     pub state: String,
     pub attempts: i64,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// AWS's id of the deletion request, where the API gives one (account assignments).
     pub request_id: Option<String>,
+    /// What must be done by hand, for an IAM item the connector may not remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_hand: Option<String>,
 }
 
 /// One person's access under review, as the campaign found it.
@@ -999,13 +1003,21 @@ pub struct ReviewItem {
     pub campaign_id: i64,
     pub campaign: String,
     pub kind: ReviewItemKind,
-    /// Whose access (a user name).
+    /// Whose access (a user name); empty for an IAM user nobody in Cone is known to hold.
     pub user: String,
     pub display_name: String,
+    /// The IAM user of an IAM item (`iam_user`, `iam_group_membership`, `access_key`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub iam_user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub access_key_id: String,
+    /// The last use the sync read: an IAM user's console password's, an access key's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
     pub account_id: String,
     pub account: String,
     pub permission_set: String,
-    /// The Identity Center group of a membership.
+    /// The Identity Center or IAM group of a membership.
     pub group: String,
     /// What the access gives, in words.
     pub reaches: String,

@@ -415,6 +415,25 @@ impl Connector {
         Ok(if login == Change::Made || !active.is_empty() { Change::Made } else { Change::AlreadyInPlace })
     }
 
+    /// Deactivates access key `key` of IAM user `user` (an access review's revocation). A key that is inactive or no
+    /// longer exists, or a user that does not, is already as it should be.
+    pub async fn deactivate_access_key(&self, user: &str, key: &str) -> Result<Change, ConnectorError> {
+        let active = self.look(
+            LIST_ACCESS_KEYS,
+            |marker| self.iam.list_access_keys().user_name(user).set_marker(marker).send(),
+            |out| {
+                let keys = out.access_key_metadata.into_iter().filter(|k| k.status == Some(StatusType::Active));
+                (keys.filter_map(|k| k.access_key_id).collect::<Vec<_>>(), next_marker(out.is_truncated, out.marker))
+            },
+        );
+        if !found(active.await)?.unwrap_or_default().iter().any(|k| k == key) {
+            return Ok(Change::AlreadyInPlace);
+        }
+        let request =
+            || self.iam.update_access_key().user_name(user).access_key_id(key).status(StatusType::Inactive).send();
+        removed(call_retried(&self.limits, &self.timing, UPDATE_ACCESS_KEY, request).await)
+    }
+
     /// Whether user `name` exists (false if not) with tag [`OWNER_TAG`] = `owner`; one without it is
     /// [`ConnectorError::NotCreatedByCone`].
     async fn owned(&self, name: &str, owner: &str) -> Result<bool, ConnectorError> {

@@ -74,6 +74,11 @@ pub enum Call {
         user: String,
         owner: String,
     },
+    DeactivateAccessKey {
+        account: String,
+        user: String,
+        key: String,
+    },
     /// Answers the user's id and whether this call made it.
     CreateOwnedIdcUser {
         store: String,
@@ -236,6 +241,9 @@ impl Connector {
             }
             Call::DisableOwnedIamUser { account, user, owner } => {
                 encode(self.in_account(account).await?.disable_owned_iam_user(user, owner).await?)
+            }
+            Call::DeactivateAccessKey { account, user, key } => {
+                encode(self.in_account(account).await?.deactivate_access_key(user, key).await?)
             }
             Call::CreateOwnedIdcUser { store, user } => encode(self.create_owned_idc_user(store, user).await?),
             Call::DeleteOwnedIdcUser { store, user } => encode(self.delete_owned_idc_user(store, user).await?),

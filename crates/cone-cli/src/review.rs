@@ -87,10 +87,10 @@ pub enum CampaignCommand {
         account: Vec<String>,
         #[arg(long, value_delimiter = ',')]
         permission_set: Vec<String>,
-        /// Only memberships of these Identity Center groups.
+        /// Only memberships of these groups (Identity Center or IAM).
         #[arg(long, value_delimiter = ',')]
         group: Vec<String>,
-        /// assignment, group_membership or grant. All when absent.
+        /// assignment, group_membership, grant, iam_user, iam_group_membership or access_key. All when absent.
         #[arg(long, value_delimiter = ',')]
         kind: Vec<String>,
         /// manager, owners, group:NAME, or users:NAME,NAME.
@@ -264,7 +264,10 @@ fn due_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
 }
 
 fn parse_kind(k: &str) -> Result<ReviewItemKind> {
-    ReviewItemKind::parse(k).with_context(|| format!("--kind {k:?} is not assignment, group_membership or grant"))
+    ReviewItemKind::parse(k).with_context(|| {
+        let kinds: Vec<&str> = ReviewItemKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("--kind {k:?} is none of {}", kinds.join(", "))
+    })
 }
 
 fn parse_reviewers(text: &str, fallback: Vec<String>) -> Result<Reviewers> {
@@ -308,7 +311,7 @@ fn summary(i: &ReviewItem) -> String {
         (ReviewItemKind::Grant, Some(task)) => format!("Cone grant, task {task}"),
         (kind, _) => kind_words(kind).to_string(),
     };
-    format!("item {}, {}: {} ({how})", i.id, i.user, i.reaches)
+    format!("item {}, {}: {} ({how})", i.id, holder(i), i.reaches)
 }
 
 fn kind_words(kind: ReviewItemKind) -> &'static str {
@@ -316,6 +319,25 @@ fn kind_words(kind: ReviewItemKind) -> &'static str {
         ReviewItemKind::Assignment => "assigned directly",
         ReviewItemKind::GroupMembership => "group membership",
         ReviewItemKind::Grant => "Cone grant",
+        ReviewItemKind::IamUser => "IAM user",
+        ReviewItemKind::IamGroupMembership => "IAM group membership",
+        ReviewItemKind::AccessKey => "access key",
+    }
+}
+
+/// Whose access: the person, or for an IAM user nobody in Cone is known to hold, that user.
+fn holder(i: &ReviewItem) -> String {
+    match i.user.is_empty() {
+        true => format!("(IAM user {})", i.iam_user),
+        false => i.user.clone(),
+    }
+}
+
+fn last_used(i: &ReviewItem) -> String {
+    match (i.kind, i.last_used_at) {
+        (_, Some(t)) => output::time(t),
+        (ReviewItemKind::IamUser | ReviewItemKind::AccessKey, None) => "never".into(),
+        _ => "-".into(),
     }
 }
 
@@ -324,22 +346,23 @@ fn items_view(items: &[ReviewItem]) -> View {
         return View::Line("Nothing to review.".into());
     }
     View::Table {
-        headers: vec!["ID", "USER", "ACCESS", "HOW", "STATE", "CAMPAIGN", "REVIEWERS"],
+        headers: vec!["ID", "USER", "ACCESS", "HOW", "STATE", "LAST USED", "CAMPAIGN", "REVIEWERS"],
         rows: items
             .iter()
             .map(|i| {
                 vec![
                     i.id.to_string(),
-                    i.user.clone(),
+                    holder(i),
                     i.reaches.clone(),
                     kind_words(i.kind).to_string(),
                     i.state.as_str().to_string(),
+                    last_used(i),
                     i.campaign.clone(),
                     i.reviewers.join(" "),
                 ]
             })
             .collect(),
-        wide_from: 5,
+        wide_from: 6,
     }
 }
 
@@ -347,9 +370,10 @@ fn item_view(i: &ReviewItem) -> View {
     let mut fields = vec![
         ("Item", i.id.to_string(), false),
         ("Campaign", format!("{} ({})", i.campaign, i.campaign_id), false),
-        ("User", format!("{} ({})", i.user, i.display_name), false),
+        ("User", if i.user.is_empty() { holder(i) } else { format!("{} ({})", i.user, i.display_name) }, false),
         ("Access", i.reaches.clone(), false),
         ("How", kind_words(i.kind).to_string(), false),
+        ("Last used", last_used(i), false),
         ("State", i.state.as_str().to_string(), false),
         ("Reviewers", i.reviewers.join(", "), false),
     ];
@@ -367,6 +391,9 @@ fn item_view(i: &ReviewItem) -> View {
         fields.push(("Removal", format!("{} after {} attempt(s){error}", r.state, r.attempts), false));
         if let Some(id) = &r.request_id {
             fields.push(("AWS request", id.clone(), true));
+        }
+        if let Some(what) = &r.by_hand {
+            fields.push(("By hand", what.clone(), false));
         }
     }
     if let Some(gone) = i.gone_at {

@@ -14,17 +14,38 @@ pub enum ItemKind {
     GroupMembership,
     /// An active Cone grant.
     Grant,
+    /// An IAM user Cone did not create (`aws.sync_iam`): revoking it means deleting it, by hand.
+    IamUser,
+    /// A membership of an IAM group that no Cone grant gave.
+    IamGroupMembership,
+    /// An active access key of an IAM user (`aws.sync_secrets`).
+    AccessKey,
 }
 
 impl ItemKind {
-    pub const ALL: [ItemKind; 3] = [ItemKind::Assignment, ItemKind::GroupMembership, ItemKind::Grant];
+    pub const ALL: [ItemKind; 6] = [
+        ItemKind::Assignment,
+        ItemKind::GroupMembership,
+        ItemKind::Grant,
+        ItemKind::IamUser,
+        ItemKind::IamGroupMembership,
+        ItemKind::AccessKey,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ItemKind::Assignment => "assignment",
             ItemKind::GroupMembership => "group_membership",
             ItemKind::Grant => "grant",
+            ItemKind::IamUser => "iam_user",
+            ItemKind::IamGroupMembership => "iam_group_membership",
+            ItemKind::AccessKey => "access_key",
         }
+    }
+
+    /// Whether the item is about IAM, as the IAM sync reads it.
+    pub fn is_iam(self) -> bool {
+        matches!(self, ItemKind::IamUser | ItemKind::IamGroupMembership | ItemKind::AccessKey)
     }
 
     pub fn parse(s: &str) -> Option<ItemKind> {
@@ -153,6 +174,64 @@ impl Scope {
     }
 }
 
+/// An IAM item's revocation, as the connector's permissions allow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// The connector removes it.
+    Connector,
+    /// Someone must, by hand, as the text says; a sync that no longer finds the access completes the revocation.
+    ByHand(String),
+}
+
+/// The IAM item a revocation removes: the account, the IAM user's ARN, and the group or access key id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamTarget<'a> {
+    pub account_id: &'a str,
+    pub user_arn: &'a str,
+    pub group: &'a str,
+    pub access_key: &'a str,
+}
+
+/// The path of an IAM user's ARN (`arn:aws:iam::1:user/cone/alice` has `/cone/`).
+pub fn iam_user_path(arn: &str) -> Option<&str> {
+    let resource = &arn[arn.find(":user/")? + ":user".len()..];
+    Some(&resource[..resource.rfind('/')? + 1])
+}
+
+/// The IAM user name in an IAM user's ARN.
+pub fn iam_user_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// Who removes a revoked IAM item of `kind`. `iam_writes` says whether the connector may change IAM
+/// (`aws.provisioning` with `aws.sync_iam`), and `cone_path` is the path of the users it may change
+/// (`aws.account_provisioning.path`): its policy lets it remove any user from an IAM group, but deactivate the keys of
+/// its own path's users only. An IAM user is deleted by hand whatever the connector may do: Cone deletes only users
+/// it made.
+pub fn iam_removal(kind: ItemKind, t: &IamTarget, iam_writes: bool, cone_path: &str) -> Removal {
+    let user = iam_user_name(t.user_arn);
+    let account = t.account_id;
+    let ours = iam_user_path(t.user_arn) == Some(cone_path);
+    match kind {
+        ItemKind::IamGroupMembership if iam_writes => Removal::Connector,
+        ItemKind::AccessKey if iam_writes && ours => Removal::Connector,
+        ItemKind::IamGroupMembership => Removal::ByHand(format!(
+            "In account {account}, remove IAM user {user} from IAM group {}: aws iam remove-user-from-group \
+             --user-name {user} --group-name {}",
+            t.group, t.group
+        )),
+        ItemKind::AccessKey => Removal::ByHand(format!(
+            "In account {account}, deactivate access key {key} of IAM user {user}: aws iam update-access-key \
+             --user-name {user} --access-key-id {key} --status Inactive",
+            key = t.access_key
+        )),
+        _ => Removal::ByHand(format!(
+            "In account {account}, delete IAM user {user} (the IAM console deletes its password, keys and memberships \
+             with it)"
+        )),
+    }
+}
+
 /// Who reviews a person's access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reviewers {
@@ -253,6 +332,33 @@ mod tests {
         assert_eq!(reviewers_for("alice", &[], &v(&["dave"])), Ok(v(&["dave"])));
         let err = reviewers_for("dave", &v(&["dave"]), &v(&["dave"])).unwrap_err();
         assert!(err.contains("fallback reviewer other than dave"), "{err}");
+    }
+
+    #[test]
+    fn the_connector_removes_only_what_its_policy_lets_it() {
+        let key = IamTarget {
+            account_id: "111122223333",
+            user_arn: "arn:aws:iam::111122223333:user/cone/alice",
+            group: "",
+            access_key: "AKIAEXAMPLE",
+        };
+        assert_eq!(iam_user_path(key.user_arn), Some("/cone/"));
+        assert_eq!(iam_user_path("arn:aws:iam::1:user/ci"), Some("/"));
+        assert_eq!(iam_user_path("arn:aws:iam::1:user/a/b/ci"), Some("/a/b/"));
+        assert_eq!(iam_user_path("arn:aws:iam::1:group/ci"), None);
+        assert_eq!(iam_user_name(key.user_arn), "alice");
+        assert_eq!(iam_removal(ItemKind::AccessKey, &key, true, "/cone/"), Removal::Connector);
+        let Removal::ByHand(text) = iam_removal(ItemKind::AccessKey, &key, true, "/") else { panic!("by hand") };
+        assert!(text.contains("--user-name alice --access-key-id AKIAEXAMPLE --status Inactive"), "{text}");
+        assert!(matches!(iam_removal(ItemKind::AccessKey, &key, false, "/cone/"), Removal::ByHand(_)));
+        let member = IamTarget { group: "admins", access_key: "", ..key.clone() };
+        assert_eq!(iam_removal(ItemKind::IamGroupMembership, &member, true, "/"), Removal::Connector);
+        let Removal::ByHand(text) = iam_removal(ItemKind::IamGroupMembership, &member, false, "/") else {
+            panic!("by hand")
+        };
+        assert!(text.contains("--user-name alice --group-name admins"), "{text}");
+        let Removal::ByHand(text) = iam_removal(ItemKind::IamUser, &key, true, "/cone/") else { panic!("by hand") };
+        assert!(text.contains("delete IAM user alice"), "{text}");
     }
 
     #[test]

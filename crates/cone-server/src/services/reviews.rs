@@ -9,7 +9,7 @@ use cone_api::{
     ReviewItemPage, ReviewRefused, ReviewRemoval, ReviewScope, ReviewTemplateList, ReviewerProgress, Reviewers,
     ReviewersFrom,
 };
-use cone_core::review::{ItemEvent, ItemKind, ItemState, Reach, Scope, reviewers_for};
+use cone_core::review::{ItemEvent, ItemKind, ItemState, Reach, Scope, iam_user_name, reviewers_for};
 
 use super::auth::{Caller, is_admin, require_admin};
 use super::{Page, time};
@@ -197,6 +197,7 @@ async fn open(
     let (mut items, mut rows) = (Vec::new(), 0);
     for a in access {
         let reach = match (a.group_id.is_empty(), by_group.get(a.group_id.as_str())) {
+            _ if a.kind.is_iam() => vec![own_reach(&a)],
             (true, _) => vec![own_reach(&a)],
             (false, Some(group)) if a.account_id.is_empty() => group.clone(),
             // An IAM group's grant reaches its account.
@@ -207,9 +208,14 @@ async fn open(
         if !scope.includes(a.kind, group, &reach) {
             continue;
         }
-        // People the rule names but Cone does not know (a manager who left, say) cannot decide: the fallback does.
+        // People the rule names but Cone does not know (a manager who left, say) cannot decide: the fallback does, as
+        // for an IAM user that is nobody's.
         let known: Vec<String> = candidates(&a.username).into_iter().filter(|c| people.contains_key(c)).collect();
-        let reviewers = reviewers_for(&a.username, &known, &r.fallback).map_err(Error::invalid)?;
+        let subject = match a.username.is_empty() {
+            true => format!("IAM user {}", iam_user_name(&a.iam_user_arn)),
+            false => a.username.clone(),
+        };
+        let reviewers = reviewers_for(&subject, &known, &r.fallback).map_err(Error::invalid)?;
         let reviewers: Vec<i64> = reviewers.iter().filter_map(|name| people.get(name).copied()).collect();
         rows += reviewers.len();
         items.push(NewItem { reaches: words(&a, &reach), access: a, reviewers });
@@ -254,8 +260,15 @@ fn own_reach(a: &AccessRow) -> Reach {
     }
 }
 
-/// What the access gives, in words: "AdministratorAccess on Production", a group's assignments.
+/// What the access gives, in words: "AdministratorAccess on Production", a group's assignments, an IAM item.
 fn words(a: &AccessRow, reach: &[Reach]) -> String {
+    let (user, account) = (iam_user_name(&a.iam_user_arn), &a.account_name);
+    match a.kind {
+        ItemKind::IamUser => return format!("IAM user {user} in {account}"),
+        ItemKind::IamGroupMembership => return format!("IAM group {} in {account}, as IAM user {user}", a.group_name),
+        ItemKind::AccessKey => return format!("access key {} of IAM user {user} in {account}", a.access_key_id),
+        _ => {}
+    }
     let said: Vec<String> = reach
         .iter()
         .map(|r| match r.permission_set.is_empty() {
@@ -377,12 +390,24 @@ async fn views(s: &AppState, rows: Vec<ItemRow>) -> Result<Vec<ReviewItem>> {
 }
 
 fn view(r: ItemRow, reviewers: Vec<String>) -> Result<ReviewItem> {
-    let removal = r.job_state.map(|state| ReviewRemoval {
-        state,
-        attempts: r.job_attempts.unwrap_or(0),
-        last_error: r.job_error,
-        request_id: r.request_id,
-    });
+    let revoked = r.state == ItemState::Revoked.as_str();
+    let removal = match (r.by_hand, r.job_state) {
+        // The job only handed it over: the removal is whoever's it is now, until a sync finds it done.
+        (Some(what), _) => Some(ReviewRemoval {
+            state: if revoked { "done" } else { "by_hand" }.to_string(),
+            attempts: 0,
+            last_error: None,
+            request_id: None,
+            by_hand: Some(what),
+        }),
+        (None, state) => state.map(|state| ReviewRemoval {
+            state,
+            attempts: r.job_attempts.unwrap_or(0),
+            last_error: r.job_error,
+            request_id: r.request_id,
+            by_hand: None,
+        }),
+    };
     Ok(ReviewItem {
         id: r.id,
         campaign_id: r.campaign_id,
@@ -390,6 +415,9 @@ fn view(r: ItemRow, reviewers: Vec<String>) -> Result<ReviewItem> {
         kind: ItemKind::try_from(r.kind).map_err(anyhow::Error::msg)?,
         user: r.username,
         display_name: r.display_name,
+        iam_user: iam_user_name(&r.iam_user_arn).to_string(),
+        access_key_id: r.access_key_id,
+        last_used_at: r.last_used_at.map(time),
         account_id: r.account_id,
         account: r.account_name,
         permission_set: r.permission_set_name,
@@ -532,6 +560,9 @@ fn csv(c: &CampaignRow, items: &[ReviewItem]) -> Result<String> {
         "item",
         "kind",
         "user",
+        "iam_user",
+        "access_key_id",
+        "last_used_at",
         "account_id",
         "account",
         "permission_set",
@@ -543,6 +574,7 @@ fn csv(c: &CampaignRow, items: &[ReviewItem]) -> Result<String> {
         "decided_at",
         "comment",
         "removal",
+        "removal_by_hand",
         "request_id",
         "gone_at",
         "decision_audit_hash",
@@ -557,6 +589,9 @@ fn csv(c: &CampaignRow, items: &[ReviewItem]) -> Result<String> {
             i.id.to_string(),
             i.kind.as_str().to_string(),
             i.user.clone(),
+            i.iam_user.clone(),
+            i.access_key_id.clone(),
+            at(&i.last_used_at),
             i.account_id.clone(),
             i.account.clone(),
             i.permission_set.clone(),
@@ -568,6 +603,7 @@ fn csv(c: &CampaignRow, items: &[ReviewItem]) -> Result<String> {
             at(&i.decided_at),
             i.comment.clone().unwrap_or_default(),
             i.removal.as_ref().map(|r| r.state.clone()).unwrap_or_default(),
+            i.removal.as_ref().and_then(|r| r.by_hand.clone()).unwrap_or_default(),
             i.removal.as_ref().and_then(|r| r.request_id.clone()).unwrap_or_default(),
             at(&i.gone_at),
             i.decision_audit_hash.clone().unwrap_or_default(),

@@ -212,8 +212,8 @@ pub(super) fn item(id: i64) -> String {
 /// a webhook) says what was decided without a second lookup.
 pub(super) async fn item_detail(tx: &mut Tx, item_id: i64, extra: serde_json::Value) -> Result<String> {
     let (campaign_id, kind, user, access): (i64, String, String, String) = sqlx::query_as(
-        "SELECT i.campaign_id, i.kind, u.username, i.reaches FROM review_items i JOIN users u ON u.id = i.user_id
-         WHERE i.id = $1",
+        "SELECT i.campaign_id, i.kind, COALESCE(u.username, ''), i.reaches FROM review_items i
+         LEFT JOIN users u ON u.id = i.user_id WHERE i.id = $1",
     )
     .bind(item_id)
     .fetch_one(&mut **tx)

@@ -16,12 +16,14 @@ use super::lifecycle::{
 use super::pool::{Backend, Cell, Db, Tx, insert_rows, like_literal, sql_list};
 use super::rows::{JobRow, USER_SERVICE};
 
-/// A person's access as it stands: a direct assignment, a standing group membership, or an active grant.
+/// A person's access as it stands: a direct assignment, a standing group membership, an active grant, or an IAM
+/// user, IAM group membership or access key (which may be nobody's Cone knows).
 #[derive(Debug, Clone, FromRow)]
 pub struct AccessRow {
     #[sqlx(try_from = "String")]
     pub kind: ItemKind,
-    pub user_id: i64,
+    pub user_id: Option<i64>,
+    /// '' for an IAM user nobody in Cone is known to hold.
     pub username: String,
     pub display_name: String,
     pub principal_id: String,
@@ -35,6 +37,25 @@ pub struct AccessRow {
     pub group_id: String,
     pub group_name: String,
     pub grant_id: Option<i64>,
+    /// An IAM item's user.
+    pub iam_user_arn: String,
+    pub access_key_id: String,
+    /// The password's or access key's last use, as the IAM sync read it.
+    pub last_used_at: Option<i64>,
+}
+
+/// What a review job removes: an assignment, an Identity Center group membership, or an IAM item.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReviewTarget {
+    #[sqlx(try_from = "String")]
+    pub kind: ItemKind,
+    pub instance_arn: String,
+    pub account_id: String,
+    pub permission_set_arn: String,
+    pub principal_id: String,
+    pub group_id: String,
+    pub iam_user_arn: String,
+    pub access_key_id: String,
 }
 
 /// An account and permission set an Identity Center group is assigned.
@@ -98,6 +119,10 @@ pub struct ItemRow {
     pub permission_set_name: String,
     pub group_name: String,
     pub reaches: String,
+    pub iam_user_arn: String,
+    pub access_key_id: String,
+    pub last_used_at: Option<i64>,
+    pub by_hand: Option<String>,
     pub task_id: Option<i64>,
     pub state: String,
     pub decided_by: Option<String>,
@@ -142,7 +167,7 @@ pub enum Refusal {
 /// What a decision on an item checks.
 #[derive(FromRow)]
 struct Deciding {
-    subject: i64,
+    subject: Option<i64>,
     campaign_state: String,
     kind: String,
     grant_id: Option<i64>,
@@ -152,14 +177,16 @@ struct Deciding {
 }
 
 /// An item's columns; `i` is the item, joined by [`ITEM_JOINS`].
-const ITEM_COLUMNS: &str = "SELECT i.id, i.campaign_id, c.name AS campaign_name, i.kind, u.username,
-        u.display_name, i.account_id, i.account_name, i.permission_set_name, i.group_name, i.reaches, g.task_id,
+const ITEM_COLUMNS: &str = "SELECT i.id, i.campaign_id, c.name AS campaign_name, i.kind,
+        COALESCE(u.username, '') AS username, COALESCE(u.display_name, '') AS display_name, i.account_id,
+        i.account_name, i.permission_set_name, i.group_name, i.reaches, i.iam_user_arn, i.access_key_id,
+        i.last_used_at, i.by_hand, g.task_id,
         i.state, d.username AS decided_by, i.decided_at, i.comment, j.state AS job_state,
         j.last_error AS job_error, j.attempts AS job_attempts, i.request_id, i.gone_at,
         ad.hash AS decision_hash, ar.hash AS removal_hash";
 
 /// What an item's row joins: its campaign, people, grant, removal job and audit entries.
-const ITEM_JOINS: &str = "JOIN review_campaigns c ON c.id = i.campaign_id JOIN users u ON u.id = i.user_id
+const ITEM_JOINS: &str = "JOIN review_campaigns c ON c.id = i.campaign_id LEFT JOIN users u ON u.id = i.user_id
     LEFT JOIN users d ON d.id = i.decided_by LEFT JOIN grants g ON g.id = i.grant_id
     LEFT JOIN jobs j ON j.id = COALESCE(i.job_id,
         (SELECT MAX(r.id) FROM jobs r WHERE i.grant_id IS NOT NULL AND r.grant_id = i.grant_id AND r.kind = 'revoke'))
@@ -175,14 +202,17 @@ const CAMPAIGN_SELECT: &str = "SELECT c.id, c.name, c.scope, c.reviewers, c.due_
 impl Db {
     /// Everything people hold in AWS as Cone knows it: direct assignments and standing memberships as the last sync
     /// read them (leaving out those a Cone grant made or explains, which are reviewed as that grant), and active
-    /// grants; with what each Identity Center group is assigned.
+    /// grants; with what each Identity Center group is assigned. With the IAM sync, also the IAM users Cone did not
+    /// create, the IAM group memberships no grant gave, and the active access keys. An IAM user is a person's when Cone
+    /// created it for them, or when its name is their user name or email address (in any case); else nobody's.
     pub async fn access_in_force(&self, now: i64) -> Result<(Vec<AccessRow>, Vec<GroupReachRow>)> {
         let holding = holding_states();
         let access = sqlx::query_as(&format!(
             "SELECT 'assignment' AS kind, u.id AS user_id, u.username, u.idc_user_id AS principal_id, e.app_id,
                  e.id AS entitlement_id, a.instance_arn, e.resource_id AS account_id,
                  COALESCE(r.name, e.resource_id) AS account_name, e.permission_set_arn, e.permission_set_name,
-                 '' AS group_id, '' AS group_name, CAST(NULL AS BIGINT) AS grant_id, u.display_name
+                 '' AS group_id, '' AS group_name, CAST(NULL AS BIGINT) AS grant_id, u.display_name,
+                 '' AS iam_user_arn, '' AS access_key_id, CAST(NULL AS BIGINT) AS last_used_at
              FROM user_assignments ua JOIN users u ON u.id = ua.user_id
              JOIN entitlements e ON e.app_id = ua.app_id AND e.id = ua.entitlement_id JOIN apps a ON a.id = e.app_id
              LEFT JOIN resources r ON r.app_id = e.app_id AND r.id = e.resource_id
@@ -191,7 +221,7 @@ impl Db {
                  AND g.state IN {holding})
              UNION ALL
              SELECT 'group_membership', u.id, u.username, u.idc_user_id, e.app_id, e.id, a.instance_arn, '', '', '',
-                 '', e.group_id, e.group_name, CAST(NULL AS BIGINT), u.display_name
+                 '', e.group_id, e.group_name, CAST(NULL AS BIGINT), u.display_name, '', '', CAST(NULL AS BIGINT)
              FROM group_members m JOIN groups gr ON gr.id = m.group_id JOIN users u ON u.id = m.user_id
              JOIN entitlements e ON e.kind = 'aws_idc_group_membership' AND e.group_id = gr.idc_group_id
              JOIN apps a ON a.id = e.app_id
@@ -202,12 +232,32 @@ impl Db {
              UNION ALL
              SELECT 'grant', u.id, u.username, g.principal_id, g.app_id, g.entitlement_id, g.instance_arn,
                  g.account_id, COALESCE(r.name, g.account_id), g.permission_set_arn, COALESCE(e.permission_set_name, ''),
-                 g.group_id, COALESCE(e.group_name, g.group_id), g.id, u.display_name
+                 g.group_id, COALESCE(e.group_name, g.group_id), g.id, u.display_name, '', '', CAST(NULL AS BIGINT)
              FROM grants g JOIN users u ON u.id = g.user_id
              LEFT JOIN entitlements e ON e.app_id = g.app_id AND e.id = g.entitlement_id
              LEFT JOIN resources r ON r.app_id = g.app_id AND r.id = g.account_id
              WHERE g.state = 'active' AND g.expires_at > $1
-             ORDER BY 3, 1, 9, 11, 13, 6"
+             UNION ALL
+             SELECT 'iam_user', p.id, COALESCE(p.username, ''), x.id, '', '', '', x.account_id, x.account_name, '', '',
+                 '', '', CAST(NULL AS BIGINT), COALESCE(p.display_name, ''), x.arn, '', x.password_last_used_at
+             FROM {IAM_USERS} LEFT JOIN users p ON p.id = x.person WHERE x.created = 0
+             UNION ALL
+             SELECT 'iam_group_membership', p.id, COALESCE(p.username, ''), x.id, '', '', '', x.account_id,
+                 x.account_name, '', '', gr.name, gr.name, CAST(NULL AS BIGINT), COALESCE(p.display_name, ''), x.arn,
+                 '', CAST(NULL AS BIGINT)
+             FROM {IAM_USERS} LEFT JOIN users p ON p.id = x.person
+             JOIN iam_group_members m ON m.account_id = x.account_id AND m.user_arn = x.arn
+             JOIN iam_groups gr ON gr.account_id = m.account_id AND gr.arn = m.group_arn
+             WHERE NOT EXISTS (SELECT 1 FROM grants c WHERE x.created = 1 AND c.user_id = x.person
+                 AND c.kind = 'aws_iam_group_membership' AND c.account_id = x.account_id AND c.group_id = gr.name
+                 AND c.state IN {holding})
+             UNION ALL
+             SELECT 'access_key', p.id, COALESCE(p.username, ''), x.id, '', '', '', x.account_id, x.account_name, '',
+                 '', '', '', CAST(NULL AS BIGINT), COALESCE(p.display_name, ''), x.arn, k.id, k.last_used_at
+             FROM {IAM_USERS} LEFT JOIN users p ON p.id = x.person
+             JOIN iam_access_keys k ON k.account_id = x.account_id AND k.user_arn = x.arn
+             WHERE k.status = 'Active'
+             ORDER BY 3, 16, 1, 9, 11, 13, 6, 17"
         ))
         .bind(now)
         .fetch_all(&self.pool)
@@ -278,10 +328,13 @@ impl Db {
             .iter()
             .map(|i| {
                 let a = &i.access;
+                let iam_user = cone_core::review::iam_user_name(&a.iam_user_arn);
                 let names = [&a.username, &a.display_name, &a.account_name, &a.account_id, &a.permission_set_name];
                 let mut text = names.map(|n| n.as_str()).join(" ");
-                text.push(' ');
-                text.push_str(&a.group_name);
+                for more in [a.group_name.as_str(), iam_user, &a.access_key_id] {
+                    text.push(' ');
+                    text.push_str(more);
+                }
                 text.to_ascii_lowercase()
             })
             .collect();
@@ -295,7 +348,7 @@ impl Db {
                 Int(Some(item_id)),
                 Int(Some(id)),
                 Text(Some(a.kind.as_str())),
-                Int(Some(a.user_id)),
+                Int(a.user_id),
                 Text(Some(&a.principal_id)),
                 Text(Some(&a.app_id)),
                 Text(Some(&a.entitlement_id)),
@@ -310,6 +363,9 @@ impl Db {
                 Text(Some(&search[n])),
                 Int(a.grant_id),
                 Text(Some(ItemState::Pending.as_str())),
+                Text(Some(&a.iam_user_arn)),
+                Text(Some(&a.access_key_id)),
+                Int(a.last_used_at),
             ]);
             reviewers.extend(item.reviewers.iter().map(|r| vec![Int(Some(item_id)), Int(Some(*r))]));
         }
@@ -332,6 +388,9 @@ impl Db {
             "search",
             "grant_id",
             "state",
+            "iam_user_arn",
+            "access_key_id",
+            "last_used_at",
         ];
         insert_rows(&mut tx, "review_items", &columns, rows).await?;
         if self.backend == Backend::Sqlite {
@@ -476,7 +535,7 @@ impl Db {
         // The page leads the join, so that the planner knows it is short (PostgreSQL otherwise joined every item).
         let sql = format!(
             "{ITEM_COLUMNS} FROM (
-                 SELECT i.id FROM {from} JOIN users u ON u.id = i.user_id WHERE {}
+                 SELECT i.id FROM {from} LEFT JOIN users u ON u.id = i.user_id WHERE {}
                  ORDER BY {inner_order} LIMIT {l} OFFSET {o}) page
              JOIN review_items i ON i.id = page.id {ITEM_JOINS}
              ORDER BY {order}",
@@ -529,7 +588,7 @@ impl Db {
         let Some(Deciding { subject, campaign_state, kind, grant_id, reviewer, state }) = row else {
             return Ok(Err(Refusal::NoSuchItem));
         };
-        if subject == by {
+        if subject == Some(by) {
             return Ok(Err(Refusal::OwnAccess));
         }
         if reviewer == 0 {
@@ -577,7 +636,7 @@ impl Db {
     /// Gives an item to `to` alone to decide.
     pub async fn reassign_item(&self, item_id: i64, to: i64, by: i64, now: i64) -> Result<Result<(), Refusal>> {
         let mut tx = self.begin().await?;
-        let row: Option<(i64, String, String)> = sqlx::query_as(
+        let row: Option<(Option<i64>, String, String)> = sqlx::query_as(
             "SELECT i.user_id, c.state, i.state FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id
              WHERE i.id = $1",
         )
@@ -585,7 +644,7 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((subject, campaign_state, state)) = row else { return Ok(Err(Refusal::NoSuchItem)) };
-        if subject == to {
+        if subject == Some(to) {
             return Ok(Err(Refusal::OwnAccess));
         }
         if campaign_state != "open" {
@@ -636,17 +695,33 @@ impl Db {
         Ok(closed)
     }
 
-    /// What a review job removes: (kind, instance, account, permission set, principal, group).
-    pub async fn review_target(&self, item_id: i64) -> Result<(ItemKind, String, String, String, String, String)> {
-        let (kind, instance, account, set, principal, group): (String, String, String, String, String, String) =
-            sqlx::query_as(
-                "SELECT kind, instance_arn, account_id, permission_set_arn, principal_id, group_id
-                 FROM review_items WHERE id = $1",
-            )
+    /// What a review job removes.
+    pub async fn review_target(&self, item_id: i64) -> Result<ReviewTarget> {
+        Ok(sqlx::query_as(
+            "SELECT kind, instance_arn, account_id, permission_set_arn, principal_id, group_id, iam_user_arn,
+                 access_key_id
+             FROM review_items WHERE id = $1",
+        )
+        .bind(item_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// A review job's removal is someone's to do by hand, as `what` says: the job is done, and the item waits,
+    /// revoking, for a sync that no longer finds the access (`review_items_gone`). Audited as `review.by_hand`, which
+    /// webhooks carry to whoever tracks such tasks.
+    pub async fn review_by_hand(&self, job: &JobRow, item_id: i64, what: &str, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        finish_job(&mut tx, job.id, JobState::Done, None, now).await?;
+        sqlx::query("UPDATE review_items SET by_hand = $1 WHERE id = $2")
+            .bind(what)
             .bind(item_id)
-            .fetch_one(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok((ItemKind::try_from(kind).map_err(anyhow::Error::msg)?, instance, account, set, principal, group))
+        let detail = item_detail(&mut tx, item_id, serde_json::json!({ "by_hand": what })).await?;
+        record(&mut tx, now, "connector:aws", "review.by_hand", &item(item_id), &detail).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The request of a Cone grant that now also gives what review item `item_id` revoked, if one does: removing it
@@ -677,24 +752,43 @@ impl Db {
         Ok(())
     }
 
-    /// Marks the undecided and certified items of open campaigns whose access a sync no longer finds as gone.
-    pub async fn review_items_gone(&self, now: i64) -> Result<usize> {
+    /// Marks the undecided and certified items of open campaigns whose access a sync no longer finds as gone, and
+    /// the revocations left to be done by hand whose access it no longer finds as removed. Only items of `kinds` are
+    /// looked at: those the sync that ended read (IAM items are left alone in accounts the IAM sync could not read).
+    /// An access key made inactive counts as gone.
+    pub async fn review_items_gone(&self, kinds: &[ItemKind], now: i64) -> Result<usize> {
         let mut tx = self.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(&format!(
-            "SELECT i.id FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id
-             WHERE c.state = 'open' AND i.state IN {} AND CASE i.kind
+        let iam = sql_list(ItemKind::ALL.into_iter().filter(|k| k.is_iam()).map(ItemKind::as_str));
+        let vanished = "CASE i.kind
                  WHEN 'assignment' THEN NOT EXISTS (SELECT 1 FROM user_assignments a
                      WHERE a.app_id = i.app_id AND a.entitlement_id = i.entitlement_id AND a.user_id = i.user_id)
                  WHEN 'group_membership' THEN NOT EXISTS (SELECT 1 FROM group_members m
                      JOIN groups g ON g.id = m.group_id WHERE g.idc_group_id = i.group_id AND m.user_id = i.user_id)
-                 ELSE NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = i.grant_id AND g.state = 'active'
-                     AND g.expires_at > $1) END",
+                 WHEN 'grant' THEN NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = i.grant_id AND g.state = 'active'
+                     AND g.expires_at > $1)
+                 WHEN 'iam_user' THEN NOT EXISTS (SELECT 1 FROM iam_users u WHERE u.account_id = i.account_id
+                     AND u.arn = i.iam_user_arn)
+                 WHEN 'iam_group_membership' THEN NOT EXISTS (SELECT 1 FROM iam_group_members m
+                     JOIN iam_groups g ON g.account_id = m.account_id AND g.arn = m.group_arn
+                     WHERE m.account_id = i.account_id AND m.user_arn = i.iam_user_arn AND g.name = i.group_name)
+                 ELSE NOT EXISTS (SELECT 1 FROM iam_access_keys k WHERE k.account_id = i.account_id
+                     AND k.id = i.access_key_id AND k.status = 'Active') END";
+        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT i.id, i.state FROM review_items i JOIN review_campaigns c ON c.id = i.campaign_id
+             WHERE c.state = 'open' AND i.kind IN {} AND (i.state IN {} OR i.state = 'revoking' AND i.by_hand IS NOT NULL)
+                 AND NOT (i.kind IN {iam} AND i.account_id IN (SELECT account_id FROM iam_skipped_accounts))
+                 AND {vanished}",
+            sql_list(kinds.iter().map(|k| k.as_str())),
             sql_list(ItemState::before(ItemEvent::Vanished).into_iter().map(ItemState::as_str))
         ))
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        for id in &ids {
+        for (id, state) in &rows {
+            if state == ItemState::Revoking.as_str() {
+                removed(&mut tx, *id, now).await?;
+                continue;
+            }
             move_item(&mut tx, *id, ItemEvent::Vanished).await?;
             sqlx::query("UPDATE review_items SET gone_at = $1 WHERE id = $2")
                 .bind(now)
@@ -705,9 +799,19 @@ impl Db {
             record(&mut tx, now, "connector:aws", "review.gone", &item(*id), &detail).await?;
         }
         tx.commit().await?;
-        Ok(ids.len())
+        Ok(rows.len())
     }
 }
+
+/// The IAM users with the person each is (`person`, NULL for nobody), whether Cone created it for them (`created`),
+/// and their account's name.
+const IAM_USERS: &str = "(SELECT iu.account_id, iu.arn, iu.id, iu.password_last_used_at,
+        COALESCE((SELECT MIN(r.name) FROM resources r WHERE r.id = iu.account_id), iu.account_id) AS account_name,
+        COALESCE(ca.user_id, (SELECT MIN(pu.id) FROM users pu WHERE LOWER(pu.username) = LOWER(iu.name)
+            OR (pu.email <> '' AND LOWER(pu.email) = LOWER(iu.name)))) AS person,
+        CASE WHEN ca.user_id IS NULL THEN 0 ELSE 1 END AS created
+    FROM iam_users iu LEFT JOIN created_accounts ca ON ca.kind = 'iam_user' AND ca.account_id = iu.account_id
+        AND ca.user_name = iu.name AND ca.state <> 'deleted') x";
 
 /// The service account scheduled campaigns are opened as, which no service token may be made for.
 pub const REVIEW_SCHEDULE: &str = "review-schedule";

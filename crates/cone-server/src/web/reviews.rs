@@ -90,6 +90,14 @@ fn how(i: &ReviewItem) -> Markup {
             (ReviewItemKind::Grant, None) => "Cone grant",
             (ReviewItemKind::Assignment, _) => "assigned directly in Identity Center",
             (ReviewItemKind::GroupMembership, _) => "group membership",
+            (ReviewItemKind::IamUser, _) => "IAM user",
+            (ReviewItemKind::IamGroupMembership, _) => "IAM group membership",
+            (ReviewItemKind::AccessKey, _) => "access key",
+        }
+        @match (i.last_used_at, i.kind) {
+            (Some(t), _) => { br; span.muted { "last used " (when(t)) } },
+            (None, ReviewItemKind::IamUser | ReviewItemKind::AccessKey) => { br; span.muted { "never used" } },
+            _ => {},
         }
     }
 }
@@ -101,6 +109,7 @@ fn outcome(i: &ReviewItem) -> Markup {
         @if let Some(r) = &i.removal {
             br; span.muted { "removal " (r.state) @if r.attempts > 1 { " after " (r.attempts) " attempts" } }
             @if let Some(e) = &r.last_error { br; span.muted { "last error: " (e) } }
+            @if let Some(what) = &r.by_hand { br; span.muted { "to do by hand: " (what) } }
         }
         @if let Some(gone) = i.gone_at { br; span.muted { "gone from AWS " (when(gone)) } }
     }
@@ -181,7 +190,10 @@ fn items_table(items: &[ReviewItem], choose: bool) -> Markup {
                                 aria-label=(format!("Select {}: {}", i.user, i.reaches)); }
                         }
                         td { (i.id) }
-                        td { (i.user) @if !i.display_name.is_empty() { br; span.muted { (i.display_name) } } }
+                        td {
+                            @if i.user.is_empty() { "IAM user " (i.iam_user) br; span.muted { "nobody in Cone" } }
+                            @else { (i.user) @if !i.display_name.is_empty() { br; span.muted { (i.display_name) } } }
+                        }
                         td { (i.reaches) }
                         td { (how(i)) }
                         td { (i.campaign) }

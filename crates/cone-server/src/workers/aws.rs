@@ -120,6 +120,11 @@ impl Aws {
         self.run(Call::DisableOwnedIamUser { account, user, owner }).await
     }
 
+    pub async fn deactivate_access_key(&self, account: &str, user: &str, key: &str) -> Result<Change, ConnectorError> {
+        let (account, user, key) = (account.into(), user.into(), key.into());
+        self.run(Call::DeactivateAccessKey { account, user, key }).await
+    }
+
     /// The user's id, and whether this call made it.
     pub async fn create_owned_idc_user(
         &self,

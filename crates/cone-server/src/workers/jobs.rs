@@ -4,7 +4,7 @@
 use cone_aws::{Assignment, Change, ConnectorError, NewIamUser, NewIdcUser, Principal};
 use cone_core::account::{AccountKind, AccountState};
 use cone_core::job::JobKind;
-use cone_core::review::ItemKind;
+use cone_core::review::{IamTarget, ItemKind, Removal, iam_removal, iam_user_name};
 
 use super::aws::Aws;
 use super::{Jitter, announce, backoff, until_due};
@@ -485,26 +485,57 @@ async fn remove_drift(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Re
     }
 }
 
-/// Removes what an access review revoked: a person's own assignment, or their membership of an Identity Center
-/// group (a grant is revoked by its own job), once no Cone grant gives the same access. Retried until it is done;
-/// each failure, and each wait, is on the item for all to see.
+/// Removes what an access review revoked: a person's own assignment, their membership of an Identity Center group
+/// (once no Cone grant gives the same access), an IAM group membership or an access key (a grant is revoked by its
+/// own job). What the connector may not remove is left to someone by hand (`review_by_hand`). Retried until it is
+/// done; each failure, and each wait, is on the item for all to see.
 async fn review_revoke(s: &AppState, connector: &Aws, job: &JobRow) -> anyhow::Result<()> {
     let item_id = job.item_id.ok_or_else(|| anyhow::anyhow!("review_revoke job {} names no item", job.id))?;
-    if let Some(task) = s.db.review_access_granted(item_id).await? {
+    let t = s.db.review_target(item_id).await?;
+    if !t.kind.is_iam()
+        && let Some(task) = s.db.review_access_granted(item_id).await?
+    {
         let why = format!("a Cone grant (request {task}) also gives this access; it is removed once that grant ends");
         return retry(s, job, &why).await;
     }
-    let (kind, instance_arn, account_id, permission_set_arn, principal, group) = s.db.review_target(item_id).await?;
-    let removed = match kind {
+    let iam = IamTarget {
+        account_id: &t.account_id,
+        user_arn: &t.iam_user_arn,
+        group: &t.group_id,
+        access_key: &t.access_key_id,
+    };
+    let aws = &s.config.aws;
+    if t.kind.is_iam()
+        && let Removal::ByHand(what) =
+            iam_removal(t.kind, &iam, aws.provisioning && aws.sync_iam, &aws.account_provisioning.path)
+    {
+        tracing::info!(job = job.id, item = item_id, "a revoked IAM item is left to be removed by hand: {what}");
+        return s.db.review_by_hand(job, item_id, &what, s.now()).await;
+    }
+    let user = iam_user_name(&t.iam_user_arn);
+    let removed = match t.kind {
         ItemKind::Assignment => {
-            let a = Assignment { instance_arn, account_id, permission_set_arn, principal: Principal::User(principal) };
+            let a = Assignment {
+                instance_arn: t.instance_arn,
+                account_id: t.account_id,
+                permission_set_arn: t.permission_set_arn,
+                principal: Principal::User(t.principal_id),
+            };
             connector.unassign(&a).await
         }
         ItemKind::GroupMembership => match connector.identity_store_id().await {
-            Ok(store) => connector.remove_idc_group_member(&store, &group, &principal).await.map(|_| None),
+            Ok(store) => connector.remove_idc_group_member(&store, &t.group_id, &t.principal_id).await.map(|_| None),
             Err(e) => Err(e),
         },
-        ItemKind::Grant => anyhow::bail!("review_revoke job {} names a grant's item, which its grant revokes", job.id),
+        ItemKind::IamGroupMembership => {
+            connector.remove_iam_group_member(&t.account_id, &t.group_id, user).await.map(|_| None)
+        }
+        ItemKind::AccessKey => {
+            connector.deactivate_access_key(&t.account_id, user, &t.access_key_id).await.map(|_| None)
+        }
+        ItemKind::Grant | ItemKind::IamUser => {
+            anyhow::bail!("review_revoke job {} names a {} item, which it cannot remove", job.id, t.kind.as_str())
+        }
     };
     match removed {
         Ok(request_id) => s.db.review_removed(job, item_id, request_id.as_deref(), s.now()).await,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cone_aws::{Part, PermissionSet, SqlSpool};
+use cone_core::review::ItemKind;
 use futures_util::StreamExt;
 
 use super::announce;
@@ -79,13 +80,8 @@ async fn sync_through(
         s.wake.notify_one();
     }
     announce(s, ended, "end the grants of people who left");
-    match s.db.review_items_gone(s.now()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(items = n, "access under review is gone from AWS; its items say so"),
-        Err(e) => {
-            tracing::error!("cannot mark the review items whose access is gone; the next sync tries again: {e:#}")
-        }
-    }
+    let identity_center: Vec<ItemKind> = ItemKind::ALL.into_iter().filter(|k| !k.is_iam()).collect();
+    review_items_gone(s, &identity_center).await;
     // After the catalog is stored, so that a scheduled campaign snapshots this sync.
     match crate::services::reviews::open_scheduled(s).await {
         Ok(opened) if !opened.is_empty() => tracing::info!(campaigns = ?opened, "opened the scheduled access reviews"),
@@ -106,6 +102,17 @@ async fn sync_through(
         .await
         .context("the IAM sync (aws.sync_iam, aws.sync_secrets) failed; the Identity Center catalog is up to date")?;
     s.db.apply_iam(&s.config.aws.app_id, spool.parts(Some(Part::IAM)), s.now()).await?;
+    // Only the kinds the features read: turning one off forgets its rows, not the access.
+    let aws = &s.config.aws;
+    let read = [
+        (ItemKind::IamUser, aws.sync_iam || aws.sync_secrets),
+        (ItemKind::IamGroupMembership, aws.sync_iam),
+        (ItemKind::AccessKey, aws.sync_secrets),
+    ];
+    let iam: Vec<ItemKind> = read.into_iter().filter_map(|(kind, on)| on.then_some(kind)).collect();
+    if !iam.is_empty() {
+        review_items_gone(s, &iam).await;
+    }
     // Memberships after IAM, which holds the IAM groups' members.
     if sweeping {
         let findings = s.db.missing_memberships(synced_at, s.now(), s.config.aws.sync_iam).await?;
@@ -113,6 +120,17 @@ async fn sync_through(
         report(s, &record);
     }
     Ok(())
+}
+
+/// Marks the review items of `kinds` whose access the sync that ended no longer found.
+async fn review_items_gone(s: &AppState, kinds: &[ItemKind]) {
+    match s.db.review_items_gone(kinds, s.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(items = n, "access under review is gone from AWS; its items say so"),
+        Err(e) => {
+            tracing::error!("cannot mark the review items whose access is gone; the next sync tries again: {e:#}")
+        }
+    }
 }
 
 /// Syncs every `aws.sync_interval_secs`, or every `drift.interval` when that is shorter, and never more often

@@ -3,6 +3,9 @@
 //! nobody decides their own access; the revoked assignment, membership and grant are removed from moto while the
 //! certified grant stays; an assignment removed by hand meanwhile is marked gone; the report lists every item with its outcome, and its hashes are the audit log's.
 //! Templates in the access document open campaigns on their schedule, after a sync, and by hand.
+//! With the IAM sync, IAM users, their group memberships and access keys are reviewed too: the connector removes a
+//! membership and deactivates a key of a user under Cone's path; a key it may not touch is left to someone by hand,
+//! and the sync that finds it inactive completes the revocation.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -14,12 +17,14 @@ use cone_testkit::console::Console;
 use cone_testkit::{Sandbox, Store, moto_sdk_config, password};
 
 use super::groups::{assign_to, group_with};
+use super::iam::member_iam;
 use super::people::sync;
 use super::{assert_audit_intact, eventually};
 
 cone_testkit::on_both_stores!(
     a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_logs,
     templates_open_campaigns_by_hand_and_on_their_schedule,
+    iam_items_are_revoked_by_the_connector_or_by_hand_as_its_policy_allows,
 );
 
 /// carol manages alice and bob.
@@ -306,5 +311,159 @@ async fn templates_open_campaigns_by_hand_and_on_their_schedule(store: Store) {
     let all = carol.review_campaigns().await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!((all[0].template.as_deref(), all[0].created_by.as_str()), (Some("quarterly-production"), "carol"));
+    assert_audit_intact(&sb);
+}
+
+/// In Production, by hand: IAM user alice (alice's, by name) in IAM group admins, with a key; ci-bot (nobody's) with a
+/// key; deploy under Cone's path /cone/ (but not made by Cone) with a key.
+async fn iam_items_are_revoked_by_the_connector_or_by_hand_as_its_policy_allows(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!("  sync_iam: true\n  sync_secrets: true\n{SETTINGS}");
+    let mut sb = Sandbox::start_on(store, dir.path(), &settings, "").await.unwrap();
+    let iam = member_iam(&sb.moto.endpoint, sb.org.account_id("Production").unwrap()).await;
+    iam.create_group().group_name("admins").send().await.unwrap();
+    let mut keys = std::collections::HashMap::new();
+    for (name, path) in [("alice", "/"), ("ci-bot", "/"), ("deploy", "/cone/")] {
+        iam.create_user().user_name(name).path(path).send().await.unwrap();
+        let key = iam.create_access_key().user_name(name).send().await.unwrap().access_key.unwrap();
+        keys.insert(name, key.access_key_id);
+    }
+    iam.add_user_to_group().group_name("admins").user_name("alice").send().await.unwrap();
+    sb.start_server().unwrap();
+    for user in ["alice", "bob", "carol"] {
+        sb.cone_login(user, &[], user).await.unwrap();
+    }
+    let client = |user: &str| sb.client(user).unwrap();
+
+    let args = [
+        "review",
+        "campaign",
+        "create",
+        "IAM in Production",
+        "--account",
+        "production",
+        "--kind",
+        "iam_user,iam_group_membership,access_key",
+        "--due",
+        "7d",
+        "--reviewers",
+        "manager",
+        "--fallback",
+        "bob",
+        "-o",
+        "json",
+    ];
+    let campaign: cone_api::ReviewCampaign =
+        serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create")).unwrap();
+    let items = client("carol").review_items(&[("campaign", &campaign.id.to_string()), ("all", "true")]).await.unwrap();
+    let seen: HashSet<(&str, &str, ReviewItemKind, &[String])> =
+        items.iter().map(|i| (i.user.as_str(), i.iam_user.as_str(), i.kind, i.reviewers.as_slice())).collect();
+    let (carol, bob) = (&["carol".to_string()][..], &["bob".to_string()][..]);
+    assert_eq!(
+        seen,
+        HashSet::from([
+            ("alice", "alice", ReviewItemKind::IamUser, carol),
+            ("alice", "alice", ReviewItemKind::IamGroupMembership, carol),
+            ("alice", "alice", ReviewItemKind::AccessKey, carol),
+            ("", "ci-bot", ReviewItemKind::IamUser, bob),
+            ("", "ci-bot", ReviewItemKind::AccessKey, bob),
+            ("", "deploy", ReviewItemKind::IamUser, bob),
+            ("", "deploy", ReviewItemKind::AccessKey, bob),
+        ]),
+        "{items:?}"
+    );
+    let item = |iam_user: &str, kind: ReviewItemKind| -> ReviewItem {
+        items.iter().find(|i| i.iam_user == iam_user && i.kind == kind).unwrap().clone()
+    };
+    let (membership, bot_key, deploy_key) = (
+        item("alice", ReviewItemKind::IamGroupMembership),
+        item("ci-bot", ReviewItemKind::AccessKey),
+        item("deploy", ReviewItemKind::AccessKey),
+    );
+    assert_eq!(bot_key.access_key_id, keys["ci-bot"]);
+    assert_eq!(bot_key.reaches, format!("access key {} of IAM user ci-bot in Production", keys["ci-bot"]));
+
+    // alice may not decide her own IAM items; carol revokes her membership, bob both keys.
+    let decide = |items: Vec<i64>, decision| ReviewDecide { items, decision, comment: Some("not needed".into()) };
+    let own = client("alice").decide_review(&decide(vec![membership.id], ReviewDecision::Certify)).await.unwrap();
+    assert!(own.refused[0].message.contains("your own access"), "{own:?}");
+    let alices_user = item("alice", ReviewItemKind::IamUser);
+    ok(&sb.cone("carol", &["review", "certify", &alices_user.id.to_string()]).unwrap(), "carol certifies");
+    let ids = [membership.id.to_string()];
+    ok(&sb.cone("carol", &["review", "revoke", &ids[0], "-c", "left the team"]).unwrap(), "carol revokes");
+    client("bob").decide_review(&decide(vec![bot_key.id, deploy_key.id], ReviewDecision::Revoke)).await.unwrap();
+
+    // The connector removes the membership and deactivates deploy's key; ci-bot's key waits for someone by hand.
+    eventually(Duration::from_secs(60), "the connector's removals are done", async || {
+        let mut done = true;
+        for id in [membership.id, deploy_key.id] {
+            done &= client("carol").review_item(id).await.unwrap().state == ReviewItemState::Revoked;
+        }
+        done
+    })
+    .await;
+    let groups = iam.list_groups_for_user().user_name("alice").send().await.unwrap();
+    assert!(groups.groups().is_empty(), "alice is out of admins");
+    let status = async |user: &str| {
+        let listed = iam.list_access_keys().user_name(user).send().await.unwrap();
+        listed.access_key_metadata()[0].status().unwrap().as_str().to_string()
+    };
+    assert_eq!(status("deploy").await, "Inactive");
+    eventually(Duration::from_secs(30), "ci-bot's key is handed over", async || {
+        client("bob").review_item(bot_key.id).await.unwrap().removal.is_some_and(|r| r.state == "by_hand")
+    })
+    .await;
+    let waiting = client("bob").review_item(bot_key.id).await.unwrap();
+    assert_eq!(waiting.state, ReviewItemState::Revoking);
+    let what = waiting.removal.unwrap().by_hand.unwrap();
+    let command = format!("aws iam update-access-key --user-name ci-bot --access-key-id {}", keys["ci-bot"]);
+    assert!(what.contains(&command), "{what}");
+    assert_eq!(status("ci-bot").await, "Active", "Cone did not touch it");
+    let mut console = Console::sign_in(&sb.server_url, "bob", &password("bob")).await.unwrap();
+    let (_, inbox) = console.open("/console/reviews?state=any").await.unwrap();
+    assert!(inbox.contains("IAM user ci-bot") && inbox.contains("nobody in Cone"), "{inbox}");
+    assert!(inbox.contains("to do by hand: In account"), "{inbox}");
+    let shown = ok(&sb.cone("bob", &["review", "show", &bot_key.id.to_string()]).unwrap(), "review show");
+    assert!(shown.contains("By hand") && shown.contains(&command), "{shown}");
+
+    // Someone deactivates it; the next sync finds it so and completes the revocation.
+    iam.update_access_key()
+        .user_name("ci-bot")
+        .access_key_id(&keys["ci-bot"])
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    let admin = client("carol");
+    let sync = admin.call::<serde_json::Value>(reqwest::Method::POST, "/api/v1/connectors/sync", None::<&()>);
+    sync.await.unwrap();
+    eventually(Duration::from_secs(60), "the revocation by hand is done", async || {
+        client("bob").review_item(bot_key.id).await.unwrap().state == ReviewItemState::Revoked
+    })
+    .await;
+
+    // The report lists the removal by hand; its hashes are the audit log's.
+    ok(&sb.cone("carol", &["review", "campaign", "close", &campaign.id.to_string()]).unwrap(), "close");
+    let args = ["review", "campaign", "report", &campaign.id.to_string(), "--format", "jsonl"];
+    let report = ok(&sb.cone("carol", &args).unwrap(), "report");
+    let lines: Vec<ReviewItem> = report.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 7);
+    let by_hand = lines.iter().find(|l| l.id == bot_key.id).unwrap();
+    let removal = by_hand.removal.as_ref().unwrap();
+    assert_eq!((removal.state.as_str(), by_hand.state), ("done", ReviewItemState::Revoked));
+    assert!(removal.by_hand.as_ref().is_some_and(|w| w.contains(&command)), "{by_hand:?}");
+    let export = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+        .args(["export-audit", "--config"])
+        .arg(sb.dir.join("cone-server.yaml"))
+        .output()
+        .unwrap();
+    let audit: Vec<serde_json::Value> =
+        ok(&export, "export-audit").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hashes: HashSet<&str> = audit.iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    for line in lines.iter().filter(|l| l.state == ReviewItemState::Revoked) {
+        assert!(hashes.contains(line.decision_audit_hash.as_deref().unwrap()), "{line:?}");
+        assert!(hashes.contains(line.removal_audit_hash.as_deref().unwrap()), "{line:?}");
+    }
+    assert!(audit.iter().any(|e| e["action"] == "review.by_hand"), "the handover is audited");
     assert_audit_intact(&sb);
 }

@@ -16,6 +16,7 @@ testing::on_both_backends!(
     a_revoked_grant_already_ending_is_removed_by_its_own_revocation,
     a_revoked_assignment_waits_while_a_grant_gives_the_same_access,
     a_reviewers_words_find_items_by_any_of_their_names_in_any_case,
+    iam_items_are_anyones_and_a_removal_by_hand_is_done_when_a_sync_no_longer_finds_it,
 );
 
 const ADMIN: &str = "111|ps-admin";
@@ -116,11 +117,11 @@ async fn a_campaign_snapshots_is_decided_goes_stale_and_reminds_its_reviewers(db
 
     // Removed from AWS meanwhile: the certified item and the undecided one are gone at the next sync.
     synced(&db, false, 100).await;
-    assert_eq!(db.review_items_gone(110).await.unwrap(), 2);
+    assert_eq!(db.review_items_gone(&ItemKind::ALL, 110).await.unwrap(), 2);
     let states: Vec<String> =
         db.review_items(&ItemFilter::default(), 0, 10).await.unwrap().into_iter().map(|i| i.state).collect();
     assert_eq!(states, ["gone", "gone"]);
-    assert_eq!(db.review_items_gone(120).await.unwrap(), 0);
+    assert_eq!(db.review_items_gone(&ItemKind::ALL, 120).await.unwrap(), 0);
     assert_eq!(db.review_items(&first, 0, 10).await.unwrap().len(), 1);
     assert!(db.close_campaign(id, bob.id, 130).await.unwrap());
     assert!(!db.close_campaign(id, bob.id, 131).await.unwrap(), "closed once");
@@ -226,4 +227,112 @@ async fn a_reviewers_words_find_items_by_any_of_their_names_in_any_case(db: Db) 
     // Words shorter than the index's trigrams are found too.
     assert_eq!(found("7").await, ["acct-0150 ps-07", "acct-0151 ps-07", "Other ps-17"]);
     assert!(found("nobody").await.is_empty());
+}
+
+/// IAM users `alice` (alice's, by name) and `ci-bot` (nobody's) in Production, both in IAM group `admins`, with
+/// ci-bot's access key `AKIABOT` active (`bot_key`) or not, and alice's `AKIAOLD` inactive; `skipped`: Production's
+/// IAM could not be read, and nothing of it is stored.
+async fn iam(db: &Db, bot_key: &str, in_group: bool, skipped: bool, now: i64) {
+    let arn = |kind: &str, name: &str| format!("arn:aws:iam::111:{kind}/{name}");
+    let t = |at: i64| chrono::DateTime::from_timestamp(at, 0).unwrap().to_rfc3339();
+    let user = |name: &str, used: Option<i64>| cone_aws::IamUser {
+        arn: arn("user", name),
+        id: format!("AIDA{name}"),
+        name: name.into(),
+        created: t(1),
+        password_last_used: used.map(t),
+    };
+    let key = |id: &str, owner: &str, status: &str, used: Option<i64>| cone_aws::AccessKey {
+        id: id.into(),
+        user_arn: arn("user", owner),
+        status: status.into(),
+        created: t(1),
+        last_used: used.map(t),
+        last_used_service: None,
+        last_used_region: None,
+    };
+    let group =
+        cone_aws::IamGroup { arn: arn("group", "admins"), id: "AGPA".into(), name: "admins".into(), created: t(1) };
+    let mut members = vec![(arn("group", "admins"), arn("user", "alice"))];
+    if in_group {
+        members.push((arn("group", "admins"), arn("user", "ci-bot")));
+    }
+    let snap = match skipped {
+        true => cone_aws::IamSnapshot {
+            skipped: vec![cone_aws::SkippedAccount { account_id: "111".into(), reason: "denied".into() }],
+            ..Default::default()
+        },
+        false => cone_aws::IamSnapshot {
+            users: vec![user("alice", None), user("ci-bot", Some(5))],
+            groups: vec![group],
+            group_members: members,
+            access_keys: vec![key("AKIABOT", "ci-bot", bot_key, Some(7)), key("AKIAOLD", "alice", "Inactive", None)],
+            ..Default::default()
+        },
+    };
+    db.apply_iam_snapshot("aws", &snap, now).await.unwrap();
+}
+
+async fn iam_items_are_anyones_and_a_removal_by_hand_is_done_when_a_sync_no_longer_finds_it(db: Db) {
+    synced(&db, false, 10).await;
+    iam(&db, "Active", true, false, 10).await;
+    let (alice, bob) =
+        (db.user_by_name("alice").await.unwrap().unwrap(), db.user_by_name("bob").await.unwrap().unwrap());
+    let (access, _) = db.access_in_force(20).await.unwrap();
+    let seen: Vec<(ItemKind, &str, &str, &str, Option<i64>)> = access
+        .iter()
+        .map(|a| (a.kind, a.username.as_str(), a.group_name.as_str(), a.access_key_id.as_str(), a.last_used_at))
+        .collect();
+    use ItemKind::*;
+    assert_eq!(
+        seen,
+        [
+            (AccessKey, "", "", "AKIABOT", Some(7)),
+            (IamGroupMembership, "", "admins", "", None),
+            (IamUser, "", "", "", Some(5)),
+            (IamGroupMembership, "alice", "admins", "", None),
+            (IamUser, "alice", "", "", None),
+        ],
+        "the inactive key is no access"
+    );
+    assert_eq!(access[0].user_id, None);
+    assert_eq!(access[4].user_id, Some(alice.id));
+    let items = campaign_of_all(&db, &bob, 30).await;
+    let item = |kind: ItemKind, user: &str| {
+        items.iter().find(|i| i.kind == kind.as_str() && i.username == user).map(|i| i.id).unwrap()
+    };
+    let (key, bot_member, bot, alices) =
+        (item(AccessKey, ""), item(IamGroupMembership, ""), item(IamUser, ""), item(IamUser, "alice"));
+    // Found by the IAM user's name and the key's id.
+    let words = |w: &str| ItemFilter { words: vec![w.into()], ..ItemFilter::default() };
+    assert_eq!(db.review_items(&words("ci-bot"), 0, 10).await.unwrap().len(), 3);
+    assert_eq!(db.review_items(&words("akiabot"), 0, 10).await.unwrap().remove(0).id, key);
+
+    // alice may not certify her IAM user; an IAM user that is nobody's can be decided by its reviewer.
+    assert_eq!(db.decide_item(alices, alice.id, ItemEvent::Certify, None, 40).await.unwrap(), Err(Refusal::OwnAccess));
+    assert_eq!(db.decide_item(bot, bob.id, ItemEvent::Certify, None, 40).await.unwrap(), Ok(ItemState::Certified));
+    // The key's revocation is left to someone by hand: it stays revoking while the key is active.
+    db.decide_item(key, bob.id, ItemEvent::Revoke, Some("unused"), 40).await.unwrap().unwrap();
+    let job = db.claim_job(41, 60).await.unwrap().unwrap();
+    let target = db.review_target(key).await.unwrap();
+    assert_eq!((target.kind, target.access_key_id.as_str()), (AccessKey, "AKIABOT"));
+    assert_eq!(target.iam_user_arn, "arn:aws:iam::111:user/ci-bot");
+    db.review_by_hand(&job, key, "deactivate it", 42).await.unwrap();
+    assert_eq!(db.claim_job(43, 60).await.unwrap().map(|j| j.id), None, "the job is done");
+    let all = [IamUser, IamGroupMembership, AccessKey];
+    assert_eq!(db.review_items_gone(&all, 50).await.unwrap(), 0);
+    let waiting = db.review_item(key).await.unwrap().unwrap();
+    assert_eq!((waiting.state.as_str(), waiting.by_hand.as_deref()), ("revoking", Some("deactivate it")));
+
+    // An account the IAM sync could not read keeps its items as they were.
+    iam(&db, "Active", true, true, 55).await;
+    assert_eq!(db.review_items_gone(&all, 56).await.unwrap(), 0);
+    // Deactivated by hand, and ci-bot out of admins: the revocation is done, the membership gone.
+    iam(&db, "Inactive", false, false, 60).await;
+    assert_eq!(db.review_items_gone(&[IamUser], 61).await.unwrap(), 0, "only the kinds asked for");
+    assert_eq!(db.review_items_gone(&all, 62).await.unwrap(), 2);
+    let done = db.review_item(key).await.unwrap().unwrap();
+    assert_eq!((done.state.as_str(), done.removal_hash.is_some()), ("revoked", true));
+    assert_eq!(db.review_item(bot_member).await.unwrap().unwrap().state, "gone");
+    assert_eq!(db.review_item(bot).await.unwrap().unwrap().state, "certified");
 }
