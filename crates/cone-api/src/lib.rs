@@ -855,7 +855,7 @@ pub struct ReviewScope {
     /// Permission sets by name.
     #[serde(default)]
     pub permission_sets: Vec<String>,
-    /// Identity Center groups by name: only memberships of these.
+    /// Groups by name: only memberships of these (Identity Center groups, and IAM groups with `aws.sync_iam`).
     #[serde(default)]
     pub groups: Vec<String>,
     #[serde(default)]

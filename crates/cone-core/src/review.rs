@@ -154,7 +154,7 @@ pub struct Scope {
     pub accounts: Vec<String>,
     /// Permission sets by name: the item reaches one of them.
     pub permission_sets: Vec<String>,
-    /// Identity Center groups by name: only memberships of these (granted or standing).
+    /// Groups by name: only memberships of these (granted or standing; Identity Center or IAM).
     pub groups: Vec<String>,
     pub kinds: Vec<ItemKind>,
 }

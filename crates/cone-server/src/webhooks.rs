@@ -31,6 +31,7 @@ pub const EVENTS: &[&str] = &[
     "review.revoke",
     "review.reassign",
     "review.removed",
+    "review.by_hand",
     "review.gone",
     "review.campaign_close",
 ];

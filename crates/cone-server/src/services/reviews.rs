@@ -47,7 +47,17 @@ pub struct ItemQuery {
 
 pub async fn create(s: &AppState, caller: &Caller, req: NewReviewCampaign) -> Result<ReviewCampaign> {
     require_admin(s, &caller.user).await?;
-    let id = open(s, &req, caller.user.id, None).await?;
+    open_by_hand(s, caller, &req, None).await
+}
+
+/// Opens a campaign for an administrator, from `template` if any.
+async fn open_by_hand(
+    s: &AppState,
+    caller: &Caller,
+    req: &NewReviewCampaign,
+    template: Option<&str>,
+) -> Result<ReviewCampaign> {
+    let id = open(s, req, caller.user.id, template.map(|t| (t, None))).await?;
     campaign(s, caller, id.ok_or_else(|| anyhow::anyhow!("a campaign opened by hand is always opened"))?).await
 }
 
@@ -62,8 +72,7 @@ pub async fn create_from_template(s: &AppState, caller: &Caller, name: &str) -> 
             if names.is_empty() { "none".to_string() } else { names.join(", ") }
         ))
     })?;
-    let id = open(s, &from_template(s, t), caller.user.id, Some((&t.name, None))).await?;
-    campaign(s, caller, id.ok_or_else(|| anyhow::anyhow!("a campaign opened by hand is always opened"))?).await
+    open_by_hand(s, caller, &from_template(s, t), Some(&t.name)).await
 }
 
 /// Opens the campaigns the templates' schedules make due: one `every` after the last from each template (the first

@@ -303,14 +303,14 @@ pub async fn campaigns(
         }
         section aria-labelledby="new" {
             h2 #new { "New campaign" }
-            p { "Snapshots the access in scope as the last sync found it: assignments made directly in Identity Center, group memberships, and Cone's active grants. Leave a list empty to cover everything." }
+            p { "Snapshots the access in scope as the last sync found it: assignments made directly in Identity Center, group memberships, Cone's active grants and, with the IAM sync, IAM users, IAM group memberships and access keys. Leave a list empty to cover everything." }
             form.stack method="post" action="/console/reviews/campaigns" {
                 (v.token_field())
                 label for="name" { "Name" } input #name name="name" required placeholder="Production, Q4";
                 label for="due" { "Due" } input #due type="date" name="due" value=(due) required;
                 label for="accounts" { "Accounts " span.muted { "(names or ids, separated by commas)" } } input #accounts name="accounts";
                 label for="permission_sets" { "Permission sets" } input #permission_sets name="permission_sets";
-                label for="groups" { "Identity Center groups " span.muted { "(only memberships of these)" } } input #groups name="groups";
+                label for="groups" { "Groups " span.muted { "(Identity Center or IAM: only memberships of these)" } } input #groups name="groups";
                 fieldset {
                     legend { "Kinds of access " span.muted { "(none ticked: all)" } }
                     @for k in ReviewItemKind::ALL {
