@@ -270,7 +270,10 @@ impl Sandbox {
         loop {
             let kinds = client.search_entitlements(&[("kind", cone_api::KIND_AWS_PERMISSION_SET)]).await;
             let n = kinds.map(|all| all.len() as u64).unwrap_or(0);
-            if n >= pairs {
+            // The whole first sync, drift sweep included, so that what is measured next does not wait on its writes.
+            let synced =
+                client.connectors().await.is_ok_and(|c| c.iter().all(|c| c.state != cone_api::CONNECTOR_SYNCING));
+            if n >= pairs && synced {
                 eprintln!("the catalog holds {n} permission sets by account");
                 return Ok((server, url));
             }

@@ -365,7 +365,7 @@ pub async fn items(s: &AppState, caller: &Caller, q: &ItemQuery, page: Page) -> 
     };
     let rows = s.db.review_items(&filter, page.offset, page.limit()).await?;
     let (rows, next_page_token) = page.cut(rows);
-    Ok(ReviewItemPage { items: views(s, rows).await?, next_page_token })
+    Ok(ReviewItemPage { items: rows.into_iter().map(view).collect::<Result<_>>()?, next_page_token })
 }
 
 /// One item, for its reviewers, its person and administrators.
@@ -379,26 +379,11 @@ pub async fn item(s: &AppState, caller: &Caller, id: i64) -> Result<ReviewItem> 
 }
 
 async fn found_item(s: &AppState, id: i64) -> Result<ReviewItem> {
-    let row = s.db.review_item(id).await?.ok_or_else(|| Error::NotFound(format!("There is no review item {id}.")))?;
-    let mut views = views(s, vec![row]).await?;
-    views.pop().ok_or_else(|| Error::NotFound(format!("There is no review item {id}.")))
+    view(s.db.review_item(id).await?.ok_or_else(|| Error::NotFound(format!("There is no review item {id}.")))?)
 }
 
-async fn views(s: &AppState, rows: Vec<ItemRow>) -> Result<Vec<ReviewItem>> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let mut reviewers: HashMap<i64, Vec<String>> = HashMap::new();
-    for (item, name) in s.db.item_reviewers(&ids).await? {
-        reviewers.entry(item).or_default().push(name);
-    }
-    rows.into_iter()
-        .map(|r| {
-            let names = reviewers.remove(&r.id).unwrap_or_default();
-            view(r, names)
-        })
-        .collect()
-}
-
-fn view(r: ItemRow, reviewers: Vec<String>) -> Result<ReviewItem> {
+fn view(r: ItemRow) -> Result<ReviewItem> {
+    let reviewers = r.reviewers.as_deref().unwrap_or_default().lines().map(str::to_string).collect();
     let revoked = r.state == ItemState::Revoked.as_str();
     let removal = match (r.by_hand, r.job_state) {
         // The job only handed it over: the removal is whoever's it is now, until a sync finds it done.
@@ -547,7 +532,8 @@ pub async fn report(s: &AppState, caller: &Caller, id: i64, format: Format) -> R
     require_admin(s, &caller.user).await?;
     let c = found_campaign(s, id).await?;
     let filter = ItemFilter { campaign: Some(id), ..ItemFilter::default() };
-    let items = views(s, s.db.review_items(&filter, 0, i64::MAX).await?).await?;
+    let items: Vec<ReviewItem> =
+        s.db.review_items(&filter, 0, i64::MAX).await?.into_iter().map(view).collect::<Result<_>>()?;
     match format {
         Format::JsonLines => {
             let mut out = String::new();
