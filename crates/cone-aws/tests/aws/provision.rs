@@ -1,6 +1,7 @@
 //! Provisioning beyond account assignments against moto: each change made twice (the second finds it done) and
 //! read back from moto through the SDK, an IAM user holding one of everything deleted whole, unknown users and
-//! groups named in the error, and the printed policy holding exactly the actions provisioning calls.
+//! groups named in the error, and the printed policy holding exactly the actions provisioning calls (an access
+//! review's key deactivation included).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -280,6 +281,15 @@ async fn iam(env: &Env) -> Result<()> {
     let e = c.disable_owned_iam_user("frank", "u-someone-else").await.expect_err("not that person's");
     assert!(e.is_not_created_by_cone(), "{e}");
     assert!(env.iam_user_exists("frank").await?);
+    // An access review's revocation deactivates one key, once; a key or user that is not there is done already.
+    env.iam.create_user().user_name("grace").path("/cone/").send().await?;
+    let key = env.iam.create_access_key().user_name("grace").send().await?.access_key.context("a key")?;
+    assert_eq!(c.deactivate_access_key("grace", &key.access_key_id).await?, Change::Made);
+    let keys = env.iam.list_access_keys().user_name("grace").send().await?.access_key_metadata;
+    assert_eq!(keys[0].status, Some(StatusType::Inactive));
+    assert_eq!(c.deactivate_access_key("grace", &key.access_key_id).await?, Change::AlreadyInPlace);
+    assert_eq!(c.deactivate_access_key("grace", "AKIANOTTHERE").await?, Change::AlreadyInPlace);
+    assert_eq!(c.deactivate_access_key("nobody", &key.access_key_id).await?, Change::AlreadyInPlace);
     assert_eq!(c.delete_owned_iam_user("frank", "u-frank").await?, Change::Made);
     Ok(())
 }
