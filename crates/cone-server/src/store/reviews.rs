@@ -495,14 +495,14 @@ impl Db {
             format!("${}", args.len())
         };
         let number = |p: String| format!("CAST({p} AS BIGINT)");
-        // The page's ids first, then their rows: an item's row joins six tables, which only the page's need. A
+        // The page's ids first, then their rows: an item's row looks up seven others, which only the page's need. A
         // campaign's items are numbered by person, then by names (`access_in_force`'s order), so by person is by id, which a
         // reviewer's rows (`review_reviewers`, keyed by person and item) and a campaign's index give without a sort.
         // By entitlement, a campaign's index gives the order and each item's reviewer is looked up.
         // On SQLite a reviewer's words are looked up in the trigram index (migration 0027), which then leads the join
         // (SQLite keeps a CROSS JOIN's order), so that the items holding them are read rather than every item the
         // reviewer has. FTS5 uses its index for a GLOB, and for a LIKE only without an ESCAPE; the text is in lower
-        // case. PostgreSQL reads the text.
+        // case. PostgreSQL's planner picks its pg_trgm index (migration 0029) for a LIKE by itself.
         let fts = self.backend == Backend::Sqlite && !filter.words.is_empty();
         let items = match fts {
             true => {
