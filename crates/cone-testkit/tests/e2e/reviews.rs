@@ -31,6 +31,24 @@ cone_testkit::on_both_stores!(
 const SETTINGS: &str =
     "identities:\n  users:\n    - { name: alice, manager: carol }\n    - { name: bob, manager: carol }\n";
 
+/// carol opens campaign `name` over Production, due in 7 days, reviewed by each person's manager with bob as the
+/// fallback, narrowed by `more` arguments.
+fn open_campaign(sb: &Sandbox, name: &str, more: &[&str]) -> cone_api::ReviewCampaign {
+    let args = ["review", "campaign", "create", name, "--account", "production", "--due", "7d", "--reviewers"];
+    let args = [&args[..], &["manager", "--fallback", "bob", "-o", "json"], more].concat();
+    serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create")).unwrap()
+}
+
+/// The audit log as `cone-server export-audit` writes it.
+fn exported_audit(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let export = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
+        .args(["export-audit", "--config"])
+        .arg(sb.dir.join("cone-server.yaml"))
+        .output()
+        .unwrap();
+    ok(&export, "export-audit").lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 fn ok(o: &std::process::Output, what: &str) -> String {
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{what} failed\nstdout: {out}\nstderr: {err}");
@@ -79,24 +97,7 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
     .await;
 
     // carol (an administrator) opens a campaign over Production, reviewed by each person's manager.
-    let args = [
-        "review",
-        "campaign",
-        "create",
-        "Production, Q4",
-        "--account",
-        "production",
-        "--due",
-        "7d",
-        "--reviewers",
-        "manager",
-        "--fallback",
-        "bob",
-        "-o",
-        "json",
-    ];
-    let campaign: cone_api::ReviewCampaign =
-        serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create")).unwrap();
+    let campaign = open_campaign(&sb, "Production, Q4", &[]);
     assert_eq!((campaign.items, campaign.pending, campaign.state.as_str()), (5, 5, "open"), "{campaign:?}");
     let items = client("carol").review_items(&[("campaign", &campaign.id.to_string())]).await.unwrap();
     let seen: Vec<(&str, ReviewItemKind, &str)> =
@@ -220,13 +221,7 @@ async fn a_review_certifies_and_revokes_for_real_and_its_report_is_the_audit_log
         ])
     );
     assert_eq!(lines.len(), 5);
-    let export = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
-        .args(["export-audit", "--config"])
-        .arg(sb.dir.join("cone-server.yaml"))
-        .output()
-        .unwrap();
-    let audit: Vec<serde_json::Value> =
-        ok(&export, "export-audit").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let audit = exported_audit(&sb);
     let hashes: HashSet<&str> = audit.iter().map(|e| e["hash"].as_str().unwrap()).collect();
     for line in lines.iter().filter(|l| l.state != ReviewItemState::Gone) {
         assert!(hashes.contains(line.decision_audit_hash.as_deref().unwrap()), "{line:?}");
@@ -335,26 +330,8 @@ async fn iam_items_are_revoked_by_the_connector_or_by_hand_as_its_policy_allows(
     }
     let client = |user: &str| sb.client(user).unwrap();
 
-    let args = [
-        "review",
-        "campaign",
-        "create",
-        "IAM in Production",
-        "--account",
-        "production",
-        "--kind",
-        "iam_user,iam_group_membership,access_key",
-        "--due",
-        "7d",
-        "--reviewers",
-        "manager",
-        "--fallback",
-        "bob",
-        "-o",
-        "json",
-    ];
-    let campaign: cone_api::ReviewCampaign =
-        serde_json::from_str(&ok(&sb.cone("carol", &args).unwrap(), "campaign create")).unwrap();
+    let kinds = ["--kind", "iam_user,iam_group_membership,access_key"];
+    let campaign = open_campaign(&sb, "IAM in Production", &kinds);
     let items = client("carol").review_items(&[("campaign", &campaign.id.to_string()), ("all", "true")]).await.unwrap();
     let seen: HashSet<(&str, &str, ReviewItemKind, &[String])> =
         items.iter().map(|i| (i.user.as_str(), i.iam_user.as_str(), i.kind, i.reviewers.as_slice())).collect();
@@ -434,13 +411,8 @@ async fn iam_items_are_revoked_by_the_connector_or_by_hand_as_its_policy_allows(
         .send()
         .await
         .unwrap();
-    let admin = client("carol");
-    let sync = admin.call::<serde_json::Value>(reqwest::Method::POST, "/api/v1/connectors/sync", None::<&()>);
-    sync.await.unwrap();
-    eventually(Duration::from_secs(60), "the revocation by hand is done", async || {
-        client("bob").review_item(bot_key.id).await.unwrap().state == ReviewItemState::Revoked
-    })
-    .await;
+    sync(&client("carol")).await;
+    assert_eq!(client("bob").review_item(bot_key.id).await.unwrap().state, ReviewItemState::Revoked);
 
     // The report lists the removal by hand; its hashes are the audit log's.
     ok(&sb.cone("carol", &["review", "campaign", "close", &campaign.id.to_string()]).unwrap(), "close");
@@ -452,13 +424,7 @@ async fn iam_items_are_revoked_by_the_connector_or_by_hand_as_its_policy_allows(
     let removal = by_hand.removal.as_ref().unwrap();
     assert_eq!((removal.state.as_str(), by_hand.state), ("done", ReviewItemState::Revoked));
     assert!(removal.by_hand.as_ref().is_some_and(|w| w.contains(&command)), "{by_hand:?}");
-    let export = std::process::Command::new(cone_testkit::target_bin("cone-server").unwrap())
-        .args(["export-audit", "--config"])
-        .arg(sb.dir.join("cone-server.yaml"))
-        .output()
-        .unwrap();
-    let audit: Vec<serde_json::Value> =
-        ok(&export, "export-audit").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let audit = exported_audit(&sb);
     let hashes: HashSet<&str> = audit.iter().map(|e| e["hash"].as_str().unwrap()).collect();
     for line in lines.iter().filter(|l| l.state == ReviewItemState::Revoked) {
         assert!(hashes.contains(line.decision_audit_hash.as_deref().unwrap()), "{line:?}");
