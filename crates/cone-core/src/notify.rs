@@ -26,12 +26,14 @@ pub enum Kind {
     Drift,
     /// Access waits for this person's review: a new campaign gave them items, or its due time nears.
     ReviewNeeded,
+    /// Access revoked in a review waits for someone to remove it by hand (administrators).
+    RemovalByHand,
     /// An administrator's test message.
     Test,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::ApprovalNeeded,
         Kind::Decided,
         Kind::Granted,
@@ -40,6 +42,7 @@ impl Kind {
         Kind::Ended,
         Kind::Drift,
         Kind::ReviewNeeded,
+        Kind::RemovalByHand,
         Kind::Test,
     ];
 
@@ -53,6 +56,7 @@ impl Kind {
             Kind::Ended => "ended",
             Kind::Drift => "drift",
             Kind::ReviewNeeded => "review_needed",
+            Kind::RemovalByHand => "removal_by_hand",
             Kind::Test => "test",
         }
     }
@@ -133,6 +137,7 @@ pub fn told(action: &str, waiting: bool) -> Vec<(Audience, Kind)> {
         "grant.expire" | "grant.end_early" | "grant.withdraw" => vec![(Requester, Kind::Ended)],
         "drift.reprovision" | "drift.remove" => vec![(Admins, Kind::Drift)],
         "review.campaign_create" | "review.reassign" => vec![(Reviewers, Kind::ReviewNeeded)],
+        "review.by_hand" => vec![(Admins, Kind::RemovalByHand)],
         _ => Vec::new(),
     }
 }
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!(told("review.campaign_create", false), [(Audience::Reviewers, Kind::ReviewNeeded)]);
         assert_eq!(told("review.reassign", false), [(Audience::Reviewers, Kind::ReviewNeeded)], "the new reviewer");
         assert!(told("review.certify", false).is_empty(), "a decision tells nobody");
+        assert_eq!(told("review.by_hand", false), [(Audience::Admins, Kind::RemovalByHand)]);
     }
 
     #[test]

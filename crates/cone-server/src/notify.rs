@@ -228,6 +228,14 @@ impl Lines {
                 };
                 (subject, vec![first, "Certify what may stay and revoke what must go, in the console or with:".into()])
             }
+            Kind::RemovalByHand => (
+                format!("Remove by hand: {access}"),
+                vec![
+                    format!("{actor} revoked {access} in an access review, and Cone may not remove it itself."),
+                    clean(&f.reason),
+                    "The review shows it done once a sync no longer finds it.".into(),
+                ],
+            ),
             Kind::Test => (
                 "A test message from Cone".to_string(),
                 vec![format!("{actor} sent this to check that Cone's messages reach you. Nothing else happened.")],
@@ -238,6 +246,9 @@ impl Lines {
             Kind::ReviewNeeded => f
                 .campaign_id
                 .map(|id| ("Your items to review".to_string(), format!("{console}/console/reviews?campaign={id}"))),
+            Kind::RemovalByHand => f
+                .campaign_id
+                .map(|id| ("The campaign".to_string(), format!("{console}/console/reviews/campaigns/{id}"))),
             Kind::Test => None,
             _ => task,
         };
@@ -332,6 +343,24 @@ mod tests {
         let m = message(Kind::ReviewNeeded, &reassigned, "bob", "https://c");
         assert_eq!(m.subject, "Access review: \"Production, Q4\", an item for you");
         assert!(m.text.starts_with("carol gave you an item of the access review"), "{}", m.text);
+    }
+
+    #[test]
+    fn an_administrator_reads_what_to_remove_by_hand_and_who_revoked_it() {
+        let f = Facts {
+            event: "review.by_hand".into(),
+            actor: "bob".into(),
+            access: "access key AKIA1 of IAM user ci-bot in Production".into(),
+            reason: "In account 111, deactivate access key AKIA1 of IAM user ci-bot: aws iam update-access-key".into(),
+            campaign_id: Some(3),
+            ..Facts::default()
+        };
+        let m = message(Kind::RemovalByHand, &f, "carol", "https://c");
+        assert_eq!(m.subject, "Remove by hand: access key AKIA1 of IAM user ci-bot in Production");
+        assert!(m.text.starts_with("bob revoked access key AKIA1"), "{}", m.text);
+        assert!(
+            m.text.contains("aws iam update-access-key") && m.text.contains("https://c/console/reviews/campaigns/3")
+        );
     }
 
     #[test]

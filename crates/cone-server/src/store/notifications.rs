@@ -344,11 +344,33 @@ async fn notify_of(
     prefs: &mut HashMap<i64, Preferences>,
 ) -> Result<()> {
     if e.subject.starts_with("review_") {
-        if notify::told(&e.action, false).iter().any(|(a, _)| *a == Audience::Reviewers)
+        let told = notify::told(&e.action, false);
+        if told.iter().any(|(a, _)| *a == Audience::Reviewers)
             && let Some(reviews) = reviews_of(tx, &e.subject).await?
         {
             let actor = actor_name(tx, &e.actor).await?;
             tell_reviewers(tx, to, reviews, &e.action, &actor, &format!("audit:{}", e.id), now, prefs).await?;
+        }
+        // A hand-over: administrators are told what to do, and by whose decision.
+        if let Some((_, kind)) = told.iter().find(|(a, _)| *a == Audience::Admins) {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+            let item = e.subject.strip_prefix("review_item:").and_then(|n| n.parse::<i64>().ok());
+            let decider: Option<String> = sqlx::query_scalar(
+                "SELECT d.username FROM review_items i JOIN users d ON d.id = i.decided_by WHERE i.id = $1",
+            )
+            .bind(item)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let facts = Facts {
+                event: e.action.clone(),
+                actor: decider.unwrap_or_else(|| "A reviewer".into()),
+                access: detail["access"].as_str().unwrap_or_default().to_string(),
+                reason: detail["by_hand"].as_str().unwrap_or_default().to_string(),
+                campaign_id: detail["campaign_id"].as_i64(),
+                ..Facts::default()
+            };
+            let admins = admins(tx, to).await?;
+            queue(tx, to, &admins, *kind, &format!("audit:{}", e.id), None, &facts, now, prefs).await?;
         }
         return Ok(());
     }

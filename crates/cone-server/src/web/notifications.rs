@@ -36,6 +36,7 @@ fn meaning(kind: NotificationKind) -> &'static str {
         NotificationKind::Ended => "Your access ended before or at its time",
         NotificationKind::Drift => "Cone repaired drift in AWS (administrators)",
         NotificationKind::ReviewNeeded => "Access waits for your review, or a review you have items in is due soon",
+        NotificationKind::RemovalByHand => "Access revoked in a review waits to be removed by hand (administrators)",
         NotificationKind::Test => "Test messages",
     }
 }

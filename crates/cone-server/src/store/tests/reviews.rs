@@ -318,6 +318,18 @@ async fn iam_items_are_anyones_and_a_removal_by_hand_is_done_when_a_sync_no_long
     assert_eq!((target.kind, target.access_key_id.as_str()), (AccessKey, "AKIABOT"));
     assert_eq!(target.iam_user_arn, "arn:aws:iam::111:user/ci-bot");
     db.review_by_hand(&job, key, "deactivate it", 42).await.unwrap();
+    // Administrators are told what to remove; the reviewers and the key's holder are not.
+    let to = Audiences { channels: vec![Channel::Email], admin_users: vec!["carol".into()], admin_groups: vec![] };
+    db.make_notifications(&to, 43).await.unwrap();
+    let by_hand: Vec<String> = db
+        .notifications(None, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.kind == Kind::RemovalByHand)
+        .map(|n| n.username)
+        .collect();
+    assert_eq!(by_hand, ["carol"]);
     assert_eq!(db.claim_job(43, 60).await.unwrap().map(|j| j.id), None, "the job is done");
     let all = [IamUser, IamGroupMembership, AccessKey];
     assert_eq!(db.review_items_gone(&all, 50).await.unwrap(), 0);
