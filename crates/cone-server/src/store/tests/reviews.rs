@@ -227,6 +227,8 @@ async fn a_reviewers_words_find_items_by_any_of_their_names_in_any_case(db: Db) 
     // Words shorter than the index's trigrams are found too.
     assert_eq!(found("7").await, ["acct-0150 ps-07", "acct-0151 ps-07", "Other ps-17"]);
     assert!(found("nobody").await.is_empty());
+    // An index query's own syntax is plain text too.
+    assert!(found("\"acct OR ps\" NEAR(").await.is_empty());
 }
 
 /// IAM users `alice` (alice's, by name) and `ci-bot` (nobody's) in Production, both in IAM group `admins`, with
