@@ -206,10 +206,9 @@ async fn open(
     let (mut items, mut rows) = (Vec::new(), 0);
     for a in access {
         let reach = match (a.group_id.is_empty(), by_group.get(a.group_id.as_str())) {
-            _ if a.kind.is_iam() => vec![own_reach(&a)],
             (true, _) => vec![own_reach(&a)],
             (false, Some(group)) if a.account_id.is_empty() => group.clone(),
-            // An IAM group's grant reaches its account.
+            // An IAM group's grant or membership reaches its account.
             (false, _) if !a.account_id.is_empty() => vec![own_reach(&a)],
             (false, _) => Vec::new(),
         };
